@@ -1,0 +1,156 @@
+"""The one table protocol every table kind implements.
+
+Kafka-backed reference tables, in-memory tables (tests, the offline runner), versioned tables and,
+later, external-database tables all look like this to their readers. The SQL layer knows tables
+only through :class:`Table`; tables know nothing of SQL beyond feeding :class:`Change` records to
+whoever subscribes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+#: A table key: the message key (decoded text) or the value of the key field (a JSON scalar).
+Key = Any
+#: A table value: a decoded JSON value, in practice an object (``dict``) for SQL rows.
+Value = Any
+
+
+class Op(enum.Enum):
+    """What a change did to its key."""
+
+    INSERT = "insert"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One applied change. ``old_value`` is None on insert, ``value`` is None on delete.
+
+    ``partition``/``offset`` name the source record (-1 when the change did not come from Kafka).
+    """
+
+    key: Key
+    op: Op
+    value: Value | None
+    old_value: Value | None
+    timestamp: int = 0
+    partition: int = -1
+    offset: int = -1
+
+
+#: Called synchronously after a change is durable and visible through ``get``.
+ChangeListener = Callable[[Change], None]
+#: Returned by ``subscribe``; call it to stop receiving changes.
+Unsubscribe = Callable[[], None]
+
+
+@dataclass(slots=True)
+class PartitionStats:
+    """Progress of one source partition: next offset to apply, and the fetch high-watermark."""
+
+    position: int = 0
+    highwater: int | None = None
+
+    @property
+    def lag(self) -> int | None:
+        return None if self.highwater is None else max(0, self.highwater - self.position)
+
+
+@dataclass(slots=True)
+class TableStats:
+    """What ``stats()`` reports; the seed's ``KTableStats`` plus per-partition lag and disk use."""
+
+    name: str
+    topic: str
+    size: int = 0
+    inserts: int = 0
+    updates: int = 0
+    deletes: int = 0
+    malformed: int = 0
+    records_read: int = 0
+    last_updated: float | None = None
+    ready: bool = False
+    running: bool = False
+    bytes_on_disk: int = 0
+    partitions: dict[int, PartitionStats] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "topic": self.topic,
+            "size": self.size,
+            "inserts": self.inserts,
+            "updates": self.updates,
+            "deletes": self.deletes,
+            "malformed": self.malformed,
+            "records_read": self.records_read,
+            "last_updated": self.last_updated,
+            "ready": self.ready,
+            "running": self.running,
+            "bytes_on_disk": self.bytes_on_disk,
+            "partitions": {
+                str(p): {"position": s.position, "highwater": s.highwater, "lag": s.lag}
+                for p, s in sorted(self.partitions.items())
+            },
+        }
+
+
+@runtime_checkable
+class SecondaryIndex(Protocol):
+    """Keys of the rows whose ``field`` equals a value, kept current on every change."""
+
+    field: str
+
+    def lookup(self, value: Any) -> frozenset[Key]: ...
+
+
+@runtime_checkable
+class Table(Protocol):
+    """Read side of a table, shared by every table kind."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def key_field(self) -> str | None:
+        """The value field holding the key, or None when the key is the message key."""
+        ...
+
+    def get(self, key: Key, default: Value | None = None) -> Value | None: ...
+
+    def contains_key(self, key: Key) -> bool: ...
+
+    def keys(self) -> list[Key]: ...
+
+    def items(self) -> Iterator[tuple[Key, Value]]: ...
+
+    def __len__(self) -> int: ...
+
+    def is_empty(self) -> bool: ...
+
+    def snapshot(self) -> dict[Key, Value]: ...
+
+    def map_values(self, fn: Callable[[Value], Any]) -> dict[Key, Any]: ...
+
+    def filter(self, predicate: Callable[[Key, Value], bool]) -> dict[Key, Value]: ...
+
+    def subscribe(self, listener: ChangeListener) -> Unsubscribe: ...
+
+    def index(self, field: str) -> SecondaryIndex:
+        """The secondary index on ``field``, built on first request and maintained after."""
+        ...
+
+    def stats(self) -> TableStats: ...
+
+    @property
+    def is_ready(self) -> bool: ...
+
+    async def wait_until_ready(self, timeout: float | None = None) -> bool: ...
+
+
+RowMapping = Mapping[str, Any]
