@@ -8,11 +8,15 @@ from typing import Any
 
 from tables.changes import ChangeFeed
 from tables.indexes import HashIndex, IndexRegistry
+from tables.keys import key_text
 from tables.protocol import Change, ChangeListener, Key, Op, TableStats, Unsubscribe, Value
 
 
 class MemoryTable:
-    """A dict-backed table that publishes changes exactly like the Kafka-backed one."""
+    """A dict-backed table that publishes changes exactly like the Kafka-backed one.
+
+    Keys are normalized to their text form (:func:`tables.keys.key_text`), as in every table.
+    """
 
     def __init__(self, name: str, key_field: str | None = None, topic: str = "") -> None:
         self._name = name
@@ -26,6 +30,7 @@ class MemoryTable:
     # -- writes ---------------------------------------------------------------------------------
     def put(self, key: Key, value: Value | None, timestamp: int = 0) -> Change | None:
         """Insert, update or (``value is None``) delete ``key``; returns the change, if any."""
+        key = key_text(key)
         old = self._rows.get(key)
         if value is None:
             if key not in self._rows:
@@ -68,10 +73,16 @@ class MemoryTable:
         return self._topic
 
     def get(self, key: Key, default: Value | None = None) -> Value | None:
-        return self._rows.get(key, default)
+        try:
+            return self._rows.get(key_text(key), default)
+        except TypeError:
+            return default
 
     def contains_key(self, key: Key) -> bool:
-        return key in self._rows
+        try:
+            return key_text(key) in self._rows
+        except TypeError:
+            return False
 
     def keys(self) -> list[Key]:
         return list(self._rows)

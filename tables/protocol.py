@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-#: A table key: the message key (decoded text) or the value of the key field (a JSON scalar).
+#: A table key. Tables store and return keys as text (the message key, or the text form of the
+#: key field, see :mod:`tables.keys`); lookups accept any scalar and compare by that text form,
+#: so ``get(5)`` and ``get("5")`` find the same row.
 Key = Any
 #: A table value: a decoded JSON value, in practice an object (``dict``) for SQL rows.
 Value = Any

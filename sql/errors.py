@@ -1,0 +1,134 @@
+"""The SQL error family: one root, positions on compile-time errors, record context at run time.
+
+Compile-time errors (parse, bind, type, unsupported) carry ``line``/``column`` (1-based), a caret
+excerpt of the offending line and, for unknown names, the nearest valid identifier. Run-time errors
+belong to one record: the query keeps running for the next one, the caller decides what to do
+with the failed record (the runner reports it and exits non-zero).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
+from core.errors import TablestreamError
+
+E_UNKNOWN_TABLE = "unknown table or stream {name!r}"
+E_UNKNOWN_COLUMN = "unknown column {name!r}"
+E_UNKNOWN_QUALIFIER = "unknown table alias {name!r} in {ref!r}"
+E_AMBIGUOUS_COLUMN = "column {name!r} is ambiguous: it exists in {relations}"
+E_TYPE_MISMATCH = "type mismatch: cannot apply {op} to {left} and {right}"
+E_NOT_BOOLEAN = "{clause} must be BOOLEAN, got {type}"
+E_AGGREGATE_NOT_ALLOWED = "aggregate function {name} is not allowed in {clause}"
+E_NOT_GROUPED = "column {name!r} must appear in GROUP BY or be used in an aggregate function"
+E_SUBQUERY_COLUMNS = "subquery must return exactly one column, got {count}"
+E_UNSUPPORTED = "{what} is not supported"
+E_NOT_YET = "{what} is parsed but not supported yet (it comes with the versioned-tables issue)"
+E_SCALAR_ROWS = "more than one row returned by a scalar subquery ({count} rows)"
+E_DIVISION_BY_ZERO = "division by zero"
+E_RUNTIME_TYPE = "cannot apply {op} to {left!r} and {right!r}"
+E_CAST = "cannot cast {value!r} to {type}"
+E_UNKNOWN_FUNCTION = "unknown function {name}"
+E_NO_QUERY = "the script has no SELECT or CREATE ... AS SELECT statement"
+E_STREAM_REQUIRED = "the query must read FROM a stream, got table {name!r}"
+E_ALREADY_DECLARED = "{name!r} is declared twice"
+
+
+class SqlError(TablestreamError):
+    """Root of every SQL error."""
+
+
+class SqlCompileError(SqlError):
+    """An error found before any record runs; carries the position in the SQL text."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        sql: str = "",
+        offset: int | None = None,
+        suggestion: str | None = None,
+        **fields: Any,
+    ) -> None:
+        line, column = position(sql, offset) if offset is not None else (0, 0)
+        excerpt = caret_excerpt(sql, offset) if offset is not None else ""
+        text = message
+        if suggestion:
+            text += f" (did you mean {suggestion!r}?)"
+        if line:
+            text = f"line {line}, column {column}: {text}"
+        if excerpt:
+            text += "\n" + excerpt
+        super().__init__(text, line=line, column=column, suggestion=suggestion, **fields)
+        self.line = line
+        self.column = column
+        self.excerpt = excerpt
+        self.suggestion = suggestion
+        self.reason = message
+
+
+class ParseError(SqlCompileError):
+    """The text is not valid SQL for this dialect."""
+
+
+class BindError(SqlCompileError):
+    """Unknown or ambiguous names, misplaced aggregates, wrong subquery shape."""
+
+
+class SqlTypeError(BindError):
+    """Operands whose types cannot meet (STRING + INTEGER, WHERE on a number, ...)."""
+
+
+class UnsupportedError(SqlCompileError):
+    """Valid SQL this engine does not run (yet)."""
+
+
+class SqlRuntimeError(SqlError):
+    """An error of one record; ``record`` holds its context when known."""
+
+    def __init__(self, message: str, record: Any = None, **fields: Any) -> None:
+        super().__init__(message, record=record, **fields)
+        self.record = record
+
+
+class ScalarSubqueryError(SqlRuntimeError):
+    """A scalar subquery returned more than one row for this record."""
+
+
+class DivisionByZeroError(SqlRuntimeError):
+    """Division or modulo by zero for this record."""
+
+
+class RuntimeTypeError(SqlRuntimeError):
+    """Values of dynamically typed columns that cannot meet (e.g. 'a' < 1)."""
+
+
+class CastError(SqlRuntimeError):
+    """A value that cannot be converted to the requested type."""
+
+
+def position(sql: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of ``offset`` in ``sql``."""
+    offset = max(0, min(offset, len(sql)))
+    line = sql.count("\n", 0, offset) + 1
+    column = offset - (sql.rfind("\n", 0, offset) + 1) + 1
+    return line, column
+
+
+def caret_excerpt(sql: str, offset: int) -> str:
+    """The offending line with a caret under ``offset``."""
+    if not sql:
+        return ""
+    offset = max(0, min(offset, len(sql)))
+    start = sql.rfind("\n", 0, offset) + 1
+    end = sql.find("\n", offset)
+    end = len(sql) if end < 0 else end
+    return f"  {sql[start:end]}\n  {' ' * (offset - start)}^"
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to ``name``, if any is close enough to be a likely typo."""
+    pool = {c.lower(): c for c in candidates}
+    match = difflib.get_close_matches(name.lower(), list(pool), n=1, cutoff=0.6)
+    return pool[match[0]] if match else None

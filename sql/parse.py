@@ -1,0 +1,91 @@
+"""Text → statements: declarations and the one query, with errors pointing into the text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError as GlotParseError
+from sqlglot.errors import TokenError
+from sqlglot.tokens import Token, TokenType
+
+from sql.dialect import Declaration, Tablestream, split_statement
+from sql.errors import E_ALREADY_DECLARED, E_NO_QUERY, BindError, ParseError
+
+E_ONE_QUERY = "only one query statement is allowed, after the declarations"
+E_NOT_SELECT = "expected a SELECT query"
+
+
+@dataclass(slots=True)
+class Script:
+    """A parsed script: declarations first, then (optionally) the query."""
+
+    sql: str
+    declarations: dict[str, Declaration] = field(default_factory=dict)
+    query: exp.Select | None = None
+    emit: str | None = None
+    emit_offset: int = 0
+    sink: Declaration | None = None
+
+    def require_query(self) -> exp.Select:
+        if self.query is None:
+            raise ParseError(E_NO_QUERY, sql=self.sql, offset=len(self.sql.rstrip()))
+        return self.query
+
+
+def _statements(sql: str) -> list[list[Token]]:
+    try:
+        tokens = Tablestream().tokenize(sql)
+    except TokenError as exc:
+        raise ParseError(str(exc), sql=sql, offset=0) from exc
+    out: list[list[Token]] = [[]]
+    for t in tokens:
+        if t.token_type == TokenType.SEMICOLON:
+            out.append([])
+        else:
+            out[-1].append(t)
+    return [s for s in out if s]
+
+
+def parse_select(sql: str, start: int, end: int) -> exp.Select:
+    """Parse ``sql[start:end]`` keeping absolute offsets (the rest is blanked, newlines kept)."""
+    blank = "".join(c if c == "\n" else " " for c in sql[:start])
+    tail = "".join(c if c == "\n" else " " for c in sql[end:])
+    text = blank + sql[start:end] + tail
+    try:
+        tree = sqlglot.parse_one(text, read=Tablestream)
+    except GlotParseError as exc:
+        err = exc.errors[0] if exc.errors else {}
+        line, col = int(err.get("line") or 1), int(err.get("col") or 1)
+        highlight = str(err.get("highlight") or "")
+        line_start = 0
+        for _ in range(line - 1):
+            line_start = sql.index("\n", line_start) + 1
+        offset = max(line_start, line_start + col - max(len(highlight), 1))
+        reason = str(err.get("description") or exc).split(". Line")[0]
+        raise ParseError(reason, sql=sql, offset=offset) from exc
+    except TokenError as exc:
+        raise ParseError(str(exc), sql=sql, offset=start) from exc
+    if not isinstance(tree, exp.Select):
+        raise ParseError(E_NOT_SELECT, sql=sql, offset=start)
+    return tree
+
+
+def parse_script(sql: str) -> Script:
+    script = Script(sql)
+    for tokens in _statements(sql):
+        env = split_statement(sql, tokens)
+        decl = env.declaration
+        if env.select_span is None:
+            if decl is None:
+                continue
+            if decl.name.lower() in script.declarations:
+                raise BindError(E_ALREADY_DECLARED.format(name=decl.name), sql=sql, offset=decl.offset)
+            script.declarations[decl.name.lower()] = decl
+            continue
+        if script.query is not None:
+            raise ParseError(E_ONE_QUERY, sql=sql, offset=tokens[0].start)
+        script.query = parse_select(sql, *env.select_span)
+        script.emit, script.emit_offset, script.sink = env.emit, env.emit_offset, decl
+    return script

@@ -1,0 +1,307 @@
+"""SQL types, their Python representation, and conversions that never route DECIMAL through float.
+
+Representation: NULL is ``None``; BOOLEAN ``bool``; INTEGER/BIGINT ``int``; DOUBLE ``float``;
+DECIMAL ``decimal.Decimal`` (its exponent is the scale: ``Decimal("22.50")``); STRING ``str``;
+DATE ``datetime.date``; TIMESTAMP ``datetime.datetime``; INTERVAL ``datetime.timedelta``;
+JSON objects/arrays ``dict``/``list``. ``ANY`` is the static type of a column whose type is only
+known from its values (undeclared input); operations on it are checked per value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
+from typing import Any
+
+from sqlglot import exp
+
+from sql.errors import E_CAST, CastError
+
+#: Exact arithmetic: wide enough that +, -, * of DECIMAL(38, s) values never round.
+DECIMAL_CONTEXT = Context(prec=120, rounding=ROUND_HALF_UP)
+#: Minimum scale of a DECIMAL quotient (see :func:`divide_decimal`).
+MIN_DIVISION_SCALE = 6
+
+
+@dataclass(frozen=True, slots=True)
+class SqlType:
+    name: str
+    precision: int | None = None
+    scale: int | None = None
+
+    def __str__(self) -> str:
+        if self.name == "DECIMAL" and self.precision is not None:
+            return f"DECIMAL({self.precision},{self.scale or 0})"
+        return self.name
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.name in NUMERIC_NAMES
+
+    @property
+    def is_any(self) -> bool:
+        return self.name in ("ANY", "NULL")
+
+
+BOOLEAN = SqlType("BOOLEAN")
+BIGINT = SqlType("BIGINT")
+DOUBLE = SqlType("DOUBLE")
+DECIMAL = SqlType("DECIMAL")
+STRING = SqlType("STRING")
+DATE = SqlType("DATE")
+TIMESTAMP = SqlType("TIMESTAMP")
+INTERVAL = SqlType("INTERVAL")
+JSON = SqlType("JSON")
+NULL = SqlType("NULL")
+ANY = SqlType("ANY")
+NUMERIC_NAMES = frozenset({"BIGINT", "DOUBLE", "DECIMAL"})
+
+_DTYPE_NAMES: dict[str, SqlType] = {
+    "BOOLEAN": BOOLEAN,
+    "TINYINT": BIGINT,
+    "SMALLINT": BIGINT,
+    "INT": BIGINT,
+    "BIGINT": BIGINT,
+    "UBIGINT": BIGINT,
+    "UINT": BIGINT,
+    "HUGEINT": BIGINT,
+    "FLOAT": DOUBLE,
+    "DOUBLE": DOUBLE,
+    "DECIMAL": DECIMAL,
+    "VARCHAR": STRING,
+    "CHAR": STRING,
+    "NVARCHAR": STRING,
+    "TEXT": STRING,
+    "DATE": DATE,
+    "TIMESTAMP": TIMESTAMP,
+    "TIMESTAMPTZ": TIMESTAMP,
+    "DATETIME": TIMESTAMP,
+    "INTERVAL": INTERVAL,
+    "JSON": JSON,
+    "STRUCT": JSON,
+    "ARRAY": JSON,
+    "LIST": JSON,
+    "MAP": JSON,
+}
+
+
+def from_datatype(dtype: exp.DataType) -> SqlType | None:
+    """Our type for a parsed sqlglot type, or None when we do not support it."""
+    name = dtype.this.name if hasattr(dtype.this, "name") else str(dtype.this)
+    base = _DTYPE_NAMES.get(name.upper())
+    if base is None:
+        return None
+    if base is DECIMAL:
+        params = [int(p.name) for p in dtype.expressions if p.name.isdigit()]
+        precision = params[0] if params else 18
+        scale = params[1] if len(params) > 1 else (0 if params else 3)
+        return SqlType("DECIMAL", precision, scale)
+    return base
+
+
+def type_of_value(value: Any) -> SqlType:
+    """The type a JSON-decoded value stands for when no declaration gives one."""
+    if value is None:
+        return NULL
+    if isinstance(value, bool):
+        return BOOLEAN
+    if isinstance(value, int):
+        return BIGINT
+    if isinstance(value, float):
+        return DOUBLE
+    if isinstance(value, Decimal):
+        return decimal_type(value)
+    if isinstance(value, str):
+        return STRING
+    if isinstance(value, dt.datetime):
+        return TIMESTAMP
+    if isinstance(value, dt.date):
+        return DATE
+    if isinstance(value, dt.timedelta):
+        return INTERVAL
+    return JSON
+
+
+def decimal_type(value: Decimal) -> SqlType:
+    sign, digits, exponent = value.as_tuple()
+    scale = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    return SqlType("DECIMAL", max(len(digits), scale, 1), scale)
+
+
+def unify(a: SqlType, b: SqlType) -> SqlType:
+    """The common type of two values meeting in one column/CASE/COALESCE (ANY when unknown)."""
+    if a.name == "NULL":
+        return b
+    if b.name == "NULL" or a == b:
+        return a
+    if a.is_any or b.is_any:
+        return ANY
+    if a.is_numeric and b.is_numeric:
+        if "DOUBLE" in (a.name, b.name):
+            return DOUBLE
+        if a.name == "DECIMAL" or b.name == "DECIMAL":
+            return DECIMAL
+        return BIGINT
+    if a.name == b.name:
+        return SqlType(a.name)
+    return ANY
+
+
+def comparable(a: SqlType, b: SqlType) -> bool:
+    """Whether ``a`` and ``b`` may meet in =, <, IN (ANY defers the check to run time)."""
+    if a.is_any or b.is_any or a.name == b.name:
+        return True
+    if a.is_numeric and b.is_numeric:
+        return True
+    temporal = {"DATE", "TIMESTAMP"}
+    return a.name in temporal and b.name in temporal
+
+
+# -- conversions ----------------------------------------------------------------------------------
+def to_decimal(value: Any, scale: int | None = None) -> Decimal | None:
+    """Exact conversion; a float goes through its shortest repr (the JSON text it came from)."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, Decimal):
+            d = value
+        elif isinstance(value, bool):
+            raise CastError(E_CAST.format(value=value, type="DECIMAL"))
+        elif isinstance(value, (int, str)):
+            d = Decimal(value.strip() if isinstance(value, str) else value)
+        elif isinstance(value, float):
+            d = Decimal(repr(value))
+        else:
+            raise CastError(E_CAST.format(value=value, type="DECIMAL"))
+        if not d.is_finite():
+            raise CastError(E_CAST.format(value=value, type="DECIMAL"))
+        if scale is not None:
+            d = d.quantize(Decimal(1).scaleb(-scale), context=DECIMAL_CONTEXT)
+        return d
+    except InvalidOperation as exc:
+        raise CastError(E_CAST.format(value=value, type="DECIMAL")) from exc
+
+
+def to_double(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise CastError(E_CAST.format(value=value, type="DOUBLE"))
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise CastError(E_CAST.format(value=value, type="DOUBLE")) from exc
+
+
+def to_bigint(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    try:
+        if isinstance(value, str):
+            return int(value.strip())
+        if isinstance(value, (float, Decimal)):
+            # SQL casts round half away from zero (PostgreSQL, DuckDB).
+            return int(Decimal(repr(value) if isinstance(value, float) else value).quantize(
+                Decimal(1), rounding=ROUND_HALF_UP
+            ))
+    except (ValueError, InvalidOperation) as exc:
+        raise CastError(E_CAST.format(value=value, type="BIGINT")) from exc
+    raise CastError(E_CAST.format(value=value, type="BIGINT"))
+
+
+def to_string(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    return str(value)
+
+
+def to_boolean(value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "t", "1", "yes"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("false", "f", "0", "no"):
+        return False
+    if isinstance(value, int):
+        return value != 0
+    raise CastError(E_CAST.format(value=value, type="BOOLEAN"))
+
+
+def to_date(value: Any) -> dt.date | None:
+    if value is None or (isinstance(value, dt.date) and not isinstance(value, dt.datetime)):
+        return value
+    if isinstance(value, dt.datetime):
+        return value.date()
+    try:
+        return dt.date.fromisoformat(str(value).strip()[:10])
+    except ValueError as exc:
+        raise CastError(E_CAST.format(value=value, type="DATE")) from exc
+
+
+def to_timestamp(value: Any) -> dt.datetime | None:
+    if value is None or isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day)
+    if isinstance(value, int) and not isinstance(value, bool):
+        # Epoch milliseconds, as in Kafka record timestamps.
+        return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC).replace(tzinfo=None)
+    try:
+        return dt.datetime.fromisoformat(str(value).strip())
+    except ValueError as exc:
+        raise CastError(E_CAST.format(value=value, type="TIMESTAMP")) from exc
+
+
+def converter(t: SqlType) -> Callable[[Any], Any] | None:
+    """How to read a JSON-decoded value into a column declared ``t`` (None: keep as is)."""
+    if t.name == "DECIMAL":
+        scale = t.scale
+
+        def dec(v: Any) -> Any:
+            if type(v) is Decimal and (scale is None or v.as_tuple().exponent == -scale):
+                return v
+            return to_decimal(v, scale)
+
+        return dec
+    if t.name == "DOUBLE":
+        return lambda v: v if type(v) is float else to_double(v)
+    if t.name == "BIGINT":
+        return lambda v: v if type(v) is int else to_bigint(v)
+    if t.name == "STRING":
+        return lambda v: v if type(v) is str else to_string(v)
+    if t.name == "BOOLEAN":
+        return lambda v: v if type(v) is bool else to_boolean(v)
+    if t.name == "DATE":
+        return to_date
+    if t.name == "TIMESTAMP":
+        return to_timestamp
+    return None
+
+
+def cast(value: Any, t: SqlType) -> Any:
+    conv = converter(t)
+    return value if conv is None or value is None else conv(value)
+
+
+def divide_decimal(a: Decimal, b: Decimal) -> Decimal:
+    """DECIMAL / DECIMAL: exact quotient rounded half-up to scale max(6, scale(a), scale(b))."""
+    scale = max(MIN_DIVISION_SCALE, _scale(a), _scale(b))
+    q = DECIMAL_CONTEXT.divide(a, b)
+    return q.quantize(Decimal(1).scaleb(-scale), context=DECIMAL_CONTEXT)
+
+
+def _scale(d: Decimal) -> int:
+    e = d.as_tuple().exponent
+    return -e if isinstance(e, int) and e < 0 else 0

@@ -1,0 +1,161 @@
+"""Applying a fetched batch of records to a table's store: decode, key, diff, write, progress.
+
+Pure with respect to Kafka: it takes records (anything with topic/partition/offset/timestamp/key/
+value) and a store, so it is tested without a broker and shared by every loader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from core.codec import JSONDecodeError
+from tables.keys import key_bytes
+from tables.protocol import Change, Op
+from tables.store import Fingerprint, StoreBatch, TableStore
+
+E_NOT_JSON = "value is not valid JSON: {error}"
+E_NOT_OBJECT = "value is a JSON {kind}, not an object with key field {field!r}"
+E_NO_KEY_FIELD = "value has no key field {field!r}"
+E_BAD_KEY_FIELD = "key field {field!r} is {error}"
+E_NO_MESSAGE_KEY = "record has no message key"
+E_KEY_NOT_UTF8 = "message key is not UTF-8"
+
+
+class RecordLike(Protocol):
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """A record the loader could not apply, with where it came from and why."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    reason: str
+
+
+@dataclass(slots=True)
+class BatchResult:
+    changes: list[Change] = field(default_factory=list)
+    malformed: list[Malformed] = field(default_factory=list)
+    inserts: int = 0
+    updates: int = 0
+    deletes: int = 0
+    records: int = 0
+
+
+_MISSING = object()
+
+
+class Applier:
+    """Turns records into row writes for one table. ``key_field`` None keys by message key."""
+
+    def __init__(self, key_field: str | None, decode: Callable[[bytes], Any]) -> None:
+        self.key_field = key_field
+        self.decode = decode
+
+    def _row(self, rec: RecordLike) -> tuple[bytes, Any] | str:
+        """(store key, decoded value or None for a tombstone), or the reason it is malformed."""
+        raw = rec.value
+        if raw is None:
+            if rec.key is None:
+                return E_NO_MESSAGE_KEY
+            return self._message_key(rec.key), None
+        try:
+            value = self.decode(raw)
+        except (JSONDecodeError, ValueError, UnicodeDecodeError) as exc:
+            return E_NOT_JSON.format(error=exc)
+        if self.key_field is None:
+            if rec.key is None:
+                return E_NO_MESSAGE_KEY
+            return self._message_key(rec.key), value
+        if not isinstance(value, dict):
+            return E_NOT_OBJECT.format(kind=type(value).__name__, field=self.key_field)
+        k = value.get(self.key_field)
+        if k is None:
+            return E_NO_KEY_FIELD.format(field=self.key_field)
+        try:
+            return key_bytes(k), value
+        except (TypeError, UnicodeEncodeError) as exc:
+            return E_BAD_KEY_FIELD.format(field=self.key_field, error=exc)
+
+    @staticmethod
+    def _message_key(key: bytes) -> bytes:
+        key.decode("utf-8")  # validates: raises UnicodeDecodeError, caught as malformed upstream
+        return key
+
+    def apply(
+        self,
+        records: Iterable[RecordLike],
+        store: TableStore,
+        batch: StoreBatch,
+        want_changes: bool,
+    ) -> BatchResult:
+        result = BatchResult()
+        rows: list[tuple[RecordLike, bytes, Any]] = []
+        for rec in records:
+            result.records += 1
+            batch.positions[rec.partition] = rec.offset + 1
+            batch.fingerprints[rec.partition] = Fingerprint.of(rec.offset, rec.key, rec.value)
+            try:
+                row = self._row(rec)
+            except UnicodeDecodeError:
+                row = E_KEY_NOT_UTF8
+            if isinstance(row, str):
+                result.malformed.append(
+                    Malformed(
+                        rec.topic, rec.partition, rec.offset, rec.timestamp, rec.key, rec.value, row
+                    )
+                )
+            else:
+                rows.append((rec, row[0], row[1]))
+        if not rows:
+            return result
+
+        # One multi-get for the batch; later records of the same key see earlier ones via `current`.
+        unique = list(dict.fromkeys(skey for _, skey, _ in rows))
+        current: dict[bytes, bytes | None] = dict(zip(unique, store.multi_get(unique), strict=True))
+        decode = self.decode
+        count = batch.count
+        for rec, skey, value in rows:
+            old_raw = current[skey]
+            if value is None:
+                if old_raw is None:
+                    continue  # deleting what is not there changes nothing
+                batch.delete(skey)
+                current[skey] = None
+                count -= 1
+                result.deletes += 1
+                op = Op.DELETE
+            else:
+                new_raw = rec.value
+                assert new_raw is not None
+                batch.put(skey, new_raw)
+                current[skey] = new_raw
+                if old_raw is None:
+                    count += 1
+                    result.inserts += 1
+                    op = Op.INSERT
+                else:
+                    result.updates += 1
+                    op = Op.UPDATE
+            if want_changes:
+                old_value = None if old_raw is None else decode(old_raw)
+                result.changes.append(
+                    Change(
+                        skey.decode(), op, value, old_value, rec.timestamp, rec.partition, rec.offset
+                    )
+                )
+        batch.count = count
+        return result

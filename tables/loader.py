@@ -1,0 +1,229 @@
+"""The loader: a mode Service that follows a table's topic into its store.
+
+It assigns partitions by hand (no consumer group: a global table reads every partition on every
+worker), resumes each partition from the offset stored with the rows, and verifies that offset
+still fits the topic before trusting local state. "Caught up" is decided from the high-watermark
+each fetch response carries, never from ``end_offsets()`` (wrong on some brokers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import OffsetOutOfRangeError
+from mode import Service
+
+from core.errors import TablestreamError
+from tables.apply import Applier
+from tables.deadletter import DeadLetterWriter
+from tables.protocol import Change, Op, PartitionStats
+from tables.store import Fingerprint
+
+if TYPE_CHECKING:
+    from tables.reference import TableState
+
+logger = logging.getLogger(__name__)
+
+E_NO_TOPIC = "topic {topic!r} of table {table!r} does not exist on {servers}"
+W_REBUILD = "table %r: local state does not fit topic %r (%s); rebuilding from the beginning"
+
+
+class TopicMissingError(TablestreamError):
+    """A table's topic is not on the broker."""
+
+
+class _LocalStateMismatch(Exception):
+    """Stored offsets or fingerprints do not describe this topic: local state is not trusted."""
+
+
+ConsumerFactory = Callable[[], AIOKafkaConsumer]
+
+
+class TableLoader(Service):
+    """Applies a topic's records to a :class:`~tables.reference.TableState`, forever."""
+
+    def __init__(
+        self,
+        state: TableState,
+        consumer_factory: ConsumerFactory,
+        dead_letters: DeadLetterWriter | None = None,
+        fetch_max_records: int = 10_000,
+        partitions: set[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.tstate = state
+        self._consumer_factory = consumer_factory
+        self._dead_letters = dead_letters
+        self._fetch_max_records = fetch_max_records
+        self._wanted = partitions
+        self._consumer: AIOKafkaConsumer | None = None
+        self._tps: list[TopicPartition] = []
+        self._verify: dict[TopicPartition, Fingerprint] = {}
+        self._target: dict[TopicPartition, int] = {}
+        self._applier = Applier(state.spec.key_field, state.decode)
+        super().__init__(**kwargs)
+
+    @property
+    def label(self) -> str:
+        return f"TableLoader[{self.tstate.spec.name}]"
+
+    async def on_start(self) -> None:
+        state = self.tstate
+        state.store.open()
+        stored_topic = state.store.topic()
+        if stored_topic is not None and stored_topic != state.spec.topic:
+            logger.warning(W_REBUILD, state.spec.name, state.spec.topic, f"was {stored_topic!r}")
+            state.store.destroy()
+            state.store.open()
+        state.store.set_topic(state.spec.topic)
+        self._consumer = self._consumer_factory()
+        await self._consumer.start()
+        await self._assign()
+
+    async def on_stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+        self.tstate.store.close()
+
+    async def _assign(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        topic = self.tstate.spec.topic
+        await consumer.topics()  # refreshes metadata
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise TopicMissingError(
+                E_NO_TOPIC.format(
+                    topic=topic, table=self.tstate.spec.name, servers=consumer._client.hosts
+                ),
+                topic=topic,
+            )
+        wanted = sorted(p for p in partitions if self._wanted is None or p in self._wanted)
+        self._tps = [TopicPartition(topic, p) for p in wanted]
+        consumer.assign(self._tps)
+        self._seek_to_stored()
+
+    def _seek_to_stored(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        positions = self.tstate.store.positions()
+        fingerprints = self.tstate.store.fingerprints()
+        self._verify.clear()
+        self._target.clear()
+        stats = self.tstate.stats.partitions
+        stats.clear()
+        for tp in self._tps:
+            position = positions.get(tp.partition, 0)
+            stats[tp.partition] = PartitionStats(position=position)
+            fp = fingerprints.get(tp.partition)
+            if position > 0 and fp is not None:
+                # Re-read the last applied record: it must still be there, byte for byte.
+                self._verify[tp] = fp
+                consumer.seek(tp, fp.offset)
+            elif position > 0:
+                consumer.seek(tp, position)
+            else:
+                consumer.seek(tp, 0)
+        if not self._tps:
+            self.tstate.set_ready()
+
+    @Service.task
+    async def _follow(self) -> None:
+        while not self.should_stop:
+            try:
+                await self._step()
+            except _LocalStateMismatch as exc:
+                await self._rebuild(str(exc))
+            except OffsetOutOfRangeError as exc:
+                await self._rebuild(f"offset out of range: {exc}")
+
+    async def _step(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            await asyncio.sleep(0.05)
+            return
+        fetched = await consumer.getmany(timeout_ms=200, max_records=self._fetch_max_records)
+        records = []
+        for tp, msgs in fetched.items():
+            fp = self._verify.pop(tp, None)
+            if fp is not None and msgs:
+                first = msgs[0]
+                if first.offset == fp.offset:
+                    if Fingerprint.of(first.offset, first.key, first.value) != fp:
+                        raise _LocalStateMismatch(
+                            f"record {tp.topic}[{tp.partition}]@{first.offset} differs"
+                        )
+                    msgs = msgs[1:]
+                elif first.offset < fp.offset:
+                    raise _LocalStateMismatch(f"{tp.topic}[{tp.partition}] restarted numbering")
+            records.extend(msgs)
+        if records:
+            await self._apply(records)
+        await self._update_progress()
+
+    async def _apply(self, records: list[Any]) -> None:
+        state = self.tstate
+        batch = state.store.batch()
+        result = self._applier.apply(records, state.store, batch, want_changes=bool(state.feed))
+        if result.malformed:
+            state.stats.malformed += len(result.malformed)
+            if self._dead_letters is not None:
+                await self._dead_letters.send(result.malformed, source=f"table:{state.spec.name}")
+        state.store.commit(batch)
+        for partition, position in batch.positions.items():
+            state.stats.partitions[partition].position = position
+        stats = state.stats
+        stats.records_read += result.records
+        stats.inserts += result.inserts
+        stats.updates += result.updates
+        stats.deletes += result.deletes
+        stats.last_updated = time.time()
+        for change in result.changes:
+            state.feed.publish(change)
+        state.notify_updated()
+
+    async def _update_progress(self) -> None:
+        consumer = self._consumer
+        if consumer is None:  # stopping
+            return
+        stats = self.tstate.stats.partitions
+        caught_up = True
+        for tp in self._tps:
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                caught_up = False
+                continue
+            stats[tp.partition].highwater = highwater
+            if highwater < stats[tp.partition].position:
+                raise _LocalStateMismatch(
+                    f"{tp.topic}[{tp.partition}] ends at {highwater}, "
+                    f"before the stored offset {stats[tp.partition].position}"
+                )
+            target = self._target.setdefault(tp, highwater)
+            if tp in self._verify or await consumer.position(tp) < target:
+                caught_up = False
+        if caught_up and not self.tstate.is_ready:
+            self.tstate.set_ready()
+            logger.info(
+                "table %r ready: %d rows, %d records read",
+                self.tstate.spec.name, self.tstate.store.count, self.tstate.stats.records_read,
+            )
+
+    async def _rebuild(self, why: str) -> None:
+        state = self.tstate
+        logger.warning(W_REBUILD, state.spec.name, state.spec.topic, why)
+        if state.feed:
+            # Subscribers derived state from rows that are going away: retract them first.
+            for key, value in list(state.items()):
+                state.feed.publish(Change(key, Op.DELETE, None, value))
+        state.store.destroy()
+        state.store.open()
+        state.store.set_topic(state.spec.topic)
+        state.reset()
+        self._seek_to_stored()

@@ -1,0 +1,238 @@
+"""A reference table: a Kafka topic kept as a live, persistent table (the seed's KTable)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from mode import Service
+
+from core import codec
+from tables.changes import ChangeFeed
+from tables.deadletter import DeadLetterWriter
+from tables.indexes import HashIndex, IndexRegistry
+from tables.keys import key_bytes
+from tables.loader import TableLoader
+from tables.protocol import ChangeListener, Key, TableStats, Unsubscribe, Value
+from tables.spec import TableSpec
+from tables.store import StoreOptions, TableStore
+
+
+class TableState:
+    """What a table's readers and its loader share: store, change feed, stats, readiness."""
+
+    def __init__(self, spec: TableSpec, store: TableStore) -> None:
+        self.spec = spec
+        self.store = store
+        self.decode: Callable[[bytes], Any] = (
+            codec.loads_exact if spec.exact_decimals else codec.loads
+        )
+        self.feed = ChangeFeed()
+        self.indexes = IndexRegistry(self.items, self.feed.subscribe)
+        self.stats = TableStats(name=spec.name, topic=spec.topic)
+        self._ready = asyncio.Event()
+        self._updated = asyncio.Event()
+
+    def items(self) -> Iterator[tuple[Key, Value]]:
+        decode = self.decode
+        for k, v in self.store.items():
+            yield k.decode(), decode(v)
+
+    @property
+    def is_ready(self) -> bool:
+        return self._ready.is_set()
+
+    def set_ready(self) -> None:
+        self.stats.ready = True
+        self._ready.set()
+        self.notify_updated()
+
+    def reset(self) -> None:
+        self._ready.clear()
+        self.stats = TableStats(name=self.spec.name, topic=self.spec.topic, running=True)
+
+    def notify_updated(self) -> None:
+        self._updated.set()
+        self._updated = asyncio.Event()
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    async def wait_updated(self) -> None:
+        await self._updated.wait()
+
+
+class ReferenceTable(Service):
+    """A table backed by a topic and a RocksDB store under ``data_dir/tables/<name>``.
+
+    Reads (``get``, ``keys``, ``snapshot``, ...) are synchronous and served from local state; a
+    join against a half-loaded table is a wrong answer, so readers ``await wait_until_ready()``.
+    A table is a handle: copies share the same state, like the seed's ``Clone``.
+    """
+
+    def __init__(
+        self,
+        spec: TableSpec,
+        data_dir: Path,
+        bootstrap_servers: str,
+        dead_letters: DeadLetterWriter | None = None,
+        fetch_max_records: int = 10_000,
+        partitions: set[int] | None = None,
+        store_options: StoreOptions | None = None,
+        client_id: str = "tablestream",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.bootstrap_servers = bootstrap_servers
+        self._client_id = client_id
+        self._state = TableState(spec, TableStore(data_dir / "tables" / spec.name, store_options))
+        self._loader = TableLoader(
+            self._state,
+            self._new_consumer,
+            dead_letters=dead_letters,
+            fetch_max_records=fetch_max_records,
+            partitions=partitions,
+            loop=self.loop,
+            beacon=self.beacon,
+        )
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=f"{self._client_id}-table-{self.spec.name}",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="none",  # an out-of-range offset means local state does not fit
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
+        )
+
+    @property
+    def label(self) -> str:
+        return f"ReferenceTable[{self.spec.name}]"
+
+    def __copy__(self) -> ReferenceTable:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ReferenceTable:
+        return self
+
+    # -- lifecycle (start/stop come from mode.Service) --------------------------------------------
+    async def on_start(self) -> None:
+        self._state.stats.running = True
+        await self.add_runtime_dependency(self._loader)
+
+    async def on_stop(self) -> None:
+        self._state.stats.running = False
+
+    def is_running(self) -> bool:
+        return self._state.stats.running and not self.should_stop
+
+    @property
+    def topic(self) -> str:
+        return self.spec.topic
+
+    @property
+    def group_id(self) -> str | None:
+        """Global tables read without a consumer group; kept for the seed's API."""
+        return None
+
+    # -- the Table protocol ---------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def key_field(self) -> str | None:
+        return self.spec.key_field
+
+    def get_raw(self, key: Key) -> bytes | None:
+        """The stored JSON bytes of ``key``, undecoded."""
+        try:
+            skey = key_bytes(key)
+        except (TypeError, UnicodeError):
+            return None
+        return self._state.store.get(skey)
+
+    def get(self, key: Key, default: Value | None = None) -> Value | None:
+        raw = self.get_raw(key)
+        return default if raw is None else self._state.decode(raw)
+
+    def contains_key(self, key: Key) -> bool:
+        return self.get_raw(key) is not None
+
+    def keys(self) -> list[Key]:
+        return [k.decode() for k in self._state.store.keys()]
+
+    def items(self) -> Iterator[tuple[Key, Value]]:
+        return self._state.items()
+
+    def page(self, limit: int, after: str | None = None) -> list[tuple[Key, Value]]:
+        """Up to ``limit`` rows in key order, starting after key ``after``."""
+        out: list[tuple[Key, Value]] = []
+        start = after.encode() if after is not None else None
+        decode = self._state.decode
+        for k, v in self._state.store.items(from_key=start):
+            if start is not None and k == start:
+                continue
+            out.append((k.decode(), decode(v)))
+            if len(out) >= limit:
+                break
+        return out
+
+    def __len__(self) -> int:
+        return self._state.store.count
+
+    def is_empty(self) -> bool:
+        return self._state.store.count == 0
+
+    def snapshot(self) -> dict[Key, Value]:
+        return dict(self._state.items())
+
+    def map_values(self, fn: Callable[[Value], Any]) -> dict[Key, Any]:
+        return {k: fn(v) for k, v in self._state.items()}
+
+    def filter(self, predicate: Callable[[Key, Value], bool]) -> dict[Key, Value]:
+        return {k: v for k, v in self._state.items() if predicate(k, v)}
+
+    def subscribe(self, listener: ChangeListener) -> Unsubscribe:
+        return self._state.feed.subscribe(listener)
+
+    def index(self, field: str) -> HashIndex:
+        return self._state.indexes.get(field)
+
+    def stats(self) -> TableStats:
+        stats = self._state.stats
+        stats.size = self._state.store.count
+        if self._state.store.is_open:
+            stats.bytes_on_disk = self._state.store.bytes_on_disk()
+        return stats
+
+    @property
+    def is_ready(self) -> bool:
+        return self._state.is_ready
+
+    async def wait_until_ready(self, timeout: float | None = None) -> bool:
+        """True once the table caught up with the topic's end as of its start; False on timeout."""
+        try:
+            await asyncio.wait_for(self._state.wait_ready(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def wait_for_keys(self, min_keys: int, timeout: float) -> bool:
+        """True as soon as the table holds at least ``min_keys`` rows; False after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while len(self) < min_keys:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._state.wait_updated(), remaining)
+        return True

@@ -1,0 +1,102 @@
+"""The tables of one worker: creates their topics, owns the dead-letter producer, starts them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from mode import Service
+
+from core.errors import ConfigError
+from tables.deadletter import DeadLetterWriter
+from tables.reference import ReferenceTable
+from tables.spec import TableSpec
+from tables.topics import TopicSpec, ensure_topics
+
+COMPACT = {"cleanup.policy": "compact"}
+
+
+class TableRegistry(Service):
+    """Starts every reference table of a worker and answers ``registry[name]``."""
+
+    def __init__(
+        self,
+        specs: Sequence[TableSpec],
+        *,
+        data_dir: Path,
+        bootstrap_servers: str,
+        dead_letter_topic: str,
+        default_partitions: int = 1,
+        fetch_max_records: int = 10_000,
+        client_id: str = "tablestream",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.specs = tuple(specs)
+        self.data_dir = data_dir
+        self.bootstrap_servers = bootstrap_servers
+        self.dead_letter_topic = dead_letter_topic
+        self.default_partitions = default_partitions
+        self._producer: AIOKafkaProducer | None = None
+        self._dead_letters = DeadLetterWriter(None, dead_letter_topic)
+        self.tables: dict[str, ReferenceTable] = {
+            spec.name: ReferenceTable(
+                spec,
+                data_dir,
+                bootstrap_servers,
+                dead_letters=self._dead_letters,
+                fetch_max_records=fetch_max_records,
+                client_id=client_id,
+                loop=self.loop,
+                beacon=self.beacon,
+            )
+            for spec in self.specs
+        }
+
+    @property
+    def label(self) -> str:
+        return "TableRegistry"
+
+    def __getitem__(self, name: str) -> ReferenceTable:
+        try:
+            return self.tables[name]
+        except KeyError:
+            raise ConfigError(
+                f"no table named {name!r}; tables: {', '.join(sorted(self.tables)) or 'none'}",
+                table=name,
+            ) from None
+
+    def __iter__(self) -> Iterator[ReferenceTable]:
+        return iter(self.tables.values())
+
+    def __len__(self) -> int:
+        return len(self.tables)
+
+    async def on_start(self) -> None:
+        topics = [
+            TopicSpec(s.topic, s.partitions or self.default_partitions, configs=COMPACT)
+            for s in self.specs
+        ]
+        topics.append(TopicSpec(self.dead_letter_topic, self.default_partitions))
+        await ensure_topics(self.bootstrap_servers, topics)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap_servers, acks="all", linger_ms=5
+        )
+        await self._producer.start()
+        self._dead_letters.producer = self._producer
+        for table in self.tables.values():
+            await self.add_runtime_dependency(table)
+
+    async def on_shutdown(self) -> None:
+        # After the tables stopped (children stop before on_shutdown): no loader is mid-send.
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def wait_until_ready(self, timeout: float | None = None) -> bool:
+        for table in self.tables.values():
+            if not await table.wait_until_ready(timeout):
+                return False
+        return True

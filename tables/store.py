@@ -1,0 +1,183 @@
+"""RocksDB storage of one table, through rocksdict.
+
+Rows live in the default column family as ``key text -> original JSON bytes``. The ``meta`` column
+family holds what the loader has applied: the next offset per partition, a fingerprint of the last
+applied record per partition, and the row count. Rows and progress go to RocksDB in one write
+batch, so after any crash the stored offsets describe exactly the stored rows.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rocksdict import Options, Rdict, WriteBatch
+
+_META = "meta"
+_COUNT = b"count"
+_TOPIC = b"topic"
+_POS = b"pos/"
+_FP = b"fp/"
+_I64 = struct.Struct(">q")
+_FP_STRUCT = struct.Struct(">qI")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOptions:
+    """rocksdict tuning; point lookups dominate, so bloom filters and a block cache."""
+
+    block_cache_mb: int = 128
+    write_buffer_mb: int = 64
+
+    def to_options(self) -> Options:
+        opts = Options(raw_mode=True)
+        opts.create_if_missing(True)
+        opts.create_missing_column_families(True)
+        opts.optimize_for_point_lookup(self.block_cache_mb)
+        opts.set_write_buffer_size(self.write_buffer_mb * 1024 * 1024)
+        return opts
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """Identifies the last record a partition applied: its offset and a CRC of key and value."""
+
+    offset: int
+    crc: int
+
+    @staticmethod
+    def of(offset: int, key: bytes | None, value: bytes | None) -> Fingerprint:
+        crc = zlib.crc32(value or b"", zlib.crc32(b"\x00", zlib.crc32(key or b"")))
+        return Fingerprint(offset, crc)
+
+
+class StoreBatch:
+    """Row writes plus progress, committed atomically by :meth:`TableStore.commit`."""
+
+    __slots__ = ("_wb", "count", "fingerprints", "positions")
+
+    def __init__(self, count: int) -> None:
+        self._wb = WriteBatch(raw_mode=True)
+        self.count = count
+        self.positions: dict[int, int] = {}
+        self.fingerprints: dict[int, Fingerprint] = {}
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._wb.put(key, value)
+
+    def delete(self, key: bytes) -> None:
+        self._wb.delete(key)
+
+
+class TableStore:
+    """One table's RocksDB database under ``path``."""
+
+    def __init__(self, path: Path, options: StoreOptions | None = None) -> None:
+        self.path = path
+        self._options = options or StoreOptions()
+        self._db: Rdict | None = None
+        self._meta_handle: object | None = None
+        self._meta: Rdict | None = None
+        self._count = 0
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def open(self) -> TableStore:
+        if self._db is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            opts = self._options.to_options()
+            self._db = Rdict(str(self.path), opts, column_families={_META: Options(raw_mode=True)})
+            self._meta = self._db.get_column_family(_META)
+            self._meta_handle = self._db.get_column_family_handle(_META)
+            raw = self._meta.get(_COUNT)
+            self._count = _I64.unpack(raw)[0] if raw else 0
+        return self
+
+    def close(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            self._meta = None
+            self._meta_handle = None
+            db.close()
+
+    def destroy(self) -> None:
+        """Close and delete everything on disk (local state that cannot be trusted)."""
+        self.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+        self._count = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self._db is not None
+
+    @property
+    def db(self) -> Rdict:
+        if self._db is None:
+            raise RuntimeError(f"store at {self.path} is not open")
+        return self._db
+
+    # -- reads ------------------------------------------------------------------------------------
+    def get(self, key: bytes) -> bytes | None:
+        value: bytes | None = self.db.get(key)
+        return value
+
+    def multi_get(self, keys: list[bytes]) -> list[bytes | None]:
+        values: list[bytes | None] = self.db.get(keys)
+        return values
+
+    def items(self, from_key: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        return iter(self.db.items(from_key=from_key) if from_key else self.db.items())
+
+    def keys(self) -> Iterator[bytes]:
+        return iter(self.db.keys())
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def topic(self) -> str | None:
+        assert self._meta is not None
+        raw = self._meta.get(_TOPIC)
+        return raw.decode() if raw else None
+
+    def positions(self) -> dict[int, int]:
+        assert self._meta is not None
+        return {
+            int(k[len(_POS) :]): _I64.unpack(v)[0] for k, v in self._meta.items(from_key=_POS)
+            if k.startswith(_POS)
+        }
+
+    def fingerprints(self) -> dict[int, Fingerprint]:
+        assert self._meta is not None
+        out: dict[int, Fingerprint] = {}
+        for k, v in self._meta.items(from_key=_FP):
+            if not k.startswith(_FP):
+                break
+            offset, crc = _FP_STRUCT.unpack(v)
+            out[int(k[len(_FP) :])] = Fingerprint(offset, crc)
+        return out
+
+    def bytes_on_disk(self) -> int:
+        return sum(f.stat().st_size for f in self.path.glob("*") if f.is_file())
+
+    # -- writes -----------------------------------------------------------------------------------
+    def batch(self) -> StoreBatch:
+        return StoreBatch(self._count)
+
+    def commit(self, batch: StoreBatch) -> None:
+        wb = batch._wb
+        cf = self._meta_handle
+        for partition, position in batch.positions.items():
+            wb.put(_POS + str(partition).encode(), _I64.pack(position), cf)
+        for partition, fp in batch.fingerprints.items():
+            wb.put(_FP + str(partition).encode(), _FP_STRUCT.pack(fp.offset, fp.crc), cf)
+        wb.put(_COUNT, _I64.pack(batch.count), cf)
+        self.db.write(wb)
+        self._count = batch.count
+
+    def set_topic(self, topic: str) -> None:
+        assert self._meta is not None
+        self._meta[_TOPIC] = topic.encode()
