@@ -74,6 +74,12 @@ class _Tokens:
         self.i += 1
         return t
 
+    def expect_name(self, what: str) -> Token:
+        t = self.next()
+        if not _is_name(t):
+            raise ParseError(E_EXPECTED.format(what=what, got=t.text), sql=self.sql, offset=t.start)
+        return t
+
     def expect(self, what: str, *types: TokenType) -> Token:
         t = self.next()
         if types and t.token_type not in types:
@@ -88,7 +94,13 @@ class _Tokens:
         return t
 
 
-_NAME_TYPES = (TokenType.VAR, TokenType.IDENTIFIER)
+_PUNCTUATION = frozenset(
+    {TokenType.L_PAREN, TokenType.R_PAREN, TokenType.COMMA, TokenType.EQ, TokenType.STRING}
+)
+
+
+def _is_name(t: Token) -> bool:
+    return t.token_type not in _PUNCTUATION or t.token_type == TokenType.IDENTIFIER
 
 
 def split_statement(sql: str, tokens: list[Token]) -> Envelope:
@@ -113,7 +125,7 @@ def split_statement(sql: str, tokens: list[Token]) -> Envelope:
     if ts.word() == "OR" and ts.word(1) == "REPLACE":
         ts.i += 2
     kind_tok = ts.expect_word("TABLE", "STREAM")
-    name_tok = ts.expect("a name", *_NAME_TYPES, TokenType.STRING)
+    name_tok = ts.expect_name("a name")
     decl = Declaration(kind_tok.text.lower(), name_tok.text, name_tok.start)
     if ts.peek() is not None and ts.peek().token_type == TokenType.L_PAREN:  # type: ignore[union-attr]
         _columns(ts, decl)
@@ -138,14 +150,14 @@ def _columns(ts: _Tokens, decl: Declaration) -> None:
     ts.next()  # (
     columns: dict[str, SqlType] = {}
     while True:
-        if ts.word() == "PRIMARY":
-            ts.next()
-            ts.expect_word("KEY")
+        if ts.word() in ("PRIMARY KEY", "PRIMARY"):
+            if ts.next().text.upper() == "PRIMARY":
+                ts.expect_word("KEY")
             ts.expect("(", TokenType.L_PAREN)
-            decl.primary_key = ts.expect("a column name", *_NAME_TYPES).text
+            decl.primary_key = ts.expect_name("a column name").text
             ts.expect(")", TokenType.R_PAREN)
         else:
-            name = ts.expect("a column name", *_NAME_TYPES)
+            name = ts.expect_name("a column name")
             type_tokens: list[Token] = []
             depth = 0
             while True:
@@ -154,16 +166,14 @@ def _columns(ts: _Tokens, decl: Declaration) -> None:
                     raise ParseError(E_UNCLOSED, sql=ts.sql, offset=name.start)
                 if depth == 0 and t.token_type in (TokenType.COMMA, TokenType.R_PAREN):
                     break
-                if depth == 0 and t.text.upper() in ("PRIMARY", "NOT", "NULL"):
-                    if t.text.upper() == "PRIMARY":
+                if depth == 0 and t.text.upper() in ("PRIMARY KEY", "PRIMARY", "NOT", "NULL"):
+                    if t.text.upper().startswith("PRIMARY"):
                         decl.primary_key = name.text
                     ts.next()
                     continue
                 depth += t.token_type == TokenType.L_PAREN
                 depth -= t.token_type == TokenType.R_PAREN
                 type_tokens.append(ts.next())
-            if t.text.upper() == "KEY" and type_tokens and type_tokens[-1].text.upper() == "KEY":
-                type_tokens.pop()
             columns[name.text] = _type(ts.sql, name, type_tokens)
         sep = ts.expect(", or )", TokenType.COMMA, TokenType.R_PAREN)
         if sep.token_type == TokenType.R_PAREN:

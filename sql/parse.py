@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import sqlglot
@@ -13,6 +14,7 @@ from sqlglot.tokens import Token, TokenType
 from sql.dialect import Declaration, Tablestream, split_statement
 from sql.errors import E_ALREADY_DECLARED, E_NO_QUERY, BindError, ParseError
 
+_TOKEN_RE = re.compile(r"<Token token_type: [^,]*, text: (.*?), line: .*?>")
 E_ONE_QUERY = "only one query statement is allowed, after the declarations"
 E_NOT_SELECT = "expected a SELECT query"
 
@@ -63,7 +65,7 @@ def parse_select(sql: str, start: int, end: int) -> exp.Select:
         for _ in range(line - 1):
             line_start = sql.index("\n", line_start) + 1
         offset = max(line_start, line_start + col - max(len(highlight), 1))
-        reason = str(err.get("description") or exc).split(". Line")[0]
+        reason = _TOKEN_RE.sub(r"'\1'", str(err.get("description") or exc).split(". Line")[0])
         raise ParseError(reason, sql=sql, offset=offset) from exc
     except TokenError as exc:
         raise ParseError(str(exc), sql=sql, offset=start) from exc

@@ -98,7 +98,6 @@ class ReferenceTable(Service):
             dead_letters=dead_letters,
             fetch_max_records=fetch_max_records,
             partitions=partitions,
-            loop=self.loop,
             beacon=self.beacon,
         )
 

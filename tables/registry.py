@@ -49,7 +49,6 @@ class TableRegistry(Service):
                 dead_letters=self._dead_letters,
                 fetch_max_records=fetch_max_records,
                 client_id=client_id,
-                loop=self.loop,
                 beacon=self.beacon,
             )
             for spec in self.specs

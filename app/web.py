@@ -1,0 +1,70 @@
+"""JSON views on the worker's web server. These URLs are a public contract (see README).
+
+- ``GET /tables/``                      every table with its stats
+- ``GET /tables/{name}/?limit=&after=`` one table's stats and a page of rows in key order
+- ``GET /tables/{name}/{key}``          one key's value (404 when absent)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from core import codec
+from tables.registry import TableRegistry
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 10_000
+
+
+def _json(view: View, body: Any, status: int = 200) -> Response:
+    # codec.dumps writes DECIMAL values exactly; faust's encoder would go through float.
+    return view.bytes(codec.dumps(body), content_type="application/json", status=status)
+
+
+def _limit(request: Request) -> int:
+    try:
+        limit = int(request.query.get("limit", DEFAULT_PAGE))
+    except ValueError:
+        return DEFAULT_PAGE
+    return max(1, min(limit, MAX_PAGE))
+
+
+def register_views(app: faust.App, registry: TableRegistry) -> None:
+    """Add the table views to ``app``'s web server."""
+
+    def unknown(view: View, name: str) -> Response:
+        return _json(view, {"error": f"no table named {name!r}", "tables": sorted(registry.tables)}, 404)
+
+    @app.page("/tables/")
+    class TableList(View):
+        async def get(self, request: Request) -> Response:
+            return _json(self, {"tables": [t.stats().as_dict() for t in registry]})
+
+    @app.page("/tables/{name}/")
+    class TableRows(View):
+        async def get(self, request: Request, name: str) -> Response:
+            table = registry.tables.get(name)
+            if table is None:
+                return unknown(self, name)
+            limit = _limit(request)
+            page = table.page(limit, request.query.get("after"))
+            body = {
+                "table": table.stats().as_dict(),
+                "rows": [{"key": k, "value": v} for k, v in page],
+                "next": page[-1][0] if len(page) == limit else None,
+            }
+            return _json(self, body)
+
+    @app.page("/tables/{name}/{key}")
+    class TableKey(View):
+        async def get(self, request: Request, name: str, key: str) -> Response:
+            table = registry.tables.get(name)
+            if table is None:
+                return unknown(self, name)
+            value = table.get(key)
+            if value is None:
+                return _json(self, {"error": f"no key {key!r} in table {name!r}"}, 404)
+            return _json(self, {"key": key, "value": value})

@@ -1,0 +1,62 @@
+"""State shared while compiling one query: the text, catalog, env slots and the subquery hook."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlglot import exp
+
+from sql.bind.scope import Scope, Slots
+from sql.catalog import Catalog
+from sql.types import SqlType
+
+if TYPE_CHECKING:
+    from sql.compile.expr import Compiled
+
+Env = list[Any]
+Fn = Callable[[Env], Any]
+
+
+@dataclass(slots=True)
+class AggBinding:
+    """How aggregate calls and GROUP BY keys read their values while computing output rows.
+
+    ``env[agg_slot]`` holds the tuple of aggregate results, ``env[key_slot]`` the group key tuple.
+    """
+
+    agg_slot: int
+    key_slot: int
+    calls: list[exp.AggFunc] = field(default_factory=list)
+    keys: dict[str, int] = field(default_factory=dict)  # normalized GROUP BY sql -> position
+    scope: Scope | None = None
+
+    def index_of(self, node: exp.AggFunc) -> int | None:
+        for i, c in enumerate(self.calls):
+            if c is node:
+                return i
+        return None
+
+
+#: Compiles a subquery: (kind, select, enclosing scope, left operand for IN) -> compiled value.
+SubqueryHook = Callable[[str, exp.Select, Scope, "Compiled | None", exp.Expression], "Compiled"]
+
+
+@dataclass(slots=True)
+class CompileContext:
+    sql: str
+    catalog: Catalog
+    slots: Slots = field(default_factory=Slots)
+    subquery: SubqueryHook | None = None
+    #: Lines for EXPLAIN, in compile order: (depth, text).
+    explain: list[tuple[int, str]] = field(default_factory=list)
+    #: Unsubscribe callbacks of maintained structures, called by ``CompiledQuery.close``.
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    depth: int = 0
+    types: dict[int, SqlType] = field(default_factory=dict)
+    counter: int = 0
+
+    def next_id(self) -> int:
+        self.counter += 1
+        return self.counter
