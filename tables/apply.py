@@ -154,7 +154,13 @@ class Applier:
                 old_value = None if old_raw is None else decode(old_raw)
                 result.changes.append(
                     Change(
-                        skey.decode(), op, value, old_value, rec.timestamp, rec.partition, rec.offset
+                        skey.decode(),
+                        op,
+                        value,
+                        old_value,
+                        rec.timestamp,
+                        rec.partition,
+                        rec.offset,
                     )
                 )
         batch.count = count

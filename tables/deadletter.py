@@ -47,7 +47,11 @@ class DeadLetterWriter:
         for item in items:
             logger.warning(
                 "dead letter from %s: %s[%d]@%d: %s",
-                source, item.topic, item.partition, item.offset, item.reason,
+                source,
+                item.topic,
+                item.partition,
+                item.offset,
+                item.reason,
             )
             futures.append(
                 await self.producer.send(

@@ -24,7 +24,7 @@ class HashIndex:
     and ``Decimal("1")`` share a bucket, as SQL numeric comparison wants.
     """
 
-    __slots__ = ("field", "_buckets")
+    __slots__ = ("_buckets", "field")
 
     def __init__(self, field: str) -> None:
         self.field = field

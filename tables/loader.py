@@ -212,7 +212,9 @@ class TableLoader(Service):
             self.tstate.set_ready()
             logger.info(
                 "table %r ready: %d rows, %d records read",
-                self.tstate.spec.name, self.tstate.store.count, self.tstate.stats.records_read,
+                self.tstate.spec.name,
+                self.tstate.store.count,
+                self.tstate.stats.records_read,
             )
 
     async def _rebuild(self, why: str) -> None:

@@ -167,7 +167,7 @@ class ReferenceTable(Service):
         return self.get_raw(key) is not None
 
     def keys(self) -> list[Key]:
-        return [k.decode() for k in self._state.store.keys()]
+        return [k.decode() for k in self._state.store.iter_keys()]
 
     def items(self) -> Iterator[tuple[Key, Value]]:
         return self._state.items()

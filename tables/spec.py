@@ -56,5 +56,7 @@ class TableSpec:
         key_field = parts[2] if len(parts) > 2 and parts[2] else None
         mode = parts[3] if len(parts) > 3 else "global"
         if mode not in ("global", "partitioned"):
-            raise ConfigError(f"table definition {text!r}: {mode!r} is not 'partitioned'", value=text)
+            raise ConfigError(
+                f"table definition {text!r}: {mode!r} is not 'partitioned'", value=text
+            )
         return cls(name=name, topic=topic, key_field=key_field, partitioned=mode == "partitioned")

@@ -14,8 +14,9 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import ColumnFamily, Options, Rdict, WriteBatch
 
 _META = "meta"
 _COUNT = b"count"
@@ -80,7 +81,7 @@ class TableStore:
         self.path = path
         self._options = options or StoreOptions()
         self._db: Rdict | None = None
-        self._meta_handle: object | None = None
+        self._meta_handle: ColumnFamily | None = None
         self._meta: Rdict | None = None
         self._count = 0
 
@@ -125,14 +126,21 @@ class TableStore:
         return value
 
     def multi_get(self, keys: list[bytes]) -> list[bytes | None]:
-        values: list[bytes | None] = self.db.get(keys)
-        return values
+        return cast(list[bytes | None], self.db.get(cast(list[Any], keys)))
 
     def items(self, from_key: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
-        return iter(self.db.items(from_key=from_key) if from_key else self.db.items())
+        items = self.db.items(from_key=from_key) if from_key else self.db.items()
+        return cast(Iterator[tuple[bytes, bytes]], iter(items))
 
-    def keys(self) -> Iterator[bytes]:
-        return iter(self.db.keys())
+    def iter_keys(self) -> Iterator[bytes]:
+        return cast(Iterator[bytes], iter(self.db.keys()))
+
+    def _meta_items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        assert self._meta is not None
+        for k, v in cast(Iterator[tuple[bytes, bytes]], iter(self._meta.items(from_key=prefix))):
+            if not k.startswith(prefix):
+                break
+            yield k, v
 
     @property
     def count(self) -> int:
@@ -144,18 +152,11 @@ class TableStore:
         return raw.decode() if raw else None
 
     def positions(self) -> dict[int, int]:
-        assert self._meta is not None
-        return {
-            int(k[len(_POS) :]): _I64.unpack(v)[0] for k, v in self._meta.items(from_key=_POS)
-            if k.startswith(_POS)
-        }
+        return {int(k[len(_POS) :]): _I64.unpack(v)[0] for k, v in self._meta_items(_POS)}
 
     def fingerprints(self) -> dict[int, Fingerprint]:
-        assert self._meta is not None
         out: dict[int, Fingerprint] = {}
-        for k, v in self._meta.items(from_key=_FP):
-            if not k.startswith(_FP):
-                break
+        for k, v in self._meta_items(_FP):
             offset, crc = _FP_STRUCT.unpack(v)
             out[int(k[len(_FP) :])] = Fingerprint(offset, crc)
         return out

@@ -6,6 +6,7 @@ a co-partitioned join wants, so everything tablestream reads or writes is create
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,7 +49,9 @@ async def ensure_topics(bootstrap_servers: str, topics: Sequence[TopicSpec]) -> 
         if t.name in existing and existing[t.name] != t.partitions:
             logger.info(
                 "topic %r exists with %d partitions (wanted %d); using it as it is",
-                t.name, existing[t.name], t.partitions,
+                t.name,
+                existing[t.name],
+                t.partitions,
             )
     if not missing:
         return []
@@ -59,10 +62,9 @@ async def ensure_topics(bootstrap_servers: str, topics: Sequence[TopicSpec]) -> 
             NewTopic(t.name, t.partitions, t.replication, topic_configs=dict(t.configs))
             for t in missing
         ]
-        try:
+        # Another worker may create it between our look and our create.
+        with contextlib.suppress(TopicAlreadyExistsError):
             await admin.create_topics(new)
-        except TopicAlreadyExistsError:
-            pass  # another worker created it between our look and our create
     finally:
         await admin.close()
     logger.info("created topics: %s", ", ".join(t.name for t in missing))

@@ -18,17 +18,22 @@ def unique(prefix: str) -> str:
 
 
 async def create_topic(servers: str, name: str, partitions: int = 3) -> str:
-    await ensure_topics(servers, [TopicSpec(name, partitions, configs={"cleanup.policy": "compact"})])
+    await ensure_topics(
+        servers, [TopicSpec(name, partitions, configs={"cleanup.policy": "compact"})]
+    )
     return name
 
 
 Message = tuple[bytes | None, bytes | None]
 
 
-async def produce(servers: str, topic: str, messages: Iterable[Message], linger_ms: int = 50) -> int:
+async def produce(
+    servers: str, topic: str, messages: Iterable[Message], linger_ms: int = 50
+) -> int:
     """Send key/value pairs; a long linger packs many records per batch (as real producers do)."""
-    producer = AIOKafkaProducer(bootstrap_servers=servers, linger_ms=linger_ms, acks="all",
-                                max_batch_size=1024 * 1024)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=servers, linger_ms=linger_ms, acks="all", max_batch_size=1024 * 1024
+    )
     await producer.start()
     try:
         futures = [await producer.send(topic, value=v, key=k) for k, v in messages]

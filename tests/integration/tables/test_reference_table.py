@@ -27,7 +27,9 @@ async def started(table: ReferenceTable, timeout: float = 60) -> ReferenceTable:
     return table
 
 
-async def test_load_update_delete_equals_final_topic_state(broker: EmbeddedBroker, tmp_path: Path) -> None:
+async def test_load_update_delete_equals_final_topic_state(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
     topic = await create_topic(broker.url, unique("users"), partitions=3)
     msgs = rows((str(i), user(i)) for i in range(10_000))
     msgs += rows((str(i), user(i, 1)) for i in random.Random(1).sample(range(10_000), 1_000))
@@ -56,8 +58,10 @@ async def test_load_update_delete_equals_final_topic_state(broker: EmbeddedBroke
         await table.stop()
 
 
-async def test_ready_waits_for_the_end_of_large_batches(broker: EmbeddedBroker, tmp_path: Path) -> None:
-    """Many records per batch: a reader of end_offsets() would call this table ready far too early."""
+async def test_ready_waits_for_the_end_of_large_batches(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """Many records per batch: a reader of end_offsets() would call the table ready too early."""
     topic = await create_topic(broker.url, unique("batched"), partitions=1)
     msgs = rows((f"k{i}", {"i": i}) for i in range(30_000))
     await produce(broker.url, topic, msgs, linger_ms=200)
@@ -74,9 +78,12 @@ async def test_ready_waits_for_the_end_of_large_batches(broker: EmbeddedBroker, 
 async def test_follows_live_changes_and_key_field(broker: EmbeddedBroker, tmp_path: Path) -> None:
     topic = await create_topic(broker.url, unique("byfield"), partitions=2)
     await produce(broker.url, topic, rows((f"x{i}", user(i)) for i in range(100)))
-    table = await started(ReferenceTable(TableSpec("t", topic, key_field="id"), tmp_path, broker.url))
+    table = await started(
+        ReferenceTable(TableSpec("t", topic, key_field="id"), tmp_path, broker.url)
+    )
     try:
-        assert table.get(7) == user(7) and table.get("7") == user(7)
+        assert table.get(7) == user(7)
+        assert table.get("7") == user(7)
         changes = []
         table.subscribe(changes.append)
         idx = table.index("tier")
@@ -96,11 +103,18 @@ async def test_malformed_records_go_to_dead_letters_and_loading_goes_on(
     topic = await create_topic(broker.url, unique("dirty"), partitions=1)
     dlq = unique("dlq")
     good = rows((str(i), user(i)) for i in range(50))
-    bad = [(b"b1", b"{not json"), (b"b2", b'{"name": "no id"}'), (None, b'{"id": {"a": 1}}'), (b"b3", b"[1,2]")]
+    bad = [
+        (b"b1", b"{not json"),
+        (b"b2", b'{"name": "no id"}'),
+        (None, b'{"id": {"a": 1}}'),
+        (b"b3", b"[1,2]"),
+    ]
     await produce(broker.url, topic, good[:25] + bad + good[25:])
     registry = TableRegistry(
         [TableSpec("dirty", topic, key_field="id")],
-        data_dir=tmp_path, bootstrap_servers=broker.url, dead_letter_topic=dlq,
+        data_dir=tmp_path,
+        bootstrap_servers=broker.url,
+        dead_letter_topic=dlq,
     )
     await registry.start()
     try:
