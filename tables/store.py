@@ -103,6 +103,7 @@ class TableStore:
             self._meta = None
             self._meta_handle = None
             db.close()
+            self._count = 0
 
     def destroy(self) -> None:
         """Close and delete everything on disk (local state that cannot be trusted)."""
@@ -121,19 +122,27 @@ class TableStore:
         return self._db
 
     # -- reads ------------------------------------------------------------------------------------
+    # Reads on a closed store (before start, after stop, mid-rebuild) see an empty table: readers
+    # that need the rows wait for readiness, and inspection views must not fail meanwhile.
     def get(self, key: bytes) -> bytes | None:
-        value: bytes | None = self.db.get(key)
+        if self._db is None:
+            return None
+        value: bytes | None = self._db.get(key)
         return value
 
     def multi_get(self, keys: list[bytes]) -> list[bytes | None]:
         return cast(list[bytes | None], self.db.get(cast(list[Any], keys)))
 
     def items(self, from_key: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
-        items = self.db.items(from_key=from_key) if from_key else self.db.items()
+        if self._db is None:
+            return iter(())
+        items = self._db.items(from_key=from_key) if from_key else self._db.items()
         return cast(Iterator[tuple[bytes, bytes]], iter(items))
 
     def iter_keys(self) -> Iterator[bytes]:
-        return cast(Iterator[bytes], iter(self.db.keys()))
+        if self._db is None:
+            return iter(())
+        return cast(Iterator[bytes], iter(self._db.keys()))
 
     def _meta_items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         assert self._meta is not None
