@@ -1,0 +1,85 @@
+"""Key identity, the change feed, secondary indexes and the in-memory table."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tables import ChangeFeed, MemoryTable, Op, Table
+from tables.keys import key_text
+
+
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [
+        ("a", "a"),
+        (5, "5"),
+        (5.0, "5"),
+        (Decimal("5.00"), "5"),
+        (2.5, "2.5"),
+        (Decimal("2.50"), "2.5"),
+        (True, "true"),
+        (b"k", "k"),
+    ],
+)
+def test_key_text(key: object, text: str) -> None:
+    assert key_text(key) == text
+
+
+@pytest.mark.parametrize("key", [None, {"a": 1}, [1], Decimal("NaN")])
+def test_unusable_keys_raise(key: object) -> None:
+    with pytest.raises(TypeError):
+        key_text(key)
+
+
+def test_memory_table_is_a_table_with_text_keys() -> None:
+    t = MemoryTable("u", key_field="id")
+    assert isinstance(t, Table)
+    t.put_row({"id": 1, "c": "x"})
+    assert t.get(1) == t.get("1") == {"id": 1, "c": "x"}
+    assert t.get({"bad": 1}) is None
+    assert t.keys() == ["1"]
+
+
+def test_feed_drops_a_failing_listener_and_keeps_the_others() -> None:
+    feed = ChangeFeed()
+    seen: list[str] = []
+
+    def bad(_c: object) -> None:
+        raise RuntimeError("boom")
+
+    feed.subscribe(bad)
+    unsubscribe = feed.subscribe(lambda c: seen.append(c.key))
+    t = MemoryTable("u")
+    t.subscribe(feed.publish)
+    t.put("a", {"v": 1})
+    t.put("b", {"v": 1})
+    assert seen == ["a", "b"]
+    unsubscribe()
+    t.put("c", {"v": 1})
+    assert seen == ["a", "b"]
+
+
+ops = st.lists(
+    st.tuples(
+        st.sampled_from("abcdef"), st.one_of(st.none(), st.sampled_from(["x", "y", None, 1]))
+    ),
+    max_size=60,
+)
+
+
+@given(ops)
+def test_index_equals_recomputation_under_random_changes(changes: list[tuple[str, object]]) -> None:
+    t = MemoryTable("u")
+    index = t.index("c")
+    log: list[Op] = []
+    t.subscribe(lambda c: log.append(c.op))
+    for key, c in changes:
+        t.put(key, None if c is None and key in "ab" else {"c": c})
+    for value in ["x", "y", 1, None]:
+        expected = {k for k, v in t.snapshot().items() if v["c"] == value}
+        assert set(index.lookup(value)) == expected
+    assert log.count(Op.INSERT) - log.count(Op.DELETE) == len(t)
