@@ -27,5 +27,5 @@ def test_start_accepts_connections_and_stop_ends_the_process() -> None:
     broker.stop()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
-    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", broker.port), 0.5):
-        pass
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", broker.port), 0.5).close()
