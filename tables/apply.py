@@ -104,10 +104,10 @@ class Applier:
     ) -> BatchResult:
         result = BatchResult()
         rows: list[tuple[RecordLike, bytes, Any]] = []
+        last: dict[int, RecordLike] = {}
         for rec in records:
             result.records += 1
-            batch.positions[rec.partition] = rec.offset + 1
-            batch.fingerprints[rec.partition] = Fingerprint.of(rec.offset, rec.key, rec.value)
+            last[rec.partition] = rec
             try:
                 row = self._row(rec)
             except UnicodeDecodeError:
@@ -120,6 +120,9 @@ class Applier:
                 )
             else:
                 rows.append((rec, row[0], row[1]))
+        for partition, rec in last.items():
+            batch.positions[partition] = rec.offset + 1
+            batch.fingerprints[partition] = Fingerprint.of(rec.offset, rec.key, rec.value)
         if not rows:
             return result
 

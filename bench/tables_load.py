@@ -1,0 +1,140 @@
+"""Reference-table figures on the embedded broker (issue: foundation).
+
+Prints: producer rate (setup), cold load rate, warm restart to ready, cold restore rate after the
+data dir is deleted, ``get()`` latency p50/p99 with and without decode, and the RSS of a real
+``faust -A app worker`` holding the table.
+
+    .venv/bin/python -m bench.tables_load [--keys 1000000] [--partitions 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import random
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+
+from app.broker import EmbeddedBroker
+from core import codec
+from tables.reference import ReferenceTable
+from tables.spec import TableSpec
+from tables.topics import TopicSpec, ensure_topics
+from tests.support.worker import Worker
+
+
+def row(i: int) -> dict[str, object]:
+    return {"id": i, "name": f"user-{i}", "tier": ("basic", "gold")[i % 2], "credit": i % 9973,
+            "city": "Lisbon", "active": i % 7 != 0}
+
+
+async def produce(servers: str, topic: str, keys: int) -> float:
+    producer = AIOKafkaProducer(bootstrap_servers=servers, linger_ms=50, acks=1,
+                                max_batch_size=1024 * 1024, compression_type=None)
+    await producer.start()
+    start = time.perf_counter()
+    try:
+        pending = []
+        for i in range(keys):
+            pending.append(await producer.send(topic, codec.dumps(row(i)), key=str(i).encode()))
+            if len(pending) >= 50_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return keys / (time.perf_counter() - start)
+
+
+async def timed_load(spec: TableSpec, data_dir: Path, servers: str) -> tuple[ReferenceTable, float]:
+    table = ReferenceTable(spec, data_dir, servers)
+    start = time.perf_counter()
+    await table.start()
+    assert await table.wait_until_ready(600)
+    return table, time.perf_counter() - start
+
+
+def percentiles(samples: list[int]) -> tuple[float, float]:
+    samples.sort()
+    return samples[len(samples) // 2] / 1000, samples[int(len(samples) * 0.99)] / 1000
+
+
+def get_latency(table: ReferenceTable, keys: int, n: int = 200_000) -> dict[str, tuple[float, float]]:
+    rng = random.Random(1)
+    probe = [str(rng.randrange(keys)) for _ in range(n)]
+    clock = time.perf_counter_ns
+    out = {}
+    gc.disable()
+    try:
+        for label, fn in (("get_raw", table.get_raw), ("get", table.get)):
+            fn(probe[0])
+            samples = []
+            for k in probe:
+                t0 = clock()
+                fn(k)
+                samples.append(clock() - t0)
+            out[label] = percentiles(samples)
+    finally:
+        gc.enable()
+    return out
+
+
+async def main(keys: int, partitions: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench-tables-"))
+    with EmbeddedBroker() as broker:
+        topic = "bench-users"
+        await ensure_topics(broker.url, [TopicSpec(topic, partitions)])
+        rate = await produce(broker.url, topic, keys)
+        print(f"setup: produced {keys:,} records to {partitions} partitions at {rate:,.0f}/s")
+        spec = TableSpec("users", topic, key_field="id")
+
+        table, secs = await timed_load(spec, work / "a", broker.url)
+        print(f"cold load:     {keys:,} records in {secs:.2f}s = {keys / secs:,.0f} records/s")
+        assert len(table) == keys
+        lat = get_latency(table, keys)
+        for label, (p50, p99) in lat.items():
+            print(f"{label + '()':<14} p50 {p50:.2f} µs   p99 {p99:.2f} µs   ({keys:,} keys)")
+        await table.stop()
+
+        table, secs = await timed_load(spec, work / "a", broker.url)
+        read = table.stats().records_read
+        print(f"warm restart:  ready in {secs:.2f}s ({read} records read)")
+        await table.stop()
+
+        shutil.rmtree(work / "a")
+        table, secs = await timed_load(spec, work / "a", broker.url)
+        print(f"cold restore:  {keys:,} records in {secs:.2f}s = {keys / secs:,.0f} records/s")
+        await table.stop()
+
+        worker = Worker(work / "worker", {
+            "TABLESTREAM_BROKER": broker.url,
+            "TABLESTREAM_TABLES": f"users:{topic}:id",
+        }).start()
+        try:
+            start = time.perf_counter()
+            stats = await asyncio.to_thread(worker.table, "users", 600)
+            secs = time.perf_counter() - start
+            assert worker.proc is not None
+            rss = statistics.mean(
+                int(line.split()[1]) for line in Path(f"/proc/{worker.proc.pid}/status")
+                .read_text().splitlines() if line.startswith("VmRSS")
+            ) / 1024
+            print(f"worker:        {stats['size']:,} rows ready {secs:.1f}s after process start, "
+                  f"RSS {rss:.0f} MB, {stats['bytes_on_disk'] / 1e6:.0f} MB on disk")
+        finally:
+            worker.stop()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    args = parser.parse_args()
+    asyncio.run(main(args.keys, args.partitions))
