@@ -61,7 +61,9 @@ class Catalog:
     loader: TableLoader | None = None
 
     @classmethod
-    def of(cls, tables: Mapping[str, Table] | None = None, **streams: Mapping[str, SqlType] | None) -> Catalog:
+    def of(
+        cls, tables: Mapping[str, Table] | None = None, **streams: Mapping[str, SqlType] | None
+    ) -> Catalog:
         cat = cls({k.lower(): v for k, v in (tables or {}).items()})
         for name, cols in streams.items():
             cat.add_stream(name, cols)
@@ -72,9 +74,16 @@ class Catalog:
         if schema is not None:
             self.schemas[name.lower()] = schema
 
-    def add_stream(self, name: str, columns: Mapping[str, SqlType] | None = None, **kw: Any) -> None:
+    def add_stream(
+        self, name: str, columns: Mapping[str, SqlType] | None = None, **kw: Any
+    ) -> None:
         self.schemas[name.lower()] = RelationSchema(
-            name, "stream", dict(columns or {}), closed=columns is not None, declared=columns is not None, **kw
+            name,
+            "stream",
+            dict(columns or {}),
+            closed=columns is not None,
+            declared=columns is not None,
+            **kw,
         )
 
     def names(self) -> list[str]:

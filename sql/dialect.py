@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
-from sqlglot.tokens import Token, TokenType
+from sqlglot.tokenizer_core import Token, TokenType
 
 from sql.errors import ParseError
 from sql.types import SqlType, from_datatype
@@ -142,7 +142,9 @@ def split_statement(sql: str, tokens: list[Token]) -> Envelope:
         ts.i = len(tokens)
     if ts.peek() is not None:
         t = ts.next()
-        raise ParseError(E_EXPECTED.format(what="WITH, AS or ;", got=t.text), sql=sql, offset=t.start)
+        raise ParseError(
+            E_EXPECTED.format(what="WITH, AS or ;", got=t.text), sql=sql, offset=t.start
+        )
     return Envelope(decl, select_span, emit, emit_offset)
 
 
@@ -189,7 +191,9 @@ def _type(sql: str, name: Token, type_tokens: list[Token]) -> SqlType:
     try:
         parsed = exp.DataType.build(text, dialect="duckdb")
     except Exception as exc:
-        raise ParseError(E_UNKNOWN_TYPE.format(text=text), sql=sql, offset=type_tokens[0].start) from exc
+        raise ParseError(
+            E_UNKNOWN_TYPE.format(text=text), sql=sql, offset=type_tokens[0].start
+        ) from exc
     t = from_datatype(parsed)
     if t is None:
         raise ParseError(E_UNKNOWN_TYPE.format(text=text), sql=sql, offset=type_tokens[0].start)

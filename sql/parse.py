@@ -9,7 +9,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError as GlotParseError
 from sqlglot.errors import TokenError
-from sqlglot.tokens import Token, TokenType
+from sqlglot.tokenizer_core import Token, TokenType
 
 from sql.dialect import Declaration, Tablestream, split_statement
 from sql.errors import E_ALREADY_DECLARED, E_NO_QUERY, BindError, ParseError
@@ -83,7 +83,9 @@ def parse_script(sql: str) -> Script:
             if decl is None:
                 continue
             if decl.name.lower() in script.declarations:
-                raise BindError(E_ALREADY_DECLARED.format(name=decl.name), sql=sql, offset=decl.offset)
+                raise BindError(
+                    E_ALREADY_DECLARED.format(name=decl.name), sql=sql, offset=decl.offset
+                )
             script.declarations[decl.name.lower()] = decl
             continue
         if script.query is not None:

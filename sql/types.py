@@ -125,7 +125,7 @@ def type_of_value(value: Any) -> SqlType:
 
 
 def decimal_type(value: Decimal) -> SqlType:
-    sign, digits, exponent = value.as_tuple()
+    _, digits, exponent = value.as_tuple()
     scale = -exponent if isinstance(exponent, int) and exponent < 0 else 0
     return SqlType("DECIMAL", max(len(digits), scale, 1), scale)
 
@@ -207,9 +207,11 @@ def to_bigint(value: Any) -> int | None:
             return int(value.strip())
         if isinstance(value, (float, Decimal)):
             # SQL casts round half away from zero (PostgreSQL, DuckDB).
-            return int(Decimal(repr(value) if isinstance(value, float) else value).quantize(
-                Decimal(1), rounding=ROUND_HALF_UP
-            ))
+            return int(
+                Decimal(repr(value) if isinstance(value, float) else value).quantize(
+                    Decimal(1), rounding=ROUND_HALF_UP
+                )
+            )
     except (ValueError, InvalidOperation) as exc:
         raise CastError(E_CAST.format(value=value, type="BIGINT")) from exc
     raise CastError(E_CAST.format(value=value, type="BIGINT"))

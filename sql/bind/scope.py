@@ -67,7 +67,7 @@ class Ref:
     alias_fn: Callable[[list[Any]], Any] | None = None
 
 
-def offset_of(node: exp.Expression | None) -> int | None:
+def offset_of(node: exp.Expr | None) -> int | None:
     """Smallest source offset known inside ``node`` (identifiers carry positions)."""
     if node is None:
         return None
@@ -187,7 +187,9 @@ class Scope:
             if rel.is_stream:
                 return Ref(rel, name, BIGINT if name != "_key" else ANY, pseudo=True)
             if name == "_key":
-                return Ref(rel, name, rel.schema.columns.get(rel.schema.key_field or "", ANY), pseudo=True)
+                return Ref(
+                    rel, name, rel.schema.columns.get(rel.schema.key_field or "", ANY), pseudo=True
+                )
         t = rel.schema.column_type(name)
         if t is None:
             return None

@@ -40,7 +40,7 @@ class AggBinding:
 
 
 #: Compiles a subquery: (kind, select, enclosing scope, left operand for IN) -> compiled value.
-SubqueryHook = Callable[[str, exp.Select, Scope, "Compiled | None", exp.Expression], "Compiled"]
+SubqueryHook = Callable[[str, exp.Select, Scope, "Compiled | None", exp.Expr], "Compiled"]
 
 
 @dataclass(slots=True)

@@ -1,0 +1,221 @@
+"""The stream query: FROM stream [JOIN table ...] WHERE ... [GROUP BY ... HAVING ...] → stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlglot import exp
+
+from sql.bind.scope import BoundRelation, Scope, offset_of
+from sql.compile.context import CompileContext, Env, Fn
+from sql.compile.expr import ExprCompiler
+from sql.compile.select import combine, compile_conjuncts, compile_parts
+from sql.compile.subquery import compile_subquery, resolve_table, star_columns
+from sql.errors import (
+    E_STREAM_REQUIRED,
+    E_UNKNOWN_TABLE,
+    E_UNSUPPORTED,
+    BindError,
+    UnsupportedError,
+    suggest,
+)
+from sql.operators import sources
+from sql.operators.aggregate import StreamAggregate
+from sql.operators.join import Stage, join_stage
+
+Out = list[dict[str, Any]]
+
+
+@dataclass(slots=True)
+class StreamPlan:
+    stream: BoundRelation
+    run: Stage
+    names: list[str]
+    aggregate: StreamAggregate | None
+    lines: list[str] = field(default_factory=list)
+    emit: str = "changes"
+
+
+def compile_stream_query(
+    ctx: CompileContext, select: exp.Select, emit: str | None, emit_offset: int
+) -> StreamPlan:
+    ctx.subquery = lambda kind, sel, scope, lhs, node: compile_subquery(
+        ctx, kind, sel, scope, lhs, node
+    )
+    scope = Scope(ctx.sql, ctx.slots)
+    from_ = select.args.get("from_") or select.args.get("from")
+    if from_ is None:
+        raise UnsupportedError(
+            E_UNSUPPORTED.format(what="a query without FROM"), sql=ctx.sql, offset=offset_of(select)
+        )
+    src = from_.this
+    if not isinstance(src, exp.Table):
+        raise UnsupportedError(
+            E_UNSUPPORTED.format(what=f"FROM {src.sql()}"), sql=ctx.sql, offset=offset_of(src)
+        )
+    schema = ctx.catalog.schema(src.name)
+    if schema is None:
+        raise BindError(
+            E_UNKNOWN_TABLE.format(name=src.name),
+            sql=ctx.sql,
+            offset=offset_of(src),
+            suggestion=suggest(src.name, ctx.catalog.names()),
+        )
+    if schema.kind != "stream":
+        raise BindError(E_STREAM_REQUIRED.format(name=src.name), sql=ctx.sql, offset=offset_of(src))
+    stream = scope.add(src.alias_or_name, schema, None)
+    lines = [f"StreamScan {schema.name}" + (f" AS {src.alias}" if src.alias else "")]
+    joins: list[tuple[BoundRelation, Fn, Fn | None, bool]] = []
+    for j in select.args.get("joins") or []:
+        joins.append(_join(ctx, scope, j, lines))
+    where_node = select.args.get("where")
+    where = None
+    if where_node is not None:
+        where = ExprCompiler(ctx, scope, "WHERE").predicate(where_node.this).fn
+        lines.append(f"Filter {where_node.this.sql(dialect='duckdb')}")
+    parts = compile_parts(ctx, select, scope, star_columns(scope))
+    names = _unique(parts.names)
+    outputs = [c.fn for c in parts.outputs]
+    if parts.order:
+        raise UnsupportedError(
+            E_UNSUPPORTED.format(what="ORDER BY on a stream"),
+            sql=ctx.sql,
+            offset=offset_of(select.args["order"]),
+        )
+    aggregate = None
+    mode = emit or "changes"
+    if parts.agg is not None:
+        aggregate = StreamAggregate(parts.agg, outputs, names, mode)
+        group = select.args.get("group")
+        keys = ", ".join(g.sql(dialect="duckdb") for g in group.expressions) if group else "()"
+        having = select.args.get("having")
+        lines.append(
+            f"Aggregate GROUP BY {keys} [{', '.join(s.sql for s in parts.agg.specs)}]"
+            + (f" HAVING {having.this.sql(dialect='duckdb')}" if having else "")
+            + f" EMIT {mode.upper()}"
+        )
+        final: Stage = _aggregate_stage(where, aggregate)
+    else:
+        if emit == "final":
+            raise UnsupportedError(
+                E_UNSUPPORTED.format(what="EMIT FINAL without GROUP BY"),
+                sql=ctx.sql,
+                offset=emit_offset,
+            )
+        final = _project_stage(where, outputs, names, parts.distinct, parts.limit)
+        if parts.distinct:
+            lines.append("Distinct (rows seen so far)")
+        if parts.limit is not None:
+            lines.append(f"Limit {parts.limit}")
+    lines.append(f"Project {', '.join(names)}")
+    run = final
+    for rel, source, residual, left in reversed(joins):
+        run = join_stage(rel.value_slot, rel.meta_slot, source, residual, left, run)
+    return StreamPlan(stream, run, names, aggregate, lines, mode)
+
+
+def _join(
+    ctx: CompileContext, scope: Scope, j: exp.Join, lines: list[str]
+) -> tuple[BoundRelation, Fn, Fn | None, bool]:
+    side = (j.args.get("side") or "").upper()
+    kind = (j.args.get("kind") or "").upper()
+    if side not in ("", "LEFT") or kind not in ("", "INNER", "OUTER") or j.args.get("using"):
+        what = f"{side or kind} JOIN".strip()
+        raise UnsupportedError(E_UNSUPPORTED.format(what=what), sql=ctx.sql, offset=offset_of(j))
+    node, table = resolve_table(ctx, j.this, want="join")
+    schema = ctx.catalog.schema(node.name)
+    assert schema is not None
+    rel = scope.add(node.alias_or_name, schema, table)
+    on = j.args.get("on")
+    if on is None:
+        raise UnsupportedError(
+            E_UNSUPPORTED.format(what="a join without ON"), sql=ctx.sql, offset=offset_of(j)
+        )
+    conjuncts = compile_conjuncts(ExprCompiler(ctx, scope, "JOIN ON"), on, rel)
+    key_field = schema.key_field or table.key_field
+    source, strategy, used = None, "", None
+    for c in conjuncts:
+        if c.pin is not None and (c.pin[0] == "_key" or c.pin[0] == key_field):
+            source, strategy, used = sources.key_lookup(table, c.pin[1].fn), "key lookup", c
+            break
+    if source is None:
+        for c in conjuncts:
+            if c.pin is not None and c.pin[0] != "_key":
+                source, strategy, used = (
+                    sources.index_probe(table, c.pin[0], c.pin[1].fn),
+                    "index probe",
+                    c,
+                )
+                break
+    flag = ""
+    if source is None:
+        source, strategy, flag = sources.scan(table), "FULL SCAN", "  !! last resort"
+    residual = combine([c for c in conjuncts if c is not used])
+    left = side == "LEFT"
+    lines.append(
+        f"{'Left' if left else 'Inner'}LookupJoin {table.name}"
+        + (f" AS {node.alias}" if node.alias else "")
+        + f" ON {on.sql(dialect='duckdb')}: {strategy}{flag}"
+    )
+    return rel, source, residual, left
+
+
+def _project_stage(
+    where: Fn | None, outputs: list[Fn], names: list[str], distinct: bool, limit: int | None
+) -> Stage:
+    seen: set[Any] = set()
+    emitted = [0]
+
+    def project(env: Env, out: Out) -> None:
+        if where is not None and where(env) is not True:
+            return
+        if limit is not None and emitted[0] >= limit:
+            return
+        values = [f(env) for f in outputs]
+        if distinct:
+            try:
+                key: Any = tuple(values)
+                hash(key)
+            except TypeError:
+                from core.codec import dumps
+
+                key = dumps(values)
+            if key in seen:
+                return
+            seen.add(key)
+        emitted[0] += 1
+        out.append(dict(zip(names, values, strict=True)))
+
+    if where is None and not distinct and limit is None:
+
+        def project_fast(env: Env, out: Out) -> None:
+            out.append(dict(zip(names, [f(env) for f in outputs], strict=True)))
+
+        return project_fast
+    return project
+
+
+def _aggregate_stage(where: Fn | None, aggregate: StreamAggregate) -> Stage:
+    add = aggregate.add
+
+    def run(env: Env, out: Out) -> None:
+        if where is not None and where(env) is not True:
+            return
+        add(env, out)
+
+    return run
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        if n in seen:
+            seen[n] += 1
+            n = f"{n}_{seen[n]}"
+            while n in seen:
+                n += "_"
+        seen.setdefault(n, 0)
+        out.append(n)
+    return out

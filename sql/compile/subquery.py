@@ -1,0 +1,220 @@
+"""Subqueries: bind the inner SELECT, let the planner pick a strategy, return one closure.
+
+The closure answers the subquery's *kind* for the current env: scalar (0 rows → NULL, >1 row →
+per-record error), IN (three-valued, as PostgreSQL: UNKNOWN when not found and a NULL is present,
+or when the probe is NULL and the set is not empty) and EXISTS.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlglot import exp
+
+from sql import logic
+from sql.bind.scope import Scope, offset_of
+from sql.compile.context import CompileContext, Env
+from sql.compile.expr import Compiled, ExprCompiler
+from sql.compile.select import combine, compile_conjuncts, compile_parts
+from sql.errors import (
+    E_NOT_YET,
+    E_SCALAR_ROWS,
+    E_SUBQUERY_COLUMNS,
+    E_TYPE_MISMATCH,
+    E_UNKNOWN_TABLE,
+    E_UNSUPPORTED,
+    BindError,
+    ScalarSubqueryError,
+    SqlTypeError,
+    UnsupportedError,
+    suggest,
+)
+from sql.operators.inner import InnerQuery
+from sql.operators.maintained import Aggregate, CachedRows, InSet, RowCount
+from sql.plan.planner import plan_subquery
+from sql.plan.shape import Plan, SubqueryShape
+from sql.types import ANY, BOOLEAN, comparable
+from tables.protocol import Table
+
+
+def star_columns(scope: Scope, only: Any = None) -> list[tuple[str, Compiled]]:
+    out = []
+    for rel in scope.relations:
+        if only is not None and rel is not only:
+            continue
+        for name in rel.schema.columns:
+            col = exp.column(name, table=rel.alias)
+            out.append((name, ExprCompiler.column(ExprCompiler(None, scope, "SELECT"), col)))  # type: ignore[arg-type]
+    return out
+
+
+def resolve_table(ctx: CompileContext, node: exp.Expr, *, want: str) -> tuple[exp.Table, Table]:
+    if not isinstance(node, exp.Table) or not node.name:
+        raise UnsupportedError(
+            E_UNSUPPORTED.format(what=f"FROM {node.sql()}"), sql=ctx.sql, offset=offset_of(node)
+        )
+    if node.args.get("version") is not None:
+        raise UnsupportedError(
+            E_NOT_YET.format(what="FOR SYSTEM_TIME AS OF"),
+            sql=ctx.sql,
+            offset=_version_offset(ctx.sql, node),
+        )
+    table = ctx.catalog.table(node.name)
+    if table is None:
+        schema = ctx.catalog.schema(node.name)
+        what = E_UNKNOWN_TABLE.format(name=node.name)
+        if schema is not None and schema.kind == "stream":
+            what = E_UNSUPPORTED.format(what=f"reading stream {node.name!r} in a {want}")
+        raise BindError(
+            what,
+            sql=ctx.sql,
+            offset=offset_of(node),
+            suggestion=suggest(node.name, ctx.catalog.names()),
+        )
+    return node, table
+
+
+def _version_offset(sql: str, node: exp.Table) -> int | None:
+    start = offset_of(node.this)
+    if start is None:
+        return None
+    pos = sql.upper().find("FOR", start)
+    return pos if pos >= 0 else start
+
+
+def compile_subquery(
+    ctx: CompileContext,
+    kind: str,
+    select: exp.Select,
+    outer: Scope,
+    lhs: Compiled | None,
+    node: exp.Expr,
+) -> Compiled:
+    if select.args.get("joins") or (not select.args.get("from_") and not select.args.get("from")):
+        raise UnsupportedError(
+            E_UNSUPPORTED.format(what="a subquery without exactly one FROM table"),
+            sql=ctx.sql,
+            offset=offset_of(select),
+        )
+    from_ = select.args.get("from_") or select.args.get("from")
+    assert from_ is not None
+    table_node, table = resolve_table(ctx, from_.this, want="subquery")
+    sid = ctx.next_id()
+    line = len(ctx.explain)
+    ctx.explain.append((ctx.depth, ""))  # filled in once the plan is known (nested ones go after)
+    ctx.depth += 1
+    try:
+        scope = outer.child()
+        schema = ctx.catalog.schema(table_node.name)
+        assert schema is not None
+        rel = scope.add(table_node.alias_or_name, schema, table)
+        ec = ExprCompiler(ctx, scope, "WHERE")
+        where = select.args.get("where")
+        conjuncts = compile_conjuncts(ec, where.this if where is not None else None, rel)
+        parts = compile_parts(ctx, select, scope, star_columns(scope))
+    finally:
+        ctx.depth -= 1
+    if kind in ("in", "scalar") and len(parts.outputs) != 1:
+        raise BindError(
+            E_SUBQUERY_COLUMNS.format(count=len(parts.outputs)),
+            sql=ctx.sql,
+            offset=offset_of(select),
+        )
+    if kind == "in" and lhs is not None and not comparable(lhs.type, parts.outputs[0].type):
+        raise SqlTypeError(
+            E_TYPE_MISMATCH.format(op="IN", left=lhs.type, right=parts.outputs[0].type),
+            sql=ctx.sql,
+            offset=offset_of(node),
+        )
+    tables = [table] + [
+        t
+        for n in select.find_all(exp.Table)
+        if n is not table_node and (t := ctx.catalog.table(n.name)) is not None
+    ]
+    nested = any(
+        isinstance(n, (exp.Subquery, exp.Exists))
+        or (isinstance(n, exp.In) and n.args.get("query") is not None)
+        for n in select.walk()
+        if n is not select
+    )
+    shape = SubqueryShape(
+        sid,
+        kind,
+        select,
+        rel,
+        table,
+        conjuncts,
+        parts,
+        scope.used_outer,
+        nested,
+        tables,
+        ctx.slots.count,
+    )
+    plan = plan_subquery(shape)
+    for m in (plan.maintained,):
+        unsub = getattr(m, "unsubscribe", None)
+        if callable(unsub):
+            ctx.closers.append(unsub)
+    corr = "correlated" if shape.correlated else "uncorrelated"
+    flag = "  !! last resort" if plan.flagged else ""
+    ctx.explain[line] = (
+        ctx.depth,
+        f"Subquery #{sid} {kind.upper()} ({corr}) on {table.name}: "
+        f"{plan.strategy} [{plan.detail}]{flag}",
+    )
+    return _adapter(kind, shape, plan, lhs)
+
+
+def _adapter(kind: str, shape: SubqueryShape, plan: Plan, lhs: Compiled | None) -> Compiled:
+    m = plan.maintained
+    if isinstance(m, InSet):
+        assert lhs is not None
+        fx, contains = lhs.fn, m.contains
+        return Compiled(lambda e: contains(fx(e)), BOOLEAN)
+    if isinstance(m, RowCount):
+        exists = m.exists
+        return Compiled(lambda e: exists(), BOOLEAN)
+    if isinstance(m, Aggregate):
+        result = m.result
+        return Compiled(lambda e: result(), shape.parts.outputs[0].type)
+    if isinstance(m, CachedRows):
+        return _over_rows(kind, lambda e: m.get(), shape, lhs)
+    assert plan.source is not None
+    rel = shape.relation
+    inner = InnerQuery(
+        plan.source, rel.value_slot, rel.meta_slot, combine(plan.residual), shape.parts
+    )
+    return _over_rows(kind, inner.rows, shape, lhs)
+
+
+def _over_rows(kind: str, rows: Any, shape: SubqueryShape, lhs: Compiled | None) -> Compiled:
+    if kind == "exists":
+        return Compiled(
+            lambda e: bool(rows(e, 1)) if _accepts_stop(rows) else bool(rows(e)), BOOLEAN
+        )
+    if kind == "scalar":
+        t = shape.parts.outputs[0].type
+
+        def scalar(e: Env) -> Any:
+            rs = rows(e, 2) if _accepts_stop(rows) else rows(e)
+            if not rs:
+                return None
+            if len(rs) > 1:
+                raise ScalarSubqueryError(
+                    E_SCALAR_ROWS.format(count=">1" if len(rs) == 2 else len(rs))
+                )
+            return rs[0][0]
+
+        return Compiled(scalar, t if t is not None else ANY)
+    assert lhs is not None
+    fx = lhs.fn
+
+    def in_rows(e: Env) -> Any:
+        x = fx(e)
+        return logic.in_values(x, [r[0] for r in rows(e)])
+
+    return Compiled(in_rows, BOOLEAN)
+
+
+def _accepts_stop(rows: Any) -> bool:
+    return getattr(rows, "__name__", "") == "rows" and hasattr(rows, "__self__")

@@ -1,0 +1,31 @@
+"""Stream-table joins: for each stream row, the matching table rows (lookup, probe or scan)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sql.compile.context import Env, Fn
+
+Next = Callable[[Env, list[dict[str, Any]]], None]
+Stage = Callable[[Env, list[dict[str, Any]]], None]
+_EMPTY: dict[str, Any] = {}
+
+
+def join_stage(vs: int, ms: int, source: Fn, residual: Fn | None, left: bool, nxt: Next) -> Stage:
+    """INNER: one downstream call per matching row; LEFT: a NULL-extended row when none match."""
+
+    def run(env: Env, out: list[dict[str, Any]]) -> None:
+        matched = False
+        for k, v in source(env):
+            env[vs] = v if isinstance(v, dict) else _EMPTY
+            env[ms] = k
+            if residual is None or residual(env) is True:
+                matched = True
+                nxt(env, out)
+        if left and not matched:
+            env[vs] = _EMPTY
+            env[ms] = None
+            nxt(env, out)
+
+    return run

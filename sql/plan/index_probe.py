@@ -1,0 +1,23 @@
+"""Rule: a conjunct ``column = expr`` on a non-key column → probe the table's secondary index."""
+
+from __future__ import annotations
+
+from sql.operators import sources
+from sql.plan.shape import Plan, SubqueryShape
+
+
+def index_probe(shape: SubqueryShape) -> Plan | None:
+    for c in shape.conjuncts:
+        if c.pin is None or c.pin[0] == "_key":
+            continue
+        column, value = c.pin
+        if column not in shape.relation.schema.columns and shape.relation.schema.closed:
+            continue
+        residual = [o for o in shape.conjuncts if o is not c]
+        return Plan(
+            "index probe",
+            c.node.sql(dialect="duckdb"),
+            source=sources.index_probe(shape.table, column, value.fn),
+            residual=residual,
+        )
+    return None

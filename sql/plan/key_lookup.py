@@ -1,0 +1,23 @@
+"""Rule: a conjunct ``key = expr`` (expr not reading the table) → one ``get`` per record."""
+
+from __future__ import annotations
+
+from sql.operators import sources
+from sql.plan.shape import Plan, SubqueryShape
+
+
+def key_lookup(shape: SubqueryShape) -> Plan | None:
+    key_field = shape.key_field
+    for c in shape.conjuncts:
+        if c.pin is None:
+            continue
+        column, value = c.pin
+        if column == "_key" or (key_field is not None and column == key_field):
+            residual = [o for o in shape.conjuncts if o is not c]
+            return Plan(
+                "key lookup",
+                c.node.sql(dialect="duckdb"),
+                source=sources.key_lookup(shape.table, value.fn),
+                residual=residual,
+            )
+    return None

@@ -1,0 +1,37 @@
+"""The subquery planner: the first rule of ``RULES`` that applies wins (cheapest first)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sql.plan.cached_result import cached_result
+from sql.plan.full_scan import full_scan
+from sql.plan.index_probe import index_probe
+from sql.plan.key_lookup import key_lookup
+from sql.plan.maintained_aggregate import maintained_aggregate
+from sql.plan.maintained_exists import maintained_exists
+from sql.plan.maintained_in import maintained_in
+from sql.plan.shape import Plan, SubqueryShape
+
+Rule = Callable[[SubqueryShape], Plan | None]
+
+#: Key lookups first (one ``get``); then maintained results for uncorrelated subqueries (no
+#: work per record); index probes for correlated ones; a cache for other uncorrelated shapes;
+#: a scan last.
+RULES: tuple[Rule, ...] = (
+    key_lookup,
+    maintained_in,
+    maintained_exists,
+    maintained_aggregate,
+    index_probe,
+    cached_result,
+    full_scan,
+)
+
+
+def plan_subquery(shape: SubqueryShape, rules: tuple[Rule, ...] = RULES) -> Plan:
+    for rule in rules:
+        plan = rule(shape)
+        if plan is not None:
+            return plan
+    raise AssertionError("full_scan always applies")

@@ -1,0 +1,145 @@
+"""The public compile API: ``compile_query(sql, catalog) -> CompiledQuery``.
+
+A :class:`CompiledQuery` is built once and then fed one stream record at a time; it holds the
+maintained structures (subscribed to the tables' change feeds) until :meth:`CompiledQuery.close`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sql.catalog import Catalog, RelationSchema
+from sql.compile.context import CompileContext
+from sql.compile.query import compile_stream_query
+from sql.dialect import Declaration
+from sql.errors import E_UNKNOWN_TABLE, BindError, SqlRuntimeError, suggest
+from sql.parse import Script, parse_script
+from tables.protocol import Table
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Sink:
+    """Where ``CREATE STREAM|TABLE name WITH (topic=...) AS SELECT`` sends its rows."""
+
+    kind: str  # "stream" | "table"
+    name: str
+    topic: str
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+class CompiledQuery:
+    """A compiled streaming query. Not thread-safe: one instance per processing loop."""
+
+    def __init__(self, script: Script, ctx: CompileContext, sink: Sink | None) -> None:
+        plan = compile_stream_query(ctx, script.require_query(), script.emit, script.emit_offset)
+        self.sql = script.sql
+        self.sink = sink
+        self.emit = plan.emit
+        self.output_columns: tuple[str, ...] = tuple(plan.names)
+        self.stream_name = plan.stream.schema.name
+        self._plan = plan
+        self._ctx = ctx
+        self._env: list[Any] = [None] * ctx.slots.count
+        self._vs, self._ms = plan.stream.value_slot, plan.stream.meta_slot
+        self._ts_field = plan.stream.schema.timestamp_field
+        self._run = plan.run
+
+    def process(
+        self,
+        value: Mapping[str, Any],
+        *,
+        key: Any = None,
+        timestamp: int | None = None,
+        partition: int = -1,
+        offset: int = -1,
+    ) -> list[Row]:
+        """Rows emitted for one stream record (``value``: the decoded JSON object).
+
+        Raises a :class:`~sql.errors.SqlRuntimeError` subclass for an error of this record (its
+        ``record`` field holds the value); the query stays usable for the next record.
+        """
+        env = self._env
+        env[self._vs] = value
+        event_time = value.get(self._ts_field, timestamp) if self._ts_field else timestamp
+        env[self._ms] = (key, timestamp, event_time, partition, offset)
+        out: list[Row] = []
+        try:
+            self._run(env, out)
+        except SqlRuntimeError as err:
+            err.record = value
+            err.fields.update(record=value, key=key, partition=partition, offset=offset)
+            raise
+        return out
+
+    def finish(self) -> list[Row]:
+        """Rows emitted at end of input (``EMIT FINAL``: one per group; otherwise none)."""
+        agg = self._plan.aggregate
+        return [] if agg is None else agg.finish(self._env)
+
+    def explain(self) -> str:
+        # Operators top-down: the output first, the stream scan last (innermost).
+        lines = ["  " * d + text for d, text in enumerate(reversed(self._plan.lines))]
+        subs = ["  " * d + text for d, text in self._ctx.explain]
+        if self.sink is not None:
+            lines.insert(
+                0,
+                f"Sink {self.sink.kind} {self.sink.name} (topic={self.sink.topic})"
+                f" EMIT {self.emit.upper()}",
+            )
+        return "\n".join(lines + subs)
+
+    def close(self) -> None:
+        """Unsubscribe every maintained structure from its table."""
+        for closer in self._ctx.closers:
+            closer()
+        self._ctx.closers.clear()
+
+
+def apply_declarations(script: Script, catalog: Catalog) -> None:
+    for decl in script.declarations.values():
+        if decl.kind == "stream":
+            catalog.add_stream(
+                decl.name, decl.columns, timestamp_field=decl.options.get("timestamp")
+            )
+            continue
+        table = catalog.table(decl.name)
+        if table is None and catalog.loader is not None:
+            table = catalog.loader(decl.name, decl.options.get("topic", decl.name), decl.options)
+            catalog.add_table(decl.name, table)
+        if table is None:
+            raise BindError(
+                E_UNKNOWN_TABLE.format(name=decl.name),
+                sql=script.sql,
+                offset=decl.offset,
+                suggestion=suggest(decl.name, catalog.names()),
+            )
+        schema = RelationSchema(
+            decl.name,
+            "table",
+            dict(decl.columns) if decl.columns is not None else {},
+            closed=decl.columns is not None,
+            key_field=decl.primary_key or table.key_field,
+            declared=decl.columns is not None,
+        )
+        if decl.columns is None:
+            schema = catalog.schema(decl.name) or schema
+        catalog.schemas[decl.name.lower()] = schema
+
+
+def _sink(decl: Declaration | None) -> Sink | None:
+    if decl is None:
+        return None
+    return Sink(decl.kind, decl.name, decl.options.get("topic", decl.name), dict(decl.options))
+
+
+def compile_query(sql: str, catalog: Catalog | Mapping[str, Table]) -> CompiledQuery:
+    """Parse, bind, plan and compile ``sql`` (declarations first, then one query)."""
+    cat = catalog if isinstance(catalog, Catalog) else Catalog.of(catalog)
+    script = parse_script(sql)
+    apply_declarations(script, cat)
+    ctx = CompileContext(sql, cat)
+    return CompiledQuery(script, ctx, _sink(script.sink))

@@ -1,0 +1,235 @@
+"""The offline runner: ``python -m sql run QUERY.sql --table NAME=FILE.jsonl[:KEY] ... --stream
+NAME[=FILE.jsonl] [--events FILE.jsonl] [--explain]``.
+
+Tables are loaded into :class:`~tables.memory.MemoryTable`; stream records (the ``--stream`` file
+first, then the ``--events`` timeline, which also carries table changes) go through the compiled
+query one by one; each emitted row is one JSON object on stdout. Exit codes: 0 ok, 1 some record
+failed (each reported on stderr, processing continues), 2 the query or the inputs are invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from core.codec import JSONDecodeError, dumps, loads_exact
+from sql.catalog import Catalog, infer_columns
+from sql.dialect import Declaration
+from sql.errors import SqlCompileError, SqlError, SqlRuntimeError
+from sql.parse import parse_script
+from sql.query import CompiledQuery, apply_declarations
+from sql.types import cast
+from tables.memory import MemoryTable
+
+E_BAD_SPEC = "expected NAME=FILE.jsonl[:KEYFIELD], got {spec!r}"
+E_BAD_LINE = "{path}:{line}: {reason}"
+E_UNKNOWN_EVENT_TABLE = "{path}:{line}: event for unknown table {name!r}"
+E_BAD_EVENT = '{path}:{line}: an event needs "table" or "stream"'
+E_RECORD_FAILED = "record {n}: {error}"
+RESERVED = ("_timestamp", "_key")
+
+
+class InputError(SqlError):
+    """An input file or option the runner cannot use."""
+
+
+def _jsonl(path: str) -> Iterator[tuple[int, Any]]:
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield n, loads_exact(line)
+            except JSONDecodeError as exc:
+                raise InputError(E_BAD_LINE.format(path=path, line=n, reason=exc)) from exc
+
+
+def _split_spec(spec: str) -> tuple[str, str | None, str | None]:
+    name, eq, rest = spec.partition("=")
+    if not name or (eq and not rest):
+        raise InputError(E_BAD_SPEC.format(spec=spec))
+    if not eq:
+        return name, None, None
+    key = None
+    head, colon, tail = rest.rpartition(":")
+    if colon and head and tail.isidentifier() and not os.path.exists(rest):
+        rest, key = head, tail
+    return name, rest, key
+
+
+def _typed(value: dict[str, Any], decl: Declaration | None) -> dict[str, Any]:
+    """Drop reserved keys; read declared columns into their types (DECIMAL exact from text)."""
+    row = {k: v for k, v in value.items() if k not in RESERVED}
+    if decl is not None and decl.columns:
+        for name, t in decl.columns.items():
+            if row.get(name) is not None:
+                row[name] = cast(row[name], t)
+    return row
+
+
+class Runner:
+    def __init__(self, args: argparse.Namespace, out: IO[str], err: IO[str]) -> None:
+        self.args = args
+        self.out, self.err = out, err
+        self.tables: dict[str, MemoryTable] = {}
+        self.failed = 0
+        self.records = 0
+
+    def run(self) -> int:
+        sql = Path(self.args.query).read_text(encoding="utf-8")
+        script = parse_script(sql)
+        self.decls = script.declarations
+        catalog = Catalog()
+        for spec in self.args.table:
+            name, path, key = _split_spec(spec)
+            decl = self.decls.get(name.lower())
+            key = key or (decl.primary_key if decl else None)
+            table = self.tables[name.lower()] = MemoryTable(name, key_field=key)
+            for n, value in _jsonl(path) if path else iter(()):
+                self._put(table, value, None, n, path or "")
+            catalog.add_table(name, table)
+        for name, decl in self.decls.items():
+            if decl.kind == "table" and name not in self.tables:
+                self.tables[name] = MemoryTable(decl.name, key_field=decl.primary_key)
+                catalog.add_table(decl.name, self.tables[name])
+        self.stream, path, _ = _split_spec(self.args.stream)
+        records = list(_jsonl(path)) if path else []
+        sdecl = self.decls.get(self.stream.lower())
+        if sdecl is None or sdecl.kind != "stream":
+            sample = [r for _, r in records] + [e.get("value") for _, e in self._events(peek=True)]
+            cols = infer_columns(
+                iter(
+                    {k: v for k, v in r.items() if k not in RESERVED}
+                    for r in sample
+                    if isinstance(r, dict)
+                )
+            )
+            catalog.add_stream(self.stream, cols if cols else None)
+        apply_declarations(script, catalog)
+        query = CompiledQuery(script, _context(sql, catalog), _sink_of(script))
+        if self.args.explain:
+            print(query.explain(), file=self.out)
+            return 0
+        for _, value in records:
+            self._record(query, value)
+        for _, event in self._events():
+            self._event(query, event)
+        self._emit(query.finish())
+        return 1 if self.failed else 0
+
+    def _events(self, peek: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+        if not self.args.events:
+            return
+        for n, event in _jsonl(self.args.events):
+            if not isinstance(event, dict) or not ("table" in event or "stream" in event):
+                raise InputError(E_BAD_EVENT.format(path=self.args.events, line=n))
+            if peek and event.get("stream", "").lower() != self.stream.lower():
+                continue
+            yield n, event
+
+    def _event(self, query: CompiledQuery, event: dict[str, Any]) -> None:
+        if "stream" in event:
+            if str(event["stream"]).lower() == self.stream.lower():
+                self._record(query, event.get("value") or {}, event)
+            return
+        name = str(event["table"])
+        table = self.tables.get(name.lower())
+        if table is None:
+            raise InputError(
+                E_UNKNOWN_EVENT_TABLE.format(path=self.args.events, line="?", name=name)
+            )
+        value = event.get("value")
+        key = event.get("key")
+        if key is None and isinstance(value, dict):
+            key = value.get("_key", value.get(table.key_field) if table.key_field else None)
+        decl = self.decls.get(name.lower())
+        table.put(
+            key,
+            None if value is None else _typed(value, decl),
+            int(event.get("_timestamp", 0) or 0),
+        )
+
+    def _put(self, table: MemoryTable, value: Any, key: Any, n: int, path: str) -> None:
+        if not isinstance(value, dict):
+            raise InputError(E_BAD_LINE.format(path=path, line=n, reason="expected a JSON object"))
+        if key is None:
+            key = value.get("_key", value.get(table.key_field) if table.key_field else n)
+        table.put(
+            key,
+            _typed(value, self.decls.get(table.name.lower())),
+            int(value.get("_timestamp") or 0),
+        )
+
+    def _record(
+        self, query: CompiledQuery, value: Any, event: dict[str, Any] | None = None
+    ) -> None:
+        self.records += 1
+        if not isinstance(value, dict):
+            value = {}
+        meta = event or {}
+        key = value.get("_key", meta.get("key"))
+        ts = value.get("_timestamp", meta.get("_timestamp", meta.get("timestamp")))
+        sdecl = self.decls.get(self.stream.lower())
+        try:
+            rows = query.process(
+                _typed(value, sdecl), key=key, timestamp=ts, offset=self.records - 1
+            )
+        except SqlRuntimeError as err:
+            self.failed += 1
+            print(E_RECORD_FAILED.format(n=self.records, error=err), file=self.err)
+            return
+        self._emit(rows)
+
+    def _emit(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            self.out.write(dumps({k: _jsonable(v) for k, v in row.items()}).decode() + "\n")
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dt.timedelta):
+        return v.total_seconds()
+    return v
+
+
+def _context(sql: str, catalog: Catalog) -> Any:
+    from sql.compile.context import CompileContext
+
+    return CompileContext(sql, catalog)
+
+
+def _sink_of(script: Any) -> Any:
+    from sql.query import _sink
+
+    return _sink(script.sink)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sql", description="Run streaming SQL offline.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run QUERY.sql over JSON Lines files")
+    run.add_argument("query", help="the SQL file: declarations, then one query")
+    run.add_argument("--table", action="append", default=[], metavar="NAME=FILE.jsonl[:KEYFIELD]")
+    run.add_argument("--stream", required=True, metavar="NAME[=FILE.jsonl]")
+    run.add_argument("--events", metavar="FILE.jsonl", help="timeline of table changes and records")
+    run.add_argument("--explain", action="store_true", help="print the plan instead of running")
+    return p
+
+
+def main(
+    argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[str] | None = None
+) -> int:
+    args = build_parser().parse_args(argv)
+    out, err = out or sys.stdout, err or sys.stderr
+    try:
+        return Runner(args, out, err).run()
+    except SqlCompileError as exc:
+        print(f"error: {exc}", file=err)
+        return 2
+    except (SqlError, OSError) as exc:
+        print(f"error: {exc}", file=err)
+        return 2
