@@ -188,6 +188,12 @@ class TableStore:
         self.db.write(wb)
         self._count = batch.count
 
+    def compact(self) -> None:
+        """Full compaction (thread-safe in RocksDB; callers run it off the event loop)."""
+        db = self._db
+        if db is not None:
+            db.compact_range(None, None)
+
     def set_topic(self, topic: str) -> None:
         assert self._meta is not None
         self._meta[_TOPIC] = topic.encode()
