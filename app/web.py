@@ -3,6 +3,7 @@
 - ``GET /tables/``                      every table with its stats
 - ``GET /tables/{name}/?limit=&after=`` one table's stats and a page of rows in key order
 - ``GET /tables/{name}/{key}``          one key's value (404 when absent)
+- ``GET /ready``                        200 once every table caught up with its topic, else 503
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ def register_views(app: faust.App, registry: TableRegistry) -> None:
         return _json(
             view, {"error": f"no table named {name!r}", "tables": sorted(registry.tables)}, 404
         )
+
+    @app.page("/ready")
+    class Ready(View):
+        async def get(self, request: Request) -> Response:
+            waiting = sorted(t.name for t in registry if not t.is_ready)
+            return _json(
+                self, {"ready": not waiting, "waiting_for": waiting}, 503 if waiting else 200
+            )
 
     @app.page("/tables/")
     class TableList(View):

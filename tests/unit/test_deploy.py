@@ -1,0 +1,55 @@
+"""docker-compose.yml, the Dockerfile and the Kubernetes manifests stay valid and in step with
+Settings (no Docker engine runs here, so this is as close to tested as they get)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from app.settings import ENV_PREFIX, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+FIELDS = {ENV_PREFIX + f.name.upper() for f in dataclasses.fields(Settings)}
+
+
+def check_env(env: dict[str, Any]) -> None:
+    ours = {k for k in env if k.startswith(ENV_PREFIX)}
+    assert ours <= FIELDS, f"unknown settings: {ours - FIELDS}"
+    settings = Settings.from_env({k: str(v) for k, v in env.items()})
+    assert settings.web_host == "0.0.0.0"  # inside a container the port must be reachable
+    assert settings.tables
+
+
+def test_compose_runs_the_worker_against_apache_kafka() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert compose["services"]["kafka"]["image"].startswith("apache/kafka:")
+    worker = compose["services"]["worker"]
+    check_env(worker["environment"])
+    assert worker["environment"]["TABLESTREAM_BROKER"].startswith("kafka:")
+    for port in compose["services"]["worker"]["ports"] + compose["services"]["kafka"]["ports"]:
+        assert port.startswith("127.0.0.1:")
+
+
+def test_dockerfile_copies_every_package_and_runs_the_worker() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY (\w+) ", text, re.M))
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "bench", "examples"}
+    assert packages <= copied
+    assert 'CMD ["faust", "-A", "app", "worker"' in text
+
+
+def test_kubernetes_manifests() -> None:
+    docs = list(yaml.safe_load_all((ROOT / "deploy/k8s/worker.yaml").read_text()))
+    kinds = {d["kind"]: d for d in docs}
+    assert set(kinds) == {"ConfigMap", "Service", "StatefulSet"}
+    check_env(kinds["ConfigMap"]["data"])
+    pod = kinds["StatefulSet"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"][:4] == ["faust", "-A", "app", "worker"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    mount = container["volumeMounts"][0]["mountPath"]
+    assert mount == kinds["ConfigMap"]["data"]["TABLESTREAM_DATA_DIR"]
