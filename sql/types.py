@@ -21,8 +21,8 @@ from sql.errors import E_CAST, CastError
 
 #: Exact arithmetic: wide enough that +, -, * of DECIMAL(38, s) values never round.
 DECIMAL_CONTEXT = Context(prec=120, rounding=ROUND_HALF_UP)
-#: Minimum scale of a DECIMAL quotient (see :func:`divide_decimal`).
-MIN_DIVISION_SCALE = 6
+#: Significant digits a DECIMAL quotient keeps at least (see :func:`divide_decimal`).
+MIN_SIGNIFICANT_DIGITS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,9 +298,13 @@ def cast(value: Any, t: SqlType) -> Any:
 
 
 def divide_decimal(a: Decimal, b: Decimal) -> Decimal:
-    """DECIMAL / DECIMAL: exact quotient rounded half-up to scale max(6, scale(a), scale(b))."""
-    scale = max(MIN_DIVISION_SCALE, _scale(a), _scale(b))
+    """DECIMAL / DECIMAL (and AVG of DECIMAL), as PostgreSQL's numeric division: the quotient
+    keeps at least :data:`MIN_SIGNIFICANT_DIGITS` significant digits and at least the scale of
+    either operand, rounded half away from zero. ``b`` must not be zero."""
     q = DECIMAL_CONTEXT.divide(a, b)
+    scale = max(_scale(a), _scale(b))
+    if q:
+        scale = max(scale, MIN_SIGNIFICANT_DIGITS - q.adjusted() - 1)
     return q.quantize(Decimal(1).scaleb(-scale), context=DECIMAL_CONTEXT)
 
 

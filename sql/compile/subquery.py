@@ -188,6 +188,8 @@ def _adapter(kind: str, shape: SubqueryShape, plan: Plan, lhs: Compiled | None) 
 
 
 def _over_rows(kind: str, rows: Any, shape: SubqueryShape, lhs: Compiled | None) -> Compiled:
+    if kind == "rows":
+        return Compiled(rows, ANY)
     if kind == "exists":
         return Compiled(
             lambda e: bool(rows(e, 1)) if _accepts_stop(rows) else bool(rows(e)), BOOLEAN

@@ -52,7 +52,9 @@ def explain(sql: str) -> list[str]:
     schema = SCHEMA.read_text()
     decls = parse_script(schema).declarations
     tables = {
-        d.name: MemoryTable(d.name, key_field=d.primary_key) for d in decls.values() if d.kind == "table"
+        d.name: MemoryTable(d.name, key_field=d.primary_key)
+        for d in decls.values()
+        if d.kind == "table"
     }
     q = compile_query(schema + sql, Catalog.of(tables))
     try:
