@@ -14,6 +14,8 @@ from core.codec import JSONDecodeError
 from tables.keys import key_bytes
 from tables.protocol import Change, Op
 from tables.store import Fingerprint, StoreBatch, TableStore
+from tables.versions import Version, put_version
+from tables.versions_store import VersionStore, apply_history, loaded
 
 E_NOT_JSON = "value is not valid JSON: {error}"
 E_NOT_OBJECT = "value is a JSON {kind}, not an object with key field {field!r}"
@@ -59,11 +61,21 @@ _MISSING = object()
 
 
 class Applier:
-    """Turns records into row writes for one table. ``key_field`` None keys by message key."""
+    """Turns records into row writes for one table. ``key_field`` None keys by message key.
 
-    def __init__(self, key_field: str | None, decode: Callable[[bytes], Any]) -> None:
+    With ``versions`` (a versioned table) every record also becomes a version of its key, placed
+    by event time; only a record at least as new as the key's latest version changes the row.
+    """
+
+    def __init__(
+        self,
+        key_field: str | None,
+        decode: Callable[[bytes], Any],
+        versions: VersionStore | None = None,
+    ) -> None:
         self.key_field = key_field
         self.decode = decode
+        self.versions = versions
 
     def _row(self, rec: RecordLike) -> tuple[bytes, Any] | str:
         """(store key, decoded value or None for a tombstone), or the reason it is malformed."""
@@ -129,9 +141,23 @@ class Applier:
         # One multi-get for the batch; later records of the same key see earlier ones via `current`.
         unique = list(dict.fromkeys(skey for _, skey, _ in rows))
         current: dict[bytes, bytes | None] = dict(zip(unique, store.multi_get(unique), strict=True))
+        versions = self.versions
+        histories: dict[bytes, tuple[list[Version], list[Version]]] = {}
         decode = self.decode
         count = batch.count
         for rec, skey, value in rows:
+            seq = batch.version + 1
+            if versions is not None:
+                batch.stream_time = max(batch.stream_time, rec.timestamp)
+                history = histories.get(skey)
+                if history is None:
+                    history = histories[skey] = loaded(versions, skey)
+                stored = None if value is None else rec.value
+                written, latest = put_version(history[1], Version(rec.timestamp, seq, stored))
+                if written:
+                    batch.version = seq
+                if not latest:
+                    continue  # an out-of-order record: it changes the past only
             old_raw = current[skey]
             if value is None:
                 if old_raw is None:
@@ -153,6 +179,7 @@ class Applier:
                 else:
                     result.updates += 1
                     op = Op.UPDATE
+            batch.version = seq
             if want_changes:
                 old_value = None if old_raw is None else decode(old_raw)
                 result.changes.append(
@@ -164,7 +191,11 @@ class Applier:
                         rec.timestamp,
                         rec.partition,
                         rec.offset,
+                        seq,
+                        rec.topic,
                     )
                 )
         batch.count = count
+        if versions is not None:
+            apply_history(versions, batch, histories)
         return result

@@ -1,12 +1,37 @@
-"""The change feed: a table publishes every applied change to its subscribers, in order."""
+"""The change feed: a table publishes every applied change to its subscribers, in order.
+
+Two ways to consume it: ``subscribe(listener)`` runs a callback inline (indexes, maintained
+subquery results), and ``changes()`` gives an async iterator over a bounded queue (agents,
+inspection) that never slows the table down: when its queue is full the stream ends with
+:class:`ChangeStreamOverflowError` after the queued changes, rather than block the loader or drop
+changes silently.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import deque
+from types import TracebackType
 
+from core.errors import TablestreamError
 from tables.protocol import Change, ChangeListener, Unsubscribe
 
 logger = logging.getLogger(__name__)
+
+#: Changes a ``changes()`` stream holds for a slow consumer before it overflows.
+DEFAULT_STREAM_QUEUE = 10_000
+E_OVERFLOW = (
+    "change stream of table {table!r} overflowed: its consumer fell {maxsize} changes behind "
+    "(last delivered version {version}); resynchronize from a snapshot or get_changes_since()"
+)
+
+
+class ChangeStreamOverflowError(TablestreamError):
+    """A ``changes()`` consumer fell ``maxsize`` changes behind; the stream has ended.
+
+    ``fields``: ``table``, ``maxsize`` and ``version`` (of the last change delivered, 0 if none).
+    """
 
 
 class ChangeFeed:
@@ -17,9 +42,10 @@ class ChangeFeed:
     that raises is logged and removed rather than allowed to stop the loader.
     """
 
-    __slots__ = ("_listeners",)
+    __slots__ = ("_listeners", "name")
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "") -> None:
+        self.name = name
         self._listeners: list[ChangeListener] = []
 
     def __bool__(self) -> bool:
@@ -34,6 +60,10 @@ class ChangeFeed:
 
         return unsubscribe
 
+    def stream(self, maxsize: int = DEFAULT_STREAM_QUEUE) -> ChangeStream:
+        """An async iterator over the changes published from now on (see :class:`ChangeStream`)."""
+        return ChangeStream(self, maxsize)
+
     def publish(self, change: Change) -> None:
         for listener in tuple(self._listeners):
             try:
@@ -42,3 +72,88 @@ class ChangeFeed:
                 logger.exception("change listener %r failed; unsubscribed", listener)
                 if listener in self._listeners:
                     self._listeners.remove(listener)
+
+
+class ChangeStream:
+    """``async for change in table.changes(): ...`` — every change from subscription on, in order.
+
+    Bounded: at most ``maxsize`` undelivered changes are held. One more and the stream stops
+    listening, delivers what it holds, then raises :class:`ChangeStreamOverflowError` (a consumer
+    that cannot keep up must resynchronize; it never misses a change silently). ``close()`` (or
+    leaving ``async with``) ends the iteration.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_last_version",
+        "_overflowed",
+        "_queue",
+        "_unsubscribe",
+        "_wakeup",
+        "maxsize",
+        "table",
+    )
+
+    def __init__(self, feed: ChangeFeed, maxsize: int = DEFAULT_STREAM_QUEUE) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be >= 1")
+        self.maxsize = maxsize
+        self.table = feed.name
+        self._queue: deque[Change] = deque()
+        self._wakeup = asyncio.Event()
+        self._closed = False
+        self._overflowed = False
+        self._last_version = 0
+        self._unsubscribe = feed.subscribe(self._on_change)
+
+    def _on_change(self, change: Change) -> None:
+        if len(self._queue) >= self.maxsize:
+            self._overflowed = True
+            self._unsubscribe()
+        else:
+            self._queue.append(change)
+        self._wakeup.set()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def close(self) -> None:
+        self._closed = True
+        self._unsubscribe()
+        self._wakeup.set()
+
+    def __aiter__(self) -> ChangeStream:
+        return self
+
+    async def __anext__(self) -> Change:
+        if self._closed:
+            raise StopAsyncIteration
+        while not self._queue:
+            if self._closed:
+                raise StopAsyncIteration
+            if self._overflowed:
+                self._closed = True
+                raise ChangeStreamOverflowError(
+                    E_OVERFLOW.format(
+                        table=self.table, maxsize=self.maxsize, version=self._last_version
+                    ),
+                    table=self.table,
+                    maxsize=self.maxsize,
+                    version=self._last_version,
+                )
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        change = self._queue.popleft()
+        self._last_version = change.version
+        return change
+
+    async def __aenter__(self) -> ChangeStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

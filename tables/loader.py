@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 E_NO_TOPIC = "topic {topic!r} of table {table!r} does not exist on {servers}"
 COMPACT_AFTER_RECORDS = 100_000
+#: How often age retention sweeps a slice of a versioned table's history (between batches).
+SWEEP_INTERVAL_S = 1.0
 W_REBUILD = "table %r: local state does not fit topic %r (%s); rebuilding from the beginning"
 
 
@@ -67,7 +69,8 @@ class TableLoader(Service):
         self._verify: dict[TopicPartition, Fingerprint] = {}
         self._target: dict[TopicPartition, int] = {}
         self._compaction: asyncio.Future[None] | None = None
-        self._applier = Applier(state.spec.key_field, state.decode)
+        self._next_sweep = 0.0
+        self._applier = Applier(state.spec.key_field, state.decode, state.versions)
         super().__init__(**kwargs)
 
     @property
@@ -82,7 +85,14 @@ class TableLoader(Service):
             logger.warning(W_REBUILD, state.spec.name, state.spec.topic, f"was {stored_topic!r}")
             state.store.destroy()
             state.store.open()
+        stored_mode, mode = state.store.history_mode(), _history_mode(state)
+        if state.store.count and stored_mode != mode:
+            # Rows kept without history cannot answer for the past (and stale history would).
+            logger.warning(W_REBUILD, state.spec.name, state.spec.topic, f"history {mode!r}")
+            state.store.destroy()
+            state.store.open()
         state.store.set_topic(state.spec.topic)
+        state.store.set_history_mode(mode)
         self._consumer = self._consumer_factory()
         await self._consumer.start()
         await self._assign()
@@ -185,6 +195,9 @@ class TableLoader(Service):
             if self._dead_letters is not None:
                 await self._dead_letters.send(result.malformed, source=f"table:{state.spec.name}")
         state.store.commit(batch)
+        if state.versions is not None and time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + SWEEP_INTERVAL_S
+            state.versions.sweep()
         for partition, position in batch.positions.items():
             state.stats.partitions[partition].position = position
         stats = state.stats
@@ -240,8 +253,13 @@ class TableLoader(Service):
             for key, value in list(state.items()):
                 state.feed.publish(Change(key, Op.DELETE, None, value))
         await self._compacted()
-        state.store.destroy()
+        state.store.destroy()  # the history goes with the rows: it is rebuilt from the topic
         state.store.open()
         state.store.set_topic(state.spec.topic)
+        state.store.set_history_mode(_history_mode(state))
         state.reset()
         self._seek_to_stored()
+
+
+def _history_mode(state: TableState) -> str:
+    return "versioned" if state.versions is not None else "plain"

@@ -6,46 +6,107 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tables.changes import ChangeFeed
+from tables.changes import DEFAULT_STREAM_QUEUE, ChangeFeed, ChangeStream
 from tables.indexes import HashIndex, IndexRegistry
 from tables.keys import key_text
-from tables.protocol import Change, ChangeListener, Key, Op, TableStats, Unsubscribe, Value
+from tables.protocol import (
+    Change,
+    ChangeListener,
+    Key,
+    Op,
+    TableStats,
+    Unsubscribe,
+    Value,
+    VersionRecord,
+)
+from tables.spec import TableSpec
+from tables.versions import (
+    E_EXPIRED,
+    E_NOT_VERSIONED,
+    HistoryExpiredError,
+    MemoryHistory,
+    NotVersionedError,
+    VersionPolicy,
+    find_at_version,
+    records,
+)
 
 
 class MemoryTable:
     """A dict-backed table that publishes changes exactly like the Kafka-backed one.
 
     Keys are normalized to their text form (:func:`tables.keys.key_text`), as in every table.
+    With ``versions`` or ``history_retention_ms`` it keeps history like a versioned
+    :class:`~tables.reference.ReferenceTable` (same rules, :mod:`tables.versions`): ``put``'s
+    ``timestamp`` is the event time, and an out-of-order one changes only the past.
     """
 
-    def __init__(self, name: str, key_field: str | None = None, topic: str = "") -> None:
+    def __init__(
+        self,
+        name: str,
+        key_field: str | None = None,
+        topic: str = "",
+        *,
+        versions: int | None = None,
+        history_retention_ms: int | None = None,
+        as_of_expired: str = "null",
+    ) -> None:
         self._name = name
         self._key_field = key_field
         self._topic = topic or name
         self._rows: dict[Key, Value] = {}
-        self._feed = ChangeFeed()
+        self._feed = ChangeFeed(name)
         self._indexes = IndexRegistry(self.items, self._feed.subscribe)
         self._stats = TableStats(name=name, topic=self._topic, ready=True, running=True)
+        self._version = 0
+        self._history: MemoryHistory | None = None
+        if versions is not None or history_retention_ms is not None:
+            policy = VersionPolicy(versions, history_retention_ms, as_of_expired == "error")
+            self._history = MemoryHistory(policy)
+
+    @classmethod
+    def from_spec(cls, spec: TableSpec) -> MemoryTable:
+        return cls(
+            spec.name,
+            spec.key_field,
+            spec.topic,
+            versions=spec.versions,
+            history_retention_ms=spec.history_retention_ms,
+            as_of_expired=spec.as_of_expired,
+        )
 
     # -- writes ---------------------------------------------------------------------------------
     def put(self, key: Key, value: Value | None, timestamp: int = 0) -> Change | None:
-        """Insert, update or (``value is None``) delete ``key``; returns the change, if any."""
+        """Insert, update or (``value is None``) delete ``key``; returns the change, if any.
+
+        On a versioned table a ``timestamp`` older than the key's latest version only adds to its
+        history (no change to the present, None returned).
+        """
         key = key_text(key)
+        seq = self._version + 1
+        if self._history is not None:
+            written, latest = self._history.put(key, seq, timestamp, value)
+            if written:
+                self._version = seq
+            if not latest:
+                return None
         old = self._rows.get(key)
         if value is None:
             if key not in self._rows:
                 return None
             del self._rows[key]
-            change = Change(key, Op.DELETE, None, old, timestamp)
+            op = Op.DELETE
             self._stats.deletes += 1
         elif key in self._rows:
             self._rows[key] = value
-            change = Change(key, Op.UPDATE, value, old, timestamp)
+            op = Op.UPDATE
             self._stats.updates += 1
         else:
             self._rows[key] = value
-            change = Change(key, Op.INSERT, value, None, timestamp)
+            op = Op.INSERT
             self._stats.inserts += 1
+        self._version = seq
+        change = Change(key, op, value, old, timestamp, version=seq, topic=self._topic)
         self._stats.last_updated = time.time()
         self._feed.publish(change)
         return change
@@ -108,6 +169,10 @@ class MemoryTable:
     def subscribe(self, listener: ChangeListener) -> Unsubscribe:
         return self._feed.subscribe(listener)
 
+    def changes(self, maxsize: int = DEFAULT_STREAM_QUEUE) -> ChangeStream:
+        """``async for change in table.changes()``; see :class:`tables.changes.ChangeStream`."""
+        return self._feed.stream(maxsize)
+
     def index(self, field: str) -> HashIndex:
         return self._indexes.get(field)
 
@@ -121,3 +186,50 @@ class MemoryTable:
 
     async def wait_until_ready(self, timeout: float | None = None) -> bool:
         return True
+
+    # -- the VersionedTable protocol ------------------------------------------------------------
+    @property
+    def versioned(self) -> bool:
+        return self._history is not None
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def stream_time(self) -> int:
+        return self._need_history().stream_time
+
+    def _need_history(self) -> MemoryHistory:
+        if self._history is None:
+            raise NotVersionedError(E_NOT_VERSIONED.format(table=self._name), table=self._name)
+        return self._history
+
+    def get_as_of(self, key: Key, timestamp: int) -> Value | None:
+        history = self._need_history()
+        try:
+            k = key_text(key)
+        except TypeError:
+            return None
+        found, expired = history.as_of(k, timestamp)
+        if expired and history.policy.expired_is_error:
+            raise HistoryExpiredError(
+                E_EXPIRED.format(table=self._name, key=k, timestamp=timestamp),
+                table=self._name,
+                key=k,
+                timestamp=timestamp,
+            )
+        return None if found is None else found.value
+
+    def get_at_version(self, key: Key, version: int) -> Value | None:
+        found = find_at_version(self._need_history().get(key_text(key)), version)
+        return None if found is None else found.value
+
+    def history(self, key: Key) -> list[VersionRecord]:
+        return records(self._need_history().get(key_text(key)), lambda v: v)
+
+    def get_changes_since(self, version: int) -> list[Change]:
+        return self._need_history().changes_since(version)
+
+    def compact(self, retain_versions: int) -> int:
+        return self._need_history().compact(retain_versions)

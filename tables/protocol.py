@@ -33,7 +33,10 @@ class Op(enum.Enum):
 class Change:
     """One applied change. ``old_value`` is None on insert, ``value`` is None on delete.
 
-    ``partition``/``offset`` name the source record (-1 when the change did not come from Kafka).
+    ``timestamp`` is the source record's event time (ms). ``topic``/``partition``/``offset`` name
+    the source record ("" / -1 when the change did not come from Kafka). ``version`` is the
+    table's version after this change: it grows by one for every change a table applies (0 for
+    changes made outside a table, such as the retractions of a rebuild).
     """
 
     key: Key
@@ -43,6 +46,24 @@ class Change:
     timestamp: int = 0
     partition: int = -1
     offset: int = -1
+    version: int = 0
+    topic: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRecord:
+    """One version of a key in a versioned table: valid from ``timestamp`` until the next one.
+
+    ``value`` None means the key was deleted at ``timestamp``. ``version`` is the table version
+    that wrote it (versions follow arrival order, timestamps event time).
+    """
+
+    timestamp: int
+    version: int
+    value: Value | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"timestamp": self.timestamp, "version": self.version, "value": self.value}
 
 
 #: Called synchronously after a change is durable and visible through ``get``.
@@ -153,6 +174,49 @@ class Table(Protocol):
     def is_ready(self) -> bool: ...
 
     async def wait_until_ready(self, timeout: float | None = None) -> bool: ...
+
+
+@runtime_checkable
+class VersionedTable(Table, Protocol):
+    """A table that can also answer for the past (``versioned`` True when it keeps history).
+
+    Reads of a table without history raise :class:`tables.versions.NotVersionedError`. An as-of
+    read older than the retention answers None, or raises
+    :class:`tables.versions.HistoryExpiredError` when the table says so (``as_of_expired``).
+    """
+
+    @property
+    def versioned(self) -> bool: ...
+
+    @property
+    def version(self) -> int:
+        """The table's current version (the ``version`` of its last change)."""
+        ...
+
+    @property
+    def stream_time(self) -> int:
+        """The newest event timestamp the table has seen (ms); retention by age counts from it."""
+        ...
+
+    def get_as_of(self, key: Key, timestamp: int) -> Value | None:
+        """The key's value as of event time ``timestamp`` (ms); None when it had no row then."""
+        ...
+
+    def get_at_version(self, key: Key, version: int) -> Value | None:
+        """The key's value once the table had applied its change ``version``."""
+        ...
+
+    def history(self, key: Key) -> list[VersionRecord]:
+        """The key's retained versions, oldest first."""
+        ...
+
+    def get_changes_since(self, version: int) -> list[Change]:
+        """The retained versions written after ``version``, as changes, in version order."""
+        ...
+
+    def compact(self, retain_versions: int) -> int:
+        """Keep only the newest ``retain_versions`` versions of every key; returns how many went."""
+        ...
 
 
 RowMapping = Mapping[str, Any]

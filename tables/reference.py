@@ -13,14 +13,32 @@ from aiokafka import AIOKafkaConsumer
 from mode import Service
 
 from core import codec
-from tables.changes import ChangeFeed
+from tables.changes import DEFAULT_STREAM_QUEUE, ChangeFeed, ChangeStream
 from tables.deadletter import DeadLetterWriter
 from tables.indexes import HashIndex, IndexRegistry
 from tables.keys import key_bytes
 from tables.loader import TableLoader
-from tables.protocol import ChangeListener, Key, TableStats, Unsubscribe, Value
+from tables.protocol import (
+    Change,
+    ChangeListener,
+    Key,
+    TableStats,
+    Unsubscribe,
+    Value,
+    VersionRecord,
+)
 from tables.spec import TableSpec
 from tables.store import StoreOptions, TableStore
+from tables.versions import (
+    E_EXPIRED,
+    E_NOT_VERSIONED,
+    HistoryExpiredError,
+    NotVersionedError,
+    VersionPolicy,
+    find_at_version,
+    records,
+)
+from tables.versions_store import EXPIRED, VersionStore
 
 
 class TableState:
@@ -32,7 +50,9 @@ class TableState:
         self.decode: Callable[[bytes], Any] = (
             codec.loads_exact if spec.exact_decimals else codec.loads
         )
-        self.feed = ChangeFeed()
+        self.feed = ChangeFeed(spec.name)
+        policy = VersionPolicy.of(spec)
+        self.versions = VersionStore(store, policy) if policy is not None else None
         self.indexes = IndexRegistry(self.items, self.feed.subscribe)
         self.stats = TableStats(name=spec.name, topic=spec.topic)
         self._ready = asyncio.Event()
@@ -204,6 +224,10 @@ class ReferenceTable(Service):
     def subscribe(self, listener: ChangeListener) -> Unsubscribe:
         return self._state.feed.subscribe(listener)
 
+    def changes(self, maxsize: int = DEFAULT_STREAM_QUEUE) -> ChangeStream:
+        """``async for change in table.changes()``; see :class:`tables.changes.ChangeStream`."""
+        return self._state.feed.stream(maxsize)
+
     def index(self, field: str) -> HashIndex:
         return self._state.indexes.get(field)
 
@@ -236,3 +260,53 @@ class ReferenceTable(Service):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._state.wait_updated(), remaining)
         return True
+
+    # -- the VersionedTable protocol ------------------------------------------------------------
+    @property
+    def versioned(self) -> bool:
+        return self._state.versions is not None
+
+    @property
+    def version(self) -> int:
+        return self._state.store.version
+
+    @property
+    def stream_time(self) -> int:
+        return self._state.store.stream_time
+
+    def _history(self) -> VersionStore:
+        versions = self._state.versions
+        if versions is None:
+            raise NotVersionedError(E_NOT_VERSIONED.format(table=self.name), table=self.name)
+        return versions
+
+    def get_as_of(self, key: Key, timestamp: int) -> Value | None:
+        versions = self._history()
+        try:
+            skey = key.encode() if type(key) is str else key_bytes(key)
+        except (TypeError, UnicodeError):
+            return None
+        raw = versions.as_of(skey, timestamp)
+        if raw is EXPIRED:
+            if versions.policy.expired_is_error:
+                raise HistoryExpiredError(
+                    E_EXPIRED.format(table=self.name, key=skey.decode(), timestamp=timestamp),
+                    table=self.name,
+                    key=skey.decode(),
+                    timestamp=timestamp,
+                )
+            return None
+        return None if raw is None else self._state.decode(raw)
+
+    def get_at_version(self, key: Key, version: int) -> Value | None:
+        found = find_at_version(self._history().load(key_bytes(key)), version)
+        return None if found is None or found.value is None else self._state.decode(found.value)
+
+    def history(self, key: Key) -> list[VersionRecord]:
+        return records(self._history().load(key_bytes(key)), self._state.decode)
+
+    def get_changes_since(self, version: int) -> list[Change]:
+        return self._history().changes_since(version, self._state.decode)
+
+    def compact(self, retain_versions: int) -> int:
+        return self._history().compact(retain_versions)

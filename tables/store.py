@@ -2,8 +2,10 @@
 
 Rows live in the default column family as ``key text -> original JSON bytes``. The ``meta`` column
 family holds what the loader has applied: the next offset per partition, a fingerprint of the last
-applied record per partition, and the row count. Rows and progress go to RocksDB in one write
-batch, so after any crash the stored offsets describe exactly the stored rows.
+applied record per partition, the row count, the table version and stream time. The ``versions``
+column family holds the history of versioned tables (:mod:`tables.versions_store`). Rows, history
+and progress go to RocksDB in one write batch, so after any crash the stored offsets describe
+exactly the stored rows and versions.
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ from typing import Any, cast
 from rocksdict import ColumnFamily, Options, Rdict, WriteBatch
 
 _META = "meta"
+VERSIONS_CF = "versions"
 _COUNT = b"count"
+_VERSION = b"version"
+_STREAM_TIME = b"stream_time"
+_HISTORY = b"history"
 _TOPIC = b"topic"
 _POS = b"pos/"
 _FP = b"fp/"
@@ -59,11 +65,24 @@ class Fingerprint:
 class StoreBatch:
     """Row writes plus progress, committed atomically by :meth:`TableStore.commit`."""
 
-    __slots__ = ("_wb", "count", "fingerprints", "positions")
+    __slots__ = (
+        "_versions",
+        "_wb",
+        "count",
+        "fingerprints",
+        "positions",
+        "stream_time",
+        "version",
+    )
 
-    def __init__(self, count: int) -> None:
+    def __init__(
+        self, count: int, version: int, stream_time: int, versions: ColumnFamily | None
+    ) -> None:
         self._wb = WriteBatch(raw_mode=True)
+        self._versions = versions
         self.count = count
+        self.version = version
+        self.stream_time = stream_time
         self.positions: dict[int, int] = {}
         self.fingerprints: dict[int, Fingerprint] = {}
 
@@ -72,6 +91,12 @@ class StoreBatch:
 
     def delete(self, key: bytes) -> None:
         self._wb.delete(key)
+
+    def put_version(self, key: bytes, value: bytes) -> None:
+        self._wb.put(key, value, self._versions)
+
+    def delete_version(self, key: bytes) -> None:
+        self._wb.delete(key, self._versions)
 
 
 class TableStore:
@@ -83,27 +108,44 @@ class TableStore:
         self._db: Rdict | None = None
         self._meta_handle: ColumnFamily | None = None
         self._meta: Rdict | None = None
+        self._versions_handle: ColumnFamily | None = None
+        self._versions: Rdict | None = None
         self._count = 0
+        self._version = 0
+        self._stream_time = 0
 
     # -- lifecycle --------------------------------------------------------------------------------
     def open(self) -> TableStore:
         if self._db is None:
             self.path.mkdir(parents=True, exist_ok=True)
             opts = self._options.to_options()
-            self._db = Rdict(str(self.path), opts, column_families={_META: Options(raw_mode=True)})
+            families = {_META: Options(raw_mode=True), VERSIONS_CF: self._options.to_options()}
+            self._db = Rdict(str(self.path), opts, column_families=families)
             self._meta = self._db.get_column_family(_META)
             self._meta_handle = self._db.get_column_family_handle(_META)
-            raw = self._meta.get(_COUNT)
-            self._count = _I64.unpack(raw)[0] if raw else 0
+            self._versions = self._db.get_column_family(VERSIONS_CF)
+            self._versions_handle = self._db.get_column_family_handle(VERSIONS_CF)
+            self._count = self._meta_int(_COUNT)
+            self._version = self._meta_int(_VERSION)
+            self._stream_time = self._meta_int(_STREAM_TIME)
         return self
+
+    def _meta_int(self, key: bytes) -> int:
+        assert self._meta is not None
+        raw = self._meta.get(key)
+        return int(_I64.unpack(raw)[0]) if raw else 0
 
     def close(self) -> None:
         db, self._db = self._db, None
         if db is not None:
             self._meta = None
             self._meta_handle = None
+            self._versions = None
+            self._versions_handle = None
             db.close()
             self._count = 0
+            self._version = 0
+            self._stream_time = 0
 
     def destroy(self) -> None:
         """Close and delete everything on disk (local state that cannot be trusted)."""
@@ -155,6 +197,31 @@ class TableStore:
     def count(self) -> int:
         return self._count
 
+    @property
+    def version(self) -> int:
+        """The table version: one more for every change applied (and every version written)."""
+        return self._version
+
+    @property
+    def stream_time(self) -> int:
+        """The newest record timestamp applied (ms)."""
+        return self._stream_time
+
+    @property
+    def versions(self) -> Rdict | None:
+        """The ``versions`` column family (None while closed)."""
+        return self._versions
+
+    def history_mode(self) -> str | None:
+        """What :meth:`set_history_mode` stored: whether these rows come with history."""
+        assert self._meta is not None
+        raw = self._meta.get(_HISTORY)
+        return raw.decode() if raw else None
+
+    def set_history_mode(self, mode: str) -> None:
+        assert self._meta is not None
+        self._meta[_HISTORY] = mode.encode()
+
     def topic(self) -> str | None:
         assert self._meta is not None
         raw = self._meta.get(_TOPIC)
@@ -175,7 +242,7 @@ class TableStore:
 
     # -- writes -----------------------------------------------------------------------------------
     def batch(self) -> StoreBatch:
-        return StoreBatch(self._count)
+        return StoreBatch(self._count, self._version, self._stream_time, self._versions_handle)
 
     def commit(self, batch: StoreBatch) -> None:
         wb = batch._wb
@@ -185,14 +252,23 @@ class TableStore:
         for partition, fp in batch.fingerprints.items():
             wb.put(_FP + str(partition).encode(), _FP_STRUCT.pack(fp.offset, fp.crc), cf)
         wb.put(_COUNT, _I64.pack(batch.count), cf)
+        if batch.version != self._version:
+            wb.put(_VERSION, _I64.pack(batch.version), cf)
+        if batch.stream_time != self._stream_time:
+            wb.put(_STREAM_TIME, _I64.pack(batch.stream_time), cf)
         self.db.write(wb)
         self._count = batch.count
+        self._version = batch.version
+        self._stream_time = batch.stream_time
 
     def compact(self) -> None:
         """Full compaction (thread-safe in RocksDB; callers run it off the event loop)."""
         db = self._db
         if db is not None:
             db.compact_range(None, None)
+            versions = self._versions
+            if versions is not None:
+                versions.compact_range(None, None)
 
     def set_topic(self, topic: str) -> None:
         assert self._meta is not None
