@@ -10,6 +10,7 @@ known from its values (undeclared input); operations on it are checked per value
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
@@ -66,6 +67,8 @@ _DTYPE_NAMES: dict[str, SqlType] = {
     "BIGINT": BIGINT,
     "UBIGINT": BIGINT,
     "UINT": BIGINT,
+    "USMALLINT": BIGINT,
+    "UTINYINT": BIGINT,
     "HUGEINT": BIGINT,
     "FLOAT": DOUBLE,
     "DOUBLE": DOUBLE,
@@ -76,6 +79,10 @@ _DTYPE_NAMES: dict[str, SqlType] = {
     "TEXT": STRING,
     "DATE": DATE,
     "TIMESTAMP": TIMESTAMP,
+    "TIMESTAMPNTZ": TIMESTAMP,  # what sqlglot (30.x) parses plain TIMESTAMP and DATETIME into
+    "TIMESTAMP_S": TIMESTAMP,
+    "TIMESTAMP_MS": TIMESTAMP,
+    "TIMESTAMP_NS": TIMESTAMP,
     "TIMESTAMPTZ": TIMESTAMP,
     "DATETIME": TIMESTAMP,
     "INTERVAL": INTERVAL,
@@ -270,10 +277,16 @@ def converter(t: SqlType) -> Callable[[Any], Any] | None:
     """How to read a JSON-decoded value into a column declared ``t`` (None: keep as is)."""
     if t.name == "DECIMAL":
         scale = t.scale
+        quantum = Decimal(1).scaleb(-scale) if scale is not None else None
 
         def dec(v: Any) -> Any:
-            if type(v) is Decimal and (scale is None or v.as_tuple().exponent == -scale):
+            tv = type(v)
+            if tv is Decimal and (scale is None or v.as_tuple().exponent == -scale):
                 return v
+            if tv is float and quantum is not None and math.isfinite(v):
+                # to_decimal's own path, inlined (a hot path: DECIMAL columns of float-decoded
+                # tables): the shortest repr is the JSON text, never the binary value.
+                return Decimal(repr(v)).quantize(quantum, context=DECIMAL_CONTEXT)
             return to_decimal(v, scale)
 
         return dec

@@ -19,7 +19,7 @@ _EMPTY: dict[str, Any] = {}
 
 
 class InnerQuery:
-    __slots__ = ("first_only", "ms", "outputs", "parts", "source", "vs", "where")
+    __slots__ = ("first_only", "ms", "outputs", "parts", "plain", "source", "vs", "where")
 
     def __init__(
         self, source: Source, vs: int, ms: int, where: Fn | None, parts: SelectParts
@@ -29,12 +29,33 @@ class InnerQuery:
         self.where = where
         self.parts = parts
         self.outputs = [c.fn for c in parts.outputs]
+        self.plain = (
+            len(self.outputs) == 1
+            and parts.agg is None
+            and not parts.order
+            and not parts.distinct
+            and parts.limit is None
+        )
 
     def rows(self, env: Env, stop_after: int | None = None) -> list[tuple[Any, ...]]:
         """Result rows; ``stop_after`` lets EXISTS/scalar stop early (when nothing needs all)."""
         parts, vs, ms, where = self.parts, self.vs, self.ms, self.where
         if parts.agg is not None:
             return self._aggregate(env)
+        if self.plain:
+            # The per-record hot path (key lookups, index probes): one output, no ORDER/DISTINCT/
+            # LIMIT, so no generator per row and no finishing pass.
+            out0 = self.outputs[0]
+            plain: list[tuple[Any, ...]] = []
+            for k, v in self.source(env):
+                env[vs] = v if isinstance(v, dict) else _EMPTY
+                env[ms] = k
+                if where is not None and where(env) is not True:
+                    continue
+                plain.append((out0(env),))
+                if stop_after is not None and len(plain) >= stop_after:
+                    break
+            return plain
         simple = not parts.order and not parts.distinct
         limit = parts.limit
         if simple and limit is not None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 from sql.compile.context import Env, Fn
@@ -28,17 +30,33 @@ def key_lookup(table: Table, key: Fn) -> Fn:
 
 
 def index_probe(table: Table, field: str, value: Fn) -> Fn:
-    index = table.index(field)
+    """Candidate rows whose stored ``field`` may equal the probe value.
+
+    The index buckets raw stored values by Python equality, where ``0.1`` (a JSON number decoded
+    as float) and ``Decimal("0.1")`` differ; SQL compares them by value. So a DECIMAL probe also
+    looks up its float twin and a float probe its exact decimal; the caller keeps the equality in
+    its residual filter, which decides (``True`` shares a bucket with ``1`` but is not equal)."""
+    lookup = table.index(field).lookup
     get = table.get
 
     def rows(env: Env) -> Iterable[tuple[Key, Value]]:
         v = value(env)
         if v is None:
             return _NONE
-        keys = index.lookup(v)
+        keys = lookup(v)
+        tv = type(v)
+        if tv is Decimal and v.is_finite():
+            keys = keys | lookup(float(v))
+        elif tv is float and math.isfinite(v):
+            keys = keys | lookup(Decimal(repr(v)))
         if not keys:
             return _NONE
-        return [(k, row) for k in keys if (row := get(k)) is not None]
+        if len(keys) == 1:
+            (k,) = keys
+            row = get(k)
+            return _NONE if row is None else ((k, row),)
+        # Lazy: EXISTS and scalar subqueries stop after the first (second) matching row.
+        return ((k, row) for k in keys if (row := get(k)) is not None)
 
     return rows
 

@@ -13,7 +13,8 @@ def index_probe(shape: SubqueryShape) -> Plan | None:
         column, value = c.pin
         if column not in shape.relation.schema.columns and shape.relation.schema.closed:
             continue
-        residual = [o for o in shape.conjuncts if o is not c]
+        # The pin stays in the residual: the index narrows by Python equality, SQL decides.
+        residual = list(shape.conjuncts)
         return Plan(
             "index probe",
             c.node.sql(dialect="duckdb"),
