@@ -190,15 +190,16 @@ def _adapter(kind: str, shape: SubqueryShape, plan: Plan, lhs: Compiled | None) 
 def _over_rows(kind: str, rows: Any, shape: SubqueryShape, lhs: Compiled | None) -> Compiled:
     if kind == "rows":
         return Compiled(rows, ANY)
+    stops = _accepts_stop(rows)  # decided once, not per record
     if kind == "exists":
-        return Compiled(
-            lambda e: bool(rows(e, 1)) if _accepts_stop(rows) else bool(rows(e)), BOOLEAN
-        )
+        if stops:
+            return Compiled(lambda e: bool(rows(e, 1)), BOOLEAN)
+        return Compiled(lambda e: bool(rows(e)), BOOLEAN)
     if kind == "scalar":
         t = shape.parts.outputs[0].type
 
         def scalar(e: Env) -> Any:
-            rs = rows(e, 2) if _accepts_stop(rows) else rows(e)
+            rs = rows(e, 2) if stops else rows(e)
             if not rs:
                 return None
             if len(rs) > 1:
