@@ -151,7 +151,8 @@ def _join(
     flag = ""
     if source is None:
         source, strategy, flag = sources.scan(table), "FULL SCAN", "  !! last resort"
-    residual = combine([c for c in conjuncts if c is not used])
+    # An index probe narrows by Python equality only: its pin stays in the residual.
+    residual = combine([c for c in conjuncts if c is not used or strategy == "index probe"])
     left = side == "LEFT"
     lines.append(
         f"{'Left' if left else 'Inner'}LookupJoin {table.name}"
