@@ -7,8 +7,11 @@ from dataclasses import dataclass
 
 import faust
 
+from agents.agent import AgentConfig
+from agents.pipeline import load_pipeline
+from agents.service import PipelineService
 from app.settings import Settings
-from app.web import register_views
+from app.web import register_query_views, register_views
 from tables.registry import TableRegistry
 
 
@@ -18,11 +21,17 @@ class Runtime:
 
     settings: Settings
     tables: TableRegistry
+    pipelines: PipelineService | None = None
 
 
 def create_app(settings: Settings) -> faust.App:
-    """A faust App with the reference tables started as a service and the web views mounted."""
+    """A faust App with the reference tables and the pipelines started as services and the web
+    views mounted. Pipeline files are read and checked here: an error stops the worker at start,
+    naming file, line and column."""
     logging.getLogger("tables").setLevel(settings.log_level.upper())
+    logging.getLogger("agents").setLevel(settings.log_level.upper())
+    pipeline = load_pipeline(settings.pipeline, settings.tables) if settings.pipeline else None
+    specs = tuple(pipeline.tables.values()) if pipeline is not None else settings.tables
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
@@ -40,7 +49,7 @@ def create_app(settings: Settings) -> faust.App:
         autodiscover=False,
     )
     registry = TableRegistry(
-        settings.tables,
+        specs,
         data_dir=settings.data_dir,
         bootstrap_servers=settings.bootstrap_servers,
         dead_letter_topic=settings.dead_letter_topic,
@@ -51,5 +60,22 @@ def create_app(settings: Settings) -> faust.App:
     )
     app.service(registry)  # type: ignore[arg-type]  # faust takes instances too
     register_views(app, registry)
-    app.runtime = Runtime(settings, registry)  # type: ignore[attr-defined]
+    pipelines = None
+    if pipeline is not None:
+        config = AgentConfig(
+            bootstrap_servers=settings.bootstrap_servers,
+            app_id=settings.app_id,
+            dead_letter_topic=settings.dead_letter_topic,
+            data_dir=settings.data_dir,
+            session_timeout=settings.session_timeout,
+            max_records=settings.query_max_records,
+            max_inflight=settings.query_max_inflight,
+            log_interval=settings.query_log_interval,
+        )
+        pipelines = PipelineService(
+            pipeline, registry, config, settings.default_partitions, beacon=app.beacon
+        )
+        app.service(pipelines)  # type: ignore[arg-type]
+    register_query_views(app, pipelines)
+    app.runtime = Runtime(settings, registry, pipelines)  # type: ignore[attr-defined]
     return app

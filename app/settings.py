@@ -41,6 +41,12 @@ class Settings:
     session_timeout: float = 10.0
     #: Records a table loader fetches per batch.
     fetch_max_records: int = 10_000
+    #: Records a query agent fetches and processes per batch.
+    query_max_records: int = 10_000
+    #: Processed batches of one query whose outputs may await the broker's ack at once.
+    query_max_inflight: int = 4
+    #: Seconds between a query's summary lines in the worker log (records in/out, dead letters).
+    query_log_interval: float = 10.0
     log_level: str = "info"
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -49,6 +55,10 @@ class Settings:
             raise ConfigError(f"web_port {self.web_port} is not a TCP port", field="web_port")
         if self.default_partitions < 1:
             raise ConfigError("default_partitions must be >= 1", field="default_partitions")
+        if self.query_max_records < 1 or self.query_max_inflight < 1:
+            raise ConfigError(
+                "query_max_records and query_max_inflight must be >= 1", field="query_max_records"
+            )
         names = [t.name for t in self.tables]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -106,6 +116,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "web_port": int,
     "default_partitions": int,
     "fetch_max_records": int,
+    "query_max_records": int,
+    "query_max_inflight": int,
+    "query_log_interval": float,
     "session_timeout": float,
     "pipeline": lambda s: tuple(Path(p) for p in _split(s)),
     "tables": lambda s: tuple(TableSpec.parse(p) for p in _split(s)),

@@ -4,17 +4,21 @@
 - ``GET /tables/{name}/?limit=&after=`` one table's stats and a page of rows in key order
 - ``GET /tables/{name}/{key}``          one key's value (404 when absent)
 - ``GET /ready``                        200 once every table caught up with its topic, else 503
+- ``GET /queries/``                     every continuous query with its counters
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 from faust.web import Request, Response, View
 
 from core import codec
 from tables.registry import TableRegistry
+
+if TYPE_CHECKING:
+    from agents.service import PipelineService
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 10_000
@@ -79,3 +83,13 @@ def register_views(app: faust.App, registry: TableRegistry) -> None:
             if value is None:
                 return _json(self, {"error": f"no key {key!r} in table {name!r}"}, 404)
             return _json(self, {"key": key, "value": value})
+
+
+def register_query_views(app: faust.App, pipelines: PipelineService | None) -> None:
+    """``GET /queries/``: per query records in/out, dead letters, lag, batch latency."""
+
+    @app.page("/queries/")
+    class QueryList(View):
+        async def get(self, request: Request) -> Response:
+            agents = list(pipelines) if pipelines is not None else []
+            return _json(self, {"queries": [a.stats.as_dict() for a in agents]})

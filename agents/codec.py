@@ -1,0 +1,121 @@
+"""Record values in and rows out: JSON bytes → typed dict, row → JSON bytes, row → message key.
+
+Decoding picks the cheapest exact path per record: orjson (about 3x faster than the stdlib) unless
+the value may hold a number with a fraction or an exponent whose digits must stay exact — then the
+stdlib decoder with ``Decimal`` floats. Declared stream columns are then read into their SQL types
+(DECIMAL keeps its scale), exactly as the offline runner does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from core import codec
+from core.codec import JSONDecodeError
+from sql.types import SqlType, converter
+from tables.keys import key_bytes
+
+E_NOT_JSON = "value is not valid JSON: {error}"
+E_NOT_OBJECT = "value is a JSON {kind}, not an object"
+E_NULL_VALUE = "record has no value (tombstone)"
+E_ENCODE = "cannot encode the output row: {error}"
+E_KEY = "cannot make a message key of {columns}: {error}"
+
+# A digit followed by '.', 'e' or 'E': the value may hold a non-integer number. Strings like
+# "v1.2" match too; they only cost the slower exact decoder, never a wrong value.
+_MAY_HAVE_FRACTION = re.compile(rb"[0-9][.eE]").search
+
+
+class DecodeError(Exception):
+    """A record value the query cannot read; ``reason`` goes to the dead-letter headers."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+Decoder = Callable[[bytes | None], dict[str, Any]]
+
+
+def make_decoder(columns: Mapping[str, SqlType] | None) -> Decoder:
+    """A decoder for a stream declared with ``columns`` (None: an open stream, no casts)."""
+    convs = [
+        (name, conv) for name, t in (columns or {}).items() if (conv := converter(t)) is not None
+    ]
+    # DECIMAL(p, s) reads exactly from a float's shortest repr; a DECIMAL without a scale, or an
+    # undeclared column, needs the digits as written.
+    needs_exact = columns is None or any(
+        t.name == "DECIMAL" and t.scale is None for t in columns.values()
+    )
+    fast = orjson.loads
+    exact = codec.loads_exact
+    may_fraction = _MAY_HAVE_FRACTION
+
+    def decode(raw: bytes | None) -> dict[str, Any]:
+        if raw is None:
+            raise DecodeError(E_NULL_VALUE)
+        try:
+            value = exact(raw) if needs_exact and may_fraction(raw) else fast(raw)
+        except (JSONDecodeError, ValueError, UnicodeDecodeError) as exc:
+            raise DecodeError(E_NOT_JSON.format(error=exc)) from None
+        if type(value) is not dict:
+            raise DecodeError(E_NOT_OBJECT.format(kind=type(value).__name__))
+        for name, conv in convs:
+            v = value.get(name)
+            if v is not None:
+                value[name] = conv(v)
+        return value
+
+    return decode
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, Decimal):
+        if not obj.is_finite():
+            raise TypeError(f"cannot encode non-finite decimal {obj} as JSON")
+        return orjson.Fragment(format(obj, "f").encode())
+    if isinstance(obj, dt.timedelta):
+        return obj.total_seconds()
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj, key=repr)
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "replace")
+    raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
+
+
+def encode_row(row: Any) -> bytes:
+    """A row as compact JSON (exact decimals; intervals as seconds). Raises TypeError."""
+    return orjson.dumps(row, default=_default)
+
+
+KeyFn = Callable[[Mapping[str, Any]], bytes | None]
+
+
+def make_key(columns: Sequence[str]) -> KeyFn | None:
+    """The message key of an output row: its key columns' text (one column) or a JSON array.
+
+    None when the query has no key columns: the caller keeps the source record's key.
+    """
+    if not columns:
+        return None
+    if len(columns) == 1:
+        (col,) = columns
+
+        def one(row: Mapping[str, Any]) -> bytes | None:
+            v = row.get(col)
+            return None if v is None else key_bytes(v)
+
+        return one
+
+    cols = tuple(columns)
+
+    def many(row: Mapping[str, Any]) -> bytes | None:
+        return encode_row([row.get(c) for c in cols])
+
+    return many

@@ -1,0 +1,331 @@
+"""Pipeline files: SQL text → declared tables and streams, the topics they need, the queries.
+
+A pipeline file is a sequence of statements: ``CREATE TABLE|STREAM`` declarations, then one or
+more continuous queries (``CREATE STREAM x WITH (topic=...) AS SELECT ... EMIT CHANGES``,
+``CREATE TABLE agg AS SELECT ... GROUP BY ... EMIT ...``). ``sql.parse`` reads one query per
+script, so each query is handed to it as the whole file with the *other* queries blanked out
+(newlines kept): its declarations are the file's, and error positions are positions in the file.
+
+Everything is checked when the worker starts, by compiling every query against empty in-memory
+tables: a wrong name or type stops the worker with ``file:line:column``, before any topic is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlglot import exp
+from sqlglot.errors import TokenError
+from sqlglot.tokenizer_core import Token, TokenType
+
+from core.errors import ConfigError, TablestreamError
+from sql.catalog import Catalog
+from sql.dialect import Declaration, Tablestream, split_statement
+from sql.errors import SqlCompileError, position
+from sql.parse import Script, parse_script
+from sql.query import CompiledQuery, compile_query
+from tables.memory import MemoryTable
+from tables.protocol import Table
+from tables.spec import TableSpec
+from tables.topics import TopicSpec
+
+E_IN_FILE = "{path}:{line}:{column}: {message}"
+E_UNREADABLE = "pipeline file {path} cannot be read: {error}"
+E_NO_SINK = "a pipeline query must be CREATE STREAM|TABLE name [WITH (topic=...)] AS SELECT ..."
+E_TWICE = "{kind} {name!r} is defined twice (also in {other})"
+E_BAD_PARTITIONS = "stream {name!r}: partitions={value!r} is not a whole number >= 1"
+COMPACT = {"cleanup.policy": "compact"}
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDef:
+    """A stream's topic: declared (``CREATE STREAM s (...) WITH (...)``) or a query's output."""
+
+    name: str
+    topic: str
+    partitions: int | None = None
+    origin: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class QueryDef:
+    """One continuous query: its SQL (the file with other queries blanked) and its wiring."""
+
+    name: str
+    path: Path
+    sql: str
+    sink_kind: str  # "stream" | "table"
+    sink_topic: str
+    source: str  # the stream it reads, lower case
+    reads: tuple[str, ...]  # tables it reads, lower case
+    stateful: bool = False
+    line: int = 0
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+@dataclass(slots=True)
+class Pipeline:
+    """Everything the worker needs from its pipeline files."""
+
+    tables: dict[str, TableSpec] = field(default_factory=dict)  # lower-case name -> spec
+    streams: dict[str, StreamDef] = field(default_factory=dict)
+    queries: list[QueryDef] = field(default_factory=list)
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def topics(self, default_partitions: int) -> list[TopicSpec]:
+        """Stream topics (sources and sinks) and aggregate sink topics to create if missing."""
+        out: dict[str, TopicSpec] = {}
+        for s in self.streams.values():
+            out.setdefault(s.topic, TopicSpec(s.topic, s.partitions or default_partitions))
+        for q in self.queries:
+            if q.sink_kind == "table":
+                spec = self.tables[q.name.lower()]
+                parts = spec.partitions or default_partitions
+                out[q.sink_topic] = TopicSpec(q.sink_topic, parts, configs=COMPACT)
+        return list(out.values())
+
+    def source_topic(self, query: QueryDef) -> str:
+        return self.streams[query.source].topic
+
+
+def _fail(path: Path, sql: str, offset: int, message: str, **fields: object) -> ConfigError:
+    line, column = position(sql, offset)
+    return ConfigError(
+        E_IN_FILE.format(path=path, line=line, column=column, message=message),
+        path=str(path),
+        line=line,
+        column=column,
+        **fields,
+    )
+
+
+def _compile_error(path: Path, err: SqlCompileError) -> ConfigError:
+    text = E_IN_FILE.format(path=path, line=err.line, column=err.column, message=err.reason)
+    if err.suggestion:
+        text += f" (did you mean {err.suggestion!r}?)"
+    if err.excerpt:
+        text += "\n" + err.excerpt
+    return ConfigError(text, path=str(path), line=err.line, column=err.column)
+
+
+def statements(sql: str) -> list[list[Token]]:
+    """The file's statements as token lists (split at semicolons)."""
+    tokens = Tablestream().tokenize(sql)
+    out: list[list[Token]] = [[]]
+    for t in tokens:
+        if t.token_type == TokenType.SEMICOLON:
+            out.append([])
+        else:
+            out[-1].append(t)
+    return [s for s in out if s]
+
+
+def _blank(sql: str, spans: Iterable[tuple[int, int]]) -> str:
+    chars = list(sql)
+    for start, end in spans:
+        for i in range(start, end):
+            if chars[i] != "\n":
+                chars[i] = " "
+    return "".join(chars)
+
+
+def _int_option(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigError(E_BAD_PARTITIONS.format(name=name, value=value), stream=name)
+    return n
+
+
+def _table_spec(decl: Declaration) -> TableSpec:
+    options = dict(decl.options)
+    topic = options.get("topic", decl.name)
+    key_field = decl.primary_key or options.get("key") or options.get("key_field")
+    spec = TableSpec.from_options(decl.name, topic, key_field, options)
+    has_decimal = any(t.name == "DECIMAL" for t in (decl.columns or {}).values())
+    if has_decimal and "exact_decimals" not in options:
+        spec = dataclasses.replace(spec, exact_decimals=True)
+    return spec
+
+
+def _source_and_reads(script: Script) -> tuple[str, tuple[str, ...]]:
+    select = script.require_query()
+    from_ = select.args.get("from_") or select.args.get("from")
+    source = from_.this.name.lower() if from_ is not None else ""
+    ctes = {c.alias_or_name.lower() for c in select.find_all(exp.CTE)}
+    reads = {t.name.lower() for t in select.find_all(exp.Table)} - ctes - {source}
+    return source, tuple(sorted(reads))
+
+
+class _Loader:
+    def __init__(self, known_tables: Sequence[TableSpec]) -> None:
+        self.pipeline = Pipeline()
+        for spec in known_tables:
+            self.pipeline.tables[spec.name.lower()] = spec
+            self.pipeline.origins[spec.name.lower()] = "TABLESTREAM_TABLES"
+        self.texts: list[tuple[Path, str, list[tuple[int, int, Script, int]]]] = []
+
+    def _claim(self, name: str, kind: str, where: str, path: Path, sql: str, offset: int) -> None:
+        other = self.pipeline.origins.get(name.lower())
+        if other is not None:
+            raise _fail(path, sql, offset, E_TWICE.format(kind=kind, name=name, other=other))
+        self.pipeline.origins[name.lower()] = where
+
+    def read(self, path: Path) -> None:
+        try:
+            sql = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(E_UNREADABLE.format(path=path, error=exc), path=str(path)) from exc
+        try:
+            stmts = statements(sql)
+        except TokenError as exc:
+            raise _fail(path, sql, 0, str(exc)) from exc
+        query_spans: list[tuple[int, int]] = []
+        try:
+            for tokens in stmts:
+                env = split_statement(sql, tokens)
+                decl = env.declaration
+                where = f"{path}:{position(sql, tokens[0].start)[0]}"
+                if env.select_span is not None:
+                    query_spans.append((tokens[0].start, tokens[-1].end + 1))
+                    continue
+                if decl is None:
+                    continue
+                try:
+                    same = self._declare(decl)
+                except ConfigError as exc:
+                    raise _fail(path, sql, decl.offset, exc.message) from exc
+                if not same:
+                    self._claim(decl.name, decl.kind, where, path, sql, decl.offset)
+            queries = []
+            for i, (start, end) in enumerate(query_spans):
+                text = _blank(sql, query_spans[:i] + query_spans[i + 1 :])
+                queries.append((start, end, parse_script(text), i))
+        except SqlCompileError as exc:
+            raise _compile_error(path, exc) from exc
+        self.texts.append((path, sql, queries))
+
+    def _declare(self, decl: Declaration) -> bool:
+        """Record a declaration; True when it repeats one already known (same kind and topic)."""
+        name = decl.name.lower()
+        if decl.kind == "table":
+            spec = _table_spec(decl)
+            old = self.pipeline.tables.get(name)
+            self.pipeline.tables[name] = spec
+            return old is not None and old.topic == spec.topic and name not in self.pipeline.streams
+        topic = decl.options.get("topic", decl.name)
+        parts = _int_option(decl.options.get("partitions"), decl.name)
+        prev = self.pipeline.streams.get(name)
+        self.pipeline.streams[name] = StreamDef(decl.name, topic, parts)
+        return prev is not None and prev.topic == topic
+
+    def add_queries(self) -> None:
+        for path, sql, queries in self.texts:
+            for start, _end, script, _ in queries:
+                sink = script.sink
+                if sink is None:
+                    raise _fail(path, sql, start, E_NO_SINK)
+                line = position(sql, start)[0]
+                self._claim(sink.name, sink.kind, f"{path}:{line}", path, sql, sink.offset)
+                topic = sink.options.get("topic", sink.name)
+                try:
+                    parts = _int_option(sink.options.get("partitions"), sink.name)
+                except ConfigError as exc:
+                    raise _fail(path, sql, sink.offset, exc.message) from exc
+                if sink.kind == "table":
+                    self.pipeline.tables[sink.name.lower()] = TableSpec(
+                        sink.name, topic, None, partitions=parts, exact_decimals=True
+                    )
+                else:
+                    self.pipeline.streams[sink.name.lower()] = StreamDef(
+                        sink.name, topic, parts, origin=sink.name
+                    )
+                source, reads = _source_and_reads(script)
+                self.pipeline.queries.append(
+                    QueryDef(
+                        sink.name,
+                        path,
+                        script.sql,
+                        sink.kind,
+                        topic,
+                        source,
+                        reads,
+                        line=line,
+                    )
+                )
+
+    def check(self) -> None:
+        """Compile every query against empty in-memory tables: names, types, shapes."""
+        tables: dict[str, Table] = {
+            name: MemoryTable(spec.name, key_field=spec.key_field, topic=spec.topic)
+            for name, spec in self.pipeline.tables.items()
+        }
+        checked = []
+        for q in self.pipeline.queries:
+            try:
+                compiled = compile_query(q.sql, catalog_for(tables, self.pipeline))
+            except SqlCompileError as exc:
+                raise _compile_error(q.path, exc) from exc
+            except TablestreamError as exc:
+                raise ConfigError(f"{q.where}: {exc}", path=str(q.path), line=q.line) from exc
+            checked.append(dataclasses.replace(q, stateful=is_stateful(compiled)))
+            keys = key_columns(compiled)
+            if q.sink_kind == "table" and len(keys) == 1:
+                # Rows of the result table are keyed by their group key: lookups by it are
+                # key lookups for the queries that read the table.
+                spec = self.pipeline.tables[q.name.lower()]
+                self.pipeline.tables[q.name.lower()] = dataclasses.replace(spec, key_field=keys[0])
+            compiled.close()
+        self.pipeline.queries = checked
+
+
+def is_stateful(query: CompiledQuery) -> bool:
+    """Whether the query keeps state across records (GROUP BY, windows)."""
+    plan = getattr(query, "_plan", None)
+    return (
+        bool(getattr(query, "is_windowed", False)) or getattr(plan, "aggregate", None) is not None
+    )
+
+
+def key_columns(query: CompiledQuery) -> tuple[str, ...]:
+    """The output columns keying the sink (group key of an aggregate); empty: the source key."""
+    declared = getattr(query, "key_columns", None)
+    if declared is not None:
+        return tuple(declared)
+    select = parse_script(query.sql).query
+    group = select.args.get("group") if select is not None else None
+    if group is None:
+        return ()
+    names = [getattr(g, "name", "") for g in group.expressions]
+    return tuple(n for n in names if n in query.output_columns)
+
+
+def catalog_for(tables: Mapping[str, Table], pipeline: Pipeline) -> Catalog:
+    """A catalog holding ``tables`` and, as open streams, every query output not declared."""
+    catalog = Catalog()
+    for name, table in tables.items():
+        catalog.add_table(name, table)
+    for s in pipeline.streams.values():
+        if s.origin:
+            catalog.add_stream(s.name)
+    return catalog
+
+
+def load_pipeline(paths: Sequence[Path], known_tables: Sequence[TableSpec] = ()) -> Pipeline:
+    """Read, check and wire the pipeline files; raises :class:`ConfigError` with file:line:col."""
+    loader = _Loader(known_tables)
+    for path in paths:
+        loader.read(path)
+    loader.add_queries()
+    loader.check()
+    return loader.pipeline

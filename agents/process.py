@@ -1,0 +1,161 @@
+"""One fetched batch through one compiled query: decode → process → encode → append to output.
+
+No Kafka here beyond the record shape, so it is unit-tested without a broker. Every per-record
+cost counts at 100k records/s: locals are bound once per batch, the loop body is one try block.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agents.codec import E_ENCODE, DecodeError, Decoder, encode_row, make_key
+from agents.sink import Output
+from sql import errors as sql_errors
+from sql.errors import SqlRuntimeError
+from tables.apply import Malformed
+
+logger = logging.getLogger(__name__)
+
+E_INTERNAL = "internal error {kind}: {error}"
+#: Dead-letter reason of a record behind the watermark (``sql.errors.LateRecordError``).
+REASON_LATE = "late"
+_LATE: type[Exception] | None = getattr(sql_errors, "LateRecordError", None)
+
+
+class RecordLike(Protocol):
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+
+
+class QueryLike(Protocol):
+    def process(
+        self,
+        value: Mapping[str, Any],
+        *,
+        key: Any = None,
+        timestamp: int | None = None,
+        partition: int = -1,
+        offset: int = -1,
+    ) -> list[dict[str, Any]]: ...
+
+
+@dataclass(slots=True)
+class BatchCounts:
+    records_in: int = 0
+    records_out: int = 0
+    dead_letters: int = 0
+    #: Per partition, the last record of the batch (offsets to commit, fingerprints to store).
+    last: dict[int, RecordLike] = field(default_factory=dict)
+
+
+def reason_of(err: Exception) -> str:
+    if _LATE is not None and isinstance(err, _LATE):
+        return REASON_LATE
+    if isinstance(err, SqlRuntimeError):
+        return f"{type(err).__name__}: {err.message}"
+    return str(err)
+
+
+class BatchProcessor:
+    """Runs records of one source topic through ``query`` into ``output``."""
+
+    def __init__(
+        self,
+        query: QueryLike,
+        decode: Decoder,
+        *,
+        name: str,
+        sink_topic: str,
+        key_columns: Sequence[str],
+        dead_letter_topic: str,
+        on_dead_letter: Callable[[Malformed], None] | None = None,
+    ) -> None:
+        self.query = query
+        self.decode = decode
+        self.name = name
+        self.sink_topic = sink_topic
+        self.key_columns = tuple(key_columns)
+        self.key_of = make_key(key_columns)
+        self.dead_letter_topic = dead_letter_topic
+        self.source = f"query:{name}"
+        self.on_dead_letter = on_dead_letter
+
+    def run(self, records: Sequence[RecordLike], output: Output) -> BatchCounts:
+        counts = BatchCounts()
+        process = self.query.process
+        decode = self.decode
+        key_of = self.key_of
+        append = output.append
+        sink = self.sink_topic
+        encode = encode_row
+        n_out = 0
+        last = counts.last
+        for rec in records:
+            try:
+                key = rec.key
+                rows = process(
+                    decode(rec.value),
+                    key=None if key is None else key.decode("utf-8", "replace"),
+                    timestamp=rec.timestamp,
+                    partition=rec.partition,
+                    offset=rec.offset,
+                )
+                if rows:
+                    encoded = self._encode(rows, key, key_of, encode)
+                    for k, v in encoded:
+                        append(sink, k, v)
+                    n_out += len(encoded)
+            except DecodeError as err:
+                self._dead_letter(rec, err.reason, output, counts)
+            except (SqlRuntimeError, _EncodeError) as err:
+                self._dead_letter(rec, reason_of(err), output, counts)
+            except Exception as err:  # a bug must not stop the stream; the record is kept
+                logger.exception(
+                    "query %s: %s[%d]@%d", self.name, rec.topic, rec.partition, rec.offset
+                )
+                reason = E_INTERNAL.format(kind=type(err).__name__, error=err)
+                self._dead_letter(rec, reason, output, counts)
+            last[rec.partition] = rec
+        counts.records_in = len(records)
+        counts.records_out = n_out
+        return counts
+
+    @staticmethod
+    def _encode(
+        rows: list[dict[str, Any]],
+        source_key: bytes | None,
+        key_of: Callable[[Mapping[str, Any]], bytes | None] | None,
+        encode: Callable[[Any], bytes],
+    ) -> list[tuple[bytes | None, bytes]]:
+        # All rows of a record are encoded before any is appended: a record either has all its
+        # outputs or goes to the dead letters, never half of each.
+        try:
+            if key_of is None:
+                return [(source_key, encode(r)) for r in rows]
+            return [(key_of(r), encode(r)) for r in rows]
+        except (TypeError, ValueError) as exc:
+            raise _EncodeError(E_ENCODE.format(error=exc)) from exc
+
+    def _dead_letter(
+        self, rec: RecordLike, reason: str, output: Output, counts: BatchCounts
+    ) -> None:
+        item = Malformed(
+            rec.topic, rec.partition, rec.offset, rec.timestamp, rec.key, rec.value, reason
+        )
+        output.dead_letter(self.dead_letter_topic, item, self.source)
+        counts.dead_letters += 1
+        if self.on_dead_letter is not None:
+            self.on_dead_letter(item)
+
+
+class _EncodeError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

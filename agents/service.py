@@ -1,0 +1,88 @@
+"""The pipelines of a worker: creates their topics, owns the output producer, runs one agent per
+continuous query. Each agent waits for the tables its query reads before reading its source."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from mode import Service
+
+from agents.agent import AgentConfig, QueryAgent
+from agents.pipeline import Pipeline
+from tables.registry import TableRegistry
+from tables.topics import TopicSpec, ensure_topics
+
+#: Record batch size of the output producer; fewer, larger produce requests.
+MAX_BATCH_BYTES = 512 * 1024
+
+
+class PipelineService(Service):
+    """Every continuous query of the worker's pipeline files, as :class:`QueryAgent` children."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        registry: TableRegistry,
+        config: AgentConfig,
+        default_partitions: int = 1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.pipeline = pipeline
+        self.registry = registry
+        self.config = config
+        self.default_partitions = default_partitions
+        self.agents: list[QueryAgent] = []
+        self._producer: AIOKafkaProducer | None = None
+
+    @property
+    def label(self) -> str:
+        return "PipelineService"
+
+    def __iter__(self) -> Iterator[QueryAgent]:
+        return iter(self.agents)
+
+    async def _wait_tables(self, names: Sequence[str]) -> None:
+        by_name = {t.name.lower(): t for t in self.registry}
+        for name in names:
+            table = by_name.get(name)
+            if table is not None:
+                while not await table.wait_until_ready(timeout=1.0):
+                    if self.should_stop:
+                        raise asyncio.CancelledError
+
+    async def on_start(self) -> None:
+        topics = self.pipeline.topics(self.default_partitions)
+        topics.append(TopicSpec(self.config.dead_letter_topic, self.default_partitions))
+        await ensure_topics(self.config.bootstrap_servers, topics)
+        # acks=all and no idempotence: Tansu rejects idempotent producers.
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.config.bootstrap_servers,
+            client_id=f"{self.config.app_id}-pipelines",
+            acks="all",
+            max_batch_size=MAX_BATCH_BYTES,
+            linger_ms=0,
+        )
+        await self._producer.start()
+        tables = {t.name.lower(): t for t in self.registry}
+        for q in self.pipeline.queries:
+            agent = QueryAgent(
+                q,
+                self.pipeline,
+                dict(tables),
+                self._producer,
+                self.config,
+                self._wait_tables,
+                beacon=self.beacon,
+            )
+            self.agents.append(agent)
+            await self.add_runtime_dependency(agent)
+
+    async def on_shutdown(self) -> None:
+        # Children (the agents) stopped before on_shutdown: no batch is being sent.
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
