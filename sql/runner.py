@@ -31,6 +31,7 @@ E_BAD_LINE = "{path}:{line}: {reason}"
 E_UNKNOWN_EVENT_TABLE = "{path}:{line}: event for unknown table {name!r}"
 E_BAD_EVENT = '{path}:{line}: an event needs "table" or "stream"'
 E_RECORD_FAILED = "record {n}: {error}"
+E_NOT_OBJECT = "expected a JSON object"
 RESERVED = ("_timestamp", "_key")
 
 
@@ -99,6 +100,9 @@ class Runner:
                 catalog.add_table(decl.name, self.tables[name])
         self.stream, path, _ = _split_spec(self.args.stream)
         records = list(_jsonl(path)) if path else []
+        for n, value in records:  # checked before any row is emitted
+            if not isinstance(value, dict):
+                raise InputError(E_BAD_LINE.format(path=path, line=n, reason=E_NOT_OBJECT))
         sdecl = self.decls.get(self.stream.lower())
         if sdecl is None or sdecl.kind != "stream":
             sample = [r for _, r in records] + [e.get("value") for _, e in self._events(peek=True)]
@@ -117,8 +121,8 @@ class Runner:
             return 0
         for _, value in records:
             self._record(query, value)
-        for _, event in self._events():
-            self._event(query, event)
+        for n, event in self._events():
+            self._event(query, event, n)
         self._emit(query.finish())
         return 1 if self.failed else 0
 
@@ -132,7 +136,10 @@ class Runner:
                 continue
             yield n, event
 
-    def _event(self, query: CompiledQuery, event: dict[str, Any]) -> None:
+    def _event(self, query: CompiledQuery, event: dict[str, Any], n: int) -> None:
+        value = event.get("value")
+        if value is not None and not isinstance(value, dict):
+            raise InputError(E_BAD_LINE.format(path=self.args.events, line=n, reason=E_NOT_OBJECT))
         if "stream" in event:
             if str(event["stream"]).lower() == self.stream.lower():
                 self._record(query, event.get("value") or {}, event)
@@ -140,10 +147,7 @@ class Runner:
         name = str(event["table"])
         table = self.tables.get(name.lower())
         if table is None:
-            raise InputError(
-                E_UNKNOWN_EVENT_TABLE.format(path=self.args.events, line="?", name=name)
-            )
-        value = event.get("value")
+            raise InputError(E_UNKNOWN_EVENT_TABLE.format(path=self.args.events, line=n, name=name))
         key = event.get("key")
         if key is None and isinstance(value, dict):
             key = value.get("_key", value.get(table.key_field) if table.key_field else None)
@@ -156,7 +160,7 @@ class Runner:
 
     def _put(self, table: MemoryTable, value: Any, key: Any, n: int, path: str) -> None:
         if not isinstance(value, dict):
-            raise InputError(E_BAD_LINE.format(path=path, line=n, reason="expected a JSON object"))
+            raise InputError(E_BAD_LINE.format(path=path, line=n, reason=E_NOT_OBJECT))
         if key is None:
             key = value.get("_key", value.get(table.key_field) if table.key_field else n)
         table.put(
