@@ -131,7 +131,8 @@ def test_subprocess_run_matches_duckdb_with_exact_decimals(files: dict[str, str]
     assert all(list(r) == ["user_id", "triple", "name", "covered"] for r in rows)
     # DECIMAL(10,2) * 3 keeps scale 2 on output: the digits 22.50 as a JSON number.
     assert '"triple":22.50' in proc.stdout.splitlines()[0]
-    assert rows[0]["triple"] == Decimal("22.50") and str(rows[0]["triple"]) == "22.50"
+    assert rows[0]["triple"] == Decimal("22.50")
+    assert str(rows[0]["triple"]) == "22.50"
 
 
 def test_in_process_main_prints_what_the_subprocess_prints(files: dict[str, str]) -> None:
@@ -171,7 +172,8 @@ def test_key_field_from_declaration_and_from_the_spec(
             f"orders={files['orders']}",
         ]
     )
-    assert plain == keyed and plain[0] == 0
+    assert plain == keyed
+    assert plain[0] == 0
 
 
 def test_events_table_change_between_two_records_changes_the_second(tmp_path: Path) -> None:
@@ -215,7 +217,8 @@ def test_stream_file_then_events_in_order(tmp_path: Path) -> None:
     events = write(
         tmp_path,
         "e.jsonl",
-        '{"table": "flags", "key": "a", "value": {"k": "a", "on_": true}}\n{"stream": "s", "value": {"n": 3}}\n',
+        '{"table": "flags", "key": "a", "value": {"k": "a", "on_": true}}\n'
+        '{"stream": "s", "value": {"n": 3}}\n',
     )
     code, out, _ = run_inproc(
         [query, "--table", f"flags={flags}:k", "--stream", f"s={stream}", "--events", events]
@@ -231,7 +234,8 @@ def test_reserved_keys_are_metadata_not_columns(tmp_path: Path) -> None:
     star = write(tmp_path, "star.sql", "SELECT * FROM s")
     meta = write(tmp_path, "meta.sql", "SELECT a, _key, _timestamp, _offset, _partition FROM s")
     code, out, _ = run_inproc([star, "--stream", f"s={stream}"])
-    assert code == 0 and parse_rows(out) == [{"a": 1}, {"a": 2}]
+    assert code == 0
+    assert parse_rows(out) == [{"a": 1}, {"a": 2}]
     code, out, _ = run_inproc([meta, "--stream", f"s={stream}"])
     assert code == 0
     assert parse_rows(out) == [
@@ -253,13 +257,16 @@ def test_emit_final_rows_come_at_end_of_input(tmp_path: Path) -> None:
         tmp_path,
         "q.sql",
         DECLS + "CREATE TABLE totals WITH (topic='totals') AS\n"
-        "SELECT user_id, SUM(amount) AS total, COUNT(*) AS n FROM orders GROUP BY user_id EMIT FINAL;",
+        "SELECT user_id, SUM(amount) AS total, COUNT(*) AS n FROM orders\n"
+        "GROUP BY user_id EMIT FINAL;",
     )
     stream = write(tmp_path, "o.jsonl", _raw_jsonl(ORDERS + ORDERS[:1]))
     code, out, _ = run_inproc([query, "--stream", f"orders={stream}"])
     assert code == 0
     rows = {r["user_id"]: r for r in parse_rows(out)}
-    assert len(rows) == 4 and rows[1]["total"] == Decimal("15.00") and rows[1]["n"] == 2
+    assert len(rows) == 4
+    assert rows[1]["total"] == Decimal("15.00")
+    assert rows[1]["n"] == 2
     assert '"total":15.00' in out
 
 
@@ -288,7 +295,8 @@ def test_sql_error_exits_2_with_line_and_column(tmp_path: Path, files: dict[str,
     proc = run_cli(
         [bad, "--table", f"users={files['users']}:id", "--stream", f"orders={files['orders']}"]
     )
-    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.returncode == 2
+    assert proc.stdout == ""
     # The query starts on line 4 (after three declaration lines); `o.amout` is on line 5.
     assert "line 5, column 3: unknown column 'o.amout'" in proc.stderr
     assert "did you mean 'amount'?" in proc.stderr
@@ -298,7 +306,8 @@ def test_sql_error_exits_2_with_line_and_column(tmp_path: Path, files: dict[str,
 def test_parse_error_exits_2_with_position(tmp_path: Path, files: dict[str, str]) -> None:
     bad = write(tmp_path, "bad.sql", "SELECT a,, b FROM s")
     code, out, err = run_inproc([bad, "--stream", f"s={files['orders']}"])
-    assert code == 2 and out == ""
+    assert code == 2
+    assert out == ""
     assert err.startswith("error: line 1, column ")
 
 
@@ -316,20 +325,23 @@ def test_bad_jsonl_line_names_file_and_line(tmp_path: Path, files: dict[str, str
     code, out, err = run_inproc(
         [files["query"], "--table", f"users={files['users']}:id", "--stream", f"orders={stream}"]
     )
-    assert code == 2 and out == ""
+    assert code == 2
+    assert out == ""
     assert f"{stream}:2:" in err
     table = write(tmp_path, "t.jsonl", '{"id": 1}\n\n[1, 2]\n')
     code, _, err = run_inproc(
         [files["query"], "--table", f"users={table}:id", "--stream", f"orders={files['orders']}"]
     )
-    assert code == 2 and f"{table}:3: expected a JSON object" in err
+    assert code == 2
+    assert f"{table}:3: expected a JSON object" in err
 
 
 def test_non_object_stream_line_is_an_input_error(tmp_path: Path) -> None:
     query = write(tmp_path, "q.sql", "SELECT a FROM s")
     stream = write(tmp_path, "s.jsonl", '{"a": 1}\n42\n')
     code, out, err = run_inproc([query, "--stream", f"s={stream}"])
-    assert code == 2 and out == ""
+    assert code == 2
+    assert out == ""
     assert f"{stream}:2: expected a JSON object" in err
 
 
@@ -350,14 +362,17 @@ def test_bad_events_name_file_and_line(tmp_path: Path) -> None:
         code, _, err = run_inproc([query, "--stream", "s", "--events", events])
         assert code == 2, body
         line = body.count("\n")
-        assert f"{events}:{line}:" in err and reason in err, err
+        assert f"{events}:{line}:" in err, err
+        assert reason in err, err
 
 
 def test_bad_table_spec_and_missing_file(tmp_path: Path) -> None:
     query = write(tmp_path, "q.sql", "SELECT a FROM s")
     code, _, err = run_inproc([query, "--table", "=x.jsonl", "--stream", "s"])
-    assert code == 2 and "expected NAME=FILE.jsonl[:KEYFIELD]" in err
+    assert code == 2
+    assert "expected NAME=FILE.jsonl[:KEYFIELD]" in err
     code, _, err = run_inproc(
         [query, "--table", f"t={tmp_path / 'missing.jsonl'}", "--stream", "s"]
     )
-    assert code == 2 and "missing.jsonl" in err
+    assert code == 2
+    assert "missing.jsonl" in err
