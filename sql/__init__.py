@@ -13,6 +13,8 @@ from sql.errors import (
     BindError,
     CastError,
     DivisionByZeroError,
+    EventTimeError,
+    LateRecordError,
     ParseError,
     RuntimeTypeError,
     ScalarSubqueryError,
@@ -20,8 +22,10 @@ from sql.errors import (
     SqlError,
     SqlRuntimeError,
     SqlTypeError,
+    StateError,
     UnsupportedError,
 )
+from sql.operators.aggregate import Retraction
 from sql.query import CompiledQuery, Sink, compile_query
 
 __all__ = [
@@ -30,8 +34,11 @@ __all__ = [
     "Catalog",
     "CompiledQuery",
     "DivisionByZeroError",
+    "EventTimeError",
+    "LateRecordError",
     "ParseError",
     "RelationSchema",
+    "Retraction",
     "RuntimeTypeError",
     "ScalarSubqueryError",
     "Sink",
@@ -39,6 +46,7 @@ __all__ = [
     "SqlError",
     "SqlRuntimeError",
     "SqlTypeError",
+    "StateError",
     "UnsupportedError",
     "compile_query",
 ]

@@ -34,6 +34,8 @@ class RelationSchema:
     declared: bool = False
     #: For streams: the value field holding event time (``WITH (timestamp='field')``).
     timestamp_field: str | None = None
+    #: The declaration's ``WITH (...)`` options (e.g. ``out_of_orderness`` for windows).
+    options: dict[str, str] = field(default_factory=dict)
 
     def column_type(self, name: str) -> SqlType | None:
         t = self.columns.get(name)

@@ -2,9 +2,10 @@
 
 sqlglot parses every SELECT (subqueries, joins, ``FOR SYSTEM_TIME AS OF``) with the DuckDB
 grammar. The streaming statements around it — ``CREATE TABLE|STREAM name (cols) WITH (...)
-[AS SELECT ...] [EMIT CHANGES|FINAL]`` — are read here from sqlglot's tokens, so the SELECT keeps
-its absolute offsets (it is parsed from the full text with the envelope blanked out) and every
-error points into the user's text.
+[AS SELECT ...] [EMIT CHANGES|FINAL]`` and the SELECT's ``WINDOW TUMBLING|HOPPING|SESSION (...)``
+clause (:mod:`sql.window`) — are read here from sqlglot's tokens, so the SELECT keeps its absolute
+offsets (it is parsed from the full text with the envelope blanked out) and every error points
+into the user's text.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlglot.tokenizer_core import Token, TokenType
 
 from sql.errors import ParseError
 from sql.types import SqlType, from_datatype
+from sql.window import WindowSpec, find_window
 
 #: Record metadata readable as columns of any stream (``_key`` also on tables).
 PSEUDO_COLUMNS = ("_key", "_timestamp", "_event_time", "_partition", "_offset")
@@ -50,6 +52,8 @@ class Envelope:
     select_span: tuple[int, int] | None  # [start, end) offsets of the SELECT text
     emit: str | None  # "changes" | "final" | None
     emit_offset: int = 0
+    window: WindowSpec | None = None
+    window_span: tuple[int, int] | None = None  # blanked out of the SELECT text
 
 
 class _Tokens:
@@ -120,7 +124,10 @@ def split_statement(sql: str, tokens: list[Token]) -> Envelope:
     if not tokens:
         return Envelope(None, None, emit, emit_offset)
     if ts.word() != "CREATE":
-        return Envelope(None, (tokens[0].start, tokens[-1].end + 1), emit, emit_offset)
+        window, span = find_window(sql, tokens)
+        return Envelope(
+            None, (tokens[0].start, tokens[-1].end + 1), emit, emit_offset, window, span
+        )
     ts.next()
     if ts.word() == "OR" and ts.word(1) == "REPLACE":
         ts.i += 2
@@ -133,19 +140,21 @@ def split_statement(sql: str, tokens: list[Token]) -> Envelope:
         ts.next()
         _options(ts, decl)
     select_span = None
+    window, window_span = None, None
     if ts.word() == "AS":
         ts.next()
         start = ts.peek()
         if start is None:
             raise ParseError(E_EXPECTED.format(what="SELECT", got=""), sql=sql, offset=len(sql))
         select_span = (start.start, tokens[-1].end + 1)
+        window, window_span = find_window(sql, tokens[ts.i :])
         ts.i = len(tokens)
     if ts.peek() is not None:
         t = ts.next()
         raise ParseError(
             E_EXPECTED.format(what="WITH, AS or ;", got=t.text), sql=sql, offset=t.start
         )
-    return Envelope(decl, select_span, emit, emit_offset)
+    return Envelope(decl, select_span, emit, emit_offset, window, window_span)
 
 
 def _columns(ts: _Tokens, decl: Declaration) -> None:

@@ -90,6 +90,9 @@ class SqlRuntimeError(SqlError):
     def __init__(self, message: str, record: Any = None, **fields: Any) -> None:
         super().__init__(message, record=record, **fields)
         self.record = record
+        #: Rows the failed record still caused and that must be emitted: windows that its event
+        #: time closed before it failed (see ``CompiledQuery.process``).
+        self.rows: list[dict[str, Any]] = []
 
 
 class ScalarSubqueryError(SqlRuntimeError):
@@ -106,6 +109,22 @@ class RuntimeTypeError(SqlRuntimeError):
 
 class CastError(SqlRuntimeError):
     """A value that cannot be converted to the requested type."""
+
+
+class LateRecordError(SqlRuntimeError):
+    """A record whose window already closed (watermark past window end + grace).
+
+    ``fields``: ``reason='late'``, ``event_time``, ``window`` (``{"start", "end"}`` in epoch ms),
+    ``watermark``, ``grace``; the agent sends the record to the dead-letter topic.
+    """
+
+
+class EventTimeError(SqlRuntimeError):
+    """A windowed query's record without a usable event time (field missing, NULL or not a time)."""
+
+
+class StateError(SqlError):
+    """Persisted aggregate state that does not fit this query (another query's state, bad data)."""
 
 
 def position(sql: str, offset: int) -> tuple[int, int]:

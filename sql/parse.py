@@ -13,6 +13,7 @@ from sqlglot.tokenizer_core import Token, TokenType
 
 from sql.dialect import Declaration, Tablestream, split_statement
 from sql.errors import E_ALREADY_DECLARED, E_NO_QUERY, BindError, ParseError
+from sql.window import WindowSpec
 
 _TOKEN_RE = re.compile(r"<Token token_type: [^,]*, text: (.*?), line: .*?>")
 E_ONE_QUERY = "only one query statement is allowed, after the declarations"
@@ -29,6 +30,7 @@ class Script:
     emit: str | None = None
     emit_offset: int = 0
     sink: Declaration | None = None
+    window: WindowSpec | None = None
 
     def require_query(self) -> exp.Select:
         if self.query is None:
@@ -50,11 +52,20 @@ def _statements(sql: str) -> list[list[Token]]:
     return [s for s in out if s]
 
 
-def parse_select(sql: str, start: int, end: int) -> exp.Select:
-    """Parse ``sql[start:end]`` keeping absolute offsets (the rest is blanked, newlines kept)."""
-    blank = "".join(c if c == "\n" else " " for c in sql[:start])
-    tail = "".join(c if c == "\n" else " " for c in sql[end:])
-    text = blank + sql[start:end] + tail
+def _blank(text: str) -> str:
+    return "".join(c if c == "\n" else " " for c in text)
+
+
+def parse_select(sql: str, start: int, end: int, cut: tuple[int, int] | None = None) -> exp.Select:
+    """Parse ``sql[start:end]`` keeping absolute offsets (the rest is blanked, newlines kept).
+
+    ``cut``: a span inside the SELECT blanked too (the streaming WINDOW clause).
+    """
+    body = sql[start:end]
+    if cut is not None:
+        a, b = cut[0] - start, cut[1] - start
+        body = body[:a] + _blank(body[a:b]) + body[b:]
+    text = _blank(sql[:start]) + body + _blank(sql[end:])
     try:
         tree = sqlglot.parse_one(text, read=Tablestream)
     except GlotParseError as exc:
@@ -90,6 +101,7 @@ def parse_script(sql: str) -> Script:
             continue
         if script.query is not None:
             raise ParseError(E_ONE_QUERY, sql=sql, offset=tokens[0].start)
-        script.query = parse_select(sql, *env.select_span)
+        script.query = parse_select(sql, *env.select_span, cut=env.window_span)
         script.emit, script.emit_offset, script.sink = env.emit, env.emit_offset, decl
+        script.window = env.window
     return script

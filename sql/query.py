@@ -2,11 +2,16 @@
 
 A :class:`CompiledQuery` is built once and then fed one stream record at a time; it holds the
 maintained structures (subscribed to the tables' change feeds) until :meth:`CompiledQuery.close`.
+
+For the agents that drive it: rows go to the sink keyed by :attr:`CompiledQuery.key_columns`; a
+:class:`~sql.operators.aggregate.Retraction` row withdraws an earlier row with the same key; an
+aggregate's state is persisted with :meth:`CompiledQuery.dirty_state` (after each batch, in the
+same write as the source offsets) and loaded with :meth:`CompiledQuery.restore_state`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,11 +40,22 @@ class CompiledQuery:
     """A compiled streaming query. Not thread-safe: one instance per processing loop."""
 
     def __init__(self, script: Script, ctx: CompileContext, sink: Sink | None) -> None:
-        plan = compile_stream_query(ctx, script.require_query(), script.emit, script.emit_offset)
+        plan = compile_stream_query(
+            ctx,
+            script.require_query(),
+            script.emit,
+            script.emit_offset,
+            window=script.window,
+            sink=script.sink,
+        )
         self.sql = script.sql
         self.sink = sink
+        #: "changes" | "final".
         self.emit = plan.emit
         self.output_columns: tuple[str, ...] = tuple(plan.names)
+        #: Output columns forming each row's sink key: the declared PRIMARY KEY, else the GROUP BY
+        #: outputs (+ ``window_start`` when windowed); empty: reuse the source record's key.
+        self.key_columns: tuple[str, ...] = plan.key_columns
         self.stream_name = plan.stream.schema.name
         self._plan = plan
         self._ctx = ctx
@@ -47,6 +63,17 @@ class CompiledQuery:
         self._vs, self._ms = plan.stream.value_slot, plan.stream.meta_slot
         self._ts_field = plan.stream.schema.timestamp_field
         self._run = plan.run
+        self._observe = plan.observe
+        self._agg = plan.aggregate
+
+    @property
+    def is_windowed(self) -> bool:
+        return self._agg is not None and self._agg.is_windowed
+
+    @property
+    def watermark(self) -> int | None:
+        """Windowed: max event time seen minus the allowed out-of-orderness (epoch ms)."""
+        return None if self._agg is None else self._agg.watermark
 
     def process(
         self,
@@ -59,26 +86,50 @@ class CompiledQuery:
     ) -> list[Row]:
         """Rows emitted for one stream record (``value``: the decoded JSON object).
 
+        Windowed queries: first the rows of windows this record's event time closed (EMIT FINAL),
+        then the record's own updates (EMIT CHANGES; a late update with ``late='update'``).
+
         Raises a :class:`~sql.errors.SqlRuntimeError` subclass for an error of this record (its
-        ``record`` field holds the value); the query stays usable for the next record.
+        ``record`` field holds the value; :class:`~sql.errors.LateRecordError` for a late one);
+        the query stays usable for the next record. The error's ``rows`` still have to be
+        emitted: windows the record's event time closed before it failed.
         """
         env = self._env
         env[self._vs] = value
         event_time = value.get(self._ts_field, timestamp) if self._ts_field else timestamp
         env[self._ms] = (key, timestamp, event_time, partition, offset)
         out: list[Row] = []
+        if self._observe is not None:
+            self._observe(env, out)
+        closed = len(out)
         try:
             self._run(env, out)
         except SqlRuntimeError as err:
             err.record = value
+            err.rows = out[:closed]
             err.fields.update(record=value, key=key, partition=partition, offset=offset)
             raise
         return out
 
     def finish(self) -> list[Row]:
-        """Rows emitted at end of input (``EMIT FINAL``: one per group; otherwise none)."""
-        agg = self._plan.aggregate
+        """End of input: EMIT FINAL rows of every open group or window (in close order, windows
+        then dropped); EMIT CHANGES: nothing."""
+        agg = self._agg
         return [] if agg is None else agg.finish(self._env)
+
+    def dirty_state(self) -> dict[str, Any | None]:
+        """Aggregate state changed since the previous call: stable id → JSON-safe state, or None
+        for an entry to delete (a closed window, a merged session), plus ``"time"`` (max event
+        time and watermark) for windowed queries. ``{}`` for stateless queries."""
+        return {} if self._agg is None else self._agg.dirty_state()
+
+    def restore_state(self, items: Iterable[tuple[str, Any]]) -> None:
+        """Load entries from :meth:`dirty_state` (merged per id) into a freshly compiled query.
+
+        Raises :class:`~sql.errors.StateError` for entries that do not fit this query.
+        """
+        if self._agg is not None:
+            self._agg.restore_state(items)
 
     def explain(self) -> str:
         # Operators top-down: the output first, the stream scan last (innermost).
@@ -103,7 +154,10 @@ def apply_declarations(script: Script, catalog: Catalog) -> None:
     for decl in script.declarations.values():
         if decl.kind == "stream":
             catalog.add_stream(
-                decl.name, decl.columns, timestamp_field=decl.options.get("timestamp")
+                decl.name,
+                decl.columns,
+                timestamp_field=decl.options.get("timestamp"),
+                options=dict(decl.options),
             )
             continue
         table = catalog.table(decl.name)

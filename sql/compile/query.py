@@ -12,6 +12,15 @@ from sql.compile.context import CompileContext, Env, Fn
 from sql.compile.expr import ExprCompiler
 from sql.compile.select import combine, compile_conjuncts, compile_parts
 from sql.compile.subquery import compile_subquery, resolve_table, star_columns
+from sql.compile.window import (
+    add_window_outputs,
+    bind_window,
+    explain_line,
+    key_columns,
+    make_aggregate,
+    require_aggregate,
+)
+from sql.dialect import Declaration
 from sql.errors import (
     E_STREAM_REQUIRED,
     E_UNKNOWN_TABLE,
@@ -21,8 +30,10 @@ from sql.errors import (
     suggest,
 )
 from sql.operators import sources
-from sql.operators.aggregate import StreamAggregate
+from sql.operators.aggregate import AggregateOperator, StreamAggregate
 from sql.operators.join import Stage, join_stage
+from sql.operators.window import WindowedAggregate
+from sql.window import WindowSpec
 
 Out = list[dict[str, Any]]
 
@@ -32,13 +43,22 @@ class StreamPlan:
     stream: BoundRelation
     run: Stage
     names: list[str]
-    aggregate: StreamAggregate | None
+    aggregate: AggregateOperator | None
     lines: list[str] = field(default_factory=list)
     emit: str = "changes"
+    key_columns: tuple[str, ...] = ()
+    #: Windowed: runs first for every record (event time → watermark → closed windows' rows),
+    #: before joins and WHERE can drop the record.
+    observe: Stage | None = None
 
 
 def compile_stream_query(
-    ctx: CompileContext, select: exp.Select, emit: str | None, emit_offset: int
+    ctx: CompileContext,
+    select: exp.Select,
+    emit: str | None,
+    emit_offset: int,
+    window: WindowSpec | None = None,
+    sink: Declaration | None = None,
 ) -> StreamPlan:
     ctx.subquery = lambda kind, sel, scope, lhs, node: compile_subquery(
         ctx, kind, sel, scope, lhs, node
@@ -74,7 +94,11 @@ def compile_stream_query(
     if where_node is not None:
         where = ExprCompiler(ctx, scope, "WHERE").predicate(where_node.this).fn
         lines.append(f"Filter {where_node.this.sql(dialect='duckdb')}")
+    win = bind_window(ctx, scope, stream, window, sink.options if sink else {}) if window else None
     parts = compile_parts(ctx, select, scope, star_columns(scope))
+    if win is not None:
+        require_aggregate(ctx, parts, win.spec)
+        add_window_outputs(select, parts, scope)
     names = _unique(parts.names)
     outputs = [c.fn for c in parts.outputs]
     if parts.order:
@@ -83,10 +107,14 @@ def compile_stream_query(
             sql=ctx.sql,
             offset=offset_of(select.args["order"]),
         )
-    aggregate = None
+    aggregate: AggregateOperator | None = None
     mode = emit or "changes"
     if parts.agg is not None:
-        aggregate = StreamAggregate(parts.agg, outputs, names, mode)
+        if win is not None:
+            aggregate = make_aggregate(parts, outputs, names, mode, win)
+            lines.append(explain_line(win))
+        else:
+            aggregate = StreamAggregate(parts.agg, outputs, names, mode)
         group = select.args.get("group")
         keys = ", ".join(g.sql(dialect="duckdb") for g in group.expressions) if group else "()"
         having = select.args.get("having")
@@ -112,7 +140,9 @@ def compile_stream_query(
     run = final
     for rel, source, residual, left in reversed(joins):
         run = join_stage(rel.value_slot, rel.meta_slot, source, residual, left, run)
-    return StreamPlan(stream, run, names, aggregate, lines, mode)
+    key_cols = key_columns(ctx, select, names, aggregate, sink)
+    observe = aggregate.observe if isinstance(aggregate, WindowedAggregate) else None
+    return StreamPlan(stream, run, names, aggregate, lines, mode, key_cols, observe)
 
 
 def _join(
@@ -139,6 +169,7 @@ def _join(
         if c.pin is not None and (c.pin[0] == "_key" or c.pin[0] == key_field):
             source, strategy, used = sources.key_lookup(table, c.pin[1].fn), "key lookup", c
             break
+    if at is not None:  # the table as of the record's time: a key lookup in its history
     if source is None:
         for c in conjuncts:
             if c.pin is not None and c.pin[0] != "_key":
@@ -197,7 +228,7 @@ def _project_stage(
     return project
 
 
-def _aggregate_stage(where: Fn | None, aggregate: StreamAggregate) -> Stage:
+def _aggregate_stage(where: Fn | None, aggregate: AggregateOperator) -> Stage:
     add = aggregate.add
 
     def run(env: Env, out: Out) -> None:

@@ -1,0 +1,154 @@
+"""Accumulator state as JSON-safe values (to persist aggregates) and accumulator merging.
+
+The encoding is lossless: a Decimal stays a Decimal with its digits and scale (written as a
+string), big integers and non-finite floats survive, timestamps and dates keep their type. Every
+encoded value is made of ``None``, ``bool``, ``int`` (64-bit), ``float``, ``str``, ``list`` and
+``dict`` with string keys, so any JSON encoder (orjson included) can write it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import math
+from decimal import Decimal
+from typing import Any
+
+from sql.compile.aggregate import (
+    Accumulator,
+    CountDistinct,
+    CountStar,
+    Min,
+    OrderedBag,
+    Sum,
+    _Rev,
+)
+from sql.errors import StateError
+from sql.types import DECIMAL_CONTEXT
+
+E_STATE_VALUE = "cannot persist a value of type {type} in aggregate state"
+E_STATE_TAG = "unknown tagged value {value!r} in aggregate state"
+E_STATE_ACC = "cannot persist accumulator {type}"
+
+_INT64 = 2**63
+
+
+def encode(v: Any) -> Any:
+    """A JSON-safe form of a SQL value (group keys, MIN/MAX values, distinct values)."""
+    t = type(v)
+    if v is None or t is bool or t is str:
+        return v
+    if t is int:
+        return v if -_INT64 <= v < _INT64 else {"$i": str(v)}
+    if t is float:
+        return v if math.isfinite(v) else {"$f": repr(v)}
+    if t is Decimal:
+        return {"$d": str(v)}
+    if t is dt.datetime:
+        return {"$ts": v.isoformat()}
+    if t is dt.date:
+        return {"$date": v.isoformat()}
+    if t is dt.time:
+        return {"$time": v.isoformat()}
+    if t is dt.timedelta:
+        return {"$td": [v.days, v.seconds, v.microseconds]}
+    if t is tuple:
+        return {"$tuple": [encode(x) for x in v]}
+    if t is list:
+        return [encode(x) for x in v]
+    if t is dict:
+        return {"$map": [[encode(k), encode(x)] for k, x in v.items()]}
+    raise StateError(E_STATE_VALUE.format(type=t.__name__), value=repr(v))
+
+
+def decode(v: Any) -> Any:
+    """Inverse of :func:`encode`."""
+    if isinstance(v, list):
+        return [decode(x) for x in v]
+    if not isinstance(v, dict):
+        return v
+    if len(v) != 1:
+        raise StateError(E_STATE_TAG.format(value=v))
+    ((tag, x),) = v.items()
+    if tag == "$i":
+        return int(x)
+    if tag == "$f":
+        return float(x)
+    if tag == "$d":
+        return Decimal(x)
+    if tag == "$ts":
+        return dt.datetime.fromisoformat(x)
+    if tag == "$date":
+        return dt.date.fromisoformat(x)
+    if tag == "$time":
+        return dt.time.fromisoformat(x)
+    if tag == "$td":
+        return dt.timedelta(days=x[0], seconds=x[1], microseconds=x[2])
+    if tag == "$tuple":
+        return tuple(decode(y) for y in x)
+    if tag == "$map":
+        return {decode(k): decode(y) for k, y in x}
+    raise StateError(E_STATE_TAG.format(value=v))
+
+
+def _counts(counts: dict[Any, int]) -> list[list[Any]]:
+    return [[encode(k), n] for k, n in counts.items()]
+
+
+def to_state(acc: Accumulator) -> Any:
+    """The JSON-safe state of one accumulator."""
+    if isinstance(acc, Sum):  # and Avg
+        return [acc.n, encode(acc.ints), encode(acc.exact), acc.floats, acc.decimals]
+    if isinstance(acc, CountStar):  # and Count
+        return acc.n
+    if isinstance(acc, Min):  # and Max
+        return encode(acc.best)
+    if isinstance(acc, (OrderedBag, CountDistinct)):
+        return _counts(acc.counts)
+    raise StateError(E_STATE_ACC.format(type=type(acc).__name__))
+
+
+def load_state(acc: Accumulator, state: Any) -> Accumulator:
+    """Fill a fresh accumulator (from its spec's factory) with a state from :func:`to_state`."""
+    if isinstance(acc, Sum):
+        acc.n, ints, exact, acc.floats, acc.decimals = state
+        acc.ints, acc.exact = decode(ints), decode(exact)
+    elif isinstance(acc, CountStar):
+        acc.n = int(state)
+    elif isinstance(acc, Min):
+        acc.best = decode(state)
+    elif isinstance(acc, OrderedBag):
+        for k, n in state:
+            v = decode(k)
+            acc.counts[v] = n
+            heapq.heappush(acc.heap, _Rev(v) if acc.is_max else v)
+    elif isinstance(acc, CountDistinct):
+        acc.counts = {decode(k): n for k, n in state}
+    else:
+        raise StateError(E_STATE_ACC.format(type=type(acc).__name__))
+    return acc
+
+
+def merge(into: Accumulator, other: Accumulator) -> None:
+    """Fold ``other`` into ``into`` (same aggregate): session windows merging."""
+    if isinstance(into, Sum) and isinstance(other, Sum):
+        into.n += other.n
+        into.ints += other.ints
+        into.exact = DECIMAL_CONTEXT.add(into.exact, other.exact)
+        into.floats += other.floats
+        into.decimals += other.decimals
+    elif isinstance(into, CountStar) and isinstance(other, CountStar):
+        into.n += other.n
+    elif isinstance(into, Min) and isinstance(other, Min):
+        into.add(other.best)
+    elif isinstance(into, OrderedBag) and isinstance(other, OrderedBag):
+        for v, n in other.counts.items():
+            had = into.counts.get(v, 0)
+            into.counts[v] = had + n
+            if not had:
+                heapq.heappush(into.heap, _Rev(v) if into.is_max else v)
+    elif isinstance(into, CountDistinct) and isinstance(other, CountDistinct):
+        for v, n in other.counts.items():
+            into.counts[v] = into.counts.get(v, 0) + n
+    else:
+        raise StateError(E_STATE_ACC.format(type=type(into).__name__))

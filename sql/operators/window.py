@@ -1,0 +1,358 @@
+"""Windowed GROUP BY on event time: the watermark, closing, lateness; tumbling and hopping windows.
+
+Time: a record's event time (epoch ms) comes from the query's time field or the record timestamp.
+The watermark is the largest event time seen minus the allowed out-of-orderness; it advances on
+every record of the stream (also those WHERE drops), before the record itself is aggregated.
+
+A time window ``[start, end)`` closes when the watermark reaches ``end + grace``: EMIT FINAL
+emits its row then (in close order, then creation order), and its state is dropped. A record all
+of whose windows are closed is late: :class:`~sql.errors.LateRecordError` — or, with
+``late='update'``, closed windows are kept ``retention`` longer, take the late record and emit
+their corrected row again (both EMIT modes). A hopping record that is late for only some of its
+windows updates the open ones (``late_drops`` counts the skipped window updates).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sql.compile.aggregate import Accumulator
+from sql.compile.aggregate_state import encode
+from sql.compile.context import Env, Fn
+from sql.compile.select import Aggregation
+from sql.errors import EventTimeError, LateRecordError, StateError
+from sql.operators.aggregate import E_STATE_SHAPE, AggregateOperator, Row, key_id
+from sql.window import WindowSpec
+
+E_LATE = (
+    "late record: event time {event_time} falls in {window} which closed when the "
+    "watermark reached {due} (watermark {watermark}, grace {grace} ms{retention})"
+)
+E_NO_EVENT_TIME = "no usable event time: {source} is {value!r}"
+#: State id of the stream time (max event time and watermark).
+TIME_ID = "time"
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MS = dt.timedelta(milliseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class TimePolicy:
+    """Query options about time: ``out_of_orderness`` and what late records do."""
+
+    out_of_orderness_ms: int = 0
+    late: str = "dlq"  # "dlq": LateRecordError | "update": closed windows take late records
+    retention_ms: int = 0  # how long a closed window keeps taking late records ("update")
+
+
+def to_millis(v: Any) -> int | None:
+    """Epoch milliseconds of an event-time value: a number (ms), a timestamp, a date, ISO text."""
+    t = type(v)
+    if t is int:
+        return v  # type: ignore[no-any-return]
+    if t is float and math.isfinite(v):
+        return int(v)
+    if t is Decimal and v.is_finite():
+        return int(v)
+    if isinstance(v, str):
+        s = v.strip()
+        if s.lstrip("-").isdigit():
+            return int(s)
+        try:
+            v = dt.datetime.fromisoformat(s)
+        except ValueError:
+            return None
+        t = dt.datetime
+    if t is dt.datetime:
+        aware = v if v.tzinfo is not None else v.replace(tzinfo=dt.UTC)
+        return (aware - _EPOCH) // _MS  # type: ignore[no-any-return]
+    if t is dt.date:
+        return (dt.datetime(v.year, v.month, v.day, tzinfo=dt.UTC) - _EPOCH) // _MS
+    return None
+
+
+class Win:
+    """One window (or session) of one group."""
+
+    __slots__ = (
+        "accs",
+        "alive",
+        "closed",
+        "due",
+        "emitted",
+        "end",
+        "gk",
+        "saved_id",
+        "seq",
+        "start",
+    )
+
+    def __init__(
+        self, gk: tuple[Any, ...], start: int, end: int, accs: list[Accumulator], seq: int
+    ) -> None:
+        self.gk, self.start, self.end, self.accs, self.seq = gk, start, end, accs, seq
+        self.alive = True
+        self.closed = False
+        self.emitted = False  # a row for (gk, start) is out and not retracted
+        self.due: int | None = None  # watermark at which it closes (or, closed, is dropped)
+        self.saved_id: str | None = None  # the state id it was last reported under
+
+
+class WindowedAggregate(AggregateOperator):
+    """The watermark, the close schedule (a lazy heap) and state; subclasses assign windows."""
+
+    is_windowed = True
+    prefix = ""
+
+    def __init__(
+        self,
+        agg: Aggregation,
+        outputs: list[Fn],
+        names: list[str],
+        emit: str,
+        spec: WindowSpec,
+        policy: TimePolicy,
+        time: tuple[Fn, Callable[[Env], Any], str],
+        slots: tuple[int, int],
+    ) -> None:
+        super().__init__(agg, outputs, names, emit)
+        self.spec = spec
+        self.policy = policy
+        self.time_fn, self.raw_time, self.time_source = time
+        self.time_slot, self.win_slot = slots
+        self.ooo = policy.out_of_orderness_ms
+        self.grace = spec.grace_ms
+        self.retention = policy.retention_ms if policy.late == "update" else 0
+        self.max_time: int | None = None
+        self.watermark: int | None = None
+        self.heap: list[tuple[int, int, int, Win]] = []
+        self.seq = 0
+        self.pushes = 0
+        self.dirty: set[Win] = set()
+        self.dropped: list[str] = []
+        self.time_dirty = False
+        self.late_drops = 0
+
+    # -- subclass hooks -------------------------------------------------------------------------
+    def close_due(self, win: Win) -> int:
+        raise NotImplementedError
+
+    def assign(
+        self, env: Env, gk: tuple[Any, ...], t: int, vals: list[Any], out: list[Row]
+    ) -> None:
+        raise NotImplementedError
+
+    def insert(self, win: Win) -> None:
+        raise NotImplementedError
+
+    def remove(self, win: Win) -> None:
+        raise NotImplementedError
+
+    # -- per record -----------------------------------------------------------------------------
+    def observe(self, env: Env, out: list[Row]) -> None:
+        """First stage of every record: its event time advances the watermark, closing windows."""
+        t = self.time_fn(env)
+        env[self.time_slot] = t
+        if t is not None and (self.max_time is None or t > self.max_time):
+            self.max_time = t
+            w = self.watermark = t - self.ooo
+            self.time_dirty = True
+            if self.heap and self.heap[0][0] <= w:
+                self._advance(env, w, out)
+
+    def add(self, env: Env, out: list[Row]) -> None:
+        t = env[self.time_slot]
+        if t is None:
+            raise EventTimeError(
+                E_NO_EVENT_TIME.format(source=self.time_source, value=self.raw_time(env)),
+                reason="no event time",
+                source=self.time_source,
+            )
+        agg = self.agg
+        gk = tuple(f(env) for f in agg.keys)
+        vals = [1 if s.arg is None else s.arg(env) for s in agg.specs]
+        self.assign(env, gk, t, vals, out)
+
+    def finish(self, env: Env) -> list[Row]:
+        """End of input: close every window (EMIT FINAL emits them) and drop all state."""
+        out: list[Row] = []
+        self._advance(env, None, out)
+        return out
+
+    # -- shared mechanics -----------------------------------------------------------------------
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq - 1
+
+    def update(self, env: Env, win: Win, vals: list[Any], out: list[Row]) -> None:
+        for acc, v in zip(win.accs, vals, strict=True):
+            acc.add(v)
+        self.dirty.add(win)
+        if (self.emit == "changes" or win.closed) and self.row_of(env, win, out):
+            win.emitted = True
+
+    def row_of(self, env: Env, win: Win, out: list[Row], kind: type[Row] = dict) -> bool:
+        env[self.win_slot] = (win.start, win.end)
+        return self.row(env, win.gk, win.accs, out, kind)
+
+    def schedule(self, win: Win, closed: bool) -> None:
+        win.closed = closed
+        due = self.close_due(win) + (self.retention if closed else 0)
+        if win.due != due:
+            win.due = due
+            self.pushes += 1
+            heapq.heappush(self.heap, (due, win.seq, self.pushes, win))
+
+    def late(self, t: int, start: int, end: int, due: int) -> LateRecordError:
+        retention = f", retention {self.retention} ms" if self.retention else ""
+        bounds = f"session [{start}, {end}]" if self.spec.kind == "session" else f"[{start}, {end})"
+        return LateRecordError(
+            E_LATE.format(
+                event_time=t,
+                window=bounds,
+                due=due,
+                watermark=self.watermark,
+                grace=self.grace,
+                retention=retention,
+            ),
+            reason="late",
+            event_time=t,
+            window={"start": start, "end": end},
+            watermark=self.watermark,
+            grace=self.grace,
+        )
+
+    def _advance(self, env: Env, w: int | None, out: list[Row]) -> None:
+        heap = self.heap
+        while heap and (w is None or heap[0][0] <= w):
+            due, _, _, win = heapq.heappop(heap)
+            if not win.alive or win.due != due:
+                continue  # superseded entry: the window moved or went
+            if not win.closed:
+                win.closed = True
+                self.dirty.add(win)
+                if self.emit == "final" and self.row_of(env, win, out):
+                    win.emitted = True
+                if self.retention:
+                    win.due = due + self.retention
+                    self.pushes += 1
+                    heapq.heappush(heap, (win.due, win.seq, self.pushes, win))
+                    continue
+            self.drop(win)
+
+    def drop(self, win: Win) -> None:
+        win.alive = False
+        self.remove(win)
+        self.dirty.discard(win)
+        if win.saved_id is not None:
+            self.dropped.append(win.saved_id)
+            win.saved_id = None
+
+    # -- state ----------------------------------------------------------------------------------
+    def state_id(self, win: Win) -> str:
+        return f"{self.prefix}{win.start}:{key_id(win.gk)}"
+
+    def dirty_state(self) -> dict[str, Any | None]:
+        out: dict[str, Any | None] = dict.fromkeys(self.dropped)
+        self.dropped = []
+        writes: dict[str, Any] = {}
+        for win in self.dirty:
+            wid = self.state_id(win)
+            if win.saved_id is not None and win.saved_id != wid:
+                out[win.saved_id] = None  # a session whose start moved
+            win.saved_id = wid
+            writes[wid] = {
+                "g": encode(list(win.gk)),
+                "s": win.start,
+                "e": win.end,
+                "a": self.accs_state(win.accs),
+                "n": win.seq,
+                "c": win.closed,
+                "x": win.emitted,
+            }
+        self.dirty.clear()
+        out.update(writes)
+        if self.time_dirty:
+            out[TIME_ID] = {"max": self.max_time, "wm": self.watermark}
+            self.time_dirty = False
+        return out
+
+    def restore_state(self, items: Iterable[tuple[str, Any]]) -> None:
+        for wid, value in items:
+            if value is None:
+                continue
+            if wid == TIME_ID and isinstance(value, dict):
+                self.max_time, self.watermark = value.get("max"), value.get("wm")
+                continue
+            if not wid.startswith(self.prefix) or not isinstance(value, dict):
+                raise StateError(
+                    E_STATE_SHAPE.format(id=wid, reason=f"not a {self.spec.kind} window"), id=wid
+                )
+            try:
+                gk = self.load_key(wid, value["g"])
+                win = Win(gk, int(value["s"]), int(value["e"]), [], int(value["n"]))
+                win.accs = self.load_accs(wid, value["a"])
+                win.emitted = bool(value["x"])
+                closed = bool(value["c"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise StateError(E_STATE_SHAPE.format(id=wid, reason=exc), id=wid) from exc
+            win.saved_id = wid
+            self.insert(win)
+            self.schedule(win, closed)
+            self.seq = max(self.seq, win.seq + 1)
+
+
+class TimeWindowAggregate(WindowedAggregate):
+    """Tumbling (advance = size) and hopping windows, epoch-aligned, half-open [start, end)."""
+
+    prefix = "w:"
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.size = self.spec.size_ms
+        self.step = self.spec.advance_ms
+        self.windows: dict[tuple[tuple[Any, ...], int], Win] = {}
+
+    def close_due(self, win: Win) -> int:
+        return win.end + self.grace
+
+    def assign(
+        self, env: Env, gk: tuple[Any, ...], t: int, vals: list[Any], out: list[Row]
+    ) -> None:
+        size, step, grace = self.size, self.step, self.grace
+        r = t % step
+        last = t - r
+        s = last - ((size - r - 1) // step) * step  # the earliest window holding t
+        w = self.watermark
+        assert w is not None
+        applied = skipped = 0
+        windows = self.windows
+        while s <= last:
+            due = s + size + grace
+            if w >= due and not w < due + self.retention:
+                skipped += 1
+                s += step
+                continue
+            win = windows.get((gk, s))
+            if win is None:
+                win = windows[(gk, s)] = Win(
+                    gk, s, s + size, self.new_accumulators(), self.next_seq()
+                )
+                self.schedule(win, w >= due)
+            self.update(env, win, vals, out)
+            applied += 1
+            s += step
+        if not applied:
+            raise self.late(t, last, last + size, last + size + grace)
+        self.late_drops += skipped
+
+    def insert(self, win: Win) -> None:
+        self.windows[(win.gk, win.start)] = win
+
+    def remove(self, win: Win) -> None:
+        self.windows.pop((win.gk, win.start), None)
