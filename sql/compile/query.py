@@ -169,7 +169,6 @@ def _join(
         if c.pin is not None and (c.pin[0] == "_key" or c.pin[0] == key_field):
             source, strategy, used = sources.key_lookup(table, c.pin[1].fn), "key lookup", c
             break
-    if at is not None:  # the table as of the record's time: a key lookup in its history
     if source is None:
         for c in conjuncts:
             if c.pin is not None and c.pin[0] != "_key":
