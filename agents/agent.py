@@ -295,6 +295,8 @@ class QueryAgent(Service):
                 logger.exception("query %s: outputs not acknowledged", self.qdef.name)
                 await self.crash(exc)
             finally:
+                # A written batch holds RocksDB's column family: drop it before a rebuild reopens.
+                item.state = None
                 self._inflight.task_done()
 
     async def _commit(self, item: _Inflight) -> None:

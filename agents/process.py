@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agents.codec import E_ENCODE, DecodeError, Decoder, encode_row, make_key
-from agents.sink import Output
 from sql import errors as sql_errors
 from sql.errors import SqlRuntimeError
 from tables.apply import Malformed
@@ -32,6 +31,20 @@ class RecordLike(Protocol):
     timestamp: int
     key: bytes | None
     value: bytes | None
+
+
+class OutputLike(Protocol):
+    """Where a batch's records go (:class:`agents.sink.Output`; a list in unit tests)."""
+
+    def append(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None: ...
+
+    def dead_letter(self, topic: str, item: Malformed, source: str) -> None: ...
 
 
 class QueryLike(Protocol):
@@ -87,7 +100,7 @@ class BatchProcessor:
         self.source = f"query:{name}"
         self.on_dead_letter = on_dead_letter
 
-    def run(self, records: Sequence[RecordLike], output: Output) -> BatchCounts:
+    def run(self, records: Sequence[RecordLike], output: OutputLike) -> BatchCounts:
         counts = BatchCounts()
         process = self.query.process
         decode = self.decode
@@ -144,7 +157,7 @@ class BatchProcessor:
             raise _EncodeError(E_ENCODE.format(error=exc)) from exc
 
     def _dead_letter(
-        self, rec: RecordLike, reason: str, output: Output, counts: BatchCounts
+        self, rec: RecordLike, reason: str, output: OutputLike, counts: BatchCounts
     ) -> None:
         item = Malformed(
             rec.topic, rec.partition, rec.offset, rec.timestamp, rec.key, rec.value, reason

@@ -1,0 +1,165 @@
+"""The batch processor and its codec: records through a compiled query into output records and
+dead letters, with exact decimals, keys and original bytes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from agents.codec import DecodeError, encode_row, make_decoder, make_key
+from agents.process import BatchProcessor
+from core import codec
+from sql import compile_query
+from sql.types import SqlType
+from tables.apply import Malformed
+from tables.deadletter import H_REASON, H_SOURCE, dead_letter_headers
+from tables.memory import MemoryTable
+
+DEC = SqlType("DECIMAL")
+DEC2 = SqlType("DECIMAL", 10, 2)
+
+
+@dataclass
+class Rec:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    topic: str = "orders"
+    timestamp: int = 1_000
+
+
+class Collect:
+    """An output that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes | None, bytes | None, dict[str, bytes]]] = []
+
+    def append(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        self.records.append((topic, key, value, dict(headers or [])))
+
+    def dead_letter(self, topic: str, item: Malformed, source: str) -> None:
+        self.append(topic, item.key, item.value, dead_letter_headers(item, source))
+
+
+def test_decoder_keeps_decimal_digits_and_casts_declared_columns() -> None:
+    exact = make_decoder({"amount": DEC, "qty": SqlType("BIGINT")})
+    value = exact(b'{"amount": 22.50, "qty": "3", "note": "v1.2"}')
+    assert value == {"amount": Decimal("22.50"), "qty": 3, "note": "v1.2"}
+    assert str(value["amount"]) == "22.50"
+    # DECIMAL(10,2) reads exactly from the fast decoder's float.
+    scaled = make_decoder({"amount": DEC2})(b'{"amount": 0.1}')
+    assert str(scaled["amount"]) == "0.10"
+    # Open streams keep exact digits too.
+    assert str(make_decoder(None)(b'{"x": 1e2, "y": 0.30}')["y"]) == "0.30"
+    assert make_decoder(None)(b'{"x": 7}') == {"x": 7}
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "a JSON list, not an object"),
+        (b'"text"', "a JSON str, not an object"),
+        (None, "tombstone"),
+    ],
+)
+def test_decoder_reasons(raw: bytes | None, reason: str) -> None:
+    with pytest.raises(DecodeError) as err:
+        make_decoder(None)(raw)
+    assert reason in err.value.reason
+
+
+def test_encode_and_keys() -> None:
+    row = {"a": Decimal("1.50"), "d": dt.timedelta(seconds=90), "s": "x"}
+    assert encode_row(row) == b'{"a":1.50,"d":90.0,"s":"x"}'
+    one = make_key(["a"])
+    assert one is not None
+    assert one(row) == b"1.5"
+    many = make_key(["s", "a"])
+    assert many is not None
+    assert many(row) == b'["x",1.50]'
+    assert make_key([]) is None
+
+
+def processor(
+    sql: str, tables: dict[str, Any], key_columns: tuple[str, ...] = ()
+) -> BatchProcessor:
+    query = compile_query(sql, tables)
+    return BatchProcessor(
+        query,
+        make_decoder({"amount": DEC}),
+        name="q",
+        sink_topic="out",
+        key_columns=key_columns,
+        dead_letter_topic="dlq",
+    )
+
+
+def test_batch_outputs_dead_letters_and_last_offsets() -> None:
+    users = MemoryTable("users", key_field="id")
+    users.put(1, {"id": 1, "name": "ann", "tier": "gold"})
+    users.put(2, {"id": 2, "name": "bob", "tier": "basic"})
+    proc = processor(
+        "CREATE STREAM orders (id BIGINT, user_id BIGINT, amount DECIMAL, qty BIGINT);"
+        "SELECT o.id, u.name, o.amount * o.qty AS total FROM orders o "
+        "JOIN users u ON u.id = o.user_id "
+        "WHERE o.user_id IN (SELECT id FROM users WHERE tier = 'gold') AND 10 / o.qty > 0",
+        {"users": users},
+    )
+    records = [
+        Rec(0, 5, b"k1", b'{"id": 1, "user_id": 1, "amount": 2.50, "qty": 2}'),
+        Rec(0, 6, b"k2", b'{"id": 2, "user_id": 2, "amount": 1.00, "qty": 1}'),  # basic
+        Rec(1, 9, b"k3", b"{oops"),
+        Rec(1, 10, b"k4", b'{"id": 4, "user_id": 1, "amount": 1.00, "qty": 0}'),  # 10 / 0
+        Rec(1, 11, None, b'{"id": 5, "user_id": 1, "amount": 0.10, "qty": 3}'),
+    ]
+    out = Collect()
+    counts = proc.run(records, out)
+    assert (counts.records_in, counts.records_out, counts.dead_letters) == (5, 2, 2)
+    assert {p: r.offset for p, r in counts.last.items()} == {0: 6, 1: 11}
+    results = [(t, k, codec.loads_exact(v)) for t, k, v, _ in out.records if t == "out"]
+    # Keyed by the source record's key; exact decimals in the values.
+    assert results == [
+        ("out", b"k1", {"id": 1, "name": "ann", "total": Decimal("5.00")}),
+        ("out", None, {"id": 5, "name": "ann", "total": Decimal("0.30")}),
+    ]
+    dead = [(k, v, h) for t, k, v, h in out.records if t == "dlq"]
+    assert [(k, v) for k, v, _ in dead] == [(b"k3", b"{oops"), (b"k4", records[3].value)]
+    assert b"not valid JSON" in dead[0][2][H_REASON]
+    assert dead[1][2][H_REASON].startswith(b"DivisionByZeroError")
+    assert {h[H_SOURCE] for _, _, h in dead} == {b"query:q"}
+
+
+def test_aggregate_outputs_are_keyed_by_the_group_key() -> None:
+    proc = processor(
+        "CREATE STREAM orders (user_id BIGINT, amount DECIMAL);"
+        "SELECT user_id, COUNT(*) AS n, SUM(amount) AS total FROM orders GROUP BY user_id",
+        {},
+        key_columns=("user_id",),
+    )
+    out = Collect()
+    values = [(7, "1.10"), (8, "2.00"), (7, "0.05")]
+    recs = [
+        Rec(0, i, b"src", f'{{"user_id": {u}, "amount": {a}}}'.encode())
+        for i, (u, a) in enumerate(values)
+    ]
+    proc.run(recs, out)
+    got = [(k, codec.loads_exact(v)) for _, k, v, _ in out.records]
+    expected = []
+    totals: dict[int, tuple[int, Decimal]] = {}
+    for u, a in values:
+        n, t = totals.get(u, (0, Decimal(0)))
+        totals[u] = (n + 1, t + Decimal(a))
+        expected.append((str(u).encode(), {"user_id": u, "n": totals[u][0], "total": totals[u][1]}))
+    assert got == expected
