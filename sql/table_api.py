@@ -37,6 +37,7 @@ class Queryable:
             tuple[str, str, str], tuple[Callable[[list[Any]], Any], list[Any]]
         ] = {}
         self._closers: list[Callable[[], None]] = []
+        self._plans: dict[tuple[str, str, str], str] = {}
 
     def _fn(self, kind: str, select_list: str, where: str) -> Any:
         cache_key = (kind, select_list, where)
@@ -53,6 +54,7 @@ class Queryable:
             )
             compiled = compile_subquery(ctx, kind, select, Scope(sql, ctx.slots), None, select)
             self._closers += ctx.closers
+            self._plans[cache_key] = "\n".join("  " * d + text for d, text in ctx.explain)
             hit = self._compiled[cache_key] = (compiled.fn, [None] * ctx.slots.count)
         fn, env = hit
         return fn(env)
@@ -77,8 +79,13 @@ class Queryable:
         """One value: NULL for no row, :class:`~sql.errors.ScalarSubqueryError` for several."""
         return self._fn("scalar", select_expr, where)
 
+    def explain(self) -> dict[tuple[str, str, str], str]:
+        """The plan of every call compiled so far: (kind, select list, where) → EXPLAIN text."""
+        return dict(self._plans)
+
     def close(self) -> None:
         for c in self._closers:
             c()
         self._closers.clear()
         self._compiled.clear()
+        self._plans.clear()

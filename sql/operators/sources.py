@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from sql.compile.context import Env, Fn
+from tables.keys import key_text
 from tables.protocol import Key, Table, Value
 
 _NONE: tuple[tuple[Key, Value], ...] = ()
@@ -24,7 +25,9 @@ def key_lookup(table: Table, key: Fn) -> Fn:
             v = get(k)
         except TypeError:  # unhashable probe value (a JSON object): no key equals it
             return _NONE
-        return _NONE if v is None else ((k, v),)
+        # The row's own key (its text form, as a scan or index probe yields it), not the probe
+        # value: ``_key`` must not depend on the plan.
+        return _NONE if v is None else ((key_text(k), v),)
 
     return rows
 
