@@ -3,7 +3,7 @@
 Public API is re-exported here; the modules behind it are implementation.
 """
 
-from tables.changes import ChangeFeed
+from tables.changes import ChangeFeed, ChangeStream, ChangeStreamOverflowError
 from tables.indexes import HashIndex
 from tables.memory import MemoryTable
 from tables.protocol import (
@@ -15,12 +15,16 @@ from tables.protocol import (
     Table,
     TableStats,
     Value,
+    VersionedTable,
+    VersionRecord,
 )
 
 __all__ = [
     "Change",
     "ChangeFeed",
     "ChangeListener",
+    "ChangeStream",
+    "ChangeStreamOverflowError",
     "HashIndex",
     "Key",
     "MemoryTable",
@@ -29,4 +33,6 @@ __all__ = [
     "Table",
     "TableStats",
     "Value",
+    "VersionRecord",
+    "VersionedTable",
 ]

@@ -198,7 +198,7 @@ class MemoryTable:
 
     @property
     def stream_time(self) -> int:
-        return self._need_history().stream_time
+        return 0 if self._history is None else self._history.stream_time
 
     def _need_history(self) -> MemoryHistory:
         if self._history is None:

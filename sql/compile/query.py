@@ -8,6 +8,9 @@ from typing import Any
 from sqlglot import exp
 
 from sql.bind.scope import BoundRelation, Scope, offset_of
+from sql.compile.as_of import STRATEGY as AS_OF_STRATEGY
+from sql.compile.as_of import as_of_source, as_of_time
+from sql.compile.as_of import describe as describe_as_of
 from sql.compile.context import CompileContext, Env, Fn
 from sql.compile.expr import ExprCompiler
 from sql.compile.select import combine, compile_conjuncts, compile_parts
@@ -156,6 +159,7 @@ def _join(
     node, table = resolve_table(ctx, j.this, want="join")
     schema = ctx.catalog.schema(node.name)
     assert schema is not None
+    at = as_of_time(ctx, node, scope)  # before the table joins the scope: it reads the stream
     rel = scope.add(node.alias_or_name, schema, table)
     on = j.args.get("on")
     if on is None:
@@ -169,6 +173,9 @@ def _join(
         if c.pin is not None and (c.pin[0] == "_key" or c.pin[0] == key_field):
             source, strategy, used = sources.key_lookup(table, c.pin[1].fn), "key lookup", c
             break
+    if at is not None:  # the table as of the record's time: a key lookup in its history
+        source, used = as_of_source(ctx, node, table, key_field, conjuncts, at)
+        strategy = f"{AS_OF_STRATEGY} {describe_as_of(node)}"
     if source is None:
         for c in conjuncts:
             if c.pin is not None and c.pin[0] != "_key":

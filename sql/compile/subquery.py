@@ -13,11 +13,11 @@ from sqlglot import exp
 
 from sql import logic
 from sql.bind.scope import Scope, offset_of
+from sql.compile.as_of import as_of_time, check_as_of
 from sql.compile.context import CompileContext, Env
 from sql.compile.expr import Compiled, ExprCompiler
 from sql.compile.select import combine, compile_conjuncts, compile_parts
 from sql.errors import (
-    E_NOT_YET,
     E_SCALAR_ROWS,
     E_SUBQUERY_COLUMNS,
     E_TYPE_MISMATCH,
@@ -31,6 +31,7 @@ from sql.errors import (
 )
 from sql.operators.inner import InnerQuery
 from sql.operators.maintained import Aggregate, CachedRows, InSet, RowCount
+from sql.plan.as_of_lookup import as_of_key_lookup
 from sql.plan.planner import plan_subquery
 from sql.plan.shape import Plan, SubqueryShape
 from sql.types import ANY, BOOLEAN, comparable
@@ -53,12 +54,6 @@ def resolve_table(ctx: CompileContext, node: exp.Expr, *, want: str) -> tuple[ex
         raise UnsupportedError(
             E_UNSUPPORTED.format(what=f"FROM {node.sql()}"), sql=ctx.sql, offset=offset_of(node)
         )
-    if node.args.get("version") is not None:
-        raise UnsupportedError(
-            E_NOT_YET.format(what="FOR SYSTEM_TIME AS OF"),
-            sql=ctx.sql,
-            offset=_version_offset(ctx.sql, node),
-        )
     table = ctx.catalog.table(node.name)
     if table is None:
         schema = ctx.catalog.schema(node.name)
@@ -71,15 +66,8 @@ def resolve_table(ctx: CompileContext, node: exp.Expr, *, want: str) -> tuple[ex
             offset=offset_of(node),
             suggestion=suggest(node.name, ctx.catalog.names()),
         )
+    check_as_of(ctx, node, table)
     return node, table
-
-
-def _version_offset(sql: str, node: exp.Table) -> int | None:
-    start = offset_of(node.this)
-    if start is None:
-        return None
-    pos = sql.upper().find("FOR", start)
-    return pos if pos >= 0 else start
 
 
 def compile_subquery(
@@ -105,6 +93,7 @@ def compile_subquery(
     ctx.depth += 1
     try:
         scope = outer.child()
+        at = as_of_time(ctx, table_node, scope)  # reads the enclosing query only
         schema = ctx.catalog.schema(table_node.name)
         assert schema is not None
         rel = scope.add(table_node.alias_or_name, schema, table)
@@ -150,7 +139,7 @@ def compile_subquery(
         tables,
         ctx.slots.count,
     )
-    plan = plan_subquery(shape)
+    plan = plan_subquery(shape) if at is None else as_of_key_lookup(ctx, table_node, shape, at)
     for m in (plan.maintained,):
         unsub = getattr(m, "unsubscribe", None)
         if callable(unsub):

@@ -52,7 +52,11 @@ def explain(sql: str) -> list[str]:
     schema = SCHEMA.read_text()
     decls = parse_script(schema).declarations
     tables = {
-        d.name: MemoryTable(d.name, key_field=d.primary_key)
+        d.name: MemoryTable(
+            d.name,
+            key_field=d.primary_key,
+            versions=int(d.options["versions"]) if "versions" in d.options else None,
+        )
         for d in decls.values()
         if d.kind == "table"
     }

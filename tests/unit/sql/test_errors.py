@@ -167,14 +167,14 @@ def test_column_not_grouped() -> None:
     assert (err.line, err.column) == where(sql, "note,")
 
 
-def test_for_system_time_is_not_supported_yet() -> None:
+def test_for_system_time_on_a_table_without_history() -> None:
     err, sql = compile_err(
         "SELECT o.user_id FROM orders o\n"
         "JOIN users FOR SYSTEM_TIME AS OF o._timestamp u ON u.id = o.user_id",
-        UnsupportedError,
+        BindError,
     )
     assert (err.line, err.column) == where(sql, "FOR SYSTEM_TIME")
-    assert "not supported yet" in err.reason
+    assert "needs a versioned table, and 'users' keeps no history" in err.reason
 
 
 def test_right_join_unsupported() -> None:

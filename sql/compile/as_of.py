@@ -1,0 +1,95 @@
+"""``t FOR SYSTEM_TIME AS OF expr``: checks at compile time, the time expression, the source.
+
+An as-of read is a key lookup in the table's history (``get_as_of``), so it needs an equality on
+the table's key; the time expression reads the enclosing query (the stream record's event time).
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from sql.bind.scope import Scope, offset_of
+from sql.compile.context import CompileContext, Fn
+from sql.compile.expr import Compiled, ExprCompiler
+from sql.compile.select import Conjunct
+from sql.errors import E_UNSUPPORTED, BindError, SqlTypeError, UnsupportedError
+from sql.operators.as_of import as_of_lookup
+from sql.types import BIGINT, DATE, STRING, TIMESTAMP
+from tables.protocol import Table, VersionedTable
+
+E_AS_OF_NOT_VERSIONED = (
+    "FOR SYSTEM_TIME AS OF needs a versioned table, and {table!r} keeps no history "
+    "(declare it WITH (versions='N') or WITH (history_retention='7d'))"
+)
+E_AS_OF_KEY = (
+    "FOR SYSTEM_TIME AS OF on {table!r} needs an equality on its key ({key}): an as-of read is "
+    "a key lookup in the table's history"
+)
+E_AS_OF_TYPE = "FOR SYSTEM_TIME AS OF must be a TIMESTAMP, DATE or epoch milliseconds, got {type}"
+STRATEGY = "as-of key lookup"
+_TIME_TYPES = (TIMESTAMP, DATE, BIGINT, STRING)
+
+
+def check_as_of(ctx: CompileContext, node: exp.Table, table: Table) -> None:
+    """Reject what no as-of read can answer: other period kinds, tables without history."""
+    version = node.args.get("version")
+    if version is None:
+        return
+    offset = _for_offset(ctx.sql, node)
+    if str(version.this).upper() != "TIMESTAMP" or str(version.args.get("kind")) != "AS OF":
+        what = version.sql(dialect="duckdb")
+        raise UnsupportedError(E_UNSUPPORTED.format(what=what), sql=ctx.sql, offset=offset)
+    if not (isinstance(table, VersionedTable) and table.versioned):
+        raise BindError(
+            E_AS_OF_NOT_VERSIONED.format(table=table.name),
+            sql=ctx.sql,
+            offset=offset,
+            table=table.name,
+        )
+
+
+def as_of_time(ctx: CompileContext, node: exp.Table, scope: Scope) -> Compiled | None:
+    """The compiled AS OF expression (call before the table joins ``scope``), or None."""
+    version = node.args.get("version")
+    if version is None:
+        return None
+    at = ExprCompiler(ctx, scope, "FOR SYSTEM_TIME AS OF").compile(version.expression)
+    if not (at.type.is_any or at.type in _TIME_TYPES):
+        raise SqlTypeError(
+            E_AS_OF_TYPE.format(type=at.type), sql=ctx.sql, offset=offset_of(version.expression)
+        )
+    return at
+
+
+def as_of_source(
+    ctx: CompileContext,
+    node: exp.Table,
+    table: Table,
+    key_field: str | None,
+    conjuncts: list[Conjunct],
+    at: Compiled,
+) -> tuple[Fn, Conjunct]:
+    """The row source of an as-of read and the key conjunct it consumed."""
+    assert isinstance(table, VersionedTable)
+    for c in conjuncts:
+        if c.pin is not None and (c.pin[0] == "_key" or c.pin[0] == key_field):
+            return as_of_lookup(table, c.pin[1].fn, at.fn), c
+    raise UnsupportedError(
+        E_AS_OF_KEY.format(table=table.name, key=key_field or "_key"),
+        sql=ctx.sql,
+        offset=_for_offset(ctx.sql, node),
+    )
+
+
+def describe(node: exp.Table) -> str:
+    """``FOR SYSTEM_TIME AS OF <expr>`` for EXPLAIN."""
+    version = node.args["version"]
+    return f"FOR SYSTEM_TIME AS OF {version.expression.sql(dialect='duckdb')}"
+
+
+def _for_offset(sql: str, node: exp.Table) -> int | None:
+    start = offset_of(node.this)
+    if start is None:
+        return None
+    pos = sql.upper().find("FOR", start)
+    return pos if pos >= 0 else start
