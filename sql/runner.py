@@ -1,10 +1,13 @@
 """The offline runner: ``python -m sql run QUERY.sql --table NAME=FILE.jsonl[:KEY] ... --stream
 NAME[=FILE.jsonl] [--events FILE.jsonl] [--explain]``.
 
-Tables are loaded into :class:`~tables.memory.MemoryTable`; stream records (the ``--stream`` file
-first, then the ``--events`` timeline, which also carries table changes) go through the compiled
-query one by one; each emitted row is one JSON object on stdout. Exit codes: 0 ok, 1 some record
-failed (each reported on stderr, processing continues), 2 the query or the inputs are invalid.
+Tables are loaded into :class:`~tables.memory.MemoryTable` (versioned when declared ``WITH
+(versions=..., history_retention=...)``); a table file line is a row, or a timed change
+``{"key": K, "value": {...} | null, "_timestamp": MS}`` (null deletes). Stream records (the
+``--stream`` file first, then the ``--events`` timeline, which also carries table changes) go
+through the compiled query one by one; each emitted row is one JSON object on stdout. Exit
+codes: 0 ok, 1 some record failed (each reported on stderr, processing continues), 2 the query or
+the inputs are invalid.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from core.codec import JSONDecodeError, dumps, loads_exact
+from core.errors import ConfigError
 from sql.catalog import Catalog, infer_columns
 from sql.dialect import Declaration
 from sql.errors import SqlCompileError, SqlError, SqlRuntimeError
@@ -25,6 +29,7 @@ from sql.parse import parse_script
 from sql.query import CompiledQuery, apply_declarations
 from sql.types import cast
 from tables.memory import MemoryTable
+from tables.spec import TableSpec
 
 E_BAD_SPEC = "expected NAME=FILE.jsonl[:KEYFIELD], got {spec!r}"
 E_BAD_LINE = "{path}:{line}: {reason}"
@@ -33,6 +38,10 @@ E_BAD_EVENT = '{path}:{line}: an event needs "table" or "stream"'
 E_RECORD_FAILED = "record {n}: {error}"
 E_NOT_OBJECT = "expected a JSON object"
 RESERVED = ("_timestamp", "_key")
+#: A table file line with exactly these members (and "value") is a change: null value = delete.
+CHANGE_MEMBERS = frozenset({"key", "_key", "value", "_timestamp"})
+HISTORY_OPTIONS = ("versions", "history_retention", "as_of_expired")
+E_CHANGE_KEY = 'a change needs "key" (or a value holding the key field)'
 
 
 class InputError(SqlError):
@@ -90,13 +99,13 @@ class Runner:
             name, path, key = _split_spec(spec)
             decl = self.decls.get(name.lower())
             key = key or (decl.primary_key if decl else None)
-            table = self.tables[name.lower()] = MemoryTable(name, key_field=key)
+            table = self.tables[name.lower()] = _memory_table(name, key, decl)
             for n, value in _jsonl(path) if path else iter(()):
                 self._put(table, value, None, n, path or "")
             catalog.add_table(name, table)
         for name, decl in self.decls.items():
             if decl.kind == "table" and name not in self.tables:
-                self.tables[name] = MemoryTable(decl.name, key_field=decl.primary_key)
+                self.tables[name] = _memory_table(decl.name, decl.primary_key, decl)
                 catalog.add_table(decl.name, self.tables[name])
         self.stream, path, _ = _split_spec(self.args.stream)
         records = list(_jsonl(path)) if path else []
@@ -161,6 +170,9 @@ class Runner:
     def _put(self, table: MemoryTable, value: Any, key: Any, n: int, path: str) -> None:
         if not isinstance(value, dict):
             raise InputError(E_BAD_LINE.format(path=path, line=n, reason=E_NOT_OBJECT))
+        if _is_change(value):  # a timed changelog line: {"key", "value" (null: delete), ...}
+            self._event_put(table, value, n, path)
+            return
         if key is None:
             key = value.get("_key", value.get(table.key_field) if table.key_field else n)
         table.put(
@@ -168,6 +180,19 @@ class Runner:
             _typed(value, self.decls.get(table.name.lower())),
             int(value.get("_timestamp") or 0),
         )
+
+    def _event_put(self, table: MemoryTable, change: dict[str, Any], n: int, path: str) -> None:
+        value = change["value"]
+        if value is not None and not isinstance(value, dict):
+            raise InputError(E_BAD_LINE.format(path=path, line=n, reason=E_NOT_OBJECT))
+        key = change.get("key", change.get("_key"))
+        if key is None and value is not None and table.key_field:
+            key = value.get(table.key_field)
+        if key is None:
+            raise InputError(E_BAD_LINE.format(path=path, line=n, reason=E_CHANGE_KEY))
+        decl = self.decls.get(table.name.lower())
+        value = None if value is None else _typed(value, decl)
+        table.put(key, value, int(change.get("_timestamp") or 0))
 
     def _record(
         self, query: CompiledQuery, value: Any, event: dict[str, Any] | None = None
@@ -192,6 +217,23 @@ class Runner:
     def _emit(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:
             self.out.write(dumps({k: _jsonable(v) for k, v in row.items()}).decode() + "\n")
+
+
+def _is_change(line: dict[str, Any]) -> bool:
+    return "value" in line and line.keys() <= CHANGE_MEMBERS
+
+
+def _memory_table(name: str, key: str | None, decl: Declaration | None) -> MemoryTable:
+    """A table for the runner; ``WITH (versions=..., history_retention=...)`` keep history."""
+    options = {
+        k: v for k, v in (decl.options if decl else {}).items() if k.lower() in HISTORY_OPTIONS
+    }
+    if not options:
+        return MemoryTable(name, key_field=key)
+    try:
+        return MemoryTable.from_spec(TableSpec.from_options(name, name, key, options))
+    except ConfigError as exc:
+        raise InputError(str(exc), **exc.fields) from exc
 
 
 def _jsonable(v: Any) -> Any:
