@@ -3,6 +3,8 @@
 - ``GET /tables/``                      every table with its stats
 - ``GET /tables/{name}/?limit=&after=`` one table's stats and a page of rows in key order
 - ``GET /tables/{name}/{key}``          one key's value (404 when absent)
+- ``GET /tables/{name}/{key}/history``  a versioned table's versions of one key, oldest first;
+  ``?as_of=MS``: the key's value as of that event time
 - ``GET /ready``                        200 once every table caught up with its topic, else 503
 - ``GET /queries/``                     every continuous query with its counters
 """
@@ -15,7 +17,9 @@ import faust
 from faust.web import Request, Response, View
 
 from core import codec
+from tables.protocol import VersionedTable
 from tables.registry import TableRegistry
+from tables.versions import E_NOT_VERSIONED, HistoryExpiredError
 
 if TYPE_CHECKING:
     from agents.service import PipelineService
@@ -35,6 +39,22 @@ def _limit(request: Request) -> int:
     except ValueError:
         return DEFAULT_PAGE
     return max(1, min(limit, MAX_PAGE))
+
+
+def key_history(table: VersionedTable, key: str, as_of: str | None) -> tuple[int, Any]:
+    """(status, body) of the history view: 400 for a table without history or a bad ``as_of``."""
+    if not table.versioned:
+        return 400, {"error": E_NOT_VERSIONED.format(table=table.name)}
+    if as_of is not None:
+        if not as_of.lstrip("-").isdigit():
+            return 400, {"error": f"as_of={as_of!r} is not epoch milliseconds"}
+        try:
+            value = table.get_as_of(key, int(as_of))
+        except HistoryExpiredError as exc:
+            return 410, {"error": str(exc)}
+        return 200, {"key": key, "as_of": int(as_of), "value": value}
+    versions = [v.as_dict() for v in table.history(key)]
+    return 200, {"key": key, "stream_time": table.stream_time, "versions": versions}
 
 
 def register_views(app: faust.App, registry: TableRegistry) -> None:
@@ -83,6 +103,15 @@ def register_views(app: faust.App, registry: TableRegistry) -> None:
             if value is None:
                 return _json(self, {"error": f"no key {key!r} in table {name!r}"}, 404)
             return _json(self, {"key": key, "value": value})
+
+    @app.page("/tables/{name}/{key}/history")
+    class TableKeyHistory(View):
+        async def get(self, request: Request, name: str, key: str) -> Response:
+            table = registry.tables.get(name)
+            if table is None:
+                return unknown(self, name)
+            status, body = key_history(table, key, request.query.get("as_of"))
+            return _json(self, body, status)
 
 
 def register_query_views(app: faust.App, pipelines: PipelineService | None) -> None:
