@@ -7,7 +7,9 @@ Tables are loaded into :class:`~tables.memory.MemoryTable` (versioned when decla
 ``--stream`` file first, then the ``--events`` timeline, which also carries table changes) go
 through the compiled query one by one; each emitted row is one JSON object on stdout. Exit
 codes: 0 ok, 1 some record failed (each reported on stderr, processing continues), 2 the query or
-the inputs are invalid.
+the inputs are invalid. Windowed queries close their open windows at end of input (EMIT FINAL rows
+last, in close order); a late record is a failed record; a withdrawn session row carries
+``"_retract": true``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from core.errors import ConfigError
 from sql.catalog import Catalog, infer_columns
 from sql.dialect import Declaration
 from sql.errors import SqlCompileError, SqlError, SqlRuntimeError
+from sql.operators.aggregate import Retraction
 from sql.parse import parse_script
 from sql.query import CompiledQuery, apply_declarations
 from sql.types import cast
@@ -36,6 +39,8 @@ E_BAD_LINE = "{path}:{line}: {reason}"
 E_UNKNOWN_EVENT_TABLE = "{path}:{line}: event for unknown table {name!r}"
 E_BAD_EVENT = '{path}:{line}: an event needs "table" or "stream"'
 E_RECORD_FAILED = "record {n}: {error}"
+#: Member added to a Retraction row on output.
+RETRACT_MARK = "_retract"
 E_NOT_OBJECT = "expected a JSON object"
 RESERVED = ("_timestamp", "_key")
 #: A table file line with exactly these members (and "value") is a change: null value = delete.
@@ -210,13 +215,17 @@ class Runner:
             )
         except SqlRuntimeError as err:
             self.failed += 1
+            self._emit(err.rows)  # windows its event time closed before it failed
             print(E_RECORD_FAILED.format(n=self.records, error=err), file=self.err)
             return
         self._emit(rows)
 
     def _emit(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:
-            self.out.write(dumps({k: _jsonable(v) for k, v in row.items()}).decode() + "\n")
+            obj = {k: _jsonable(v) for k, v in row.items()}
+            if isinstance(row, Retraction):
+                obj[RETRACT_MARK] = True
+            self.out.write(dumps(obj).decode() + "\n")
 
 
 def _is_change(line: dict[str, Any]) -> bool:
