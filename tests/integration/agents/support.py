@@ -1,0 +1,88 @@
+"""Helpers for pipeline tests: a pipeline file with unique topics, a worker running it, waits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.support.kafka import unique
+from tests.support.worker import Worker, get_json
+
+PIPELINE = """\
+CREATE TABLE users (id BIGINT PRIMARY KEY, name VARCHAR, tier VARCHAR) WITH (topic='{users}');
+CREATE TABLE limits (symbol VARCHAR PRIMARY KEY, max_price DECIMAL(10,2)) WITH (topic='{limits}');
+CREATE STREAM orders (order_id BIGINT, user_id BIGINT, symbol VARCHAR, price DECIMAL(10,2),
+                      qty BIGINT) WITH (topic='{orders}', partitions='2');
+
+-- IN + EXISTS + a scalar subquery + a stream-table join; 100 / qty fails for qty = 0.
+CREATE STREAM checked WITH (topic='{checked}', partitions='2') AS
+SELECT o.order_id, u.name, o.price * o.qty AS notional,
+       (SELECT max_price FROM limits l WHERE l.symbol = o.symbol) AS max_price
+FROM orders o JOIN users u ON u.id = o.user_id
+WHERE o.user_id IN (SELECT id FROM users WHERE tier = 'gold')
+  AND EXISTS (SELECT 1 FROM limits l WHERE l.symbol = o.symbol)
+  AND 100 / o.qty > 0
+EMIT CHANGES;
+
+CREATE TABLE totals WITH (topic='{totals}') AS
+SELECT user_id, COUNT(*) AS orders, SUM(price * qty) AS notional
+FROM orders GROUP BY user_id EMIT CHANGES;
+"""
+
+
+def topics() -> dict[str, str]:
+    return {n: unique(n) for n in ("users", "limits", "orders", "checked", "totals", "dlq")}
+
+
+def write_pipeline(tmp_path: Path, names: dict[str, str], text: str = PIPELINE) -> Path:
+    path = tmp_path / "pipeline.sql"
+    path.write_text(text.format(**names))
+    return path
+
+
+def worker_env(broker_url: str, pipeline: Path, names: dict[str, str]) -> dict[str, str]:
+    return {
+        "TABLESTREAM_BROKER": broker_url,
+        "TABLESTREAM_APP_ID": unique("app"),
+        "TABLESTREAM_PIPELINE": str(pipeline),
+        "TABLESTREAM_DLQ_TOPIC": names["dlq"],
+        "TABLESTREAM_QUERY_LOG_INTERVAL": "2",
+    }
+
+
+def queries(worker: Worker) -> dict[str, dict[str, Any]]:
+    try:
+        status, body = get_json(f"{worker.web}/queries/")
+    except OSError:
+        return {}
+    return {q["name"]: q for q in body["queries"]} if status == 200 else {}
+
+
+async def until(
+    check: Callable[[], Any], what: str, worker: Worker | None = None, timeout: float = 60.0
+) -> Any:
+    """Poll ``check`` (run in a thread: it may do HTTP) until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if worker is not None and worker.proc is not None and worker.proc.poll() is not None:
+            raise AssertionError(f"worker exited while waiting for {what}:\n{worker.tail()}")
+        last = await asyncio.to_thread(check)
+        if last:
+            return last
+        await asyncio.sleep(0.2)
+    tail = worker.tail() if worker is not None else ""
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})\n{tail}")
+
+
+def processed(worker: Worker, query: str, records: int) -> Callable[[], bool]:
+    """True once ``query`` read ``records`` records and has nothing waiting for acks."""
+
+    def check() -> bool:
+        q = queries(worker).get(query)
+        return q is not None and q["records_in"] >= records and q["lag"] == 0
+
+    return check
