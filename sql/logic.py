@@ -8,6 +8,7 @@ turns a DECIMAL into DOUBLE, as PostgreSQL and DuckDB do); incompatible values r
 
 from __future__ import annotations
 
+import datetime as dt
 import operator
 import re
 from collections.abc import Callable
@@ -109,6 +110,10 @@ def _numeric(a: Any, b: Any, op: str) -> tuple[Any, Any]:
     return a, b
 
 
+def _midnight(d: dt.date) -> dt.datetime:
+    return dt.datetime(d.year, d.month, d.day)
+
+
 def add(a: Any, b: Any) -> Any:
     if a is None or b is None:
         return None
@@ -116,6 +121,10 @@ def add(a: Any, b: Any) -> Any:
     try:
         if type(a) is Decimal or type(b) is Decimal:
             return DECIMAL_CONTEXT.add(a, b)
+        if type(a) is dt.date and type(b) is dt.timedelta:
+            return _midnight(a) + b  # DATE + INTERVAL is a TIMESTAMP (PostgreSQL, DuckDB)
+        if type(b) is dt.date and type(a) is dt.timedelta:
+            return a + _midnight(b)
         return a + b
     except TypeError as exc:
         raise RuntimeTypeError(E_RUNTIME_TYPE.format(op="+", left=a, right=b)) from exc
@@ -128,6 +137,11 @@ def sub(a: Any, b: Any) -> Any:
     try:
         if type(a) is Decimal or type(b) is Decimal:
             return DECIMAL_CONTEXT.subtract(a, b)
+        if type(a) is dt.date:
+            if type(b) is dt.date:
+                return (a - b).days  # DATE - DATE is a number of days (PostgreSQL, DuckDB)
+            if type(b) is dt.timedelta:
+                return _midnight(a) - b
         return a - b
     except TypeError as exc:
         raise RuntimeTypeError(E_RUNTIME_TYPE.format(op="-", left=a, right=b)) from exc

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
@@ -273,6 +274,68 @@ def to_timestamp(value: Any) -> dt.datetime | None:
         raise CastError(E_CAST.format(value=value, type="TIMESTAMP")) from exc
 
 
+_INTERVAL_UNITS = {
+    "microsecond": 1e-6,
+    "us": 1e-6,
+    "millisecond": 1e-3,
+    "ms": 1e-3,
+    "second": 1,
+    "sec": 1,
+    "s": 1,
+    "minute": 60,
+    "min": 60,
+    "m": 60,
+    "hour": 3600,
+    "h": 3600,
+    "day": 86400,
+    "d": 86400,
+    "week": 604800,
+    "w": 604800,
+}
+_INTERVAL_PART = re.compile(r"([+-]?\d+(?:\.\d+)?)\s*([a-z]+)")
+_INTERVAL_CLOCK = re.compile(r"([+-]?)(\d+):(\d{2})(?::(\d{2}(?:\.\d+)?))?$")
+_INTERVAL_ISO = re.compile(
+    r"P(?:(\d+(?:\.\d+)?)W)?(?:(\d+(?:\.\d+)?)D)?"
+    r"(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def to_interval(value: Any) -> dt.timedelta | None:
+    """An INTERVAL from its text: ``'90 minutes'``, ``'1 day 02:00:00'``, ``'01:30'`` or ISO 8601
+    ``'P1DT2H'``. Months and years have no fixed length and are refused, as are bare numbers
+    (their unit would be a guess)."""
+    if value is None or isinstance(value, dt.timedelta):
+        return value
+    if not isinstance(value, str):
+        raise CastError(E_CAST.format(value=value, type="INTERVAL"))
+    text = value.strip().lower()
+    iso = _INTERVAL_ISO.match(text.upper()) if text.startswith("p") else None
+    if iso is not None and any(iso.groups()):
+        w, d, h, m, sec = (float(g) if g else 0.0 for g in iso.groups())
+        return dt.timedelta(weeks=w, days=d, hours=h, minutes=m, seconds=sec)
+    seconds = 0.0
+    rest = text
+    clock = _INTERVAL_CLOCK.search(rest)
+    if clock is not None:
+        sign = -1 if clock.group(1) == "-" else 1
+        h, m, sec = int(clock.group(2)), int(clock.group(3)), float(clock.group(4) or 0)
+        seconds += sign * (h * 3600 + m * 60 + sec)
+        rest = rest[: clock.start()]
+    pos = 0
+    for part in _INTERVAL_PART.finditer(rest):
+        word = part.group(2)
+        unit = _INTERVAL_UNITS.get(
+            word, _INTERVAL_UNITS.get(word[:-1]) if word[-1] == "s" else None
+        )
+        if unit is None or rest[pos : part.start()].strip():
+            raise CastError(E_CAST.format(value=value, type="INTERVAL"))
+        seconds += float(part.group(1)) * unit
+        pos = part.end()
+    if rest[pos:].strip() or (pos == 0 and clock is None):
+        raise CastError(E_CAST.format(value=value, type="INTERVAL"))
+    return dt.timedelta(seconds=seconds)
+
+
 def converter(t: SqlType) -> Callable[[Any], Any] | None:
     """How to read a JSON-decoded value into a column declared ``t`` (None: keep as is)."""
     if t.name == "DECIMAL":
@@ -302,6 +365,8 @@ def converter(t: SqlType) -> Callable[[Any], Any] | None:
         return to_date
     if t.name == "TIMESTAMP":
         return to_timestamp
+    if t.name == "INTERVAL":
+        return to_interval
     return None
 
 

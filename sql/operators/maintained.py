@@ -8,7 +8,9 @@ the query raises that error for as long as the row is there, as a from-scratch r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from sql import logic
@@ -78,6 +80,7 @@ class InSet(Maintained):
         self.nulls = 0
         self.total = 0
         self.floats = 0  # float members need SQL (value) equality against DECIMAL probes
+        self.decimals = 0  # and DECIMAL members against DOUBLE probes
         super().__init__(table, vs, ms, env_size, where)
 
     def update(self, env: Env, sign: int) -> None:
@@ -88,6 +91,8 @@ class InSet(Maintained):
             return
         if type(v) is float:
             self.floats += sign
+        elif type(v) is Decimal:
+            self.decimals += sign
         n = self.counts.get(v, 0) + sign
         if n:
             self.counts[v] = n
@@ -108,6 +113,16 @@ class InSet(Maintained):
             return logic.in_values(x, list(self.counts))
         floats = [v for v in self.counts if type(v) is float] if self.floats else []
         if floats and type(x) is not float and logic.in_values(x, floats):
+            return True
+        # DOUBLE = DECIMAL compares as DOUBLE. The float's shortest repr is the one decimal of up
+        # to 15 significant digits that rounds to it, so one hash probe decides for any
+        # DECIMAL(p<=15, s) member (Decimal hashing ignores the scale: 0.1 == 0.10).
+        if (
+            self.decimals
+            and type(x) is float
+            and math.isfinite(x)
+            and Decimal(repr(x)) in self.counts
+        ):
             return True
         return None if self.nulls else False
 
