@@ -75,6 +75,12 @@ class CompiledQuery:
         """Windowed: max event time seen minus the allowed out-of-orderness (epoch ms)."""
         return None if self._agg is None else self._agg.watermark
 
+    @property
+    def late_drops(self) -> int:
+        """Windowed: updates of closed windows skipped for records late for only some of their
+        (hopping) windows; a record late for all of them raises LateRecordError instead."""
+        return int(getattr(self._agg, "late_drops", 0))
+
     def process(
         self,
         value: Mapping[str, Any],

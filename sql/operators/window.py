@@ -87,6 +87,7 @@ class Win:
         "emitted",
         "end",
         "gk",
+        "queued",
         "saved_id",
         "seq",
         "start",
@@ -100,6 +101,7 @@ class Win:
         self.closed = False
         self.emitted = False  # a row for (gk, start) is out and not retracted
         self.due: int | None = None  # watermark at which it closes (or, closed, is dropped)
+        self.queued: int | None = None  # due time of its one entry in the close heap
         self.saved_id: str | None = None  # the state id it was last reported under
 
 
@@ -202,11 +204,16 @@ class WindowedAggregate(AggregateOperator):
 
     def schedule(self, win: Win, closed: bool) -> None:
         win.closed = closed
-        due = self.close_due(win) + (self.retention if closed else 0)
-        if win.due != due:
-            win.due = due
-            self.pushes += 1
-            heapq.heappush(self.heap, (due, win.seq, self.pushes, win))
+        due = win.due = self.close_due(win) + (self.retention if closed else 0)
+        # One heap entry per window: a session growing on every record must not add one each
+        # time; an entry that comes due early is pushed again at the window's current due.
+        if win.queued is None or due < win.queued:
+            self.push(win, due)
+
+    def push(self, win: Win, due: int) -> None:
+        win.queued = due
+        self.pushes += 1
+        heapq.heappush(self.heap, (due, win.seq, self.pushes, win))
 
     def late(self, t: int, start: int, end: int, due: int) -> LateRecordError:
         retention = f", retention {self.retention} ms" if self.retention else ""
@@ -231,8 +238,13 @@ class WindowedAggregate(AggregateOperator):
         heap = self.heap
         while heap and (w is None or heap[0][0] <= w):
             due, _, _, win = heapq.heappop(heap)
-            if not win.alive or win.due != due:
-                continue  # superseded entry: the window moved or went
+            if not win.alive or win.queued != due:
+                continue  # superseded entry: the window went or was queued earlier
+            win.queued = None
+            assert win.due is not None
+            if win.due > due:  # it grew since it was queued
+                self.push(win, win.due)
+                continue
             if not win.closed:
                 win.closed = True
                 self.dirty.add(win)
@@ -240,8 +252,7 @@ class WindowedAggregate(AggregateOperator):
                     win.emitted = True
                 if self.retention:
                     win.due = due + self.retention
-                    self.pushes += 1
-                    heapq.heappush(heap, (win.due, win.seq, self.pushes, win))
+                    self.push(win, win.due)
                     continue
             self.drop(win)
 

@@ -114,6 +114,15 @@ def test_dirty_state_reports_drops_and_stays_bounded() -> None:
     assert list(store) == ["time"]
 
 
+def test_a_growing_session_keeps_one_close_entry() -> None:
+    q = compile_query(query_text("SESSION(2s)", "FINAL", "dlq"), Catalog())
+    for i in range(2000):  # one session, extended by every record
+        q.process({"k": "a", "ts": i * 100, "v": 1, "d": Decimal(1)})
+    agg: Any = q._agg
+    assert len(agg.heap) <= 2
+    assert q.finish()[0]["n"] == 2000
+
+
 def test_restoring_foreign_state_is_an_error() -> None:
     session = compile_query(query_text("SESSION(2s)", "FINAL", "dlq"), Catalog())
     session.process({"k": "a", "ts": 1, "v": 1, "d": Decimal(1)})

@@ -182,8 +182,7 @@ def test_hopping_emit_final() -> None:
         "late",
     ]
     assert final == [row("a", 1, None, 10000, 20000), row("a", 1, None, 15000, 25000)]
-    assert q._agg is not None
-    assert q._agg.late_drops == 1
+    assert q.late_drops == 1
 
 
 def test_hopping_emit_changes() -> None:
