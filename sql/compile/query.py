@@ -18,10 +18,10 @@ from sql.compile.subquery import compile_subquery, resolve_table, star_columns
 from sql.compile.window import (
     add_window_outputs,
     bind_window,
+    check_window_use,
     explain_line,
     key_columns,
     make_aggregate,
-    require_aggregate,
 )
 from sql.dialect import Declaration
 from sql.errors import (
@@ -100,7 +100,7 @@ def compile_stream_query(
     win = bind_window(ctx, scope, stream, window, sink.options if sink else {}) if window else None
     parts = compile_parts(ctx, select, scope, star_columns(scope))
     if win is not None:
-        require_aggregate(ctx, parts, win.spec)
+        check_window_use(ctx, select, parts, win.spec)
         add_window_outputs(select, parts, scope)
     names = _unique(parts.names)
     outputs = [c.fn for c in parts.outputs]

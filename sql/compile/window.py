@@ -25,6 +25,7 @@ from sql.types import BIGINT
 from sql.window import WindowSpec, format_duration, parse_duration_text
 
 E_WINDOW_NEEDS_AGGREGATE = "a WINDOW clause needs GROUP BY or an aggregate function"
+E_WINDOW_COLUMN_PLACE = "{name} is known per window only: it cannot be used in {clause}"
 E_BAD_OPTION = "option {name}={value!r}: {reason}"
 E_KEY_NOT_SELECTED = (
     "GROUP BY {expr} must also be in the SELECT list: it is part of the key of {name}'s rows"
@@ -163,9 +164,26 @@ def explain_line(win: WindowBinding) -> str:
     )
 
 
-def require_aggregate(ctx: CompileContext, parts: SelectParts, spec: WindowSpec) -> None:
+def check_window_use(
+    ctx: CompileContext, select: exp.Select, parts: SelectParts, spec: WindowSpec
+) -> None:
+    """A WINDOW needs aggregation; the window columns cannot feed the grouping itself."""
     if parts.agg is None or (not parts.agg.specs and not parts.agg.keys):
         raise UnsupportedError(E_WINDOW_NEEDS_AGGREGATE, sql=ctx.sql, offset=spec.offset)
+    group = select.args.get("group")
+    places: list[tuple[str, exp.Expr]] = [
+        ("GROUP BY", g) for g in (group.expressions if group else [])
+    ]
+    for item in select.expressions:
+        places += [(f"{a.key.upper()}()", a) for a in item.find_all(exp.AggFunc)]
+    for clause, node in places:
+        for col in node.find_all(exp.Column):
+            if not col.table and col.name.lower() in (*_START_NAMES, *_END_NAMES):
+                raise BindError(
+                    E_WINDOW_COLUMN_PLACE.format(name=col.name, clause=clause),
+                    sql=ctx.sql,
+                    offset=offset_of(col),
+                )
 
 
 def key_columns(

@@ -130,3 +130,18 @@ def test_group_by_missing_from_the_select_list_of_a_sink() -> None:
     assert (
         compile_query(DECL + "SELECT COUNT(*) AS n FROM ev GROUP BY k", Catalog()).key_columns == ()
     )
+
+
+def test_window_columns_cannot_feed_the_grouping() -> None:
+    for query, culprit, clause in [
+        (
+            "SELECT k, COUNT(*) FROM ev WINDOW TUMBLING(5s) GROUP BY k, window_start",
+            "window_start",
+            "GROUP BY",
+        ),
+        ("SELECT k, SUM(window_end) FROM ev WINDOW TUMBLING(5s) GROUP BY k", "window_end", "SUM()"),
+    ]:
+        sql = DECL + query
+        with pytest.raises(BindError, match=f"cannot be used in {clause}") as info:
+            compile_query(sql, Catalog())
+        assert (info.value.line, info.value.column) == where(sql, culprit)
