@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import pickle
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from agents.pipeline import Pipeline, QueryDef, catalog_for, key_columns
 from agents.process import BatchCounts, BatchProcessor
 from agents.sink import Output
 from agents.state import QueryState, StateMismatch, Verifier
+from sql.errors import StateError
 from sql.parse import parse_script
 from sql.query import CompiledQuery, compile_query
 from tables.protocol import Table
@@ -104,7 +106,6 @@ class QueryAgent(Service):
         self._inflight: asyncio.Queue[_Inflight] = asyncio.Queue(maxsize=config.max_inflight)
         self._tps: list[TopicPartition] = []
         self._state: QueryState | None = None
-        self._persist = False
         self._verifier = Verifier()
 
     @property
@@ -171,13 +172,16 @@ class QueryAgent(Service):
         assert consumer is not None
         assert state is not None
         assert query is not None
-        self._persist = hasattr(query, "dirty_state") and hasattr(query, "restore_state")
-        if not self._persist:
-            # Without a way to save the query's state, it is rebuilt by replaying the source.
-            state.reset()
         positions, fingerprints = state.positions(), state.fingerprints()
         if positions:
-            query.restore_state(state.items())
+            try:
+                query.restore_state(state.items())
+            except (StateError, pickle.UnpicklingError, ValueError, TypeError) as exc:
+                logger.warning(W_REBUILD, self.qdef.name, self.source_topic, f"stored state: {exc}")
+                self.stats.rebuilds += 1
+                state.reset()
+                query = self._compile()
+                positions, fingerprints = {}, {}
         self._verifier = Verifier()
         for tp in self._tps:
             pos = positions.get(tp.partition, 0)
@@ -259,15 +263,13 @@ class QueryAgent(Service):
             stats.partitions[tp.partition] = (off, consumer.highwater(tp))
 
     def _state_batch(self, counts: BatchCounts) -> StoreBatch | None:
-        if self._state is None:
+        state, consumer, query = self._state, self._consumer, self.query
+        if state is None or consumer is None or query is None:
             return None
-        if self._persist:
-            for tp in self._tps:
-                pos = self.stats.partitions.get(tp.partition, (0, None))[0]
-                Verifier.check_highwater(tp, self._consumer.highwater(tp), pos)  # type: ignore[union-attr]
-            dirty = self.query.dirty_state()  # type: ignore[union-attr]
-            return self._state.batch(dirty, counts.last)
-        return None
+        for tp in self._tps:
+            pos = self.stats.partitions.get(tp.partition, (0, None))[0]
+            Verifier.check_highwater(tp, consumer.highwater(tp), pos)
+        return state.batch(query.dirty_state(), counts.last)
 
     def _update_lag(self) -> None:
         consumer = self._consumer

@@ -299,15 +299,7 @@ def is_stateful(query: CompiledQuery) -> bool:
 
 def key_columns(query: CompiledQuery) -> tuple[str, ...]:
     """The output columns keying the sink (group key of an aggregate); empty: the source key."""
-    declared = getattr(query, "key_columns", None)
-    if declared is not None:
-        return tuple(declared)
-    select = parse_script(query.sql).query
-    group = select.args.get("group") if select is not None else None
-    if group is None:
-        return ()
-    names = [getattr(g, "name", "") for g in group.expressions]
-    return tuple(n for n in names if n in query.output_columns)
+    return tuple(query.key_columns)
 
 
 def catalog_for(tables: Mapping[str, Table], pipeline: Pipeline) -> Catalog:

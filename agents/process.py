@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agents.codec import E_ENCODE, DecodeError, Decoder, encode_row, make_key
-from sql import errors as sql_errors
-from sql.errors import SqlRuntimeError
+from sql.errors import LateRecordError, SqlRuntimeError
+from sql.operators.aggregate import Retraction
 from tables.apply import Malformed
 
 logger = logging.getLogger(__name__)
@@ -21,7 +21,6 @@ logger = logging.getLogger(__name__)
 E_INTERNAL = "internal error {kind}: {error}"
 #: Dead-letter reason of a record behind the watermark (``sql.errors.LateRecordError``).
 REASON_LATE = "late"
-_LATE: type[Exception] | None = getattr(sql_errors, "LateRecordError", None)
 
 
 class RecordLike(Protocol):
@@ -69,7 +68,7 @@ class BatchCounts:
 
 
 def reason_of(err: Exception) -> str:
-    if _LATE is not None and isinstance(err, _LATE):
+    if isinstance(err, LateRecordError):
         return REASON_LATE
     if isinstance(err, SqlRuntimeError):
         return f"{type(err).__name__}: {err.message}"
@@ -127,7 +126,17 @@ class BatchProcessor:
                     n_out += len(encoded)
             except DecodeError as err:
                 self._dead_letter(rec, err.reason, output, counts)
-            except (SqlRuntimeError, _EncodeError) as err:
+            except SqlRuntimeError as err:
+                # Windows the record's event time closed before it failed are still results.
+                if err.rows:
+                    try:
+                        for k, v in self._encode(err.rows, rec.key, key_of, encode):
+                            append(sink, k, v)
+                            n_out += 1
+                    except _EncodeError:
+                        pass
+                self._dead_letter(rec, reason_of(err), output, counts)
+            except _EncodeError as err:
                 self._dead_letter(rec, reason_of(err), output, counts)
             except Exception as err:  # a bug must not stop the stream; the record is kept
                 logger.exception(
@@ -146,13 +155,14 @@ class BatchProcessor:
         source_key: bytes | None,
         key_of: Callable[[Mapping[str, Any]], bytes | None] | None,
         encode: Callable[[Any], bytes],
-    ) -> list[tuple[bytes | None, bytes]]:
+    ) -> list[tuple[bytes | None, bytes | None]]:
         # All rows of a record are encoded before any is appended: a record either has all its
-        # outputs or goes to the dead letters, never half of each.
+        # outputs or goes to the dead letters, never half of each. A retraction (a session
+        # window merged away) is a tombstone for its key.
         try:
             if key_of is None:
-                return [(source_key, encode(r)) for r in rows]
-            return [(key_of(r), encode(r)) for r in rows]
+                return [(source_key, None if type(r) is Retraction else encode(r)) for r in rows]
+            return [(key_of(r), None if type(r) is Retraction else encode(r)) for r in rows]
         except (TypeError, ValueError) as exc:
             raise _EncodeError(E_ENCODE.format(error=exc)) from exc
 

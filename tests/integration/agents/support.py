@@ -8,7 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.support.kafka import unique
+from core import codec
+from tables.topics import TopicSpec, ensure_topics
+from tests.support.kafka import produce, rows, unique
 from tests.support.worker import Worker, get_json
 
 PIPELINE = """\
@@ -31,6 +33,40 @@ CREATE TABLE totals WITH (topic='{totals}') AS
 SELECT user_id, COUNT(*) AS orders, SUM(price * qty) AS notional
 FROM orders GROUP BY user_id EMIT CHANGES;
 """
+
+
+COMPACT = {"cleanup.policy": "compact"}
+USERS = {1: ("ann", "gold"), 2: ("bob", "basic"), 3: ("cy", "gold")}
+LIMITS = {"AAPL": "190.00", "MSFT": "420.00"}
+
+
+async def seed_tables(broker_url: str, names: dict[str, str]) -> None:
+    """The users and limits topics with :data:`USERS` and :data:`LIMITS`."""
+    await ensure_topics(
+        broker_url,
+        [
+            TopicSpec(names["users"], 1, configs=COMPACT),
+            TopicSpec(names["limits"], 1, configs=COMPACT),
+        ],
+    )
+    await produce(
+        broker_url,
+        names["users"],
+        rows((str(i), {"id": i, "name": n, "tier": t}) for i, (n, t) in USERS.items()),
+    )
+    await produce(
+        broker_url,
+        names["limits"],
+        [
+            (s.encode(), f'{{"symbol": "{s}", "max_price": {p}}}'.encode())
+            for s, p in LIMITS.items()
+        ],
+    )
+
+
+def encoded(orders: list[dict[str, Any]]) -> list[tuple[bytes | None, bytes | None]]:
+    """Orders keyed by their order id, as JSON."""
+    return [(str(o["order_id"]).encode(), codec.dumps(o)) for o in orders]
 
 
 def topics() -> dict[str, str]:

@@ -15,10 +15,12 @@ import pytest
 from app.broker import EmbeddedBroker
 from core import codec
 from tables.deadletter import H_OFFSET, H_REASON, H_SOURCE, H_TOPIC
-from tables.topics import TopicSpec, ensure_topics
 from tests.integration.agents.support import (
+    LIMITS,
+    USERS,
     processed,
     queries,
+    seed_tables,
     topics,
     until,
     worker_env,
@@ -28,10 +30,6 @@ from tests.support.kafka import produce, read_all, rows
 from tests.support.worker import Worker, get_json
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
-
-COMPACT = {"cleanup.policy": "compact"}
-USERS = {1: ("ann", "gold"), 2: ("bob", "basic"), 3: ("cy", "gold")}
-LIMITS = {"AAPL": "190.00", "MSFT": "420.00"}
 
 
 @pytest.fixture
@@ -73,26 +71,7 @@ async def test_pipeline_end_to_end(
     broker: EmbeddedBroker, tmp_path: Path, workers: list[Worker]
 ) -> None:
     names = topics()
-    await ensure_topics(
-        broker.url,
-        [
-            TopicSpec(names["users"], 1, configs=COMPACT),
-            TopicSpec(names["limits"], 1, configs=COMPACT),
-        ],
-    )
-    await produce(
-        broker.url,
-        names["users"],
-        rows((str(i), {"id": i, "name": n, "tier": t}) for i, (n, t) in USERS.items()),
-    )
-    await produce(
-        broker.url,
-        names["limits"],
-        [
-            (s.encode(), f'{{"symbol": "{s}", "max_price": {p}}}'.encode())
-            for s, p in LIMITS.items()
-        ],
-    )
+    await seed_tables(broker.url, names)
     first = [
         order(1, 1, "AAPL", "10.50", 3),
         order(2, 2, "AAPL", "1.00", 1),  # bob is basic: filtered, until the change below
