@@ -6,6 +6,7 @@ value) and a store, so it is tested without a broker and shared by every loader.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -15,7 +16,7 @@ from tables.keys import key_bytes
 from tables.protocol import Change, Op
 from tables.store import Fingerprint, StoreBatch, TableStore
 from tables.versions import Version, put_version
-from tables.versions_store import VersionStore, apply_history, loaded
+from tables.versions_store import Loaded, VersionStore, apply_history, loaded
 
 E_NOT_JSON = "value is not valid JSON: {error}"
 E_NOT_OBJECT = "value is a JSON {kind}, not an object with key field {field!r}"
@@ -142,22 +143,26 @@ class Applier:
         unique = list(dict.fromkeys(skey for _, skey, _ in rows))
         current: dict[bytes, bytes | None] = dict(zip(unique, store.multi_get(unique), strict=True))
         versions = self.versions
-        histories: dict[bytes, tuple[list[Version], list[Version]]] = {}
+        histories: dict[bytes, Loaded] = {}
+        # A key written twice in a batch takes the general path: the fast one reads the store only.
+        repeated = {k for k, n in Counter(skey for _, skey, _ in rows).items() if n > 1}
         decode = self.decode
         count = batch.count
         for rec, skey, value in rows:
             seq = batch.version + 1
             if versions is not None:
                 batch.stream_time = max(batch.stream_time, rec.timestamp)
-                history = histories.get(skey)
-                if history is None:
-                    history = histories[skey] = loaded(versions, skey)
                 stored = None if value is None else rec.value
-                written, latest = put_version(history[1], Version(rec.timestamp, seq, stored))
-                if written:
-                    batch.version = seq
-                if not latest:
-                    continue  # an out-of-order record: it changes the past only
+                batch.version = seq
+                history = histories.get(skey)
+                if history is None and (
+                    skey in repeated or not versions.append(batch, skey, rec.timestamp, seq, stored)
+                ):
+                    history = histories[skey] = loaded(versions, skey)
+                if history is not None:
+                    _, latest = put_version(history[1], Version(rec.timestamp, seq, stored))
+                    if not latest:
+                        continue  # an out-of-order record: it changes the past only
             old_raw = current[skey]
             if value is None:
                 if old_raw is None:

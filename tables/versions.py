@@ -44,12 +44,18 @@ class HistoryExpiredError(TablestreamError):
 
 @dataclass(slots=True)
 class Version:
-    """One stored version: ``value`` is the stored form (bytes in RocksDB), None for a delete."""
+    """One stored version: ``value`` is the stored form (bytes in RocksDB), None for a delete.
+
+    ``count`` (the key's number of versions, kept on its latest) and ``dirty`` (must be written)
+    serve the RocksDB store; the in-memory history ignores them.
+    """
 
     timestamp: int
     seq: int
     value: Any
     truncated: bool = False
+    count: int = 0
+    dirty: bool = True
 
 
 def _ts(v: Version) -> int:
@@ -111,7 +117,9 @@ def truncate(history: list[Version], drop: int) -> list[Version]:
         return []
     removed = history[:drop]
     del history[:drop]
-    history[0].truncated = True
+    first = history[0]
+    if not first.truncated:
+        first.truncated = first.dirty = True
     return removed
 
 

@@ -1,10 +1,11 @@
 """History of a versioned table in RocksDB: the ``versions`` column family of its store.
 
 Layout: ``u32 key length | key | u64 timestamp (sign bit flipped)`` -> ``i64 version | u8 flags |
-JSON bytes``. A key's versions are adjacent and ordered by event time, so an as-of read is one
-``seek_for_prev``; flags say whether the version holds a row (else it is a delete) and whether
-older history was dropped (``truncated``). Writes go through the table's :class:`StoreBatch`,
-with the rows and offsets.
+u32 count | JSON bytes``. A key's versions are adjacent and ordered by event time, so an as-of
+read is one ``seek_for_prev``; flags say whether the version holds a row (else it is a delete) and
+whether older history was dropped (``truncated``); ``count`` on a key's latest version is how many
+versions it has, so an in-order write needs no scan of the key's history. Writes go through the
+table's :class:`StoreBatch`, with the rows and offsets.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from tables.versions import (
 
 _KLEN = struct.Struct(">I")
 _TS = struct.Struct(">Q")
-_HEAD = struct.Struct(">qB")
+_HEAD = struct.Struct(">qBI")
 _SIGN = 1 << 63
 _MAX_TS = (1 << 64) - 1
+_LAST = _TS.pack(_MAX_TS)
+_FLAGS = 8  # offset of the flags byte in a stored value
 _PRESENT = 1
 _TRUNCATED = 2
 #: Versions a background sweep step examines (keeps each step short on the event loop).
@@ -53,20 +56,35 @@ def version_key(skey: bytes, timestamp: int) -> bytes:
     return _KLEN.pack(len(skey)) + skey + _TS.pack(timestamp + _SIGN)
 
 
+def _ts(vkey: bytes) -> int:
+    return int(_TS.unpack_from(vkey, len(vkey) - 8)[0]) - _SIGN
+
+
 def encode(v: Version) -> bytes:
     flags = (0 if v.value is None else _PRESENT) | (_TRUNCATED if v.truncated else 0)
-    return _HEAD.pack(v.seq, flags) + (v.value or b"")
+    return _HEAD.pack(v.seq, flags, v.count) + (v.value or b"")
 
 
 def decode(vkey: bytes, raw: bytes) -> Version:
-    seq, flags = _HEAD.unpack_from(raw)
+    seq, flags, count = _HEAD.unpack_from(raw)
     value = raw[_HEAD.size :] if flags & _PRESENT else None
-    return Version(_TS.unpack_from(vkey, len(vkey) - 8)[0] - _SIGN, seq, value, bool(flags & 2))
+    return Version(_ts(vkey), seq, value, bool(flags & _TRUNCATED), count, False)
+
+
+def _with_truncated(raw: bytes) -> bytes:
+    return raw[:_FLAGS] + bytes((raw[_FLAGS] | _TRUNCATED,)) + raw[_FLAGS + 1 :]
 
 
 def split(vkey: bytes) -> bytes:
     """The table key of a version key."""
     return vkey[_KLEN.size : len(vkey) - _TS.size]
+
+
+def settle(history: list[Version]) -> None:
+    """Keep the key's version count on its latest version."""
+    if history and history[-1].count != len(history):
+        history[-1].count = len(history)
+        history[-1].dirty = True
 
 
 class VersionStore:
@@ -110,9 +128,9 @@ class VersionStore:
         it.seek_for_prev(pre + _TS.pack(min(max(0, timestamp + _SIGN), _MAX_TS)))
         if it.valid() and it.key().startswith(pre):
             raw: bytes = it.value()
-            return raw[_HEAD.size :] if raw[8] & _PRESENT else None
+            return raw[_HEAD.size :] if raw[_FLAGS] & _PRESENT else None
         it.seek(pre)  # nothing at or before: is the key's history truncated?
-        if it.valid() and it.key().startswith(pre) and it.value()[8] & _TRUNCATED:
+        if it.valid() and it.key().startswith(pre) and it.value()[_FLAGS] & _TRUNCATED:
             return EXPIRED
         return None
 
@@ -152,18 +170,70 @@ class VersionStore:
         return out
 
     # -- writes -----------------------------------------------------------------------------------
+    def append(
+        self, batch: StoreBatch, skey: bytes, timestamp: int, seq: int, value: bytes | None
+    ) -> bool:
+        """Write a version newer than the key's latest, with retention; False when it is not.
+
+        Reads the latest version (its count) and, only when retention drops something, the
+        oldest ones: no scan of the key's history. The caller uses :meth:`load` and
+        :func:`~tables.versions.put_version` for the rest (and for keys written twice in a batch,
+        whose first write this read would not see).
+        """
+        cf = self._cf()
+        assert cf is not None
+        pre = prefix(skey)
+        it = cf.iter()
+        it.seek_for_prev(pre + _LAST)
+        count = 0
+        if it.valid():
+            k = it.key()
+            if k.startswith(pre):
+                if _ts(k) >= timestamp:
+                    return False
+                count = _HEAD.unpack_from(it.value())[2]
+        new = Version(timestamp, seq, value, count=count + 1)
+        policy = self.policy
+        horizon = policy.horizon(batch.stream_time)
+        excess = 0 if policy.max_versions is None else new.count - policy.max_versions
+        if count and (excess > 0 or horizon is not None):
+            it.seek(pre)
+            cur_k, cur_v = it.key(), it.value()
+            while new.count > 1:
+                it.next()
+                nxt = it.key() if it.valid() else None
+                if nxt is not None and not nxt.startswith(pre):
+                    nxt = None
+                # Drop the oldest while over the count, or while its successor is past the horizon.
+                if excess <= 0 and (horizon is None or (_ts(nxt) if nxt else timestamp) > horizon):
+                    if new.count <= count:  # something went: the new oldest is truncated
+                        batch.put_version(cur_k, _with_truncated(cur_v))
+                    break
+                batch.delete_version(cur_k)
+                excess -= 1
+                new.count -= 1
+                if nxt is None:
+                    new.truncated = True  # every stored version went
+                    break
+                cur_k, cur_v = nxt, it.value()
+        batch.put_version(version_key(skey, timestamp), encode(new))
+        return True
+
     @staticmethod
-    def write(batch: StoreBatch, skey: bytes, before: list[Version], after: list[Version]) -> None:
-        """Put into ``batch`` what turns the stored ``before`` into ``after``."""
-        old = {v.timestamp: encode(v) for v in before}
+    def write(batch: StoreBatch, skey: bytes, before: set[int], after: list[Version]) -> None:
+        """Add to ``batch`` what turns the stored versions (timestamps ``before``) into ``after``.
+
+        Only dirty versions are written; the latest carries the count.
+        """
+        settle(after)
         for v in after:
-            raw = encode(v)
-            if old.pop(v.timestamp, None) != raw:
-                batch.put_version(version_key(skey, v.timestamp), raw)
-        for ts in old:
+            before.discard(v.timestamp)
+            if v.dirty:
+                batch.put_version(version_key(skey, v.timestamp), encode(v))
+        for ts in before:
             batch.delete_version(version_key(skey, ts))
 
-    def _rewrite(self, changed: list[tuple[bytes, list[Version], list[Version]]]) -> None:
+    def _rewrite(self, changed: list[tuple[bytes, set[int], list[Version]]]) -> None:
         batch = self.store.batch()
         for skey, before, after in changed:
             self.write(batch, skey, before, after)
@@ -174,9 +244,9 @@ class VersionStore:
         if retain_versions < 1:
             raise ValueError(E_RETAIN.format(retain=retain_versions))
         dropped = 0
-        changed: list[tuple[bytes, list[Version], list[Version]]] = []
+        changed: list[tuple[bytes, set[int], list[Version]]] = []
         for skey, history in self._keys():
-            before = [_copy(v) for v in history]
+            before = {v.timestamp for v in history}
             removed = truncate(history, len(history) - retain_versions)
             if removed:
                 dropped += len(removed)
@@ -197,14 +267,14 @@ class VersionStore:
         if self.policy.retention_ms is None:
             return 0
         seen = dropped = 0
-        changed: list[tuple[bytes, list[Version], list[Version]]] = []
+        changed: list[tuple[bytes, set[int], list[Version]]] = []
         self._sweep_from, start = None, self._sweep_from
         for skey, history in self._keys(start):
             if seen >= step:
                 self._sweep_from = prefix(skey)
                 break
             seen += len(history)
-            before = [_copy(v) for v in history]
+            before = {v.timestamp for v in history}
             removed = prune(history, self.policy, self.store.stream_time)
             if removed:
                 dropped += len(removed)
@@ -214,22 +284,19 @@ class VersionStore:
         return dropped
 
 
-def _copy(v: Version) -> Version:
-    return Version(v.timestamp, v.seq, v.value, v.truncated)
+#: A key's history while a batch is applied: stored timestamps, working copy.
+Loaded = tuple[set[int], list[Version]]
+
+
+def loaded(versions: VersionStore, skey: bytes) -> Loaded:
+    history = versions.load(skey)
+    return {v.timestamp for v in history}, history
 
 
 def apply_history(
-    versions: VersionStore,
-    batch: StoreBatch,
-    histories: dict[bytes, tuple[list[Version], list[Version]]],
+    versions: VersionStore, batch: StoreBatch, histories: dict[bytes, Loaded]
 ) -> None:
-    """Prune every key a batch touched and add its history writes to the batch."""
+    """Prune every key a batch loaded and add its history writes to the batch."""
     for skey, (before, after) in histories.items():
         prune(after, versions.policy, batch.stream_time)
         versions.write(batch, skey, before, after)
-
-
-def loaded(versions: VersionStore, skey: bytes) -> tuple[list[Version], list[Version]]:
-    """(stored history, working copy) of one key, for :func:`apply_history`."""
-    before = versions.load(skey)
-    return before, [_copy(v) for v in before]

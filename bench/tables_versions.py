@@ -1,0 +1,157 @@
+"""Versioned-table figures, through the loader's apply path into RocksDB (no broker).
+
+Writes ``--keys`` keys x ``--versions`` versions (rounds of updates with rising event
+timestamps, batches of 10k records as the loader applies them) into a versioned table and the
+same records into a plain table, in the same run; then measures ``get_as_of()`` latency at random
+(key, time) probes and the disk bytes per version after compaction.
+
+    .venv/bin/python -m bench.tables_versions [--keys 1000000] [--versions 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from core import codec
+from tables.apply import Applier
+from tables.reference import ReferenceTable
+from tables.spec import TableSpec
+
+BATCH = 10_000
+ROUND_MS = 60_000
+PROBES = 200_000
+
+
+@dataclass(slots=True)
+class Rec:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+
+
+def records(keys: int, versions: int, seed: int = 7) -> Iterator[list[Rec]]:
+    """Batches: round r updates every key (in shuffled order) at about ``r * ROUND_MS``.
+
+    Generated lazily (10M records do not fit in memory as objects); same seed, same records.
+    """
+    rng = random.Random(seed)
+    order = list(range(keys))
+    batch: list[Rec] = []
+    offset = 0
+    for r in range(versions):
+        rng.shuffle(order)
+        for i in order:
+            ts = r * ROUND_MS + rng.randrange(ROUND_MS)
+            value = {"sku": f"sku-{i}", "price": round(1 + (i * 7 + r) % 997 / 10, 2), "round": r}
+            batch.append(Rec("prices", 0, offset, ts, f"sku-{i}".encode(), codec.dumps(value)))
+            offset += 1
+            if len(batch) == BATCH:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def load(table: ReferenceTable, batches: Iterator[list[Rec]]) -> float:
+    """Seconds spent applying and committing (record generation not counted)."""
+    state = table._state
+    state.store.open()
+    applier = Applier(table.spec.key_field, state.decode, state.versions)
+    gc.collect()
+    elapsed = 0.0
+    for batch in batches:
+        start = time.perf_counter()
+        wb = state.store.batch()
+        applier.apply(batch, state.store, wb, want_changes=False)
+        state.store.commit(wb)
+        elapsed += time.perf_counter() - start
+    state.store.compact()  # what the loader does once a bulk load is ready
+    return elapsed
+
+
+def sst_bytes(table: ReferenceTable) -> int:
+    """Bytes of the store's SST files (compacted data; WAL and logs left out)."""
+    return sum(f.stat().st_size for f in table._state.store.path.glob("*.sst"))
+
+
+def percentiles(samples: list[int]) -> tuple[float, float]:
+    samples.sort()
+    return samples[len(samples) // 2] / 1000, samples[int(len(samples) * 0.99)] / 1000
+
+
+def as_of_latency(
+    table: ReferenceTable, keys: int, versions: int
+) -> dict[str, tuple[float, float]]:
+    rng = random.Random(11)
+    probes = [
+        (f"sku-{rng.randrange(keys)}", rng.randrange(versions * ROUND_MS)) for _ in range(PROBES)
+    ]
+    versions_store = table._state.versions
+    assert versions_store is not None
+    out: dict[str, tuple[float, float]] = {}
+    clock = time.perf_counter_ns
+    for label, fn in (
+        ("get_as_of (seek + decode)", table.get_as_of),
+        ("as_of raw (seek only)", lambda k, t: versions_store.as_of(k.encode(), t)),
+        ("get (latest, for scale)", lambda k, t: table.get(k)),
+    ):
+        for k, t in probes[:20_000]:  # warm the block cache and the code path
+            fn(k, t)
+        samples = []
+        for k, t in probes:
+            t0 = clock()
+            fn(k, t)
+            samples.append(clock() - t0)
+        out[label] = percentiles(samples)
+    return out
+
+
+def main(keys: int, versions: int) -> None:
+    total = keys * versions
+    print(f"{keys:,} keys x {versions} versions = {total:,} records, batches of {BATCH:,}")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-versions-"))
+    try:
+        plain = ReferenceTable(TableSpec("plain", "prices", key_field="sku"), tmp, "-")
+        versioned = ReferenceTable(
+            TableSpec("versioned", "prices", key_field="sku", versions=versions), tmp, "-"
+        )
+        t_plain = load(plain, records(keys, versions))
+        t_vers = load(versioned, records(keys, versions))
+        print(f"write, plain table:     {t_plain:7.1f} s  {total / t_plain:>9,.0f} records/s")
+        print(f"write, versioned table: {t_vers:7.1f} s  {total / t_vers:>9,.0f} records/s")
+        print(f"write cost ratio versioned/plain: {t_vers / t_plain:.2f}x (same run)")
+        stored = sum(
+            len(versioned.history(f"sku-{i}")) for i in range(0, keys, max(1, keys // 1000))
+        )
+        sampled = len(range(0, keys, max(1, keys // 1000)))
+        print(f"versions per key (sampled): {stored / sampled:.2f}")
+        b_plain, b_vers = sst_bytes(plain), sst_bytes(versioned)
+        print(f"SST bytes, plain: {b_plain / 1e6:.1f} MB; versioned: {b_vers / 1e6:.1f} MB")
+        extra = (b_vers - b_plain) / total
+        print(f"disk bytes per version (versioned - plain SSTs) / records: {extra:.1f}")
+        print(f"disk bytes per version (versioned SSTs / records): {b_vers / total:.1f}")
+        for label, (p50, p99) in as_of_latency(versioned, keys, versions).items():
+            print(f"{label:28s} p50 {p50:5.1f} µs  p99 {p99:5.1f} µs")
+        plain._state.store.close()
+        versioned._state.store.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument("--versions", type=int, default=10)
+    args = parser.parse_args()
+    main(args.keys, args.versions)
