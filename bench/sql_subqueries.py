@@ -229,6 +229,15 @@ def main() -> None:
         recs = records(args.keys, args.records, seed=1)
         warm = records(args.keys, min(args.records, 20_000), seed=2)
         catalog = Catalog.of({"users": table})
+        # The storage floor of a key lookup, same run: RocksDB point read + JSON decode.
+        for r in warm:
+            table.get(r["user_id"])
+        gc.collect()
+        gc.freeze()
+        floor = latencies(lambda r: table.get(r["user_id"]), recs)
+        gc.unfreeze()
+        f50, f99 = pct(floor)
+        print(f"floor: ReferenceTable.get() p50 {fmt(f50)}, p99 {fmt(f99)} (same keys as (a))")
         header = (
             f"{'query':<42} {'ours p50':>10} {'ours p99':>10} {'records/s':>11} {'goal p99':>9}"
             f" {'naive/rec':>10} {'duck/rec':>10} {'duck/rec@10k':>12}"
