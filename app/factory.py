@@ -10,6 +10,7 @@ import faust
 from agents.agent import AgentConfig
 from agents.pipeline import load_pipeline
 from agents.service import PipelineService
+from app.cli import register_commands
 from app.settings import Settings
 from app.web import register_query_views, register_views
 from tables.registry import TableRegistry
@@ -77,5 +78,6 @@ def create_app(settings: Settings) -> faust.App:
         )
         app.service(pipelines)  # type: ignore[arg-type]
     register_query_views(app, pipelines)
+    register_commands(app, settings)
     app.runtime = Runtime(settings, registry, pipelines)  # type: ignore[attr-defined]
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -27,7 +28,7 @@ from tests.integration.agents.support import (
     write_pipeline,
 )
 from tests.support.kafka import produce, read_all, rows
-from tests.support.worker import Worker, get_json
+from tests.support.worker import FAUST, ROOT, Worker, get_json
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -171,6 +172,20 @@ async def test_pipeline_end_to_end(
     assert {h[H_TOPIC] for _, _, h in checked_dead} == {names["orders"]}
     assert all(h[H_OFFSET].isdigit() for _, _, h in checked_dead)
     assert sorted((k, v) for k, v, _ in by_source["query:totals"]) == sorted(malformed)
+
+    # `faust -A app tables` shows the live stats of the running worker.
+    listing = await asyncio.to_thread(
+        subprocess.run,
+        [FAUST, "-A", "app", "tables"],
+        cwd=ROOT,
+        env=worker.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    by_name = {line.split()[0]: line.split() for line in listing.stdout.splitlines()[1:]}
+    assert by_name["users"][1:5] == [names["users"], "id", "true", str(len(USERS))]
+    assert by_name["totals"][1:5] == [names["totals"], "user_id", "true", str(len(totals))]
 
     stats = queries(worker)
     assert stats["checked"]["records_in"] == total_in
