@@ -43,8 +43,10 @@ def _align(a: Any, b: Any, op: str) -> tuple[Any, Any]:
     if ta is Decimal and tb is float:
         return float(a), b
     if _category(a) != _category(b):
-        if {ta.__name__, tb.__name__} <= {"date", "datetime"}:
-            return a, b
+        if ta is dt.date and tb is dt.datetime:
+            return _midnight(a), b  # DATE meets TIMESTAMP as its midnight (PostgreSQL, DuckDB)
+        if ta is dt.datetime and tb is dt.date:
+            return a, _midnight(b)
         raise RuntimeTypeError(E_RUNTIME_TYPE.format(op=op, left=a, right=b))
     return a, b
 

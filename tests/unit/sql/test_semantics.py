@@ -198,7 +198,8 @@ def test_temporal_and_interval_columns_match_duckdb() -> None:
     sql = (
         "SELECT ts + dur AS a, CAST(ts AS DATE) = day AS b, ts - INTERVAL 90 MINUTE AS c,"
         " day + INTERVAL 1 DAY AS d, day - DATE '2024-01-01' AS g, day + INTERVAL 90 MINUTE AS h,"
-        " seen > TIMESTAMP '2024-01-01 00:00:00' AS e, dur AS f FROM s"
+        " seen > TIMESTAMP '2024-01-01 00:00:00' AS e, dur AS f, day <= ts AS i,"
+        " day = CAST(ts AS DATE) + INTERVAL 0 DAY AS j FROM s"
     )
     q = compile_query(decl("s", cols, "STREAM") + sql, Catalog())
     records: list[dict[str, Any]] = [
