@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The demo: sets up .venv, starts the embedded broker, runs `faust -A app worker` with a `users`
-# reference table, and changes the table's topic live while printing what the web view answers.
+# The demo: sets up .venv, starts the embedded broker, runs `faust -A app worker` with the
+# pipeline examples/orders/pipeline.sql (reference tables users and limits, an orders stream, three
+# continuous queries), then produces orders and changes the tables live while printing the outputs.
 # Ctrl-C stops everything. `scripts/demo.sh --duration 30` stops by itself after 30 seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,14 +24,14 @@ BROKER=$(head -1 "$DEMO_DIR/broker.url")
 echo "== embedded broker (Tansu) on $BROKER"
 
 export TABLESTREAM_BROKER=$BROKER
-export TABLESTREAM_TABLES=users:users:id
+export TABLESTREAM_PIPELINE=examples/orders/pipeline.sql
 export TABLESTREAM_DATA_DIR=$DEMO_DIR/data
 export TABLESTREAM_WEB_PORT=$WEB_PORT
 export TABLESTREAM_SESSION_TIMEOUT=${TABLESTREAM_SESSION_TIMEOUT:-6}
 .venv/bin/faust -A app worker -l info > "$DEMO_DIR/worker.log" 2>&1 &
 pids+=($!)
 echo "== worker: faust -A app worker (log: $DEMO_DIR/worker.log)"
-echo "== web view: http://127.0.0.1:$WEB_PORT/tables/  ·  /tables/users/?limit=5  ·  /tables/users/42"
+echo "== web views: http://127.0.0.1:$WEB_PORT/tables/  ·  /tables/users/42  ·  /queries/"
 
-.venv/bin/python -m examples.users.generate --broker "$BROKER" \
+.venv/bin/python -m examples.orders.generate --broker "$BROKER" \
   --web "http://127.0.0.1:$WEB_PORT" "$@"

@@ -217,9 +217,14 @@ def main() -> int:
     parser.add_argument("--every", type=float, default=3.0, help="seconds between table changes")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    demo = Demo(args.broker, args.web, args.users, random.Random(args.seed))
+
+    async def run() -> int:
+        # aiokafka clients must be created inside the running loop.
+        demo = Demo(args.broker, args.web, args.users, random.Random(args.seed))
+        return await demo.run(args.duration, args.rate, args.every)
+
     try:
-        return asyncio.run(demo.run(args.duration, args.rate, args.every))
+        return asyncio.run(run())
     except KeyboardInterrupt:
         return 0
 

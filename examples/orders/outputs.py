@@ -51,8 +51,9 @@ def describe(topic: str, row: dict[str, Any]) -> str:
         )
     if topic == "gold_orders":
         return f"order {row['order_id']:>5} gold user {row['user_id']} notional {row['notional']}"
+    start = time.strftime("%H:%M:%S", time.gmtime(int(row.get("window_start") or 0) / 1000))
     return (
-        f"{row.get('symbol')} window {row.get('window_start')}: "
+        f"{row.get('symbol'):<5} 10 s window from {start} UTC: "
         f"{row.get('orders')} orders, notional {row.get('notional')}"
     )
 
@@ -89,7 +90,7 @@ class Outputs:
                 for record in records:
                     if record.value is None:
                         continue
-                    row = codec.loads(record.value)
+                    row = codec.loads_exact(record.value)  # prices keep their digits
                     self.counts[tp.topic] = self.counts.get(tp.topic, 0) + 1
                     self.rows[tp.topic][row.get("order_id")] = row
                     if print_rows:
