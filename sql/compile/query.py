@@ -93,8 +93,21 @@ def compile_stream_query(
     for j in select.args.get("joins") or []:
         joins.append(_join(ctx, scope, j, lines))
     where_node = select.args.get("where")
-    where = None
-    if where_node is not None:
+    where = pushed = None
+    if where_node is not None and joins:
+        # AND-terms that read no joined table run before the joins: a record they drop costs no
+        # lookup (and a term runs once per record, not once per joined row).
+        joined = {s for rel, *_ in joins for s in (rel.value_slot, rel.meta_slot)}
+        terms = compile_conjuncts(ExprCompiler(ctx, scope, "WHERE"), where_node.this, None)
+        early = [c for c in terms if not c.slots & joined]
+        late = [c for c in terms if c.slots & joined]
+        pushed, where = combine(early), combine(late)
+        if early:
+            text = " AND ".join(c.node.sql(dialect="duckdb") for c in early)
+            lines.insert(1, f"Filter {text} (before joins)")
+        if late:
+            lines.append(f"Filter {' AND '.join(c.node.sql(dialect='duckdb') for c in late)}")
+    elif where_node is not None:
         where = ExprCompiler(ctx, scope, "WHERE").predicate(where_node.this).fn
         lines.append(f"Filter {where_node.this.sql(dialect='duckdb')}")
     win = bind_window(ctx, scope, stream, window, sink.options if sink else {}) if window else None
@@ -143,6 +156,8 @@ def compile_stream_query(
     run = final
     for rel, source, residual, left in reversed(joins):
         run = join_stage(rel.value_slot, rel.meta_slot, source, residual, left, run)
+    if pushed is not None:
+        run = _filter_stage(pushed, run)
     key_cols = key_columns(ctx, select, names, aggregate, sink)
     observe = aggregate.observe if isinstance(aggregate, WindowedAggregate) else None
     return StreamPlan(stream, run, names, aggregate, lines, mode, key_cols, observe)
@@ -232,6 +247,14 @@ def _project_stage(
 
         return project_fast
     return project
+
+
+def _filter_stage(cond: Fn, nxt: Stage) -> Stage:
+    def run(env: Env, out: Out) -> None:
+        if cond(env) is True:
+            nxt(env, out)
+
+    return run
 
 
 def _aggregate_stage(where: Fn | None, aggregate: AggregateOperator) -> Stage:

@@ -106,6 +106,11 @@ def per_record(sql: str, tables: dict[str, Table], con: Any) -> None:
         "SELECT s.x, t.v FROM s LEFT JOIN t ON t.k = s.x"
         " AND EXISTS (SELECT 1 FROM t t2 WHERE t2.grp = s.sym AND t2.v > s.amt)",
         "SELECT s.sym, t.k FROM s JOIN t ON t.grp = s.sym AND t.v >= (SELECT MIN(v) FROM t)",
+        # WHERE over joins: stream-only terms run before the join, the rest after it
+        "SELECT s.x, t.grp FROM s JOIN t ON t.k = s.x"
+        " WHERE s.amt > 1 AND t.ok AND s.sym IN (SELECT grp FROM t WHERE n > 0)",
+        "SELECT s.x, t.v FROM s LEFT JOIN t ON t.k = s.x WHERE s.x IS NOT NULL"
+        " AND (t.v IS NULL OR EXISTS (SELECT 1 FROM t t2 WHERE t2.grp = t.grp AND t2.k <> t.k))",
         # nested: a correlated subquery inside a subquery's WHERE
         "SELECT s.x FROM s WHERE s.x IN (SELECT k FROM t WHERE t.v > (SELECT MIN(t3.v) FROM t t3"
         " WHERE t3.grp = t.grp) OR t.n = s.x)",
