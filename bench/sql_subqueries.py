@@ -215,7 +215,7 @@ def main() -> None:
     ap.add_argument("--keys", type=int, default=1_000_000, help="rows in the users table")
     ap.add_argument("--records", type=int, default=100_000, help="stream records per query")
     ap.add_argument("--naive-records", type=int, default=3, help="records for the naive plan")
-    ap.add_argument("--duck-records", type=int, default=1_000, help="records for DuckDB per row")
+    ap.add_argument("--duck-records", type=int, default=200, help="records for DuckDB per row")
     ap.add_argument("--batch", type=int, default=10_000, help="DuckDB batch size")
     ap.add_argument("--only", default="abcde", help="which queries, e.g. 'ac'")
     args = ap.parse_args()
@@ -249,7 +249,7 @@ def main() -> None:
             t0 = time.perf_counter()
             q = compile_query(DECL + query, catalog)
             compile_s = time.perf_counter() - t0
-            check_same(q, con, query, recs[:300])
+            check_same(q, con, query, recs[:100])
             for r in warm:  # warm the block cache and the code paths
                 q.process(r)
             gc.collect()
