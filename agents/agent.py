@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, KafkaError, OffsetOutOfRangeError
 from mode import Service
 
+from agents.cache import CachedTable
 from agents.codec import make_decoder
 from agents.metrics import QueryStats
 from agents.pipeline import Pipeline, QueryDef, catalog_for, key_columns
@@ -107,6 +108,8 @@ class QueryAgent(Service):
         self._tps: list[TopicPartition] = []
         self._state: QueryState | None = None
         self._verifier = Verifier()
+        self._cached: list[CachedTable] = []
+        self._keep_partition = False
 
     @property
     def label(self) -> str:
@@ -116,7 +119,17 @@ class QueryAgent(Service):
     def _compile(self) -> CompiledQuery:
         if self.query is not None:
             self.query.close()
-        query = compile_query(self.qdef.sql, catalog_for(self.tables, self.pipeline))
+        for cached in self._cached:
+            cached.close()
+        # Versioned tables answer as-of reads the cache knows nothing of: they are read directly.
+        self._cached = [
+            CachedTable(t)
+            for n, t in self.tables.items()
+            if n in self.qdef.reads and not getattr(t, "versioned", False)
+        ]
+        tables: dict[str, Table] = {n: t for n, t in self.tables.items()}
+        tables.update({c.name.lower(): c for c in self._cached})
+        query = compile_query(self.qdef.sql, catalog_for(tables, self.pipeline))
         decl = parse_script(self.qdef.sql).declarations.get(self.qdef.source)
         decode = make_decoder(decl.columns if decl is not None else None)
         self.processor = BatchProcessor(
@@ -127,6 +140,7 @@ class QueryAgent(Service):
             key_columns=key_columns(query),
             dead_letter_topic=self.config.dead_letter_topic,
         )
+        self.processor.keep_partition = self._keep_partition
         self.query = query
         return query
 
@@ -154,11 +168,14 @@ class QueryAgent(Service):
         consumer = self._consumer = self._new_consumer()
         await consumer.start()
         await self.output.prepare([self.qdef.sink_topic, self.config.dead_letter_topic])
+        await consumer.topics()
+        parts = consumer.partitions_for_topic(self.source_topic) or set()
+        assert self.processor is not None
+        self._keep_partition = len(parts) == self.output.partitions(self.qdef.sink_topic)
+        self.processor.keep_partition = self._keep_partition
         if not self.qdef.stateful:
             consumer.subscribe([self.source_topic], listener=_Rebalance(self))
             return
-        await consumer.topics()
-        parts = consumer.partitions_for_topic(self.source_topic) or set()
         self._tps = [TopicPartition(self.source_topic, p) for p in sorted(parts)]
         consumer.assign(self._tps)
         self._state = QueryState(
@@ -340,6 +357,8 @@ class QueryAgent(Service):
             self._state.close()
         if self.query is not None:
             self.query.close()
+        for cached in self._cached:
+            cached.close()
         if self.stats.state != "failed":
             self.stats.state = "stopped"
 

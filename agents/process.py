@@ -41,6 +41,7 @@ class OutputLike(Protocol):
         key: bytes | None,
         value: bytes | None,
         headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
     ) -> None: ...
 
     def dead_letter(self, topic: str, item: Malformed, source: str) -> None: ...
@@ -98,6 +99,10 @@ class BatchProcessor:
         self.dead_letter_topic = dead_letter_topic
         self.source = f"query:{name}"
         self.on_dead_letter = on_dead_letter
+        #: Outputs keyed by the source key go to the source record's partition (set by the agent
+        #: when the sink has as many partitions as the source): the partition Kafka's default
+        #: partitioner gave that key, without hashing it again.
+        self.keep_partition = False
 
     def run(self, records: Sequence[RecordLike], output: OutputLike) -> BatchCounts:
         counts = BatchCounts()
@@ -109,6 +114,7 @@ class BatchProcessor:
         encode = encode_row
         n_out = 0
         last = counts.last
+        keep = self.keep_partition and key_of is None
         for rec in records:
             try:
                 key = rec.key
@@ -121,8 +127,9 @@ class BatchProcessor:
                 )
                 if rows:
                     encoded = self._encode(rows, key, key_of, encode)
+                    part = rec.partition if keep else None
                     for k, v in encoded:
-                        append(sink, k, v)
+                        append(sink, k, v, None, part)
                     n_out += len(encoded)
             except DecodeError as err:
                 self._dead_letter(rec, err.reason, output, counts)

@@ -67,11 +67,20 @@ class Output:
             cache[key] = p
         return p
 
+    def partitions(self, topic: str) -> int:
+        return len(self._partitions[topic])
+
     def append(
-        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None = None,
+        partition: int | None = None,
     ) -> None:
+        """Add a record; ``partition`` None picks it from the key as Kafka's clients do."""
         headers = [] if headers is None else headers  # the C record builder wants a list
-        p = self.partition(topic, key)
+        p = self.partition(topic, key) if partition is None else partition
         tp = (topic, p)
         batch = self._open.get(tp)
         if batch is None:

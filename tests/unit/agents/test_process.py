@@ -45,6 +45,7 @@ class Collect:
         key: bytes | None,
         value: bytes | None,
         headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
     ) -> None:
         self.records.append((topic, key, value, dict(headers or [])))
 

@@ -1,0 +1,347 @@
+"""Pipeline figures (streaming-pipelines issue), in one run on one embedded broker and data set.
+
+1. raw aiokafka ``getmany`` + ``orjson.loads`` over the orders topic: the consume-only ceiling;
+2. a bare faust per-event agent (``bench/faust_agent.py``: decode, count) over the same topic;
+3. our pipeline: ``faust -A app worker`` running a query with IN + EXISTS + a scalar subquery + a
+   stream-table join, orders topic → sink topic, every order producing one output;
+4. end-to-end latency of that pipeline at a fixed input rate: from the producer's ``send`` to a
+   consumer reading the output (the order carries its send time).
+
+    .venv/bin/python -m bench.pipeline [--orders 200000] [--users 10000] [--rate 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from app.broker import EmbeddedBroker, free_port
+from core import codec
+from tables.topics import TopicSpec, ensure_topics
+from tests.support.worker import ROOT, Worker
+
+PIPELINE = """\
+CREATE TABLE users (id BIGINT PRIMARY KEY, name VARCHAR, tier VARCHAR, credit BIGINT)
+  WITH (topic='bench-users');
+CREATE TABLE limits (symbol VARCHAR PRIMARY KEY, max_price DECIMAL(10,2))
+  WITH (topic='bench-limits');
+CREATE STREAM orders (order_id BIGINT, user_id BIGINT, symbol VARCHAR, price DECIMAL(10,2),
+                      qty BIGINT, sent BIGINT)
+  WITH (topic='bench-orders', partitions='{partitions}');
+
+CREATE STREAM checked WITH (topic='bench-checked', partitions='{partitions}') AS
+SELECT o.order_id, u.name, o.price * o.qty AS notional, o.sent,
+       (SELECT max_price FROM limits l WHERE l.symbol = o.symbol) AS max_price
+FROM orders o JOIN users u ON u.id = o.user_id
+WHERE o.user_id IN (SELECT id FROM users WHERE tier <> 'blocked')
+  AND EXISTS (SELECT 1 FROM limits l WHERE l.symbol = o.symbol)
+EMIT CHANGES;
+"""
+SYMBOLS = [f"S{i:03d}" for i in range(50)]
+
+
+def order(i: int, users: int, rng: random.Random, sent: int = 0) -> dict[str, Any]:
+    return {
+        "order_id": i,
+        "user_id": rng.randrange(users),
+        "symbol": rng.choice(SYMBOLS),
+        "price": f"{rng.randrange(100, 50_000) / 100:.2f}",
+        "qty": rng.randrange(1, 100),
+        "sent": sent,
+    }
+
+
+def encode_order(o: dict[str, Any]) -> bytes:
+    # Prices as JSON numbers with two decimals, as a real producer would write them.
+    return orjson.dumps(o).replace(b'"price":"', b'"price":').replace(b'","qty"', b',"qty"')
+
+
+async def produce(servers: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=servers, linger_ms=50, acks="all", max_batch_size=1024 * 1024
+    )
+    await producer.start()
+    try:
+        pending = []
+        for k, v in messages:
+            pending.append(await producer.send(topic, v, key=k))
+            if len(pending) >= 50_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def seed(servers: str, n_orders: int, n_users: int, partitions: int) -> None:
+    rng = random.Random(7)
+    compact = {"cleanup.policy": "compact"}
+    await ensure_topics(
+        servers,
+        [
+            TopicSpec("bench-users", 1, configs=compact),
+            TopicSpec("bench-limits", 1, configs=compact),
+            TopicSpec("bench-orders", partitions),
+            TopicSpec("bench-checked", partitions),
+        ],
+    )
+    users = [
+        (
+            str(i).encode(),
+            codec.dumps(
+                {"id": i, "name": f"user-{i}", "tier": rng.choice(["basic", "gold"]), "credit": i}
+            ),
+        )
+        for i in range(n_users)
+    ]
+    await produce(servers, "bench-users", users)
+    limits = [(s.encode(), f'{{"symbol":"{s}","max_price":500.00}}'.encode()) for s in SYMBOLS]
+    await produce(servers, "bench-limits", limits)
+    orders = [(str(i).encode(), encode_order(order(i, n_users, rng))) for i in range(n_orders)]
+    await produce(servers, "bench-orders", orders)
+
+
+async def raw_ceiling(servers: str, expect: int) -> dict[str, float]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=servers,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()
+        tps = [
+            TopicPartition("bench-orders", p)
+            for p in consumer.partitions_for_topic("bench-orders") or ()
+        ]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        n, start, cpu = 0, time.perf_counter(), time.process_time()
+        loads = orjson.loads
+        while n < expect:
+            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for msgs in batch.values():
+                for m in msgs:
+                    loads(m.value)
+                n += sum(len(m) for m in batch.values())
+        return {"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu}
+    finally:
+        await consumer.stop()
+
+
+def faust_agent(servers: str, expect: int, partitions: int, work: Path) -> dict[str, float]:
+    result = work / "faust-agent.json"
+    env = {
+        **os.environ,
+        "BENCH_BROKER": servers,
+        "BENCH_TOPIC": "bench-orders",
+        "BENCH_EXPECT": str(expect),
+        "BENCH_RESULT": str(result),
+        "BENCH_PARTITIONS": str(partitions),
+        "BENCH_WEB_PORT": str(free_port()),
+        "BENCH_DATADIR": str(work / "faust-data"),
+        "BENCH_APP_ID": f"bench-faust-{os.getpid()}",
+    }
+    faust = str(Path(sys.executable).parent / "faust")
+    with open(work / "faust-agent.log", "wb") as log:
+        proc = subprocess.Popen(
+            [faust, "-A", "bench.faust_agent", "worker", "-l", "warn"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 600
+        while not result.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((work / "faust-agent.log").read_text()[-3000:])
+            time.sleep(0.2)
+        time.sleep(0.1)
+        return dict(json.loads(result.read_text()))
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
+def proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def query_stats(worker: Worker) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(f"{worker.web}/queries/", timeout=2) as resp:
+            body = json.loads(resp.read())
+    except OSError:
+        return {}
+    return {q["name"]: q for q in body["queries"]}
+
+
+def pipeline_throughput(worker: Worker, expect: int) -> dict[str, float]:
+    """From the first record the query reads to the ack of the last output, by polling."""
+    assert worker.proc is not None
+    first = cpu0 = None
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        q = query_stats(worker).get("checked", {})
+        n = q.get("records_in", 0)
+        if n and first is None:
+            first, cpu0 = time.perf_counter(), proc_cpu(worker.proc.pid)
+            n0 = n
+        if n >= expect and q.get("records_out", 0) >= expect and q.get("lag") == 0:
+            assert first is not None
+            assert cpu0 is not None
+            return {
+                "seconds": time.perf_counter() - first,
+                "events": expect - n0,
+                "cpu": proc_cpu(worker.proc.pid) - cpu0,
+                "p99_batch_ms": q["batch_latency_ms"]["p99"],
+            }
+        if worker.proc.poll() is not None:
+            raise RuntimeError(worker.tail())
+        time.sleep(0.02)
+    raise RuntimeError("pipeline did not finish")
+
+
+async def latency(servers: str, rate: int, seconds: float, users: int) -> list[float]:
+    """Latencies (ms) of outputs for orders sent at ``rate``/s for ``seconds``."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=servers, enable_auto_commit=False, fetch_max_wait_ms=5
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=servers, linger_ms=1, acks="all")
+    await consumer.start()
+    await producer.start()
+    rng = random.Random(3)
+    lat: list[float] = []
+    try:
+        await consumer.topics()
+        tps = [
+            TopicPartition("bench-checked", p)
+            for p in consumer.partitions_for_topic("bench-checked") or ()
+        ]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)
+        total = int(rate * seconds)
+        done = asyncio.Event()
+
+        async def read() -> None:
+            while len(lat) < total:
+                batch = await consumer.getmany(timeout_ms=100)
+                now = time.time_ns() // 1000
+                for msgs in batch.values():
+                    lat.extend((now - orjson.loads(m.value)["sent"]) / 1000 for m in msgs)
+            done.set()
+
+        reader = asyncio.create_task(read())
+        tick = 0.005
+        per_tick = max(1, int(rate * tick))
+        start = time.perf_counter()
+        sent = 0
+        i = 10**9
+        while sent < total:
+            target = start + (sent // per_tick) * tick
+            delay = target - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            for _ in range(per_tick):
+                o = order(i, users, rng, sent=time.time_ns() // 1000)
+                await producer.send("bench-orders", encode_order(o), key=str(i).encode())
+                i += 1
+                sent += 1
+        await asyncio.wait_for(done.wait(), 60)
+        reader.cancel()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return lat
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+async def main(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    try:
+        with EmbeddedBroker(log_path=work / "tansu.log") as broker:
+            t = time.perf_counter()
+            await seed(broker.url, args.orders, args.users, args.partitions)
+            print(
+                f"seeded {args.orders} orders, {args.users} users in {time.perf_counter() - t:.1f}s"
+            )
+            raw = await raw_ceiling(broker.url, args.orders)
+            print(
+                f"raw aiokafka getmany + orjson.loads: {args.orders / raw['seconds']:,.0f} events/s"
+                f" ({raw['seconds']:.2f}s, {raw['cpu']:.2f}s CPU)"
+            )
+            bare = faust_agent(broker.url, args.orders, args.partitions, work)
+            bare_rate = bare["events"] / bare["seconds"]
+            print(
+                f"bare faust per-event agent:          {bare_rate:,.0f} events/s"
+                f" ({bare['seconds']:.2f}s, {bare['cpu']:.2f}s CPU)"
+            )
+            pipeline = work / "pipeline.sql"
+            pipeline.write_text(PIPELINE.format(partitions=args.partitions))
+            worker = Worker(
+                work / "worker",
+                {
+                    "TABLESTREAM_BROKER": broker.url,
+                    "TABLESTREAM_APP_ID": "bench",
+                    "TABLESTREAM_PIPELINE": str(pipeline),
+                    "TABLESTREAM_LOG_LEVEL": "warning",
+                },
+            ).start()
+            try:
+                ours = await asyncio.to_thread(pipeline_throughput, worker, args.orders)
+                rate = ours["events"] / ours["seconds"]
+                print(
+                    f"our pipeline (IN+EXISTS+scalar+join): {rate:,.0f} events/s"
+                    f" ({ours['events']} events in {ours['seconds']:.2f}s, {ours['cpu']:.2f}s CPU,"
+                    f" batch p99 {ours['p99_batch_ms']} ms)"
+                )
+                print(
+                    f"ratios: ours / faust agent = {rate / bare_rate:.1f}x,"
+                    f" ours / raw ceiling = {rate / (args.orders / raw['seconds']):.2f}"
+                )
+                lat = await latency(broker.url, args.rate, args.latency_seconds, args.users)
+                warm = lat[len(lat) // 10 :]
+                print(
+                    f"end-to-end latency at {args.rate:,}/s for {args.latency_seconds:.0f}s:"
+                    f" p50 {pct(warm, 0.5):.1f} ms, p99 {pct(warm, 0.99):.1f} ms,"
+                    f" max {max(warm):.1f} ms ({len(lat)} outputs, first 10% skipped)"
+                )
+            finally:
+                worker.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=200_000)
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--rate", type=int, default=10_000)
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    asyncio.run(main(parser.parse_args()))
