@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 W_REBUILD = "query %r: local state does not fit topic %r (%s); rebuilding from the earliest offset"
 W_COMMIT = "query %r: offset commit failed (%s); those records may be processed again"
+#: Seconds between two offset commits of a stateless query (acked offsets wait at most this).
+COMMIT_INTERVAL = 0.5
 I_SUMMARY = "query %s: %d in (%.0f/s), %d out, %d dead letters, lag %s"
 
 
@@ -61,6 +63,7 @@ class AgentConfig:
     max_records: int = 10_000
     max_inflight: int = 4
     log_interval: float = 10.0
+    fetch_max_wait_ms: int = 10
 
 
 @dataclass(slots=True)
@@ -110,6 +113,8 @@ class QueryAgent(Service):
         self._verifier = Verifier()
         self._cached: list[CachedTable] = []
         self._keep_partition = False
+        self._acked: dict[TopicPartition, int] = {}
+        self._committed_at = 0.0
 
     @property
     def label(self) -> str:
@@ -152,7 +157,9 @@ class QueryAgent(Service):
             "enable_auto_commit": False,
             "max_partition_fetch_bytes": 8 * 1024 * 1024,
             "fetch_max_bytes": 64 * 1024 * 1024,
-            "fetch_max_wait_ms": 100,
+            # Tansu holds a fetch for its whole max wait even once data arrived: this bounds the
+            # latency a record spends waiting to be fetched.
+            "fetch_max_wait_ms": cfg.fetch_max_wait_ms,
         }
         if self.qdef.stateful:
             return AIOKafkaConsumer(group_id=None, auto_offset_reset="none", **common)
@@ -260,6 +267,8 @@ class QueryAgent(Service):
         fetched = await consumer.getmany(timeout_ms=200, max_records=self.config.max_records)
         if not fetched:
             self._update_lag()
+            if self._acked and time.monotonic() - self._committed_at >= COMMIT_INTERVAL:
+                await self._commit_acked()  # idle: do not leave acked offsets uncommitted
             return
         started = time.monotonic()
         records: list[Any] = []
@@ -305,8 +314,8 @@ class QueryAgent(Service):
             try:
                 if item.futures:
                     await asyncio.gather(*item.futures)
-                await self._commit(item)
                 self.stats.latencies.append(time.monotonic() - item.fetched_at)
+                await self._commit(item)
             except KafkaError as exc:
                 # Outputs not acknowledged: nothing of this batch may be committed. Stop the
                 # worker; a restart re-reads from the last committed offsets.
@@ -319,19 +328,33 @@ class QueryAgent(Service):
                 self._inflight.task_done()
 
     async def _commit(self, item: _Inflight) -> None:
+        """Record that ``item``'s outputs are acknowledged: state and offsets may be committed."""
         if item.state is not None and self._state is not None:
-            self._state.commit(item.state)
+            self._state.commit(item.state)  # a local write: every batch
             return
-        if self.qdef.stateful or not item.offsets or self._consumer is None:
+        if self.qdef.stateful or not item.offsets:
             return
+        self._acked.update(item.offsets)
+        # A group commit is a round trip to the coordinator: at most one per interval (a later
+        # commit covers the earlier offsets; a crash re-reads at most that much).
+        if time.monotonic() - self._committed_at >= COMMIT_INTERVAL:
+            await self._commit_acked()
+
+    async def _commit_acked(self) -> None:
+        offsets, self._acked = self._acked, {}
+        consumer = self._consumer
+        if not offsets or consumer is None:
+            return
+        self._committed_at = time.monotonic()
         try:
-            await self._consumer.commit(item.offsets)
+            await consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
             logger.warning(W_COMMIT, self.qdef.name, exc)
 
     async def _drain(self) -> None:
         """Wait until every batch handed to the producer is acknowledged and committed."""
         await self._inflight.join()
+        await self._commit_acked()
 
     @Service.task
     async def _summary(self) -> None:
