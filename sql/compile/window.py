@@ -105,7 +105,8 @@ def bind_window(
         source = f"field {field!r}"
 
     def time_fn(e: Env) -> int | None:
-        return to_millis(raw(e))
+        v = raw(e)
+        return v if type(v) is int else to_millis(v)
 
     time_slot, win_slot = ctx.slots.allocate(), ctx.slots.allocate()
     for names, i in ((_START_NAMES, 0), (_END_NAMES, 1)):

@@ -75,10 +75,10 @@ class AggregateOperator:
         """
         agg = self.agg
         env[agg.key_slot] = gk
-        env[agg.agg_slot] = tuple(a.result() for a in accs)
+        env[agg.agg_slot] = tuple([a.result() for a in accs])
         if kind is dict and agg.having is not None and agg.having(env) is not True:
             return False
-        out.append(kind(zip(self.names, [f(env) for f in self.outputs], strict=True)))
+        out.append(kind(zip(self.names, [f(env) for f in self.outputs], strict=False)))
         return True
 
     def new_accumulators(self) -> list[Accumulator]:

@@ -87,6 +87,7 @@ class Win:
         "emitted",
         "end",
         "gk",
+        "kid",
         "queued",
         "saved_id",
         "seq",
@@ -103,6 +104,7 @@ class Win:
         self.due: int | None = None  # watermark at which it closes (or, closed, is dropped)
         self.queued: int | None = None  # due time of its one entry in the close heap
         self.saved_id: str | None = None  # the state id it was last reported under
+        self.kid: str | None = None  # its group key as JSON (part of its state id), cached
 
 
 class WindowedAggregate(AggregateOperator):
@@ -192,7 +194,7 @@ class WindowedAggregate(AggregateOperator):
         return self.seq - 1
 
     def update(self, env: Env, win: Win, vals: list[Any], out: list[Row]) -> None:
-        for acc, v in zip(win.accs, vals, strict=True):
+        for acc, v in zip(win.accs, vals, strict=False):  # same length by construction
             acc.add(v)
         self.dirty.add(win)
         if (self.emit == "changes" or win.closed) and self.row_of(env, win, out):
@@ -266,7 +268,10 @@ class WindowedAggregate(AggregateOperator):
 
     # -- state ----------------------------------------------------------------------------------
     def state_id(self, win: Win) -> str:
-        return f"{self.prefix}{win.start}:{key_id(win.gk)}"
+        kid = win.kid
+        if kid is None:
+            kid = win.kid = key_id(win.gk)
+        return f"{self.prefix}{win.start}:{kid}"
 
     def dirty_state(self) -> dict[str, Any | None]:
         out: dict[str, Any | None] = dict.fromkeys(self.dropped)
@@ -338,11 +343,23 @@ class TimeWindowAggregate(WindowedAggregate):
         size, step, grace = self.size, self.step, self.grace
         r = t % step
         last = t - r
-        s = last - ((size - r - 1) // step) * step  # the earliest window holding t
         w = self.watermark
         assert w is not None
-        applied = skipped = 0
         windows = self.windows
+        if step == size:  # tumbling: one window
+            due = last + size + grace
+            if w >= due and w >= due + self.retention:
+                raise self.late(t, last, last + size, due)
+            win = windows.get((gk, last))
+            if win is None:
+                win = windows[(gk, last)] = Win(
+                    gk, last, last + size, self.new_accumulators(), self.next_seq()
+                )
+                self.schedule(win, w >= due)
+            self.update(env, win, vals, out)
+            return
+        s = last - ((size - r - 1) // step) * step  # the earliest window holding t
+        applied = skipped = 0
         while s <= last:
             due = s + size + grace
             if w >= due and not w < due + self.retention:
