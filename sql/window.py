@@ -262,15 +262,14 @@ class _WindowReader:
                     sql=self.sql,
                     offset=kind_tok.start,
                 )
-        for name in (*slots, "grace", "retention"):
-            if name in values:
-                ms, tok = values[name]
-                if ms <= 0 and name in slots:
-                    raise ParseError(
-                        E_DURATION_POSITIVE.format(what=name.upper(), ms=ms),
-                        sql=self.sql,
-                        offset=tok.start,
-                    )
+        for name in slots:
+            ms, tok = values[name]
+            if ms <= 0:
+                raise ParseError(
+                    E_DURATION_POSITIVE.format(what=name.upper(), ms=ms),
+                    sql=self.sql,
+                    offset=tok.start,
+                )
         size = values["size"][0] if "size" in values else 0
         advance = values["advance"][0] if "advance" in values else size
         if advance > size:
