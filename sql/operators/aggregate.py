@@ -147,6 +147,8 @@ class StreamAggregate(AggregateOperator):
             if value is None:
                 continue
             if not wid.startswith(GROUP_PREFIX) or not isinstance(value, dict):
-                raise StateError(E_STATE_SHAPE.format(id=wid, reason="not an object"), id=wid)
+                raise StateError(
+                    E_STATE_SHAPE.format(id=wid, reason="not a group of this GROUP BY"), id=wid
+                )
             gk = self.load_key(wid, value.get("g"))
             self.groups[gk] = self.load_accs(wid, value.get("a"))
