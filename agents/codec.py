@@ -32,6 +32,10 @@ E_KEY = "cannot make a message key of {columns}: {error}"
 _MAY_HAVE_FRACTION = re.compile(rb"[0-9][.eE]").search
 
 
+#: SQL types whose converter keeps a value of this exact Python type as it is.
+_NATIVE: dict[str, type] = {"BIGINT": int, "STRING": str, "DOUBLE": float, "BOOLEAN": bool}
+
+
 class DecodeError(Exception):
     """A record value the query cannot read; ``reason`` goes to the dead-letter headers."""
 
@@ -45,8 +49,12 @@ Decoder = Callable[[bytes | None], dict[str, Any]]
 
 def make_decoder(columns: Mapping[str, SqlType] | None) -> Decoder:
     """A decoder for a stream declared with ``columns`` (None: an open stream, no casts)."""
+    # (column, the Python type a value of it already has, converter): a value of that exact
+    # type needs no call (most columns of most records).
     convs = [
-        (name, conv) for name, t in (columns or {}).items() if (conv := converter(t)) is not None
+        (name, _NATIVE.get(t.name), conv)
+        for name, t in (columns or {}).items()
+        if (conv := converter(t)) is not None
     ]
     # DECIMAL(p, s) reads exactly from a float's shortest repr; a DECIMAL without a scale, or an
     # undeclared column, needs the digits as written.
@@ -66,9 +74,9 @@ def make_decoder(columns: Mapping[str, SqlType] | None) -> Decoder:
             raise DecodeError(E_NOT_JSON.format(error=exc)) from None
         if type(value) is not dict:
             raise DecodeError(E_NOT_OBJECT.format(kind=type(value).__name__))
-        for name, conv in convs:
+        for name, native, conv in convs:
             v = value.get(name)
-            if v is not None:
+            if v is not None and type(v) is not native:
                 value[name] = conv(v)
         return value
 
