@@ -344,12 +344,16 @@ def converter(t: SqlType) -> Callable[[Any], Any] | None:
 
         def dec(v: Any) -> Any:
             tv = type(v)
-            if tv is Decimal and (scale is None or v.as_tuple().exponent == -scale):
-                return v
-            if tv is float and quantum is not None and math.isfinite(v):
-                # to_decimal's own path, inlined (a hot path: DECIMAL columns of float-decoded
-                # tables): the shortest repr is the JSON text, never the binary value.
-                return Decimal(repr(v)).quantize(quantum, context=DECIMAL_CONTEXT)
+            try:
+                if tv is Decimal and (quantum is None or v.is_finite()):
+                    # A no-op when the scale fits (positional arguments: keywords are slow).
+                    return v if quantum is None else v.quantize(quantum, None, DECIMAL_CONTEXT)
+                if tv is float and quantum is not None and math.isfinite(v):
+                    # to_decimal's own path, inlined (a hot path: DECIMAL columns of
+                    # float-decoded tables): the shortest repr is the JSON text, not the binary.
+                    return Decimal(repr(v)).quantize(quantum, None, DECIMAL_CONTEXT)
+            except ArithmeticError:
+                pass  # too many digits: to_decimal raises the CastError
             return to_decimal(v, scale)
 
         return dec

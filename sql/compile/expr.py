@@ -31,6 +31,7 @@ from sql.types import (
     BIGINT,
     BOOLEAN,
     DECIMAL,
+    DECIMAL_CONTEXT,
     DOUBLE,
     INTERVAL,
     JSON,
@@ -419,12 +420,20 @@ def _getter(ref: Ref) -> Fn:
             scale = ref.type.scale
 
             if exact is Decimal and scale is not None:
+                quantum = Decimal(1).scaleb(-scale)
 
                 def base(e: Env) -> Any:
                     v = e[vs].get(name)
-                    if v is None or (type(v) is Decimal and v.as_tuple().exponent == -scale):
-                        return v
-                    return conv(v)
+                    if v is None:
+                        return None
+                    if type(v) is Decimal and v.is_finite():
+                        # Cheaper than reading the exponent; a no-op when the scale fits.
+                        # (Positional arguments: keywords cost _decimal 3x here.)
+                        try:
+                            return v.quantize(quantum, None, DECIMAL_CONTEXT)
+                        except ArithmeticError:
+                            pass  # too many digits: conv raises the CastError
+                    return conv(v)  # NaN/Infinity: conv raises the CastError
             elif exact is not None:
 
                 def base(e: Env) -> Any:
