@@ -13,7 +13,7 @@ CREATE TABLE limits (
 
 CREATE STREAM orders (
   order_id BIGINT, user_id BIGINT, symbol VARCHAR, price DECIMAL(10,2), qty INT, ts BIGINT
-) WITH (topic='orders', timestamp='ts', partitions='3');
+) WITH (topic='orders', timestamp='ts', partitions='3', out_of_orderness='2s');
 
 -- Every order with its decision: a stream-table LEFT JOIN, a correlated scalar subquery (the
 -- symbol's limit, a key lookup), NOT EXISTS (unknown symbol) and IN (a maintained set of
