@@ -265,6 +265,12 @@ class QueryAgent(Service):
         assert consumer is not None
         assert processor is not None
         fetched = await consumer.getmany(timeout_ms=200, max_records=self.config.max_records)
+        if self._state is not None:
+            # A topic that ends before the offset the state reflects is not the one it came from
+            # (a fetch past the end may just come back empty: check on every step).
+            for tp in self._tps:
+                pos = self.stats.partitions.get(tp.partition, (0, None))[0]
+                Verifier.check_highwater(tp, consumer.highwater(tp), pos)
         if not fetched:
             self._update_lag()
             if self._acked and time.monotonic() - self._committed_at >= COMMIT_INTERVAL:
@@ -289,12 +295,9 @@ class QueryAgent(Service):
             stats.partitions[tp.partition] = (off, consumer.highwater(tp))
 
     def _state_batch(self, counts: BatchCounts) -> StoreBatch | None:
-        state, consumer, query = self._state, self._consumer, self.query
-        if state is None or consumer is None or query is None:
+        state, query = self._state, self.query
+        if state is None or query is None:
             return None
-        for tp in self._tps:
-            pos = self.stats.partitions.get(tp.partition, (0, None))[0]
-            Verifier.check_highwater(tp, consumer.highwater(tp), pos)
         return state.batch(query.dirty_state(), counts.last)
 
     def _update_lag(self) -> None:
