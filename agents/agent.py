@@ -48,6 +48,14 @@ logger = logging.getLogger(__name__)
 
 W_REBUILD = "query %r: local state does not fit topic %r (%s); rebuilding from the earliest offset"
 W_COMMIT = "query %r: offset commit failed (%s); those records may be processed again"
+I_STATEFUL = (
+    "query %s is stateful: this worker reads every partition of %r and holds the whole state"
+    " (every worker does; results are correct, outputs repeat once per worker)"
+)
+W_WATERMARK = (
+    "query %s: one watermark over %r (%d partitions); while catching up, a partition read"
+    " ahead of another can make the other's records late"
+)
 #: Seconds between two offset commits of a stateless query (acked offsets wait at most this).
 COMMIT_INTERVAL = 0.5
 I_SUMMARY = "query %s: %d in (%.0f/s), %d out, %d dead letters, lag %s"
@@ -185,6 +193,9 @@ class QueryAgent(Service):
             return
         self._tps = [TopicPartition(self.source_topic, p) for p in sorted(parts)]
         consumer.assign(self._tps)
+        logger.info(I_STATEFUL, self.qdef.name, self.source_topic)
+        if len(self._tps) > 1 and self.query is not None and self.query.is_windowed:
+            logger.warning(W_WATERMARK, self.qdef.name, self.source_topic, len(self._tps))
         self._state = QueryState(
             self.config.data_dir / "queries" / self.qdef.name, self.source_topic
         )
