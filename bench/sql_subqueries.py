@@ -9,7 +9,10 @@ same table) and DuckDB answering the same query per record (the record as a one-
 table in DuckDB with a PRIMARY KEY) and per 10k-record batch. Before timing, our rows are checked
 against DuckDB's for a sample of records.
 
-    .venv/bin/python -m bench.sql_subqueries [--keys 1000000] [--records 100000]
+    .venv/bin/python -m bench.sql_subqueries [--keys 1000000] [--records 100000] [--memory]
+
+``--memory`` runs the same queries on a MemoryTable (rows as Python dicts): the engine's own cost,
+without RocksDB reads and JSON decoding.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ import sql.compile.subquery as subquery_module
 from sql import Catalog, CompiledQuery, compile_query
 from sql.plan.full_scan import full_scan
 from sql.plan.planner import plan_subquery
-from tables.reference import ReferenceTable
+from tables.memory import MemoryTable
+from tables.protocol import Table
 from tables.spec import TableSpec
 from tests.support.rocks import RocksFeeder
 
@@ -218,13 +222,26 @@ def main() -> None:
     ap.add_argument("--duck-records", type=int, default=200, help="records for DuckDB per row")
     ap.add_argument("--batch", type=int, default=10_000, help="DuckDB batch size")
     ap.add_argument("--only", default="abcde", help="which queries, e.g. 'ac'")
+    ap.add_argument(
+        "--memory", action="store_true", help="a MemoryTable instead of RocksDB (engine cost only)"
+    )
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-sql-"))
     try:
-        feeder, secs = build_table(args.keys, work)
-        table: ReferenceTable = feeder.table
-        print(f"setup: {args.keys:,} rows into RocksDB (ReferenceTable store) in {secs:.1f}s")
+        feeder: RocksFeeder | None = None
+        table: Table
+        if args.memory:
+            t0 = time.perf_counter()
+            table = MemoryTable("users", key_field="id")
+            for i in range(args.keys):
+                table.put_row(row(i, args.keys))
+            secs = time.perf_counter() - t0
+            print(f"setup: {args.keys:,} rows into a MemoryTable (no storage cost) in {secs:.1f}s")
+        else:
+            feeder, secs = build_table(args.keys, work)
+            table = feeder.table
+            print(f"setup: {args.keys:,} rows into RocksDB (ReferenceTable store) in {secs:.1f}s")
         con = build_duck(args.keys)
         recs = records(args.keys, args.records, seed=1)
         warm = records(args.keys, min(args.records, 20_000), seed=2)
@@ -237,7 +254,7 @@ def main() -> None:
         floor = latencies(lambda r: table.get(r["user_id"]), recs)
         gc.unfreeze()
         f50, f99 = pct(floor)
-        print(f"floor: ReferenceTable.get() p50 {fmt(f50)}, p99 {fmt(f99)} (same keys as (a))")
+        print(f"floor: table.get() p50 {fmt(f50)}, p99 {fmt(f99)} (same keys as (a))")
         header = (
             f"{'query':<42} {'ours p50':>10} {'ours p99':>10} {'records/s':>11} {'goal p99':>9}"
             f" {'naive/rec':>10} {'duck/rec':>10} {'duck/rec@10k':>12}"
@@ -281,7 +298,8 @@ def main() -> None:
             f" duck/rec = DuckDB, record as a one-row CTE (median of {args.duck_records});"
             f" duck/rec@10k = one DuckDB query over a {args.batch:,}-record table, per record."
         )
-        feeder.close()
+        if feeder is not None:
+            feeder.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
