@@ -208,6 +208,8 @@ class TableLoader(Service):
         stats.last_updated = time.time()
         for change in result.changes:
             state.feed.publish(change)
+        for hook in state.after_publish:
+            await hook()
         state.notify_updated()
 
     async def _update_progress(self) -> None:

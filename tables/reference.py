@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from mode import Service
 
 from core import codec
 from tables.changes import DEFAULT_STREAM_QUEUE, ChangeFeed, ChangeStream
+from tables.changes_topic import ChangesTopicWriter
 from tables.deadletter import DeadLetterWriter
 from tables.indexes import HashIndex, IndexRegistry
 from tables.keys import key_bytes
@@ -51,6 +52,8 @@ class TableState:
             codec.loads_exact if spec.exact_decimals else codec.loads
         )
         self.feed = ChangeFeed(spec.name)
+        #: Awaited by the loader after it published a batch's changes (the changes topic).
+        self.after_publish: list[Callable[[], Awaitable[None]]] = []
         policy = VersionPolicy.of(spec)
         self.versions = VersionStore(store, policy) if policy is not None else None
         self.indexes = IndexRegistry(self.items, self.feed.subscribe)
@@ -121,6 +124,14 @@ class ReferenceTable(Service):
             beacon=self.beacon,
         )
 
+        self._changes_writer = (
+            ChangesTopicWriter(
+                spec.name, spec.changes_topic, bootstrap_servers, spec.partitions or 1
+            )
+            if spec.changes_topic
+            else None
+        )
+
     def _new_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
@@ -145,10 +156,20 @@ class ReferenceTable(Service):
     # -- lifecycle (start/stop come from mode.Service) --------------------------------------------
     async def on_start(self) -> None:
         self._state.stats.running = True
+        writer = self._changes_writer
+        if writer is not None:
+            await writer.start()
+            self._state.feed.subscribe(writer.on_change)
+            self._state.after_publish.append(writer.flush)
         await self.add_runtime_dependency(self._loader)
 
     async def on_stop(self) -> None:
         self._state.stats.running = False
+
+    async def on_shutdown(self) -> None:
+        # After the loader stopped (children stop before on_shutdown): nothing is mid-batch.
+        if self._changes_writer is not None:
+            await self._changes_writer.stop()
 
     def is_running(self) -> bool:
         return self._state.stats.running and not self.should_stop

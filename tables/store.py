@@ -39,12 +39,15 @@ class StoreOptions:
 
     block_cache_mb: int = 128
     write_buffer_mb: int = 64
+    #: Block cache of the ``versions`` column family (filled only by versioned tables): as-of
+    #: reads are seeks, which bloom filters do not spare, so they want their blocks cached.
+    history_cache_mb: int = 256
 
-    def to_options(self) -> Options:
+    def to_options(self, cache_mb: int | None = None) -> Options:
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
         opts.create_missing_column_families(True)
-        opts.optimize_for_point_lookup(self.block_cache_mb)
+        opts.optimize_for_point_lookup(cache_mb or self.block_cache_mb)
         opts.set_write_buffer_size(self.write_buffer_mb * 1024 * 1024)
         return opts
 
@@ -119,7 +122,8 @@ class TableStore:
         if self._db is None:
             self.path.mkdir(parents=True, exist_ok=True)
             opts = self._options.to_options()
-            families = {_META: Options(raw_mode=True), VERSIONS_CF: self._options.to_options()}
+            history = self._options.to_options(self._options.history_cache_mb)
+            families = {_META: Options(raw_mode=True), VERSIONS_CF: history}
             self._db = Rdict(str(self.path), opts, column_families=families)
             self._meta = self._db.get_column_family(_META)
             self._meta_handle = self._db.get_column_family_handle(_META)

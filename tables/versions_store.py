@@ -93,6 +93,7 @@ class VersionStore:
     def __init__(self, store: TableStore, policy: VersionPolicy) -> None:
         self.store = store
         self.policy = policy
+        self._retention = policy.retention_ms
         self._sweep_from: bytes | None = None
 
     def _cf(self) -> Rdict | None:
@@ -117,15 +118,18 @@ class VersionStore:
 
     def as_of(self, skey: bytes, timestamp: int) -> bytes | _Expired | None:
         """The stored bytes valid at ``timestamp``, None (no row), or :data:`EXPIRED`."""
-        cf = self._cf()
+        cf = self.store.versions
         if cf is None:
             return None
-        horizon = self.policy.horizon(self.store.stream_time)
-        if horizon is not None and timestamp < horizon:
+        retention = self._retention
+        if retention is not None and timestamp < self.store.stream_time - retention:
             return EXPIRED
-        pre = prefix(skey)
+        pre = _KLEN.pack(len(skey)) + skey
         it = cf.iter()
-        it.seek_for_prev(pre + _TS.pack(min(max(0, timestamp + _SIGN), _MAX_TS)))
+        stamp = timestamp + _SIGN
+        it.seek_for_prev(
+            pre + _TS.pack(stamp if 0 <= stamp <= _MAX_TS else max(0, min(stamp, _MAX_TS)))
+        )
         if it.valid() and it.key().startswith(pre):
             raw: bytes = it.value()
             return raw[_HEAD.size :] if raw[_FLAGS] & _PRESENT else None
