@@ -60,7 +60,11 @@ def totals(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 async def run_once(
-    broker: EmbeddedBroker, tmp_path: Path, names: dict[str, str], items: list[dict[str, Any]]
+    broker: EmbeddedBroker,
+    tmp_path: Path,
+    names: dict[str, str],
+    items: list[dict[str, Any]],
+    workers: list[Worker],
 ) -> tuple[Worker, dict[str, Any]]:
     await seed_tables(broker.url, names)
     await ensure_topics(broker.url, [TopicSpec(names["orders"], 2)])
@@ -68,6 +72,7 @@ async def run_once(
     env = worker_env(broker.url, write_pipeline(tmp_path, names), names)
     env["TABLESTREAM_APP_ID"] = "rebuild-app"
     worker = Worker(tmp_path / "w", env).start()
+    workers.append(worker)  # stopped by the fixture whatever happens
     await until(processed(worker, "totals", len(items)), "totals to read every order", worker)
     expected = totals(items)
 
@@ -89,13 +94,12 @@ async def run_once(
 async def test_state_of_another_broker_is_rebuilt(tmp_path: Path, workers: list[Worker]) -> None:
     names = topics()
     with EmbeddedBroker(log_path=tmp_path / "a.log") as first:
-        worker, stats = await run_once(first, tmp_path, names, orders(0, 300, qty=2))
-        workers.append(worker)
+        worker, stats = await run_once(first, tmp_path, names, orders(0, 300, qty=2), workers)
         assert stats["rebuilds"] == 0
         worker.stop()
     # Same topic names, fewer and different records: the stored offsets point past the end.
     with EmbeddedBroker(log_path=tmp_path / "b.log") as second:
-        worker, stats = await run_once(second, tmp_path, names, orders(1000, 120, qty=5))
-        workers.append(worker)
+        worker, stats = await run_once(second, tmp_path, names, orders(1000, 120, qty=5), workers)
         assert stats["rebuilds"] >= 1
         assert "rebuilding from the earliest offset" in worker.log.read_text()
+        worker.stop()
