@@ -301,6 +301,7 @@ class QueryAgent(Service):
         stats.records_in += counts.records_in
         stats.records_out += counts.records_out
         stats.dead_letters += counts.dead_letters
+        stats.tombstones += counts.tombstones
         stats.batches += 1
         for tp, off in offsets.items():
             stats.partitions[tp.partition] = (off, consumer.highwater(tp))

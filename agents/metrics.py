@@ -30,6 +30,7 @@ class QueryStats:
     records_in: int = 0
     records_out: int = 0
     dead_letters: int = 0
+    tombstones: int = 0
     batches: int = 0
     duplicates_skipped: int = 0
     rebuilds: int = 0
@@ -57,6 +58,7 @@ class QueryStats:
             "records_in": self.records_in,
             "records_out": self.records_out,
             "dead_letters": self.dead_letters,
+            "tombstones_skipped": self.tombstones,
             "batches": self.batches,
             "lag": self.lag,
             "partitions": {

@@ -64,6 +64,8 @@ class BatchCounts:
     records_in: int = 0
     records_out: int = 0
     dead_letters: int = 0
+    #: Records with a null value: a stream has no row to delete, so they are skipped (counted).
+    tombstones: int = 0
     #: Per partition, the last record of the batch (offsets to commit, fingerprints to store).
     last: dict[int, RecordLike] = field(default_factory=dict)
 
@@ -116,6 +118,10 @@ class BatchProcessor:
         last = counts.last
         keep = self.keep_partition and key_of is None
         for rec in records:
+            if rec.value is None:
+                counts.tombstones += 1
+                last[rec.partition] = rec
+                continue
             try:
                 key = rec.key
                 rows = process(

@@ -124,11 +124,13 @@ def test_batch_outputs_dead_letters_and_last_offsets() -> None:
         Rec(1, 9, b"k3", b"{oops"),
         Rec(1, 10, b"k4", b'{"id": 4, "user_id": 1, "amount": 1.00, "qty": 0}'),  # 10 / 0
         Rec(1, 11, None, b'{"id": 5, "user_id": 1, "amount": 0.10, "qty": 3}'),
+        Rec(1, 12, b"k6", None),  # a tombstone: no row of a stream to delete, skipped
     ]
     out = Collect()
     counts = proc.run(records, out)
-    assert (counts.records_in, counts.records_out, counts.dead_letters) == (5, 2, 2)
-    assert {p: r.offset for p, r in counts.last.items()} == {0: 6, 1: 11}
+    assert (counts.records_in, counts.records_out, counts.dead_letters) == (6, 2, 2)
+    assert counts.tombstones == 1
+    assert {p: r.offset for p, r in counts.last.items()} == {0: 6, 1: 12}
     results = [(t, k, codec.loads_exact(v)) for t, k, v, _ in out.records if t == "out"]
     # Keyed by the source record's key; exact decimals in the values.
     assert results == [
