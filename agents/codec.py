@@ -84,6 +84,12 @@ def make_decoder(columns: Mapping[str, SqlType] | None) -> Decoder:
 
 
 def _default(obj: Any) -> Any:
+    if type(obj) is Decimal:
+        # A raw fragment keeps the digits and the scale (22.50 stays 22.50), never via float.
+        # str() is the fast path; it writes exponents (1E+2) that format(, "f") spells out.
+        text = str(obj)
+        if text[-1].isdigit() and "E" not in text:
+            return orjson.Fragment(text.encode())
     if isinstance(obj, Decimal):
         if not obj.is_finite():
             raise TypeError(f"cannot encode non-finite decimal {obj} as JSON")

@@ -84,6 +84,9 @@ def test_decoder_reasons(raw: bytes | None, reason: str) -> None:
 def test_encode_and_keys() -> None:
     row = {"a": Decimal("1.50"), "d": dt.timedelta(seconds=90), "s": "x"}
     assert encode_row(row) == b'{"a":1.50,"d":90.0,"s":"x"}'
+    assert encode_row([Decimal("1E+2"), Decimal("-0.000000010")]) == b"[100,-0.000000010]"
+    with pytest.raises(TypeError):
+        encode_row([Decimal("NaN")])
     one = make_key(["a"])
     assert one is not None
     assert one(row) == b"1.5"
