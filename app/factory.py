@@ -72,6 +72,7 @@ def create_app(settings: Settings) -> faust.App:
             max_records=settings.query_max_records,
             max_inflight=settings.query_max_inflight,
             log_interval=settings.query_log_interval,
+            fetch_max_wait_ms=settings.query_fetch_wait_ms,
         )
         pipelines = PipelineService(
             pipeline, registry, config, settings.default_partitions, beacon=app.beacon

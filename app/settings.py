@@ -47,6 +47,9 @@ class Settings:
     query_max_inflight: int = 4
     #: Seconds between a query's summary lines in the worker log (records in/out, dead letters).
     query_log_interval: float = 10.0
+    #: How long the broker may hold a query's fetch waiting for data, ms (Tansu holds it that
+    #: long even when data arrives: a floor under latency; lower costs more idle requests).
+    query_fetch_wait_ms: int = 5
     log_level: str = "info"
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -119,6 +122,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "query_max_records": int,
     "query_max_inflight": int,
     "query_log_interval": float,
+    "query_fetch_wait_ms": int,
     "session_timeout": float,
     "pipeline": lambda s: tuple(Path(p) for p in _split(s)),
     "tables": lambda s: tuple(TableSpec.parse(p) for p in _split(s)),
