@@ -35,11 +35,11 @@ from mode import Service
 from agents.cache import CachedTable
 from agents.codec import make_decoder
 from agents.metrics import QueryStats
-from agents.pipeline import Pipeline, QueryDef, catalog_for, key_columns
+from agents.pipeline import Pipeline, QueryDef, catalog_for, compile_error, key_columns
 from agents.process import BatchCounts, BatchProcessor
 from agents.sink import Output
 from agents.state import QueryState, StateMismatch, Verifier
-from sql.errors import StateError
+from sql.errors import SqlCompileError, StateError
 from sql.parse import parse_script
 from sql.query import CompiledQuery, compile_query
 from tables.protocol import Table
@@ -143,7 +143,11 @@ class QueryAgent(Service):
         ]
         tables: dict[str, Table] = {n: t for n, t in self.tables.items()}
         tables.update({c.name.lower(): c for c in self._cached})
-        query = compile_query(self.qdef.sql, catalog_for(tables, self.pipeline))
+        try:
+            # The schemas of undeclared tables are known only now, from their rows.
+            query = compile_query(self.qdef.sql, catalog_for(tables, self.pipeline))
+        except SqlCompileError as exc:
+            raise compile_error(self.qdef.path, exc) from exc
         decl = parse_script(self.qdef.sql).declarations.get(self.qdef.source)
         decode = make_decoder(decl.columns if decl is not None else None)
         self.processor = BatchProcessor(

@@ -105,7 +105,8 @@ def _fail(path: Path, sql: str, offset: int, message: str, **fields: object) -> 
     )
 
 
-def _compile_error(path: Path, err: SqlCompileError) -> ConfigError:
+def compile_error(path: Path, err: SqlCompileError) -> ConfigError:
+    """``err`` as a :class:`ConfigError` naming the file, line and column."""
     text = E_IN_FILE.format(path=path, line=err.line, column=err.column, message=err.reason)
     if err.suggestion:
         text += f" (did you mean {err.suggestion!r}?)"
@@ -212,7 +213,7 @@ class _Loader:
                 text = _blank(sql, query_spans[:i] + query_spans[i + 1 :])
                 queries.append((start, end, parse_script(text), i))
         except SqlCompileError as exc:
-            raise _compile_error(path, exc) from exc
+            raise compile_error(path, exc) from exc
         self.texts.append((path, sql, queries))
 
     def _declare(self, decl: Declaration) -> bool:
@@ -275,7 +276,7 @@ class _Loader:
             try:
                 compiled = compile_query(q.sql, catalog_for(tables, self.pipeline))
             except SqlCompileError as exc:
-                raise _compile_error(q.path, exc) from exc
+                raise compile_error(q.path, exc) from exc
             except TablestreamError as exc:
                 raise ConfigError(f"{q.where}: {exc}", path=str(q.path), line=q.line) from exc
             checked.append(dataclasses.replace(q, stateful=is_stateful(compiled)))
