@@ -57,6 +57,8 @@ W_WATERMARK = (
     "query %s: one watermark over %r (%d partitions); while catching up, a partition read"
     " ahead of another can make the other's records late"
 )
+#: Per-partition fetch size of windowed queries (a few hundred records per partition and fetch).
+WINDOWED_FETCH_BYTES = 64 * 1024
 #: Seconds between two offset commits of a stateless query (acked offsets wait at most this).
 COMMIT_INTERVAL = 0.5
 I_SUMMARY = "query %s: %d in (%.0f/s), %d out, %d dead letters, lag %s"
@@ -168,7 +170,12 @@ class QueryAgent(Service):
             "bootstrap_servers": cfg.bootstrap_servers,
             "client_id": f"{cfg.app_id}-query-{self.qdef.name}",
             "enable_auto_commit": False,
-            "max_partition_fetch_bytes": 8 * 1024 * 1024,
+            # A windowed query has one watermark for all partitions: small per-partition fetches
+            # interleave the partitions finely while catching up, so one read far ahead of
+            # another does not turn the other's records late.
+            "max_partition_fetch_bytes": WINDOWED_FETCH_BYTES
+            if self.query is not None and self.query.is_windowed
+            else 8 * 1024 * 1024,
             "fetch_max_bytes": 64 * 1024 * 1024,
             # Tansu holds a fetch for its whole max wait even once data arrived: this bounds the
             # latency a record spends waiting to be fetched.
