@@ -8,6 +8,7 @@ Layout (data flows down):
   creates the topics, owns the output producer and runs one agent per query;
 - :mod:`agents.agent` — :class:`~agents.agent.QueryAgent`, the loop: fetch a batch, process it,
   send, commit once the broker acknowledged every output (at-least-once);
+- :mod:`agents.delivery` — in-flight batches: broker acks first, then state or offset commits;
 - :mod:`agents.process` — one batch through one compiled query (no Kafka), dead letters;
 - :mod:`agents.codec` — JSON in (exact decimals, declared column types) and out, sink keys;
 - :mod:`agents.sink` — outputs appended straight into aiokafka record batches;

@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError, OffsetOutOfRangeError
+from aiokafka.errors import OffsetOutOfRangeError
 from mode import Service
 
 from agents.cache import CachedTable
 from agents.codec import make_decoder
+from agents.delivery import Delivery, Inflight
 from agents.metrics import QueryStats
 from agents.pipeline import Pipeline, QueryDef, catalog_for, compile_error, key_columns
 from agents.process import BatchCounts, BatchProcessor
@@ -48,7 +49,6 @@ from tables.store import StoreBatch
 logger = logging.getLogger(__name__)
 
 W_REBUILD = "query %r: local state does not fit topic %r (%s); rebuilding from the earliest offset"
-W_COMMIT = "query %r: offset commit failed (%s); those records may be processed again"
 I_STATEFUL = (
     "query %s is stateful: this worker reads every partition of %r and holds the whole state"
     " (every worker does; results are correct, outputs repeat once per worker)"
@@ -59,8 +59,6 @@ W_WATERMARK = (
 )
 #: Per-partition fetch size of windowed queries (a few hundred records per partition and fetch).
 WINDOWED_FETCH_BYTES = 64 * 1024
-#: Seconds between two offset commits of a stateless query (acked offsets wait at most this).
-COMMIT_INTERVAL = 0.5
 I_SUMMARY = "query %s: %d in (%.0f/s), %d out, %d dead letters, lag %s"
 
 
@@ -75,14 +73,6 @@ class AgentConfig:
     max_inflight: int = 4
     log_interval: float = 10.0
     fetch_max_wait_ms: int = 5
-
-
-@dataclass(slots=True)
-class _Inflight:
-    futures: list[asyncio.Future[Any]]
-    offsets: dict[TopicPartition, int]
-    state: StoreBatch | None
-    fetched_at: float
 
 
 TablesReady = Callable[[Sequence[str]], Any]
@@ -118,14 +108,12 @@ class QueryAgent(Service):
         self.query: CompiledQuery | None = None
         self.processor: BatchProcessor | None = None
         self._consumer: AIOKafkaConsumer | None = None
-        self._inflight: asyncio.Queue[_Inflight] = asyncio.Queue(maxsize=config.max_inflight)
+        self.delivery = Delivery(query.name, self.stats, config.max_inflight, self.crash)
         self._tps: list[TopicPartition] = []
         self._state: QueryState | None = None
         self._verifier = Verifier()
         self._cached: list[CachedTable] = []
         self._keep_partition = False
-        self._acked: dict[TopicPartition, int] = {}
-        self._committed_at = 0.0
 
     @property
     def label(self) -> str:
@@ -201,6 +189,7 @@ class QueryAgent(Service):
         self._keep_partition = len(parts) == self.output.partitions(self.qdef.sink_topic)
         self.processor.keep_partition = self._keep_partition
         if not self.qdef.stateful:
+            self.delivery.consumer = consumer
             consumer.subscribe([self.source_topic], listener=_Rebalance(self))
             return
         self._tps = [TopicPartition(self.source_topic, p) for p in sorted(parts)]
@@ -212,6 +201,7 @@ class QueryAgent(Service):
             self.config.data_dir / "queries" / self.qdef.name, self.source_topic
         )
         self._state.open()
+        self.delivery.state = self._state
         await self._seek_to_state()
 
     async def _seek_to_state(self) -> None:
@@ -300,8 +290,7 @@ class QueryAgent(Service):
                 Verifier.check_highwater(tp, consumer.highwater(tp), pos)
         if not fetched:
             self._update_lag()
-            if self._acked and time.monotonic() - self._committed_at >= COMMIT_INTERVAL:
-                await self._commit_acked()  # idle: do not leave acked offsets uncommitted
+            await self.delivery.commit_if_idle()
             return
         started = time.monotonic()
         records: list[Any] = []
@@ -312,7 +301,7 @@ class QueryAgent(Service):
         state_batch = self._state_batch(counts)
         futures = await self.output.flush()
         offsets = {TopicPartition(rec.topic, p): rec.offset + 1 for p, rec in counts.last.items()}
-        await self._inflight.put(_Inflight(futures, offsets, state_batch, started))
+        await self.delivery.put(Inflight(futures, offsets, state_batch, started))
         stats = self.stats
         stats.records_in += counts.records_in
         stats.records_out += counts.records_out
@@ -340,52 +329,10 @@ class QueryAgent(Service):
 
     @Service.task
     async def _committer(self) -> None:
-        while not self.should_stop:
-            item = await self._inflight.get()
-            try:
-                if item.futures:
-                    await asyncio.gather(*item.futures)
-                self.stats.latencies.append(time.monotonic() - item.fetched_at)
-                await self._commit(item)
-            except KafkaError as exc:
-                # Outputs not acknowledged: nothing of this batch may be committed. Stop the
-                # worker; a restart re-reads from the last committed offsets.
-                self.stats.state, self.stats.error = "failed", f"{type(exc).__name__}: {exc}"
-                logger.exception("query %s: outputs not acknowledged", self.qdef.name)
-                await self.crash(exc)
-            finally:
-                # A written batch holds RocksDB's column family: drop it before a rebuild reopens.
-                item.state = None
-                self._inflight.task_done()
-
-    async def _commit(self, item: _Inflight) -> None:
-        """Record that ``item``'s outputs are acknowledged: state and offsets may be committed."""
-        if item.state is not None and self._state is not None:
-            self._state.commit(item.state)  # a local write: every batch
-            return
-        if self.qdef.stateful or not item.offsets:
-            return
-        self._acked.update(item.offsets)
-        # A group commit is a round trip to the coordinator: at most one per interval (a later
-        # commit covers the earlier offsets; a crash re-reads at most that much).
-        if time.monotonic() - self._committed_at >= COMMIT_INTERVAL:
-            await self._commit_acked()
-
-    async def _commit_acked(self) -> None:
-        offsets, self._acked = self._acked, {}
-        consumer = self._consumer
-        if not offsets or consumer is None:
-            return
-        self._committed_at = time.monotonic()
-        try:
-            await consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
-            logger.warning(W_COMMIT, self.qdef.name, exc)
+        await self.delivery.run(lambda: self.should_stop)
 
     async def _drain(self) -> None:
-        """Wait until every batch handed to the producer is acknowledged and committed."""
-        await self._inflight.join()
-        await self._commit_acked()
+        await self.delivery.drain()
 
     @Service.task
     async def _summary(self) -> None:

@@ -1,0 +1,118 @@
+"""At-least-once delivery of processed batches: wait for the broker's acks, then commit.
+
+A processed batch is handed over with the futures of its output record batches (results and
+dead letters), the source offsets it covers and, for a stateful query, the state write batch.
+Batches are acknowledged in order; only then is the state written (with its offsets, one
+RocksDB write) or the group offsets committed — so a source offset is never committed before
+every output it caused is on the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from agents.metrics import QueryStats
+from agents.state import QueryState
+from tables.store import StoreBatch
+
+logger = logging.getLogger(__name__)
+
+W_COMMIT = "query %r: offset commit failed (%s); those records may be processed again"
+E_NOT_ACKED = "query %s: outputs not acknowledged"
+#: Seconds between two offset commits of a stateless query (acked offsets wait at most this).
+COMMIT_INTERVAL = 0.5
+
+
+@dataclass(slots=True)
+class Inflight:
+    """One processed batch whose outputs are on their way to the broker."""
+
+    futures: list[asyncio.Future[Any]]
+    offsets: dict[TopicPartition, int]
+    state: StoreBatch | None
+    fetched_at: float
+
+
+class Delivery:
+    """The in-flight batches of one query, and what is committed once they are acknowledged."""
+
+    def __init__(
+        self,
+        name: str,
+        stats: QueryStats,
+        max_inflight: int,
+        on_failure: Callable[[BaseException], Awaitable[None]],
+    ) -> None:
+        self.name = name
+        self.stats = stats
+        self.consumer: AIOKafkaConsumer | None = None  # group offsets (stateless queries)
+        self.state: QueryState | None = None  # state and offsets (stateful queries)
+        self._queue: asyncio.Queue[Inflight] = asyncio.Queue(maxsize=max_inflight)
+        self._on_failure = on_failure
+        self._acked: dict[TopicPartition, int] = {}
+        self._committed_at = 0.0
+
+    async def put(self, item: Inflight) -> None:
+        """Hand a batch over; waits while ``max_inflight`` batches await their acks."""
+        await self._queue.put(item)
+
+    async def run(self, should_stop: Callable[[], bool]) -> None:
+        """Acknowledge batches in order, forever (the agent's committer task)."""
+        while not should_stop():
+            item = await self._queue.get()
+            try:
+                if item.futures:
+                    await asyncio.gather(*item.futures)
+                self.stats.latencies.append(time.monotonic() - item.fetched_at)
+                await self._acknowledged(item)
+            except KafkaError as exc:
+                # Outputs not acknowledged: nothing of this batch may be committed. Stop the
+                # worker; a restart re-reads from the last committed offsets.
+                self.stats.state, self.stats.error = "failed", f"{type(exc).__name__}: {exc}"
+                logger.exception(E_NOT_ACKED, self.name)
+                await self._on_failure(exc)
+            finally:
+                # A written batch holds RocksDB's column family: drop it before a rebuild reopens.
+                item.state = None
+                self._queue.task_done()
+
+    async def _acknowledged(self, item: Inflight) -> None:
+        if item.state is not None and self.state is not None:
+            self.state.commit(item.state)  # a local write: every batch
+            return
+        if self.state is not None or not item.offsets:
+            return
+        self._acked.update(item.offsets)
+        # A group commit is a round trip to the coordinator: at most one per interval (a later
+        # commit covers the earlier offsets; a crash re-reads at most that much).
+        if time.monotonic() - self._committed_at >= COMMIT_INTERVAL:
+            await self.commit_acked()
+
+    async def commit_if_idle(self) -> None:
+        """Nothing new came: do not leave acknowledged offsets uncommitted for long."""
+        if self._acked and time.monotonic() - self._committed_at >= COMMIT_INTERVAL:
+            await self.commit_acked()
+
+    async def commit_acked(self) -> None:
+        offsets, self._acked = self._acked, {}
+        consumer = self.consumer
+        if not offsets or consumer is None:
+            return
+        self._committed_at = time.monotonic()
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            logger.warning(W_COMMIT, self.name, exc)
+
+    async def drain(self) -> None:
+        """Wait until every batch handed over is acknowledged and committed."""
+        await self._queue.join()
+        await self.commit_acked()
