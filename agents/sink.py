@@ -9,7 +9,7 @@ the at-least-once commit waits for.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -46,9 +46,11 @@ class Output:
     async def prepare(self, topics: Sequence[str]) -> None:
         """Learn the partitions of every topic this output writes (waits for metadata)."""
         for topic in topics:
-            parts = await self.producer.partitions_for(topic)
-            self._partitions[topic] = sorted(parts)
-            self._cache[topic] = {}
+            self.set_partitions(topic, await self.producer.partitions_for(topic))
+
+    def set_partitions(self, topic: str, partitions: Iterable[int]) -> None:
+        self._partitions[topic] = sorted(partitions)
+        self._cache[topic] = {}
 
     def partition(self, topic: str, key: bytes | None) -> int:
         parts = self._partitions[topic]
