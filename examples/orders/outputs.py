@@ -1,4 +1,4 @@
-"""Reads the demo pipeline's output topics (no consumer group, from the beginning) and prints them."""
+"""Reads the demo pipeline's output topics (no consumer group, from the start) and prints them."""
 
 from __future__ import annotations
 

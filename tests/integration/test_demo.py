@@ -22,7 +22,17 @@ def test_demo_pipeline_outputs_follow_table_changes(tmp_path: Path) -> None:
         "TABLESTREAM_WEB_PORT": str(free_port()),
     }
     result = subprocess.run(
-        ["./scripts/demo.sh", "--duration", "20", "--rate", "20", "--every", "1.5", "--users", "50"],
+        [
+            "./scripts/demo.sh",
+            "--duration",
+            "20",
+            "--rate",
+            "20",
+            "--every",
+            "1.5",
+            "--users",
+            "50",
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
