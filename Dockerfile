@@ -9,6 +9,7 @@ COPY agents ./agents
 COPY tables ./tables
 COPY sql ./sql
 COPY core ./core
+COPY examples ./examples
 RUN pip install --no-cache-dir . && useradd --create-home tablestream \
     && mkdir -p /var/lib/tablestream && chown tablestream /var/lib/tablestream
 USER tablestream

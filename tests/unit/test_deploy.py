@@ -10,28 +10,36 @@ from typing import Any
 
 import yaml
 
+from agents.pipeline import load_pipeline
 from app.settings import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 FIELDS = {ENV_PREFIX + f.name.upper() for f in dataclasses.fields(Settings)}
 
 
-def check_env(env: dict[str, Any]) -> None:
+def check_env(env: dict[str, Any]) -> Settings:
     ours = {k for k in env if k.startswith(ENV_PREFIX)}
     assert ours <= FIELDS, f"unknown settings: {ours - FIELDS}"
     settings = Settings.from_env({k: str(v) for k, v in env.items()})
     assert settings.web_host == "0.0.0.0"  # inside a container the port must be reachable
-    assert settings.tables
+    assert settings.pipeline
+    return settings
 
 
 def test_compose_runs_the_worker_against_apache_kafka() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     assert compose["services"]["kafka"]["image"].startswith("apache/kafka:")
     worker = compose["services"]["worker"]
-    check_env(worker["environment"])
+    settings = check_env(worker["environment"])
     assert worker["environment"]["TABLESTREAM_BROKER"].startswith("kafka:")
     for port in compose["services"]["worker"]["ports"] + compose["services"]["kafka"]["ports"]:
         assert port.startswith("127.0.0.1:")
+    # The image's working directory is the repository's layout: the pipeline path resolves there.
+    pipeline = load_pipeline([ROOT / p for p in settings.pipeline])
+    assert {q.name for q in pipeline.queries} >= {"checked_orders", "volume_by_symbol"}
+    generator = compose["services"]["generator"]["command"]
+    assert generator[:3] == ["python", "-m", "examples.orders.generate"]
+    assert (ROOT / "examples/orders/generate.py").exists()
 
 
 def test_dockerfile_copies_every_package_and_runs_the_worker() -> None:
@@ -42,14 +50,23 @@ def test_dockerfile_copies_every_package_and_runs_the_worker() -> None:
     assert 'CMD ["faust", "-A", "app", "worker"' in text
 
 
-def test_kubernetes_manifests() -> None:
+def test_kubernetes_manifests(tmp_path: Path) -> None:
     docs = list(yaml.safe_load_all((ROOT / "deploy/k8s/worker.yaml").read_text()))
     kinds = {d["kind"]: d for d in docs}
     assert set(kinds) == {"ConfigMap", "Service", "StatefulSet"}
-    check_env(kinds["ConfigMap"]["data"])
+    maps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
+    settings = check_env(maps["tablestream"])
     pod = kinds["StatefulSet"]["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["args"][:4] == ["faust", "-A", "app", "worker"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
-    mount = container["volumeMounts"][0]["mountPath"]
-    assert mount == kinds["ConfigMap"]["data"]["TABLESTREAM_DATA_DIR"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["data"] == str(settings.data_dir)
+    # The pipeline file is the ConfigMap's pipeline.sql, mounted where TABLESTREAM_PIPELINE points.
+    (volume,) = (v for v in pod["volumes"] if v["name"] == "pipeline")
+    (path,) = settings.pipeline
+    assert str(path.parent) == mounts["pipeline"]
+    sql = maps[volume["configMap"]["name"]][path.name]
+    copy = tmp_path / path.name
+    copy.write_text(sql)
+    assert {q.name for q in load_pipeline([copy]).queries} >= {"checked_orders"}
