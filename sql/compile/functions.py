@@ -12,7 +12,7 @@ from sqlglot import exp
 from sql import logic
 from sql.bind.scope import offset_of
 from sql.compile.context import Env
-from sql.errors import E_UNKNOWN_FUNCTION, E_UNSUPPORTED, BindError, UnsupportedError
+from sql.errors import E_UNKNOWN_FUNCTION, E_UNSUPPORTED, BindError, UnsupportedError, suggest
 from sql.types import (
     ANY,
     BIGINT,
@@ -28,6 +28,25 @@ from sql.types import (
 if TYPE_CHECKING:
     from sql.compile.expr import Compiled, ExprCompiler
 
+#: Names offered as "did you mean" for an unknown function (aggregates included).
+KNOWN_FUNCTIONS = (
+    "ABS",
+    "UPPER",
+    "LOWER",
+    "LENGTH",
+    "ROUND",
+    "TRIM",
+    "COALESCE",
+    "NULLIF",
+    "IF",
+    "CAST",
+    "TRY_CAST",
+    "COUNT",
+    "SUM",
+    "AVG",
+    "MIN",
+    "MAX",
+)
 _UNITS = {"DAY": 86400, "HOUR": 3600, "MINUTE": 60, "SECOND": 1, "WEEK": 604800}
 
 
@@ -145,7 +164,10 @@ def compile_function(c: ExprCompiler, node: exp.Expr) -> Compiled:
     if isinstance(node, exp.Anonymous):
         name = str(node.this)
     raise BindError(
-        E_UNKNOWN_FUNCTION.format(name=name.upper()), sql=c.ctx.sql, offset=offset_of(node)
+        E_UNKNOWN_FUNCTION.format(name=name.upper()),
+        sql=c.ctx.sql,
+        offset=offset_of(node),
+        suggestion=suggest(name, KNOWN_FUNCTIONS),
     )
 
 

@@ -92,6 +92,14 @@ def test_unknown_column_suggests_the_nearest() -> None:
     assert "did you mean 'amount'" in str(err)
 
 
+def test_unknown_function_suggests_the_nearest() -> None:
+    err, sql = compile_err("SELECT user_id,\n  COALESC(note, 'x') AS n FROM orders", BindError)
+    assert (err.line, err.column) == where(sql, "COALESC")
+    assert err.suggestion == "COALESCE"
+    err, _ = compile_err("SELECT FROBNICATE(note) FROM orders", BindError)
+    assert err.suggestion is None
+
+
 def test_unknown_column_in_subquery_suggests_table_column() -> None:
     err, sql = compile_err(
         "SELECT user_id FROM orders o\nWHERE EXISTS (SELECT 1 FROM users u WHERE u.scor > 1)",
