@@ -34,7 +34,7 @@ from sql.errors import (
 )
 from sql.operators import sources
 from sql.operators.aggregate import AggregateOperator, StreamAggregate
-from sql.operators.join import Stage, join_stage
+from sql.operators.join import Stage, join_stage, lookup_join_stage
 from sql.operators.window import WindowedAggregate
 from sql.window import WindowSpec
 
@@ -93,7 +93,8 @@ def compile_stream_query(
     for j in select.args.get("joins") or []:
         joins.append(_join(ctx, scope, j, lines))
     where_node = select.args.get("where")
-    where = pushed = None
+    where = None
+    pushed: list[Fn] = []
     if where_node is not None and joins:
         # AND-terms that read no joined table run before the joins: a record they drop costs no
         # lookup (and a term runs once per record, not once per joined row).
@@ -101,7 +102,7 @@ def compile_stream_query(
         terms = compile_conjuncts(ExprCompiler(ctx, scope, "WHERE"), where_node.this, None)
         early = [c for c in terms if not c.slots & joined]
         late = [c for c in terms if c.slots & joined]
-        pushed, where = combine(early), combine(late)
+        pushed, where = [c.fn for c in early], combine(late)
         if early:
             text = " AND ".join(c.node.sql(dialect="duckdb") for c in early)
             lines.insert(1, f"Filter {text} (before joins)")
@@ -155,8 +156,11 @@ def compile_stream_query(
     lines.append(f"Project {', '.join(names)}")
     run = final
     for rel, source, residual, left in reversed(joins):
-        run = join_stage(rel.value_slot, rel.meta_slot, source, residual, left, run)
-    if pushed is not None:
+        if isinstance(source, sources.KeyLookup):
+            run = lookup_join_stage(rel.value_slot, rel.meta_slot, source, residual, left, run)
+        else:
+            run = join_stage(rel.value_slot, rel.meta_slot, source, residual, left, run)
+    if pushed:
         run = _filter_stage(pushed, run)
     key_cols = key_columns(ctx, select, names, aggregate, sink)
     observe = aggregate.observe if isinstance(aggregate, WindowedAggregate) else None
@@ -241,17 +245,55 @@ def _project_stage(
         out.append(dict(zip(names, values, strict=True)))
 
     if where is None and not distinct and limit is None:
-
-        def project_fast(env: Env, out: Out) -> None:
-            out.append(dict(zip(names, [f(env) for f in outputs], strict=True)))
-
-        return project_fast
+        return _row_builder(outputs, names)
     return project
 
 
-def _filter_stage(cond: Fn, nxt: Stage) -> Stage:
+def _row_builder(outputs: list[Fn], names: list[str]) -> Stage:
+    """``out.append({name0: f0(env), ...})`` as one generated function: no list, zip or per-column
+    loop (outputs run left to right, as the loop would). Names and closures are bound as globals
+    of the generated code, never spliced into its text."""
+    namespace: dict[str, Any] = {}
+    items = []
+    for i, (f, n) in enumerate(zip(outputs, names, strict=True)):
+        namespace[f"f{i}"], namespace[f"n{i}"] = f, n
+        items.append(f"n{i}: f{i}(env)")
+    source = f"def project(env, out):\n    out.append({{{', '.join(items)}}})\n"
+    exec(compile(source, "<projection>", "exec"), namespace)
+    project: Stage = namespace["project"]
+    return project
+
+
+def _filter_stage(conds: list[Fn], nxt: Stage) -> Stage:
+    """WHERE terms ANDed before the joins: a record passes only when every term is TRUE. Terms
+    run in order until one is FALSE, as the three-valued AND does (so the same terms raise)."""
+    if len(conds) == 1:
+        (cond,) = conds
+
+        def run1(env: Env, out: Out) -> None:
+            if cond(env) is True:
+                nxt(env, out)
+
+        return run1
+    if len(conds) == 2:
+        c0, c1 = conds
+
+        def run2(env: Env, out: Out) -> None:
+            a = c0(env)
+            if a is not False and c1(env) is True and a is True:
+                nxt(env, out)
+
+        return run2
+
     def run(env: Env, out: Out) -> None:
-        if cond(env) is True:
+        ok = True
+        for c in conds:
+            v = c(env)
+            if v is False:
+                return
+            if v is not True:
+                ok = False
+        if ok:
             nxt(env, out)
 
     return run

@@ -29,8 +29,9 @@ from sql.errors import (
     UnsupportedError,
     suggest,
 )
-from sql.operators.inner import InnerQuery
+from sql.operators.inner import InnerQuery, by_key
 from sql.operators.maintained import Aggregate, CachedRows, InSet, RowCount
+from sql.operators.sources import KeyLookup
 from sql.plan.as_of_lookup import as_of_key_lookup
 from sql.plan.planner import plan_subquery
 from sql.plan.shape import Plan, SubqueryShape
@@ -170,6 +171,12 @@ def _adapter(kind: str, shape: SubqueryShape, plan: Plan, lhs: Compiled | None) 
         return _over_rows(kind, lambda e: m.get(), shape, lhs)
     assert plan.source is not None
     rel = shape.relation
+    if isinstance(plan.source, KeyLookup):
+        where = combine(plan.residual)
+        fused = by_key(kind, plan.source, rel.value_slot, rel.meta_slot, where, shape.parts)
+        if fused is not None:
+            t = BOOLEAN if kind == "exists" else shape.parts.outputs[0].type
+            return Compiled(fused, t if t is not None else ANY)
     inner = InnerQuery(
         plan.source, rel.value_slot, rel.meta_slot, combine(plan.residual), shape.parts
     )

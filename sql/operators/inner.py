@@ -12,6 +12,7 @@ from typing import Any
 
 from sql.compile.context import Env, Fn
 from sql.compile.select import SelectParts
+from sql.operators.sources import KeyLookup, row_key
 from tables.protocol import Key, Value
 
 Source = Callable[[Env], Iterable[tuple[Key, Value]]]
@@ -162,3 +163,47 @@ def _sorted(
         return 0
 
     return [row for _, row in sorted(keyed, key=functools.cmp_to_key(cmp))]
+
+
+def by_key(
+    kind: str, lookup: KeyLookup, vs: int, ms: int, where: Fn | None, parts: SelectParts
+) -> Fn | None:
+    """EXISTS or a scalar subquery whose plan is one key lookup, fused into one closure: no row
+    iterator, no result list (the per-record hot path of ``EXISTS (... WHERE t.key = o.x)``).
+    None for shapes it does not cover (aggregates, ORDER BY, DISTINCT, LIMIT)."""
+    if parts.agg is not None or parts.order or parts.distinct or parts.limit is not None:
+        return None
+    key, get = lookup.key, lookup.get
+    outs = [c.fn for c in parts.outputs]
+    consts = all(c.const for c in parts.outputs)
+
+    def found(env: Env) -> bool:
+        k = key(env)
+        if k is None:
+            return False
+        try:
+            v = get(k)
+        except TypeError:  # unhashable probe value (a JSON object): no key equals it
+            return False
+        if v is None:
+            return False
+        env[vs] = v if isinstance(v, dict) else _EMPTY
+        env[ms] = row_key(k)
+        return where is None or where(env) is True
+
+    if kind == "exists":
+        if consts:
+            return found
+
+        def exists(env: Env) -> bool:
+            if not found(env):
+                return False
+            for f in outs:  # as the generic path: an output that fails is the record's error
+                f(env)
+            return True
+
+        return exists
+    if kind == "scalar" and len(outs) == 1:
+        out0 = outs[0]
+        return lambda env: out0(env) if found(env) else None
+    return None

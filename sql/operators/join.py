@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sql.compile.context import Env, Fn
+from sql.operators.sources import KeyLookup, row_key
 
 Next = Callable[[Env, list[dict[str, Any]]], None]
 Stage = Callable[[Env, list[dict[str, Any]]], None]
@@ -24,6 +25,33 @@ def join_stage(vs: int, ms: int, source: Fn, residual: Fn | None, left: bool, nx
                 matched = True
                 nxt(env, out)
         if left and not matched:
+            env[vs] = _EMPTY
+            env[ms] = None
+            nxt(env, out)
+
+    return run
+
+
+def lookup_join_stage(
+    vs: int, ms: int, lookup: KeyLookup, residual: Fn | None, left: bool, nxt: Next
+) -> Stage:
+    """:func:`join_stage` for a key lookup (at most one row), without the row iterator."""
+    key, get = lookup.key, lookup.get
+
+    def run(env: Env, out: list[dict[str, Any]]) -> None:
+        k = key(env)
+        if k is not None:
+            try:
+                v = get(k)
+            except TypeError:  # unhashable probe value (a JSON object): no key equals it
+                v = None
+            if v is not None:
+                env[vs] = v if isinstance(v, dict) else _EMPTY
+                env[ms] = row_key(k)
+                if residual is None or residual(env) is True:
+                    nxt(env, out)
+                    return
+        if left:
             env[vs] = _EMPTY
             env[ms] = None
             nxt(env, out)

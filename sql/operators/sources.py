@@ -14,22 +14,41 @@ from tables.protocol import Key, Table, Value
 _NONE: tuple[tuple[Key, Value], ...] = ()
 
 
-def key_lookup(table: Table, key: Fn) -> Fn:
-    get = table.get
+class KeyLookup:
+    """``key = value``: at most one row, by one ``get``. Callable as a row source; the fused
+    operators (lookup joins, subqueries by key) read :attr:`key` and :attr:`get` instead."""
 
-    def rows(env: Env) -> Iterable[tuple[Key, Value]]:
-        k = key(env)
+    __slots__ = ("get", "key")
+
+    def __init__(self, table: Table, key: Fn) -> None:
+        self.key = key
+        self.get = table.get
+
+    def __call__(self, env: Env) -> Iterable[tuple[Key, Value]]:
+        k = self.key(env)
         if k is None:
             return _NONE  # key = NULL matches nothing
         try:
-            v = get(k)
+            v = self.get(k)
         except TypeError:  # unhashable probe value (a JSON object): no key equals it
             return _NONE
         # The row's own key (its text form, as a scan or index probe yields it), not the probe
         # value: ``_key`` must not depend on the plan.
-        return _NONE if v is None else ((key_text(k), v),)
+        return _NONE if v is None else ((row_key(k), v),)
 
-    return rows
+
+def row_key(k: Any) -> str:
+    """The text form of a key that found a row (ints and strings, the common keys, inline)."""
+    tk = type(k)
+    if tk is str:
+        return k  # type: ignore[no-any-return]
+    if tk is int:
+        return str(k)
+    return key_text(k)
+
+
+def key_lookup(table: Table, key: Fn) -> Fn:
+    return KeyLookup(table, key)
 
 
 def index_probe(table: Table, field: str, value: Fn) -> Fn:
