@@ -45,10 +45,13 @@ class CachedTable:
 
     def get(self, key: Key, default: Value | None = None) -> Value | None:
         if type(key) is not str:
-            try:
-                key = key_text(key)
-            except (TypeError, UnicodeError):
-                return default
+            if type(key) is int:  # the common non-text key; key_text's checks cost 3x more
+                key = str(key)
+            else:
+                try:
+                    key = key_text(key)
+                except (TypeError, UnicodeError):
+                    return default
         rows = self._rows
         value = rows.get(key, _MISS)
         if value is _MISS:
