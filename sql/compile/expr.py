@@ -16,6 +16,7 @@ from sqlglot import exp
 
 from sql import logic
 from sql.bind.scope import META_INDEX, Ref, Scope, offset_of
+from sql.compile.arith import binary
 from sql.compile.context import AggBinding, CompileContext, Env, Fn
 from sql.errors import (
     E_AGGREGATE_NOT_ALLOWED,
@@ -198,7 +199,7 @@ class ExprCompiler:
         if b.const:
             bv = b.value
             return Compiled(lambda e: op(fa(e), bv), t)
-        return Compiled(lambda e: op(fa(e), fb(e)), t)
+        return Compiled(binary(name, op, fa, fb), t)
 
     def concat(self, node: exp.DPipe) -> Compiled:
         a, b = self.compile(node.this), self.compile(node.expression)
