@@ -131,7 +131,15 @@ class BatchProcessor:
                     partition=rec.partition,
                     offset=rec.offset,
                 )
-                if rows:
+                if len(rows) == 1 and key_of is None and type(rows[0]) is not Retraction:
+                    # The common case (one row keyed by the source key) without the lists.
+                    try:
+                        value = encode(rows[0])
+                    except (TypeError, ValueError) as exc:
+                        raise _EncodeError(E_ENCODE.format(error=exc)) from exc
+                    append(sink, key, value, None, rec.partition if keep else None)
+                    n_out += 1
+                elif rows:
                     encoded = self._encode(rows, key, key_of, encode)
                     part = rec.partition if keep else None
                     for k, v in encoded:
