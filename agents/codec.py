@@ -52,7 +52,7 @@ def make_decoder(columns: Mapping[str, SqlType] | None) -> Decoder:
     # (column, the Python type a value of it already has, converter): a value of that exact
     # type needs no call (most columns of most records).
     convs = [
-        (name, _NATIVE.get(t.name), conv)
+        (name, _NATIVE.get(t.name), _float_cache(conv) if t.name == "DECIMAL" else conv)
         for name, t in (columns or {}).items()
         if (conv := converter(t)) is not None
     ]
@@ -81,6 +81,32 @@ def make_decoder(columns: Mapping[str, SqlType] | None) -> Decoder:
         return value
 
     return decode
+
+
+#: Distinct float values a DECIMAL column's decoder remembers (then it starts over).
+FLOAT_CACHE = 65_536
+
+
+def _float_cache(conv: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``conv`` remembering its DECIMAL for each float: exact digits cost a ``repr``, a parse and
+    a quantize (~1 µs), and prices, amounts and rates repeat. The same float always converts to
+    the same (immutable) Decimal; zeros are left out (0.0 == -0.0, but their digits differ) and
+    a value ``conv`` rejects is never cached (it raises again)."""
+    cache: dict[float, Any] = {}
+
+    def convert(v: Any) -> Any:
+        if type(v) is not float:
+            return conv(v)
+        d = cache.get(v)
+        if d is None:
+            d = conv(v)
+            if v:
+                if len(cache) >= FLOAT_CACHE:
+                    cache.clear()
+                cache[v] = d
+        return d
+
+    return convert
 
 
 def _default(obj: Any) -> Any:

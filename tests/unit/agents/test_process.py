@@ -66,6 +66,22 @@ def test_decoder_keeps_decimal_digits_and_casts_declared_columns() -> None:
     assert make_decoder(None)(b'{"x": 7}') == {"x": 7}
 
 
+def test_decimal_column_decodes_repeated_values_as_a_fresh_decoder_does() -> None:
+    # A DECIMAL(p, s) decoder remembers the Decimal of each float it read: repeats, zeros of
+    # either sign and integers must come out exactly as from a decoder that never saw them.
+    raws = [b"0.1", b"22.5", b"0.1", b"-0.0", b"0.0", b"-0.0", b"7", b"22.50", b"1e2", b"0.1"]
+    shared = make_decoder({"amount": DEC2})
+    for raw in raws:
+        body = b'{"amount": ' + raw + b"}"
+        ours, fresh = shared(body)["amount"], make_decoder({"amount": DEC2})(body)["amount"]
+        assert (str(ours), type(ours)) == (str(fresh), Decimal), raw
+    assert [str(shared(b'{"amount": ' + r + b"}")["amount"]) for r in raws[3:6]] == [
+        "-0.00",
+        "0.00",
+        "-0.00",
+    ]
+
+
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
