@@ -45,6 +45,8 @@ class DecodeError(Exception):
 
 
 Decoder = Callable[[bytes | None], dict[str, Any]]
+#: Significant decimal digits every double round-trips through its shortest repr (DBL_DIG).
+FLOAT_EXACT_DIGITS = 15
 
 
 def make_decoder(columns: Mapping[str, SqlType] | None) -> Decoder:
@@ -56,10 +58,12 @@ def make_decoder(columns: Mapping[str, SqlType] | None) -> Decoder:
         for name, t in (columns or {}).items()
         if (conv := converter(t)) is not None
     ]
-    # DECIMAL(p, s) reads exactly from a float's shortest repr; a DECIMAL without a scale, or an
-    # undeclared column, needs the digits as written.
+    # DECIMAL(p, s) with p <= 15 reads exactly from a float's shortest repr (a double keeps any
+    # 15 significant digits); a wider DECIMAL, one without a scale, or an undeclared column needs
+    # the digits as written.
     needs_exact = columns is None or any(
-        t.name == "DECIMAL" and t.scale is None for t in columns.values()
+        t.name == "DECIMAL" and (t.scale is None or (t.precision or 0) > FLOAT_EXACT_DIGITS)
+        for t in columns.values()
     )
     fast = orjson.loads
     exact = codec.loads_exact

@@ -61,6 +61,11 @@ def test_decoder_keeps_decimal_digits_and_casts_declared_columns() -> None:
     # DECIMAL(10,2) reads exactly from the fast decoder's float.
     scaled = make_decoder({"amount": DEC2})(b'{"amount": 0.1}')
     assert str(scaled["amount"]) == "0.10"
+    # Wider than a double's 15 exact digits: read from the text, not through float.
+    wide = make_decoder({"amount": SqlType("DECIMAL", 38, 10)})
+    assert str(wide(b'{"amount": 1234567890123456.0000000001}')["amount"]) == (
+        "1234567890123456.0000000001"
+    )
     # Open streams keep exact digits too.
     assert str(make_decoder(None)(b'{"x": 1e2, "y": 0.30}')["y"]) == "0.30"
     assert make_decoder(None)(b'{"x": 7}') == {"x": 7}
