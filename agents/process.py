@@ -14,22 +14,13 @@ from typing import Any, Protocol
 from agents.codec import E_ENCODE, DecodeError, Decoder, encode_row, make_key
 from sql.errors import LateRecordError, SqlRuntimeError
 from sql.operators.aggregate import Retraction
-from tables.apply import Malformed
+from tables.apply import Malformed, RecordLike
 
 logger = logging.getLogger(__name__)
 
 E_INTERNAL = "internal error {kind}: {error}"
 #: Dead-letter reason of a record behind the watermark (``sql.errors.LateRecordError``).
 REASON_LATE = "late"
-
-
-class RecordLike(Protocol):
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
 
 
 class OutputLike(Protocol):

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from agents.process import RecordLike
+from tables.apply import RecordLike
 from tables.store import Fingerprint, StoreBatch, TableStore
 
 E_DIFFERS = "record {topic}[{partition}]@{offset} differs from the one the state reflects"
