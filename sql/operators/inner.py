@@ -188,7 +188,7 @@ def by_key(
         if v is None:
             return False
         env[vs] = v if isinstance(v, dict) else _EMPTY
-        env[ms] = row_key(k)
+        env[ms] = k if type(k) is str else row_key(k)
         return where is None or where(env) is True
 
     if kind == "exists":
@@ -205,5 +205,22 @@ def by_key(
         return exists
     if kind == "scalar" and len(outs) == 1:
         out0 = outs[0]
-        return lambda env: out0(env) if found(env) else None
+
+        def scalar(env: Env) -> Any:  # found() inlined: one call less per record
+            k = key(env)
+            if k is None:
+                return None
+            try:
+                v = get(k)
+            except TypeError:
+                return None
+            if v is None:
+                return None
+            env[vs] = v if isinstance(v, dict) else _EMPTY
+            env[ms] = k if type(k) is str else row_key(k)
+            if where is not None and where(env) is not True:
+                return None
+            return out0(env)
+
+        return scalar
     return None

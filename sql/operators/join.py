@@ -47,7 +47,7 @@ def lookup_join_stage(
                 v = None
             if v is not None:
                 env[vs] = v if isinstance(v, dict) else _EMPTY
-                env[ms] = row_key(k)
+                env[ms] = k if type(k) is str else row_key(k)
                 if residual is None or residual(env) is True:
                     nxt(env, out)
                     return
