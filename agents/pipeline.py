@@ -268,8 +268,7 @@ class _Loader:
     def check(self) -> None:
         """Compile every query against empty in-memory tables: names, types, shapes."""
         tables: dict[str, Table] = {
-            name: MemoryTable(spec.name, key_field=spec.key_field, topic=spec.topic)
-            for name, spec in self.pipeline.tables.items()
+            name: MemoryTable.from_spec(spec) for name, spec in self.pipeline.tables.items()
         }
         checked = []
         for q in self.pipeline.queries:
