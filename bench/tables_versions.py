@@ -99,17 +99,20 @@ def as_of_latency(
     ]
     versions_store = table._state.versions
     assert versions_store is not None
+    # A stream join mostly asks for "now": a time after the key's latest version.
+    recent = [(k, versions * ROUND_MS + t % ROUND_MS) for k, t in probes]
     out: dict[str, tuple[float, float]] = {}
     clock = time.perf_counter_ns
-    for label, fn in (
-        ("get_as_of (seek + decode)", table.get_as_of),
-        ("as_of raw (seek only)", lambda k, t: versions_store.as_of(k.encode(), t)),
-        ("get (latest, for scale)", lambda k, t: table.get(k)),
+    for label, fn, sample in (
+        ("get_as_of (seek + decode)", table.get_as_of, probes),
+        ("as_of raw (seek only)", lambda k, t: versions_store.as_of(k.encode(), t), probes),
+        ("get_as_of, after latest", table.get_as_of, recent),
+        ("get (latest, for scale)", lambda k, t: table.get(k), probes),
     ):
-        for k, t in probes[:20_000]:  # warm the block cache and the code path
+        for k, t in sample[:20_000]:  # warm the block cache and the code path
             fn(k, t)
         samples = []
-        for k, t in probes:
+        for k, t in sample:
             t0 = clock()
             fn(k, t)
             samples.append(clock() - t0)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import math
 from collections.abc import Iterable
-from decimal import Decimal
 from typing import Any
 
 from sql.compile.context import Env, Fn
 from sql.errors import SqlRuntimeError
+from sql.operators.window import to_millis
 from tables.protocol import Key, Value, VersionedTable
 from tables.versions import HistoryExpiredError
 
@@ -20,8 +18,6 @@ E_AS_OF_VALUE = (
 E_AS_OF_EXPIRED = "table {table!r} keeps no history as far back as {timestamp} (key {key!r})"
 
 _NONE: tuple[tuple[Key, Value], ...] = ()
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_MS = dt.timedelta(milliseconds=1)
 
 
 class AsOfExpiredError(SqlRuntimeError):
@@ -36,26 +32,11 @@ class AsOfTimeError(SqlRuntimeError):
 
 
 def event_millis(v: Any) -> int:
-    """Epoch milliseconds of an AS OF value (naive timestamps are UTC)."""
-    t = type(v)
-    if t is int:
-        return int(v)
-    if (t is float and math.isfinite(v)) or (t is Decimal and v.is_finite()):
-        return int(v)
-    if t is str:
-        s = v.strip()
-        if s.lstrip("-").isdigit():
-            return int(s)
-        try:
-            v, t = dt.datetime.fromisoformat(s), dt.datetime
-        except ValueError:
-            raise AsOfTimeError(E_AS_OF_VALUE.format(value=v), value=v) from None
-    if t is dt.datetime:
-        aware = v if v.tzinfo is not None else v.replace(tzinfo=dt.UTC)
-        return (aware - _EPOCH) // _MS  # type: ignore[no-any-return]
-    if t is dt.date:
-        return (dt.datetime(v.year, v.month, v.day, tzinfo=dt.UTC) - _EPOCH) // _MS
-    raise AsOfTimeError(E_AS_OF_VALUE.format(value=v), value=v)
+    """Epoch milliseconds of an AS OF value (the windows' conversion; naive timestamps are UTC)."""
+    ms = to_millis(v)
+    if ms is None:
+        raise AsOfTimeError(E_AS_OF_VALUE.format(value=v), value=v)
+    return ms
 
 
 def as_of_lookup(table: VersionedTable, key: Fn, at: Fn) -> Fn:
@@ -70,7 +51,7 @@ def as_of_lookup(table: VersionedTable, key: Fn, at: Fn) -> Fn:
         when = at(env)
         if when is None:
             return _NONE
-        ms = event_millis(when)
+        ms = when if type(when) is int else event_millis(when)
         try:
             v = get_as_of(k, ms)
         except TypeError:  # unhashable probe value (a JSON object): no key equals it
