@@ -105,8 +105,9 @@ def as_of_latency(
     clock = time.perf_counter_ns
     for label, fn, sample in (
         ("get_as_of (seek + decode)", table.get_as_of, probes),
-        ("as_of raw (seek only)", lambda k, t: versions_store.as_of(k.encode(), t), probes),
+        ("as_of raw (no decode)", lambda k, t: versions_store.as_of(k.encode(), t), probes),
         ("get_as_of, after latest", table.get_as_of, recent),
+        ("seek only, after latest", lambda k, t: versions_store.seek(k.encode(), t), recent),
         ("get (latest, for scale)", lambda k, t: table.get(k), probes),
     ):
         for k, t in sample[:20_000]:  # warm the block cache and the code path

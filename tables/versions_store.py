@@ -2,10 +2,11 @@
 
 Layout: ``u32 key length | key | u64 timestamp (sign bit flipped)`` -> ``i64 version | u8 flags |
 u32 count | JSON bytes``. A key's versions are adjacent and ordered by event time, so an as-of
-read is one ``seek_for_prev``; flags say whether the version holds a row (else it is a delete) and
-whether older history was dropped (``truncated``); ``count`` on a key's latest version is how many
-versions it has, so an in-order write needs no scan of the key's history. Writes go through the
-table's :class:`StoreBatch`, with the rows and offsets.
+read is one ``seek_for_prev`` (at or after the table's stream time: a get of the current row);
+flags say whether the version holds a row (else it is a delete) and whether older history was
+dropped (``truncated``); ``count`` on a key's latest version is how many versions it has, so an
+in-order write needs no scan of the key's history. Writes go through the table's
+:class:`StoreBatch`, with the rows and offsets.
 """
 
 from __future__ import annotations
@@ -118,11 +119,23 @@ class VersionStore:
 
     def as_of(self, skey: bytes, timestamp: int) -> bytes | _Expired | None:
         """The stored bytes valid at ``timestamp``, None (no row), or :data:`EXPIRED`."""
-        cf = self.store.versions
+        store = self.store
+        if timestamp >= store.stream_time:
+            # No version the table holds is newer (stream time is the newest timestamp it has
+            # seen, committed with the rows): the key's latest version is its current row, a
+            # point get. The common case of a stream join, whose records ask for "now".
+            return store.get(skey)
+        return self.seek(skey, timestamp)
+
+    def seek(self, skey: bytes, timestamp: int) -> bytes | _Expired | None:
+        """:meth:`as_of` from the history alone, without the current-row shortcut: one seek."""
+        store = self.store
+        cf = store.versions
         if cf is None:
             return None
+        stream_time = store.stream_time
         retention = self._retention
-        if retention is not None and timestamp < self.store.stream_time - retention:
+        if retention is not None and timestamp < stream_time - retention:
             return EXPIRED
         pre = _KLEN.pack(len(skey)) + skey
         it = cf.iter()

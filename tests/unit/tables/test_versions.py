@@ -6,6 +6,7 @@ Every scenario runs on the MemoryTable and on the RocksDB table through the load
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -166,4 +167,23 @@ def test_rocksdb_history_survives_reopen(tmp_path: Path) -> None:
     assert t.table.version == 2
     assert t.table.stream_time == 200
     assert t.put("a", {"v": 3}, 300).version == 3  # type: ignore[union-attr]
+    t.close()
+
+
+def test_reads_at_or_after_stream_time_answer_from_the_row_as_the_history_does(
+    tmp_path: Path,
+) -> None:
+    """The current-row shortcut of as-of reads agrees with the history seek it skips."""
+    t = AppliedTable(tmp_path / "db", TableSpec("p", "p", versions=3, history_retention_ms=50))
+    versions = t.state.versions
+    assert versions is not None
+    rng = random.Random(5)
+    for _ in range(300):  # updates, deletes, late and tied timestamps
+        value = None if rng.random() < 0.25 else {"v": rng.randrange(100)}
+        t.put(rng.choice("abcde"), value, rng.randrange(200))
+        now = t.table.stream_time
+        for key in (b"a", b"b", b"c", b"d", b"e", b"f"):
+            for ts in (now, now + 1, 10**12):
+                assert versions.as_of(key, ts) == versions.seek(key, ts), (key, ts)
+            assert versions.as_of(key, now - 1) == versions.seek(key, now - 1)
     t.close()
