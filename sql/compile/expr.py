@@ -46,6 +46,8 @@ from sql.types import (
 )
 
 _EMPTY: dict[str, Any] = {}
+#: A plain column read: (value slot, column name, Python type kept as is or None, converter).
+Read = tuple[int, str, type | None, Fn | None]
 
 
 @dataclass(slots=True)
@@ -54,6 +56,8 @@ class Compiled:
     type: SqlType
     const: bool = False
     value: Any = None
+    #: What ``fn`` does when it is a plain column read, for generated code to inline.
+    read: Read | None = None
 
 
 def constant(value: Any, t: SqlType) -> Compiled:
@@ -140,7 +144,7 @@ class ExprCompiler:
                 raise SqlTypeError(
                     E_NOT_GROUPED.format(name=node.sql()), sql=self.ctx.sql, offset=offset_of(node)
                 )
-        return Compiled(_getter(ref), ref.type if not ref.path else ANY)
+        return Compiled(_getter(ref), ref.type if not ref.path else ANY, read=_read_of(ref))
 
     def literal(self, node: exp.Literal) -> Compiled:
         text = node.this
@@ -392,6 +396,18 @@ def _arith_type(op: str, a: SqlType, b: SqlType) -> SqlType | None:
     return None
 
 
+def _read_of(ref: Ref) -> Read | None:
+    """The inlinable reads of :func:`_getter`: ``e[vs].get(name)``, kept when of type ``py``."""
+    rel = ref.relation
+    if ref.alias_fn is not None or rel is None or ref.pseudo or ref.path:
+        return None
+    conv = converter(ref.type) if rel.schema.declared and ref.type not in (ANY, JSON) else None
+    if conv is None:
+        return rel.value_slot, ref.name, None, None
+    py = {"DOUBLE": float, "BIGINT": int, "STRING": str, "BOOLEAN": bool}.get(ref.type.name)
+    return None if py is None else (rel.value_slot, ref.name, py, conv)
+
+
 def _getter(ref: Ref) -> Fn:
     """The closure reading one column: the hot path of everything, so specialised per case."""
     if ref.alias_fn is not None:
@@ -486,4 +502,4 @@ _HANDLERS: dict[type[exp.Expr], Callable[[ExprCompiler, Any], Compiled]] = {
     exp.AggFunc: ExprCompiler.aggregate,
 }
 
-__all__ = ["Compiled", "ExprCompiler", "constant", "from_datatype"]
+__all__ = ["Compiled", "ExprCompiler", "Read", "constant", "from_datatype"]

@@ -12,7 +12,7 @@ from sql.compile.as_of import STRATEGY as AS_OF_STRATEGY
 from sql.compile.as_of import as_of_source, as_of_time
 from sql.compile.as_of import describe as describe_as_of
 from sql.compile.context import CompileContext, Env, Fn
-from sql.compile.expr import ExprCompiler
+from sql.compile.expr import ExprCompiler, Read
 from sql.compile.select import combine, compile_conjuncts, compile_parts
 from sql.compile.subquery import compile_subquery, resolve_table, star_columns
 from sql.compile.window import (
@@ -148,7 +148,8 @@ def compile_stream_query(
                 sql=ctx.sql,
                 offset=emit_offset,
             )
-        final = _project_stage(where, outputs, names, parts.distinct, parts.limit)
+        reads = [c.read for c in parts.outputs]
+        final = _project_stage(where, outputs, names, parts.distinct, parts.limit, reads)
         if parts.distinct:
             lines.append("Distinct (rows seen so far)")
         if parts.limit is not None:
@@ -219,7 +220,12 @@ def _join(
 
 
 def _project_stage(
-    where: Fn | None, outputs: list[Fn], names: list[str], distinct: bool, limit: int | None
+    where: Fn | None,
+    outputs: list[Fn],
+    names: list[str],
+    distinct: bool,
+    limit: int | None,
+    reads: list[Read | None],
 ) -> Stage:
     seen: set[Any] = set()
     emitted = [0]
@@ -245,19 +251,28 @@ def _project_stage(
         out.append(dict(zip(names, values, strict=True)))
 
     if where is None and not distinct and limit is None:
-        return _row_builder(outputs, names)
+        return _row_builder(outputs, names, reads)
     return project
 
 
-def _row_builder(outputs: list[Fn], names: list[str]) -> Stage:
+def _row_builder(outputs: list[Fn], names: list[str], reads: list[Read | None]) -> Stage:
     """``out.append({name0: f0(env), ...})`` as one generated function: no list, zip or per-column
-    loop (outputs run left to right, as the loop would). Names and closures are bound as globals
-    of the generated code, never spliced into its text."""
+    loop (outputs run left to right, as the loop would), plain column reads inlined as their
+    closure does them. Names, types and closures are bound as globals of the generated code,
+    never spliced into its text (only slot numbers are)."""
     namespace: dict[str, Any] = {}
     items = []
-    for i, (f, n) in enumerate(zip(outputs, names, strict=True)):
+    for i, (f, n, read) in enumerate(zip(outputs, names, reads, strict=True)):
         namespace[f"f{i}"], namespace[f"n{i}"] = f, n
-        items.append(f"n{i}: f{i}(env)")
+        if read is None:
+            items.append(f"n{i}: f{i}(env)")
+            continue
+        slot, namespace[f"k{i}"], namespace[f"t{i}"], namespace[f"c{i}"] = read
+        get = f"env[{int(slot)}].get(k{i})"
+        if read[2] is None:
+            items.append(f"n{i}: {get}")
+        else:  # a value of the column's own Python type as it is, else its converter
+            items.append(f"n{i}: (v if (v := {get}) is None or type(v) is t{i} else c{i}(v))")
     source = f"def project(env, out):\n    out.append({{{', '.join(items)}}})\n"
     exec(compile(source, "<projection>", "exec"), namespace)
     project: Stage = namespace["project"]

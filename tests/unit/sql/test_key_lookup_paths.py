@@ -130,3 +130,20 @@ def test_generated_projection_keeps_any_output_name() -> None:
     )
     _, out = run(sql, [{"x": 1}, {"x": 99}])
     assert out == [[{"it's": 1, 'a"b': 2, "\\n": 1, "{}": "a"}], []]
+
+
+def test_generated_projection_reads_declared_columns_as_their_closures_do() -> None:
+    # Plain column outputs are inlined into the generated projection: a value of another type
+    # still goes through the column's converter (and fails the record as a CastError).
+    stream = "CREATE STREAM s (x BIGINT, name VARCHAR, f DOUBLE, ok BOOLEAN, d DECIMAL(6,2));\n"
+    q = compile_query(
+        TABLE + stream + "SELECT s.x, s.name, s.f, s.ok, s.d, s.x + 0 AS x0 FROM s",
+        Catalog.of({"t": table()}),
+    )
+    got = q.process({"x": "7", "name": 5, "f": 1, "ok": True, "d": 0.1})
+    assert got == [{"x": 7, "name": "5", "f": 1.0, "ok": True, "d": Decimal("0.10"), "x0": 7}]
+    assert [type(v) for v in got[0].values()] == [int, str, float, bool, Decimal, int]
+    assert q.process({}) == [dict.fromkeys(("x", "name", "f", "ok", "d", "x0"))]
+    with pytest.raises(CastError):
+        q.process({"x": "seven"})
+    q.close()
