@@ -129,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pid-file", type=Path, default=None, help="write the broker's pid here")
     args = parser.parse_args(argv)
     broker = EmbeddedBroker(args.port).start()
+    # Blocked (after the child started, so it keeps default handlers) so that sigwait receives
+    # SIGTERM instead of it killing this process and orphaning the broker.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     if args.pid_file:
         args.pid_file.write_text(str(broker.pid))
     print(broker.url, flush=True)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -29,3 +34,41 @@ def test_start_accepts_connections_and_stop_ends_the_process() -> None:
         os.kill(pid, 0)
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", broker.port), 0.5).close()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) is gone too.
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().split()[2] == "Z"
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_command_line_broker_stops_its_broker_on_a_signal(tmp_path: Path, sig: int) -> None:
+    pid_file = tmp_path / "broker.pid"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.broker", "--pid-file", str(pid_file)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    broker_pid = 0
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("127.0.0.1:")
+        broker_pid = int(pid_file.read_text())
+        proc.send_signal(sig)
+        assert proc.wait(10) == 0
+        deadline = time.monotonic() + 5
+        while not _gone(broker_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(broker_pid), "the Tansu process outlived python -m app.broker"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if broker_pid and not _gone(broker_pid):
+            os.kill(broker_pid, signal.SIGKILL)  # stop what the test started, even on failure
