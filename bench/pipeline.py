@@ -199,7 +199,7 @@ def query_stats(worker: Worker) -> dict[str, Any]:
 async def sink_rate(servers: str) -> float:
     """Outputs per second from the first to the last output's timestamp (set when appended)."""
     out = await read_all(servers, "bench-checked", timeout=120)
-    stamps = sorted(r.timestamp for r in out)
+    stamps: list[int] = sorted(r.timestamp for r in out)
     return (len(stamps) - 1) / max((stamps[-1] - stamps[0]) / 1000, 1e-3)
 
 

@@ -31,8 +31,12 @@ COMPACT = {"cleanup.policy": "compact"}
 LIMITS = {"AAPL": "190.00", "MSFT": "420.00", "NVDA": "130.00", "TSLA": "250.00"}
 TIERS = ("basic", "silver", "gold")
 COUNTRIES = ("PT", "NO", "KE", "PE", "JP")
-#: (topic, partitions): as declared in pipeline.sql.
-TOPICS = (("users", 3, COMPACT), ("limits", 1, COMPACT), ("orders", 3, {}))
+#: (topic, partitions, configs): as declared in pipeline.sql.
+TOPICS: tuple[tuple[str, int, dict[str, str]], ...] = (
+    ("users", 3, COMPACT),
+    ("limits", 1, COMPACT),
+    ("orders", 3, {}),
+)
 
 
 def user_row(i: int, rng: random.Random, **changes: Any) -> dict[str, Any]:

@@ -76,7 +76,7 @@ class Outputs:
                 if found:
                     parts += [TopicPartition(topic, p) for p in sorted(found)]
                     break
-                await consumer.force_metadata_update()  # type: ignore[no-untyped-call]
+                await consumer.force_metadata_update()
                 await asyncio.sleep(0.2)
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)

@@ -56,7 +56,11 @@ async def test_two_workers_share_stateless_work(
         return all(parts) and not (parts[0] & parts[1]) and len(parts[0] | parts[1]) == 4
 
     for w in workers:
-        await until(lambda w=w: w.table("users")["size"] == len(USERS), "users", w)
+
+        def loaded(w: Worker = w) -> bool:
+            return bool(w.table("users")["size"] == len(USERS))
+
+        await until(loaded, "users", w)
     orders: list[dict[str, Any]] = [
         {
             "order_id": i,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.broker import EmbeddedBroker
+from tables.protocol import Change
 from tables.reference import ReferenceTable
 from tables.registry import TableRegistry
 from tables.spec import TableSpec
@@ -84,7 +85,7 @@ async def test_follows_live_changes_and_key_field(broker: EmbeddedBroker, tmp_pa
     try:
         assert table.get(7) == user(7)
         assert table.get("7") == user(7)
-        changes = []
+        changes: list[Change] = []
         table.subscribe(changes.append)
         idx = table.index("tier")
         await produce(broker.url, topic, rows([("x7", user(7, 5)), ("x200", user(200))]))

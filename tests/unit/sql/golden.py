@@ -33,7 +33,9 @@ class Case:
 
 def read_cases(path: Path) -> list[Case]:
     cases: list[Case] = []
-    name, sql, plan, in_plan = "", [], [], False
+    name, in_plan = "", False
+    sql: list[str] = []
+    plan: list[str] = []
     for line in [*path.read_text().splitlines(), "-- case: <end>"]:
         if line.startswith("-- case:"):
             if name:

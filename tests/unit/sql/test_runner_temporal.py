@@ -25,7 +25,7 @@ QUERY = (
     "LEFT JOIN prices FOR SYSTEM_TIME AS OF o._timestamp AS p ON p.sku = o.sku"
 )
 # The changelog: updates, a delete (null value), a row line and a late (out-of-order) change.
-PRICES = [
+PRICES: list[dict[str, Any]] = [
     {"key": "a", "value": {"sku": "a", "price": "10.00"}, "_timestamp": 1000},
     {"sku": "b", "price": "7.25", "_timestamp": 1000},
     {"key": "a", "value": {"sku": "a", "price": "11.00"}, "_timestamp": 2000},
@@ -33,7 +33,7 @@ PRICES = [
     {"key": "a", "value": {"sku": "a", "price": "12.00"}, "_timestamp": 3000},
     {"key": "a", "value": {"sku": "a", "price": "10.50"}, "_timestamp": 1500},
 ]
-ORDERS = [
+ORDERS: list[dict[str, Any]] = [
     {"id": 1, "sku": "a", "qty": 2, "_timestamp": 900},
     {"id": 2, "sku": "a", "qty": 2, "_timestamp": 1200},
     {"id": 3, "sku": "a", "qty": 2, "_timestamp": 1600},

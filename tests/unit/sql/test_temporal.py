@@ -41,7 +41,7 @@ def run(sql: str, table: MemoryTable, orders: list[dict[str, Any]]) -> list[dict
         q.close()
 
 
-ORDERS = [
+ORDERS: list[dict[str, Any]] = [
     {"id": 1, "sku": "a", "ts": 999},
     {"id": 2, "sku": "a", "ts": 1200},
     {"id": 3, "sku": "a", "ts": 1700},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -30,7 +31,7 @@ def rec(key: str | None, value: object, offset: int, partition: int = 0) -> Rec:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> TableStore:
+def store(tmp_path: Path) -> Iterator[TableStore]:
     s = TableStore(tmp_path / "db").open()
     yield s
     s.close()

@@ -129,6 +129,7 @@ def test_retention_by_age_and_expired_reads(make: Factory) -> None:
     assert [v.timestamp for v in r.history("a")] == [1500, 3000]  # 1000 went on write
     t.put("c", {"v": 1}, 4600)  # horizon 3600: the version at 1500 is no longer needed
     if isinstance(t, AppliedTable):
+        assert t.state.versions is not None
         t.state.versions.sweep()
     else:
         t._history.sweep()
