@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,14 +30,6 @@ from tests.support.kafka import produce, read_all, rows
 from tests.support.worker import FAUST, ROOT, Worker, get_json
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
-
-
-@pytest.fixture
-def workers() -> Iterator[list[Worker]]:
-    started: list[Worker] = []
-    yield started
-    for w in started:
-        w.stop()
 
 
 def order(order_id: int, user_id: int, symbol: str, price: str, qty: int) -> dict[str, Any]:

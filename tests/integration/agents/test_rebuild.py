@@ -3,7 +3,6 @@ other records) finds its stored offsets do not fit and rebuilds from the earlies
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -27,14 +26,6 @@ from tests.support.kafka import produce, read_all
 from tests.support.worker import Worker
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
-
-
-@pytest.fixture
-def workers() -> Iterator[list[Worker]]:
-    started: list[Worker] = []
-    yield started
-    for w in started:
-        w.stop()
 
 
 def orders(first: int, n: int, qty: int) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -34,14 +33,6 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 ORDERS = 30_000
 CHUNK = 500
-
-
-@pytest.fixture
-def workers() -> Iterator[list[Worker]]:
-    started: list[Worker] = []
-    yield started
-    for w in started:
-        w.stop()
 
 
 def make_orders(n: int) -> list[dict[str, Any]]:

@@ -5,7 +5,6 @@ history comes from its RocksDB store, not from re-reading the topic."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -65,14 +64,6 @@ AFTER_RESTART: list[tuple[int, str, int]] = [
     (14, "B", 4000),
     (15, "A", 10**9),
 ]
-
-
-@pytest.fixture
-def workers() -> Iterator[list[Worker]]:
-    started: list[Worker] = []
-    yield started
-    for w in started:
-        w.stop()
 
 
 def price_as_of(sku: str, ts: int) -> str | None:

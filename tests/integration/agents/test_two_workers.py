@@ -4,7 +4,6 @@ a stateful query runs whole on each worker, so both hold the right totals."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,14 +29,6 @@ from tests.support.worker import Worker, get_json
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 ORDERS = 4_000
-
-
-@pytest.fixture
-def workers() -> Iterator[list[Worker]]:
-    started: list[Worker] = []
-    yield started
-    for w in started:
-        w.stop()
 
 
 async def test_two_workers_share_stateless_work(

@@ -3,7 +3,6 @@ event-time sequence with out-of-order and late records; late records become dead
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +44,6 @@ EVENTS = [
     ("a", 9, 25.0),  # closes [10, 20) for both
     ("b", 10, 21.0),
 ]
-
-
-@pytest.fixture
-def workers() -> Iterator[list[Worker]]:
-    started: list[Worker] = []
-    yield started
-    for w in started:
-        w.stop()
 
 
 def model(grace: int, emit: str) -> tuple[list[dict[str, Any]], list[int]]:
