@@ -79,18 +79,20 @@ class Output:
         value: bytes | None,
         headers: Headers | None = None,
         partition: int | None = None,
+        timestamp: int | None = None,
     ) -> None:
-        """Add a record; ``partition`` None picks it from the key as Kafka's clients do."""
+        """Add a record; ``partition`` None picks it from the key as Kafka's clients do;
+        ``timestamp`` (epoch ms) None: now."""
         headers = [] if headers is None else headers  # the C record builder wants a list
         p = self.partition(topic, key) if partition is None else partition
         tp = (topic, p)
         batch = self._open.get(tp)
         if batch is None:
             batch = self._open[tp] = self.producer.create_batch()
-        if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
+        if batch.append(timestamp=timestamp, key=key, value=value, headers=headers) is None:
             self._full.append((topic, p, batch))
             batch = self._open[tp] = self.producer.create_batch()
-            if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
+            if batch.append(timestamp=timestamp, key=key, value=value, headers=headers) is None:
                 size = len(value or b"") + len(key or b"")
                 raise RecordTooLargeError(E_TOO_LARGE.format(size=size, topic=topic), topic=topic)
         self.records += 1
