@@ -29,13 +29,22 @@ class CachedTable:
     def __init__(self, table: Table, max_rows: int = MAX_ROWS) -> None:
         self.table = table
         self.max_rows = max_rows
-        self._rows: dict[str, Any] = {}
+        self._rows: dict[Any, Any] = {}  # text keys, and int keys as probed
         self._unsubscribe: UnsubscribeFn | None = table.subscribe(self._changed)
-        self.hits = 0
+        #: Reads that went to the table (a hit costs no counting: this is the per-record path).
         self.misses = 0
 
     def _changed(self, change: Change) -> None:
-        self._rows.pop(change.key, None)
+        rows, key = self._rows, change.key
+        rows.pop(key, None)
+        # Integer keys are cached under the int the queries probe with, too.
+        if type(key) is str and key[-1:].isdigit():
+            try:
+                as_int = int(key)
+            except ValueError:
+                return
+            if str(as_int) == key:
+                rows.pop(as_int, None)
 
     def close(self) -> None:
         unsubscribe, self._unsubscribe = self._unsubscribe, None
@@ -44,24 +53,34 @@ class CachedTable:
         self._rows.clear()
 
     def get(self, key: Key, default: Value | None = None) -> Value | None:
-        if type(key) is not str:
-            if type(key) is int:  # the common non-text key; key_text's checks cost 3x more
-                key = str(key)
-            else:
-                try:
-                    key = key_text(key)
-                except (TypeError, UnicodeError):
-                    return default
+        # An int or str probe is its own cache key (an int's text is the table key: no str()
+        # per lookup); floats, bools and the rest take the slow path (1.0 == 1 as dict keys,
+        # but their key texts may differ).
+        tk = type(key)
+        if tk is int or tk is str:
+            value = self._rows.get(key, _MISS)
+            if value is not _MISS:
+                return default if value is None else value
+        return self._miss(key, default)
+
+    def _miss(self, key: Key, default: Value | None) -> Value | None:
         rows = self._rows
-        value = rows.get(key, _MISS)
-        if value is _MISS:
-            self.misses += 1
-            value = self.table.get(key)
-            if len(rows) >= self.max_rows:
-                rows.clear()
-            rows[key] = value
+        tk = type(key)
+        if tk is int or tk is str:
+            text = key if tk is str else str(key)
         else:
-            self.hits += 1
+            try:
+                text = key = key_text(key)
+            except (TypeError, UnicodeError):
+                return default
+            value = rows.get(text, _MISS)
+            if value is not _MISS:
+                return default if value is None else value
+        self.misses += 1
+        value = self.table.get(text)
+        if len(rows) >= self.max_rows:
+            rows.clear()
+        rows[key] = value
         return default if value is None else value
 
     # -- the rest of the Table protocol, unchanged ---------------------------------------------

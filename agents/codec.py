@@ -50,14 +50,11 @@ FLOAT_EXACT_DIGITS = 15
 
 
 def make_decoder(columns: Mapping[str, SqlType] | None) -> Decoder:
-    """A decoder for a stream declared with ``columns`` (None: an open stream, no casts)."""
-    # (column, the Python type a value of it already has, converter): a value of that exact
-    # type needs no call (most columns of most records).
-    convs = [
-        (name, _NATIVE.get(t.name), _float_cache(conv) if t.name == "DECIMAL" else conv)
-        for name, t in (columns or {}).items()
-        if (conv := converter(t)) is not None
-    ]
+    """A decoder for a stream declared with ``columns`` (None: an open stream, no casts).
+
+    The column checks are generated as straight-line code (one function per stream): a loop
+    over the columns cost about as much as the JSON parse itself.
+    """
     # DECIMAL(p, s) with p <= 15 reads exactly from a float's shortest repr (a double keeps any
     # 15 significant digits); a wider DECIMAL, one without a scale, or an undeclared column needs
     # the digits as written.
@@ -65,25 +62,63 @@ def make_decoder(columns: Mapping[str, SqlType] | None) -> Decoder:
         t.name == "DECIMAL" and (t.scale is None or (t.precision or 0) > FLOAT_EXACT_DIGITS)
         for t in columns.values()
     )
-    fast = orjson.loads
-    exact = codec.loads_exact
-    may_fraction = _MAY_HAVE_FRACTION
-
-    def decode(raw: bytes | None) -> dict[str, Any]:
-        if raw is None:
-            raise DecodeError(E_NULL_VALUE)
-        try:
-            value = exact(raw) if needs_exact and may_fraction(raw) else fast(raw)
-        except (JSONDecodeError, ValueError, UnicodeDecodeError) as exc:
-            raise DecodeError(E_NOT_JSON.format(error=exc)) from None
-        if type(value) is not dict:
-            raise DecodeError(E_NOT_OBJECT.format(kind=type(value).__name__))
-        for name, native, conv in convs:
-            v = value.get(name)
-            if v is not None and type(v) is not native:
-                value[name] = conv(v)
-        return value
-
+    env: dict[str, Any] = {
+        "fast": orjson.loads,
+        "exact": codec.loads_exact,
+        "may_fraction": _MAY_HAVE_FRACTION,
+        "DecodeError": DecodeError,
+        "JSONDecodeError": JSONDecodeError,
+        "E_NULL_VALUE": E_NULL_VALUE,
+        "E_NOT_JSON": E_NOT_JSON,
+        "E_NOT_OBJECT": E_NOT_OBJECT,
+        "float": float,
+        "type": type,
+        "dict": dict,
+    }
+    parse = "exact(raw) if may_fraction(raw) else fast(raw)" if needs_exact else "fast(raw)"
+    lines = [
+        "def decode(raw):",
+        "    if raw is None:",
+        "        raise DecodeError(E_NULL_VALUE)",
+        "    try:",
+        f"        value = {parse}",
+        "    except (JSONDecodeError, ValueError, UnicodeDecodeError) as exc:",
+        "        raise DecodeError(E_NOT_JSON.format(error=exc)) from None",
+        "    if type(value) is not dict:",
+        "        raise DecodeError(E_NOT_OBJECT.format(kind=type(value).__name__))",
+        "    get = value.get",
+    ]
+    for i, (name, t) in enumerate((columns or {}).items()):
+        conv = converter(t)
+        if conv is None:
+            continue
+        env[f"conv{i}"] = conv
+        col = repr(name)
+        lines.append(f"    v = get({col})")
+        native = _NATIVE.get(t.name)
+        if native is not None:
+            # A value already of the column's type (most of them) costs no call.
+            env[f"native{i}"] = native
+            lines += [
+                f"    if v is not None and type(v) is not native{i}:",
+                f"        value[{col}] = conv{i}(v)",
+            ]
+        elif t.name == "DECIMAL":
+            env[f"cache{i}"], env[f"fill{i}"] = _float_cache(conv)
+            lines += [
+                "    if v is not None:",
+                "        if type(v) is float:",
+                f"            d = cache{i}.get(v)",
+                f"            value[{col}] = d if d is not None else fill{i}(v)",
+                "        else:",
+                f"            value[{col}] = conv{i}(v)",
+            ]
+        else:
+            lines += ["    if v is not None:", f"        value[{col}] = conv{i}(v)"]
+    lines.append("    return value")
+    # Column names enter the source only as repr() literals; values are bound in env.
+    exec(compile("\n".join(lines), "<decoder>", "exec"), env)
+    decode: Decoder = env["decode"]
     return decode
 
 
@@ -91,26 +126,22 @@ def make_decoder(columns: Mapping[str, SqlType] | None) -> Decoder:
 FLOAT_CACHE = 65_536
 
 
-def _float_cache(conv: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """``conv`` remembering its DECIMAL for each float: exact digits cost a ``repr``, a parse and
-    a quantize (~1 µs), and prices, amounts and rates repeat. The same float always converts to
-    the same (immutable) Decimal; zeros are left out (0.0 == -0.0, but their digits differ) and
-    a value ``conv`` rejects is never cached (it raises again)."""
+def _float_cache(conv: Callable[[Any], Any]) -> tuple[dict[float, Any], Callable[[Any], Any]]:
+    """A DECIMAL column's float cache and the function filling it: exact digits cost a
+    ``repr``, a parse and a quantize (~1 µs), and prices, amounts and rates repeat. The same
+    float always converts to the same (immutable) Decimal; zeros are left out (0.0 == -0.0, but
+    their digits differ) and a value ``conv`` rejects is never cached (it raises again)."""
     cache: dict[float, Any] = {}
 
-    def convert(v: Any) -> Any:
-        if type(v) is not float:
-            return conv(v)
-        d = cache.get(v)
-        if d is None:
-            d = conv(v)
-            if v:
-                if len(cache) >= FLOAT_CACHE:
-                    cache.clear()
-                cache[v] = d
+    def fill(v: float) -> Any:
+        d = conv(v)
+        if v:
+            if len(cache) >= FLOAT_CACHE:
+                cache.clear()
+            cache[v] = d
         return d
 
-    return convert
+    return cache, fill
 
 
 def _default(obj: Any) -> Any:

@@ -37,8 +37,29 @@ class OutputLike(Protocol):
 
     def dead_letter(self, topic: str, item: Malformed, source: str) -> None: ...
 
+    def appender(self, topic: str, partition: int) -> Callable[[bytes | None, bytes | None], None]:
+        """A function appending (key, value) records to one topic-partition."""
+        ...
+
+
+class RawRecord(Protocol):
+    """A fetched record without its topic-partition (aiokafka's C record, grouped by partition)."""
+
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
 
 class QueryLike(Protocol):
+    def record_fn(
+        self,
+    ) -> Callable[[Mapping[str, Any], Any, int | None, int, int], list[dict[str, Any]]]: ...
+
     def process(
         self,
         value: Mapping[str, Any],
@@ -58,7 +79,7 @@ class BatchCounts:
     #: Records with a null value: a stream has no row to delete, so they are skipped (counted).
     tombstones: int = 0
     #: Per partition, the last record of the batch (offsets to commit, fingerprints to store).
-    last: dict[int, RecordLike] = field(default_factory=dict)
+    last: dict[int, RawRecord] = field(default_factory=dict)
 
 
 def reason_of(err: Exception) -> str:
@@ -98,46 +119,78 @@ class BatchProcessor:
         self.keep_partition = False
 
     def run(self, records: Sequence[RecordLike], output: OutputLike) -> BatchCounts:
+        """``records`` of any topic-partitions (each with ``topic`` and ``partition``), in order."""
+        parts: dict[tuple[str, int], list[RecordLike]] = {}
+        for rec in records:
+            parts.setdefault((rec.topic, rec.partition), []).append(rec)
         counts = BatchCounts()
-        process = self.query.process
+        for (topic, partition), recs in parts.items():
+            self.run_partition(topic, partition, recs, output, counts)
+        return counts
+
+    def run_fetched(
+        self, fetched: Mapping[Any, Sequence[RawRecord]], output: OutputLike
+    ) -> BatchCounts:
+        """Records grouped by topic-partition (``.topic``, ``.partition`` keys), as fetched."""
+        counts = BatchCounts()
+        for tp, recs in fetched.items():
+            self.run_partition(tp.topic, tp.partition, recs, output, counts)
+        return counts
+
+    def run_partition(
+        self,
+        topic: str,
+        partition: int,
+        records: Sequence[RawRecord],
+        output: OutputLike,
+        counts: BatchCounts,
+    ) -> None:
+        """The records of one source partition, in offset order, added to ``counts``."""
+        if not records:
+            return
+        process = self.query.record_fn()
         decode = self.decode
         key_of = self.key_of
         append = output.append
         sink = self.sink_topic
         encode = encode_row
         n_out = 0
-        last = counts.last
         keep = self.keep_partition and key_of is None
+        # The common case — one row keyed by the source key — appends straight to the record
+        # batch of the sink partition; otherwise the output picks the partition per key.
+        add = output.appender(sink, partition) if keep else None
+        part = partition if keep else None
         for rec in records:
-            if rec.value is None:
+            value = rec.value
+            if value is None:
                 counts.tombstones += 1
-                last[rec.partition] = rec
                 continue
             try:
                 key = rec.key
                 rows = process(
-                    decode(rec.value),
-                    key=None if key is None else key.decode("utf-8", "replace"),
-                    timestamp=rec.timestamp,
-                    partition=rec.partition,
-                    offset=rec.offset,
+                    decode(value),
+                    None if key is None else key.decode("utf-8", "replace"),
+                    rec.timestamp,
+                    partition,
+                    rec.offset,
                 )
                 if len(rows) == 1 and key_of is None and type(rows[0]) is not Retraction:
-                    # The common case (one row keyed by the source key) without the lists.
                     try:
-                        value = encode(rows[0])
+                        out = encode(rows[0])
                     except (TypeError, ValueError) as exc:
                         raise _EncodeError(E_ENCODE.format(error=exc)) from exc
-                    append(sink, key, value, None, rec.partition if keep else None)
+                    if add is not None:
+                        add(key, out)
+                    else:
+                        append(sink, key, out, None, None)
                     n_out += 1
                 elif rows:
                     encoded = self._encode(rows, key, key_of, encode)
-                    part = rec.partition if keep else None
                     for k, v in encoded:
                         append(sink, k, v, None, part)
                     n_out += len(encoded)
             except DecodeError as err:
-                self._dead_letter(rec, err.reason, output, counts)
+                self._dead_letter(topic, partition, rec, err.reason, output, counts)
             except SqlRuntimeError as err:
                 # Windows the record's event time closed before it failed are still results.
                 if err.rows:
@@ -147,19 +200,16 @@ class BatchProcessor:
                             n_out += 1
                     except _EncodeError:
                         pass
-                self._dead_letter(rec, reason_of(err), output, counts)
+                self._dead_letter(topic, partition, rec, reason_of(err), output, counts)
             except _EncodeError as err:
-                self._dead_letter(rec, reason_of(err), output, counts)
+                self._dead_letter(topic, partition, rec, reason_of(err), output, counts)
             except Exception as err:  # a bug must not stop the stream; the record is kept
-                logger.exception(
-                    "query %s: %s[%d]@%d", self.name, rec.topic, rec.partition, rec.offset
-                )
+                logger.exception("query %s: %s[%d]@%d", self.name, topic, partition, rec.offset)
                 reason = E_INTERNAL.format(kind=type(err).__name__, error=err)
-                self._dead_letter(rec, reason, output, counts)
-            last[rec.partition] = rec
-        counts.records_in = len(records)
-        counts.records_out = n_out
-        return counts
+                self._dead_letter(topic, partition, rec, reason, output, counts)
+        counts.last[partition] = records[-1]
+        counts.records_in += len(records)
+        counts.records_out += n_out
 
     @staticmethod
     def _encode(
@@ -179,11 +229,15 @@ class BatchProcessor:
             raise _EncodeError(E_ENCODE.format(error=exc)) from exc
 
     def _dead_letter(
-        self, rec: RecordLike, reason: str, output: OutputLike, counts: BatchCounts
+        self,
+        topic: str,
+        partition: int,
+        rec: RawRecord,
+        reason: str,
+        output: OutputLike,
+        counts: BatchCounts,
     ) -> None:
-        item = Malformed(
-            rec.topic, rec.partition, rec.offset, rec.timestamp, rec.key, rec.value, reason
-        )
+        item = Malformed(topic, partition, rec.offset, rec.timestamp, rec.key, rec.value, reason)
         output.dead_letter(self.dead_letter_topic, item, self.source)
         counts.dead_letters += 1
         if self.on_dead_letter is not None:

@@ -9,7 +9,7 @@ the at-least-once commit waits for.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -96,6 +96,35 @@ class Output:
                 size = len(value or b"") + len(key or b"")
                 raise RecordTooLargeError(E_TOO_LARGE.format(size=size, topic=topic), topic=topic)
         self.records += 1
+
+    def appender(self, topic: str, partition: int) -> Callable[[bytes | None, bytes | None], None]:
+        """A function adding (key, value) records to one topic-partition, straight into the C
+        record builder (the per-record wrapper, its header list and lookups cost ~0.4 µs).
+
+        Valid until the next :meth:`flush`; records it adds keep their order with :meth:`append`'s.
+        """
+        tp = (topic, partition)
+        opened = self._open
+        no_headers: Headers = []
+
+        def add(key: bytes | None, value: bytes | None) -> None:
+            batch = opened.get(tp)
+            if batch is None:
+                batch = opened[tp] = self.producer.create_batch()
+            n = batch._relative_offset
+            if batch._builder.append(n, None, key, value, no_headers) is None:
+                self._full.append((topic, partition, batch))
+                batch = opened[tp] = self.producer.create_batch()
+                n = 0
+                if batch._builder.append(0, None, key, value, no_headers) is None:
+                    size = len(value or b"") + len(key or b"")
+                    raise RecordTooLargeError(
+                        E_TOO_LARGE.format(size=size, topic=topic), topic=topic
+                    )
+            batch._relative_offset = n + 1
+            self.records += 1
+
+        return add
 
     def dead_letter(self, topic: str, item: Malformed, source: str) -> None:
         """The original key and value bytes, with why and where in the headers."""

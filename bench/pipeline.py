@@ -182,6 +182,20 @@ def faust_agent(servers: str, expect: int, partitions: int, work: Path) -> dict[
         proc.wait(30)
 
 
+def profile(worker: Worker, out: str | None) -> subprocess.Popen[bytes] | None:
+    """py-spy (if on PATH) sampling the worker until stopped: where the per-event time goes."""
+    if out is None:
+        return None
+    assert worker.proc is not None
+    spy = shutil.which("py-spy")
+    if spy is None:
+        raise SystemExit("--profile needs py-spy on PATH (pip install py-spy)")
+    cmd = [spy, "record", "--pid", str(worker.proc.pid), "-o", out, "--rate", "250"]
+    if out.endswith(".txt"):
+        cmd += ["--format", "raw"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def proc_cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -307,17 +321,20 @@ async def main(args: argparse.Namespace) -> None:
             print(
                 f"seeded {args.orders} orders, {args.users} users in {time.perf_counter() - t:.1f}s"
             )
-            raw = await raw_ceiling(broker.url, args.orders)
-            print(
-                f"raw aiokafka getmany + orjson.loads: {args.orders / raw['seconds']:,.0f} events/s"
-                f" ({raw['seconds']:.2f}s, {raw['cpu']:.2f}s CPU)"
-            )
-            bare = faust_agent(broker.url, args.orders, args.partitions, work)
-            bare_rate = bare["events"] / bare["seconds"]
-            print(
-                f"bare faust per-event agent:          {bare_rate:,.0f} events/s"
-                f" ({bare['seconds']:.2f}s, {bare['cpu']:.2f}s CPU)"
-            )
+            raw_rate = bare_rate = float("nan")
+            if not args.skip_baselines:
+                raw = await raw_ceiling(broker.url, args.orders)
+                raw_rate = args.orders / raw["seconds"]
+                print(
+                    f"raw aiokafka getmany + orjson.loads: {raw_rate:,.0f} events/s"
+                    f" ({raw['seconds']:.2f}s, {raw['cpu']:.2f}s CPU)"
+                )
+                bare = faust_agent(broker.url, args.orders, args.partitions, work)
+                bare_rate = bare["events"] / bare["seconds"]
+                print(
+                    f"bare faust per-event agent:          {bare_rate:,.0f} events/s"
+                    f" ({bare['seconds']:.2f}s, {bare['cpu']:.2f}s CPU)"
+                )
             pipeline = work / "pipeline.sql"
             pipeline.write_text(PIPELINE.format(partitions=args.partitions))
             worker = Worker(
@@ -330,7 +347,11 @@ async def main(args: argparse.Namespace) -> None:
                 },
             ).start()
             try:
+                spy = profile(worker, args.profile)
                 ours = await asyncio.to_thread(pipeline_throughput, worker, args.orders)
+                if spy is not None:
+                    spy.send_signal(signal.SIGINT)
+                    spy.wait(60)
                 rate = await sink_rate(broker.url)
                 print(
                     f"our pipeline (IN+EXISTS+scalar+join): {rate:,.0f} events/s"
@@ -340,13 +361,14 @@ async def main(args: argparse.Namespace) -> None:
                 )
                 print(
                     f"ratios: ours / faust agent = {rate / bare_rate:.1f}x,"
-                    f" ours / raw ceiling = {rate / (args.orders / raw['seconds']):.2f}"
+                    f" ours / raw ceiling = {rate / raw_rate:.2f}"
                 )
                 await ensure_topics(broker.url, [TopicSpec("bench-floor", args.partitions)])
-                for label, source, sink in (
+                runs = (
                     ("broker alone (produce -> consume)", "bench-floor", "bench-floor"),
                     ("through our pipeline", "bench-orders", "bench-checked"),
-                ):
+                )
+                for label, source, sink in runs if args.latency_seconds > 0 else ():
                     lat = await latency(
                         broker.url, args.rate, args.latency_seconds, args.users, source, sink
                     )
@@ -369,4 +391,10 @@ if __name__ == "__main__":
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--rate", type=int, default=10_000)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--skip-baselines", action="store_true", help="only our pipeline (quick iterations)"
+    )
+    parser.add_argument(
+        "--profile", metavar="OUT", help="py-spy the worker's throughput run (.svg or raw .txt)"
+    )
     asyncio.run(main(parser.parse_args()))
