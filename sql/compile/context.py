@@ -56,6 +56,9 @@ class CompileContext:
     depth: int = 0
     types: dict[int, SqlType] = field(default_factory=dict)
     counter: int = 0
+    #: Stream records arrive with their declared columns already of their SQL types (the
+    #: agents' decoder does it): column reads skip the conversion.
+    typed_streams: bool = False
 
     def next_id(self) -> int:
         self.counter += 1

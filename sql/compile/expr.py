@@ -144,7 +144,10 @@ class ExprCompiler:
                 raise SqlTypeError(
                     E_NOT_GROUPED.format(name=node.sql()), sql=self.ctx.sql, offset=offset_of(node)
                 )
-        return Compiled(_getter(ref), ref.type if not ref.path else ANY, read=_read_of(ref))
+        typed = self.ctx is not None and self.ctx.typed_streams
+        return Compiled(
+            _getter(ref, typed), ref.type if not ref.path else ANY, read=_read_of(ref, typed)
+        )
 
     def literal(self, node: exp.Literal) -> Compiled:
         text = node.this
@@ -396,19 +399,29 @@ def _arith_type(op: str, a: SqlType, b: SqlType) -> SqlType | None:
     return None
 
 
-def _read_of(ref: Ref) -> Read | None:
+def _converts(ref: Ref, typed_streams: bool) -> bool:
+    """Whether reading ``ref`` converts the value to the column's declared type: declared
+    columns do, except a stream's when its records arrive decoded into those types already."""
+    rel = ref.relation
+    assert rel is not None
+    if typed_streams and rel.is_stream:
+        return False
+    return rel.schema.declared and ref.type not in (ANY, JSON)
+
+
+def _read_of(ref: Ref, typed_streams: bool = False) -> Read | None:
     """The inlinable reads of :func:`_getter`: ``e[vs].get(name)``, kept when of type ``py``."""
     rel = ref.relation
     if ref.alias_fn is not None or rel is None or ref.pseudo or ref.path:
         return None
-    conv = converter(ref.type) if rel.schema.declared and ref.type not in (ANY, JSON) else None
+    conv = converter(ref.type) if _converts(ref, typed_streams) else None
     if conv is None:
         return rel.value_slot, ref.name, None, None
     py = {"DOUBLE": float, "BIGINT": int, "STRING": str, "BOOLEAN": bool}.get(ref.type.name)
     return None if py is None else (rel.value_slot, ref.name, py, conv)
 
 
-def _getter(ref: Ref) -> Fn:
+def _getter(ref: Ref, typed_streams: bool = False) -> Fn:
     """The closure reading one column: the hot path of everything, so specialised per case."""
     if ref.alias_fn is not None:
         return ref.alias_fn
@@ -422,7 +435,7 @@ def _getter(ref: Ref) -> Fn:
             i = META_INDEX[name]
             base = lambda e: e[ms][i]  # noqa: E731
     else:
-        conv = converter(ref.type) if rel.schema.declared and ref.type not in (ANY, JSON) else None
+        conv = converter(ref.type) if _converts(ref, typed_streams) else None
         if conv is None:
             base = lambda e: e[vs].get(name)  # noqa: E731
         else:

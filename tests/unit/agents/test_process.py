@@ -14,6 +14,7 @@ from agents.codec import DecodeError, encode_row, make_decoder, make_key
 from agents.process import BatchProcessor
 from core import codec
 from sql import compile_query
+from sql.parse import parse_script
 from sql.types import SqlType
 from tables.apply import Malformed
 from tables.deadletter import H_REASON, H_SOURCE, dead_letter_headers
@@ -196,3 +197,37 @@ def test_aggregate_outputs_are_keyed_by_the_group_key() -> None:
         totals[u] = (n + 1, t + Decimal(a))
         expected.append((str(u).encode(), {"user_id": u, "n": totals[u][0], "total": totals[u][1]}))
     assert got == expected
+
+
+def test_typed_streams_read_the_decoders_values_as_converting_reads_do() -> None:
+    # The agents compile with typed_streams (their decoder already converted every declared
+    # column): each record must give what a query converting on every read gives, error or row.
+    sql = (
+        "CREATE STREAM s (id BIGINT, amount DECIMAL(10,2), rate DOUBLE, name VARCHAR, ok BOOLEAN,"
+        " day DATE);"
+        "SELECT id, amount * id AS total, rate + 1 AS r, name || '!' AS n, NOT ok AS nok,"
+        " day, amount > 1.5 AS big FROM s WHERE id IN (1, 2, 3, 4, 5, 6, 7)"
+    )
+    columns = parse_script(sql).declarations["s"].columns
+    assert columns is not None
+    decode = make_decoder(columns)
+    typed, plain = compile_query(sql, {}, typed_streams=True), compile_query(sql, {})
+    raws = [
+        b'{"id": 1, "amount": 2.5, "rate": 0.5, "name": "a", "ok": true, "day": "2026-11-26"}',
+        b'{"id": "2", "amount": "3.125", "rate": 1, "name": 7, "ok": "false", "day": null}',
+        b'{"id": 3, "amount": 1, "rate": "2.5", "name": "c", "ok": false}',
+        b'{"id": 4.0, "amount": 12345678.123, "rate": null, "name": null, "ok": null}',
+        b'{"id": 5, "amount": "x"}',
+        b'{"id": 6, "amount": 1e2, "day": "not a date"}',
+        b'{"id": 7, "amount": 0.1, "ok": 1}',
+    ]
+
+    def outcome(query: Any, raw: bytes) -> Any:
+        try:
+            return query.process(decode(raw))
+        except Exception as exc:  # the same error class either way
+            return type(exc).__name__
+
+    results = [(outcome(typed, r), outcome(plain, r)) for r in raws]
+    assert [t for t, _ in results] == [p for _, p in results]
+    assert sum(isinstance(t, list) and len(t) == 1 for t, _ in results) >= 3
