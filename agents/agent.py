@@ -1,15 +1,20 @@
 """One continuous query as a mode Service: fetch a batch, process it, send, commit after the acks.
 
-Two ways to read the source, one loop:
+Three uses of one loop:
 
 - a stateless query (filters, projections, joins, subqueries) reads through a consumer group
   ``<app_id>-<query>``: workers share the partitions, offsets are committed to the group only
   after every output of the batch — results and dead letters — was acknowledged (at-least-once);
-- a stateful query (GROUP BY, windows) reads *every* partition of its source on every worker (no
-  group, like a global table) and keeps its state and source offsets together in RocksDB
-  (:mod:`agents.state`). Each worker thus computes the whole aggregate: results are correct with
-  any number of workers, and each worker writes them (duplicates, which at-least-once allows).
-  Sharing the work needs a repartition topic keyed by the group key (as ksqlDB does): not built.
+- stage 1 of a stateful query (GROUP BY, windows), :class:`agents.repartition.RepartitionAgent`:
+  the same, writing each source record to the query's repartition topic in the partition of its
+  group key; stage 2 (:mod:`agents.stateful`) aggregates each repartition partition in one task
+  on one worker, so the work and the outputs are shared, each group's by exactly one worker;
+- a stateful query whose group key is not a function of the stream record alone (it reads a
+  joined table's columns) cannot be repartitioned before the join: it reads *every* partition of
+  its source on every worker (no group, like a global table) and keeps its state and source
+  offsets together in RocksDB (:mod:`agents.state`). Each worker computes the whole aggregate:
+  results are right with any number of workers, and each worker writes them (duplicates, which
+  at-least-once allows). The worker logs this at start.
 
 Batches are pipelined: while the broker acknowledges batch N, batch N+1 is processed; at most
 ``max_inflight`` batches wait for acks.
@@ -23,26 +28,25 @@ import gc
 import logging
 import pickle
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import OffsetOutOfRangeError
 from mode import Service
 
-from agents.cache import CachedTable
-from agents.codec import make_decoder
+from agents.compiling import QueryBuilder
 from agents.delivery import Delivery, Inflight
+from agents.fetch import getmany_raw, supported
 from agents.metrics import QueryStats
-from agents.pipeline import Pipeline, QueryDef, catalog_for, compile_error, key_columns
-from agents.process import BatchCounts, BatchProcessor
+from agents.pipeline import Pipeline, QueryDef
+from agents.process import BatchCounts, RawRecord
 from agents.sink import Output
 from agents.state import QueryState, StateMismatch, Verifier
-from sql.errors import SqlCompileError, StateError
-from sql.parse import parse_script
-from sql.query import CompiledQuery, compile_query
+from sql.errors import StateError
+from sql.query import CompiledQuery
 from tables.protocol import Table
 from tables.store import StoreBatch
 
@@ -50,8 +54,9 @@ logger = logging.getLogger(__name__)
 
 W_REBUILD = "query %r: local state does not fit topic %r (%s); rebuilding from the earliest offset"
 I_STATEFUL = (
-    "query %s is stateful: this worker reads every partition of %r and holds the whole state"
-    " (every worker does; results are correct, outputs repeat once per worker)"
+    "query %s is stateful and not repartitioned (%s): this worker reads every partition of %r and"
+    " holds the whole state (every worker does; results are correct, outputs repeat once per"
+    " worker)"
 )
 W_WATERMARK = (
     "query %s: one watermark over %r (%d partitions); while catching up, a partition read"
@@ -78,8 +83,22 @@ class AgentConfig:
 TablesReady = Callable[[Sequence[str]], Any]
 
 
+class Processor(Protocol):
+    """One batch of source records into output records (:class:`agents.process.BatchProcessor`,
+    :class:`agents.repartition.RepartitionProcessor`)."""
+
+    keep_partition: bool
+
+    def run_fetched(
+        self, fetched: Mapping[Any, Sequence[RawRecord]], output: Output
+    ) -> BatchCounts: ...
+
+
 class QueryAgent(Service):
     """Runs ``query`` from its source topic to its sink topic, forever."""
+
+    #: Reads through the consumer group ``<app_id>-<query>`` (else: every partition, own state).
+    grouped: bool
 
     def __init__(
         self,
@@ -97,57 +116,55 @@ class QueryAgent(Service):
         self.tables = tables
         self.config = config
         self.source_topic = pipeline.source_topic(query)
+        self.sink_topic = self.sink_topic_of(query, config)
+        self.grouped = not query.stateful
         self.output = Output(producer)
         self._wait_tables = wait_tables
         self.stats = QueryStats(
-            query.name,
+            self.stats_name(query),
             self.source_topic,
-            query.sink_topic,
-            "stateful" if query.stateful else "stateless",
+            self.sink_topic,
+            self.kind(query),
+        )
+        self.builder = QueryBuilder(
+            query, pipeline, tables, config.dead_letter_topic, self.sink_topic
         )
         self.query: CompiledQuery | None = None
-        self.processor: BatchProcessor | None = None
+        self.processor: Processor | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self.delivery = Delivery(query.name, self.stats, config.max_inflight, self.crash)
         self._tps: list[TopicPartition] = []
         self._state: QueryState | None = None
         self._verifier = Verifier()
-        self._cached: list[CachedTable] = []
         self._keep_partition = False
+        self._raw_fetch = False
+
+    # -- what a subclass changes (see agents.repartition) ------------------------------------------
+    @staticmethod
+    def sink_topic_of(query: QueryDef, config: AgentConfig) -> str:
+        return query.sink_topic
+
+    @staticmethod
+    def stats_name(query: QueryDef) -> str:
+        return query.name
+
+    @staticmethod
+    def kind(query: QueryDef) -> str:
+        return "stateful" if query.stateful else "stateless"
+
+    def make_processor(self, query: CompiledQuery) -> Processor:
+        return self.builder.processor(query)
 
     @property
     def label(self) -> str:
-        return f"QueryAgent[{self.qdef.name}]"
+        return f"{type(self).__name__}[{self.stats.name}]"
 
     # -- setup ------------------------------------------------------------------------------------
     def _compile(self) -> CompiledQuery:
         if self.query is not None:
             self.query.close()
-        for cached in self._cached:
-            cached.close()
-        # Versioned tables answer as-of reads the cache knows nothing of: they are read directly.
-        self._cached = [
-            CachedTable(t)
-            for n, t in self.tables.items()
-            if n in self.qdef.reads and not getattr(t, "versioned", False)
-        ]
-        tables: dict[str, Table] = {n: t for n, t in self.tables.items()}
-        tables.update({c.name.lower(): c for c in self._cached})
-        try:
-            # The schemas of undeclared tables are known only now, from their rows.
-            query = compile_query(self.qdef.sql, catalog_for(tables, self.pipeline))
-        except SqlCompileError as exc:
-            raise compile_error(self.qdef.path, exc) from exc
-        decl = parse_script(self.qdef.sql).declarations.get(self.qdef.source)
-        decode = make_decoder(decl.columns if decl is not None else None)
-        self.processor = BatchProcessor(
-            query,
-            decode,
-            name=self.qdef.name,
-            sink_topic=self.qdef.sink_topic,
-            key_columns=key_columns(query),
-            dead_letter_topic=self.config.dead_letter_topic,
-        )
+        query = self.builder.query()
+        self.processor = self.make_processor(query)
         self.processor.keep_partition = self._keep_partition
         self.query = query
         return query
@@ -156,7 +173,7 @@ class QueryAgent(Service):
         cfg = self.config
         common: dict[str, Any] = {
             "bootstrap_servers": cfg.bootstrap_servers,
-            "client_id": f"{cfg.app_id}-query-{self.qdef.name}",
+            "client_id": f"{cfg.app_id}-query-{self.stats.name}",
             "enable_auto_commit": False,
             # A windowed query has one watermark for all partitions: small per-partition fetches
             # interleave the partitions finely while catching up, so one read far ahead of
@@ -169,7 +186,7 @@ class QueryAgent(Service):
             # latency a record spends waiting to be fetched.
             "fetch_max_wait_ms": cfg.fetch_max_wait_ms,
         }
-        if self.qdef.stateful:
+        if not self.grouped:
             return AIOKafkaConsumer(group_id=None, auto_offset_reset="none", **common)
         return AIOKafkaConsumer(
             group_id=f"{cfg.app_id}-{self.qdef.name}",
@@ -182,26 +199,26 @@ class QueryAgent(Service):
     async def _open_source(self) -> None:
         consumer = self._consumer = self._new_consumer()
         await consumer.start()
-        await self.output.prepare([self.qdef.sink_topic, self.config.dead_letter_topic])
+        self._raw_fetch = supported(consumer)
+        await self.output.prepare([self.sink_topic, self.config.dead_letter_topic])
         await consumer.topics()
         parts = consumer.partitions_for_topic(self.source_topic) or set()
         assert self.processor is not None
-        self._keep_partition = len(parts) == self.output.partitions(self.qdef.sink_topic)
+        self._keep_partition = len(parts) == self.output.partitions(self.sink_topic)
         self.processor.keep_partition = self._keep_partition
-        if not self.qdef.stateful:
+        if self.grouped:
             self.delivery.consumer = consumer
             consumer.subscribe([self.source_topic], listener=_Rebalance(self))
             return
         self._tps = [TopicPartition(self.source_topic, p) for p in sorted(parts)]
         consumer.assign(self._tps)
-        logger.info(I_STATEFUL, self.qdef.name, self.source_topic)
+        logger.info(I_STATEFUL, self.qdef.name, self.qdef.not_repartitioned, self.source_topic)
         if len(self._tps) > 1 and self.query is not None and self.query.is_windowed:
             logger.warning(W_WATERMARK, self.qdef.name, self.source_topic, len(self._tps))
         self._state = QueryState(
-            self.config.data_dir / "queries" / self.qdef.name, self.source_topic
+            self.config.data_dir / "queries" / self.qdef.name / "all", self.source_topic
         )
         self._state.open()
-        self.delivery.state = self._state
         await self._seek_to_state()
 
     async def _seek_to_state(self) -> None:
@@ -256,10 +273,10 @@ class QueryAgent(Service):
             gc.freeze()
             logger.info(
                 "query %s: running (%s, %s -> %s)",
-                self.qdef.name,
+                self.stats.name,
                 self.stats.kind,
                 self.source_topic,
-                self.qdef.sink_topic,
+                self.sink_topic,
             )
             while not self.should_stop:
                 try:
@@ -267,21 +284,25 @@ class QueryAgent(Service):
                 except StateMismatch as exc:
                     await self._rebuild(str(exc))
                 except OffsetOutOfRangeError as exc:
-                    if not self.qdef.stateful:
+                    if self.grouped:
                         raise
                     await self._rebuild(f"offset out of range: {exc}")
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self.stats.state, self.stats.error = "failed", f"{type(exc).__name__}: {exc}"
-            logger.exception("query %s failed", self.qdef.name)
+            logger.exception("query %s failed", self.stats.name)
             await self.crash(exc)
 
     async def _step(self) -> None:
         consumer, processor = self._consumer, self.processor
         assert consumer is not None
         assert processor is not None
-        fetched = await consumer.getmany(timeout_ms=200, max_records=self.config.max_records)
+        fetched: dict[TopicPartition, Any] = (
+            await getmany_raw(consumer, 200, self.config.max_records)
+            if self._raw_fetch
+            else await consumer.getmany(timeout_ms=200, max_records=self.config.max_records)
+        )
         if self._state is not None:
             # A topic that ends before the offset the state reflects is not the one it came from
             # (a fetch past the end may just come back empty: check on every step).
@@ -293,15 +314,16 @@ class QueryAgent(Service):
             await self.delivery.commit_if_idle()
             return
         started = time.monotonic()
-        records: list[Any] = []
-        verify = self._verifier.check if self._verifier.pending else None
-        for tp, msgs in fetched.items():
-            records.extend(msgs if verify is None else verify(tp, msgs))
-        counts = processor.run(records, self.output)
+        if self._verifier.pending:
+            verify = self._verifier.check
+            fetched = {tp: verify(tp, msgs) for tp, msgs in fetched.items()}
+        counts = processor.run_fetched(fetched, self.output)
         state_batch = self._state_batch(counts)
         futures = await self.output.flush()
-        offsets = {TopicPartition(rec.topic, p): rec.offset + 1 for p, rec in counts.last.items()}
-        await self.delivery.put(Inflight(futures, offsets, state_batch, started))
+        last = counts.last
+        offsets = {tp: last[tp.partition].offset + 1 for tp in fetched if tp.partition in last}
+        writes = [] if state_batch is None or self._state is None else [(self._state, state_batch)]
+        await self.delivery.put(Inflight(futures, offsets, writes, started))
         stats = self.stats
         stats.records_in += counts.records_in
         stats.records_out += counts.records_out
@@ -336,17 +358,7 @@ class QueryAgent(Service):
 
     @Service.task
     async def _summary(self) -> None:
-        last, last_t = 0, time.monotonic()
-        while not self.should_stop:
-            await self.sleep(self.config.log_interval)
-            now = time.monotonic()
-            s = self.stats
-            if s.records_in != last:
-                rate = (s.records_in - last) / max(now - last_t, 1e-9)
-                logger.info(
-                    I_SUMMARY, s.name, s.records_in, rate, s.records_out, s.dead_letters, s.lag
-                )
-            last, last_t = s.records_in, now
+        await log_summaries(self, self.stats, self.config.log_interval)
 
     async def on_stop(self) -> None:
         with contextlib.suppress(TimeoutError):
@@ -358,10 +370,22 @@ class QueryAgent(Service):
             self._state.close()
         if self.query is not None:
             self.query.close()
-        for cached in self._cached:
-            cached.close()
+        self.builder.close()
         if self.stats.state != "failed":
             self.stats.state = "stopped"
+
+
+async def log_summaries(service: Service, stats: QueryStats, interval: float) -> None:
+    """One log line per ``interval`` while records come (the agents' summary task)."""
+    last, last_t = 0, time.monotonic()
+    while not service.should_stop:
+        await service.sleep(interval)
+        now = time.monotonic()
+        s = stats
+        if s.records_in != last:
+            rate = (s.records_in - last) / max(now - last_t, 1e-9)
+            logger.info(I_SUMMARY, s.name, s.records_in, rate, s.records_out, s.dead_letters, s.lag)
+        last, last_t = s.records_in, now
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -379,6 +403,13 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: Any) -> None:
         logger.info(
             "query %s: assigned %s",
-            self.agent.qdef.name,
+            self.agent.stats.name,
             ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)) or "nothing",
         )
+        consumer = self.agent._consumer
+        if consumer is None:
+            return
+        for tp in assigned:
+            # Where reading resumes, for the lag shown until a batch of the partition comes.
+            committed = await consumer.committed(tp)
+            self.agent.stats.partitions[tp.partition] = (committed or 0, None)

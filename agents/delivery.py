@@ -1,10 +1,10 @@
 """At-least-once delivery of processed batches: wait for the broker's acks, then commit.
 
 A processed batch is handed over with the futures of its output record batches (results and
-dead letters), the source offsets it covers and, for a stateful query, the state write batch.
-Batches are acknowledged in order; only then is the state written (with its offsets, one
-RocksDB write) or the group offsets committed — so a source offset is never committed before
-every output it caused is on the broker.
+dead letters), the source offsets it covers and, for a stateful query, its state write batches
+(one per task: :mod:`agents.tasks`). Batches are acknowledged in order; only then is each state
+written (with its offsets, one RocksDB write) or the group offsets committed — so a source offset
+is never committed before every output it caused is on the broker.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ class Inflight:
 
     futures: list[asyncio.Future[Any]]
     offsets: dict[TopicPartition, int]
-    state: StoreBatch | None
+    #: State changes with the offsets they reflect, each for its store: written once acked.
+    writes: list[tuple[QueryState, StoreBatch]]
     fetched_at: float
 
 
@@ -53,8 +54,9 @@ class Delivery:
     ) -> None:
         self.name = name
         self.stats = stats
-        self.consumer: AIOKafkaConsumer | None = None  # group offsets (stateless queries)
-        self.state: QueryState | None = None  # state and offsets (stateful queries)
+        #: Where acknowledged offsets are committed (a consumer group); None: the offsets live
+        #: in local state (stateful queries), written with the batches' ``writes``.
+        self.consumer: AIOKafkaConsumer | None = None
         self._queue: asyncio.Queue[Inflight] = asyncio.Queue(maxsize=max_inflight)
         self._on_failure = on_failure
         self._acked: dict[TopicPartition, int] = {}
@@ -81,14 +83,15 @@ class Delivery:
                 await self._on_failure(exc)
             finally:
                 # A written batch holds RocksDB's column family: drop it before a rebuild reopens.
-                item.state = None
+                item.writes = []
                 self._queue.task_done()
 
     async def _acknowledged(self, item: Inflight) -> None:
-        if item.state is not None and self.state is not None:
-            self.state.commit(item.state)  # a local write: every batch
-            return
-        if self.state is not None or not item.offsets:
+        for state, batch in item.writes:
+            state.commit(batch)  # a local write: every batch
+        # Then the group's offsets, if the agent has a group (a stateful task's group offsets
+        # tell the partition's next owner which outputs were already written).
+        if self.consumer is None or not item.offsets:
             return
         self._acked.update(item.offsets)
         # A group commit is a round trip to the coordinator: at most one per interval (a later

@@ -34,6 +34,9 @@ class QueryStats:
     batches: int = 0
     duplicates_skipped: int = 0
     rebuilds: int = 0
+    #: Stateful tasks (repartition partitions) opened without usable local state: read from the
+    #: partition's beginning.
+    replays: int = 0
     error: str | None = None
     #: Per source partition: (position, high-watermark).
     partitions: dict[int, tuple[int, int | None]] = field(default_factory=dict)
@@ -70,6 +73,8 @@ class QueryStats:
                 "p99": None if p99 is None else round(p99 * 1000, 3),
             },
             "rebuilds": self.rebuilds,
+            "replays": self.replays,
+            "duplicates_skipped": self.duplicates_skipped,
             "error": self.error,
             "uptime_s": round(time.time() - self.started, 1),
         }

@@ -24,7 +24,7 @@ from sqlglot.tokenizer_core import Token, TokenType
 from core.errors import ConfigError, TablestreamError
 from sql.catalog import Catalog
 from sql.dialect import Declaration, Tablestream, split_statement
-from sql.errors import SqlCompileError, position
+from sql.errors import SqlCompileError, UnsupportedError, position
 from sql.parse import Script, parse_script
 from sql.query import CompiledQuery, compile_query
 from tables.memory import MemoryTable
@@ -38,6 +38,7 @@ E_NO_SINK = "a pipeline query must be CREATE STREAM|TABLE name [WITH (topic=...)
 E_TWICE = "{kind} {name!r} is defined twice (also in {other})"
 E_BAD_PARTITIONS = "stream {name!r}: partitions={value!r} is not a whole number >= 1"
 COMPACT = {"cleanup.policy": "compact"}
+FOREVER = {"retention.ms": "-1"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,9 @@ class QueryDef:
     reads: tuple[str, ...]  # tables it reads, lower case
     stateful: bool = False
     line: int = 0
+    #: Stateful and repartitioned by its group key (:mod:`agents.repartition`); else why not.
+    repartition: bool = False
+    not_repartitioned: str = ""
 
     @property
     def where(self) -> str:
@@ -92,6 +96,32 @@ class Pipeline:
 
     def source_topic(self, query: QueryDef) -> str:
         return self.streams[query.source].topic
+
+    def repartition_topics(
+        self, app_id: str, existing: Mapping[str, int], default_partitions: int
+    ) -> list[TopicSpec]:
+        """The repartition topic of every repartitioned query: the partitions of the query (its
+        sink's ``partitions`` option, else its source topic's count in ``existing``), kept
+        forever (``retention.ms=-1``: it is replayed to rebuild state)."""
+        out = []
+        for q in self.queries:
+            if not q.repartition:
+                continue
+            sink = self.tables.get(q.name.lower()) if q.sink_kind == "table" else None
+            declared = sink.partitions if sink is not None else None
+            if q.sink_kind == "stream":
+                declared = self.streams[q.name.lower()].partitions
+            source = self.streams[q.source]
+            parts = (
+                declared or existing.get(source.topic) or source.partitions or default_partitions
+            )
+            out.append(TopicSpec(repartition_topic(app_id, q.name), parts, configs=FOREVER))
+        return out
+
+
+def repartition_topic(app_id: str, query: str) -> str:
+    """The internal topic a stateful query's records go through, partitioned by group key."""
+    return f"{app_id}-{query}-repartition"
 
 
 def _fail(path: Path, sql: str, offset: int, message: str, **fields: object) -> ConfigError:
@@ -278,7 +308,21 @@ class _Loader:
                 raise compile_error(q.path, exc) from exc
             except TablestreamError as exc:
                 raise ConfigError(f"{q.where}: {exc}", path=str(q.path), line=q.line) from exc
-            checked.append(dataclasses.replace(q, stateful=is_stateful(compiled)))
+            stateful = is_stateful(compiled)
+            why = ""
+            if stateful:
+                try:
+                    compiled.partition_key()
+                except UnsupportedError as exc:
+                    why = exc.reason
+            checked.append(
+                dataclasses.replace(
+                    q,
+                    stateful=stateful,
+                    repartition=stateful and not why,
+                    not_repartitioned=why,
+                )
+            )
             keys = key_columns(compiled)
             if q.sink_kind == "table" and len(keys) == 1:
                 # Rows of the result table are keyed by their group key: lookups by it are

@@ -1,5 +1,7 @@
-"""The pipelines of a worker: creates their topics, owns the output producer, runs one agent per
-continuous query. Each agent waits for the tables its query reads before reading its source."""
+"""The pipelines of a worker: creates their topics, owns the output producer, runs the agents of
+every continuous query — one for a stateless query, two for a repartitioned stateful one (the
+repartition stage and the aggregation stage, :mod:`agents.repartition`, :mod:`agents.stateful`).
+Each agent waits for the tables its query reads before reading its source."""
 
 from __future__ import annotations
 
@@ -12,15 +14,19 @@ from mode import Service
 
 from agents.agent import AgentConfig, QueryAgent
 from agents.pipeline import Pipeline
+from agents.repartition import RepartitionAgent
+from agents.stateful import StatefulAgent
 from tables.registry import TableRegistry
-from tables.topics import TopicSpec, ensure_topics
+from tables.topics import TopicSpec, ensure_topics, existing_topics
+
+Agent = QueryAgent | StatefulAgent
 
 #: Record batch size of the output producer; fewer, larger produce requests.
 MAX_BATCH_BYTES = 512 * 1024
 
 
 class PipelineService(Service):
-    """Every continuous query of the worker's pipeline files, as :class:`QueryAgent` children."""
+    """Every continuous query of the worker's pipeline files, as agent children."""
 
     def __init__(
         self,
@@ -35,14 +41,14 @@ class PipelineService(Service):
         self.registry = registry
         self.config = config
         self.default_partitions = default_partitions
-        self.agents: list[QueryAgent] = []
+        self.agents: list[Agent] = []
         self._producer: AIOKafkaProducer | None = None
 
     @property
     def label(self) -> str:
         return "PipelineService"
 
-    def __iter__(self) -> Iterator[QueryAgent]:
+    def __iter__(self) -> Iterator[Agent]:
         return iter(self.agents)
 
     async def _wait_tables(self, names: Sequence[str]) -> None:
@@ -58,6 +64,13 @@ class PipelineService(Service):
         topics = self.pipeline.topics(self.default_partitions)
         topics.append(TopicSpec(self.config.dead_letter_topic, self.default_partitions))
         await ensure_topics(self.config.bootstrap_servers, topics)
+        if any(q.repartition for q in self.pipeline.queries):
+            # Sized after the source topics as they are (created just now or long ago).
+            existing = await existing_topics(self.config.bootstrap_servers)
+            internal = self.pipeline.repartition_topics(
+                self.config.app_id, existing, self.default_partitions
+            )
+            await ensure_topics(self.config.bootstrap_servers, internal)
         # acks=all and no idempotence: Tansu rejects idempotent producers.
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.config.bootstrap_servers,
@@ -69,17 +82,21 @@ class PipelineService(Service):
         await self._producer.start()
         tables = {t.name.lower(): t for t in self.registry}
         for q in self.pipeline.queries:
-            agent = QueryAgent(
-                q,
-                self.pipeline,
-                dict(tables),
-                self._producer,
-                self.config,
-                self._wait_tables,
-                beacon=self.beacon,
+            kinds: list[type[Agent]] = (
+                [RepartitionAgent, StatefulAgent] if q.repartition else [QueryAgent]
             )
-            self.agents.append(agent)
-            await self.add_runtime_dependency(agent)
+            for kind in kinds:
+                agent = kind(
+                    q,
+                    self.pipeline,
+                    dict(tables),
+                    self._producer,
+                    self.config,
+                    self._wait_tables,
+                    beacon=self.beacon,
+                )
+                self.agents.append(agent)
+                await self.add_runtime_dependency(agent)
 
     async def on_shutdown(self) -> None:
         # Children (the agents) stopped before on_shutdown: no batch is being sent.

@@ -13,20 +13,36 @@ from __future__ import annotations
 import pickle
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import TopicPartition
 
-from tables.apply import RecordLike
 from tables.store import Fingerprint, StoreBatch, TableStore
 
 E_DIFFERS = "record {topic}[{partition}]@{offset} differs from the one the state reflects"
 E_RENUMBERED = "{topic}[{partition}] restarted numbering (first offset {first} < {offset})"
+A = TypeVar("A", bound="Applied")
 E_SHORT = "{topic}[{partition}] ends at {highwater}, before the stored offset {position}"
+
+
+class Applied(Protocol):
+    """The last record a batch applied in a partition (its offset and bytes are stored)."""
+
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
 
 
 class StateMismatch(Exception):
     """Stored offsets do not describe this topic: the local state is not trusted."""
+
+    def __init__(self, message: str, partition: int | None = None) -> None:
+        super().__init__(message)
+        #: The partition whose state does not fit (None: not known).
+        self.partition = partition
 
 
 class QueryState:
@@ -63,7 +79,7 @@ class QueryState:
         for k, v in self.store.items():
             yield k.decode(), pickle.loads(v)
 
-    def batch(self, dirty: Mapping[str, Any], last: Mapping[int, RecordLike]) -> StoreBatch:
+    def batch(self, dirty: Mapping[str, Any], last: Mapping[int, Applied]) -> StoreBatch:
         """State changes and progress of one processed batch, to commit once outputs are acked.
 
         Values are serialized now: the query goes on mutating its live state meanwhile.
@@ -93,7 +109,7 @@ class Verifier:
     def expect(self, tp: TopicPartition, fp: Fingerprint) -> None:
         self.pending[tp] = fp
 
-    def check(self, tp: TopicPartition, msgs: Sequence[RecordLike]) -> Sequence[RecordLike]:
+    def check(self, tp: TopicPartition, msgs: Sequence[A]) -> Sequence[A]:
         """The records to process (the re-read last-applied one removed); raises on mismatch."""
         fp = self.pending.pop(tp, None)
         if fp is None or not msgs:
@@ -104,14 +120,16 @@ class Verifier:
         if first.offset == fp.offset:
             if Fingerprint.of(first.offset, first.key, first.value) != fp:
                 raise StateMismatch(
-                    E_DIFFERS.format(topic=tp.topic, partition=tp.partition, offset=first.offset)
+                    E_DIFFERS.format(topic=tp.topic, partition=tp.partition, offset=first.offset),
+                    tp.partition,
                 )
             return msgs[1:]
         if first.offset < fp.offset:
             raise StateMismatch(
                 E_RENUMBERED.format(
                     topic=tp.topic, partition=tp.partition, first=first.offset, offset=fp.offset
-                )
+                ),
+                tp.partition,
             )
         return msgs
 
@@ -121,5 +139,6 @@ class Verifier:
             raise StateMismatch(
                 E_SHORT.format(
                     topic=tp.topic, partition=tp.partition, highwater=highwater, position=position
-                )
+                ),
+                tp.partition,
             )

@@ -35,15 +35,18 @@ async def test_state_is_written_after_the_acks_and_in_order(tmp_path: Path) -> N
     state = QueryState(tmp_path / "q", "orders")
     state.open()
     delivery = Delivery("q", QueryStats("q", "orders", "out", "stateful"), 4, failed)
-    delivery.state = state
     stop = False
     runner = asyncio.create_task(delivery.run(lambda: stop))
     loop = asyncio.get_running_loop()
     first: asyncio.Future[Any] = loop.create_future()
     second: asyncio.Future[Any] = loop.create_future()
     tp = TopicPartition("orders", 0)
-    await delivery.put(Inflight([first], {tp: 10}, state.batch({"g": 1}, {0: Rec(0, 9)}), 0.0))
-    await delivery.put(Inflight([second], {tp: 20}, state.batch({"g": 2}, {0: Rec(0, 19)}), 0.0))
+    await delivery.put(
+        Inflight([first], {tp: 10}, [(state, state.batch({"g": 1}, {0: Rec(0, 9)}))], 0.0)
+    )
+    await delivery.put(
+        Inflight([second], {tp: 20}, [(state, state.batch({"g": 2}, {0: Rec(0, 19)}))], 0.0)
+    )
     second.set_result(None)  # acked out of order: nothing may be written before the first
     await asyncio.sleep(0.05)
     assert state.positions() == {}
@@ -54,7 +57,9 @@ async def test_state_is_written_after_the_acks_and_in_order(tmp_path: Path) -> N
 
     failing: asyncio.Future[Any] = loop.create_future()
     failing.set_exception(KafkaTimeoutError())
-    await delivery.put(Inflight([failing], {tp: 30}, state.batch({"g": 3}, {0: Rec(0, 29)}), 0.0))
+    await delivery.put(
+        Inflight([failing], {tp: 30}, [(state, state.batch({"g": 3}, {0: Rec(0, 29)}))], 0.0)
+    )
     await asyncio.wait_for(delivery.drain(), 5)
     assert state.positions() == {0: 20}  # not acknowledged: not written
     assert [type(e) for e in failures] == [KafkaTimeoutError]

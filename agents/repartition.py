@@ -1,0 +1,238 @@
+"""Stage 1 of a stateful query: source records → the repartition topic, placed by group key.
+
+A stateful query (GROUP BY, windows) runs in two stages, as Kafka Streams' sub-topologies do:
+
+1. this one reads the source through the consumer group ``<app_id>-<query>``, computes each
+   record's group key from the record alone (:meth:`sql.query.CompiledQuery.partition_key`) and
+   appends the record — its original key, value bytes and timestamp, nothing re-encoded — to
+   ``<app_id>-<query>-repartition``, in the partition Kafka's default partitioner gives the
+   group key's bytes. So every record of a group lands in one partition, in source order.
+   A record whose key cannot be computed (not JSON, a failing CAST) is a dead letter here, with
+   the source topic, partition and offset. Source offsets are committed to the group once the
+   repartition records are acknowledged (:mod:`agents.delivery`);
+2. :mod:`agents.stateful` aggregates each repartition partition in its own task.
+
+The record keeps its own key (the query may read ``_key``, dead letters carry it): the group key
+decides only the partition. A header ``tablestream.origin`` holds the source partition and offset,
+so the aggregation stage can skip the copies a crash or a rebalance makes stage 1 write again
+(it re-reads from its last committed offset): aggregates count every source record once.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import orjson
+
+from agents.agent import AgentConfig, Processor, QueryAgent
+from agents.codec import DecodeError, Decoder, encode_row
+from agents.pipeline import QueryDef, repartition_topic
+from agents.process import E_INTERNAL, BatchCounts, RawRecord, reason_of
+from sql.compile.aggregate_key import GroupKey
+from sql.errors import SqlRuntimeError
+from sql.query import CompiledQuery
+from tables.apply import Malformed, RecordLike
+from tables.keys import key_text
+
+logger = logging.getLogger(__name__)
+
+#: Header of a repartition record: the source partition and offset it copies.
+H_ORIGIN = "tablestream.origin"
+_ORIGIN = struct.Struct(">iq")
+E_KEY_VALUE = "cannot partition by a group key holding {value!r}: {error}"
+
+
+def pack_origin(partition: int, offset: int) -> bytes:
+    return _ORIGIN.pack(partition, offset)
+
+
+def origin_of(headers: Sequence[tuple[str, bytes]] | None) -> tuple[int, int] | None:
+    """(source partition, source offset) of a repartition record; None without the header."""
+    if not headers:
+        return None
+    for name, value in headers:
+        if name == H_ORIGIN and len(value) == _ORIGIN.size:
+            p, o = _ORIGIN.unpack(value)
+            return int(p), int(o)
+    return None
+
+
+def _canonical(v: Any) -> Any:
+    # Values the aggregate puts in one group (5, 5.0, Decimal("5.00")) must share a partition:
+    # the text form table keys use. Other types (dates, lists) by their JSON form.
+    if v is None:
+        return None
+    try:
+        return key_text(v)
+    except TypeError:
+        return encode_row(v).decode()
+
+
+def group_key_bytes(key: tuple[Any, ...]) -> bytes:
+    """The bytes partitioning a group key: one column as the sink key's text (so a single-column
+    sink with as many partitions is co-partitioned with the repartition topic), several as a JSON
+    array; NULL as the empty key. Raises TypeError or ValueError for a value with no text form."""
+    if len(key) == 1:
+        v = _canonical(key[0])
+        return b"" if v is None else v.encode("utf-8")
+    return orjson.dumps([_canonical(v) for v in key])
+
+
+class RepartitionOutput(Protocol):
+    """What stage 1 writes to (:class:`agents.sink.Output`)."""
+
+    def partition(self, topic: str, key: bytes | None) -> int: ...
+
+    def append(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+        timestamp: int | None = None,
+    ) -> None: ...
+
+    def dead_letter(self, topic: str, item: Malformed, source: str) -> None: ...
+
+
+class RepartitionProcessor:
+    """Runs source records of one query into its repartition topic (a batch at a time)."""
+
+    def __init__(
+        self, key: GroupKey, decode: Decoder, *, name: str, topic: str, dead_letter_topic: str
+    ) -> None:
+        self.key = key
+        self.decode = decode
+        self.name = name
+        self.topic = topic
+        self.dead_letter_topic = dead_letter_topic
+        self.source = f"query:{name}"
+        #: Present for the agent's sake (:class:`agents.process.BatchProcessor` has it): the
+        #: partition here is always the group key's.
+        self.keep_partition = False
+
+    def run(self, records: Sequence[RecordLike], output: RepartitionOutput) -> BatchCounts:
+        """``records`` of any topic-partitions (each with ``topic`` and ``partition``), in order."""
+        parts: dict[tuple[str, int], list[RecordLike]] = {}
+        for rec in records:
+            parts.setdefault((rec.topic, rec.partition), []).append(rec)
+        counts = BatchCounts()
+        for (topic, partition), recs in parts.items():
+            self.run_partition(topic, partition, recs, output, counts)
+        return counts
+
+    def run_fetched(
+        self, fetched: Mapping[Any, Sequence[RawRecord]], output: RepartitionOutput
+    ) -> BatchCounts:
+        """Records grouped by topic-partition (``.topic``, ``.partition`` keys), as fetched."""
+        counts = BatchCounts()
+        for tp, recs in fetched.items():
+            self.run_partition(tp.topic, tp.partition, recs, output, counts)
+        return counts
+
+    def run_partition(
+        self,
+        topic: str,
+        partition: int,
+        records: Sequence[RawRecord],
+        output: RepartitionOutput,
+        counts: BatchCounts,
+    ) -> None:
+        """The records of one source partition, in offset order, added to ``counts``."""
+        if not records:
+            return
+        key_of, decode, target = self.key, self.decode, self.topic
+        place, append, pack = output.partition, output.append, _ORIGIN.pack
+        n_out = 0
+        for rec in records:
+            value = rec.value
+            if value is None:
+                counts.tombstones += 1
+                continue
+            try:
+                raw = rec.key
+                gk = key_of(
+                    decode(value),
+                    key=None if raw is None else raw.decode("utf-8", "replace"),
+                    timestamp=rec.timestamp,
+                    partition=partition,
+                    offset=rec.offset,
+                )
+                try:
+                    kb = group_key_bytes(gk)
+                except (TypeError, ValueError) as exc:
+                    raise _KeyError(E_KEY_VALUE.format(value=gk, error=exc)) from exc
+                headers = [(H_ORIGIN, pack(partition, rec.offset))]
+                append(target, raw, value, headers, place(target, kb), rec.timestamp)
+                n_out += 1
+            except DecodeError as err:
+                self._dead_letter(topic, partition, rec, err.reason, output, counts)
+            except (SqlRuntimeError, _KeyError) as err:
+                self._dead_letter(topic, partition, rec, reason_of(err), output, counts)
+            except Exception as err:  # a bug must not stop the stream; the record is kept
+                logger.exception("query %s: %s[%d]@%d", self.name, topic, partition, rec.offset)
+                reason = E_INTERNAL.format(kind=type(err).__name__, error=err)
+                self._dead_letter(topic, partition, rec, reason, output, counts)
+        counts.last[partition] = records[-1]
+        counts.records_in += len(records)
+        counts.records_out += n_out
+
+    def _dead_letter(
+        self,
+        topic: str,
+        partition: int,
+        rec: RawRecord,
+        reason: str,
+        output: RepartitionOutput,
+        counts: BatchCounts,
+    ) -> None:
+        item = Malformed(topic, partition, rec.offset, rec.timestamp, rec.key, rec.value, reason)
+        output.dead_letter(self.dead_letter_topic, item, self.source)
+        counts.dead_letters += 1
+
+
+class _KeyError(Exception):
+    pass
+
+
+class RepartitionAgent(QueryAgent):
+    """Stage 1 of a repartitioned stateful query: the source (consumer group ``<app_id>-<query>``)
+    into the repartition topic; its counters show in ``/queries/`` as ``<query>-repartition``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.grouped = True
+
+    @staticmethod
+    def sink_topic_of(query: QueryDef, config: AgentConfig) -> str:
+        return repartition_topic(config.app_id, query.name)
+
+    @staticmethod
+    def stats_name(query: QueryDef) -> str:
+        return f"{query.name}-repartition"
+
+    @staticmethod
+    def kind(query: QueryDef) -> str:
+        return "repartition"
+
+    def make_processor(self, query: CompiledQuery) -> Processor:
+        key = query.partition_key()
+        logger.info(
+            "query %s: repartitioned by (%s) through %r",
+            self.qdef.name,
+            ", ".join(key.expressions),
+            self.sink_topic,
+        )
+        # Only the group key runs here: the query's maintained structures are not needed.
+        query.close()
+        return RepartitionProcessor(
+            key,
+            self.builder.decoder(),
+            name=self.qdef.name,
+            topic=self.sink_topic,
+            dead_letter_topic=self.config.dead_letter_topic,
+        )

@@ -1,0 +1,295 @@
+"""Stage 2 of a stateful query: each repartition partition aggregated by one task on one worker.
+
+The consumer group ``<app_id>-<query>-agg`` shares the partitions of the repartition topic
+(written by :mod:`agents.repartition`) among the workers; for each partition it is assigned, a
+worker runs an :class:`agents.tasks.AggregateTask` — its own compiled query, RocksDB state and
+watermark. Every record of a group is in one partition, so each group's results come from
+exactly one worker, keyed by the group key as before.
+
+- **Assigned**: the task opens its local state, verified against the topic; it resumes from the
+  offset the state reflects, or — no state, or state that does not fit — replays the partition
+  from its earliest offset. The group's committed offsets (committed once a batch's outputs were
+  acknowledged and its state written) do not say where to read, but which outputs were written:
+  records below them only rebuild state (:mod:`agents.tasks`).
+- **Revoked**: in-flight batches are drained (outputs acknowledged, state written) before the
+  partitions move; tasks staying with this worker stay open, the others are closed.
+- **At-least-once**: a repartition offset is in a task's stored state only once every output it
+  caused was acknowledged (:mod:`agents.delivery`); a crash re-processes what follows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import OffsetOutOfRangeError
+from mode import Service
+
+from agents.agent import AgentConfig, TablesReady, log_summaries
+from agents.compiling import QueryBuilder
+from agents.delivery import Delivery, Inflight
+from agents.fetch import getmany_raw, supported
+from agents.metrics import QueryStats
+from agents.pipeline import Pipeline, QueryDef, repartition_topic
+from agents.sink import Output
+from agents.state import QueryState, StateMismatch
+from agents.tasks import AggregateTask
+from tables.protocol import Table
+from tables.store import StoreBatch
+
+logger = logging.getLogger(__name__)
+
+W_REBUILD = (
+    "query %r: local state of %s[%s] does not fit the topic (%s);"
+    " rebuilding from the earliest offset"
+)
+I_TASK = "query %s: task %s[%d] %s"
+I_QUIET = "query %s: task %s[%d] rebuilds state without outputs up to offset %d (written before)"
+
+
+class StatefulAgent(Service):
+    """The aggregation stage of ``query``: repartition topic → tasks → sink topic."""
+
+    def __init__(
+        self,
+        query: QueryDef,
+        pipeline: Pipeline,
+        tables: dict[str, Table],
+        producer: AIOKafkaProducer,
+        config: AgentConfig,
+        wait_tables: TablesReady,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.qdef = query
+        self.config = config
+        self.topic = repartition_topic(config.app_id, query.name)
+        self.output = Output(producer)
+        self.stats = QueryStats(query.name, self.topic, query.sink_topic, "stateful")
+        self.builder = QueryBuilder(query, pipeline, tables, config.dead_letter_topic)
+        self.delivery = Delivery(query.name, self.stats, config.max_inflight, self.crash)
+        self.tasks: dict[int, AggregateTask] = {}
+        self._wait_tables = wait_tables
+        self._consumer: AIOKafkaConsumer | None = None
+        self._raw_fetch = False
+        # Held while a fetched batch is processed and handed over, and while tasks change hands.
+        self._lock = asyncio.Lock()
+
+    @property
+    def label(self) -> str:
+        return f"StatefulAgent[{self.qdef.name}]"
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        cfg = self.config
+        return AIOKafkaConsumer(
+            bootstrap_servers=cfg.bootstrap_servers,
+            client_id=f"{cfg.app_id}-query-{self.qdef.name}",
+            group_id=f"{cfg.app_id}-{self.qdef.name}-agg",
+            enable_auto_commit=False,
+            # Every assigned partition is sought from its task's local state (the reset applies
+            # only before that seek); a stored offset past the end is caught by the task's checks.
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(cfg.session_timeout * 1000),
+            heartbeat_interval_ms=max(1000, int(cfg.session_timeout * 100)),
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
+            fetch_max_wait_ms=cfg.fetch_max_wait_ms,
+        )
+
+    # -- tasks ------------------------------------------------------------------------------------
+    def _task(self, partition: int) -> AggregateTask:
+        tp = TopicPartition(self.topic, partition)
+        path = self.config.data_dir / "queries" / self.qdef.name / f"p{partition}"
+        return AggregateTask(self.qdef.name, tp, path, self.builder.both)
+
+    def _seek(self, task: AggregateTask) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        # An explicit offset even for the beginning: ``seek_to_beginning`` only marks the
+        # partition for a reset, which the group's committed offset would then win over. The
+        # topic is never truncated (retention.ms=-1): it begins at 0.
+        consumer.seek(task.tp, task.seek_offset)
+        self.stats.partitions[task.tp.partition] = (task.position, consumer.highwater(task.tp))
+
+    async def assign(self, assigned: set[TopicPartition]) -> None:
+        """Tasks for exactly the ``assigned`` partitions, each sought to where its state is."""
+        async with self._lock:
+            wanted = {tp.partition for tp in assigned if tp.topic == self.topic}
+            for p in sorted(set(self.tasks) - wanted):
+                self.tasks.pop(p).close()
+                self.stats.partitions.pop(p, None)
+                logger.info(I_TASK, self.qdef.name, self.topic, p, "closed")
+            for p in sorted(wanted):
+                kept = self.tasks.get(p)
+                if kept is not None:
+                    task = kept
+                else:
+                    task = self.tasks[p] = self._task(p)
+                    resumed = task.open()
+                    if not resumed:
+                        self.stats.replays += 1
+                    how = f"resumes at offset {task.position}" if resumed else "replays from 0"
+                    logger.info(I_TASK, self.qdef.name, self.topic, p, how)
+                await self._quiet(task)
+                self._seek(task)
+
+    async def _quiet(self, task: AggregateTask) -> None:
+        """Records below the group's committed offset had their outputs written by whoever
+        committed it: replaying them only rebuilds state."""
+        consumer = self._consumer
+        assert consumer is not None
+        committed = await consumer.committed(task.tp)
+        highwater = consumer.highwater(task.tp)
+        if committed is not None and (highwater is None or committed <= highwater):
+            task.quiet_until = committed
+            if committed > task.position:
+                logger.info(I_QUIET, self.qdef.name, self.topic, task.tp.partition, committed)
+
+    async def revoke(self) -> None:
+        """Before partitions move: every in-flight batch acknowledged and its state written."""
+        async with self._lock:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.delivery.drain(), 30)
+
+    async def _rebuild(self, partition: int | None, why: str) -> None:
+        async with self._lock:
+            await self.delivery.drain()
+            for p, task in sorted(self.tasks.items()):
+                if partition is None or p == partition:
+                    logger.warning(W_REBUILD, self.qdef.name, self.topic, p, why)
+                    self.stats.rebuilds += 1
+                    task.reset()
+                # The fetch that found the mismatch was dropped: every task reads on from its
+                # own position.
+                self._seek(task)
+
+    # -- the loop ---------------------------------------------------------------------------------
+    @Service.task
+    async def _main(self) -> None:
+        try:
+            self.stats.state = "waiting for tables"
+            await self._wait_tables(self.qdef.reads)
+            self.builder.query().close()  # the tables are ready: check the query compiles
+            consumer = self._consumer = self._new_consumer()
+            await consumer.start()
+            self._raw_fetch = supported(consumer)
+            await self.output.prepare([self.qdef.sink_topic, self.config.dead_letter_topic])
+            self.delivery.consumer = consumer
+            consumer.subscribe([self.topic], listener=_Tasks(self))
+            self.stats.state = "running"
+            gc.freeze()  # see QueryAgent._main
+            logger.info(
+                "query %s: running (stateful, %s -> %s)",
+                self.qdef.name,
+                self.topic,
+                self.qdef.sink_topic,
+            )
+            while not self.should_stop:
+                try:
+                    await self._step()
+                except StateMismatch as exc:
+                    await self._rebuild(exc.partition, str(exc))
+                except OffsetOutOfRangeError as exc:
+                    bad = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+                    parts = {tp.partition for tp in bad} or {None}
+                    for p in parts:
+                        await self._rebuild(p, f"offset out of range: {exc}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.stats.state, self.stats.error = "failed", f"{type(exc).__name__}: {exc}"
+            logger.exception("query %s failed", self.qdef.name)
+            await self.crash(exc)
+
+    async def _step(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        max_records = self.config.max_records
+        fetched: dict[TopicPartition, Any] = (
+            await getmany_raw(consumer, 200, max_records)
+            if self._raw_fetch
+            else await consumer.getmany(timeout_ms=200, max_records=max_records)
+        )
+        async with self._lock:
+            for task in self.tasks.values():
+                # A topic that ends before the offset a state reflects is not the one it came
+                # from (a fetch past the end may just come back empty: checked every step).
+                task.check_highwater(consumer.highwater(task.tp))
+            if not fetched:
+                self._update_lag()
+                await self.delivery.commit_if_idle()
+                return
+            started = time.monotonic()
+            writes: list[tuple[QueryState, StoreBatch]] = []
+            offsets: dict[TopicPartition, int] = {}
+            stats = self.stats
+            # Every partition verified before any runs: a mismatch drops the whole fetch (each
+            # task is then sought back to its position), never half a processed batch.
+            runs: list[tuple[AggregateTask, Any]] = []
+            for tp, msgs in fetched.items():
+                owner = self.tasks.get(tp.partition)
+                if owner is not None and tp.topic == self.topic:
+                    runs.append((owner, owner.verify(msgs)))
+                # else: revoked after the fetch; its new owner reads it
+            for owner, msgs in runs:
+                tp = owner.tp
+                before = owner.duplicates
+                counts, batch = owner.run(msgs, self.output)
+                if batch is not None:
+                    writes.append((owner.state, batch))
+                    offsets[owner.tp] = owner.position
+                stats.records_in += counts.records_in
+                stats.records_out += counts.records_out
+                stats.dead_letters += counts.dead_letters
+                stats.tombstones += counts.tombstones
+                stats.duplicates_skipped += owner.duplicates - before
+                stats.partitions[tp.partition] = (owner.position, consumer.highwater(tp))
+            futures = await self.output.flush()
+            await self.delivery.put(Inflight(futures, offsets, writes, started))
+            stats.batches += 1
+
+    def _update_lag(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        for p, task in self.tasks.items():
+            hw = consumer.highwater(task.tp)
+            if hw is not None:
+                self.stats.partitions[p] = (task.position, hw)
+
+    @Service.task
+    async def _committer(self) -> None:
+        await self.delivery.run(lambda: self.should_stop)
+
+    @Service.task
+    async def _summary(self) -> None:
+        await log_summaries(self, self.stats, self.config.log_interval)
+
+    async def on_stop(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.delivery.drain(), 10)
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+        for task in self.tasks.values():
+            task.close()
+        self.tasks.clear()
+        self.builder.close()
+        if self.stats.state != "failed":
+            self.stats.state = "stopped"
+
+
+class _Tasks(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, agent: StatefulAgent) -> None:
+        self.agent = agent
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.agent.revoke()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.agent.assign(set(assigned))
