@@ -29,9 +29,8 @@ from typing import Any, Protocol
 
 from aiokafka import TopicPartition
 
-from agents.process import BatchCounts, BatchProcessor
+from agents.process import BatchCounts, BatchProcessor, OutputLike
 from agents.repartition import origin_of
-from agents.sink import Output
 from agents.state import QueryState, Verifier
 from sql.errors import StateError
 from sql.query import CompiledQuery
@@ -140,7 +139,7 @@ class AggregateTask:
         return self.verifier.check(self.tp, msgs) if self.verifier.pending else msgs
 
     def run(
-        self, msgs: Sequence[TaskRecord], output: Output
+        self, msgs: Sequence[TaskRecord], output: OutputLike
     ) -> tuple[BatchCounts, StoreBatch | None]:
         """Verified records of this partition through the query; the state write batch to
         commit once the outputs are acknowledged."""

@@ -122,3 +122,27 @@ def test_a_declared_table_may_repeat_one_from_settings(tmp_path: Path) -> None:
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot be read"):
         load_pipeline([tmp_path / "missing.sql"])
+
+
+def test_stateful_queries_are_repartitioned_unless_the_key_reads_a_table(tmp_path: Path) -> None:
+    text = PIPELINE + (
+        "\nCREATE TABLE by_tier AS SELECT u.tier, COUNT(*) AS n"
+        " FROM orders o JOIN users u ON u.id = o.user_id GROUP BY u.tier EMIT CHANGES;\n"
+    )
+    pipeline = load_pipeline([write(tmp_path, text)])
+    by_name = {q.name: q for q in pipeline.queries}
+    assert by_name["totals"].repartition
+    assert not by_name["enriched"].repartition  # stateless: its own consumer group
+    tier = by_name["by_tier"]
+    assert tier.stateful
+    assert not tier.repartition
+    assert "u.tier" in tier.not_repartitioned
+    assert "'u'" in tier.not_repartitioned
+    # Sized by the sink's partitions option (totals), else the source topic as it exists.
+    topics = pipeline.repartition_topics("app", {"o-topic": 5}, 1)
+    assert topics == [
+        TopicSpec("app-totals-repartition", 2, configs={"retention.ms": "-1"}),
+    ]
+    only = load_pipeline([write(tmp_path, text.replace("WITH (partitions='2') ", ""), "q.sql")])
+    assert [t.partitions for t in only.repartition_topics("app", {"o-topic": 5}, 1)] == [5]
+    assert [t.partitions for t in only.repartition_topics("app", {}, 1)] == [3]  # declared
