@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import orjson
 
 from core import codec
@@ -167,6 +168,38 @@ def _default(obj: Any) -> Any:
 def encode_row(row: Any) -> bytes:
     """A row as compact JSON (exact decimals; intervals as seconds). Raises TypeError."""
     return orjson.dumps(row, default=_default)
+
+
+Encoder = Callable[[Any], bytes]
+#: Output column types every value of which msgspec writes as :func:`encode_row` does.
+_PLAIN_TYPES = frozenset({"BIGINT", "DOUBLE", "STRING", "BOOLEAN", "DECIMAL", "NULL"})
+
+
+def make_encoder(names: Sequence[str], types: Sequence[SqlType] | None) -> Encoder:
+    """:func:`encode_row`, or an equivalent faster one for rows of only plain column types.
+
+    orjson has no DECIMAL: it calls back into Python for each one (~0.3 µs); msgspec writes a
+    Decimal's digits itself. The same JSON values either way, with two differences of spelling:
+    a DECIMAL with a positive exponent keeps it (``1.0E+4``; ``encode_row`` writes ``10000``)
+    and an integer beyond 64 bits is written (orjson refuses it: a dead letter). A non-finite
+    DECIMAL still gets ``encode_row``'s error.
+    """
+    if not types or any(t.name not in _PLAIN_TYPES for t in types):
+        return encode_row
+    fast = msgspec.json.Encoder(decimal_format="number").encode
+    decimals = tuple(n for n, t in zip(names, types, strict=True) if t.name == "DECIMAL")
+
+    def encode(row: Any) -> bytes:
+        for name in decimals:
+            v = row.get(name)
+            if type(v) is Decimal and not v.is_finite():
+                return encode_row(row)  # raises, as for any row with it
+        try:
+            return fast(row)
+        except (TypeError, ValueError, OverflowError):
+            return encode_row(row)  # its own error, or what msgspec has no spelling for
+
+    return encode
 
 
 KeyFn = Callable[[Mapping[str, Any]], bytes | None]

@@ -103,9 +103,11 @@ class BatchProcessor:
         key_columns: Sequence[str],
         dead_letter_topic: str,
         on_dead_letter: Callable[[Malformed], None] | None = None,
+        encode: Callable[[Any], bytes] = encode_row,
     ) -> None:
         self.query = query
         self.decode = decode
+        self.encode = encode
         self.name = name
         self.sink_topic = sink_topic
         self.key_columns = tuple(key_columns)
@@ -153,7 +155,7 @@ class BatchProcessor:
         key_of = self.key_of
         append = output.append
         sink = self.sink_topic
-        encode = encode_row
+        encode = self.encode
         n_out = 0
         keep = self.keep_partition and key_of is None
         # The common case — one row keyed by the source key — appends straight to the record

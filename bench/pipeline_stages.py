@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.cache import CachedTable
-from agents.codec import encode_row, make_decoder
+from agents.codec import make_decoder, make_encoder
 from agents.process import BatchProcessor
 from bench.pipeline import PIPELINE, SYMBOLS, encode_order, order
 from core import codec
@@ -61,6 +61,9 @@ class Collect:
     def dead_letter(self, topic: str, item: Malformed, source: str) -> None:
         raise RuntimeError(f"unexpected dead letter: {item.reason}")
 
+    def appender(self, topic: str, partition: int) -> Callable[[bytes | None, bytes | None], None]:
+        return lambda key, value: self.append(topic, key, value, None, partition)
+
 
 def best(fn: Callable[[], Any], repeat: int, setup: Callable[[], Any] = lambda: None) -> float:
     times = []
@@ -81,11 +84,19 @@ def main(args: argparse.Namespace) -> None:
     for s in SYMBOLS:
         limits.put_row(codec.loads_exact(f'{{"symbol":"{s}","max_price":500.00}}'))
     sql = PIPELINE.format(partitions=2)
-    query = compile_query(sql, {"users": CachedTable(users), "limits": CachedTable(limits)})
+    # As the agents compile it: stream columns arrive typed from the decoder.
+    tables = {"users": CachedTable(users), "limits": CachedTable(limits)}
+    query = compile_query(sql, tables, typed_streams=True)
     decl = parse_script(sql).declarations["orders"]
     decode = make_decoder(decl.columns)
     processor = BatchProcessor(
-        query, decode, name="checked", sink_topic="out", key_columns=(), dead_letter_topic="dlq"
+        query,
+        decode,
+        name="checked",
+        sink_topic="out",
+        key_columns=(),
+        dead_letter_topic="dlq",
+        encode=make_encoder(query.output_columns, query.output_types),
     )
     records = [
         Record("orders", i % 2, i, 0, str(i).encode(), encode_order(order(i, args.users, rng)))
@@ -121,7 +132,7 @@ def main(args: argparse.Namespace) -> None:
     figures = {
         "decode": best(each(lambda v: processor.decode(v), values), args.repeat, fresh_decoder),
         "query": best(each(lambda d: process(d, key="1", timestamp=0), decoded), args.repeat),
-        "encode": best(each(encode_row, rows), args.repeat),
+        "encode": best(each(processor.encode, rows), args.repeat),
         "BatchProcessor.run": best(
             lambda: processor.run(records, Collect()), args.repeat, fresh_decoder
         ),

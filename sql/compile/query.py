@@ -36,6 +36,7 @@ from sql.operators import sources
 from sql.operators.aggregate import AggregateOperator, StreamAggregate
 from sql.operators.join import Stage, join_stage, lookup_join_stage
 from sql.operators.window import WindowedAggregate
+from sql.types import SqlType
 from sql.window import WindowSpec
 
 Out = list[dict[str, Any]]
@@ -53,6 +54,8 @@ class StreamPlan:
     #: Windowed: runs first for every record (event time → watermark → closed windows' rows),
     #: before joins and WHERE can drop the record.
     observe: Stage | None = None
+    #: The SQL type of each output column, in ``names`` order.
+    types: list[SqlType] = field(default_factory=list)
 
 
 def compile_stream_query(
@@ -165,7 +168,8 @@ def compile_stream_query(
         run = _filter_stage(pushed, run)
     key_cols = key_columns(ctx, select, names, aggregate, sink)
     observe = aggregate.observe if isinstance(aggregate, WindowedAggregate) else None
-    return StreamPlan(stream, run, names, aggregate, lines, mode, key_cols, observe)
+    types = [c.type for c in parts.outputs]
+    return StreamPlan(stream, run, names, aggregate, lines, mode, key_cols, observe, types)
 
 
 def _join(
