@@ -77,7 +77,7 @@ class QueryBuilder:
             sink_topic=self.sink_topic,
             key_columns=key_columns(query),
             dead_letter_topic=self.dead_letter_topic,
-            encode=make_encoder(query.output_types),
+            encode=make_encoder(query.output_columns, query.output_types),
         )
 
     def both(self) -> tuple[CompiledQuery, BatchProcessor]:
