@@ -27,6 +27,7 @@ from sql.errors import (
     SqlTypeError,
     UnsupportedError,
 )
+from sql.operators.sources import row_key
 from sql.types import (
     ANY,
     BIGINT,
@@ -430,7 +431,12 @@ def _getter(ref: Ref, typed_streams: bool = False) -> Fn:
     vs, ms, name = rel.value_slot, rel.meta_slot, ref.name
     if ref.pseudo:
         if not rel.is_stream:
-            base: Fn = lambda e: e[ms]  # noqa: E731 - a table row's meta slot is its key
+            # A table row's meta slot holds the key that found it, as probed: its text form
+            # is made here, on the rare read, not on every lookup.
+            def base(e: Env) -> Any:
+                k = e[ms]
+                return k if k is None or type(k) is str else row_key(k)
+
         else:
             i = META_INDEX[name]
             base = lambda e: e[ms][i]  # noqa: E731

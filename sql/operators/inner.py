@@ -12,7 +12,7 @@ from typing import Any
 
 from sql.compile.context import Env, Fn
 from sql.compile.select import SelectParts
-from sql.operators.sources import KeyLookup, row_key
+from sql.operators.sources import KeyLookup
 from tables.protocol import Key, Value
 
 Source = Callable[[Env], Iterable[tuple[Key, Value]]]
@@ -188,7 +188,7 @@ def by_key(
         if v is None:
             return False
         env[vs] = v if isinstance(v, dict) else _EMPTY
-        env[ms] = k if type(k) is str else row_key(k)
+        env[ms] = k  # its text form only when read (expr's table _key)
         return where is None or where(env) is True
 
     if kind == "exists":
@@ -217,7 +217,7 @@ def by_key(
             if v is None:
                 return None
             env[vs] = v if isinstance(v, dict) else _EMPTY
-            env[ms] = k if type(k) is str else row_key(k)
+            env[ms] = k  # its text form only when read (expr's table _key)
             if where is not None and where(env) is not True:
                 return None
             return out0(env)

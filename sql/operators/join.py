@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sql.compile.context import Env, Fn
-from sql.operators.sources import KeyLookup, row_key
+from sql.operators.sources import KeyLookup
 
 Next = Callable[[Env, list[dict[str, Any]]], None]
 Stage = Callable[[Env, list[dict[str, Any]]], None]
@@ -47,7 +47,7 @@ def lookup_join_stage(
                 v = None
             if v is not None:
                 env[vs] = v if isinstance(v, dict) else _EMPTY
-                env[ms] = k if type(k) is str else row_key(k)
+                env[ms] = k  # its text form only when read (expr's table _key)
                 if residual is None or residual(env) is True:
                     nxt(env, out)
                     return
