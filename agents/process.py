@@ -169,13 +169,8 @@ class BatchProcessor:
                 continue
             try:
                 key = rec.key
-                rows = process(
-                    decode(value),
-                    None if key is None else key.decode("utf-8", "replace"),
-                    rec.timestamp,
-                    partition,
-                    rec.offset,
-                )
+                # The key as bytes: the query decodes it only if it reads _key.
+                rows = process(decode(value), key, rec.timestamp, partition, rec.offset)
                 if len(rows) == 1 and key_of is None and type(rows[0]) is not Retraction:
                     try:
                         out = encode(rows[0])

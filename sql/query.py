@@ -113,7 +113,8 @@ class CompiledQuery:
 
     def record_fn(self) -> RecordFn:
         """:meth:`process` with positional arguments ``(value, key, timestamp, partition,
-        offset)``: what a driver calls per record (keywords cost a stateless query ~5%)."""
+        offset)``: what a driver calls per record (keywords cost a stateless query ~5%). ``key``
+        may be the message key's bytes: ``_key`` reads decode it (UTF-8, invalid bytes replaced)."""
         return self._record
 
     def _record_fn(self) -> RecordFn:

@@ -437,6 +437,12 @@ def _getter(ref: Ref, typed_streams: bool = False) -> Fn:
                 k = e[ms]
                 return k if k is None or type(k) is str else row_key(k)
 
+        elif name == "_key":
+            # Drivers may pass the message key as its bytes: decoded on read, not per record.
+            def base(e: Env) -> Any:
+                k = e[ms][0]
+                return k.decode("utf-8", "replace") if type(k) is bytes else k
+
         else:
             i = META_INDEX[name]
             base = lambda e: e[ms][i]  # noqa: E731

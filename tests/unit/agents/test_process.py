@@ -286,3 +286,20 @@ def test_encoder_choice_follows_the_output_types() -> None:
         fast({"a": Decimal("NaN"), "b": 1})
     # Beyond 64 bits orjson refuses an integer (the record is a dead letter); msgspec writes it.
     assert fast({"b": 2**70}) == b'{"b":1180591620717411303424}'
+
+
+def test_message_key_reads_as_text_when_the_query_reads_it() -> None:
+    proc = processor("CREATE STREAM s (id BIGINT); SELECT _key AS k, id FROM s WHERE id > 0", {})
+    out = Collect()
+    recs = [Rec(0, 0, b"caf\xc3\xa9", b'{"id": 1}'), Rec(0, 1, b"\xff!", b'{"id": 2}')]
+    recs.append(Rec(0, 2, None, b'{"id": 3}'))
+    proc.run(recs, out)
+    assert [decoded(v) for _, _, v, _ in out.records] == [
+        {"k": "café", "id": 1},
+        {"k": "\ufffd!", "id": 2},
+        {"k": None, "id": 3},
+    ]
+    # The offline API takes text keys as before.
+    assert compile_query("CREATE STREAM s (id BIGINT); SELECT _key AS k FROM s", {}).process(
+        {"id": 1}, key="x"
+    ) == [{"k": "x"}]
