@@ -378,6 +378,14 @@ async def main(args: argparse.Namespace) -> None:
                         f" p50 {pct(warm, 0.5):.1f} ms, p99 {pct(warm, 0.99):.1f} ms,"
                         f" max {max(warm):.1f} ms ({len(lat)} records, first 10% skipped)"
                     )
+                    if source != sink:
+                        # The worker's own share: from a batch's fetch to the acks of its outputs.
+                        batch = query_stats(worker).get("checked", {}).get("batch_latency_ms", {})
+                        print(
+                            f"  of which in the worker (fetch -> outputs acked, last batches):"
+                            f" p50 {batch.get('p50', float('nan')):.1f} ms,"
+                            f" p99 {batch.get('p99', float('nan')):.1f} ms"
+                        )
             finally:
                 worker.stop()
     finally:
