@@ -15,8 +15,9 @@ from typing import Any
 from sqlglot import exp
 
 from sql import logic
-from sql.bind.scope import META_INDEX, Ref, Scope, offset_of
+from sql.bind.scope import Scope, offset_of
 from sql.compile.arith import binary
+from sql.compile.columns import Read, column_reader, inline_read
 from sql.compile.context import AggBinding, CompileContext, Env, Fn
 from sql.errors import (
     E_AGGREGATE_NOT_ALLOWED,
@@ -27,28 +28,22 @@ from sql.errors import (
     SqlTypeError,
     UnsupportedError,
 )
-from sql.operators.sources import row_key
 from sql.types import (
     ANY,
     BIGINT,
     BOOLEAN,
     DECIMAL,
-    DECIMAL_CONTEXT,
     DOUBLE,
     INTERVAL,
-    JSON,
     NULL,
     STRING,
     SqlType,
     comparable,
-    converter,
     decimal_type,
     from_datatype,
 )
 
 _EMPTY: dict[str, Any] = {}
-#: A plain column read: (value slot, column name, Python type kept as is or None, converter).
-Read = tuple[int, str, type | None, Fn | None]
 
 
 @dataclass(slots=True)
@@ -147,7 +142,9 @@ class ExprCompiler:
                 )
         typed = self.ctx is not None and self.ctx.typed_streams
         return Compiled(
-            _getter(ref, typed), ref.type if not ref.path else ANY, read=_read_of(ref, typed)
+            column_reader(ref, typed),
+            ref.type if not ref.path else ANY,
+            read=inline_read(ref, typed),
         )
 
     def literal(self, node: exp.Literal) -> Compiled:
@@ -398,109 +395,6 @@ def _arith_type(op: str, a: SqlType, b: SqlType) -> SqlType | None:
     if op in "+-" and {a.name, b.name} <= temporal | {"INTERVAL", "ANY", "NULL"}:
         return ANY
     return None
-
-
-def _converts(ref: Ref, typed_streams: bool) -> bool:
-    """Whether reading ``ref`` converts the value to the column's declared type: declared
-    columns do, except a stream's when its records arrive decoded into those types already."""
-    rel = ref.relation
-    assert rel is not None
-    if typed_streams and rel.is_stream:
-        return False
-    return rel.schema.declared and ref.type not in (ANY, JSON)
-
-
-def _read_of(ref: Ref, typed_streams: bool = False) -> Read | None:
-    """The inlinable reads of :func:`_getter`: ``e[vs].get(name)``, kept when of type ``py``."""
-    rel = ref.relation
-    if ref.alias_fn is not None or rel is None or ref.pseudo or ref.path:
-        return None
-    conv = converter(ref.type) if _converts(ref, typed_streams) else None
-    if conv is None:
-        return rel.value_slot, ref.name, None, None
-    py = {"DOUBLE": float, "BIGINT": int, "STRING": str, "BOOLEAN": bool}.get(ref.type.name)
-    return None if py is None else (rel.value_slot, ref.name, py, conv)
-
-
-def _getter(ref: Ref, typed_streams: bool = False) -> Fn:
-    """The closure reading one column: the hot path of everything, so specialised per case."""
-    if ref.alias_fn is not None:
-        return ref.alias_fn
-    rel = ref.relation
-    assert rel is not None
-    vs, ms, name = rel.value_slot, rel.meta_slot, ref.name
-    if ref.pseudo:
-        if not rel.is_stream:
-            # A table row's meta slot holds the key that found it, as probed: its text form
-            # is made here, on the rare read, not on every lookup.
-            def base(e: Env) -> Any:
-                k = e[ms]
-                return k if k is None or type(k) is str else row_key(k)
-
-        elif name == "_key":
-            # Drivers may pass the message key as its bytes: decoded on read, not per record.
-            def base(e: Env) -> Any:
-                k = e[ms][0]
-                return k.decode("utf-8", "replace") if type(k) is bytes else k
-
-        else:
-            i = META_INDEX[name]
-            base = lambda e: e[ms][i]  # noqa: E731
-    else:
-        conv = converter(ref.type) if _converts(ref, typed_streams) else None
-        if conv is None:
-            base = lambda e: e[vs].get(name)  # noqa: E731
-        else:
-            py = {
-                "DECIMAL": Decimal,
-                "DOUBLE": float,
-                "BIGINT": int,
-                "STRING": str,
-                "BOOLEAN": bool,
-            }
-            exact = py.get(ref.type.name)
-            scale = ref.type.scale
-
-            if exact is Decimal and scale is not None:
-                quantum = Decimal(1).scaleb(-scale)
-
-                def base(e: Env) -> Any:
-                    v = e[vs].get(name)
-                    if v is None:
-                        return None
-                    if type(v) is Decimal and v.is_finite():
-                        # Cheaper than reading the exponent; a no-op when the scale fits.
-                        # (Positional arguments: keywords cost _decimal 3x here.)
-                        try:
-                            return v.quantize(quantum, None, DECIMAL_CONTEXT)
-                        except ArithmeticError:
-                            pass  # too many digits: conv raises the CastError
-                    return conv(v)  # NaN/Infinity: conv raises the CastError
-            elif exact is not None:
-
-                def base(e: Env) -> Any:
-                    v = e[vs].get(name)
-                    return v if v is None or type(v) is exact else conv(v)
-            else:
-
-                def base(e: Env) -> Any:
-                    v = e[vs].get(name)
-                    return None if v is None else conv(v)
-
-    if not ref.path:
-        return base
-    path = ref.path
-
-    def walk(e: Env) -> Any:
-        v = base(e)
-        for p in path:
-            if isinstance(v, dict):
-                v = v.get(p)
-            else:
-                return None
-        return v
-
-    return walk
 
 
 _HANDLERS: dict[type[exp.Expr], Callable[[ExprCompiler, Any], Compiled]] = {

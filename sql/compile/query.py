@@ -11,8 +11,9 @@ from sql.bind.scope import BoundRelation, Scope, offset_of
 from sql.compile.as_of import STRATEGY as AS_OF_STRATEGY
 from sql.compile.as_of import as_of_source, as_of_time
 from sql.compile.as_of import describe as describe_as_of
+from sql.compile.columns import Read
 from sql.compile.context import CompileContext, Env, Fn
-from sql.compile.expr import ExprCompiler, Read
+from sql.compile.expr import ExprCompiler
 from sql.compile.select import combine, compile_conjuncts, compile_parts
 from sql.compile.subquery import compile_subquery, resolve_table, star_columns
 from sql.compile.window import (
