@@ -29,6 +29,9 @@ W_COMMIT = "query %r: offset commit failed (%s); those records may be processed 
 E_NOT_ACKED = "query %s: outputs not acknowledged"
 #: Seconds between two offset commits of a stateless query (acked offsets wait at most this).
 COMMIT_INTERVAL = 0.5
+#: A group commit slower than this many seconds is logged.
+SLOW_COMMIT = 1.0
+W_SLOW_COMMIT = "query %r: an offset commit took %.1f s"
 
 
 @dataclass(slots=True)
@@ -61,6 +64,11 @@ class Delivery:
         self._on_failure = on_failure
         self._acked: dict[TopicPartition, int] = {}
         self._committed_at = 0.0
+        #: Group commits run beside the acknowledgements instead of between them (a stateful
+        #: task's commits only tell a later owner what was written: its state writes, not the
+        #: coordinator's answer, must follow the acks promptly).
+        self.background_commits = False
+        self._commit_task: asyncio.Task[None] | None = None
 
     async def put(self, item: Inflight) -> None:
         """Hand a batch over; waits while ``max_inflight`` batches await their acks."""
@@ -105,17 +113,37 @@ class Delivery:
             await self.commit_acked()
 
     async def commit_acked(self) -> None:
+        running = self._commit_task
+        if self.background_commits and running is not None and not running.done():
+            return  # what is acknowledged meanwhile goes with the next commit
         offsets, self._acked = self._acked, {}
         consumer = self.consumer
         if not offsets or consumer is None:
             return
         self._committed_at = time.monotonic()
+        if self.background_commits:
+            self._commit_task = asyncio.create_task(self._commit(consumer, offsets))
+        else:
+            await self._commit(consumer, offsets)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        started = time.monotonic()
         try:
             await consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
             logger.warning(W_COMMIT, self.name, exc)
+        took = time.monotonic() - started
+        if took > SLOW_COMMIT:
+            logger.warning(W_SLOW_COMMIT, self.name, took)
 
     async def drain(self) -> None:
         """Wait until every batch handed over is acknowledged and committed."""
         await self._queue.join()
-        await self.commit_acked()
+        running = self._commit_task
+        if running is not None:
+            await running
+        background, self.background_commits = self.background_commits, False
+        try:
+            await self.commit_acked()
+        finally:
+            self.background_commits = background

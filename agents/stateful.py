@@ -180,6 +180,7 @@ class StatefulAgent(Service):
             self._raw_fetch = supported(consumer)
             await self.output.prepare([self.qdef.sink_topic, self.config.dead_letter_topic])
             self.delivery.consumer = consumer
+            self.delivery.background_commits = True
             consumer.subscribe([self.topic], listener=_Tasks(self))
             self.stats.state = "running"
             gc.freeze()  # see QueryAgent._main

