@@ -66,3 +66,43 @@ async def test_state_is_written_after_the_acks_and_in_order(tmp_path: Path) -> N
     stop = True
     runner.cancel()
     state.close()
+
+
+async def test_background_commits_never_hold_the_state_writes_back(tmp_path: Path) -> None:
+    """A stateful task's group commit runs beside the acks: a slow coordinator does not delay the
+    next batch's state write; drain waits for the commits."""
+    release = asyncio.Event()
+    commits: list[dict[TopicPartition, int]] = []
+
+    class SlowGroup:
+        async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+            await release.wait()
+            commits.append(dict(offsets))
+
+    async def failed(exc: BaseException) -> None:
+        raise AssertionError(exc)
+
+    state = QueryState(tmp_path / "q", "rp")
+    state.open()
+    delivery = Delivery("q", QueryStats("q", "rp", "out", "stateful"), 4, failed)
+    delivery.consumer = SlowGroup()
+    delivery.background_commits = True
+    stop = False
+    runner = asyncio.create_task(delivery.run(lambda: stop))
+    tp = TopicPartition("rp", 0)
+    for n in (1, 2):
+        batch = state.batch({"g": n}, {0: Rec(0, 10 * n - 1)})
+        await delivery.put(Inflight([], {tp: 10 * n}, [(state, batch)], 0.0))
+    await asyncio.sleep(0.05)
+    assert state.positions() == {0: 20}  # both written while the first commit still waits
+    assert commits == []
+    draining = asyncio.create_task(delivery.drain())
+    await asyncio.sleep(0.05)
+    assert not draining.done()  # drain waits for the group to have the offsets
+    release.set()
+    await asyncio.wait_for(draining, 5)
+    assert commits[0] == {tp: 10}
+    assert commits[-1] == {tp: 20}
+    stop = True
+    runner.cancel()
+    state.close()
