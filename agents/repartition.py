@@ -157,7 +157,7 @@ class RepartitionProcessor:
                 raw = rec.key
                 gk = key_of(
                     decode(value),
-                    key=None if raw is None else raw.decode("utf-8", "replace"),
+                    key=raw,  # bytes: decoded only if the key reads ``_key``
                     timestamp=rec.timestamp,
                     partition=partition,
                     offset=rec.offset,

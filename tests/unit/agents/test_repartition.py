@@ -216,3 +216,18 @@ def test_origin_header_round_trip() -> None:
     assert origin_of([("other", b"x"), (H_ORIGIN, pack_origin(3, 2**40))]) == (3, 2**40)
     assert origin_of([]) is None
     assert origin_of(None) is None
+
+
+def test_a_key_on_the_message_key_partitions_by_its_text() -> None:
+    sql = "CREATE STREAM s (v BIGINT) WITH (topic='s');\nSELECT _key, COUNT(*) FROM s GROUP BY _key"
+    key = compile_query(sql, {}).partition_key()
+    processor = RepartitionProcessor(
+        key, make_decoder(None), name="q", topic="rp", dead_letter_topic="dlq"
+    )
+    out = Collect()
+    recs = [Rec(0, b"user-7", b'{"v": 1}'), Rec(1, None, b'{"v": 2}')]
+    processor.run_fetched({TopicPartition("s", 0): recs}, out)
+    assert [r["partition"] for r in out.records] == [
+        out.partition("rp", b"user-7"),
+        out.partition("rp", b""),
+    ]
