@@ -208,6 +208,7 @@ class QueryAgent(Service):
         self.processor.keep_partition = self._keep_partition
         if self.grouped:
             self.delivery.consumer = consumer
+            self.delivery.background_commits = True
             consumer.subscribe([self.source_topic], listener=_Rebalance(self))
             return
         self._tps = [TopicPartition(self.source_topic, p) for p in sorted(parts)]
