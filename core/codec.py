@@ -6,6 +6,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import orjson
 
 #: Raised by both decoders on malformed input (``orjson.JSONDecodeError`` subclasses it).
@@ -17,9 +18,21 @@ def loads(data: bytes | str) -> Any:
     return orjson.loads(data)
 
 
+_exact_decode = msgspec.json.Decoder(float_hook=Decimal).decode
+
+
 def loads_exact(data: bytes | str) -> Any:
-    """Decode keeping every non-integer number as ``Decimal`` with its exact digits and scale."""
-    return json.loads(data, parse_float=Decimal)
+    """Decode keeping every non-integer number as ``Decimal`` with its exact digits and scale.
+
+    msgspec parses in C and hands each number's text to ``Decimal`` (2-3x the stdlib's speed on
+    rows with decimals). What it refuses — malformed JSON, but also the stdlib's extensions
+    (``NaN``, ``Infinity``, lone surrogates) — goes to the stdlib decoder, so results and
+    errors (:data:`JSONDecodeError` with line and column) are the stdlib's.
+    """
+    try:
+        return _exact_decode(data)
+    except msgspec.DecodeError:
+        return json.loads(data, parse_float=Decimal)
 
 
 def _default(obj: Any) -> Any:

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core import codec
 
@@ -27,3 +31,54 @@ def test_fast_decoder_raises_the_shared_error() -> None:
         codec.loads(b"{x")
     with pytest.raises(codec.JSONDecodeError):
         codec.loads_exact(b"{x")
+
+
+_JSON_TEXT = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30).map(str)
+    | st.decimals(allow_nan=False, allow_infinity=False).map(str)
+    | st.floats(allow_nan=False, allow_infinity=False).map(repr)
+    | st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-0.0", "1E+2", "0.10"])
+    | st.text().map(lambda t: json.dumps(t, ensure_ascii=False))
+    | st.text().map(json.dumps),
+    lambda inner: (
+        st.lists(inner, max_size=4).map(lambda xs: "[" + ",".join(map(_txt, xs)) + "]")
+        | st.dictionaries(st.text(max_size=5), inner, max_size=4).map(
+            lambda d: "{" + ",".join(f"{json.dumps(k)}:{_txt(v)}" for k, v in d.items()) + "}"
+        )
+    ),
+    max_leaves=12,
+)
+
+
+def _txt(v: object) -> str:
+    return "null" if v is None else ("true" if v is True else "false" if v is False else str(v))
+
+
+@settings(max_examples=500, deadline=None)
+@given(_JSON_TEXT, st.sampled_from(["", " ", "\n"]))
+def test_exact_decoder_is_the_stdlibs_exact_decoder(text: object, pad: str) -> None:
+    # loads_exact (msgspec, falling back to the stdlib) gives exactly what the stdlib gives:
+    # same values, same Decimal digits, same errors — including NaN/Infinity and bad input.
+    raw = (pad + _txt(text) + pad).encode("utf-8", "surrogatepass")
+
+    def outcome(fn: Callable[[bytes], object]) -> object:
+        try:
+            return repr(fn(raw))
+        except (ValueError, UnicodeDecodeError) as exc:
+            return type(exc).__name__
+
+    assert outcome(codec.loads_exact) == outcome(lambda r: json.loads(r, parse_float=Decimal))
+    assert outcome(lambda r: codec.loads_exact(r.decode("utf-8", "replace"))) == outcome(
+        lambda r: json.loads(r.decode("utf-8", "replace"), parse_float=Decimal)
+    )
+
+
+def test_exact_decoder_errors_and_extensions_are_the_stdlibs() -> None:
+    with pytest.raises(codec.JSONDecodeError, match="line 1 column 8"):
+        codec.loads_exact(b'{"a": 1')
+    nan = codec.loads_exact(b'{"a": NaN, "b": 1.50}')
+    assert nan["a"] != nan["a"]  # NaN, as the stdlib reads it
+    assert str(nan["b"]) == "1.50"
+    assert codec.loads_exact('"\\ud800"') == "\ud800"

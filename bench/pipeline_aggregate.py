@@ -1,0 +1,108 @@
+"""Throughput of a stateful query through its two stages (repartition, then one aggregation task
+per partition), on the embedded broker and the data of ``bench.pipeline``:
+
+    CREATE TABLE per_user AS SELECT user_id, COUNT(*), SUM(price * qty) ... GROUP BY user_id
+
+every order producing one EMIT CHANGES row. One worker runs both stages; the figure is from the
+first record stage 1 reads to the last output acknowledged, with the worker's CPU per event.
+
+    .venv/bin/python -m bench.pipeline_aggregate [--orders 200000] [--users 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from app.broker import EmbeddedBroker
+from bench.pipeline import proc_cpu, profile, query_stats, seed
+from tests.support.worker import Worker
+
+PIPELINE = """\
+CREATE STREAM orders (order_id BIGINT, user_id BIGINT, symbol VARCHAR, price DECIMAL(10,2),
+                      qty BIGINT, sent BIGINT)
+  WITH (topic='bench-orders', partitions='{partitions}');
+
+CREATE TABLE per_user WITH (topic='bench-per-user', partitions='{partitions}') AS
+SELECT user_id, COUNT(*) AS orders, SUM(price * qty) AS notional
+FROM orders
+GROUP BY user_id
+EMIT CHANGES;
+"""
+
+
+def throughput(worker: Worker, expect: int) -> dict[str, float]:
+    """Polls /queries/: from stage 1's first record to stage 2's last acknowledged output."""
+    assert worker.proc is not None
+    first = cpu0 = None
+    n0 = 0
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        stats = query_stats(worker)
+        stage1, stage2 = stats.get("per_user-repartition", {}), stats.get("per_user", {})
+        n = stage1.get("records_in", 0)
+        if n and first is None:
+            first, cpu0, n0 = time.perf_counter(), proc_cpu(worker.proc.pid), n
+        if stage2.get("records_out", 0) >= expect and stage2.get("lag") == 0:
+            assert first is not None
+            assert cpu0 is not None
+            return {
+                "seconds": time.perf_counter() - first,
+                "events": expect - n0,
+                "cpu": proc_cpu(worker.proc.pid) - cpu0,
+            }
+        if worker.proc.poll() is not None:
+            raise RuntimeError(worker.tail())
+        time.sleep(0.02)
+    raise RuntimeError("aggregate pipeline did not finish")
+
+
+async def main(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench-aggregate-"))
+    try:
+        with EmbeddedBroker(log_path=work / "tansu.log") as broker:
+            await seed(broker.url, args.orders, args.users, args.partitions)
+            pipeline = work / "pipeline.sql"
+            pipeline.write_text(PIPELINE.format(partitions=args.partitions))
+            worker = Worker(
+                work / "worker",
+                {
+                    "TABLESTREAM_BROKER": broker.url,
+                    "TABLESTREAM_APP_ID": "bench",
+                    "TABLESTREAM_PIPELINE": str(pipeline),
+                    "TABLESTREAM_LOG_LEVEL": "warning",
+                },
+            ).start()
+            try:
+                spy = profile(worker, args.profile)
+                got: dict[str, Any] = await asyncio.to_thread(throughput, worker, args.orders)
+                if spy is not None:
+                    spy.send_signal(signal.SIGINT)
+                    spy.wait(60)
+            finally:
+                worker.stop()
+            rate = got["events"] / got["seconds"]
+            print(
+                f"GROUP BY user_id, two stages in one worker: {rate:,.0f} events/s"
+                f" ({got['events']} events in {got['seconds']:.2f}s,"
+                f" {got['cpu']:.2f}s worker CPU = {got['cpu'] / got['events'] * 1e6:.1f} µs/event)"
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=200_000)
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument(
+        "--profile", metavar="OUT", help="py-spy the worker's run (.svg or raw .txt)"
+    )
+    asyncio.run(main(parser.parse_args()))
