@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from agents.codec import E_ENCODE, DecodeError, Decoder, encode_row, make_key
 from sql.errors import LateRecordError, SqlRuntimeError
@@ -82,6 +82,9 @@ class BatchCounts:
     last: dict[int, RawRecord] = field(default_factory=dict)
 
 
+Out = TypeVar("Out")
+
+
 def reason_of(err: Exception) -> str:
     if isinstance(err, LateRecordError):
         return REASON_LATE
@@ -90,7 +93,39 @@ def reason_of(err: Exception) -> str:
     return str(err)
 
 
-class BatchProcessor:
+class PerPartition(Generic[Out]):
+    """A batch processor's two entry points over its :meth:`run_partition`."""
+
+    def run(self, records: Sequence[RecordLike], output: Out) -> BatchCounts:
+        """``records`` of any topic-partitions (each with ``topic`` and ``partition``), in order."""
+        parts: dict[tuple[str, int], list[RecordLike]] = {}
+        for rec in records:
+            parts.setdefault((rec.topic, rec.partition), []).append(rec)
+        counts = BatchCounts()
+        for (topic, partition), recs in parts.items():
+            self.run_partition(topic, partition, recs, output, counts)
+        return counts
+
+    def run_fetched(self, fetched: Mapping[Any, Sequence[RawRecord]], output: Out) -> BatchCounts:
+        """Records grouped by topic-partition (``.topic``, ``.partition`` keys), as fetched."""
+        counts = BatchCounts()
+        for tp, recs in fetched.items():
+            self.run_partition(tp.topic, tp.partition, recs, output, counts)
+        return counts
+
+    def run_partition(
+        self,
+        topic: str,
+        partition: int,
+        records: Sequence[RawRecord],
+        output: Out,
+        counts: BatchCounts,
+    ) -> None:
+        """The records of one source partition, in offset order, added to ``counts``."""
+        raise NotImplementedError
+
+
+class BatchProcessor(PerPartition[OutputLike]):
     """Runs records of one source topic through ``query`` into ``output``."""
 
     def __init__(
@@ -119,25 +154,6 @@ class BatchProcessor:
         #: when the sink has as many partitions as the source): the partition Kafka's default
         #: partitioner gave that key, without hashing it again.
         self.keep_partition = False
-
-    def run(self, records: Sequence[RecordLike], output: OutputLike) -> BatchCounts:
-        """``records`` of any topic-partitions (each with ``topic`` and ``partition``), in order."""
-        parts: dict[tuple[str, int], list[RecordLike]] = {}
-        for rec in records:
-            parts.setdefault((rec.topic, rec.partition), []).append(rec)
-        counts = BatchCounts()
-        for (topic, partition), recs in parts.items():
-            self.run_partition(topic, partition, recs, output, counts)
-        return counts
-
-    def run_fetched(
-        self, fetched: Mapping[Any, Sequence[RawRecord]], output: OutputLike
-    ) -> BatchCounts:
-        """Records grouped by topic-partition (``.topic``, ``.partition`` keys), as fetched."""
-        counts = BatchCounts()
-        for tp, recs in fetched.items():
-            self.run_partition(tp.topic, tp.partition, recs, output, counts)
-        return counts
 
     def run_partition(
         self,

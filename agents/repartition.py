@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -30,11 +30,11 @@ import orjson
 from agents.agent import AgentConfig, Processor, QueryAgent
 from agents.codec import DecodeError, Decoder, encode_row
 from agents.pipeline import QueryDef, repartition_topic
-from agents.process import E_INTERNAL, BatchCounts, RawRecord, reason_of
+from agents.process import E_INTERNAL, BatchCounts, PerPartition, RawRecord, reason_of
 from sql.compile.aggregate_key import GroupKey
 from sql.errors import SqlRuntimeError
 from sql.query import CompiledQuery
-from tables.apply import Malformed, RecordLike
+from tables.apply import Malformed
 from tables.keys import key_text
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class RepartitionOutput(Protocol):
     def dead_letter(self, topic: str, item: Malformed, source: str) -> None: ...
 
 
-class RepartitionProcessor:
+class RepartitionProcessor(PerPartition[RepartitionOutput]):
     """Runs source records of one query into its repartition topic (a batch at a time)."""
 
     def __init__(
@@ -114,25 +114,6 @@ class RepartitionProcessor:
         #: Present for the agent's sake (:class:`agents.process.BatchProcessor` has it): the
         #: partition here is always the group key's.
         self.keep_partition = False
-
-    def run(self, records: Sequence[RecordLike], output: RepartitionOutput) -> BatchCounts:
-        """``records`` of any topic-partitions (each with ``topic`` and ``partition``), in order."""
-        parts: dict[tuple[str, int], list[RecordLike]] = {}
-        for rec in records:
-            parts.setdefault((rec.topic, rec.partition), []).append(rec)
-        counts = BatchCounts()
-        for (topic, partition), recs in parts.items():
-            self.run_partition(topic, partition, recs, output, counts)
-        return counts
-
-    def run_fetched(
-        self, fetched: Mapping[Any, Sequence[RawRecord]], output: RepartitionOutput
-    ) -> BatchCounts:
-        """Records grouped by topic-partition (``.topic``, ``.partition`` keys), as fetched."""
-        counts = BatchCounts()
-        for tp, recs in fetched.items():
-            self.run_partition(tp.topic, tp.partition, recs, output, counts)
-        return counts
 
     def run_partition(
         self,
