@@ -18,7 +18,6 @@ import gc
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from agents.cache import CachedTable
@@ -30,16 +29,7 @@ from sql.parse import parse_script
 from sql.query import compile_query
 from tables.apply import Malformed
 from tables.memory import MemoryTable
-
-
-@dataclass(slots=True)
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
+from tests.support.rocks import Record
 
 
 class Collect:

@@ -17,44 +17,34 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from core import codec
 from tables.apply import Applier
 from tables.reference import ReferenceTable
 from tables.spec import TableSpec
+from tests.support.rocks import Record
 
 BATCH = 10_000
 ROUND_MS = 60_000
 PROBES = 200_000
 
 
-@dataclass(slots=True)
-class Rec:
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-
-
-def records(keys: int, versions: int, seed: int = 7) -> Iterator[list[Rec]]:
+def records(keys: int, versions: int, seed: int = 7) -> Iterator[list[Record]]:
     """Batches: round r updates every key (in shuffled order) at about ``r * ROUND_MS``.
 
     Generated lazily (10M records do not fit in memory as objects); same seed, same records.
     """
     rng = random.Random(seed)
     order = list(range(keys))
-    batch: list[Rec] = []
+    batch: list[Record] = []
     offset = 0
     for r in range(versions):
         rng.shuffle(order)
         for i in order:
             ts = r * ROUND_MS + rng.randrange(ROUND_MS)
             value = {"sku": f"sku-{i}", "price": round(1 + (i * 7 + r) % 997 / 10, 2), "round": r}
-            batch.append(Rec("prices", 0, offset, ts, f"sku-{i}".encode(), codec.dumps(value)))
+            batch.append(Record("prices", 0, offset, ts, f"sku-{i}".encode(), codec.dumps(value)))
             offset += 1
             if len(batch) == BATCH:
                 yield batch
@@ -63,7 +53,7 @@ def records(keys: int, versions: int, seed: int = 7) -> Iterator[list[Rec]]:
         yield batch
 
 
-def load(table: ReferenceTable, batches: Iterator[list[Rec]]) -> float:
+def load(table: ReferenceTable, batches: Iterator[list[Record]]) -> float:
     """Seconds spent applying and committing (record generation not counted)."""
     state = table._state
     state.store.open()

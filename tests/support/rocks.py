@@ -21,7 +21,9 @@ from tables.spec import TableSpec
 
 
 @dataclass(slots=True)
-class _Record:  # tables.apply.RecordLike
+class Record:
+    """A fetched record as the loaders and agents see it (:class:`tables.apply.RecordLike`)."""
+
     topic: str
     partition: int
     offset: int
@@ -47,7 +49,7 @@ class RocksFeeder:
         records = []
         for key, row in changes:
             value = None if row is None else codec.dumps(row)
-            records.append(_Record(self.table.topic, 0, self._offset, 0, key_bytes(key), value))
+            records.append(Record(self.table.topic, 0, self._offset, 0, key_bytes(key), value))
             self._offset += 1
         state = self._state
         batch = state.store.batch()
