@@ -23,7 +23,13 @@ E_INTERNAL = "internal error {kind}: {error}"
 REASON_LATE = "late"
 
 
-class OutputLike(Protocol):
+class DeadLetters(Protocol):
+    """Where records that cannot be processed go (:meth:`agents.sink.Output.dead_letter`)."""
+
+    def dead_letter(self, topic: str, item: Malformed, source: str) -> None: ...
+
+
+class OutputLike(DeadLetters, Protocol):
     """Where a batch's records go (:class:`agents.sink.Output`; a list in unit tests)."""
 
     def append(
@@ -34,8 +40,6 @@ class OutputLike(Protocol):
         headers: list[tuple[str, bytes]] | None = None,
         partition: int | None = None,
     ) -> None: ...
-
-    def dead_letter(self, topic: str, item: Malformed, source: str) -> None: ...
 
     def appender(self, topic: str, partition: int) -> Callable[[bytes | None, bytes | None], None]:
         """A function appending (key, value) records to one topic-partition."""
@@ -82,7 +86,7 @@ class BatchCounts:
     last: dict[int, RawRecord] = field(default_factory=dict)
 
 
-Out = TypeVar("Out")
+Out = TypeVar("Out", bound="DeadLetters")
 
 
 def reason_of(err: Exception) -> str:
@@ -94,7 +98,12 @@ def reason_of(err: Exception) -> str:
 
 
 class PerPartition(Generic[Out]):
-    """A batch processor's two entry points over its :meth:`run_partition`."""
+    """A batch processor's two entry points over its :meth:`run_partition`, and its dead
+    letters (the original bytes, with the source topic, partition, offset and reason)."""
+
+    dead_letter_topic: str
+    #: The ``tablestream.source`` header of its dead letters (``query:<name>``).
+    source: str
 
     def run(self, records: Sequence[RecordLike], output: Out) -> BatchCounts:
         """``records`` of any topic-partitions (each with ``topic`` and ``partition``), in order."""
@@ -124,6 +133,19 @@ class PerPartition(Generic[Out]):
         """The records of one source partition, in offset order, added to ``counts``."""
         raise NotImplementedError
 
+    def _dead_letter(
+        self,
+        topic: str,
+        partition: int,
+        rec: RawRecord,
+        reason: str,
+        output: Out,
+        counts: BatchCounts,
+    ) -> None:
+        item = Malformed(topic, partition, rec.offset, rec.timestamp, rec.key, rec.value, reason)
+        output.dead_letter(self.dead_letter_topic, item, self.source)
+        counts.dead_letters += 1
+
 
 class BatchProcessor(PerPartition[OutputLike]):
     """Runs records of one source topic through ``query`` into ``output``."""
@@ -137,7 +159,6 @@ class BatchProcessor(PerPartition[OutputLike]):
         sink_topic: str,
         key_columns: Sequence[str],
         dead_letter_topic: str,
-        on_dead_letter: Callable[[Malformed], None] | None = None,
         encode: Callable[[Any], bytes] = encode_row,
     ) -> None:
         self.query = query
@@ -149,7 +170,6 @@ class BatchProcessor(PerPartition[OutputLike]):
         self.key_of = make_key(key_columns)
         self.dead_letter_topic = dead_letter_topic
         self.source = f"query:{name}"
-        self.on_dead_letter = on_dead_letter
         #: Outputs keyed by the source key go to the source record's partition (set by the agent
         #: when the sink has as many partitions as the source): the partition Kafka's default
         #: partitioner gave that key, without hashing it again.
@@ -240,21 +260,6 @@ class BatchProcessor(PerPartition[OutputLike]):
             return [(key_of(r), None if type(r) is Retraction else encode(r)) for r in rows]
         except (TypeError, ValueError) as exc:
             raise _EncodeError(E_ENCODE.format(error=exc)) from exc
-
-    def _dead_letter(
-        self,
-        topic: str,
-        partition: int,
-        rec: RawRecord,
-        reason: str,
-        output: OutputLike,
-        counts: BatchCounts,
-    ) -> None:
-        item = Malformed(topic, partition, rec.offset, rec.timestamp, rec.key, rec.value, reason)
-        output.dead_letter(self.dead_letter_topic, item, self.source)
-        counts.dead_letters += 1
-        if self.on_dead_letter is not None:
-            self.on_dead_letter(item)
 
 
 class _EncodeError(Exception):

@@ -30,11 +30,17 @@ import orjson
 from agents.agent import AgentConfig, Processor, QueryAgent
 from agents.codec import DecodeError, Decoder, encode_row
 from agents.pipeline import QueryDef, repartition_topic
-from agents.process import E_INTERNAL, BatchCounts, PerPartition, RawRecord, reason_of
+from agents.process import (
+    E_INTERNAL,
+    BatchCounts,
+    DeadLetters,
+    PerPartition,
+    RawRecord,
+    reason_of,
+)
 from sql.compile.aggregate_key import GroupKey
 from sql.errors import SqlRuntimeError
 from sql.query import CompiledQuery
-from tables.apply import Malformed
 from tables.keys import key_text
 
 logger = logging.getLogger(__name__)
@@ -81,7 +87,7 @@ def group_key_bytes(key: tuple[Any, ...]) -> bytes:
     return orjson.dumps([_canonical(v) for v in key])
 
 
-class RepartitionOutput(Protocol):
+class RepartitionOutput(DeadLetters, Protocol):
     """What stage 1 writes to (:class:`agents.sink.Output`)."""
 
     def partition(self, topic: str, key: bytes | None) -> int: ...
@@ -95,8 +101,6 @@ class RepartitionOutput(Protocol):
         partition: int | None = None,
         timestamp: int | None = None,
     ) -> None: ...
-
-    def dead_letter(self, topic: str, item: Malformed, source: str) -> None: ...
 
 
 class RepartitionProcessor(PerPartition[RepartitionOutput]):
@@ -161,19 +165,6 @@ class RepartitionProcessor(PerPartition[RepartitionOutput]):
         counts.last[partition] = records[-1]
         counts.records_in += len(records)
         counts.records_out += n_out
-
-    def _dead_letter(
-        self,
-        topic: str,
-        partition: int,
-        rec: RawRecord,
-        reason: str,
-        output: RepartitionOutput,
-        counts: BatchCounts,
-    ) -> None:
-        item = Malformed(topic, partition, rec.offset, rec.timestamp, rec.key, rec.value, reason)
-        output.dead_letter(self.dead_letter_topic, item, self.source)
-        counts.dead_letters += 1
 
 
 class _KeyError(Exception):

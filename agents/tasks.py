@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from aiokafka import TopicPartition
 
-from agents.process import BatchCounts, BatchProcessor, OutputLike
+from agents.process import BatchCounts, BatchProcessor, OutputLike, RawRecord
 from agents.repartition import origin_of
 from agents.state import QueryState, Verifier
 from sql.errors import StateError
@@ -44,17 +44,9 @@ ORIGIN_PREFIX = "@origin/"
 W_STATE = "query %r: stored state of %s[%d] does not load (%s); replaying the partition"
 
 
-class TaskRecord(Protocol):
+class TaskRecord(RawRecord, Protocol):
     """A fetched repartition record (aiokafka's C record or its ``ConsumerRecord``)."""
 
-    @property
-    def offset(self) -> int: ...
-    @property
-    def timestamp(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
     @property
     def headers(self) -> Sequence[tuple[str, bytes]]: ...
 

@@ -192,8 +192,14 @@ class CompiledQuery:
 
         Raises :class:`~sql.errors.UnsupportedError` when the key is not a function of the record
         (it reads a joined table or holds a subquery) or the query does not aggregate.
+        Compiled with this query's ``typed_streams``: it reads records decoded the same way.
         """
-        return compile_group_key(self.sql, self._ctx.catalog, self._script.require_query())
+        return compile_group_key(
+            self.sql,
+            self._ctx.catalog,
+            self._script.require_query(),
+            typed_streams=self._ctx.typed_streams,
+        )
 
     def explain(self) -> str:
         # Operators top-down: the output first, the stream scan last (innermost).

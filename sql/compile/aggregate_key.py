@@ -68,15 +68,17 @@ def _has_subquery(node: exp.Expr) -> bool:
     return any(isinstance(n, (exp.Subquery, exp.Exists, exp.Select)) for n in node.walk())
 
 
-def compile_group_key(sql: str, catalog: Catalog, select: exp.Select) -> GroupKey:
+def compile_group_key(
+    sql: str, catalog: Catalog, select: exp.Select, *, typed_streams: bool = False
+) -> GroupKey:
     """The group key of ``select`` (the query's SELECT, already compiled once against
     ``catalog``) as a function of the stream record; raises :class:`UnsupportedError` when the
-    key needs more than the record."""
+    key needs more than the record. ``typed_streams`` as for :func:`sql.query.compile_query`."""
     group = select.args.get("group")
     exprs: list[exp.Expr] = list(group.expressions) if group is not None else []
     if not exprs and not _has_aggregate(select):
         raise UnsupportedError(E_UNSUPPORTED.format(what=E_NO_AGGREGATE), sql=sql, offset=None)
-    ctx = CompileContext(sql, catalog)
+    ctx = CompileContext(sql, catalog, typed_streams=typed_streams)
     scope = Scope(sql, ctx.slots)
     from_ = select.args.get("from_") or select.args.get("from")
     src = from_.this if from_ is not None else None

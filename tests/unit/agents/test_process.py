@@ -303,3 +303,21 @@ def test_message_key_reads_as_text_when_the_query_reads_it() -> None:
     assert compile_query("CREATE STREAM s (id BIGINT); SELECT _key AS k FROM s", {}).process(
         {"id": 1}, key="x"
     ) == [{"k": "x"}]
+
+
+def test_typed_group_key_reads_the_decoders_values_as_converting_reads_do() -> None:
+    # Stage 1 of a stateful query keys the decoder's records with the query's own typed_streams.
+    sql = (
+        "CREATE STREAM s (k VARCHAR, n BIGINT, amount DECIMAL(10,2));"
+        "SELECT k, n % 3 AS m, amount * 2 AS a2, COUNT(*) AS c FROM s GROUP BY k, n % 3, amount * 2"
+    )
+    columns = parse_script(sql).declarations["s"].columns
+    assert columns is not None
+    decode = make_decoder(columns)
+    typed = compile_query(sql, {}, typed_streams=True).partition_key()
+    plain = compile_query(sql, {}).partition_key()
+    raws = [b'{"k": "a", "n": 4, "amount": 2.5}', b'{"k": 7, "n": "5", "amount": "1.125"}']
+    raws += [b'{"k": null, "n": 6.0, "amount": 3}', b'{"k": "b"}']
+    keys = [typed(decode(r)) for r in raws]
+    assert keys == [plain(decode(r)) for r in raws]
+    assert [str(k[2]) for k in keys] == ["5.00", "2.26", "6.00", "None"]
