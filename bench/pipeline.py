@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -182,10 +184,25 @@ def faust_agent(servers: str, expect: int, partitions: int, work: Path) -> dict[
         proc.wait(30)
 
 
-def profile(worker: Worker, out: str | None) -> subprocess.Popen[bytes] | None:
-    """py-spy (if on PATH) sampling the worker until stopped: where the per-event time goes."""
+def start_worker(servers: str, work: Path, sql: str) -> Worker:
+    """A real ``faust -A app worker`` running the pipeline ``sql``, its files under ``work``."""
+    pipeline = work / "pipeline.sql"
+    pipeline.write_text(sql)
+    env = {
+        "TABLESTREAM_BROKER": servers,
+        "TABLESTREAM_APP_ID": "bench",
+        "TABLESTREAM_PIPELINE": str(pipeline),
+        "TABLESTREAM_LOG_LEVEL": "warning",
+    }
+    return Worker(work / "worker", env).start()
+
+
+@contextlib.contextmanager
+def profiled(worker: Worker, out: str | None) -> Iterator[None]:
+    """py-spy (if on PATH) sampling the worker inside the block: where the per-event time goes."""
     if out is None:
-        return None
+        yield
+        return
     assert worker.proc is not None
     spy = shutil.which("py-spy")
     if spy is None:
@@ -193,7 +210,12 @@ def profile(worker: Worker, out: str | None) -> subprocess.Popen[bytes] | None:
     cmd = [spy, "record", "--pid", str(worker.proc.pid), "-o", out, "--rate", "250"]
     if out.endswith(".txt"):
         cmd += ["--format", "raw"]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        proc.wait(60)
 
 
 def proc_cpu(pid: int) -> float:
@@ -335,23 +357,10 @@ async def main(args: argparse.Namespace) -> None:
                     f"bare faust per-event agent:          {bare_rate:,.0f} events/s"
                     f" ({bare['seconds']:.2f}s, {bare['cpu']:.2f}s CPU)"
                 )
-            pipeline = work / "pipeline.sql"
-            pipeline.write_text(PIPELINE.format(partitions=args.partitions))
-            worker = Worker(
-                work / "worker",
-                {
-                    "TABLESTREAM_BROKER": broker.url,
-                    "TABLESTREAM_APP_ID": "bench",
-                    "TABLESTREAM_PIPELINE": str(pipeline),
-                    "TABLESTREAM_LOG_LEVEL": "warning",
-                },
-            ).start()
+            worker = start_worker(broker.url, work, PIPELINE.format(partitions=args.partitions))
             try:
-                spy = profile(worker, args.profile)
-                ours = await asyncio.to_thread(pipeline_throughput, worker, args.orders)
-                if spy is not None:
-                    spy.send_signal(signal.SIGINT)
-                    spy.wait(60)
+                with profiled(worker, args.profile):
+                    ours = await asyncio.to_thread(pipeline_throughput, worker, args.orders)
                 rate = await sink_rate(broker.url)
                 print(
                     f"our pipeline (IN+EXISTS+scalar+join): {rate:,.0f} events/s"

@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import signal
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from app.broker import EmbeddedBroker
-from bench.pipeline import proc_cpu, profile, query_stats, seed
+from bench.pipeline import proc_cpu, profiled, query_stats, seed, start_worker
 from tests.support.worker import Worker
 
 PIPELINE = """\
@@ -68,23 +67,10 @@ async def main(args: argparse.Namespace) -> None:
     try:
         with EmbeddedBroker(log_path=work / "tansu.log") as broker:
             await seed(broker.url, args.orders, args.users, args.partitions)
-            pipeline = work / "pipeline.sql"
-            pipeline.write_text(PIPELINE.format(partitions=args.partitions))
-            worker = Worker(
-                work / "worker",
-                {
-                    "TABLESTREAM_BROKER": broker.url,
-                    "TABLESTREAM_APP_ID": "bench",
-                    "TABLESTREAM_PIPELINE": str(pipeline),
-                    "TABLESTREAM_LOG_LEVEL": "warning",
-                },
-            ).start()
+            worker = start_worker(broker.url, work, PIPELINE.format(partitions=args.partitions))
             try:
-                spy = profile(worker, args.profile)
-                got: dict[str, Any] = await asyncio.to_thread(throughput, worker, args.orders)
-                if spy is not None:
-                    spy.send_signal(signal.SIGINT)
-                    spy.wait(60)
+                with profiled(worker, args.profile):
+                    got: dict[str, Any] = await asyncio.to_thread(throughput, worker, args.orders)
             finally:
                 worker.stop()
             rate = got["events"] / got["seconds"]
