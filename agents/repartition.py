@@ -62,7 +62,7 @@ def origin_of(headers: Sequence[tuple[str, bytes]] | None) -> tuple[int, int] | 
     for name, value in headers:
         if name == H_ORIGIN and len(value) == _ORIGIN.size:
             p, o = _ORIGIN.unpack(value)
-            return int(p), int(o)
+            return p, o
     return None
 
 

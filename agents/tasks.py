@@ -142,15 +142,14 @@ class AggregateTask:
             return BatchCounts(), None
         origins = self.origins
         fresh: list[TaskRecord] = []
-        changed: dict[str, Any] = {}
+        advanced: dict[int, int] = {}  # source partition -> its new highest offset
         for rec in msgs:
             origin = origin_of(rec.headers)
             if origin is not None:
                 sp, so = origin
                 if so <= origins.get(sp, -1):
                     continue
-                origins[sp] = so
-                changed[f"{ORIGIN_PREFIX}{sp}"] = so
+                origins[sp] = advanced[sp] = so
             fresh.append(rec)
         self.duplicates += len(msgs) - len(fresh)
         counts = BatchCounts()
@@ -167,7 +166,7 @@ class AggregateTask:
         self.position = last.offset + 1
         self.records_in += len(fresh)
         dirty = self.query.dirty_state()
-        dirty.update(changed)
+        dirty.update({f"{ORIGIN_PREFIX}{sp}": so for sp, so in advanced.items()})
         return counts, self.state.batch(dirty, counts.last)
 
     def close(self) -> None:
