@@ -11,11 +11,19 @@ engine only reads them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from tables.keys import key_text
-from tables.protocol import Change, ChangeListener, Key, SecondaryIndex, Table, TableStats, Value
+from tables.protocol import (
+    Change,
+    ChangeListener,
+    Key,
+    LocalTable,
+    SecondaryIndex,
+    StatsLike,
+    Value,
+)
 from tables.protocol import Unsubscribe as UnsubscribeFn
 
 #: Rows kept per table and agent; the cache starts over when full (hot keys come back at once).
@@ -24,9 +32,12 @@ _MISS = object()
 
 
 class CachedTable:
-    """``table`` with a read-through cache on :meth:`get`; every other call goes to the table."""
+    """``table`` with a read-through cache on :meth:`get`; every other call goes to the table.
 
-    def __init__(self, table: Table, max_rows: int = MAX_ROWS) -> None:
+    Only for tables with a change feed (:class:`~tables.protocol.LocalTable`): an external table
+    keeps its own cache, with TTLs instead of invalidations (``sources/``)."""
+
+    def __init__(self, table: LocalTable, max_rows: int = MAX_ROWS) -> None:
         self.table = table
         self.max_rows = max_rows
         self._rows: dict[Any, Any] = {}  # text keys, and int keys as probed
@@ -89,8 +100,19 @@ class CachedTable:
         return self.table.name
 
     @property
+    def kind(self) -> str:
+        return self.table.kind
+
+    @property
     def key_field(self) -> str | None:
         return self.table.key_field
+
+    def describe(self) -> str:
+        return self.table.describe() + " via the agent's row cache"
+
+    def get_many(self, keys: Iterable[Key]) -> dict[Key, Value]:
+        get = self.get
+        return {k: v for k in keys if (v := get(k)) is not None}
 
     def contains_key(self, key: Key) -> bool:
         return self.get(key) is not None
@@ -122,7 +144,7 @@ class CachedTable:
     def index(self, field: str) -> SecondaryIndex:
         return self.table.index(field)
 
-    def stats(self) -> TableStats:
+    def stats(self) -> StatsLike:
         return self.table.stats()
 
     @property

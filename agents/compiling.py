@@ -14,7 +14,7 @@ from sql.errors import SqlCompileError
 from sql.parse import parse_script
 from sql.query import CompiledQuery, compile_query
 from sql.types import SqlType
-from tables.protocol import Table
+from tables.protocol import LocalTable, Table
 
 
 class QueryBuilder:
@@ -39,10 +39,13 @@ class QueryBuilder:
     def _catalog_tables(self) -> dict[str, Table]:
         if self._cached is None:
             # Versioned tables answer as-of reads the cache knows nothing of: read directly.
+            # External tables keep caches of their own (TTLs, no change feed).
             self._cached = [
                 CachedTable(t)
                 for n, t in self.tables.items()
-                if n in self.qdef.reads and not getattr(t, "versioned", False)
+                if n in self.qdef.reads
+                and isinstance(t, LocalTable)
+                and not getattr(t, "versioned", False)
             ]
         tables: dict[str, Table] = dict(self.tables)
         tables.update({c.name.lower(): c for c in self._cached})

@@ -27,6 +27,7 @@ from sql.dialect import Declaration, Tablestream, split_statement
 from sql.errors import SqlCompileError, UnsupportedError, position
 from sql.parse import Script, parse_script
 from sql.query import CompiledQuery, compile_query
+from tables.kinds import TableEnv, table_kind
 from tables.memory import MemoryTable
 from tables.protocol import Table
 from tables.spec import TableSpec
@@ -182,7 +183,7 @@ def _table_spec(decl: Declaration) -> TableSpec:
     options = dict(decl.options)
     topic = options.get("topic", decl.name)
     key_field = decl.primary_key or options.get("key") or options.get("key_field")
-    spec = TableSpec.from_options(decl.name, topic, key_field, options)
+    spec = TableSpec.from_options(decl.name, topic, key_field, options, decl.columns)
     has_decimal = any(t.name == "DECIMAL" for t in (decl.columns or {}).values())
     if has_decimal and "exact_decimals" not in options:
         spec = dataclasses.replace(spec, exact_decimals=True)
@@ -297,8 +298,13 @@ class _Loader:
 
     def check(self) -> None:
         """Compile every query against empty in-memory tables: names, types, shapes."""
+        # External tables plan differently (no scans, probes pushed down): their own kind,
+        # built but not started (no connection is opened here).
         tables: dict[str, Table] = {
-            name: MemoryTable.from_spec(spec) for name, spec in self.pipeline.tables.items()
+            name: MemoryTable.from_spec(spec)
+            if spec.kind == "kafka"
+            else table_kind(spec.name, spec.kind).create(spec, TableEnv())
+            for name, spec in self.pipeline.tables.items()
         }
         checked = []
         for q in self.pipeline.queries:

@@ -17,7 +17,7 @@ import faust
 from faust.web import Request, Response, View
 
 from core import codec
-from tables.protocol import VersionedTable
+from tables.protocol import PageTable, VersionedTable
 from tables.registry import TableRegistry
 from tables.versions import E_NOT_VERSIONED, HistoryExpiredError
 
@@ -85,6 +85,8 @@ def register_views(app: faust.App, registry: TableRegistry) -> None:
             if table is None:
                 return unknown(self, name)
             limit = _limit(request)
+            if not isinstance(table, PageTable):  # an external table: rows by key only
+                return _json(self, {"table": table.stats().as_dict(), "rows": [], "next": None})
             page = table.page(limit, request.query.get("after"))
             body = {
                 "table": table.stats().as_dict(),
@@ -110,6 +112,8 @@ def register_views(app: faust.App, registry: TableRegistry) -> None:
             table = registry.tables.get(name)
             if table is None:
                 return unknown(self, name)
+            if not isinstance(table, VersionedTable):
+                return _json(self, {"error": E_NOT_VERSIONED.format(table=table.name)}, 400)
             status, body = key_history(table, key, request.query.get("as_of"))
             return _json(self, body, status)
 

@@ -13,7 +13,7 @@ from itertools import islice
 from typing import Any
 
 from sql.types import ANY, SqlType, type_of_value, unify
-from tables.protocol import Table
+from tables.protocol import ScanTable, Table
 
 #: Rows sampled to infer an undeclared table's columns.
 INFER_SAMPLE_ROWS = 1000
@@ -98,7 +98,8 @@ class Catalog:
         if table is None:
             return schema
         if schema is None or schema.kind != "table":
-            sample = (v for _, v in islice(table.items(), INFER_SAMPLE_ROWS))
+            rows = table.items() if isinstance(table, ScanTable) else iter(())
+            sample = (v for _, v in islice(rows, INFER_SAMPLE_ROWS))
             cols = infer_columns(sample)
             schema = RelationSchema(
                 table.name, "table", cols, closed=bool(cols), key_field=table.key_field

@@ -22,6 +22,7 @@ from sql.compile.context import CompileContext
 from sql.compile.query import compile_stream_query
 from sql.dialect import Declaration
 from sql.errors import E_UNKNOWN_TABLE, BindError, SqlRuntimeError, suggest
+from sql.operators.prefetch import Prefetcher, prefetcher
 from sql.parse import Script, parse_script
 from sql.types import SqlType
 from tables.protocol import Table
@@ -74,6 +75,12 @@ class CompiledQuery:
         self._observe = plan.observe
         self._agg = plan.aggregate
         self._record = self._record_fn()
+        self._prefetcher = prefetcher(ctx, self._vs, self._ms)
+
+    @property
+    def prefetcher(self) -> Prefetcher | None:
+        """Fetches a batch's probes of external tables ahead (None: the query reads none)."""
+        return self._prefetcher
 
     @property
     def is_windowed(self) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from tables.changes import DEFAULT_STREAM_QUEUE, ChangeFeed, ChangeStream
@@ -126,8 +126,24 @@ class MemoryTable:
         return self._name
 
     @property
+    def kind(self) -> str:
+        return "memory"
+
+    @property
     def key_field(self) -> str | None:
         return self._key_field
+
+    def describe(self) -> str:
+        return "memory"
+
+    def get_many(self, keys: Iterable[Key]) -> dict[Key, Value]:
+        get = self.get
+        return {k: v for k in keys if (v := get(k)) is not None}
+
+    def page(self, limit: int, after: str | None = None) -> list[tuple[Key, Value]]:
+        """Up to ``limit`` rows in key order, starting after key ``after``."""
+        keys = sorted(k for k in self._rows if after is None or k > after)[:limit]
+        return [(k, self._rows[k]) for k in keys]
 
     @property
     def topic(self) -> str:

@@ -9,9 +9,11 @@ whoever subscribes.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from core.errors import TablestreamError
 
 #: A table key. Tables store and return keys as text (the message key, or the text form of the
 #: key field, see :mod:`tables.keys`); lookups accept any scalar and compare by that text form,
@@ -132,12 +134,30 @@ class SecondaryIndex(Protocol):
     def lookup(self, value: Any) -> frozenset[Key]: ...
 
 
+class StatsLike(Protocol):
+    """What ``Table.stats()`` returns: anything that renders itself as JSON (the web views and
+    ``/queries/`` show it generically)."""
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
 @runtime_checkable
 class Table(Protocol):
-    """Read side of a table, shared by every table kind."""
+    """The core every table kind implements: a name, a key, lookups, readiness and stats.
+
+    Everything else is an opt-in capability (:class:`ScanTable`, :class:`ChangeFeedTable`,
+    :class:`IndexedTable`, :class:`VersionedTable`, :class:`PrefetchTable`) that the planner,
+    the agents' caches and the web views check with ``isinstance`` instead of assuming a
+    Kafka-backed table. See docs/TABLES.md.
+    """
 
     @property
     def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str:
+        """The table kind (``kafka``, ``memory``, ``postgres``, ``duckdb``)."""
+        ...
 
     @property
     def key_field(self) -> str | None:
@@ -145,6 +165,26 @@ class Table(Protocol):
         ...
 
     def get(self, key: Key, default: Value | None = None) -> Value | None: ...
+
+    def get_many(self, keys: Iterable[Key]) -> dict[Key, Value]:
+        """The rows of the keys that have one, keyed by the probe keys as given."""
+        ...
+
+    def describe(self) -> str:
+        """Where reads come from, for EXPLAIN (connector, cache; never a password)."""
+        ...
+
+    def stats(self) -> StatsLike: ...
+
+    @property
+    def is_ready(self) -> bool: ...
+
+    async def wait_until_ready(self, timeout: float | None = None) -> bool: ...
+
+
+@runtime_checkable
+class ScanTable(Table, Protocol):
+    """Capability: every row is local and can be listed (maintained subqueries, scans, pages)."""
 
     def contains_key(self, key: Key) -> bool: ...
 
@@ -162,22 +202,67 @@ class Table(Protocol):
 
     def filter(self, predicate: Callable[[Key, Value], bool]) -> dict[Key, Value]: ...
 
+
+@runtime_checkable
+class PageTable(Table, Protocol):
+    """Capability: rows in key order, a page at a time (the web views)."""
+
+    def page(self, limit: int, after: str | None = None) -> list[tuple[Key, Value]]: ...
+
+
+@runtime_checkable
+class ChangeFeedTable(Table, Protocol):
+    """Capability: every change is published to subscribers once it is visible to ``get``."""
+
     def subscribe(self, listener: ChangeListener) -> Unsubscribe: ...
+
+
+@runtime_checkable
+class IndexedTable(Table, Protocol):
+    """Capability: secondary indexes on value fields."""
 
     def index(self, field: str) -> SecondaryIndex:
         """The secondary index on ``field``, built on first request and maintained after."""
         ...
 
-    def stats(self) -> TableStats: ...
 
-    @property
-    def is_ready(self) -> bool: ...
-
-    async def wait_until_ready(self, timeout: float | None = None) -> bool: ...
+@runtime_checkable
+class LocalTable(ScanTable, ChangeFeedTable, IndexedTable, Protocol):
+    """All rows local, with a change feed and indexes: Kafka-backed and in-memory tables (and an
+    external table with a full cache). What maintained subquery results need."""
 
 
 @runtime_checkable
-class VersionedTable(Table, Protocol):
+class PrefetchTable(Table, Protocol):
+    """Capability: rows live elsewhere (an external database); a batch's probes are fetched
+    ahead, in one round trip per table, so the per-record ``get``/``probe`` hit a cache.
+
+    ``column`` None means the key column. ``probe`` answers the rows whose ``column`` equals
+    ``value`` (a predicate on a non-key column, pushed down). Either may raise
+    :class:`TableUnavailableError` when the source is down and the table's policy says so.
+    """
+
+    async def prefetch(self, column: str | None, values: Collection[Any]) -> None: ...
+
+    def probe(self, column: str, value: Any) -> list[tuple[Key, Value]]: ...
+
+    def pushed_sql(self, column: str | None) -> str:
+        """The SQL text a fetch by ``column`` sends (EXPLAIN)."""
+        ...
+
+
+class TableUnavailableError(TablestreamError):
+    """A table's source cannot answer now (``table`` field). The record that needed it goes to
+    the dead letters with reason ``source unavailable: <table>``."""
+
+    def __init__(self, table: str, cause: str = "") -> None:
+        super().__init__(f"source unavailable: {table}" + (f" ({cause})" if cause else ""))
+        self.fields.update(table=table)
+        self.table = table
+
+
+@runtime_checkable
+class VersionedTable(LocalTable, Protocol):
     """A table that can also answer for the past (``versioned`` True when it keeps history).
 
     Reads of a table without history raise :class:`tables.versions.NotVersionedError`. An as-of

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -189,8 +189,19 @@ class ReferenceTable(Service):
         return self.spec.name
 
     @property
+    def kind(self) -> str:
+        return "kafka"
+
+    @property
     def key_field(self) -> str | None:
         return self.spec.key_field
+
+    def describe(self) -> str:
+        return f"kafka topic={self.spec.topic} (RocksDB)"
+
+    def get_many(self, keys: Iterable[Key]) -> dict[Key, Value]:
+        get = self.get
+        return {k: v for k in keys if (v := get(k)) is not None}
 
     def get_raw(self, key: Key) -> bytes | None:
         """The stored JSON bytes of ``key``, undecoded."""

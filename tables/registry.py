@@ -1,4 +1,5 @@
-"""The tables of one worker: creates their topics, owns the dead-letter producer, starts them."""
+"""The tables of one worker: builds each through its kind (:mod:`tables.kinds`), creates the
+Kafka tables' topics, owns the dead-letter producer, starts them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from mode import Service
 
 from core.errors import ConfigError
 from tables.deadletter import DeadLetterWriter
-from tables.reference import ReferenceTable
+from tables.kinds import TableEnv, table_kind
+from tables.protocol import Table
 from tables.spec import TableSpec
 from tables.topics import TopicSpec, ensure_topics
 
@@ -19,7 +21,7 @@ COMPACT = {"cleanup.policy": "compact"}
 
 
 class TableRegistry(Service):
-    """Starts every reference table of a worker and answers ``registry[name]``."""
+    """Starts every table of a worker and answers ``registry[name]``."""
 
     def __init__(
         self,
@@ -41,24 +43,23 @@ class TableRegistry(Service):
         self.default_partitions = default_partitions
         self._producer: AIOKafkaProducer | None = None
         self._dead_letters = DeadLetterWriter(None, dead_letter_topic)
-        self.tables: dict[str, ReferenceTable] = {
-            spec.name: ReferenceTable(
-                spec,
-                data_dir,
-                bootstrap_servers,
-                dead_letters=self._dead_letters,
-                fetch_max_records=fetch_max_records,
-                client_id=client_id,
-                beacon=self.beacon,
-            )
-            for spec in self.specs
+        env = TableEnv(
+            data_dir=data_dir,
+            bootstrap_servers=bootstrap_servers,
+            dead_letters=self._dead_letters,
+            fetch_max_records=fetch_max_records,
+            client_id=client_id,
+            beacon=self.beacon,
+        )
+        self.tables: dict[str, Table] = {
+            spec.name: table_kind(spec.name, spec.kind).create(spec, env) for spec in self.specs
         }
 
     @property
     def label(self) -> str:
         return "TableRegistry"
 
-    def __getitem__(self, name: str) -> ReferenceTable:
+    def __getitem__(self, name: str) -> Table:
         try:
             return self.tables[name]
         except KeyError:
@@ -67,7 +68,7 @@ class TableRegistry(Service):
                 table=name,
             ) from None
 
-    def __iter__(self) -> Iterator[ReferenceTable]:
+    def __iter__(self) -> Iterator[Table]:
         return iter(self.tables.values())
 
     def __len__(self) -> int:
@@ -77,6 +78,7 @@ class TableRegistry(Service):
         topics = [
             TopicSpec(s.topic, s.partitions or self.default_partitions, configs=COMPACT)
             for s in self.specs
+            if s.kind == "kafka"
         ]
         topics.append(TopicSpec(self.dead_letter_topic, self.default_partitions))
         await ensure_topics(self.bootstrap_servers, topics)
@@ -86,7 +88,8 @@ class TableRegistry(Service):
         await self._producer.start()
         self._dead_letters.producer = self._producer
         for table in self.tables.values():
-            await self.add_runtime_dependency(table)
+            if isinstance(table, Service):  # tables that load or connect run as services
+                await self.add_runtime_dependency(table)
 
     async def on_shutdown(self) -> None:
         # After the tables stopped (children stop before on_shutdown): no loader is mid-send.

@@ -51,6 +51,11 @@ class TableSpec:
     newest timestamp the table has seen; either one makes the table versioned. ``as_of_expired``
     says what an as-of read older than the retention gives: ``null`` or ``error``.
     ``changes_topic`` names a topic that receives the table's change (retract) stream.
+
+    ``kind`` names the table kind (``WITH (connector=...)``; ``kafka`` by default), a key of
+    :data:`tables.kinds.KINDS`. Other kinds read ``options`` (their own ``WITH`` options, checked
+    by the kind when the spec is made) and ``columns`` (the declared columns, ``(name, SQL
+    type)``); they have no topic.
     """
 
     name: str
@@ -64,10 +69,15 @@ class TableSpec:
     history_retention_ms: int | None = None
     as_of_expired: str = "null"
     changes_topic: str | None = None
+    kind: str = "kafka"
+    options: tuple[tuple[str, str], ...] = ()
+    columns: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
             raise ConfigError(f"table name {self.name!r} is not an identifier", table=self.name)
+        if self.kind != "kafka":
+            return
         if not self.topic:
             raise ConfigError(f"table {self.name!r} has no topic", table=self.name)
         if self.value_format not in FORMATS:
@@ -118,9 +128,19 @@ class TableSpec:
             )
         return cls(name=name, topic=topic, key_field=key_field, partitioned=mode == "partitioned")
 
+    @property
+    def option_map(self) -> dict[str, str]:
+        """``options`` as a dict (the kind's own ``WITH`` options, lower-case names)."""
+        return dict(self.options)
+
     @classmethod
     def from_options(
-        cls, name: str, topic: str, key_field: str | None, options: Mapping[str, str]
+        cls,
+        name: str,
+        topic: str,
+        key_field: str | None,
+        options: Mapping[str, str],
+        columns: Mapping[str, object] | None = None,
     ) -> TableSpec:
         """A spec from SQL ``WITH (...)`` options (``CREATE TABLE t ... WITH (versions='10')``).
 
@@ -132,6 +152,12 @@ class TableSpec:
         Anything else, or a value that does not parse, raises :class:`ConfigError` naming the
         table, the option and the value.
         """
+        connector = next(
+            (str(v).strip().lower() for k, v in options.items() if str(k).lower() == "connector"),
+            "kafka",
+        )
+        if connector != "kafka":
+            return _external(name, connector, key_field, options, columns)
         parser = _OptionParser(name)
         fields: dict[str, object] = {}
         for raw_option, raw_value in options.items():
@@ -155,6 +181,8 @@ class TableSpec:
                 fields["changes_topic"] = parser.nonempty(option, value)
             elif option == "topic":
                 parser.same(option, value, topic)
+            elif option == "connector":
+                pass  # kafka
             elif option in ("key", "key_field"):
                 parser.same(option, value, key_field)
             else:
@@ -167,8 +195,31 @@ class TableSpec:
         return cls(name, topic, key_field, **fields)  # type: ignore[arg-type]
 
 
+def _external(
+    name: str,
+    connector: str,
+    key_field: str | None,
+    options: Mapping[str, str],
+    columns: Mapping[str, object] | None,
+) -> TableSpec:
+    """A spec of a table kind other than Kafka, its options checked by the kind."""
+    from tables.kinds import table_kind  # the kinds import the tables they build
+
+    kind = table_kind(name, connector)
+    opts = tuple(
+        (str(k).strip().lower(), str(v).strip())
+        for k, v in options.items()
+        if str(k).strip().lower() != "connector"
+    )
+    cols = tuple((c, str(t)) for c, t in (columns or {}).items())
+    spec = TableSpec(name, "", key_field, kind=connector, options=opts, columns=cols)
+    kind.check(spec)
+    return spec
+
+
 #: The ``WITH`` options :meth:`TableSpec.from_options` understands.
 OPTIONS = (
+    "connector",
     "versions",
     "history_retention",
     "as_of_expired",

@@ -59,6 +59,9 @@ class CompileContext:
     #: Stream records arrive with their declared columns already of their SQL types (the
     #: agents' decoder does it): column reads skip the conversion.
     typed_streams: bool = False
+    #: Probes of external tables that can be fetched ahead per batch
+    #: (:class:`sql.operators.prefetch.Probe`).
+    probes: list[Any] = field(default_factory=list)
 
     def next_id(self) -> int:
         self.counter += 1

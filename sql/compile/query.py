@@ -36,9 +36,12 @@ from sql.errors import (
 from sql.operators import sources
 from sql.operators.aggregate import AggregateOperator, StreamAggregate
 from sql.operators.join import Stage, join_stage, lookup_join_stage
+from sql.operators.prefetch import register_prefetch, source_text
 from sql.operators.window import WindowedAggregate
+from sql.plan.full_scan import E_NOT_SCANNABLE
 from sql.types import SqlType
 from sql.window import WindowSpec
+from tables.protocol import IndexedTable, PrefetchTable, ScanTable
 
 Out = list[dict[str, Any]]
 
@@ -204,22 +207,35 @@ def _join(
     if source is None:
         for c in conjuncts:
             if c.pin is not None and c.pin[0] != "_key":
-                source, strategy, used = (
-                    sources.index_probe(table, c.pin[0], c.pin[1].fn),
-                    "index probe",
-                    c,
-                )
+                if isinstance(table, IndexedTable):
+                    source = sources.index_probe(table, c.pin[0], c.pin[1].fn)
+                    strategy, used = "index probe", c
+                elif isinstance(table, PrefetchTable):
+                    source = sources.RemoteProbe(table, c.pin[0], c.pin[1].fn)
+                    strategy, used = "remote probe", c
+                else:
+                    continue
                 break
     flag = ""
     if source is None:
+        if not isinstance(table, ScanTable):
+            raise UnsupportedError(
+                E_NOT_SCANNABLE.format(table=table.name, source=table.describe()),
+                sql=ctx.sql,
+                offset=offset_of(j),
+            )
         source, strategy, flag = sources.scan(table), "FULL SCAN", "  !! last resort"
-    # An index probe narrows by Python equality only: its pin stays in the residual.
-    residual = combine([c for c in conjuncts if c is not used or strategy == "index probe"])
+    if used is not None and used.pin is not None and at is None:
+        register_prefetch(ctx, table, key_field, used, rel)
+    # An index (remote) probe narrows by Python equality only: its pin stays in the residual.
+    probe = strategy in ("index probe", "remote probe")
+    residual = combine([c for c in conjuncts if c is not used or probe])
     left = side == "LEFT"
     lines.append(
         f"{'Left' if left else 'Inner'}LookupJoin {table.name}"
         + (f" AS {node.alias}" if node.alias else "")
         + f" ON {on.sql(dialect='duckdb')}: {strategy}{flag}"
+        + source_text(table, used, key_field)
     )
     return rel, source, residual, left
 

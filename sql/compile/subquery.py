@@ -31,6 +31,7 @@ from sql.errors import (
 )
 from sql.operators.inner import InnerQuery, by_key
 from sql.operators.maintained import Aggregate, CachedRows, InSet, RowCount
+from sql.operators.prefetch import register_prefetch, source_text
 from sql.operators.sources import KeyLookup
 from sql.plan.as_of_lookup import as_of_key_lookup
 from sql.plan.planner import plan_subquery
@@ -139,18 +140,22 @@ def compile_subquery(
         nested,
         tables,
         ctx.slots.count,
+        sql=ctx.sql,
     )
     plan = plan_subquery(shape) if at is None else as_of_key_lookup(ctx, table_node, shape, at)
     for m in (plan.maintained,):
         unsub = getattr(m, "unsubscribe", None)
         if callable(unsub):
             ctx.closers.append(unsub)
+    key_field = shape.key_field
+    if plan.pin is not None and at is None:
+        register_prefetch(ctx, table, key_field, plan.pin, rel)
     corr = "correlated" if shape.correlated else "uncorrelated"
     flag = "  !! last resort" if plan.flagged else ""
     ctx.explain[line] = (
         ctx.depth,
         f"Subquery #{sid} {kind.upper()} ({corr}) on {table.name}: "
-        f"{plan.strategy} [{plan.detail}]{flag}",
+        f"{plan.strategy} [{plan.detail}]{flag}{source_text(table, plan.pin, key_field)}",
     )
     return _adapter(kind, shape, plan, lhs)
 

@@ -18,7 +18,7 @@ from sql.compile.aggregate import Accumulator
 from sql.compile.context import Env, Fn
 from sql.errors import SqlRuntimeError
 from sql.operators.inner import InnerQuery
-from tables.protocol import Change, Key, Table, Value
+from tables.protocol import Change, ChangeFeedTable, Key, LocalTable, Value
 
 _EMPTY: dict[str, Any] = {}
 
@@ -26,7 +26,9 @@ _EMPTY: dict[str, Any] = {}
 class Maintained:
     """Base: evaluates the subquery's WHERE and value on single rows, applies +1/-1 per change."""
 
-    def __init__(self, table: Table, vs: int, ms: int, env_size: int, where: Fn | None) -> None:
+    def __init__(
+        self, table: LocalTable, vs: int, ms: int, env_size: int, where: Fn | None
+    ) -> None:
         self.table = table
         self.vs, self.ms = vs, ms
         self.env: Env = [None] * env_size
@@ -73,7 +75,7 @@ class InSet(Maintained):
     """``x [NOT] IN (SELECT v ...)``: multiplicity per value, plus the count of NULL values."""
 
     def __init__(
-        self, table: Table, vs: int, ms: int, env_size: int, where: Fn | None, value: Fn
+        self, table: LocalTable, vs: int, ms: int, env_size: int, where: Fn | None, value: Fn
     ) -> None:
         self.value = value
         self.counts: dict[Any, int] = {}
@@ -133,7 +135,9 @@ class InSet(Maintained):
 class RowCount(Maintained):
     """``EXISTS (SELECT ... WHERE p)`` uncorrelated: the number of rows satisfying p."""
 
-    def __init__(self, table: Table, vs: int, ms: int, env_size: int, where: Fn | None) -> None:
+    def __init__(
+        self, table: LocalTable, vs: int, ms: int, env_size: int, where: Fn | None
+    ) -> None:
         self.count = 0
         super().__init__(table, vs, ms, env_size, where)
 
@@ -151,7 +155,7 @@ class Aggregate(Maintained):
 
     def __init__(
         self,
-        table: Table,
+        table: LocalTable,
         vs: int,
         ms: int,
         env_size: int,
@@ -180,7 +184,7 @@ class CachedRows:
     """Any other uncorrelated subquery: its rows, recomputed on the first use after a change to
     any table it reads (nested subqueries included)."""
 
-    def __init__(self, inner: InnerQuery, tables: list[Table], env_size: int) -> None:
+    def __init__(self, inner: InnerQuery, tables: list[ChangeFeedTable], env_size: int) -> None:
         self.inner = inner
         self.env: Env = [None] * env_size
         self.dirty = True

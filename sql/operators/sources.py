@@ -9,7 +9,7 @@ from typing import Any
 
 from sql.compile.context import Env, Fn
 from tables.keys import key_text
-from tables.protocol import Key, Table, Value
+from tables.protocol import IndexedTable, Key, PrefetchTable, ScanTable, Table, Value
 
 _NONE: tuple[tuple[Key, Value], ...] = ()
 
@@ -51,7 +51,7 @@ def key_lookup(table: Table, key: Fn) -> Fn:
     return KeyLookup(table, key)
 
 
-def index_probe(table: Table, field: str, value: Fn) -> Fn:
+def index_probe(table: IndexedTable, field: str, value: Fn) -> Fn:
     """Candidate rows whose stored ``field`` may equal the probe value.
 
     The index buckets raw stored values by Python equality, where ``0.1`` (a JSON number decoded
@@ -83,11 +83,34 @@ def index_probe(table: Table, field: str, value: Fn) -> Fn:
     return rows
 
 
-def scan(table: Table) -> Fn:
+def scan(table: ScanTable) -> Fn:
     def rows(env: Env) -> Iterable[tuple[Key, Value]]:
         return table.items()
 
     return rows
+
+
+class RemoteProbe:
+    """``column = value`` on a non-key column of an external table: the rows the database
+    returns for that value (fetched ahead for the batch, one query per distinct value, cached).
+    Like an index probe, it only narrows: the caller keeps the equality in its residual."""
+
+    __slots__ = ("column", "probe", "value")
+
+    def __init__(self, table: PrefetchTable, column: str, value: Fn) -> None:
+        self.column = column
+        self.value = value
+        self.probe = table.probe
+
+    def __call__(self, env: Env) -> Iterable[tuple[Key, Value]]:
+        v = self.value(env)
+        if v is None:
+            return _NONE
+        try:
+            hash(v)
+        except TypeError:
+            return _NONE
+        return self.probe(self.column, v)
 
 
 def describe_key(value: Any) -> str:

@@ -7,10 +7,12 @@ from sql.operators import sources
 from sql.operators.inner import InnerQuery
 from sql.operators.maintained import CachedRows
 from sql.plan.shape import Plan, SubqueryShape
+from tables.protocol import ScanTable
 
 
 def cached_result(shape: SubqueryShape) -> Plan | None:
-    if shape.correlated:
+    tables = shape.local_tables
+    if shape.correlated or tables is None or not isinstance(shape.table, ScanTable):
         return None
     rel = shape.relation
     inner = InnerQuery(
@@ -20,7 +22,7 @@ def cached_result(shape: SubqueryShape) -> Plan | None:
         combine(shape.conjuncts),
         shape.parts,
     )
-    structure = CachedRows(inner, shape.tables, shape.env_size)
+    structure = CachedRows(inner, tables, shape.env_size)
     names = ", ".join(sorted({t.name for t in shape.tables}))
     return Plan(
         "maintained result",

@@ -1,16 +1,35 @@
-"""Rule (last resort): scan the table for every record. Flagged in EXPLAIN."""
+"""Rule (last resort): scan the table for every record. Flagged in EXPLAIN.
+
+A table whose rows are not local (an external table without a full cache) cannot be scanned:
+the query is rejected at compile time, naming the table and what would work instead.
+"""
 
 from __future__ import annotations
 
+from sql.bind.scope import offset_of
+from sql.errors import UnsupportedError
 from sql.operators import sources
 from sql.plan.shape import Plan, SubqueryShape
+from tables.protocol import ScanTable
+
+E_NOT_SCANNABLE = (
+    "table {table!r} ({source}) cannot be scanned: read it by its key, by an equality on a"
+    " column, or declare it with cache='full'"
+)
 
 
 def full_scan(shape: SubqueryShape) -> Plan | None:
+    table = shape.table
+    if not isinstance(table, ScanTable):
+        raise UnsupportedError(
+            E_NOT_SCANNABLE.format(table=table.name, source=table.describe()),
+            sql=shape.sql,
+            offset=offset_of(shape.select),
+        )
     return Plan(
         "FULL SCAN",
         "per record; no key, index or uncorrelated plan applies",
-        source=sources.scan(shape.table),
+        source=sources.scan(table),
         residual=list(shape.conjuncts),
         flagged=True,
     )

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from sql.operators import sources
 from sql.plan.shape import Plan, SubqueryShape
+from tables.protocol import IndexedTable
 
 
 def index_probe(shape: SubqueryShape) -> Plan | None:
+    table = shape.table
+    if not isinstance(table, IndexedTable):
+        return None
     for c in shape.conjuncts:
         if c.pin is None or c.pin[0] == "_key":
             continue
@@ -18,7 +22,7 @@ def index_probe(shape: SubqueryShape) -> Plan | None:
         return Plan(
             "index probe",
             c.node.sql(dialect="duckdb"),
-            source=sources.index_probe(shape.table, column, value.fn),
+            source=sources.index_probe(table, column, value.fn),
             residual=residual,
         )
     return None

@@ -19,5 +19,6 @@ def key_lookup(shape: SubqueryShape) -> Plan | None:
                 c.node.sql(dialect="duckdb"),
                 source=sources.key_lookup(shape.table, value.fn),
                 residual=residual,
+                pin=c,
             )
     return None

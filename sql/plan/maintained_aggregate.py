@@ -33,7 +33,7 @@ def maintained_aggregate(shape: SubqueryShape) -> Plan | None:
         }[spec.name]
     rel = shape.relation
     structure = Aggregate(
-        shape.table,
+        shape.local_table,
         rel.value_slot,
         rel.meta_slot,
         shape.env_size,

@@ -16,7 +16,7 @@ def maintained_exists(shape: SubqueryShape) -> Plan | None:
         return None
     rel = shape.relation
     structure = RowCount(
-        shape.table, rel.value_slot, rel.meta_slot, shape.env_size, combine(shape.conjuncts)
+        shape.local_table, rel.value_slot, rel.meta_slot, shape.env_size, combine(shape.conjuncts)
     )
     return Plan(
         "maintained EXISTS count",

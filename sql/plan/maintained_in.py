@@ -13,7 +13,9 @@ def maintained_in(shape: SubqueryShape) -> Plan | None:
     rel = shape.relation
     where = combine(shape.conjuncts)
     value = shape.parts.outputs[0].fn
-    structure = InSet(shape.table, rel.value_slot, rel.meta_slot, shape.env_size, where, value)
+    structure = InSet(
+        shape.local_table, rel.value_slot, rel.meta_slot, shape.env_size, where, value
+    )
     return Plan(
         "maintained IN-set",
         "value multiplicities + NULL count, updated per table change",

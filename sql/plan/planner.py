@@ -17,7 +17,7 @@ Rule = Callable[[SubqueryShape], Plan | None]
 
 #: Key lookups first (one ``get``); then maintained results for uncorrelated subqueries (no
 #: work per record); index probes for correlated ones; a cache for other uncorrelated shapes;
-#: a scan last.
+#: a probe pushed down to an external table's database; a scan last.
 RULES: tuple[Rule, ...] = (
     key_lookup,
     maintained_in,

@@ -9,7 +9,7 @@ from sqlglot import exp
 from sql.bind.scope import BoundRelation
 from sql.compile.context import Fn
 from sql.compile.select import Conjunct, SelectParts
-from tables.protocol import Table
+from tables.protocol import ChangeFeedTable, LocalTable, Table
 
 
 @dataclass(slots=True)
@@ -25,6 +25,7 @@ class SubqueryShape:
     nested: bool  # contains subqueries of its own
     tables: list[Table]  # every table it reads, nested subqueries included
     env_size: int
+    sql: str = ""  # the query text, for errors with a position
 
     @property
     def key_field(self) -> str | None:
@@ -38,8 +39,21 @@ class SubqueryShape:
 
     @property
     def maintainable(self) -> bool:
-        """The answer depends on this table's rows alone, one row at a time."""
-        return not self.correlated and not self.nested
+        """The answer depends on this table's rows alone, one row at a time, and the table can
+        be listed and publishes its changes (a maintained result needs both)."""
+        return not self.correlated and not self.nested and isinstance(self.table, LocalTable)
+
+    @property
+    def local_table(self) -> LocalTable:
+        """The table, for rules that checked :attr:`maintainable`."""
+        assert isinstance(self.table, LocalTable)
+        return self.table
+
+    @property
+    def local_tables(self) -> list[ChangeFeedTable] | None:
+        """Every table read, when each publishes its changes; else None."""
+        out = [t for t in self.tables if isinstance(t, ChangeFeedTable)]
+        return out if len(out) == len(self.tables) else None
 
 
 @dataclass(slots=True)
@@ -52,3 +66,5 @@ class Plan:
     residual: list[Conjunct] = field(default_factory=list)
     maintained: object | None = None
     flagged: bool = False
+    #: The conjunct the source probes by (key lookups and probes), for prefetching and EXPLAIN.
+    pin: Conjunct | None = None

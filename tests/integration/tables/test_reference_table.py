@@ -120,6 +120,7 @@ async def test_malformed_records_go_to_dead_letters_and_loading_goes_on(
     await registry.start()
     try:
         table = registry["dirty"]
+        assert isinstance(table, ReferenceTable)
         assert await table.wait_until_ready(60)
         assert len(table) == 50
         assert table.stats().malformed == 4

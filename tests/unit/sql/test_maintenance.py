@@ -31,7 +31,7 @@ from sql.logic import in_values
 from sql.table_api import Queryable
 from sql.types import BIGINT, DOUBLE, STRING, SqlType, cast
 from tables.memory import MemoryTable
-from tables.protocol import Table
+from tables.protocol import LocalTable as Table
 from tables.spec import TableSpec
 from tests.support.rocks import RocksFeeder
 from tests.unit.sql.support import IN_CI, same_value

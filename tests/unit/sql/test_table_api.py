@@ -23,7 +23,7 @@ from sql.context import ProcessorContext
 from sql.table_api import Queryable
 from sql.types import BIGINT, BOOLEAN, STRING, SqlType
 from tables.memory import MemoryTable
-from tables.protocol import Table
+from tables.protocol import LocalTable as Table
 from tables.spec import TableSpec
 from tests.support.rocks import RocksFeeder
 from tests.unit.sql.support import same_value

@@ -1,0 +1,109 @@
+"""Probes of external tables fetched ahead, one round trip per table and batch.
+
+A lookup into an external table (:class:`~tables.protocol.PrefetchTable`) must not cost a
+database round trip per record. At compile time every key lookup and remote probe on such a
+table whose probe value is a function of the stream record alone is registered here; before a
+batch runs, :class:`Prefetcher` evaluates those probe values for every record of the batch and
+hands each table the distinct ones at once (``= ANY($1)``). The per-record path then hits the
+table's cache. Probe values that read another joined table's row cannot be known ahead: those
+misses are fetched one at a time by the table (counted in its stats as single fetches).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sql.compile.context import CompileContext, Fn
+from sql.compile.select import Conjunct
+from tables.protocol import PrefetchTable, Table
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One prefetchable probe: ``table``'s ``column`` (None: the key) equals ``value(env)``."""
+
+    table: PrefetchTable
+    column: str | None
+    value: Fn
+    #: Env slots the probe value reads besides the probed table's own.
+    reads: frozenset[int]
+
+
+def _column(table: Table, key_field: str | None, pin_column: str) -> str | None:
+    return None if pin_column == "_key" or pin_column == key_field else pin_column
+
+
+def register_prefetch(
+    ctx: CompileContext, table: Table, key_field: str | None, used: Conjunct, rel: Any
+) -> None:
+    """Remember ``used`` (a pin on ``table``) when the table fetches ahead."""
+    if not isinstance(table, PrefetchTable) or used.pin is None:
+        return
+    column = _column(table, key_field, used.pin[0])
+    reads = frozenset(used.slots - {rel.value_slot, rel.meta_slot})
+    ctx.probes.append(Probe(table, column, used.pin[1].fn, reads))
+
+
+def source_text(table: Table, used: Conjunct | None, key_field: str | None) -> str:
+    """EXPLAIN's `` [source: ...]`` suffix: where a table read goes (for an external table, the
+    SQL it sends); empty for in-memory tables (tests, the offline runner's files)."""
+    if table.kind == "memory":
+        return ""
+    text = table.describe()
+    if isinstance(table, PrefetchTable) and used is not None and used.pin is not None:
+        text += f"; sends: {table.pushed_sql(_column(table, key_field, used.pin[0]))}"
+    return f" [source: {text}]"
+
+
+#: A record as the prefetcher needs it: (value, key, timestamp).
+Record = tuple[Any, Any, "int | None"]
+
+
+class Prefetcher:
+    """Evaluates a batch's probe values and fetches them, all tables concurrently."""
+
+    def __init__(self, env_size: int, vs: int, ms: int, probes: Sequence[Probe]) -> None:
+        self.env: list[Any] = [None] * env_size
+        self.vs, self.ms = vs, ms
+        self.probes = tuple(probes)
+
+    def values(self, records: Iterable[Record]) -> list[set[Any]]:
+        """The distinct non-NULL probe values of each probe over ``records``."""
+        env, vs, ms = self.env, self.vs, self.ms
+        out: list[set[Any]] = [set() for _ in self.probes]
+        fns = [(p.value, out[i].add) for i, p in enumerate(self.probes)]
+        for value, key, ts in records:
+            env[vs] = value
+            env[ms] = (key, ts, ts, -1, -1)
+            for fn, add in fns:
+                try:
+                    v = fn(env)
+                    if v is not None:
+                        add(v)
+                except Exception:
+                    continue
+        return out
+
+    async def fetch(self, records: Iterable[Record]) -> None:
+        """Fetch what the batch's records will probe; one call per table and column."""
+        wanted: dict[tuple[int, str | None], tuple[PrefetchTable, set[Any]]] = {}
+        for probe, values in zip(self.probes, self.values(records), strict=True):
+            if not values:
+                continue
+            slot = wanted.setdefault((id(probe.table), probe.column), (probe.table, set()))
+            slot[1].update(values)
+        calls = [t.prefetch(col, vals) for (_, col), (t, vals) in wanted.items()]
+        if len(calls) == 1:
+            await calls[0]
+        elif calls:
+            await asyncio.gather(*calls)
+
+
+def prefetcher(ctx: CompileContext, vs: int, ms: int) -> Prefetcher | None:
+    """The prefetcher of a compiled query: its probes that read the stream record alone."""
+    stream = {vs, ms}
+    probes = [p for p in ctx.probes if p.reads <= stream]
+    return Prefetcher(ctx.slots.count, vs, ms, probes) if probes else None

@@ -1,0 +1,29 @@
+"""Rule: ``column = expr`` on a non-key column of an external table → a probe pushed down to the
+database (``WHERE column = ANY($1)``), one query per batch for the distinct values, cached."""
+
+from __future__ import annotations
+
+from sql.operators import sources
+from sql.plan.shape import Plan, SubqueryShape
+from tables.protocol import PrefetchTable
+
+
+def remote_probe(shape: SubqueryShape) -> Plan | None:
+    table = shape.table
+    if not isinstance(table, PrefetchTable):
+        return None
+    for c in shape.conjuncts:
+        if c.pin is None or c.pin[0] == "_key":
+            continue
+        column, value = c.pin
+        if column not in shape.relation.schema.columns:
+            continue
+        # The pin stays in the residual: the database narrows, SQL here decides.
+        return Plan(
+            "remote probe",
+            c.node.sql(dialect="duckdb"),
+            source=sources.RemoteProbe(table, column, value.fn),
+            residual=list(shape.conjuncts),
+            pin=c,
+        )
+    return None

@@ -1,0 +1,92 @@
+"""The one registry of table kinds: ``WITH (connector=NAME)`` → the kind that checks the options
+and builds the table.
+
+``kafka`` (the default) is a topic loaded into RocksDB (:class:`~tables.reference.ReferenceTable`);
+the others are external databases (``sources/``), imported only when a table uses them (their
+drivers are not needed otherwise). Adding a kind is one line here plus its module exporting
+``KIND``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from core.errors import ConfigError
+from tables.deadletter import DeadLetterWriter
+from tables.protocol import Table
+from tables.spec import TableSpec
+
+#: connector name → module exporting ``KIND`` (a :class:`TableKind`).
+KINDS: dict[str, str] = {
+    "kafka": "tables.kinds",
+    "postgres": "sources.postgres",
+    "duckdb": "sources.duckdb",
+}
+E_UNKNOWN_KIND = "table {table!r}: option connector={value!r} is not one of {known}"
+
+
+@dataclass(frozen=True, slots=True)
+class TableEnv:
+    """What a kind may need to build a table on this worker (the Kafka kind needs it all)."""
+
+    data_dir: Path = Path("data")
+    bootstrap_servers: str = ""
+    dead_letters: DeadLetterWriter | None = None
+    fetch_max_records: int = 10_000
+    client_id: str = "tablestream"
+    extra: dict[str, Any] = field(default_factory=dict)
+    beacon: Any = None
+
+
+class TableKind(Protocol):
+    """One kind of table."""
+
+    name: str
+
+    def check(self, spec: TableSpec) -> None:
+        """Raise :class:`ConfigError` naming the table and the option that cannot work."""
+        ...
+
+    def create(self, spec: TableSpec, env: TableEnv) -> Table:
+        """The table (not started: a kind's table that needs starting is a mode Service)."""
+        ...
+
+
+class KafkaKind:
+    name = "kafka"
+
+    def check(self, spec: TableSpec) -> None:
+        pass  # TableSpec.from_options parses and checks the Kafka options itself
+
+    def create(self, spec: TableSpec, env: TableEnv) -> Table:
+        from tables.reference import ReferenceTable
+
+        return ReferenceTable(
+            spec,
+            env.data_dir,
+            env.bootstrap_servers,
+            dead_letters=env.dead_letters,
+            fetch_max_records=env.fetch_max_records,
+            client_id=env.client_id,
+            beacon=env.beacon,
+        )
+
+
+KIND = KafkaKind()
+
+
+def table_kind(table: str, connector: str) -> TableKind:
+    """The kind named ``connector`` (``table`` names the table in the error)."""
+    module = KINDS.get(connector.lower())
+    if module is None:
+        raise ConfigError(
+            E_UNKNOWN_KIND.format(table=table, value=connector, known=", ".join(KINDS)),
+            table=table,
+            option="connector",
+            value=connector,
+        )
+    kind: TableKind = importlib.import_module(module).KIND
+    return kind
