@@ -318,6 +318,9 @@ class QueryAgent(Service):
         if self._verifier.pending:
             verify = self._verifier.check
             fetched = {tp: verify(tp, msgs) for tp, msgs in fetched.items()}
+        prefetch = getattr(processor, "prefetch", None)
+        if prefetch is not None:  # the query reads external tables: fetch the batch's keys
+            await prefetch(fetched)
         counts = processor.run_fetched(fetched, self.output)
         state_batch = self._state_batch(counts)
         futures = await self.output.flush()

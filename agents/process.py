@@ -7,7 +7,7 @@ cost counts at 100k records/s: locals are bound once per batch, the loop body is
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -15,6 +15,7 @@ from agents.codec import E_ENCODE, DecodeError, Decoder, encode_row, make_key
 from sql.errors import LateRecordError, SqlRuntimeError
 from sql.operators.aggregate import Retraction
 from tables.apply import Malformed, RecordLike
+from tables.protocol import TableUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -170,10 +171,35 @@ class BatchProcessor(PerPartition[OutputLike]):
         self.key_of = make_key(key_columns)
         self.dead_letter_topic = dead_letter_topic
         self.source = f"query:{name}"
+        prefetcher = getattr(query, "prefetcher", None)
+        self._prefetcher = prefetcher
+        #: ``await prefetch(fetched)`` before :meth:`run_fetched` when the query reads external
+        #: tables (their probes fetched for the whole batch at once); None otherwise, so the
+        #: batches of queries over Kafka tables pay nothing for it.
+        self.prefetch = self._prefetch if prefetcher is not None else None
         #: Outputs keyed by the source key go to the source record's partition (set by the agent
         #: when the sink has as many partitions as the source): the partition Kafka's default
         #: partitioner gave that key, without hashing it again.
         self.keep_partition = False
+
+    async def _prefetch(self, fetched: Mapping[Any, Sequence[RawRecord]]) -> None:
+        """Fetch ahead what the batch's records will look up in external tables. A record that
+        does not decode is skipped here (it goes to the dead letters when the batch runs)."""
+        decode = self.decode
+
+        def records() -> Iterator[tuple[Any, Any, int]]:
+            for recs in fetched.values():
+                for rec in recs:
+                    if rec.value is None:
+                        continue
+                    try:
+                        value = decode(rec.value)
+                    except DecodeError:
+                        continue
+                    yield value, rec.key, rec.timestamp
+
+        assert self._prefetcher is not None
+        await self._prefetcher.fetch(records())
 
     def run_partition(
         self,
@@ -224,6 +250,8 @@ class BatchProcessor(PerPartition[OutputLike]):
                     n_out += len(encoded)
             except DecodeError as err:
                 self._dead_letter(topic, partition, rec, err.reason, output, counts)
+            except TableUnavailableError as err:  # the table's on_error policy says: dead letter
+                self._dead_letter(topic, partition, rec, err.message, output, counts)
             except SqlRuntimeError as err:
                 # Windows the record's event time closed before it failed are still results.
                 if err.rows:

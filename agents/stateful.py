@@ -238,6 +238,10 @@ class StatefulAgent(Service):
                     runs.append((owner, owner.verify(msgs)))
                 # else: revoked after the fetch; its new owner reads it
             for owner, msgs in runs:
+                prefetch = getattr(owner.processor, "prefetch", None)
+                if prefetch is not None:  # external tables: the batch's keys fetched at once
+                    await prefetch({owner.tp: msgs})
+            for owner, msgs in runs:
                 tp = owner.tp
                 before = owner.duplicates
                 counts, batch = owner.run(msgs, self.output)

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from app.broker import EmbeddedBroker
+from tests.support.postgres import E_NO_POSTGRES, PostgresCluster, postgres_cluster
+from tests.support.postgres import available as pg_available
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +27,12 @@ def fresh_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
     """A broker of one's own, for tests that need an empty cluster or to replace it."""
     with EmbeddedBroker(log_path=tmp_path / "tansu.log") as b:
         yield b
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL cluster for the test session (tests use their own tables)."""
+    if not pg_available():
+        pytest.fail(E_NO_POSTGRES)
+    with postgres_cluster() as cluster:
+        yield cluster

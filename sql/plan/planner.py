@@ -11,6 +11,7 @@ from sql.plan.key_lookup import key_lookup
 from sql.plan.maintained_aggregate import maintained_aggregate
 from sql.plan.maintained_exists import maintained_exists
 from sql.plan.maintained_in import maintained_in
+from sql.plan.remote_probe import remote_probe
 from sql.plan.shape import Plan, SubqueryShape
 
 Rule = Callable[[SubqueryShape], Plan | None]
@@ -24,6 +25,7 @@ RULES: tuple[Rule, ...] = (
     maintained_exists,
     maintained_aggregate,
     index_probe,
+    remote_probe,
     cached_result,
     full_scan,
 )

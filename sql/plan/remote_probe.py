@@ -16,7 +16,8 @@ def remote_probe(shape: SubqueryShape) -> Plan | None:
         if c.pin is None or c.pin[0] == "_key":
             continue
         column, value = c.pin
-        if column not in shape.relation.schema.columns:
+        schema = shape.relation.schema
+        if schema.closed and column not in schema.columns:
             continue
         # The pin stays in the residual: the database narrows, SQL here decides.
         return Plan(

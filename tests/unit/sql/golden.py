@@ -17,7 +17,10 @@ from pathlib import Path
 
 from sql import Catalog, compile_query
 from sql.parse import parse_script
+from tables.kinds import TableEnv, table_kind
 from tables.memory import MemoryTable
+from tables.protocol import Table
+from tables.spec import TableSpec
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "sql"
 SCHEMA = FIXTURES / "_schema.sql"
@@ -53,15 +56,19 @@ def read_cases(path: Path) -> list[Case]:
 def explain(sql: str) -> list[str]:
     schema = SCHEMA.read_text()
     decls = parse_script(schema).declarations
-    tables = {
+    tables: dict[str, Table] = {
         d.name: MemoryTable(
             d.name,
             key_field=d.primary_key,
             versions=int(d.options["versions"]) if "versions" in d.options else None,
         )
         for d in decls.values()
-        if d.kind == "table"
+        if d.kind == "table" and "connector" not in d.options
     }
+    for d in decls.values():  # external tables: built by their kind, never connected
+        if d.kind == "table" and "connector" in d.options:
+            spec = TableSpec.from_options(d.name, d.name, d.primary_key, d.options, d.columns)
+            tables[d.name] = table_kind(d.name, spec.kind).create(spec, TableEnv())
     q = compile_query(schema + sql, Catalog.of(tables))
     try:
         return q.explain().splitlines()

@@ -28,6 +28,7 @@ def test_every_rule_is_chosen_somewhere() -> None:
     strategy = {
         "key_lookup": "key lookup",
         "index_probe": "index probe",
+        "remote_probe": "remote probe",
         "maintained_in": "maintained IN-set",
         "maintained_exists": "maintained EXISTS count",
         "maintained_aggregate": "maintained aggregate",

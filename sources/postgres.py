@@ -1,0 +1,116 @@
+"""PostgreSQL tables: ``CREATE TABLE t (...) WITH (connector='postgres', dsn='postgresql://...',
+table='schema.table', ...)``. psycopg 3 with its connection pool, used from worker threads.
+
+The password comes from the DSN, or from the environment variable named by ``password_env``
+(read here, at the edge, when the pool opens); it is never shown (:func:`sources.config.redact`).
+Sessions run with ``TimeZone=UTC`` (timestamps with their zone), ``statement_timeout`` = the
+table's ``timeout``, and read only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from sources import config as cfg
+from sources.table import ExternalTable, create
+from tables.kinds import TableEnv
+from tables.protocol import Table
+from tables.spec import TableSpec
+
+_COLUMNS = """
+SELECT column_name, data_type, numeric_precision, numeric_scale
+FROM information_schema.columns WHERE table_schema = %s AND table_name = %s
+ORDER BY ordinal_position
+"""
+
+
+def _where(dsn: str) -> str:
+    """``host:port/db`` of a DSN (URL or key=value), without user or password."""
+    if "://" in dsn:
+        u = urlsplit(dsn)
+        return f"{u.hostname or 'localhost'}:{u.port or 5432}{u.path or ''}"
+    parts = dict(p.split("=", 1) for p in dsn.split() if "=" in p)
+    host = parts.get("host", "localhost")
+    return f"{host}:{parts.get('port', '5432')}/{parts.get('dbname', '')}"
+
+
+class Postgres:
+    any_clause = "{column} = ANY(%s)"
+
+    def __init__(self, config: cfg.SourceConfig) -> None:
+        self.config = config
+        self.label = _where(config.target)
+        self._pool: Any = None
+
+    def open(self) -> None:
+        from psycopg_pool import ConnectionPool
+
+        c = self.config
+        kwargs: dict[str, Any] = {
+            "connect_timeout": max(1, int(c.timeout)),
+            "options": f"-c statement_timeout={int(c.timeout * 1000)} -c TimeZone=UTC"
+            " -c default_transaction_read_only=on",
+        }
+        if c.password_env:
+            password = os.environ.get(c.password_env)
+            if password is None:
+                raise RuntimeError(
+                    f"environment variable {c.password_env} (password_env) is not set"
+                )
+            kwargs["password"] = password
+        self._pool = ConnectionPool(
+            c.target,
+            min_size=1,
+            max_size=c.pool_size,
+            kwargs={"autocommit": True, **kwargs},
+            timeout=c.timeout,
+            open=False,
+            name=f"tablestream-{c.table}",
+        )
+        self._pool.open(wait=True, timeout=c.timeout)
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def columns(self, table: str) -> dict[str, str] | None:
+        schema, _, name = table.rpartition(".")
+        rows = self.query(_COLUMNS, [schema or "public", name])
+        if not rows:
+            return None
+        out = {}
+        for column, data_type, precision, scale in rows:
+            t = str(data_type)
+            if t == "numeric" and precision is not None:
+                t = f"numeric({precision},{scale or 0})"
+            out[str(column)] = t
+        return out
+
+    def query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        if self._pool is None:
+            raise RuntimeError("not connected")
+        with self._pool.connection(timeout=self.config.timeout) as conn:
+            return list(conn.execute(sql, params).fetchall())
+
+    @staticmethod
+    def quote(table: str) -> str:
+        return ".".join('"' + p.replace('"', '""') + '"' for p in table.split("."))
+
+
+class PostgresKind:
+    name = "postgres"
+
+    def check(self, spec: TableSpec) -> None:
+        cfg.parse(spec, "dsn", ("password_env",))
+
+    def create(self, spec: TableSpec, env: TableEnv) -> Table:
+        config = cfg.parse(spec, "dsn", ("password_env",))
+        table: ExternalTable = create(config, Postgres(config))
+        return table
+
+
+KIND = PostgresKind()
