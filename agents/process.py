@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 E_INTERNAL = "internal error {kind}: {error}"
 #: Dead-letter reason of a record behind the watermark (``sql.errors.LateRecordError``).
 REASON_LATE = "late"
+#: Dead-letter reason of a record whose external table's source is down (policy dead_letter,
+#: or stale without a cached row): :class:`tables.protocol.TableUnavailableError`.
+REASON_UNAVAILABLE = "source unavailable: {table}"
 
 
 class DeadLetters(Protocol):
@@ -251,7 +254,8 @@ class BatchProcessor(PerPartition[OutputLike]):
             except DecodeError as err:
                 self._dead_letter(topic, partition, rec, err.reason, output, counts)
             except TableUnavailableError as err:  # the table's on_error policy says: dead letter
-                self._dead_letter(topic, partition, rec, err.message, output, counts)
+                reason = REASON_UNAVAILABLE.format(table=err.table)
+                self._dead_letter(topic, partition, rec, reason, output, counts)
             except SqlRuntimeError as err:
                 # Windows the record's event time closed before it failed are still results.
                 if err.rows:

@@ -9,10 +9,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sources.table import ExternalTable
+from sources.table import ExternalTable, LookupTable, SnapshotTable
 from sql.parse import parse_script
 from tables.kinds import TableEnv, table_kind
 from tables.memory import MemoryTable
+from tables.protocol import Table
 from tables.spec import TableSpec
 from tests.support.postgres import PostgresCluster
 
@@ -77,3 +78,22 @@ def external(sql_declaration: str, name: str, *, open_now: bool = True) -> Exter
     if open_now:
         table.open_sync()
     return table
+
+
+def lookup_table(sql_declaration: str, name: str) -> LookupTable:
+    table = external(sql_declaration, name)
+    assert isinstance(table, LookupTable)
+    return table
+
+
+def snapshot_table(sql_declaration: str, name: str, *, open_now: bool = True) -> SnapshotTable:
+    table = external(sql_declaration, name, open_now=open_now)
+    assert isinstance(table, SnapshotTable)
+    return table
+
+
+def column(table: Table, key: Any, name: str) -> Any:
+    """``table.get(key)[name]`` (the test fails if the key has no row)."""
+    row = table.get(key)
+    assert isinstance(row, dict), (key, row)
+    return row[name]

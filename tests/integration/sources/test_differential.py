@@ -43,13 +43,18 @@ QUERIES = {
     " WHERE c.country = o.country AND c.tier IS NOT NULL) AS n FROM orders o",
     "join on a non-key column": "SELECT o.order_id, c.id FROM orders o"
     " JOIN customers c ON c.country = o.country WHERE c.credit > 0",
-}
-#: Uncorrelated subqueries need every row at hand: an external table with cache='full'.
-FULL_ONLY = {
+    # Uncorrelated, with an equality: one probe (tier = 'gold') cached for the TTL.
     "uncorrelated IN": "SELECT o.order_id FROM orders o"
     " WHERE o.customer_id IN (SELECT id FROM customers WHERE tier = 'gold')",
     "uncorrelated NOT IN with NULLs": "SELECT o.order_id FROM orders o"
     " WHERE o.customer_id NOT IN (SELECT credit FROM customers WHERE tier = 'gold')",
+}
+#: Other uncorrelated subqueries need every row at hand: an external table with cache='full'.
+FULL_ONLY = {
+    "uncorrelated IN without an equality": "SELECT o.order_id FROM orders o"
+    " WHERE o.customer_id IN (SELECT id FROM customers WHERE tier <> 'basic')",
+    "uncorrelated aggregate": "SELECT o.order_id, o.amount > (SELECT AVG(credit) FROM customers)"
+    " AS big FROM orders o",
 }
 
 
