@@ -15,6 +15,7 @@ last, in close order); a late record is a failed record; a withdrawn session row
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import os
 import sys
@@ -31,7 +32,9 @@ from sql.operators.aggregate import Retraction
 from sql.parse import parse_script
 from sql.query import CompiledQuery, apply_declarations
 from sql.types import cast
+from tables.kinds import TableEnv, table_kind
 from tables.memory import MemoryTable
+from tables.protocol import ConnectedTable, Table
 from tables.spec import TableSpec
 
 E_BAD_SPEC = "expected NAME=FILE.jsonl[:KEYFIELD], got {spec!r}"
@@ -92,10 +95,19 @@ class Runner:
         self.args = args
         self.out, self.err = out, err
         self.tables: dict[str, MemoryTable] = {}
+        self.external: dict[str, Table] = {}
         self.failed = 0
         self.records = 0
 
     def run(self) -> int:
+        try:
+            return self._run()
+        finally:
+            for table in self.external.values():
+                if isinstance(table, ConnectedTable):
+                    table.close_sync()
+
+    def _run(self) -> int:
         sql = Path(self.args.query).read_text(encoding="utf-8")
         script = parse_script(sql)
         self.decls = script.declarations
@@ -109,6 +121,12 @@ class Runner:
                 self._put(table, value, None, n, path or "")
             catalog.add_table(name, table)
         for name, decl in self.decls.items():
+            if decl.kind == "table" and _connector(decl) != "kafka" and name not in self.tables:
+                # An external table (WITH (connector=...)): built through the table kinds,
+                # connected now; no --table file for it.
+                external = self.external[name] = _external_table(decl)
+                catalog.add_table(decl.name, external)
+                continue
             if decl.kind == "table" and name not in self.tables:
                 self.tables[name] = _memory_table(decl.name, decl.primary_key, decl)
                 catalog.add_table(decl.name, self.tables[name])
@@ -133,6 +151,8 @@ class Runner:
         if self.args.explain:
             print(query.explain(), file=self.out)
             return 0
+        if query.prefetcher is not None:  # external tables: every record's keys, fetched at once
+            asyncio.run(query.prefetcher.fetch((v, None, None) for _, v in records))
         for _, value in records:
             self._record(query, value)
         for n, event in self._events():
@@ -243,6 +263,27 @@ def _memory_table(name: str, key: str | None, decl: Declaration | None) -> Memor
         return MemoryTable.from_spec(TableSpec.from_options(name, name, key, options))
     except ConfigError as exc:
         raise InputError(str(exc), **exc.fields) from exc
+
+
+def _connector(decl: Declaration) -> str:
+    return next(
+        (str(v).lower() for k, v in decl.options.items() if k.lower() == "connector"), "kafka"
+    )
+
+
+def _external_table(decl: Declaration) -> Table:
+    """The external table a declaration names, opened (ConfigError → exit status 2)."""
+    options = decl.options
+    try:
+        spec = TableSpec.from_options(
+            decl.name, options.get("topic", decl.name), decl.primary_key, options, decl.columns
+        )
+        table = table_kind(decl.name, spec.kind).create(spec, TableEnv())
+        if isinstance(table, ConnectedTable):
+            table.open_sync()
+    except ConfigError as exc:
+        raise InputError(str(exc), **exc.fields) from exc
+    return table
 
 
 def _jsonable(v: Any) -> Any:

@@ -251,6 +251,16 @@ class PrefetchTable(Table, Protocol):
         ...
 
 
+@runtime_checkable
+class ConnectedTable(Table, Protocol):
+    """Capability: the table connects to something at start; the offline runner opens and closes
+    it without an event loop (the worker starts it as a service instead)."""
+
+    def open_sync(self) -> None: ...
+
+    def close_sync(self) -> None: ...
+
+
 class TableUnavailableError(TablestreamError):
     """A table's source cannot answer now (``table`` field). The record that needed it goes to
     the dead letters with reason ``source unavailable: <table>``."""
