@@ -49,6 +49,7 @@ from sql.errors import StateError
 from sql.query import CompiledQuery
 from tables.protocol import Table
 from tables.store import StoreBatch
+from tables.topics import topic_partitions
 
 logger = logging.getLogger(__name__)
 
@@ -201,8 +202,7 @@ class QueryAgent(Service):
         await consumer.start()
         self._raw_fetch = supported(consumer)
         await self.output.prepare([self.sink_topic, self.config.dead_letter_topic])
-        await consumer.topics()
-        parts = consumer.partitions_for_topic(self.source_topic) or set()
+        parts = await topic_partitions(consumer, self.source_topic)
         assert self.processor is not None
         self._keep_partition = len(parts) == self.output.partitions(self.sink_topic)
         self.processor.keep_partition = self._keep_partition
