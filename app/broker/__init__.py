@@ -13,6 +13,7 @@ its first line and runs until SIGINT or SIGTERM.
 from __future__ import annotations
 
 from pathlib import Path
+from types import TracebackType
 from typing import Protocol
 
 from app.broker.kafka import KafkaBroker, kafka_jars
@@ -55,6 +56,12 @@ class Broker(Protocol):
     def restart(self, timeout: float = ...) -> Broker: ...
 
     def close(self) -> None: ...
+
+    def __enter__(self) -> Broker: ...
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
 
 
 def make_broker(kind: str, port: int | None = None, log_path: Path | None = None) -> Broker:
