@@ -129,7 +129,9 @@ def compile_stream_query(
             offset=offset_of(select.args["order"]),
         )
     aggregate: AggregateOperator | None = None
-    mode = emit or "changes"
+    # Without EMIT a windowed aggregate emits each window once, when it closes (Flink SQL, Spark
+    # and the original system); a GROUP BY without a window has no close, so it emits per record.
+    mode = emit or ("final" if win is not None else "changes")
     if parts.agg is not None:
         if win is not None:
             aggregate = make_aggregate(parts, outputs, names, mode, win)
