@@ -13,8 +13,8 @@ from sql.compile.as_of import as_of_source, as_of_time
 from sql.compile.as_of import describe as describe_as_of
 from sql.compile.columns import Read
 from sql.compile.context import CompileContext, Env, Fn
-from sql.compile.expr import ExprCompiler
-from sql.compile.select import combine, compile_conjuncts, compile_parts
+from sql.compile.expr import Compiled, ExprCompiler
+from sql.compile.select import SelectParts, combine, compile_conjuncts, compile_parts
 from sql.compile.subquery import compile_subquery, resolve_table, star_columns
 from sql.compile.window import (
     add_window_outputs,
@@ -37,7 +37,7 @@ from sql.operators import sources
 from sql.operators.aggregate import AggregateOperator, StreamAggregate
 from sql.operators.join import Stage, join_stage, lookup_join_stage
 from sql.operators.window import WindowedAggregate
-from sql.types import SqlType
+from sql.types import SqlType, converter
 from sql.window import WindowSpec
 
 Out = list[dict[str, Any]]
@@ -121,6 +121,7 @@ def compile_stream_query(
         check_window_use(ctx, select, parts, win.spec)
         add_window_outputs(select, parts, scope)
     names = _unique(parts.names)
+    _fit_sink_decimals(parts, names, sink)
     outputs = [c.fn for c in parts.outputs]
     if parts.order:
         raise UnsupportedError(
@@ -173,6 +174,24 @@ def compile_stream_query(
     observe = aggregate.observe if isinstance(aggregate, WindowedAggregate) else None
     types = [c.type for c in parts.outputs]
     return StreamPlan(stream, run, names, aggregate, lines, mode, key_cols, observe, types)
+
+
+def _fit_sink_decimals(parts: SelectParts, names: list[str], sink: Declaration | None) -> None:
+    """An output column the sink declares ``DECIMAL(p, s)`` is assigned to it as PostgreSQL's
+    INSERT ... SELECT does: rounded to scale ``s`` (half away from zero), and a value with more
+    than ``p`` digits is the record's NumericOverflowError (to the dead-letter topic)."""
+    declared = {k.lower(): t for k, t in (sink.columns or {}).items()} if sink else {}
+    for i, name in enumerate(names):
+        t = declared.get(name.lower())
+        if t is None or t.name != "DECIMAL" or t.precision is None:
+            continue
+        conv = converter(t)
+        assert conv is not None
+        c = parts.outputs[i]
+        fn = c.fn
+        parts.outputs[i] = Compiled(
+            lambda e, fn=fn, conv=conv: None if (v := fn(e)) is None else conv(v), t
+        )
 
 
 def _join(
