@@ -187,11 +187,15 @@ def _fit_sink_decimals(parts: SelectParts, names: list[str], sink: Declaration |
             continue
         conv = converter(t)
         assert conv is not None
-        c = parts.outputs[i]
-        fn = c.fn
-        parts.outputs[i] = Compiled(
-            lambda e, fn=fn, conv=conv: None if (v := fn(e)) is None else conv(v), t
-        )
+        parts.outputs[i] = Compiled(_assign(parts.outputs[i].fn, conv), t)
+
+
+def _assign(fn: Fn, conv: Fn) -> Fn:
+    def assign(e: Env) -> Any:
+        v = fn(e)
+        return None if v is None else conv(v)
+
+    return assign
 
 
 def _join(
