@@ -34,6 +34,11 @@ E_NUMERIC_OVERFLOW = (
     " precision {precision}, scale {scale} must round to an absolute value less than 10^{digits})"
 )
 E_UNKNOWN_FUNCTION = "unknown function {name}"
+E_ARITY = "{name} takes {expected}, got {got}"
+E_ARG_TYPE = "{name} expects {want} as argument {n}, got {got}"
+E_CAST_HINT = "; cast it explicitly: {call}"
+E_ARG_VALUE = "{name} expects {want} as argument {n}, got {value!r}"
+E_FUNCTION_FAILED = "{name} failed on {args}: {reason}"
 E_NO_QUERY = "the script has no SELECT or CREATE ... AS SELECT statement"
 E_STREAM_REQUIRED = "the query must read FROM a stream, got table {name!r}"
 E_ALREADY_DECLARED = "{name!r} is declared twice"

@@ -8,12 +8,10 @@ from decimal import Decimal
 from typing import Any
 
 from sql.bind.scope import META_INDEX, Ref
-from sql.compile.context import Env, Fn
-from sql.operators.sources import row_key
+from sql.runtime import Env, Fn, Read, row_key
 from sql.types import ANY, JSON, converter, decimal_context
 
 #: A plain column read: (value slot, column name, Python type kept as is or None, converter).
-Read = tuple[int, str, type | None, Fn | None]
 
 
 def _converts(ref: Ref, typed_streams: bool) -> bool:

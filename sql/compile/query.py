@@ -11,10 +11,9 @@ from sql.bind.scope import BoundRelation, Scope, offset_of
 from sql.compile.as_of import STRATEGY as AS_OF_STRATEGY
 from sql.compile.as_of import as_of_source, as_of_time
 from sql.compile.as_of import describe as describe_as_of
-from sql.compile.columns import Read
-from sql.compile.context import CompileContext, Env, Fn
-from sql.compile.expr import Compiled, ExprCompiler
-from sql.compile.select import SelectParts, combine, compile_conjuncts, compile_parts
+from sql.compile.context import CompileContext
+from sql.compile.expr import ExprCompiler
+from sql.compile.select import combine, compile_conjuncts, compile_parts
 from sql.compile.subquery import compile_subquery, resolve_table, star_columns
 from sql.compile.window import (
     add_window_outputs,
@@ -37,6 +36,8 @@ from sql.operators import sources
 from sql.operators.aggregate import AggregateOperator, StreamAggregate
 from sql.operators.join import Stage, join_stage, lookup_join_stage
 from sql.operators.window import WindowedAggregate
+from sql.runtime import Compiled, Env, Fn, Read
+from sql.runtime.parts import SelectParts
 from sql.types import SqlType, converter
 from sql.window import WindowSpec
 

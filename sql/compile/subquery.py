@@ -14,8 +14,8 @@ from sqlglot import exp
 from sql import logic
 from sql.bind.scope import Scope, offset_of
 from sql.compile.as_of import as_of_time, check_as_of
-from sql.compile.context import CompileContext, Env
-from sql.compile.expr import Compiled, ExprCompiler
+from sql.compile.context import CompileContext
+from sql.compile.expr import ExprCompiler
 from sql.compile.select import combine, compile_conjuncts, compile_parts
 from sql.compile.subquery_join import bind_joins, chained, explain_chain, plan_joined
 from sql.errors import (
@@ -36,6 +36,7 @@ from sql.operators.sources import KeyLookup
 from sql.plan.as_of_lookup import as_of_key_lookup
 from sql.plan.planner import plan_subquery
 from sql.plan.shape import Plan, SubqueryShape
+from sql.runtime import Compiled, Env
 from sql.types import ANY, BOOLEAN, comparable
 from tables.protocol import Table
 

@@ -22,7 +22,7 @@ from sql.bind.scope import BoundRelation, Scope, offset_of
 from sql.compile.as_of import STRATEGY as AS_OF_STRATEGY
 from sql.compile.as_of import as_of_source, as_of_time
 from sql.compile.as_of import describe as describe_as_of
-from sql.compile.context import CompileContext, Env, Fn
+from sql.compile.context import CompileContext
 from sql.compile.expr import ExprCompiler
 from sql.compile.select import Conjunct, combine, compile_conjuncts
 from sql.errors import E_UNSUPPORTED, UnsupportedError
@@ -30,6 +30,7 @@ from sql.operators import sources
 from sql.operators.inner import InnerQuery
 from sql.operators.maintained import CachedRows
 from sql.plan.shape import Plan, SubqueryShape
+from sql.runtime import Env, Fn
 from tables.protocol import Key, Table, Value
 
 _EMPTY: dict[str, Any] = {}
