@@ -17,7 +17,7 @@ from agents.pipeline import Pipeline
 from agents.repartition import RepartitionAgent
 from agents.stateful import StatefulAgent
 from tables.registry import TableRegistry
-from tables.topics import TopicSpec, ensure_topics, existing_topics
+from tables.topics import ensure_topics, existing_topics
 
 Agent = QueryAgent | StatefulAgent
 
@@ -61,8 +61,8 @@ class PipelineService(Service):
                         raise asyncio.CancelledError
 
     async def on_start(self) -> None:
+        # The dead-letter topic is the TableRegistry's (started before this service).
         topics = self.pipeline.topics(self.default_partitions)
-        topics.append(TopicSpec(self.config.dead_letter_topic, self.default_partitions))
         await ensure_topics(self.config.bootstrap_servers, topics)
         if any(q.repartition for q in self.pipeline.queries):
             # Sized after the source topics as they are (created just now or long ago).
