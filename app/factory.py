@@ -13,6 +13,7 @@ from agents.service import PipelineService
 from app.cli import register_commands
 from app.settings import Settings
 from app.web import register_query_views, register_views
+from core import codec
 from tables.registry import TableRegistry
 
 
@@ -31,6 +32,7 @@ def create_app(settings: Settings) -> faust.App:
     naming file, line and column."""
     logging.getLogger("tables").setLevel(settings.log_level.upper())
     logging.getLogger("agents").setLevel(settings.log_level.upper())
+    codec.set_max_depth(settings.json_max_depth)  # before any decoder is made
     pipeline = load_pipeline(settings.pipeline, settings.tables) if settings.pipeline else None
     specs = tuple(pipeline.tables.values()) if pipeline is not None else settings.tables
     settings.data_dir.mkdir(parents=True, exist_ok=True)

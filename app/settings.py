@@ -50,6 +50,9 @@ class Settings:
     #: How long the broker may hold a query's fetch waiting for data, ms (Tansu holds it that
     #: long even when data arrives: a floor under latency; lower costs more idle requests).
     query_fetch_wait_ms: int = 5
+    #: Nesting levels a JSON record value may have; a deeper one is a dead letter (a parser's
+    #: recursion never sees it).
+    json_max_depth: int = 256
     log_level: str = "info"
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -62,6 +65,8 @@ class Settings:
             raise ConfigError(
                 "query_max_records and query_max_inflight must be >= 1", field="query_max_records"
             )
+        if self.json_max_depth < 1:
+            raise ConfigError("json_max_depth must be >= 1", field="json_max_depth")
         names = [t.name for t in self.tables]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -123,6 +128,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "query_max_inflight": int,
     "query_log_interval": float,
     "query_fetch_wait_ms": int,
+    "json_max_depth": int,
     "session_timeout": float,
     "pipeline": lambda s: tuple(Path(p) for p in _split(s)),
     "tables": lambda s: tuple(TableSpec.parse(p) for p in _split(s)),

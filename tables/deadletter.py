@@ -18,11 +18,19 @@ H_PARTITION = "tablestream.partition"
 H_OFFSET = "tablestream.offset"
 H_TIMESTAMP = "tablestream.timestamp"
 H_SOURCE = "tablestream.source"
+#: Characters of a reason kept in its header: a reason quoting a hostile value stays small.
+MAX_REASON_CHARS = 1000
+
+
+def _cut(reason: str) -> str:
+    if len(reason) <= MAX_REASON_CHARS:
+        return reason
+    return f"{reason[: MAX_REASON_CHARS - 30]}... ({len(reason)} characters)"
 
 
 def dead_letter_headers(item: Malformed, source: str) -> list[tuple[str, bytes]]:
     return [
-        (H_REASON, item.reason.encode()),
+        (H_REASON, _cut(item.reason).encode("utf-8", "replace")),
         (H_TOPIC, item.topic.encode()),
         (H_PARTITION, str(item.partition).encode()),
         (H_OFFSET, str(item.offset).encode()),
