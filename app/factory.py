@@ -25,6 +25,7 @@ from app.cli import register_commands
 from app.settings import Settings
 from app.web import register_query_views, register_views
 from core.errors import ConfigError, TablestreamError
+from core import codec
 from tables.registry import TableRegistry
 
 #: Exit status of a worker or command stopped by a bad setting or pipeline (as click's usage).
@@ -72,6 +73,7 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
     services and mounts the web views. Raises :class:`TablestreamError` naming what is wrong."""
     logging.getLogger("tables").setLevel(settings.log_level.upper())
     logging.getLogger("agents").setLevel(settings.log_level.upper())
+    codec.set_max_depth(settings.json_max_depth)  # before any decoder is made
     pipeline = load_pipeline(settings.pipeline, settings.tables) if settings.pipeline else None
     specs = tuple(pipeline.tables.values()) if pipeline is not None else settings.tables
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -88,6 +88,9 @@ class Settings:
     #: How long the broker may hold a query's fetch waiting for data, ms (Tansu holds it that
     #: long even when data arrives: a floor under latency; lower costs more idle requests).
     query_fetch_wait_ms: int = field(default=5, metadata=_at_least(0))
+    #: Nesting levels a JSON record value may have; a deeper one is a dead letter (a parser's
+    #: recursion never sees it).
+    json_max_depth: int = field(default=256, metadata=_at_least(1))
     log_level: str = field(default="info", metadata={"choices": LOG_LEVELS})
     #: Not read from the environment: free-form values given in code.
     extra: Mapping[str, str] = field(default_factory=dict, metadata={"env": False})

@@ -75,13 +75,21 @@ def malformed(topic: str, partition: int, rec: Any, reason: str) -> Malformed:
     return Malformed(
         topic, partition, rec.offset, rec.timestamp, rec.key, rec.value, reason, headers
     )
+#: Characters of a reason kept in its header: a reason quoting a hostile value stays small.
+MAX_REASON_CHARS = 1000
+
+
+def _cut(reason: str) -> str:
+    if len(reason) <= MAX_REASON_CHARS:
+        return reason
+    return f"{reason[: MAX_REASON_CHARS - 30]}... ({len(reason)} characters)"
 
 
 def dead_letter_headers(item: Malformed, source: str) -> list[tuple[str, bytes]]:
     """The original headers, then ours (``OUR_HEADERS`` order)."""
     return [
         *item.headers,
-        (H_REASON, item.reason.encode()),
+        (H_REASON, _cut(item.reason).encode("utf-8", "replace")),
         (H_SOURCE, source.encode()),
         (H_TOPIC, item.topic.encode()),
         (H_PARTITION, str(item.partition).encode()),
