@@ -12,7 +12,7 @@ from agents.pipeline import load_pipeline
 from agents.service import PipelineService
 from app.cli import register_commands
 from app.settings import Settings
-from app.web import register_query_views, register_views
+from app.web import register_web
 from tables.registry import TableRegistry
 
 
@@ -60,7 +60,6 @@ def create_app(settings: Settings) -> faust.App:
         beacon=app.beacon,
     )
     app.service(registry)  # type: ignore[arg-type]  # faust takes instances too
-    register_views(app, registry)
     pipelines = None
     if pipeline is not None:
         config = AgentConfig(
@@ -78,7 +77,13 @@ def create_app(settings: Settings) -> faust.App:
             pipeline, registry, config, settings.default_partitions, beacon=app.beacon
         )
         app.service(pipelines)  # type: ignore[arg-type]
-    register_query_views(app, pipelines)
+    register_web(
+        app,
+        registry,
+        pipelines,
+        bootstrap_servers=settings.bootstrap_servers,
+        dead_letter_topic=settings.dead_letter_topic,
+    )
     register_commands(app, settings)
     app.runtime = Runtime(settings, registry, pipelines)  # type: ignore[attr-defined]
     return app
