@@ -49,7 +49,8 @@ def user(i: int, tier: str | None = None) -> dict[str, object]:
 
 async def start_inspected(broker: EmbeddedBroker, tmp_path: Path) -> Inspected:
     names = {n: unique(n) for n in ("users", "orders", "checked", "totals", "dlq")}
-    await ensure_topics(broker.url, [TopicSpec(names["users"], 1, configs={"cleanup.policy": "compact"})])
+    compact = {"cleanup.policy": "compact"}
+    await ensure_topics(broker.url, [TopicSpec(names["users"], 1, configs=compact)])
     await produce(broker.url, names["users"], rows((str(i), user(i)) for i in range(1, USERS + 1)))
     # Key 5 changes twice: a history of three versions.
     await produce(

@@ -8,7 +8,6 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -73,7 +72,9 @@ def test_bad_requests_answer_json_errors(
     assert ctype.startswith("application/json")
     body = json.loads(text)
     if needle == "line 1, column":
-        assert body["line"] == 1 and body["column"] >= 1 and body["parameter"] == "where"
+        assert body["line"] == 1
+        assert body["column"] >= 1
+        assert body["parameter"] == "where"
     else:
         assert needle in body["error"]
 
@@ -91,7 +92,8 @@ def test_where_filters_rows_through_the_pull_query_engine(live: Inspected) -> No
     assert status == 200
     assert [r["key"] for r in body["rows"]] == ["30", "40", "50", "60"]
     status, body = get_json(f"{live.web}/tables/users/?where=tier+%3D+'gold'&limit=2")
-    assert len(body["rows"]) == 2 and body["next"] == body["rows"][-1]["key"]
+    assert len(body["rows"]) == 2
+    assert body["next"] == body["rows"][-1]["key"]
     status, rest = get_json(
         f"{live.web}/tables/users/?where=tier+%3D+'gold'&limit=100&after={body['next']}"
     )
@@ -110,30 +112,35 @@ def test_pull_queries(live: Inspected) -> None:
     status, body = post_query(live.web, {"sql": "SELECT id, name FROM users WHERE id = 3"})
     assert status == 200, body
     assert body["rows"] == [{"id": 3, "name": "user3"}]
-    assert body["strategy"] == "key lookup" and body["scanned"] == 1
+    assert body["strategy"] == "key lookup"
+    assert body["scanned"] == 1
     assert body["plan"].startswith("PullQuery users: key lookup")
     status, body = post_query(
         live.web, {"sql": "SELECT tier, COUNT(*) AS n FROM users GROUP BY tier", "limit": 10}
     )
     assert sorted((r["tier"], r["n"]) for r in body["rows"]) == [("basic", 53), ("gold", 7)]
     status, body = post_query(live.web, {"sql": "SELECT id FROM users LIMIT 4"})
-    assert len(body["rows"]) == 4 and body["complete"]
+    assert len(body["rows"]) == 4
+    assert body["complete"]
 
     status, body = post_query(live.web, {"sql": "SELECT id\nFROM users\nWHERE nope = 1"})
     assert status == 400
     assert (body["line"], body["column"], body["kind"]) == (3, 7, "BindError")
     assert "unknown column 'nope'" in body["error"]
     status, body = post_query(live.web, {"sql": "SELECT * FROM orders"})
-    assert status == 400 and "not a table" in body["error"]
+    assert status == 400
+    assert "not a table" in body["error"]
     assert post_query(live.web, {"query": "x"})[0] == 400
     assert fetch(f"{live.web}/query", b"{not json")[0] == 400
     status, _, text = fetch(f"{live.web}/query")
-    assert status == 405 and "GET is not allowed" in json.loads(text)["error"]
+    assert status == 405
+    assert "GET is not allowed" in json.loads(text)["error"]
 
 
 def test_metrics_in_prometheus_format(live: Inspected) -> None:
     status, ctype, text = fetch(f"{live.web}/metrics")
-    assert status == 200 and ctype.startswith("text/plain")
+    assert status == 200
+    assert ctype.startswith("text/plain")
     assert 'tablestream_table_rows{table="users"} 60.0' in text
     assert 'tablestream_query_records_in_total{query="checked",stage="stateless"} 21.0' in text
     assert (
@@ -162,11 +169,14 @@ def test_dead_letters_read_back_with_reason_and_source(live: Inspected) -> None:
 
 def test_pages_escape_data(live: Inspected) -> None:
     status, ctype, text = fetch(f"{live.web}/ui/tables/users/?key=7")
-    assert status == 200 and ctype.startswith("text/html")
+    assert status == 200
+    assert ctype.startswith("text/html")
     assert XSS not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     status, ctype, text = fetch(f"{live.web}/ui/tables/nope/")
-    assert status == 404 and ctype.startswith("text/html") and "no table named" in text
+    assert status == 404
+    assert ctype.startswith("text/html")
+    assert "no table named" in text
     for page in ("/ui/", "/ui/queries/", "/ui/dead-letters/", "/ui/tables/totals/"):
         assert fetch(live.web + page)[0] == 200, page
     assert fetch(f"{live.web}/")[::2] == (302, "/ui/")
