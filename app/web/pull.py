@@ -22,20 +22,31 @@ def _tables(ctx: WebContext) -> dict[str, Table]:
     return {t.name: t for t in ctx.tables()}
 
 
-def sql_error(exc: SqlError, line_shift: int = 0, what: str = "sql") -> HttpError:
-    """A 400 for ``exc``; ``line_shift`` maps the position back into the user's own text when
-    it was wrapped into a larger statement (the filter box's predicate)."""
+def _excerpt(text: str, line: int, column: int) -> str:
+    lines = text.splitlines() or [""]
+    source = lines[min(line, len(lines)) - 1]
+    return f"  {source}\n  {' ' * (min(column, len(source) + 1) - 1)}^"
+
+
+def sql_error(
+    exc: SqlError, line_shift: int = 0, what: str = "sql", text: str | None = None
+) -> HttpError:
+    """A 400 for ``exc``; ``line_shift`` maps the position back into the user's own ``text``
+    when it was wrapped into a larger statement (the filter box's predicate)."""
     if isinstance(exc, SqlCompileError):
         line = max(1, exc.line - line_shift) if exc.line else None
         column = exc.column if exc.line and exc.line > line_shift else (1 if exc.line else None)
         message = exc.reason + (f" (did you mean {exc.suggestion!r}?)" if exc.suggestion else "")
+        excerpt = exc.excerpt
+        if text is not None:
+            excerpt = _excerpt(text, line, column) if line and column else ""
         return HttpError(
             400,
             message,
             kind=type(exc).__name__,
             line=line,
             column=column,
-            excerpt=exc.excerpt if not line_shift else "",
+            excerpt=excerpt,
             parameter=what,
         )
     return HttpError(400, str(exc), kind=type(exc).__name__, parameter=what)
@@ -72,7 +83,7 @@ async def filter_rows(
         query = compile_pull_query(filter_sql(table, where, after), _tables(ctx))
         result = await query.execute_async(max_rows=limit, time_limit=TIME_LIMIT_S)
     except (SqlError, PullTimeoutError) as exc:
-        raise sql_error(exc, line_shift=1, what="where") from None
+        raise sql_error(exc, line_shift=1, what="where", text=where) from None
     rows = []
     for r in result.rows:
         value = table.get(r["k"])

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from app.broker import EmbeddedBroker
 from core import codec
@@ -52,10 +55,10 @@ async def start_inspected(broker: EmbeddedBroker, tmp_path: Path) -> Inspected:
     compact = {"cleanup.policy": "compact"}
     await ensure_topics(broker.url, [TopicSpec(names["users"], 1, configs=compact)])
     await produce(broker.url, names["users"], rows((str(i), user(i)) for i in range(1, USERS + 1)))
-    # Key 5 changes twice: a history of three versions.
-    await produce(
-        broker.url, names["users"], rows([("5", user(5, "silver")), ("5", user(5, "gold"))])
-    )
+    # Key 5 changes twice, at distinct times: a history of three versions.
+    for tier in ("silver", "gold"):
+        await asyncio.sleep(0.01)
+        await produce(broker.url, names["users"], rows([("5", user(5, tier))]))
     pipeline = tmp_path / "pipeline.sql"
     pipeline.write_text(PIPELINE.format(**names))
     env = {
@@ -77,3 +80,11 @@ async def start_inspected(broker: EmbeddedBroker, tmp_path: Path) -> Inspected:
 def dead_letter_count(web: str) -> int:
     status, body = get_json(f"{web}/dead-letters/")
     return len(body["dead_letters"]) if status == 200 else 0
+
+
+@pytest.fixture(scope="module")
+def live(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inspected]:
+    """One inspected worker per test module (stopped at its end)."""
+    inspected = asyncio.run(start_inspected(broker, tmp_path_factory.mktemp("inspector")))
+    yield inspected
+    inspected.worker.stop()

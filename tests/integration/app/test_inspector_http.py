@@ -3,27 +3,18 @@ queries, ``/metrics``, dead letters read back, and the inspector's pages escapin
 
 from __future__ import annotations
 
-import asyncio
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from app.broker import EmbeddedBroker
-from tests.integration.app.inspector_support import XSS, Inspected, start_inspected
+from tests.integration.app.inspector_support import XSS, Inspected
+from tests.integration.app.inspector_support import live as live  # the fixture
 from tests.support.worker import get_json
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def live(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inspected]:
-    inspected = asyncio.run(start_inspected(broker, tmp_path_factory.mktemp("inspector")))
-    yield inspected
-    inspected.worker.stop()
 
 
 def fetch(url: str, data: bytes | None = None) -> tuple[int, str, str]:
