@@ -47,9 +47,12 @@ class Rates:
         if not samples or len(samples) < 2:
             return None
         t1, v1 = samples[-1]
-        t0, v0 = next(((t, v) for t, v in samples if t1 - t <= window), samples[0])
-        if t1 - t0 <= 0:
-            t0, v0 = samples[0]
+        # The newest sample at least ``window`` old (else the oldest): a rate over >= window.
+        t0, v0 = samples[0]
+        for t, v in samples:
+            if t1 - t < window:
+                break
+            t0, v0 = t, v
         return None if t1 <= t0 else max(0.0, (v1 - v0) / (t1 - t0))
 
 
@@ -185,6 +188,20 @@ def _plan_of(agents: list[Agent]) -> str:
     return "(compiled once the query starts)"
 
 
+def statement_text(sql: str, line: int) -> str:
+    """The query's own statement for display: from its first line (1-based) to the line ending
+    it with ``;``. A query's ``sql`` is its whole pipeline file with the other queries blanked."""
+    lines = sql.splitlines()
+    if not 0 < line <= len(lines):
+        return "\n".join(x.rstrip() for x in lines if x.strip() not in ("", ";"))
+    out = []
+    for text in lines[line - 1 :]:
+        out.append(text.rstrip())
+        if text.split("--", 1)[0].rstrip().endswith(";"):
+            break
+    return "\n".join(out)
+
+
 def query_views(rates: Rates, pipelines: PipelineService | None) -> Iterator[QueryView]:
     by_query: dict[str, list[Agent]] = {}
     for a in agents_of(pipelines):
@@ -197,4 +214,5 @@ def query_views(rates: Rates, pipelines: PipelineService | None) -> Iterator[Que
             body["in_per_s"] = rates.rate(f"query:{a.stats.name}:in")
             body["out_per_s"] = rates.rate(f"query:{a.stats.name}:out")
             stages.append(body)
-        yield QueryView(name, qdef.sql, _plan_of(agents), qdef.where, stages)
+        sql = statement_text(qdef.sql, qdef.line)
+        yield QueryView(name, sql, _plan_of(agents), qdef.where, stages)
