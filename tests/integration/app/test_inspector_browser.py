@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
 from tests.integration.app.inspector_support import XSS, Inspected
 from tests.integration.app.inspector_support import live as live  # the fixture
@@ -51,7 +51,12 @@ def page(browser: Browser) -> Iterator[Page]:
     pg = context.new_page()
     pg.set_default_timeout(15_000)
     dialogs: list[str] = []
-    pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def on_dialog(dialog: Dialog) -> None:  # an alert() from the data would land here
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    pg.on("dialog", on_dialog)
     yield pg
     context.close()
     assert dialogs == [], "a page ran a script from the data"
