@@ -81,6 +81,7 @@ def register_api(ctx: WebContext) -> None:
         async def get(self, request: Request) -> Response:
             ctx.sample()
             views = [table_view(ctx.rates, t) for t in ctx.tables()]
+            # The stats' fields as before, then the rates and load progress.
             return json_response(self, {"tables": [v.stats | v.as_dict() for v in views]})
 
     @app.page("/tables/{name}/")

@@ -93,7 +93,6 @@ class TableView:
             "eta_s": self.eta_s,
             "progress": self.progress,
             **({"source": self.source} if self.source else {}),
-            "stats": self.stats,
         }
 
 

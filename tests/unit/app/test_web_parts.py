@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from app.web.deadletters import HEX_MAX, TEXT_MAX, show_bytes
 from app.web.html import clip, h, url
-from app.web.model import Rates, statement_text
+from app.web.model import Rates, statement_text, table_view
+from app.web.pages_tables import _state
+from tables.memory import MemoryTable
+from tables.protocol import PartitionStats, TableStats
 
 
 def test_rates_are_rolling_over_the_window() -> None:
@@ -45,3 +48,29 @@ def test_statement_text_is_the_query_alone() -> None:
         statement_text(sql, 0)
         == "CREATE STREAM s (a INT);\nCREATE STREAM o AS\nSELECT a\nFROM s; -- x"
     )
+
+
+class LoadingTable(MemoryTable):
+    """A table part-way through its first load: 300 of 1000 records read."""
+
+    def stats(self) -> TableStats:
+        stats = super().stats()
+        stats.ready = False
+        stats.records_read = 300
+        stats.partitions = {0: PartitionStats(position=300, highwater=1000)}
+        return stats
+
+
+def test_a_loading_table_shows_progress_rate_and_eta() -> None:
+    now = [0.0]
+    rates = Rates(clock=lambda: now[0])
+    table = LoadingTable("big")
+    rates.sample("table:big:read", 100)
+    now[0] = 10.0
+    rates.sample("table:big:read", 300)
+    view = table_view(rates, table)
+    assert (view.left, view.read_per_s, view.eta_s) == (700, 20.0, 35.0)
+    assert view.progress == 0.3
+    page = _state(view)
+    assert '<progress max="100" value="30.0">' in page
+    assert "700 left · 20 rec/s · ETA 35 s" in page
