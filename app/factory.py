@@ -23,9 +23,9 @@ from agents.pipeline import load_pipeline
 from agents.service import PipelineService
 from app.cli import register_commands
 from app.settings import Settings
-from app.web import register_query_views, register_views
-from core.errors import ConfigError, TablestreamError
+from app.web import register_web
 from core import codec
+from core.errors import ConfigError, TablestreamError
 from tables.registry import TableRegistry
 
 #: Exit status of a worker or command stopped by a bad setting or pipeline (as click's usage).
@@ -88,7 +88,6 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
         beacon=app.beacon,
     )
     app.service(registry)  # type: ignore[arg-type]  # faust takes instances too
-    register_views(app, registry)
     pipelines = None
     if pipeline is not None:
         config = AgentConfig(
@@ -106,7 +105,13 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
             pipeline, registry, config, settings.default_partitions, beacon=app.beacon
         )
         app.service(pipelines)  # type: ignore[arg-type]
-    register_query_views(app, pipelines)
+    register_web(
+        app,
+        registry,
+        pipelines,
+        bootstrap_servers=settings.bootstrap_servers,
+        dead_letter_topic=settings.dead_letter_topic,
+    )
     runtime = Runtime(settings, registry, pipelines)
     app.runtime = runtime  # type: ignore[attr-defined]
     return runtime
