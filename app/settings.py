@@ -17,6 +17,8 @@ from core.errors import ConfigError
 from tables.spec import TableSpec
 
 ENV_PREFIX = "TABLESTREAM_"
+#: Values of :attr:`Settings.processing_guarantee`.
+GUARANTEES = ("at_least_once", "exactly_once")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,10 @@ class Settings:
     #: How long the broker may hold a query's fetch waiting for data, ms (Tansu holds it that
     #: long even when data arrives: a floor under latency; lower costs more idle requests).
     query_fetch_wait_ms: int = 5
+    #: ``at_least_once`` (outputs acknowledged, then offsets committed: a crash may repeat
+    #: outputs) or ``exactly_once`` (outputs, state and offsets in one Kafka transaction per task,
+    #: :mod:`agents.transaction`; needs a broker with transactions, checked at start).
+    processing_guarantee: str = "at_least_once"
     log_level: str = "info"
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -61,6 +67,12 @@ class Settings:
         if self.query_max_records < 1 or self.query_max_inflight < 1:
             raise ConfigError(
                 "query_max_records and query_max_inflight must be >= 1", field="query_max_records"
+            )
+        if self.processing_guarantee not in GUARANTEES:
+            raise ConfigError(
+                f"processing_guarantee {self.processing_guarantee!r} is not one of"
+                f" {', '.join(GUARANTEES)}",
+                field="processing_guarantee",
             )
         names = [t.name for t in self.tables]
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -75,6 +87,10 @@ class Settings:
     @property
     def faust_broker(self) -> str:
         return ";".join(f"kafka://{s}" for s in self.bootstrap_servers.split(","))
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.processing_guarantee == "exactly_once"
 
     @property
     def dead_letter_topic(self) -> str:

@@ -58,6 +58,10 @@ def test_overrides_beat_env() -> None:
         ({"TABLESTREAM_TABLES": "9x"}, "not an identifier"),
         ({"TABLESTREAM_TABLES": "a,a"}, "defined twice: a"),
         ({"TABLESTREAM_TABLES": "a:t:id:sharded"}, "'sharded'"),
+        (
+            {"TABLESTREAM_PROCESSING_GUARANTEE": "exactly-once"},
+            "processing_guarantee 'exactly-once' is not one of at_least_once, exactly_once",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], needle: str) -> None:
@@ -65,3 +69,9 @@ def test_bad_values_name_the_variable(env: dict[str, str], needle: str) -> None:
         Settings.from_env(env)
     assert needle in str(err.value)
     assert isinstance(err.value, TablestreamError)
+
+
+def test_processing_guarantee() -> None:
+    assert not Settings().exactly_once
+    env = {"TABLESTREAM_PROCESSING_GUARANTEE": "exactly_once"}
+    assert Settings.from_env(env).exactly_once
