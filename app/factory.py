@@ -85,6 +85,7 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
         default_partitions=settings.default_partitions,
         fetch_max_records=settings.fetch_max_records,
         client_id=settings.app_id,
+        read_committed=settings.exactly_once,
         beacon=app.beacon,
     )
     app.service(registry)  # type: ignore[arg-type]  # faust takes instances too
@@ -100,6 +101,7 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
             max_inflight=settings.query_max_inflight,
             log_interval=settings.query_log_interval,
             fetch_max_wait_ms=settings.query_fetch_wait_ms,
+            exactly_once=settings.exactly_once,
         )
         pipelines = PipelineService(
             pipeline, registry, config, settings.default_partitions, beacon=app.beacon

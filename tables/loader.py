@@ -231,7 +231,7 @@ class TableLoader(Service):
                     f"{tp.topic}[{tp.partition}] ends at {highwater}, "
                     f"before the stored offset {stats[tp.partition].position}"
                 )
-            target = self._target.setdefault(tp, highwater)
+            target = self._target.setdefault(tp, _readable_end(consumer, tp, highwater))
             if tp in self._verify or await consumer.position(tp) < target:
                 caught_up = False
         if caught_up and not self.tstate.is_ready:
@@ -267,3 +267,10 @@ class TableLoader(Service):
 
 def _history_mode(state: TableState) -> str:
     return "versioned" if state.versions is not None else "plain"
+
+
+def _readable_end(consumer: AIOKafkaConsumer, tp: TopicPartition, highwater: int) -> int:
+    """Where a caught-up reader of ``tp`` stands: the high-watermark, or under read_committed
+    the last stable offset (records of a transaction still open are not readable yet)."""
+    lso = consumer.last_stable_offset(tp)
+    return lso if lso is not None and 0 <= lso < highwater else highwater
