@@ -75,6 +75,8 @@ def malformed(topic: str, partition: int, rec: Any, reason: str) -> Malformed:
     return Malformed(
         topic, partition, rec.offset, rec.timestamp, rec.key, rec.value, reason, headers
     )
+
+
 #: Characters of a reason kept in its header: a reason quoting a hostile value stays small.
 MAX_REASON_CHARS = 1000
 
