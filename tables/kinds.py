@@ -37,6 +37,7 @@ class TableEnv:
     dead_letters: DeadLetterWriter | None = None
     fetch_max_records: int = 10_000
     client_id: str = "tablestream"
+    read_committed: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     beacon: Any = None
 
@@ -71,6 +72,7 @@ class KafkaKind:
             dead_letters=env.dead_letters,
             fetch_max_records=env.fetch_max_records,
             client_id=env.client_id,
+            read_committed=env.read_committed,
             beacon=env.beacon,
         )
 

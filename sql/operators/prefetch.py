@@ -16,8 +16,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sql.compile.context import CompileContext, Fn
+from sql.compile.context import CompileContext
 from sql.compile.select import Conjunct
+from sql.runtime import Fn
 from tables.protocol import PrefetchTable, Table
 
 

@@ -7,8 +7,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from sql.compile.context import Env, Fn
-from tables.keys import key_text
+from sql.runtime import Env, Fn, row_key
 from tables.protocol import IndexedTable, Key, PrefetchTable, ScanTable, Table, Value
 
 _NONE: tuple[tuple[Key, Value], ...] = ()
@@ -35,16 +34,6 @@ class KeyLookup:
         # The row's own key (its text form, as a scan or index probe yields it), not the probe
         # value: ``_key`` must not depend on the plan.
         return _NONE if v is None else ((row_key(k), v),)
-
-
-def row_key(k: Any) -> str:
-    """The text form of a key that found a row (ints and strings, the common keys, inline)."""
-    tk = type(k)
-    if tk is str:
-        return k  # type: ignore[no-any-return]
-    if tk is int:
-        return str(k)
-    return key_text(k)
 
 
 def key_lookup(table: Table, key: Fn) -> Fn:
@@ -83,7 +72,21 @@ def index_probe(table: IndexedTable, field: str, value: Fn) -> Fn:
     return rows
 
 
-def scan(table: ScanTable) -> Fn:
+#: A scan of a table whose rows are not local (an external table without a full cache).
+E_NOT_SCANNABLE = (
+    "table {table!r} ({source}) cannot be scanned: read it by its key, by an equality on a"
+    " column, or declare it with cache='full'"
+)
+
+
+def scan(table: Table) -> Fn:
+    """Every row, per record. Raises UnsupportedError for a table that cannot be listed (the
+    planner checks first where it can say where in the query)."""
+    if not isinstance(table, ScanTable):
+        from sql.errors import UnsupportedError
+
+        raise UnsupportedError(E_NOT_SCANNABLE.format(table=table.name, source=table.describe()))
+
     def rows(env: Env) -> Iterable[tuple[Key, Value]]:
         return table.items()
 

@@ -9,13 +9,9 @@ from __future__ import annotations
 from sql.bind.scope import offset_of
 from sql.errors import UnsupportedError
 from sql.operators import sources
+from sql.operators.sources import E_NOT_SCANNABLE
 from sql.plan.shape import Plan, SubqueryShape
 from tables.protocol import ScanTable
-
-E_NOT_SCANNABLE = (
-    "table {table!r} ({source}) cannot be scanned: read it by its key, by an equality on a"
-    " column, or declare it with cache='full'"
-)
 
 
 def full_scan(shape: SubqueryShape) -> Plan | None:
