@@ -139,6 +139,12 @@ class QueryAgent(Service):
         self.builder = QueryBuilder(
             query, pipeline, tables, config.dead_letter_topic, self.sink_topic
         )
+        # External tables show their source's stats with each query that reads them.
+        self.stats.sources = {
+            n: t.stats().as_dict
+            for n, t in tables.items()
+            if n in query.reads and t.kind not in ("kafka", "memory")
+        }
         self.query: CompiledQuery | None = None
         self.processor: Processor | None = None
         self._consumer: AIOKafkaConsumer | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,10 @@ class QueryStats:
     #: Since start: batches per latency bucket (``LATENCY_BUCKETS``, then +Inf), and their sum.
     latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
     latency_sum: float = 0.0
+    #: The external tables the query reads (name → their ``stats().as_dict``): lookups, cache
+    #: hits / misses / negative hits / stale serves, round trips, keys per round trip, latency,
+    #: errors, breaker state. Shown generically under ``"sources"``.
+    sources: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
 
     def observe_latency(self, seconds: float) -> None:
         self.latencies.append(seconds)
@@ -104,4 +109,5 @@ class QueryStats:
             "duplicates_skipped": self.duplicates_skipped,
             "error": self.error,
             "uptime_s": round(time.time() - self.started, 1),
+            "sources": {name: stats() for name, stats in sorted(self.sources.items())},
         }
