@@ -82,7 +82,7 @@ def fill_duckdb(path: Path, rows: int) -> None:
     con = duckdb.connect(str(path))
     con.execute(
         "CREATE TABLE customers AS SELECT g::BIGINT AS id,"
-        " (['gold','basic','silver'])[1 + g %% 3] AS tier,"
+        " (['gold','basic','silver'])[1 + g % 3] AS tier,"
         " ((g % 10000) / 100.0)::DECIMAL(12,2) AS credit, 'FR' AS country"
         " FROM range(1, ? + 1) t(g)",
         [rows],
