@@ -200,10 +200,11 @@ def bench_source(name: str, options: str, rows: int, events: int, kafka_rate: fl
             ]
             rate = run_pipeline(processor({"customers": table}), records(keys))
             stats = table.stats().as_dict()
-            ratio = stats["hits"] / max(1, stats["hits"] + stats["misses"])
+            fetched = stats["round_trips"] * (stats["keys_per_round_trip"] or 0)
             print(
                 f"pipeline at {hit:.0%} hits: {rate:>10,.0f} events/s"
-                f" ({rate / kafka_rate:.0%} of the Kafka-kind table; hit ratio {ratio:.0%})"
+                f" ({rate / kafka_rate:.0%} of the Kafka-kind table; {fetched / events:.0%} of"
+                f" the events' keys fetched, {stats['round_trips']} round trips)"
             )
         finally:
             table.close_sync()
