@@ -28,6 +28,7 @@ from agents.pipeline import catalog_for, load_pipeline
 from app.settings import Settings
 from core.errors import TablestreamError
 from sql.query import compile_query
+from tables.kinds import TableEnv, table_kind
 from tables.memory import MemoryTable
 from tables.protocol import Table
 from tables.spec import TableSpec
@@ -43,8 +44,11 @@ EXIT_NO_WORKER = 1
 def explain_file(path: Path, settings: Settings) -> str:
     """Every query of the file with its plan (tables as defined, empty: plans need no rows)."""
     pipeline = load_pipeline([path], settings.tables)
+    # External tables through their kind (not connected): EXPLAIN names their source.
     tables: dict[str, Table] = {
         name: MemoryTable(spec.name, key_field=spec.key_field, topic=spec.topic)
+        if spec.kind == "kafka"
+        else table_kind(spec.name, spec.kind).create(spec, TableEnv())
         for name, spec in pipeline.tables.items()
     }
     parts = []
@@ -132,7 +136,7 @@ def tables_command(settings: Settings, web: str | None, as_json: bool) -> tuple[
 
 
 def _spec_dict(spec: TableSpec) -> dict[str, Any]:
-    return {"name": spec.name, "topic": spec.topic, "key": spec.key_field}
+    return {"name": spec.name, "topic": spec.topic or spec.kind, "key": spec.key_field}
 
 
 def register_commands(app: faust.App, settings: Settings) -> None:
