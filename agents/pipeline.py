@@ -22,7 +22,8 @@ from sqlglot.errors import TokenError
 from sqlglot.tokenizer_core import Token, TokenType
 
 from core.errors import ConfigError, TablestreamError
-from sql.catalog import Catalog
+from sources.catalog import catalog_table
+from sql.catalog import Catalog, qualified
 from sql.dialect import Declaration, Tablestream, split_statement
 from sql.errors import SqlCompileError, UnsupportedError, position
 from sql.parse import Script, parse_script
@@ -195,7 +196,7 @@ def _source_and_reads(script: Script) -> tuple[str, tuple[str, ...]]:
     from_ = select.args.get("from_") or select.args.get("from")
     source = from_.this.name.lower() if from_ is not None else ""
     ctes = {c.alias_or_name.lower() for c in select.find_all(exp.CTE)}
-    reads = {t.name.lower() for t in select.find_all(exp.Table)} - ctes - {source}
+    reads = {qualified(t).lower() for t in select.find_all(exp.Table)} - ctes - {source}
     return source, tuple(sorted(reads))
 
 
@@ -206,6 +207,8 @@ class _Loader:
             self.pipeline.tables[spec.name.lower()] = spec
             self.pipeline.origins[spec.name.lower()] = "TABLESTREAM_TABLES"
         self.texts: list[tuple[Path, str, list[tuple[int, int, Script, int]]]] = []
+        #: ``CREATE CATALOG`` name → its options; its tables are found in the queries.
+        self.catalogs: dict[str, dict[str, str]] = {}
 
     def _claim(self, name: str, kind: str, where: str, path: Path, sql: str, offset: int) -> None:
         other = self.pipeline.origins.get(name.lower())
@@ -250,6 +253,11 @@ class _Loader:
     def _declare(self, decl: Declaration) -> bool:
         """Record a declaration; True when it repeats one already known (same kind and topic)."""
         name = decl.name.lower()
+        if decl.kind == "catalog":  # CREATE CATALOG pg WITH (connector=..., ...)
+            table_kind(decl.name, decl.options.get("connector", ""))
+            old_options = self.catalogs.get(name)
+            self.catalogs[name] = dict(decl.options)
+            return old_options == self.catalogs[name]
         if decl.kind == "table":
             spec = _table_spec(decl)
             old = self.pipeline.tables.get(name)
@@ -282,6 +290,10 @@ class _Loader:
                     self.pipeline.streams[sink.name.lower()] = StreamDef(
                         sink.name, topic, parts, origin=sink.name
                     )
+                try:
+                    self._catalog_tables(script)
+                except ConfigError as exc:
+                    raise _fail(path, sql, start, exc.message) from exc
                 source, reads = _source_and_reads(script)
                 self.pipeline.queries.append(
                     QueryDef(
@@ -295,6 +307,18 @@ class _Loader:
                         line=line,
                     )
                 )
+
+    def _catalog_tables(self, script: Script) -> None:
+        """Tables of a catalog a query names (``pg.public.customers``): external tables whose
+        columns and key are read from the database now."""
+        for node in script.require_query().find_all(exp.Table):
+            catalog = node.args.get("catalog")
+            if catalog is None or catalog.name.lower() not in self.catalogs:
+                continue
+            name = qualified(node).lower()
+            if name not in self.pipeline.tables:
+                options = self.catalogs[catalog.name.lower()]
+                self.pipeline.tables[name] = catalog_table(name, catalog.name, options)
 
     def check(self) -> None:
         """Compile every query against empty in-memory tables: names, types, shapes."""

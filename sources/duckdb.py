@@ -58,6 +58,15 @@ class DuckDB:
         rows = self.query(_COLUMNS, [schema or "main", name])
         return {str(c): str(t) for c, t in rows} or None
 
+    def primary_key(self, table: str) -> list[str]:
+        schema, _, name = table.rpartition(".")
+        rows = self.query(
+            "SELECT constraint_column_names FROM duckdb_constraints()"
+            " WHERE constraint_type = 'PRIMARY KEY' AND schema_name = ? AND table_name = ?",
+            [schema or "main", name],
+        )
+        return [str(c) for c in rows[0][0]] if rows else []
+
     def query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return list(self._cursor().execute(sql, list(params)).fetchall())
 
@@ -68,6 +77,11 @@ class DuckDB:
 
 class DuckDBKind:
     name = "duckdb"
+    target = "path"
+    extra: tuple[str, ...] = ()
+
+    def database(self, config: cfg.SourceConfig) -> DuckDB:
+        return DuckDB(config)
 
     def check(self, spec: TableSpec) -> None:
         cfg.parse(spec, "path")

@@ -20,6 +20,11 @@ from tables.kinds import TableEnv
 from tables.protocol import Table
 from tables.spec import TableSpec
 
+_PRIMARY_KEY = """
+SELECT a.attname FROM pg_index i
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+WHERE i.indrelid = %s::regclass AND i.indisprimary
+"""
 _COLUMNS = """
 SELECT column_name, data_type, numeric_precision, numeric_scale
 FROM information_schema.columns WHERE table_schema = %s AND table_name = %s
@@ -90,6 +95,9 @@ class Postgres:
             out[str(column)] = t
         return out
 
+    def primary_key(self, table: str) -> list[str]:
+        return [str(r[0]) for r in self.query(_PRIMARY_KEY, [self.quote(table)])]
+
     def query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         if self._pool is None:
             raise RuntimeError("not connected")
@@ -103,6 +111,11 @@ class Postgres:
 
 class PostgresKind:
     name = "postgres"
+    target = "dsn"
+    extra = ("password_env",)
+
+    def database(self, config: cfg.SourceConfig) -> Postgres:
+        return Postgres(config)
 
     def check(self, spec: TableSpec) -> None:
         cfg.parse(spec, "dsn", ("password_env",))

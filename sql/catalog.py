@@ -44,6 +44,14 @@ class RelationSchema:
         return t
 
 
+def qualified(node: Any) -> str:
+    """A table reference's name: ``customers``, or ``pg.public.customers`` for a table of a
+    ``CREATE CATALOG`` (an ``exp.Table`` with catalog / db parts)."""
+    parts = [node.args.get("catalog"), node.args.get("db")]
+    prefix = [p.name for p in parts if p is not None and p.name]
+    return ".".join([*prefix, node.name])
+
+
 def infer_columns(rows: Iterator[Any]) -> dict[str, SqlType]:
     columns: dict[str, SqlType] = {}
     for value in rows:

@@ -34,7 +34,9 @@ class Tablestream(DuckDB):
 
 @dataclass(slots=True)
 class Declaration:
-    """``CREATE TABLE|STREAM name (cols) WITH (options)``; also the sink of ``... AS SELECT``."""
+    """``CREATE TABLE|STREAM name (cols) WITH (options)``; also the sink of ``... AS SELECT``.
+    ``CREATE CATALOG name WITH (connector=..., ...)`` is one too (kind ``catalog``): its tables
+    are named ``name.schema.table`` in queries."""
 
     kind: str  # "table" | "stream"
     name: str
@@ -131,7 +133,7 @@ def split_statement(sql: str, tokens: list[Token]) -> Envelope:
     ts.next()
     if ts.word() == "OR" and ts.word(1) == "REPLACE":
         ts.i += 2
-    kind_tok = ts.expect_word("TABLE", "STREAM")
+    kind_tok = ts.expect_word("TABLE", "STREAM", "CATALOG")
     name_tok = ts.expect_name("a name")
     decl = Declaration(kind_tok.text.lower(), name_tok.text, name_tok.start)
     if ts.peek() is not None and ts.peek().token_type == TokenType.L_PAREN:  # type: ignore[union-attr]

@@ -229,6 +229,8 @@ class CompiledQuery:
 
 def apply_declarations(script: Script, catalog: Catalog) -> None:
     for decl in script.declarations.values():
+        if decl.kind == "catalog":  # its tables come with the pipeline (agents.pipeline)
+            continue
         if decl.kind == "stream":
             catalog.add_stream(
                 decl.name,

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from core.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: An external table of a ``CREATE CATALOG``: ``catalog.schema.table``.
+_QUALIFIED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
 FORMATS = ("json",)
 #: What an as-of read older than the table's history retention answers.
 AS_OF_EXPIRED = ("null", "error")
@@ -74,7 +76,7 @@ class TableSpec:
     columns: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
+        if not (_NAME if self.kind == "kafka" else _QUALIFIED).match(self.name):
             raise ConfigError(f"table name {self.name!r} is not an identifier", table=self.name)
         if self.kind != "kafka":
             return

@@ -8,6 +8,7 @@ from typing import Any
 from sqlglot import exp
 
 from sql.bind.scope import BoundRelation, Scope, offset_of
+from sql.catalog import qualified
 from sql.compile.as_of import STRATEGY as AS_OF_STRATEGY
 from sql.compile.as_of import as_of_source, as_of_time
 from sql.compile.as_of import describe as describe_as_of
@@ -211,7 +212,7 @@ def _join(
         what = f"{side or kind} JOIN".strip()
         raise UnsupportedError(E_UNSUPPORTED.format(what=what), sql=ctx.sql, offset=offset_of(j))
     node, table = resolve_table(ctx, j.this, want="join")
-    schema = ctx.catalog.schema(node.name)
+    schema = ctx.catalog.schema(qualified(node))
     assert schema is not None
     at = as_of_time(ctx, node, scope)  # before the table joins the scope: it reads the stream
     rel = scope.add(node.alias_or_name, schema, table)

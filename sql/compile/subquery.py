@@ -13,6 +13,7 @@ from sqlglot import exp
 
 from sql import logic
 from sql.bind.scope import Scope, offset_of
+from sql.catalog import qualified
 from sql.compile.as_of import as_of_time, check_as_of
 from sql.compile.context import CompileContext
 from sql.compile.expr import ExprCompiler
@@ -58,9 +59,9 @@ def resolve_table(ctx: CompileContext, node: exp.Expr, *, want: str) -> tuple[ex
         raise UnsupportedError(
             E_UNSUPPORTED.format(what=f"FROM {node.sql()}"), sql=ctx.sql, offset=offset_of(node)
         )
-    table = ctx.catalog.table(node.name)
+    table = ctx.catalog.table(qualified(node))
     if table is None:
-        schema = ctx.catalog.schema(node.name)
+        schema = ctx.catalog.schema(qualified(node))
         what = E_UNKNOWN_TABLE.format(name=node.name)
         if schema is not None and schema.kind == "stream":
             what = E_UNSUPPORTED.format(what=f"reading stream {node.name!r} in a {want}")
@@ -98,7 +99,7 @@ def compile_subquery(
     try:
         scope = outer.child()
         at = as_of_time(ctx, table_node, scope)  # reads the enclosing query only
-        schema = ctx.catalog.schema(table_node.name)
+        schema = ctx.catalog.schema(qualified(table_node))
         assert schema is not None
         rel = scope.add(table_node.alias_or_name, schema, table)
         steps = bind_joins(ctx, scope, select, resolve_table)
@@ -123,7 +124,7 @@ def compile_subquery(
     tables = [table] + [
         t
         for n in select.find_all(exp.Table)
-        if n is not table_node and (t := ctx.catalog.table(n.name)) is not None
+        if n is not table_node and (t := ctx.catalog.table(qualified(n))) is not None
     ]
     nested = any(
         isinstance(n, (exp.Subquery, exp.Exists))

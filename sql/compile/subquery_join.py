@@ -19,6 +19,7 @@ from typing import Any
 from sqlglot import exp
 
 from sql.bind.scope import BoundRelation, Scope, offset_of
+from sql.catalog import qualified
 from sql.compile.as_of import STRATEGY as AS_OF_STRATEGY
 from sql.compile.as_of import as_of_source, as_of_time
 from sql.compile.as_of import describe as describe_as_of
@@ -68,7 +69,7 @@ def bind_joins(
                 E_UNSUPPORTED.format(what="a join without ON"), sql=ctx.sql, offset=offset_of(j)
             )
         node, table = resolve(ctx, j.this, want="subquery")
-        schema = ctx.catalog.schema(node.name)
+        schema = ctx.catalog.schema(qualified(node))
         assert schema is not None
         at = as_of_time(ctx, node, scope)  # reads the enclosing query only
         rel = scope.add(node.alias_or_name, schema, table)
