@@ -37,10 +37,12 @@ from sql.types import (
     INTERVAL,
     NULL,
     STRING,
+    TIMESTAMP,
     SqlType,
     comparable,
     decimal_type,
     from_datatype,
+    mismatch_hint,
 )
 
 _EMPTY: dict[str, Any] = {}
@@ -77,8 +79,15 @@ class ExprCompiler:
 
     # -- helpers --------------------------------------------------------------------------------
     def _type_error(self, node: exp.Expr, op: str, a: SqlType, b: SqlType) -> SqlTypeError:
+        left, right = node.args.get("this"), node.args.get("expression")
+        hint = mismatch_hint(
+            a,
+            b,
+            left.sql(dialect="duckdb") if isinstance(left, exp.Expr) else "x",
+            right.sql(dialect="duckdb") if isinstance(right, exp.Expr) else "y",
+        )
         return SqlTypeError(
-            E_TYPE_MISMATCH.format(op=op, left=a, right=b),
+            E_TYPE_MISMATCH.format(op=op, left=a, right=b) + hint,
             sql=self.ctx.sql,
             offset=offset_of(node),
         )
@@ -379,8 +388,22 @@ def _arith_type(op: str, a: SqlType, b: SqlType) -> SqlType | None:
         return BIGINT
     temporal = {"DATE", "TIMESTAMP"}
     if op in "+-" and {a.name, b.name} <= temporal | {"INTERVAL", "ANY", "NULL"}:
-        return ANY
+        return _temporal_type(op, a.name, b.name)
     return None
+
+
+def _temporal_type(op: str, a: str, b: str) -> SqlType:
+    """``TIMESTAMP ± INTERVAL`` and ``DATE ± INTERVAL`` are TIMESTAMPs (PostgreSQL, DuckDB),
+    ``TIMESTAMP - TIMESTAMP`` and ``INTERVAL ± INTERVAL`` INTERVALs, ``DATE - DATE`` days
+    (BIGINT); other mixes are known per value only."""
+    point = {"DATE", "TIMESTAMP"}
+    if (b == "INTERVAL" and a in point) or (op == "+" and a == "INTERVAL" and b in point):
+        return TIMESTAMP
+    if a == b == "INTERVAL" or (op == "-" and a == b == "TIMESTAMP"):
+        return INTERVAL
+    if op == "-" and a == b == "DATE":
+        return BIGINT
+    return ANY
 
 
 _HANDLERS: dict[type[exp.Expr], Callable[[ExprCompiler, Any], Compiled]] = {
