@@ -7,6 +7,7 @@ happens here, once.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -312,13 +313,17 @@ class ExprCompiler:
                 fast = frozenset(non_null)
             except TypeError:
                 fast = None
-            if fast is not None and all(type(v) is not float for v in fast):
+            # Python's == never equates a date with a datetime (SQL compares a DATE as its
+            # midnight): lists with temporal values take the generic loop.
+            if fast is not None and all(
+                type(v) is not float and not isinstance(v, dt.date) for v in fast
+            ):
                 # Hash probe first; the generic loop only decides FALSE vs UNKNOWN.
                 def in_set(e: Env) -> Any:
                     x = fx(e)
                     if x is None:
                         return None
-                    if type(x) is float or type(x) is bool:
+                    if type(x) is float or type(x) is bool or isinstance(x, dt.date):
                         return logic.in_values(x, values)
                     if x in fast:
                         return True

@@ -365,6 +365,14 @@ def time_item(draw: st.DrawFn) -> str:
                     "m.d - DATE '2026-12-31'",
                     "m.d + INTERVAL 1 DAY",
                     "(SELECT MAX(w.valid_from) FROM w WHERE w.effective_date <= m._event_time)",
+                    # equality across DATE and TIMESTAMP through each plan: index probe (text
+                    # stored in a DATE column), maintained IN-set, constant IN list
+                    "(SELECT COUNT(*) FROM w WHERE w.effective_date = m._event_time)",
+                    "(SELECT COUNT(*) FROM w WHERE w.valid_from = m.d)",
+                    "m._event_time IN (SELECT w.effective_date FROM w)",
+                    "m.d NOT IN (SELECT w.valid_from FROM w)",
+                    "m._event_time IN (DATE '2026-12-31', DATE '2027-01-01', NULL)",
+                    "m.d IN (TIMESTAMP '2026-12-31 00:00:00', m.t)",
                 ]
             )
         )

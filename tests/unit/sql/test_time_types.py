@@ -198,3 +198,25 @@ def test_the_runner_prints_event_time_as_iso_text(tmp_path: Path) -> None:
         "e": "2026-12-31T00:00:00.001000",
         "d": "2026-12-30T00:00:00.001000",
     }
+
+
+def test_a_date_equals_a_timestamp_at_its_midnight_in_every_plan() -> None:
+    """Python never equates ``date`` and ``datetime``; SQL does at midnight. The hash-based
+    plans (index probe over DATE text, maintained IN-set, constant IN list) agree with a scan."""
+    sql = (
+        DECLS + "SELECT (SELECT COUNT(*) FROM w WHERE w.effective_date = m._event_time) AS probe,"
+        " (SELECT COUNT(*) FROM w WHERE w.effective_date + INTERVAL 0 DAY = m._event_time)"
+        " AS scan, m._event_time IN (SELECT effective_date FROM w) AS in_set,"
+        " m._event_time IN (DATE '2026-12-31', DATE '2027-01-01') AS in_list FROM m"
+    )
+    q = compile_query(sql, Catalog.of({"w": rates()}))
+    plan = q.explain()
+    assert "index probe" in plan
+    assert "FULL SCAN" in plan
+    assert "maintained IN-set" in plan
+    for ts, hit in [(DEC_31, True), (DEC_31 + 1, False), (DEC_31 + 86_400_000, True)]:
+        n = int(hit)
+        assert q.process({"id": 1, "ts": ts}) == [
+            {"probe": n, "scan": n, "in_set": hit, "in_list": hit}
+        ], ts
+    q.close()
