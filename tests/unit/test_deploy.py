@@ -83,6 +83,8 @@ def test_kubernetes_manifests(tmp_path: Path) -> None:
     (path,) = settings.pipeline
     assert str(path.parent) == mounts["pipeline"]
     sql = maps[volume["configMap"]["name"]][path.name]
+    # The manifest carries the demo's pipeline: the same text, so a fix to one is in both.
+    assert sql == (ROOT / "examples/orders/pipeline.sql").read_text()
     copy = tmp_path / path.name
     copy.write_text(sql)
     assert {q.name for q in load_pipeline([copy]).queries} >= {"checked_orders"}
