@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from agents.codec import E_ENCODE, DecodeError, Decoder, encode_row, make_key
+from agents.metrics import reason_label
 from sql.errors import LateRecordError, SqlRuntimeError
 from sql.operators.aggregate import Retraction
 from tables.apply import Malformed, RecordLike
@@ -81,6 +82,8 @@ class BatchCounts:
     records_in: int = 0
     records_out: int = 0
     dead_letters: int = 0
+    #: Dead letters by :func:`agents.metrics.reason_label`.
+    reasons: dict[str, int] = field(default_factory=dict)
     #: Records with a null value: a stream has no row to delete, so they are skipped (counted).
     tombstones: int = 0
     #: Per partition, the last record of the batch (offsets to commit, fingerprints to store).
@@ -147,6 +150,8 @@ class PerPartition(Generic[Out]):
             self.dead_letter_topic, malformed(topic, partition, rec, reason), self.source
         )
         counts.dead_letters += 1
+        label = reason_label(reason)
+        counts.reasons[label] = counts.reasons.get(label, 0) + 1
 
 
 class BatchProcessor(PerPartition[OutputLike]):

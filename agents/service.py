@@ -15,14 +15,14 @@ from mode import Service
 from agents.agent import AgentConfig, QueryAgent
 from agents.pipeline import Pipeline
 from agents.repartition import RepartitionAgent
+from agents.sink import MAX_BATCH_BYTES
 from agents.stateful import StatefulAgent
+from agents.transaction import check_transactions
+from agents.transactional import check_queries
 from tables.registry import TableRegistry
 from tables.topics import ensure_topics, existing_topics
 
 Agent = QueryAgent | StatefulAgent
-
-#: Record batch size of the output producer; fewer, larger produce requests.
-MAX_BATCH_BYTES = 512 * 1024
 
 
 class PipelineService(Service):
@@ -62,6 +62,9 @@ class PipelineService(Service):
 
     async def on_start(self) -> None:
         # The dead-letter topic is the TableRegistry's (started before this service).
+        if self.config.exactly_once:
+            check_queries(self.pipeline.queries)
+            await check_transactions(self.config.bootstrap_servers, f"{self.config.app_id}-probe")
         topics = self.pipeline.topics(self.default_partitions)
         await ensure_topics(self.config.bootstrap_servers, topics)
         if any(q.repartition for q in self.pipeline.queries):

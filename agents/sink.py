@@ -20,6 +20,8 @@ from tables.apply import Malformed
 from tables.deadletter import dead_letter_record
 
 E_TOO_LARGE = "a record of {size} bytes does not fit a record batch for {topic!r}"
+#: Record batch size of output producers; fewer, larger produce requests.
+MAX_BATCH_BYTES = 512 * 1024
 #: Key → partition results kept per topic (murmur2 is pure Python in aiokafka).
 PARTITION_CACHE = 100_000
 

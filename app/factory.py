@@ -24,7 +24,8 @@ from agents.service import PipelineService
 from app.cli import register_commands
 from app.health import register_health
 from app.settings import Settings
-from app.web import register_query_views, register_views
+from app.web import register_web
+from core import codec
 from core.errors import ConfigError, TablestreamError
 from tables.registry import TableRegistry
 
@@ -73,6 +74,7 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
     services and mounts the web views. Raises :class:`TablestreamError` naming what is wrong."""
     logging.getLogger("tables").setLevel(settings.log_level.upper())
     logging.getLogger("agents").setLevel(settings.log_level.upper())
+    codec.set_max_depth(settings.json_max_depth)  # before any decoder is made
     pipeline = load_pipeline(settings.pipeline, settings.tables) if settings.pipeline else None
     specs = tuple(pipeline.tables.values()) if pipeline is not None else settings.tables
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -84,6 +86,7 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
         default_partitions=settings.default_partitions,
         fetch_max_records=settings.fetch_max_records,
         client_id=settings.app_id,
+        read_committed=settings.exactly_once,
         beacon=app.beacon,
     )
     app.service(registry)  # type: ignore[arg-type]  # faust takes instances too
@@ -99,14 +102,20 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
             max_inflight=settings.query_max_inflight,
             log_interval=settings.query_log_interval,
             fetch_max_wait_ms=settings.query_fetch_wait_ms,
+            exactly_once=settings.exactly_once,
         )
         pipelines = PipelineService(
             pipeline, registry, config, settings.default_partitions, beacon=app.beacon
         )
         app.service(pipelines)  # type: ignore[arg-type]
     register_health(app, registry, pipelines, max_age=settings.live_max_age)
-    register_views(app, registry)
-    register_query_views(app, pipelines)
+    register_web(
+        app,
+        registry,
+        pipelines,
+        bootstrap_servers=settings.bootstrap_servers,
+        dead_letter_topic=settings.dead_letter_topic,
+    )
     runtime = Runtime(settings, registry, pipelines)
     app.runtime = runtime  # type: ignore[attr-defined]
     return runtime

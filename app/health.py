@@ -4,7 +4,7 @@
   (a timer beating every second) is older than ``TABLESTREAM_LIVE_MAX_AGE`` seconds — the loop
   was wedged that long (a loop blocked right now does not answer at all, which fails the probe
   too) — or a query or a table loader failed. A restart is the cure for both.
-- ``GET /ready`` (a view of the web layer, :mod:`app.web`) answers :func:`readiness`: 200 once
+- ``GET /ready`` (a view of the web layer, :mod:`app.web.api`) answers :func:`readiness`: 200 once
   every table caught up with its topic and every query runs; 503 with what it waits for (a table
   loading, a query waiting for its tables, starting or rebuilding). Not ready is no reason to
   restart.
@@ -30,11 +30,14 @@ RUNNING = "running"
 FAILED = "failed"
 
 
-class TableLike(Protocol):
+class ReadyLike(Protocol):
     @property
     def name(self) -> str: ...
     @property
     def is_ready(self) -> bool: ...
+
+
+class TableLike(ReadyLike, Protocol):
     @property
     def crashed(self) -> bool: ...
 
@@ -76,7 +79,7 @@ def liveness(
     return (503 if problems else 200), body
 
 
-def readiness(tables: Iterable[TableLike], agents: Sequence[Any]) -> tuple[int, dict[str, Any]]:
+def readiness(tables: Iterable[ReadyLike], agents: Sequence[Any]) -> tuple[int, dict[str, Any]]:
     """(status, body) of ``/ready``: tables caught up and queries running."""
     waiting = sorted(t.name for t in tables if not t.is_ready)
     queries = {a.stats.name: a.stats.state for a in agents if a.stats.state != RUNNING}

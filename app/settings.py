@@ -56,6 +56,10 @@ def _at_least(n: float) -> dict[str, Any]:
     return {"minimum": n}
 
 
+#: Values of :attr:`Settings.processing_guarantee`.
+GUARANTEES = ("at_least_once", "exactly_once")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a worker needs to know. Env names: ``TABLESTREAM_`` + the field in capitals."""
@@ -88,6 +92,13 @@ class Settings:
     #: How long the broker may hold a query's fetch waiting for data, ms (Tansu holds it that
     #: long even when data arrives: a floor under latency; lower costs more idle requests).
     query_fetch_wait_ms: int = field(default=5, metadata=_at_least(0))
+    #: Nesting levels a JSON record value may have; a deeper one is a dead letter (a parser's
+    #: recursion never sees it).
+    json_max_depth: int = field(default=256, metadata=_at_least(1))
+    #: ``at_least_once`` (outputs acknowledged, then offsets committed: a crash may repeat
+    #: outputs) or ``exactly_once`` (outputs, state and offsets in one Kafka transaction per task,
+    #: :mod:`agents.transaction`; needs a broker with transactions, checked at start).
+    processing_guarantee: str = field(default="at_least_once", metadata={"choices": GUARANTEES})
     log_level: str = field(default="info", metadata={"choices": LOG_LEVELS})
     #: ``GET /live`` fails when the event loop's heartbeat is older than this, seconds.
     live_max_age: float = field(default=30.0, metadata=_at_least(2))
@@ -116,6 +127,10 @@ class Settings:
     @property
     def faust_broker(self) -> str:
         return ";".join(f"kafka://{s}" for s in self.bootstrap_servers.split(","))
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.processing_guarantee.lower() == "exactly_once"
 
     @property
     def dead_letter_topic(self) -> str:

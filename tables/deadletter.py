@@ -37,7 +37,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tables.apply import Malformed
-from tables.topics import TopicSpec
+from tables.topics import TopicSpec, topic_partitions
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +77,21 @@ def malformed(topic: str, partition: int, rec: Any, reason: str) -> Malformed:
     )
 
 
+#: Characters of a reason kept in its header: a reason quoting a hostile value stays small.
+MAX_REASON_CHARS = 1000
+
+
+def _cut(reason: str) -> str:
+    if len(reason) <= MAX_REASON_CHARS:
+        return reason
+    return f"{reason[: MAX_REASON_CHARS - 30]}... ({len(reason)} characters)"
+
+
 def dead_letter_headers(item: Malformed, source: str) -> list[tuple[str, bytes]]:
     """The original headers, then ours (``OUR_HEADERS`` order)."""
     return [
         *item.headers,
-        (H_REASON, item.reason.encode()),
+        (H_REASON, _cut(item.reason).encode("utf-8", "replace")),
         (H_SOURCE, source.encode()),
         (H_TOPIC, item.topic.encode()),
         (H_PARTITION, str(item.partition).encode()),
@@ -211,8 +221,7 @@ async def read_dead_letters(
     )
     await consumer.start()
     try:
-        await consumer.topics()
-        parts = sorted(consumer.partitions_for_topic(topic) or ())
+        parts = sorted(await topic_partitions(consumer, topic))
         tps = [TopicPartition(topic, p) for p in parts]
         if not tps:
             return []

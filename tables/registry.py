@@ -31,6 +31,7 @@ class TableRegistry(Service):
         default_partitions: int = 1,
         fetch_max_records: int = 10_000,
         client_id: str = "tablestream",
+        read_committed: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -49,6 +50,7 @@ class TableRegistry(Service):
                 dead_letters=self._dead_letters,
                 fetch_max_records=fetch_max_records,
                 client_id=client_id,
+                read_committed=read_committed,
                 beacon=self.beacon,
             )
             for spec in self.specs

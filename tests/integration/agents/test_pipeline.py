@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from app.broker import EmbeddedBroker
+from app.broker import Broker
 from core import codec
 from tables.deadletter import H_OFFSET, H_REASON, H_SOURCE, H_TOPIC
 from tests.integration.agents.support import (
@@ -59,9 +59,7 @@ def headers(record: Any) -> dict[str, str]:
     return {k: v.decode() for k, v in record.headers}
 
 
-async def test_pipeline_end_to_end(
-    broker: EmbeddedBroker, tmp_path: Path, workers: list[Worker]
-) -> None:
+async def test_pipeline_end_to_end(broker: Broker, tmp_path: Path, workers: list[Worker]) -> None:
     names = topics()
     await seed_tables(broker.url, names)
     first = [
@@ -198,7 +196,7 @@ def _json(value: Any) -> Any:
 
 
 async def test_a_bad_pipeline_file_stops_the_worker_with_file_line_column(
-    broker: EmbeddedBroker, tmp_path: Path, workers: list[Worker]
+    broker: Broker, tmp_path: Path, workers: list[Worker]
 ) -> None:
     names = topics()
     path = write_pipeline(tmp_path, names)

@@ -64,6 +64,10 @@ def test_overrides_beat_env() -> None:
         ({"TABLESTREAM_LOG_LEVEL": "loud"}, "TABLESTREAM_LOG_LEVEL='loud': expected one of"),
         ({"TABLESTREAM_QUERY_LOG_INTERVAL": "-1"}, "expected a number >= 0.1"),
         ({"TABLESTREAM_QUERY_FETCH_WAIT_MS": "1.5"}, "expected an integer >= 0"),
+        (
+            {"TABLESTREAM_PROCESSING_GUARANTEE": "exactly-once"},
+            "TABLESTREAM_PROCESSING_GUARANTEE='exactly-once': expected one of at_least_once",
+        ),
     ],
 )
 def test_bad_values_name_the_variable_value_and_expectation(
@@ -117,3 +121,9 @@ def test_warnings_name_typos_and_faust_variables() -> None:
     )
     assert len(lines) == 3
     assert env_warnings({"TABLESTREAM_BROKER": "here:9092"}) == []
+
+
+def test_processing_guarantee() -> None:
+    assert not Settings().exactly_once
+    env = {"TABLESTREAM_PROCESSING_GUARANTEE": "exactly_once"}
+    assert Settings.from_env(env).exactly_once
