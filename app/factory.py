@@ -24,7 +24,7 @@ from agents.service import PipelineService
 from app.cli import register_commands
 from app.health import register_health
 from app.settings import Settings
-from app.web import register_web
+from app.web import register_home, register_web
 from core import codec
 from core.errors import ConfigError, TablestreamError
 from tables.registry import TableRegistry
@@ -65,6 +65,7 @@ def create_app(settings: Settings) -> faust.App:
         autodiscover=False,
     )
     app.tablestream_settings = settings  # type: ignore[attr-defined]
+    register_home(app)
     register_commands(app, settings)
     return app
 

@@ -1,5 +1,5 @@
-"""/live of a real worker running a pipeline: live with its queries running; a stopped event
-loop answers no probe, and the worker is live again when it runs."""
+"""/live and /ready of a real worker running a pipeline: ready and live with its queries running;
+a stopped event loop answers no probe, and the worker is live again when it runs."""
 
 from __future__ import annotations
 
@@ -45,6 +45,9 @@ async def test_live_follows_the_event_loop(
         timeout=120,
     )
     assert running
+    # Ready: the tables caught up and every query (both stages of the stateful one) runs.
+    status, body = await asyncio.to_thread(get_json, f"{worker.web}/ready")
+    assert (status, body) == (200, {"ready": True, "waiting_for": [], "queries_not_running": {}})
     status, live = await asyncio.to_thread(get_json, f"{worker.web}/live")
     assert status == 200
     assert live["live"] is True
