@@ -161,6 +161,8 @@ def test_tables_without_a_worker_lists_the_definitions_and_fails(tmp_path: Path)
     body = json.loads(as_json.stdout)
     assert body["live"] is False
     assert [t["name"] for t in body["tables"]] == ["counts", "limits", "users"]
+    # faust's global flag says the same.
+    assert json.loads(faust("--json", "tables", env=env).stdout) == body
 
 
 def test_tables_without_a_worker_or_definitions_says_where_it_looked() -> None:
