@@ -48,9 +48,11 @@ class Heartbeat:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.last: float | None = None
+        self.beats = 0
 
     def beat(self) -> None:
         self.last = self.clock()
+        self.beats += 1
 
     def age(self) -> float:
         """Seconds since the last beat; 0 before the first (the loop is still starting)."""
@@ -75,7 +77,12 @@ def liveness(
     for table in tables:
         if table.crashed:
             problems.append(f"table {table.name} failed")
-    body = {"live": not problems, "heartbeat_age_s": round(age, 3), "problems": problems}
+    body = {
+        "live": not problems,
+        "heartbeat_age_s": round(age, 3),
+        "heartbeats": heartbeat.beats,
+        "problems": problems,
+    }
     return (503 if problems else 200), body
 
 

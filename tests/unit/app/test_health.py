@@ -44,7 +44,7 @@ def test_live_while_the_heartbeat_is_fresh_and_nothing_failed() -> None:
     clock.now += 29.5
     status, body = liveness(beat, [Table("users")], [agent("q", "running")], 30)
     assert status == 200
-    assert body == {"live": True, "heartbeat_age_s": 29.5, "problems": []}
+    assert body == {"live": True, "heartbeat_age_s": 29.5, "heartbeats": 1, "problems": []}
 
 
 def test_a_wedged_loop_or_a_failed_query_or_table_is_not_live() -> None:
