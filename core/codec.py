@@ -70,6 +70,8 @@ def too_deep(data: bytes | str, limit: int) -> bool:
 
 def check_depth(data: bytes | str, limit: int) -> None:
     """Raises :class:`JSONDepthError` when ``data`` nests deeper than ``limit``."""
+    if len(data) <= limit:
+        return
     if isinstance(data, bytes):
         brackets = data.count(b"[") + data.count(b"{")
     else:
