@@ -33,6 +33,8 @@ E_NOT_OBJECT = "value is a JSON {kind}, not an object"
 E_NULL_VALUE = "record has no value (tombstone)"
 E_ENCODE = "cannot encode the output row: {error}"
 E_KEY = "cannot make a message key of {columns}: {error}"
+E_ROW_NOT_OBJECT = "row is a JSON {kind}, not an object with the declared columns"
+E_ROW_COLUMN = "column {column!r} does not fit {type}: {error}"
 
 #: When the exact decoder runs instead of orjson for a wide DECIMAL column or an open stream: a
 #: fraction or exponent, or 19+ digits (an integer maybe beyond 64 bits). False positives —
@@ -188,6 +190,34 @@ def _source(
     lines.append("    return value")
     # Column names enter the source only as repr() literals; values are bound in env.
     return "\n".join(lines)
+
+
+RowCheck = Callable[[Any], str | None]
+
+
+def make_row_check(columns: Mapping[str, SqlType]) -> RowCheck:
+    """A declared table's row check: the reason a decoded row does not fit ``columns``, or None.
+
+    The same conversions a typed stream's decoder makes (:func:`sql.types.converter`: lenient
+    casts such as ``"5"`` for a BIGINT, never a value out of range, a DECIMAL beyond its
+    precision, NaN or Infinity): a row that passes is one every query can read. Undeclared
+    fields are not checked.
+    """
+    convs = [(name, t, conv) for name, t in columns.items() if (conv := converter(t)) is not None]
+
+    def check(row: Any) -> str | None:
+        if type(row) is not dict:
+            return E_ROW_NOT_OBJECT.format(kind=type(row).__name__)
+        for name, t, conv in convs:
+            v = row.get(name)
+            if v is not None:
+                try:
+                    conv(v)
+                except Exception as exc:  # a CastError, or any failure of an odd value
+                    return E_ROW_COLUMN.format(column=name, type=t, error=exc)
+        return None
+
+    return check
 
 
 #: Distinct float values a DECIMAL column's decoder remembers (then it starts over).
