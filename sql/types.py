@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from sql.errors import E_CAST, CastError
+from sql.errors import E_CAST, E_NUMERIC_OVERFLOW, CastError, NumericOverflowError
 
 #: Exact arithmetic: wide enough that +, -, * of DECIMAL(38, s) values never round.
 DECIMAL_CONTEXT = Context(prec=120, rounding=ROUND_HALF_UP)
@@ -171,8 +171,34 @@ def comparable(a: SqlType, b: SqlType) -> bool:
 
 
 # -- conversions ----------------------------------------------------------------------------------
-def to_decimal(value: Any, scale: int | None = None) -> Decimal | None:
-    """Exact conversion; a float goes through its shortest repr (the JSON text it came from)."""
+def check_precision(d: Decimal, precision: int, scale: int) -> Decimal:
+    """``d`` (already at ``scale``) when it has at most ``precision`` digits, else the
+    per-record :class:`NumericOverflowError`, as PostgreSQL raises for a NUMERIC(p, s)."""
+    if len(d.as_tuple().digits) > precision and d:
+        raise NumericOverflowError(
+            E_NUMERIC_OVERFLOW.format(
+                value=d, precision=precision, scale=scale, digits=precision - scale
+            ),
+            value=str(d),
+            precision=precision,
+            scale=scale,
+        )
+    return d
+
+
+def decimal_context(precision: int | None) -> Context:
+    """The context quantizing a DECIMAL(p, s) value: precision ``p`` makes ``quantize`` refuse a
+    value with more digits (InvalidOperation) at no extra cost; None = the exact context."""
+    if precision is None:
+        return DECIMAL_CONTEXT
+    return Context(prec=max(precision, 1), rounding=ROUND_HALF_UP)
+
+
+def to_decimal(
+    value: Any, scale: int | None = None, precision: int | None = None
+) -> Decimal | None:
+    """Exact conversion; a float goes through its shortest repr (the JSON text it came from).
+    With ``precision`` (and ``scale``), a value with more digits is a NumericOverflowError."""
     if value is None:
         return None
     try:
@@ -190,6 +216,8 @@ def to_decimal(value: Any, scale: int | None = None) -> Decimal | None:
             raise CastError(E_CAST.format(value=_short(value), type="DECIMAL"))
         if scale is not None:
             d = d.quantize(Decimal(1).scaleb(-scale), context=DECIMAL_CONTEXT)
+            if precision is not None:
+                check_precision(d, precision, scale)
         return d
     except InvalidOperation as exc:
         raise CastError(E_CAST.format(value=_short(value), type="DECIMAL")) from exc
@@ -369,29 +397,24 @@ def to_interval(value: Any) -> dt.timedelta | None:
 def converter(t: SqlType) -> Callable[[Any], Any] | None:
     """How to read a JSON-decoded value into a column declared ``t`` (None: keep as is)."""
     if t.name == "DECIMAL":
-        scale = t.scale
+        scale, precision = t.scale, t.precision
         quantum = Decimal(1).scaleb(-scale) if scale is not None else None
-        # DECIMAL(p, s) holds values below 10^(p-s): a larger one is a cast error, never cut.
-        fits = _fits(t.precision, scale)
+        # quantize under the column's precision raises past p digits: to_decimal then reports it.
+        ctx = decimal_context(precision if scale is not None else None)
 
         def dec(v: Any) -> Any:
             tv = type(v)
-            d: Decimal | None = None
             try:
                 if tv is Decimal and (quantum is None or v.is_finite()):
                     # A no-op when the scale fits (positional arguments: keywords are slow).
-                    d = v if quantum is None else v.quantize(quantum, None, DECIMAL_CONTEXT)
-                elif tv is float and quantum is not None and math.isfinite(v):
+                    return v if quantum is None else v.quantize(quantum, None, ctx)
+                if tv is float and quantum is not None and math.isfinite(v):
                     # to_decimal's own path, inlined (a hot path: DECIMAL columns of
                     # float-decoded tables): the shortest repr is the JSON text, not the binary.
-                    d = Decimal(repr(v)).quantize(quantum, None, DECIMAL_CONTEXT)
+                    return Decimal(repr(v)).quantize(quantum, None, ctx)
             except ArithmeticError:
-                pass  # too many digits: to_decimal raises the CastError
-            if d is None:
-                d = to_decimal(v, scale)
-            if fits is not None and d is not None and not fits(d):
-                raise CastError(E_CAST.format(value=_short(v), type=t))
-            return d
+                pass  # too many digits: to_decimal raises the CastError / NumericOverflowError
+            return to_decimal(v, scale, precision)
 
         return dec
     if t.name == "DOUBLE":
@@ -409,20 +432,6 @@ def converter(t: SqlType) -> Callable[[Any], Any] | None:
     if t.name == "INTERVAL":
         return to_interval
     return None
-
-
-def _fits(precision: int | None, scale: int | None) -> Callable[[Decimal], bool] | None:
-    """Whether a DECIMAL(precision, scale) holds a (quantized) value: fewer than
-    ``precision - scale`` digits before the point. None: no declared precision."""
-    if precision is None:
-        return None
-    integer_digits = precision - (scale or 0)
-
-    def fits(d: Decimal) -> bool:
-        # adjusted() is the exponent of the leading digit: 123.4 -> 2 (3 digits before the point).
-        return not d or d.adjusted() < integer_digits
-
-    return fits
 
 
 def cast(value: Any, t: SqlType) -> Any:

@@ -37,7 +37,8 @@ class RecordLike(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Malformed:
-    """A record the loader could not apply, with where it came from and why."""
+    """A record that cannot be applied or processed, with where it came from and why: what a
+    dead letter is made of (:mod:`tables.deadletter`)."""
 
     topic: str
     partition: int
@@ -46,6 +47,8 @@ class Malformed:
     key: bytes | None
     value: bytes | None
     reason: str
+    #: The original record's headers (kept on its dead letter).
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(slots=True)
@@ -136,9 +139,17 @@ class Applier:
             except Exception as exc:
                 row = E_UNREADABLE.format(kind=type(exc).__name__, error=exc)
             if isinstance(row, str):
+                headers = tuple(getattr(rec, "headers", None) or ())
                 result.malformed.append(
                     Malformed(
-                        rec.topic, rec.partition, rec.offset, rec.timestamp, rec.key, rec.value, row
+                        rec.topic,
+                        rec.partition,
+                        rec.offset,
+                        rec.timestamp,
+                        rec.key,
+                        rec.value,
+                        row,
+                        headers,
                     )
                 )
             else:
