@@ -213,7 +213,8 @@ class QueryAgent(Service):
         await consumer.start()
         self._raw_fetch = supported(consumer)
         await self.output.prepare([self.sink_topic, self.config.dead_letter_topic])
-        await consumer.topics()
+        # Apache Kafka answers a client tracking no topic with no topics (Tansu with all).
+        await consumer._client.add_topic(self.source_topic)
         parts = consumer.partitions_for_topic(self.source_topic) or set()
         assert self.processor is not None
         self._keep_partition = len(parts) == self.output.partitions(self.sink_topic)

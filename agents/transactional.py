@@ -68,17 +68,15 @@ async def transactional_step(
         if fetched:
             assigned = consumer.assignment()
             for tp, msgs in fetched.items():
-                if tp not in assigned or not msgs:
-                    continue  # revoked after the fetch: its new owner reads it
+                if tp not in assigned or not msgs or not await _current(consumer, tp, msgs):
+                    continue  # revoked or sought after the fetch
                 output = await txns.begin(tp)
                 counts = processor.run_fetched({tp: msgs}, output)
                 offset = msgs[-1].offset + 1
                 await txns.sent(tp, offset)
                 _add(stats, counts)
-                stats.partitions[tp.partition] = (offset, consumer.highwater(tp))
             stats.batches += 1
-        else:
-            agent._update_lag()
+        await _positions(stats, consumer)
         if not fetched or txns.due():
             failed = await txns.commit(everything=not fetched)
             if fetched:
@@ -87,6 +85,23 @@ async def transactional_step(
             failed = Failed()
     if failed:
         await _rewind(consumer, failed)
+
+
+async def _current(consumer: AIOKafkaConsumer, tp: TopicPartition, msgs: Sequence[Any]) -> bool:
+    """Whether records fetched before the lock was taken still follow the consumer's position:
+    a rebalance meanwhile may have sought the partition (a task reopened at its stored offset,
+    the committed offset) — records fetched from where the group's offset reset put it first
+    would skip or repeat records."""
+    return bool(await consumer.position(tp) >= msgs[-1].offset + 1)
+
+
+async def _positions(stats: Any, consumer: AIOKafkaConsumer) -> None:
+    """Positions and high-watermarks for the lag: the consumer's position, not the last record's
+    offset + 1 — a transaction's commit marker takes an offset after its records."""
+    for tp in consumer.assignment():
+        hw = consumer.highwater(tp)
+        if hw is not None:
+            stats.partitions[tp.partition] = (await consumer.position(tp), hw)
 
 
 async def _rewind(consumer: AIOKafkaConsumer, failed: Failed) -> None:
@@ -142,7 +157,11 @@ async def stateful_step(
             runs: list[tuple[AggregateTask, Any]] = []
             for tp, msgs in fetched.items():
                 owner = agent.tasks.get(tp.partition)
-                if owner is not None and tp.topic == agent.topic:
+                if (
+                    owner is not None
+                    and tp.topic == agent.topic
+                    and await _current(consumer, tp, msgs)
+                ):
                     runs.append((owner, owner.verify(msgs)))
             for owner, msgs in runs:
                 if not msgs:
@@ -151,13 +170,14 @@ async def stateful_step(
                 before = owner.duplicates
                 output = await txns.begin(tp)
                 counts, batch = owner.run(msgs, output)
-                await txns.sent(tp, owner.position, [] if batch is None else [(owner.state, batch)])
+                # Never commit below what is committed: records replayed only to rebuild state
+                # (below quiet_until) were committed by an earlier owner.
+                offset = max(owner.position, owner.quiet_until)
+                await txns.sent(tp, offset, [] if batch is None else [(owner.state, batch)])
                 _add(stats, counts)
                 stats.duplicates_skipped += owner.duplicates - before
-                stats.partitions[tp.partition] = (owner.position, consumer.highwater(tp))
             stats.batches += 1
-        else:
-            agent._update_lag()
+        await _positions(stats, consumer)
         if not fetched or txns.due():
             failed = await txns.commit(everything=not fetched)
             if fetched:

@@ -116,6 +116,11 @@ class TableLoader(Service):
         topic = self.tstate.spec.topic
         await consumer.topics()  # refreshes metadata
         partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            # Apache Kafka answers the metadata refresh of a client tracking no topic with no
+            # topics (Tansu with all of them): ask for this one.
+            await consumer._client.add_topic(topic)
+            partitions = consumer.partitions_for_topic(topic)
         if not partitions:
             raise TopicMissingError(
                 E_NO_TOPIC.format(
