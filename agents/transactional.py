@@ -79,12 +79,19 @@ async def transactional_step(
         await _positions(stats, consumer)
         if not fetched or txns.due():
             failed = await txns.commit(everything=not fetched)
+            _count(stats, txns)
             if fetched:
                 stats.latencies.append(time.monotonic() - started)
         else:
             failed = Failed()
     if failed:
         await _rewind(consumer, failed)
+
+
+def _count(stats: Any, txns: Transactions) -> None:
+    stats.transactions = txns.commits
+    stats.transactions_aborted = txns.aborts
+    stats.commit_seconds = txns.commit_seconds
 
 
 async def _current(consumer: AIOKafkaConsumer, tp: TopicPartition, msgs: Sequence[Any]) -> bool:
@@ -180,6 +187,7 @@ async def stateful_step(
         await _positions(stats, consumer)
         if not fetched or txns.due():
             failed = await txns.commit(everything=not fetched)
+            _count(stats, txns)
             if fetched:
                 stats.latencies.append(time.monotonic() - started)
         else:
