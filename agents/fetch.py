@@ -116,3 +116,15 @@ def _take(result: Any, tp: TopicPartition, max_records: int) -> list[Any]:
     if not records.has_next():
         result._partition_records = None
     return out
+
+
+def highwater(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """The partition's last seen high-watermark; None while it is not assigned.
+
+    ``consumer.highwater`` asserts the assignment. A group rebalance can drop a partition between
+    a fetch and the bookkeeping after it (on Apache Kafka, whose rebalances are quick, it does).
+    """
+    if tp not in consumer.assignment():
+        return None
+    hw: int | None = consumer.highwater(tp)
+    return hw
