@@ -39,7 +39,7 @@ from mode import Service
 
 from agents.compiling import QueryBuilder
 from agents.delivery import Delivery, Inflight
-from agents.fetch import getmany_raw, supported
+from agents.fetch import getmany_raw, highwater, supported
 from agents.metrics import QueryStats
 from agents.pipeline import Pipeline, QueryDef
 from agents.process import BatchCounts, RawRecord
@@ -51,6 +51,7 @@ from sql.errors import StateError
 from sql.query import CompiledQuery
 from tables.protocol import Table
 from tables.store import StoreBatch
+from tables.topics import topic_partitions
 
 logger = logging.getLogger(__name__)
 
@@ -213,9 +214,7 @@ class QueryAgent(Service):
         await consumer.start()
         self._raw_fetch = supported(consumer)
         await self.output.prepare([self.sink_topic, self.config.dead_letter_topic])
-        # Apache Kafka answers a client tracking no topic with no topics (Tansu with all).
-        await consumer._client.add_topic(self.source_topic)
-        parts = consumer.partitions_for_topic(self.source_topic) or set()
+        parts = await topic_partitions(consumer, self.source_topic)
         assert self.processor is not None
         self._keep_partition = len(parts) == self.output.partitions(self.sink_topic)
         self.processor.keep_partition = self._keep_partition
@@ -361,7 +360,7 @@ class QueryAgent(Service):
         stats.tombstones += counts.tombstones
         stats.batches += 1
         for tp, off in offsets.items():
-            stats.partitions[tp.partition] = (off, consumer.highwater(tp))
+            stats.partitions[tp.partition] = (off, highwater(consumer, tp))
 
     def _state_batch(self, counts: BatchCounts) -> StoreBatch | None:
         state, query = self._state, self.query
@@ -375,7 +374,7 @@ class QueryAgent(Service):
             return
         for tp in consumer.assignment():
             pos, _ = self.stats.partitions.get(tp.partition, (0, None))
-            hw = consumer.highwater(tp)
+            hw = highwater(consumer, tp)
             if hw is not None:
                 self.stats.partitions[tp.partition] = (pos, hw)
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agents.fetch import highwater
 from agents.process import BatchCounts
 from agents.transaction import Failed, Transactions
 from core.errors import ConfigError
@@ -106,7 +107,7 @@ async def _positions(stats: Any, consumer: AIOKafkaConsumer) -> None:
     """Positions and high-watermarks for the lag: the consumer's position, not the last record's
     offset + 1 — a transaction's commit marker takes an offset after its records."""
     for tp in consumer.assignment():
-        hw = consumer.highwater(tp)
+        hw = highwater(consumer, tp)
         if hw is not None:
             stats.partitions[tp.partition] = (await consumer.position(tp), hw)
 
@@ -158,7 +159,7 @@ async def stateful_step(
     started = time.monotonic()
     async with agent._lock:
         for task in agent.tasks.values():
-            task.check_highwater(consumer.highwater(task.tp))
+            task.check_highwater(highwater(consumer, task.tp))
         if fetched:
             # Every partition verified before any runs, as in at-least-once (StatefulAgent._step).
             runs: list[tuple[AggregateTask, Any]] = []

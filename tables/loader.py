@@ -23,6 +23,7 @@ from tables.apply import Applier
 from tables.deadletter import DeadLetterWriter
 from tables.protocol import Change, Op, PartitionStats
 from tables.store import Fingerprint
+from tables.topics import topic_partitions
 
 if TYPE_CHECKING:
     from tables.reference import TableState
@@ -114,13 +115,7 @@ class TableLoader(Service):
         consumer = self._consumer
         assert consumer is not None
         topic = self.tstate.spec.topic
-        await consumer.topics()  # refreshes metadata
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            # Apache Kafka answers the metadata refresh of a client tracking no topic with no
-            # topics (Tansu with all of them): ask for this one.
-            await consumer._client.add_topic(topic)
-            partitions = consumer.partitions_for_topic(topic)
+        partitions = await topic_partitions(consumer, topic)
         if not partitions:
             raise TopicMissingError(
                 E_NO_TOPIC.format(

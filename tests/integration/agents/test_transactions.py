@@ -4,7 +4,6 @@ producer fenced by a newer one with the same transactional id stops its task wit
 
 from __future__ import annotations
 
-import os
 from collections import namedtuple
 from pathlib import Path
 from typing import Any
@@ -14,20 +13,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.state import QueryState
 from agents.transaction import Transactions
+from app.broker import Broker
 from tables.topics import TopicSpec, ensure_topics
 from tests.support.kafka import unique
 
-pytestmark = [pytest.mark.broker]
+pytestmark = [
+    pytest.mark.broker,
+    pytest.mark.parametrize("broker_kind", ["kafka"], indirect=True),
+]
 
 Rec = namedtuple("Rec", "offset key value")
-
-
-@pytest.fixture
-def kafka_url() -> str:  # TODO: the Apache Kafka fixture of the kafka branch
-    url = os.environ.get("EOS_DEV_KAFKA")
-    if not url:
-        pytest.skip("no Apache Kafka")
-    return url
 
 
 async def committed_view(servers: str, group: str, topic: str, sink: str) -> tuple[Any, list[Any]]:
@@ -58,7 +53,8 @@ def state_batch(state: QueryState, value: int, last: int) -> Any:
     return state.batch({"total": value}, {0: Rec(last, b"k", str(last).encode())})
 
 
-async def test_commit_abort_and_fencing(kafka_url: str, tmp_path: Path) -> None:
+async def test_commit_abort_and_fencing(broker: Broker, tmp_path: Path) -> None:
+    kafka_url = broker.url
     source, sink, group = unique("src"), unique("sink"), unique("group")
     await ensure_topics(kafka_url, [TopicSpec(source, 1), TopicSpec(sink, 1)])
     tp = TopicPartition(source, 0)
