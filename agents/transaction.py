@@ -141,6 +141,8 @@ class Transactions:
         self.tasks: dict[TopicPartition, Task] = {}
         #: Held while a batch is processed into transactions, and while they commit.
         self.lock = asyncio.Lock()
+        #: Set by :meth:`close`: a batch fetched meanwhile is dropped, no producer starts again.
+        self.closed = False
         self.commits = 0
         self.aborts = 0
         #: Seconds spent committing (waiting for acks and the coordinator), for the stats.
@@ -277,6 +279,7 @@ class Transactions:
 
     async def close(self) -> Failed:
         """Commit what is open, then stop every producer."""
+        self.closed = True
         failed = await self.commit(everything=True)
         await self.stop()
         return failed

@@ -66,6 +66,8 @@ async def transactional_step(
     stats = agent.stats
     started = time.monotonic()
     async with txns.lock:
+        if txns.closed:
+            return  # stopping: what was fetched is read again after the restart
         if fetched:
             assigned = consumer.assignment()
             for tp, msgs in fetched.items():
@@ -158,6 +160,8 @@ async def stateful_step(
     stats = agent.stats
     started = time.monotonic()
     async with agent._lock:
+        if txns.closed:
+            return  # stopping: what was fetched is read again after the restart
         for task in agent.tasks.values():
             task.check_highwater(highwater(consumer, task.tp))
         if fetched:

@@ -170,7 +170,9 @@ async def test_sigkill_ten_times_exactly_once(
         # Every other kill once both queries (and stage 2) wrote something, the others while
         # the worker may still be starting: opening tasks, replaying state, fencing producers.
         stages = ("checked", "volume") if i % 2 else ("checked",)
-        await until(partial(processing, worker, stages), "the queries to process", worker, timeout=60)
+        await until(
+            partial(processing, worker, stages), "the queries to process", worker, timeout=60
+        )
         await asyncio.sleep(rng.uniform(0.0, 0.8))
         worker.stop(signal.SIGKILL)
     await producing

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agents.fetch import getmany_raw, supported
 from agents.state import QueryState
 from agents.transaction import Transactions
 from app.broker import Broker
@@ -45,6 +46,26 @@ async def committed_view(servers: str, group: str, topic: str, sink: str) -> tup
             for msgs in (await consumer.getmany(timeout_ms=500)).values():
                 out.extend(m.value for m in msgs)
         return offset, out
+    finally:
+        await consumer.stop()
+
+
+async def raw_committed(servers: str, sink: str) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=servers, enable_auto_commit=False, isolation_level="read_committed"
+    )
+    await consumer.start()
+    try:
+        assert supported(consumer)
+        tp = TopicPartition(sink, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        out: list[Any] = []
+        while await consumer.position(tp) < end:
+            for msgs in (await getmany_raw(consumer, 500, 1000)).values():
+                out.extend(m.value for m in msgs)
+        return out
     finally:
         await consumer.stop()
 
@@ -113,6 +134,8 @@ async def test_commit_abort_and_fencing(broker: Broker, tmp_path: Path) -> None:
             assert state.positions() == {0: 7}
             view = await committed_view(kafka_url, group, source, sink)
             assert view == (7, [b"a", b"b", b"d"])
+            # The agents' raw fetch path skips the aborted and the fenced records too.
+            assert await raw_committed(kafka_url, sink) == [b"a", b"b", b"d"]
         finally:
             await second.close()
     finally:
