@@ -278,11 +278,13 @@ class QueryAgent(Service):
     async def _rebuild(self, why: str) -> None:
         logger.warning(W_REBUILD, self.qdef.name, self.source_topic, why)
         self.stats.rebuilds += 1
+        self.stats.state = "rebuilding"
         await self._drain()
         assert self._state is not None
         self._state.reset()
         self._compile()
         await self._seek_to_state()
+        self.stats.state = "running"
 
     # -- the loop ---------------------------------------------------------------------------------
     @Service.task
@@ -357,6 +359,7 @@ class QueryAgent(Service):
         stats.records_in += counts.records_in
         stats.records_out += counts.records_out
         stats.dead_letters += counts.dead_letters
+        stats.add_dead_letters(counts.reasons)
         stats.tombstones += counts.tombstones
         stats.batches += 1
         for tp, off in offsets.items():

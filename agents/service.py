@@ -20,7 +20,7 @@ from agents.stateful import StatefulAgent
 from agents.transaction import check_transactions
 from agents.transactional import check_queries
 from tables.registry import TableRegistry
-from tables.topics import TopicSpec, ensure_topics, existing_topics
+from tables.topics import ensure_topics, existing_topics
 
 Agent = QueryAgent | StatefulAgent
 
@@ -61,11 +61,11 @@ class PipelineService(Service):
                         raise asyncio.CancelledError
 
     async def on_start(self) -> None:
+        # The dead-letter topic is the TableRegistry's (started before this service).
         if self.config.exactly_once:
             check_queries(self.pipeline.queries)
             await check_transactions(self.config.bootstrap_servers, f"{self.config.app_id}-probe")
         topics = self.pipeline.topics(self.default_partitions)
-        topics.append(TopicSpec(self.config.dead_letter_topic, self.default_partitions))
         await ensure_topics(self.config.bootstrap_servers, topics)
         if any(q.repartition for q in self.pipeline.queries):
             # Sized after the source topics as they are (created just now or long ago).

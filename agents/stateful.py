@@ -270,6 +270,7 @@ class StatefulAgent(Service):
                 stats.records_in += counts.records_in
                 stats.records_out += counts.records_out
                 stats.dead_letters += counts.dead_letters
+                stats.add_dead_letters(counts.reasons)
                 stats.tombstones += counts.tombstones
                 stats.duplicates_skipped += owner.duplicates - before
                 stats.partitions[tp.partition] = (owner.position, highwater(consumer, tp))

@@ -20,7 +20,7 @@ from mode import Service
 
 from core.errors import TablestreamError
 from tables.apply import Applier
-from tables.deadletter import DeadLetterWriter
+from tables.deadletter import DeadLetterWriter, source_of_table
 from tables.protocol import Change, Op, PartitionStats
 from tables.store import Fingerprint
 from tables.topics import topic_partitions
@@ -193,7 +193,9 @@ class TableLoader(Service):
         if result.malformed:
             state.stats.malformed += len(result.malformed)
             if self._dead_letters is not None:
-                await self._dead_letters.send(result.malformed, source=f"table:{state.spec.name}")
+                await self._dead_letters.send(
+                    result.malformed, source=source_of_table(state.spec.name)
+                )
         state.store.commit(batch)
         if state.versions is not None and time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + SWEEP_INTERVAL_S
