@@ -39,7 +39,7 @@ from mode import Service
 
 from agents.compiling import QueryBuilder
 from agents.delivery import Delivery, Inflight
-from agents.fetch import getmany_raw, supported
+from agents.fetch import getmany_raw, highwater, supported
 from agents.metrics import QueryStats
 from agents.pipeline import Pipeline, QueryDef
 from agents.process import BatchCounts, RawRecord
@@ -368,7 +368,7 @@ class QueryAgent(Service):
         stats.tombstones += counts.tombstones
         stats.batches += 1
         for tp, off in offsets.items():
-            stats.partitions[tp.partition] = (off, consumer.highwater(tp))
+            stats.partitions[tp.partition] = (off, highwater(consumer, tp))
 
     def _state_batch(self, counts: BatchCounts) -> StoreBatch | None:
         state, query = self._state, self.query
@@ -382,7 +382,7 @@ class QueryAgent(Service):
             return
         for tp in consumer.assignment():
             pos, _ = self.stats.partitions.get(tp.partition, (0, None))
-            hw = consumer.highwater(tp)
+            hw = highwater(consumer, tp)
             if hw is not None:
                 self.stats.partitions[tp.partition] = (pos, hw)
 
