@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from core.errors import ConfigError
 
@@ -58,6 +59,9 @@ class TableSpec:
     :data:`tables.kinds.KINDS`. Other kinds read ``options`` (their own ``WITH`` options, checked
     by the kind when the spec is made) and ``columns`` (the declared columns, ``(name, SQL
     type)``); they have no topic.
+
+    ``check`` (a table declared with columns in a pipeline): a row's reason not to be stored, or
+    None; a row with a reason goes to the dead-letter topic and the key keeps its previous row.
     """
 
     name: str
@@ -74,6 +78,7 @@ class TableSpec:
     kind: str = "kafka"
     options: tuple[tuple[str, str], ...] = ()
     columns: tuple[tuple[str, str], ...] = ()
+    check: Callable[[Any], str | None] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not (_NAME if self.kind == "kafka" else _QUALIFIED).match(self.name):
