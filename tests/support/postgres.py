@@ -29,8 +29,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _bin(name: str) -> str | None:
+    """``name`` on PATH, else in Debian's ``/usr/lib/postgresql/<version>/bin`` (newest)."""
+    found = shutil.which(name)
+    if found is not None:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)
+    return str(candidates[0]) if candidates else None
+
+
 def available() -> bool:
-    return shutil.which("initdb") is not None and shutil.which("pg_ctl") is not None
+    return _bin("initdb") is not None and _bin("pg_ctl") is not None
 
 
 class PostgresCluster:
@@ -46,6 +55,7 @@ class PostgresCluster:
 
     def _run(self, args: Sequence[str], timeout: float = 120) -> None:
         cmd = list(args)
+        cmd[0] = _bin(cmd[0]) or cmd[0]
         if self._as_root:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         subprocess.run(cmd, check=True, capture_output=True, timeout=timeout)

@@ -82,7 +82,9 @@ async def run(sql: str, table: Table, prefetch: bool = True) -> bytes:
             if prefetch and q.prefetcher is not None:
                 await q.prefetcher.fetch([(r, None, 0) for r in batch])
             for r in batch:
-                out.append(q.process(r))
+                # The rows one record joins with come in no defined order (a probe's matches):
+                # compared as a sorted list per record.
+                out.append(sorted(q.process(r), key=dumps))
         return dumps(out)
     finally:
         q.close()
