@@ -6,6 +6,7 @@ subquery results)."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 
 from sql import compile_query
@@ -126,3 +127,29 @@ async def test_the_refresh_timer_of_a_started_table(postgres: PostgresCluster) -
         assert table.stats().as_dict()["refreshes"] >= 2
     finally:
         await table.stop()
+
+
+async def test_timestamps_keep_their_zone_and_decimals_their_scale(
+    postgres: PostgresCluster,
+) -> None:
+    name = unique_table("events")
+    postgres.execute(
+        f"CREATE TABLE {name} (id bigint PRIMARY KEY, at timestamptz, amount numeric(10,3))"
+    )
+    postgres.execute(
+        f"INSERT INTO {name} VALUES (1, '2026-03-01 12:00:00+02', 1.500), (2, NULL, NULL)"
+    )
+    decl = (
+        "CREATE TABLE e (id BIGINT, at TIMESTAMP, amount DECIMAL(10,3), PRIMARY KEY (id))"
+        f" WITH (connector='postgres', dsn='{postgres.dsn()}', table='{name}');\n"
+    )
+    table = lookup_table(decl, "e")
+    try:
+        await table.prefetch(None, [1, 2])
+        at = column(table, 1, "at")
+        assert at == dt.datetime(2026, 3, 1, 10, 0, tzinfo=dt.UTC)
+        assert at.utcoffset() == dt.timedelta(0)
+        assert str(column(table, 1, "amount")) == "1.500"
+        assert table.get(2) == {"id": 2, "at": None, "amount": None}
+    finally:
+        table.close_sync()
