@@ -34,7 +34,7 @@ from agents.codec import make_decoder, make_encoder
 from agents.process import BatchProcessor
 from bench.pipeline_stages import Collect
 from core import codec
-from sources.table import LookupTable
+from sources.lookup import LookupTable
 from sql.parse import parse_script
 from sql.query import compile_query
 from tests.support.federation import declaration, external

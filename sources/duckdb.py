@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from sources import config as cfg
-from sources.table import ExternalTable, create
+from sources.modes import create
+from sources.table import ExternalTable
 from tables.kinds import TableEnv
 from tables.protocol import Table
 from tables.spec import TableSpec

@@ -9,7 +9,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sources.table import ExternalTable, LookupTable, SnapshotTable
+from sources.lookup import LookupTable
+from sources.snapshot import SnapshotTable
+from sources.table import ExternalTable
 from sql.parse import parse_script
 from tables.kinds import TableEnv, table_kind
 from tables.memory import MemoryTable
