@@ -13,6 +13,7 @@ COPY agents ./agents
 COPY tables ./tables
 COPY sql ./sql
 COPY core ./core
+COPY sources ./sources
 COPY examples ./examples
 # --no-deps: everything it needs came from the lock above.
 RUN pip install --no-cache-dir --no-deps . \
