@@ -94,6 +94,7 @@ class StatefulAgent(Service):
             bootstrap_servers=cfg.bootstrap_servers,
             client_id=f"{cfg.app_id}-query-{self.qdef.name}",
             group_id=f"{cfg.app_id}-{self.qdef.name}-agg",
+            **cfg.instance_of(f"{cfg.app_id}-{self.qdef.name}-agg"),
             enable_auto_commit=False,
             # Every assigned partition is sought from its task's local state (the reset applies
             # only before that seek); a stored offset past the end is caught by the task's checks.
@@ -113,6 +114,7 @@ class StatefulAgent(Service):
             servers=cfg.bootstrap_servers,
             id_prefix=f"{cfg.app_id}-{self.qdef.name}-agg",
             group_id=f"{cfg.app_id}-{self.qdef.name}-agg",
+            **cfg.instance_of(f"{cfg.app_id}-{self.qdef.name}-agg"),
             topics=[self.qdef.sink_topic, cfg.dead_letter_topic],
             client_id=f"{cfg.app_id}-query-{self.qdef.name}",
         )
