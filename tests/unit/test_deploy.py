@@ -41,6 +41,7 @@ def test_compose_runs_the_worker_against_apache_kafka() -> None:
     # The image's working directory is the repository's layout: the pipeline path resolves there.
     pipeline = load_pipeline([ROOT / p for p in settings.pipeline])
     assert {q.name for q in pipeline.queries} >= {"checked_orders", "volume_by_symbol"}
+    assert "/live" in " ".join(worker["healthcheck"]["test"])
     generator = compose["services"]["generator"]["command"]
     assert generator[:3] == ["python", "-m", "examples.orders.generate"]
     assert (ROOT / "examples/orders/generate.py").exists()
