@@ -111,6 +111,8 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
             log_interval=settings.query_log_interval,
             fetch_max_wait_ms=settings.query_fetch_wait_ms,
             exactly_once=settings.exactly_once,
+            watermark_idle_timeout=settings.watermark_idle_timeout,
+            watermark_max_skew_ms=settings.watermark_max_skew_ms,
         )
         pipelines = PipelineService(
             pipeline, registry, config, settings.default_partitions, beacon=app.beacon
