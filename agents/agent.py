@@ -45,8 +45,7 @@ from agents.pipeline import Pipeline, QueryDef
 from agents.process import BatchCounts, RawRecord
 from agents.sink import Output
 from agents.state import QueryState, StateMismatch, Verifier
-from sql.errors import StateError
-from sql.query import CompiledQuery
+from sql import CompiledQuery, StateError
 from tables.protocol import Table
 from tables.store import StoreBatch
 

@@ -19,7 +19,7 @@ import orjson
 
 from core import codec
 from core.codec import JSONDecodeError
-from sql.types import SqlType, converter
+from sql import SqlType, converter
 from tables.keys import key_bytes
 
 E_NOT_JSON = "value is not valid JSON: {error}"

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from agents.codec import E_ENCODE, DecodeError, Decoder, encode_row, make_key
-from sql.errors import LateRecordError, SqlRuntimeError
-from sql.operators.aggregate import Retraction
+from sql import LateRecordError, Retraction, SqlRuntimeError
 from tables.apply import Malformed, RecordLike
 
 logger = logging.getLogger(__name__)

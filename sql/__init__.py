@@ -6,9 +6,13 @@ Public API::
     from sql import Catalog, compile_query
     q = compile_query("SELECT ... FROM orders WHERE user_id IN (SELECT id FROM users)", catalog)
     rows = q.process({"user_id": 7, ...}, key=..., timestamp=...)
+
+Other packages import from here only; the modules below are the engine's own business.
 """
 
 from sql.catalog import Catalog, RelationSchema
+from sql.compile.aggregate_key import GroupKey
+from sql.dialect import Declaration, Tablestream, split_statement
 from sql.errors import (
     BindError,
     CastError,
@@ -24,29 +28,45 @@ from sql.errors import (
     SqlTypeError,
     StateError,
     UnsupportedError,
+    position,
 )
+from sql.functions import Function, register
 from sql.operators.aggregate import Retraction
-from sql.query import CompiledQuery, Sink, compile_query
+from sql.parse import Script, parse_script
+from sql.query import PLANNER_RULES, CompiledQuery, Sink, compile_query
+from sql.types import SqlType, converter
 
 __all__ = [
+    "PLANNER_RULES",
     "BindError",
     "CastError",
     "Catalog",
     "CompiledQuery",
+    "Declaration",
     "DivisionByZeroError",
     "EventTimeError",
+    "Function",
+    "GroupKey",
     "LateRecordError",
     "ParseError",
     "RelationSchema",
     "Retraction",
     "RuntimeTypeError",
     "ScalarSubqueryError",
+    "Script",
     "Sink",
     "SqlCompileError",
     "SqlError",
     "SqlRuntimeError",
+    "SqlType",
     "SqlTypeError",
     "StateError",
+    "Tablestream",
     "UnsupportedError",
     "compile_query",
+    "converter",
+    "parse_script",
+    "position",
+    "register",
+    "split_statement",
 ]
