@@ -22,11 +22,19 @@ from sqlglot.errors import TokenError
 from sqlglot.tokenizer_core import Token, TokenType
 
 from core.errors import ConfigError, TablestreamError
-from sql.catalog import Catalog
-from sql.dialect import Declaration, Tablestream, split_statement
-from sql.errors import SqlCompileError, UnsupportedError, position
-from sql.parse import Script, parse_script
-from sql.query import CompiledQuery, compile_query
+from sql import (
+    Catalog,
+    CompiledQuery,
+    Declaration,
+    Script,
+    SqlCompileError,
+    Tablestream,
+    UnsupportedError,
+    compile_query,
+    parse_script,
+    position,
+    split_statement,
+)
 from tables.memory import MemoryTable
 from tables.protocol import Table
 from tables.spec import TableSpec

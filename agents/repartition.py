@@ -38,9 +38,7 @@ from agents.process import (
     RawRecord,
     reason_of,
 )
-from sql.compile.aggregate_key import GroupKey
-from sql.errors import SqlRuntimeError
-from sql.query import CompiledQuery
+from sql import CompiledQuery, GroupKey, SqlRuntimeError
 from tables.deadletter import source_of_query
 from tables.keys import key_text
 

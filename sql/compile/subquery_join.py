@@ -13,23 +13,23 @@ EXPLAIN names each step: ``key lookup [a.id = o.x] → InnerJoin b: key lookup [
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlglot import exp
 
 from sql.bind.scope import BoundRelation, Scope, offset_of
-from sql.compile.as_of import STRATEGY as AS_OF_STRATEGY
 from sql.compile.as_of import as_of_source, as_of_time
-from sql.compile.as_of import describe as describe_as_of
 from sql.compile.context import CompileContext
 from sql.compile.expr import ExprCompiler
-from sql.compile.select import Conjunct, combine, compile_conjuncts
+from sql.compile.select import combine, compile_conjuncts
 from sql.errors import E_UNSUPPORTED, UnsupportedError
 from sql.operators import sources
 from sql.operators.inner import InnerQuery
 from sql.operators.maintained import CachedRows
-from sql.plan.shape import Plan, SubqueryShape
+from sql.plan.as_of_lookup import STRATEGY as AS_OF_STRATEGY
+from sql.plan.as_of_lookup import describe as describe_as_of
+from sql.plan.shape import Conjunct, Plan, SubqueryShape
 from sql.runtime import Env, Fn
 from tables.protocol import Key, Table, Value
 
@@ -115,62 +115,33 @@ def explain_chain(steps: list[JoinStep]) -> str:
     return "".join(f" → {step.text}" for step in steps)
 
 
-def plan_joined(shape: SubqueryShape, steps: list[JoinStep]) -> Plan:
-    """The first table's access (its WHERE pins that read neither joined table), chained with
-    the joins. Uncorrelated: the whole join's rows cached, recomputed after a change. The plan
-    is flagged when any step scans per row."""
+def first_table_view(shape: SubqueryShape, steps: list[JoinStep]) -> SubqueryShape:
+    """The subquery as the planner should see it over a join: the first table's WHERE pins
+    whose value reads no joined table (those rows are found after it; such a conjunct still
+    filters, as the residual), and never a structure maintained from one table's rows alone
+    (``nested``) — so a key lookup, an index probe, a cached result of the whole join when
+    uncorrelated, or a scan."""
     joined = {s for step in steps for s in (step.rel.value_slot, step.rel.meta_slot)}
-    rel, table = shape.relation, shape.table
-    # A pin whose value reads a joined table cannot drive the first table's access: those rows
-    # are found after it. The conjunct still filters, as the residual.
-    usable = [c for c in shape.conjuncts if c.pin is not None and not c.slots & joined]
-    flagged = any(step.flagged for step in steps)
-    if not shape.correlated:
-        first_key = _key_pin(usable, shape.key_field)
-        if first_key is None:
-            inner = InnerQuery(
-                chained(sources.scan(table), rel, steps),
-                rel.value_slot,
-                rel.meta_slot,
-                combine(shape.conjuncts),
-                shape.parts,
-            )
-            names = ", ".join(sorted({t.name for t in shape.tables}))
-            return Plan(
-                "maintained result",
-                f"recomputed on first use after a change to {names}; {table.name} scanned",
-                maintained=CachedRows(inner, shape.tables, shape.env_size),
-            )
-    key = _key_pin(usable, shape.key_field)
-    if key is not None:
-        assert key.pin is not None
-        source, strategy, used = sources.key_lookup(table, key.pin[1].fn), "key lookup", key
-        residual = [c for c in shape.conjuncts if c is not key]
-    else:
-        probe = next((c for c in usable if c.pin is not None and c.pin[0] != "_key"), None)
-        if probe is not None:
-            assert probe.pin is not None
-            source = sources.index_probe(table, probe.pin[0], probe.pin[1].fn)
-            strategy, used, residual = "index probe", probe, list(shape.conjuncts)
-        else:
-            source, strategy, used = sources.scan(table), "FULL SCAN", None
-            residual = list(shape.conjuncts)
-            flagged = True
-    detail = used.node.sql(dialect="duckdb") if used is not None else "per record"
-    return Plan(
-        strategy,
-        detail,
-        source=chained(source, rel, steps),
-        residual=residual,
-        flagged=flagged,
+    conjuncts = [
+        c if c.pin is None or not c.slots & joined else replace(c, pin=None)
+        for c in shape.conjuncts
+    ]
+    return replace(shape, conjuncts=conjuncts, nested=True)
+
+
+def build_joined_cache(plan: Plan, shape: SubqueryShape, steps: list[JoinStep]) -> CachedRows:
+    """An uncorrelated subquery over a join: the joined rows, recomputed on first use after a
+    change to any of its tables."""
+    assert plan.maintained == "cached_rows", plan.maintained
+    rel = shape.relation
+    inner = InnerQuery(
+        chained(sources.scan(shape.table), rel, steps),
+        rel.value_slot,
+        rel.meta_slot,
+        combine(plan.residual),
+        shape.parts,
     )
-
-
-def _key_pin(conjuncts: list[Conjunct], key_field: str | None) -> Conjunct | None:
-    for c in conjuncts:
-        if c.pin is not None and (c.pin[0] == "_key" or c.pin[0] == key_field):
-            return c
-    return None
+    return CachedRows(inner, shape.tables, shape.env_size)
 
 
 def chained(first: Fn, rel: BoundRelation, steps: list[JoinStep]) -> Fn:
