@@ -24,6 +24,7 @@ from sql.compile.subquery_join import (
     chained,
     explain_chain,
     first_table_view,
+    reorder_joins,
 )
 from sql.errors import (
     E_SCALAR_ROWS,
@@ -94,6 +95,7 @@ def compile_subquery(
             sql=ctx.sql,
             offset=offset_of(select),
         )
+    select = reorder_joins(ctx, select)
     from_ = select.args.get("from_") or select.args.get("from")
     assert from_ is not None
     table_node, table = resolve_table(ctx, from_.this, want="subquery")

@@ -177,3 +177,72 @@ def chained(first: Fn, rel: BoundRelation, steps: list[JoinStep]) -> Fn:
                 yield k, v
 
     return rows
+
+
+def reorder_joins(ctx: CompileContext, select: exp.Select) -> exp.Select:
+    """``FROM a JOIN b ON ...`` (one inner join) read from ``b`` first when the WHERE pins ``b``
+    to the enclosing query better than ``a`` (by key over by another column): the driving table
+    should be the one the record finds by key (or index), not one scanned per record. An inner
+    join of two tables is the same relation either way round, so the query means the same;
+    EXPLAIN shows the order run. Outer joins, three or more tables and AS OF reads are left as
+    written."""
+    joins = select.args.get("joins") or []
+    from_ = select.args.get("from_") or select.args.get("from")
+    if len(joins) != 1 or from_ is None or not isinstance(from_.this, exp.Table):
+        return select
+    j = joins[0]
+    if (j.args.get("side") or "").upper() or (j.args.get("kind") or "").upper() not in (
+        "",
+        "INNER",
+    ):
+        return select
+    first, second = from_.this, j.this
+    if not isinstance(second, exp.Table) or first.args.get("version") or second.args.get("version"):
+        return select
+    where = select.args.get("where")
+    if where is None:
+        return select
+    aliases = {first.alias_or_name.lower(), second.alias_or_name.lower()}
+    rank_first = _pin_rank(ctx, first, where.this, aliases)
+    rank_second = _pin_rank(ctx, second, where.this, aliases)
+    if rank_second <= rank_first:
+        return select
+    swapped = select.copy()
+    s_from = swapped.args.get("from_") or swapped.args.get("from")
+    assert s_from is not None
+    s_join = swapped.args["joins"][0]
+    a, b = s_from.this, s_join.this
+    s_from.set("this", b.copy())
+    s_join.set("this", a.copy())
+    return swapped
+
+
+def _pin_rank(ctx: CompileContext, table: exp.Table, where: exp.Expr, aliases: set[str]) -> int:
+    """2: a WHERE term ``t.key = <the enclosing query>``; 1: ``t.col = <the enclosing query>``;
+    0: neither. The other side must read only qualified columns of enclosing tables (an
+    unqualified name is not assumed outer)."""
+    alias = table.alias_or_name.lower()
+    schema = ctx.catalog.schema(table.name)
+    t = ctx.catalog.table(table.name)
+    key = (schema.key_field if schema is not None else None) or (t.key_field if t else None)
+    best = 0
+    for term in _and_terms(where):
+        if not isinstance(term, exp.EQ):
+            continue
+        for side, other in ((term.this, term.expression), (term.expression, term.this)):
+            if not (isinstance(side, exp.Column) and side.table.lower() == alias):
+                continue
+            cols = list(other.find_all(exp.Column))
+            if not cols or any(not c.table or c.table.lower() in aliases for c in cols):
+                continue  # a constant (uncorrelated: better cached whole) or not the outer query
+            if other.find(exp.Subquery, exp.Exists, exp.AggFunc) is not None:
+                continue
+            best = max(best, 2 if side.name in (key, "_key") else 1)
+    return best
+
+
+def _and_terms(node: exp.Expr) -> list[exp.Expr]:
+    node = node.unnest()
+    if isinstance(node, exp.And):
+        return [t for part in node.flatten() for t in _and_terms(part)]
+    return [node]
