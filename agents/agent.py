@@ -47,8 +47,7 @@ from agents.sink import Output
 from agents.state import QueryState, StateMismatch, Verifier
 from agents.transaction import Transactions
 from agents.transactional import transactional_step, txns_assigned, txns_revoked
-from sql.errors import StateError
-from sql.query import CompiledQuery
+from sql import CompiledQuery, StateError
 from tables.protocol import Table
 from tables.store import StoreBatch
 from tables.topics import topic_partitions
