@@ -5,7 +5,8 @@
 - ``GET /tables/{name}/{key}``          one key's value (404 when absent)
 - ``GET /tables/{name}/{key}/history``  a versioned table's versions of one key, oldest first;
   ``?as_of=MS``: the key's value as of that event time
-- ``GET /ready``                        200 once every table caught up with its topic, else 503
+- ``GET /ready``                        200 once every table caught up with its topic and while
+  the broker answers, else 503 (``waiting_for`` names the tables, and ``broker``)
 - ``GET /queries/``                     every continuous query with its counters
 """
 
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 from faust.web import Request, Response, View
 
+from app.health import broker_answers
 from core import codec
 from tables.protocol import VersionedTable
 from tables.registry import TableRegistry
@@ -69,6 +71,8 @@ def register_views(app: faust.App, registry: TableRegistry) -> None:
     class Ready(View):
         async def get(self, request: Request) -> Response:
             waiting = sorted(t.name for t in registry if not t.is_ready)
+            if not await broker_answers(registry.bootstrap_servers):
+                waiting.append("broker")
             return _json(
                 self, {"ready": not waiting, "waiting_for": waiting}, 503 if waiting else 200
             )
