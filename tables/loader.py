@@ -129,7 +129,7 @@ class TableLoader(Service):
         wanted = sorted(p for p in partitions if self._wanted is None or p in self._wanted)
         self._tps = [TopicPartition(topic, p) for p in wanted]
         consumer.assign(self._tps)
-        self._seek_to_stored()
+        await self._seek_to_stored()
         stale = await self._stale()
         if stale:
             await self._rebuild(stale)
@@ -154,7 +154,7 @@ class TableLoader(Service):
             f"{retention / 1000:g}s (delete.retention.ms): deletes may have been cleaned away"
         )
 
-    def _seek_to_stored(self) -> None:
+    async def _seek_to_stored(self) -> None:
         consumer = self._consumer
         assert consumer is not None
         positions = self.tstate.store.positions()
@@ -174,7 +174,9 @@ class TableLoader(Service):
             elif position > 0:
                 consumer.seek(tp, position)
             else:
-                consumer.seek(tp, 0)
+                # The log start, not offset 0: retention may have removed the first records,
+                # and a seek below the log start fails again (a rebuild loop, never loading).
+                await consumer.seek_to_beginning(tp)
         if not self._tps:
             self.tstate.set_ready()
 
@@ -292,7 +294,7 @@ class TableLoader(Service):
         state.store.set_topic(state.spec.topic)
         state.store.set_history_mode(_history_mode(state))
         state.reset()
-        self._seek_to_stored()
+        await self._seek_to_stored()
 
 
 def _history_mode(state: TableState) -> str:
