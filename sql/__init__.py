@@ -6,6 +6,8 @@ Public API::
     from sql import Catalog, compile_query
     q = compile_query("SELECT ... FROM orders WHERE user_id IN (SELECT id FROM users)", catalog)
     rows = q.process({"user_id": 7, ...}, key=..., timestamp=...)
+    # a pull query: once over a table's current rows (key lookups when the key is pinned)
+    result = compile_pull_query("SELECT * FROM users WHERE id = 7", {"users": users}).execute()
 """
 
 from sql.catalog import Catalog, RelationSchema
@@ -15,6 +17,7 @@ from sql.errors import (
     DivisionByZeroError,
     EventTimeError,
     LateRecordError,
+    NumericOverflowError,
     ParseError,
     RuntimeTypeError,
     ScalarSubqueryError,
@@ -26,6 +29,7 @@ from sql.errors import (
     UnsupportedError,
 )
 from sql.operators.aggregate import Retraction
+from sql.pull import PullQuery, PullResult, PullTimeoutError, compile_pull_query
 from sql.query import CompiledQuery, Sink, compile_query
 
 __all__ = [
@@ -36,7 +40,11 @@ __all__ = [
     "DivisionByZeroError",
     "EventTimeError",
     "LateRecordError",
+    "NumericOverflowError",
     "ParseError",
+    "PullQuery",
+    "PullResult",
+    "PullTimeoutError",
     "RelationSchema",
     "Retraction",
     "RuntimeTypeError",
@@ -48,5 +56,6 @@ __all__ = [
     "SqlTypeError",
     "StateError",
     "UnsupportedError",
+    "compile_pull_query",
     "compile_query",
 ]

@@ -20,7 +20,7 @@ from mode import Service
 
 from core.errors import TablestreamError
 from tables.apply import Applier
-from tables.deadletter import DeadLetterWriter
+from tables.deadletter import DeadLetterWriter, source_of_table
 from tables.protocol import Change, Op, PartitionStats
 from tables.store import Fingerprint
 from tables.topics import tombstone_retention_ms, topic_partitions
@@ -221,7 +221,9 @@ class TableLoader(Service):
         if result.malformed:
             state.stats.malformed += len(result.malformed)
             if self._dead_letters is not None:
-                await self._dead_letters.send(result.malformed, source=f"table:{state.spec.name}")
+                await self._dead_letters.send(
+                    result.malformed, source=source_of_table(state.spec.name)
+                )
         state.store.commit(batch)
         if state.versions is not None and time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + SWEEP_INTERVAL_S
@@ -257,11 +259,12 @@ class TableLoader(Service):
                     f"{tp.topic}[{tp.partition}] ends at {highwater}, "
                     f"before the stored offset {stats[tp.partition].position}"
                 )
-            target = self._target.setdefault(tp, highwater)
+            end = _readable_end(consumer, tp, highwater)
+            target = self._target.setdefault(tp, end)
             position = await consumer.position(tp)
             if tp in self._verify or position < target:
                 caught_up = False
-            if position < highwater:
+            if position < end:
                 in_sync = False
         if in_sync and self._tps and time.monotonic() >= self._next_synced:
             self._next_synced = time.monotonic() + 1.0
@@ -299,3 +302,10 @@ class TableLoader(Service):
 
 def _history_mode(state: TableState) -> str:
     return "versioned" if state.versions is not None else "plain"
+
+
+def _readable_end(consumer: AIOKafkaConsumer, tp: TopicPartition, highwater: int) -> int:
+    """Where a caught-up reader of ``tp`` stands: the high-watermark, or under read_committed
+    the last stable offset (records of a transaction still open are not readable yet)."""
+    lso = consumer.last_stable_offset(tp)
+    return lso if lso is not None and 0 <= lso < highwater else highwater

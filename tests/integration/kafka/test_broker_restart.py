@@ -86,7 +86,9 @@ async def test_worker_rides_out_a_broker_restart(
         return isinstance(last, list) and last[0]["orders"] >= 600
 
     await until(all_counted, "`totals` to count every order", worker, 60)
-    assert await asyncio.to_thread(totals_of_ann) == [{"user_id": 1, "orders": 600, "notional": Decimal("600.00")}]
+    assert await asyncio.to_thread(totals_of_ann) == [
+        {"user_id": 1, "orders": 600, "notional": Decimal("600.00")}
+    ]
     status, body = get_json(f"{worker.web}/tables/users/?limit=10")
     assert status == 200
     assert body["table"]["ready"] is True
