@@ -3,7 +3,8 @@
 ``broker_kind`` is parametrized (ids ``tansu``, ``kafka``) at session scope, so pytest orders the
 tests to start each session broker once; ``broker`` (shared, tests use unique topic names) and
 ``fresh_broker`` (a broker of one's own) follow it. A test about Apache Kafka only is marked
-``pytest.mark.kafka_only`` (its Tansu half is deselected).
+``pytest.mark.kafka_only`` (its Tansu half is deselected), one about Tansu's limits
+``pytest.mark.tansu_only``.
 
 Without Java/Maven the Kafka half is skipped, and the terminal summary says why; under ``CI=true``
 it fails instead. ``TABLESTREAM_BROKER`` set for the session runs the Kafka half against that
@@ -39,13 +40,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """``@pytest.mark.kafka_only`` tests (what only Apache Kafka does) are not run on Tansu."""
+    """``@pytest.mark.kafka_only`` tests (what only Apache Kafka does) are not run on Tansu,
+    ``@pytest.mark.tansu_only`` ones (Tansu's own limits) not on Kafka."""
     keep: list[pytest.Item] = []
     drop: list[pytest.Item] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
         kind = callspec.params.get("broker_kind") if callspec is not None else None
-        (drop if kind == "tansu" and item.get_closest_marker("kafka_only") else keep).append(item)
+        other = {"tansu": "kafka_only", "kafka": "tansu_only"}.get(str(kind))
+        (drop if other and item.get_closest_marker(other) else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
