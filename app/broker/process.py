@@ -43,6 +43,7 @@ def free_port() -> int:
 
 
 _running: set[BrokerProcess] = set()
+_handled: set[int] = set()
 _lock = threading.Lock()
 
 
@@ -64,6 +65,9 @@ def stop_all_on_signals(signals: Sequence[int] = (signal.SIGTERM, signal.SIGHUP)
     into KeyboardInterrupt, context managers and fixtures unwind and the atexit hook runs.
     """
     for sig in signals:
+        if sig in _handled:
+            continue  # installed already: once is enough
+        _handled.add(sig)
         previous = signal.getsignal(sig)
 
         def handler(
