@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from app.health import metadata_request, names_a_broker
+from app.probe import metadata_request, names_a_broker
 from core.errors import TablestreamError
 
 E_EXITED = "{what} exited with {code} before it answered on 127.0.0.1:{port}{log}"

@@ -8,14 +8,11 @@ escape the text like every other value.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
-from tables.deadletter import H_OFFSET, H_PARTITION, H_REASON, H_SOURCE, H_TIMESTAMP, H_TOPIC
+from tables.deadletter import DeadLetter as Read
+from tables.deadletter import read_dead_letters as read_back
 
 #: Characters of a key or value shown; bytes shown as hex when not text.
 TEXT_MAX = 2000
@@ -94,27 +91,20 @@ class DeadLetter:
         }
 
 
-def _int(text: str | None) -> int | None:
-    try:
-        return int(text) if text is not None else None
-    except ValueError:
-        return None
-
-
-def parse(record: Any) -> DeadLetter:
-    headers = {k: v.decode("utf-8", "replace") for k, v in (record.headers or ())}
+def parse(letter: Read) -> DeadLetter:
+    """A dead letter read back (:mod:`tables.deadletter`) as the pages show it."""
     return DeadLetter(
-        reason=headers.get(H_REASON, "(no reason header)"),
-        source=headers.get(H_SOURCE, ""),
-        topic=headers.get(H_TOPIC, ""),
-        partition=_int(headers.get(H_PARTITION)),
-        offset=_int(headers.get(H_OFFSET)),
-        timestamp=_int(headers.get(H_TIMESTAMP)),
-        key=show_bytes(record.key),
-        value=show_bytes(record.value),
-        dlq_partition=record.partition,
-        dlq_offset=record.offset,
-        dlq_timestamp=record.timestamp,
+        reason=letter.reason or "(no reason header)",
+        source=letter.source,
+        topic=letter.topic,
+        partition=None if letter.partition < 0 else letter.partition,
+        offset=None if letter.offset < 0 else letter.offset,
+        timestamp=None if letter.timestamp < 0 else letter.timestamp,
+        key=show_bytes(letter.key),
+        value=show_bytes(letter.value),
+        dlq_partition=letter.dlq_partition,
+        dlq_offset=letter.dlq_offset,
+        dlq_timestamp=letter.dlq_timestamp,
     )
 
 
@@ -131,42 +121,16 @@ async def read_dead_letters(
     limit: int,
     reason: str | None = None,
     query: str | None = None,
-    client_id: str = "tablestream-inspector",
 ) -> list[DeadLetter]:
     """The latest ``limit`` dead letters matching ``reason`` (a substring) and ``query``, newest
-    first; at most ``SCAN_PER_PARTITION`` records of each partition are read back."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
-        client_id=client_id,
-        group_id=None,
-        enable_auto_commit=False,
+    first; at most ``SCAN_PER_PARTITION`` records of each partition are read back (by the one
+    reader, :func:`tables.deadletter.read_dead_letters`)."""
+    read = await read_back(
+        bootstrap_servers,
+        topic,
+        limit=SCAN_PER_PARTITION,
+        scan=SCAN_PER_PARTITION,
+        timeout=READ_TIMEOUT_S,
     )
-    await consumer.start()
-    try:
-        await consumer.topics()  # metadata: the topic's partitions
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        begins = await consumer.beginning_offsets(tps)
-        todo = {}
-        for tp in tps:
-            start = max(begins[tp], ends[tp] - SCAN_PER_PARTITION)
-            if start < ends[tp]:
-                consumer.seek(tp, start)
-                todo[tp] = ends[tp]
-        found: list[DeadLetter] = []
-        deadline = time.monotonic() + READ_TIMEOUT_S
-        while todo and time.monotonic() < deadline:
-            batch = await consumer.getmany(*todo, timeout_ms=200)
-            for tp, records in batch.items():
-                found += [d for d in map(parse, records) if matches(d, reason, query)]
-                if records and records[-1].offset + 1 >= todo.get(tp, 0):
-                    todo.pop(tp, None)
-            await asyncio.sleep(0)
-    finally:
-        await consumer.stop()
-    found.sort(key=lambda d: (d.dlq_timestamp, d.dlq_offset), reverse=True)
+    found = [d for d in map(parse, read) if matches(d, reason, query)]
     return found[:limit]
