@@ -9,7 +9,8 @@
 - ``POST /query``  ``{"sql": "SELECT ... FROM <table> WHERE ... LIMIT n"}`` → rows
 - ``GET /queries/``                     every continuous query: SQL, plan, stages' counters
 - ``GET /dead-letters/?limit=&reason=&query=`` the latest dead letters, newest first
-- ``GET /ready``                        200 once the tables caught up and the queries run, else 503
+- ``GET /ready``                        200 once the tables caught up and the queries run while the
+  broker answers, else 503 (``waiting_for`` names the tables, and ``broker``)
 - ``GET /metrics``                      Prometheus text format
 
 Bad parameters answer 400, unknown tables and keys 404, both as ``{"error": ...}``.
@@ -24,6 +25,7 @@ from aiohttp import web
 from faust.web import Request, Response, View
 
 from app.health import readiness
+from app.probe import broker_answers
 from app.web.context import WebContext
 from app.web.deadletters import read_dead_letters
 from app.web.http import MAX_PAGE, HttpError, int_param, json_response, limit_param, time_param
@@ -73,8 +75,13 @@ def register_api(ctx: WebContext) -> None:
     @app.page("/ready")
     class Ready(View):
         async def get(self, request: Request) -> Response:
-            # Tables caught up and queries running (app.health, with /live).
+            # Tables caught up and queries running (app.health, with /live) ...
             status, body = readiness(ctx.tables(), ctx.agents())
+            if not await broker_answers(ctx.bootstrap_servers):
+                # ... and the broker there: tables serve on from local state meanwhile, but
+                # nothing can be processed.
+                waiting = [*body["waiting_for"], "broker"]
+                status, body = 503, {**body, "ready": False, "waiting_for": waiting}
             return json_response(self, body, status)
 
     @app.page("/tables/")
