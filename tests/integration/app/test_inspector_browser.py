@@ -45,9 +45,17 @@ def browser() -> Iterator[Browser]:
         b.close()
 
 
+#: The auto-refreshing pages, switched off (as a person unticking the box would) so that a
+#: reload cannot land in the middle of a test's clicks; test_auto_refresh checks it reloads.
+NO_REFRESH = "".join(
+    f"localStorage.setItem('autorefresh:{path}', '0');" for path in ("/ui/", "/ui/queries/")
+)
+
+
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.add_init_script(NO_REFRESH)
     pg = context.new_page()
     pg.set_default_timeout(15_000)
     dialogs: list[str] = []
@@ -167,3 +175,18 @@ def test_navigation_links(live: Inspected, page: Page) -> None:
         expect(page.locator("h1")).to_contain_text(heading)
     page.goto(f"{live.web}/ui/tables/nope/")
     expect(page.get_by_role("alert")).to_contain_text("no table named 'nope'")
+
+
+def test_auto_refresh_reloads_until_unticked(live: Inspected, browser: Browser) -> None:
+    context = browser.new_context()
+    try:
+        pg = context.new_page()
+        pg.goto(f"{live.web}/ui/queries/")
+        expect(pg.locator("#autorefresh")).to_be_checked()
+        with pg.expect_event("load", timeout=8_000):
+            pass  # the page reloads by itself within its 5 s period
+        pg.locator("#autorefresh").uncheck()
+        pg.reload()
+        expect(pg.locator("#autorefresh")).not_to_be_checked()  # remembered
+    finally:
+        context.close()
