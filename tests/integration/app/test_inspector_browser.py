@@ -91,7 +91,12 @@ def test_tables_page_lists_tables_and_links_to_one(live: Inspected, page: Page) 
 def test_filter_narrows_rows_and_shows_syntax_errors_inline(live: Inspected, page: Page) -> None:
     page.goto(f"{live.web}/ui/tables/users/")
     all_rows = page.locator("h2:has-text('Rows') + table tbody tr").count()
-    assert all_rows == 50  # a full first page
+    assert all_rows == 50  # a full first page, in key order: 1, 10, 11, ..., 54
+    page.locator("#next").click()
+    rest = page.locator("h2:has-text('Rows') + table tbody tr")
+    expect(rest).to_have_count(10)
+    expect(rest.first.locator("td").first).to_have_text("55")
+    page.goto(f"{live.web}/ui/tables/users/")
     page.locator("#filter input[name=where]").fill("tier = 'gold'")
     page.locator("#filter button").click()
     rows = page.locator("h2:has-text('Rows matching') + table tbody tr")
