@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from app.web.http import HttpError
 from app.web.model import Rates, agents_of, sample_agents, sample_table
 from app.web.prom import make_registry
+from sql import RelationSchema
 from tables.protocol import Change, Table
 
 #: Changes kept per table for the "latest changes" list.
@@ -32,6 +33,9 @@ class WebContext:
     rates: Rates = field(default_factory=Rates)
     metrics: CollectorRegistry = field(init=False)
     recent_changes: dict[str, deque[Change]] = field(default_factory=dict)
+    #: Inferred table columns reused by pull queries, and when they were last cleared.
+    pull_schemas: dict[str, RelationSchema] = field(default_factory=dict)
+    pull_schemas_at: float = 0.0
 
     def __post_init__(self) -> None:
         self.metrics = make_registry(self.tables, self.agents)
