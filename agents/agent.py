@@ -45,10 +45,13 @@ from agents.pipeline import Pipeline, QueryDef
 from agents.process import BatchCounts, RawRecord
 from agents.sink import Output
 from agents.state import QueryState, StateMismatch, Verifier
+from agents.transaction import Transactions
+from agents.transactional import transactional_step, txns_assigned, txns_revoked
 from sql.errors import StateError
 from sql.query import CompiledQuery
 from tables.protocol import Table
 from tables.store import StoreBatch
+from tables.topics import topic_partitions
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +81,13 @@ class AgentConfig:
     max_inflight: int = 4
     log_interval: float = 10.0
     fetch_max_wait_ms: int = 5
+    #: Outputs, state and offsets of each task in one Kafka transaction (:mod:`agents.transaction`).
+    exactly_once: bool = False
+
+    @property
+    def isolation_level(self) -> str:
+        """Under exactly-once, no consumer of the app reads what an aborted transaction wrote."""
+        return "read_committed" if self.exactly_once else "read_uncommitted"
 
 
 TablesReady = Callable[[Sequence[str]], Any]
@@ -138,6 +148,8 @@ class QueryAgent(Service):
         self._verifier = Verifier()
         self._keep_partition = False
         self._raw_fetch = False
+        #: Under exactly-once: a transaction per source partition (:mod:`agents.transaction`).
+        self.txns: Transactions | None = None
 
     # -- what a subclass changes (see agents.repartition) ------------------------------------------
     @staticmethod
@@ -185,6 +197,7 @@ class QueryAgent(Service):
             # Tansu holds a fetch for its whole max wait even once data arrived: this bounds the
             # latency a record spends waiting to be fetched.
             "fetch_max_wait_ms": cfg.fetch_max_wait_ms,
+            "isolation_level": cfg.isolation_level,
         }
         if not self.grouped:
             return AIOKafkaConsumer(group_id=None, auto_offset_reset="none", **common)
@@ -201,12 +214,13 @@ class QueryAgent(Service):
         await consumer.start()
         self._raw_fetch = supported(consumer)
         await self.output.prepare([self.sink_topic, self.config.dead_letter_topic])
-        await consumer.topics()
-        parts = consumer.partitions_for_topic(self.source_topic) or set()
+        parts = await topic_partitions(consumer, self.source_topic)
         assert self.processor is not None
         self._keep_partition = len(parts) == self.output.partitions(self.sink_topic)
         self.processor.keep_partition = self._keep_partition
         if self.grouped:
+            if self.config.exactly_once:
+                self.txns = self._transactions()
             self.delivery.consumer = consumer
             self.delivery.background_commits = True
             consumer.subscribe([self.source_topic], listener=_Rebalance(self))
@@ -221,6 +235,17 @@ class QueryAgent(Service):
         )
         self._state.open()
         await self._seek_to_state()
+
+    def _transactions(self) -> Transactions:
+        cfg = self.config
+        return Transactions(
+            self.stats.name,
+            servers=cfg.bootstrap_servers,
+            id_prefix=f"{cfg.app_id}-{self.stats.name}",
+            group_id=f"{cfg.app_id}-{self.qdef.name}",
+            topics=[self.sink_topic, cfg.dead_letter_topic],
+            client_id=f"{cfg.app_id}-query-{self.stats.name}",
+        )
 
     async def _seek_to_state(self) -> None:
         consumer, state, query = self._consumer, self._state, self.query
@@ -312,6 +337,9 @@ class QueryAgent(Service):
             for tp in self._tps:
                 pos = self.stats.partitions.get(tp.partition, (0, None))[0]
                 Verifier.check_highwater(tp, consumer.highwater(tp), pos)
+        if self.txns is not None:
+            await transactional_step(self, self.txns, consumer, processor, fetched)
+            return
         if not fetched:
             self._update_lag()
             await self.delivery.commit_if_idle()
@@ -367,6 +395,9 @@ class QueryAgent(Service):
     async def on_stop(self) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._drain(), 10)
+        if self.txns is not None:
+            async with self.txns.lock:
+                await self.txns.close()
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()
@@ -401,6 +432,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Any) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.agent._drain(), 30)
+        if self.agent.txns is not None:
+            await txns_revoked(self.agent.txns)
         for tp in revoked:
             self.agent.stats.partitions.pop(tp.partition, None)
 
@@ -413,6 +446,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer = self.agent._consumer
         if consumer is None:
             return
+        if self.agent.txns is not None:
+            await txns_assigned(self.agent.txns, consumer, set(assigned))
         for tp in assigned:
             # Where reading resumes, for the lag shown until a batch of the partition comes.
             committed = await consumer.committed(tp)

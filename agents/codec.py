@@ -1,9 +1,14 @@
 """Record values in and rows out: JSON bytes → typed dict, row → JSON bytes, row → message key.
 
-Decoding picks the cheapest exact path per record: orjson (about 3x faster than the stdlib) unless
-the value may hold a number with a fraction or an exponent whose digits must stay exact — then the
-stdlib decoder with ``Decimal`` floats. Declared stream columns are then read into their SQL types
-(DECIMAL keeps its scale), exactly as the offline runner does.
+Decoding picks the cheapest exact path per record: orjson (about 3x faster than the stdlib)
+unless the value may hold a number whose digits orjson would not keep — a fraction or exponent
+where a DECIMAL column needs every digit, more than 15 significant digits for a narrow DECIMAL, an
+integer beyond 64 bits — then msgspec/the stdlib with ``Decimal`` floats (:func:`core.codec.
+loads_exact`). A float that lands in a BIGINT or STRING column re-decodes the record exactly
+(rare: its digits are kept, ``1.50`` stays ``'1.50'``). Declared stream columns are then read into
+their SQL types (DECIMAL keeps its scale and must fit its precision, BIGINT must fit 64 bits),
+exactly as the offline runner does. Every failure is a :class:`DecodeError` or a
+:class:`sql.errors.CastError` of the record, never of the query.
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ import msgspec
 import orjson
 
 from core import codec
-from core.codec import JSONDecodeError
-from sql.types import SqlType, converter
+from core.codec import E_TOO_DEEP
+from sql.types import BIGINT_MAX, BIGINT_MIN, SqlType, converter
 from tables.keys import key_bytes
 
 E_NOT_JSON = "value is not valid JSON: {error}"
@@ -28,13 +33,19 @@ E_NULL_VALUE = "record has no value (tombstone)"
 E_ENCODE = "cannot encode the output row: {error}"
 E_KEY = "cannot make a message key of {columns}: {error}"
 
-# A digit followed by '.', 'e' or 'E': the value may hold a non-integer number. Strings like
-# "v1.2" match too; they only cost the slower exact decoder, never a wrong value.
-_MAY_HAVE_FRACTION = re.compile(rb"[0-9][.eE]").search
+# When the exact decoder runs instead of orjson (false positives — "v1.2" in a string — only
+# cost the slower decoder, never a wrong value):
+#: a fraction or exponent (a wide DECIMAL column, an undeclared one) or 19+ digits (an integer
+#: maybe beyond 64 bits);
+_FRACTION_OR_LONG = re.compile(rb"[0-9](?:[.eE]|[0-9]{18})").search
+#: 16+ digits and dots: a number a double may not keep (a DECIMAL(p <= 15) column reads floats).
+_LONG_NUMBER = re.compile(rb"[0-9][0-9.]{15}").search
 
 
 #: SQL types whose converter keeps a value of this exact Python type as it is.
 _NATIVE: dict[str, type] = {"BIGINT": int, "STRING": str, "DOUBLE": float, "BOOLEAN": bool}
+#: Column types whose value read from a float may have lost digits: the record is re-decoded.
+_REDECODE = frozenset({"BIGINT", "STRING"})
 
 
 class DecodeError(Exception):
@@ -54,54 +65,102 @@ def make_decoder(columns: Mapping[str, SqlType] | None) -> Decoder:
     """A decoder for a stream declared with ``columns`` (None: an open stream, no casts).
 
     The column checks are generated as straight-line code (one function per stream): a loop
-    over the columns cost about as much as the JSON parse itself.
+    over the columns cost about as much as the JSON parse itself. Two are generated: the fast
+    one (orjson unless the text asks for exact digits) and the exact one it hands a record to
+    when a float reached a column that must keep its digits.
     """
     # DECIMAL(p, s) with p <= 15 reads exactly from a float's shortest repr (a double keeps any
     # 15 significant digits); a wider DECIMAL, one without a scale, or an undeclared column needs
     # the digits as written.
-    needs_exact = columns is None or any(
+    wide = columns is None or any(
         t.name == "DECIMAL" and (t.scale is None or (t.precision or 0) > FLOAT_EXACT_DIGITS)
         for t in columns.values()
     )
+    narrow = columns is not None and any(t.name == "DECIMAL" for t in columns.values())
+    limit = codec.max_depth()
     env: dict[str, Any] = {
         "fast": orjson.loads,
-        "exact": codec.loads_exact,
-        "may_fraction": _MAY_HAVE_FRACTION,
+        "exact": codec.parse_exact,
+        "too_deep": codec.too_deep,
+        "limit": limit,
+        "E_TOO_DEEP": E_NOT_JSON.format(error=E_TOO_DEEP.format(limit=limit)),
+        "may_exact": _FRACTION_OR_LONG if wide else _LONG_NUMBER,
         "DecodeError": DecodeError,
-        "JSONDecodeError": JSONDecodeError,
         "E_NULL_VALUE": E_NULL_VALUE,
         "E_NOT_JSON": E_NOT_JSON,
-        "E_NOT_OBJECT": E_NOT_OBJECT,
+        "Exception": Exception,
         "float": float,
         "type": type,
         "dict": dict,
+        "INT_MIN": BIGINT_MIN,
+        "INT_MAX": BIGINT_MAX,
     }
-    parse = "exact(raw) if may_fraction(raw) else fast(raw)" if needs_exact else "fast(raw)"
+    exec(compile(_source("decode_exact", columns, env, exact=True), "<decoder>", "exec"), env)
+    parse = "exact(raw) if may_exact(raw) else fast(raw)" if wide or narrow else "fast(raw)"
+    exec(compile(_source("decode", columns, env, parse=parse), "<decoder>", "exec"), env)
+    decode: Decoder = env["decode"]
+    return decode
+
+
+def _source(
+    name: str,
+    columns: Mapping[str, SqlType] | None,
+    env: dict[str, Any],
+    parse: str = "exact(raw)",
+    exact: bool = False,
+) -> str:
+    """The source of one decoder function; the values it uses are bound in ``env``."""
     lines = [
-        "def decode(raw):",
+        f"def {name}(raw):",
         "    if raw is None:",
         "        raise DecodeError(E_NULL_VALUE)",
+        # Two C-speed counts; only a document with more brackets than the limit is scanned.
+        '    if raw.count(b"[") + raw.count(b"{") > limit and too_deep(raw, limit):',
+        "        raise DecodeError(E_TOO_DEEP)",
         "    try:",
         f"        value = {parse}",
-        "    except (JSONDecodeError, ValueError, UnicodeDecodeError) as exc:",
-        "        raise DecodeError(E_NOT_JSON.format(error=exc)) from None",
+    ]
+    if exact:
+        lines += [
+            "    except Exception as exc:",
+            "        raise DecodeError(E_NOT_JSON.format(error=exc)) from None",
+        ]
+    else:
+        # What orjson refuses (a number beyond a double's range, NaN) is read as the exact
+        # decoder reads it — or refused with its error.
+        lines += ["    except Exception:", "        return decode_exact(raw)"]
+    lines += [
         "    if type(value) is not dict:",
         "        raise DecodeError(E_NOT_OBJECT.format(kind=type(value).__name__))",
         "    get = value.get",
     ]
-    for i, (name, t) in enumerate((columns or {}).items()):
+    env["E_NOT_OBJECT"] = E_NOT_OBJECT
+    for i, (col_name, t) in enumerate((columns or {}).items()):
         conv = converter(t)
         if conv is None:
             continue
         env[f"conv{i}"] = conv
-        col = repr(name)
+        col = repr(col_name)
         lines.append(f"    v = get({col})")
         native = _NATIVE.get(t.name)
-        if native is not None:
+        redo = (
+            []
+            if exact or t.name not in _REDECODE
+            else ["        if type(v) is float:", "            return decode_exact(raw)"]
+        )
+        if t.name == "BIGINT":
+            # An int beyond 64 bits is converted: the converter refuses it (a CastError).
+            lines += [
+                "    if v is not None and (type(v) is not int or v > INT_MAX or v < INT_MIN):",
+                *redo,
+                f"        value[{col}] = conv{i}(v)",
+            ]
+        elif native is not None:
             # A value already of the column's type (most of them) costs no call.
             env[f"native{i}"] = native
             lines += [
                 f"    if v is not None and type(v) is not native{i}:",
+                *redo,
                 f"        value[{col}] = conv{i}(v)",
             ]
         elif t.name == "DECIMAL":
@@ -118,9 +177,7 @@ def make_decoder(columns: Mapping[str, SqlType] | None) -> Decoder:
             lines += ["    if v is not None:", f"        value[{col}] = conv{i}(v)"]
     lines.append("    return value")
     # Column names enter the source only as repr() literals; values are bound in env.
-    exec(compile("\n".join(lines), "<decoder>", "exec"), env)
-    decode: Decoder = env["decode"]
-    return decode
+    return "\n".join(lines)
 
 
 #: Distinct float values a DECIMAL column's decoder remembers (then it starts over).
@@ -166,8 +223,14 @@ def _default(obj: Any) -> Any:
 
 
 def encode_row(row: Any) -> bytes:
-    """A row as compact JSON (exact decimals; intervals as seconds). Raises TypeError."""
-    return orjson.dumps(row, default=_default)
+    """A row as compact JSON (exact decimals; intervals as seconds; integers of any size).
+    Raises TypeError."""
+    try:
+        return orjson.dumps(row, default=_default)
+    except orjson.JSONEncodeError as exc:
+        if "64-bit" not in str(exc):
+            raise
+        return orjson.dumps(codec.wide_ints(row), default=_default)
 
 
 Encoder = Callable[[Any], bytes]
@@ -179,10 +242,9 @@ def make_encoder(names: Sequence[str], types: Sequence[SqlType] | None) -> Encod
     """:func:`encode_row`, or an equivalent faster one for rows of only plain column types.
 
     orjson has no DECIMAL: it calls back into Python for each one (~0.3 µs); msgspec writes a
-    Decimal's digits itself. The same JSON values either way, with two differences of spelling:
-    a DECIMAL with a positive exponent keeps it (``1.0E+4``; ``encode_row`` writes ``10000``)
-    and an integer beyond 64 bits is written (orjson refuses it: a dead letter). A non-finite
-    DECIMAL still gets ``encode_row``'s error.
+    Decimal's digits itself. The same JSON values either way, with one difference of spelling:
+    a DECIMAL with a positive exponent keeps it (``1.0E+4``; ``encode_row`` writes ``10000``).
+    A non-finite DECIMAL still gets ``encode_row``'s error.
     """
     if not types or any(t.name not in _PLAIN_TYPES for t in types):
         return encode_row

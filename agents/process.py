@@ -16,6 +16,7 @@ from agents.metrics import reason_label
 from sql.errors import LateRecordError, SqlRuntimeError
 from sql.operators.aggregate import Retraction
 from tables.apply import Malformed, RecordLike
+from tables.deadletter import malformed, source_of_query
 
 logger = logging.getLogger(__name__)
 
@@ -145,8 +146,9 @@ class PerPartition(Generic[Out]):
         output: Out,
         counts: BatchCounts,
     ) -> None:
-        item = Malformed(topic, partition, rec.offset, rec.timestamp, rec.key, rec.value, reason)
-        output.dead_letter(self.dead_letter_topic, item, self.source)
+        output.dead_letter(
+            self.dead_letter_topic, malformed(topic, partition, rec, reason), self.source
+        )
         counts.dead_letters += 1
         label = reason_label(reason)
         counts.reasons[label] = counts.reasons.get(label, 0) + 1
@@ -174,7 +176,7 @@ class BatchProcessor(PerPartition[OutputLike]):
         self.key_columns = tuple(key_columns)
         self.key_of = make_key(key_columns)
         self.dead_letter_topic = dead_letter_topic
-        self.source = f"query:{name}"
+        self.source = source_of_query(name)
         #: Outputs keyed by the source key go to the source record's partition (set by the agent
         #: when the sink has as many partitions as the source): the partition Kafka's default
         #: partitioner gave that key, without hashing it again.

@@ -41,6 +41,7 @@ from agents.process import (
 from sql.compile.aggregate_key import GroupKey
 from sql.errors import SqlRuntimeError
 from sql.query import CompiledQuery
+from tables.deadletter import source_of_query
 from tables.keys import key_text
 
 logger = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ class RepartitionProcessor(PerPartition[RepartitionOutput]):
         self.name = name
         self.topic = topic
         self.dead_letter_topic = dead_letter_topic
-        self.source = f"query:{name}"
+        self.source = source_of_query(name)
         #: Present for the agent's sake (:class:`agents.process.BatchProcessor` has it): the
         #: partition here is always the group key's.
         self.keep_partition = False

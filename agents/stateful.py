@@ -39,6 +39,8 @@ from agents.pipeline import Pipeline, QueryDef, repartition_topic
 from agents.sink import Output
 from agents.state import QueryState, StateMismatch
 from agents.tasks import AggregateTask
+from agents.transaction import Transactions
+from agents.transactional import align, stateful_step
 from tables.protocol import Table
 from tables.store import StoreBatch
 
@@ -79,6 +81,8 @@ class StatefulAgent(Service):
         self._raw_fetch = False
         # Held while a fetched batch is processed and handed over, and while tasks change hands.
         self._lock = asyncio.Lock()
+        #: Under exactly-once: a transaction per task (:mod:`agents.transactional`).
+        self.txns: Transactions | None = None
 
     @property
     def label(self) -> str:
@@ -99,6 +103,18 @@ class StatefulAgent(Service):
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
             fetch_max_wait_ms=cfg.fetch_max_wait_ms,
+            isolation_level=cfg.isolation_level,
+        )
+
+    def _transactions(self) -> Transactions:
+        cfg = self.config
+        return Transactions(
+            self.qdef.name,
+            servers=cfg.bootstrap_servers,
+            id_prefix=f"{cfg.app_id}-{self.qdef.name}-agg",
+            group_id=f"{cfg.app_id}-{self.qdef.name}-agg",
+            topics=[self.qdef.sink_topic, cfg.dead_letter_topic],
+            client_id=f"{cfg.app_id}-query-{self.qdef.name}",
         )
 
     # -- tasks ------------------------------------------------------------------------------------
@@ -144,6 +160,8 @@ class StatefulAgent(Service):
         consumer = self._consumer
         assert consumer is not None
         committed = await consumer.committed(task.tp)
+        if self.txns is not None:
+            align(self.qdef.name, task, committed)
         highwater = consumer.highwater(task.tp)
         if committed is not None and (highwater is None or committed <= highwater):
             task.quiet_until = committed
@@ -181,6 +199,8 @@ class StatefulAgent(Service):
             await self.output.prepare([self.qdef.sink_topic, self.config.dead_letter_topic])
             self.delivery.consumer = consumer
             self.delivery.background_commits = True
+            if self.config.exactly_once:
+                self.txns = self._transactions()
             consumer.subscribe([self.topic], listener=_Tasks(self))
             self.stats.state = "running"
             gc.freeze()  # see QueryAgent._main
@@ -216,6 +236,9 @@ class StatefulAgent(Service):
             if self._raw_fetch
             else await consumer.getmany(timeout_ms=200, max_records=max_records)
         )
+        if self.txns is not None:
+            await stateful_step(self, self.txns, consumer, fetched)
+            return
         async with self._lock:
             for task in self.tasks.values():
                 # A topic that ends before the offset a state reflects is not the one it came
@@ -275,6 +298,9 @@ class StatefulAgent(Service):
     async def on_stop(self) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.delivery.drain(), 10)
+        if self.txns is not None:
+            async with self._lock:
+                await self.txns.close()
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()
@@ -292,6 +318,19 @@ class _Tasks(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         await self.agent.revoke()
+        txns = self.agent.txns
+        if txns is not None:
+            async with self.agent._lock:
+                await txns.commit(everything=True)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        txns, consumer = self.agent.txns, self.agent._consumer
+        if txns is not None and consumer is not None:
+            # Each producer fences the partition's previous one and waits for its transaction
+            # to end before the committed offsets are read (in assign).
+            async with self.agent._lock:
+                await txns.stop(keep=assigned)
+                await txns.start(assigned)
+            if assigned:
+                consumer.resume(*assigned)
         await self.agent.assign(set(assigned))

@@ -29,7 +29,16 @@ E_SCALAR_ROWS = "more than one row returned by a scalar subquery ({count} rows)"
 E_DIVISION_BY_ZERO = "division by zero"
 E_RUNTIME_TYPE = "cannot apply {op} to {left!r} and {right!r}"
 E_CAST = "cannot cast {value!r} to {type}"
+E_NUMERIC_OVERFLOW = (
+    "numeric field overflow: {value} does not fit DECIMAL({precision},{scale}) (a field with"
+    " precision {precision}, scale {scale} must round to an absolute value less than 10^{digits})"
+)
 E_UNKNOWN_FUNCTION = "unknown function {name}"
+E_ARITY = "{name} takes {expected}, got {got}"
+E_ARG_TYPE = "{name} expects {want} as argument {n}, got {got}"
+E_CAST_HINT = "; cast it explicitly: {call}"
+E_ARG_VALUE = "{name} expects {want} as argument {n}, got {value!r}"
+E_FUNCTION_FAILED = "{name} failed on {args}: {reason}"
 E_NO_QUERY = "the script has no SELECT or CREATE ... AS SELECT statement"
 E_STREAM_REQUIRED = "the query must read FROM a stream, got table {name!r}"
 E_ALREADY_DECLARED = "{name!r} is declared twice"
@@ -109,6 +118,11 @@ class RuntimeTypeError(SqlRuntimeError):
 
 class CastError(SqlRuntimeError):
     """A value that cannot be converted to the requested type."""
+
+
+class NumericOverflowError(CastError):
+    """A value with more digits than its DECIMAL(p, s) allows (PostgreSQL's "numeric field
+    overflow"): ``fields`` ``value``, ``precision``, ``scale``."""
 
 
 class LateRecordError(SqlRuntimeError):

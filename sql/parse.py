@@ -12,10 +12,16 @@ from sqlglot.errors import TokenError
 from sqlglot.tokenizer_core import Token, TokenType
 
 from sql.dialect import Declaration, Tablestream, split_statement
-from sql.errors import E_ALREADY_DECLARED, E_NO_QUERY, BindError, ParseError
+from sql.errors import E_ALREADY_DECLARED, E_ARITY, E_NO_QUERY, BindError, ParseError
+from sql.functions import BY_NODE, REGISTRY
 from sql.window import WindowSpec
 
 _TOKEN_RE = re.compile(r"<Token token_type: [^,]*, text: (.*?), line: .*?>")
+_MISSING_ARG = re.compile(r"Required keyword: '(\w+)' missing for <class '[\w.]*?(\w+)'>")
+_TOO_MANY_ARGS = re.compile(
+    r"The number of provided arguments \((\d+)\) is greater than the maximum number of "
+    r"supported arguments \((\d+)\)"
+)
 E_ONE_QUERY = "only one query statement is allowed, after the declarations"
 E_NOT_SELECT = "expected a SELECT query"
 
@@ -77,12 +83,53 @@ def parse_select(sql: str, start: int, end: int, cut: tuple[int, int] | None = N
             line_start = sql.index("\n", line_start) + 1
         offset = max(line_start, line_start + col - max(len(highlight), 1))
         reason = _TOKEN_RE.sub(r"'\1'", str(err.get("description") or exc).split(". Line")[0])
+        reason = _arity_reason(reason, sql, offset)
         raise ParseError(reason, sql=sql, offset=offset) from exc
     except TokenError as exc:
         raise ParseError(str(exc), sql=sql, offset=start) from exc
     if not isinstance(tree, exp.Select):
         raise ParseError(E_NOT_SELECT, sql=sql, offset=start)
     return tree
+
+
+def _arity_reason(reason: str, sql: str, offset: int) -> str:
+    """sqlglot checks the argument count of the functions it knows while parsing; say it the
+    way the registry does, naming the function."""
+    m = _MISSING_ARG.search(reason)
+    if m is not None:
+        node = getattr(exp, m.group(2), None)
+        fn = BY_NODE.get(node) if isinstance(node, type) else None
+        if fn is not None:
+            return f"{fn.name} takes {fn.arity_text}"
+        if isinstance(node, type) and issubclass(node, exp.Func):
+            return f"{node.sql_names()[0]} is missing its argument {m.group(1)!r}"
+        return reason
+    m = _TOO_MANY_ARGS.search(reason)
+    if m is not None:
+        name = _called_name(sql, offset)
+        fn = REGISTRY.get(name.upper()) if name else None
+        if fn is not None:
+            return E_ARITY.format(name=fn.name, expected=fn.arity_text, got=m.group(1))
+        if name:
+            return E_ARITY.format(
+                name=name.upper(), expected=f"at most {m.group(2)}", got=m.group(1)
+            )
+    return reason
+
+
+def _called_name(sql: str, offset: int) -> str:
+    """The name before the innermost parenthesis still open at ``offset``."""
+    depth = 0
+    for i in range(min(offset, len(sql) - 1), -1, -1):
+        ch = sql[i]
+        if ch == ")" and i != offset:
+            depth += 1
+        elif ch == "(":
+            if depth == 0:
+                m = re.search(r"(\w+)\s*$", sql[:i])
+                return m.group(1) if m else ""
+            depth -= 1
+    return ""
 
 
 def parse_script(sql: str) -> Script:

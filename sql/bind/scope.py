@@ -68,15 +68,21 @@ class Ref:
 
 
 def offset_of(node: exp.Expr | None) -> int | None:
-    """Smallest source offset known inside ``node`` (identifiers carry positions)."""
-    if node is None:
-        return None
-    best: int | None = None
-    for n in node.walk():
-        start = n.meta.get("start") if n.meta else None
-        if start is not None and (best is None or start < best):
-            best = int(start)
-    return best
+    """Smallest source offset known inside ``node`` (identifiers and literals carry positions).
+
+    A node with none inside (``ROUND()``, ``COUNT(*)``) takes its nearest enclosing node's, so a
+    compile error always has a line and column.
+    """
+    while node is not None:
+        best: int | None = None
+        for n in node.walk():
+            start = n.meta.get("start") if n.meta else None
+            if start is not None and (best is None or start < best):
+                best = int(start)
+        if best is not None:
+            return best
+        node = node.parent
+    return None
 
 
 @dataclass(eq=False)

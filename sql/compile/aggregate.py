@@ -1,264 +1,24 @@
-"""Aggregate functions: accumulators (append-only and retractable) and their static types.
-
-SUM and AVG never round: integers sum as ``int``, DECIMALs in the exact context, and DOUBLEs are
-accumulated as exact Decimals and rounded once on output, so retracting a value (a table update or
-delete under a maintained aggregate) leaves no floating-point residue.
-"""
+"""Aggregate calls: found per query level, checked and typed through the function registry."""
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable
-from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any
 
 from sqlglot import exp
 
-from sql.types import ANY, BIGINT, DECIMAL, DECIMAL_CONTEXT, DOUBLE, SqlType, divide_decimal
-
-SUPPORTED = {"count", "sum", "avg", "min", "max"}
-
-
-class Accumulator:
-    __slots__ = ()
-
-    def add(self, v: Any) -> None:
-        raise NotImplementedError
-
-    def remove(self, v: Any) -> None:
-        raise NotImplementedError
-
-    def result(self) -> Any:
-        raise NotImplementedError
-
-
-class CountStar(Accumulator):
-    __slots__ = ("n",)
-
-    def __init__(self) -> None:
-        self.n = 0
-
-    def add(self, v: Any) -> None:
-        self.n += 1
-
-    def remove(self, v: Any) -> None:
-        self.n -= 1
-
-    def result(self) -> Any:
-        return self.n
-
-
-class Count(CountStar):
-    __slots__ = ()
-
-    def add(self, v: Any) -> None:
-        if v is not None:
-            self.n += 1
-
-    def remove(self, v: Any) -> None:
-        if v is not None:
-            self.n -= 1
-
-
-class Sum(Accumulator):
-    __slots__ = ("decimals", "exact", "floats", "ints", "n")
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.ints = 0
-        self.exact = Decimal(0)
-        self.floats = 0  # how many DOUBLE values are in: the result is DOUBLE if any
-        self.decimals = 0
-
-    def _apply(self, v: Any, sign: int) -> None:
-        t = type(v)
-        if t is int:
-            self.ints += sign * v
-        elif t is Decimal:
-            self.exact = DECIMAL_CONTEXT.add(self.exact, v if sign > 0 else -v)
-            self.decimals += sign
-        elif t is float:
-            self.exact = DECIMAL_CONTEXT.add(self.exact, Decimal(v) if sign > 0 else -Decimal(v))
-            self.floats += sign
-        else:
-            from sql.errors import E_RUNTIME_TYPE, RuntimeTypeError
-
-            raise RuntimeTypeError(E_RUNTIME_TYPE.format(op="SUM", left=0, right=v))
-        self.n += sign
-
-    def add(self, v: Any) -> None:
-        if v is not None:
-            self._apply(v, 1)
-
-    def remove(self, v: Any) -> None:
-        if v is not None:
-            self._apply(v, -1)
-
-    def result(self) -> Any:
-        if self.n == 0:
-            return None
-        if self.floats:
-            return float(DECIMAL_CONTEXT.add(self.exact, self.ints))
-        if self.decimals:
-            return DECIMAL_CONTEXT.add(self.exact, self.ints)
-        return self.ints
-
-
-class Avg(Sum):
-    __slots__ = ()
-
-    def result(self) -> Any:
-        total = Sum.result(self)
-        if total is None:
-            return None
-        if isinstance(total, Decimal):
-            return divide_decimal(total, Decimal(self.n))
-        if self.floats:
-            return float(DECIMAL_CONTEXT.divide(DECIMAL_CONTEXT.add(self.exact, self.ints), self.n))
-        return total / self.n
-
-
-class Min(Accumulator):
-    """Append-only MIN; see :class:`OrderedBag` for the retractable one."""
-
-    __slots__ = ("best", "sign")
-
-    def __init__(self) -> None:
-        self.best: Any = None
-        self.sign = 1
-
-    def add(self, v: Any) -> None:
-        from sql.logic import gt, lt
-
-        if v is not None and (self.best is None or (lt if self.sign > 0 else gt)(v, self.best)):
-            self.best = v
-
-    def result(self) -> Any:
-        return self.best
-
-
-class Max(Min):
-    __slots__ = ()
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sign = -1
-
-
-class _Rev:
-    """Reverses ordering so ``heapq`` (a min-heap) can serve MAX."""
-
-    __slots__ = ("v",)
-
-    def __init__(self, v: Any) -> None:
-        self.v = v
-
-    def __lt__(self, other: _Rev) -> bool:
-        return bool(other.v < self.v)
-
-
-class OrderedBag(Accumulator):
-    """Retractable MIN or MAX: value counts plus a lazily cleaned heap; O(log n) per change."""
-
-    __slots__ = ("counts", "heap", "is_max")
-
-    def __init__(self, is_max: bool) -> None:
-        self.counts: dict[Any, int] = {}
-        self.heap: list[Any] = []
-        self.is_max = is_max
-
-    def add(self, v: Any) -> None:
-        if v is None:
-            return
-        n = self.counts.get(v, 0)
-        self.counts[v] = n + 1
-        if n == 0:
-            heapq.heappush(self.heap, _Rev(v) if self.is_max else v)
-
-    def remove(self, v: Any) -> None:
-        if v is None:
-            return
-        n = self.counts.get(v, 0) - 1
-        if n > 0:
-            self.counts[v] = n
-        else:
-            self.counts.pop(v, None)
-
-    def result(self) -> Any:
-        heap, counts = self.heap, self.counts
-        while heap:
-            top = heap[0].v if self.is_max else heap[0]
-            if top in counts:
-                return top
-            heapq.heappop(heap)  # stale: its last copy was removed
-        return None
-
-
-class CountDistinct(Accumulator):
-    __slots__ = ("counts",)
-
-    def __init__(self) -> None:
-        self.counts: dict[Any, int] = {}
-
-    def add(self, v: Any) -> None:
-        if v is not None:
-            self.counts[v] = self.counts.get(v, 0) + 1
-
-    def remove(self, v: Any) -> None:
-        if v is not None:
-            n = self.counts.get(v, 0) - 1
-            if n > 0:
-                self.counts[v] = n
-            else:
-                self.counts.pop(v, None)
-
-    def result(self) -> Any:
-        return len(self.counts)
-
-
-@dataclass(slots=True)
-class AggSpec:
-    """One aggregate call: its argument closure (None for COUNT(*)) and accumulator factory."""
-
-    name: str
-    arg: Callable[[list[Any]], Any] | None
-    factory: Callable[[], Accumulator]
-    retractable: Callable[[], Accumulator]
-    type: SqlType
-    sql: str
-
-
-def agg_name(node: exp.AggFunc) -> str:
-    return node.key.lower()
-
-
-def factories(
-    name: str, distinct: bool
-) -> tuple[Callable[[], Accumulator], Callable[[], Accumulator]]:
-    """(append-only factory, retractable factory) for an aggregate."""
-    if name == "count" and distinct:
-        return CountDistinct, CountDistinct
-    table: dict[str, tuple[Callable[[], Accumulator], Callable[[], Accumulator]]] = {
-        "count": (Count, Count),
-        "sum": (Sum, Sum),
-        "avg": (Avg, Avg),
-        "min": (Min, lambda: OrderedBag(False)),
-        "max": (Max, lambda: OrderedBag(True)),
-    }
-    return table[name]
-
-
-def result_type(name: str, arg: SqlType | None) -> SqlType:
-    if name == "count":
-        return BIGINT
-    if arg is None or arg.is_any:
-        return ANY
-    if name == "avg":
-        return DECIMAL if arg.name == "DECIMAL" else DOUBLE
-    if name == "sum" and arg.name == "DECIMAL":
-        return DECIMAL
-    return arg
+from sql.bind.scope import Scope, offset_of
+from sql.compile.context import CompileContext
+from sql.compile.functions import check_args
+from sql.errors import (
+    E_AGGREGATE_NOT_ALLOWED,
+    E_ARITY,
+    E_UNSUPPORTED,
+    SqlTypeError,
+    UnsupportedError,
+)
+from sql.functions import lookup
+from sql.runtime.accumulators import Accumulator, CountStar
+from sql.runtime.parts import AggSpec
 
 
 def find_aggregates(nodes: list[exp.Expr]) -> list[exp.AggFunc]:
@@ -280,3 +40,53 @@ def find_aggregates(nodes: list[exp.Expr]) -> list[exp.AggFunc]:
     for node in nodes:
         visit(node)
     return out
+
+
+def compile_aggregate(ctx: CompileContext, scope: Scope, call: exp.AggFunc) -> AggSpec:
+    from sql.compile.expr import ExprCompiler
+
+    fn = lookup(call)
+    name = call.key.upper()
+    if fn is None or fn.kind != "aggregate" or fn.accumulators is None:
+        raise UnsupportedError(
+            E_UNSUPPORTED.format(what=f"aggregate {name}"), sql=ctx.sql, offset=offset_of(call)
+        )
+    arg_node = call.this
+    distinct = isinstance(arg_node, exp.Distinct)
+    args = list(arg_node.expressions) if distinct else [arg_node] if arg_node is not None else []
+    args += [a for a in call.expressions if isinstance(a, exp.Expr)] if not distinct else []
+    star = not args or isinstance(args[0], exp.Star)
+    if len(args) > 1 or (star and (distinct or fn.name != "COUNT")):
+        expected = "1 argument" if fn.name != "COUNT" else "* or 1 argument"
+        raise SqlTypeError(
+            E_ARITY.format(
+                name=f"{name}{'(DISTINCT)' * distinct}", expected=expected, got=len(args)
+            ),
+            sql=ctx.sql,
+            offset=offset_of(call) if not args else offset_of(args[-1]),
+        )
+    if distinct and fn.distinct_accumulators is None:
+        raise UnsupportedError(
+            E_UNSUPPORTED.format(what=f"{name}(DISTINCT ...)"), sql=ctx.sql, offset=offset_of(call)
+        )
+    if star:
+        append: Callable[[], Accumulator] = CountStar
+        retract: Callable[[], Accumulator] = CountStar
+        arg = None
+        t = fn.result_type([])
+    else:
+        (arg_node,) = args
+        if find_aggregates([arg_node]):
+            raise SqlTypeError(
+                E_AGGREGATE_NOT_ALLOWED.format(name=name, clause=f"the argument of {name}"),
+                sql=ctx.sql,
+                offset=offset_of(arg_node),
+            )
+        ec = ExprCompiler(ctx, scope, f"the argument of {name}")
+        c = ec.compile(arg_node)
+        check_args(ec, fn, [arg_node], [c.type])
+        arg = c.fn
+        append, retract = fn.distinct_accumulators if distinct else fn.accumulators  # type: ignore[misc]
+        t = fn.result_type([c.type])
+    ctx.types[id(call)] = t
+    return AggSpec(name.lower(), arg, append, retract, t, call.sql(dialect="duckdb"))

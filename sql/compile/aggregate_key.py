@@ -19,10 +19,11 @@ from sqlglot import exp
 from sql.bind.scope import Scope, offset_of
 from sql.catalog import Catalog
 from sql.compile.aggregate import find_aggregates
-from sql.compile.context import CompileContext, Fn
+from sql.compile.context import CompileContext
 from sql.compile.expr import ExprCompiler
 from sql.compile.subquery import resolve_table
 from sql.errors import E_UNSUPPORTED, UnsupportedError
+from sql.runtime import Fn
 
 E_READS_TABLE = "repartitioning by GROUP BY {expr} (it reads table {table!r}, not only the stream)"
 E_SUBQUERY_KEY = "repartitioning by GROUP BY {expr} (it holds a subquery)"

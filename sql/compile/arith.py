@@ -12,7 +12,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from sql.compile.context import Env, Fn
+from sql.runtime import Env, Fn
 from sql.types import DECIMAL_CONTEXT
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 from sqlglot import exp
 
 from sql.bind.scope import Scope, offset_of
-from sql.compile.context import CompileContext, Fn
-from sql.compile.expr import Compiled, ExprCompiler
+from sql.compile.context import CompileContext
+from sql.compile.expr import ExprCompiler
 from sql.compile.select import Conjunct
 from sql.errors import E_UNSUPPORTED, BindError, SqlTypeError, UnsupportedError
 from sql.operators.as_of import as_of_lookup
+from sql.runtime import Compiled, Fn
 from sql.types import BIGINT, DATE, STRING, TIMESTAMP
 from tables.protocol import Table, VersionedTable
 

@@ -8,12 +8,10 @@ from decimal import Decimal
 from typing import Any
 
 from sql.bind.scope import META_INDEX, Ref
-from sql.compile.context import Env, Fn
-from sql.operators.sources import row_key
-from sql.types import ANY, DECIMAL_CONTEXT, JSON, converter
+from sql.runtime import Env, Fn, Read, row_key
+from sql.types import ANY, JSON, converter, decimal_context
 
 #: A plain column read: (value slot, column name, Python type kept as is or None, converter).
-Read = tuple[int, str, type | None, Fn | None]
 
 
 def _converts(ref: Ref, typed_streams: bool) -> bool:
@@ -80,6 +78,7 @@ def column_reader(ref: Ref, typed_streams: bool = False) -> Fn:
 
             if exact is Decimal and scale is not None:
                 quantum = Decimal(1).scaleb(-scale)
+                ctx = decimal_context(ref.type.precision)  # refuses more than p digits
 
                 def base(e: Env) -> Any:
                     v = e[vs].get(name)
@@ -89,7 +88,7 @@ def column_reader(ref: Ref, typed_streams: bool = False) -> Fn:
                         # Cheaper than reading the exponent; a no-op when the scale fits.
                         # (Positional arguments: keywords cost _decimal 3x here.)
                         try:
-                            return v.quantize(quantum, None, DECIMAL_CONTEXT)
+                            return v.quantize(quantum, None, ctx)
                         except ArithmeticError:
                             pass  # too many digits: conv raises the CastError
                     return conv(v)  # NaN/Infinity: conv raises the CastError

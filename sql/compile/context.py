@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
 from sql.bind.scope import Scope, Slots
 from sql.catalog import Catalog
+from sql.runtime import Compiled
 from sql.types import SqlType
-
-if TYPE_CHECKING:
-    from sql.compile.expr import Compiled
-
-Env = list[Any]
-Fn = Callable[[Env], Any]
 
 
 @dataclass(slots=True)

@@ -8,7 +8,6 @@ happens here, once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -17,8 +16,8 @@ from sqlglot import exp
 from sql import logic
 from sql.bind.scope import Scope, offset_of
 from sql.compile.arith import binary
-from sql.compile.columns import Read, column_reader, inline_read
-from sql.compile.context import AggBinding, CompileContext, Env, Fn
+from sql.compile.columns import column_reader, inline_read
+from sql.compile.context import AggBinding, CompileContext
 from sql.errors import (
     E_AGGREGATE_NOT_ALLOWED,
     E_NOT_BOOLEAN,
@@ -28,6 +27,7 @@ from sql.errors import (
     SqlTypeError,
     UnsupportedError,
 )
+from sql.runtime import Compiled, Env, Read, constant
 from sql.types import (
     ANY,
     BIGINT,
@@ -44,20 +44,6 @@ from sql.types import (
 )
 
 _EMPTY: dict[str, Any] = {}
-
-
-@dataclass(slots=True)
-class Compiled:
-    fn: Fn
-    type: SqlType
-    const: bool = False
-    value: Any = None
-    #: What ``fn`` does when it is a plain column read, for generated code to inline.
-    read: Read | None = None
-
-
-def constant(value: Any, t: SqlType) -> Compiled:
-    return Compiled(lambda e: value, t, True, value)
 
 
 _COMPARISONS: dict[type[exp.Expr], tuple[Callable[[Any, Any], Any], str]] = {

@@ -5,32 +5,24 @@ Shared by the stream query and by every subquery, so both accept the same SQL.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlglot import exp
 
 from sql import logic
 from sql.bind.scope import BoundRelation, Scope, offset_of
-from sql.compile.aggregate import (
-    SUPPORTED,
-    Accumulator,
-    AggSpec,
-    agg_name,
-    factories,
-    find_aggregates,
-    result_type,
-)
-from sql.compile.context import AggBinding, CompileContext, Env, Fn
-from sql.compile.expr import Compiled, ExprCompiler, _norm
+from sql.compile.aggregate import compile_aggregate, find_aggregates
+from sql.compile.context import AggBinding, CompileContext
+from sql.compile.expr import ExprCompiler, _norm
 from sql.errors import (
-    E_AGGREGATE_NOT_ALLOWED,
     E_TYPE_MISMATCH,
     E_UNSUPPORTED,
     SqlTypeError,
     UnsupportedError,
 )
+from sql.runtime import Compiled, Env, Fn
+from sql.runtime.parts import Aggregation, SelectParts
 from sql.types import BOOLEAN, comparable
 
 
@@ -42,25 +34,6 @@ class Conjunct:
     fn: Fn
     slots: set[int]
     pin: tuple[str, Compiled] | None = None
-
-
-@dataclass(slots=True)
-class Aggregation:
-    specs: list[AggSpec]
-    keys: list[Fn]
-    having: Fn | None
-    agg_slot: int
-    key_slot: int
-
-
-@dataclass(slots=True)
-class SelectParts:
-    outputs: list[Compiled] = field(default_factory=list)
-    names: list[str] = field(default_factory=list)
-    agg: Aggregation | None = None
-    distinct: bool = False
-    order: list[tuple[Fn, bool]] = field(default_factory=list)  # (key, descending)
-    limit: int | None = None
 
 
 def and_terms(node: exp.Expr | None) -> list[exp.Expr]:
@@ -166,7 +139,7 @@ def compile_parts(
         for i, g in enumerate(group.expressions if group is not None else []):
             key_fns.append(group_ec.compile(g).fn)
             agg_binding.keys[_norm(g)] = i
-        specs = [_agg_spec(ctx, scope, call) for call in calls]
+        specs = [compile_aggregate(ctx, scope, call) for call in calls]
         out_ec = ExprCompiler(ctx, scope, "SELECT", agg_binding)
         having_fn = (
             ExprCompiler(ctx, scope, "HAVING", agg_binding).predicate(having.this).fn
@@ -219,51 +192,6 @@ def compile_parts(
             offset=offset_of(select.args["offset"]),
         )
     return parts
-
-
-def _agg_spec(ctx: CompileContext, scope: Scope, call: exp.AggFunc) -> AggSpec:
-    name = agg_name(call)
-    if name not in SUPPORTED:
-        raise UnsupportedError(
-            E_UNSUPPORTED.format(what=f"aggregate {name.upper()}"),
-            sql=ctx.sql,
-            offset=offset_of(call),
-        )
-    arg_node = call.this
-    distinct = isinstance(arg_node, exp.Distinct)
-    if distinct:
-        arg_node = arg_node.expressions[0]
-    ec = ExprCompiler(ctx, scope, f"the argument of {name.upper()}")
-    if arg_node is None or isinstance(arg_node, exp.Star):
-        arg = None
-        arg_type = None
-    else:
-        if find_aggregates([arg_node]):
-            raise SqlTypeError(
-                E_AGGREGATE_NOT_ALLOWED.format(
-                    name=name.upper(), clause=f"the argument of {name.upper()}"
-                ),
-                sql=ctx.sql,
-                offset=offset_of(arg_node),
-            )
-        c = ec.compile(arg_node)
-        arg, arg_type = c.fn, c.type
-        if name in ("sum", "avg") and not (c.type.is_numeric or c.type.is_any):
-            raise SqlTypeError(
-                E_TYPE_MISMATCH.format(op=name.upper(), left=c.type, right=c.type),
-                sql=ctx.sql,
-                offset=offset_of(arg_node),
-            )
-    if name == "count" and arg is None:
-        from sql.compile.aggregate import CountStar
-
-        append: Callable[[], Accumulator] = CountStar
-        retract: Callable[[], Accumulator] = CountStar
-    else:
-        append, retract = factories(name, distinct)
-    t = result_type(name, arg_type)
-    ctx.types[id(call)] = t
-    return AggSpec(name, arg, append, retract, t, call.sql(dialect="duckdb"))
 
 
 __all__ = [

@@ -14,9 +14,10 @@ from sqlglot import exp
 from sql import logic
 from sql.bind.scope import Scope, offset_of
 from sql.compile.as_of import as_of_time, check_as_of
-from sql.compile.context import CompileContext, Env
-from sql.compile.expr import Compiled, ExprCompiler
+from sql.compile.context import CompileContext
+from sql.compile.expr import ExprCompiler
 from sql.compile.select import combine, compile_conjuncts, compile_parts
+from sql.compile.subquery_join import bind_joins, chained, explain_chain, plan_joined
 from sql.errors import (
     E_SCALAR_ROWS,
     E_SUBQUERY_COLUMNS,
@@ -35,6 +36,7 @@ from sql.operators.sources import KeyLookup
 from sql.plan.as_of_lookup import as_of_key_lookup
 from sql.plan.planner import plan_subquery
 from sql.plan.shape import Plan, SubqueryShape
+from sql.runtime import Compiled, Env
 from sql.types import ANY, BOOLEAN, comparable
 from tables.protocol import Table
 
@@ -79,9 +81,9 @@ def compile_subquery(
     lhs: Compiled | None,
     node: exp.Expr,
 ) -> Compiled:
-    if select.args.get("joins") or (not select.args.get("from_") and not select.args.get("from")):
+    if not select.args.get("from_") and not select.args.get("from"):
         raise UnsupportedError(
-            E_UNSUPPORTED.format(what="a subquery without exactly one FROM table"),
+            E_UNSUPPORTED.format(what="a subquery without FROM"),
             sql=ctx.sql,
             offset=offset_of(select),
         )
@@ -98,6 +100,7 @@ def compile_subquery(
         schema = ctx.catalog.schema(table_node.name)
         assert schema is not None
         rel = scope.add(table_node.alias_or_name, schema, table)
+        steps = bind_joins(ctx, scope, select, resolve_table)
         ec = ExprCompiler(ctx, scope, "WHERE")
         where = select.args.get("where")
         conjuncts = compile_conjuncts(ec, where.this if where is not None else None, rel)
@@ -140,17 +143,28 @@ def compile_subquery(
         tables,
         ctx.slots.count,
     )
-    plan = plan_subquery(shape) if at is None else as_of_key_lookup(ctx, table_node, shape, at)
+    if at is not None:
+        plan = as_of_key_lookup(ctx, table_node, shape, at)
+        if steps:
+            assert plan.source is not None
+            plan.source = chained(plan.source, rel, steps)
+    elif steps:
+        plan = plan_joined(shape, steps)
+    else:
+        plan = plan_subquery(shape)
     for m in (plan.maintained,):
         unsub = getattr(m, "unsubscribe", None)
         if callable(unsub):
             ctx.closers.append(unsub)
     corr = "correlated" if shape.correlated else "uncorrelated"
-    flag = "  !! last resort" if plan.flagged else ""
+    flag = "  !! last resort" if plan.flagged or any(s.flagged for s in steps) else ""
+    on = table.name + "".join(
+        f" JOIN {step.rel.table.name}" for step in steps if step.rel.table is not None
+    )
     ctx.explain[line] = (
         ctx.depth,
-        f"Subquery #{sid} {kind.upper()} ({corr}) on {table.name}: "
-        f"{plan.strategy} [{plan.detail}]{flag}",
+        f"Subquery #{sid} {kind.upper()} ({corr}) on {on}: "
+        f"{plan.strategy} [{plan.detail}]{explain_chain(steps)}{flag}",
     )
     return _adapter(kind, shape, plan, lhs)
 

@@ -14,13 +14,14 @@ from typing import Any
 from sqlglot import exp
 
 from sql.bind.scope import BoundRelation, Scope, offset_of
-from sql.compile.context import CompileContext, Env, Fn
-from sql.compile.expr import Compiled, _norm
+from sql.compile.context import CompileContext
+from sql.compile.expr import _norm
 from sql.compile.select import SelectParts
 from sql.errors import E_UNKNOWN_COLUMN, BindError, UnsupportedError, suggest
 from sql.operators.aggregate import AggregateOperator
 from sql.operators.window import TimePolicy, TimeWindowAggregate, WindowedAggregate, to_millis
 from sql.operators.window_session import SessionWindowAggregate
+from sql.runtime import Compiled, Env, Fn
 from sql.types import BIGINT
 from sql.window import WindowSpec, format_duration, parse_duration_text
 

@@ -12,11 +12,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from core.codec import dumps
-from sql.compile.aggregate import Accumulator
-from sql.compile.aggregate_state import decode, encode, load_state, to_state
-from sql.compile.context import Env, Fn
-from sql.compile.select import Aggregation
 from sql.errors import StateError
+from sql.runtime import Env, Fn
+from sql.runtime.accumulators import Accumulator
+from sql.runtime.parts import Aggregation
+from sql.runtime.state import decode, encode, load_state, to_state
 
 Row = dict[str, Any]
 

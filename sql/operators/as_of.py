@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sql.compile.context import Env, Fn
 from sql.errors import SqlRuntimeError
 from sql.operators.window import to_millis
+from sql.runtime import Env, Fn
 from tables.protocol import Key, Value, VersionedTable
 from tables.versions import HistoryExpiredError
 

@@ -10,9 +10,9 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sql.compile.context import Env, Fn
-from sql.compile.select import SelectParts
 from sql.operators.sources import KeyLookup
+from sql.runtime import Env, Fn
+from sql.runtime.parts import SelectParts
 from tables.protocol import Key, Value
 
 Source = Callable[[Env], Iterable[tuple[Key, Value]]]

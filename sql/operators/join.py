@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sql.compile.context import Env, Fn
 from sql.operators.sources import KeyLookup
+from sql.runtime import Env, Fn
 
 Next = Callable[[Env, list[dict[str, Any]]], None]
 Stage = Callable[[Env, list[dict[str, Any]]], None]

@@ -14,10 +14,10 @@ from decimal import Decimal
 from typing import Any
 
 from sql import logic
-from sql.compile.aggregate import Accumulator
-from sql.compile.context import Env, Fn
 from sql.errors import SqlRuntimeError
 from sql.operators.inner import InnerQuery
+from sql.runtime import Env, Fn
+from sql.runtime.accumulators import Accumulator
 from tables.protocol import Change, Key, Table, Value
 
 _EMPTY: dict[str, Any] = {}

@@ -7,8 +7,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from sql.compile.context import Env, Fn
-from tables.keys import key_text
+from sql.runtime import Env, Fn, row_key
 from tables.protocol import Key, Table, Value
 
 _NONE: tuple[tuple[Key, Value], ...] = ()
@@ -35,16 +34,6 @@ class KeyLookup:
         # The row's own key (its text form, as a scan or index probe yields it), not the probe
         # value: ``_key`` must not depend on the plan.
         return _NONE if v is None else ((row_key(k), v),)
-
-
-def row_key(k: Any) -> str:
-    """The text form of a key that found a row (ints and strings, the common keys, inline)."""
-    tk = type(k)
-    if tk is str:
-        return k  # type: ignore[no-any-return]
-    if tk is int:
-        return str(k)
-    return key_text(k)
 
 
 def key_lookup(table: Table, key: Fn) -> Fn:

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sql.compile.aggregate import Accumulator
-from sql.compile.aggregate_state import encode
-from sql.compile.context import Env, Fn
-from sql.compile.select import Aggregation
 from sql.errors import EventTimeError, LateRecordError, StateError
 from sql.operators.aggregate import E_STATE_SHAPE, AggregateOperator, Row, key_id
+from sql.runtime import Env, Fn
+from sql.runtime.accumulators import Accumulator
+from sql.runtime.parts import Aggregation
+from sql.runtime.state import encode
 from sql.window import WindowSpec
 
 E_LATE = (

@@ -18,10 +18,10 @@ from __future__ import annotations
 from bisect import insort
 from typing import Any
 
-from sql.compile.aggregate_state import merge
-from sql.compile.context import Env
 from sql.operators.aggregate import Retraction, Row
 from sql.operators.window import Win, WindowedAggregate
+from sql.runtime import Env
+from sql.runtime.state import merge
 
 
 class SessionWindowAggregate(WindowedAggregate):

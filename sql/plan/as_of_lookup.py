@@ -6,8 +6,8 @@ from sqlglot import exp
 
 from sql.compile.as_of import STRATEGY, as_of_source, describe
 from sql.compile.context import CompileContext
-from sql.compile.expr import Compiled
 from sql.plan.shape import Plan, SubqueryShape
+from sql.runtime import Compiled
 
 
 def as_of_key_lookup(

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from sql.bind.scope import BoundRelation
-from sql.compile.context import Fn
 from sql.compile.select import Conjunct, SelectParts
+from sql.runtime import Fn
 from tables.protocol import Table
 
 

@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from app.broker import free_port
+from app.broker import Broker, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 
-def test_demo_pipeline_outputs_follow_table_changes(tmp_path: Path) -> None:
+def test_demo_pipeline_outputs_follow_table_changes(broker: Broker, tmp_path: Path) -> None:
     env = {
         **os.environ,
+        "TABLESTREAM_BROKER": broker.url,
         "DEMO_DIR": str(tmp_path / "demo"),
         "TABLESTREAM_WEB_PORT": str(free_port()),
     }

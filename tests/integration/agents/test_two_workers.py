@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from app.broker import EmbeddedBroker
+from app.broker import Broker
 from core import codec
 from tables.topics import TopicSpec, ensure_topics
 from tests.integration.agents.support import (
@@ -33,7 +33,7 @@ ORDERS = 4_000
 
 
 async def test_two_workers_share_stateless_work(
-    broker: EmbeddedBroker, tmp_path: Path, workers: list[Worker]
+    broker: Broker, tmp_path: Path, workers: list[Worker]
 ) -> None:
     names = topics()
     await seed_tables(broker.url, names)

@@ -14,7 +14,8 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from sql.compile.aggregate import (
+from sql.errors import StateError
+from sql.runtime.accumulators import (
     Accumulator,
     CountDistinct,
     CountStar,
@@ -23,7 +24,6 @@ from sql.compile.aggregate import (
     Sum,
     _Rev,
 )
-from sql.errors import StateError
 from sql.types import DECIMAL_CONTEXT
 
 E_STATE_VALUE = "cannot persist a value of type {type} in aggregate state"
