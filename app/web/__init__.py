@@ -10,8 +10,6 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import faust
-from aiohttp import web
-from faust.web import Request, Response, View
 
 from app.web.api import key_history, register_api
 from app.web.context import WebContext
@@ -46,11 +44,6 @@ def register_web(
     register_api(ctx)
     register_table_pages(ctx)
     register_ops_pages(ctx)
-
-    @app.page("/")
-    class Home(View):
-        async def get(self, request: Request) -> Response:
-            raise web.HTTPFound("/ui/")
 
     @app.timer(SAMPLE_INTERVAL_S)
     async def sample_rates() -> None:

@@ -24,7 +24,7 @@ from aiohttp import web
 from faust.web import Request, Response, View
 
 from app.web.context import WebContext
-from app.web.deadletters import read_dead_letters
+from app.web.deadletters import dead_letters
 from app.web.http import MAX_PAGE, HttpError, int_param, json_response, limit_param, time_param
 from app.web.model import query_views, table_view
 from app.web.prom import CONTENT_TYPE, exposition
@@ -147,12 +147,12 @@ def register_api(ctx: WebContext) -> None:
     class DeadLetters(View):
         async def get(self, request: Request) -> Response:
             limit = int_param(request.query, "limit", DEAD_LETTERS_DEFAULT, 1, 1000)
-            letters = await read_dead_letters(
+            letters = await dead_letters(
                 ctx.bootstrap_servers,
                 ctx.dead_letter_topic,
                 limit=limit,
                 reason=request.query.get("reason") or None,
-                query=request.query.get("query") or None,
+                name=request.query.get("query") or None,
             )
             body = {"topic": ctx.dead_letter_topic, "dead_letters": [d.as_dict() for d in letters]}
             return json_response(self, body)
