@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +85,10 @@ def dead_letter_count(web: str) -> int:
 
 @pytest.fixture(scope="module")
 def live(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inspected]:
-    """One inspected worker per test module (stopped at its end)."""
-    inspected = asyncio.run(start_inspected(broker, tmp_path_factory.mktemp("inspector")))
+    """One inspected worker per test module and broker (stopped at its end). Set up in a thread
+    of its own: Playwright's sync API keeps an event loop running in the test thread."""
+    path = tmp_path_factory.mktemp("inspector")
+    with ThreadPoolExecutor(1) as pool:
+        inspected = pool.submit(asyncio.run, start_inspected(broker, path)).result()
     yield inspected
     inspected.worker.stop()
