@@ -34,6 +34,10 @@ E_PULL_EMIT = "a pull query answers once: EMIT is for continuous queries"
 E_PULL_ORDER = "ORDER BY is not supported in a pull query: rows come in key order"
 E_PULL_FROM = "a pull query reads FROM one table by name"
 E_PULL_NOT_TABLE = "pull queries read tables only; {name!r} is not a table"
+E_PULL_NO_SCAN = (
+    "table {name!r} cannot be scanned: a pull query over it must pin its key"
+    " (WHERE {key} = ... or {key} IN (...))"
+)
 E_PULL_TIME = "the pull query ran out of its time limit ({limit:g} s) after {scanned} rows"
 #: Rows processed between two yields to the event loop (``execute_async``).
 CHUNK = 500
@@ -170,6 +174,8 @@ class PullQuery:
             # Columns as the catalog infers them from a sample of rows: most of a key lookup's
             # cost, so a caller answering many queries may keep them (``schemas``) a while.
             if name not in cache:
+                if not callable(getattr(t, "items", None)):
+                    return None  # a table without a scan: its columns are not sampled
                 schema = Catalog.of({name: t}).schema(name)
                 if schema is None:
                     return None
@@ -189,6 +195,12 @@ class PullQuery:
         pins = pinned_keys(select.args.get("where"), table.key_field, {src.alias_or_name})
         self.keys: list[Any] | None = None if pins is None else pins[0]
         self.pin = "" if pins is None else pins[1]
+        if self.keys is None and not callable(getattr(table, "items", None)):
+            raise UnsupportedError(
+                E_PULL_NO_SCAN.format(name=table.name, key=table.key_field or "_key"),
+                sql=sql,
+                offset=offset_of(select.args.get("where") or src),
+            )
         self.aggregate = _aggregates(select)
         if self.aggregate:
             script.emit = "final"  # one answer once every row is in

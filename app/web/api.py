@@ -26,7 +26,7 @@ from faust.web import Request, Response, View
 from app.web.context import WebContext
 from app.web.deadletters import dead_letters
 from app.web.http import MAX_PAGE, HttpError, int_param, json_response, limit_param, time_param
-from app.web.model import query_views, table_view
+from app.web.model import query_views, table_kind, table_view
 from app.web.prom import CONTENT_TYPE, exposition
 from app.web.pull import filter_rows, run_pull
 from tables.protocol import Table, VersionedTable
@@ -62,6 +62,12 @@ def page_of(table: Table, limit: int, after: str | None) -> list[tuple[Any, Any]
     if callable(page):
         rows: list[tuple[Any, Any]] = page(limit, after)
         return rows
+    if not callable(getattr(table, "items", None)):
+        raise HttpError(
+            400,
+            f"table {table.name!r} ({table_kind(table)}) cannot list its rows: look up a key",
+            table=table.name,
+        )
     items = sorted(((str(k), v) for k, v in table.items()), key=lambda kv: kv[0])
     return [kv for kv in items if after is None or kv[0] > after][:limit]
 

@@ -40,10 +40,13 @@ class WebContext:
     def __post_init__(self) -> None:
         self.metrics = make_registry(self.tables, self.agents)
         for t in self.registry:
-            # One bounded append per change: the "latest changes" of every table kind.
-            recent: deque[Change] = deque(maxlen=RECENT_CHANGES)
-            self.recent_changes[t.name] = recent
-            t.subscribe(recent.append)
+            # One bounded append per change: the "latest changes" of every table kind that
+            # has a change feed (an external source's table may not).
+            subscribe = getattr(t, "subscribe", None)
+            if callable(subscribe):
+                recent: deque[Change] = deque(maxlen=RECENT_CHANGES)
+                self.recent_changes[t.name] = recent
+                subscribe(recent.append)
 
     def tables(self) -> list[Table]:
         return sorted(self.registry, key=lambda t: t.name)
