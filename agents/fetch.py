@@ -136,3 +136,15 @@ def _aborted(part: Any, batch: Any) -> bool:
     if batch.is_control_batch and part._contains_abort_marker(batch):
         part._aborted_producers.discard(batch.producer_id)
     return bool(batch.is_transactional and batch.producer_id in part._aborted_producers)
+
+
+def highwater(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """The partition's last seen high-watermark; None while it is not assigned.
+
+    ``consumer.highwater`` asserts the assignment. A group rebalance can drop a partition between
+    a fetch and the bookkeeping after it (on Apache Kafka, whose rebalances are quick, it does).
+    """
+    if tp not in consumer.assignment():
+        return None
+    hw: int | None = consumer.highwater(tp)
+    return hw

@@ -33,7 +33,7 @@ from mode import Service
 from agents.agent import AgentConfig, TablesReady, log_summaries
 from agents.compiling import QueryBuilder
 from agents.delivery import Delivery, Inflight
-from agents.fetch import getmany_raw, supported
+from agents.fetch import getmany_raw, highwater, supported
 from agents.metrics import QueryStats
 from agents.pipeline import Pipeline, QueryDef, repartition_topic
 from agents.sink import Output
@@ -121,7 +121,9 @@ class StatefulAgent(Service):
     def _task(self, partition: int) -> AggregateTask:
         tp = TopicPartition(self.topic, partition)
         path = self.config.data_dir / "queries" / self.qdef.name / f"p{partition}"
-        return AggregateTask(self.qdef.name, tp, path, self.builder.both)
+        # Stage 1 writes watermark markers unless it runs in transactions (agents.watermarks).
+        clock = not self.config.exactly_once
+        return AggregateTask(self.qdef.name, tp, path, self.builder.both, clock)
 
     def _seek(self, task: AggregateTask) -> None:
         consumer = self._consumer
@@ -130,7 +132,7 @@ class StatefulAgent(Service):
         # partition for a reset, which the group's committed offset would then win over. The
         # topic is never truncated (retention.ms=-1): it begins at 0.
         consumer.seek(task.tp, task.seek_offset)
-        self.stats.partitions[task.tp.partition] = (task.position, consumer.highwater(task.tp))
+        self.stats.partitions[task.tp.partition] = (task.position, highwater(consumer, task.tp))
 
     async def assign(self, assigned: set[TopicPartition]) -> None:
         """Tasks for exactly the ``assigned`` partitions, each sought to where its state is."""
@@ -162,8 +164,8 @@ class StatefulAgent(Service):
         committed = await consumer.committed(task.tp)
         if self.txns is not None:
             align(self.qdef.name, task, committed)
-        highwater = consumer.highwater(task.tp)
-        if committed is not None and (highwater is None or committed <= highwater):
+        hw = highwater(consumer, task.tp)
+        if committed is not None and (hw is None or committed <= hw):
             task.quiet_until = committed
             if committed > task.position:
                 logger.info(I_QUIET, self.qdef.name, self.topic, task.tp.partition, committed)
@@ -243,7 +245,7 @@ class StatefulAgent(Service):
             for task in self.tasks.values():
                 # A topic that ends before the offset a state reflects is not the one it came
                 # from (a fetch past the end may just come back empty: checked every step).
-                task.check_highwater(consumer.highwater(task.tp))
+                task.check_highwater(highwater(consumer, task.tp))
             if not fetched:
                 self._update_lag()
                 await self.delivery.commit_if_idle()
@@ -273,7 +275,7 @@ class StatefulAgent(Service):
                 stats.add_dead_letters(counts.reasons)
                 stats.tombstones += counts.tombstones
                 stats.duplicates_skipped += owner.duplicates - before
-                stats.partitions[tp.partition] = (owner.position, consumer.highwater(tp))
+                stats.partitions[tp.partition] = (owner.position, highwater(consumer, tp))
             futures = await self.output.flush()
             await self.delivery.put(Inflight(futures, offsets, writes, started))
             stats.batches += 1
@@ -283,7 +285,7 @@ class StatefulAgent(Service):
         if consumer is None:
             return
         for p, task in self.tasks.items():
-            hw = consumer.highwater(task.tp)
+            hw = highwater(consumer, task.tp)
             if hw is not None:
                 self.stats.partitions[p] = (task.position, hw)
 

@@ -78,6 +78,14 @@ async def check_transactions(servers: str, transactional_id: str) -> None:
             await producer.stop()
 
 
+def _retrieve(producer: AIOKafkaProducer) -> None:
+    """A fenced producer also fails the future of its transaction's end, which nobody awaits:
+    read it, or asyncio logs it when it is collected."""
+    waiter = getattr(getattr(producer, "_txn_manager", None), "_transaction_waiter", None)
+    if isinstance(waiter, asyncio.Future) and waiter.done() and not waiter.cancelled():
+        waiter.exception()
+
+
 class Outcome(enum.Enum):
     COMMITTED = "committed"
     ABORTED = "aborted"
@@ -133,8 +141,12 @@ class Transactions:
         self.tasks: dict[TopicPartition, Task] = {}
         #: Held while a batch is processed into transactions, and while they commit.
         self.lock = asyncio.Lock()
+        #: Set by :meth:`close`: a batch fetched meanwhile is dropped, no producer starts again.
+        self.closed = False
         self.commits = 0
         self.aborts = 0
+        #: Seconds spent committing (waiting for acks and the coordinator), for the stats.
+        self.commit_seconds = 0.0
 
     def transactional_id(self, tp: TopicPartition) -> str:
         return f"{self.id_prefix}-{tp.partition}"
@@ -222,14 +234,18 @@ class Transactions:
         writes, task.writes = task.writes, []
         task.open = False
         producer = task.producer
+        t0 = time.monotonic()
         try:
-            if futures:
-                await asyncio.gather(*futures)
+            # Every send's outcome retrieved (a fenced producer fails them all), the first raised.
+            for result in await asyncio.gather(*futures, return_exceptions=True):
+                if isinstance(result, BaseException):
+                    raise result
             if offset is not None:
                 await producer.send_offsets_to_transaction({task.tp: offset}, self.group_id)
             await producer.commit_transaction()
         except (ProducerFenced, TransactionalIdAuthorizationFailed) as exc:
             logger.warning(W_FENCED, self.name, task.tp.topic, task.tp.partition, exc)
+            _retrieve(producer)
             return Outcome.FENCED
         except KafkaError as exc:
             self.aborts += 1
@@ -237,6 +253,7 @@ class Transactions:
             await self._abort(task)
             return Outcome.ABORTED
         self.commits += 1
+        self.commit_seconds += time.monotonic() - t0
         for state, batch in writes:
             state.commit(batch)
         return Outcome.COMMITTED
@@ -262,6 +279,7 @@ class Transactions:
 
     async def close(self) -> Failed:
         """Commit what is open, then stop every producer."""
+        self.closed = True
         failed = await self.commit(everything=True)
         await self.stop()
         return failed

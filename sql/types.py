@@ -318,18 +318,81 @@ def to_date(value: Any) -> dt.date | None:
         raise CastError(E_CAST.format(value=_short(value), type="DATE")) from exc
 
 
+#: TIMESTAMP values are naive ``datetime``s in UTC; epoch milliseconds count from here.
+EPOCH = dt.datetime(1970, 1, 1)
+_MS = dt.timedelta(milliseconds=1)
+
+
+def millis_to_timestamp(ms: int) -> dt.datetime:
+    """Epoch milliseconds as a TIMESTAMP (exact: no float on the way)."""
+    try:
+        return EPOCH + dt.timedelta(milliseconds=ms)
+    except OverflowError as exc:
+        raise CastError(E_CAST.format(value=ms, type="TIMESTAMP")) from exc
+
+
+def timestamp_to_millis(t: dt.date) -> int:
+    """Epoch milliseconds of a TIMESTAMP (naive = UTC) or a DATE (its midnight), rounded down."""
+    if not isinstance(t, dt.datetime):
+        t = dt.datetime(t.year, t.month, t.day)
+    elif t.tzinfo is not None:
+        t = t.astimezone(dt.UTC).replace(tzinfo=None)
+    return (t - EPOCH) // _MS
+
+
 def to_timestamp(value: Any) -> dt.datetime | None:
-    if value is None or isinstance(value, dt.datetime):
-        return value
+    """A TIMESTAMP (naive, UTC): a datetime (one with a zone is moved to UTC), a DATE's midnight,
+    epoch milliseconds (an integer, as Kafka record timestamps), ISO-8601 text."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            return value
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
     if isinstance(value, dt.date):
         return dt.datetime(value.year, value.month, value.day)
     if isinstance(value, int) and not isinstance(value, bool):
-        # Epoch milliseconds, as in Kafka record timestamps.
-        return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC).replace(tzinfo=None)
+        return millis_to_timestamp(value)
     try:
-        return dt.datetime.fromisoformat(str(value).strip())
+        return to_timestamp(dt.datetime.fromisoformat(str(value).strip()))
     except ValueError as exc:
         raise CastError(E_CAST.format(value=_short(value), type="TIMESTAMP")) from exc
+
+
+def event_timestamp(value: Any) -> dt.datetime | None:
+    """``_timestamp`` / ``_event_time`` as TIMESTAMP(3): the record timestamp or the declared
+    event-time field, whatever form it came in — a number (epoch milliseconds, also as text),
+    a timestamp, a date, ISO-8601 text (no zone = UTC), as the windows read it."""
+    t = type(value)
+    if t is int:
+        return EPOCH + dt.timedelta(milliseconds=value)
+    if value is None:
+        return None
+    if t is float or t is Decimal:
+        if not value.is_finite() if t is Decimal else not math.isfinite(value):
+            raise CastError(E_CAST.format(value=value, type="TIMESTAMP"))
+        return millis_to_timestamp(int(value))
+    if t is str and value.strip().lstrip("-").isdigit():
+        return millis_to_timestamp(int(value))
+    return to_timestamp(value)
+
+
+#: The functions that turn epoch milliseconds into a TIMESTAMP and back (named in type errors).
+E_EPOCH_HINT = (
+    "; a BIGINT holding epoch milliseconds becomes a TIMESTAMP with TIMESTAMP_MILLIS({bigint})"
+    " (or EPOCH_MS), and a TIMESTAMP becomes epoch milliseconds with UNIX_MILLIS({timestamp})"
+)
+
+
+def mismatch_hint(a: SqlType, b: SqlType, left: str = "x", right: str = "y") -> str:
+    """A hint for operands that cannot meet: a BIGINT against a TIMESTAMP or DATE is almost
+    always epoch milliseconds against a point in time."""
+    temporal = ("TIMESTAMP", "DATE")
+    if a.name == "BIGINT" and b.name in temporal:
+        return E_EPOCH_HINT.format(bigint=left, timestamp=right)
+    if b.name == "BIGINT" and a.name in temporal:
+        return E_EPOCH_HINT.format(bigint=right, timestamp=left)
+    return ""
 
 
 _INTERVAL_UNITS = {

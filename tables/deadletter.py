@@ -221,7 +221,6 @@ async def read_dead_letters(
     )
     await consumer.start()
     try:
-        # Not topics() + partitions_for_topic(): Apache Kafka's answer would be thrown away.
         parts = sorted(await topic_partitions(consumer, topic))
         tps = [TopicPartition(topic, p) for p in parts]
         if not tps:

@@ -71,7 +71,9 @@ class TableLoader(Service):
         self._target: dict[TopicPartition, int] = {}
         self._compaction: asyncio.Future[None] | None = None
         self._next_sweep = 0.0
-        self._applier = Applier(state.spec.key_field, state.decode, state.versions)
+        self._applier = Applier(
+            state.spec.key_field, state.decode, state.versions, state.spec.check
+        )
         super().__init__(**kwargs)
 
     @property

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import faust
+from aiohttp import web
+from faust.web import Request, Response, View
 
 from app.web.api import key_history, register_api
 from app.web.context import WebContext
@@ -22,10 +24,21 @@ from tables.protocol import Table
 if TYPE_CHECKING:
     from agents.service import PipelineService
 
-__all__ = ["WebContext", "key_history", "register_web"]
+__all__ = ["WebContext", "key_history", "register_home", "register_web"]
 
 #: Seconds between two samples of the counters behind the rolling rates.
 SAMPLE_INTERVAL_S = 1.0
+
+
+def register_home(app: faust.App) -> None:
+    """``/`` redirects to the inspector. Mounted when the app is built (app.factory.create_app),
+    before faust mounts its own ``/`` index (at ``faust -A app`` start, before any worker wires
+    its tables): the first route of a path is the one served."""
+
+    @app.page("/")
+    class Home(View):
+        async def get(self, request: Request) -> Response:
+            raise web.HTTPFound("/ui/")
 
 
 def register_web(

@@ -9,7 +9,7 @@
 - ``POST /query``  ``{"sql": "SELECT ... FROM <table> WHERE ... LIMIT n"}`` → rows
 - ``GET /queries/``                     every continuous query: SQL, plan, stages' counters
 - ``GET /dead-letters/?limit=&reason=&query=`` the latest dead letters, newest first
-- ``GET /ready``                        200 once every table caught up with its topic, else 503
+- ``GET /ready``                        200 once the tables caught up and the queries run, else 503
 - ``GET /metrics``                      Prometheus text format
 
 Bad parameters answer 400, unknown tables and keys 404, both as ``{"error": ...}``.
@@ -23,6 +23,7 @@ from typing import Any, cast
 from aiohttp import web
 from faust.web import Request, Response, View
 
+from app.health import readiness
 from app.web.context import WebContext
 from app.web.deadletters import dead_letters
 from app.web.http import MAX_PAGE, HttpError, int_param, json_response, limit_param, time_param
@@ -78,9 +79,9 @@ def register_api(ctx: WebContext) -> None:
     @app.page("/ready")
     class Ready(View):
         async def get(self, request: Request) -> Response:
-            waiting = sorted(t.name for t in ctx.tables() if not t.is_ready)
-            body = {"ready": not waiting, "waiting_for": waiting}
-            return json_response(self, body, 503 if waiting else 200)
+            # Tables caught up and queries running (app.health, with /live).
+            status, body = readiness(ctx.tables(), ctx.agents())
+            return json_response(self, body, status)
 
     @app.page("/tables/")
     class TableList(View):

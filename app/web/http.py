@@ -110,9 +110,6 @@ def error_middleware(error_page: ErrorPage) -> Any:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path == "/" and request.method == "GET":
-            # Here, not as a view: faust's own index page claims "/" first.
-            raise web.HTTPFound(UI_PREFIX)
         try:
             return await handler(request)
         except HttpError as exc:

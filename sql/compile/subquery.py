@@ -37,7 +37,7 @@ from sql.plan.as_of_lookup import as_of_key_lookup
 from sql.plan.planner import plan_subquery
 from sql.plan.shape import Plan, SubqueryShape
 from sql.runtime import Compiled, Env
-from sql.types import ANY, BOOLEAN, comparable
+from sql.types import ANY, BOOLEAN, comparable, mismatch_hint
 from tables.protocol import Table
 
 
@@ -115,7 +115,8 @@ def compile_subquery(
         )
     if kind == "in" and lhs is not None and not comparable(lhs.type, parts.outputs[0].type):
         raise SqlTypeError(
-            E_TYPE_MISMATCH.format(op="IN", left=lhs.type, right=parts.outputs[0].type),
+            E_TYPE_MISMATCH.format(op="IN", left=lhs.type, right=parts.outputs[0].type)
+            + mismatch_hint(lhs.type, parts.outputs[0].type),
             sql=ctx.sql,
             offset=offset_of(node),
         )

@@ -7,15 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from app.broker import EmbeddedBroker
+from app.broker import Broker
 from tests.integration.agents.support import topics, until, worker_env, write_pipeline
 from tests.support.worker import Worker
 
-pytestmark = [pytest.mark.broker]
+pytestmark = [
+    pytest.mark.broker,
+    pytest.mark.parametrize("broker_kind", ["tansu"], indirect=True),
+]
 
 
 async def test_tansu_refuses_exactly_once(
-    broker: EmbeddedBroker, tmp_path: Path, workers: list[Worker]
+    broker: Broker, tmp_path: Path, workers: list[Worker]
 ) -> None:
     names = topics()
     env = worker_env(broker.url, write_pipeline(tmp_path, names), names)
