@@ -27,9 +27,9 @@ from faust.web import Request, Response, View
 from app.health import readiness
 from app.probe import broker_answers
 from app.web.context import WebContext
-from app.web.deadletters import read_dead_letters
+from app.web.deadletters import dead_letters
 from app.web.http import MAX_PAGE, HttpError, int_param, json_response, limit_param, time_param
-from app.web.model import query_views, table_view
+from app.web.model import query_views, table_kind, table_view
 from app.web.prom import CONTENT_TYPE, exposition
 from app.web.pull import filter_rows, run_pull
 from tables.protocol import Table, VersionedTable
@@ -65,6 +65,12 @@ def page_of(table: Table, limit: int, after: str | None) -> list[tuple[Any, Any]
     if callable(page):
         rows: list[tuple[Any, Any]] = page(limit, after)
         return rows
+    if not callable(getattr(table, "items", None)):
+        raise HttpError(
+            400,
+            f"table {table.name!r} ({table_kind(table)}) cannot list its rows: look up a key",
+            table=table.name,
+        )
     items = sorted(((str(k), v) for k, v in table.items()), key=lambda kv: kv[0])
     return [kv for kv in items if after is None or kv[0] > after][:limit]
 
@@ -155,12 +161,12 @@ def register_api(ctx: WebContext) -> None:
     class DeadLetters(View):
         async def get(self, request: Request) -> Response:
             limit = int_param(request.query, "limit", DEAD_LETTERS_DEFAULT, 1, 1000)
-            letters = await read_dead_letters(
+            letters = await dead_letters(
                 ctx.bootstrap_servers,
                 ctx.dead_letter_topic,
                 limit=limit,
                 reason=request.query.get("reason") or None,
-                query=request.query.get("query") or None,
+                name=request.query.get("query") or None,
             )
             body = {"topic": ctx.dead_letter_topic, "dead_letters": [d.as_dict() for d in letters]}
             return json_response(self, body)
