@@ -79,6 +79,15 @@ class SqlCompileError(SqlError):
         self.suggestion = suggestion
         self.reason = message
 
+    def located(self, sql: str, offset: int) -> SqlCompileError:
+        """This error at ``offset`` when it has no position of its own (a node without any
+        identifier or literal, such as ``SELECT`` alone): every compile error has one."""
+        if self.line:
+            return self
+        fields = {k: v for k, v in self.fields.items() if k not in ("line", "column")}
+        fields.pop("suggestion", None)
+        return type(self)(self.reason, sql=sql, offset=offset, suggestion=self.suggestion, **fields)
+
 
 class ParseError(SqlCompileError):
     """The text is not valid SQL for this dialect."""

@@ -61,6 +61,8 @@ class Script:
     emit_offset: int = 0
     sink: Declaration | None = None
     window: WindowSpec | None = None
+    #: Where the query statement starts (errors without a position of their own point there).
+    query_offset: int = 0
 
     def require_query(self) -> exp.Select:
         if self.query is None:
@@ -211,5 +213,6 @@ def parse_script(sql: str) -> Script:
         )
         script.query = _parse_tokens(sql, select_tokens, start, env.window_span, names)
         script.emit, script.emit_offset, script.sink = env.emit, env.emit_offset, decl
+        script.query_offset = tokens[0].start
         script.window = env.window
     return script

@@ -57,6 +57,7 @@ def parse_error(
     offset = at.start if at is not None else fallback
     description = str(err.get("description") or "")
     reason = _TOKEN_RE.sub(r"'\1'", description.split(". Line")[0])
+    reason = reason.replace("'SENTINEL'", "the end of the query")
     arity = _arity_reason(reason, sql, offset)
     if arity is not None:
         return ParseError(arity, sql=sql, offset=offset)

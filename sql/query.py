@@ -22,7 +22,7 @@ from sql.compile.aggregate_key import GroupKey, compile_group_key
 from sql.compile.context import CompileContext
 from sql.compile.query import compile_stream_query
 from sql.dialect import Declaration
-from sql.errors import E_UNKNOWN_TABLE, BindError, SqlRuntimeError, suggest
+from sql.errors import E_UNKNOWN_TABLE, BindError, SqlCompileError, SqlRuntimeError, suggest
 from sql.parse import Script, parse_script, recursion_headroom
 from sql.plan.full_scan import full_scan
 from sql.plan.planner import RULES, Rule
@@ -298,6 +298,12 @@ def compile_query(
     cat = catalog if isinstance(catalog, Catalog) else Catalog.of(catalog)
     with recursion_headroom(sql):
         script = parse_script(sql)
-        apply_declarations(script, cat)
-        ctx = CompileContext(sql, cat, typed_streams=typed_streams, rules=_rules(rules))
-        return CompiledQuery(script, ctx, _sink(script.sink))
+        try:
+            apply_declarations(script, cat)
+            ctx = CompileContext(sql, cat, typed_streams=typed_streams, rules=_rules(rules))
+            return CompiledQuery(script, ctx, _sink(script.sink))
+        except SqlCompileError as exc:
+            located = exc.located(sql, script.query_offset)
+            if located is exc:
+                raise
+            raise located from exc
