@@ -27,6 +27,7 @@ consumer group). It commits every :data:`COMMIT_INTERVAL` seconds (Kafka Streams
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import enum
 import logging
@@ -36,7 +37,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced, TransactionalIdAuthorizationFailed
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    ProducerFenced,
+    TransactionalIdAuthorizationFailed,
+)
 
 from agents.sink import MAX_BATCH_BYTES, Output
 from agents.state import QueryState
@@ -53,6 +59,7 @@ E_NO_TRANSACTIONS = (
     "processing_guarantee=exactly_once: the broker at {servers} does not support transactions"
     " (InitProducerId for a transactional producer failed: {error})"
 )
+W_PROBE = "cannot reach %s to check for transactions (%s); checked again when queries start"
 W_ABORTED = "query %s: transaction of %s[%d] aborted (%s); re-reading from the committed offset"
 W_FENCED = "query %s: producer of %s[%d] fenced by a newer one (%s); the task stops here"
 
@@ -68,6 +75,8 @@ async def check_transactions(servers: str, transactional_id: str) -> None:
     try:
         # start() waits for InitProducerId when a transactional id is set.
         await asyncio.wait_for(producer.start(), PROBE_TIMEOUT)
+    except KafkaConnectionError:
+        raise  # no broker to ask: not a verdict on its transactions
     except (KafkaError, TimeoutError) as exc:
         error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise TransactionsUnsupportedError(
@@ -84,6 +93,18 @@ def _retrieve(producer: AIOKafkaProducer) -> None:
     waiter = getattr(getattr(producer, "_txn_manager", None), "_transaction_waiter", None)
     if isinstance(waiter, asyncio.Future) and waiter.done() and not waiter.cancelled():
         waiter.exception()
+
+
+def probe_transactions(servers: str, transactional_id: str) -> None:
+    """:func:`check_transactions` before the worker's event loop exists (a thread and a loop of
+    its own), so a broker without transactions stops the worker with one line, as a bad setting
+    does. A broker that cannot be reached is not judged here: the pipelines check again when
+    they start."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            pool.submit(asyncio.run, check_transactions(servers, transactional_id)).result()
+        except KafkaConnectionError as exc:
+            logger.warning(W_PROBE, servers, exc)
 
 
 class Outcome(enum.Enum):
