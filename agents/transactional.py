@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agents.fetch import highwater
+from agents.fetch import highwater, still_current
 from agents.process import BatchCounts
 from agents.transaction import Failed, Transactions
 from core.errors import ConfigError
@@ -71,7 +71,7 @@ async def transactional_step(
         if fetched:
             assigned = consumer.assignment()
             for tp, msgs in fetched.items():
-                if tp not in assigned or not msgs or not await _current(consumer, tp, msgs):
+                if tp not in assigned or not msgs or not await still_current(consumer, tp, msgs):
                     continue  # revoked or sought after the fetch
                 output = await txns.begin(tp)
                 counts = processor.run_fetched({tp: msgs}, output)
@@ -95,14 +95,6 @@ def _count(stats: Any, txns: Transactions) -> None:
     stats.transactions = txns.commits
     stats.transactions_aborted = txns.aborts
     stats.commit_seconds = txns.commit_seconds
-
-
-async def _current(consumer: AIOKafkaConsumer, tp: TopicPartition, msgs: Sequence[Any]) -> bool:
-    """Whether records fetched before the lock was taken still follow the consumer's position:
-    a rebalance meanwhile may have sought the partition (a task reopened at its stored offset,
-    the committed offset) — records fetched from where the group's offset reset put it first
-    would skip or repeat records."""
-    return bool(await consumer.position(tp) >= msgs[-1].offset + 1)
 
 
 async def _positions(stats: Any, consumer: AIOKafkaConsumer) -> None:
@@ -172,7 +164,7 @@ async def stateful_step(
                 if (
                     owner is not None
                     and tp.topic == agent.topic
-                    and await _current(consumer, tp, msgs)
+                    and await still_current(consumer, tp, msgs)
                 ):
                     runs.append((owner, owner.verify(msgs)))
             for owner, msgs in runs:
