@@ -161,7 +161,7 @@ class StatefulAgent(Service):
         assert consumer is not None
         committed = await consumer.committed(task.tp)
         if self.txns is not None:
-            align(self.qdef.name, task, committed)
+            committed = align(self.qdef.name, task, self.txns, committed)
         hw = highwater(consumer, task.tp)
         if committed is not None and (hw is None or committed <= hw):
             task.quiet_until = committed

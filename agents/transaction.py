@@ -160,6 +160,9 @@ class Transactions:
         self.topics = list(topics)
         self.client_id = client_id
         self.tasks: dict[TopicPartition, Task] = {}
+        #: The offset each task last committed. EndTxn returns before the coordinator wrote the
+        #: transaction's markers: for a moment the group still answers the previous offset.
+        self.committed: dict[TopicPartition, int] = {}
         #: Held while a batch is processed into transactions, and while they commit.
         self.lock = asyncio.Lock()
         #: Set by :meth:`close`: a batch fetched meanwhile is dropped, no producer starts again.
@@ -168,6 +171,14 @@ class Transactions:
         self.aborts = 0
         #: Seconds spent committing (waiting for acks and the coordinator), for the stats.
         self.commit_seconds = 0.0
+
+    def committed_offset(self, tp: TopicPartition, answered: int | None) -> int | None:
+        """The group's committed offset of ``tp`` as ``answered`` by the coordinator, or the one
+        this worker's producer committed last if that is newer (its markers may be in flight)."""
+        mine = self.committed.get(tp)
+        if mine is None or (answered is not None and answered >= mine):
+            return answered
+        return mine
 
     def transactional_id(self, tp: TopicPartition) -> str:
         return f"{self.id_prefix}-{tp.partition}"
@@ -198,6 +209,7 @@ class Transactions:
         before: :meth:`commit`)."""
         kept = set(keep)
         for tp in [tp for tp in self.tasks if tp not in kept]:
+            self.committed.pop(tp, None)  # its next producer waits for the markers
             task = self.tasks.pop(tp)
             with contextlib.suppress(Exception):
                 await task.producer.stop()
@@ -274,6 +286,8 @@ class Transactions:
             await self._abort(task)
             return Outcome.ABORTED
         self.commits += 1
+        if offset is not None:
+            self.committed[task.tp] = offset
         self.commit_seconds += time.monotonic() - t0
         for state, batch in writes:
             state.commit(batch)

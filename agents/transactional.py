@@ -88,7 +88,7 @@ async def transactional_step(
         else:
             failed = Failed()
     if failed:
-        await _rewind(consumer, failed)
+        await _rewind(consumer, txns, failed)
 
 
 def _count(stats: Any, txns: Transactions) -> None:
@@ -106,9 +106,9 @@ async def _positions(stats: Any, consumer: AIOKafkaConsumer) -> None:
             stats.partitions[tp.partition] = (await consumer.position(tp), hw)
 
 
-async def _rewind(consumer: AIOKafkaConsumer, failed: Failed) -> None:
+async def _rewind(consumer: AIOKafkaConsumer, txns: Transactions, failed: Failed) -> None:
     for tp in failed.aborted:
-        committed = await consumer.committed(tp)
+        committed = txns.committed_offset(tp, await consumer.committed(tp))
         if committed is None:
             await consumer.seek_to_beginning(tp)
         else:
@@ -133,7 +133,7 @@ async def txns_assigned(
         await txns.stop(keep=assigned)
         await txns.start(assigned)
         for tp in assigned:
-            committed = await consumer.committed(tp)
+            committed = txns.committed_offset(tp, await consumer.committed(tp))
             if committed is not None:
                 consumer.seek(tp, committed)
         if assigned:
@@ -214,9 +214,12 @@ async def _reopen(agent: StatefulAgent, consumer: AIOKafkaConsumer, failed: Fail
         consumer.pause(*failed.fenced)
 
 
-def align(agent_name: str, task: AggregateTask, committed: int | None) -> None:
-    """Local state must not be ahead of the committed offset (it is written only after a commit;
-    ahead means it came from elsewhere, e.g. an at-least-once run): then it is rebuilt."""
+def align(name: str, task: AggregateTask, txns: Transactions, answered: int | None) -> int | None:
+    """The task's committed offset (:meth:`Transactions.committed_offset`). Local state must not
+    be ahead of it (state is written only after a commit; ahead, it came from elsewhere, e.g. an
+    at-least-once run): then the task is reset, to replay up to it."""
+    committed = txns.committed_offset(task.tp, answered)
     if task.position > (committed or 0):
-        logger.info(I_RESET, agent_name, task.tp.topic, task.tp.partition, committed)
+        logger.info(I_RESET, name, task.tp.topic, task.tp.partition, committed)
         task.reset()
+    return committed
