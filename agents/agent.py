@@ -47,8 +47,7 @@ from agents.sink import Output
 from agents.state import QueryState, StateMismatch, Verifier
 from agents.transaction import Transactions
 from agents.transactional import transactional_step, txns_assigned, txns_revoked
-from sql.errors import StateError
-from sql.query import CompiledQuery
+from sql import CompiledQuery, StateError
 from tables.protocol import Table
 from tables.store import StoreBatch
 from tables.topics import topic_partitions
@@ -83,6 +82,11 @@ class AgentConfig:
     fetch_max_wait_ms: int = 5
     #: Outputs, state and offsets of each task in one Kafka transaction (:mod:`agents.transaction`).
     exactly_once: bool = False
+    #: Windowed queries: seconds after which a source partition read to its end that brings no
+    #: record is idle (left out of the watermark), and how far (event-time ms) one partition may
+    #: run ahead of the slowest before its fetching pauses (:mod:`agents.watermarks`).
+    watermark_idle_timeout: float = 30.0
+    watermark_max_skew_ms: int = 300_000
 
     @property
     def isolation_level(self) -> str:

@@ -2,18 +2,19 @@
 
 Decoding picks the cheapest exact path per record: orjson (about 3x faster than the stdlib)
 unless the value may hold a number whose digits orjson would not keep — a fraction or exponent
-where a DECIMAL column needs every digit, more than 15 significant digits for a narrow DECIMAL, an
-integer beyond 64 bits — then msgspec/the stdlib with ``Decimal`` floats (:func:`core.codec.
-loads_exact`). A float that lands in a BIGINT or STRING column re-decodes the record exactly
-(rare: its digits are kept, ``1.50`` stays ``'1.50'``). Declared stream columns are then read into
-their SQL types (DECIMAL keeps its scale and must fit its precision, BIGINT must fit 64 bits),
-exactly as the offline runner does. Every failure is a :class:`DecodeError` or a
-:class:`sql.errors.CastError` of the record, never of the query.
+where a wide DECIMAL column or an open stream needs every digit, an integer beyond 64 bits — then
+msgspec/the stdlib with ``Decimal`` floats (:func:`core.codec.parse_exact`). A float that lands in
+a BIGINT or STRING column, or a narrow DECIMAL's float whose text may round differently, makes the
+decoder re-decode that record exactly (rare: ``1.50`` stays ``'1.50'`` in a STRING column).
+Declared stream columns are then read into their SQL types (DECIMAL keeps its scale and must fit
+its precision, BIGINT must fit 64 bits), exactly as the offline runner does. Every failure is a
+:class:`DecodeError` or a :class:`sql.errors.CastError` of the record, never of the query.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
@@ -24,7 +25,7 @@ import orjson
 
 from core import codec
 from core.codec import E_TOO_DEEP
-from sql.types import BIGINT_MAX, BIGINT_MIN, SqlType, converter
+from sql import BIGINT_MAX, BIGINT_MIN, SqlType, converter
 from tables.keys import key_bytes
 
 E_NOT_JSON = "value is not valid JSON: {error}"
@@ -32,14 +33,13 @@ E_NOT_OBJECT = "value is a JSON {kind}, not an object"
 E_NULL_VALUE = "record has no value (tombstone)"
 E_ENCODE = "cannot encode the output row: {error}"
 E_KEY = "cannot make a message key of {columns}: {error}"
+E_ROW_NOT_OBJECT = "row is a JSON {kind}, not an object with the declared columns"
+E_ROW_COLUMN = "column {column!r} does not fit {type}: {error}"
 
-# When the exact decoder runs instead of orjson (false positives — "v1.2" in a string — only
-# cost the slower decoder, never a wrong value):
-#: a fraction or exponent (a wide DECIMAL column, an undeclared one) or 19+ digits (an integer
-#: maybe beyond 64 bits);
+#: When the exact decoder runs instead of orjson for a wide DECIMAL column or an open stream: a
+#: fraction or exponent, or 19+ digits (an integer maybe beyond 64 bits). False positives —
+#: "v1.2" in a string — only cost the slower decoder, never a wrong value.
 _FRACTION_OR_LONG = re.compile(rb"[0-9](?:[.eE]|[0-9]{18})").search
-#: 16+ digits and dots: a number a double may not keep (a DECIMAL(p <= 15) column reads floats).
-_LONG_NUMBER = re.compile(rb"[0-9][0-9.]{15}").search
 
 
 #: SQL types whose converter keeps a value of this exact Python type as it is.
@@ -76,7 +76,6 @@ def make_decoder(columns: Mapping[str, SqlType] | None) -> Decoder:
         t.name == "DECIMAL" and (t.scale is None or (t.precision or 0) > FLOAT_EXACT_DIGITS)
         for t in columns.values()
     )
-    narrow = columns is not None and any(t.name == "DECIMAL" for t in columns.values())
     limit = codec.max_depth()
     env: dict[str, Any] = {
         "fast": orjson.loads,
@@ -84,7 +83,7 @@ def make_decoder(columns: Mapping[str, SqlType] | None) -> Decoder:
         "too_deep": codec.too_deep,
         "limit": limit,
         "E_TOO_DEEP": E_NOT_JSON.format(error=E_TOO_DEEP.format(limit=limit)),
-        "may_exact": _FRACTION_OR_LONG if wide else _LONG_NUMBER,
+        "may_exact": _FRACTION_OR_LONG,
         "DecodeError": DecodeError,
         "E_NULL_VALUE": E_NULL_VALUE,
         "E_NOT_JSON": E_NOT_JSON,
@@ -96,7 +95,7 @@ def make_decoder(columns: Mapping[str, SqlType] | None) -> Decoder:
         "INT_MAX": BIGINT_MAX,
     }
     exec(compile(_source("decode_exact", columns, env, exact=True), "<decoder>", "exec"), env)
-    parse = "exact(raw) if may_exact(raw) else fast(raw)" if wide or narrow else "fast(raw)"
+    parse = "exact(raw) if may_exact(raw) else fast(raw)" if wide else "fast(raw)"
     exec(compile(_source("decode", columns, env, parse=parse), "<decoder>", "exec"), env)
     decode: Decoder = env["decode"]
     return decode
@@ -114,8 +113,13 @@ def _source(
         f"def {name}(raw):",
         "    if raw is None:",
         "        raise DecodeError(E_NULL_VALUE)",
-        # Two C-speed counts; only a document with more brackets than the limit is scanned.
-        '    if raw.count(b"[") + raw.count(b"{") > limit and too_deep(raw, limit):',
+        # A short record cannot nest deeper than the limit; a longer one costs two C-speed counts
+        # and only one with more brackets than the limit is scanned.
+        "    if (",
+        "        len(raw) > limit",
+        '        and raw.count(b"[") + raw.count(b"{") > limit',
+        "        and too_deep(raw, limit)",
+        "    ):",
         "        raise DecodeError(E_TOO_DEEP)",
         "    try:",
         f"        value = {parse}",
@@ -149,9 +153,11 @@ def _source(
             else ["        if type(v) is float:", "            return decode_exact(raw)"]
         )
         if t.name == "BIGINT":
-            # An int beyond 64 bits is converted: the converter refuses it (a CastError).
+            # An int beyond 64 bits is converted: the converter refuses it (a CastError). orjson
+            # reads no int below -2^63: only the exact decoder checks that side.
+            low = " or v < INT_MIN" if exact else ""
             lines += [
-                "    if v is not None and (type(v) is not int or v > INT_MAX or v < INT_MIN):",
+                f"    if v is not None and (type(v) is not int or v > INT_MAX{low}):",
                 *redo,
                 f"        value[{col}] = conv{i}(v)",
             ]
@@ -163,13 +169,19 @@ def _source(
                 *redo,
                 f"        value[{col}] = conv{i}(v)",
             ]
+        elif t.name == "DECIMAL" and exact:
+            lines += ["    if v is not None:", f"        value[{col}] = conv{i}(v)"]
         elif t.name == "DECIMAL":
-            env[f"cache{i}"], env[f"fill{i}"] = _float_cache(conv)
+            env[f"cache{i}"], env[f"fill{i}"] = _float_cache(conv, t.scale)
             lines += [
                 "    if v is not None:",
                 "        if type(v) is float:",
                 f"            d = cache{i}.get(v)",
-                f"            value[{col}] = d if d is not None else fill{i}(v)",
+                "            if d is None:",
+                f"                d = fill{i}(v)",
+                "                if d is None:",
+                "                    return decode_exact(raw)",
+                f"            value[{col}] = d",
                 "        else:",
                 f"            value[{col}] = conv{i}(v)",
             ]
@@ -180,18 +192,61 @@ def _source(
     return "\n".join(lines)
 
 
+RowCheck = Callable[[Any], str | None]
+
+
+def make_row_check(columns: Mapping[str, SqlType]) -> RowCheck:
+    """A declared table's row check: the reason a decoded row does not fit ``columns``, or None.
+
+    The same conversions a typed stream's decoder makes (:func:`sql.types.converter`: lenient
+    casts such as ``"5"`` for a BIGINT, never a value out of range, a DECIMAL beyond its
+    precision, NaN or Infinity): a row that passes is one every query can read. Undeclared
+    fields are not checked.
+    """
+    convs = [(name, t, conv) for name, t in columns.items() if (conv := converter(t)) is not None]
+
+    def check(row: Any) -> str | None:
+        if type(row) is not dict:
+            return E_ROW_NOT_OBJECT.format(kind=type(row).__name__)
+        for name, t, conv in convs:
+            v = row.get(name)
+            if v is not None:
+                try:
+                    conv(v)
+                except Exception as exc:  # a CastError, or any failure of an odd value
+                    return E_ROW_COLUMN.format(column=name, type=t, error=exc)
+        return None
+
+    return check
+
+
 #: Distinct float values a DECIMAL column's decoder remembers (then it starts over).
 FLOAT_CACHE = 65_536
 
 
-def _float_cache(conv: Callable[[Any], Any]) -> tuple[dict[float, Any], Callable[[Any], Any]]:
+def _float_cache(
+    conv: Callable[[Any], Any], scale: int | None
+) -> tuple[dict[float, Any], Callable[[float], Any]]:
     """A DECIMAL column's float cache and the function filling it: exact digits cost a
     ``repr``, a parse and a quantize (~1 µs), and prices, amounts and rates repeat. The same
     float always converts to the same (immutable) Decimal; zeros are left out (0.0 == -0.0, but
-    their digits differ) and a value ``conv`` rejects is never cached (it raises again)."""
+    their digits differ) and a value ``conv`` rejects is never cached (it raises again).
+
+    ``fill`` answers None when the float cannot say how its text rounds: a text of more than 15
+    significant digits (``0.124999999999999999``) becomes a float whose shortest repr differs
+    from it (``0.125``) — which changes the DECIMAL only when a rounding boundary of the column's
+    scale lies within the float's precision of it. Then (rarely) the record is re-decoded from its
+    digits; no text is scanned for long numbers on the common path."""
     cache: dict[float, Any] = {}
+    scaled = 10.0 ** (scale or 0)
 
     def fill(v: float) -> Any:
+        if scale is None or not math.isfinite(v):
+            return None  # no float reads into it: the exact decoder reads the digits (or fails)
+        x = v * scaled
+        # The text's value and the product differ from x by a few units of x's last place.
+        if abs(x % 1.0 - 0.5) <= abs(x) * 1e-15 + 1e-300:
+            return None
         d = conv(v)
         if v:
             if len(cache) >= FLOAT_CACHE:

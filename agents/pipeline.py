@@ -21,12 +21,21 @@ from sqlglot import exp
 from sqlglot.errors import TokenError
 from sqlglot.tokenizer_core import Token, TokenType
 
+from agents.codec import make_row_check
 from core.errors import ConfigError, TablestreamError
-from sql.catalog import Catalog
-from sql.dialect import Declaration, Tablestream, split_statement
-from sql.errors import SqlCompileError, UnsupportedError, position
-from sql.parse import Script, parse_script
-from sql.query import CompiledQuery, compile_query
+from sql import (
+    Catalog,
+    CompiledQuery,
+    Declaration,
+    Script,
+    SqlCompileError,
+    Tablestream,
+    UnsupportedError,
+    compile_query,
+    parse_script,
+    position,
+    split_statement,
+)
 from tables.memory import MemoryTable
 from tables.protocol import Table
 from tables.spec import TableSpec
@@ -186,6 +195,10 @@ def _table_spec(decl: Declaration) -> TableSpec:
     has_decimal = any(t.name == "DECIMAL" for t in (decl.columns or {}).values())
     if has_decimal and "exact_decimals" not in options:
         spec = dataclasses.replace(spec, exact_decimals=True)
+    if decl.columns:
+        # Rows are checked against the declared types as they are loaded: one that does not fit
+        # is a dead letter, never a row every query reading it would fail on.
+        spec = dataclasses.replace(spec, check=make_row_check(decl.columns))
     return spec
 
 

@@ -121,7 +121,9 @@ class StatefulAgent(Service):
     def _task(self, partition: int) -> AggregateTask:
         tp = TopicPartition(self.topic, partition)
         path = self.config.data_dir / "queries" / self.qdef.name / f"p{partition}"
-        return AggregateTask(self.qdef.name, tp, path, self.builder.both)
+        # Stage 1 writes watermark markers unless it runs in transactions (agents.watermarks).
+        clock = not self.config.exactly_once
+        return AggregateTask(self.qdef.name, tp, path, self.builder.both, clock)
 
     def _seek(self, task: AggregateTask) -> None:
         consumer = self._consumer

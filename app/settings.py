@@ -95,11 +95,20 @@ class Settings:
     #: Nesting levels a JSON record value may have; a deeper one is a dead letter (a parser's
     #: recursion never sees it).
     json_max_depth: int = field(default=256, metadata=_at_least(1))
+    #: Windowed queries: seconds after which a source partition read to its end that brings no
+    #: record is idle — left out of the watermark, so it cannot hold windows open (Flink's
+    #: idleness); its next record makes it active again.
+    watermark_idle_timeout: float = field(default=30.0, metadata=_at_least(0.1))
+    #: Windowed queries: event-time ms a source partition may run ahead of the slowest active
+    #: one before its fetching pauses (bounds the state held while waiting for the slowest).
+    watermark_max_skew_ms: int = field(default=300_000, metadata=_at_least(1))
     #: ``at_least_once`` (outputs acknowledged, then offsets committed: a crash may repeat
     #: outputs) or ``exactly_once`` (outputs, state and offsets in one Kafka transaction per task,
     #: :mod:`agents.transaction`; needs a broker with transactions, checked at start).
     processing_guarantee: str = field(default="at_least_once", metadata={"choices": GUARANTEES})
     log_level: str = field(default="info", metadata={"choices": LOG_LEVELS})
+    #: ``GET /live`` fails when the event loop's heartbeat is older than this, seconds.
+    live_max_age: float = field(default=30.0, metadata=_at_least(2))
     #: Not read from the environment: free-form values given in code.
     extra: Mapping[str, str] = field(default_factory=dict, metadata={"env": False})
 

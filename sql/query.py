@@ -12,10 +12,11 @@ query's records are spread over workers by :meth:`CompiledQuery.partition_key` (
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.errors import ConfigError
 from sql.catalog import Catalog, RelationSchema
 from sql.compile.aggregate_key import GroupKey, compile_group_key
 from sql.compile.context import CompileContext
@@ -23,6 +24,8 @@ from sql.compile.query import compile_stream_query
 from sql.dialect import Declaration
 from sql.errors import E_UNKNOWN_TABLE, BindError, SqlRuntimeError, suggest
 from sql.parse import Script, parse_script
+from sql.plan.full_scan import full_scan
+from sql.plan.planner import RULES, Rule
 from sql.types import SqlType
 from tables.protocol import Table
 
@@ -83,6 +86,31 @@ class CompiledQuery:
     def watermark(self) -> int | None:
         """Windowed: max event time seen minus the allowed out-of-orderness (epoch ms)."""
         return None if self._agg is None else self._agg.watermark
+
+    def set_clock(self, clock: Callable[[int, int], int | None]) -> None:
+        """Windowed: the watermark follows ``clock(offset, event_time)`` — the event time every
+        source partition reached, given a record's offset and event time (None: unknown yet) —
+        instead of the largest event time seen (:mod:`agents.watermarks`)."""
+        agg, ms = self._agg, self._ms
+        if agg is None or not agg.is_windowed:
+            return
+        agg.clock = lambda env, t: clock(env[ms][4], t)  # type: ignore[attr-defined]
+
+    def event_time(self, value: Mapping[str, Any], timestamp: int | None) -> int | None:
+        """Windowed: a record's event time (epoch ms), as its window reads it; None when it has
+        none or the query is not windowed. Does not touch the query's state."""
+        agg = self._agg
+        if agg is None or not agg.is_windowed:
+            return None
+        env, ms, ts_field = self._env, self._ms, self._ts_field
+        env[self._vs] = value
+        event_time = value.get(ts_field, timestamp) if ts_field else timestamp
+        env[ms] = (None, timestamp, event_time, -1, -1)
+        try:
+            t = agg.time_fn(env)  # type: ignore[attr-defined]
+        except Exception:  # an unusable time is the query's error to report, not ours
+            return None
+        return t if type(t) is int else None
 
     @property
     def late_drops(self) -> int:
@@ -254,6 +282,23 @@ def apply_declarations(script: Script, catalog: Catalog) -> None:
         catalog.schemas[decl.name.lower()] = schema
 
 
+#: The planner's rule names, cheapest first.
+PLANNER_RULES = tuple(r.__name__ for r in RULES)
+
+
+def _rules(names: Sequence[str] | None) -> tuple[Rule, ...]:
+    if names is None:
+        return RULES
+    unknown = sorted(set(names) - set(PLANNER_RULES))
+    if unknown:
+        raise ConfigError(
+            f"unknown planner rule(s) {', '.join(unknown)}; known: {', '.join(PLANNER_RULES)}",
+            rules=list(names),
+        )
+    chosen = tuple(r for r in RULES if r.__name__ in names)
+    return chosen if full_scan in chosen else (*chosen, full_scan)
+
+
 def _sink(decl: Declaration | None) -> Sink | None:
     if decl is None:
         return None
@@ -261,16 +306,22 @@ def _sink(decl: Declaration | None) -> Sink | None:
 
 
 def compile_query(
-    sql: str, catalog: Catalog | Mapping[str, Table], *, typed_streams: bool = False
+    sql: str,
+    catalog: Catalog | Mapping[str, Table],
+    *,
+    typed_streams: bool = False,
+    rules: Sequence[str] | None = None,
 ) -> CompiledQuery:
     """Parse, bind, plan and compile ``sql`` (declarations first, then one query).
 
     ``typed_streams``: the caller promises every declared stream column arrives already of its
     SQL type (DECIMAL at its scale) or NULL, as :func:`agents.codec.make_decoder` gives them;
     reads then skip the per-record conversion. Values of other types are then read as they are.
+    ``rules``: the planner rules allowed, by name (:data:`PLANNER_RULES`; ``full_scan`` always
+    applies), e.g. ``("full_scan",)`` for the naive per-record plan benches compare against.
     """
     cat = catalog if isinstance(catalog, Catalog) else Catalog.of(catalog)
     script = parse_script(sql)
     apply_declarations(script, cat)
-    ctx = CompileContext(sql, cat, typed_streams=typed_streams)
+    ctx = CompileContext(sql, cat, typed_streams=typed_streams, rules=_rules(rules))
     return CompiledQuery(script, ctx, _sink(script.sink))

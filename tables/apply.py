@@ -76,10 +76,14 @@ class Applier:
         key_field: str | None,
         decode: Callable[[bytes], Any],
         versions: VersionStore | None = None,
+        check: Callable[[Any], str | None] | None = None,
     ) -> None:
         self.key_field = key_field
         self.decode = decode
         self.versions = versions
+        #: A declared table's row check (:attr:`tables.spec.TableSpec.check`): a row it gives a
+        #: reason for is malformed — not stored, so the key keeps its previous row.
+        self.check = check
 
     def _row(self, rec: RecordLike) -> tuple[bytes, Any] | str:
         """(store key, decoded value or None for a tombstone), or the reason it is malformed."""
@@ -92,6 +96,10 @@ class Applier:
             value = self.decode(raw)
         except Exception as exc:  # any failure of one record is that record's, never the loader's
             return E_NOT_JSON.format(error=exc)
+        if self.check is not None:
+            reason = self.check(value)
+            if reason is not None:
+                return reason
         if self.key_field is None:
             if rec.key is None:
                 return E_NO_MESSAGE_KEY

@@ -125,6 +125,7 @@ class ReferenceTable(Service):
             fetch_max_records=fetch_max_records,
             partitions=partitions,
             read_committed=read_committed,
+            bootstrap_servers=bootstrap_servers,
             beacon=self.beacon,
         )
 

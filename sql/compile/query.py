@@ -8,9 +8,7 @@ from typing import Any
 from sqlglot import exp
 
 from sql.bind.scope import BoundRelation, Scope, offset_of
-from sql.compile.as_of import STRATEGY as AS_OF_STRATEGY
 from sql.compile.as_of import as_of_source, as_of_time
-from sql.compile.as_of import describe as describe_as_of
 from sql.compile.context import CompileContext
 from sql.compile.expr import ExprCompiler
 from sql.compile.select import combine, compile_conjuncts, compile_parts
@@ -36,6 +34,8 @@ from sql.operators import sources
 from sql.operators.aggregate import AggregateOperator, StreamAggregate
 from sql.operators.join import Stage, join_stage, lookup_join_stage
 from sql.operators.window import WindowedAggregate
+from sql.plan.as_of_lookup import STRATEGY as AS_OF_STRATEGY
+from sql.plan.as_of_lookup import describe as describe_as_of
 from sql.runtime import Compiled, Env, Fn, Read
 from sql.runtime.parts import SelectParts
 from sql.types import SqlType, converter

@@ -13,11 +13,19 @@ from sqlglot import exp
 
 from sql import logic
 from sql.bind.scope import Scope, offset_of
-from sql.compile.as_of import as_of_time, check_as_of
+from sql.compile.as_of import as_of_time, check_as_of, missing_as_of_key
 from sql.compile.context import CompileContext
 from sql.compile.expr import ExprCompiler
 from sql.compile.select import combine, compile_conjuncts, compile_parts
-from sql.compile.subquery_join import bind_joins, chained, explain_chain, plan_joined
+from sql.compile.strategies import build_maintained, build_source
+from sql.compile.subquery_join import (
+    bind_joins,
+    build_joined_cache,
+    chained,
+    explain_chain,
+    first_table_view,
+    reorder_joins,
+)
 from sql.errors import (
     E_SCALAR_ROWS,
     E_SUBQUERY_COLUMNS,
@@ -31,13 +39,13 @@ from sql.errors import (
     suggest,
 )
 from sql.operators.inner import InnerQuery, by_key
-from sql.operators.maintained import Aggregate, CachedRows, InSet, RowCount
+from sql.operators.maintained import Aggregate, CachedRows, InSet, Maintained, RowCount
 from sql.operators.sources import KeyLookup
 from sql.plan.as_of_lookup import as_of_key_lookup
 from sql.plan.planner import plan_subquery
 from sql.plan.shape import Plan, SubqueryShape
-from sql.runtime import Compiled, Env
-from sql.types import ANY, BOOLEAN, comparable
+from sql.runtime import Compiled, Env, Fn
+from sql.types import ANY, BOOLEAN, comparable, mismatch_hint
 from tables.protocol import Table
 
 
@@ -87,6 +95,7 @@ def compile_subquery(
             sql=ctx.sql,
             offset=offset_of(select),
         )
+    select = reorder_joins(ctx, select)
     from_ = select.args.get("from_") or select.args.get("from")
     assert from_ is not None
     table_node, table = resolve_table(ctx, from_.this, want="subquery")
@@ -115,7 +124,8 @@ def compile_subquery(
         )
     if kind == "in" and lhs is not None and not comparable(lhs.type, parts.outputs[0].type):
         raise SqlTypeError(
-            E_TYPE_MISMATCH.format(op="IN", left=lhs.type, right=parts.outputs[0].type),
+            E_TYPE_MISMATCH.format(op="IN", left=lhs.type, right=parts.outputs[0].type)
+            + mismatch_hint(lhs.type, parts.outputs[0].type),
             sql=ctx.sql,
             offset=offset_of(node),
         )
@@ -143,19 +153,22 @@ def compile_subquery(
         tables,
         ctx.slots.count,
     )
-    if at is not None:
-        plan = as_of_key_lookup(ctx, table_node, shape, at)
-        if steps:
-            assert plan.source is not None
-            plan.source = chained(plan.source, rel, steps)
-    elif steps:
-        plan = plan_joined(shape, steps)
+    if at is None:
+        # Over a join, the planner chooses the first table's access (or a cached result);
+        # each joined table's access was chosen when it was bound.
+        plan = plan_subquery(first_table_view(shape, steps) if steps else shape, ctx.rules)
     else:
-        plan = plan_subquery(shape)
-    for m in (plan.maintained,):
-        unsub = getattr(m, "unsubscribe", None)
-        if callable(unsub):
-            ctx.closers.append(unsub)
+        as_of = as_of_key_lookup(table_node, shape)
+        if as_of is None:
+            raise missing_as_of_key(ctx, table_node, table, shape.key_field)
+        plan = as_of
+    maintained: Maintained | CachedRows | None = None
+    if plan.maintained is not None:
+        if steps:
+            maintained = build_joined_cache(plan, shape, steps)
+        else:
+            maintained = build_maintained(plan, shape)
+        ctx.closers.append(maintained.unsubscribe)
     corr = "correlated" if shape.correlated else "uncorrelated"
     flag = "  !! last resort" if plan.flagged or any(s.flagged for s in steps) else ""
     on = table.name + "".join(
@@ -166,11 +179,22 @@ def compile_subquery(
         f"Subquery #{sid} {kind.upper()} ({corr}) on {on}: "
         f"{plan.strategy} [{plan.detail}]{explain_chain(steps)}{flag}",
     )
-    return _adapter(kind, shape, plan, lhs)
+    source = None
+    if plan.access is not None:
+        source = build_source(plan.access, table, at.fn if at is not None else None)
+        if steps:
+            source = chained(source, rel, steps)
+    return _adapter(kind, shape, plan, maintained, source, lhs)
 
 
-def _adapter(kind: str, shape: SubqueryShape, plan: Plan, lhs: Compiled | None) -> Compiled:
-    m = plan.maintained
+def _adapter(
+    kind: str,
+    shape: SubqueryShape,
+    plan: Plan,
+    m: object,
+    source: Fn | None,
+    lhs: Compiled | None,
+) -> Compiled:
     if isinstance(m, InSet):
         assert lhs is not None
         fx, contains = lhs.fn, m.contains
@@ -183,17 +207,15 @@ def _adapter(kind: str, shape: SubqueryShape, plan: Plan, lhs: Compiled | None) 
         return Compiled(lambda e: result(), shape.parts.outputs[0].type)
     if isinstance(m, CachedRows):
         return _over_rows(kind, lambda e: m.get(), shape, lhs)
-    assert plan.source is not None
+    assert source is not None
     rel = shape.relation
-    if isinstance(plan.source, KeyLookup):
+    if isinstance(source, KeyLookup):
         where = combine(plan.residual)
-        fused = by_key(kind, plan.source, rel.value_slot, rel.meta_slot, where, shape.parts)
+        fused = by_key(kind, source, rel.value_slot, rel.meta_slot, where, shape.parts)
         if fused is not None:
             t = BOOLEAN if kind == "exists" else shape.parts.outputs[0].type
             return Compiled(fused, t if t is not None else ANY)
-    inner = InnerQuery(
-        plan.source, rel.value_slot, rel.meta_slot, combine(plan.residual), shape.parts
-    )
+    inner = InnerQuery(source, rel.value_slot, rel.meta_slot, combine(plan.residual), shape.parts)
     return _over_rows(kind, inner.rows, shape, lhs)
 
 

@@ -12,10 +12,7 @@ from app.factory import EXIT_CONFIG
 from tests.integration.agents.support import topics, until, worker_env, write_pipeline
 from tests.support.worker import Worker
 
-pytestmark = [
-    pytest.mark.broker,
-    pytest.mark.parametrize("broker_kind", ["tansu"], indirect=True),
-]
+pytestmark = [pytest.mark.broker, pytest.mark.tansu_only]
 
 
 async def test_tansu_refuses_exactly_once(

@@ -21,7 +21,7 @@ from tests.support.kafka import unique
 
 pytestmark = [
     pytest.mark.broker,
-    pytest.mark.parametrize("broker_kind", ["kafka"], indirect=True),
+    pytest.mark.kafka_only,
 ]
 
 Rec = namedtuple("Rec", "offset key value")
