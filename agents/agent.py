@@ -39,7 +39,7 @@ from mode import Service
 
 from agents.compiling import QueryBuilder
 from agents.delivery import Delivery, Inflight
-from agents.fetch import getmany_raw, supported
+from agents.fetch import getmany_raw, highwater, supported
 from agents.metrics import QueryStats
 from agents.pipeline import Pipeline, QueryDef
 from agents.process import BatchCounts, RawRecord
@@ -47,8 +47,7 @@ from agents.sink import Output
 from agents.state import QueryState, StateMismatch, Verifier
 from agents.transaction import Transactions
 from agents.transactional import transactional_step, txns_assigned, txns_revoked
-from sql.errors import StateError
-from sql.query import CompiledQuery
+from sql import CompiledQuery, StateError
 from tables.protocol import Table
 from tables.store import StoreBatch
 from tables.topics import topic_partitions
@@ -380,7 +379,7 @@ class QueryAgent(Service):
         stats.tombstones += counts.tombstones
         stats.batches += 1
         for tp, off in offsets.items():
-            stats.partitions[tp.partition] = (off, consumer.highwater(tp))
+            stats.partitions[tp.partition] = (off, highwater(consumer, tp))
 
     def _state_batch(self, counts: BatchCounts) -> StoreBatch | None:
         state, query = self._state, self.query
@@ -394,7 +393,7 @@ class QueryAgent(Service):
             return
         for tp in consumer.assignment():
             pos, _ = self.stats.partitions.get(tp.partition, (0, None))
-            hw = consumer.highwater(tp)
+            hw = highwater(consumer, tp)
             if hw is not None:
                 self.stats.partitions[tp.partition] = (pos, hw)
 

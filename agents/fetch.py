@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -136,3 +137,27 @@ def _aborted(part: Any, batch: Any) -> bool:
     if batch.is_control_batch and part._contains_abort_marker(batch):
         part._aborted_producers.discard(batch.producer_id)
     return bool(batch.is_transactional and batch.producer_id in part._aborted_producers)
+
+
+def highwater(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """The partition's last seen high-watermark; None while it is not assigned.
+
+    ``consumer.highwater`` asserts the assignment. A group rebalance can drop a partition between
+    a fetch and the bookkeeping after it (on Apache Kafka, whose rebalances are quick, it does).
+    """
+    if tp not in consumer.assignment():
+        return None
+    hw: int | None = consumer.highwater(tp)
+    return hw
+
+
+async def still_current(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, msgs: Sequence[Any]
+) -> bool:
+    """Whether records fetched before a lock was taken still follow the consumer's position.
+
+    A rebalance in between may have sought the partition (a task reopened at its stored offset,
+    the committed offset): records fetched from where the group's offset reset put it first
+    would skip or repeat records.
+    """
+    return bool(await consumer.position(tp) >= msgs[-1].offset + 1)

@@ -50,6 +50,10 @@ class QueryStats:
     #: partition's beginning.
     replays: int = 0
     error: str | None = None
+    #: Exactly-once: transactions committed and aborted, seconds spent committing them.
+    transactions: int = 0
+    transactions_aborted: int = 0
+    commit_seconds: float = 0.0
     #: Per source partition: (position, high-watermark).
     partitions: dict[int, tuple[int, int | None]] = field(default_factory=dict)
     #: Seconds from a batch's fetch to the broker's ack of its outputs.
@@ -102,6 +106,9 @@ class QueryStats:
             "rebuilds": self.rebuilds,
             "replays": self.replays,
             "duplicates_skipped": self.duplicates_skipped,
+            "transactions": self.transactions,
+            "transactions_aborted": self.transactions_aborted,
+            "commit_seconds": round(self.commit_seconds, 3),
             "error": self.error,
             "uptime_s": round(time.time() - self.started, 1),
         }

@@ -23,11 +23,19 @@ from sqlglot.tokenizer_core import Token, TokenType
 
 from agents.codec import make_row_check
 from core.errors import ConfigError, TablestreamError
-from sql.catalog import Catalog
-from sql.dialect import Declaration, Tablestream, split_statement
-from sql.errors import SqlCompileError, UnsupportedError, position
-from sql.parse import Script, parse_script
-from sql.query import CompiledQuery, compile_query
+from sql import (
+    Catalog,
+    CompiledQuery,
+    Declaration,
+    Script,
+    SqlCompileError,
+    Tablestream,
+    UnsupportedError,
+    compile_query,
+    parse_script,
+    position,
+    split_statement,
+)
 from tables.memory import MemoryTable
 from tables.protocol import Table
 from tables.spec import TableSpec

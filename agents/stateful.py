@@ -33,7 +33,7 @@ from mode import Service
 from agents.agent import AgentConfig, TablesReady, log_summaries
 from agents.compiling import QueryBuilder
 from agents.delivery import Delivery, Inflight
-from agents.fetch import getmany_raw, supported
+from agents.fetch import getmany_raw, highwater, still_current, supported
 from agents.metrics import QueryStats
 from agents.pipeline import Pipeline, QueryDef, repartition_topic
 from agents.sink import Output
@@ -134,7 +134,7 @@ class StatefulAgent(Service):
         # partition for a reset, which the group's committed offset would then win over. The
         # topic is never truncated (retention.ms=-1): it begins at 0.
         consumer.seek(task.tp, task.seek_offset)
-        self.stats.partitions[task.tp.partition] = (task.position, consumer.highwater(task.tp))
+        self.stats.partitions[task.tp.partition] = (task.position, highwater(consumer, task.tp))
 
     async def assign(self, assigned: set[TopicPartition]) -> None:
         """Tasks for exactly the ``assigned`` partitions, each sought to where its state is."""
@@ -165,9 +165,9 @@ class StatefulAgent(Service):
         assert consumer is not None
         committed = await consumer.committed(task.tp)
         if self.txns is not None:
-            align(self.qdef.name, task, committed)
-        highwater = consumer.highwater(task.tp)
-        if committed is not None and (highwater is None or committed <= highwater):
+            committed = align(self.qdef.name, task, self.txns, committed)
+        hw = highwater(consumer, task.tp)
+        if committed is not None and (hw is None or committed <= hw):
             task.quiet_until = committed
             if committed > task.position:
                 logger.info(I_QUIET, self.qdef.name, self.topic, task.tp.partition, committed)
@@ -247,7 +247,7 @@ class StatefulAgent(Service):
             for task in self.tasks.values():
                 # A topic that ends before the offset a state reflects is not the one it came
                 # from (a fetch past the end may just come back empty: checked every step).
-                task.check_highwater(consumer.highwater(task.tp))
+                task.check_highwater(highwater(consumer, task.tp))
             if not fetched:
                 self._update_lag()
                 await self.delivery.commit_if_idle()
@@ -261,7 +261,11 @@ class StatefulAgent(Service):
             runs: list[tuple[AggregateTask, Any]] = []
             for tp, msgs in fetched.items():
                 owner = self.tasks.get(tp.partition)
-                if owner is not None and tp.topic == self.topic:
+                if (
+                    owner is not None
+                    and tp.topic == self.topic
+                    and await still_current(consumer, tp, msgs)
+                ):
                     runs.append((owner, owner.verify(msgs)))
                 # else: revoked after the fetch; its new owner reads it
             for owner, msgs in runs:
@@ -270,14 +274,15 @@ class StatefulAgent(Service):
                 counts, batch = owner.run(msgs, self.output)
                 if batch is not None:
                     writes.append((owner.state, batch))
-                    offsets[owner.tp] = owner.position
+                    # Never below what the partition's previous owner committed (quiet replay).
+                    offsets[owner.tp] = max(owner.position, owner.quiet_until)
                 stats.records_in += counts.records_in
                 stats.records_out += counts.records_out
                 stats.dead_letters += counts.dead_letters
                 stats.add_dead_letters(counts.reasons)
                 stats.tombstones += counts.tombstones
                 stats.duplicates_skipped += owner.duplicates - before
-                stats.partitions[tp.partition] = (owner.position, consumer.highwater(tp))
+                stats.partitions[tp.partition] = (owner.position, highwater(consumer, tp))
             futures = await self.output.flush()
             await self.delivery.put(Inflight(futures, offsets, writes, started))
             stats.batches += 1
@@ -287,7 +292,7 @@ class StatefulAgent(Service):
         if consumer is None:
             return
         for p, task in self.tasks.items():
-            hw = consumer.highwater(task.tp)
+            hw = highwater(consumer, task.tp)
             if hw is not None:
                 self.stats.partitions[p] = (task.position, hw)
 

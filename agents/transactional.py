@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agents.fetch import highwater, still_current
 from agents.process import BatchCounts
 from agents.transaction import Failed, Transactions
 from core.errors import ConfigError
@@ -65,33 +66,49 @@ async def transactional_step(
     stats = agent.stats
     started = time.monotonic()
     async with txns.lock:
+        if txns.closed:
+            return  # stopping: what was fetched is read again after the restart
         if fetched:
             assigned = consumer.assignment()
             for tp, msgs in fetched.items():
-                if tp not in assigned or not msgs:
-                    continue  # revoked after the fetch: its new owner reads it
+                if tp not in assigned or not msgs or not await still_current(consumer, tp, msgs):
+                    continue  # revoked or sought after the fetch
                 output = await txns.begin(tp)
                 counts = processor.run_fetched({tp: msgs}, output)
                 offset = msgs[-1].offset + 1
                 await txns.sent(tp, offset)
                 _add(stats, counts)
-                stats.partitions[tp.partition] = (offset, consumer.highwater(tp))
             stats.batches += 1
-        else:
-            agent._update_lag()
+        await _positions(stats, consumer)
         if not fetched or txns.due():
             failed = await txns.commit(everything=not fetched)
+            _count(stats, txns)
             if fetched:
                 stats.latencies.append(time.monotonic() - started)
         else:
             failed = Failed()
     if failed:
-        await _rewind(consumer, failed)
+        await _rewind(consumer, txns, failed)
 
 
-async def _rewind(consumer: AIOKafkaConsumer, failed: Failed) -> None:
+def _count(stats: Any, txns: Transactions) -> None:
+    stats.transactions = txns.commits
+    stats.transactions_aborted = txns.aborts
+    stats.commit_seconds = txns.commit_seconds
+
+
+async def _positions(stats: Any, consumer: AIOKafkaConsumer) -> None:
+    """Positions and high-watermarks for the lag: the consumer's position, not the last record's
+    offset + 1 — a transaction's commit marker takes an offset after its records."""
+    for tp in consumer.assignment():
+        hw = highwater(consumer, tp)
+        if hw is not None:
+            stats.partitions[tp.partition] = (await consumer.position(tp), hw)
+
+
+async def _rewind(consumer: AIOKafkaConsumer, txns: Transactions, failed: Failed) -> None:
     for tp in failed.aborted:
-        committed = await consumer.committed(tp)
+        committed = txns.committed_offset(tp, await consumer.committed(tp))
         if committed is None:
             await consumer.seek_to_beginning(tp)
         else:
@@ -116,7 +133,7 @@ async def txns_assigned(
         await txns.stop(keep=assigned)
         await txns.start(assigned)
         for tp in assigned:
-            committed = await consumer.committed(tp)
+            committed = txns.committed_offset(tp, await consumer.committed(tp))
             if committed is not None:
                 consumer.seek(tp, committed)
         if assigned:
@@ -135,14 +152,20 @@ async def stateful_step(
     stats = agent.stats
     started = time.monotonic()
     async with agent._lock:
+        if txns.closed:
+            return  # stopping: what was fetched is read again after the restart
         for task in agent.tasks.values():
-            task.check_highwater(consumer.highwater(task.tp))
+            task.check_highwater(highwater(consumer, task.tp))
         if fetched:
             # Every partition verified before any runs, as in at-least-once (StatefulAgent._step).
             runs: list[tuple[AggregateTask, Any]] = []
             for tp, msgs in fetched.items():
                 owner = agent.tasks.get(tp.partition)
-                if owner is not None and tp.topic == agent.topic:
+                if (
+                    owner is not None
+                    and tp.topic == agent.topic
+                    and await still_current(consumer, tp, msgs)
+                ):
                     runs.append((owner, owner.verify(msgs)))
             for owner, msgs in runs:
                 if not msgs:
@@ -151,15 +174,17 @@ async def stateful_step(
                 before = owner.duplicates
                 output = await txns.begin(tp)
                 counts, batch = owner.run(msgs, output)
-                await txns.sent(tp, owner.position, [] if batch is None else [(owner.state, batch)])
+                # Never commit below what is committed: records replayed only to rebuild state
+                # (below quiet_until) were committed by an earlier owner.
+                offset = max(owner.position, owner.quiet_until)
+                await txns.sent(tp, offset, [] if batch is None else [(owner.state, batch)])
                 _add(stats, counts)
                 stats.duplicates_skipped += owner.duplicates - before
-                stats.partitions[tp.partition] = (owner.position, consumer.highwater(tp))
             stats.batches += 1
-        else:
-            agent._update_lag()
+        await _positions(stats, consumer)
         if not fetched or txns.due():
             failed = await txns.commit(everything=not fetched)
+            _count(stats, txns)
             if fetched:
                 stats.latencies.append(time.monotonic() - started)
         else:
@@ -189,9 +214,12 @@ async def _reopen(agent: StatefulAgent, consumer: AIOKafkaConsumer, failed: Fail
         consumer.pause(*failed.fenced)
 
 
-def align(agent_name: str, task: AggregateTask, committed: int | None) -> None:
-    """Local state must not be ahead of the committed offset (it is written only after a commit;
-    ahead means it came from elsewhere, e.g. an at-least-once run): then it is rebuilt."""
+def align(name: str, task: AggregateTask, txns: Transactions, answered: int | None) -> int | None:
+    """The task's committed offset (:meth:`Transactions.committed_offset`). Local state must not
+    be ahead of it (state is written only after a commit; ahead, it came from elsewhere, e.g. an
+    at-least-once run): then the task is reset, to replay up to it."""
+    committed = txns.committed_offset(task.tp, answered)
     if task.position > (committed or 0):
-        logger.info(I_RESET, agent_name, task.tp.topic, task.tp.partition, committed)
+        logger.info(I_RESET, name, task.tp.topic, task.tp.partition, committed)
         task.reset()
+    return committed

@@ -23,15 +23,19 @@ import faust
 from agents.agent import AgentConfig
 from agents.pipeline import load_pipeline
 from agents.service import PipelineService
+from agents.transaction import probe_transactions
+from agents.transactional import check_queries
 from app.cli import register_commands
-from app.settings import Settings
-from app.web import register_web
+from app.health import register_health
+from app.settings import Settings, env_name
+from app.web import register_home, register_web
 from core import codec
 from core.errors import ConfigError, TablestreamError
 from tables.registry import TableRegistry
 
 #: Exit status of a worker or command stopped by a bad setting or pipeline (as click's usage).
 EXIT_CONFIG = 2
+E_DATA_DIR = "{variable}='{path}': the data directory cannot be created ({error.strerror})"
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ def create_app(settings: Settings) -> faust.App:
         autodiscover=False,
     )
     app.tablestream_settings = settings  # type: ignore[attr-defined]
+    register_home(app)
     register_commands(app, settings)
     return app
 
@@ -90,7 +95,13 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
     codec.set_max_depth(settings.json_max_depth)  # before any decoder is made
     pipeline = load_pipeline(settings.pipeline, settings.tables) if settings.pipeline else None
     specs = tuple(pipeline.tables.values()) if pipeline is not None else settings.tables
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            E_DATA_DIR.format(variable=env_name("data_dir"), path=settings.data_dir, error=exc),
+            variable=env_name("data_dir"),
+        ) from exc
     registry = TableRegistry(
         specs,
         data_dir=settings.data_dir,
@@ -107,6 +118,9 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
     # consumers join their groups while faust joins its own (bench/restart.py).
     app.add_dependency(registry)
     pipelines = None
+    if pipeline is not None and settings.exactly_once:
+        check_queries(pipeline.queries)
+        probe_transactions(settings.bootstrap_servers, f"{settings.app_id}-probe")
     if pipeline is not None:
         config = AgentConfig(
             bootstrap_servers=settings.bootstrap_servers,
@@ -129,6 +143,7 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
             pipeline, registry, config, settings.default_partitions, beacon=app.beacon
         )
         app.add_dependency(pipelines)
+    register_health(app, registry, pipelines, max_age=settings.live_max_age)
     register_web(
         app,
         registry,
@@ -156,6 +171,4 @@ class TablestreamWorker(faust.Worker):
                 wire(app, app.tablestream_settings)  # type: ignore[attr-defined]
             except TablestreamError as exc:
                 exit_config_error(exc)
-            except OSError as exc:  # the data directory cannot be created
-                exit_config_error(ConfigError(str(exc)))
         super().__init__(app, *services, **kwargs)

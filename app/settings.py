@@ -112,6 +112,8 @@ class Settings:
     #: :mod:`agents.transaction`; needs a broker with transactions, checked at start).
     processing_guarantee: str = field(default="at_least_once", metadata={"choices": GUARANTEES})
     log_level: str = field(default="info", metadata={"choices": LOG_LEVELS})
+    #: ``GET /live`` fails when the event loop's heartbeat is older than this, seconds.
+    live_max_age: float = field(default=30.0, metadata=_at_least(2))
     #: Not read from the environment: free-form values given in code.
     extra: Mapping[str, str] = field(default_factory=dict, metadata={"env": False})
 

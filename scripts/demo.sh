@@ -37,7 +37,7 @@ export TABLESTREAM_SESSION_TIMEOUT=${TABLESTREAM_SESSION_TIMEOUT:-6}
 .venv/bin/faust -A app worker -l info > "$DEMO_DIR/worker.log" 2>&1 &
 pids+=($!)
 echo "== worker: faust -A app worker (log: $DEMO_DIR/worker.log)"
-echo "== web views: http://127.0.0.1:$WEB_PORT/tables/  ·  /tables/users/42  ·  /queries/"
+echo "== inspector: http://127.0.0.1:$WEB_PORT/  (JSON: /tables/  ·  /tables/users/42  ·  /queries/)"
 
 .venv/bin/python -m examples.orders.generate --broker "$BROKER" \
-  --web "http://127.0.0.1:$WEB_PORT" "$@"
+  --web "http://127.0.0.1:$WEB_PORT" --dlq "${TABLESTREAM_DLQ_TOPIC:-tablestream-dlq}" "$@"

@@ -37,7 +37,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tables.apply import Malformed
-from tables.topics import TopicSpec
+from tables.topics import TopicSpec, topic_partitions
 
 logger = logging.getLogger(__name__)
 
@@ -221,8 +221,7 @@ async def read_dead_letters(
     )
     await consumer.start()
     try:
-        await consumer.topics()
-        parts = sorted(consumer.partitions_for_topic(topic) or ())
+        parts = sorted(await topic_partitions(consumer, topic))
         tps = [TopicPartition(topic, p) for p in parts]
         if not tps:
             return []

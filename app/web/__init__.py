@@ -24,10 +24,21 @@ from tables.protocol import Table
 if TYPE_CHECKING:
     from agents.service import PipelineService
 
-__all__ = ["WebContext", "key_history", "register_web"]
+__all__ = ["WebContext", "key_history", "register_home", "register_web"]
 
 #: Seconds between two samples of the counters behind the rolling rates.
 SAMPLE_INTERVAL_S = 1.0
+
+
+def register_home(app: faust.App) -> None:
+    """``/`` redirects to the inspector. Mounted when the app is built (app.factory.create_app),
+    before faust mounts its own ``/`` index (at ``faust -A app`` start, before any worker wires
+    its tables): the first route of a path is the one served."""
+
+    @app.page("/")
+    class Home(View):
+        async def get(self, request: Request) -> Response:
+            raise web.HTTPFound("/ui/")
 
 
 def register_web(
@@ -46,11 +57,6 @@ def register_web(
     register_api(ctx)
     register_table_pages(ctx)
     register_ops_pages(ctx)
-
-    @app.page("/")
-    class Home(View):
-        async def get(self, request: Request) -> Response:
-            raise web.HTTPFound("/ui/")
 
     @app.timer(SAMPLE_INTERVAL_S)
     async def sample_rates() -> None:

@@ -1,5 +1,5 @@
-"""Dead letters read back from their topic for the inspector: the latest records of every
-partition, with the reason and source position from their headers (``tables.deadletter``).
+"""Dead letters for the inspector: read back by :func:`tables.deadletter.read_dead_letters`
+(the one module owning their format), filtered, their bytes made showable.
 
 Keys and values are the original bytes of a record that could not be processed: anything at
 all. They are shown as text when they are UTF-8 (truncated) and as hex otherwise; the pages
@@ -8,14 +8,10 @@ escape the text like every other value.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
-from tables.deadletter import H_OFFSET, H_PARTITION, H_REASON, H_SOURCE, H_TIMESTAMP, H_TOPIC
+from tables.deadletter import DeadLetter, read_dead_letters
 
 #: Characters of a key or value shown; bytes shown as hex when not text.
 TEXT_MAX = 2000
@@ -56,117 +52,60 @@ def show_bytes(data: bytes | None) -> Shown:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
-    reason: str
-    #: Who sent it: ``query:<name>`` or ``table:<name>``.
-    source: str
-    topic: str
-    partition: int | None
-    offset: int | None
-    timestamp: int | None
+class DeadLetterView:
+    """A dead letter (:class:`tables.deadletter.DeadLetter`) with its bytes made showable."""
+
+    letter: DeadLetter
     key: Shown
     value: Shown
-    #: Where the dead letter itself is: its own partition and offset in the dead-letter topic.
-    dlq_partition: int
-    dlq_offset: int
-    dlq_timestamp: int
 
-    @property
-    def query(self) -> str | None:
-        kind, _, name = self.source.partition(":")
-        return name if kind == "query" else None
+    @classmethod
+    def of(cls, letter: DeadLetter) -> DeadLetterView:
+        return cls(letter, show_bytes(letter.key), show_bytes(letter.value))
 
     def as_dict(self) -> dict[str, Any]:
+        d = self.letter
         return {
-            "reason": self.reason,
-            "source": self.source,
-            "topic": self.topic,
-            "partition": self.partition,
-            "offset": self.offset,
-            "timestamp": self.timestamp,
+            "reason": d.reason,
+            "source": d.source,
+            "topic": d.topic,
+            "partition": d.partition if d.partition >= 0 else None,
+            "offset": d.offset if d.offset >= 0 else None,
+            "timestamp": d.timestamp if d.timestamp >= 0 else None,
             "key": self.key.as_dict(),
             "value": self.value.as_dict(),
             "dlq": {
-                "partition": self.dlq_partition,
-                "offset": self.dlq_offset,
-                "timestamp": self.dlq_timestamp,
+                "partition": d.dlq_partition,
+                "offset": d.dlq_offset,
+                "timestamp": d.dlq_timestamp,
             },
         }
 
 
-def _int(text: str | None) -> int | None:
-    try:
-        return int(text) if text is not None else None
-    except ValueError:
-        return None
-
-
-def parse(record: Any) -> DeadLetter:
-    headers = {k: v.decode("utf-8", "replace") for k, v in (record.headers or ())}
-    return DeadLetter(
-        reason=headers.get(H_REASON, "(no reason header)"),
-        source=headers.get(H_SOURCE, ""),
-        topic=headers.get(H_TOPIC, ""),
-        partition=_int(headers.get(H_PARTITION)),
-        offset=_int(headers.get(H_OFFSET)),
-        timestamp=_int(headers.get(H_TIMESTAMP)),
-        key=show_bytes(record.key),
-        value=show_bytes(record.value),
-        dlq_partition=record.partition,
-        dlq_offset=record.offset,
-        dlq_timestamp=record.timestamp,
-    )
-
-
-def matches(letter: DeadLetter, reason: str | None, query: str | None) -> bool:
+def matches(letter: DeadLetter, reason: str | None, name: str | None) -> bool:
+    """``reason``: a case-insensitive substring of the reason; ``name``: the query's or the
+    table's name (or the whole source, ``query:<name>``)."""
     if reason and reason.lower() not in letter.reason.lower():
         return False
-    return not query or letter.source.partition(":")[2] == query or letter.source == query
+    return not name or letter.name == name or letter.source == name
 
 
-async def read_dead_letters(
+async def dead_letters(
     bootstrap_servers: str,
     topic: str,
     *,
     limit: int,
     reason: str | None = None,
-    query: str | None = None,
-    client_id: str = "tablestream-inspector",
-) -> list[DeadLetter]:
-    """The latest ``limit`` dead letters matching ``reason`` (a substring) and ``query``, newest
-    first; at most ``SCAN_PER_PARTITION`` records of each partition are read back."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
-        client_id=client_id,
-        group_id=None,
-        enable_auto_commit=False,
+    name: str | None = None,
+) -> list[DeadLetterView]:
+    """The latest ``limit`` dead letters matching ``reason`` and ``name``, newest first, among
+    the newest ``SCAN_PER_PARTITION`` of each partition (read by :mod:`tables.deadletter`)."""
+    letters = await read_dead_letters(
+        bootstrap_servers,
+        topic,
+        limit=1_000_000,  # every record scanned: the filters here narrow them
+        scan=SCAN_PER_PARTITION,
+        timeout=READ_TIMEOUT_S,
     )
-    await consumer.start()
-    try:
-        await consumer.topics()  # metadata: the topic's partitions
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        begins = await consumer.beginning_offsets(tps)
-        todo = {}
-        for tp in tps:
-            start = max(begins[tp], ends[tp] - SCAN_PER_PARTITION)
-            if start < ends[tp]:
-                consumer.seek(tp, start)
-                todo[tp] = ends[tp]
-        found: list[DeadLetter] = []
-        deadline = time.monotonic() + READ_TIMEOUT_S
-        while todo and time.monotonic() < deadline:
-            batch = await consumer.getmany(*todo, timeout_ms=200)
-            for tp, records in batch.items():
-                found += [d for d in map(parse, records) if matches(d, reason, query)]
-                if records and records[-1].offset + 1 >= todo.get(tp, 0):
-                    todo.pop(tp, None)
-            await asyncio.sleep(0)
-    finally:
-        await consumer.stop()
-    found.sort(key=lambda d: (d.dlq_timestamp, d.dlq_offset), reverse=True)
-    return found[:limit]
+    kept = [d for d in letters if matches(d, reason, name)]
+    return [DeadLetterView.of(d) for d in kept[:limit]]

@@ -9,6 +9,7 @@ from sqlglot import exp
 
 from sql.bind.scope import Scope, Slots
 from sql.catalog import Catalog
+from sql.plan.planner import RULES, Rule
 from sql.runtime import Compiled
 from sql.types import SqlType
 
@@ -53,6 +54,8 @@ class CompileContext:
     #: Stream records arrive with their declared columns already of their SQL types (the
     #: agents' decoder does it): column reads skip the conversion.
     typed_streams: bool = False
+    #: The planner's rules, cheapest first (``compile_query(rules=...)`` narrows them).
+    rules: tuple[Rule, ...] = RULES
 
     def next_id(self) -> int:
         self.counter += 1

@@ -5,7 +5,6 @@ Shared by the stream query and by every subquery, so both accept the same SQL.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sqlglot import exp
@@ -21,19 +20,10 @@ from sql.errors import (
     SqlTypeError,
     UnsupportedError,
 )
+from sql.plan.shape import Conjunct
 from sql.runtime import Compiled, Env, Fn
 from sql.runtime.parts import Aggregation, SelectParts
-from sql.types import BOOLEAN, comparable
-
-
-@dataclass(slots=True)
-class Conjunct:
-    """One AND-ed condition; ``pin`` = (column of the relation, the value it must equal)."""
-
-    node: exp.Expr
-    fn: Fn
-    slots: set[int]
-    pin: tuple[str, Compiled] | None = None
+from sql.types import BOOLEAN, comparable, mismatch_hint
 
 
 def and_terms(node: exp.Expr | None) -> list[exp.Expr]:
@@ -58,7 +48,13 @@ def compile_conjuncts(
                 b = ec.compile(node.expression)
             if not comparable(a.type, b.type):
                 raise SqlTypeError(
-                    E_TYPE_MISMATCH.format(op="=", left=a.type, right=b.type),
+                    E_TYPE_MISMATCH.format(op="=", left=a.type, right=b.type)
+                    + mismatch_hint(
+                        a.type,
+                        b.type,
+                        node.this.sql(dialect="duckdb"),
+                        node.expression.sql(dialect="duckdb"),
+                    ),
                     sql=ec.ctx.sql,
                     offset=offset_of(node),
                 )

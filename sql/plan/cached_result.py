@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-from sql.compile.select import combine
-from sql.operators import sources
-from sql.operators.inner import InnerQuery
-from sql.operators.maintained import CachedRows
 from sql.plan.shape import Plan, SubqueryShape
 
 
 def cached_result(shape: SubqueryShape) -> Plan | None:
     if shape.correlated:
         return None
-    rel = shape.relation
-    inner = InnerQuery(
-        sources.scan(shape.table),
-        rel.value_slot,
-        rel.meta_slot,
-        combine(shape.conjuncts),
-        shape.parts,
-    )
-    structure = CachedRows(inner, shape.tables, shape.env_size)
     names = ", ".join(sorted({t.name for t in shape.tables}))
     return Plan(
         "maintained result",
         f"recomputed on first use after a change to {names}",
-        maintained=structure,
+        residual=list(shape.conjuncts),
+        maintained="cached_rows",
     )

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from sql.operators import sources
-from sql.plan.shape import Plan, SubqueryShape
+from sql.plan.shape import Access, Plan, SubqueryShape
 
 
 def full_scan(shape: SubqueryShape) -> Plan | None:
     return Plan(
         "FULL SCAN",
         "per record; no key, index or uncorrelated plan applies",
-        source=sources.scan(shape.table),
+        access=Access("scan"),
         residual=list(shape.conjuncts),
         flagged=True,
     )

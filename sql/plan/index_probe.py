@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from sql.operators import sources
-from sql.plan.shape import Plan, SubqueryShape
+from sql.plan.shape import Access, Plan, SubqueryShape
 
 
 def index_probe(shape: SubqueryShape) -> Plan | None:
@@ -14,11 +13,10 @@ def index_probe(shape: SubqueryShape) -> Plan | None:
         if column not in shape.relation.schema.columns and shape.relation.schema.closed:
             continue
         # The pin stays in the residual: the index narrows by Python equality, SQL decides.
-        residual = list(shape.conjuncts)
         return Plan(
             "index probe",
             c.node.sql(dialect="duckdb"),
-            source=sources.index_probe(shape.table, column, value.fn),
-            residual=residual,
+            access=Access("index_probe", value, column),
+            residual=list(shape.conjuncts),
         )
     return None

@@ -15,6 +15,7 @@ import pytest
 from app.broker import Broker
 from core import codec
 from tables.deadletter import H_OFFSET, H_REASON, H_SOURCE, H_TOPIC
+from tables.topics import TopicSpec, ensure_topics
 from tests.integration.agents.support import (
     LIMITS,
     USERS,
@@ -72,6 +73,7 @@ async def test_pipeline_end_to_end(broker: Broker, tmp_path: Path, workers: list
     ]
     malformed = [(b"m1", b"{not json"), (b"m2", b"[1, 2]")]
     msgs = [(str(o["order_id"]).encode(), codec.dumps(o)) for o in first]
+    await ensure_topics(broker.url, [TopicSpec(names["orders"], 2)])  # as the pipeline declares
     await produce(broker.url, names["orders"], msgs[:3] + malformed[:1] + msgs[3:] + malformed[1:])
 
     pipeline = write_pipeline(tmp_path, names)

@@ -39,7 +39,10 @@ async def test_two_workers_of_one_app_each_hold_every_key(
     for w in workers:
         stats = await asyncio.to_thread(w.table, "users")
         assert stats["size"] == 5_000
-        assert get_json(f"{w.web}/ready") == (200, {"ready": True, "waiting_for": []})
+        assert get_json(f"{w.web}/ready") == (
+            200,
+            {"ready": True, "waiting_for": [], "queries_not_running": {}},
+        )
 
     # A live change reaches both; every key agrees on both.
     changed = rows([("17", {"id": 17, "v": 1}), ("18", None)])

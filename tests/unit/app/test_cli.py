@@ -125,6 +125,18 @@ def test_a_bad_setting_is_one_line_and_exit_status_2(
     assert done.stdout == ""
 
 
+def test_a_data_dir_that_cannot_be_made_stops_the_worker_in_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a file where the data directory's parent should be
+    data = blocker / "data"
+    done = faust("worker", env={"TABLESTREAM_DATA_DIR": str(data)})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: TABLESTREAM_DATA_DIR='{data}': the data directory cannot be created "
+        "(Not a directory)"
+    ]
+
+
 def test_an_unknown_variable_warns_with_the_closest_setting() -> None:
     done = faust("--help", env={"TABLESTREAM_WEB_PROT": "7000", "WEB_PORT": "7001"})
     assert done.returncode == 0, done.stderr
@@ -161,6 +173,8 @@ def test_tables_without_a_worker_lists_the_definitions_and_fails(tmp_path: Path)
     body = json.loads(as_json.stdout)
     assert body["live"] is False
     assert [t["name"] for t in body["tables"]] == ["counts", "limits", "users"]
+    # faust's global flag says the same.
+    assert json.loads(faust("--json", "tables", env=env).stdout) == body
 
 
 def test_tables_without_a_worker_or_definitions_says_where_it_looked() -> None:
