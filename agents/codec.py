@@ -25,7 +25,7 @@ import orjson
 
 from core import codec
 from core.codec import E_TOO_DEEP
-from sql.types import BIGINT_MAX, BIGINT_MIN, SqlType, converter
+from sql import BIGINT_MAX, BIGINT_MIN, SqlType, converter
 from tables.keys import key_bytes
 
 E_NOT_JSON = "value is not valid JSON: {error}"

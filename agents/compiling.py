@@ -10,10 +10,7 @@ from agents.cache import CachedTable
 from agents.codec import Decoder, make_decoder, make_encoder
 from agents.pipeline import Pipeline, QueryDef, catalog_for, compile_error, key_columns
 from agents.process import BatchProcessor
-from sql.errors import SqlCompileError
-from sql.parse import parse_script
-from sql.query import CompiledQuery, compile_query
-from sql.types import SqlType
+from sql import CompiledQuery, SqlCompileError, SqlType, compile_query, parse_script
 from tables.protocol import LocalTable, Table
 
 

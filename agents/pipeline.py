@@ -24,11 +24,20 @@ from sqlglot.tokenizer_core import Token, TokenType
 from agents.codec import make_row_check
 from core.errors import ConfigError, TablestreamError
 from sources.catalog import catalog_table
-from sql.catalog import Catalog, qualified
-from sql.dialect import Declaration, Tablestream, split_statement
-from sql.errors import SqlCompileError, UnsupportedError, position
-from sql.parse import Script, parse_script
-from sql.query import CompiledQuery, compile_query
+from sql import (
+    Catalog,
+    CompiledQuery,
+    Declaration,
+    Script,
+    SqlCompileError,
+    Tablestream,
+    UnsupportedError,
+    compile_query,
+    parse_script,
+    position,
+    qualified,
+    split_statement,
+)
 from tables.kinds import TableEnv, table_kind
 from tables.memory import MemoryTable
 from tables.protocol import Table

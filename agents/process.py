@@ -13,8 +13,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from agents.codec import E_ENCODE, DecodeError, Decoder, encode_row, make_key
 from agents.metrics import reason_label
-from sql.errors import LateRecordError, SqlRuntimeError
-from sql.operators.aggregate import Retraction
+from sql import LateRecordError, Retraction, SqlRuntimeError
 from tables.apply import Malformed, RecordLike
 from tables.deadletter import malformed, source_of_query
 from tables.protocol import TableUnavailableError

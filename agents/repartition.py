@@ -41,9 +41,7 @@ from agents.process import (
     reason_of,
 )
 from agents.watermarks import H_WATERMARK, MARK_INTERVAL_S, SourceTimes
-from sql.compile.aggregate_key import GroupKey
-from sql.errors import SqlRuntimeError
-from sql.query import CompiledQuery
+from sql import CompiledQuery, GroupKey, SqlRuntimeError
 from tables.deadletter import source_of_query
 from tables.keys import key_text
 

@@ -33,8 +33,7 @@ from agents.process import BatchCounts, BatchProcessor, OutputLike, RawRecord
 from agents.repartition import origin_of
 from agents.state import QueryState, Verifier
 from agents.watermarks import CLOCK_KEY, Mark, SourceClock, mark_of
-from sql.errors import StateError
-from sql.query import CompiledQuery
+from sql import CompiledQuery, StateError
 from tables.apply import Malformed
 from tables.store import StoreBatch
 

@@ -27,7 +27,7 @@ from faust.cli import AppCommand, argument, option
 from agents.pipeline import catalog_for, load_pipeline
 from app.settings import Settings
 from core.errors import TablestreamError
-from sql.query import compile_query
+from sql import compile_query
 from tables.kinds import TableEnv, table_kind
 from tables.memory import MemoryTable
 from tables.protocol import Table

@@ -35,8 +35,7 @@ from agents.process import BatchProcessor
 from bench.pipeline_stages import Collect
 from core import codec
 from sources.lookup import LookupTable
-from sql.parse import parse_script
-from sql.query import compile_query
+from sql import compile_query, parse_script
 from tests.support.federation import declaration, external
 from tests.support.postgres import PostgresCluster, postgres_cluster
 from tests.support.rocks import Record

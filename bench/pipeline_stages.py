@@ -25,8 +25,7 @@ from agents.codec import make_decoder, make_encoder
 from agents.process import BatchProcessor
 from bench.pipeline import PIPELINE, SYMBOLS, encode_order, order
 from core import codec
-from sql.parse import parse_script
-from sql.query import compile_query
+from sql import compile_query, parse_script
 from tables.apply import Malformed
 from tables.memory import MemoryTable
 from tests.support.rocks import Record

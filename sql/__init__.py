@@ -8,9 +8,13 @@ Public API::
     rows = q.process({"user_id": 7, ...}, key=..., timestamp=...)
     # a pull query: once over a table's current rows (key lookups when the key is pinned)
     result = compile_pull_query("SELECT * FROM users WHERE id = 7", {"users": users}).execute()
+
+Other packages import from here only; the modules below are the engine's own business.
 """
 
-from sql.catalog import Catalog, RelationSchema
+from sql.catalog import Catalog, RelationSchema, qualified
+from sql.compile.aggregate_key import GroupKey
+from sql.dialect import Declaration, Tablestream, split_statement
 from sql.errors import (
     BindError,
     CastError,
@@ -27,18 +31,28 @@ from sql.errors import (
     SqlTypeError,
     StateError,
     UnsupportedError,
+    position,
 )
+from sql.functions import Function, register
 from sql.operators.aggregate import Retraction
+from sql.parse import Script, parse_script
 from sql.pull import PullQuery, PullResult, PullTimeoutError, compile_pull_query
-from sql.query import CompiledQuery, Sink, compile_query
+from sql.query import PLANNER_RULES, CompiledQuery, Sink, compile_query
+from sql.types import BIGINT_MAX, BIGINT_MIN, SqlType, converter
 
 __all__ = [
+    "BIGINT_MAX",
+    "BIGINT_MIN",
+    "PLANNER_RULES",
     "BindError",
     "CastError",
     "Catalog",
     "CompiledQuery",
+    "Declaration",
     "DivisionByZeroError",
     "EventTimeError",
+    "Function",
+    "GroupKey",
     "LateRecordError",
     "NumericOverflowError",
     "ParseError",
@@ -49,13 +63,22 @@ __all__ = [
     "Retraction",
     "RuntimeTypeError",
     "ScalarSubqueryError",
+    "Script",
     "Sink",
     "SqlCompileError",
     "SqlError",
     "SqlRuntimeError",
+    "SqlType",
     "SqlTypeError",
     "StateError",
+    "Tablestream",
     "UnsupportedError",
     "compile_pull_query",
     "compile_query",
+    "converter",
+    "parse_script",
+    "position",
+    "qualified",
+    "register",
+    "split_statement",
 ]

@@ -9,6 +9,7 @@ with the failed record (the runner reports it and exits non-zero).
 from __future__ import annotations
 
 import difflib
+import reprlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,7 +26,14 @@ E_NOT_GROUPED = "column {name!r} must appear in GROUP BY or be used in an aggreg
 E_SUBQUERY_COLUMNS = "subquery must return exactly one column, got {count}"
 E_UNSUPPORTED = "{what} is not supported"
 E_NOT_YET = "{what} is parsed but not supported yet (it comes with the versioned-tables issue)"
-E_SCALAR_ROWS = "more than one row returned by a scalar subquery ({count} rows)"
+E_SCALAR_ROWS = (
+    "more than one row returned by a scalar subquery ({count} rows): "
+    "subquery #{sid} at line {line}, column {column}: ({text})"
+)
+E_SEVERAL_ROWS = (
+    "!! may return several rows: correlated on {on}, not on the key {key} "
+    "(a record matching two rows fails)"
+)
 E_DIVISION_BY_ZERO = "division by zero"
 E_RUNTIME_TYPE = "cannot apply {op} to {left!r} and {right!r}"
 E_CAST = "cannot cast {value!r} to {type}"
@@ -42,6 +50,11 @@ E_FUNCTION_FAILED = "{name} failed on {args}: {reason}"
 E_NO_QUERY = "the script has no SELECT or CREATE ... AS SELECT statement"
 E_STREAM_REQUIRED = "the query must read FROM a stream, got table {name!r}"
 E_ALREADY_DECLARED = "{name!r} is declared twice"
+#: A scan of a table whose rows are not local (an external table without a full cache).
+E_NOT_SCANNABLE = (
+    "table {table!r} ({source}) cannot be scanned: read it by its key, by an equality on a"
+    " column, or declare it with cache='full'"
+)
 
 
 class SqlError(TablestreamError):
@@ -75,6 +88,15 @@ class SqlCompileError(SqlError):
         self.excerpt = excerpt
         self.suggestion = suggestion
         self.reason = message
+
+    def located(self, sql: str, offset: int) -> SqlCompileError:
+        """This error at ``offset`` when it has no position of its own (a node without any
+        identifier or literal, such as ``SELECT`` alone): every compile error has one."""
+        if self.line:
+            return self
+        fields = {k: v for k, v in self.fields.items() if k not in ("line", "column")}
+        fields.pop("suggestion", None)
+        return type(self)(self.reason, sql=sql, offset=offset, suggestion=self.suggestion, **fields)
 
 
 class ParseError(SqlCompileError):
@@ -165,3 +187,27 @@ def suggest(name: str, candidates: Iterable[str]) -> str | None:
     pool = {c.lower(): c for c in candidates}
     match = difflib.get_close_matches(name.lower(), list(pool), n=1, cutoff=0.6)
     return pool[match[0]] if match else None
+
+
+class _Short:
+    """A value in an error message, its repr cut short (a reason must stay small, whatever
+    the record held: a 1 MB string, a 10,000-digit integer, a deeply nested array)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        if isinstance(self.value, int) and self.value.bit_length() > 256:
+            return f"<integer of {self.value.bit_length()} bits>"
+        return _REPR.repr(self.value)
+
+
+def short(value: Any) -> _Short:
+    """``value`` for an error message: its repr cut short."""
+    return _Short(value)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 60

@@ -12,18 +12,22 @@ query's records are spread over workers by :meth:`CompiledQuery.partition_key` (
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.errors import ConfigError
 from sql.catalog import Catalog, RelationSchema
 from sql.compile.aggregate_key import GroupKey, compile_group_key
 from sql.compile.context import CompileContext
+from sql.compile.prefetch import prefetcher
 from sql.compile.query import compile_stream_query
 from sql.dialect import Declaration
-from sql.errors import E_UNKNOWN_TABLE, BindError, SqlRuntimeError, suggest
-from sql.operators.prefetch import Prefetcher, prefetcher
-from sql.parse import Script, parse_script
+from sql.errors import E_UNKNOWN_TABLE, BindError, SqlCompileError, SqlRuntimeError, suggest
+from sql.operators.prefetch import Prefetcher
+from sql.parse import Script, parse_script, recursion_headroom
+from sql.plan.full_scan import full_scan
+from sql.plan.planner import RULES, Rule
 from sql.types import SqlType
 from tables.protocol import Table
 
@@ -288,6 +292,23 @@ def apply_declarations(script: Script, catalog: Catalog) -> None:
         catalog.schemas[decl.name.lower()] = schema
 
 
+#: The planner's rule names, cheapest first.
+PLANNER_RULES = tuple(r.__name__ for r in RULES)
+
+
+def _rules(names: Sequence[str] | None) -> tuple[Rule, ...]:
+    if names is None:
+        return RULES
+    unknown = sorted(set(names) - set(PLANNER_RULES))
+    if unknown:
+        raise ConfigError(
+            f"unknown planner rule(s) {', '.join(unknown)}; known: {', '.join(PLANNER_RULES)}",
+            rules=list(names),
+        )
+    chosen = tuple(r for r in RULES if r.__name__ in names)
+    return chosen if full_scan in chosen else (*chosen, full_scan)
+
+
 def _sink(decl: Declaration | None) -> Sink | None:
     if decl is None:
         return None
@@ -295,16 +316,29 @@ def _sink(decl: Declaration | None) -> Sink | None:
 
 
 def compile_query(
-    sql: str, catalog: Catalog | Mapping[str, Table], *, typed_streams: bool = False
+    sql: str,
+    catalog: Catalog | Mapping[str, Table],
+    *,
+    typed_streams: bool = False,
+    rules: Sequence[str] | None = None,
 ) -> CompiledQuery:
     """Parse, bind, plan and compile ``sql`` (declarations first, then one query).
 
     ``typed_streams``: the caller promises every declared stream column arrives already of its
     SQL type (DECIMAL at its scale) or NULL, as :func:`agents.codec.make_decoder` gives them;
     reads then skip the per-record conversion. Values of other types are then read as they are.
+    ``rules``: the planner rules allowed, by name (:data:`PLANNER_RULES`; ``full_scan`` always
+    applies), e.g. ``("full_scan",)`` for the naive per-record plan benches compare against.
     """
     cat = catalog if isinstance(catalog, Catalog) else Catalog.of(catalog)
-    script = parse_script(sql)
-    apply_declarations(script, cat)
-    ctx = CompileContext(sql, cat, typed_streams=typed_streams)
-    return CompiledQuery(script, ctx, _sink(script.sink))
+    with recursion_headroom(sql):
+        script = parse_script(sql)
+        try:
+            apply_declarations(script, cat)
+            ctx = CompileContext(sql, cat, typed_streams=typed_streams, rules=_rules(rules))
+            return CompiledQuery(script, ctx, _sink(script.sink))
+        except SqlCompileError as exc:
+            located = exc.located(sql, script.query_offset)
+            if located is exc:
+                raise
+            raise located from exc

@@ -11,9 +11,10 @@ from sqlglot import exp
 from sql.bind.scope import Scope, offset_of
 from sql.compile.context import CompileContext
 from sql.compile.expr import ExprCompiler
-from sql.compile.select import Conjunct
 from sql.errors import E_UNSUPPORTED, BindError, SqlTypeError, UnsupportedError
 from sql.operators.as_of import as_of_lookup
+from sql.plan.as_of_lookup import as_of_key
+from sql.plan.shape import Conjunct
 from sql.runtime import Compiled, Fn
 from sql.types import BIGINT, DATE, STRING, TIMESTAMP
 from tables.protocol import Table, VersionedTable
@@ -27,7 +28,6 @@ E_AS_OF_KEY = (
     "a key lookup in the table's history"
 )
 E_AS_OF_TYPE = "FOR SYSTEM_TIME AS OF must be a TIMESTAMP, DATE or epoch milliseconds, got {type}"
-STRATEGY = "as-of key lookup"
 _TIME_TYPES = (TIMESTAMP, DATE, BIGINT, STRING)
 
 
@@ -72,20 +72,20 @@ def as_of_source(
 ) -> tuple[Fn, Conjunct]:
     """The row source of an as-of read and the key conjunct it consumed."""
     assert isinstance(table, VersionedTable)
-    for c in conjuncts:
-        if c.pin is not None and (c.pin[0] == "_key" or c.pin[0] == key_field):
-            return as_of_lookup(table, c.pin[1].fn, at.fn), c
-    raise UnsupportedError(
+    used = as_of_key(conjuncts, key_field)
+    if used is None or used.pin is None:
+        raise missing_as_of_key(ctx, node, table, key_field)
+    return as_of_lookup(table, used.pin[1].fn, at.fn), used
+
+
+def missing_as_of_key(
+    ctx: CompileContext, node: exp.Table, table: Table, key_field: str | None
+) -> UnsupportedError:
+    return UnsupportedError(
         E_AS_OF_KEY.format(table=table.name, key=key_field or "_key"),
         sql=ctx.sql,
         offset=_for_offset(ctx.sql, node),
     )
-
-
-def describe(node: exp.Table) -> str:
-    """``FOR SYSTEM_TIME AS OF <expr>`` for EXPLAIN."""
-    version = node.args["version"]
-    return f"FOR SYSTEM_TIME AS OF {version.expression.sql(dialect='duckdb')}"
 
 
 def _for_offset(sql: str, node: exp.Table) -> int | None:

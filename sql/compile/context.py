@@ -10,6 +10,7 @@ from sqlglot import exp
 
 from sql.bind.scope import Scope, Slots
 from sql.catalog import Catalog
+from sql.plan.planner import RULES, Rule
 from sql.runtime import Compiled
 from sql.types import SqlType
 
@@ -54,6 +55,8 @@ class CompileContext:
     #: Stream records arrive with their declared columns already of their SQL types (the
     #: agents' decoder does it): column reads skip the conversion.
     typed_streams: bool = False
+    #: The planner's rules, cheapest first (``compile_query(rules=...)`` narrows them).
+    rules: tuple[Rule, ...] = RULES
     #: Probes of external tables that can be fetched ahead per batch
     #: (:class:`sql.operators.prefetch.Probe`).
     probes: list[Any] = field(default_factory=list)

@@ -9,11 +9,10 @@ from sqlglot import exp
 
 from sql.bind.scope import BoundRelation, Scope, offset_of
 from sql.catalog import qualified
-from sql.compile.as_of import STRATEGY as AS_OF_STRATEGY
 from sql.compile.as_of import as_of_source, as_of_time
-from sql.compile.as_of import describe as describe_as_of
 from sql.compile.context import CompileContext
 from sql.compile.expr import ExprCompiler
+from sql.compile.prefetch import register_prefetch, source_text
 from sql.compile.select import combine, compile_conjuncts, compile_parts
 from sql.compile.subquery import compile_subquery, resolve_table, star_columns
 from sql.compile.window import (
@@ -24,8 +23,9 @@ from sql.compile.window import (
     key_columns,
     make_aggregate,
 )
-from sql.dialect import Declaration
+from sql.dialect import Declaration, conjunction_text, sql_text
 from sql.errors import (
+    E_NOT_SCANNABLE,
     E_STREAM_REQUIRED,
     E_UNKNOWN_TABLE,
     E_UNSUPPORTED,
@@ -36,9 +36,9 @@ from sql.errors import (
 from sql.operators import sources
 from sql.operators.aggregate import AggregateOperator, StreamAggregate
 from sql.operators.join import Stage, join_stage, lookup_join_stage
-from sql.operators.prefetch import register_prefetch, source_text
-from sql.operators.sources import E_NOT_SCANNABLE
 from sql.operators.window import WindowedAggregate
+from sql.plan.as_of_lookup import STRATEGY as AS_OF_STRATEGY
+from sql.plan.as_of_lookup import describe as describe_as_of
 from sql.runtime import Compiled, Env, Fn, Read
 from sql.runtime.parts import SelectParts
 from sql.types import SqlType, converter
@@ -113,13 +113,13 @@ def compile_stream_query(
         late = [c for c in terms if c.slots & joined]
         pushed, where = [c.fn for c in early], combine(late)
         if early:
-            text = " AND ".join(c.node.sql(dialect="duckdb") for c in early)
+            text = conjunction_text([c.node for c in early])
             lines.insert(1, f"Filter {text} (before joins)")
         if late:
-            lines.append(f"Filter {' AND '.join(c.node.sql(dialect='duckdb') for c in late)}")
+            lines.append(f"Filter {conjunction_text([c.node for c in late])}")
     elif where_node is not None:
         where = ExprCompiler(ctx, scope, "WHERE").predicate(where_node.this).fn
-        lines.append(f"Filter {where_node.this.sql(dialect='duckdb')}")
+        lines.append(f"Filter {sql_text(where_node.this)}")
     win = bind_window(ctx, scope, stream, window, sink.options if sink else {}) if window else None
     parts = compile_parts(ctx, select, scope, star_columns(scope))
     if win is not None:

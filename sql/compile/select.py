@@ -5,7 +5,6 @@ Shared by the stream query and by every subquery, so both accept the same SQL.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sqlglot import exp
@@ -21,19 +20,10 @@ from sql.errors import (
     SqlTypeError,
     UnsupportedError,
 )
+from sql.plan.shape import Conjunct
 from sql.runtime import Compiled, Env, Fn
 from sql.runtime.parts import Aggregation, SelectParts
 from sql.types import BOOLEAN, comparable, mismatch_hint
-
-
-@dataclass(slots=True)
-class Conjunct:
-    """One AND-ed condition; ``pin`` = (column of the relation, the value it must equal)."""
-
-    node: exp.Expr
-    fn: Fn
-    slots: set[int]
-    pin: tuple[str, Compiled] | None = None
 
 
 def and_terms(node: exp.Expr | None) -> list[exp.Expr]:

@@ -14,13 +14,24 @@ from sqlglot import exp
 from sql import logic
 from sql.bind.scope import Scope, offset_of
 from sql.catalog import qualified
-from sql.compile.as_of import as_of_time, check_as_of
+from sql.compile.as_of import as_of_time, check_as_of, missing_as_of_key
 from sql.compile.context import CompileContext
 from sql.compile.expr import ExprCompiler
+from sql.compile.prefetch import register_prefetch, source_text
 from sql.compile.select import combine, compile_conjuncts, compile_parts
-from sql.compile.subquery_join import bind_joins, chained, explain_chain, plan_joined
+from sql.compile.strategies import build_maintained, build_source
+from sql.compile.subquery_join import (
+    bind_joins,
+    build_joined_cache,
+    chained,
+    explain_chain,
+    first_table_view,
+    reorder_joins,
+)
+from sql.dialect import conjunction_text, sql_text
 from sql.errors import (
     E_SCALAR_ROWS,
+    E_SEVERAL_ROWS,
     E_SUBQUERY_COLUMNS,
     E_TYPE_MISMATCH,
     E_UNKNOWN_TABLE,
@@ -29,16 +40,16 @@ from sql.errors import (
     ScalarSubqueryError,
     SqlTypeError,
     UnsupportedError,
+    position,
     suggest,
 )
 from sql.operators.inner import InnerQuery, by_key
-from sql.operators.maintained import Aggregate, CachedRows, InSet, RowCount
-from sql.operators.prefetch import register_prefetch, source_text
+from sql.operators.maintained import Aggregate, CachedRows, InSet, Maintained, RowCount
 from sql.operators.sources import KeyLookup
 from sql.plan.as_of_lookup import as_of_key_lookup
 from sql.plan.planner import plan_subquery
 from sql.plan.shape import Plan, SubqueryShape
-from sql.runtime import Compiled, Env
+from sql.runtime import Compiled, Env, Fn
 from sql.types import ANY, BOOLEAN, comparable, mismatch_hint
 from tables.protocol import Table
 
@@ -89,6 +100,7 @@ def compile_subquery(
             sql=ctx.sql,
             offset=offset_of(select),
         )
+    select = reorder_joins(ctx, select)
     from_ = select.args.get("from_") or select.args.get("from")
     assert from_ is not None
     table_node, table = resolve_table(ctx, from_.this, want="subquery")
@@ -147,24 +159,31 @@ def compile_subquery(
         ctx.slots.count,
         sql=ctx.sql,
     )
-    if at is not None:
-        plan = as_of_key_lookup(ctx, table_node, shape, at)
-        if steps:
-            assert plan.source is not None
-            plan.source = chained(plan.source, rel, steps)
-    elif steps:
-        plan = plan_joined(shape, steps)
+    if at is None:
+        # Over a join, the planner chooses the first table's access (or a cached result);
+        # each joined table's access was chosen when it was bound.
+        plan = plan_subquery(first_table_view(shape, steps) if steps else shape, ctx.rules)
     else:
-        plan = plan_subquery(shape)
-    for m in (plan.maintained,):
-        unsub = getattr(m, "unsubscribe", None)
-        if callable(unsub):
-            ctx.closers.append(unsub)
+        as_of = as_of_key_lookup(table_node, shape)
+        if as_of is None:
+            raise missing_as_of_key(ctx, table_node, table, shape.key_field)
+        plan = as_of
+    maintained: Maintained | CachedRows | None = None
+    if plan.maintained is not None:
+        if steps:
+            maintained = build_joined_cache(plan, shape, steps)
+        else:
+            maintained = build_maintained(plan, shape)
+        ctx.closers.append(maintained.unsubscribe)
     key_field = shape.key_field
     if plan.pin is not None and at is None:
+        # A key lookup or remote probe of an external table: fetched ahead per batch.
         register_prefetch(ctx, table, key_field, plan.pin, rel)
     corr = "correlated" if shape.correlated else "uncorrelated"
     flag = "  !! last resort" if plan.flagged or any(s.flagged for s in steps) else ""
+    warning = _several_rows(shape, plan)
+    if warning:
+        flag += f"  {warning}"
     on = table.name + "".join(
         f" JOIN {step.rel.table.name}" for step in steps if step.rel.table is not None
     )
@@ -174,11 +193,25 @@ def compile_subquery(
         f"{plan.strategy} [{plan.detail}]{explain_chain(steps)}{flag}"
         f"{source_text(table, plan.pin, key_field)}",
     )
-    return _adapter(kind, shape, plan, lhs)
+    source = None
+    if plan.access is not None:
+        source = build_source(plan.access, table, at.fn if at is not None else None)
+        if steps:
+            source = chained(source, rel, steps)
+    at_line, at_column = position(ctx.sql, offset_of(select) or 0)
+    label = {"sid": sid, "line": at_line, "column": at_column, "text": sql_text(select)}
+    return _adapter(kind, shape, plan, maintained, source, lhs, label)
 
 
-def _adapter(kind: str, shape: SubqueryShape, plan: Plan, lhs: Compiled | None) -> Compiled:
-    m = plan.maintained
+def _adapter(
+    kind: str,
+    shape: SubqueryShape,
+    plan: Plan,
+    m: object,
+    source: Fn | None,
+    lhs: Compiled | None,
+    label: dict[str, Any],
+) -> Compiled:
     if isinstance(m, InSet):
         assert lhs is not None
         fx, contains = lhs.fn, m.contains
@@ -190,22 +223,26 @@ def _adapter(kind: str, shape: SubqueryShape, plan: Plan, lhs: Compiled | None) 
         result = m.result
         return Compiled(lambda e: result(), shape.parts.outputs[0].type)
     if isinstance(m, CachedRows):
-        return _over_rows(kind, lambda e: m.get(), shape, lhs)
-    assert plan.source is not None
+        return _over_rows(kind, lambda e: m.get(), shape, lhs, label)
+    assert source is not None
     rel = shape.relation
-    if isinstance(plan.source, KeyLookup):
+    if isinstance(source, KeyLookup):
         where = combine(plan.residual)
-        fused = by_key(kind, plan.source, rel.value_slot, rel.meta_slot, where, shape.parts)
+        fused = by_key(kind, source, rel.value_slot, rel.meta_slot, where, shape.parts)
         if fused is not None:
             t = BOOLEAN if kind == "exists" else shape.parts.outputs[0].type
             return Compiled(fused, t if t is not None else ANY)
-    inner = InnerQuery(
-        plan.source, rel.value_slot, rel.meta_slot, combine(plan.residual), shape.parts
-    )
-    return _over_rows(kind, inner.rows, shape, lhs)
+    inner = InnerQuery(source, rel.value_slot, rel.meta_slot, combine(plan.residual), shape.parts)
+    return _over_rows(kind, inner.rows, shape, lhs, label)
 
 
-def _over_rows(kind: str, rows: Any, shape: SubqueryShape, lhs: Compiled | None) -> Compiled:
+def _over_rows(
+    kind: str,
+    rows: Any,
+    shape: SubqueryShape,
+    lhs: Compiled | None,
+    label: dict[str, Any] | None = None,
+) -> Compiled:
     if kind == "rows":
         return Compiled(rows, ANY)
     stops = _accepts_stop(rows)  # decided once, not per record
@@ -215,14 +252,16 @@ def _over_rows(kind: str, rows: Any, shape: SubqueryShape, lhs: Compiled | None)
         return Compiled(lambda e: bool(rows(e)), BOOLEAN)
     if kind == "scalar":
         t = shape.parts.outputs[0].type
+        where = label or {"sid": shape.id, "line": 0, "column": 0, "text": "?"}
 
         def scalar(e: Env) -> Any:
             rs = rows(e, 2) if stops else rows(e)
             if not rs:
                 return None
             if len(rs) > 1:
+                count = ">1" if len(rs) == 2 else len(rs)
                 raise ScalarSubqueryError(
-                    E_SCALAR_ROWS.format(count=">1" if len(rs) == 2 else len(rs))
+                    E_SCALAR_ROWS.format(count=count, **where), subquery=where["sid"]
                 )
             return rs[0][0]
 
@@ -235,6 +274,24 @@ def _over_rows(kind: str, rows: Any, shape: SubqueryShape, lhs: Compiled | None)
         return logic.in_values(x, [r[0] for r in rows(e)])
 
     return Compiled(in_rows, BOOLEAN)
+
+
+def _several_rows(shape: SubqueryShape, plan: Plan) -> str:
+    """EXPLAIN's warning for a correlated scalar subquery that can find several rows: its
+    correlation does not pin the key, and no aggregate or LIMIT 1 makes it one row."""
+    if shape.kind != "scalar" or not shape.correlated:
+        return ""
+    if plan.access is not None and plan.access.kind in ("key_lookup", "as_of"):
+        return ""
+    p = shape.parts
+    if (p.agg is not None and not p.agg.keys) or (p.limit is not None and p.limit <= 1):
+        return ""
+    own = {shape.relation.value_slot, shape.relation.meta_slot}
+    on = [c.node for c in shape.conjuncts if c.slots - own] or [shape.select]
+    key = shape.key_field or "_key"
+    return E_SEVERAL_ROWS.format(
+        on=conjunction_text(on) if on[0] is not shape.select else "?", key=key
+    )
 
 
 def _accepts_stop(rows: Any) -> bool:

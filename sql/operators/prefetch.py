@@ -7,6 +7,7 @@ batch runs, :class:`Prefetcher` evaluates those probe values for every record of
 hands each table the distinct ones at once (``= ANY($1)``). The per-record path then hits the
 table's cache. Probe values that read another joined table's row cannot be known ahead: those
 misses are fetched one at a time by the table (counted in its stats as single fetches).
+Registration at compile time and EXPLAIN's source text: :mod:`sql.compile.prefetch`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sql.compile.context import CompileContext
-from sql.compile.select import Conjunct
 from sql.runtime import Fn
-from tables.protocol import PrefetchTable, Table
+from tables.protocol import PrefetchTable
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,32 +30,6 @@ class Probe:
     value: Fn
     #: Env slots the probe value reads besides the probed table's own.
     reads: frozenset[int]
-
-
-def _column(table: Table, key_field: str | None, pin_column: str) -> str | None:
-    return None if pin_column == "_key" or pin_column == key_field else pin_column
-
-
-def register_prefetch(
-    ctx: CompileContext, table: Table, key_field: str | None, used: Conjunct, rel: Any
-) -> None:
-    """Remember ``used`` (a pin on ``table``) when the table fetches ahead."""
-    if not isinstance(table, PrefetchTable) or used.pin is None:
-        return
-    column = _column(table, key_field, used.pin[0])
-    reads = frozenset(used.slots - {rel.value_slot, rel.meta_slot})
-    ctx.probes.append(Probe(table, column, used.pin[1].fn, reads))
-
-
-def source_text(table: Table, used: Conjunct | None, key_field: str | None) -> str:
-    """EXPLAIN's `` [source: ...]`` suffix: where a table read goes (for an external table, the
-    SQL it sends); empty for in-memory tables (tests, the offline runner's files)."""
-    if table.kind == "memory":
-        return ""
-    text = table.describe()
-    if isinstance(table, PrefetchTable) and used is not None and used.pin is not None:
-        text += f"; sends: {table.pushed_sql(_column(table, key_field, used.pin[0]))}"
-    return f" [source: {text}]"
 
 
 #: A record as the prefetcher needs it: (value, key, timestamp).
@@ -101,10 +74,3 @@ class Prefetcher:
             await calls[0]
         elif calls:
             await asyncio.gather(*calls)
-
-
-def prefetcher(ctx: CompileContext, vs: int, ms: int) -> Prefetcher | None:
-    """The prefetcher of a compiled query: its probes that read the stream record alone."""
-    stream = {vs, ms}
-    probes = [p for p in ctx.probes if p.reads <= stream]
-    return Prefetcher(ctx.slots.count, vs, ms, probes) if probes else None

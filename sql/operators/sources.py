@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+from sql.errors import E_NOT_SCANNABLE, UnsupportedError
 from sql.runtime import Env, Fn, row_key
 from tables.protocol import IndexedTable, Key, PrefetchTable, ScanTable, Table, Value
 
@@ -72,19 +73,10 @@ def index_probe(table: IndexedTable, field: str, value: Fn) -> Fn:
     return rows
 
 
-#: A scan of a table whose rows are not local (an external table without a full cache).
-E_NOT_SCANNABLE = (
-    "table {table!r} ({source}) cannot be scanned: read it by its key, by an equality on a"
-    " column, or declare it with cache='full'"
-)
-
-
 def scan(table: Table) -> Fn:
     """Every row, per record. Raises UnsupportedError for a table that cannot be listed (the
     planner checks first where it can say where in the query)."""
     if not isinstance(table, ScanTable):
-        from sql.errors import UnsupportedError
-
         raise UnsupportedError(E_NOT_SCANNABLE.format(table=table.name, source=table.describe()))
 
     def rows(env: Env) -> Iterable[tuple[Key, Value]]:

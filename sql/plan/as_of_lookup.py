@@ -4,20 +4,34 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from sql.compile.as_of import STRATEGY, as_of_source, describe
-from sql.compile.context import CompileContext
-from sql.plan.shape import Plan, SubqueryShape
-from sql.runtime import Compiled
+from sql.plan.shape import Access, Conjunct, Plan, SubqueryShape
+
+STRATEGY = "as-of key lookup"
 
 
-def as_of_key_lookup(
-    ctx: CompileContext, node: exp.Table, shape: SubqueryShape, at: Compiled
-) -> Plan:
-    """The table as of ``at``: maintained results and indexes describe only its present."""
-    source, used = as_of_source(ctx, node, shape.table, shape.key_field, shape.conjuncts, at)
+def as_of_key(conjuncts: list[Conjunct], key_field: str | None) -> Conjunct | None:
+    """The conjunct pinning the table's key (an as-of read is a key lookup in the history)."""
+    for c in conjuncts:
+        if c.pin is not None and (c.pin[0] == "_key" or c.pin[0] == key_field):
+            return c
+    return None
+
+
+def describe(node: exp.Table) -> str:
+    """``FOR SYSTEM_TIME AS OF <expr>`` for EXPLAIN."""
+    version = node.args["version"]
+    return f"FOR SYSTEM_TIME AS OF {version.expression.sql(dialect='duckdb')}"
+
+
+def as_of_key_lookup(node: exp.Table, shape: SubqueryShape) -> Plan | None:
+    """The table as of the record's time: maintained results and indexes describe only its
+    present. None when no conjunct pins the key (compilation reports it)."""
+    used = as_of_key(shape.conjuncts, shape.key_field)
+    if used is None or used.pin is None:
+        return None
     return Plan(
         STRATEGY,
         f"{used.node.sql(dialect='duckdb')} {describe(node)}",
-        source=source,
+        access=Access("as_of", used.pin[1]),
         residual=[c for c in shape.conjuncts if c is not used],
     )

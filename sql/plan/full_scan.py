@@ -7,10 +7,8 @@ the query is rejected at compile time, naming the table and what would work inst
 from __future__ import annotations
 
 from sql.bind.scope import offset_of
-from sql.errors import UnsupportedError
-from sql.operators import sources
-from sql.operators.sources import E_NOT_SCANNABLE
-from sql.plan.shape import Plan, SubqueryShape
+from sql.errors import E_NOT_SCANNABLE, UnsupportedError
+from sql.plan.shape import Access, Plan, SubqueryShape
 from tables.protocol import ScanTable
 
 
@@ -25,7 +23,7 @@ def full_scan(shape: SubqueryShape) -> Plan | None:
     return Plan(
         "FULL SCAN",
         "per record; no key, index or uncorrelated plan applies",
-        source=sources.scan(table),
+        access=Access("scan"),
         residual=list(shape.conjuncts),
         flagged=True,
     )

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from sql.operators import sources
-from sql.plan.shape import Plan, SubqueryShape
+from sql.plan.shape import Access, Plan, SubqueryShape
 from tables.protocol import IndexedTable
 
 
 def index_probe(shape: SubqueryShape) -> Plan | None:
-    table = shape.table
-    if not isinstance(table, IndexedTable):
+    if not isinstance(shape.table, IndexedTable):
         return None
     for c in shape.conjuncts:
         if c.pin is None or c.pin[0] == "_key":
@@ -18,11 +16,10 @@ def index_probe(shape: SubqueryShape) -> Plan | None:
         if column not in shape.relation.schema.columns and shape.relation.schema.closed:
             continue
         # The pin stays in the residual: the index narrows by Python equality, SQL decides.
-        residual = list(shape.conjuncts)
         return Plan(
             "index probe",
             c.node.sql(dialect="duckdb"),
-            source=sources.index_probe(table, column, value.fn),
-            residual=residual,
+            access=Access("index_probe", value, column),
+            residual=list(shape.conjuncts),
         )
     return None

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from sql.operators import sources
-from sql.plan.shape import Plan, SubqueryShape
+from sql.plan.shape import Access, Plan, SubqueryShape
 
 
 def key_lookup(shape: SubqueryShape) -> Plan | None:
@@ -13,12 +12,11 @@ def key_lookup(shape: SubqueryShape) -> Plan | None:
             continue
         column, value = c.pin
         if column == "_key" or (key_field is not None and column == key_field):
-            residual = [o for o in shape.conjuncts if o is not c]
             return Plan(
                 "key lookup",
                 c.node.sql(dialect="duckdb"),
-                source=sources.key_lookup(shape.table, value.fn),
-                residual=residual,
+                access=Access("key_lookup", value),
+                residual=[o for o in shape.conjuncts if o is not c],
                 pin=c,
             )
     return None

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from sql.compile.select import combine
-from sql.operators.maintained import Aggregate
 from sql.plan.shape import Plan, SubqueryShape
 
 
@@ -31,14 +29,6 @@ def maintained_aggregate(shape: SubqueryShape) -> Plan | None:
             "min": "MIN via ordered multiset (lazy heap)",
             "max": "MAX via ordered multiset (lazy heap)",
         }[spec.name]
-    rel = shape.relation
-    structure = Aggregate(
-        shape.local_table,
-        rel.value_slot,
-        rel.meta_slot,
-        shape.env_size,
-        combine(shape.conjuncts),
-        spec.arg,
-        spec.retractable(),
+    return Plan(
+        "maintained aggregate", detail, residual=list(shape.conjuncts), maintained="aggregate"
     )
-    return Plan("maintained aggregate", detail, maintained=structure)

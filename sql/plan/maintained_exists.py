@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sql.compile.select import combine
-from sql.operators.maintained import RowCount
 from sql.plan.shape import Plan, SubqueryShape
 
 
@@ -14,12 +12,9 @@ def maintained_exists(shape: SubqueryShape) -> Plan | None:
     # LIMIT 0 or aggregates/HAVING change what "a row exists" means: leave those to the cache.
     if p.agg is not None or (p.limit is not None and p.limit < 1):
         return None
-    rel = shape.relation
-    structure = RowCount(
-        shape.local_table, rel.value_slot, rel.meta_slot, shape.env_size, combine(shape.conjuncts)
-    )
     return Plan(
         "maintained EXISTS count",
         "rows matching WHERE, updated per table change",
-        maintained=structure,
+        residual=list(shape.conjuncts),
+        maintained="row_count",
     )

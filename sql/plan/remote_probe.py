@@ -3,14 +3,12 @@ database (``WHERE column = ANY($1)``), one query per batch for the distinct valu
 
 from __future__ import annotations
 
-from sql.operators import sources
-from sql.plan.shape import Plan, SubqueryShape
+from sql.plan.shape import Access, Plan, SubqueryShape
 from tables.protocol import PrefetchTable
 
 
 def remote_probe(shape: SubqueryShape) -> Plan | None:
-    table = shape.table
-    if not isinstance(table, PrefetchTable):
+    if not isinstance(shape.table, PrefetchTable):
         return None
     for c in shape.conjuncts:
         if c.pin is None or c.pin[0] == "_key":
@@ -23,7 +21,7 @@ def remote_probe(shape: SubqueryShape) -> Plan | None:
         return Plan(
             "remote probe",
             c.node.sql(dialect="duckdb"),
-            source=sources.RemoteProbe(table, column, value.fn),
+            access=Access("remote_probe", value, column),
             residual=list(shape.conjuncts),
             pin=c,
         )

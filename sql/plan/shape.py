@@ -1,4 +1,5 @@
-"""What the planner sees of a subquery, and what a rule returns."""
+"""What the planner sees of a subquery, and what a rule returns: a description, never a live
+structure (compilation builds those from the plan, see ``sql.compile.strategies``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,19 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from sql.bind.scope import BoundRelation
-from sql.compile.select import Conjunct, SelectParts
-from sql.runtime import Fn
+from sql.runtime import Compiled, Fn
+from sql.runtime.parts import SelectParts
 from tables.protocol import ChangeFeedTable, LocalTable, Table
+
+
+@dataclass(slots=True)
+class Conjunct:
+    """One AND-ed condition; ``pin`` = (column of the relation, the value it must equal)."""
+
+    node: exp.Expr
+    fn: Fn
+    slots: set[int]
+    pin: tuple[str, Compiled] | None = None
 
 
 @dataclass(slots=True)
@@ -56,15 +67,31 @@ class SubqueryShape:
         return out if len(out) == len(self.tables) else None
 
 
+@dataclass(frozen=True, slots=True)
+class Access:
+    """How the per-record pipeline finds candidate rows.
+
+    ``kind``: ``key_lookup`` (``value`` is the key), ``index_probe`` (``column`` = ``value``),
+    ``as_of`` (the key ``value`` in the table's history), ``remote_probe`` (``column`` = ``value``
+    asked of an external table's database) or ``scan``.
+    """
+
+    kind: str
+    value: Compiled | None = None
+    column: str | None = None
+
+
 @dataclass(slots=True)
 class Plan:
-    """A rule's choice: a row source for the per-record pipeline, or a maintained structure."""
+    """A rule's choice: an access path for the per-record pipeline (filtered by ``residual``),
+    or a ``maintained`` structure kept current from the table's changes (``residual`` is then
+    its WHERE): ``in_set``, ``row_count``, ``aggregate`` or ``cached_rows``."""
 
     strategy: str
     detail: str
-    source: Fn | None = None
+    access: Access | None = None
     residual: list[Conjunct] = field(default_factory=list)
-    maintained: object | None = None
+    maintained: str | None = None
     flagged: bool = False
     #: The conjunct the source probes by (key lookups and probes), for prefetching and EXPLAIN.
     pin: Conjunct | None = None
