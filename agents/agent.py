@@ -39,15 +39,18 @@ from mode import Service
 
 from agents.compiling import QueryBuilder
 from agents.delivery import Delivery, Inflight
-from agents.fetch import getmany_raw, supported
+from agents.fetch import getmany_raw, highwater, supported
 from agents.metrics import QueryStats
 from agents.pipeline import Pipeline, QueryDef
 from agents.process import BatchCounts, RawRecord
 from agents.sink import Output
 from agents.state import QueryState, StateMismatch, Verifier
+from agents.transaction import Transactions
+from agents.transactional import transactional_step, txns_assigned, txns_revoked
 from sql import CompiledQuery, StateError
 from tables.protocol import Table
 from tables.store import StoreBatch
+from tables.topics import topic_partitions
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +80,18 @@ class AgentConfig:
     max_inflight: int = 4
     log_interval: float = 10.0
     fetch_max_wait_ms: int = 5
+    #: Outputs, state and offsets of each task in one Kafka transaction (:mod:`agents.transaction`).
+    exactly_once: bool = False
+    #: Windowed queries: seconds after which a source partition read to its end that brings no
+    #: record is idle (left out of the watermark), and how far (event-time ms) one partition may
+    #: run ahead of the slowest before its fetching pauses (:mod:`agents.watermarks`).
+    watermark_idle_timeout: float = 30.0
+    watermark_max_skew_ms: int = 300_000
+
+    @property
+    def isolation_level(self) -> str:
+        """Under exactly-once, no consumer of the app reads what an aborted transaction wrote."""
+        return "read_committed" if self.exactly_once else "read_uncommitted"
 
 
 TablesReady = Callable[[Sequence[str]], Any]
@@ -137,6 +152,8 @@ class QueryAgent(Service):
         self._verifier = Verifier()
         self._keep_partition = False
         self._raw_fetch = False
+        #: Under exactly-once: a transaction per source partition (:mod:`agents.transaction`).
+        self.txns: Transactions | None = None
 
     # -- what a subclass changes (see agents.repartition) ------------------------------------------
     @staticmethod
@@ -184,6 +201,7 @@ class QueryAgent(Service):
             # Tansu holds a fetch for its whole max wait even once data arrived: this bounds the
             # latency a record spends waiting to be fetched.
             "fetch_max_wait_ms": cfg.fetch_max_wait_ms,
+            "isolation_level": cfg.isolation_level,
         }
         if not self.grouped:
             return AIOKafkaConsumer(group_id=None, auto_offset_reset="none", **common)
@@ -200,12 +218,13 @@ class QueryAgent(Service):
         await consumer.start()
         self._raw_fetch = supported(consumer)
         await self.output.prepare([self.sink_topic, self.config.dead_letter_topic])
-        await consumer.topics()
-        parts = consumer.partitions_for_topic(self.source_topic) or set()
+        parts = await topic_partitions(consumer, self.source_topic)
         assert self.processor is not None
         self._keep_partition = len(parts) == self.output.partitions(self.sink_topic)
         self.processor.keep_partition = self._keep_partition
         if self.grouped:
+            if self.config.exactly_once:
+                self.txns = self._transactions()
             self.delivery.consumer = consumer
             self.delivery.background_commits = True
             consumer.subscribe([self.source_topic], listener=_Rebalance(self))
@@ -220,6 +239,17 @@ class QueryAgent(Service):
         )
         self._state.open()
         await self._seek_to_state()
+
+    def _transactions(self) -> Transactions:
+        cfg = self.config
+        return Transactions(
+            self.stats.name,
+            servers=cfg.bootstrap_servers,
+            id_prefix=f"{cfg.app_id}-{self.stats.name}",
+            group_id=f"{cfg.app_id}-{self.qdef.name}",
+            topics=[self.sink_topic, cfg.dead_letter_topic],
+            client_id=f"{cfg.app_id}-query-{self.stats.name}",
+        )
 
     async def _seek_to_state(self) -> None:
         consumer, state, query = self._consumer, self._state, self.query
@@ -252,11 +282,13 @@ class QueryAgent(Service):
     async def _rebuild(self, why: str) -> None:
         logger.warning(W_REBUILD, self.qdef.name, self.source_topic, why)
         self.stats.rebuilds += 1
+        self.stats.state = "rebuilding"
         await self._drain()
         assert self._state is not None
         self._state.reset()
         self._compile()
         await self._seek_to_state()
+        self.stats.state = "running"
 
     # -- the loop ---------------------------------------------------------------------------------
     @Service.task
@@ -309,6 +341,9 @@ class QueryAgent(Service):
             for tp in self._tps:
                 pos = self.stats.partitions.get(tp.partition, (0, None))[0]
                 Verifier.check_highwater(tp, consumer.highwater(tp), pos)
+        if self.txns is not None:
+            await transactional_step(self, self.txns, consumer, processor, fetched)
+            return
         if not fetched:
             self._update_lag()
             await self.delivery.commit_if_idle()
@@ -328,10 +363,11 @@ class QueryAgent(Service):
         stats.records_in += counts.records_in
         stats.records_out += counts.records_out
         stats.dead_letters += counts.dead_letters
+        stats.add_dead_letters(counts.reasons)
         stats.tombstones += counts.tombstones
         stats.batches += 1
         for tp, off in offsets.items():
-            stats.partitions[tp.partition] = (off, consumer.highwater(tp))
+            stats.partitions[tp.partition] = (off, highwater(consumer, tp))
 
     def _state_batch(self, counts: BatchCounts) -> StoreBatch | None:
         state, query = self._state, self.query
@@ -345,7 +381,7 @@ class QueryAgent(Service):
             return
         for tp in consumer.assignment():
             pos, _ = self.stats.partitions.get(tp.partition, (0, None))
-            hw = consumer.highwater(tp)
+            hw = highwater(consumer, tp)
             if hw is not None:
                 self.stats.partitions[tp.partition] = (pos, hw)
 
@@ -363,6 +399,9 @@ class QueryAgent(Service):
     async def on_stop(self) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._drain(), 10)
+        if self.txns is not None:
+            async with self.txns.lock:
+                await self.txns.close()
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()
@@ -397,6 +436,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Any) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.agent._drain(), 30)
+        if self.agent.txns is not None:
+            await txns_revoked(self.agent.txns)
         for tp in revoked:
             self.agent.stats.partitions.pop(tp.partition, None)
 
@@ -409,6 +450,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer = self.agent._consumer
         if consumer is None:
             return
+        if self.agent.txns is not None:
+            await txns_assigned(self.agent.txns, consumer, set(assigned))
         for tp in assigned:
             # Where reading resumes, for the lag shown until a batch of the partition comes.
             committed = await consumer.committed(tp)

@@ -1,14 +1,20 @@
 """Record values in and rows out: JSON bytes → typed dict, row → JSON bytes, row → message key.
 
-Decoding picks the cheapest exact path per record: orjson (about 3x faster than the stdlib) unless
-the value may hold a number with a fraction or an exponent whose digits must stay exact — then the
-stdlib decoder with ``Decimal`` floats. Declared stream columns are then read into their SQL types
-(DECIMAL keeps its scale), exactly as the offline runner does.
+Decoding picks the cheapest exact path per record: orjson (about 3x faster than the stdlib)
+unless the value may hold a number whose digits orjson would not keep — a fraction or exponent
+where a wide DECIMAL column or an open stream needs every digit, an integer beyond 64 bits — then
+msgspec/the stdlib with ``Decimal`` floats (:func:`core.codec.parse_exact`). A float that lands in
+a BIGINT or STRING column, or a narrow DECIMAL's float whose text may round differently, makes the
+decoder re-decode that record exactly (rare: ``1.50`` stays ``'1.50'`` in a STRING column).
+Declared stream columns are then read into their SQL types (DECIMAL keeps its scale and must fit
+its precision, BIGINT must fit 64 bits), exactly as the offline runner does. Every failure is a
+:class:`DecodeError` or a :class:`sql.errors.CastError` of the record, never of the query.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
@@ -18,8 +24,8 @@ import msgspec
 import orjson
 
 from core import codec
-from core.codec import JSONDecodeError
-from sql import SqlType, converter
+from core.codec import E_TOO_DEEP
+from sql import BIGINT_MAX, BIGINT_MIN, SqlType, converter
 from tables.keys import key_bytes
 
 E_NOT_JSON = "value is not valid JSON: {error}"
@@ -27,14 +33,19 @@ E_NOT_OBJECT = "value is a JSON {kind}, not an object"
 E_NULL_VALUE = "record has no value (tombstone)"
 E_ENCODE = "cannot encode the output row: {error}"
 E_KEY = "cannot make a message key of {columns}: {error}"
+E_ROW_NOT_OBJECT = "row is a JSON {kind}, not an object with the declared columns"
+E_ROW_COLUMN = "column {column!r} does not fit {type}: {error}"
 
-# A digit followed by '.', 'e' or 'E': the value may hold a non-integer number. Strings like
-# "v1.2" match too; they only cost the slower exact decoder, never a wrong value.
-_MAY_HAVE_FRACTION = re.compile(rb"[0-9][.eE]").search
+#: When the exact decoder runs instead of orjson for a wide DECIMAL column or an open stream: a
+#: fraction or exponent, or 19+ digits (an integer maybe beyond 64 bits). False positives —
+#: "v1.2" in a string — only cost the slower decoder, never a wrong value.
+_FRACTION_OR_LONG = re.compile(rb"[0-9](?:[.eE]|[0-9]{18})").search
 
 
 #: SQL types whose converter keeps a value of this exact Python type as it is.
 _NATIVE: dict[str, type] = {"BIGINT": int, "STRING": str, "DOUBLE": float, "BOOLEAN": bool}
+#: Column types whose value read from a float may have lost digits: the record is re-decoded.
+_REDECODE = frozenset({"BIGINT", "STRING"})
 
 
 class DecodeError(Exception):
@@ -54,63 +65,123 @@ def make_decoder(columns: Mapping[str, SqlType] | None) -> Decoder:
     """A decoder for a stream declared with ``columns`` (None: an open stream, no casts).
 
     The column checks are generated as straight-line code (one function per stream): a loop
-    over the columns cost about as much as the JSON parse itself.
+    over the columns cost about as much as the JSON parse itself. Two are generated: the fast
+    one (orjson unless the text asks for exact digits) and the exact one it hands a record to
+    when a float reached a column that must keep its digits.
     """
     # DECIMAL(p, s) with p <= 15 reads exactly from a float's shortest repr (a double keeps any
     # 15 significant digits); a wider DECIMAL, one without a scale, or an undeclared column needs
     # the digits as written.
-    needs_exact = columns is None or any(
+    wide = columns is None or any(
         t.name == "DECIMAL" and (t.scale is None or (t.precision or 0) > FLOAT_EXACT_DIGITS)
         for t in columns.values()
     )
+    limit = codec.max_depth()
     env: dict[str, Any] = {
         "fast": orjson.loads,
-        "exact": codec.loads_exact,
-        "may_fraction": _MAY_HAVE_FRACTION,
+        "exact": codec.parse_exact,
+        "too_deep": codec.too_deep,
+        "limit": limit,
+        "E_TOO_DEEP": E_NOT_JSON.format(error=E_TOO_DEEP.format(limit=limit)),
+        "may_exact": _FRACTION_OR_LONG,
         "DecodeError": DecodeError,
-        "JSONDecodeError": JSONDecodeError,
         "E_NULL_VALUE": E_NULL_VALUE,
         "E_NOT_JSON": E_NOT_JSON,
-        "E_NOT_OBJECT": E_NOT_OBJECT,
+        "Exception": Exception,
         "float": float,
         "type": type,
         "dict": dict,
+        "INT_MIN": BIGINT_MIN,
+        "INT_MAX": BIGINT_MAX,
     }
-    parse = "exact(raw) if may_fraction(raw) else fast(raw)" if needs_exact else "fast(raw)"
+    exec(compile(_source("decode_exact", columns, env, exact=True), "<decoder>", "exec"), env)
+    parse = "exact(raw) if may_exact(raw) else fast(raw)" if wide else "fast(raw)"
+    exec(compile(_source("decode", columns, env, parse=parse), "<decoder>", "exec"), env)
+    decode: Decoder = env["decode"]
+    return decode
+
+
+def _source(
+    name: str,
+    columns: Mapping[str, SqlType] | None,
+    env: dict[str, Any],
+    parse: str = "exact(raw)",
+    exact: bool = False,
+) -> str:
+    """The source of one decoder function; the values it uses are bound in ``env``."""
     lines = [
-        "def decode(raw):",
+        f"def {name}(raw):",
         "    if raw is None:",
         "        raise DecodeError(E_NULL_VALUE)",
+        # A short record cannot nest deeper than the limit; a longer one costs two C-speed counts
+        # and only one with more brackets than the limit is scanned.
+        "    if (",
+        "        len(raw) > limit",
+        '        and raw.count(b"[") + raw.count(b"{") > limit',
+        "        and too_deep(raw, limit)",
+        "    ):",
+        "        raise DecodeError(E_TOO_DEEP)",
         "    try:",
         f"        value = {parse}",
-        "    except (JSONDecodeError, ValueError, UnicodeDecodeError) as exc:",
-        "        raise DecodeError(E_NOT_JSON.format(error=exc)) from None",
+    ]
+    if exact:
+        lines += [
+            "    except Exception as exc:",
+            "        raise DecodeError(E_NOT_JSON.format(error=exc)) from None",
+        ]
+    else:
+        # What orjson refuses (a number beyond a double's range, NaN) is read as the exact
+        # decoder reads it — or refused with its error.
+        lines += ["    except Exception:", "        return decode_exact(raw)"]
+    lines += [
         "    if type(value) is not dict:",
         "        raise DecodeError(E_NOT_OBJECT.format(kind=type(value).__name__))",
         "    get = value.get",
     ]
-    for i, (name, t) in enumerate((columns or {}).items()):
+    env["E_NOT_OBJECT"] = E_NOT_OBJECT
+    for i, (col_name, t) in enumerate((columns or {}).items()):
         conv = converter(t)
         if conv is None:
             continue
         env[f"conv{i}"] = conv
-        col = repr(name)
+        col = repr(col_name)
         lines.append(f"    v = get({col})")
         native = _NATIVE.get(t.name)
-        if native is not None:
+        redo = (
+            []
+            if exact or t.name not in _REDECODE
+            else ["        if type(v) is float:", "            return decode_exact(raw)"]
+        )
+        if t.name == "BIGINT":
+            # An int beyond 64 bits is converted: the converter refuses it (a CastError). orjson
+            # reads no int below -2^63: only the exact decoder checks that side.
+            low = " or v < INT_MIN" if exact else ""
+            lines += [
+                f"    if v is not None and (type(v) is not int or v > INT_MAX{low}):",
+                *redo,
+                f"        value[{col}] = conv{i}(v)",
+            ]
+        elif native is not None:
             # A value already of the column's type (most of them) costs no call.
             env[f"native{i}"] = native
             lines += [
                 f"    if v is not None and type(v) is not native{i}:",
+                *redo,
                 f"        value[{col}] = conv{i}(v)",
             ]
+        elif t.name == "DECIMAL" and exact:
+            lines += ["    if v is not None:", f"        value[{col}] = conv{i}(v)"]
         elif t.name == "DECIMAL":
-            env[f"cache{i}"], env[f"fill{i}"] = _float_cache(conv)
+            env[f"cache{i}"], env[f"fill{i}"] = _float_cache(conv, t.scale)
             lines += [
                 "    if v is not None:",
                 "        if type(v) is float:",
                 f"            d = cache{i}.get(v)",
-                f"            value[{col}] = d if d is not None else fill{i}(v)",
+                "            if d is None:",
+                f"                d = fill{i}(v)",
+                "                if d is None:",
+                "                    return decode_exact(raw)",
+                f"            value[{col}] = d",
                 "        else:",
                 f"            value[{col}] = conv{i}(v)",
             ]
@@ -118,23 +189,64 @@ def make_decoder(columns: Mapping[str, SqlType] | None) -> Decoder:
             lines += ["    if v is not None:", f"        value[{col}] = conv{i}(v)"]
     lines.append("    return value")
     # Column names enter the source only as repr() literals; values are bound in env.
-    exec(compile("\n".join(lines), "<decoder>", "exec"), env)
-    decode: Decoder = env["decode"]
-    return decode
+    return "\n".join(lines)
+
+
+RowCheck = Callable[[Any], str | None]
+
+
+def make_row_check(columns: Mapping[str, SqlType]) -> RowCheck:
+    """A declared table's row check: the reason a decoded row does not fit ``columns``, or None.
+
+    The same conversions a typed stream's decoder makes (:func:`sql.types.converter`: lenient
+    casts such as ``"5"`` for a BIGINT, never a value out of range, a DECIMAL beyond its
+    precision, NaN or Infinity): a row that passes is one every query can read. Undeclared
+    fields are not checked.
+    """
+    convs = [(name, t, conv) for name, t in columns.items() if (conv := converter(t)) is not None]
+
+    def check(row: Any) -> str | None:
+        if type(row) is not dict:
+            return E_ROW_NOT_OBJECT.format(kind=type(row).__name__)
+        for name, t, conv in convs:
+            v = row.get(name)
+            if v is not None:
+                try:
+                    conv(v)
+                except Exception as exc:  # a CastError, or any failure of an odd value
+                    return E_ROW_COLUMN.format(column=name, type=t, error=exc)
+        return None
+
+    return check
 
 
 #: Distinct float values a DECIMAL column's decoder remembers (then it starts over).
 FLOAT_CACHE = 65_536
 
 
-def _float_cache(conv: Callable[[Any], Any]) -> tuple[dict[float, Any], Callable[[Any], Any]]:
+def _float_cache(
+    conv: Callable[[Any], Any], scale: int | None
+) -> tuple[dict[float, Any], Callable[[float], Any]]:
     """A DECIMAL column's float cache and the function filling it: exact digits cost a
     ``repr``, a parse and a quantize (~1 µs), and prices, amounts and rates repeat. The same
     float always converts to the same (immutable) Decimal; zeros are left out (0.0 == -0.0, but
-    their digits differ) and a value ``conv`` rejects is never cached (it raises again)."""
+    their digits differ) and a value ``conv`` rejects is never cached (it raises again).
+
+    ``fill`` answers None when the float cannot say how its text rounds: a text of more than 15
+    significant digits (``0.124999999999999999``) becomes a float whose shortest repr differs
+    from it (``0.125``) — which changes the DECIMAL only when a rounding boundary of the column's
+    scale lies within the float's precision of it. Then (rarely) the record is re-decoded from its
+    digits; no text is scanned for long numbers on the common path."""
     cache: dict[float, Any] = {}
+    scaled = 10.0 ** (scale or 0)
 
     def fill(v: float) -> Any:
+        if scale is None or not math.isfinite(v):
+            return None  # no float reads into it: the exact decoder reads the digits (or fails)
+        x = v * scaled
+        # The text's value and the product differ from x by a few units of x's last place.
+        if abs(x % 1.0 - 0.5) <= abs(x) * 1e-15 + 1e-300:
+            return None
         d = conv(v)
         if v:
             if len(cache) >= FLOAT_CACHE:
@@ -166,8 +278,14 @@ def _default(obj: Any) -> Any:
 
 
 def encode_row(row: Any) -> bytes:
-    """A row as compact JSON (exact decimals; intervals as seconds). Raises TypeError."""
-    return orjson.dumps(row, default=_default)
+    """A row as compact JSON (exact decimals; intervals as seconds; integers of any size).
+    Raises TypeError."""
+    try:
+        return orjson.dumps(row, default=_default)
+    except orjson.JSONEncodeError as exc:
+        if "64-bit" not in str(exc):
+            raise
+        return orjson.dumps(codec.wide_ints(row), default=_default)
 
 
 Encoder = Callable[[Any], bytes]
@@ -179,10 +297,9 @@ def make_encoder(names: Sequence[str], types: Sequence[SqlType] | None) -> Encod
     """:func:`encode_row`, or an equivalent faster one for rows of only plain column types.
 
     orjson has no DECIMAL: it calls back into Python for each one (~0.3 µs); msgspec writes a
-    Decimal's digits itself. The same JSON values either way, with two differences of spelling:
-    a DECIMAL with a positive exponent keeps it (``1.0E+4``; ``encode_row`` writes ``10000``)
-    and an integer beyond 64 bits is written (orjson refuses it: a dead letter). A non-finite
-    DECIMAL still gets ``encode_row``'s error.
+    Decimal's digits itself. The same JSON values either way, with one difference of spelling:
+    a DECIMAL with a positive exponent keeps it (``1.0E+4``; ``encode_row`` writes ``10000``).
+    A non-finite DECIMAL still gets ``encode_row``'s error.
     """
     if not types or any(t.name not in _PLAIN_TYPES for t in types):
         return encode_row

@@ -81,7 +81,7 @@ class Delivery:
             try:
                 if item.futures:
                     await asyncio.gather(*item.futures)
-                self.stats.latencies.append(time.monotonic() - item.fetched_at)
+                self.stats.observe_latency(time.monotonic() - item.fetched_at)
                 await self._acknowledged(item)
             except KafkaError as exc:
                 # Outputs not acknowledged: nothing of this batch may be committed. Stop the

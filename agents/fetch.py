@@ -6,6 +6,8 @@ fetcher already holds are iterated in C (``list.extend`` over a batch), and the 
 position is advanced exactly as ``getmany`` would: whole record batches at a time, stopping at
 the first batch boundary past ``max_records``.
 
+Under ``read_committed`` batches of aborted transactions are skipped as aiokafka skips them.
+
 The records are ``aiokafka.record`` ``DefaultRecord`` objects (``offset``, ``timestamp``, ``key``,
 ``value``, ``headers``; no topic or partition: they come grouped by partition). This reaches into
 the fetcher's private state, so aiokafka is pinned to a minor version in pyproject.toml and the
@@ -20,7 +22,7 @@ import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.consumer.fetcher import FetchResult
+from aiokafka.consumer.fetcher import READ_COMMITTED, FetchResult, PartitionRecords
 from aiokafka.errors import ConsumerStoppedError, CorruptRecordException
 
 E_CRC = "invalid CRC in a record batch of {tp}"
@@ -37,6 +39,8 @@ def supported(consumer: AIOKafkaConsumer) -> bool:
         and hasattr(fetcher, "_wait_consume_future")
         and hasattr(fetcher, "_create_fetch_waiter")
         and hasattr(FetchResult, "check_assignment")
+        and hasattr(PartitionRecords, "_consume_aborted_up_to")
+        and hasattr(PartitionRecords, "_contains_abort_marker")
         and hasattr(consumer, "_subscription")
         and hasattr(consumer, "_coordinator")
     )
@@ -99,12 +103,16 @@ def _take(result: Any, tp: TopicPartition, max_records: int) -> list[Any]:
         return []
     part = result._partition_records
     records = part._records
+    read_committed = part._isolation_level == READ_COMMITTED
     start = part.next_fetch_offset
     out: list[Any] = []
     while records.has_next() and len(out) < max_records:
         batch = records.next_batch()
         if part._check_crcs and not batch.validate_crc():
             raise CorruptRecordException(E_CRC.format(tp=tp))
+        if read_committed and _aborted(part, batch):
+            part.next_fetch_offset = batch.next_offset
+            continue
         if not batch.is_control_batch:
             n = len(out)
             out.extend(batch)
@@ -116,3 +124,27 @@ def _take(result: Any, tp: TopicPartition, max_records: int) -> list[Any]:
     if not records.has_next():
         result._partition_records = None
     return out
+
+
+def _aborted(part: Any, batch: Any) -> bool:
+    """Whether ``batch`` belongs to an aborted transaction (read_committed): aiokafka's own
+    bookkeeping (``PartitionRecords._unpack_records``), the list of aborted transactions the
+    fetch response carries against the producer ids and abort markers met in order."""
+    if batch.producer_id is None:
+        return False
+    part._consume_aborted_up_to(batch.base_offset)
+    if batch.is_control_batch and part._contains_abort_marker(batch):
+        part._aborted_producers.discard(batch.producer_id)
+    return bool(batch.is_transactional and batch.producer_id in part._aborted_producers)
+
+
+def highwater(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """The partition's last seen high-watermark; None while it is not assigned.
+
+    ``consumer.highwater`` asserts the assignment. A group rebalance can drop a partition between
+    a fetch and the bookkeeping after it (on Apache Kafka, whose rebalances are quick, it does).
+    """
+    if tp not in consumer.assignment():
+        return None
+    hw: int | None = consumer.highwater(tp)
+    return hw

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -9,6 +10,16 @@ from typing import Any
 
 #: Batch latencies kept for the percentiles.
 LATENCY_WINDOW = 2048
+#: Upper bounds (seconds) of the cumulative batch-latency histogram (``GET /metrics``).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Longest dead-letter reason label: a label is the reason's fixed part, not the record's data.
+REASON_LABEL_MAX = 60
+
+
+def reason_label(reason: str) -> str:
+    """The low-cardinality part of a dead-letter reason: the text before its first ``:``
+    (``"CastError: cannot cast 'x' to INTEGER"`` → ``"CastError"``, ``"late"`` → ``"late"``)."""
+    return reason.split(":", 1)[0].strip()[:REASON_LABEL_MAX] or "unknown"
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -26,7 +37,8 @@ class QueryStats:
     source: str
     sink: str
     kind: str
-    state: str = "starting"  # starting | waiting for tables | running | stopped | failed
+    #: starting | waiting for tables | running | rebuilding | stopped | failed
+    state: str = "starting"
     records_in: int = 0
     records_out: int = 0
     dead_letters: int = 0
@@ -38,11 +50,29 @@ class QueryStats:
     #: partition's beginning.
     replays: int = 0
     error: str | None = None
+    #: Exactly-once: transactions committed and aborted, seconds spent committing them.
+    transactions: int = 0
+    transactions_aborted: int = 0
+    commit_seconds: float = 0.0
     #: Per source partition: (position, high-watermark).
     partitions: dict[int, tuple[int, int | None]] = field(default_factory=dict)
     #: Seconds from a batch's fetch to the broker's ack of its outputs.
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     started: float = field(default_factory=time.time)
+    #: Dead letters by :func:`reason_label`.
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+    #: Since start: batches per latency bucket (``LATENCY_BUCKETS``, then +Inf), and their sum.
+    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    latency_sum: float = 0.0
+
+    def observe_latency(self, seconds: float) -> None:
+        self.latencies.append(seconds)
+        self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+
+    def add_dead_letters(self, reasons: dict[str, int]) -> None:
+        for reason, n in reasons.items():
+            self.dead_letter_reasons[reason] = self.dead_letter_reasons.get(reason, 0) + n
 
     @property
     def lag(self) -> int | None:
@@ -61,6 +91,7 @@ class QueryStats:
             "records_in": self.records_in,
             "records_out": self.records_out,
             "dead_letters": self.dead_letters,
+            "dead_letter_reasons": dict(sorted(self.dead_letter_reasons.items())),
             "tombstones_skipped": self.tombstones,
             "batches": self.batches,
             "lag": self.lag,
@@ -75,6 +106,9 @@ class QueryStats:
             "rebuilds": self.rebuilds,
             "replays": self.replays,
             "duplicates_skipped": self.duplicates_skipped,
+            "transactions": self.transactions,
+            "transactions_aborted": self.transactions_aborted,
+            "commit_seconds": round(self.commit_seconds, 3),
             "error": self.error,
             "uptime_s": round(time.time() - self.started, 1),
         }

@@ -21,6 +21,7 @@ from sqlglot import exp
 from sqlglot.errors import TokenError
 from sqlglot.tokenizer_core import Token, TokenType
 
+from agents.codec import make_row_check
 from core.errors import ConfigError, TablestreamError
 from sql import (
     Catalog,
@@ -194,6 +195,10 @@ def _table_spec(decl: Declaration) -> TableSpec:
     has_decimal = any(t.name == "DECIMAL" for t in (decl.columns or {}).values())
     if has_decimal and "exact_decimals" not in options:
         spec = dataclasses.replace(spec, exact_decimals=True)
+    if decl.columns:
+        # Rows are checked against the declared types as they are loaded: one that does not fit
+        # is a dead letter, never a row every query reading it would fail on.
+        spec = dataclasses.replace(spec, check=make_row_check(decl.columns))
     return spec
 
 

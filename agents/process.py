@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from agents.codec import E_ENCODE, DecodeError, Decoder, encode_row, make_key
+from agents.metrics import reason_label
 from sql import LateRecordError, Retraction, SqlRuntimeError
 from tables.apply import Malformed, RecordLike
+from tables.deadletter import malformed, source_of_query
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +81,8 @@ class BatchCounts:
     records_in: int = 0
     records_out: int = 0
     dead_letters: int = 0
+    #: Dead letters by :func:`agents.metrics.reason_label`.
+    reasons: dict[str, int] = field(default_factory=dict)
     #: Records with a null value: a stream has no row to delete, so they are skipped (counted).
     tombstones: int = 0
     #: Per partition, the last record of the batch (offsets to commit, fingerprints to store).
@@ -141,9 +145,12 @@ class PerPartition(Generic[Out]):
         output: Out,
         counts: BatchCounts,
     ) -> None:
-        item = Malformed(topic, partition, rec.offset, rec.timestamp, rec.key, rec.value, reason)
-        output.dead_letter(self.dead_letter_topic, item, self.source)
+        output.dead_letter(
+            self.dead_letter_topic, malformed(topic, partition, rec, reason), self.source
+        )
         counts.dead_letters += 1
+        label = reason_label(reason)
+        counts.reasons[label] = counts.reasons.get(label, 0) + 1
 
 
 class BatchProcessor(PerPartition[OutputLike]):
@@ -168,7 +175,7 @@ class BatchProcessor(PerPartition[OutputLike]):
         self.key_columns = tuple(key_columns)
         self.key_of = make_key(key_columns)
         self.dead_letter_topic = dead_letter_topic
-        self.source = f"query:{name}"
+        self.source = source_of_query(name)
         #: Outputs keyed by the source key go to the source record's partition (set by the agent
         #: when the sink has as many partitions as the source): the partition Kafka's default
         #: partitioner gave that key, without hashing it again.

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import orjson
 
 from agents.agent import AgentConfig, Processor, QueryAgent
 from agents.codec import DecodeError, Decoder, encode_row
+from agents.delivery import Inflight
 from agents.pipeline import QueryDef, repartition_topic
 from agents.process import (
     E_INTERNAL,
@@ -38,7 +40,9 @@ from agents.process import (
     RawRecord,
     reason_of,
 )
+from agents.watermarks import H_WATERMARK, MARK_INTERVAL_S, SourceTimes
 from sql import CompiledQuery, GroupKey, SqlRuntimeError
+from tables.deadletter import source_of_query
 from tables.keys import key_text
 
 logger = logging.getLogger(__name__)
@@ -47,6 +51,8 @@ logger = logging.getLogger(__name__)
 H_ORIGIN = "tablestream.origin"
 _ORIGIN = struct.Struct(">iq")
 E_KEY_VALUE = "cannot partition by a group key holding {value!r}: {error}"
+#: A record's event time from its decoded value and timestamp (``CompiledQuery.event_time``).
+EventTime = Callable[[Mapping[str, Any], int | None], int | None]
 
 
 def pack_origin(partition: int, offset: int) -> bytes:
@@ -105,14 +111,25 @@ class RepartitionProcessor(PerPartition[RepartitionOutput]):
     """Runs source records of one query into its repartition topic (a batch at a time)."""
 
     def __init__(
-        self, key: GroupKey, decode: Decoder, *, name: str, topic: str, dead_letter_topic: str
+        self,
+        key: GroupKey,
+        decode: Decoder,
+        *,
+        name: str,
+        topic: str,
+        dead_letter_topic: str,
+        event_time: EventTime | None = None,
+        times: SourceTimes | None = None,
     ) -> None:
         self.key = key
+        #: Windowed: each written record's event time goes to ``times`` (:mod:`agents.watermarks`).
+        self.event_time = event_time
+        self.times = times
         self.decode = decode
         self.name = name
         self.topic = topic
         self.dead_letter_topic = dead_letter_topic
-        self.source = f"query:{name}"
+        self.source = source_of_query(name)
         #: Present for the agent's sake (:class:`agents.process.BatchProcessor` has it): the
         #: partition here is always the group key's.
         self.keep_partition = False
@@ -130,6 +147,7 @@ class RepartitionProcessor(PerPartition[RepartitionOutput]):
             return
         key_of, decode, target = self.key, self.decode, self.topic
         place, append, pack = output.partition, output.append, _ORIGIN.pack
+        event_time, times = self.event_time, self.times
         n_out = 0
         for rec in records:
             value = rec.value
@@ -138,8 +156,9 @@ class RepartitionProcessor(PerPartition[RepartitionOutput]):
                 continue
             try:
                 raw = rec.key
+                row = decode(value)
                 gk = key_of(
-                    decode(value),
+                    row,
                     key=raw,  # bytes: decoded only if the key reads ``_key``
                     timestamp=rec.timestamp,
                     partition=partition,
@@ -152,6 +171,8 @@ class RepartitionProcessor(PerPartition[RepartitionOutput]):
                 headers = [(H_ORIGIN, pack(partition, rec.offset))]
                 append(target, raw, value, headers, place(target, kb), rec.timestamp)
                 n_out += 1
+                if times is not None and event_time is not None:
+                    times.observe(partition, event_time(row, rec.timestamp))
             except DecodeError as err:
                 self._dead_letter(topic, partition, rec, err.reason, output, counts)
             except (SqlRuntimeError, _KeyError) as err:
@@ -176,6 +197,8 @@ class RepartitionAgent(QueryAgent):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.grouped = True
+        self._times: SourceTimes | None = None
+        self._next_marks = 0.0
 
     @staticmethod
     def sink_topic_of(query: QueryDef, config: AgentConfig) -> str:
@@ -191,6 +214,11 @@ class RepartitionAgent(QueryAgent):
 
     def make_processor(self, query: CompiledQuery) -> Processor:
         key = query.partition_key()
+        windowed = query.is_windowed and not self.config.exactly_once
+        cfg = self.config
+        self._times = (
+            SourceTimes(cfg.watermark_idle_timeout, cfg.watermark_max_skew_ms) if windowed else None
+        )
         logger.info(
             "query %s: repartitioned by (%s) through %r",
             self.qdef.name,
@@ -205,4 +233,43 @@ class RepartitionAgent(QueryAgent):
             name=self.qdef.name,
             topic=self.sink_topic,
             dead_letter_topic=self.config.dead_letter_topic,
+            event_time=query.event_time if windowed else None,
+            times=self._times,
         )
+
+    async def _step(self) -> None:
+        await super()._step()
+        if self._times is not None and self.txns is None:
+            await self._watermarks(self._times)
+
+    async def _watermarks(self, times: SourceTimes) -> None:
+        """Markers due to every repartition partition, then pause what runs ahead."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        now = time.monotonic()
+        if now < self._next_marks:
+            return
+        self._next_marks = now + MARK_INTERVAL_S / 2
+        assigned = {tp.partition: tp for tp in consumer.assignment()}
+        ended = []
+        for p in assigned:
+            position, highwater = self.stats.partitions.get(p, (0, None))
+            if highwater is not None and position >= highwater:
+                ended.append(p)
+        n = len(consumer.partitions_for_topic(self.source_topic) or ())
+        marks = [m for m in times.marks(n, ended, now) if m.partition in assigned]
+        if marks:
+            sink = self.sink_topic
+            for rp in range(self.output.partitions(sink)):
+                for m in marks:
+                    self.output.append(sink, None, None, [(H_WATERMARK, m.pack())], rp)
+            futures = await self.output.flush()
+            await self.delivery.put(Inflight(futures, {}, [], now))
+        ahead = times.ahead()
+        paused = consumer.paused()
+        for p, tp in assigned.items():
+            if p in ahead and tp not in paused:
+                consumer.pause(tp)
+            elif p not in ahead and tp in paused:
+                consumer.resume(tp)

@@ -15,14 +15,14 @@ from mode import Service
 from agents.agent import AgentConfig, QueryAgent
 from agents.pipeline import Pipeline
 from agents.repartition import RepartitionAgent
+from agents.sink import MAX_BATCH_BYTES
 from agents.stateful import StatefulAgent
+from agents.transaction import check_transactions
+from agents.transactional import check_queries
 from tables.registry import TableRegistry
-from tables.topics import TopicSpec, ensure_topics, existing_topics
+from tables.topics import ensure_topics, existing_topics
 
 Agent = QueryAgent | StatefulAgent
-
-#: Record batch size of the output producer; fewer, larger produce requests.
-MAX_BATCH_BYTES = 512 * 1024
 
 
 class PipelineService(Service):
@@ -61,8 +61,11 @@ class PipelineService(Service):
                         raise asyncio.CancelledError
 
     async def on_start(self) -> None:
+        # The dead-letter topic is the TableRegistry's (started before this service).
+        if self.config.exactly_once:
+            check_queries(self.pipeline.queries)
+            await check_transactions(self.config.bootstrap_servers, f"{self.config.app_id}-probe")
         topics = self.pipeline.topics(self.default_partitions)
-        topics.append(TopicSpec(self.config.dead_letter_topic, self.default_partitions))
         await ensure_topics(self.config.bootstrap_servers, topics)
         if any(q.repartition for q in self.pipeline.queries):
             # Sized after the source topics as they are (created just now or long ago).

@@ -17,9 +17,11 @@ from aiokafka.partitioner import murmur2
 
 from core.errors import TablestreamError
 from tables.apply import Malformed
-from tables.deadletter import dead_letter_headers
+from tables.deadletter import dead_letter_record
 
 E_TOO_LARGE = "a record of {size} bytes does not fit a record batch for {topic!r}"
+#: Record batch size of output producers; fewer, larger produce requests.
+MAX_BATCH_BYTES = 512 * 1024
 #: Key → partition results kept per topic (murmur2 is pure Python in aiokafka).
 PARTITION_CACHE = 100_000
 
@@ -128,7 +130,7 @@ class Output:
 
     def dead_letter(self, topic: str, item: Malformed, source: str) -> None:
         """The original key and value bytes, with why and where in the headers."""
-        self.append(topic, item.key, item.value, dead_letter_headers(item, source))
+        self.append(topic, *dead_letter_record(item, source))
 
     async def flush(self) -> list[asyncio.Future[Any]]:
         """Send every collected record batch; the futures resolve when the broker acked them."""

@@ -33,12 +33,14 @@ from mode import Service
 from agents.agent import AgentConfig, TablesReady, log_summaries
 from agents.compiling import QueryBuilder
 from agents.delivery import Delivery, Inflight
-from agents.fetch import getmany_raw, supported
+from agents.fetch import getmany_raw, highwater, supported
 from agents.metrics import QueryStats
 from agents.pipeline import Pipeline, QueryDef, repartition_topic
 from agents.sink import Output
 from agents.state import QueryState, StateMismatch
 from agents.tasks import AggregateTask
+from agents.transaction import Transactions
+from agents.transactional import align, stateful_step
 from tables.protocol import Table
 from tables.store import StoreBatch
 
@@ -79,6 +81,8 @@ class StatefulAgent(Service):
         self._raw_fetch = False
         # Held while a fetched batch is processed and handed over, and while tasks change hands.
         self._lock = asyncio.Lock()
+        #: Under exactly-once: a transaction per task (:mod:`agents.transactional`).
+        self.txns: Transactions | None = None
 
     @property
     def label(self) -> str:
@@ -99,13 +103,27 @@ class StatefulAgent(Service):
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
             fetch_max_wait_ms=cfg.fetch_max_wait_ms,
+            isolation_level=cfg.isolation_level,
+        )
+
+    def _transactions(self) -> Transactions:
+        cfg = self.config
+        return Transactions(
+            self.qdef.name,
+            servers=cfg.bootstrap_servers,
+            id_prefix=f"{cfg.app_id}-{self.qdef.name}-agg",
+            group_id=f"{cfg.app_id}-{self.qdef.name}-agg",
+            topics=[self.qdef.sink_topic, cfg.dead_letter_topic],
+            client_id=f"{cfg.app_id}-query-{self.qdef.name}",
         )
 
     # -- tasks ------------------------------------------------------------------------------------
     def _task(self, partition: int) -> AggregateTask:
         tp = TopicPartition(self.topic, partition)
         path = self.config.data_dir / "queries" / self.qdef.name / f"p{partition}"
-        return AggregateTask(self.qdef.name, tp, path, self.builder.both)
+        # Stage 1 writes watermark markers unless it runs in transactions (agents.watermarks).
+        clock = not self.config.exactly_once
+        return AggregateTask(self.qdef.name, tp, path, self.builder.both, clock)
 
     def _seek(self, task: AggregateTask) -> None:
         consumer = self._consumer
@@ -114,7 +132,7 @@ class StatefulAgent(Service):
         # partition for a reset, which the group's committed offset would then win over. The
         # topic is never truncated (retention.ms=-1): it begins at 0.
         consumer.seek(task.tp, task.seek_offset)
-        self.stats.partitions[task.tp.partition] = (task.position, consumer.highwater(task.tp))
+        self.stats.partitions[task.tp.partition] = (task.position, highwater(consumer, task.tp))
 
     async def assign(self, assigned: set[TopicPartition]) -> None:
         """Tasks for exactly the ``assigned`` partitions, each sought to where its state is."""
@@ -144,8 +162,10 @@ class StatefulAgent(Service):
         consumer = self._consumer
         assert consumer is not None
         committed = await consumer.committed(task.tp)
-        highwater = consumer.highwater(task.tp)
-        if committed is not None and (highwater is None or committed <= highwater):
+        if self.txns is not None:
+            align(self.qdef.name, task, committed)
+        hw = highwater(consumer, task.tp)
+        if committed is not None and (hw is None or committed <= hw):
             task.quiet_until = committed
             if committed > task.position:
                 logger.info(I_QUIET, self.qdef.name, self.topic, task.tp.partition, committed)
@@ -181,6 +201,8 @@ class StatefulAgent(Service):
             await self.output.prepare([self.qdef.sink_topic, self.config.dead_letter_topic])
             self.delivery.consumer = consumer
             self.delivery.background_commits = True
+            if self.config.exactly_once:
+                self.txns = self._transactions()
             consumer.subscribe([self.topic], listener=_Tasks(self))
             self.stats.state = "running"
             gc.freeze()  # see QueryAgent._main
@@ -216,11 +238,14 @@ class StatefulAgent(Service):
             if self._raw_fetch
             else await consumer.getmany(timeout_ms=200, max_records=max_records)
         )
+        if self.txns is not None:
+            await stateful_step(self, self.txns, consumer, fetched)
+            return
         async with self._lock:
             for task in self.tasks.values():
                 # A topic that ends before the offset a state reflects is not the one it came
                 # from (a fetch past the end may just come back empty: checked every step).
-                task.check_highwater(consumer.highwater(task.tp))
+                task.check_highwater(highwater(consumer, task.tp))
             if not fetched:
                 self._update_lag()
                 await self.delivery.commit_if_idle()
@@ -247,9 +272,10 @@ class StatefulAgent(Service):
                 stats.records_in += counts.records_in
                 stats.records_out += counts.records_out
                 stats.dead_letters += counts.dead_letters
+                stats.add_dead_letters(counts.reasons)
                 stats.tombstones += counts.tombstones
                 stats.duplicates_skipped += owner.duplicates - before
-                stats.partitions[tp.partition] = (owner.position, consumer.highwater(tp))
+                stats.partitions[tp.partition] = (owner.position, highwater(consumer, tp))
             futures = await self.output.flush()
             await self.delivery.put(Inflight(futures, offsets, writes, started))
             stats.batches += 1
@@ -259,7 +285,7 @@ class StatefulAgent(Service):
         if consumer is None:
             return
         for p, task in self.tasks.items():
-            hw = consumer.highwater(task.tp)
+            hw = highwater(consumer, task.tp)
             if hw is not None:
                 self.stats.partitions[p] = (task.position, hw)
 
@@ -274,6 +300,9 @@ class StatefulAgent(Service):
     async def on_stop(self) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.delivery.drain(), 10)
+        if self.txns is not None:
+            async with self._lock:
+                await self.txns.close()
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()
@@ -291,6 +320,19 @@ class _Tasks(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         await self.agent.revoke()
+        txns = self.agent.txns
+        if txns is not None:
+            async with self.agent._lock:
+                await txns.commit(everything=True)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        txns, consumer = self.agent.txns, self.agent._consumer
+        if txns is not None and consumer is not None:
+            # Each producer fences the partition's previous one and waits for its transaction
+            # to end before the committed offsets are read (in assign).
+            async with self.agent._lock:
+                await txns.stop(keep=assigned)
+                await txns.start(assigned)
+            if assigned:
+                consumer.resume(*assigned)
         await self.agent.assign(set(assigned))

@@ -32,6 +32,7 @@ from aiokafka import TopicPartition
 from agents.process import BatchCounts, BatchProcessor, OutputLike, RawRecord
 from agents.repartition import origin_of
 from agents.state import QueryState, Verifier
+from agents.watermarks import CLOCK_KEY, Mark, SourceClock, mark_of
 from sql import CompiledQuery, StateError
 from tables.apply import Malformed
 from tables.store import StoreBatch
@@ -56,7 +57,9 @@ Compile = Callable[[], tuple[CompiledQuery, BatchProcessor]]
 class AggregateTask:
     """The query's state for one repartition partition; see the module docstring."""
 
-    def __init__(self, name: str, tp: TopicPartition, path: Path, compile: Compile) -> None:
+    def __init__(
+        self, name: str, tp: TopicPartition, path: Path, compile: Compile, clock: bool = True
+    ) -> None:
         self.name = name
         self.tp = tp
         self.state = QueryState(path, tp.topic)
@@ -73,12 +76,16 @@ class AggregateTask:
         #: Records below this offset only rebuild state: their outputs were written before.
         self.quiet_until = 0
         self.quiet = 0
+        #: The watermark over the source partitions (windowed queries; :mod:`agents.watermarks`):
+        #: off when stage 1 writes no markers (exactly-once), then the task's own stream time.
+        self.clock = SourceClock()
+        self._use_clock = clock
 
     def open(self) -> bool:
         """Open the store and load it; True when there is state to resume from (then seek to
         :attr:`seek_offset`), False when the partition must be replayed from its beginning."""
         self.state.open()
-        self.query, self.processor = self._compile()
+        query = self._new_query()
         positions = self.state.positions()
         pos = positions.get(self.tp.partition, 0)
         if pos <= 0:
@@ -87,11 +94,13 @@ class AggregateTask:
         origins: dict[int, int] = {}
         try:
             for key, value in self.state.items():
-                if key.startswith(ORIGIN_PREFIX):
+                if key == CLOCK_KEY:
+                    self.clock.restore(value)
+                elif key.startswith(ORIGIN_PREFIX):
                     origins[int(key[len(ORIGIN_PREFIX) :])] = int(value)
                 else:
                     entries.append((key, value))
-            self.query.restore_state(entries)
+            query.restore_state(entries)
         except (StateError, pickle.UnpicklingError, ValueError, TypeError) as exc:
             logger.warning(W_STATE, self.name, self.tp.topic, self.tp.partition, exc)
             self.reset()
@@ -102,6 +111,13 @@ class AggregateTask:
         if fp is not None:
             self.verifier.expect(self.tp, fp)
         return True
+
+    def _new_query(self) -> CompiledQuery:
+        query, self.processor = self._compile()
+        if self._use_clock:
+            query.set_clock(self.clock.observe)
+        self.query = query
+        return query
 
     @property
     def seek_offset(self) -> int:
@@ -115,7 +131,8 @@ class AggregateTask:
         self.state.reset()
         if self.query is not None:
             self.query.close()
-        self.query, self.processor = self._compile()
+        self.clock = SourceClock()
+        self._new_query()
         self.verifier = Verifier()
         self.origins = {}
         self.position = 0
@@ -139,34 +156,59 @@ class AggregateTask:
         assert self.query is not None
         if not msgs:
             return BatchCounts(), None
-        origins = self.origins
-        fresh: list[TaskRecord] = []
+        origins, clock = self.origins, self.clock
+        clock.origins = {}
+        # Records and watermark markers in topic order: a marker counts after the records before
+        # it (it describes them), never before.
+        steps: list[list[TaskRecord] | Mark] = []
+        run: list[TaskRecord] = []
         advanced: dict[int, int] = {}  # source partition -> its new highest offset
+        fresh = 0
         for rec in msgs:
+            if rec.value is None:
+                mark = mark_of(rec.headers)
+                if mark is not None:
+                    steps += [run, mark]
+                    run = []
+                    continue
             origin = origin_of(rec.headers)
             if origin is not None:
                 sp, so = origin
                 if so <= origins.get(sp, -1):
+                    self.duplicates += 1
                     continue
                 origins[sp] = advanced[sp] = so
-            fresh.append(rec)
-        self.duplicates += len(msgs) - len(fresh)
+                clock.origins[rec.offset] = sp
+            run.append(rec)
+            fresh += 1
+        steps.append(run)
         counts = BatchCounts()
+        for step in steps:
+            if isinstance(step, Mark):
+                clock.mark(step)
+            elif step:
+                self._run(step, output, counts)
+        last = msgs[-1]
+        counts.last = {self.tp.partition: last}
+        self.position = last.offset + 1
+        self.records_in += fresh
+        dirty = self.query.dirty_state()
+        dirty.update({f"{ORIGIN_PREFIX}{sp}": so for sp, so in advanced.items()})
+        if clock.dirty:
+            dirty[CLOCK_KEY] = clock.state()
+        return counts, self.state.batch(dirty, counts.last)
+
+    def _run(self, fresh: list[TaskRecord], output: OutputLike, counts: BatchCounts) -> None:
+        processor = self.processor
+        assert processor is not None
         topic, partition = self.tp.topic, self.tp.partition
         quiet = 0
-        if fresh and fresh[0].offset < self.quiet_until:
+        if fresh[0].offset < self.quiet_until:
             quiet = _below(fresh, self.quiet_until)
             processor.run_partition(topic, partition, fresh[:quiet], _DISCARD, BatchCounts())
             self.quiet += quiet
         processor.run_partition(topic, partition, fresh[quiet:], output, counts)
         counts.records_in += quiet
-        last = msgs[-1]
-        counts.last = {self.tp.partition: last}
-        self.position = last.offset + 1
-        self.records_in += len(fresh)
-        dirty = self.query.dirty_state()
-        dirty.update({f"{ORIGIN_PREFIX}{sp}": so for sp, so in advanced.items()})
-        return counts, self.state.batch(dirty, counts.last)
 
     def close(self) -> None:
         self.state.close()

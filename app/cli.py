@@ -1,8 +1,13 @@
 """Our ``faust -A app ...`` commands.
 
 - ``faust -A app sql explain FILE.sql``  the plan of every continuous query in a pipeline file
-- ``faust -A app tables``                our tables with their stats (from the running worker's
-  web view; its definitions only when no worker answers)
+- ``faust -A app tables [--web URL] [--json]``  the running worker's tables with their stats,
+  read from its web server (``--web``, else ``TABLESTREAM_WEB_HOST``/``TABLESTREAM_WEB_PORT``,
+  default http://127.0.0.1:6066). When no worker answers: exit status 1, and the tables as
+  defined (``TABLESTREAM_PIPELINE``, ``TABLESTREAM_TABLES``) when there are any.
+
+Neither reads the worker's pipeline file unless it needs it: a broken one does not stop
+``sql explain`` of another file.
 """
 
 from __future__ import annotations
@@ -11,12 +16,13 @@ import json
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 import faust
-from faust.cli import AppCommand, argument
+from faust.cli import AppCommand, argument, option
 
 from agents.pipeline import catalog_for, load_pipeline
 from app.settings import Settings
@@ -24,9 +30,14 @@ from core.errors import TablestreamError
 from sql import compile_query
 from tables.memory import MemoryTable
 from tables.protocol import Table
+from tables.spec import TableSpec
 
-E_NOT_REACHABLE = "no worker answers at {url} ({error}); showing the definitions only"
-TABLE_HEADER = ("name", "topic", "key", "ready", "rows", "lag", "malformed", "on disk")
+E_NOT_REACHABLE = "no worker answers at {url} ({error})"
+N_DEFINITIONS = "the tables as defined here (TABLESTREAM_PIPELINE, TABLESTREAM_TABLES):"
+LIVE_HEADER = ("name", "topic", "ready", "rows", "lag", "malformed", "on disk")
+DEFINED_HEADER = ("name", "topic", "key")
+#: Exit status of ``tables`` when no worker answers.
+EXIT_NO_WORKER = 1
 
 
 def explain_file(path: Path, settings: Settings) -> str:
@@ -46,10 +57,9 @@ def explain_file(path: Path, settings: Settings) -> str:
     return "\n\n".join(parts)
 
 
-def fetch_tables(settings: Settings, timeout: float = 3.0) -> list[dict[str, Any]]:
-    host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "") else settings.web_host
-    url = f"http://{host}:{settings.web_port}/tables/"
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+def fetch_tables(web: str, timeout: float = 3.0) -> list[dict[str, Any]]:
+    """The worker's ``GET /tables/`` list (raises URLError/OSError/ValueError when it cannot)."""
+    with urllib.request.urlopen(f"{web.rstrip('/')}/tables/", timeout=timeout) as resp:
         body: dict[str, Any] = json.loads(resp.read())
     return list(body["tables"])
 
@@ -60,32 +70,69 @@ def _lag(stats: dict[str, Any]) -> str:
     return str(sum(known)) if known else "-"
 
 
-def format_tables(settings: Settings, definitions: dict[str, Any]) -> str:
-    try:
-        live = {t["name"]: t for t in fetch_tables(settings)}
-        note = ""
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        live = {}
-        url = f"http://{settings.web_host}:{settings.web_port}/tables/"
-        note = E_NOT_REACHABLE.format(url=url, error=exc)
-    rows = [TABLE_HEADER]
-    for _, spec in sorted(definitions.items()):
-        s = live.get(spec.name, {})
+def _columns(rows: Sequence[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+def format_live(tables: list[dict[str, Any]]) -> str:
+    rows: list[tuple[str, ...]] = [LIVE_HEADER]
+    for s in sorted(tables, key=lambda t: str(t.get("name"))):
         rows.append(
             (
-                spec.name,
-                spec.topic,
-                spec.key_field or "(message key)",
+                str(s.get("name")),
+                str(s.get("topic", "-")),
                 str(s.get("ready", "-")).lower(),
                 str(s.get("size", "-")),
-                _lag(s) if s else "-",
+                _lag(s),
                 str(s.get("malformed", "-")),
                 f"{s['bytes_on_disk'] / 1e6:.1f} MB" if s.get("bytes_on_disk") else "-",
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_HEADER))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(([note] if note else []) + lines)
+    return _columns(rows)
+
+
+def format_defined(specs: list[TableSpec]) -> str:
+    rows: list[tuple[str, ...]] = [DEFINED_HEADER]
+    rows += [(s.name, s.topic, s.key_field or "(message key)") for s in specs]
+    return _columns(rows)
+
+
+def defined_tables(settings: Settings) -> list[TableSpec]:
+    specs = (
+        load_pipeline(settings.pipeline, settings.tables).tables.values()
+        if settings.pipeline
+        else settings.tables
+    )
+    return sorted(specs, key=lambda s: s.name)
+
+
+def tables_command(settings: Settings, web: str | None, as_json: bool) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of ``faust -A app tables``."""
+    url = web or settings.web_url
+    try:
+        live = fetch_tables(url)
+    except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+        note = E_NOT_REACHABLE.format(url=url, error=getattr(exc, "reason", exc))
+        try:
+            specs = defined_tables(settings)
+        except TablestreamError as err:
+            return EXIT_NO_WORKER, "", f"{note}\nerror: {err}"
+        if as_json:
+            body = {"worker": url, "live": False, "tables": [_spec_dict(s) for s in specs]}
+            return EXIT_NO_WORKER, json.dumps(body), note
+        if not specs:
+            return EXIT_NO_WORKER, "", note
+        return EXIT_NO_WORKER, format_defined(specs), f"{note}; {N_DEFINITIONS}"
+    if as_json:
+        return 0, json.dumps({"worker": url, "live": True, "tables": live}), ""
+    return 0, format_live(live), ""
+
+
+def _spec_dict(spec: TableSpec) -> dict[str, Any]:
+    return {"name": spec.name, "topic": spec.topic, "key": spec.key_field}
 
 
 def register_commands(app: faust.App, settings: Settings) -> None:
@@ -103,16 +150,16 @@ def register_commands(app: faust.App, settings: Settings) -> None:
             self.say(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
 
-    @app.command()
-    async def tables(self: AppCommand) -> None:
-        """Our tables (TABLESTREAM_TABLES and pipeline files) with their stats."""
-        try:
-            specs = (
-                load_pipeline(settings.pipeline, settings.tables).tables
-                if settings.pipeline
-                else {s.name.lower(): s for s in settings.tables}
-            )
-        except TablestreamError as exc:
-            self.say(f"error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
-        self.say(format_tables(settings, specs))
+    @app.command(
+        option("--web", default=None, help=f"the worker's web server (default {settings.web_url})"),
+        option("--json", "as_json", is_flag=True, default=False, help="JSON instead of columns"),
+    )
+    async def tables(self: AppCommand, web: str | None, as_json: bool) -> None:
+        """The running worker's tables with their stats (from its web server)."""
+        status, out, err = tables_command(settings, web, as_json or self.json)
+        if err:
+            self.say(err, file=sys.stderr)
+        if out:
+            self.say(out)
+        if status:
+            raise SystemExit(status)

@@ -1,9 +1,20 @@
-"""Builds the faust App of a worker from one :class:`~app.settings.Settings`."""
+"""Builds the faust App of a worker from one :class:`~app.settings.Settings`.
+
+Two steps, so that a command line that runs no worker never reads a pipeline file (a broken one
+must not break ``faust -A app --help`` or ``sql explain`` of another file):
+
+- :func:`create_app` builds the faust App and our commands: cheap, reads no file;
+- :func:`wire` reads the pipeline files and adds the tables, the queries and the web views. The
+  worker class (:class:`TablestreamWorker`, faust's ``Worker`` setting) calls it before it starts,
+  so a bad pipeline stops ``faust -A app worker`` with one line naming file, line and column.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
+from typing import Any
 
 import faust
 
@@ -11,14 +22,21 @@ from agents.agent import AgentConfig
 from agents.pipeline import load_pipeline
 from agents.service import PipelineService
 from app.cli import register_commands
-from app.settings import Settings
-from app.web import register_query_views, register_views
+from app.health import register_health
+from app.settings import Settings, env_name
+from app.web import register_home, register_web
+from core import codec
+from core.errors import ConfigError, TablestreamError
 from tables.registry import TableRegistry
+
+#: Exit status of a worker or command stopped by a bad setting or pipeline (as click's usage).
+EXIT_CONFIG = 2
+E_DATA_DIR = "{variable}='{path}': the data directory cannot be created ({error.strerror})"
 
 
 @dataclass(frozen=True)
 class Runtime:
-    """What a running worker is made of; reachable as ``app.runtime`` from CLI commands."""
+    """What a running worker is made of; reachable as ``app.runtime`` once wired."""
 
     settings: Settings
     tables: TableRegistry
@@ -26,16 +44,14 @@ class Runtime:
 
 
 def create_app(settings: Settings) -> faust.App:
-    """A faust App with the reference tables and the pipelines started as services and the web
-    views mounted. Pipeline files are read and checked here: an error stops the worker at start,
-    naming file, line and column."""
-    logging.getLogger("tables").setLevel(settings.log_level.upper())
-    logging.getLogger("agents").setLevel(settings.log_level.upper())
-    pipeline = load_pipeline(settings.pipeline, settings.tables) if settings.pipeline else None
-    specs = tuple(pipeline.tables.values()) if pipeline is not None else settings.tables
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    """A faust App configured from ``settings`` alone, with our commands; :func:`wire` adds the
+    tables and queries when a worker starts."""
     app = faust.App(
         settings.app_id,
+        # faust reads its own variables (WEB_PORT, BROKER_URL, ...) over these arguments; an
+        # empty environment makes ``settings`` the whole configuration (app.settings warns).
+        env={},
+        Worker=TablestreamWorker,
         broker=settings.faust_broker,
         datadir=str(settings.data_dir / "faust"),
         web_bind=settings.web_host,
@@ -49,6 +65,27 @@ def create_app(settings: Settings) -> faust.App:
         store="memory://",
         autodiscover=False,
     )
+    app.tablestream_settings = settings  # type: ignore[attr-defined]
+    register_home(app)
+    register_commands(app, settings)
+    return app
+
+
+def wire(app: faust.App, settings: Settings) -> Runtime:
+    """Reads and checks the pipeline files, then adds the reference tables and the pipelines as
+    services and mounts the web views. Raises :class:`TablestreamError` naming what is wrong."""
+    logging.getLogger("tables").setLevel(settings.log_level.upper())
+    logging.getLogger("agents").setLevel(settings.log_level.upper())
+    codec.set_max_depth(settings.json_max_depth)  # before any decoder is made
+    pipeline = load_pipeline(settings.pipeline, settings.tables) if settings.pipeline else None
+    specs = tuple(pipeline.tables.values()) if pipeline is not None else settings.tables
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            E_DATA_DIR.format(variable=env_name("data_dir"), path=settings.data_dir, error=exc),
+            variable=env_name("data_dir"),
+        ) from exc
     registry = TableRegistry(
         specs,
         data_dir=settings.data_dir,
@@ -57,10 +94,10 @@ def create_app(settings: Settings) -> faust.App:
         default_partitions=settings.default_partitions,
         fetch_max_records=settings.fetch_max_records,
         client_id=settings.app_id,
+        read_committed=settings.exactly_once,
         beacon=app.beacon,
     )
     app.service(registry)  # type: ignore[arg-type]  # faust takes instances too
-    register_views(app, registry)
     pipelines = None
     if pipeline is not None:
         config = AgentConfig(
@@ -73,12 +110,40 @@ def create_app(settings: Settings) -> faust.App:
             max_inflight=settings.query_max_inflight,
             log_interval=settings.query_log_interval,
             fetch_max_wait_ms=settings.query_fetch_wait_ms,
+            exactly_once=settings.exactly_once,
+            watermark_idle_timeout=settings.watermark_idle_timeout,
+            watermark_max_skew_ms=settings.watermark_max_skew_ms,
         )
         pipelines = PipelineService(
             pipeline, registry, config, settings.default_partitions, beacon=app.beacon
         )
         app.service(pipelines)  # type: ignore[arg-type]
-    register_query_views(app, pipelines)
-    register_commands(app, settings)
-    app.runtime = Runtime(settings, registry, pipelines)  # type: ignore[attr-defined]
-    return app
+    register_health(app, registry, pipelines, max_age=settings.live_max_age)
+    register_web(
+        app,
+        registry,
+        pipelines,
+        bootstrap_servers=settings.bootstrap_servers,
+        dead_letter_topic=settings.dead_letter_topic,
+    )
+    runtime = Runtime(settings, registry, pipelines)
+    app.runtime = runtime  # type: ignore[attr-defined]
+    return runtime
+
+
+def exit_config_error(exc: TablestreamError) -> None:
+    """One line on stderr and exit status 2: what a user sees of a bad setting or pipeline."""
+    print(f"error: {exc}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_CONFIG)
+
+
+class TablestreamWorker(faust.Worker):
+    """faust's worker, wiring the app's tables and queries (:func:`wire`) before it starts."""
+
+    def __init__(self, app: faust.App, *services: Any, **kwargs: Any) -> None:
+        if getattr(app, "runtime", None) is None:
+            try:
+                wire(app, app.tablestream_settings)  # type: ignore[attr-defined]
+            except TablestreamError as exc:
+                exit_config_error(exc)
+        super().__init__(app, *services, **kwargs)

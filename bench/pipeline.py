@@ -34,7 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.broker import EmbeddedBroker, free_port
 from core import codec
-from tables.topics import TopicSpec, ensure_topics
+from tables.topics import TopicSpec, ensure_topics, topic_partitions
 from tests.support.kafka import read_all
 from tests.support.worker import ROOT, Worker
 
@@ -128,10 +128,9 @@ async def raw_ceiling(servers: str, expect: int) -> dict[str, float]:
     )
     await consumer.start()
     try:
-        await consumer.topics()
         tps = [
             TopicPartition("bench-orders", p)
-            for p in consumer.partitions_for_topic("bench-orders") or ()
+            for p in await topic_partitions(consumer, "bench-orders")
         ]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -285,8 +284,7 @@ async def latency(
     rng = random.Random(3)
     lat: list[float] = []
     try:
-        await consumer.topics()
-        tps = [TopicPartition(sink, p) for p in consumer.partitions_for_topic(sink) or ()]
+        tps = [TopicPartition(sink, p) for p in await topic_partitions(consumer, sink)]
         consumer.assign(tps)
         await consumer.seek_to_end(*tps)
         for tp in tps:

@@ -77,7 +77,17 @@ QUERIES: dict[str, tuple[str, str, float]] = {
         " AND NOT EXISTS (SELECT 1 FROM users r WHERE r.region = o.region AND r.price > o.amount)",
         50.0,
     ),
+    "f": (
+        "EXISTS over a join on keys (chained lookups)",
+        "SELECT o.user_id, o.amount FROM orders o"
+        " WHERE EXISTS (SELECT 1 FROM users u JOIN users v ON v.id = u.region"
+        " WHERE u.id = o.user_id AND v.active)",
+        10.0,
+    ),
 }
+#: Queries without a naive figure: a naive join inside a subquery scans the table once per row
+#: of the table (10^12 row visits on 1M keys), which no run finishes.
+NO_NAIVE = frozenset("f")
 
 
 def regions(keys: int) -> int:
@@ -209,6 +219,8 @@ def duck_batch(con: Any, query: str, recs: list[dict[str, Any]], batch: int) -> 
 
 
 def fmt(us: float) -> str:
+    if us != us:  # NaN: not measured
+        return "—"
     if us >= 1e6:
         return f"{us / 1e6:.2f} s"
     if us >= 1e3:
@@ -272,11 +284,13 @@ def main() -> None:
             samples = quietest(q.process, recs, args.repeat)
             p50, p99 = pct(samples)
             rate = len(samples) / (sum(samples) / 1e9)
-            # Every subquery planned as a per-record scan (the seed's reference behaviour).
-            nq = compile_query(DECL + query, catalog, rules=("full_scan",))
-            check_same(nq, con, query, recs[: min(2, args.naive_records)])
-            naive = statistics.median(latencies(nq.process, recs[: args.naive_records])) / 1000
-            nq.close()
+            naive = float("nan")
+            if name not in NO_NAIVE:
+                # Every subquery planned as a per-record scan (the seed's reference behaviour).
+                nq = compile_query(DECL + query, catalog, rules=("full_scan",))
+                check_same(nq, con, query, recs[: min(2, args.naive_records)])
+                naive = statistics.median(latencies(nq.process, recs[: args.naive_records])) / 1000
+                nq.close()
             dsql = duck_one_row(query)
             dsamples = latencies(functools.partial(duck_row, con, dsql), recs[: args.duck_records])
             d_rec = statistics.median(dsamples) / 1000

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The demo: sets up .venv, starts the embedded broker, runs `faust -A app worker` with the
+# The demo: sets up .venv, starts the embedded broker (or uses $TABLESTREAM_BROKER), runs
+# `faust -A app worker` with the
 # pipeline examples/orders/pipeline.sql (reference tables users and limits, an orders stream, three
 # continuous queries), then produces orders and changes the tables live while printing the outputs.
 # Ctrl-C stops everything. `scripts/demo.sh --duration 30` stops by itself after 30 seconds.
@@ -17,11 +18,16 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-.venv/bin/python -m app.broker > "$DEMO_DIR/broker.url" 2> "$DEMO_DIR/broker.log" &
-pids+=($!)
-for _ in $(seq 100); do [ -s "$DEMO_DIR/broker.url" ] && break; sleep 0.1; done
-BROKER=$(head -1 "$DEMO_DIR/broker.url")
-echo "== embedded broker (Tansu) on $BROKER"
+if [ -n "${TABLESTREAM_BROKER:-}" ]; then
+  BROKER=$TABLESTREAM_BROKER  # a running broker (the tests run the demo on Tansu and on Kafka)
+  echo "== broker from TABLESTREAM_BROKER: $BROKER"
+else
+  .venv/bin/python -m app.broker > "$DEMO_DIR/broker.url" 2> "$DEMO_DIR/broker.log" &
+  pids+=($!)
+  for _ in $(seq 100); do [ -s "$DEMO_DIR/broker.url" ] && break; sleep 0.1; done
+  BROKER=$(head -1 "$DEMO_DIR/broker.url")
+  echo "== embedded broker (Tansu) on $BROKER"
+fi
 
 export TABLESTREAM_BROKER=$BROKER
 export TABLESTREAM_PIPELINE=examples/orders/pipeline.sql
@@ -31,7 +37,7 @@ export TABLESTREAM_SESSION_TIMEOUT=${TABLESTREAM_SESSION_TIMEOUT:-6}
 .venv/bin/faust -A app worker -l info > "$DEMO_DIR/worker.log" 2>&1 &
 pids+=($!)
 echo "== worker: faust -A app worker (log: $DEMO_DIR/worker.log)"
-echo "== web views: http://127.0.0.1:$WEB_PORT/tables/  ·  /tables/users/42  ·  /queries/"
+echo "== inspector: http://127.0.0.1:$WEB_PORT/  (JSON: /tables/  ·  /tables/users/42  ·  /queries/)"
 
 .venv/bin/python -m examples.orders.generate --broker "$BROKER" \
-  --web "http://127.0.0.1:$WEB_PORT" "$@"
+  --web "http://127.0.0.1:$WEB_PORT" --dlq "${TABLESTREAM_DLQ_TOPIC:-tablestream-dlq}" "$@"

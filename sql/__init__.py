@@ -6,6 +6,8 @@ Public API::
     from sql import Catalog, compile_query
     q = compile_query("SELECT ... FROM orders WHERE user_id IN (SELECT id FROM users)", catalog)
     rows = q.process({"user_id": 7, ...}, key=..., timestamp=...)
+    # a pull query: once over a table's current rows (key lookups when the key is pinned)
+    result = compile_pull_query("SELECT * FROM users WHERE id = 7", {"users": users}).execute()
 
 Other packages import from here only; the modules below are the engine's own business.
 """
@@ -19,6 +21,7 @@ from sql.errors import (
     DivisionByZeroError,
     EventTimeError,
     LateRecordError,
+    NumericOverflowError,
     ParseError,
     RuntimeTypeError,
     ScalarSubqueryError,
@@ -33,10 +36,13 @@ from sql.errors import (
 from sql.functions import Function, register
 from sql.operators.aggregate import Retraction
 from sql.parse import Script, parse_script
+from sql.pull import PullQuery, PullResult, PullTimeoutError, compile_pull_query
 from sql.query import PLANNER_RULES, CompiledQuery, Sink, compile_query
-from sql.types import SqlType, converter
+from sql.types import BIGINT_MAX, BIGINT_MIN, SqlType, converter
 
 __all__ = [
+    "BIGINT_MAX",
+    "BIGINT_MIN",
     "PLANNER_RULES",
     "BindError",
     "CastError",
@@ -48,7 +54,11 @@ __all__ = [
     "Function",
     "GroupKey",
     "LateRecordError",
+    "NumericOverflowError",
     "ParseError",
+    "PullQuery",
+    "PullResult",
+    "PullTimeoutError",
     "RelationSchema",
     "Retraction",
     "RuntimeTypeError",
@@ -63,6 +73,7 @@ __all__ = [
     "StateError",
     "Tablestream",
     "UnsupportedError",
+    "compile_pull_query",
     "compile_query",
     "converter",
     "parse_script",

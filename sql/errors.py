@@ -36,6 +36,10 @@ E_SEVERAL_ROWS = (
 E_DIVISION_BY_ZERO = "division by zero"
 E_RUNTIME_TYPE = "cannot apply {op} to {left!r} and {right!r}"
 E_CAST = "cannot cast {value!r} to {type}"
+E_NUMERIC_OVERFLOW = (
+    "numeric field overflow: {value} does not fit DECIMAL({precision},{scale}) (a field with"
+    " precision {precision}, scale {scale} must round to an absolute value less than 10^{digits})"
+)
 E_UNKNOWN_FUNCTION = "unknown function {name}"
 E_ARITY = "{name} takes {expected}, got {got}"
 E_ARG_TYPE = "{name} expects {want} as argument {n}, got {got}"
@@ -130,6 +134,11 @@ class RuntimeTypeError(SqlRuntimeError):
 
 class CastError(SqlRuntimeError):
     """A value that cannot be converted to the requested type."""
+
+
+class NumericOverflowError(CastError):
+    """A value with more digits than its DECIMAL(p, s) allows (PostgreSQL's "numeric field
+    overflow"): ``fields`` ``value``, ``precision``, ``scale``."""
 
 
 class LateRecordError(SqlRuntimeError):

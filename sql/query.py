@@ -87,6 +87,31 @@ class CompiledQuery:
         """Windowed: max event time seen minus the allowed out-of-orderness (epoch ms)."""
         return None if self._agg is None else self._agg.watermark
 
+    def set_clock(self, clock: Callable[[int, int], int | None]) -> None:
+        """Windowed: the watermark follows ``clock(offset, event_time)`` — the event time every
+        source partition reached, given a record's offset and event time (None: unknown yet) —
+        instead of the largest event time seen (:mod:`agents.watermarks`)."""
+        agg, ms = self._agg, self._ms
+        if agg is None or not agg.is_windowed:
+            return
+        agg.clock = lambda env, t: clock(env[ms][4], t)  # type: ignore[attr-defined]
+
+    def event_time(self, value: Mapping[str, Any], timestamp: int | None) -> int | None:
+        """Windowed: a record's event time (epoch ms), as its window reads it; None when it has
+        none or the query is not windowed. Does not touch the query's state."""
+        agg = self._agg
+        if agg is None or not agg.is_windowed:
+            return None
+        env, ms, ts_field = self._env, self._ms, self._ts_field
+        env[self._vs] = value
+        event_time = value.get(ts_field, timestamp) if ts_field else timestamp
+        env[ms] = (None, timestamp, event_time, -1, -1)
+        try:
+            t = agg.time_fn(env)  # type: ignore[attr-defined]
+        except Exception:  # an unusable time is the query's error to report, not ours
+            return None
+        return t if type(t) is int else None
+
     @property
     def late_drops(self) -> int:
         """Windowed: updates of closed windows skipped for records late for only some of their

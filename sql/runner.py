@@ -1,5 +1,10 @@
-"""The offline runner: ``python -m sql run QUERY.sql --table NAME=FILE.jsonl[:KEY] ... --stream
-NAME[=FILE.jsonl] [--events FILE.jsonl] [--explain]``.
+"""The offline runner: ``python -m sql run FILE.sql [--query NAME] --table NAME=FILE.jsonl[:KEY]
+... --stream NAME[=FILE.jsonl] ... [--events FILE.jsonl] [--explain]``.
+
+``FILE.sql`` holds declarations and one query, or a whole pipeline file (several ``CREATE ... AS
+SELECT`` queries): every query runs (``--query NAME``: that one), each over its own fresh copy
+of the tables, in file order; with more than one, every output row carries ``"_query": NAME``
+first, and a query reading another query's output stream gets that query's rows as its input.
 
 Tables are loaded into :class:`~tables.memory.MemoryTable` (versioned when declared ``WITH
 (versions=..., history_retention=...)``); a table file line is a row, or a timed change
@@ -22,13 +27,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from sqlglot import exp
+
 from core.codec import JSONDecodeError, dumps, loads_exact
 from core.errors import ConfigError
 from sql.catalog import Catalog, infer_columns
-from sql.dialect import Declaration
+from sql.dialect import Declaration, split_statement
 from sql.errors import SqlCompileError, SqlError, SqlRuntimeError
 from sql.operators.aggregate import Retraction
-from sql.parse import parse_script
+from sql.parse import Script, _statements, parse_script
 from sql.query import CompiledQuery, apply_declarations
 from sql.types import cast
 from tables.memory import MemoryTable
@@ -41,6 +48,10 @@ E_BAD_EVENT = '{path}:{line}: an event needs "table" or "stream"'
 E_RECORD_FAILED = "record {n}: {error}"
 #: Member added to a Retraction row on output.
 RETRACT_MARK = "_retract"
+#: First member of every output row when the file's queries run together.
+QUERY_MARK = "_query"
+E_NO_SUCH_QUERY = "no query named {name!r}; the file's queries: {names}"
+E_NO_STREAM = "{query} reads no stream by name; give it with --stream NAME=FILE.jsonl"
 E_NOT_OBJECT = "expected a JSON object"
 RESERVED = ("_timestamp", "_key")
 #: A table file line with exactly these members (and "value") is a change: null value = delete.
@@ -87,17 +98,91 @@ def _typed(value: dict[str, Any], decl: Declaration | None) -> dict[str, Any]:
     return row
 
 
+def split_queries(sql: str) -> list[tuple[str, Script]]:
+    """Every query of a file as (name, script): the script holds all the declarations and that
+    query alone, the other queries blanked out (newlines kept: positions stay those of the file).
+    A file of declarations and one query gives one script. The name is the sink's (``CREATE
+    STREAM name AS ...``), ``query`` for a bare SELECT (``query2`` ... when there are several)."""
+    spans = []
+    for tokens in _statements(sql):
+        if split_statement(sql, tokens).select_span is not None:
+            spans.append((tokens[0].start, tokens[-1].end + 1))
+    if len(spans) <= 1:
+        scripts = [parse_script(sql)]
+    else:
+        scripts = [
+            parse_script(_blank_spans(sql, spans[:i] + spans[i + 1 :])) for i in range(len(spans))
+        ]
+    named: list[tuple[str, Script]] = []
+    for i, script in enumerate(scripts, 1):
+        name = script.sink.name if script.sink is not None else ("query" if i == 1 else f"query{i}")
+        named.append((name, script))
+    return named
+
+
+def _blank_spans(sql: str, spans: Sequence[tuple[int, int]]) -> str:
+    chars = list(sql)
+    for start, end in spans:
+        for i in range(start, min(end, len(chars))):
+            if chars[i] != "\n":
+                chars[i] = " "
+    return "".join(chars)
+
+
+def source_of(script: Script) -> str | None:
+    """The name in the query's FROM (the stream it reads), None for a FROM of something else."""
+    from_ = script.require_query().args.get("from_") or script.require_query().args.get("from")
+    this = from_.this if from_ is not None else None
+    return this.name if isinstance(this, exp.Table) else None
+
+
 class Runner:
+    """Runs the queries of one SQL file over the input files (see the module's docstring)."""
+
     def __init__(self, args: argparse.Namespace, out: IO[str], err: IO[str]) -> None:
         self.args = args
         self.out, self.err = out, err
-        self.tables: dict[str, MemoryTable] = {}
-        self.failed = 0
-        self.records = 0
+        #: Rows each query emitted, by its sink's name: the input of queries that read it.
+        self.produced: dict[str, list[dict[str, Any]]] = {}
 
     def run(self) -> int:
         sql = Path(self.args.query).read_text(encoding="utf-8")
-        script = parse_script(sql)
+        queries = split_queries(sql)
+        if self.args.pick:
+            wanted = [(n, s) for n, s in queries if n.lower() == self.args.pick.lower()]
+            if not wanted:
+                names = ", ".join(n for n, _ in queries)
+                raise InputError(E_NO_SUCH_QUERY.format(name=self.args.pick, names=names))
+            queries = wanted
+        streams = [_split_spec(s) for s in self.args.stream]
+        tag = len(queries) > 1
+        status = 0
+        for name, script in queries:
+            stream = streams[0][0] if len(queries) == 1 and len(streams) == 1 else None
+            run = _QueryRun(self, script, name if tag else None, stream or source_of(script))
+            status = max(status, run.run())
+        return status
+
+
+class _QueryRun:
+    """One query over fresh copies of the tables."""
+
+    def __init__(self, runner: Runner, script: Script, tag: str | None, stream: str | None) -> None:
+        self.runner = runner
+        self.args = runner.args
+        self.out, self.err = runner.out, runner.err
+        self.script = script
+        self.tag = tag
+        if stream is None:
+            raise InputError(E_NO_STREAM.format(query=tag or "the query"))
+        self.stream_name = stream
+        self.tables: dict[str, MemoryTable] = {}
+        self.failed = 0
+        self.records = 0
+        self.emitted: list[dict[str, Any]] = []
+
+    def run(self) -> int:
+        script = self.script
         self.decls = script.declarations
         catalog = Catalog()
         for spec in self.args.table:
@@ -112,8 +197,13 @@ class Runner:
             if decl.kind == "table" and name not in self.tables:
                 self.tables[name] = _memory_table(decl.name, decl.primary_key, decl)
                 catalog.add_table(decl.name, self.tables[name])
-        self.stream, path, _ = _split_spec(self.args.stream)
+        self.stream = self.stream_name
+        path = next(
+            (p for n, p, _ in map(_split_spec, self.args.stream) if _same(n, self.stream)), None
+        )
         records = list(_jsonl(path)) if path else []
+        if not path and self.stream.lower() in self.runner.produced:
+            records = list(enumerate(self.runner.produced[self.stream.lower()], 1))
         for n, value in records:  # checked before any row is emitted
             if not isinstance(value, dict):
                 raise InputError(E_BAD_LINE.format(path=path, line=n, reason=E_NOT_OBJECT))
@@ -129,8 +219,10 @@ class Runner:
             )
             catalog.add_stream(self.stream, cols if cols else None)
         apply_declarations(script, catalog)
-        query = CompiledQuery(script, _context(sql, catalog), _sink_of(script))
+        query = CompiledQuery(script, _context(script.sql, catalog), _sink_of(script))
         if self.args.explain:
+            if self.tag:
+                print(f"-- {self.tag}", file=self.out)
             print(query.explain(), file=self.out)
             return 0
         for _, value in records:
@@ -138,6 +230,8 @@ class Runner:
         for n, event in self._events():
             self._event(query, event, n)
         self._emit(query.finish())
+        if script.sink is not None:
+            self.runner.produced[script.sink.name.lower()] = self.emitted
         return 1 if self.failed else 0
 
     def _events(self, peek: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -216,16 +310,24 @@ class Runner:
         except SqlRuntimeError as err:
             self.failed += 1
             self._emit(err.rows)  # windows its event time closed before it failed
-            print(E_RECORD_FAILED.format(n=self.records, error=err), file=self.err)
+            where = f"query {self.tag}: " if self.tag else ""
+            print(where + E_RECORD_FAILED.format(n=self.records, error=err), file=self.err)
             return
         self._emit(rows)
 
     def _emit(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:
+            self.emitted.append(dict(row))
             obj = {k: _jsonable(v) for k, v in row.items()}
             if isinstance(row, Retraction):
                 obj[RETRACT_MARK] = True
+            if self.tag is not None:
+                obj = {QUERY_MARK: self.tag, **obj}
             self.out.write(dumps(obj).decode() + "\n")
+
+
+def _same(a: str, b: str) -> bool:
+    return a.lower() == b.lower()
 
 
 def _is_change(line: dict[str, Any]) -> bool:
@@ -266,12 +368,15 @@ def _sink_of(script: Any) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sql", description="Run streaming SQL offline.")
     sub = p.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run QUERY.sql over JSON Lines files")
-    run.add_argument("query", help="the SQL file: declarations, then one query")
+    run = sub.add_parser("run", help="run the queries of FILE.sql over JSON Lines files")
+    run.add_argument("query", help="the SQL file: declarations, then one query or several")
+    run.add_argument("--query", dest="pick", metavar="NAME", help="run this query only")
     run.add_argument("--table", action="append", default=[], metavar="NAME=FILE.jsonl[:KEYFIELD]")
-    run.add_argument("--stream", required=True, metavar="NAME[=FILE.jsonl]")
+    run.add_argument("--stream", action="append", default=[], metavar="NAME[=FILE.jsonl]")
     run.add_argument("--events", metavar="FILE.jsonl", help="timeline of table changes and records")
     run.add_argument("--explain", action="store_true", help="print the plan instead of running")
+    test = sub.add_parser("test", help="run the test cases under DIR (see sql.testing)")
+    test.add_argument("dir", help="a case directory, or a directory of case directories")
     return p
 
 
@@ -280,6 +385,10 @@ def main(
 ) -> int:
     args = build_parser().parse_args(argv)
     out, err = out or sys.stdout, err or sys.stderr
+    if args.command == "test":
+        from sql.testing import run_cases
+
+        return run_cases(Path(args.dir), out)
     try:
         return Runner(args, out, err).run()
     except SqlCompileError as exc:

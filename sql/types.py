@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
@@ -19,10 +20,12 @@ from typing import Any
 
 from sqlglot import exp
 
-from sql.errors import E_CAST, CastError
+from sql.errors import E_CAST, E_NUMERIC_OVERFLOW, CastError, NumericOverflowError
 
 #: Exact arithmetic: wide enough that +, -, * of DECIMAL(38, s) values never round.
 DECIMAL_CONTEXT = Context(prec=120, rounding=ROUND_HALF_UP)
+#: The range of BIGINT (64-bit, as in every SQL engine); a value outside it is a cast error.
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 #: Significant digits a DECIMAL quotient keeps at least (see :func:`divide_decimal`).
 MIN_SIGNIFICANT_DIGITS = 16
 
@@ -168,61 +171,116 @@ def comparable(a: SqlType, b: SqlType) -> bool:
 
 
 # -- conversions ----------------------------------------------------------------------------------
-def to_decimal(value: Any, scale: int | None = None) -> Decimal | None:
-    """Exact conversion; a float goes through its shortest repr (the JSON text it came from)."""
+def check_precision(d: Decimal, precision: int, scale: int) -> Decimal:
+    """``d`` (already at ``scale``) when it has at most ``precision`` digits, else the
+    per-record :class:`NumericOverflowError`, as PostgreSQL raises for a NUMERIC(p, s)."""
+    if len(d.as_tuple().digits) > precision and d:
+        raise NumericOverflowError(
+            E_NUMERIC_OVERFLOW.format(
+                value=d, precision=precision, scale=scale, digits=precision - scale
+            ),
+            value=str(d),
+            precision=precision,
+            scale=scale,
+        )
+    return d
+
+
+def decimal_context(precision: int | None) -> Context:
+    """The context quantizing a DECIMAL(p, s) value: precision ``p`` makes ``quantize`` refuse a
+    value with more digits (InvalidOperation) at no extra cost; None = the exact context."""
+    if precision is None:
+        return DECIMAL_CONTEXT
+    return Context(prec=max(precision, 1), rounding=ROUND_HALF_UP)
+
+
+def to_decimal(
+    value: Any, scale: int | None = None, precision: int | None = None
+) -> Decimal | None:
+    """Exact conversion; a float goes through its shortest repr (the JSON text it came from).
+    With ``precision`` (and ``scale``), a value with more digits is a NumericOverflowError."""
     if value is None:
         return None
     try:
         if isinstance(value, Decimal):
             d = value
         elif isinstance(value, bool):
-            raise CastError(E_CAST.format(value=value, type="DECIMAL"))
+            raise CastError(E_CAST.format(value=_short(value), type="DECIMAL"))
         elif isinstance(value, (int, str)):
             d = Decimal(value.strip() if isinstance(value, str) else value)
         elif isinstance(value, float):
             d = Decimal(repr(value))
         else:
-            raise CastError(E_CAST.format(value=value, type="DECIMAL"))
+            raise CastError(E_CAST.format(value=_short(value), type="DECIMAL"))
         if not d.is_finite():
-            raise CastError(E_CAST.format(value=value, type="DECIMAL"))
+            raise CastError(E_CAST.format(value=_short(value), type="DECIMAL"))
         if scale is not None:
             d = d.quantize(Decimal(1).scaleb(-scale), context=DECIMAL_CONTEXT)
+            if precision is not None:
+                check_precision(d, precision, scale)
         return d
     except InvalidOperation as exc:
-        raise CastError(E_CAST.format(value=value, type="DECIMAL")) from exc
+        raise CastError(E_CAST.format(value=_short(value), type="DECIMAL")) from exc
 
 
 def to_double(value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool):
-        raise CastError(E_CAST.format(value=value, type="DOUBLE"))
+        raise CastError(E_CAST.format(value=_short(value), type="DOUBLE"))
     try:
         return float(value)
     except (TypeError, ValueError) as exc:
-        raise CastError(E_CAST.format(value=value, type="DOUBLE")) from exc
+        raise CastError(E_CAST.format(value=_short(value), type="DOUBLE")) from exc
 
 
 def to_bigint(value: Any) -> int | None:
+    """A 64-bit integer; out of that range (or not a number) is a :class:`CastError`."""
     if value is None:
         return None
     if isinstance(value, bool):
         return int(value)
-    if isinstance(value, int):
-        return value
+    n: int | None = None
     try:
-        if isinstance(value, str):
-            return int(value.strip())
-        if isinstance(value, (float, Decimal)):
+        if isinstance(value, int):
+            n = value
+        elif isinstance(value, str):
+            n = int(value.strip())
+        elif isinstance(value, (float, Decimal)):
             # SQL casts round half away from zero (PostgreSQL, DuckDB).
-            return int(
+            n = int(
                 Decimal(repr(value) if isinstance(value, float) else value).quantize(
-                    Decimal(1), rounding=ROUND_HALF_UP
+                    Decimal(1), rounding=ROUND_HALF_UP, context=DECIMAL_CONTEXT
                 )
             )
-    except (ValueError, InvalidOperation) as exc:
-        raise CastError(E_CAST.format(value=value, type="BIGINT")) from exc
-    raise CastError(E_CAST.format(value=value, type="BIGINT"))
+    except (ValueError, ArithmeticError) as exc:
+        raise CastError(E_CAST.format(value=_short(value), type="BIGINT")) from exc
+    if n is None or not BIGINT_MIN <= n <= BIGINT_MAX:
+        raise CastError(E_CAST.format(value=_short(value), type="BIGINT"))
+    return n
+
+
+class _Short:
+    """A value in an error message, its repr cut short (a reason must stay small, whatever
+    the record held: a 1 MB string, a 10,000-digit integer, a deeply nested array)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        if isinstance(self.value, int) and self.value.bit_length() > 256:
+            return f"<integer of {self.value.bit_length()} bits>"
+        return _REPR.repr(self.value)
+
+
+def _short(value: Any) -> _Short:
+    return _Short(value)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 60
 
 
 def to_string(value: Any) -> str | None:
@@ -246,7 +304,7 @@ def to_boolean(value: Any) -> bool | None:
         return False
     if isinstance(value, int):
         return value != 0
-    raise CastError(E_CAST.format(value=value, type="BOOLEAN"))
+    raise CastError(E_CAST.format(value=_short(value), type="BOOLEAN"))
 
 
 def to_date(value: Any) -> dt.date | None:
@@ -257,21 +315,84 @@ def to_date(value: Any) -> dt.date | None:
     try:
         return dt.date.fromisoformat(str(value).strip()[:10])
     except ValueError as exc:
-        raise CastError(E_CAST.format(value=value, type="DATE")) from exc
+        raise CastError(E_CAST.format(value=_short(value), type="DATE")) from exc
+
+
+#: TIMESTAMP values are naive ``datetime``s in UTC; epoch milliseconds count from here.
+EPOCH = dt.datetime(1970, 1, 1)
+_MS = dt.timedelta(milliseconds=1)
+
+
+def millis_to_timestamp(ms: int) -> dt.datetime:
+    """Epoch milliseconds as a TIMESTAMP (exact: no float on the way)."""
+    try:
+        return EPOCH + dt.timedelta(milliseconds=ms)
+    except OverflowError as exc:
+        raise CastError(E_CAST.format(value=ms, type="TIMESTAMP")) from exc
+
+
+def timestamp_to_millis(t: dt.date) -> int:
+    """Epoch milliseconds of a TIMESTAMP (naive = UTC) or a DATE (its midnight), rounded down."""
+    if not isinstance(t, dt.datetime):
+        t = dt.datetime(t.year, t.month, t.day)
+    elif t.tzinfo is not None:
+        t = t.astimezone(dt.UTC).replace(tzinfo=None)
+    return (t - EPOCH) // _MS
 
 
 def to_timestamp(value: Any) -> dt.datetime | None:
-    if value is None or isinstance(value, dt.datetime):
-        return value
+    """A TIMESTAMP (naive, UTC): a datetime (one with a zone is moved to UTC), a DATE's midnight,
+    epoch milliseconds (an integer, as Kafka record timestamps), ISO-8601 text."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            return value
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
     if isinstance(value, dt.date):
         return dt.datetime(value.year, value.month, value.day)
     if isinstance(value, int) and not isinstance(value, bool):
-        # Epoch milliseconds, as in Kafka record timestamps.
-        return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC).replace(tzinfo=None)
+        return millis_to_timestamp(value)
     try:
-        return dt.datetime.fromisoformat(str(value).strip())
+        return to_timestamp(dt.datetime.fromisoformat(str(value).strip()))
     except ValueError as exc:
-        raise CastError(E_CAST.format(value=value, type="TIMESTAMP")) from exc
+        raise CastError(E_CAST.format(value=_short(value), type="TIMESTAMP")) from exc
+
+
+def event_timestamp(value: Any) -> dt.datetime | None:
+    """``_timestamp`` / ``_event_time`` as TIMESTAMP(3): the record timestamp or the declared
+    event-time field, whatever form it came in — a number (epoch milliseconds, also as text),
+    a timestamp, a date, ISO-8601 text (no zone = UTC), as the windows read it."""
+    t = type(value)
+    if t is int:
+        return EPOCH + dt.timedelta(milliseconds=value)
+    if value is None:
+        return None
+    if t is float or t is Decimal:
+        if not value.is_finite() if t is Decimal else not math.isfinite(value):
+            raise CastError(E_CAST.format(value=value, type="TIMESTAMP"))
+        return millis_to_timestamp(int(value))
+    if t is str and value.strip().lstrip("-").isdigit():
+        return millis_to_timestamp(int(value))
+    return to_timestamp(value)
+
+
+#: The functions that turn epoch milliseconds into a TIMESTAMP and back (named in type errors).
+E_EPOCH_HINT = (
+    "; a BIGINT holding epoch milliseconds becomes a TIMESTAMP with TIMESTAMP_MILLIS({bigint})"
+    " (or EPOCH_MS), and a TIMESTAMP becomes epoch milliseconds with UNIX_MILLIS({timestamp})"
+)
+
+
+def mismatch_hint(a: SqlType, b: SqlType, left: str = "x", right: str = "y") -> str:
+    """A hint for operands that cannot meet: a BIGINT against a TIMESTAMP or DATE is almost
+    always epoch milliseconds against a point in time."""
+    temporal = ("TIMESTAMP", "DATE")
+    if a.name == "BIGINT" and b.name in temporal:
+        return E_EPOCH_HINT.format(bigint=left, timestamp=right)
+    if b.name == "BIGINT" and a.name in temporal:
+        return E_EPOCH_HINT.format(bigint=right, timestamp=left)
+    return ""
 
 
 _INTERVAL_UNITS = {
@@ -307,7 +428,7 @@ def to_interval(value: Any) -> dt.timedelta | None:
     if value is None or isinstance(value, dt.timedelta):
         return value
     if not isinstance(value, str):
-        raise CastError(E_CAST.format(value=value, type="INTERVAL"))
+        raise CastError(E_CAST.format(value=_short(value), type="INTERVAL"))
     text = value.strip().lower()
     iso = _INTERVAL_ISO.match(text.upper()) if text.startswith("p") else None
     if iso is not None and any(iso.groups()):
@@ -328,39 +449,41 @@ def to_interval(value: Any) -> dt.timedelta | None:
             word, _INTERVAL_UNITS.get(word[:-1]) if word[-1] == "s" else None
         )
         if unit is None or rest[pos : part.start()].strip():
-            raise CastError(E_CAST.format(value=value, type="INTERVAL"))
+            raise CastError(E_CAST.format(value=_short(value), type="INTERVAL"))
         seconds += float(part.group(1)) * unit
         pos = part.end()
     if rest[pos:].strip() or (pos == 0 and clock is None):
-        raise CastError(E_CAST.format(value=value, type="INTERVAL"))
+        raise CastError(E_CAST.format(value=_short(value), type="INTERVAL"))
     return dt.timedelta(seconds=seconds)
 
 
 def converter(t: SqlType) -> Callable[[Any], Any] | None:
     """How to read a JSON-decoded value into a column declared ``t`` (None: keep as is)."""
     if t.name == "DECIMAL":
-        scale = t.scale
+        scale, precision = t.scale, t.precision
         quantum = Decimal(1).scaleb(-scale) if scale is not None else None
+        # quantize under the column's precision raises past p digits: to_decimal then reports it.
+        ctx = decimal_context(precision if scale is not None else None)
 
         def dec(v: Any) -> Any:
             tv = type(v)
             try:
                 if tv is Decimal and (quantum is None or v.is_finite()):
                     # A no-op when the scale fits (positional arguments: keywords are slow).
-                    return v if quantum is None else v.quantize(quantum, None, DECIMAL_CONTEXT)
+                    return v if quantum is None else v.quantize(quantum, None, ctx)
                 if tv is float and quantum is not None and math.isfinite(v):
                     # to_decimal's own path, inlined (a hot path: DECIMAL columns of
                     # float-decoded tables): the shortest repr is the JSON text, not the binary.
-                    return Decimal(repr(v)).quantize(quantum, None, DECIMAL_CONTEXT)
+                    return Decimal(repr(v)).quantize(quantum, None, ctx)
             except ArithmeticError:
-                pass  # too many digits: to_decimal raises the CastError
-            return to_decimal(v, scale)
+                pass  # too many digits: to_decimal raises the CastError / NumericOverflowError
+            return to_decimal(v, scale, precision)
 
         return dec
     if t.name == "DOUBLE":
         return lambda v: v if type(v) is float else to_double(v)
     if t.name == "BIGINT":
-        return lambda v: v if type(v) is int else to_bigint(v)
+        return lambda v: v if type(v) is int and BIGINT_MIN <= v <= BIGINT_MAX else to_bigint(v)
     if t.name == "STRING":
         return lambda v: v if type(v) is str else to_string(v)
     if t.name == "BOOLEAN":

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from core.codec import JSONDecodeError
 from tables.keys import key_bytes
 from tables.protocol import Change, Op
 from tables.store import Fingerprint, StoreBatch, TableStore
@@ -24,6 +23,7 @@ E_NO_KEY_FIELD = "value has no key field {field!r}"
 E_BAD_KEY_FIELD = "key field {field!r} is {error}"
 E_NO_MESSAGE_KEY = "record has no message key"
 E_KEY_NOT_UTF8 = "message key is not UTF-8"
+E_UNREADABLE = "cannot read the record: {kind}: {error}"
 
 
 class RecordLike(Protocol):
@@ -37,7 +37,8 @@ class RecordLike(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Malformed:
-    """A record the loader could not apply, with where it came from and why."""
+    """A record that cannot be applied or processed, with where it came from and why: what a
+    dead letter is made of (:mod:`tables.deadletter`)."""
 
     topic: str
     partition: int
@@ -46,6 +47,8 @@ class Malformed:
     key: bytes | None
     value: bytes | None
     reason: str
+    #: The original record's headers (kept on its dead letter).
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(slots=True)
@@ -73,10 +76,14 @@ class Applier:
         key_field: str | None,
         decode: Callable[[bytes], Any],
         versions: VersionStore | None = None,
+        check: Callable[[Any], str | None] | None = None,
     ) -> None:
         self.key_field = key_field
         self.decode = decode
         self.versions = versions
+        #: A declared table's row check (:attr:`tables.spec.TableSpec.check`): a row it gives a
+        #: reason for is malformed — not stored, so the key keeps its previous row.
+        self.check = check
 
     def _row(self, rec: RecordLike) -> tuple[bytes, Any] | str:
         """(store key, decoded value or None for a tombstone), or the reason it is malformed."""
@@ -87,8 +94,12 @@ class Applier:
             return self._message_key(rec.key), None
         try:
             value = self.decode(raw)
-        except (JSONDecodeError, ValueError, UnicodeDecodeError) as exc:
+        except Exception as exc:  # any failure of one record is that record's, never the loader's
             return E_NOT_JSON.format(error=exc)
+        if self.check is not None:
+            reason = self.check(value)
+            if reason is not None:
+                return reason
         if self.key_field is None:
             if rec.key is None:
                 return E_NO_MESSAGE_KEY
@@ -100,7 +111,7 @@ class Applier:
             return E_NO_KEY_FIELD.format(field=self.key_field)
         try:
             return key_bytes(k), value
-        except (TypeError, UnicodeEncodeError) as exc:
+        except Exception as exc:
             return E_BAD_KEY_FIELD.format(field=self.key_field, error=exc)
 
     @staticmethod
@@ -125,10 +136,20 @@ class Applier:
                 row = self._row(rec)
             except UnicodeDecodeError:
                 row = E_KEY_NOT_UTF8
+            except Exception as exc:
+                row = E_UNREADABLE.format(kind=type(exc).__name__, error=exc)
             if isinstance(row, str):
+                headers = tuple(getattr(rec, "headers", None) or ())
                 result.malformed.append(
                     Malformed(
-                        rec.topic, rec.partition, rec.offset, rec.timestamp, rec.key, rec.value, row
+                        rec.topic,
+                        rec.partition,
+                        rec.offset,
+                        rec.timestamp,
+                        rec.key,
+                        rec.value,
+                        row,
+                        headers,
                     )
                 )
             else:

@@ -20,9 +20,10 @@ from mode import Service
 
 from core.errors import TablestreamError
 from tables.apply import Applier
-from tables.deadletter import DeadLetterWriter
+from tables.deadletter import DeadLetterWriter, source_of_table
 from tables.protocol import Change, Op, PartitionStats
 from tables.store import Fingerprint
+from tables.topics import topic_partitions
 
 if TYPE_CHECKING:
     from tables.reference import TableState
@@ -70,7 +71,9 @@ class TableLoader(Service):
         self._target: dict[TopicPartition, int] = {}
         self._compaction: asyncio.Future[None] | None = None
         self._next_sweep = 0.0
-        self._applier = Applier(state.spec.key_field, state.decode, state.versions)
+        self._applier = Applier(
+            state.spec.key_field, state.decode, state.versions, state.spec.check
+        )
         super().__init__(**kwargs)
 
     @property
@@ -114,8 +117,7 @@ class TableLoader(Service):
         consumer = self._consumer
         assert consumer is not None
         topic = self.tstate.spec.topic
-        await consumer.topics()  # refreshes metadata
-        partitions = consumer.partitions_for_topic(topic)
+        partitions = await topic_partitions(consumer, topic)
         if not partitions:
             raise TopicMissingError(
                 E_NO_TOPIC.format(
@@ -193,7 +195,9 @@ class TableLoader(Service):
         if result.malformed:
             state.stats.malformed += len(result.malformed)
             if self._dead_letters is not None:
-                await self._dead_letters.send(result.malformed, source=f"table:{state.spec.name}")
+                await self._dead_letters.send(
+                    result.malformed, source=source_of_table(state.spec.name)
+                )
         state.store.commit(batch)
         if state.versions is not None and time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + SWEEP_INTERVAL_S
@@ -229,7 +233,7 @@ class TableLoader(Service):
                     f"{tp.topic}[{tp.partition}] ends at {highwater}, "
                     f"before the stored offset {stats[tp.partition].position}"
                 )
-            target = self._target.setdefault(tp, highwater)
+            target = self._target.setdefault(tp, _readable_end(consumer, tp, highwater))
             if tp in self._verify or await consumer.position(tp) < target:
                 caught_up = False
         if caught_up and not self.tstate.is_ready:
@@ -265,3 +269,10 @@ class TableLoader(Service):
 
 def _history_mode(state: TableState) -> str:
     return "versioned" if state.versions is not None else "plain"
+
+
+def _readable_end(consumer: AIOKafkaConsumer, tp: TopicPartition, highwater: int) -> int:
+    """Where a caught-up reader of ``tp`` stands: the high-watermark, or under read_committed
+    the last stable offset (records of a transaction still open are not readable yet)."""
+    lso = consumer.last_stable_offset(tp)
+    return lso if lso is not None and 0 <= lso < highwater else highwater

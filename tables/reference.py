@@ -108,12 +108,15 @@ class ReferenceTable(Service):
         partitions: set[int] | None = None,
         store_options: StoreOptions | None = None,
         client_id: str = "tablestream",
+        read_committed: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.spec = spec
         self.bootstrap_servers = bootstrap_servers
         self._client_id = client_id
+        #: Skip what aborted transactions wrote (the worker runs exactly-once).
+        self._isolation = "read_committed" if read_committed else "read_uncommitted"
         self._state = TableState(spec, TableStore(data_dir / "tables" / spec.name, store_options))
         self._loader = TableLoader(
             self._state,
@@ -139,6 +142,7 @@ class ReferenceTable(Service):
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="none",  # an out-of-range offset means local state does not fit
+            isolation_level=self._isolation,
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
         )

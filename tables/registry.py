@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 from mode import Service
 
 from core.errors import ConfigError
-from tables.deadletter import DeadLetterWriter
+from tables.deadletter import DeadLetterWriter, dead_letter_topic_spec
 from tables.reference import ReferenceTable
 from tables.spec import TableSpec
 from tables.topics import TopicSpec, ensure_topics
@@ -31,6 +31,7 @@ class TableRegistry(Service):
         default_partitions: int = 1,
         fetch_max_records: int = 10_000,
         client_id: str = "tablestream",
+        read_committed: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -49,6 +50,7 @@ class TableRegistry(Service):
                 dead_letters=self._dead_letters,
                 fetch_max_records=fetch_max_records,
                 client_id=client_id,
+                read_committed=read_committed,
                 beacon=self.beacon,
             )
             for spec in self.specs
@@ -78,7 +80,8 @@ class TableRegistry(Service):
             TopicSpec(s.topic, s.partitions or self.default_partitions, configs=COMPACT)
             for s in self.specs
         ]
-        topics.append(TopicSpec(self.dead_letter_topic, self.default_partitions))
+        # The one place the dead-letter topic is created: the tables' and the queries' dead letters.
+        topics.append(dead_letter_topic_spec(self.dead_letter_topic, self.default_partitions))
         await ensure_topics(self.bootstrap_servers, topics)
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap_servers, acks="all", linger_ms=5

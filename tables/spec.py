@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from core.errors import ConfigError
 
@@ -51,6 +52,9 @@ class TableSpec:
     newest timestamp the table has seen; either one makes the table versioned. ``as_of_expired``
     says what an as-of read older than the retention gives: ``null`` or ``error``.
     ``changes_topic`` names a topic that receives the table's change (retract) stream.
+
+    ``check`` (a table declared with columns in a pipeline): a row's reason not to be stored, or
+    None; a row with a reason goes to the dead-letter topic and the key keeps its previous row.
     """
 
     name: str
@@ -64,6 +68,7 @@ class TableSpec:
     history_retention_ms: int | None = None
     as_of_expired: str = "null"
     changes_topic: str | None = None
+    check: Callable[[Any], str | None] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):

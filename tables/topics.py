@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -37,6 +38,17 @@ async def existing_topics(bootstrap_servers: str) -> dict[str, int]:
         return {d["topic"]: len(d["partitions"]) for d in described if d["error_code"] == 0}
     finally:
         await admin.close()
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """The partitions of ``topic`` by a fresh metadata request; empty when it does not exist.
+
+    Not ``await consumer.topics()`` then ``partitions_for_topic()``: ``topics()`` fetches every
+    topic's metadata but throws it away, and the consumer's own metadata lists only the topics it
+    follows (Tansu happened to list them all; Apache Kafka does not).
+    """
+    cluster = await consumer._client.fetch_all_metadata()
+    return set(cluster.partitions_for_topic(topic) or ())
 
 
 async def ensure_topics(bootstrap_servers: str, topics: Sequence[TopicSpec]) -> list[str]:

@@ -9,7 +9,8 @@ puts in the dead-letter topic while the rest flows.
 
     python -m examples.orders.generate --broker 127.0.0.1:9092 --web http://127.0.0.1:6066
 
-Exit status 1 when a probe's output did not follow its table change, or no output came.
+At the end it prints the dead letters by source and reason. Exit status 1 when a probe's output did
+not follow its table change, no output came, or a valid order was dead-lettered.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import asyncio
 import random
 import time
+from collections import Counter
 from decimal import Decimal
 from typing import Any
 
@@ -25,9 +27,12 @@ from aiokafka import AIOKafkaProducer
 
 from core import codec
 from examples.orders.outputs import Outputs, fetch, wait_for
+from tables.deadletter import read_dead_letters
 from tables.topics import TopicSpec, ensure_topics
 
 COMPACT = {"cleanup.policy": "compact"}
+#: The worker's dead-letter topic with the default settings.
+DLQ = "tablestream-dlq"
 LIMITS = {"AAPL": "190.00", "MSFT": "420.00", "NVDA": "130.00", "TSLA": "250.00"}
 TIERS = ("basic", "silver", "gold")
 COUNTRIES = ("PT", "NO", "KE", "PE", "JP")
@@ -51,8 +56,10 @@ def user_row(i: int, rng: random.Random, **changes: Any) -> dict[str, Any]:
 
 
 class Demo:
-    def __init__(self, broker: str, web: str, users: int, rng: random.Random) -> None:
-        self.broker, self.web, self.users, self.rng = broker, web, users, rng
+    def __init__(
+        self, broker: str, web: str, users: int, rng: random.Random, dlq: str = DLQ
+    ) -> None:
+        self.broker, self.web, self.users, self.rng, self.dlq = broker, web, users, rng, dlq
         self.producer = AIOKafkaProducer(bootstrap_servers=broker, linger_ms=5, acks="all")
         self.outputs = Outputs(broker)
         self.limits = {s: Decimal(v) for s, v in LIMITS.items()}
@@ -171,7 +178,16 @@ class Demo:
         if not ready:
             print(f"the worker at {self.web} never loaded the tables", flush=True)
             return 1
-        print(f"worker ready; web views: {self.web}/tables/  {self.web}/queries/", flush=True)
+        # Orders sent before a query consumes pile up per partition; read partition after
+        # partition they arrive out of event-time order (the window's out_of_orderness covers
+        # a backlog, but none is needed at the start).
+        if not await wait_for(self.queries_consuming, 120):
+            print(f"the queries of the worker at {self.web} never got partitions", flush=True)
+            return 1
+        print(
+            f"worker ready; inspector: {self.web}/  (JSON: {self.web}/tables/ {self.web}/queries/)",
+            flush=True,
+        )
         viewer = asyncio.create_task(self.outputs.run(print_rows=True))
         try:
             stop_at = time.monotonic() + duration if duration > 0 else float("inf")
@@ -189,12 +205,37 @@ class Demo:
             await self.producer.stop()
             await self.outputs.stop()
         counts = ", ".join(f"{t}={n}" for t, n in sorted(self.outputs.counts.items()))
+        valid_dead = await self.dead_letters()
         print(
             f"summary: orders={self.next_order - 1} outputs: {counts or 'none'}; "
-            f"probes ok={self.probes_ok} failed={self.probes_failed}; malformed={self.malformed}",
+            f"probes ok={self.probes_ok} failed={self.probes_failed}; malformed={self.malformed}; "
+            f"valid orders dead-lettered={valid_dead}",
             flush=True,
         )
-        return 1 if self.probes_failed or not self.outputs.counts else 0
+        return 1 if self.probes_failed or valid_dead or not self.outputs.counts else 0
+
+    async def dead_letters(self) -> int:
+        """Prints the dead letters by reason; returns how many hold a valid order (none should:
+        only the malformed orders this demo sends belong there)."""
+        letters = await read_dead_letters(self.broker, self.dlq, limit=10_000)
+        reasons = Counter(f"{d.source} {d.reason.split(':')[0]}" for d in letters)
+        for what, n in sorted(reasons.items()):
+            print(f"dead letters: {what}: {n}", flush=True)
+        valid = 0
+        for d in letters:
+            try:
+                order = codec.loads(d.value or b"")
+            except ValueError:
+                continue
+            valid += 1
+            print(f"  VALID ORDER DEAD-LETTERED ({d.source}, {d.reason}): {order}", flush=True)
+        return valid
+
+    async def queries_consuming(self) -> bool:
+        """Every query (both stages of a stateful one) has source partitions assigned."""
+        status, body = await asyncio.to_thread(fetch, f"{self.web}/queries/")
+        queries = body.get("queries", []) if status == 200 else []
+        return len(queries) >= 3 and all(q["partitions"] for q in queries)
 
     async def tables_loaded(self) -> bool:
         for name, size in (("users", self.users), ("limits", len(self.limits))):
@@ -220,11 +261,12 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=5.0, help="random orders per second")
     parser.add_argument("--every", type=float, default=3.0, help="seconds between table changes")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--dlq", default=DLQ, help="the worker's dead-letter topic")
     args = parser.parse_args()
 
     async def run() -> int:
         # aiokafka clients must be created inside the running loop.
-        demo = Demo(args.broker, args.web, args.users, random.Random(args.seed))
+        demo = Demo(args.broker, args.web, args.users, random.Random(args.seed), args.dlq)
         return await demo.run(args.duration, args.rate, args.every)
 
     try:

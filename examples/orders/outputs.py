@@ -13,6 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from core import codec
+from tables.topics import topic_partitions
 
 SINKS = ("checked_orders", "gold_orders", "volume_by_symbol")
 
@@ -72,11 +73,10 @@ class Outputs:
         parts: list[TopicPartition] = []
         for topic in SINKS:
             for _ in range(100):  # the worker creates its sink topics as it starts
-                found = consumer.partitions_for_topic(topic)
+                found = await topic_partitions(consumer, topic)
                 if found:
                     parts += [TopicPartition(topic, p) for p in sorted(found)]
                     break
-                await consumer.force_metadata_update()
                 await asyncio.sleep(0.2)
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)

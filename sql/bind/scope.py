@@ -24,11 +24,14 @@ from sql.errors import (
     BindError,
     suggest,
 )
-from sql.types import ANY, BIGINT, SqlType
+from sql.types import ANY, BIGINT, TIMESTAMP, SqlType
 from tables.protocol import Table
 
 #: Metadata tuple layout of a stream record (the meta slot of a stream relation).
 META_INDEX = {"_key": 0, "_timestamp": 1, "_event_time": 2, "_partition": 3, "_offset": 4}
+#: Pseudo-columns typed TIMESTAMP(3) (UTC); the metadata tuple holds what the record carried
+#: (epoch milliseconds, or the event-time field's value), converted when read.
+TIME_COLUMNS = frozenset({"_timestamp", "_event_time"})
 
 
 class Slots:
@@ -191,7 +194,8 @@ class Scope:
     def _column_of(self, rel: BoundRelation, name: str, col: exp.Column) -> Ref | None:
         if name in META_INDEX:
             if rel.is_stream:
-                return Ref(rel, name, BIGINT if name != "_key" else ANY, pseudo=True)
+                pt = ANY if name == "_key" else TIMESTAMP if name in TIME_COLUMNS else BIGINT
+                return Ref(rel, name, pt, pseudo=True)
             if name == "_key":
                 return Ref(
                     rel, name, rel.schema.columns.get(rel.schema.key_field or "", ANY), pseudo=True

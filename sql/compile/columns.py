@@ -7,9 +7,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sql.bind.scope import META_INDEX, Ref
+from sql.bind.scope import META_INDEX, TIME_COLUMNS, Ref
 from sql.runtime import Env, Fn, Read, row_key
-from sql.types import ANY, DECIMAL_CONTEXT, JSON, converter
+from sql.types import ANY, JSON, converter, decimal_context, event_timestamp
 
 #: A plain column read: (value slot, column name, Python type kept as is or None, converter).
 
@@ -58,6 +58,9 @@ def column_reader(ref: Ref, typed_streams: bool = False) -> Fn:
                 k = e[ms][0]
                 return k.decode("utf-8", "replace") if type(k) is bytes else k
 
+        elif name in TIME_COLUMNS:
+            i = META_INDEX[name]
+            base = lambda e: event_timestamp(e[ms][i])  # noqa: E731 - TIMESTAMP(3)
         else:
             i = META_INDEX[name]
             base = lambda e: e[ms][i]  # noqa: E731
@@ -78,6 +81,7 @@ def column_reader(ref: Ref, typed_streams: bool = False) -> Fn:
 
             if exact is Decimal and scale is not None:
                 quantum = Decimal(1).scaleb(-scale)
+                ctx = decimal_context(ref.type.precision)  # refuses more than p digits
 
                 def base(e: Env) -> Any:
                     v = e[vs].get(name)
@@ -87,7 +91,7 @@ def column_reader(ref: Ref, typed_streams: bool = False) -> Fn:
                         # Cheaper than reading the exponent; a no-op when the scale fits.
                         # (Positional arguments: keywords cost _decimal 3x here.)
                         try:
-                            return v.quantize(quantum, None, DECIMAL_CONTEXT)
+                            return v.quantize(quantum, None, ctx)
                         except ArithmeticError:
                             pass  # too many digits: conv raises the CastError
                     return conv(v)  # NaN/Infinity: conv raises the CastError

@@ -7,6 +7,7 @@ happens here, once.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -37,10 +38,12 @@ from sql.types import (
     INTERVAL,
     NULL,
     STRING,
+    TIMESTAMP,
     SqlType,
     comparable,
     decimal_type,
     from_datatype,
+    mismatch_hint,
 )
 
 _EMPTY: dict[str, Any] = {}
@@ -77,8 +80,15 @@ class ExprCompiler:
 
     # -- helpers --------------------------------------------------------------------------------
     def _type_error(self, node: exp.Expr, op: str, a: SqlType, b: SqlType) -> SqlTypeError:
+        left, right = node.args.get("this"), node.args.get("expression")
+        hint = mismatch_hint(
+            a,
+            b,
+            left.sql(dialect="duckdb") if isinstance(left, exp.Expr) else "x",
+            right.sql(dialect="duckdb") if isinstance(right, exp.Expr) else "y",
+        )
         return SqlTypeError(
-            E_TYPE_MISMATCH.format(op=op, left=a, right=b),
+            E_TYPE_MISMATCH.format(op=op, left=a, right=b) + hint,
             sql=self.ctx.sql,
             offset=offset_of(node),
         )
@@ -303,13 +313,17 @@ class ExprCompiler:
                 fast = frozenset(non_null)
             except TypeError:
                 fast = None
-            if fast is not None and all(type(v) is not float for v in fast):
+            # Python's == never equates a date with a datetime (SQL compares a DATE as its
+            # midnight): lists with temporal values take the generic loop.
+            if fast is not None and all(
+                type(v) is not float and not isinstance(v, dt.date) for v in fast
+            ):
                 # Hash probe first; the generic loop only decides FALSE vs UNKNOWN.
                 def in_set(e: Env) -> Any:
                     x = fx(e)
                     if x is None:
                         return None
-                    if type(x) is float or type(x) is bool:
+                    if type(x) is float or type(x) is bool or isinstance(x, dt.date):
                         return logic.in_values(x, values)
                     if x in fast:
                         return True
@@ -379,8 +393,22 @@ def _arith_type(op: str, a: SqlType, b: SqlType) -> SqlType | None:
         return BIGINT
     temporal = {"DATE", "TIMESTAMP"}
     if op in "+-" and {a.name, b.name} <= temporal | {"INTERVAL", "ANY", "NULL"}:
-        return ANY
+        return _temporal_type(op, a.name, b.name)
     return None
+
+
+def _temporal_type(op: str, a: str, b: str) -> SqlType:
+    """``TIMESTAMP ± INTERVAL`` and ``DATE ± INTERVAL`` are TIMESTAMPs (PostgreSQL, DuckDB),
+    ``TIMESTAMP - TIMESTAMP`` and ``INTERVAL ± INTERVAL`` INTERVALs, ``DATE - DATE`` days
+    (BIGINT); other mixes are known per value only."""
+    point = {"DATE", "TIMESTAMP"}
+    if (b == "INTERVAL" and a in point) or (op == "+" and a == "INTERVAL" and b in point):
+        return TIMESTAMP
+    if a == b == "INTERVAL" or (op == "-" and a == b == "TIMESTAMP"):
+        return INTERVAL
+    if op == "-" and a == b == "DATE":
+        return BIGINT
+    return ANY
 
 
 _HANDLERS: dict[type[exp.Expr], Callable[[ExprCompiler, Any], Compiled]] = {

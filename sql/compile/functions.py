@@ -52,7 +52,15 @@ from sql.types import (
 if TYPE_CHECKING:
     from sql.compile.expr import ExprCompiler
 
-_UNITS = {"DAY": 86400, "HOUR": 3600, "MINUTE": 60, "SECOND": 1, "WEEK": 604800}
+_UNITS: dict[str, int | Decimal] = {
+    "WEEK": 604800,
+    "DAY": 86400,
+    "HOUR": 3600,
+    "MINUTE": 60,
+    "SECOND": 1,
+    "MILLISECOND": Decimal("0.001"),  # TIMESTAMP(3) event time moves in milliseconds
+    "MICROSECOND": Decimal("0.000001"),
+}
 #: What a function's Python implementation may raise on a value it cannot take: turned into a
 #: per-record RuntimeTypeError naming the function (never a bare Python error in a worker).
 _VALUE_ERRORS = (TypeError, ValueError, AttributeError, ArithmeticError, IndexError, KeyError)

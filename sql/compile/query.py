@@ -36,8 +36,9 @@ from sql.operators.join import Stage, join_stage, lookup_join_stage
 from sql.operators.window import WindowedAggregate
 from sql.plan.as_of_lookup import STRATEGY as AS_OF_STRATEGY
 from sql.plan.as_of_lookup import describe as describe_as_of
-from sql.runtime import Env, Fn, Read
-from sql.types import SqlType
+from sql.runtime import Compiled, Env, Fn, Read
+from sql.runtime.parts import SelectParts
+from sql.types import SqlType, converter
 from sql.window import WindowSpec
 
 Out = list[dict[str, Any]]
@@ -121,6 +122,7 @@ def compile_stream_query(
         check_window_use(ctx, select, parts, win.spec)
         add_window_outputs(select, parts, scope)
     names = _unique(parts.names)
+    _fit_sink_decimals(parts, names, sink)
     outputs = [c.fn for c in parts.outputs]
     if parts.order:
         raise UnsupportedError(
@@ -129,7 +131,9 @@ def compile_stream_query(
             offset=offset_of(select.args["order"]),
         )
     aggregate: AggregateOperator | None = None
-    mode = emit or "changes"
+    # Without EMIT a windowed aggregate emits each window once, when it closes (Flink SQL, Spark
+    # and the original system); a GROUP BY without a window has no close, so it emits per record.
+    mode = emit or ("final" if win is not None else "changes")
     if parts.agg is not None:
         if win is not None:
             aggregate = make_aggregate(parts, outputs, names, mode, win)
@@ -171,6 +175,28 @@ def compile_stream_query(
     observe = aggregate.observe if isinstance(aggregate, WindowedAggregate) else None
     types = [c.type for c in parts.outputs]
     return StreamPlan(stream, run, names, aggregate, lines, mode, key_cols, observe, types)
+
+
+def _fit_sink_decimals(parts: SelectParts, names: list[str], sink: Declaration | None) -> None:
+    """An output column the sink declares ``DECIMAL(p, s)`` is assigned to it as PostgreSQL's
+    INSERT ... SELECT does: rounded to scale ``s`` (half away from zero), and a value with more
+    than ``p`` digits is the record's NumericOverflowError (to the dead-letter topic)."""
+    declared = {k.lower(): t for k, t in (sink.columns or {}).items()} if sink else {}
+    for i, name in enumerate(names):
+        t = declared.get(name.lower())
+        if t is None or t.name != "DECIMAL" or t.precision is None:
+            continue
+        conv = converter(t)
+        assert conv is not None
+        parts.outputs[i] = Compiled(_assign(parts.outputs[i].fn, conv), t)
+
+
+def _assign(fn: Fn, conv: Fn) -> Fn:
+    def assign(e: Env) -> Any:
+        v = fn(e)
+        return None if v is None else conv(v)
+
+    return assign
 
 
 def _join(

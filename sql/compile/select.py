@@ -23,7 +23,7 @@ from sql.errors import (
 from sql.plan.shape import Conjunct
 from sql.runtime import Compiled, Env, Fn
 from sql.runtime.parts import Aggregation, SelectParts
-from sql.types import BOOLEAN, comparable
+from sql.types import BOOLEAN, comparable, mismatch_hint
 
 
 def and_terms(node: exp.Expr | None) -> list[exp.Expr]:
@@ -48,7 +48,13 @@ def compile_conjuncts(
                 b = ec.compile(node.expression)
             if not comparable(a.type, b.type):
                 raise SqlTypeError(
-                    E_TYPE_MISMATCH.format(op="=", left=a.type, right=b.type),
+                    E_TYPE_MISMATCH.format(op="=", left=a.type, right=b.type)
+                    + mismatch_hint(
+                        a.type,
+                        b.type,
+                        node.this.sql(dialect="duckdb"),
+                        node.expression.sql(dialect="duckdb"),
+                    ),
                     sql=ec.ctx.sql,
                     offset=offset_of(node),
                 )

@@ -18,6 +18,7 @@ from sql.compile.context import CompileContext
 from sql.compile.expr import ExprCompiler
 from sql.compile.select import combine, compile_conjuncts, compile_parts
 from sql.compile.strategies import build_maintained, build_source
+from sql.compile.subquery_join import bind_joins, chained, explain_chain, plan_joined
 from sql.dialect import conjunction_text, sql_text
 from sql.errors import (
     E_SCALAR_ROWS,
@@ -34,13 +35,13 @@ from sql.errors import (
     suggest,
 )
 from sql.operators.inner import InnerQuery, by_key
-from sql.operators.maintained import Aggregate, CachedRows, InSet, RowCount
+from sql.operators.maintained import Aggregate, CachedRows, InSet, Maintained, RowCount
 from sql.operators.sources import KeyLookup
 from sql.plan.as_of_lookup import as_of_key_lookup
 from sql.plan.planner import plan_subquery
 from sql.plan.shape import Plan, SubqueryShape
 from sql.runtime import Compiled, Env, Fn
-from sql.types import ANY, BOOLEAN, comparable
+from sql.types import ANY, BOOLEAN, comparable, mismatch_hint
 from tables.protocol import Table
 
 
@@ -84,9 +85,9 @@ def compile_subquery(
     lhs: Compiled | None,
     node: exp.Expr,
 ) -> Compiled:
-    if select.args.get("joins") or (not select.args.get("from_") and not select.args.get("from")):
+    if not select.args.get("from_") and not select.args.get("from"):
         raise UnsupportedError(
-            E_UNSUPPORTED.format(what="a subquery without exactly one FROM table"),
+            E_UNSUPPORTED.format(what="a subquery without FROM"),
             sql=ctx.sql,
             offset=offset_of(select),
         )
@@ -103,6 +104,7 @@ def compile_subquery(
         schema = ctx.catalog.schema(table_node.name)
         assert schema is not None
         rel = scope.add(table_node.alias_or_name, schema, table)
+        steps = bind_joins(ctx, scope, select, resolve_table)
         ec = ExprCompiler(ctx, scope, "WHERE")
         where = select.args.get("where")
         conjuncts = compile_conjuncts(ec, where.this if where is not None else None, rel)
@@ -117,7 +119,8 @@ def compile_subquery(
         )
     if kind == "in" and lhs is not None and not comparable(lhs.type, parts.outputs[0].type):
         raise SqlTypeError(
-            E_TYPE_MISMATCH.format(op="IN", left=lhs.type, right=parts.outputs[0].type),
+            E_TYPE_MISMATCH.format(op="IN", left=lhs.type, right=parts.outputs[0].type)
+            + mismatch_hint(lhs.type, parts.outputs[0].type),
             sql=ctx.sql,
             offset=offset_of(node),
         )
@@ -145,29 +148,39 @@ def compile_subquery(
         tables,
         ctx.slots.count,
     )
-    if at is None:
-        plan = plan_subquery(shape, ctx.rules)
-    else:
+    maintained: Maintained | CachedRows | None = None
+    source: Fn | None = None
+    if at is not None:
         as_of = as_of_key_lookup(table_node, shape)
-        if as_of is None:
+        if as_of is None or as_of.access is None:
             raise missing_as_of_key(ctx, table_node, table, shape.key_field)
         plan = as_of
-    maintained = build_maintained(plan, shape) if plan.maintained is not None else None
+        source = build_source(as_of.access, table, at.fn)
+        if steps:
+            source = chained(source, rel, steps)
+    elif steps:
+        plan, source, maintained = plan_joined(shape, steps)
+    else:
+        plan = plan_subquery(shape, ctx.rules)
+        if plan.maintained is not None:
+            maintained = build_maintained(plan, shape)
+        elif plan.access is not None:
+            source = build_source(plan.access, table)
     if maintained is not None:
         ctx.closers.append(maintained.unsubscribe)
     corr = "correlated" if shape.correlated else "uncorrelated"
-    flag = "  !! last resort" if plan.flagged else ""
+    flag = "  !! last resort" if plan.flagged or any(s.flagged for s in steps) else ""
     warning = _several_rows(shape, plan)
     if warning:
         flag += f"  {warning}"
+    on = table.name + "".join(
+        f" JOIN {step.rel.table.name}" for step in steps if step.rel.table is not None
+    )
     ctx.explain[line] = (
         ctx.depth,
-        f"Subquery #{sid} {kind.upper()} ({corr}) on {table.name}: "
-        f"{plan.strategy} [{plan.detail}]{flag}",
+        f"Subquery #{sid} {kind.upper()} ({corr}) on {on}: "
+        f"{plan.strategy} [{plan.detail}]{explain_chain(steps)}{flag}",
     )
-    source = None
-    if plan.access is not None:
-        source = build_source(plan.access, table, at.fn if at is not None else None)
     at_line, at_column = position(ctx.sql, offset_of(select) or 0)
     label = {"sid": sid, "line": at_line, "column": at_column, "text": sql_text(select)}
     return _adapter(kind, shape, plan, maintained, source, lhs, label)

@@ -8,7 +8,7 @@ registers its entries on import; add a module here when you add one.
 
 from __future__ import annotations
 
-from sql.functions import aggregates, scalar
+from sql.functions import aggregates, scalar, temporal
 from sql.functions.registry import (
     BY_NODE,
     REGISTRY,
@@ -42,6 +42,7 @@ __all__ = [
     "names",
     "register",
     "scalar",
+    "temporal",
 ]
 
 

@@ -8,6 +8,7 @@ the query raises that error for as long as the row is there, as a from-scratch r
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Callable
 from decimal import Decimal
@@ -69,6 +70,16 @@ class Maintained:
         raise NotImplementedError
 
 
+def _temporal_twin(x: dt.date) -> dt.date | None:
+    """The value SQL equates with ``x`` that Python does not: a DATE's midnight, a midnight
+    TIMESTAMP's DATE."""
+    if type(x) is dt.date:
+        return dt.datetime(x.year, x.month, x.day)
+    if isinstance(x, dt.datetime) and x.time() == dt.time() and x.tzinfo is None:
+        return x.date()
+    return None
+
+
 class InSet(Maintained):
     """``x [NOT] IN (SELECT v ...)``: multiplicity per value, plus the count of NULL values."""
 
@@ -81,6 +92,7 @@ class InSet(Maintained):
         self.total = 0
         self.floats = 0  # float members need SQL (value) equality against DECIMAL probes
         self.decimals = 0  # and DECIMAL members against DOUBLE probes
+        self.temporal = 0  # DATE members meet TIMESTAMP probes as their midnight (and back)
         super().__init__(table, vs, ms, env_size, where)
 
     def update(self, env: Env, sign: int) -> None:
@@ -93,6 +105,8 @@ class InSet(Maintained):
             self.floats += sign
         elif type(v) is Decimal:
             self.decimals += sign
+        elif isinstance(v, dt.date):
+            self.temporal += sign
         n = self.counts.get(v, 0) + sign
         if n:
             self.counts[v] = n
@@ -111,6 +125,10 @@ class InSet(Maintained):
                 return True
         except TypeError:
             return logic.in_values(x, list(self.counts))
+        if self.temporal and isinstance(x, dt.date):
+            twin = _temporal_twin(x)
+            if twin is not None and twin in self.counts:
+                return True
         floats = [v for v in self.counts if type(v) is float] if self.floats else []
         if floats and type(x) is not float and logic.in_values(x, floats):
             return True

@@ -35,6 +35,8 @@ E_LATE = (
     "watermark reached {due} (watermark {watermark}, grace {grace} ms{retention})"
 )
 E_NO_EVENT_TIME = "no usable event time: {source} is {value!r}"
+#: The watermark before any (a clock that does not know every source partition yet).
+NO_WATERMARK = -(2**62)
 #: State id of the stream time (max event time and watermark).
 TIME_ID = "time"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -141,6 +143,12 @@ class WindowedAggregate(AggregateOperator):
         self.dropped: list[str] = []
         self.time_dirty = False
         self.late_drops = 0
+        #: Set by a runner whose records come from several source partitions
+        #: (:mod:`agents.watermarks`): given the record's env and event time, the event time
+        #: every source partition has reached (None: unknown yet). The watermark is that minus
+        #: the out-of-orderness — the minimum over the partitions, as in Flink — instead of the
+        #: largest event time seen, so a partition read ahead of another makes no record late.
+        self.clock: Callable[[Env, int], int | None] | None = None
 
     # -- subclass hooks -------------------------------------------------------------------------
     def close_due(self, win: Win) -> int:
@@ -162,9 +170,33 @@ class WindowedAggregate(AggregateOperator):
         """First stage of every record: its event time advances the watermark, closing windows."""
         t = self.time_fn(env)
         env[self.time_slot] = t
+        if self.clock is not None:
+            if t is not None:
+                self._observe_clock(env, t, out)
+            return
         if t is not None and (self.max_time is None or t > self.max_time):
             self.max_time = t
             w = self.watermark = t - self.ooo
+            self.time_dirty = True
+            if self.heap and self.heap[0][0] <= w:
+                self._advance(env, w, out)
+
+    def _observe_clock(self, env: Env, t: int, out: list[Row]) -> None:
+        """The watermark from :attr:`clock`: the event time every source partition reached,
+        minus the out-of-orderness; it never goes back."""
+        if self.max_time is None or t > self.max_time:
+            self.max_time = t
+            self.time_dirty = True
+        assert self.clock is not None
+        top = self.clock(env, t)
+        if top is None:
+            # A source partition not heard of yet: the watermark holds (at the dawn of time).
+            if self.watermark is None:
+                self.watermark = NO_WATERMARK
+            return
+        w = top - self.ooo
+        if self.watermark is None or w > self.watermark:
+            self.watermark = w
             self.time_dirty = True
             if self.heap and self.heap[0][0] <= w:
                 self._advance(env, w, out)

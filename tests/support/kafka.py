@@ -10,7 +10,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from core import codec
-from tables.topics import TopicSpec, ensure_topics
+from tables.topics import TopicSpec, ensure_topics, topic_partitions
 
 
 def unique(prefix: str) -> str:
@@ -53,14 +53,13 @@ async def read_all(servers: str, topic: str, timeout: float = 10.0) -> list[Any]
     consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()
-        parts = consumer.partitions_for_topic(topic) or set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        parts = await partitions_of(consumer, topic, timeout)
         tps = [TopicPartition(topic, p) for p in parts]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         out: list[Any] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         while loop.time() < deadline:
             batch = await consumer.getmany(timeout_ms=300)
             for msgs in batch.values():
@@ -75,6 +74,17 @@ async def read_all(servers: str, topic: str, timeout: float = 10.0) -> list[Any]
         return out
     finally:
         await consumer.stop()
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str, timeout: float) -> set[int]:
+    """The topic's partitions, waiting while they have no leader (just after a broker restart)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        parts = await topic_partitions(consumer, topic)
+        if parts or loop.time() > deadline:
+            return parts
+        await asyncio.sleep(0.2)
 
 
 def final_state(messages: Sequence[Message]) -> dict[str, Any]:

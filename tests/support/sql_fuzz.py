@@ -30,8 +30,8 @@ EXTRA_SEEDS = [
     "WHERE u.score > (SELECT AVG(score) FROM users WHERE country = o.country))",
     "SELECT o.order_id, CASE WHEN o.qty > 10 THEN 'big' ELSE 'small' END AS size, "
     "COALESCE(u.name, 'none') AS name FROM orders o LEFT JOIN users u ON u.id = o.user_id",
-    "SELECT order_id, INTERVAL '1' HOUR AS t, CAST(price AS DOUBLE) AS p "
-    "FROM orders WHERE _timestamp > 0 AND NOT EXISTS (SELECT 1 FROM config WHERE enabled)",
+    "SELECT order_id, _event_time - INTERVAL '1' HOUR AS t, CAST(price AS DOUBLE) AS p "
+    "FROM orders WHERE _timestamp > TIMESTAMP '2020-01-01 00:00:00' AND NOT EXISTS (SELECT 1 FROM config WHERE enabled)",
 ]
 
 KEYWORDS = [

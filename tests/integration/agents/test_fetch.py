@@ -9,7 +9,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agents.fetch import getmany_raw, supported
-from app.broker import EmbeddedBroker
+from app.broker import Broker
 from tests.support.kafka import create_topic, unique
 
 Seen = list[tuple[int, int, bytes | None, bytes | None, int]]
@@ -44,7 +44,7 @@ async def _read(servers: str, topic: str, start: int, raw: bool, max_records: in
         await consumer.stop()
 
 
-async def test_raw_fetch_matches_getmany(broker: EmbeddedBroker) -> None:
+async def test_raw_fetch_matches_getmany(broker: Broker) -> None:
     topic = await create_topic(broker.url, unique("fetch"), partitions=2)
     messages = [
         (f"k{i % 7}".encode(), None if i % 97 == 0 else f'{{"i": {i}}}'.encode())

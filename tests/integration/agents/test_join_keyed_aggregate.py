@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.broker import EmbeddedBroker
+from app.broker import Broker
 from core import codec
 from tables.topics import TopicSpec, ensure_topics
 from tests.integration.agents.support import (
@@ -51,12 +51,12 @@ def expected(orders: list[dict[str, int]]) -> dict[str, dict[str, object]]:
     return out
 
 
-async def final_rows(broker: EmbeddedBroker, topic: str) -> dict[str, object]:
+async def final_rows(broker: Broker, topic: str) -> dict[str, object]:
     return {r.key.decode(): codec.loads(r.value) for r in await read_all(broker.url, topic)}
 
 
 async def test_join_keyed_group_by_reads_every_partition_and_stays_exact(
-    broker: EmbeddedBroker, tmp_path: Path, workers: list[Worker]
+    broker: Broker, tmp_path: Path, workers: list[Worker]
 ) -> None:
     names = topics()
     await seed_tables(broker.url, names)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.broker import EmbeddedBroker
+from app.broker import Broker, make_broker
 from core import codec
 from tables.topics import TopicSpec, ensure_topics
 from tests.integration.agents.support import (
@@ -22,6 +22,7 @@ from tests.integration.agents.support import (
     worker_env,
     write_pipeline,
 )
+from tests.support.brokers import EXTERNAL, SKIP_EXTERNAL
 from tests.support.kafka import produce, read_all
 from tests.support.worker import Worker
 
@@ -51,7 +52,7 @@ def totals(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 async def run_once(
-    broker: EmbeddedBroker,
+    broker: Broker,
     tmp_path: Path,
     names: dict[str, str],
     items: list[dict[str, Any]],
@@ -82,14 +83,18 @@ async def run_once(
     return worker, queries(worker)["totals"]
 
 
-async def test_state_of_another_broker_is_rebuilt(tmp_path: Path, workers: list[Worker]) -> None:
+async def test_state_of_another_broker_is_rebuilt(
+    broker_kind: str, tmp_path: Path, workers: list[Worker]
+) -> None:
+    if EXTERNAL and broker_kind == "kafka":
+        pytest.skip(SKIP_EXTERNAL)
     names = topics()
-    with EmbeddedBroker(log_path=tmp_path / "a.log") as first:
+    with make_broker(broker_kind, log_path=tmp_path / "a.log") as first:
         worker, stats = await run_once(first, tmp_path, names, orders(0, 300, qty=2), workers)
         assert stats["rebuilds"] == 0
         worker.stop()
     # Same topic names, fewer and different records: the stored offsets point past the end.
-    with EmbeddedBroker(log_path=tmp_path / "b.log") as second:
+    with make_broker(broker_kind, log_path=tmp_path / "b.log") as second:
         worker, stats = await run_once(second, tmp_path, names, orders(1000, 120, qty=5), workers)
         assert stats["rebuilds"] >= 1
         assert "rebuilding from the earliest offset" in worker.log.read_text()

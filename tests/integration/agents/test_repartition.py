@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from app.broker import EmbeddedBroker
+from app.broker import Broker
 from core import codec
 from tests.integration.agents.support import queries, until, worker_env
 from tests.support.kafka import produce, read_all, unique
@@ -69,7 +69,7 @@ def expected_wins(items: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str
     return out
 
 
-def setup(tmp_path: Path, broker: EmbeddedBroker) -> tuple[dict[str, str], dict[str, str]]:
+def setup(tmp_path: Path, broker: Broker) -> tuple[dict[str, str], dict[str, str]]:
     names = {n: unique(n) for n in ("events", "sums", "wins", "dlq")}
     pipeline = tmp_path / "repartition.sql"
     pipeline.write_text(PIPELINE.format(**names))
@@ -105,7 +105,7 @@ async def all_read(workers: list[Worker], n: int) -> None:
     await until(done, "every event aggregated", workers[0], 120)
 
 
-async def sink(broker: EmbeddedBroker, topic: str, at_least: int) -> list[Any]:
+async def sink(broker: Broker, topic: str, at_least: int) -> list[Any]:
     out: list[Any] = []
     for _ in range(100):
         out = await read_all(broker.url, topic)
@@ -119,7 +119,7 @@ def latest(records: list[Any]) -> dict[bytes, Any]:
     return {r.key: codec.loads(r.value) for r in records}
 
 
-async def check_final(broker: EmbeddedBroker, names: dict[str, str], items: list[Any]) -> None:
+async def check_final(broker: Broker, names: dict[str, str], items: list[Any]) -> None:
     """The newest row per key of both sinks is the aggregate over every event exactly once."""
     want_sums = expected_sums(items)
     want_wins = expected_wins(items)
@@ -139,7 +139,7 @@ async def check_final(broker: EmbeddedBroker, names: dict[str, str], items: list
 
 
 async def test_two_workers_share_the_groups(
-    broker: EmbeddedBroker, tmp_path: Path, workers: list[Worker]
+    broker: Broker, tmp_path: Path, workers: list[Worker]
 ) -> None:
     names, env = setup(tmp_path, broker)
     workers += [Worker(tmp_path / n, env).start() for n in ("a", "b")]
@@ -170,7 +170,7 @@ async def test_two_workers_share_the_groups(
 
 
 async def test_survivor_takes_over_a_killed_workers_partitions(
-    broker: EmbeddedBroker, tmp_path: Path, workers: list[Worker]
+    broker: Broker, tmp_path: Path, workers: list[Worker]
 ) -> None:
     names, env = setup(tmp_path, broker)
     workers += [Worker(tmp_path / n, env).start() for n in ("a", "b")]
@@ -210,7 +210,7 @@ async def test_survivor_takes_over_a_killed_workers_partitions(
 
 
 async def test_restart_resumes_from_local_state(
-    broker: EmbeddedBroker, tmp_path: Path, workers: list[Worker]
+    broker: Broker, tmp_path: Path, workers: list[Worker]
 ) -> None:
     names, env = setup(tmp_path, broker)
     first = Worker(tmp_path / "w", env).start()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from app.broker import EmbeddedBroker
+from app.broker import Broker
 from core import codec
 from tables.topics import TopicSpec, ensure_topics
 from tests.integration.agents.support import (
@@ -50,7 +50,7 @@ def make_orders(n: int) -> list[dict[str, Any]]:
 
 
 async def test_sigkill_mid_stream_then_restart(
-    broker: EmbeddedBroker, tmp_path: Path, workers: list[Worker]
+    broker: Broker, tmp_path: Path, workers: list[Worker]
 ) -> None:
     names = topics()
     await seed_tables(broker.url, names)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from app.broker import EmbeddedBroker
+from app.broker import Broker
 from core import codec
 from tables.topics import TopicSpec, ensure_topics
 from tests.integration.agents.support import processed, until, worker_env
@@ -140,7 +140,7 @@ def model_history(sku: str) -> list[tuple[int, str | None]]:
 
 
 async def test_temporal_join_gets_historical_prices(
-    broker: EmbeddedBroker, tmp_path: Path, workers: list[Worker]
+    broker: Broker, tmp_path: Path, workers: list[Worker]
 ) -> None:
     names = {n: unique(n) for n in ("prices", "orders", "priced", "dlq")}
     await ensure_topics(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.broker import EmbeddedBroker
+from app.broker import Broker
 from core import codec
 from tables.deadletter import H_REASON, H_SOURCE
 from tests.integration.agents.support import processed, until, worker_env
@@ -80,7 +80,7 @@ def model(grace: int, emit: str) -> tuple[list[dict[str, Any]], list[int]]:
 
 
 async def test_emit_changes_and_emit_final(
-    broker: EmbeddedBroker, tmp_path: Path, workers: list[Worker]
+    broker: Broker, tmp_path: Path, workers: list[Worker]
 ) -> None:
     names = {n: unique(n) for n in ("events", "changes", "final", "dlq")}
     pipeline = tmp_path / "windows.sql"

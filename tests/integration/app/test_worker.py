@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.broker import EmbeddedBroker
+from app.broker import Broker
 from tests.support.kafka import create_topic, final_state, produce, rows, unique
 from tests.support.worker import Worker, get_json
 
@@ -25,7 +25,7 @@ def workers() -> Iterator[list[Worker]]:
 
 
 async def test_two_workers_of_one_app_each_hold_every_key(
-    broker: EmbeddedBroker, tmp_path: Path, workers: list[Worker]
+    broker: Broker, tmp_path: Path, workers: list[Worker]
 ) -> None:
     topic = await create_topic(broker.url, unique("users"), partitions=4)
     msgs = rows((str(i), {"id": i, "v": 0}) for i in range(5_000))
@@ -39,7 +39,10 @@ async def test_two_workers_of_one_app_each_hold_every_key(
     for w in workers:
         stats = await asyncio.to_thread(w.table, "users")
         assert stats["size"] == 5_000
-        assert get_json(f"{w.web}/ready") == (200, {"ready": True, "waiting_for": []})
+        assert get_json(f"{w.web}/ready") == (
+            200,
+            {"ready": True, "waiting_for": [], "queries_not_running": {}},
+        )
 
     # A live change reaches both; every key agrees on both.
     changed = rows([("17", {"id": 17, "v": 1}), ("18", None)])
@@ -80,7 +83,7 @@ async def test_two_workers_of_one_app_each_hold_every_key(
 
 
 async def test_worker_restart_resumes_from_local_state(
-    broker: EmbeddedBroker, tmp_path: Path, workers: list[Worker]
+    broker: Broker, tmp_path: Path, workers: list[Worker]
 ) -> None:
     topic = await create_topic(broker.url, unique("prices"), partitions=2)
     first = rows((f"p{i}", {"px": i}) for i in range(3_000))

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.broker import EmbeddedBroker
+from app.broker import Broker
 from core import codec
 from tables.reference import ReferenceTable
 from tables.spec import TableSpec
@@ -17,9 +17,7 @@ from tests.support.kafka import create_topic, produce, read_all, rows, unique
 pytestmark = pytest.mark.broker
 
 
-async def test_changes_topic_carries_the_retract_stream(
-    broker: EmbeddedBroker, tmp_path: Path
-) -> None:
+async def test_changes_topic_carries_the_retract_stream(broker: Broker, tmp_path: Path) -> None:
     topic = await create_topic(broker.url, unique("src"), partitions=1)
     changes_topic = unique("changes")
     spec = TableSpec("src", topic, key_field="id", changes_topic=changes_topic)

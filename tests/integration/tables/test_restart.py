@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.broker import EmbeddedBroker
+from app.broker import Broker
 from tables.reference import ReferenceTable
 from tables.spec import TableSpec
 from tests.support.kafka import create_topic, final_state, produce, rows, unique
@@ -23,7 +23,7 @@ async def load(spec: TableSpec, data_dir: Path, servers: str) -> ReferenceTable:
 
 
 async def test_warm_restart_reads_only_the_tail_and_cold_restore_matches(
-    broker: EmbeddedBroker, tmp_path: Path
+    broker: Broker, tmp_path: Path
 ) -> None:
     topic = await create_topic(broker.url, unique("restart"), partitions=3)
     spec = TableSpec("restart", topic)
@@ -56,7 +56,7 @@ async def test_warm_restart_reads_only_the_tail_and_cold_restore_matches(
 
 
 async def test_state_from_another_broker_is_detected_and_rebuilt(
-    broker: EmbeddedBroker, fresh_broker: EmbeddedBroker, tmp_path: Path
+    broker: Broker, fresh_broker: Broker, tmp_path: Path
 ) -> None:
     """Same topic name, different contents (a new broker): stored offsets must not be trusted."""
     name = unique("moved")
@@ -79,7 +79,7 @@ async def test_state_from_another_broker_is_detected_and_rebuilt(
 
 
 async def test_topic_shorter_than_stored_offsets_is_rebuilt(
-    broker: EmbeddedBroker, fresh_broker: EmbeddedBroker, tmp_path: Path
+    broker: Broker, fresh_broker: Broker, tmp_path: Path
 ) -> None:
     name = unique("shrunk")
     spec = TableSpec("shrunk", name)
@@ -97,7 +97,7 @@ async def test_topic_shorter_than_stored_offsets_is_rebuilt(
         await table.stop()
 
 
-async def test_two_workers_each_hold_every_key(broker: EmbeddedBroker, tmp_path: Path) -> None:
+async def test_two_workers_each_hold_every_key(broker: Broker, tmp_path: Path) -> None:
     topic = await create_topic(broker.url, unique("global"), partitions=4)
     msgs = rows((str(i), {"i": i}) for i in range(8_000))
     await produce(broker.url, topic, msgs)

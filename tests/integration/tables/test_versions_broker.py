@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from app.broker import EmbeddedBroker
+from app.broker import Broker
 from core import codec
 from tables.protocol import Op
 from tables.reference import ReferenceTable
@@ -103,7 +103,7 @@ def check_against_model(table: ReferenceTable, events: list[Event]) -> None:
         assert got == {ts: model_as_of(events, key, ts) for ts in PROBES}, key
 
 
-async def test_as_of_timeline_survives_restart(broker: EmbeddedBroker, tmp_path: Path) -> None:
+async def test_as_of_timeline_survives_restart(broker: Broker, tmp_path: Path) -> None:
     topic = await create_topic(broker.url, unique("prices"), partitions=2)
     spec = TableSpec("prices", topic, versions=20)
     await produce_timed(broker.url, topic, TIMELINE)
@@ -149,7 +149,7 @@ async def test_as_of_timeline_survives_restart(broker: EmbeddedBroker, tmp_path:
 
 
 async def test_rebuild_drops_history_and_plain_store_becomes_versioned(
-    broker: EmbeddedBroker, fresh_broker: EmbeddedBroker, tmp_path: Path
+    broker: Broker, fresh_broker: Broker, tmp_path: Path
 ) -> None:
     name = unique("hist")
     await create_topic(broker.url, name, partitions=1)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from app.settings import Settings
+from app.settings import Settings, env_warnings, known_variables
 from core.errors import ConfigError, TablestreamError
 from tables.spec import TableSpec
 
@@ -50,18 +51,79 @@ def test_overrides_beat_env() -> None:
 
 
 @pytest.mark.parametrize(
-    ("env", "needle"),
+    ("env", "message"),
     [
-        ({"TABLESTREAM_WEB_PORT": "http"}, "TABLESTREAM_WEB_PORT='http'"),
-        ({"TABLESTREAM_WEB_PORT": "70000"}, "web_port 70000"),
-        ({"TABLESTREAM_TABLES": "a:b:c:d:e"}, "TABLESTREAM_TABLES"),
-        ({"TABLESTREAM_TABLES": "9x"}, "not an identifier"),
-        ({"TABLESTREAM_TABLES": "a,a"}, "defined twice: a"),
+        ({"TABLESTREAM_WEB_PORT": "http"}, "TABLESTREAM_WEB_PORT='http': expected an integer from"),
+        ({"TABLESTREAM_WEB_PORT": "70000"}, "TABLESTREAM_WEB_PORT='70000': expected an integer"),
+        ({"TABLESTREAM_TABLES": "a:b:c:d:e"}, "TABLESTREAM_TABLES='a:b:c:d:e': "),
+        ({"TABLESTREAM_TABLES": "9x"}, "TABLESTREAM_TABLES='9x': table name '9x' is not an"),
+        ({"TABLESTREAM_TABLES": "a,a"}, "TABLESTREAM_TABLES='a,a': table names defined twice: a"),
         ({"TABLESTREAM_TABLES": "a:t:id:sharded"}, "'sharded'"),
+        ({"TABLESTREAM_BROKER": "k1:9092,k2"}, "TABLESTREAM_BROKER='k1:9092,k2': expected host:"),
+        ({"TABLESTREAM_APP_ID": "my app"}, "TABLESTREAM_APP_ID='my app': expected a name"),
+        ({"TABLESTREAM_LOG_LEVEL": "loud"}, "TABLESTREAM_LOG_LEVEL='loud': expected one of"),
+        ({"TABLESTREAM_QUERY_LOG_INTERVAL": "-1"}, "expected a number >= 0.1"),
+        ({"TABLESTREAM_QUERY_FETCH_WAIT_MS": "1.5"}, "expected an integer >= 0"),
+        (
+            {"TABLESTREAM_PROCESSING_GUARANTEE": "exactly-once"},
+            "TABLESTREAM_PROCESSING_GUARANTEE='exactly-once': expected one of at_least_once",
+        ),
     ],
 )
-def test_bad_values_name_the_variable(env: dict[str, str], needle: str) -> None:
+def test_bad_values_name_the_variable_value_and_expectation(
+    env: dict[str, str], message: str
+) -> None:
     with pytest.raises(ConfigError) as err:
         Settings.from_env(env)
-    assert needle in str(err.value)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
     assert isinstance(err.value, TablestreamError)
+
+
+def test_values_given_in_code_are_checked_alike() -> None:
+    with pytest.raises(ConfigError, match=r"web_port=0: expected an integer from 1 to 65535"):
+        Settings(web_port=0)
+    with pytest.raises(ConfigError, match="default_partitions=0: expected an integer >= 1"):
+        Settings.from_env({}, default_partitions=0)
+
+
+def test_every_setting_has_a_variable_and_is_read_by_its_type() -> None:
+    env = {
+        "TABLESTREAM_SESSION_TIMEOUT": "2.5",
+        "TABLESTREAM_QUERY_MAX_INFLIGHT": "8",
+        "TABLESTREAM_LOG_LEVEL": "DEBUG",
+    }
+    s = Settings.from_env(env)
+    assert (s.session_timeout, s.query_max_inflight, s.log_level) == (2.5, 8, "DEBUG")
+    assert "TABLESTREAM_EXTRA" not in known_variables()
+    assert len(known_variables()) == len(dataclasses.fields(Settings)) - 1
+
+
+def test_warnings_name_typos_and_faust_variables() -> None:
+    lines = env_warnings(
+        {
+            "TABLESTREAM_WEB_PROT": "1",
+            "TABLESTREAM_ZZZZZZZZ": "1",
+            "BROKER_URL": "kafka://elsewhere:9092",
+            "TABLESTREAM_BROKER": "here:9092",
+            "PATH": "/bin",
+        }
+    )
+    assert lines[1] == (
+        "TABLESTREAM_WEB_PROT is not a tablestream setting (ignored); "
+        "did you mean TABLESTREAM_WEB_PORT?"
+    )
+    assert lines[2].startswith("TABLESTREAM_ZZZZZZZZ is not a tablestream setting (ignored); ")
+    assert "settings: TABLESTREAM_APP_ID, TABLESTREAM_BROKER" in lines[2]
+    assert lines[0] == (
+        "BROKER_URL='kafka://elsewhere:9092' is faust's variable and is not read; "
+        "tablestream reads TABLESTREAM_BROKER"
+    )
+    assert len(lines) == 3
+    assert env_warnings({"TABLESTREAM_BROKER": "here:9092"}) == []
+
+
+def test_processing_guarantee() -> None:
+    assert not Settings().exactly_once
+    env = {"TABLESTREAM_PROCESSING_GUARANTEE": "exactly_once"}
+    assert Settings.from_env(env).exactly_once

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -82,3 +83,42 @@ def test_exact_decoder_errors_and_extensions_are_the_stdlibs() -> None:
     assert nan["a"] != nan["a"]  # NaN, as the stdlib reads it
     assert str(nan["b"]) == "1.50"
     assert codec.loads_exact('"\\ud800"') == "\ud800"
+
+
+@pytest.mark.parametrize("decode", [codec.loads, codec.loads_exact])
+def test_a_document_deeper_than_the_limit_is_refused_before_parsing(
+    decode: Callable[[bytes], Any],
+) -> None:
+    for deep in (b"[" * 10_000 + b"]" * 10_000, b"[" * 100_000, b'{"a":' * 300 + b"1" + b"}" * 300):
+        with pytest.raises(codec.JSONDepthError, match="nested deeper than 256 levels"):
+            decode(deep)
+    # Exactly at the limit, or brackets inside strings, or many side by side: all fine.
+    assert decode(b"[" * 256 + b"]" * 256) is not None
+    assert decode(b'["' + b"[" * 1000 + b'"]') == ["[" * 1000]
+    assert decode(b"[" + b"[1]," * 5000 + b"[2]]")[-1] == [2]
+    assert decode(b'["\\"[[["]') == ['"[[[']
+
+
+def test_the_depth_limit_is_a_setting() -> None:
+    try:
+        codec.set_max_depth(3)
+        assert codec.loads(b"[[[1]]]") == [[[1]]]
+        with pytest.raises(codec.JSONDepthError, match="deeper than 3 levels"):
+            codec.loads_exact(b"[[[[1]]]]")
+    finally:
+        codec.set_max_depth(codec.DEFAULT_MAX_DEPTH)
+    with pytest.raises(ValueError, match="must be >= 1"):
+        codec.set_max_depth(0)
+
+
+def test_integers_beyond_64_bits_decode_and_encode_exactly() -> None:
+    text = b'{"a":18446744073709551617,"b":-123456789012345678901234567890,"c":[1.5]}'
+    for decode in (codec.loads, codec.loads_exact):
+        value = decode(text)
+        assert value["a"] == 18446744073709551617
+        assert value["b"] == -123456789012345678901234567890
+    assert codec.loads(text.decode())["a"] == 18446744073709551617
+    assert codec.dumps(codec.loads(text)) == text
+    assert codec.dumps({"k": [2**100, {"n": -(2**64)}]}) == (
+        b'{"k":[1267650600228229401496703205376,{"n":-18446744073709551616}]}'
+    )

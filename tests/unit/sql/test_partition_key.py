@@ -3,6 +3,7 @@ alone (what its repartition stage partitions by), equal to the key its aggregate
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 import pytest
@@ -54,7 +55,8 @@ def test_pseudo_columns_and_event_time_come_from_the_record() -> None:
     key = compile_query(
         DECLS + "SELECT _key, COUNT(*) FROM orders GROUP BY _key, _event_time", tables()
     ).partition_key()
-    assert key({"ts": 5}, key="k1", timestamp=99) == ("k1", 5)
+    # _event_time is TIMESTAMP(3): the declared field's epoch milliseconds as a UTC timestamp
+    assert key({"ts": 5}, key="k1", timestamp=99) == ("k1", dt.datetime(1970, 1, 1, 0, 0, 0, 5000))
 
 
 def test_an_aggregate_without_group_by_has_one_empty_key() -> None:

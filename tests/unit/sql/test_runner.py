@@ -232,15 +232,27 @@ def test_reserved_keys_are_metadata_not_columns(tmp_path: Path) -> None:
         tmp_path, "s.jsonl", '{"a": 1, "_key": "k1", "_timestamp": 1700000000123}\n{"a": 2}\n'
     )
     star = write(tmp_path, "star.sql", "SELECT * FROM s")
-    meta = write(tmp_path, "meta.sql", "SELECT a, _key, _timestamp, _offset, _partition FROM s")
+    meta = write(
+        tmp_path,
+        "meta.sql",
+        "SELECT a, _key, _timestamp, UNIX_MILLIS(_timestamp) AS ms, _offset, _partition FROM s",
+    )
     code, out, _ = run_inproc([star, "--stream", f"s={stream}"])
     assert code == 0
     assert parse_rows(out) == [{"a": 1}, {"a": 2}]
     code, out, _ = run_inproc([meta, "--stream", f"s={stream}"])
     assert code == 0
     assert parse_rows(out) == [
-        {"a": 1, "_key": "k1", "_timestamp": 1700000000123, "_offset": 0, "_partition": -1},
-        {"a": 2, "_key": None, "_timestamp": None, "_offset": 1, "_partition": -1},
+        # _timestamp is a TIMESTAMP(3) (ISO text on output); UNIX_MILLIS gives the epoch ms back
+        {
+            "a": 1,
+            "_key": "k1",
+            "_timestamp": "2023-11-14T22:13:20.123000",
+            "ms": 1700000000123,
+            "_offset": 0,
+            "_partition": -1,
+        },
+        {"a": 2, "_key": None, "_timestamp": None, "ms": None, "_offset": 1, "_partition": -1},
     ]
 
 

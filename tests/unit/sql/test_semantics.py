@@ -329,3 +329,57 @@ def test_key_pseudo_column_does_not_depend_on_the_plan() -> None:
             found += v is not None
     assert found > 0
     q.close()
+
+
+def test_index_probe_finds_numbers_stored_as_json_strings() -> None:
+    """``{"px": "0.10"}`` in a DECIMAL column is the number 0.10 to ``=`` (the read converts it);
+    an index probe must find it too, and agree with a scan and with DuckDB. The reverse holds
+    for a VARCHAR column holding JSON numbers probed with text."""
+    prices = MemoryTable("prices", key_field="sym")
+    stored: list[dict[str, Any]] = [
+        {"sym": "A", "px": "0.10", "code": 7},
+        {"sym": "B", "px": " 2.5", "code": "07"},
+        {"sym": "C", "px": 1, "code": "x"},
+        {"sym": "D", "px": "1.00", "code": 7.5},
+        {"sym": "E", "px": None, "code": None},
+    ]
+    for r in stored:
+        prices.put_row(r)
+    pcols = [("sym", "VARCHAR"), ("px", "DECIMAL(10,2)"), ("code", "VARCHAR")]
+    scols = [("p", "DECIMAL(10,2)"), ("d", "DOUBLE"), ("i", "BIGINT"), ("c", "VARCHAR")]
+    sql = (
+        "SELECT (SELECT COUNT(*) FROM prices WHERE px = s.p) AS by_decimal,"
+        " (SELECT COUNT(*) FROM prices WHERE px = s.d) AS by_double,"
+        " (SELECT COUNT(*) FROM prices WHERE px = s.i) AS by_int,"
+        " (SELECT COUNT(*) FROM prices WHERE px + 0 = s.p) AS by_scan,"
+        " (SELECT COUNT(*) FROM prices WHERE code = s.c) AS by_text FROM s"
+    )
+    q = compile_query(
+        decl("prices", pcols, key="sym") + decl("s", scols, "STREAM") + sql,
+        Catalog.of({"prices": prices}),
+    )
+    assert q.explain().count("index probe") == 4
+    # DuckDB holds what a declared read makes of each stored value.
+    con = duck(
+        {
+            "prices": (
+                pcols,
+                [{**r, "code": None if r["code"] is None else str(r["code"])} for r in stored],
+            )
+        }
+    )
+    checked = 0
+    for p, c in [("0.1", "7"), ("2.5", "07"), ("1", "7.5"), ("9", "x"), ("0.10", "7.50")]:
+        r = {"p": Decimal(p), "d": float(p), "i": int(Decimal(p)), "c": c}
+        con.execute(
+            "CREATE OR REPLACE TABLE s AS SELECT ?::DECIMAL(10,2) AS p, ?::DOUBLE AS d,"
+            " ?::BIGINT AS i, ?::VARCHAR AS c",
+            [r["p"], r["d"], r["i"], r["c"]],
+        )
+        theirs = [tuple(x) for x in con.execute(sql).fetchall()]
+        (row,) = q.process(r)
+        assert same_rows([tuple(row.values())], theirs), (p, row, theirs)
+        assert row["by_decimal"] == row["by_scan"]
+        checked += row["by_decimal"] + row["by_text"]
+    assert checked >= 5
+    q.close()

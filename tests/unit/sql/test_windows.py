@@ -116,6 +116,32 @@ def test_tumbling_emit_changes() -> None:
     assert final == []
 
 
+@pytest.mark.parametrize(
+    "window",
+    ["TUMBLING (SIZE 5 SECONDS, GRACE PERIOD 1 SECOND)", "HOPPING(10s, 5s)", "SESSION(2s)"],
+)
+def test_a_window_without_emit_emits_once_per_window_when_it_closes(window: str) -> None:
+    """No EMIT clause on a windowed aggregate means EMIT FINAL (Flink SQL, Spark, the original
+    system): nothing per record, each window's row once the watermark passes end + grace."""
+    query = f"SELECT k, COUNT(*) AS n, SUM(v) AS s FROM ev WINDOW {window} GROUP BY k"
+    implicit = compile_windowed(query, ", out_of_orderness='2s'")
+    final = compile_windowed(query + " EMIT FINAL", ", out_of_orderness='2s'")
+    assert (implicit.emit, final.emit) == ("final", "final")
+    got, want = run(implicit, TUMBLING_RECORDS), run(final, TUMBLING_RECORDS)
+    assert got == want
+    per_record, at_end = got
+    assert per_record[:2] == [[], []]  # no row before a window closes
+    assert sum(len(r) for r in per_record if r != "late") + len(at_end) > 0
+
+
+def test_no_emit_without_a_window_still_emits_per_record() -> None:
+    q = compile_windowed("SELECT k, COUNT(*) AS n FROM ev GROUP BY k")
+    assert q.emit == "changes"
+    assert q.process({"k": "a", "ts": 1, "v": 1}) == [{"k": "a", "n": 1}]
+    assert q.process({"k": "a", "ts": 2, "v": 1}) == [{"k": "a", "n": 2}]
+    assert q.finish() == []
+
+
 def test_late_record_error_fields() -> None:
     q = compile_windowed(TUMBLING_SQL.format(emit="FINAL"), ", out_of_orderness='2s'")
     for k, ts, v in TUMBLING_RECORDS[:5]:
@@ -275,13 +301,17 @@ def test_rows_of_closed_windows_survive_a_failing_record() -> None:
 
 def test_event_time_sources() -> None:
     # the window's field argument wins over the stream's timestamp field
-    q = compile_windowed("SELECT k, COUNT(*) AS n FROM ev WINDOW TUMBLING(5s, v) GROUP BY k")
+    q = compile_windowed(
+        "SELECT k, COUNT(*) AS n FROM ev WINDOW TUMBLING(5s, v) GROUP BY k EMIT CHANGES"
+    )
     assert q.process({"k": "a", "ts": 1, "v": 6000})[0]["window_start"] == 5000
     # ISO text and the record timestamp
-    q = compile_windowed("SELECT v, COUNT(*) AS n FROM ev WINDOW TUMBLING(1m, k) GROUP BY v")
+    q = compile_windowed(
+        "SELECT v, COUNT(*) AS n FROM ev WINDOW TUMBLING(1m, k) GROUP BY v EMIT CHANGES"
+    )
     assert q.process({"k": "1970-01-01T00:02:30Z", "v": 1})[0]["window_start"] == 120_000
     q = compile_windowed(
-        "SELECT k, COUNT(*) AS n FROM ev WINDOW TUMBLING(1s, _timestamp) GROUP BY k"
+        "SELECT k, COUNT(*) AS n FROM ev WINDOW TUMBLING(1s, _timestamp) GROUP BY k EMIT CHANGES"
     )
     assert q.process({"k": "a", "ts": 1}, timestamp=2500)[0]["window_start"] == 2000
     with pytest.raises(EventTimeError) as info:

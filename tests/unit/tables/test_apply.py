@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,3 +119,36 @@ def test_exact_decoder_keeps_decimal_digits(store: TableStore) -> None:
     result = applier.apply([rec("p", b'{"px": 22.50}', 0)], store, batch, want_changes=True)
     assert result.changes[0].value == {"px": Decimal("22.50")}
     assert str(result.changes[0].value["px"]) == "22.50"
+
+
+DEEP = b'{"id": 1, "x": ' + b"[" * 10_000 + b"]" * 10_000 + b"}"
+
+
+@pytest.mark.parametrize("decode", [codec.loads, codec.loads_exact])
+def test_a_value_nested_10000_deep_is_malformed_not_fatal(
+    store: TableStore, decode: Callable[[bytes], Any]
+) -> None:
+    """The record that crash-looped a worker (the exact decoder's RecursionError)."""
+    batch = store.batch()
+    records = [Rec(b"1", DEEP, 0), rec("2", {"id": 2}, 1)]
+    result = Applier("id", decode).apply(records, store, batch, want_changes=True)
+    store.commit(batch)
+    reason = (
+        "value is not valid JSON: JSON nested deeper than 256 levels (TABLESTREAM_JSON_MAX_DEPTH)"
+    )
+    assert [(m.offset, m.reason) for m in result.malformed] == [(0, reason)]
+    assert store.count == 1
+    assert store.positions() == {0: 2}
+
+
+def test_any_failure_of_the_decoder_is_the_records_not_the_loaders(store: TableStore) -> None:
+    def decode(raw: bytes) -> Any:
+        if raw == b'{"boom": 1}':
+            raise OverflowError("a decoder bug")
+        return codec.loads(raw)
+
+    batch = store.batch()
+    records = [Rec(b"b", b'{"boom": 1}', 0), rec("ok", {"id": 1}, 1)]
+    result = Applier("id", decode).apply(records, store, batch, want_changes=True)
+    assert [m.reason for m in result.malformed] == ["value is not valid JSON: a decoder bug"]
+    assert len(result.changes) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tables import ChangeFeed, MemoryTable, Op, Table
+from tables.indexes import twins
 from tables.keys import key_text
 
 
@@ -63,9 +65,19 @@ def test_feed_drops_a_failing_listener_and_keeps_the_others() -> None:
     assert seen == ["a", "b"]
 
 
+DAY = dt.date(2026, 12, 31)
+MIDNIGHT = dt.datetime(2026, 12, 31)
+LATER = dt.datetime(2026, 12, 31, 10)
+
 ops = st.lists(
     st.tuples(
-        st.sampled_from("abcdef"), st.one_of(st.none(), st.sampled_from(["x", "y", None, 1]))
+        st.sampled_from("abcdef"),
+        st.one_of(
+            st.none(),
+            st.sampled_from(
+                ["x", "y", None, 1, "1", " 1.00", 2.5, "2.5", "2026-12-31", DAY, MIDNIGHT, LATER]
+            ),
+        ),
     ),
     max_size=60,
 )
@@ -79,7 +91,10 @@ def test_index_equals_recomputation_under_random_changes(changes: list[tuple[str
     t.subscribe(lambda c: log.append(c.op))
     for key, c in changes:
         t.put(key, None if c is None and key in "ab" else {"c": c})
-    for value in ["x", "y", 1, None]:
-        expected = {k for k, v in t.snapshot().items() if v["c"] == value}
+    probes = ["x", "y", 1, None, "1", Decimal("2.50"), 2.5, "2.5", DAY, MIDNIGHT, LATER]
+    for value in [*probes, "2026-12-31T10:00:00+00:00"]:
+        # Found: rows whose value or twins (a number's text, a timestamp's day) meet the probe's.
+        want = {value, *twins(value)}
+        expected = {k for k, v in t.snapshot().items() if {v["c"], *twins(v["c"])} & want}
         assert set(index.lookup(value)) == expected
     assert log.count(Op.INSERT) - log.count(Op.DELETE) == len(t)

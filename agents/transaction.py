@@ -1,0 +1,285 @@
+"""Exactly-once processing: each task's outputs, state and source offsets in one Kafka transaction.
+
+Under ``processing_guarantee=exactly_once`` every query task — a source partition of a stateless
+query or of stage 1 of a stateful one, a repartition partition of stage 2 — has its own
+transactional producer with ``transactional.id`` ``<app_id>-<query>-<stage>-<partition>``. This
+is Kafka Streams' per-task scheme (EOS v1): its EOS v2 (one producer per worker) fences zombies
+through the group generation in TxnOffsetCommit, which aiokafka does not send; a per-task id
+fences them through InitProducerId. A transaction holds what its task processed since the last
+commit: output records and dead letters (appended into aiokafka record batches as at-least-once
+does: a batch built by a transactional producer carries its id, epoch and transactional flag,
+stamped when the batch is sent) and the source offsets (``send_offsets_to_transaction`` to the
+consumer group). It commits every :data:`COMMIT_INTERVAL` seconds (Kafka Streams'
+``commit.interval.ms`` under EOS), when no records come, and before partitions move.
+
+- Local state (RocksDB, stage 2) is written only once ``commit_transaction`` succeeded: never
+  ahead of the committed offsets. A crash in between leaves it behind; the task replays the
+  difference without writing outputs (:mod:`agents.tasks`), so the state then reflects exactly
+  the committed offsets and never an aborted transaction.
+- An aborted transaction (a send or the commit failed) is undone by the caller: its partitions
+  are sought back to the committed offsets, stage 2 tasks reopened from their stored state.
+- A producer fenced by a newer one with the same id (this worker is a zombie: the partition moved)
+  stops that task: nothing more is written for it; its records are the new owner's.
+- Starting a task's producer (InitProducerId) fences an earlier incarnation and waits until that
+  one's open transaction is aborted or complete: committed offsets are read only after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced, TransactionalIdAuthorizationFailed
+
+from agents.sink import MAX_BATCH_BYTES, Output
+from agents.state import QueryState
+from core.errors import TablestreamError
+from tables.store import StoreBatch
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a task's transaction stays open (Kafka Streams' default under EOS is 100 ms).
+COMMIT_INTERVAL = 0.1
+#: Seconds the start-up check waits for the broker to hand out a transactional producer id.
+PROBE_TIMEOUT = 15.0
+E_NO_TRANSACTIONS = (
+    "processing_guarantee=exactly_once: the broker at {servers} does not support transactions"
+    " (InitProducerId for a transactional producer failed: {error})"
+)
+W_ABORTED = "query %s: transaction of %s[%d] aborted (%s); re-reading from the committed offset"
+W_FENCED = "query %s: producer of %s[%d] fenced by a newer one (%s); the task stops here"
+
+
+class TransactionsUnsupportedError(TablestreamError):
+    """``exactly_once`` asked of a broker without transactions."""
+
+
+async def check_transactions(servers: str, transactional_id: str) -> None:
+    """Raise :class:`TransactionsUnsupportedError` unless the broker hands a transactional
+    producer its id (some brokers list the transaction APIs and fail them: try, do not trust)."""
+    producer = AIOKafkaProducer(bootstrap_servers=servers, transactional_id=transactional_id)
+    try:
+        # start() waits for InitProducerId when a transactional id is set.
+        await asyncio.wait_for(producer.start(), PROBE_TIMEOUT)
+    except (KafkaError, TimeoutError) as exc:
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise TransactionsUnsupportedError(
+            E_NO_TRANSACTIONS.format(servers=servers, error=error), broker=servers
+        ) from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await producer.stop()
+
+
+def _retrieve(producer: AIOKafkaProducer) -> None:
+    """A fenced producer also fails the future of its transaction's end, which nobody awaits:
+    read it, or asyncio logs it when it is collected."""
+    waiter = getattr(getattr(producer, "_txn_manager", None), "_transaction_waiter", None)
+    if isinstance(waiter, asyncio.Future) and waiter.done() and not waiter.cancelled():
+        waiter.exception()
+
+
+class Outcome(enum.Enum):
+    COMMITTED = "committed"
+    ABORTED = "aborted"
+    FENCED = "fenced"
+
+
+@dataclass(slots=True)
+class Task:
+    """One task's producer, its output and what its open transaction holds."""
+
+    tp: TopicPartition
+    producer: AIOKafkaProducer
+    output: Output
+    open: bool = False
+    started: float = 0.0
+    futures: list[asyncio.Future[Any]] = field(default_factory=list)
+    #: Next source offset to commit with the transaction (None: no record processed in it).
+    offset: int | None = None
+    #: Local state batches, written once the transaction committed.
+    writes: list[tuple[QueryState, StoreBatch]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Failed:
+    """Tasks whose last transaction did not commit: aborted ones re-read, fenced ones stop."""
+
+    aborted: list[TopicPartition] = field(default_factory=list)
+    fenced: list[TopicPartition] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.aborted or self.fenced)
+
+
+class Transactions:
+    """The transactional producers of one agent's tasks (its assigned partitions)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        servers: str,
+        id_prefix: str,
+        group_id: str,
+        topics: Sequence[str],
+        client_id: str,
+    ) -> None:
+        self.name = name
+        self.servers = servers
+        self.id_prefix = id_prefix
+        self.group_id = group_id
+        self.topics = list(topics)
+        self.client_id = client_id
+        self.tasks: dict[TopicPartition, Task] = {}
+        #: Held while a batch is processed into transactions, and while they commit.
+        self.lock = asyncio.Lock()
+        #: Set by :meth:`close`: a batch fetched meanwhile is dropped, no producer starts again.
+        self.closed = False
+        self.commits = 0
+        self.aborts = 0
+        #: Seconds spent committing (waiting for acks and the coordinator), for the stats.
+        self.commit_seconds = 0.0
+
+    def transactional_id(self, tp: TopicPartition) -> str:
+        return f"{self.id_prefix}-{tp.partition}"
+
+    async def start(self, tps: Iterable[TopicPartition]) -> None:
+        """Producers for ``tps`` not started yet (each fences its earlier incarnation and waits
+        for that one's transaction to end), all at once."""
+        new = [tp for tp in tps if tp not in self.tasks]
+        tasks = await asyncio.gather(*(self._start(tp) for tp in new))
+        for task in tasks:
+            self.tasks[task.tp] = task
+
+    async def _start(self, tp: TopicPartition) -> Task:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.servers,
+            client_id=f"{self.client_id}-{tp.partition}",
+            transactional_id=self.transactional_id(tp),
+            max_batch_size=MAX_BATCH_BYTES,
+            linger_ms=0,
+        )
+        await producer.start()
+        output = Output(producer)
+        await output.prepare(self.topics)
+        return Task(tp, producer, output)
+
+    async def stop(self, keep: Iterable[TopicPartition] = ()) -> None:
+        """Stop the producers of every task not in ``keep`` (their transactions committed
+        before: :meth:`commit`)."""
+        kept = set(keep)
+        for tp in [tp for tp in self.tasks if tp not in kept]:
+            task = self.tasks.pop(tp)
+            with contextlib.suppress(Exception):
+                await task.producer.stop()
+
+    async def begin(self, tp: TopicPartition) -> Output:
+        """The output of ``tp``'s task, inside an open transaction."""
+        task = self.tasks.get(tp)
+        if task is None:
+            await self.start([tp])
+            task = self.tasks[tp]
+        if not task.open:
+            await task.producer.begin_transaction()
+            task.open, task.started = True, time.monotonic()
+        return task.output
+
+    async def sent(
+        self, tp: TopicPartition, offset: int, writes: Sequence[tuple[QueryState, StoreBatch]] = ()
+    ) -> None:
+        """The records appended to ``tp``'s output go into its transaction, with ``offset``."""
+        task = self.tasks[tp]
+        task.futures.extend(await task.output.flush())
+        task.offset = offset
+        task.writes.extend(writes)
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        return any(t.open and now - t.started >= COMMIT_INTERVAL for t in self.tasks.values())
+
+    async def commit(self, *, everything: bool = False) -> Failed:
+        """Commit the open transactions (those open for :data:`COMMIT_INTERVAL`, or all), at
+        once; then write their local state. Returns the tasks that failed."""
+        now = time.monotonic()
+        due = [
+            t
+            for t in self.tasks.values()
+            if t.open and (everything or now - t.started >= COMMIT_INTERVAL)
+        ]
+        failed = Failed()
+        if not due:
+            return failed
+        outcomes = await asyncio.gather(*(self._commit(t) for t in due))
+        for task, outcome in zip(due, outcomes, strict=True):
+            if outcome is Outcome.ABORTED:
+                failed.aborted.append(task.tp)
+            elif outcome is Outcome.FENCED:
+                failed.fenced.append(task.tp)
+                self.tasks.pop(task.tp, None)
+                with contextlib.suppress(Exception):
+                    await task.producer.stop()
+        return failed
+
+    async def _commit(self, task: Task) -> Outcome:
+        futures, task.futures = task.futures, []
+        offset, task.offset = task.offset, None
+        writes, task.writes = task.writes, []
+        task.open = False
+        producer = task.producer
+        t0 = time.monotonic()
+        try:
+            # Every send's outcome retrieved (a fenced producer fails them all), the first raised.
+            for result in await asyncio.gather(*futures, return_exceptions=True):
+                if isinstance(result, BaseException):
+                    raise result
+            if offset is not None:
+                await producer.send_offsets_to_transaction({task.tp: offset}, self.group_id)
+            await producer.commit_transaction()
+        except (ProducerFenced, TransactionalIdAuthorizationFailed) as exc:
+            logger.warning(W_FENCED, self.name, task.tp.topic, task.tp.partition, exc)
+            _retrieve(producer)
+            return Outcome.FENCED
+        except KafkaError as exc:
+            self.aborts += 1
+            logger.warning(W_ABORTED, self.name, task.tp.topic, task.tp.partition, exc)
+            await self._abort(task)
+            return Outcome.ABORTED
+        self.commits += 1
+        self.commit_seconds += time.monotonic() - t0
+        for state, batch in writes:
+            state.commit(batch)
+        return Outcome.COMMITTED
+
+    async def _abort(self, task: Task) -> None:
+        try:
+            await task.producer.abort_transaction()
+        except (KafkaError, AssertionError):
+            # Not abortable (a fatal error): a new producer with the same id aborts it.
+            with contextlib.suppress(Exception):
+                await task.producer.stop()
+            fresh = await self._start(task.tp)
+            task.producer, task.output = fresh.producer, fresh.output
+
+    async def abort(self) -> list[TopicPartition]:
+        """Abort every open transaction (the batch being processed failed); their partitions."""
+        opened = [t for t in self.tasks.values() if t.open]
+        for task in opened:
+            task.futures, task.offset, task.writes, task.open = [], None, [], False
+            self.aborts += 1
+            await self._abort(task)
+        return [t.tp for t in opened]
+
+    async def close(self) -> Failed:
+        """Commit what is open, then stop every producer."""
+        self.closed = True
+        failed = await self.commit(everything=True)
+        await self.stop()
+        return failed

@@ -1,0 +1,230 @@
+"""The agents' loop steps and rebalance hooks under exactly-once (:mod:`agents.transaction`).
+
+A fetched batch is processed partition by partition, each into its task's open transaction; the
+transactions commit every :data:`agents.transaction.COMMIT_INTERVAL`. What did not commit is
+undone here: an aborted task's partition is sought back to its committed offset (stage 2: its
+task is reopened from the stored state, which never holds an uncommitted batch); a fenced task's
+partition is paused until the group hands out partitions again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from agents.fetch import highwater
+from agents.process import BatchCounts
+from agents.transaction import Failed, Transactions
+from core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from agents.agent import Processor, QueryAgent
+    from agents.pipeline import QueryDef
+    from agents.stateful import StatefulAgent
+    from agents.tasks import AggregateTask
+
+logger = logging.getLogger(__name__)
+
+E_NOT_REPARTITIONED = (
+    "processing_guarantee=exactly_once: query {name!r} is stateful and not repartitioned ({why});"
+    " every worker computes its whole aggregate, which exactly-once cannot share — group by"
+    " columns of the stream only, or use at_least_once"
+)
+I_RESET = "query %s: local state of %s[%d] is ahead of the committed offset %s; replaying"
+
+
+def check_queries(queries: Sequence[QueryDef]) -> None:
+    """Queries exactly-once cannot run stop the worker at start, named."""
+    for q in queries:
+        if q.stateful and not q.repartition:
+            raise ConfigError(
+                E_NOT_REPARTITIONED.format(name=q.name, why=q.not_repartitioned),
+                field="processing_guarantee",
+                query=q.name,
+            )
+
+
+def _add(stats: Any, counts: BatchCounts) -> None:
+    stats.records_in += counts.records_in
+    stats.records_out += counts.records_out
+    stats.dead_letters += counts.dead_letters
+    stats.tombstones += counts.tombstones
+
+
+async def transactional_step(
+    agent: QueryAgent,
+    txns: Transactions,
+    consumer: AIOKafkaConsumer,
+    processor: Processor,
+    fetched: Mapping[TopicPartition, Sequence[Any]],
+) -> None:
+    """One fetched batch of a grouped agent (stateless query, stage 1) into its transactions."""
+    stats = agent.stats
+    started = time.monotonic()
+    async with txns.lock:
+        if txns.closed:
+            return  # stopping: what was fetched is read again after the restart
+        if fetched:
+            assigned = consumer.assignment()
+            for tp, msgs in fetched.items():
+                if tp not in assigned or not msgs or not await _current(consumer, tp, msgs):
+                    continue  # revoked or sought after the fetch
+                output = await txns.begin(tp)
+                counts = processor.run_fetched({tp: msgs}, output)
+                offset = msgs[-1].offset + 1
+                await txns.sent(tp, offset)
+                _add(stats, counts)
+            stats.batches += 1
+        await _positions(stats, consumer)
+        if not fetched or txns.due():
+            failed = await txns.commit(everything=not fetched)
+            _count(stats, txns)
+            if fetched:
+                stats.latencies.append(time.monotonic() - started)
+        else:
+            failed = Failed()
+    if failed:
+        await _rewind(consumer, failed)
+
+
+def _count(stats: Any, txns: Transactions) -> None:
+    stats.transactions = txns.commits
+    stats.transactions_aborted = txns.aborts
+    stats.commit_seconds = txns.commit_seconds
+
+
+async def _current(consumer: AIOKafkaConsumer, tp: TopicPartition, msgs: Sequence[Any]) -> bool:
+    """Whether records fetched before the lock was taken still follow the consumer's position:
+    a rebalance meanwhile may have sought the partition (a task reopened at its stored offset,
+    the committed offset) — records fetched from where the group's offset reset put it first
+    would skip or repeat records."""
+    return bool(await consumer.position(tp) >= msgs[-1].offset + 1)
+
+
+async def _positions(stats: Any, consumer: AIOKafkaConsumer) -> None:
+    """Positions and high-watermarks for the lag: the consumer's position, not the last record's
+    offset + 1 — a transaction's commit marker takes an offset after its records."""
+    for tp in consumer.assignment():
+        hw = highwater(consumer, tp)
+        if hw is not None:
+            stats.partitions[tp.partition] = (await consumer.position(tp), hw)
+
+
+async def _rewind(consumer: AIOKafkaConsumer, failed: Failed) -> None:
+    for tp in failed.aborted:
+        committed = await consumer.committed(tp)
+        if committed is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, committed)
+    if failed.fenced:
+        consumer.pause(*failed.fenced)
+
+
+async def txns_revoked(txns: Transactions) -> None:
+    """Before partitions move: every open transaction committed (a failed one is re-read by the
+    next owner from the committed offsets)."""
+    async with txns.lock:
+        await txns.commit(everything=True)
+
+
+async def txns_assigned(
+    txns: Transactions, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]
+) -> None:
+    """Producers for the assigned partitions — each fences the partition's previous producer and
+    waits for its transaction to end — then reading resumes at the committed offsets."""
+    async with txns.lock:
+        await txns.stop(keep=assigned)
+        await txns.start(assigned)
+        for tp in assigned:
+            committed = await consumer.committed(tp)
+            if committed is not None:
+                consumer.seek(tp, committed)
+        if assigned:
+            consumer.resume(*assigned)
+
+
+# -- stage 2 (agents.stateful) ----------------------------------------------------------------
+async def stateful_step(
+    agent: StatefulAgent,
+    txns: Transactions,
+    consumer: AIOKafkaConsumer,
+    fetched: Mapping[TopicPartition, Sequence[Any]],
+) -> None:
+    """One fetched batch of repartition partitions into their tasks' transactions; the tasks'
+    state is written when their transaction commits."""
+    stats = agent.stats
+    started = time.monotonic()
+    async with agent._lock:
+        if txns.closed:
+            return  # stopping: what was fetched is read again after the restart
+        for task in agent.tasks.values():
+            task.check_highwater(highwater(consumer, task.tp))
+        if fetched:
+            # Every partition verified before any runs, as in at-least-once (StatefulAgent._step).
+            runs: list[tuple[AggregateTask, Any]] = []
+            for tp, msgs in fetched.items():
+                owner = agent.tasks.get(tp.partition)
+                if (
+                    owner is not None
+                    and tp.topic == agent.topic
+                    and await _current(consumer, tp, msgs)
+                ):
+                    runs.append((owner, owner.verify(msgs)))
+            for owner, msgs in runs:
+                if not msgs:
+                    continue
+                tp = owner.tp
+                before = owner.duplicates
+                output = await txns.begin(tp)
+                counts, batch = owner.run(msgs, output)
+                # Never commit below what is committed: records replayed only to rebuild state
+                # (below quiet_until) were committed by an earlier owner.
+                offset = max(owner.position, owner.quiet_until)
+                await txns.sent(tp, offset, [] if batch is None else [(owner.state, batch)])
+                _add(stats, counts)
+                stats.duplicates_skipped += owner.duplicates - before
+            stats.batches += 1
+        await _positions(stats, consumer)
+        if not fetched or txns.due():
+            failed = await txns.commit(everything=not fetched)
+            _count(stats, txns)
+            if fetched:
+                stats.latencies.append(time.monotonic() - started)
+        else:
+            failed = Failed()
+        if failed:
+            await _reopen(agent, consumer, failed)
+
+
+async def _reopen(agent: StatefulAgent, consumer: AIOKafkaConsumer, failed: Failed) -> None:
+    """Aborted tasks start again from their stored state (which the aborted transaction never
+    reached); fenced ones are closed and their partitions paused."""
+    for tp in failed.aborted:
+        old = agent.tasks.pop(tp.partition, None)
+        if old is None:
+            continue
+        old.close()
+        task = agent.tasks[tp.partition] = agent._task(tp.partition)
+        task.open()
+        await agent._quiet(task)
+        agent._seek(task)
+    for tp in failed.fenced:
+        old = agent.tasks.pop(tp.partition, None)
+        if old is not None:
+            old.close()
+        agent.stats.partitions.pop(tp.partition, None)
+    if failed.fenced:
+        consumer.pause(*failed.fenced)
+
+
+def align(agent_name: str, task: AggregateTask, committed: int | None) -> None:
+    """Local state must not be ahead of the committed offset (it is written only after a commit;
+    ahead means it came from elsewhere, e.g. an at-least-once run): then it is rebuilt."""
+    if task.position > (committed or 0):
+        logger.info(I_RESET, agent_name, task.tp.topic, task.tp.partition, committed)
+        task.reset()

@@ -1,0 +1,208 @@
+"""What both broker launchers share: the error, free ports, the process group, the readiness probe.
+
+A broker runs in a session (process group) of its own, so a Ctrl-C meant for the caller does not
+reach it and it can be stopped with its children by its own id. Every running broker is listed
+here so that :func:`stop_all` (run at exit, and by :func:`stop_all_on_signals`' handlers) leaves
+nothing behind. On Linux a broker started from the main thread also gets ``PR_SET_PDEATHSIG``, so
+it dies with its parent even when that parent is killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+from core.errors import TablestreamError
+
+E_EXITED = "{what} exited with {code} before it answered on 127.0.0.1:{port}{log}"
+E_NOT_READY = "{what} did not answer a metadata request on 127.0.0.1:{port} within {timeout}s{log}"
+
+
+class BrokerError(TablestreamError):
+    """A broker could not be found, resolved or started."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+_running: set[BrokerProcess] = set()
+_lock = threading.Lock()
+
+
+def stop_all() -> None:
+    """Stop every broker this process started and has not stopped yet."""
+    with _lock:
+        procs = list(_running)
+    for p in procs:
+        p.stop(timeout=3.0)
+
+
+atexit.register(stop_all)
+
+
+def stop_all_on_signals(signals: Sequence[int] = (signal.SIGTERM, signal.SIGHUP)) -> None:
+    """On these signals stop every broker first, then let the signal do what it did before.
+
+    Call from the main thread (a test session, a benchmark). SIGINT needs nothing: Python turns it
+    into KeyboardInterrupt, context managers and fixtures unwind and the atexit hook runs.
+    """
+    for sig in signals:
+        previous = signal.getsignal(sig)
+
+        def handler(
+            signum: int, frame: FrameType | None, previous: object = previous, sig: int = sig
+        ) -> None:
+            stop_all()
+            if callable(previous):
+                previous(signum, frame)
+                return
+            if previous == signal.SIG_IGN:
+                return
+            signal.signal(sig, signal.SIG_DFL)
+            os.kill(os.getpid(), sig)
+
+        signal.signal(sig, handler)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGKILL the child when the thread that forked it ends.
+
+    Only from the main thread: a worker thread (asyncio.to_thread, an executor) can end long
+    before the process does and would take the broker with it.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+    return preexec
+
+
+class BrokerProcess:
+    """One broker process in its own session, stopped with its whole process group."""
+
+    def __init__(
+        self, what: str, argv: Sequence[str], log_path: Path | None, cwd: Path | None = None
+    ) -> None:
+        self.what = what
+        out: IO[bytes] | int = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.log_path = log_path
+        try:
+            self.proc = subprocess.Popen(
+                list(argv),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=cwd,
+                start_new_session=True,
+                preexec_fn=_die_with_parent(),  # prctl only: safe between fork and exec
+            )
+        finally:
+            if not isinstance(out, int):
+                out.close()
+        with _lock:
+            _running.add(self)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_hint(self) -> str:
+        return f" (log: {self.log_path})" if self.log_path else ""
+
+    def wait_ready(self, port: int, timeout: float) -> None:
+        """Until the broker answers a metadata request listing itself; stop it and raise if not."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.proc.poll()
+            if code is not None:
+                self.stop()
+                raise BrokerError(
+                    E_EXITED.format(what=self.what, code=code, port=port, log=self.log_hint()),
+                    port=port,
+                )
+            if answers_metadata(port):
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise BrokerError(
+            E_NOT_READY.format(what=self.what, port=port, timeout=timeout, log=self.log_hint()),
+            port=port,
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM to the group, SIGKILL after ``timeout``; then SIGKILL whatever is left in it."""
+        proc = self.proc
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # children that outlived the leader
+        with _lock:
+            _running.discard(self)
+
+
+def _metadata_request(correlation_id: int) -> bytes:
+    """Metadata v4 (header v1) for no topics: every Kafka since 1.0 and Tansu answer it."""
+    client = b"tablestream-probe"
+    body = struct.pack(">hhih", 3, 4, correlation_id, len(client)) + client
+    body += struct.pack(">ib", 0, 0)  # topics: empty array; allow_auto_topic_creation: false
+    return struct.pack(">i", len(body)) + body
+
+
+def answers_metadata(port: int, timeout: float = 1.0) -> bool:
+    """True when 127.0.0.1:``port`` answers a metadata request naming at least one broker."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(_metadata_request(7))
+            head = _recv(s, 4)
+            (size,) = struct.unpack(">i", head)
+            payload = _recv(s, size)
+    except OSError:
+        return False
+    if len(payload) < 12:
+        return False
+    correlation, _throttle, brokers = struct.unpack(">iii", payload[:12])
+    return bool(correlation == 7 and brokers >= 1)
+
+
+def _recv(s: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+    return buf

@@ -1,0 +1,143 @@
+"""agents.transaction on Apache Kafka: a committed transaction makes outputs, source offsets and
+local state agree; an aborted one leaves no output (read_committed) and no local state behind; a
+producer fenced by a newer one with the same transactional id stops its task without writing."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from agents.fetch import getmany_raw, supported
+from agents.state import QueryState
+from agents.transaction import Transactions
+from app.broker import Broker
+from tables.topics import TopicSpec, ensure_topics
+from tests.support.kafka import unique
+
+pytestmark = [
+    pytest.mark.broker,
+    pytest.mark.parametrize("broker_kind", ["kafka"], indirect=True),
+]
+
+Rec = namedtuple("Rec", "offset key value")
+
+
+async def committed_view(servers: str, group: str, topic: str, sink: str) -> tuple[Any, list[Any]]:
+    """The group's committed offset of ``topic``[0] and the committed records of ``sink``."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=servers,
+        group_id=group,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    try:
+        offset = await consumer.committed(TopicPartition(topic, 0))
+        tp = TopicPartition(sink, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        out: list[Any] = []
+        while await consumer.position(tp) < end:
+            for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                out.extend(m.value for m in msgs)
+        return offset, out
+    finally:
+        await consumer.stop()
+
+
+async def raw_committed(servers: str, sink: str) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=servers, enable_auto_commit=False, isolation_level="read_committed"
+    )
+    await consumer.start()
+    try:
+        assert supported(consumer)
+        tp = TopicPartition(sink, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        out: list[Any] = []
+        while await consumer.position(tp) < end:
+            for msgs in (await getmany_raw(consumer, 500, 1000)).values():
+                out.extend(m.value for m in msgs)
+        return out
+    finally:
+        await consumer.stop()
+
+
+def state_batch(state: QueryState, value: int, last: int) -> Any:
+    return state.batch({"total": value}, {0: Rec(last, b"k", str(last).encode())})
+
+
+async def test_commit_abort_and_fencing(broker: Broker, tmp_path: Path) -> None:
+    kafka_url = broker.url
+    source, sink, group = unique("src"), unique("sink"), unique("group")
+    await ensure_topics(kafka_url, [TopicSpec(source, 1), TopicSpec(sink, 1)])
+    tp = TopicPartition(source, 0)
+    state = QueryState(tmp_path / "state", source)
+    state.open()
+
+    def txns() -> Transactions:
+        return Transactions(
+            "q",
+            servers=kafka_url,
+            id_prefix=f"{group}-q",
+            group_id=group,
+            topics=[sink],
+            client_id="test",
+        )
+
+    first = txns()
+    await first.start([tp])
+    try:
+        # Committed: outputs visible, offset committed, state written with it.
+        out = await first.begin(tp)
+        out.append(sink, b"k", b"a", partition=0)
+        out.append(sink, b"k", b"b", partition=0)
+        await first.sent(tp, 5, [(state, state_batch(state, 2, 4))])
+        assert state.positions() == {}  # not before the commit
+        assert not await first.commit(everything=True)
+        assert state.positions() == {0: 5}
+        assert await committed_view(kafka_url, group, source, sink) == (5, [b"a", b"b"])
+
+        # Aborted: nothing of it anywhere.
+        out = await first.begin(tp)
+        out.append(sink, b"k", b"c", partition=0)
+        await first.sent(tp, 9, [(state, state_batch(state, 3, 8))])
+        assert await first.abort() == [tp]
+        assert state.positions() == {0: 5}
+        assert dict(state.items()) == {"total": 2}
+        assert await committed_view(kafka_url, group, source, sink) == (5, [b"a", b"b"])
+
+        # Fenced: a newer producer with the same transactional id (the partition's next owner)
+        # fences this one; its transaction fails as fenced, its task is dropped, nothing written.
+        out = await first.begin(tp)
+        out.append(sink, b"k", b"zombie", partition=0)
+        await first.sent(tp, 12, [(state, state_batch(state, 9, 11))])
+        second = txns()
+        await second.start([tp])
+        try:
+            failed = await first.commit(everything=True)
+            assert failed.fenced == [tp]
+            assert tp not in first.tasks
+            assert state.positions() == {0: 5}
+            # The new owner carries on from the committed offset.
+            out = await second.begin(tp)
+            out.append(sink, b"k", b"d", partition=0)
+            await second.sent(tp, 7, [(state, state_batch(state, 3, 6))])
+            assert not await second.commit(everything=True)
+            assert state.positions() == {0: 7}
+            view = await committed_view(kafka_url, group, source, sink)
+            assert view == (7, [b"a", b"b", b"d"])
+            # The agents' raw fetch path skips the aborted and the fenced records too.
+            assert await raw_committed(kafka_url, sink) == [b"a", b"b", b"d"]
+        finally:
+            await second.close()
+    finally:
+        await first.close()
+        state.close()
