@@ -31,7 +31,8 @@ EXTRA_SEEDS = [
     "SELECT o.order_id, CASE WHEN o.qty > 10 THEN 'big' ELSE 'small' END AS size, "
     "COALESCE(u.name, 'none') AS name FROM orders o LEFT JOIN users u ON u.id = o.user_id",
     "SELECT order_id, _event_time - INTERVAL '1' HOUR AS t, CAST(price AS DOUBLE) AS p "
-    "FROM orders WHERE _timestamp > TIMESTAMP '2020-01-01 00:00:00' AND NOT EXISTS (SELECT 1 FROM config WHERE enabled)",
+    "FROM orders WHERE _timestamp > TIMESTAMP '2020-01-01 00:00:00' "
+    "AND NOT EXISTS (SELECT 1 FROM config WHERE enabled)",
 ]
 
 KEYWORDS = [
