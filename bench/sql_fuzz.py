@@ -30,11 +30,36 @@ def _alarm(*_: Any) -> None:
     raise _Hang
 
 
+#: Large inputs within the limits, compiled alone (best of 3): compile time grows ~linearly.
+SIZES = {
+    "IN list, 20,000 items": "SELECT order_id FROM orders WHERE order_id IN ({})".format(
+        ", ".join(str(i) for i in range(20_000))
+    ),
+    "OR chain, 5,000 terms": "SELECT order_id FROM orders WHERE "
+    + " OR ".join(f"qty = {i}" for i in range(5_000)),
+    "parentheses 40 deep": "SELECT order_id, " + "(" * 40 + "qty" + ")" * 40 + " AS q FROM orders",
+    "NOT 140 deep": "SELECT order_id FROM orders WHERE " + "NOT " * 140 + "TRUE",
+}
+
+
+def sizes() -> None:
+    cat = catalog()
+    for name, sql in SIZES.items():
+        best = min(outcome(sql, cat).seconds for _ in range(3))
+        kind = outcome(sql, cat).kind
+        print(f"  {name:24} {len(sql):8,} chars  {kind:5}  {best:.2f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--inputs", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--sizes-only", action="store_true", help="only the large-input timings")
     args = ap.parse_args()
+    print("large inputs (compile time, best of 3):")
+    sizes()
+    if args.sizes_only:
+        return
     rng = random.Random(args.seed)
     pool = seeds()
     cat = catalog()
