@@ -21,6 +21,8 @@ import faust
 from agents.agent import AgentConfig
 from agents.pipeline import load_pipeline
 from agents.service import PipelineService
+from agents.transaction import probe_transactions
+from agents.transactional import check_queries
 from app.cli import register_commands
 from app.health import register_health
 from app.settings import Settings, env_name
@@ -99,6 +101,9 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
     )
     app.service(registry)  # type: ignore[arg-type]  # faust takes instances too
     pipelines = None
+    if pipeline is not None and settings.exactly_once:
+        check_queries(pipeline.queries)
+        probe_transactions(settings.bootstrap_servers, f"{settings.app_id}-probe")
     if pipeline is not None:
         config = AgentConfig(
             bootstrap_servers=settings.bootstrap_servers,

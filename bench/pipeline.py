@@ -8,6 +8,7 @@
    consumer reading the output (the order carries its send time).
 
     .venv/bin/python -m bench.pipeline [--orders 200000] [--users 10000] [--rate 10000]
+        [--broker tansu|kafka]
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from app.broker import EmbeddedBroker, free_port
+from app.broker import free_port
+from bench.brokers import add_broker_option, bench_broker
 from core import codec
 from tables.topics import TopicSpec, ensure_topics, topic_partitions
 from tests.support.kafka import read_all
@@ -335,7 +337,7 @@ def pct(values: list[float], q: float) -> float:
 async def main(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     try:
-        with EmbeddedBroker(log_path=work / "tansu.log") as broker:
+        with bench_broker(args.broker, work) as broker:
             t = time.perf_counter()
             await seed(broker.url, args.orders, args.users, args.partitions)
             print(
@@ -412,4 +414,5 @@ if __name__ == "__main__":
     parser.add_argument(
         "--profile", metavar="OUT", help="py-spy the worker's throughput run (.svg or raw .txt)"
     )
+    add_broker_option(parser)
     asyncio.run(main(parser.parse_args()))

@@ -7,6 +7,7 @@ every order producing one EMIT CHANGES row. One worker runs both stages; the fig
 first record stage 1 reads to the last output acknowledged, with the worker's CPU per event.
 
     .venv/bin/python -m bench.pipeline_aggregate [--orders 200000] [--users 10000]
+        [--broker tansu|kafka]
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.broker import EmbeddedBroker
+from bench.brokers import add_broker_option, bench_broker
 from bench.pipeline import proc_cpu, profiled, query_stats, seed, start_worker
 from tests.support.worker import Worker
 
@@ -65,7 +66,7 @@ def throughput(worker: Worker, expect: int) -> dict[str, float]:
 async def main(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-aggregate-"))
     try:
-        with EmbeddedBroker(log_path=work / "tansu.log") as broker:
+        with bench_broker(args.broker, work) as broker:
             await seed(broker.url, args.orders, args.users, args.partitions)
             worker = start_worker(broker.url, work, PIPELINE.format(partitions=args.partitions))
             try:
@@ -91,4 +92,5 @@ if __name__ == "__main__":
     parser.add_argument(
         "--profile", metavar="OUT", help="py-spy the worker's run (.svg or raw .txt)"
     )
+    add_broker_option(parser)
     asyncio.run(main(parser.parse_args()))

@@ -4,7 +4,7 @@ Prints: producer rate (setup), cold load rate, warm restart to ready, cold resto
 data dir is deleted, ``get()`` latency p50/p99 with and without decode, and the RSS of a real
 ``faust -A app worker`` holding the table.
 
-    .venv/bin/python -m bench.tables_load [--keys 1000000] [--partitions 4]
+    .venv/bin/python -m bench.tables_load [--keys 1000000] [--partitions 4] [--broker tansu|kafka]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from app.broker import EmbeddedBroker
+from bench.brokers import add_broker_option, bench_broker
 from core import codec
 from tables.reference import ReferenceTable
 from tables.spec import TableSpec
@@ -102,9 +102,9 @@ def get_latency(
     return out
 
 
-async def main(keys: int, partitions: int) -> None:
+async def main(keys: int, partitions: int, broker_kind: str) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-tables-"))
-    with EmbeddedBroker() as broker:
+    with bench_broker(broker_kind) as broker:
         topic = "bench-users"
         await ensure_topics(broker.url, [TopicSpec(topic, partitions)])
         rate = await produce(broker.url, topic, keys)
@@ -156,5 +156,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=4)
+    add_broker_option(parser)
     args = parser.parse_args()
-    asyncio.run(main(args.keys, args.partitions))
+    asyncio.run(main(args.keys, args.partitions, args.broker))

@@ -9,6 +9,7 @@ with the failed record (the runner reports it and exits non-zero).
 from __future__ import annotations
 
 import difflib
+import reprlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -181,3 +182,27 @@ def suggest(name: str, candidates: Iterable[str]) -> str | None:
     pool = {c.lower(): c for c in candidates}
     match = difflib.get_close_matches(name.lower(), list(pool), n=1, cutoff=0.6)
     return pool[match[0]] if match else None
+
+
+class _Short:
+    """A value in an error message, its repr cut short (a reason must stay small, whatever
+    the record held: a 1 MB string, a 10,000-digit integer, a deeply nested array)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        if isinstance(self.value, int) and self.value.bit_length() > 256:
+            return f"<integer of {self.value.bit_length()} bits>"
+        return _REPR.repr(self.value)
+
+
+def short(value: Any) -> _Short:
+    """``value`` for an error message: its repr cut short."""
+    return _Short(value)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 60

@@ -20,7 +20,7 @@ from typing import Any
 from sqlglot import exp
 
 from sql.bind.scope import offset_of
-from sql.catalog import Catalog
+from sql.catalog import Catalog, RelationSchema
 from sql.compile.context import CompileContext
 from sql.errors import BindError, SqlError, UnsupportedError, suggest
 from sql.operators.aggregate import Retraction
@@ -34,6 +34,10 @@ E_PULL_EMIT = "a pull query answers once: EMIT is for continuous queries"
 E_PULL_ORDER = "ORDER BY is not supported in a pull query: rows come in key order"
 E_PULL_FROM = "a pull query reads FROM one table by name"
 E_PULL_NOT_TABLE = "pull queries read tables only; {name!r} is not a table"
+E_PULL_NO_SCAN = (
+    "table {name!r} cannot be scanned: a pull query over it must pin its key"
+    " (WHERE {key} = ... or {key} IN (...))"
+)
 E_PULL_TIME = "the pull query ran out of its time limit ({limit:g} s) after {scanned} rows"
 #: Rows processed between two yields to the event loop (``execute_async``).
 CHUNK = 500
@@ -133,7 +137,12 @@ class PullQuery:
     """A compiled pull query; :meth:`execute` runs it once over the table's current rows.
     Compile it per request: it holds the compiled query's LIMIT/DISTINCT state."""
 
-    def __init__(self, sql: str, tables: Mapping[str, Table]) -> None:
+    def __init__(
+        self,
+        sql: str,
+        tables: Mapping[str, Table],
+        schemas: dict[str, RelationSchema] | None = None,
+    ) -> None:
         script = parse_script(sql)
         if script.declarations or script.sink is not None:
             raise UnsupportedError(E_PULL_CREATE, sql=sql, offset=0)
@@ -159,19 +168,39 @@ class PullQuery:
             )
         self.sql = sql
         self.table = table
+        cache = schemas if schemas is not None else {}
+
+        def inferred(name: str, t: Table) -> RelationSchema | None:
+            # Columns as the catalog infers them from a sample of rows: most of a key lookup's
+            # cost, so a caller answering many queries may keep them (``schemas``) a while.
+            if name not in cache:
+                if not callable(getattr(t, "items", None)):
+                    return None  # a table without a scan: its columns are not sampled
+                schema = Catalog.of({name: t}).schema(name)
+                if schema is None:
+                    return None
+                cache[name] = schema
+            return cache[name]
+
         catalog = Catalog()
         for name, other in by_name.items():
             if other is not table:
-                catalog.add_table(name, other)
-        # The table's columns as the catalog infers them (a sample of its rows), offered as a
-        # stream's: closed when known, open for an empty table.
-        schema = Catalog.of({src.name: table}).schema(src.name)
+                catalog.add_table(name, other, inferred(name, other))
+        # The queried table's columns offered as a stream's: closed when known, open for an
+        # empty table.
+        schema = inferred(src.name.lower(), table)
         columns = dict(schema.columns) if schema is not None and schema.columns else None
         catalog.add_stream(src.name, columns, key_field=table.key_field)
         # Before compiling: the compiler rewrites the tree it binds.
         pins = pinned_keys(select.args.get("where"), table.key_field, {src.alias_or_name})
         self.keys: list[Any] | None = None if pins is None else pins[0]
         self.pin = "" if pins is None else pins[1]
+        if self.keys is None and not callable(getattr(table, "items", None)):
+            raise UnsupportedError(
+                E_PULL_NO_SCAN.format(name=table.name, key=table.key_field or "_key"),
+                sql=sql,
+                offset=offset_of(select.args.get("where") or src),
+            )
         self.aggregate = _aggregates(select)
         if self.aggregate:
             script.emit = "final"  # one answer once every row is in
@@ -270,7 +299,12 @@ class PullQuery:
             await asyncio.sleep(0)
 
 
-def compile_pull_query(sql: str, tables: Mapping[str, Table]) -> PullQuery:
+def compile_pull_query(
+    sql: str, tables: Mapping[str, Table], schemas: dict[str, RelationSchema] | None = None
+) -> PullQuery:
     """Parse, bind and plan a pull query over ``tables`` (name → table). Raises a
-    :class:`~sql.errors.SqlCompileError` (line and column) for a bad query."""
-    return PullQuery(sql, tables)
+    :class:`~sql.errors.SqlCompileError` (line and column) for a bad query.
+
+    ``schemas``: a cache of the tables' inferred columns (lower-case name → schema), read and
+    filled here; the caller decides how long it stays valid."""
+    return PullQuery(sql, tables, schemas)

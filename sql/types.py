@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
-import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
@@ -21,6 +19,16 @@ from typing import Any
 from sqlglot import exp
 
 from sql.errors import E_CAST, E_NUMERIC_OVERFLOW, CastError, NumericOverflowError
+from sql.errors import short as _short
+from sql.temporal import (
+    EPOCH,
+    event_timestamp,
+    millis_to_timestamp,
+    timestamp_to_millis,
+    to_date,
+    to_interval,
+    to_timestamp,
+)
 
 #: Exact arithmetic: wide enough that +, -, * of DECIMAL(38, s) values never round.
 DECIMAL_CONTEXT = Context(prec=120, rounding=ROUND_HALF_UP)
@@ -260,29 +268,6 @@ def to_bigint(value: Any) -> int | None:
     return n
 
 
-class _Short:
-    """A value in an error message, its repr cut short (a reason must stay small, whatever
-    the record held: a 1 MB string, a 10,000-digit integer, a deeply nested array)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        if isinstance(self.value, int) and self.value.bit_length() > 256:
-            return f"<integer of {self.value.bit_length()} bits>"
-        return _REPR.repr(self.value)
-
-
-def _short(value: Any) -> _Short:
-    return _Short(value)
-
-
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 60
-
-
 def to_string(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
@@ -307,76 +292,6 @@ def to_boolean(value: Any) -> bool | None:
     raise CastError(E_CAST.format(value=_short(value), type="BOOLEAN"))
 
 
-def to_date(value: Any) -> dt.date | None:
-    if value is None or (isinstance(value, dt.date) and not isinstance(value, dt.datetime)):
-        return value
-    if isinstance(value, dt.datetime):
-        return value.date()
-    try:
-        return dt.date.fromisoformat(str(value).strip()[:10])
-    except ValueError as exc:
-        raise CastError(E_CAST.format(value=_short(value), type="DATE")) from exc
-
-
-#: TIMESTAMP values are naive ``datetime``s in UTC; epoch milliseconds count from here.
-EPOCH = dt.datetime(1970, 1, 1)
-_MS = dt.timedelta(milliseconds=1)
-
-
-def millis_to_timestamp(ms: int) -> dt.datetime:
-    """Epoch milliseconds as a TIMESTAMP (exact: no float on the way)."""
-    try:
-        return EPOCH + dt.timedelta(milliseconds=ms)
-    except OverflowError as exc:
-        raise CastError(E_CAST.format(value=ms, type="TIMESTAMP")) from exc
-
-
-def timestamp_to_millis(t: dt.date) -> int:
-    """Epoch milliseconds of a TIMESTAMP (naive = UTC) or a DATE (its midnight), rounded down."""
-    if not isinstance(t, dt.datetime):
-        t = dt.datetime(t.year, t.month, t.day)
-    elif t.tzinfo is not None:
-        t = t.astimezone(dt.UTC).replace(tzinfo=None)
-    return (t - EPOCH) // _MS
-
-
-def to_timestamp(value: Any) -> dt.datetime | None:
-    """A TIMESTAMP (naive, UTC): a datetime (one with a zone is moved to UTC), a DATE's midnight,
-    epoch milliseconds (an integer, as Kafka record timestamps), ISO-8601 text."""
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            return value
-        return value.astimezone(dt.UTC).replace(tzinfo=None)
-    if isinstance(value, dt.date):
-        return dt.datetime(value.year, value.month, value.day)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return millis_to_timestamp(value)
-    try:
-        return to_timestamp(dt.datetime.fromisoformat(str(value).strip()))
-    except ValueError as exc:
-        raise CastError(E_CAST.format(value=_short(value), type="TIMESTAMP")) from exc
-
-
-def event_timestamp(value: Any) -> dt.datetime | None:
-    """``_timestamp`` / ``_event_time`` as TIMESTAMP(3): the record timestamp or the declared
-    event-time field, whatever form it came in — a number (epoch milliseconds, also as text),
-    a timestamp, a date, ISO-8601 text (no zone = UTC), as the windows read it."""
-    t = type(value)
-    if t is int:
-        return EPOCH + dt.timedelta(milliseconds=value)
-    if value is None:
-        return None
-    if t is float or t is Decimal:
-        if not value.is_finite() if t is Decimal else not math.isfinite(value):
-            raise CastError(E_CAST.format(value=value, type="TIMESTAMP"))
-        return millis_to_timestamp(int(value))
-    if t is str and value.strip().lstrip("-").isdigit():
-        return millis_to_timestamp(int(value))
-    return to_timestamp(value)
-
-
 #: The functions that turn epoch milliseconds into a TIMESTAMP and back (named in type errors).
 E_EPOCH_HINT = (
     "; a BIGINT holding epoch milliseconds becomes a TIMESTAMP with TIMESTAMP_MILLIS({bigint})"
@@ -393,68 +308,6 @@ def mismatch_hint(a: SqlType, b: SqlType, left: str = "x", right: str = "y") -> 
     if b.name == "BIGINT" and a.name in temporal:
         return E_EPOCH_HINT.format(bigint=right, timestamp=left)
     return ""
-
-
-_INTERVAL_UNITS = {
-    "microsecond": 1e-6,
-    "us": 1e-6,
-    "millisecond": 1e-3,
-    "ms": 1e-3,
-    "second": 1,
-    "sec": 1,
-    "s": 1,
-    "minute": 60,
-    "min": 60,
-    "m": 60,
-    "hour": 3600,
-    "h": 3600,
-    "day": 86400,
-    "d": 86400,
-    "week": 604800,
-    "w": 604800,
-}
-_INTERVAL_PART = re.compile(r"([+-]?\d+(?:\.\d+)?)\s*([a-z]+)")
-_INTERVAL_CLOCK = re.compile(r"([+-]?)(\d+):(\d{2})(?::(\d{2}(?:\.\d+)?))?$")
-_INTERVAL_ISO = re.compile(
-    r"P(?:(\d+(?:\.\d+)?)W)?(?:(\d+(?:\.\d+)?)D)?"
-    r"(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$"
-)
-
-
-def to_interval(value: Any) -> dt.timedelta | None:
-    """An INTERVAL from its text: ``'90 minutes'``, ``'1 day 02:00:00'``, ``'01:30'`` or ISO 8601
-    ``'P1DT2H'``. Months and years have no fixed length and are refused, as are bare numbers
-    (their unit would be a guess)."""
-    if value is None or isinstance(value, dt.timedelta):
-        return value
-    if not isinstance(value, str):
-        raise CastError(E_CAST.format(value=_short(value), type="INTERVAL"))
-    text = value.strip().lower()
-    iso = _INTERVAL_ISO.match(text.upper()) if text.startswith("p") else None
-    if iso is not None and any(iso.groups()):
-        w, d, h, m, sec = (float(g) if g else 0.0 for g in iso.groups())
-        return dt.timedelta(weeks=w, days=d, hours=h, minutes=m, seconds=sec)
-    seconds = 0.0
-    rest = text
-    clock = _INTERVAL_CLOCK.search(rest)
-    if clock is not None:
-        sign = -1 if clock.group(1) == "-" else 1
-        h, m, sec = int(clock.group(2)), int(clock.group(3)), float(clock.group(4) or 0)
-        seconds += sign * (h * 3600 + m * 60 + sec)
-        rest = rest[: clock.start()]
-    pos = 0
-    for part in _INTERVAL_PART.finditer(rest):
-        word = part.group(2)
-        unit = _INTERVAL_UNITS.get(
-            word, _INTERVAL_UNITS.get(word[:-1]) if word[-1] == "s" else None
-        )
-        if unit is None or rest[pos : part.start()].strip():
-            raise CastError(E_CAST.format(value=_short(value), type="INTERVAL"))
-        seconds += float(part.group(1)) * unit
-        pos = part.end()
-    if rest[pos:].strip() or (pos == 0 and clock is None):
-        raise CastError(E_CAST.format(value=_short(value), type="INTERVAL"))
-    return dt.timedelta(seconds=seconds)
 
 
 def converter(t: SqlType) -> Callable[[Any], Any] | None:
@@ -516,3 +369,14 @@ def divide_decimal(a: Decimal, b: Decimal) -> Decimal:
 def _scale(d: Decimal) -> int:
     e = d.as_tuple().exponent
     return -e if isinstance(e, int) and e < 0 else 0
+
+
+__all__ = [
+    "EPOCH",
+    "event_timestamp",
+    "millis_to_timestamp",
+    "timestamp_to_millis",
+    "to_date",
+    "to_interval",
+    "to_timestamp",
+]

@@ -23,7 +23,7 @@ from tables.apply import Applier
 from tables.deadletter import DeadLetterWriter, source_of_table
 from tables.protocol import Change, Op, PartitionStats
 from tables.store import Fingerprint
-from tables.topics import topic_partitions
+from tables.topics import tombstone_retention_ms, topic_partitions
 
 if TYPE_CHECKING:
     from tables.reference import TableState
@@ -58,19 +58,26 @@ class TableLoader(Service):
         dead_letters: DeadLetterWriter | None = None,
         fetch_max_records: int = 10_000,
         partitions: set[int] | None = None,
+        read_committed: bool = False,
+        bootstrap_servers: str | None = None,
         **kwargs: Any,
     ) -> None:
         self.tstate = state
+        self._servers = bootstrap_servers
         self._consumer_factory = consumer_factory
         self._dead_letters = dead_letters
         self._fetch_max_records = fetch_max_records
         self._wanted = partitions
+        #: The consumer reads with isolation_level=read_committed: caught up at the last stable
+        #: offset (records of a transaction still open are not readable yet).
+        self._read_committed = read_committed
         self._consumer: AIOKafkaConsumer | None = None
         self._tps: list[TopicPartition] = []
         self._verify: dict[TopicPartition, Fingerprint] = {}
         self._target: dict[TopicPartition, int] = {}
         self._compaction: asyncio.Future[None] | None = None
         self._next_sweep = 0.0
+        self._next_synced = 0.0
         self._applier = Applier(
             state.spec.key_field, state.decode, state.versions, state.spec.check
         )
@@ -128,9 +135,32 @@ class TableLoader(Service):
         wanted = sorted(p for p in partitions if self._wanted is None or p in self._wanted)
         self._tps = [TopicPartition(topic, p) for p in wanted]
         consumer.assign(self._tps)
-        self._seek_to_stored()
+        await self._seek_to_stored()
+        stale = await self._stale()
+        if stale:
+            await self._rebuild(stale)
 
-    def _seek_to_stored(self) -> None:
+    async def _stale(self) -> str | None:
+        """Why the rows may miss a delete whose tombstone the broker has since cleaned away.
+
+        A tombstone written after the rows last matched the whole topic is kept at least
+        ``delete.retention.ms`` after that moment; rows older than half of it are not trusted
+        (the other half is the margin for reading the tail).
+        """
+        store = self.tstate.store
+        synced = store.synced_at()
+        if self._servers is None or synced is None or not store.positions():
+            return None
+        retention = await tombstone_retention_ms(self._servers, self.tstate.spec.topic)
+        age = int(time.time() * 1000) - synced
+        if retention is None or age <= retention // 2:
+            return None
+        return (
+            f"last in sync {age / 1000:.1f}s ago, while the topic keeps tombstones "
+            f"{retention / 1000:g}s (delete.retention.ms): deletes may have been cleaned away"
+        )
+
+    async def _seek_to_stored(self) -> None:
         consumer = self._consumer
         assert consumer is not None
         positions = self.tstate.store.positions()
@@ -150,7 +180,9 @@ class TableLoader(Service):
             elif position > 0:
                 consumer.seek(tp, position)
             else:
-                consumer.seek(tp, 0)
+                # The log start, not offset 0: retention may have removed the first records,
+                # and a seek below the log start fails again (a rebuild loop, never loading).
+                await consumer.seek_to_beginning(tp)
         if not self._tps:
             self.tstate.set_ready()
 
@@ -221,11 +253,11 @@ class TableLoader(Service):
         if consumer is None:  # stopping
             return
         stats = self.tstate.stats.partitions
-        caught_up = True
+        caught_up = in_sync = True
         for tp in self._tps:
             highwater = consumer.highwater(tp)
             if highwater is None:
-                caught_up = False
+                caught_up = in_sync = False
                 continue
             stats[tp.partition].highwater = highwater
             if highwater < stats[tp.partition].position:
@@ -233,9 +265,16 @@ class TableLoader(Service):
                     f"{tp.topic}[{tp.partition}] ends at {highwater}, "
                     f"before the stored offset {stats[tp.partition].position}"
                 )
-            target = self._target.setdefault(tp, _readable_end(consumer, tp, highwater))
-            if tp in self._verify or await consumer.position(tp) < target:
+            end = _stable_end(consumer, tp, highwater) if self._read_committed else highwater
+            target = self._target.setdefault(tp, end)
+            position = await consumer.position(tp)
+            if tp in self._verify or position < target:
                 caught_up = False
+            if position < end:
+                in_sync = False
+        if in_sync and self._tps and time.monotonic() >= self._next_synced:
+            self._next_synced = time.monotonic() + 1.0
+            self.tstate.store.set_synced_at(int(time.time() * 1000))
         if caught_up and not self.tstate.is_ready:
             self.tstate.set_ready()
             logger.info(
@@ -264,15 +303,15 @@ class TableLoader(Service):
         state.store.set_topic(state.spec.topic)
         state.store.set_history_mode(_history_mode(state))
         state.reset()
-        self._seek_to_stored()
+        await self._seek_to_stored()
 
 
 def _history_mode(state: TableState) -> str:
     return "versioned" if state.versions is not None else "plain"
 
 
-def _readable_end(consumer: AIOKafkaConsumer, tp: TopicPartition, highwater: int) -> int:
-    """Where a caught-up reader of ``tp`` stands: the high-watermark, or under read_committed
-    the last stable offset (records of a transaction still open are not readable yet)."""
+def _stable_end(consumer: AIOKafkaConsumer, tp: TopicPartition, highwater: int) -> int:
+    """Where a caught-up read_committed reader of ``tp`` stands: the last stable offset the
+    fetch answered, else the high-watermark."""
     lso = consumer.last_stable_offset(tp)
     return lso if lso is not None and 0 <= lso < highwater else highwater

@@ -35,6 +35,7 @@ _VERSION = b"version"
 _STREAM_TIME = b"stream_time"
 _HISTORY = b"history"
 _TOPIC = b"topic"
+_SYNCED = b"synced_at"
 _POS = b"pos/"
 _FP = b"fp/"
 _I64 = struct.Struct(">q")
@@ -298,3 +299,13 @@ class TableStore:
     def set_topic(self, topic: str) -> None:
         assert self._meta is not None
         self._meta[_TOPIC] = topic.encode()
+
+    def synced_at(self) -> int | None:
+        """Wall-clock ms when the rows last matched the whole topic (None: never recorded)."""
+        assert self._meta is not None
+        raw = self._meta.get(_SYNCED)
+        return int(_I64.unpack(raw)[0]) if raw else None
+
+    def set_synced_at(self, ms: int) -> None:
+        assert self._meta is not None
+        self._meta[_SYNCED] = _I64.pack(ms)

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,37 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     """
     cluster = await consumer._client.fetch_all_metadata()
     return set(cluster.partitions_for_topic(topic) or ())
+
+
+#: Kafka's default ``delete.retention.ms`` (one day), assumed when the broker does not say.
+DEFAULT_DELETE_RETENTION_MS = 86_400_000
+
+
+async def tombstone_retention_ms(bootstrap_servers: str, topic: str) -> int | None:
+    """How long a compacted topic keeps a tombstone once cleaned (``delete.retention.ms``).
+
+    None for a topic without compaction (its tombstones are never cleaned away on their own).
+    A broker that does not answer DescribeConfigs (Tansu, which never compacts) gets Kafka's
+    default.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    try:
+        await admin.start()
+        wanted = {"cleanup.policy": None, "delete.retention.ms": None}
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, wanted)]
+        )
+        entries = {
+            e[0]: e[1] for r in responses for res in r.resources if res[0] == 0 for e in res[4]
+        }
+    except (KafkaError, OSError) as exc:
+        logger.debug("no topic configs for %r (%s): assuming the defaults", topic, exc)
+        return DEFAULT_DELETE_RETENTION_MS
+    finally:
+        await admin.close()
+    if "compact" not in str(entries.get("cleanup.policy", "compact")):
+        return None
+    return int(entries.get("delete.retention.ms") or DEFAULT_DELETE_RETENTION_MS)
 
 
 async def ensure_topics(bootstrap_servers: str, topics: Sequence[TopicSpec]) -> list[str]:

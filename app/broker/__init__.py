@@ -12,6 +12,7 @@ its first line and runs until SIGINT or SIGTERM.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
@@ -64,10 +65,18 @@ class Broker(Protocol):
     ) -> None: ...
 
 
-def make_broker(kind: str, port: int | None = None, log_path: Path | None = None) -> Broker:
-    """A not yet started broker of ``kind`` (``tansu`` or ``kafka``)."""
+def make_broker(
+    kind: str,
+    port: int | None = None,
+    log_path: Path | None = None,
+    kafka_config: Mapping[str, str] | None = None,
+    kafka_jvm_opts: tuple[str, ...] | None = None,
+) -> Broker:
+    """A not yet started broker of ``kind`` (``tansu`` or ``kafka``; the kafka_* only for kafka)."""
     if kind == "tansu":
         return EmbeddedBroker(port, log_path)
     if kind == "kafka":
-        return KafkaBroker(port, log_path)
+        if kafka_jvm_opts is None:
+            return KafkaBroker(port, log_path, config=kafka_config)
+        return KafkaBroker(port, log_path, config=kafka_config, jvm_opts=kafka_jvm_opts)
     raise BrokerError(f"unknown broker kind {kind!r} (expected one of {', '.join(KINDS)})")

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
+from app.probe import metadata_request, names_a_broker
 from core.errors import TablestreamError
 
 E_EXITED = "{what} exited with {code} before it answered on 127.0.0.1:{port}{log}"
@@ -42,6 +43,7 @@ def free_port() -> int:
 
 
 _running: set[BrokerProcess] = set()
+_handled: set[int] = set()
 _lock = threading.Lock()
 
 
@@ -63,6 +65,9 @@ def stop_all_on_signals(signals: Sequence[int] = (signal.SIGTERM, signal.SIGHUP)
     into KeyboardInterrupt, context managers and fixtures unwind and the atexit hook runs.
     """
     for sig in signals:
+        if sig in _handled:
+            continue  # installed already: once is enough
+        _handled.add(sig)
         previous = signal.getsignal(sig)
 
         def handler(
@@ -173,29 +178,16 @@ class BrokerProcess:
             _running.discard(self)
 
 
-def _metadata_request(correlation_id: int) -> bytes:
-    """Metadata v4 (header v1) for no topics: every Kafka since 1.0 and Tansu answer it."""
-    client = b"tablestream-probe"
-    body = struct.pack(">hhih", 3, 4, correlation_id, len(client)) + client
-    body += struct.pack(">ib", 0, 0)  # topics: empty array; allow_auto_topic_creation: false
-    return struct.pack(">i", len(body)) + body
-
-
 def answers_metadata(port: int, timeout: float = 1.0) -> bool:
     """True when 127.0.0.1:``port`` answers a metadata request naming at least one broker."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout) as s:
             s.settimeout(timeout)
-            s.sendall(_metadata_request(7))
-            head = _recv(s, 4)
-            (size,) = struct.unpack(">i", head)
-            payload = _recv(s, size)
+            s.sendall(metadata_request())
+            (size,) = struct.unpack(">i", _recv(s, 4))
+            return names_a_broker(_recv(s, size))
     except OSError:
         return False
-    if len(payload) < 12:
-        return False
-    correlation, _throttle, brokers = struct.unpack(">iii", payload[:12])
-    return bool(correlation == 7 and brokers >= 1)
 
 
 def _recv(s: socket.socket, n: int) -> bytes:

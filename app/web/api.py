@@ -9,7 +9,8 @@
 - ``POST /query``  ``{"sql": "SELECT ... FROM <table> WHERE ... LIMIT n"}`` → rows
 - ``GET /queries/``                     every continuous query: SQL, plan, stages' counters
 - ``GET /dead-letters/?limit=&reason=&query=`` the latest dead letters, newest first
-- ``GET /ready``                        200 once the tables caught up and the queries run, else 503
+- ``GET /ready``                        200 once the tables caught up and the queries run while the
+  broker answers, else 503 (``waiting_for`` names the tables, and ``broker``)
 - ``GET /metrics``                      Prometheus text format
 
 Bad parameters answer 400, unknown tables and keys 404, both as ``{"error": ...}``.
@@ -24,10 +25,11 @@ from aiohttp import web
 from faust.web import Request, Response, View
 
 from app.health import readiness
+from app.probe import broker_answers
 from app.web.context import WebContext
-from app.web.deadletters import read_dead_letters
+from app.web.deadletters import dead_letters
 from app.web.http import MAX_PAGE, HttpError, int_param, json_response, limit_param, time_param
-from app.web.model import query_views, table_view
+from app.web.model import query_views, table_kind, table_view
 from app.web.prom import CONTENT_TYPE, exposition
 from app.web.pull import filter_rows, run_pull
 from tables.protocol import Table, VersionedTable
@@ -63,6 +65,12 @@ def page_of(table: Table, limit: int, after: str | None) -> list[tuple[Any, Any]
     if callable(page):
         rows: list[tuple[Any, Any]] = page(limit, after)
         return rows
+    if not callable(getattr(table, "items", None)):
+        raise HttpError(
+            400,
+            f"table {table.name!r} ({table_kind(table)}) cannot list its rows: look up a key",
+            table=table.name,
+        )
     items = sorted(((str(k), v) for k, v in table.items()), key=lambda kv: kv[0])
     return [kv for kv in items if after is None or kv[0] > after][:limit]
 
@@ -73,8 +81,13 @@ def register_api(ctx: WebContext) -> None:
     @app.page("/ready")
     class Ready(View):
         async def get(self, request: Request) -> Response:
-            # Tables caught up and queries running (app.health, with /live).
+            # Tables caught up and queries running (app.health, with /live) ...
             status, body = readiness(ctx.tables(), ctx.agents())
+            if not await broker_answers(ctx.bootstrap_servers):
+                # ... and the broker there: tables serve on from local state meanwhile, but
+                # nothing can be processed.
+                waiting = [*body["waiting_for"], "broker"]
+                status, body = 503, {**body, "ready": False, "waiting_for": waiting}
             return json_response(self, body, status)
 
     @app.page("/tables/")
@@ -148,12 +161,12 @@ def register_api(ctx: WebContext) -> None:
     class DeadLetters(View):
         async def get(self, request: Request) -> Response:
             limit = int_param(request.query, "limit", DEAD_LETTERS_DEFAULT, 1, 1000)
-            letters = await read_dead_letters(
+            letters = await dead_letters(
                 ctx.bootstrap_servers,
                 ctx.dead_letter_topic,
                 limit=limit,
                 reason=request.query.get("reason") or None,
-                query=request.query.get("query") or None,
+                name=request.query.get("query") or None,
             )
             body = {"topic": ctx.dead_letter_topic, "dead_letters": [d.as_dict() for d in letters]}
             return json_response(self, body)

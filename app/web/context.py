@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from app.web.http import HttpError
 from app.web.model import Rates, agents_of, sample_agents, sample_table
 from app.web.prom import make_registry
+from sql import RelationSchema
 from tables.protocol import Change, Table
 
 #: Changes kept per table for the "latest changes" list.
@@ -32,14 +33,20 @@ class WebContext:
     rates: Rates = field(default_factory=Rates)
     metrics: CollectorRegistry = field(init=False)
     recent_changes: dict[str, deque[Change]] = field(default_factory=dict)
+    #: Inferred table columns reused by pull queries, and when they were last cleared.
+    pull_schemas: dict[str, RelationSchema] = field(default_factory=dict)
+    pull_schemas_at: float = 0.0
 
     def __post_init__(self) -> None:
         self.metrics = make_registry(self.tables, self.agents)
         for t in self.registry:
-            # One bounded append per change: the "latest changes" of every table kind.
-            recent: deque[Change] = deque(maxlen=RECENT_CHANGES)
-            self.recent_changes[t.name] = recent
-            t.subscribe(recent.append)
+            # One bounded append per change: the "latest changes" of every table kind that
+            # has a change feed (an external source's table may not).
+            subscribe = getattr(t, "subscribe", None)
+            if callable(subscribe):
+                recent: deque[Change] = deque(maxlen=RECENT_CHANGES)
+                self.recent_changes[t.name] = recent
+                subscribe(recent.append)
 
     def tables(self) -> list[Table]:
         return sorted(self.registry, key=lambda t: t.name)

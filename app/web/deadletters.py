@@ -1,5 +1,5 @@
-"""Dead letters read back from their topic for the inspector: the latest records of every
-partition, with the reason and source position from their headers (``tables.deadletter``).
+"""Dead letters for the inspector: read back by :func:`tables.deadletter.read_dead_letters`
+(the one module owning their format), filtered, their bytes made showable.
 
 Keys and values are the original bytes of a record that could not be processed: anything at
 all. They are shown as text when they are UTF-8 (truncated) and as hex otherwise; the pages
@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tables.deadletter import DeadLetter as Read
-from tables.deadletter import read_dead_letters as read_back
+from tables.deadletter import DeadLetter, read_dead_letters
 
 #: Characters of a key or value shown; bytes shown as hex when not text.
 TEXT_MAX = 2000
@@ -53,84 +52,60 @@ def show_bytes(data: bytes | None) -> Shown:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
-    reason: str
-    #: Who sent it: ``query:<name>`` or ``table:<name>``.
-    source: str
-    topic: str
-    partition: int | None
-    offset: int | None
-    timestamp: int | None
+class DeadLetterView:
+    """A dead letter (:class:`tables.deadletter.DeadLetter`) with its bytes made showable."""
+
+    letter: DeadLetter
     key: Shown
     value: Shown
-    #: Where the dead letter itself is: its own partition and offset in the dead-letter topic.
-    dlq_partition: int
-    dlq_offset: int
-    dlq_timestamp: int
 
-    @property
-    def query(self) -> str | None:
-        kind, _, name = self.source.partition(":")
-        return name if kind == "query" else None
+    @classmethod
+    def of(cls, letter: DeadLetter) -> DeadLetterView:
+        return cls(letter, show_bytes(letter.key), show_bytes(letter.value))
 
     def as_dict(self) -> dict[str, Any]:
+        d = self.letter
         return {
-            "reason": self.reason,
-            "source": self.source,
-            "topic": self.topic,
-            "partition": self.partition,
-            "offset": self.offset,
-            "timestamp": self.timestamp,
+            "reason": d.reason,
+            "source": d.source,
+            "topic": d.topic,
+            "partition": d.partition if d.partition >= 0 else None,
+            "offset": d.offset if d.offset >= 0 else None,
+            "timestamp": d.timestamp if d.timestamp >= 0 else None,
             "key": self.key.as_dict(),
             "value": self.value.as_dict(),
             "dlq": {
-                "partition": self.dlq_partition,
-                "offset": self.dlq_offset,
-                "timestamp": self.dlq_timestamp,
+                "partition": d.dlq_partition,
+                "offset": d.dlq_offset,
+                "timestamp": d.dlq_timestamp,
             },
         }
 
 
-def parse(letter: Read) -> DeadLetter:
-    """A dead letter read back (:mod:`tables.deadletter`) as the pages show it."""
-    return DeadLetter(
-        reason=letter.reason or "(no reason header)",
-        source=letter.source,
-        topic=letter.topic,
-        partition=None if letter.partition < 0 else letter.partition,
-        offset=None if letter.offset < 0 else letter.offset,
-        timestamp=None if letter.timestamp < 0 else letter.timestamp,
-        key=show_bytes(letter.key),
-        value=show_bytes(letter.value),
-        dlq_partition=letter.dlq_partition,
-        dlq_offset=letter.dlq_offset,
-        dlq_timestamp=letter.dlq_timestamp,
-    )
-
-
-def matches(letter: DeadLetter, reason: str | None, query: str | None) -> bool:
+def matches(letter: DeadLetter, reason: str | None, name: str | None) -> bool:
+    """``reason``: a case-insensitive substring of the reason; ``name``: the query's or the
+    table's name (or the whole source, ``query:<name>``)."""
     if reason and reason.lower() not in letter.reason.lower():
         return False
-    return not query or letter.source.partition(":")[2] == query or letter.source == query
+    return not name or letter.name == name or letter.source == name
 
 
-async def read_dead_letters(
+async def dead_letters(
     bootstrap_servers: str,
     topic: str,
     *,
     limit: int,
     reason: str | None = None,
-    query: str | None = None,
-) -> list[DeadLetter]:
-    """The latest ``limit`` dead letters matching ``reason`` (a substring) and ``query``, newest
-    first; at most ``SCAN_PER_PARTITION`` records of each partition are read back (by the one
-    reader, :func:`tables.deadletter.read_dead_letters`)."""
-    read = await read_back(
+    name: str | None = None,
+) -> list[DeadLetterView]:
+    """The latest ``limit`` dead letters matching ``reason`` and ``name``, newest first, among
+    the newest ``SCAN_PER_PARTITION`` of each partition (read by :mod:`tables.deadletter`)."""
+    letters = await read_dead_letters(
         bootstrap_servers,
         topic,
-        limit=SCAN_PER_PARTITION,
+        limit=1_000_000,  # every record scanned: the filters here narrow them
         scan=SCAN_PER_PARTITION,
         timeout=READ_TIMEOUT_S,
     )
-    found = [d for d in map(parse, read) if matches(d, reason, query)]
-    return found[:limit]
+    kept = [d for d in letters if matches(d, reason, name)]
+    return [DeadLetterView.of(d) for d in kept[:limit]]

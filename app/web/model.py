@@ -113,10 +113,10 @@ def _stats_dict(table: Table) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def sample_table(rates: Rates, table: Table) -> None:
-    stats = table.stats()
-    changes = stats.inserts + stats.updates + stats.deletes
+    body, _ = _stats_dict(table)
+    changes = sum(int(body.get(k) or 0) for k in ("inserts", "updates", "deletes"))
     rates.sample(f"table:{table.name}:changes", changes)
-    rates.sample(f"table:{table.name}:read", stats.records_read)
+    rates.sample(f"table:{table.name}:read", int(body.get("records_read") or 0))
 
 
 def table_view(rates: Rates, table: Table) -> TableView:

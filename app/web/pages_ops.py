@@ -7,7 +7,7 @@ from typing import Any
 from faust.web import Request, Response, View
 
 from app.web.context import WebContext
-from app.web.deadletters import DeadLetter, Shown, read_dead_letters
+from app.web.deadletters import DeadLetterView, Shown, dead_letters
 from app.web.html import badge, h, layout, ms_time, num, q, tabulate
 from app.web.http import int_param
 from app.web.model import QueryView, query_views
@@ -88,15 +88,16 @@ def _shown(s: Shown) -> str:
     return f"<pre>{h(s.text)}</pre>{more}"
 
 
-def _letter_row(d: DeadLetter) -> list[str]:
+def _letter_row(view: DeadLetterView) -> list[str]:
+    d = view.letter
     where = f"{d.topic}[{d.partition}]@{d.offset}"
     return [
         ms_time(d.dlq_timestamp),
         f'<span class="reason">{h(d.reason)}</span>',
         h(d.source),
         f'<span class="mono">{h(where)}</span>',
-        _shown(d.key),
-        _shown(d.value),
+        _shown(view.key),
+        _shown(view.value),
     ]
 
 
@@ -105,12 +106,12 @@ async def dead_letters_page(ctx: WebContext, request: Request) -> str:
     limit = int_param(params, "limit", DEAD_LETTERS_SHOWN, 1, 1000)
     reason = (params.get("reason") or "").strip()
     query = (params.get("query") or "").strip()
-    letters = await read_dead_letters(
+    letters = await dead_letters(
         ctx.bootstrap_servers,
         ctx.dead_letter_topic,
         limit=limit,
         reason=reason or None,
-        query=query or None,
+        name=query or None,
     )
     names = sorted({a.qdef.name for a in ctx.agents()} | {t.name for t in ctx.tables()})
     options = '<option value="">any query or table</option>' + "".join(

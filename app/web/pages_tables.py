@@ -164,6 +164,21 @@ def _changes(table: Table, recent: deque[Change] | None) -> str:
     return f"<h2>Latest changes</h2>{tabulate(headers, rows, {0})}"
 
 
+def _rows(rows: list[tuple[Any, Any]], where: str, limit: int, stopped: str | None) -> str:
+    title = f"Rows matching <code>{h(where)}</code>" if where else "Rows"
+    out = [f"<h2>{title}</h2>"]
+    cells = [
+        [f'<a class="mono" href="{q(key=k)}#key">{h(k)}</a>', cell_value(val)] for k, val in rows
+    ]
+    out.append(tabulate(["key", "value"], cells) if rows else '<p class="muted">no rows</p>')
+    if stopped == "time limit":
+        out.append('<p class="muted">stopped at the time limit: refine the filter</p>')
+    if len(rows) == limit:
+        nxt = q(where=where, after=rows[-1][0], limit=limit if limit != PAGE else None)
+        out.append(f'<p><a href="{nxt}" id="next">next page →</a></p>')
+    return "".join(out)
+
+
 async def table_page(ctx: WebContext, name: str, request: Request) -> str:
     t = ctx.table(name)
     params = request.query
@@ -194,18 +209,9 @@ async def table_page(ctx: WebContext, name: str, request: Request) -> str:
         else:
             rows = page_of(t, limit, after)
     except HttpError as exc:
-        out.append(error_box(exc.body))
-    title = f"Rows matching <code>{h(where)}</code>" if where else "Rows"
-    out.append(f"<h2>{title}</h2>")
-    cells = [
-        [f'<a class="mono" href="{q(key=k)}#key">{h(k)}</a>', cell_value(val)] for k, val in rows
-    ]
-    out.append(tabulate(["key", "value"], cells) if rows else '<p class="muted">no rows</p>')
-    if stopped == "time limit":
-        out.append('<p class="muted">stopped at the time limit: refine the filter</p>')
-    if len(rows) == limit:
-        nxt = q(where=where, after=rows[-1][0], limit=limit if limit != PAGE else None)
-        out.append(f'<p><a href="{nxt}" id="next">next page →</a></p>')
+        out.append(error_box(exc.body))  # the filter does not compile: no rows to show
+    else:
+        out.append(_rows(rows, where, limit, stopped))
     out.append(_changes(t, ctx.recent_changes.get(t.name)))
     return layout(f"Table {t.name}", "".join(out), active="Tables")
 

@@ -8,8 +8,9 @@ scrape time — nothing is copied on the hot path. Names follow Prometheus conve
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -28,6 +29,51 @@ if TYPE_CHECKING:
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STATES = ("starting", "waiting for tables", "running", "rebuilding", "stopped", "failed")
+
+
+def stats_of(table: Table) -> dict[str, Any]:
+    """A table's stats as a dict, whatever its kind (``stats()`` renders itself)."""
+    stats = table.stats()
+    as_dict = getattr(stats, "as_dict", None)
+    return dict(as_dict()) if callable(as_dict) else dict(vars(stats))
+
+
+_NAME = re.compile(r"[^a-zA-Z0-9_]")
+#: Fields of a source's stats that are not metrics (text, or names).
+_NOT_METRICS = frozenset({"name", "kind", "source", "ready", "last_error", "topic"})
+
+
+class SourceMetrics:
+    """An external table's stats shown generically: every number as a gauge
+    ``tablestream_source_<field>{table}`` (nested: ``<field>_<sub>``), every text field of a
+    nested object as ``..._<sub>{table, <sub>="value"} 1`` (the breaker's state)."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, GaugeMetricFamily] = {}
+
+    def _family(self, name: str, extra: str | None = None) -> GaugeMetricFamily:
+        if name not in self.families:
+            labels = ["table"] + ([extra] if extra else [])
+            self.families[name] = GaugeMetricFamily(
+                name,
+                f"An external table's {name.removeprefix('tablestream_source_')}.",
+                labels=labels,
+            )
+        return self.families[name]
+
+    def add(self, table: str, stats: dict[str, Any], prefix: str = "tablestream_source") -> None:
+        for key, value in stats.items():
+            if key in _NOT_METRICS:
+                continue
+            name = f"{prefix}_{_NAME.sub('_', key)}"
+            if isinstance(value, bool):
+                self._family(name).add_metric([table], 1.0 if value else 0.0)
+            elif isinstance(value, int | float):
+                self._family(name).add_metric([table], float(value))
+            elif isinstance(value, dict) and prefix == "tablestream_source":
+                self.add(table, value, name)
+            elif isinstance(value, str) and prefix != "tablestream_source":
+                self._family(name, _NAME.sub("_", key)).add_metric([table, value], 1.0)
 
 
 class TablestreamCollector(Collector):
@@ -67,25 +113,30 @@ class TablestreamCollector(Collector):
         disk = GaugeMetricFamily(
             t + "disk_bytes", "Bytes the store uses on disk.", labels=["table"]
         )
+        sources = SourceMetrics()
         for table in self._tables():
-            s = table.stats()
             name = table.name
-            rows.add_metric([name], s.size)
-            for op, n in (("insert", s.inserts), ("update", s.updates), ("delete", s.deletes)):
-                changes.add_metric([name, op], n)
-            read.add_metric([name], s.records_read)
-            malformed.add_metric([name], s.malformed)
-            ready.add_metric([name], 1.0 if s.ready else 0.0)
+            d = stats_of(table)
+            ready.add_metric([name], 1.0 if table.is_ready else 0.0)
+            if "size" not in d:  # another table kind (an external source): its own fields
+                sources.add(name, d)
+                continue
+            rows.add_metric([name], d["size"])
+            for op in ("insert", "update", "delete"):
+                changes.add_metric([name, op], d.get(op + "s", 0))
+            read.add_metric([name], d.get("records_read", 0))
+            malformed.add_metric([name], d.get("malformed", 0))
             left = 0
-            for p, ps in sorted(s.partitions.items()):
-                if ps.lag is not None:
-                    lag.add_metric([name, str(p)], ps.lag)
-                    left += ps.lag
-            done = s.records_read
-            ratio = 1.0 if s.ready else (done / (done + left) if done + left else 0.0)
+            for p, ps in sorted(d.get("partitions", {}).items()):
+                if ps.get("lag") is not None:
+                    lag.add_metric([name, str(p)], ps["lag"])
+                    left += ps["lag"]
+            done = d.get("records_read", 0)
+            ratio = 1.0 if d.get("ready") else (done / (done + left) if done + left else 0.0)
             progress.add_metric([name], ratio)
-            disk.add_metric([name], s.bytes_on_disk)
+            disk.add_metric([name], d.get("bytes_on_disk", 0))
         yield from (rows, changes, read, malformed, ready, progress, lag, disk)
+        yield from sources.families.values()
 
     def _collect_queries(self) -> Iterator[Metric]:
         q = "tablestream_query_"

@@ -4,10 +4,17 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import TYPE_CHECKING, Any
 
 from app.web.http import HttpError
-from sql import PullTimeoutError, SqlCompileError, SqlError, compile_pull_query
+from sql import (
+    PullTimeoutError,
+    RelationSchema,
+    SqlCompileError,
+    SqlError,
+    compile_pull_query,
+)
 from tables.protocol import Table
 
 if TYPE_CHECKING:
@@ -15,11 +22,22 @@ if TYPE_CHECKING:
 
 #: Seconds a pull query may run (it shares the worker's event loop, yielding every few rows).
 TIME_LIMIT_S = 2.0
+#: Seconds the tables' inferred columns are reused between pull queries (a new column shows
+#: up in queries this long after its first row at the latest).
+SCHEMA_TTL_S = 10.0
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _tables(ctx: WebContext) -> dict[str, Table]:
     return {t.name: t for t in ctx.tables()}
+
+
+def _schemas(ctx: WebContext) -> dict[str, RelationSchema]:
+    now = time.monotonic()
+    if now - ctx.pull_schemas_at > SCHEMA_TTL_S:
+        ctx.pull_schemas.clear()
+        ctx.pull_schemas_at = now
+    return ctx.pull_schemas
 
 
 def _excerpt(text: str, line: int, column: int) -> str:
@@ -54,7 +72,7 @@ def sql_error(
 
 async def run_pull(ctx: WebContext, sql: str, limit: int) -> dict[str, Any]:
     try:
-        query = compile_pull_query(sql, _tables(ctx))
+        query = compile_pull_query(sql, _tables(ctx), _schemas(ctx))
         result = await query.execute_async(max_rows=limit, time_limit=TIME_LIMIT_S)
     except (SqlError, PullTimeoutError) as exc:
         raise sql_error(exc) from None
@@ -80,7 +98,7 @@ async def filter_rows(
     """Rows of ``table`` matching the SQL predicate ``where``, in the order the table yields
     them, and why the answer may be incomplete (None, "row limit", "time limit")."""
     try:
-        query = compile_pull_query(filter_sql(table, where, after), _tables(ctx))
+        query = compile_pull_query(filter_sql(table, where, after), _tables(ctx), _schemas(ctx))
         result = await query.execute_async(max_rows=limit, time_limit=TIME_LIMIT_S)
     except (SqlError, PullTimeoutError) as exc:
         raise sql_error(exc, line_shift=1, what="where", text=where) from None

@@ -18,7 +18,14 @@ from sql.compile.context import CompileContext
 from sql.compile.expr import ExprCompiler
 from sql.compile.select import combine, compile_conjuncts, compile_parts
 from sql.compile.strategies import build_maintained, build_source
-from sql.compile.subquery_join import bind_joins, chained, explain_chain, plan_joined
+from sql.compile.subquery_join import (
+    bind_joins,
+    build_joined_cache,
+    chained,
+    explain_chain,
+    first_table_view,
+    reorder_joins,
+)
 from sql.dialect import conjunction_text, sql_text
 from sql.errors import (
     E_SCALAR_ROWS,
@@ -91,6 +98,7 @@ def compile_subquery(
             sql=ctx.sql,
             offset=offset_of(select),
         )
+    select = reorder_joins(ctx, select)
     from_ = select.args.get("from_") or select.args.get("from")
     assert from_ is not None
     table_node, table = resolve_table(ctx, from_.this, want="subquery")
@@ -148,25 +156,21 @@ def compile_subquery(
         tables,
         ctx.slots.count,
     )
-    maintained: Maintained | CachedRows | None = None
-    source: Fn | None = None
-    if at is not None:
+    if at is None:
+        # Over a join, the planner chooses the first table's access (or a cached result);
+        # each joined table's access was chosen when it was bound.
+        plan = plan_subquery(first_table_view(shape, steps) if steps else shape, ctx.rules)
+    else:
         as_of = as_of_key_lookup(table_node, shape)
-        if as_of is None or as_of.access is None:
+        if as_of is None:
             raise missing_as_of_key(ctx, table_node, table, shape.key_field)
         plan = as_of
-        source = build_source(as_of.access, table, at.fn)
+    maintained: Maintained | CachedRows | None = None
+    if plan.maintained is not None:
         if steps:
-            source = chained(source, rel, steps)
-    elif steps:
-        plan, source, maintained = plan_joined(shape, steps)
-    else:
-        plan = plan_subquery(shape, ctx.rules)
-        if plan.maintained is not None:
+            maintained = build_joined_cache(plan, shape, steps)
+        else:
             maintained = build_maintained(plan, shape)
-        elif plan.access is not None:
-            source = build_source(plan.access, table)
-    if maintained is not None:
         ctx.closers.append(maintained.unsubscribe)
     corr = "correlated" if shape.correlated else "uncorrelated"
     flag = "  !! last resort" if plan.flagged or any(s.flagged for s in steps) else ""
@@ -181,6 +185,11 @@ def compile_subquery(
         f"Subquery #{sid} {kind.upper()} ({corr}) on {on}: "
         f"{plan.strategy} [{plan.detail}]{explain_chain(steps)}{flag}",
     )
+    source = None
+    if plan.access is not None:
+        source = build_source(plan.access, table, at.fn if at is not None else None)
+        if steps:
+            source = chained(source, rel, steps)
     at_line, at_column = position(ctx.sql, offset_of(select) or 0)
     label = {"sid": sid, "line": at_line, "column": at_column, "text": sql_text(select)}
     return _adapter(kind, shape, plan, maintained, source, lhs, label)

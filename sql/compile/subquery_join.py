@@ -13,7 +13,7 @@ EXPLAIN names each step: ``key lookup [a.id = o.x] → InnerJoin b: key lookup [
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlglot import exp
@@ -23,7 +23,6 @@ from sql.compile.as_of import as_of_source, as_of_time
 from sql.compile.context import CompileContext
 from sql.compile.expr import ExprCompiler
 from sql.compile.select import combine, compile_conjuncts
-from sql.dialect import sql_text
 from sql.errors import E_UNSUPPORTED, UnsupportedError
 from sql.operators import sources
 from sql.operators.inner import InnerQuery
@@ -116,62 +115,33 @@ def explain_chain(steps: list[JoinStep]) -> str:
     return "".join(f" → {step.text}" for step in steps)
 
 
-def plan_joined(
-    shape: SubqueryShape, steps: list[JoinStep]
-) -> tuple[Plan, Fn | None, CachedRows | None]:
-    """The first table's access (its WHERE pins that read neither joined table), chained with
-    the joins. Uncorrelated: the whole join's rows cached, recomputed after a change. The plan
-    is flagged when any step scans per row. Returns the plan with the live row source or
-    cache it describes (built here: compilation, not a planner rule)."""
+def first_table_view(shape: SubqueryShape, steps: list[JoinStep]) -> SubqueryShape:
+    """The subquery as the planner should see it over a join: the first table's WHERE pins
+    whose value reads no joined table (those rows are found after it; such a conjunct still
+    filters, as the residual), and never a structure maintained from one table's rows alone
+    (``nested``) — so a key lookup, an index probe, a cached result of the whole join when
+    uncorrelated, or a scan."""
     joined = {s for step in steps for s in (step.rel.value_slot, step.rel.meta_slot)}
-    rel, table = shape.relation, shape.table
-    # A pin whose value reads a joined table cannot drive the first table's access: those rows
-    # are found after it. The conjunct still filters, as the residual.
-    usable = [c for c in shape.conjuncts if c.pin is not None and not c.slots & joined]
-    flagged = any(step.flagged for step in steps)
-    if not shape.correlated:
-        first_key = _key_pin(usable, shape.key_field)
-        if first_key is None:
-            inner = InnerQuery(
-                chained(sources.scan(table), rel, steps),
-                rel.value_slot,
-                rel.meta_slot,
-                combine(shape.conjuncts),
-                shape.parts,
-            )
-            names = ", ".join(sorted({t.name for t in shape.tables}))
-            plan = Plan(
-                "maintained result",
-                f"recomputed on first use after a change to {names}; {table.name} scanned",
-                residual=list(shape.conjuncts),
-                maintained="cached_rows",
-            )
-            return plan, None, CachedRows(inner, shape.tables, shape.env_size)
-    key = _key_pin(usable, shape.key_field)
-    if key is not None:
-        assert key.pin is not None
-        source, strategy, used = sources.key_lookup(table, key.pin[1].fn), "key lookup", key
-        residual = [c for c in shape.conjuncts if c is not key]
-    else:
-        probe = next((c for c in usable if c.pin is not None and c.pin[0] != "_key"), None)
-        if probe is not None:
-            assert probe.pin is not None
-            source = sources.index_probe(table, probe.pin[0], probe.pin[1].fn)
-            strategy, used, residual = "index probe", probe, list(shape.conjuncts)
-        else:
-            source, strategy, used = sources.scan(table), "FULL SCAN", None
-            residual = list(shape.conjuncts)
-            flagged = True
-    detail = sql_text(used.node) if used is not None else "per record"
-    plan = Plan(strategy, detail, residual=residual, flagged=flagged)
-    return plan, chained(source, rel, steps), None
+    conjuncts = [
+        c if c.pin is None or not c.slots & joined else replace(c, pin=None)
+        for c in shape.conjuncts
+    ]
+    return replace(shape, conjuncts=conjuncts, nested=True)
 
 
-def _key_pin(conjuncts: list[Conjunct], key_field: str | None) -> Conjunct | None:
-    for c in conjuncts:
-        if c.pin is not None and (c.pin[0] == "_key" or c.pin[0] == key_field):
-            return c
-    return None
+def build_joined_cache(plan: Plan, shape: SubqueryShape, steps: list[JoinStep]) -> CachedRows:
+    """An uncorrelated subquery over a join: the joined rows, recomputed on first use after a
+    change to any of its tables."""
+    assert plan.maintained == "cached_rows", plan.maintained
+    rel = shape.relation
+    inner = InnerQuery(
+        chained(sources.scan(shape.table), rel, steps),
+        rel.value_slot,
+        rel.meta_slot,
+        combine(plan.residual),
+        shape.parts,
+    )
+    return CachedRows(inner, shape.tables, shape.env_size)
 
 
 def chained(first: Fn, rel: BoundRelation, steps: list[JoinStep]) -> Fn:
@@ -207,3 +177,72 @@ def chained(first: Fn, rel: BoundRelation, steps: list[JoinStep]) -> Fn:
                 yield k, v
 
     return rows
+
+
+def reorder_joins(ctx: CompileContext, select: exp.Select) -> exp.Select:
+    """``FROM a JOIN b ON ...`` (one inner join) read from ``b`` first when the WHERE pins ``b``
+    to the enclosing query better than ``a`` (by key over by another column): the driving table
+    should be the one the record finds by key (or index), not one scanned per record. An inner
+    join of two tables is the same relation either way round, so the query means the same;
+    EXPLAIN shows the order run. Outer joins, three or more tables and AS OF reads are left as
+    written."""
+    joins = select.args.get("joins") or []
+    from_ = select.args.get("from_") or select.args.get("from")
+    if len(joins) != 1 or from_ is None or not isinstance(from_.this, exp.Table):
+        return select
+    j = joins[0]
+    if (j.args.get("side") or "").upper() or (j.args.get("kind") or "").upper() not in (
+        "",
+        "INNER",
+    ):
+        return select
+    first, second = from_.this, j.this
+    if not isinstance(second, exp.Table) or first.args.get("version") or second.args.get("version"):
+        return select
+    where = select.args.get("where")
+    if where is None:
+        return select
+    aliases = {first.alias_or_name.lower(), second.alias_or_name.lower()}
+    rank_first = _pin_rank(ctx, first, where.this, aliases)
+    rank_second = _pin_rank(ctx, second, where.this, aliases)
+    if rank_second <= rank_first:
+        return select
+    swapped = select.copy()
+    s_from = swapped.args.get("from_") or swapped.args.get("from")
+    assert s_from is not None
+    s_join = swapped.args["joins"][0]
+    a, b = s_from.this, s_join.this
+    s_from.set("this", b.copy())
+    s_join.set("this", a.copy())
+    return swapped
+
+
+def _pin_rank(ctx: CompileContext, table: exp.Table, where: exp.Expr, aliases: set[str]) -> int:
+    """2: a WHERE term ``t.key = <the enclosing query>``; 1: ``t.col = <the enclosing query>``;
+    0: neither. The other side must read only qualified columns of enclosing tables (an
+    unqualified name is not assumed outer)."""
+    alias = table.alias_or_name.lower()
+    schema = ctx.catalog.schema(table.name)
+    t = ctx.catalog.table(table.name)
+    key = (schema.key_field if schema is not None else None) or (t.key_field if t else None)
+    best = 0
+    for term in _and_terms(where):
+        if not isinstance(term, exp.EQ):
+            continue
+        for side, other in ((term.this, term.expression), (term.expression, term.this)):
+            if not (isinstance(side, exp.Column) and side.table.lower() == alias):
+                continue
+            cols = list(other.find_all(exp.Column))
+            if not cols or any(not c.table or c.table.lower() in aliases for c in cols):
+                continue  # a constant (uncorrelated: better cached whole) or not the outer query
+            if other.find(exp.Subquery, exp.Exists, exp.AggFunc) is not None:
+                continue
+            best = max(best, 2 if side.name in (key, "_key") else 1)
+    return best
+
+
+def _and_terms(node: exp.Expr) -> list[exp.Expr]:
+    node = node.unnest()
+    if isinstance(node, exp.And):
+        return [t for part in node.flatten() for t in _and_terms(part)]
+    return [node]

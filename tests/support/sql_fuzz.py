@@ -30,9 +30,13 @@ EXTRA_SEEDS = [
     "WHERE u.score > (SELECT AVG(score) FROM users WHERE country = o.country))",
     "SELECT o.order_id, CASE WHEN o.qty > 10 THEN 'big' ELSE 'small' END AS size, "
     "COALESCE(u.name, 'none') AS name FROM orders o LEFT JOIN users u ON u.id = o.user_id",
-    "SELECT order_id, _event_time - INTERVAL '1' HOUR AS t, CAST(price AS DOUBLE) AS p "
-    "FROM orders WHERE _timestamp > TIMESTAMP '2020-01-01 00:00:00' "
-    "AND NOT EXISTS (SELECT 1 FROM config WHERE enabled)",
+    "SELECT order_id, INTERVAL '1' HOUR AS t, CAST(price AS DOUBLE) AS p "
+    "FROM orders WHERE _timestamp > TIMESTAMP '2026-01-01 00:00:00' - INTERVAL '1' DAY"
+    " AND NOT EXISTS (SELECT 1 FROM config WHERE enabled)",
+    # a join inside a subquery, event time against a date
+    "SELECT o.order_id FROM orders o WHERE EXISTS (SELECT 1 FROM users u JOIN limits l"
+    " ON l.symbol = u.tier WHERE u.id = o.user_id AND l.max_price > o.price)"
+    " AND o._event_time >= DATE '2026-01-01'",
 ]
 
 KEYWORDS = [

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from agents.pipeline import load_pipeline
+from app.broker.kafka import kafka_version
 from app.settings import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +33,8 @@ def check_env(env: dict[str, Any]) -> Settings:
 
 def test_compose_runs_the_worker_against_apache_kafka() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    assert compose["services"]["kafka"]["image"].startswith("apache/kafka:")
+    # The same Kafka line the tests launch from its jars.
+    assert compose["services"]["kafka"]["image"] == f"apache/kafka:{kafka_version()}"
     worker = compose["services"]["worker"]
     settings = check_env(worker["environment"])
     assert worker["environment"]["TABLESTREAM_BROKER"].startswith("kafka:")
@@ -41,6 +43,7 @@ def test_compose_runs_the_worker_against_apache_kafka() -> None:
     # The image's working directory is the repository's layout: the pipeline path resolves there.
     pipeline = load_pipeline([ROOT / p for p in settings.pipeline])
     assert {q.name for q in pipeline.queries} >= {"checked_orders", "volume_by_symbol"}
+    assert "/live" in " ".join(worker["healthcheck"]["test"])
     generator = compose["services"]["generator"]["command"]
     assert generator[:3] == ["python", "-m", "examples.orders.generate"]
     assert (ROOT / "examples/orders/generate.py").exists()

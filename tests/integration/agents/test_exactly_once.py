@@ -29,7 +29,7 @@ from tests.support.worker import Worker
 pytestmark = [
     pytest.mark.broker,
     pytest.mark.slow,
-    pytest.mark.parametrize("broker_kind", ["kafka"], indirect=True),
+    pytest.mark.kafka_only,
 ]
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from app.broker import EmbeddedBroker
+from app.broker import Broker
 from core import codec
 from tables.topics import TopicSpec, ensure_topics
 from tests.integration.agents.support import processed, until
@@ -50,7 +51,7 @@ def user(i: int, tier: str | None = None) -> dict[str, object]:
     return {"id": i, "name": name, "tier": tier or ("gold" if i % 10 == 0 else "basic")}
 
 
-async def start_inspected(broker: EmbeddedBroker, tmp_path: Path) -> Inspected:
+async def start_inspected(broker: Broker, tmp_path: Path) -> Inspected:
     names = {n: unique(n) for n in ("users", "orders", "checked", "totals", "dlq")}
     compact = {"cleanup.policy": "compact"}
     await ensure_topics(broker.url, [TopicSpec(names["users"], 1, configs=compact)])
@@ -83,8 +84,11 @@ def dead_letter_count(web: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def live(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inspected]:
-    """One inspected worker per test module (stopped at its end)."""
-    inspected = asyncio.run(start_inspected(broker, tmp_path_factory.mktemp("inspector")))
+def live(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inspected]:
+    """One inspected worker per test module and broker (stopped at its end). Set up in a thread
+    of its own: Playwright's sync API keeps an event loop running in the test thread."""
+    path = tmp_path_factory.mktemp("inspector")
+    with ThreadPoolExecutor(1) as pool:
+        inspected = pool.submit(asyncio.run, start_inspected(broker, path)).result()
     yield inspected
     inspected.worker.stop()

@@ -45,9 +45,17 @@ def browser() -> Iterator[Browser]:
         b.close()
 
 
+#: The auto-refreshing pages, switched off (as a person unticking the box would) so that a
+#: reload cannot land in the middle of a test's clicks; test_auto_refresh checks it reloads.
+NO_REFRESH = "".join(
+    f"localStorage.setItem('autorefresh:{path}', '0');" for path in ("/ui/", "/ui/queries/")
+)
+
+
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.add_init_script(NO_REFRESH)
     pg = context.new_page()
     pg.set_default_timeout(15_000)
     dialogs: list[str] = []
@@ -83,7 +91,12 @@ def test_tables_page_lists_tables_and_links_to_one(live: Inspected, page: Page) 
 def test_filter_narrows_rows_and_shows_syntax_errors_inline(live: Inspected, page: Page) -> None:
     page.goto(f"{live.web}/ui/tables/users/")
     all_rows = page.locator("h2:has-text('Rows') + table tbody tr").count()
-    assert all_rows == 50  # a full first page
+    assert all_rows == 50  # a full first page, in key order: 1, 10, 11, ..., 54
+    page.locator("#next").click()
+    rest = page.locator("h2:has-text('Rows') + table tbody tr")
+    expect(rest).to_have_count(10)
+    expect(rest.first.locator("td").first).to_have_text("55")
+    page.goto(f"{live.web}/ui/tables/users/")
     page.locator("#filter input[name=where]").fill("tier = 'gold'")
     page.locator("#filter button").click()
     rows = page.locator("h2:has-text('Rows matching') + table tbody tr")
@@ -167,3 +180,18 @@ def test_navigation_links(live: Inspected, page: Page) -> None:
         expect(page.locator("h1")).to_contain_text(heading)
     page.goto(f"{live.web}/ui/tables/nope/")
     expect(page.get_by_role("alert")).to_contain_text("no table named 'nope'")
+
+
+def test_auto_refresh_reloads_until_unticked(live: Inspected, browser: Browser) -> None:
+    context = browser.new_context()
+    try:
+        pg = context.new_page()
+        pg.goto(f"{live.web}/ui/queries/")
+        expect(pg.locator("#autorefresh")).to_be_checked()
+        with pg.expect_event("load", timeout=8_000):
+            pass  # the page reloads by itself within its 5 s period
+        pg.locator("#autorefresh").uncheck()
+        pg.reload()
+        expect(pg.locator("#autorefresh")).not_to_be_checked()  # remembered
+    finally:
+        context.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,12 @@ def test_every_setting_has_a_variable_and_is_read_by_its_type() -> None:
     assert (s.session_timeout, s.query_max_inflight, s.log_level) == (2.5, 8, "DEBUG")
     assert "TABLESTREAM_EXTRA" not in known_variables()
     assert len(known_variables()) == len(dataclasses.fields(Settings)) - 1
+
+
+def test_the_readme_lists_every_variable() -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    listed = set(re.findall(r"^\| `(TABLESTREAM_[A-Z_]+)` \|", readme, re.M))
+    assert listed == set(known_variables())
 
 
 def test_warnings_name_typos_and_faust_variables() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import faust
 import pytest
@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from app.web import register_web
 from tables.memory import MemoryTable
-from tables.protocol import TableStats
+from tables.protocol import Table, TableStats
 
 XSS = "<script>alert(1)</script>"
 
@@ -154,3 +154,66 @@ async def test_pages_escape_data(client: TestClient[Any, Any]) -> None:
     status, body = await get(client, "/ui/tables/users/?limit=x")
     assert status == 400
     assert "limit must be an integer" in body
+
+
+class SourceStatsLike:
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": "ext",
+            "kind": "postgres",
+            "source": "postgres db=x table=t",
+            "ready": True,
+            "lookups": 5,
+            "latency_ms_p99": 1.5,
+            "breaker": {"state": "closed", "consecutive_failures": 0},
+        }
+
+
+class ExternalLike:
+    """A table kind with only the core capabilities (lookups, stats): no scan, no change feed,
+    no history — as an external database's table is."""
+
+    name = "ext"
+    kind = "postgres"
+    key_field = "id"
+    is_ready = True
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return {"id": key, "v": XSS} if key == "k" else default
+
+    def stats(self) -> SourceStatsLike:
+        return SourceStatsLike()
+
+
+async def test_a_table_kind_without_scan_or_feed_is_shown_by_its_capabilities() -> None:
+    app = faust.App("webtest-ext", autodiscover=False)
+    ext = cast(Table, ExternalLike())
+    register_web(app, [ext], None, bootstrap_servers="127.0.0.1:1", dead_letter_topic="d")
+    async with TestClient(TestServer(app.web.web_app)) as c:  # type: ignore[attr-defined]
+        status, body = await get(c, "/tables/")
+        assert body["tables"][0]["kind"] == "postgres"
+        assert body["tables"][0]["lookups"] == 5
+        status, body = await get(c, "/tables/ext/")
+        assert (status, body["error"]) == (
+            400,
+            "table 'ext' (postgres) cannot list its rows: look up a key",
+        )
+        assert (await get(c, "/tables/ext/k"))[1] == {"key": "k", "value": {"id": "k", "v": XSS}}
+        resp = await c.post("/query", json={"sql": "SELECT v FROM ext WHERE id = 'k'"})
+        assert (await resp.json())["rows"] == [{"v": XSS}]
+        resp = await c.post("/query", json={"sql": "SELECT v FROM ext WHERE v = 'x'"})
+        body = await resp.json()
+        assert resp.status == 400
+        assert "cannot be scanned" in body["error"]
+        assert (body["line"], body["column"]) == (1, 25)  # the predicate
+        text = await (await c.get("/metrics")).text()
+        assert 'tablestream_source_lookups{table="ext"} 5.0' in text
+        assert 'tablestream_source_breaker_state{state="closed",table="ext"} 1.0' in text
+        assert 'tablestream_table_ready{table="ext"} 1.0' in text
+        status, page = await get(c, "/ui/")
+        assert "lookups=5" in page
+        status, page = await get(c, "/ui/tables/ext/?key=k")
+        assert status == 200
+        assert "&lt;script&gt;" in page
+        assert XSS not in page
+        assert "cannot list its rows" in page

@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from sql import CastError, Catalog, NumericOverflowError, compile_query
+from sql import CastError, Catalog, NumericOverflowError, SqlType, compile_query
 from sql.runner import main
 
 VALUES = ["999.994", "999.995", "-999.995", "1000", "0.001", "12345", "-0.004", "99.5"]
@@ -103,3 +103,38 @@ def test_the_runner_reports_an_overflowing_record_and_goes_on(tmp_path: Path) ->
     assert code == 1
     assert out.getvalue().splitlines() == ['{"id":1,"total":2.50}', '{"id":3,"total":1.00}']
     assert "record 2: numeric field overflow" in err.getvalue()
+
+
+def test_an_overflowing_record_goes_to_the_dead_letter_topic_and_the_batch_goes_on() -> None:
+    """Through the worker's batch processor (decoder → compiled query → encoder): the record
+    whose total overflows the sink's DECIMAL(6,2) is dead-lettered with the reason, the others
+    are written."""
+    from agents.codec import make_decoder
+    from agents.process import BatchProcessor
+    from core import codec
+    from tables.deadletter import H_REASON
+    from tests.unit.agents.test_process import Collect, Rec
+
+    q = compile_query(SINK_SQL, Catalog())
+    proc = BatchProcessor(
+        q,
+        make_decoder({"id": SqlType("BIGINT"), "price": SqlType("DECIMAL", 10, 2)}),
+        name="priced",
+        sink_topic="priced",
+        key_columns=q.key_columns,
+        dead_letter_topic="dlq",
+    )
+    out = Collect()
+    counts = proc.run(
+        [
+            Rec(0, 1, b"k", b'{"id": 1, "price": 10.00, "qty": 1}'),
+            Rec(0, 2, b"k", b'{"id": 2, "price": 9999.99, "qty": 30}'),
+            Rec(0, 3, b"k", b'{"id": 3, "price": 2.50, "qty": 3}'),
+        ],
+        out,
+    )
+    assert (counts.records_in, counts.records_out, counts.dead_letters) == (3, 2, 1)
+    rows = [codec.loads_exact(v) for t, _, v, _ in out.records if t == "priced" and v]
+    assert rows == [{"id": 1, "total": Decimal("3.33")}, {"id": 3, "total": Decimal("2.50")}]
+    (dead,) = [h for t, _, _, h in out.records if t == "dlq"]
+    assert dead[H_REASON].startswith(b"NumericOverflowError: numeric field overflow")

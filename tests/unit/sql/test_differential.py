@@ -304,7 +304,7 @@ def test_join_plans_chain_key_lookups() -> None:
         "Subquery #1 EXISTS (correlated) on r JOIN q: key lookup [r.id = st.x]"
         " → InnerJoin q: key lookup [q.k = r.a]",
         "Subquery #2 SCALAR (uncorrelated) on r JOIN q: maintained result [recomputed on first"
-        " use after a change to q, r; r scanned] → InnerJoin q: index probe [q.a = r.a]",
+        " use after a change to q, r] → InnerJoin q: index probe [q.a = r.a]",
         "Subquery #3 SCALAR (correlated) on r JOIN q: index probe [r.s = st.z]"
         " → InnerJoin q: FULL SCAN per row  !! last resort",
     ]

@@ -142,3 +142,13 @@ def test_bad_queries_fail_with_line_and_column(
         compile_pull_query(sql, tables)
     assert (info.value.line, info.value.column) == (line, column)  # type: ignore[attr-defined]
     assert text in str(info.value)
+
+
+def test_a_schema_cache_spares_the_column_sample(tables: dict[str, MemoryTable]) -> None:
+    cache: dict[str, Any] = {}
+    compile_pull_query("SELECT name FROM users WHERE id = 1", tables, cache)
+    assert set(cache) == {"users", "tiers"}
+    CountingTable.scans = 0
+    q = compile_pull_query("SELECT name FROM users WHERE id = 2", tables, cache)
+    assert q.execute().rows == [{"name": "u2"}]
+    assert CountingTable.scans == 0  # neither compiled nor executed by a scan

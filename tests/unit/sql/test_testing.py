@@ -100,8 +100,24 @@ def test_a_query_reading_another_querys_stream_gets_its_rows(tmp_path: Path) -> 
 def test_the_example_cases_pass() -> None:
     done = sql_cli("test", "examples/orders/tests")
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS examples/orders/tests/backlog (3 queries, 28 rows)" in done.stdout
     assert "PASS examples/orders/tests/decisions (3 queries, 15 rows)" in done.stdout
-    assert done.stdout.splitlines()[-1] == "1 cases: 1 passed, 0 failed"
+    assert done.stdout.splitlines()[-1] == "2 cases: 2 passed, 0 failed"
+
+
+def test_the_backlog_case_needs_the_demos_out_of_orderness(tmp_path: Path) -> None:
+    """Orders read partition after partition (a backlog) are out of event-time order by 15 s: the
+    demo's 30 s out_of_orderness keeps them all; the former 2 s made valid orders late."""
+    pipeline = (EXAMPLE / "pipeline.sql").read_text()
+    assert "out_of_orderness='30s'" in pipeline
+    (tmp_path / "pipeline.sql").write_text(pipeline.replace("'30s'", "'2s'"))
+    shutil.copytree(EXAMPLE / "tests" / "backlog", tmp_path / "tests" / "backlog")
+    done = sql_cli("test", str(tmp_path))
+    assert done.returncode == 1
+    assert "volume_by_symbol: record errors differ" in done.stdout
+    late = [line for line in done.stdout.splitlines() if line.strip().startswith("+record")]
+    assert len(late) == 4  # orders 5, 6, 9 and 10: the second and third partitions' first window
+    assert all("late record" in line for line in late)
 
 
 def test_a_wrong_row_fails_with_a_readable_diff(tmp_path: Path) -> None:
