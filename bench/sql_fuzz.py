@@ -67,6 +67,7 @@ def main() -> None:
     bad: collections.Counter[str] = collections.Counter()
     examples: dict[str, str] = {}
     times: list[tuple[float, int]] = []
+    slowest = (0.0, "")
     signal.signal(signal.SIGALRM, _alarm)
     started = time.perf_counter()
     for i in range(args.inputs):
@@ -80,6 +81,8 @@ def main() -> None:
             signal.alarm(0)
         counts[result.kind] += 1
         times.append((result.seconds, len(sql)))
+        if result.seconds > slowest[0]:
+            slowest = (result.seconds, sql)
         if result.kind in ("bad", "hang"):
             key = f"{type(result.error).__name__}: {str(result.error).splitlines()[0][:100]}"
             bad[key] += 1
@@ -97,6 +100,7 @@ def main() -> None:
         f"p99 {1000 * times[int(n * 0.99)][0]:.0f} ms, max {times[-1][0]:.2f} s "
         f"({times[-1][1]:,} chars); over 2 s: {sum(1 for t, _ in times if t > 2)}"
     )
+    print(f"slowest input ({slowest[0]:.2f} s): {slowest[1][:200]!r}")
     for key, count in bad.most_common(20):
         print(f"  {count} x {key}\n      {examples[key]!r}")
 
