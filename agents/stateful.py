@@ -94,6 +94,7 @@ class StatefulAgent(Service):
             bootstrap_servers=cfg.bootstrap_servers,
             client_id=f"{cfg.app_id}-query-{self.qdef.name}",
             group_id=f"{cfg.app_id}-{self.qdef.name}-agg",
+            **cfg.instance_of(f"{cfg.app_id}-{self.qdef.name}-agg"),
             enable_auto_commit=False,
             # Every assigned partition is sought from its task's local state (the reset applies
             # only before that seek); a stored offset past the end is caught by the task's checks.
