@@ -114,7 +114,6 @@ class StatefulAgent(Service):
             servers=cfg.bootstrap_servers,
             id_prefix=f"{cfg.app_id}-{self.qdef.name}-agg",
             group_id=f"{cfg.app_id}-{self.qdef.name}-agg",
-            **cfg.instance_of(f"{cfg.app_id}-{self.qdef.name}-agg"),
             topics=[self.qdef.sink_topic, cfg.dead_letter_topic],
             client_id=f"{cfg.app_id}-query-{self.qdef.name}",
         )
