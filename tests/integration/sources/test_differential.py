@@ -49,6 +49,13 @@ QUERIES = {
     "uncorrelated NOT IN with NULLs": "SELECT o.order_id FROM orders o"
     " WHERE o.customer_id NOT IN (SELECT credit FROM customers WHERE tier = 'gold')",
 }
+#: A probe whose value reads another table's row (the joined table of a subquery, probed by
+#: a non-key column): not known before the batch, so fetched one at a time (checked last).
+CHAINED = {
+    "join in a subquery on a non-key column": "SELECT o.order_id, (SELECT COUNT(*)"
+    " FROM customers a JOIN customers c ON c.country = a.country WHERE a.id = o.customer_id)"
+    " AS n FROM orders o",
+}
 #: Other uncorrelated subqueries need every row at hand: an external table with cache='full'.
 FULL_ONLY = {
     "uncorrelated IN without an equality": "SELECT o.order_id FROM orders o"
@@ -121,6 +128,11 @@ async def test_same_outputs_as_a_kafka_kind_table(
             stats = table.stats().as_dict()
             assert stats["round_trips"] > 0
             assert stats["single_fetches"] == 0
+        for name, query in CHAINED.items():
+            kafka = declaration("customers", "topic='customers'") + STREAM + query
+            expected = await run(kafka, memory_table("customers", CUSTOMERS))
+            sql = declaration("customers", f"{stores[source]}, cache='{cache}'") + STREAM + query
+            assert await run(sql, table) == expected, name
     finally:
         table.close_sync()
 
