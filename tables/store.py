@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -128,6 +128,11 @@ class StoreBatch:
         self._wb.delete(key)
         if self.written is not None:
             self.written.append(key)
+
+    def raw_writes(self) -> tuple[Callable[[bytes, bytes], None], Callable[[bytes], None]]:
+        """The write batch's own put and delete, untracked: for a caller that adds the keys it
+        wrote to :attr:`written` itself (the bulk path, one call per record saved)."""
+        return self._wb.put, self._wb.delete
 
     def put_version(self, key: bytes, value: bytes) -> None:
         self._wb.put(key, value, self._versions)
