@@ -87,6 +87,16 @@ class AgentConfig:
     #: run ahead of the slowest before its fetching pauses (:mod:`agents.watermarks`).
     watermark_idle_timeout: float = 30.0
     watermark_max_skew_ms: int = 300_000
+    #: Static group membership (KIP-345): this worker's stable id in every consumer group
+    #: (``<id>-<group>``); a restart rejoins at once instead of waiting for its old member's
+    #: session to time out. None: dynamic membership.
+    group_instance_id: str | None = None
+
+    def instance_of(self, group: str) -> dict[str, Any]:
+        """The consumer arguments that make this worker a static member of ``group``."""
+        if self.group_instance_id is None:
+            return {}
+        return {"group_instance_id": f"{self.group_instance_id}-{group}"}
 
     @property
     def isolation_level(self) -> str:
@@ -205,8 +215,10 @@ class QueryAgent(Service):
         }
         if not self.grouped:
             return AIOKafkaConsumer(group_id=None, auto_offset_reset="none", **common)
+        group = f"{cfg.app_id}-{self.qdef.name}"
         return AIOKafkaConsumer(
-            group_id=f"{cfg.app_id}-{self.qdef.name}",
+            group_id=group,
+            **cfg.instance_of(group),
             auto_offset_reset="earliest",
             session_timeout_ms=int(cfg.session_timeout * 1000),
             heartbeat_interval_ms=max(1000, int(cfg.session_timeout * 100)),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -148,3 +149,15 @@ def highwater(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
         return None
     hw: int | None = consumer.highwater(tp)
     return hw
+
+
+async def still_current(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, msgs: Sequence[Any]
+) -> bool:
+    """Whether records fetched before a lock was taken still follow the consumer's position.
+
+    A rebalance in between may have sought the partition (a task reopened at its stored offset,
+    the committed offset): records fetched from where the group's offset reset put it first
+    would skip or repeat records.
+    """
+    return bool(await consumer.position(tp) >= msgs[-1].offset + 1)

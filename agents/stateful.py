@@ -33,7 +33,7 @@ from mode import Service
 from agents.agent import AgentConfig, TablesReady, log_summaries
 from agents.compiling import QueryBuilder
 from agents.delivery import Delivery, Inflight
-from agents.fetch import getmany_raw, highwater, supported
+from agents.fetch import getmany_raw, highwater, still_current, supported
 from agents.metrics import QueryStats
 from agents.pipeline import Pipeline, QueryDef, repartition_topic
 from agents.sink import Output
@@ -94,6 +94,7 @@ class StatefulAgent(Service):
             bootstrap_servers=cfg.bootstrap_servers,
             client_id=f"{cfg.app_id}-query-{self.qdef.name}",
             group_id=f"{cfg.app_id}-{self.qdef.name}-agg",
+            **cfg.instance_of(f"{cfg.app_id}-{self.qdef.name}-agg"),
             enable_auto_commit=False,
             # Every assigned partition is sought from its task's local state (the reset applies
             # only before that seek); a stored offset past the end is caught by the task's checks.
@@ -163,7 +164,7 @@ class StatefulAgent(Service):
         assert consumer is not None
         committed = await consumer.committed(task.tp)
         if self.txns is not None:
-            align(self.qdef.name, task, committed)
+            committed = align(self.qdef.name, task, self.txns, committed)
         hw = highwater(consumer, task.tp)
         if committed is not None and (hw is None or committed <= hw):
             task.quiet_until = committed
@@ -259,7 +260,11 @@ class StatefulAgent(Service):
             runs: list[tuple[AggregateTask, Any]] = []
             for tp, msgs in fetched.items():
                 owner = self.tasks.get(tp.partition)
-                if owner is not None and tp.topic == self.topic:
+                if (
+                    owner is not None
+                    and tp.topic == self.topic
+                    and await still_current(consumer, tp, msgs)
+                ):
                     runs.append((owner, owner.verify(msgs)))
                 # else: revoked after the fetch; its new owner reads it
             for owner, msgs in runs:
@@ -268,7 +273,8 @@ class StatefulAgent(Service):
                 counts, batch = owner.run(msgs, self.output)
                 if batch is not None:
                     writes.append((owner.state, batch))
-                    offsets[owner.tp] = owner.position
+                    # Never below what the partition's previous owner committed (quiet replay).
+                    offsets[owner.tp] = max(owner.position, owner.quiet_until)
                 stats.records_in += counts.records_in
                 stats.records_out += counts.records_out
                 stats.dead_letters += counts.dead_letters

@@ -27,6 +27,7 @@ consumer group). It commits every :data:`COMMIT_INTERVAL` seconds (Kafka Streams
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import enum
 import logging
@@ -36,7 +37,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced, TransactionalIdAuthorizationFailed
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    ProducerFenced,
+    TransactionalIdAuthorizationFailed,
+)
 
 from agents.sink import MAX_BATCH_BYTES, Output
 from agents.state import QueryState
@@ -53,6 +59,7 @@ E_NO_TRANSACTIONS = (
     "processing_guarantee=exactly_once: the broker at {servers} does not support transactions"
     " (InitProducerId for a transactional producer failed: {error})"
 )
+W_PROBE = "cannot reach %s to check for transactions (%s); checked again when queries start"
 W_ABORTED = "query %s: transaction of %s[%d] aborted (%s); re-reading from the committed offset"
 W_FENCED = "query %s: producer of %s[%d] fenced by a newer one (%s); the task stops here"
 
@@ -68,6 +75,8 @@ async def check_transactions(servers: str, transactional_id: str) -> None:
     try:
         # start() waits for InitProducerId when a transactional id is set.
         await asyncio.wait_for(producer.start(), PROBE_TIMEOUT)
+    except KafkaConnectionError:
+        raise  # no broker to ask: not a verdict on its transactions
     except (KafkaError, TimeoutError) as exc:
         error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise TransactionsUnsupportedError(
@@ -84,6 +93,18 @@ def _retrieve(producer: AIOKafkaProducer) -> None:
     waiter = getattr(getattr(producer, "_txn_manager", None), "_transaction_waiter", None)
     if isinstance(waiter, asyncio.Future) and waiter.done() and not waiter.cancelled():
         waiter.exception()
+
+
+def probe_transactions(servers: str, transactional_id: str) -> None:
+    """:func:`check_transactions` before the worker's event loop exists (a thread and a loop of
+    its own), so a broker without transactions stops the worker with one line, as a bad setting
+    does. A broker that cannot be reached is not judged here: the pipelines check again when
+    they start."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            pool.submit(asyncio.run, check_transactions(servers, transactional_id)).result()
+        except KafkaConnectionError as exc:
+            logger.warning(W_PROBE, servers, exc)
 
 
 class Outcome(enum.Enum):
@@ -139,6 +160,9 @@ class Transactions:
         self.topics = list(topics)
         self.client_id = client_id
         self.tasks: dict[TopicPartition, Task] = {}
+        #: The offset each task last committed. EndTxn returns before the coordinator wrote the
+        #: transaction's markers: for a moment the group still answers the previous offset.
+        self.committed: dict[TopicPartition, int] = {}
         #: Held while a batch is processed into transactions, and while they commit.
         self.lock = asyncio.Lock()
         #: Set by :meth:`close`: a batch fetched meanwhile is dropped, no producer starts again.
@@ -147,6 +171,14 @@ class Transactions:
         self.aborts = 0
         #: Seconds spent committing (waiting for acks and the coordinator), for the stats.
         self.commit_seconds = 0.0
+
+    def committed_offset(self, tp: TopicPartition, answered: int | None) -> int | None:
+        """The group's committed offset of ``tp`` as ``answered`` by the coordinator, or the one
+        this worker's producer committed last if that is newer (its markers may be in flight)."""
+        mine = self.committed.get(tp)
+        if mine is None or (answered is not None and answered >= mine):
+            return answered
+        return mine
 
     def transactional_id(self, tp: TopicPartition) -> str:
         return f"{self.id_prefix}-{tp.partition}"
@@ -177,6 +209,7 @@ class Transactions:
         before: :meth:`commit`)."""
         kept = set(keep)
         for tp in [tp for tp in self.tasks if tp not in kept]:
+            self.committed.pop(tp, None)  # its next producer waits for the markers
             task = self.tasks.pop(tp)
             with contextlib.suppress(Exception):
                 await task.producer.stop()
@@ -253,6 +286,8 @@ class Transactions:
             await self._abort(task)
             return Outcome.ABORTED
         self.commits += 1
+        if offset is not None:
+            self.committed[task.tp] = offset
         self.commit_seconds += time.monotonic() - t0
         for state, batch in writes:
             state.commit(batch)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agents.fetch import highwater
+from agents.fetch import highwater, still_current
 from agents.process import BatchCounts
 from agents.transaction import Failed, Transactions
 from core.errors import ConfigError
@@ -71,7 +71,7 @@ async def transactional_step(
         if fetched:
             assigned = consumer.assignment()
             for tp, msgs in fetched.items():
-                if tp not in assigned or not msgs or not await _current(consumer, tp, msgs):
+                if tp not in assigned or not msgs or not await still_current(consumer, tp, msgs):
                     continue  # revoked or sought after the fetch
                 output = await txns.begin(tp)
                 counts = processor.run_fetched({tp: msgs}, output)
@@ -88,21 +88,13 @@ async def transactional_step(
         else:
             failed = Failed()
     if failed:
-        await _rewind(consumer, failed)
+        await _rewind(consumer, txns, failed)
 
 
 def _count(stats: Any, txns: Transactions) -> None:
     stats.transactions = txns.commits
     stats.transactions_aborted = txns.aborts
     stats.commit_seconds = txns.commit_seconds
-
-
-async def _current(consumer: AIOKafkaConsumer, tp: TopicPartition, msgs: Sequence[Any]) -> bool:
-    """Whether records fetched before the lock was taken still follow the consumer's position:
-    a rebalance meanwhile may have sought the partition (a task reopened at its stored offset,
-    the committed offset) — records fetched from where the group's offset reset put it first
-    would skip or repeat records."""
-    return bool(await consumer.position(tp) >= msgs[-1].offset + 1)
 
 
 async def _positions(stats: Any, consumer: AIOKafkaConsumer) -> None:
@@ -114,9 +106,9 @@ async def _positions(stats: Any, consumer: AIOKafkaConsumer) -> None:
             stats.partitions[tp.partition] = (await consumer.position(tp), hw)
 
 
-async def _rewind(consumer: AIOKafkaConsumer, failed: Failed) -> None:
+async def _rewind(consumer: AIOKafkaConsumer, txns: Transactions, failed: Failed) -> None:
     for tp in failed.aborted:
-        committed = await consumer.committed(tp)
+        committed = txns.committed_offset(tp, await consumer.committed(tp))
         if committed is None:
             await consumer.seek_to_beginning(tp)
         else:
@@ -141,7 +133,7 @@ async def txns_assigned(
         await txns.stop(keep=assigned)
         await txns.start(assigned)
         for tp in assigned:
-            committed = await consumer.committed(tp)
+            committed = txns.committed_offset(tp, await consumer.committed(tp))
             if committed is not None:
                 consumer.seek(tp, committed)
         if assigned:
@@ -172,7 +164,7 @@ async def stateful_step(
                 if (
                     owner is not None
                     and tp.topic == agent.topic
-                    and await _current(consumer, tp, msgs)
+                    and await still_current(consumer, tp, msgs)
                 ):
                     runs.append((owner, owner.verify(msgs)))
             for owner, msgs in runs:
@@ -222,9 +214,12 @@ async def _reopen(agent: StatefulAgent, consumer: AIOKafkaConsumer, failed: Fail
         consumer.pause(*failed.fenced)
 
 
-def align(agent_name: str, task: AggregateTask, committed: int | None) -> None:
-    """Local state must not be ahead of the committed offset (it is written only after a commit;
-    ahead means it came from elsewhere, e.g. an at-least-once run): then it is rebuilt."""
+def align(name: str, task: AggregateTask, txns: Transactions, answered: int | None) -> int | None:
+    """The task's committed offset (:meth:`Transactions.committed_offset`). Local state must not
+    be ahead of it (state is written only after a commit; ahead, it came from elsewhere, e.g. an
+    at-least-once run): then the task is reset, to replay up to it."""
+    committed = txns.committed_offset(task.tp, answered)
     if task.position > (committed or 0):
-        logger.info(I_RESET, agent_name, task.tp.topic, task.tp.partition, committed)
+        logger.info(I_RESET, name, task.tp.topic, task.tp.partition, committed)
         task.reset()
+    return committed

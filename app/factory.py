@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -21,6 +23,8 @@ import faust
 from agents.agent import AgentConfig
 from agents.pipeline import load_pipeline
 from agents.service import PipelineService
+from agents.transaction import probe_transactions
+from agents.transactional import check_queries
 from app.cli import register_commands
 from app.health import register_health
 from app.settings import Settings, env_name
@@ -41,6 +45,18 @@ class Runtime:
     settings: Settings
     tables: TableRegistry
     pipelines: PipelineService | None = None
+
+
+def instance_id(data_dir: Path) -> str:
+    """This worker's stable id (static group membership): made once, kept in its data dir — two
+    workers never share a data dir, and a restarted worker finds its own."""
+    path = data_dir / "instance-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        made = f"w-{uuid.uuid4().hex[:12]}"
+        path.write_text(made)
+        return made
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -97,8 +113,14 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
         read_committed=settings.exactly_once,
         beacon=app.beacon,
     )
-    app.service(registry)  # type: ignore[arg-type]  # faust takes instances too
+    # Started with the app, not as faust "extra services" (those wait for faust's own consumer
+    # group to be joined — 5 s on Tansu — which nothing here needs): tables load and the query
+    # consumers join their groups while faust joins its own (bench/restart.py).
+    app.add_dependency(registry)
     pipelines = None
+    if pipeline is not None and settings.exactly_once:
+        check_queries(pipeline.queries)
+        probe_transactions(settings.bootstrap_servers, f"{settings.app_id}-probe")
     if pipeline is not None:
         config = AgentConfig(
             bootstrap_servers=settings.bootstrap_servers,
@@ -113,11 +135,14 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
             exactly_once=settings.exactly_once,
             watermark_idle_timeout=settings.watermark_idle_timeout,
             watermark_max_skew_ms=settings.watermark_max_skew_ms,
+            group_instance_id=instance_id(settings.data_dir)
+            if settings.static_membership
+            else None,
         )
         pipelines = PipelineService(
             pipeline, registry, config, settings.default_partitions, beacon=app.beacon
         )
-        app.service(pipelines)  # type: ignore[arg-type]
+        app.add_dependency(pipelines)
     register_health(app, registry, pipelines, max_age=settings.live_max_age)
     register_web(
         app,

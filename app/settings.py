@@ -102,6 +102,11 @@ class Settings:
     #: Windowed queries: event-time ms a source partition may run ahead of the slowest active
     #: one before its fetching pauses (bounds the state held while waiting for the slowest).
     watermark_max_skew_ms: int = field(default=300_000, metadata=_at_least(1))
+    #: Static consumer-group membership: the worker keeps one id in every group (stored in
+    #: ``DATA_DIR/instance-id``), so a restart rejoins at once instead of waiting out its old
+    #: member's session; a worker gone for good hands its partitions over after the session
+    #: timeout. Off: every start is a new member.
+    static_membership: bool = True
     #: ``at_least_once`` (outputs acknowledged, then offsets committed: a crash may repeat
     #: outputs) or ``exactly_once`` (outputs, state and offsets in one Kafka transaction per task,
     #: :mod:`agents.transaction`; needs a broker with transactions, checked at start).

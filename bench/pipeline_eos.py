@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from app.broker import make_broker
+from bench.brokers import bench_broker
 from bench.pipeline import PIPELINE, pipeline_throughput, query_stats, seed
 from tables.topics import TopicSpec, ensure_topics
 from tests.support.worker import Worker
@@ -51,7 +51,7 @@ async def main(args: argparse.Namespace) -> None:
         if args.servers:
             await run(args, args.servers, work)
         else:
-            with make_broker("kafka", log_path=work / "kafka.log") as broker:
+            with bench_broker("kafka", work) as broker:
                 await run(args, broker.url, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -219,3 +219,17 @@ def _options(ts: _Tokens, decl: Declaration) -> None:
         sep = ts.expect(", or )", TokenType.COMMA, TokenType.R_PAREN)
         if sep.token_type == TokenType.R_PAREN:
             return
+
+
+def sql_text(node: exp.Expr) -> str:
+    """``node`` as EXPLAIN prints it (DuckDB spelling), without copying the tree first: the
+    copy costs more than the printing on large expressions (a 20,000-item IN list)."""
+    return node.sql(dialect="duckdb", copy=False)
+
+
+def conjunction_text(terms: list[exp.Expr]) -> str:
+    """AND-terms joined back as the query has them: an OR term keeps its brackets
+    (``a = 1 AND (b = 2 OR b = 3)``, not ``a = 1 AND b = 2 OR b = 3``)."""
+    return " AND ".join(
+        f"({sql_text(t)})" if isinstance(t, (exp.Or, exp.Xor)) else sql_text(t) for t in terms
+    )

@@ -26,7 +26,14 @@ E_NOT_GROUPED = "column {name!r} must appear in GROUP BY or be used in an aggreg
 E_SUBQUERY_COLUMNS = "subquery must return exactly one column, got {count}"
 E_UNSUPPORTED = "{what} is not supported"
 E_NOT_YET = "{what} is parsed but not supported yet (it comes with the versioned-tables issue)"
-E_SCALAR_ROWS = "more than one row returned by a scalar subquery ({count} rows)"
+E_SCALAR_ROWS = (
+    "more than one row returned by a scalar subquery ({count} rows): "
+    "subquery #{sid} at line {line}, column {column}: ({text})"
+)
+E_SEVERAL_ROWS = (
+    "!! may return several rows: correlated on {on}, not on the key {key} "
+    "(a record matching two rows fails)"
+)
 E_DIVISION_BY_ZERO = "division by zero"
 E_RUNTIME_TYPE = "cannot apply {op} to {left!r} and {right!r}"
 E_CAST = "cannot cast {value!r} to {type}"
@@ -76,6 +83,15 @@ class SqlCompileError(SqlError):
         self.excerpt = excerpt
         self.suggestion = suggestion
         self.reason = message
+
+    def located(self, sql: str, offset: int) -> SqlCompileError:
+        """This error at ``offset`` when it has no position of its own (a node without any
+        identifier or literal, such as ``SELECT`` alone): every compile error has one."""
+        if self.line:
+            return self
+        fields = {k: v for k, v in self.fields.items() if k not in ("line", "column")}
+        fields.pop("suggestion", None)
+        return type(self)(self.reason, sql=sql, offset=offset, suggestion=self.suggestion, **fields)
 
 
 class ParseError(SqlCompileError):

@@ -1,29 +1,53 @@
-"""Text → statements: declarations and the one query, with errors pointing into the text."""
+"""Text → statements: declarations and the one query, with errors pointing into the text.
+
+Every input either parses or raises :class:`~sql.errors.ParseError` with a line and column, in
+bounded time: the text's size and its nesting are checked on the tokens (the tokenizer is a
+loop) before sqlglot's recursive parser sees them, and the parsed tree's depth before the
+compiler (recursive too) walks it. The limits are far above hand-written SQL; see docs/SQL.md.
+"""
 
 from __future__ import annotations
 
 import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError as GlotParseError
 from sqlglot.errors import TokenError
 from sqlglot.tokenizer_core import Token, TokenType
 
 from sql.dialect import Declaration, Tablestream, split_statement
-from sql.errors import E_ALREADY_DECLARED, E_ARITY, E_NO_QUERY, BindError, ParseError
-from sql.functions import BY_NODE, REGISTRY
+from sql.errors import E_ALREADY_DECLARED, E_NO_QUERY, BindError, ParseError
+from sql.parse_errors import parse_error
 from sql.window import WindowSpec
 
-_TOKEN_RE = re.compile(r"<Token token_type: [^,]*, text: (.*?), line: .*?>")
-_MISSING_ARG = re.compile(r"Required keyword: '(\w+)' missing for <class '[\w.]*?(\w+)'>")
-_TOO_MANY_ARGS = re.compile(
-    r"The number of provided arguments \((\d+)\) is greater than the maximum number of "
-    r"supported arguments \((\d+)\)"
-)
 E_ONE_QUERY = "only one query statement is allowed, after the declarations"
 E_NOT_SELECT = "expected a SELECT query"
+E_TOO_LONG = (
+    "the SQL text is {size:,} characters long; the limit is {limit:,} "
+    "(put long value lists in a table and use IN (SELECT ...))"
+)
+E_CONTROL = "control character U+{code:04X} in the SQL text"
+E_TOO_DEEP = "nesting deeper than {limit} levels (parentheses or subqueries)"
+E_EXPRESSION_DEEP = "expression nested deeper than {limit} levels (operators or function calls)"
+E_TOO_COMPLEX = "the query is nested too deeply to compile"
+E_TOKENS = "cannot read the SQL text here"
+E_UNTERMINATED = "unterminated {quote}...{quote}: the text ends before its closing {quote}"
+
+#: Python frames a compile may use: enough for the nesting limits below (sqlglot's parser takes
+#: ~20 frames per parenthesis), far below what the C stack holds on Python 3.11.
+RECURSION_LIMIT = 8000
+#: Longest SQL text accepted, in characters (parsing is linear, but not fast: ~20 µs a token).
+MAX_SQL_CHARS = 262_144
+#: Deepest parenthesis nesting accepted (subqueries count one per parenthesis).
+MAX_NESTING = 40
+#: Deepest parsed expression tree accepted (``1 + 1 + ...`` is one level per ``+``; a chain of
+#: ANDs or of ORs is one level).
+MAX_EXPRESSION_DEPTH = 150
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclass(slots=True)
@@ -37,6 +61,8 @@ class Script:
     emit_offset: int = 0
     sink: Declaration | None = None
     window: WindowSpec | None = None
+    #: Where the query statement starts (errors without a position of their own point there).
+    query_offset: int = 0
 
     def require_query(self) -> exp.Select:
         if self.query is None:
@@ -44,13 +70,67 @@ class Script:
         return self.query
 
 
-def _statements(sql: str) -> list[list[Token]]:
+@contextmanager
+def recursion_headroom(sql: str) -> Iterator[None]:
+    """Parse and compile with :data:`RECURSION_LIMIT` frames; a RecursionError left anyway
+    becomes a ParseError (at the first token) instead of escaping as a Python error."""
+    old = sys.getrecursionlimit()
+    if old < RECURSION_LIMIT:
+        sys.setrecursionlimit(RECURSION_LIMIT)
+    try:
+        yield
+    except RecursionError:
+        first = len(sql) - len(sql.lstrip())
+        raise ParseError(E_TOO_COMPLEX, sql=sql, offset=first) from None
+    finally:
+        if old < RECURSION_LIMIT:
+            sys.setrecursionlimit(old)
+
+
+def tokenize(sql: str) -> list[Token]:
+    """All tokens of ``sql`` after the size and character checks, or a positioned ParseError."""
+    if len(sql) > MAX_SQL_CHARS:
+        raise ParseError(
+            E_TOO_LONG.format(size=len(sql), limit=MAX_SQL_CHARS), sql=sql, offset=MAX_SQL_CHARS
+        )
+    bad = _CONTROL.search(sql)
+    if bad is not None:
+        raise ParseError(E_CONTROL.format(code=ord(bad.group())), sql=sql, offset=bad.start())
     try:
         tokens = Tablestream().tokenize(sql)
-    except TokenError as exc:
-        raise ParseError(str(exc), sql=sql, offset=0) from exc
-    out: list[list[Token]] = [[]]
+    except TokenError:
+        at = _token_error_offset(sql)
+        quoted = at < len(sql) and sql[at] in "'\"`"
+        message = E_UNTERMINATED.format(quote=sql[at]) if quoted else E_TOKENS
+        raise ParseError(message, sql=sql, offset=at) from None
+    depth = 0
     for t in tokens:
+        if t.token_type == TokenType.L_PAREN:
+            depth += 1
+            if depth > MAX_NESTING:
+                raise ParseError(E_TOO_DEEP.format(limit=MAX_NESTING), sql=sql, offset=t.start)
+        elif t.token_type == TokenType.R_PAREN:
+            depth -= 1
+    return tokens
+
+
+def _token_error_offset(sql: str) -> int:
+    """Where the tokenizer stopped: the start of the longest prefix that still tokenizes."""
+    lo, hi = 0, len(sql)
+    while lo < hi:  # binary search on prefixes; only on the error path
+        mid = (lo + hi + 1) // 2
+        try:
+            Tablestream().tokenize(sql[:mid])
+        except TokenError:
+            hi = mid - 1
+        else:
+            lo = mid
+    return lo
+
+
+def _statements(sql: str) -> list[list[Token]]:
+    out: list[list[Token]] = [[]]
+    for t in tokenize(sql):
         if t.token_type == TokenType.SEMICOLON:
             out.append([])
         else:
@@ -58,78 +138,54 @@ def _statements(sql: str) -> list[list[Token]]:
     return [s for s in out if s]
 
 
-def _blank(text: str) -> str:
-    return "".join(c if c == "\n" else " " for c in text)
-
-
 def parse_select(sql: str, start: int, end: int, cut: tuple[int, int] | None = None) -> exp.Select:
-    """Parse ``sql[start:end]`` keeping absolute offsets (the rest is blanked, newlines kept).
+    """Parse the SELECT at ``sql[start:end]`` (``cut``: a span inside it to skip, the streaming
+    WINDOW clause). Positions stay absolute in ``sql``."""
+    tokens = [t for t in tokenize(sql) if start <= t.start < end]
+    return _parse_tokens(sql, tokens, start, cut)
 
-    ``cut``: a span inside the SELECT blanked too (the streaming WINDOW clause).
-    """
-    body = sql[start:end]
+
+def _parse_tokens(
+    sql: str,
+    tokens: list[Token],
+    start: int,
+    cut: tuple[int, int] | None,
+    names: frozenset[str] = frozenset(),
+) -> exp.Select:
     if cut is not None:
-        a, b = cut[0] - start, cut[1] - start
-        body = body[:a] + _blank(body[a:b]) + body[b:]
-    text = _blank(sql[:start]) + body + _blank(sql[end:])
+        tokens = [t for t in tokens if not cut[0] <= t.start < cut[1]]
     try:
-        tree = sqlglot.parse_one(text, read=Tablestream)
+        trees = Tablestream().parser().parse(tokens, sql)
     except GlotParseError as exc:
         err = exc.errors[0] if exc.errors else {}
-        line, col = int(err.get("line") or 1), int(err.get("col") or 1)
-        highlight = str(err.get("highlight") or "")
-        line_start = 0
-        for _ in range(line - 1):
-            line_start = sql.index("\n", line_start) + 1
-        offset = max(line_start, line_start + col - max(len(highlight), 1))
-        reason = _TOKEN_RE.sub(r"'\1'", str(err.get("description") or exc).split(". Line")[0])
-        reason = _arity_reason(reason, sql, offset)
-        raise ParseError(reason, sql=sql, offset=offset) from exc
+        raise parse_error(sql, tokens, err, start, names) from exc
     except TokenError as exc:
         raise ParseError(str(exc), sql=sql, offset=start) from exc
+    tree = trees[0] if len(trees) == 1 else None
     if not isinstance(tree, exp.Select):
         raise ParseError(E_NOT_SELECT, sql=sql, offset=start)
+    _check_depth(sql, tree)
     return tree
 
 
-def _arity_reason(reason: str, sql: str, offset: int) -> str:
-    """sqlglot checks the argument count of the functions it knows while parsing; say it the
-    way the registry does, naming the function."""
-    m = _MISSING_ARG.search(reason)
-    if m is not None:
-        node = getattr(exp, m.group(2), None)
-        fn = BY_NODE.get(node) if isinstance(node, type) else None
-        if fn is not None:
-            return f"{fn.name} takes {fn.arity_text}"
-        if isinstance(node, type) and issubclass(node, exp.Func):
-            return f"{node.sql_names()[0]} is missing its argument {m.group(1)!r}"
-        return reason
-    m = _TOO_MANY_ARGS.search(reason)
-    if m is not None:
-        name = _called_name(sql, offset)
-        fn = REGISTRY.get(name.upper()) if name else None
-        if fn is not None:
-            return E_ARITY.format(name=fn.name, expected=fn.arity_text, got=m.group(1))
-        if name:
-            return E_ARITY.format(
-                name=name.upper(), expected=f"at most {m.group(2)}", got=m.group(1)
+def _check_depth(sql: str, tree: exp.Expr) -> None:
+    """Reject trees deeper than the compiler's recursion can take (walked with a stack)."""
+    stack: list[tuple[exp.Expr, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_EXPRESSION_DEPTH:
+            from sql.bind.scope import offset_of
+
+            raise ParseError(
+                E_EXPRESSION_DEEP.format(limit=MAX_EXPRESSION_DEPTH),
+                sql=sql,
+                offset=offset_of(node),
             )
-    return reason
-
-
-def _called_name(sql: str, offset: int) -> str:
-    """The name before the innermost parenthesis still open at ``offset``."""
-    depth = 0
-    for i in range(min(offset, len(sql) - 1), -1, -1):
-        ch = sql[i]
-        if ch == ")" and i != offset:
-            depth += 1
-        elif ch == "(":
-            if depth == 0:
-                m = re.search(r"(\w+)\s*$", sql[:i])
-                return m.group(1) if m else ""
-            depth -= 1
-    return ""
+        for child in node.iter_expressions():
+            # AND/OR chains are flattened by the compiler (and sqlglot prints them with a
+            # loop): a long chain of one connective is one level, not one per term.
+            same_chain = isinstance(child, exp.Connector) and type(child) is type(node)
+            stack.append((child, depth if same_chain else depth + 1))
 
 
 def parse_script(sql: str) -> Script:
@@ -148,7 +204,15 @@ def parse_script(sql: str) -> Script:
             continue
         if script.query is not None:
             raise ParseError(E_ONE_QUERY, sql=sql, offset=tokens[0].start)
-        script.query = parse_select(sql, *env.select_span, cut=env.window_span)
+        start, end = env.select_span
+        select_tokens = [t for t in tokens if start <= t.start < end]
+        names = frozenset(
+            n.upper()
+            for d in script.declarations.values()
+            for n in (d.name, *(c for c in (d.columns or {})))
+        )
+        script.query = _parse_tokens(sql, select_tokens, start, env.window_span, names)
         script.emit, script.emit_offset, script.sink = env.emit, env.emit_offset, decl
+        script.query_offset = tokens[0].start
         script.window = env.window
     return script

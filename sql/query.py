@@ -22,8 +22,8 @@ from sql.compile.aggregate_key import GroupKey, compile_group_key
 from sql.compile.context import CompileContext
 from sql.compile.query import compile_stream_query
 from sql.dialect import Declaration
-from sql.errors import E_UNKNOWN_TABLE, BindError, SqlRuntimeError, suggest
-from sql.parse import Script, parse_script
+from sql.errors import E_UNKNOWN_TABLE, BindError, SqlCompileError, SqlRuntimeError, suggest
+from sql.parse import Script, parse_script, recursion_headroom
 from sql.plan.full_scan import full_scan
 from sql.plan.planner import RULES, Rule
 from sql.types import SqlType
@@ -321,7 +321,14 @@ def compile_query(
     applies), e.g. ``("full_scan",)`` for the naive per-record plan benches compare against.
     """
     cat = catalog if isinstance(catalog, Catalog) else Catalog.of(catalog)
-    script = parse_script(sql)
-    apply_declarations(script, cat)
-    ctx = CompileContext(sql, cat, typed_streams=typed_streams, rules=_rules(rules))
-    return CompiledQuery(script, ctx, _sink(script.sink))
+    with recursion_headroom(sql):
+        script = parse_script(sql)
+        try:
+            apply_declarations(script, cat)
+            ctx = CompileContext(sql, cat, typed_streams=typed_streams, rules=_rules(rules))
+            return CompiledQuery(script, ctx, _sink(script.sink))
+        except SqlCompileError as exc:
+            located = exc.located(sql, script.query_offset)
+            if located is exc:
+                raise
+            raise located from exc

@@ -18,7 +18,7 @@ from sql.bind.scope import Scope
 from sql.catalog import Catalog, RelationSchema
 from sql.compile.context import CompileContext
 from sql.compile.subquery import compile_subquery
-from sql.parse import parse_select
+from sql.parse import parse_select, recursion_headroom
 from sql.types import SqlType
 from tables.protocol import Key, Table, Value
 
@@ -47,12 +47,13 @@ class Queryable:
             sql = f"SELECT {select_list} FROM {name}" + (
                 f" WHERE\n{where}" if where.strip() else ""
             )
-            select = parse_select(sql, 0, len(sql))
             ctx = CompileContext(sql, self.catalog)
             ctx.subquery = lambda k, sel, scope, lhs, node: compile_subquery(
                 ctx, k, sel, scope, lhs, node
             )
-            compiled = compile_subquery(ctx, kind, select, Scope(sql, ctx.slots), None, select)
+            with recursion_headroom(sql):
+                select = parse_select(sql, 0, len(sql))
+                compiled = compile_subquery(ctx, kind, select, Scope(sql, ctx.slots), None, select)
             self._closers += ctx.closers
             self._plans[cache_key] = "\n".join("  " * d + text for d, text in ctx.explain)
             hit = self._compiled[cache_key] = (compiled.fn, [None] * ctx.slots.count)

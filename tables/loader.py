@@ -58,6 +58,7 @@ class TableLoader(Service):
         dead_letters: DeadLetterWriter | None = None,
         fetch_max_records: int = 10_000,
         partitions: set[int] | None = None,
+        read_committed: bool = False,
         bootstrap_servers: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -67,6 +68,9 @@ class TableLoader(Service):
         self._dead_letters = dead_letters
         self._fetch_max_records = fetch_max_records
         self._wanted = partitions
+        #: The consumer reads with isolation_level=read_committed: caught up at the last stable
+        #: offset (records of a transaction still open are not readable yet).
+        self._read_committed = read_committed
         self._consumer: AIOKafkaConsumer | None = None
         self._tps: list[TopicPartition] = []
         self._verify: dict[TopicPartition, Fingerprint] = {}
@@ -268,7 +272,7 @@ class TableLoader(Service):
                     f"{tp.topic}[{tp.partition}] ends at {highwater}, "
                     f"before the stored offset {stats[tp.partition].position}"
                 )
-            end = _readable_end(consumer, tp, highwater)
+            end = _stable_end(consumer, tp, highwater) if self._read_committed else highwater
             target = self._target.setdefault(tp, end)
             position = await consumer.position(tp)
             if tp in self._verify or position < target:
@@ -313,8 +317,8 @@ def _history_mode(state: TableState) -> str:
     return "versioned" if state.versions is not None else "plain"
 
 
-def _readable_end(consumer: AIOKafkaConsumer, tp: TopicPartition, highwater: int) -> int:
-    """Where a caught-up reader of ``tp`` stands: the high-watermark, or under read_committed
-    the last stable offset (records of a transaction still open are not readable yet)."""
+def _stable_end(consumer: AIOKafkaConsumer, tp: TopicPartition, highwater: int) -> int:
+    """Where a caught-up read_committed reader of ``tp`` stands: the last stable offset the
+    fetch answered, else the high-watermark."""
     lso = consumer.last_stable_offset(tp)
     return lso if lso is not None and 0 <= lso < highwater else highwater

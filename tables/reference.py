@@ -129,6 +129,7 @@ class ReferenceTable(Service):
             dead_letters=dead_letters,
             fetch_max_records=fetch_max_records,
             partitions=partitions,
+            read_committed=read_committed,
             bootstrap_servers=bootstrap_servers,
             beacon=self.beacon,
         )

@@ -172,19 +172,17 @@ def _guarded(fn: Function, types: list[SqlType]) -> Callable[[list[Any]], Any]:
 def _case(c: ExprCompiler, node: exp.Case) -> Compiled:
     subject = c.compile(node.this) if node.this is not None else None
     whens: list[tuple[Fn, Fn]] = []
-    t: SqlType = (
-        ANY if not node.args.get("ifs") else c.compile(node.args["ifs"][0].args["true"]).type
-    )
+    t: SqlType | None = None  # each branch compiled once: nested CASEs stay linear
     for w in node.args.get("ifs") or []:
         then = c.compile(w.args["true"])
-        t = unify(t, then.type)
+        t = then.type if t is None else unify(t, then.type)
         if subject is not None:
             cond = c.compile(w.this)
             whens.append((_equals(subject.fn, cond.fn), then.fn))
         else:
             whens.append((c.predicate(w.this).fn, then.fn))
     default = c.compile(node.args["default"]) if node.args.get("default") else constant(None, ANY)
-    t = unify(t, default.type)
+    t = unify(t if t is not None else ANY, default.type)
     fd = default.fn
 
     def case(e: Env) -> Any:

@@ -21,7 +21,7 @@ from sql.compile.window import (
     key_columns,
     make_aggregate,
 )
-from sql.dialect import Declaration
+from sql.dialect import Declaration, conjunction_text, sql_text
 from sql.errors import (
     E_STREAM_REQUIRED,
     E_UNKNOWN_TABLE,
@@ -109,13 +109,13 @@ def compile_stream_query(
         late = [c for c in terms if c.slots & joined]
         pushed, where = [c.fn for c in early], combine(late)
         if early:
-            text = " AND ".join(c.node.sql(dialect="duckdb") for c in early)
+            text = conjunction_text([c.node for c in early])
             lines.insert(1, f"Filter {text} (before joins)")
         if late:
-            lines.append(f"Filter {' AND '.join(c.node.sql(dialect='duckdb') for c in late)}")
+            lines.append(f"Filter {conjunction_text([c.node for c in late])}")
     elif where_node is not None:
         where = ExprCompiler(ctx, scope, "WHERE").predicate(where_node.this).fn
-        lines.append(f"Filter {where_node.this.sql(dialect='duckdb')}")
+        lines.append(f"Filter {sql_text(where_node.this)}")
     win = bind_window(ctx, scope, stream, window, sink.options if sink else {}) if window else None
     parts = compile_parts(ctx, select, scope, star_columns(scope))
     if win is not None:

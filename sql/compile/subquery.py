@@ -26,8 +26,10 @@ from sql.compile.subquery_join import (
     first_table_view,
     reorder_joins,
 )
+from sql.dialect import conjunction_text, sql_text
 from sql.errors import (
     E_SCALAR_ROWS,
+    E_SEVERAL_ROWS,
     E_SUBQUERY_COLUMNS,
     E_TYPE_MISMATCH,
     E_UNKNOWN_TABLE,
@@ -36,6 +38,7 @@ from sql.errors import (
     ScalarSubqueryError,
     SqlTypeError,
     UnsupportedError,
+    position,
     suggest,
 )
 from sql.operators.inner import InnerQuery, by_key
@@ -171,6 +174,9 @@ def compile_subquery(
         ctx.closers.append(maintained.unsubscribe)
     corr = "correlated" if shape.correlated else "uncorrelated"
     flag = "  !! last resort" if plan.flagged or any(s.flagged for s in steps) else ""
+    warning = _several_rows(shape, plan)
+    if warning:
+        flag += f"  {warning}"
     on = table.name + "".join(
         f" JOIN {step.rel.table.name}" for step in steps if step.rel.table is not None
     )
@@ -184,7 +190,9 @@ def compile_subquery(
         source = build_source(plan.access, table, at.fn if at is not None else None)
         if steps:
             source = chained(source, rel, steps)
-    return _adapter(kind, shape, plan, maintained, source, lhs)
+    at_line, at_column = position(ctx.sql, offset_of(select) or 0)
+    label = {"sid": sid, "line": at_line, "column": at_column, "text": sql_text(select)}
+    return _adapter(kind, shape, plan, maintained, source, lhs, label)
 
 
 def _adapter(
@@ -194,6 +202,7 @@ def _adapter(
     m: object,
     source: Fn | None,
     lhs: Compiled | None,
+    label: dict[str, Any],
 ) -> Compiled:
     if isinstance(m, InSet):
         assert lhs is not None
@@ -206,7 +215,7 @@ def _adapter(
         result = m.result
         return Compiled(lambda e: result(), shape.parts.outputs[0].type)
     if isinstance(m, CachedRows):
-        return _over_rows(kind, lambda e: m.get(), shape, lhs)
+        return _over_rows(kind, lambda e: m.get(), shape, lhs, label)
     assert source is not None
     rel = shape.relation
     if isinstance(source, KeyLookup):
@@ -216,10 +225,16 @@ def _adapter(
             t = BOOLEAN if kind == "exists" else shape.parts.outputs[0].type
             return Compiled(fused, t if t is not None else ANY)
     inner = InnerQuery(source, rel.value_slot, rel.meta_slot, combine(plan.residual), shape.parts)
-    return _over_rows(kind, inner.rows, shape, lhs)
+    return _over_rows(kind, inner.rows, shape, lhs, label)
 
 
-def _over_rows(kind: str, rows: Any, shape: SubqueryShape, lhs: Compiled | None) -> Compiled:
+def _over_rows(
+    kind: str,
+    rows: Any,
+    shape: SubqueryShape,
+    lhs: Compiled | None,
+    label: dict[str, Any] | None = None,
+) -> Compiled:
     if kind == "rows":
         return Compiled(rows, ANY)
     stops = _accepts_stop(rows)  # decided once, not per record
@@ -229,14 +244,16 @@ def _over_rows(kind: str, rows: Any, shape: SubqueryShape, lhs: Compiled | None)
         return Compiled(lambda e: bool(rows(e)), BOOLEAN)
     if kind == "scalar":
         t = shape.parts.outputs[0].type
+        where = label or {"sid": shape.id, "line": 0, "column": 0, "text": "?"}
 
         def scalar(e: Env) -> Any:
             rs = rows(e, 2) if stops else rows(e)
             if not rs:
                 return None
             if len(rs) > 1:
+                count = ">1" if len(rs) == 2 else len(rs)
                 raise ScalarSubqueryError(
-                    E_SCALAR_ROWS.format(count=">1" if len(rs) == 2 else len(rs))
+                    E_SCALAR_ROWS.format(count=count, **where), subquery=where["sid"]
                 )
             return rs[0][0]
 
@@ -249,6 +266,24 @@ def _over_rows(kind: str, rows: Any, shape: SubqueryShape, lhs: Compiled | None)
         return logic.in_values(x, [r[0] for r in rows(e)])
 
     return Compiled(in_rows, BOOLEAN)
+
+
+def _several_rows(shape: SubqueryShape, plan: Plan) -> str:
+    """EXPLAIN's warning for a correlated scalar subquery that can find several rows: its
+    correlation does not pin the key, and no aggregate or LIMIT 1 makes it one row."""
+    if shape.kind != "scalar" or not shape.correlated:
+        return ""
+    if plan.access is not None and plan.access.kind in ("key_lookup", "as_of"):
+        return ""
+    p = shape.parts
+    if (p.agg is not None and not p.agg.keys) or (p.limit is not None and p.limit <= 1):
+        return ""
+    own = {shape.relation.value_slot, shape.relation.meta_slot}
+    on = [c.node for c in shape.conjuncts if c.slots - own] or [shape.select]
+    key = shape.key_field or "_key"
+    return E_SEVERAL_ROWS.format(
+        on=conjunction_text(on) if on[0] is not shape.select else "?", key=key
+    )
 
 
 def _accepts_stop(rows: Any) -> bool:

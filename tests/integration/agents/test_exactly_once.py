@@ -29,12 +29,12 @@ from tests.support.worker import Worker
 pytestmark = [
     pytest.mark.broker,
     pytest.mark.slow,
-    pytest.mark.parametrize("broker_kind", ["kafka"], indirect=True),
+    pytest.mark.kafka_only,
 ]
 
 
-@pytest.fixture
-def kafka(broker_kind: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
+@pytest.fixture(scope="module")
+def kafka(broker_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """(bootstrap URL, session timeout) of an Apache Kafka broker of the test's own that lets
     consumer groups use 2 s sessions: a SIGKILLed worker's group member is dropped in 2 s, not
     the broker default's 6, ten times over. On a given cluster (TABLESTREAM_BROKER): 6 s."""
@@ -42,7 +42,8 @@ def kafka(broker_kind: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
         yield EXTERNAL, "6"
         return
     broker = KafkaBroker(
-        log_path=tmp_path / "kafka.log", config={"group.min.session.timeout.ms": "1000"}
+        log_path=tmp_path_factory.mktemp("kafka") / "kafka.log",
+        config={"group.min.session.timeout.ms": "1000"},
     )
     try:
         yield broker.start().url, "2"
@@ -123,9 +124,8 @@ def processing(worker: Worker, stages: tuple[str, ...]) -> bool:
     return all(q.get(n, {}).get("records_in", 0) > 0 for n in stages)
 
 
-async def test_sigkill_ten_times_exactly_once(
-    kafka: tuple[str, str], tmp_path: Path, workers: list[Worker]
-) -> None:
+async def prepare(kafka: tuple[str, str], tmp_path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Topics, the users table and the pipeline file; the workers' environment."""
     kafka_url, session_timeout = kafka
     names = {n: unique(n) for n in ("users", "orders", "checked", "volume", "dlq")}
     await ensure_topics(
@@ -152,33 +152,13 @@ async def test_sigkill_ten_times_exactly_once(
         "TABLESTREAM_SESSION_TIMEOUT": session_timeout,
         "TABLESTREAM_QUERY_MAX_RECORDS": "2000",
     }
-    orders = make_orders(ORDERS)
+    return names, env
 
-    async def trickle() -> None:
-        chunk = ORDERS // 40
-        for i in range(0, ORDERS, chunk):
-            part = orders[i : i + chunk]
-            await produce(kafka_url, names["orders"], [(None, codec.dumps(o)) for o in part])
-            await asyncio.sleep(0.25)
 
-    producing = asyncio.create_task(trickle())
-    rng = random.Random(3)
-    started = time.monotonic()
-    for i in range(KILLS):
-        worker = Worker(tmp_path / "w", env).start()
-        workers.append(worker)
-        # Every other kill once both queries (and stage 2) wrote something, the others while
-        # the worker may still be starting: opening tasks, replaying state, fencing producers.
-        stages = ("checked", "volume") if i % 2 else ("checked",)
-        await until(
-            partial(processing, worker, stages), "the queries to process", worker, timeout=60
-        )
-        await asyncio.sleep(rng.uniform(0.0, 0.8))
-        worker.stop(signal.SIGKILL)
-    await producing
-    last = Worker(tmp_path / "w", env).start()
-    workers.append(last)
-
+async def check_sinks(
+    kafka_url: str, names: dict[str, str], orders: list[dict[str, Any]], last: Worker
+) -> None:
+    """Once ``last`` caught up: each expected output once in the sinks (read_committed)."""
     gold = {i for i, t in USERS.items() if t == "gold"}
     expected = {o["order_id"]: o for o in orders if o["user_id"] in gold}
     windows: dict[tuple[str, int], list[int]] = {}
@@ -203,10 +183,11 @@ async def test_sigkill_ten_times_exactly_once(
         volume = [
             codec.loads_exact(r.value) for r in await read_committed(kafka_url, names["volume"])
         ]
-        if (len(checked) >= len(expected) and len(volume) >= ORDERS) or time.monotonic() > deadline:
+        if (
+            len(checked) >= len(expected) and len(volume) >= len(orders)
+        ) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
-    print(f"{KILLS} kills, {ORDERS} orders in {time.monotonic() - started:.0f}s")
 
     # The join and the IN subquery: each gold order once, none twice, none missing.
     ids = Counter(v["order_id"] for v in checked)
@@ -238,3 +219,67 @@ async def test_sigkill_ten_times_exactly_once(
     stats = queries(last)
     assert stats["volume"]["rebuilds"] == 0
     assert "aborted" not in last.tail(400)
+
+
+async def test_sigkill_ten_times_exactly_once(
+    kafka: tuple[str, str], tmp_path: Path, workers: list[Worker]
+) -> None:
+    kafka_url = kafka[0]
+    names, env = await prepare(kafka, tmp_path)
+    orders = make_orders(ORDERS)
+
+    async def trickle() -> None:
+        chunk = ORDERS // 40
+        for i in range(0, ORDERS, chunk):
+            part = orders[i : i + chunk]
+            await produce(kafka_url, names["orders"], [(None, codec.dumps(o)) for o in part])
+            await asyncio.sleep(0.25)
+
+    producing = asyncio.create_task(trickle())
+    rng = random.Random(3)
+    started = time.monotonic()
+    for i in range(KILLS):
+        worker = Worker(tmp_path / "w", env).start()
+        workers.append(worker)
+        # Every other kill once both queries (and stage 2) wrote something, the others while
+        # the worker may still be starting: opening tasks, replaying state, fencing producers.
+        stages = ("checked", "volume") if i % 2 else ("checked",)
+        await until(
+            partial(processing, worker, stages), "the queries to process", worker, timeout=60
+        )
+        await asyncio.sleep(rng.uniform(0.0, 0.8))
+        worker.stop(signal.SIGKILL)
+    await producing
+    last = Worker(tmp_path / "w", env).start()
+    workers.append(last)
+
+    await check_sinks(kafka_url, names, orders, last)
+    print(f"{KILLS} kills, {ORDERS} orders in {time.monotonic() - started:.0f}s")
+
+
+async def test_a_worker_killed_its_partitions_move_exactly_once(
+    kafka: tuple[str, str], tmp_path: Path, workers: list[Worker]
+) -> None:
+    """Two workers share the tasks; one is SIGKILLed mid-stream: the other takes its partitions
+    over — its producers fence the dead worker's and abort their open transactions."""
+    kafka_url = kafka[0]
+    names, env = await prepare(kafka, tmp_path)
+    orders = make_orders(ORDERS // 5)
+    first = Worker(tmp_path / "a", env).start()
+    second = Worker(tmp_path / "b", env).start()
+    workers.extend([first, second])
+    # Keyed: spread over every partition (unkeyed small batches may all land in one).
+    keyed = [(str(o["order_id"]).encode(), codec.dumps(o)) for o in orders]
+
+    async def trickle() -> None:  # until the kill and after it
+        for i in range(0, len(keyed), 500):
+            await produce(kafka_url, names["orders"], keyed[i : i + 500])
+            await asyncio.sleep(0.2)
+
+    producing = asyncio.create_task(trickle())
+    # Each worker has source partitions of both queries (stage 2's may all be one's).
+    both = partial(processing, stages=("checked", "volume-repartition"))
+    await until(lambda: both(first) and both(second), "both workers to process", first, 90)
+    first.stop(signal.SIGKILL)
+    await producing
+    await check_sinks(kafka_url, names, orders, second)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.broker import Broker
+from app.factory import EXIT_CONFIG
 from tests.integration.agents.support import topics, until, worker_env, write_pipeline
 from tests.support.worker import Worker
 
@@ -25,12 +26,16 @@ async def test_tansu_refuses_exactly_once(
     proc = worker.proc
     assert proc is not None
     await until(lambda: proc.poll() is not None, "the worker to stop", timeout=60)
-    assert proc.returncode != 0
+    assert proc.returncode == EXIT_CONFIG
     log = worker.log.read_text(errors="replace")
     expected = (
-        f"processing_guarantee=exactly_once: the broker at {broker.url.removeprefix('kafka://')}"
-        " does not support transactions (InitProducerId for a transactional producer failed:"
+        f"error: processing_guarantee=exactly_once: the broker at"
+        f" {broker.url.removeprefix('kafka://')} does not support transactions"
+        " (InitProducerId for a transactional producer failed:"
     )
-    assert expected in log, worker.tail()
-    # Nothing was started: no query ran.
+    lines = [line for line in log.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, worker.tail()
+    assert lines[0].startswith(expected), lines[0]
+    # Stopped before anything started: no traceback, no query.
+    assert "Traceback" not in log
     assert "running (" not in log
