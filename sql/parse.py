@@ -35,6 +35,7 @@ E_TOO_DEEP = "nesting deeper than {limit} levels (parentheses or subqueries)"
 E_EXPRESSION_DEEP = "expression nested deeper than {limit} levels (operators or function calls)"
 E_TOO_COMPLEX = "the query is nested too deeply to compile"
 E_TOKENS = "cannot read the SQL text here"
+E_UNCLOSED_COMMENT = "unterminated /* comment: the text ends before its */"
 E_UNTERMINATED = "unterminated {quote}...{quote}: the text ends before its closing {quote}"
 
 #: Python frames a compile may use: enough for the nesting limits below (sqlglot's parser takes
@@ -96,12 +97,15 @@ def tokenize(sql: str) -> list[Token]:
     bad = _CONTROL.search(sql)
     if bad is not None:
         raise ParseError(E_CONTROL.format(code=ord(bad.group())), sql=sql, offset=bad.start())
+    tokenizer = Tablestream().tokenizer()
     try:
-        tokens = Tablestream().tokenize(sql)
+        tokens = tokenizer.tokenize(sql)
     except TokenError:
-        at = _token_error_offset(sql)
+        at = _token_error_offset(sql, tokenizer.tokens)
         quoted = at < len(sql) and sql[at] in "'\"`"
         message = E_UNTERMINATED.format(quote=sql[at]) if quoted else E_TOKENS
+        if sql.startswith("/*", at):
+            message = E_UNCLOSED_COMMENT
         raise ParseError(message, sql=sql, offset=at) from None
     depth = 0
     for t in tokens:
@@ -114,18 +118,24 @@ def tokenize(sql: str) -> list[Token]:
     return tokens
 
 
-def _token_error_offset(sql: str) -> int:
-    """Where the tokenizer stopped: the start of the longest prefix that still tokenizes."""
-    lo, hi = 0, len(sql)
-    while lo < hi:  # binary search on prefixes; only on the error path
-        mid = (lo + hi + 1) // 2
-        try:
-            Tablestream().tokenize(sql[:mid])
-        except TokenError:
-            hi = mid - 1
+def _token_error_offset(sql: str, read: list[Token]) -> int:
+    """Where the token the tokenizer failed on starts: after the last token it read, past
+    blanks and comments (an unterminated string: its opening quote)."""
+    pos = read[-1].end + 1 if read else 0
+    while pos < len(sql):
+        if sql[pos].isspace():
+            pos += 1
+        elif sql.startswith("--", pos):
+            end = sql.find("\n", pos)
+            pos = len(sql) if end < 0 else end + 1
+        elif sql.startswith("/*", pos):
+            end = sql.find("*/", pos + 2)
+            if end < 0:
+                return pos
+            pos = end + 2
         else:
-            lo = mid
-    return lo
+            return pos
+    return min(pos, max(len(sql) - 1, 0))
 
 
 def _statements(sql: str) -> list[list[Token]]:

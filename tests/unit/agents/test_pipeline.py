@@ -74,7 +74,12 @@ def test_each_query_keeps_positions_in_the_file(tmp_path: Path) -> None:
     [
         ("u.name, o.amount", "u.nme, o.amount", ":6:14:", "unknown column 'u.nme'"),
         ("FROM orders GROUP", "FROM ordrs GROUP", ":12:58:", "unknown table or stream 'ordrs'"),
-        ("SELECT e.id, (", "SELEC e.id, (", ":16:8:", "Unexpected token"),
+        (
+            "SELECT e.id, (",
+            "SELEC e.id, (",
+            ":16:1:",
+            "unexpected 'SELEC' (did you mean 'SELECT'?)",
+        ),
         ("partitions='2'", "partitions='zero'", ":11:14:", "partitions='zero'"),
         ("WITH (topic='u-topic')", "WITH (topic='u-topic', colour='red')", ":1:14:", "colour"),
     ],

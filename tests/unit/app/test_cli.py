@@ -86,7 +86,9 @@ def test_broken_pipeline_does_not_break_help_or_explain_of_another_file(
 def test_broken_pipeline_stops_the_worker_naming_file_and_line(broken: dict[str, str]) -> None:
     done = faust("worker", env={**broken, "TABLESTREAM_WEB_PORT": str(free_port())})
     assert done.returncode == 2, done.stdout + done.stderr
-    assert done.stderr.startswith(f"error: {broken['TABLESTREAM_PIPELINE']}:2:7: ")
+    assert done.stderr.startswith(
+        f"error: {broken['TABLESTREAM_PIPELINE']}:2:1: unexpected 'SELEC' (did you mean 'SELECT'?)"
+    )
     assert "Traceback" not in done.stderr + done.stdout
 
 

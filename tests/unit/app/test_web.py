@@ -121,7 +121,8 @@ async def test_pull_query_endpoint(client: TestClient[Any, Any]) -> None:
     resp = await client.post("/query", json={"sql": "SELEC id FROM users"})
     body = await resp.json()
     assert resp.status == 400
-    assert (body["line"], body["column"], body["kind"]) == (1, 10, "ParseError")
+    assert (body["line"], body["column"], body["kind"]) == (1, 1, "ParseError")
+    assert "did you mean 'SELECT'" in body["error"]
     resp = await client.post("/query", json={"sql": "SELECT 1 FROM users", "limit": "x"})
     assert resp.status == 400
     resp = await client.post("/query", data=b"not json")

@@ -174,3 +174,14 @@ def test_correlated_scalar_off_the_key_warns_and_fails_naming_itself() -> None:
     with pytest.raises(ScalarSubqueryError) as info:
         q.process({"user_id": 3})  # ann and bob both have score 3
     assert "subquery #1 at line 4" in str(info.value)
+
+
+def test_unterminated_comment_and_string_in_a_long_text() -> None:
+    err, sql = compile_err("SELECT user_id FROM orders /* never closed", ParseError)
+    assert (err.line, err.column) == where(sql, "/*")
+    assert "unterminated /* comment" in err.reason
+    items = ", ".join(f"'{i}'" for i in range(20_000))
+    err, sql = compile_err(
+        f"SELECT user_id FROM orders WHERE note IN ({items}) OR note = 'x", ParseError
+    )
+    assert (err.line, err.column) == where(sql, "'x")
