@@ -36,13 +36,15 @@ class QueryBuilder:
     def _catalog_tables(self) -> dict[str, Table]:
         if self._cached is None:
             # Versioned tables answer as-of reads the cache knows nothing of: read directly.
-            # External tables keep caches of their own (TTLs, no change feed).
+            # External tables keep caches of their own (TTLs, no change feed); tables with their
+            # own row cache (ReferenceTable) are not wrapped a second time.
             self._cached = [
                 CachedTable(t)
                 for n, t in self.tables.items()
                 if n in self.qdef.reads
                 and isinstance(t, LocalTable)
                 and not getattr(t, "versioned", False)
+                and not getattr(t, "caches_rows", False)
             ]
         tables: dict[str, Table] = dict(self.tables)
         tables.update({c.name.lower(): c for c in self._cached})

@@ -9,8 +9,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Protocol
 
+import msgspec
+
+from core import codec
 from tables.keys import key_bytes
 from tables.protocol import Change, Op
 from tables.store import Fingerprint, StoreBatch, TableStore
@@ -84,6 +88,17 @@ class Applier:
         #: A declared table's row check (:attr:`tables.spec.TableSpec.check`): a row it gives a
         #: reason for is malformed — not stored, so the key keeps its previous row.
         self.check = check
+        self._key_only = _key_decoder(key_field, decode)
+
+    def _fast(self, want_changes: bool) -> bool:
+        """Whether a batch needs only keys: rows are stored as received, nobody wants them
+        decoded now (no change listeners, no row check, no history)."""
+        return (
+            self._key_only is not None
+            and not want_changes
+            and self.check is None
+            and self.versions is None
+        )
 
     def _row(self, rec: RecordLike) -> tuple[bytes, Any] | str:
         """(store key, decoded value or None for a tombstone), or the reason it is malformed."""
@@ -126,6 +141,8 @@ class Applier:
         batch: StoreBatch,
         want_changes: bool,
     ) -> BatchResult:
+        if self._fast(want_changes):
+            return self._apply_keys_only(records, store, batch)
         result = BatchResult()
         rows: list[tuple[RecordLike, bytes, Any]] = []
         last: dict[int, RecordLike] = {}
@@ -225,3 +242,93 @@ class Applier:
         if versions is not None:
             apply_history(versions, batch, histories)
         return result
+
+    def _malformed(self, rec: RecordLike, reason: str) -> Malformed:
+        headers = tuple(getattr(rec, "headers", None) or ())
+        return Malformed(
+            rec.topic, rec.partition, rec.offset, rec.timestamp, rec.key, rec.value, reason, headers
+        )
+
+    def _apply_keys_only(
+        self, records: Iterable[RecordLike], store: TableStore, batch: StoreBatch
+    ) -> BatchResult:
+        """:meth:`apply` for the bulk case (a cold restore): parse only each value's key field,
+        store the bytes as received. Whatever the key-only parse does not take plainly (not
+        ASCII, long enough to need the depth check, no key, not an object, malformed) goes
+        through :meth:`_row`, so dead letters and their reasons are those of the full path."""
+        key_only = self._key_only
+        assert key_only is not None
+        limit = codec.max_depth()
+        result = BatchResult()
+        rows: list[tuple[bytes, bytes | None]] = []
+        last: dict[int, RecordLike] = {}
+        n = 0
+        for rec in records:
+            n += 1
+            last[rec.partition] = rec
+            raw = rec.value
+            k: Any = None
+            if raw is not None and len(raw) <= limit and raw.isascii():
+                try:
+                    k = key_only(raw).k
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    k = None
+            if type(k) is str:
+                rows.append((k.encode(), raw))
+                continue
+            if type(k) is int:
+                rows.append((str(k).encode(), raw))
+                continue
+            try:
+                row = self._row(rec)
+            except UnicodeDecodeError:
+                row = E_KEY_NOT_UTF8
+            except Exception as exc:
+                row = E_UNREADABLE.format(kind=type(exc).__name__, error=exc)
+            if isinstance(row, str):
+                result.malformed.append(self._malformed(rec, row))
+            else:
+                rows.append((row[0], None if row[1] is None else raw))
+        result.records = n
+        for partition, rec in last.items():
+            batch.positions[partition] = rec.offset + 1
+            batch.fingerprints[partition] = Fingerprint.of(rec.offset, rec.key, rec.value)
+        if not rows:
+            return result
+        unique = list(dict.fromkeys(skey for skey, _ in rows))
+        current: dict[bytes, bytes | None] = dict(zip(unique, store.multi_get(unique), strict=True))
+        count, version = batch.count, batch.version
+        inserts = updates = deletes = 0
+        put, delete = batch.raw_writes()
+        for skey, raw in rows:
+            old = current[skey]
+            if raw is None:
+                if old is None:
+                    continue  # deleting what is not there changes nothing
+                delete(skey)
+                count -= 1
+                deletes += 1
+            else:
+                put(skey, raw)
+                if old is None:
+                    count += 1
+                    inserts += 1
+                else:
+                    updates += 1
+            current[skey] = raw
+            version += 1
+        batch.count, batch.version = count, version
+        if batch.written is not None:
+            batch.written.extend(unique)
+        result.inserts, result.updates, result.deletes = inserts, updates, deletes
+        return result
+
+
+def _key_decoder(key_field: str | None, decode: Callable[[bytes], Any]) -> Any:
+    """A msgspec decoder of ``{key_field: ...}`` alone (other fields are skipped unbuilt), for
+    the table decoders whose numbers it reproduces; None otherwise."""
+    if key_field is None or decode not in (codec.loads, codec.loads_exact):
+        return None
+    struct = msgspec.defstruct("KeyOnly", [("k", Any, None)], rename={"k": key_field})
+    float_hook = Decimal if decode is codec.loads_exact else None
+    return msgspec.json.Decoder(struct, float_hook=float_hook).decode

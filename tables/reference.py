@@ -28,6 +28,7 @@ from tables.protocol import (
     Value,
     VersionRecord,
 )
+from tables.rowcache import MISS, RowCache
 from tables.spec import TableSpec
 from tables.store import StoreOptions, TableStore
 from tables.versions import (
@@ -52,6 +53,8 @@ class TableState:
             codec.loads_exact if spec.exact_decimals else codec.loads
         )
         self.feed = ChangeFeed(spec.name)
+        #: Decoded rows of recent ``get()`` calls; the loader drops the keys it writes.
+        self.rows = RowCache()
         #: Awaited by the loader after it published a batch's changes (the changes topic).
         self.after_publish: list[Callable[[], Awaitable[None]]] = []
         policy = VersionPolicy.of(spec)
@@ -76,6 +79,7 @@ class TableState:
         self.notify_updated()
 
     def reset(self) -> None:
+        self.rows.clear()
         self._ready.clear()
         self.stats = TableStats(name=self.spec.name, topic=self.spec.topic, running=True)
 
@@ -118,6 +122,7 @@ class ReferenceTable(Service):
         #: Skip what aborted transactions wrote (the worker runs exactly-once).
         self._isolation = "read_committed" if read_committed else "read_uncommitted"
         self._state = TableState(spec, TableStore(data_dir / "tables" / spec.name, store_options))
+        self._rows = self._state.rows.rows  # get()'s hit path: one dict lookup
         self._loader = TableLoader(
             self._state,
             self._new_consumer,
@@ -171,6 +176,7 @@ class ReferenceTable(Service):
 
     async def on_stop(self) -> None:
         self._state.stats.running = False
+        self._state.rows.clear()  # a stopped table reads as empty
 
     async def on_shutdown(self) -> None:
         # After the loader stopped (children stop before on_shutdown): nothing is mid-batch.
@@ -188,6 +194,10 @@ class ReferenceTable(Service):
     def group_id(self) -> str | None:
         """Global tables read without a consumer group; kept for the seed's API."""
         return None
+
+    #: ``get()`` answers from a row cache of its own (:mod:`tables.rowcache`): the agents do
+    #: not wrap this table in another one.
+    caches_rows = True
 
     # -- the Table protocol ---------------------------------------------------------------------
     @property
@@ -219,8 +229,33 @@ class ReferenceTable(Service):
         return self._state.store.get(skey)
 
     def get(self, key: Key, default: Value | None = None) -> Value | None:
-        raw = self.get_raw(key)
-        return default if raw is None else self._state.decode(raw)
+        """The decoded row of ``key``: shared with other readers, so read-only."""
+        # A str or int probe is its own cache key (no str() per lookup); floats, bools and the
+        # rest go by their key text (1.0 == 1 as dict keys, but their texts may differ).
+        tk = type(key)
+        if tk is str or tk is int:
+            value = self._rows.get(key, MISS)
+            if value is not MISS:
+                return default if value is None else value
+        return self._get_miss(key, default)
+
+    def _get_miss(self, key: Key, default: Value | None) -> Value | None:
+        state = self._state
+        tk = type(key)
+        try:
+            skey = key.encode() if tk is str else key_bytes(key)
+        except (TypeError, UnicodeError):
+            return default
+        if tk is not str and tk is not int:
+            key = skey.decode()
+            value = self._rows.get(key, MISS)
+            if value is not MISS:
+                return default if value is None else value
+        raw = state.store.get(skey)
+        value = None if raw is None else state.decode(raw)
+        if state.store.is_open:  # a closed store's empty answers are not the table's rows
+            state.rows.put(key, value)
+        return default if value is None else value
 
     def contains_key(self, key: Key) -> bool:
         return self.get_raw(key) is not None

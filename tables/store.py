@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -98,12 +98,20 @@ class StoreBatch:
         "positions",
         "stream_time",
         "version",
+        "written",
     )
 
     def __init__(
-        self, count: int, version: int, stream_time: int, versions: ColumnFamily | None
+        self,
+        count: int,
+        version: int,
+        stream_time: int,
+        versions: ColumnFamily | None,
+        track: bool = False,
     ) -> None:
         self._wb = WriteBatch(raw_mode=True)
+        #: The row keys written, when tracked (a table with cached rows drops them after commit).
+        self.written: list[bytes] | None = [] if track else None
         self._versions = versions
         self.count = count
         self.version = version
@@ -113,9 +121,18 @@ class StoreBatch:
 
     def put(self, key: bytes, value: bytes) -> None:
         self._wb.put(key, value)
+        if self.written is not None:
+            self.written.append(key)
 
     def delete(self, key: bytes) -> None:
         self._wb.delete(key)
+        if self.written is not None:
+            self.written.append(key)
+
+    def raw_writes(self) -> tuple[Callable[[bytes, bytes], None], Callable[[bytes], None]]:
+        """The write batch's own put and delete, untracked: for a caller that adds the keys it
+        wrote to :attr:`written` itself (the bulk path, one call per record saved)."""
+        return self._wb.put, self._wb.delete
 
     def put_version(self, key: bytes, value: bytes) -> None:
         self._wb.put(key, value, self._versions)
@@ -267,8 +284,11 @@ class TableStore:
         return sum(f.stat().st_size for f in self.path.glob("*") if f.is_file())
 
     # -- writes -----------------------------------------------------------------------------------
-    def batch(self) -> StoreBatch:
-        return StoreBatch(self._count, self._version, self._stream_time, self._versions_handle)
+    def batch(self, track: bool = False) -> StoreBatch:
+        """A batch on the current progress; ``track`` keeps the row keys it writes."""
+        return StoreBatch(
+            self._count, self._version, self._stream_time, self._versions_handle, track
+        )
 
     def commit(self, batch: StoreBatch) -> None:
         wb = batch._wb

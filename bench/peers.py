@@ -1,0 +1,432 @@
+"""Peers in the same run (issue 15, item 6): one broker, one data set, every system's output
+checked exactly against the expected set.
+
+Jobs: ``enrich`` — a 10k-user table and JSON orders → lookup, filter tier = 'gold' AND amount >
+500 → sink; ``window`` — a 10-second tumbling COUNT and SUM(amount) per user. Systems: a raw
+aiokafka + orjson loop (the floor), tablestream (a real ``faust -A app worker``), Bytewax (tuned:
+Kafka batches of 10k, orjson, batch operators) and Quix Streams. The peers and the raw loop run
+from their own virtualenv (``~/.cache/tablestream/peers-venv``, created here on first use; never
+the project's). The clock starts at a system's first order (startup and the peers' table preload
+excluded) and stops when the checker, reading the sink live, has seen every expected output; CPU
+is the system process's own over the same span.
+
+    .venv/bin/python -m bench.peers [--orders 200000] [--users 10000] [--partitions 2]
+        [--jobs enrich,window] [--systems raw,tablestream,bytewax,quix] [--broker tansu|kafka]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from bench.brokers import add_broker_option, bench_broker
+from bench.pipeline import proc_cpu, produce, query_stats, start_worker
+from tables.topics import TopicSpec, ensure_topics, topic_partitions
+
+PEERS_VENV = Path.home() / ".cache" / "tablestream" / "peers-venv"
+PEERS_REQUIREMENTS = [
+    "bytewax>=0.21,<0.22",
+    "quixstreams>=3.20,<4",
+    "orjson>=3.9,<4",
+    "aiokafka>=0.10,<0.15",
+]
+JOBS_DIR = Path(__file__).parent / "peers_jobs"
+ORDERS, USERS = "peers-orders", "peers-users"
+T0 = 1_700_000_000_000  # epoch ms, a multiple of the window
+WINDOW_MS = 10_000
+STEP_MS = 0.25  # event time per order: 200k orders span 50 s = 5 windows
+SYSTEMS = ("raw", "tablestream", "bytewax", "quix")
+
+SQL_HEAD = """\
+CREATE TABLE users (id BIGINT PRIMARY KEY, name VARCHAR, tier VARCHAR)
+  WITH (topic='{users}');
+CREATE STREAM orders (order_id BIGINT, user_id BIGINT, amount DECIMAL(10,2), ts BIGINT)
+  WITH (topic='{orders}', partitions='{partitions}', timestamp='ts');
+"""
+SQL_ENRICH = """
+CREATE STREAM enriched WITH (topic='{sink}', partitions='{partitions}') AS
+SELECT o.order_id, o.user_id, u.name, o.amount
+FROM orders o JOIN users u ON u.id = o.user_id
+WHERE u.tier = 'gold' AND o.amount > 500
+EMIT CHANGES;
+"""
+# EMIT CHANGES: an update per order (more work than the peers' one row per closed window); the
+# checker keeps the latest row per window.
+SQL_WINDOW = """
+CREATE TABLE per_user WITH (topic='{sink}', partitions='{partitions}') AS
+SELECT user_id, COUNT(*) AS n, SUM(amount) AS total
+FROM orders
+WINDOW TUMBLING(10s)
+GROUP BY user_id
+EMIT CHANGES;
+"""
+
+
+@dataclass
+class Data:
+    orders: int  # input records, sentinels included
+    sentinel_ts: int
+    enrich: dict[int, tuple[int, str, int]] = field(default_factory=dict)
+    window: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+
+
+def ensure_peers_venv() -> Path:
+    """The peers' own virtualenv (created once; the project's .venv is never touched)."""
+    python = PEERS_VENV / "bin" / "python"
+    if not python.exists():
+        PEERS_VENV.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
+    probe = "import bytewax, quixstreams, orjson, aiokafka"
+    if subprocess.run([str(python), "-c", probe], capture_output=True).returncode != 0:
+        print(f"installing the peers into {PEERS_VENV} ...")
+        pip = [str(python), "-m", "pip", "install", "--quiet", *PEERS_REQUIREMENTS]
+        subprocess.run(pip, check=True)
+    return python
+
+
+async def seed(servers: str, n_orders: int, n_users: int, partitions: int) -> Data:
+    """Users, orders and one sentinel per user 10 minutes after the last order (it closes every
+    window of every system that closes windows by event time; its own window is not checked).
+    Orders are keyed by user: a user's records, sentinel last, stay in order in one partition
+    (Quix Streams closes a window per key, on the first newer record of that key)."""
+    rng = random.Random(11)
+    await ensure_topics(
+        servers,
+        [
+            TopicSpec(USERS, 1, configs={"cleanup.policy": "compact"}),
+            # Quix Streams derives its repartition topic from retention.ms (Tansu omits it).
+            TopicSpec(ORDERS, partitions, configs={"retention.ms": "-1"}),
+        ],
+    )
+    users = []
+    names: dict[int, tuple[str, str]] = {}
+    for i in range(n_users):
+        tier = rng.choice(["basic", "gold"])
+        names[i] = (f"user-{i}", tier)
+        row = {"id": i, "name": f"user-{i}", "tier": tier}
+        users.append((str(i).encode(), orjson.dumps(row)))
+    await produce(servers, USERS, users)
+    sentinel_ts = T0 + int(n_orders * STEP_MS) + 600_000
+    sentinel_ts -= sentinel_ts % WINDOW_MS
+    data = Data(n_orders + n_users, sentinel_ts)
+    orders = []
+    for i in range(n_orders):
+        uid, cents, ts = rng.randrange(n_users), rng.randrange(100, 100_000), T0 + int(i * STEP_MS)
+        amount = f"{cents // 100}.{cents % 100:02d}"
+        value = f'{{"order_id":{i},"user_id":{uid},"amount":{amount},"ts":{ts}}}'
+        orders.append((str(uid).encode(), value.encode()))
+        name, tier = names[uid]
+        if tier == "gold" and cents > 50_000:
+            data.enrich[i] = (uid, name, cents)
+        start = ts - ts % WINDOW_MS
+        n, total = data.window.get((uid, start), (0, 0))
+        data.window[(uid, start)] = (n + 1, total + cents)
+    for uid in range(n_users):
+        value = f'{{"order_id":{n_orders + uid},"user_id":{uid},"amount":0.00,"ts":{sentinel_ts}}}'
+        orders.append((str(uid).encode(), value.encode()))
+    await produce(servers, ORDERS, orders)
+    return data
+
+
+def cents(x: Any) -> int:
+    return int(Decimal(str(x)) * 100)
+
+
+class Checker:
+    """Reads a sink topic live and compares it with the expected outputs, exactly."""
+
+    def __init__(self, job: str, data: Data) -> None:
+        self.job = job
+        self.data = data
+        self.expected: dict[Any, Any] = data.enrich if job == "enrich" else data.window
+        self.seen: dict[Any, Any] = {}
+        self.matches = 0
+        self.unexpected: list[Any] = []
+        self.done_at: float | None = None
+        self.outputs = 0
+
+    def _entry(self, row: dict[str, Any]) -> tuple[Any, Any] | None:
+        if self.job == "enrich":
+            return row["order_id"], (row["user_id"], row["name"], cents(row["amount"]))
+        start = int(row["window_start"])
+        if start >= self.data.sentinel_ts:
+            return None
+        return (int(row["user_id"]), start), (int(row["n"]), cents(row["total"]))
+
+    def feed(self, value: bytes) -> None:
+        self.outputs += 1
+        entry = self._entry(orjson.loads(value))
+        if entry is None:
+            return
+        key, got = entry
+        want = self.expected.get(key)
+        if want is None:
+            self.unexpected.append((key, got))
+            return
+        before = self.seen.get(key) == want
+        self.seen[key] = got
+        self.matches += (got == want) - before
+        if self.matches == len(self.expected) and self.done_at is None:
+            self.done_at = time.time()
+
+    def verdict(self) -> str:
+        if self.unexpected:
+            return f"WRONG: {len(self.unexpected)} unexpected outputs, e.g. {self.unexpected[:3]}"
+        if self.done_at is None:
+            wrong = [
+                (k, v, self.expected[k]) for k, v in self.seen.items() if v != self.expected[k]
+            ]
+            missing = len(self.expected) - len(self.seen)
+            return f"WRONG: {missing} missing, {len(wrong)} differ, e.g. {wrong[:3]}"
+        return f"exact ({len(self.expected):,} expected outputs)"
+
+    async def run(self, servers: str, topic: str, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=servers, enable_auto_commit=False, fetch_max_wait_ms=20
+        )
+        await consumer.start()
+        try:
+            parts: set[int] | list[int] = []
+            while not parts and not stop.is_set():
+                try:
+                    parts = await topic_partitions(consumer, topic)
+                except Exception:
+                    parts = []
+                if not parts:
+                    await asyncio.sleep(0.2)
+            tps = [TopicPartition(topic, p) for p in parts]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            while not stop.is_set() and self.done_at is None:
+                batch = await consumer.getmany(timeout_ms=100, max_records=20_000)
+                for msgs in batch.values():
+                    for m in msgs:
+                        self.feed(m.value)
+        finally:
+            await consumer.stop()
+
+
+@dataclass
+class Result:
+    system: str
+    job: str
+    seconds: float = float("nan")
+    cpu: float = float("nan")
+    records: int = 0
+    verdict: str = "not run"
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds
+
+    @property
+    def cpu_us(self) -> float:
+        return self.cpu / self.records * 1e6
+
+
+class Proc:
+    """A peer job: its process, its CPU, and the marker file it writes at its first order."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
+        self.log = log
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.exit_cpu: float | None = None
+
+    def cpu(self) -> float:
+        """Its CPU seconds so far; once it exited, from its rusage (it is reaped here only)."""
+        if self.exit_cpu is None:
+            pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+            if pid == 0:
+                return proc_cpu(self.proc.pid)
+            self.proc.returncode = os.waitstatus_to_exitcode(status)
+            self.exit_cpu = usage.ru_utime + usage.ru_stime
+        return self.exit_cpu
+
+    def stop(self) -> None:
+        if self.exit_cpu is None and self.proc.returncode is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+
+async def measure(
+    system: str,
+    job: str,
+    servers: str,
+    data: Data,
+    work: Path,
+    python: Path,
+    partitions: int,
+    timeout: float,
+) -> Result:
+    sink = f"peers-out-{system}-{job}"
+    await ensure_topics(servers, [TopicSpec(sink, partitions)])
+    checker = Checker(job, data)
+    stop = asyncio.Event()
+    check = asyncio.create_task(checker.run(servers, sink, stop))
+    result = Result(system, job, records=data.orders)
+    run_dir = work / f"{system}-{job}"
+    run_dir.mkdir()
+    marker = run_dir / "started.json"
+    worker = proc = None
+    t0 = cpu0 = None
+    try:
+        if system == "tablestream":
+            sql = SQL_HEAD + (SQL_ENRICH if job == "enrich" else SQL_WINDOW)
+            sql = sql.format(users=USERS, orders=ORDERS, sink=sink, partitions=partitions)
+            worker = start_worker(servers, run_dir, sql)
+            assert worker.proc is not None
+            pid = worker.proc.pid
+
+            def cpu_of() -> float:
+                return proc_cpu(pid)
+        else:
+            env = {
+                "PATH": os.environ.get("PATH", ""),
+                "HOME": os.environ.get("HOME", ""),
+                "PYTHONPATH": str(JOBS_DIR),
+                "PEERS_BROKER": servers,
+                "PEERS_ORDERS": ORDERS,
+                "PEERS_USERS": USERS,
+                "PEERS_SINK": sink,
+                "PEERS_JOB": job,
+                "PEERS_MARKER": str(marker),
+                "PEERS_GROUP": f"peers-{system}-{job}-{os.getpid()}",
+                "PEERS_STATE_DIR": str(run_dir / "state"),
+            }
+            script = {"raw": ["raw_loop.py"], "quix": ["quix_job.py"]}.get(system)
+            args = script or ["-m", "bytewax.run", "bytewax_job:flow"]
+            proc = Proc([str(python), *args], env, JOBS_DIR, run_dir / "job.log")
+            cpu_of = proc.cpu
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and checker.done_at is None:
+            if t0 is None:
+                if worker is not None:
+                    # Polled: records read before the poll saw them are not timed (n0).
+                    # The first stage reads the source: the most records in.
+                    n0 = max(
+                        (q.get("records_in", 0) for q in query_stats(worker).values()), default=0
+                    )
+                    if n0:
+                        t0, cpu0 = time.time(), cpu_of()
+                        result.records -= n0
+                elif marker.exists():
+                    mark = json.loads(marker.read_text())
+                    t0, cpu0 = mark["wall"], mark["cpu"]
+            if worker is not None and worker.proc is not None and worker.proc.poll() is not None:
+                raise RuntimeError(worker.tail())
+            if proc is not None:
+                proc.cpu()  # reaps it if it exited (bytewax ends at the topic's end)
+                if proc.exit_cpu is not None and proc.proc.returncode and checker.done_at is None:
+                    raise RuntimeError(proc.tail())
+            if check.done():
+                break
+            await asyncio.sleep(0.02)
+        if checker.done_at is not None and t0 is not None and cpu0 is not None:
+            result.seconds = checker.done_at - t0
+            result.cpu = cpu_of() - cpu0
+        await asyncio.sleep(0.5)  # late extras would show up here
+    except RuntimeError as exc:
+        result.verdict = f"FAILED: {str(exc)[-1500:]}"
+        return result
+    finally:
+        stop.set()
+        await asyncio.gather(check, return_exceptions=True)
+        if worker is not None:
+            worker.stop()
+        if proc is not None:
+            proc.stop()
+    result.verdict = checker.verdict()
+    return result
+
+
+def report(results: list[Result]) -> None:
+    for job in dict.fromkeys(r.job for r in results):
+        rows = [r for r in results if r.job == job]
+        by = {r.system: r for r in rows if r.verdict.startswith("exact")}
+        print(f"\njob {job}:")
+        print(f"  {'system':<12} {'records/s':>10} {'CPU µs/rec':>10}  {'vs raw':>6}  output")
+        for r in rows:
+            ok = r.system in by
+            rate = f"{r.rate:>10,.0f}" if ok else f"{'—':>10}"
+            cpu = f"{r.cpu_us:>10.1f}" if ok else f"{'—':>10}"
+            raw = by.get("raw")
+            vs = f"{r.rate / raw.rate:>6.2f}" if ok and raw else f"{'—':>6}"
+            print(f"  {r.system:<12} {rate} {cpu}  {vs}  {r.verdict}")
+        ours = by.get("tablestream")
+        for peer in ("bytewax", "quix"):
+            if ours and peer in by:
+                print(f"  tablestream / {peer} = {ours.rate / by[peer].rate:.2f}")
+
+
+async def main(args: argparse.Namespace) -> None:
+    systems = [s for s in args.systems.split(",") if s]
+    unknown = set(systems) - set(SYSTEMS)
+    if unknown:
+        raise SystemExit(f"--systems: unknown {sorted(unknown)}; known: {', '.join(SYSTEMS)}")
+    python = ensure_peers_venv()
+    print(f"load average at start: {os.getloadavg()}")
+    work = Path(tempfile.mkdtemp(prefix="bench-peers-"))
+    results: list[Result] = []
+    try:
+        with bench_broker(args.broker, work) as broker:
+            t = time.perf_counter()
+            data = await seed(broker.url, args.orders, args.users, args.partitions)
+            print(
+                f"seeded {args.orders:,} orders (+{args.users:,} sentinels), {args.users:,} users"
+                f" in {time.perf_counter() - t:.1f}s; expected: {len(data.enrich):,} enriched,"
+                f" {len(data.window):,} windows"
+            )
+            for job in args.jobs.split(","):
+                for system in systems:
+                    r = await measure(
+                        system, job, broker.url, data, work, python, args.partitions, args.timeout
+                    )
+                    results.append(r)
+                    extra = (
+                        f"{r.rate:,.0f} records/s, {r.cpu_us:.1f} µs CPU/record"
+                        if r.verdict.startswith("exact")
+                        else ""
+                    )
+                    print(f"{job:<7} {system:<12} {extra}  {r.verdict[:300]}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report(results)
+    print(f"load average at end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=200_000)
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--jobs", default="enrich,window")
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per system and job")
+    add_broker_option(parser)
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,74 @@
+"""ReferenceTable.get() answers from its row cache; the loader's writes drop cached rows."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from app.broker import Broker
+from tables.reference import ReferenceTable
+from tables.rowcache import RowCache
+from tables.spec import TableSpec
+from tests.support.kafka import create_topic, produce, rows, unique
+
+pytestmark = pytest.mark.broker
+
+
+async def until(check: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_cached_rows_follow_updates_deletes_and_inserts(
+    broker: Broker, tmp_path: Path
+) -> None:
+    topic = await create_topic(broker.url, unique("cached"), partitions=2)
+    await produce(broker.url, topic, rows((str(i), {"id": i, "v": 0}) for i in range(50)))
+    table = ReferenceTable(TableSpec("cached", topic, key_field="id"), tmp_path, broker.url)
+    await table.start()
+    try:
+        assert await table.wait_until_ready(60)
+        cache = table._state.rows
+        # Probed as text, as int, and a miss: all three cached.
+        assert table.get("7") == {"id": 7, "v": 0}
+        assert table.get(8) == {"id": 8, "v": 0}
+        assert table.get("99") is None
+        assert table.get(1.0) == {"id": 1, "v": 0}  # a float goes by its key text
+        assert len(cache) == 4
+        assert table.get("7") is table.get("7")  # a hit is the cached row itself
+
+        await produce(
+            broker.url,
+            topic,
+            rows([("7", {"id": 7, "v": 1}), ("8", None), ("99", {"id": 99, "v": 2})]),
+        )
+        await until(lambda: table.stats().records_read == 53)
+        assert table.get("7") == {"id": 7, "v": 1}
+        assert table.get(8) is None
+        assert table.get("8") is None
+        assert table.get(99) == {"id": 99, "v": 2}
+        assert table.get("1") == {"id": 1, "v": 0}
+    finally:
+        await table.stop()
+    # A stopped table reads as empty, whatever it had cached.
+    assert table.get("7") is None
+    assert len(table._state.rows) == 0
+
+
+def test_row_cache_is_bounded_and_drops_int_probes() -> None:
+    cache = RowCache(max_rows=3)
+    for key in ("a", "b", 12):
+        cache.put(key, {"k": key})
+    cache.invalidate([b"12", b"zz"], 2)
+    assert set(cache.rows) == {"a", "b"}
+    cache.put("c", None)
+    cache.put("d", 1)  # full: starts over
+    assert cache.rows == {"d": 1}
+    cache.invalidate([b"d"] * 5000, 5000)  # a large batch clears everything
+    assert len(cache) == 0
