@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import faust
 from faust.web import Request, Response, View
+from mode import Service
 
 from core import codec
 
@@ -56,6 +57,23 @@ class Heartbeat:
     def age(self) -> float:
         """Seconds since the last beat; 0 before the first (the loop is still starting)."""
         return 0.0 if self.last is None else self.clock() - self.last
+
+
+class HeartbeatService(Service):
+    """Beats :class:`Heartbeat` every second. Started with the app (``add_dependency``) as the
+    tables and queries are: a faust ``app.timer`` starts only after faust's own consumer group
+    was joined, so the queries could run for seconds with no heartbeat at all."""
+
+    def __init__(self, heartbeat: Heartbeat, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.heartbeat = heartbeat
+
+    async def on_start(self) -> None:
+        self.heartbeat.beat()
+
+    @Service.timer(HEARTBEAT_INTERVAL_S)
+    async def _beat(self) -> None:
+        self.heartbeat.beat()
 
 
 def _agents(pipelines: PipelineService | None) -> Sequence[Any]:
@@ -104,10 +122,7 @@ def register_health(
     """Mounts ``/live`` and starts the heartbeat timer."""
     heartbeat = Heartbeat()
     all_tables = list(tables)
-
-    @app.timer(HEARTBEAT_INTERVAL_S)
-    async def beat() -> None:
-        heartbeat.beat()
+    app.add_dependency(HeartbeatService(heartbeat, beacon=app.beacon))
 
     def answer(view: View, status: int, body: Any) -> Response:
         return view.bytes(codec.dumps(body), content_type="application/json", status=status)
