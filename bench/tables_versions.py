@@ -62,9 +62,9 @@ def load(table: ReferenceTable, batches: Iterator[list[Record]]) -> float:
     elapsed = 0.0
     for batch in batches:
         start = time.perf_counter()
-        wb = state.store.batch()
+        wb = state.batch()
         applier.apply(batch, state.store, wb, want_changes=False)
-        state.store.commit(wb)
+        state.commit(wb)
         elapsed += time.perf_counter() - start
     state.store.compact()  # what the loader does once a bulk load is ready
     return elapsed

@@ -222,7 +222,7 @@ class TableLoader(Service):
 
     async def _apply(self, records: list[Any]) -> None:
         state = self.tstate
-        batch = state.store.batch(track=bool(state.rows))
+        batch = state.batch()
         result = self._applier.apply(records, state.store, batch, want_changes=bool(state.feed))
         if result.malformed:
             state.stats.malformed += len(result.malformed)
@@ -230,14 +230,7 @@ class TableLoader(Service):
                 await self._dead_letters.send(
                     result.malformed, source=source_of_table(state.spec.name)
                 )
-        state.store.commit(batch)
-        # Cached rows of the written keys go before any reader runs again (no await since the
-        # commit). Rows cached while the dead letters were sent, untracked: start over.
-        written = batch.written
-        if written is not None:
-            state.rows.invalidate(written, len(written))
-        elif state.rows:
-            state.rows.clear()
+        state.commit(batch)  # drops the written keys' cached rows too
         if state.versions is not None and time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + SWEEP_INTERVAL_S
             state.versions.sweep()

@@ -30,7 +30,7 @@ from tables.protocol import (
 )
 from tables.rowcache import MISS, RowCache
 from tables.spec import TableSpec
-from tables.store import StoreOptions, TableStore
+from tables.store import StoreBatch, StoreOptions, TableStore
 from tables.versions import (
     E_EXPIRED,
     E_NOT_VERSIONED,
@@ -63,6 +63,21 @@ class TableState:
         self.stats = TableStats(name=spec.name, topic=spec.topic)
         self._ready = asyncio.Event()
         self._updated = asyncio.Event()
+
+    def batch(self) -> StoreBatch:
+        """A write batch on the store; it tracks the keys it writes while rows are cached."""
+        return self.store.batch(track=bool(self.rows))
+
+    def commit(self, batch: StoreBatch) -> None:
+        """Commits ``batch`` and drops the cached rows of the keys it wrote, before any reader
+        runs again (no await in between). Every writer of the store goes through here: a row
+        cache invalidated only by the loader served stale rows to other writers' readers."""
+        self.store.commit(batch)
+        written = batch.written
+        if written is not None:
+            self.rows.invalidate(written, len(written))
+        elif self.rows:  # rows cached after the batch was made (untracked): start over
+            self.rows.clear()
 
     def items(self) -> Iterator[tuple[Key, Value]]:
         decode = self.decode

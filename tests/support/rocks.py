@@ -52,10 +52,10 @@ class RocksFeeder:
             records.append(Record(self.table.topic, 0, self._offset, 0, key_bytes(key), value))
             self._offset += 1
         state = self._state
-        batch = state.store.batch()
+        batch = state.batch()
         result = self._applier.apply(records, state.store, batch, want_changes=bool(state.feed))
         assert not result.malformed, result.malformed
-        state.store.commit(batch)
+        state.commit(batch)
         for change in result.changes:
             state.feed.publish(change)
         return len(records)

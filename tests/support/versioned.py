@@ -42,9 +42,9 @@ class AppliedTable:
             raw = None if value is None else codec.dumps(value)
             records.append(Rec(key_bytes(key), raw, self.offset, timestamp))
             self.offset += 1
-        batch = self.state.store.batch()
+        batch = self.state.batch()
         result = self.applier.apply(records, self.state.store, batch, want_changes=True)
-        self.state.store.commit(batch)
+        self.state.commit(batch)
         for change in result.changes:
             self.state.feed.publish(change)
         return result.changes
