@@ -79,16 +79,24 @@ async def transactional_step(
                 await txns.sent(tp, offset)
                 _add(stats, counts)
             stats.batches += 1
-        await _positions(stats, consumer)
-        if not fetched or txns.due():
-            failed = await txns.commit(everything=not fetched)
-            _count(stats, txns)
-            if fetched:
-                stats.latencies.append(time.monotonic() - started)
-        else:
-            failed = Failed()
+        failed = await _commit_when_due(stats, consumer, txns, bool(fetched), started)
     if failed:
         await _rewind(consumer, txns, failed)
+
+
+async def _commit_when_due(
+    stats: Any, consumer: AIOKafkaConsumer, txns: Transactions, fetched: bool, started: float
+) -> Failed:
+    """After a batch (or an empty fetch): positions noted, and the open transactions committed
+    when due (every one when nothing came); what failed to commit, to rewind or reopen."""
+    await _positions(stats, consumer)
+    if fetched and not txns.due():
+        return Failed()
+    failed = await txns.commit(everything=not fetched)
+    _count(stats, txns)
+    if fetched:
+        stats.latencies.append(time.monotonic() - started)
+    return failed
 
 
 def _count(stats: Any, txns: Transactions) -> None:
@@ -181,14 +189,7 @@ async def stateful_step(
                 _add(stats, counts)
                 stats.duplicates_skipped += owner.duplicates - before
             stats.batches += 1
-        await _positions(stats, consumer)
-        if not fetched or txns.due():
-            failed = await txns.commit(everything=not fetched)
-            _count(stats, txns)
-            if fetched:
-                stats.latencies.append(time.monotonic() - started)
-        else:
-            failed = Failed()
+        failed = await _commit_when_due(stats, consumer, txns, bool(fetched), started)
         if failed:
             await _reopen(agent, consumer, failed)
 
