@@ -153,11 +153,11 @@ def _source(
             else ["        if type(v) is float:", "            return decode_exact(raw)"]
         )
         if t.name == "BIGINT":
-            # An int beyond 64 bits is converted: the converter refuses it (a CastError). orjson
-            # reads no int below -2^63: only the exact decoder checks that side.
-            low = " or v < INT_MIN" if exact else ""
+            # An int beyond 64 bits is converted: the converter refuses it (a CastError). Both
+            # sides are checked on every path: a fast decoder's fallback can hand over an int
+            # below -2^63 too (hypothesis found -10^19 accepted when only the top was checked).
             lines += [
-                f"    if v is not None and (type(v) is not int or v > INT_MAX{low}):",
+                "    if v is not None and (type(v) is not int or v > INT_MAX or v < INT_MIN):",
                 *redo,
                 f"        value[{col}] = conv{i}(v)",
             ]
