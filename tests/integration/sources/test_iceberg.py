@@ -38,12 +38,14 @@ def declaration(lake: Lake, extra: str = "", columns: str = COLUMNS) -> str:
     return f"CREATE TABLE market_stats ({columns}) WITH ({lake.options(IDENT, extra)});\n"
 
 
-def iceberg(sql_declaration: str, *, open_now: bool = True) -> IcebergTable:
+def iceberg(
+    sql_declaration: str, *, open_now: bool = True, data_dir: Path = Path("data")
+) -> IcebergTable:
     decl = parse_script(sql_declaration + "SELECT 1 FROM s").declarations["market_stats"]
     spec = TableSpec.from_options(
         decl.name, decl.name, decl.primary_key, decl.options, decl.columns
     )
-    table = table_kind(spec.name, spec.kind).create(spec, TableEnv())
+    table = table_kind(spec.name, spec.kind).create(spec, TableEnv(data_dir=data_dir))
     assert isinstance(table, IcebergTable)
     if open_now:
         table.open_sync()
@@ -206,6 +208,26 @@ def test_start_checks_the_declared_columns_and_options(lake: tuple[Lake, History
         "px": None,
     }
     assert filtered.get_at_version("A", history.log[0][1]) is None
+
+
+def test_large_snapshots_spill_to_rocksdb(lake: tuple[Lake, History], tmp_path: Path) -> None:
+    lk, history = lake
+    table = iceberg(declaration(lk, "spill_rows='2'"), data_dir=tmp_path)
+    store = tmp_path / "iceberg" / "market_stats" / str(table.snapshot_id)
+    assert store.is_dir()  # four rows > 2: the current snapshot went to RocksDB
+    assert type(table.current).__name__ == "RocksRows"
+    assert table.get("D") == {"symbol": "D", "volume_30d": 400, "px": 1.5}
+    assert table.get("Z") is None
+    assert len(table) == 4
+    assert sorted(table.keys()) == ["A", "B", "C", "D"]
+    # The first snapshot has two rows: in memory.
+    assert table.get_at_version("B", history.log[0][1]) == {
+        "symbol": "B",
+        "volume_30d": 200,
+        "px": None,
+    }
+    table.close_sync()
+    assert not store.exists()
 
 
 async def test_new_snapshots_are_followed_and_incompatible_ones_refused(tmp_path: Path) -> None:
