@@ -87,6 +87,8 @@ class AgentConfig:
     #: run ahead of the slowest before its fetching pauses (:mod:`agents.watermarks`).
     watermark_idle_timeout: float = 30.0
     watermark_max_skew_ms: int = 300_000
+    #: False: each task's own stream time instead (no markers; see app/settings.py).
+    watermark_per_source: bool = True
     #: Static group membership (KIP-345): this worker's stable id in every consumer group
     #: (``<id>-<group>``); a restart rejoins at once instead of waiting for its old member's
     #: session to time out. None: dynamic membership.

@@ -214,8 +214,8 @@ class RepartitionAgent(QueryAgent):
 
     def make_processor(self, query: CompiledQuery) -> Processor:
         key = query.partition_key()
-        windowed = query.is_windowed and not self.config.exactly_once
         cfg = self.config
+        windowed = query.is_windowed and not cfg.exactly_once and cfg.watermark_per_source
         self._times = (
             SourceTimes(cfg.watermark_idle_timeout, cfg.watermark_max_skew_ms) if windowed else None
         )

@@ -123,7 +123,7 @@ class StatefulAgent(Service):
         tp = TopicPartition(self.topic, partition)
         path = self.config.data_dir / "queries" / self.qdef.name / f"p{partition}"
         # Stage 1 writes watermark markers unless it runs in transactions (agents.watermarks).
-        clock = not self.config.exactly_once
+        clock = not self.config.exactly_once and self.config.watermark_per_source
         return AggregateTask(self.qdef.name, tp, path, self.builder.both, clock)
 
     def _seek(self, task: AggregateTask) -> None:

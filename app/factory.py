@@ -135,6 +135,7 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
             exactly_once=settings.exactly_once,
             watermark_idle_timeout=settings.watermark_idle_timeout,
             watermark_max_skew_ms=settings.watermark_max_skew_ms,
+            watermark_per_source=settings.watermark_per_source,
             group_instance_id=instance_id(settings.data_dir)
             if settings.static_membership
             else None,
