@@ -25,6 +25,7 @@ import asyncio
 import random
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,8 @@ def windows(events: list[Event]) -> dict[Window, tuple[int, int]]:
 
 async def sink_windows(servers: str, topic: str) -> dict[Window, tuple[int, int]]:
     out = {}
-    for r in await read_all(servers, topic, timeout=20):
+    # Committed records only: an exactly-once run's aborted outputs are not its result.
+    for r in await read_all(servers, topic, timeout=20, isolation_level="read_committed"):
         row = codec.loads(r.value)
         out[(row["k"], row["window_start"])] = (row["n"], row["s"])
     return out
@@ -103,7 +105,7 @@ async def sink_windows(servers: str, topic: str) -> dict[Window, tuple[int, int]
 
 async def late_letters(servers: str, topic: str) -> int:
     """Dead letters of ``topic``; every one must be ``late`` (anything else fails the test)."""
-    dead = await read_all(servers, topic, timeout=5)
+    dead = await read_all(servers, topic, timeout=5, isolation_level="read_committed")
     reasons = [dict(r.headers).get("tablestream.reason") for r in dead]
     assert all(r == b"late" for r in reasons), reasons[:3]
     return len(reasons)
@@ -125,29 +127,41 @@ async def wait_for(what: str, check: Any, workers: list[Worker], timeout: float)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})\n{tails}")
 
 
-async def test_a_crash_with_a_partition_read_ahead_makes_no_record_late(
-    broker: Broker, tmp_path: Path, workers: list[Worker]
-) -> None:
+@dataclass
+class Replay:
+    """What :func:`replay` produced and which sink and dead-letter topics each run wrote."""
+
+    events: list[Event]
+    behind: list[Event]
+    names: dict[str, dict[str, str]]
+    workers: list[Worker]
+
+
+async def replay(
+    broker: Broker, tmp_path: Path, workers: list[Worker], runs: dict[str, dict[str, str]]
+) -> Replay:
+    """The scenario of the module docstring: one worker per run (its settings in ``runs``),
+    killed and restarted with partition 0's backlog read ahead; returns once every event was
+    produced (the runs may still be processing)."""
     rng = random.Random(10)
     events_topic = unique("events")
     await ensure_topics(broker.url, [TopicSpec(events_topic, 3)])
-    runs: dict[str, tuple[dict[str, str], Worker]] = {}
-    for run, per_source in (("fixed", "true"), ("unfixed", "false")):
-        names = {"events": events_topic, "wins": unique(f"wins-{run}"), "dlq": unique("dlq")}
+    names: dict[str, dict[str, str]] = {}
+    procs = []
+    for run, settings in runs.items():
+        names[run] = {"events": events_topic, "wins": unique(f"wins-{run}"), "dlq": unique("dlq")}
         path = tmp_path / f"{run}.sql"
-        path.write_text(PIPELINE.format(**names))
-        env = worker_env(broker.url, path, names)
-        env["TABLESTREAM_WATERMARK_PER_SOURCE"] = per_source
-        runs[run] = (names, Worker(tmp_path / run, env).start())
-        workers.append(runs[run][1])
-    procs = [w for _, w in runs.values()]
+        path.write_text(PIPELINE.format(**names[run]))
+        env = {**worker_env(broker.url, path, names[run]), **settings}
+        procs.append(Worker(tmp_path / run, env).start())
+        workers.append(procs[-1])
 
     async def shows(run: str, events: list[Event]) -> bool:
         """The run's sink holds every window of ``events`` with at least their counts."""
-        got = await sink_windows(broker.url, runs[run][0]["wins"])
+        got = await sink_windows(broker.url, names[run]["wins"])
         return all(got.get(w, (0, 0))[0] >= n for w, (n, _) in windows(events).items())
 
-    # A first stretch of event time on every partition, aggregated by both; then both crash.
+    # A first stretch of event time on every partition, aggregated by all; then all crash.
     live = [e for p in range(3) for e in events_of(p, 0, LIVE_S, rng)]
     await produce_to(broker.url, events_topic, live)
     for run in runs:
@@ -164,27 +178,50 @@ async def test_a_crash_with_a_partition_read_ahead_makes_no_record_late(
         await wait_for(f"{run} to read partition 0 ahead", lambda r=run: shows(r, ahead), procs, 90)
     behind = [e for p in (1, 2) for e in events_of(p, LIVE_S, BACKLOG_S, rng)]
     await produce_to(broker.url, events_topic, behind)
-    events = live + ahead + behind
-    expected = windows(events)
+    return Replay(live + ahead + behind, behind, names, procs)
 
-    # With the fix: exactly the windows the input defines, no dead letter.
-    names, _ = runs["fixed"]
+
+async def exact_and_no_late(broker: Broker, r: Replay, run: str) -> None:
+    """With the fix: exactly the windows the input defines, no dead letter."""
+    names, expected = r.names[run], windows(r.events)
 
     async def exact() -> bool:
         late = await late_letters(broker.url, names["dlq"])
-        assert late == 0, f"{late} valid records are dead letters as late"
+        assert late == 0, f"{run}: {late} valid records are dead letters as late"
         return await sink_windows(broker.url, names["wins"]) == expected
 
-    await wait_for("the fixed run's exact windows", exact, procs, 90)
+    await wait_for(f"the {run} run's exact windows", exact, r.workers, 90)
 
-    # Without it: valid records of partitions 1 and 2 are late; every record is accounted for.
-    names, _ = runs["unfixed"]
+
+async def test_a_crash_with_a_partition_read_ahead_makes_no_record_late(
+    broker: Broker, tmp_path: Path, workers: list[Worker]
+) -> None:
+    runs = {
+        "fixed": {"TABLESTREAM_WATERMARK_PER_SOURCE": "true"},
+        "unfixed": {"TABLESTREAM_WATERMARK_PER_SOURCE": "false"},
+    }
+    r = await replay(broker, tmp_path, workers, runs)
+    await exact_and_no_late(broker, r, "fixed")
+
+    # Without the fix: valid records of partitions 1 and 2 are late; every record accounted for.
+    names = r.names["unfixed"]
 
     async def complete() -> tuple[int, int] | None:
         counted = sum(n for n, _ in (await sink_windows(broker.url, names["wins"])).values())
         late = await late_letters(broker.url, names["dlq"])
-        return (counted, late) if counted + late >= len(events) else None
+        return (counted, late) if counted + late >= len(r.events) else None
 
-    counted, late = await wait_for("the unfixed run to finish", complete, procs, 90)
-    assert counted + late == len(events)
-    assert late > len(behind) // 2, f"only {late} of {len(behind)} records behind were late"
+    counted, late = await wait_for("the unfixed run to finish", complete, r.workers, 90)
+    assert counted + late == len(r.events)
+    assert late > len(r.behind) // 2, f"only {late} of {len(r.behind)} records behind were late"
+
+
+@pytest.mark.kafka_only
+async def test_exactly_once_keeps_the_watermark_over_the_source_partitions(
+    broker: Broker, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """Under exactly-once, stage 1 writes its markers inside each source partition's
+    transaction: the same crash and backlog make no record late either."""
+    runs = {"eos": {"TABLESTREAM_PROCESSING_GUARANTEE": "exactly_once"}}
+    r = await replay(broker, tmp_path, workers, runs)
+    await exact_and_no_late(broker, r, "eos")
