@@ -230,7 +230,7 @@ def _join(
             break
     if at is not None:  # the table as of the record's time: a key lookup in its history
         source, used = as_of_source(ctx, node, table, key_field, conjuncts, at)
-        strategy = f"{AS_OF_STRATEGY} {describe_as_of(node)}"
+        strategy = f"{AS_OF_STRATEGY} {describe_as_of(node, table)}"
     if source is None:
         for c in conjuncts:
             if c.pin is not None and c.pin[0] != "_key":

@@ -79,6 +79,8 @@ class Access:
     kind: str
     value: Compiled | None = None
     column: str | None = None
+    #: ``as_of`` by a version (``AT SNAPSHOT n``) instead of a time.
+    by_version: bool = False
 
 
 @dataclass(slots=True)
