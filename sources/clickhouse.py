@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
-from sources import config as cfg
 from sources import clickhouse_types as cht
+from sources import config as cfg
 from sources.clickhouse_client import ClickHouseError, EmbeddedClient, HttpClient
 from sources.modes import create
 from sources.table import ExternalTable

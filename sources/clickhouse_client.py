@@ -86,6 +86,13 @@ class HttpClient:
                 self._conns.append(conn)
         return conn
 
+    def _drop(self, conn: http.client.HTTPConnection) -> None:
+        conn.close()
+        self._local.conn = None
+        with self._lock:
+            if conn in self._conns:
+                self._conns.remove(conn)
+
     def run(self, sql: str) -> bytes:
         path = f"/?database={self.database}"
         body = (sql + "\nFORMAT JSONCompact").encode()
@@ -96,11 +103,12 @@ class HttpClient:
                 resp = conn.getresponse()
                 data = resp.read()
                 break
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                # A keep-alive connection the server closed while idle: once more, anew.
-                conn.close()
-                self._local.conn = None
-                if attempt:
+            except Exception as exc:
+                # A failed connection is not used again (http.client would refuse the next
+                # request on it); one the server closed while idle is tried once more, anew.
+                self._drop(conn)
+                idle = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+                if attempt or not isinstance(exc, idle):
                     raise
         if resp.status != 200:
             raise ClickHouseError(_first_line(data))

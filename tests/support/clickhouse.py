@@ -144,11 +144,13 @@ class ClickHouseServer:
                     raise
                 time.sleep(0.1)
 
-    def stop(self) -> None:
+    def stop(self, kill: bool = False) -> None:
+        """SIGTERM (a server waits up to seconds for open keep-alive connections), or SIGKILL:
+        a crash, at once (the tests' outages)."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -163,9 +165,10 @@ class ClickHouseServer:
         auth = user if password is None else f"{user}:{password}"
         return f"http://{auth}@127.0.0.1:{self.http_port}/{db}"
 
-    def execute(self, sql: str) -> str:
+    def execute(self, sql: str, settings: str = "") -> str:
+        """Runs ``sql`` as ``default``; ``settings`` (``name=value&...``) for this query."""
         req = urllib.request.Request(
-            f"http://127.0.0.1:{self.http_port}/", data=sql.encode(), method="POST"
+            f"http://127.0.0.1:{self.http_port}/?{settings}", data=sql.encode(), method="POST"
         )
         with urllib.request.urlopen(req, timeout=30) as resp:
             text: str = resp.read().decode()
