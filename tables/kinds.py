@@ -25,6 +25,7 @@ KINDS: dict[str, str] = {
     "postgres": "sources.postgres",
     "duckdb": "sources.duckdb",
     "iceberg": "sources.iceberg",
+    "clickhouse": "sources.clickhouse",
 }
 E_UNKNOWN_KIND = "table {table!r}: option connector={value!r} is not one of {known}"
 
