@@ -23,10 +23,12 @@ class Lake:
 
     root: Path
     name: str = "default"
+    #: The SQL catalog's database (default: a sqlite file under ``root``).
+    database: str | None = None
 
     @property
     def uri(self) -> str:
-        return f"sqlite:///{self.root / 'catalog.db'}"
+        return self.database or f"sqlite:///{self.root / 'catalog.db'}"
 
     @property
     def warehouse(self) -> str:
@@ -41,7 +43,7 @@ class Lake:
     def options(self, table: str, extra: str = "") -> str:
         text = (
             f"connector='iceberg', catalog_uri='{self.uri}', warehouse='{self.warehouse}', "
-            f"table='{table}'"
+            f"catalog='{self.name}', table='{table}'"
         )
         return f"{text}, {extra}" if extra else text
 

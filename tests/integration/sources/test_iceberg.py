@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from tables.deadletter import H_REASON
 from tables.kinds import TableEnv, table_kind
 from tables.spec import TableSpec
 from tests.support.iceberg import COLUMNS, History, Lake, append, market_stats
+from tests.support.postgres import PostgresCluster
 from tests.unit.agents.test_process import Collect, Rec
 
 pytestmark = pytest.mark.slow
@@ -362,3 +364,26 @@ def test_offline_runner_reads_an_iceberg_table(lake: tuple[Lake, History], tmp_p
         {"id": 1, "volume_30d": 200, "now": 200},
         {"id": 2, "volume_30d": None, "now": 300},
     ]
+
+
+def test_a_sql_catalog_in_postgresql(postgres: PostgresCluster, tmp_path: Path) -> None:
+    """The catalog in PostgreSQL (SQLAlchemy over psycopg 3), named: the same table and time
+    travel as with sqlite."""
+    name = f"cat_{uuid.uuid4().hex[:8]}"
+    database = postgres.dsn().replace("postgresql://", "postgresql+psycopg://")
+    lk = Lake(tmp_path, name=name, database=database)
+    history = market_stats(lk)
+    table = iceberg(declaration(lk))
+    try:
+        assert table.snapshot_id == history.log[-1][1]
+        assert table.get("D") == {"symbol": "D", "volume_30d": 400, "px": 1.5}
+        assert table.get_as_of("A", history.log[0][0]) == {
+            "symbol": "A",
+            "volume_30d": 100,
+            "px": None,
+        }
+        assert f"iceberg sql catalog '{name}' (postgresql+psycopg://postgres@127.0.0.1:" in (
+            table.describe()
+        )
+    finally:
+        table.close_sync()
