@@ -105,7 +105,7 @@ class IcebergTable(Service):
         self._catalog: Any = None
         self._table: Any = None  # the pyiceberg Table of the served metadata
         self._rejected = ""  # a metadata location whose snapshot the declared columns cannot read
-        self.current: Rows = MemoryRows(0, {})
+        self.current: Rows = MemoryRows(0)
         self.snapshot_id: int | None = None
         self._get: Callable[[str], Value | None] = self.current.get
         self.snapshot_log = SnapshotLog([])
@@ -243,7 +243,7 @@ class IcebergTable(Service):
             return
         old, old_id = self.current, self.snapshot_id
         self.current, self.snapshot_id = rows, rows.snapshot_id
-        self._get = rows.rows.get if isinstance(rows, MemoryRows) else rows.get
+        self._get = rows.get
         self.older.pop(rows.snapshot_id, None)
         if old_id is not None and old_id != rows.snapshot_id:
             self._keep_older(old_id, old)  # records of earlier times still read it

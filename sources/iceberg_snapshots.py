@@ -36,21 +36,45 @@ class Rows(Protocol):
 
 
 class MemoryRows:
-    __slots__ = ("duplicates", "rows", "snapshot_id")
+    """A snapshot in memory: its columns as Python lists and a key → position index; a row is
+    built the first time it is read and kept (a warm lookup is one dict read). Building every
+    row up front cost more than the scan itself: most of a cold start."""
 
-    def __init__(self, snapshot_id: int, rows: dict[str, Value], duplicates: int = 0) -> None:
+    __slots__ = ("_columns", "_index", "_names", "_rows", "duplicates", "snapshot_id")
+
+    def __init__(
+        self,
+        snapshot_id: int,
+        names: tuple[str, ...] = (),
+        columns: list[list[Any]] | None = None,
+        keys: list[str | None] | None = None,
+    ) -> None:
         self.snapshot_id = snapshot_id
-        self.rows = rows
-        self.duplicates = duplicates
+        self._names = names
+        self._columns = columns or []
+        keys = keys or []
+        index: dict[str | None, int] = dict(zip(keys, range(len(keys)), strict=True))
+        index.pop(None, None)  # rows without a key: never found
+        self._index: dict[str | None, int] = index  # a repeated key: its last row
+        self.duplicates = len(keys) - keys.count(None) - len(index)
+        self._rows: dict[str, Value] = {}
 
     def get(self, key: str) -> Value | None:
-        return self.rows.get(key)
+        row = self._rows.get(key)
+        if row is None:
+            i = self._index.get(key)
+            if i is None:
+                return None
+            values = [c[i] for c in self._columns]
+            row = self._rows[key] = dict(zip(self._names, values, strict=True))
+        return row
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self._index)
 
     def items(self) -> Iterator[tuple[Key, Value]]:
-        return iter(list(self.rows.items()))
+        get = self.get
+        return iter([(k, get(k)) for k in list(self._index) if k is not None])
 
     def close(self) -> None:
         pass
@@ -112,8 +136,8 @@ def load(
 ) -> Rows:
     """Scan snapshot ``proj.snapshot_id`` of the pyiceberg ``table`` into rows (blocking).
 
-    The rows are built by Arrow (``to_pylist``, in C++) under the declared names: building them
-    in Python costs three times as much, most of a cold start."""
+    The columns come out of Arrow as Python lists under the declared names; a row is built
+    when it is first read (:class:`MemoryRows`)."""
     import pyarrow as pa
     from pyiceberg.expressions import AlwaysTrue
 
@@ -130,20 +154,18 @@ def load(
     for column in proj.nulls:  # added after this snapshot
         arrow = arrow.append_column(column, pa.nulls(arrow.num_rows))
     if key in proj.nulls:  # the key itself came later than this snapshot: no row has one
-        return MemoryRows(proj.snapshot_id, {})
-    values = arrow.column(key).to_pylist()
-    keys = values if all(type(v) is str for v in values) else [_text(v) for v in values]
+        return MemoryRows(proj.snapshot_id)
     names = proj.names + proj.nulls
+    columns = [arrow.column(c).to_pylist() for c in names]
+    values = columns[names.index(key)]
+    keys = values if all(type(v) is str for v in values) else [_text(v) for v in values]
     if arrow.num_rows > spill_rows:
         rocks = RocksRows(proj.snapshot_id, spill_dir / str(proj.snapshot_id), names)
-        tuples = zip(*(arrow.column(c).to_pylist() for c in names), strict=True)
+        tuples = zip(*columns, strict=True)
         pairs = [(k, t) for k, t in zip(keys, tuples, strict=True) if k is not None]
         rocks.put_all([k for k, _ in pairs], [t for _, t in pairs])
         return rocks
-    rows = dict(zip(keys, arrow.to_pylist(), strict=True))
-    rows.pop(None, None)  # rows without a key: never found
-    with_key = len(keys) - keys.count(None)
-    return MemoryRows(proj.snapshot_id, rows, with_key - len(rows))
+    return MemoryRows(proj.snapshot_id, names, columns, keys)
 
 
 def _text(v: Any) -> str | None:
