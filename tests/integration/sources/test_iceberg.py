@@ -387,3 +387,21 @@ def test_a_sql_catalog_in_postgresql(postgres: PostgresCluster, tmp_path: Path) 
         )
     finally:
         table.close_sync()
+
+
+def test_create_catalog_is_not_for_iceberg(tmp_path: Path) -> None:
+    from agents.pipeline import load_pipeline
+
+    path = tmp_path / "p.sql"
+    path.write_text(
+        "CREATE CATALOG lake WITH (connector='iceberg', catalog_uri='sqlite:///c.db');\n"
+        "CREATE STREAM trades (id BIGINT, symbol VARCHAR) WITH (topic='trades');\n"
+        "CREATE STREAM out WITH (topic='out') AS SELECT t.id, m.px FROM trades t\n"
+        "JOIN lake.analytics.market_stats m ON m.symbol = t.symbol EMIT CHANGES;\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_pipeline([path])
+    assert "catalog 'lake': connector='iceberg' has no CREATE CATALOG: declare the table" in str(
+        info.value
+    )
+    assert ":3:" in str(info.value)  # the query naming the catalog's table
