@@ -405,3 +405,33 @@ def test_create_catalog_is_not_for_iceberg(tmp_path: Path) -> None:
         info.value
     )
     assert ":3:" in str(info.value)  # the query naming the catalog's table
+
+
+def test_promoted_float_and_decimal_read_as_declared(tmp_path: Path) -> None:
+    """float → double and decimal(10,2) → decimal(12,2): the snapshot written before the
+    promotion reads under the declared (wider) types."""
+    from decimal import Decimal
+
+    import pyarrow as pa
+    from pyiceberg.types import DecimalType, DoubleType
+
+    lk = Lake(tmp_path)
+    cat = lk.catalog()
+    cat.create_namespace("n")
+    old = pa.schema([("k", pa.int64()), ("f", pa.float32()), ("d", pa.decimal128(10, 2))])
+    ice = cat.create_table("n.p", schema=old)
+    ice.append(pa.table({"k": [1], "f": [0.5], "d": [Decimal("12345678.91")]}, schema=old))
+    first = ice.current_snapshot().snapshot_id
+    with ice.update_schema() as update:
+        update.update_column("f", DoubleType())
+        update.update_column("d", DecimalType(12, 2))
+    new = ice.schema().as_arrow()
+    ice.append(pa.table({"k": [2], "f": [0.1], "d": [Decimal("9999999999.99")]}, schema=new))
+    sql = (
+        "CREATE TABLE market_stats (k BIGINT, f DOUBLE, d DECIMAL(12,2), PRIMARY KEY (k))"
+        f" WITH ({lk.options('n.p')});\n"
+    )
+    table = iceberg(sql)
+    assert table.get(2) == {"k": 2, "f": 0.1, "d": Decimal("9999999999.99")}
+    assert table.get_at_version(1, first) == {"k": 1, "f": 0.5, "d": Decimal("12345678.91")}
+    assert table.get_at_version(2, first) is None
