@@ -158,7 +158,8 @@ def load(
     names = proj.names + proj.nulls
     columns = [arrow.column(c).to_pylist() for c in names]
     values = columns[names.index(key)]
-    keys = values if all(type(v) is str for v in values) else [_text(v) for v in values]
+    text = pa.types.is_string(arrow.schema.field(key).type)
+    keys = values if text else [_text(v) for v in values]  # text keys are their own key text
     if arrow.num_rows > spill_rows:
         rocks = RocksRows(proj.snapshot_id, spill_dir / str(proj.snapshot_id), names)
         tuples = zip(*columns, strict=True)
