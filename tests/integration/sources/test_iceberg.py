@@ -129,6 +129,13 @@ def test_literal_snapshots_and_times(lake: tuple[Lake, History]) -> None:
     assert rows == [{"id": 1, "volume_30d": None}]  # C came with the second snapshot
     assert f"AT SNAPSHOT {s1} (committed " in plan
     assert run(f"FOR SYSTEM_VERSION AS OF {s2}")[0] == [{"id": 1, "volume_30d": 300}]
+    sub = compile_query(
+        declaration(lk) + STREAM + "SELECT t.id, (SELECT m.volume_30d FROM market_stats"
+        f" AT SNAPSHOT {s1} m WHERE m.symbol = t.symbol) AS v FROM trades t",
+        catalog,
+    )
+    assert sub.process({"id": 1, "symbol": "A", "ts": 0}) == [{"id": 1, "v": 100}]
+    assert f"as-of key lookup [m.symbol = t.symbol AT SNAPSHOT {s1} (committed" in sub.explain()
     assert run(f"AT SNAPSHOT {s1}", "A")[0] == [{"id": 1, "volume_30d": 100}]
     # A literal time names the snapshot current then, in EXPLAIN too.
     from sql.temporal import millis_to_timestamp
