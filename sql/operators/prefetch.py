@@ -18,14 +18,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from sql.runtime import Fn
-from tables.protocol import PrefetchTable
+from tables.protocol import PrefetchTable, SnapshotLogTable
 
 
 @dataclass(frozen=True, slots=True)
 class Probe:
-    """One prefetchable probe: ``table``'s ``column`` (None: the key) equals ``value(env)``."""
+    """One prefetchable probe: ``table``'s ``column`` (None: the key) equals ``value(env)``
+    (a table with snapshots: the snapshot an as-of read needs, see
+    :func:`sql.compile.prefetch.register_as_of_prefetch`)."""
 
-    table: PrefetchTable
+    table: PrefetchTable | SnapshotLogTable
     column: str | None
     value: Fn
     #: Env slots the probe value reads besides the probed table's own.
@@ -63,7 +65,7 @@ class Prefetcher:
 
     async def fetch(self, records: Iterable[Record]) -> None:
         """Fetch what the batch's records will probe; one call per table and column."""
-        wanted: dict[tuple[int, str | None], tuple[PrefetchTable, set[Any]]] = {}
+        wanted: dict[tuple[int, str | None], tuple[PrefetchTable | SnapshotLogTable, set[Any]]] = {}
         for probe, values in zip(self.probes, self.values(records), strict=True):
             if not values:
                 continue
