@@ -32,6 +32,9 @@ KAFKA_TEST_CONFIG = {
     "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
     "log.retention.check.interval.ms": "500",
     "log.initial.task.delay.ms": "0",
+    # Consumer groups may use 2 s sessions (the exactly-once crash tests: a SIGKILLed worker's
+    # member is dropped in 2 s, not the broker default minimum's 6).
+    "group.min.session.timeout.ms": "1000",
 }
 
 

@@ -10,7 +10,6 @@ import random
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from app.broker.kafka import KafkaBroker
+from app.broker import Broker
 from core import codec
 from tables.topics import TopicSpec, ensure_topics
 from tests.integration.agents.support import queries, until
@@ -35,21 +34,11 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def kafka(broker_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """(bootstrap URL, session timeout) of an Apache Kafka broker of the test's own that lets
-    consumer groups use 2 s sessions: a SIGKILLed worker's group member is dropped in 2 s, not
-    the broker default's 6, ten times over. On a given cluster (TABLESTREAM_BROKER): 6 s."""
-    if EXTERNAL:
-        yield EXTERNAL, "6"
-        return
-    broker = KafkaBroker(
-        log_path=tmp_path_factory.mktemp("kafka") / "kafka.log",
-        config={"group.min.session.timeout.ms": "1000"},
-    )
-    try:
-        yield broker.start().url, "2"
-    finally:
-        broker.close()
+def kafka(broker: Broker) -> tuple[str, str]:
+    """(bootstrap URL, session timeout) of the session's Apache Kafka, which lets consumer groups
+    use 2 s sessions (tests/conftest.py): a SIGKILLed worker's group member is dropped in 2 s,
+    not 6, ten times over. On a given cluster (TABLESTREAM_BROKER): 6 s."""
+    return (EXTERNAL, "6") if EXTERNAL else (broker.url, "2")
 
 
 #: Input orders; the kills land while they are produced and processed. (The issue asks for 300k;
