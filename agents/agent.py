@@ -95,6 +95,8 @@ class AgentConfig:
     #: (``<id>-<group>``); a restart rejoins at once instead of waiting for its old member's
     #: session to time out. None: dynamic membership.
     group_instance_id: str | None = None
+    #: Stateless queries as one generated function per batch (:mod:`sql.codegen`).
+    codegen: bool = True
 
     def instance_of(self, group: str) -> dict[str, Any]:
         """The consumer arguments that make this worker a static member of ``group``."""
@@ -155,7 +157,12 @@ class QueryAgent(Service):
             self.kind(query),
         )
         self.builder = QueryBuilder(
-            query, pipeline, tables, config.dead_letter_topic, self.sink_topic
+            query,
+            pipeline,
+            tables,
+            config.dead_letter_topic,
+            self.sink_topic,
+            codegen=config.codegen,
         )
         # External tables show their source's stats with each query that reads them.
         self.stats.sources = {

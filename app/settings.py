@@ -117,6 +117,9 @@ class Settings:
     #: :mod:`agents.transaction`; needs a broker with transactions, checked at start).
     processing_guarantee: str = field(default="at_least_once", metadata={"choices": GUARANTEES})
     log_level: str = field(default="info", metadata={"choices": LOG_LEVELS})
+    #: Stateless queries run as one generated Python function per batch (``sql explain --code``
+    #: prints it); off: the closure compiler's per-record closures (the reference), for A/B.
+    codegen: bool = True
     #: ``GET /live`` fails when the event loop's heartbeat is older than this, seconds.
     live_max_age: float = field(default=30.0, metadata=_at_least(2))
     #: Not read from the environment: free-form values given in code.
