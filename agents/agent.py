@@ -210,6 +210,9 @@ class QueryAgent(Service):
             self.query.close()
         query = self.builder.query()
         cfg = self.config
+        if self._clock is not None and self._consumer is not None:
+            self._clock.skew.release(self._consumer)  # a rebuild: the new clock starts afresh
+        self._clock = None
         if not self.grouped and query.is_windowed and cfg.watermark_per_source:
             self._clock = PartitionClock(cfg.watermark_idle_timeout, cfg.watermark_max_skew_ms)
             query.set_clock(self._clock.observe)

@@ -185,6 +185,12 @@ class SkewPause:
             elif p not in ahead and p in self.paused:
                 consumer.resume(self.paused.pop(p))
 
+    def release(self, consumer: Pausable) -> None:
+        """Resume everything paused here (its clock is replaced: a rebuild)."""
+        if self.paused:
+            consumer.resume(*self.paused.values())
+        self.paused.clear()
+
 
 class SourceClock:
     """Stage 2, one per task: the event time every source partition reached (see the module

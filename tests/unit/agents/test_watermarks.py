@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from agents.watermarks import Mark, PartitionClock, SourceClock, SourceTimes, mark_of
+from agents.watermarks import Mark, PartitionClock, SkewPause, SourceClock, SourceTimes, mark_of
 from sql.errors import LateRecordError
 from sql.query import CompiledQuery, compile_query
 
@@ -139,3 +139,16 @@ def test_a_query_reading_every_partition_itself_idleness_and_pausing() -> None:
     assert restored.restore([("w", 1), *state.items()]) == [("w", 1)]
     assert restored.clock.times == {0: 62_000, 1: 2_000, 2: 3_000}
     assert restored.clock.idle == {1, 2}
+
+
+def test_skew_pause_resumes_only_what_it_paused() -> None:
+    consumer = Consumer()
+    consumer.pause("fenced")  # paused by someone else (exactly-once): never resumed here
+    skew = SkewPause()
+    skew.apply(consumer, {0}, {0: "tp0", 1: "tp1"})
+    assert consumer.paused == {"fenced", "tp0"}
+    skew.apply(consumer, {0}, {1: "tp1"})  # tp0 revoked: no longer ours to resume
+    assert skew.paused == {}
+    skew.apply(consumer, {1}, {1: "tp1"})
+    skew.release(consumer)  # a rebuild replaces the clock
+    assert consumer.paused == {"fenced", "tp0"}
