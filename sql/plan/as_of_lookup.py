@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from sql.plan.shape import Access, Conjunct, Plan, SubqueryShape
+from sql.plan.shape import Access, AccessShape, Conjunct, Plan
 
 STRATEGY = "as-of key lookup"
 
@@ -23,7 +23,7 @@ def describe(node: exp.Table) -> str:
     return f"FOR SYSTEM_TIME AS OF {version.expression.sql(dialect='duckdb')}"
 
 
-def as_of_key_lookup(node: exp.Table, shape: SubqueryShape) -> Plan | None:
+def as_of_key_lookup(node: exp.Table, shape: AccessShape) -> Plan | None:
     """The table as of the record's time: maintained results and indexes describe only its
     present. None when no conjunct pins the key (compilation reports it)."""
     used = as_of_key(shape.conjuncts, shape.key_field)
@@ -34,4 +34,5 @@ def as_of_key_lookup(node: exp.Table, shape: SubqueryShape) -> Plan | None:
         f"{used.node.sql(dialect='duckdb')} {describe(node)}",
         access=Access("as_of", used.pin[1]),
         residual=[c for c in shape.conjuncts if c is not used],
+        pin=used,
     )
