@@ -129,8 +129,7 @@ class LookupTable(ExternalTable):
             want = [v for _, v in want]
         if not want:
             return
-        step = self.config.max_keys_per_query
-        chunks = [want[i : i + step] for i in range(0, len(want), step)]
+        chunks = _chunks(want, self.config.max_keys_per_query, self.config.max_inflight)
         await asyncio.gather(*(self._prefetch_chunk(column, chunk) for chunk in chunks))
 
     async def _prefetch_chunk(self, column: str | None, chunk: list[Any]) -> None:
@@ -157,3 +156,17 @@ class LookupTable(ExternalTable):
                 {(column, v): rows for v, rows in by_value.items()},
                 [(column, v) for v in chunk if v not in by_value],
             )
+
+
+#: The fewest keys a query of a split batch carries: below it one more round trip costs more
+#: than the database's work it takes off the others.
+MIN_CHUNK = 250
+
+
+def _chunks(want: list[Any], max_keys: int, max_inflight: int) -> list[list[Any]]:
+    """``want`` split for the round trips of one batch: at most ``max_keys`` per query, and a
+    large batch spread over up to ``max_inflight`` concurrent queries (the database looks them
+    up on that many connections at once, on several cores)."""
+    parts = max(1, min(max_inflight, len(want) // MIN_CHUNK))
+    step = min(max_keys, -(-len(want) // parts))
+    return [want[i : i + step] for i in range(0, len(want), step)]

@@ -43,6 +43,24 @@ def _where(dsn: str) -> str:
     return f"{host}:{parts.get('port', '5432')}/{parts.get('dbname', '')}"
 
 
+def _quoted(v: str) -> str:
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def array_literal(values: list[Any]) -> Any:
+    """A list of keys as one PostgreSQL array literal (``{1,2,3}``, strings quoted), sent as an
+    untyped parameter: the server reads it as an array of the compared column's type. psycopg's
+    list adaptation formats element by element in Python, a regular expression each — most of
+    the client's time in a 1,000-key fetch; a join of ``str`` is C. Lists of other types are
+    left to psycopg."""
+    types = set(map(type, values))
+    if types == {int}:
+        return "{" + ",".join(map(str, values)) + "}"
+    if types == {str}:
+        return "{" + ",".join(map(_quoted, values)) + "}"
+    return values
+
+
 class Postgres:
     any_clause = "{column} = ANY(%s)"
 
@@ -103,7 +121,14 @@ class Postgres:
         if self._pool is None:
             raise RuntimeError("not connected")
         with self._pool.connection(timeout=self.config.timeout) as conn:
-            return list(conn.execute(sql, params).fetchall())
+            # Prepared on each connection at once (not after psycopg's default 5 runs: a pool
+            # spreads the runs), the key array sent and the rows returned in binary (no text
+            # to format and parse on either side): -30 to -40 % per key (bench/federation.py).
+            args = [array_literal(p) if type(p) is list else p for p in params]
+            rows: list[tuple[Any, ...]] = conn.execute(
+                sql, args, prepare=True, binary=True
+            ).fetchall()
+            return rows
 
     @staticmethod
     def quote(table: str) -> str:
