@@ -10,7 +10,7 @@ table's ``timeout``, and read only.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -145,6 +145,11 @@ class PostgresKind:
 
     def check(self, spec: TableSpec) -> None:
         cfg.parse(spec, "dsn", ("password_env",))
+
+    def catalog_table(self, name: str, catalog: str, options: Mapping[str, str]) -> TableSpec:
+        from sources.catalog import catalog_table
+
+        return catalog_table(name, catalog, options)
 
     def create(self, spec: TableSpec, env: TableEnv) -> Table:
         config = cfg.parse(spec, "dsn", ("password_env",))
