@@ -65,6 +65,16 @@ class CompileContext:
     #: Joined tables whose rows later probes can read while prefetching, by env slot
     #: (:class:`sql.operators.prefetch.Filler`).
     fillers: dict[int, Any] = field(default_factory=dict)
+    #: Every expression compiled, for the code generator (:mod:`sql.codegen`): node id → (node,
+    #: its compiled form), and the id of each closure → (closure, node, compiled form). The
+    #: objects are kept with their ids, so an id is never read back for another object.
+    compiled: dict[int, tuple[exp.Expr, Compiled]] = field(default_factory=dict)
+    closures: dict[int, tuple[Any, exp.Expr, Compiled]] = field(default_factory=dict)
+
+    def note(self, node: exp.Expr, c: Compiled) -> None:
+        """Remember that ``node`` compiled to ``c`` (the code generator inlines it by node)."""
+        self.compiled[id(node)] = (node, c)
+        self.closures[id(c.fn)] = (c.fn, node, c)
 
     def next_id(self) -> int:
         self.counter += 1

@@ -83,7 +83,7 @@ def bind_joins(
         if at is not None:
             source, used = as_of_source(ctx, node, table, shape.key_field, conjuncts, at)
             strategy, residual = (
-                f"{AS_OF_STRATEGY} {describe_as_of(node)}",
+                f"{AS_OF_STRATEGY} {describe_as_of(node, table)}",
                 combine([c for c in conjuncts if c is not used]),
             )
         else:  # the stream query's joins' rules: key lookup, index or remote probe, scan
