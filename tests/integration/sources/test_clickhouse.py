@@ -85,7 +85,9 @@ TYPED_EXPECTED = {
 
 
 def typed_table(where: str, cache: str) -> ExternalTable:
-    sql = f"CREATE TABLE t ({TYPED_COLUMNS}) WITH ({where}, cache='{cache}');\n"
+    # dead_letter: a query the server refuses fails the test instead of waiting for ever.
+    options = f"{where}, cache='{cache}', on_error='dead_letter'"
+    sql = f"CREATE TABLE t ({TYPED_COLUMNS}) WITH ({options});\n"
     return external(sql, "t")
 
 
@@ -331,7 +333,7 @@ async def test_a_server_down_opens_the_breaker_and_takes_the_policy(
         assert stats["breaker"]["state"] == "open"
         assert stats["unavailable"] >= 1
         assert READER_PASSWORD not in str(stats)
-        await asyncio.to_thread(own_server.start)
+        own_server.start()  # from the main thread: the server dies with it (PDEATHSIG)
         await asyncio.sleep(0.4)  # past breaker_reset: the next call is the half-open probe
         rows, dead = await run(p, batch(20, [1, 3]))
         assert dead == []
