@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 import os
 import re
 from collections.abc import Sequence
@@ -165,7 +166,7 @@ class ClickHouse:
 
     def _typed(self, doc: dict[str, Any]) -> list[tuple[Any, ...]]:
         readers = [self._readers.get(m["name"], _identity) for m in doc["meta"]]
-        return [tuple(read(v) for read, v in zip(readers, row, strict=True)) for row in doc["data"]]
+        return [tuple(map(operator.call, readers, row)) for row in doc["data"]]
 
 
 def _parts(literals: list[str]) -> list[list[str]]:
