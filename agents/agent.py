@@ -87,10 +87,14 @@ class AgentConfig:
     #: run ahead of the slowest before its fetching pauses (:mod:`agents.watermarks`).
     watermark_idle_timeout: float = 30.0
     watermark_max_skew_ms: int = 300_000
+    #: False: each task's own stream time instead (no markers; see app/settings.py).
+    watermark_per_source: bool = True
     #: Static group membership (KIP-345): this worker's stable id in every consumer group
     #: (``<id>-<group>``); a restart rejoins at once instead of waiting for its old member's
     #: session to time out. None: dynamic membership.
     group_instance_id: str | None = None
+    #: Stateless queries as one generated function per batch (:mod:`sql.codegen`).
+    codegen: bool = True
 
     def instance_of(self, group: str) -> dict[str, Any]:
         """The consumer arguments that make this worker a static member of ``group``."""
@@ -151,7 +155,12 @@ class QueryAgent(Service):
             self.kind(query),
         )
         self.builder = QueryBuilder(
-            query, pipeline, tables, config.dead_letter_topic, self.sink_topic
+            query,
+            pipeline,
+            tables,
+            config.dead_letter_topic,
+            self.sink_topic,
+            codegen=config.codegen,
         )
         # External tables show their source's stats with each query that reads them.
         self.stats.sources = {

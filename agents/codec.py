@@ -301,9 +301,9 @@ def make_encoder(names: Sequence[str], types: Sequence[SqlType] | None) -> Encod
     a DECIMAL with a positive exponent keeps it (``1.0E+4``; ``encode_row`` writes ``10000``).
     A non-finite DECIMAL still gets ``encode_row``'s error.
     """
-    if not types or any(t.name not in _PLAIN_TYPES for t in types):
+    fast = fast_encoder(types)
+    if fast is None or types is None:
         return encode_row
-    fast = msgspec.json.Encoder(decimal_format="number").encode
     decimals = tuple(n for n, t in zip(names, types, strict=True) if t.name == "DECIMAL")
 
     def encode(row: Any) -> bytes:
@@ -317,6 +317,15 @@ def make_encoder(names: Sequence[str], types: Sequence[SqlType] | None) -> Encod
             return encode_row(row)  # its own error, or what msgspec has no spelling for
 
     return encode
+
+
+def fast_encoder(types: Sequence[SqlType] | None) -> Encoder | None:
+    """msgspec's encoder when every output column is of a plain type, else None. It writes a
+    non-finite DECIMAL as ``NaN``/``Infinity`` where :func:`encode_row` refuses it (the caller
+    checks) and may raise TypeError/ValueError/OverflowError where ``encode_row`` does not."""
+    if not types or any(t.name not in _PLAIN_TYPES for t in types):
+        return None
+    return msgspec.json.Encoder(decimal_format="number").encode
 
 
 KeyFn = Callable[[Mapping[str, Any]], bytes | None]

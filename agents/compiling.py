@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from agents.cache import CachedTable
 from agents.codec import Decoder, make_decoder, make_encoder
+from agents.fused import fused_processor
 from agents.pipeline import Pipeline, QueryDef, catalog_for, compile_error, key_columns
 from agents.process import BatchProcessor
 from sql import CompiledQuery, SqlCompileError, SqlType, compile_query, parse_script
@@ -24,6 +25,8 @@ class QueryBuilder:
         tables: dict[str, Table],
         dead_letter_topic: str,
         sink_topic: str | None = None,
+        *,
+        codegen: bool = True,
     ) -> None:
         self.qdef = qdef
         self.pipeline = pipeline
@@ -32,6 +35,9 @@ class QueryBuilder:
         self.sink_topic = sink_topic or qdef.sink_topic
         self._cached: list[CachedTable] | None = None
         self._decoder: Decoder | None = None
+        #: Stateless queries run as one generated function per batch (:mod:`sql.codegen`) where
+        #: the generator supports them; False: always the closures (the reference).
+        self.codegen = codegen
 
     def _catalog_tables(self) -> dict[str, Table]:
         if self._cached is None:
@@ -72,6 +78,17 @@ class QueryBuilder:
         return self._decoder
 
     def processor(self, query: CompiledQuery) -> BatchProcessor:
+        if self.codegen:
+            fused = fused_processor(
+                query,
+                self.decoder(),
+                name=self.qdef.name,
+                sink_topic=self.sink_topic,
+                key_columns=key_columns(query),
+                dead_letter_topic=self.dead_letter_topic,
+            )
+            if fused is not None:
+                return fused
         return BatchProcessor(
             query,
             self.decoder(),

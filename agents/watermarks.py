@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 #: Header of a marker record in a repartition topic (see the module docstring).
 H_WATERMARK = "tablestream.watermark"
@@ -134,6 +134,43 @@ class SourceTimes:
         """Partitions revoked from this worker: their new owner speaks for them."""
         for p in partitions:
             self.sources.pop(p, None)
+
+
+def ended(positions: Mapping[int, tuple[int, int | None]], partitions: Iterable[int]) -> list[int]:
+    """Of ``partitions``, those read to their end: ``positions`` maps a partition to (position,
+    last seen high-watermark), as :attr:`agents.metrics.QueryStats.partitions` does."""
+    out = []
+    for p in partitions:
+        position, highwater = positions.get(p, (0, None))
+        if highwater is not None and position >= highwater:
+            out.append(p)
+    return out
+
+
+class Pausable(Protocol):
+    def pause(self, *partitions: Any) -> None: ...
+
+    def resume(self, *partitions: Any) -> None: ...
+
+
+class SkewPause:
+    """Pauses the source partitions that run ahead (:meth:`SourceTimes.ahead`) and resumes them
+    once the others caught up — only those it paused itself (exactly-once pauses fenced
+    partitions for its own reasons)."""
+
+    def __init__(self) -> None:
+        self.paused: dict[int, Any] = {}
+
+    def apply(self, consumer: Pausable, ahead: set[int], owned: Mapping[int, Any]) -> None:
+        """``owned``: partition -> TopicPartition of those this worker reads (and may pause)."""
+        for p in [p for p, tp in self.paused.items() if owned.get(p) != tp]:
+            del self.paused[p]  # revoked or fenced: not ours to resume any more
+        for p, tp in owned.items():
+            if p in ahead and p not in self.paused:
+                consumer.pause(tp)
+                self.paused[p] = tp
+            elif p not in ahead and p in self.paused:
+                consumer.resume(self.paused.pop(p))
 
 
 class SourceClock:

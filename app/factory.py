@@ -133,8 +133,10 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
             log_interval=settings.query_log_interval,
             fetch_max_wait_ms=settings.query_fetch_wait_ms,
             exactly_once=settings.exactly_once,
+            codegen=settings.codegen,
             watermark_idle_timeout=settings.watermark_idle_timeout,
             watermark_max_skew_ms=settings.watermark_max_skew_ms,
+            watermark_per_source=settings.watermark_per_source,
             group_instance_id=instance_id(settings.data_dir)
             if settings.static_membership
             else None,

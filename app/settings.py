@@ -102,6 +102,11 @@ class Settings:
     #: Windowed queries: event-time ms a source partition may run ahead of the slowest active
     #: one before its fetching pauses (bounds the state held while waiting for the slowest).
     watermark_max_skew_ms: int = field(default=300_000, metadata=_at_least(1))
+    #: Windowed queries: the watermark is the minimum over the source partitions (as Flink's).
+    #: Off: each task's own largest event time (Kafka Streams' stream time) — after a crash, or
+    #: whenever one source partition is read ahead of another, valid records of the slower one
+    #: become late. For comparison only (tests/integration/agents/test_crash_replay.py).
+    watermark_per_source: bool = True
     #: Static consumer-group membership: the worker keeps one id in every group (stored in
     #: ``DATA_DIR/instance-id``), so a restart rejoins at once instead of waiting out its old
     #: member's session; a worker gone for good hands its partitions over after the session
@@ -112,6 +117,9 @@ class Settings:
     #: :mod:`agents.transaction`; needs a broker with transactions, checked at start).
     processing_guarantee: str = field(default="at_least_once", metadata={"choices": GUARANTEES})
     log_level: str = field(default="info", metadata={"choices": LOG_LEVELS})
+    #: Stateless queries run as one generated Python function per batch (``sql explain --code``
+    #: prints it); off: the closure compiler's per-record closures (the reference), for A/B.
+    codegen: bool = True
     #: ``GET /live`` fails when the event loop's heartbeat is older than this, seconds.
     live_max_age: float = field(default=30.0, metadata=_at_least(2))
     #: Not read from the environment: free-form values given in code.

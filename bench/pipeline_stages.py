@@ -4,11 +4,15 @@ The query, stream and tables of ``bench/pipeline.py``; the tables in memory behi
 row cache (:class:`agents.cache.CachedTable`), as a worker reads them. For a batch of orders it
 prints the thread CPU time per record of: JSON decode (declared columns cast, DECIMAL exact),
 the compiled query, output encoding, and the whole :meth:`agents.process.BatchProcessor.run`
-(decode → query → encode → append to an in-memory output), best of ``--repeat`` rounds — the
-part of ``bench/pipeline.py``'s per-event CPU that is ours, without aiokafka's fetch and record
-batches. ``--profile`` prints the top functions of one round instead (cProfile).
+(decode → query → encode → append to an in-memory output) with the closures and with the
+query's generated function (:mod:`sql.codegen`, :class:`agents.fused.FusedProcessor`), rounds
+alternating, best of ``--repeat`` — the part of ``bench/pipeline.py``'s per-event CPU that is
+ours, without aiokafka's fetch and record batches. ``--job enrich``: the enrichment job of
+``bench/peers.py`` instead (lookup, filter tier = 'gold' AND amount > 500). ``--profile``
+prints the top functions of one round of each engine instead (cProfile).
 
-    .venv/bin/python -m bench.pipeline_stages [--orders 20000] [--repeat 7] [--profile]
+    .venv/bin/python -m bench.pipeline_stages [--job pipeline|enrich] [--orders 20000]
+        [--repeat 7] [--profile]
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from typing import Any
 
 from agents.cache import CachedTable
 from agents.codec import make_decoder, make_encoder
+from agents.fused import FusedProcessor
 from agents.process import BatchProcessor
+from bench.peers import SQL_ENRICH, SQL_HEAD
 from bench.pipeline import PIPELINE, SYMBOLS, encode_order, order
 from core import codec
 from sql import compile_query, parse_script
@@ -64,6 +70,17 @@ def best(fn: Callable[[], Any], repeat: int, setup: Callable[[], Any] = lambda: 
     return min(times)
 
 
+ENRICH = (SQL_HEAD + SQL_ENRICH).format(
+    users="users", orders="orders", sink="enriched", partitions=2
+)
+
+
+def enrich_order(i: int, users: int, rng: random.Random) -> bytes:
+    amount = f"{rng.randrange(100, 100_000) / 100:.2f}"
+    user = rng.randrange(users)
+    return f'{{"order_id":{i},"user_id":{user},"amount":{amount},"ts":{i}}}'.encode()
+
+
 def main(args: argparse.Namespace) -> None:
     rng = random.Random(7)
     users, limits = MemoryTable("users", "id"), MemoryTable("limits", "symbol")
@@ -72,36 +89,37 @@ def main(args: argparse.Namespace) -> None:
         users.put_row(codec.loads_exact(codec.dumps(row)))  # decoded as a ReferenceTable does
     for s in SYMBOLS:
         limits.put_row(codec.loads_exact(f'{{"symbol":"{s}","max_price":500.00}}'))
-    sql = PIPELINE.format(partitions=2)
+    enrich = args.job == "enrich"
+    sql = ENRICH if enrich else PIPELINE.format(partitions=2)
     # As the agents compile it: stream columns arrive typed from the decoder.
     tables = {"users": CachedTable(users), "limits": CachedTable(limits)}
     query = compile_query(sql, tables, typed_streams=True)
     decl = parse_script(sql).declarations["orders"]
     decode = make_decoder(decl.columns)
-    processor = BatchProcessor(
-        query,
-        decode,
-        name="checked",
-        sink_topic="out",
-        key_columns=(),
-        dead_letter_topic="dlq",
-        encode=make_encoder(query.output_columns, query.output_types),
+    common: dict[str, Any] = dict(
+        name="q", sink_topic="out", key_columns=(), dead_letter_topic="dlq"
     )
-    records = [
-        Record("orders", i % 2, i, 0, str(i).encode(), encode_order(order(i, args.users, rng)))
-        for i in range(args.orders)
-    ]
-    values = [r.value for r in records]
+    processor = BatchProcessor(
+        query, decode, encode=make_encoder(query.output_columns, query.output_types), **common
+    )
+    fused = FusedProcessor(compile_query(sql, tables, typed_streams=True), decode, **common)
+    if enrich:
+        values = [enrich_order(i, args.users, rng) for i in range(args.orders)]
+    else:
+        values = [encode_order(order(i, args.users, rng)) for i in range(args.orders)]
+    records = [Record("orders", i % 2, i, 0, str(i).encode(), v) for i, v in enumerate(values)]
     decoded = [decode(v) for v in values]
-    rows = [query.process(d, key="1", timestamp=0)[0] for d in decoded]
+    rows = [r[0] for d in decoded if (r := query.process(d, key="1", timestamp=0))]
     gc.freeze()
     if args.profile:
         import cProfile
         import pstats
 
-        profile = cProfile.Profile()
-        profile.runcall(processor.run, records, Collect())
-        pstats.Stats(profile).sort_stats("tottime").print_stats(20)
+        for p in (processor, fused):
+            profile = cProfile.Profile()
+            profile.runcall(p.run, records, Collect())
+            print(f"== {type(p).__name__}")
+            pstats.Stats(profile).sort_stats("tottime").print_stats(15)
         return
     process = query.process
     n = len(records)
@@ -110,6 +128,7 @@ def main(args: argparse.Namespace) -> None:
         # Each round starts with a new decoder: its DECIMAL cache only knows the prices seen
         # earlier in the same batch (49,900 distinct prices), as a worker's would at start.
         processor.decode = make_decoder(decl.columns)
+        fused.generated.fn.__globals__["decode"] = make_decoder(decl.columns)
 
     def each(fn: Callable[[Any], Any], items: list[Any]) -> Callable[[], None]:
         def loop() -> None:
@@ -122,14 +141,25 @@ def main(args: argparse.Namespace) -> None:
         "decode": best(each(lambda v: processor.decode(v), values), args.repeat, fresh_decoder),
         "query": best(each(lambda d: process(d, key="1", timestamp=0), decoded), args.repeat),
         "encode": best(each(processor.encode, rows), args.repeat),
-        "BatchProcessor.run": best(
-            lambda: processor.run(records, Collect()), args.repeat, fresh_decoder
-        ),
     }
+    # The two engines in alternating rounds: the machine's load hits both alike.
+    runs: dict[str, list[float]] = {
+        "closures (BatchProcessor)": [],
+        "generated (FusedProcessor)": [],
+    }
+    for _ in range(args.repeat):
+        for name, p in zip(runs, (processor, fused), strict=True):
+            fresh_decoder()
+            start = time.thread_time()
+            p.run(records, Collect())
+            runs[name].append(time.thread_time() - start)
     for name, seconds in figures.items():
-        print(f"{name:>20}: {seconds / n * 1e6:6.2f} µs/record")
-    run = figures["BatchProcessor.run"]
-    print(f"{'whole batch':>20}: {n / run:,.0f} records/s in one thread ({n} orders)")
+        print(f"{name:>28}: {seconds / n * 1e6:6.2f} µs/record")
+    for name, times in runs.items():
+        t = min(times)
+        print(f"{name:>28}: {t / n * 1e6:6.2f} µs/record, {n / t:,.0f} records/s in one thread")
+    c, g = (min(t) for t in runs.values())
+    print(f"generated / closures: {c / g:.2f}x the records per CPU second ({n} orders, {args.job})")
 
 
 if __name__ == "__main__":
@@ -138,4 +168,5 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--job", choices=("pipeline", "enrich"), default="pipeline")
     main(parser.parse_args())

@@ -156,7 +156,7 @@ class ExternalTable(Service):
         loads. Raises ConfigError naming the table and the option. (Blocking: the offline
         runner calls it directly, the worker in a thread.)"""
         c = self.config
-        option = "path" if c.connector == "duckdb" else "dsn"
+        option = getattr(self.db, "option", "path" if c.connector == "duckdb" else "dsn")
         try:
             self.db.open()
             actual = self.db.columns(c.remote_table)

@@ -13,6 +13,16 @@ Other packages import from here only; the modules below are the engine's own bus
 """
 
 from sql.catalog import Catalog, RelationSchema, qualified
+
+# After sql.query: the generator reads compiled queries.
+from sql.codegen import (
+    Encoding,
+    Generated,
+    Unsupported,
+    explain_code,
+    explain_line,
+    generate,
+)
 from sql.compile.aggregate_key import GroupKey
 from sql.dialect import Declaration, Tablestream, split_statement
 from sql.errors import (
@@ -50,8 +60,10 @@ __all__ = [
     "CompiledQuery",
     "Declaration",
     "DivisionByZeroError",
+    "Encoding",
     "EventTimeError",
     "Function",
+    "Generated",
     "GroupKey",
     "LateRecordError",
     "NumericOverflowError",
@@ -72,10 +84,14 @@ __all__ = [
     "SqlTypeError",
     "StateError",
     "Tablestream",
+    "Unsupported",
     "UnsupportedError",
     "compile_pull_query",
     "compile_query",
     "converter",
+    "explain_code",
+    "explain_line",
+    "generate",
     "parse_script",
     "position",
     "qualified",

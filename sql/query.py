@@ -21,7 +21,7 @@ from sql.catalog import Catalog, RelationSchema
 from sql.compile.aggregate_key import GroupKey, compile_group_key
 from sql.compile.context import CompileContext
 from sql.compile.prefetch import prefetcher
-from sql.compile.query import compile_stream_query
+from sql.compile.query import StreamPlan, compile_stream_query
 from sql.dialect import Declaration
 from sql.errors import E_UNKNOWN_TABLE, BindError, SqlCompileError, SqlRuntimeError, suggest
 from sql.operators.prefetch import Prefetcher
@@ -85,6 +85,26 @@ class CompiledQuery:
     def prefetcher(self) -> Prefetcher | None:
         """Fetches a batch's probes of external tables ahead (None: the query reads none)."""
         return self._prefetcher
+
+    @property
+    def plan(self) -> StreamPlan:
+        """The compiled plan (its ``shape``: the steps the code generator fuses)."""
+        return self._plan
+
+    @property
+    def context(self) -> CompileContext:
+        """The compile context: env slots, the compiled expressions by node."""
+        return self._ctx
+
+    @property
+    def env(self) -> list[Any]:
+        """The env list this query's closures read (one per instance)."""
+        return self._env
+
+    @property
+    def timestamp_field(self) -> str | None:
+        """The stream column giving a record's event time (None: the record timestamp)."""
+        return self._ts_field
 
     @property
     def is_windowed(self) -> bool:

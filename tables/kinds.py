@@ -24,6 +24,8 @@ KINDS: dict[str, str] = {
     "kafka": "tables.kinds",
     "postgres": "sources.postgres",
     "duckdb": "sources.duckdb",
+    "iceberg": "sources.iceberg",
+    "clickhouse": "sources.clickhouse",
 }
 E_UNKNOWN_KIND = "table {table!r}: option connector={value!r} is not one of {known}"
 

@@ -314,4 +314,29 @@ class VersionedTable(LocalTable, Protocol):
         ...
 
 
+@runtime_checkable
+class SnapshotLogTable(Table, Protocol):
+    """Capability: the table's past is a log of snapshots (an Apache Iceberg table), read by
+    ``FOR SYSTEM_TIME AS OF`` (the snapshot current at that time, from the snapshot log) and by
+    ``AT SNAPSHOT n`` / ``FOR SYSTEM_VERSION AS OF n`` (``version`` is the snapshot id).
+
+    A time before the first snapshot answers None, or raises
+    :class:`tables.versions.HistoryExpiredError` when the table says so (``as_of_expired``); an
+    unknown snapshot id raises it too.
+    """
+
+    def get_as_of(self, key: Key, timestamp: int) -> Value | None:
+        """The key's row in the snapshot current at ``timestamp`` (epoch ms)."""
+        ...
+
+    def get_at_version(self, key: Key, version: int) -> Value | None:
+        """The key's row in snapshot ``version``."""
+        ...
+
+    def explain_as_of(self, timestamp: int | None, version: int | None) -> str:
+        """EXPLAIN's words for a read as of ``timestamp`` or at ``version`` (both None: per
+        record): the snapshot it reads when the table knows it now."""
+        ...
+
+
 RowMapping = Mapping[str, Any]

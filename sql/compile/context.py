@@ -60,6 +60,16 @@ class CompileContext:
     #: Probes of external tables that can be fetched ahead per batch
     #: (:class:`sql.operators.prefetch.Probe`).
     probes: list[Any] = field(default_factory=list)
+    #: Every expression compiled, for the code generator (:mod:`sql.codegen`): node id → (node,
+    #: its compiled form), and the id of each closure → (closure, node, compiled form). The
+    #: objects are kept with their ids, so an id is never read back for another object.
+    compiled: dict[int, tuple[exp.Expr, Compiled]] = field(default_factory=dict)
+    closures: dict[int, tuple[Any, exp.Expr, Compiled]] = field(default_factory=dict)
+
+    def note(self, node: exp.Expr, c: Compiled) -> None:
+        """Remember that ``node`` compiled to ``c`` (the code generator inlines it by node)."""
+        self.compiled[id(node)] = (node, c)
+        self.closures[id(c.fn)] = (c.fn, node, c)
 
     def next_id(self) -> int:
         self.counter += 1

@@ -106,6 +106,12 @@ class ExprCompiler:
 
     # -- dispatch -------------------------------------------------------------------------------
     def compile(self, node: exp.Expr) -> Compiled:
+        c = self._compile(node)
+        if self.ctx is not None:
+            self.ctx.note(node, c)
+        return c
+
+    def _compile(self, node: exp.Expr) -> Compiled:
         if self.agg is not None:
             key_pos = self.agg.keys.get(_norm(node))
             if key_pos is not None and not isinstance(node, exp.Literal):

@@ -39,6 +39,7 @@ from sql.operators.join import Stage, join_stage, lookup_join_stage
 from sql.operators.window import WindowedAggregate
 from sql.plan.as_of_lookup import STRATEGY as AS_OF_STRATEGY
 from sql.plan.as_of_lookup import describe as describe_as_of
+from sql.plan.shape import Conjunct, JoinStep, StreamShape
 from sql.runtime import Compiled, Env, Fn, Read
 from sql.runtime.parts import SelectParts
 from sql.types import SqlType, converter
@@ -62,6 +63,8 @@ class StreamPlan:
     observe: Stage | None = None
     #: The SQL type of each output column, in ``names`` order.
     types: list[SqlType] = field(default_factory=list)
+    #: Stateless queries: their steps, for the code generator (None when aggregating).
+    shape: StreamShape | None = None
 
 
 def compile_stream_query(
@@ -104,6 +107,8 @@ def compile_stream_query(
     where_node = select.args.get("where")
     where = None
     pushed: list[Fn] = []
+    early_terms: list[Conjunct] = []
+    late_terms: list[Conjunct] = []
     if where_node is not None and joins:
         # AND-terms that read no joined table run before the joins: a record they drop costs no
         # lookup (and a term runs once per record, not once per joined row).
@@ -112,6 +117,7 @@ def compile_stream_query(
         early = [c for c in terms if not c.slots & joined]
         late = [c for c in terms if c.slots & joined]
         pushed, where = [c.fn for c in early], combine(late)
+        early_terms, late_terms = early, late
         if early:
             text = conjunction_text([c.node for c in early])
             lines.insert(1, f"Filter {text} (before joins)")
@@ -119,6 +125,7 @@ def compile_stream_query(
             lines.append(f"Filter {conjunction_text([c.node for c in late])}")
     elif where_node is not None:
         where = ExprCompiler(ctx, scope, "WHERE").predicate(where_node.this).fn
+        late_terms = [Conjunct(where_node.this, where, set())]
         lines.append(f"Filter {sql_text(where_node.this)}")
     win = bind_window(ctx, scope, stream, window, sink.options if sink else {}) if window else None
     parts = compile_parts(ctx, select, scope, star_columns(scope))
@@ -178,7 +185,20 @@ def compile_stream_query(
     key_cols = key_columns(ctx, select, names, aggregate, sink)
     observe = aggregate.observe if isinstance(aggregate, WindowedAggregate) else None
     types = [c.type for c in parts.outputs]
-    return StreamPlan(stream, run, names, aggregate, lines, mode, key_cols, observe, types)
+    shape = None
+    if aggregate is None:
+        steps = [JoinStep(rel, src, residual, left) for rel, src, residual, left in joins]
+        shape = StreamShape(
+            stream,
+            steps,
+            early_terms,
+            late_terms,
+            list(parts.outputs),
+            names,
+            parts.distinct,
+            parts.limit,
+        )
+    return StreamPlan(stream, run, names, aggregate, lines, mode, key_cols, observe, types, shape)
 
 
 def _fit_sink_decimals(parts: SelectParts, names: list[str], sink: Declaration | None) -> None:
@@ -230,7 +250,7 @@ def _join(
             break
     if at is not None:  # the table as of the record's time: a key lookup in its history
         source, used = as_of_source(ctx, node, table, key_field, conjuncts, at)
-        strategy = f"{AS_OF_STRATEGY} {describe_as_of(node)}"
+        strategy = f"{AS_OF_STRATEGY} {describe_as_of(node, table)}"
     if source is None:
         for c in conjuncts:
             if c.pin is not None and c.pin[0] != "_key":

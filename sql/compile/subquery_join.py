@@ -78,7 +78,7 @@ def bind_joins(
         source, strategy, used = _access(table, key_field, conjuncts)
         if at is not None:
             source, used = as_of_source(ctx, node, table, key_field, conjuncts, at)
-            strategy = f"{AS_OF_STRATEGY} {describe_as_of(node)}"
+            strategy = f"{AS_OF_STRATEGY} {describe_as_of(node, table)}"
         probe = strategy in ("index probe", "remote probe")  # only narrow: the pin filters too
         residual = combine([c for c in conjuncts if c is not used or probe])
         left = side == "LEFT"

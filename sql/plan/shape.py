@@ -79,6 +79,8 @@ class Access:
     kind: str
     value: Compiled | None = None
     column: str | None = None
+    #: ``as_of`` by a version (``AT SNAPSHOT n``) instead of a time.
+    by_version: bool = False
 
 
 @dataclass(slots=True)
@@ -95,3 +97,30 @@ class Plan:
     flagged: bool = False
     #: The conjunct the source probes by (key lookups and probes), for prefetching and EXPLAIN.
     pin: Conjunct | None = None
+
+
+@dataclass(slots=True)
+class JoinStep:
+    """One stream-table join as compiled: rows of ``rel`` from ``source`` (a
+    :class:`sql.operators.sources.KeyLookup` for a key lookup), ``residual`` the ON terms left."""
+
+    relation: BoundRelation
+    source: Fn
+    residual: Fn | None
+    left: bool
+
+
+@dataclass(slots=True)
+class StreamShape:
+    """What a stateless stream query does per record, in order, as the closure compiler built
+    it: WHERE terms before the joins (``pushed``), the joins, WHERE terms after them (``late``),
+    then the outputs. The code generator (:mod:`sql.codegen`) fuses these into one function."""
+
+    stream: BoundRelation
+    joins: list[JoinStep]
+    pushed: list[Conjunct]
+    late: list[Conjunct]
+    outputs: list[Compiled]
+    names: list[str]
+    distinct: bool = False
+    limit: int | None = None

@@ -1,0 +1,148 @@
+"""A stateless query's batches through its generated function (:mod:`sql.codegen`): one call
+per fetched partition instead of a chain of closures per record.
+
+The same outputs and dead letters as :class:`agents.process.BatchProcessor` (the reference,
+still used for the queries the generator leaves to closures): the generated code runs the
+query's own decoder, its compiled plan and the same encoder, and each failed record comes back
+with its exception, turned here into the dead-letter reason the closures' driver would give.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from agents.codec import E_ENCODE, DecodeError, Decoder, encode_row, fast_encoder, make_key
+from agents.process import (
+    E_INTERNAL,
+    REASON_UNAVAILABLE,
+    BatchCounts,
+    BatchProcessor,
+    OutputLike,
+    RawRecord,
+    reason_of,
+)
+from sql import CompiledQuery, Encoding, Generated, SqlRuntimeError, Unsupported, generate
+from tables.protocol import TableUnavailableError
+
+logger = logging.getLogger(__name__)
+
+
+class EncodeFailure(Exception):
+    """An output row (or its key) that cannot be encoded: the record's dead letter."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _refusing(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``fn`` with its TypeError/ValueError turned into the record's EncodeFailure."""
+
+    def call(row: Any) -> Any:
+        try:
+            return fn(row)
+        except (TypeError, ValueError) as exc:
+            raise EncodeFailure(E_ENCODE.format(error=exc)) from exc
+
+    return call
+
+
+class FusedProcessor(BatchProcessor):
+    """:class:`BatchProcessor` whose :meth:`run_partition` is the query's generated function."""
+
+    def __init__(
+        self,
+        query: CompiledQuery,
+        decode: Decoder,
+        *,
+        name: str,
+        sink_topic: str,
+        key_columns: Sequence[str],
+        dead_letter_topic: str,
+    ) -> None:
+        super().__init__(
+            query,
+            decode,
+            name=name,
+            sink_topic=sink_topic,
+            key_columns=key_columns,
+            dead_letter_topic=dead_letter_topic,
+        )
+        fast = fast_encoder(query.output_types)
+        encoding = Encoding(
+            _refusing(encode_row),
+            fast,
+            scan_nonfinite=fast is not None
+            and any(t.name == "DECIMAL" for t in query.output_types),
+        )
+        key_of = make_key(key_columns)
+        #: Raises :class:`sql.codegen.Unsupported` for a query it does not generate.
+        self.generated: Generated = generate(
+            query, decode, encoding, None if key_of is None else _refusing(key_of)
+        )
+        self._batch = self.generated.fn
+
+    def run_partition(
+        self,
+        topic: str,
+        partition: int,
+        records: Sequence[RawRecord],
+        output: OutputLike,
+        counts: BatchCounts,
+    ) -> None:
+        if not records:
+            return
+        if self.keep_partition and self.key_of is None:
+            emit = output.appender(self.sink_topic, partition)
+        else:
+            emit = functools.partial(output.append, self.sink_topic)
+        fails: list[tuple[RawRecord, Exception]] = []
+        n_out, tombstones = self._batch(records, partition, emit, fails)
+        for rec, err in fails:
+            self._dead_letter(
+                topic, partition, rec, self._reason(topic, partition, rec, err), output, counts
+            )
+        counts.tombstones += tombstones
+        counts.last[partition] = records[-1]
+        counts.records_in += len(records)
+        counts.records_out += n_out
+
+    def _reason(self, topic: str, partition: int, rec: RawRecord, err: Exception) -> str:
+        if isinstance(err, DecodeError):
+            return err.reason
+        if isinstance(err, TableUnavailableError):
+            return REASON_UNAVAILABLE.format(table=err.table)
+        if isinstance(err, SqlRuntimeError):
+            return reason_of(err)
+        if isinstance(err, EncodeFailure):
+            return err.message
+        # A bug must not stop the stream; the record is kept.
+        logger.error("query %s: %s[%d]@%d", self.name, topic, partition, rec.offset, exc_info=err)
+        return E_INTERNAL.format(kind=type(err).__name__, error=err)
+
+
+def fused_processor(
+    query: CompiledQuery,
+    decode: Decoder,
+    *,
+    name: str,
+    sink_topic: str,
+    key_columns: Sequence[str],
+    dead_letter_topic: str,
+) -> FusedProcessor | None:
+    """The query's generated processor, or None when the closures run it (see
+    :func:`sql.codegen.explain_line` for why)."""
+    try:
+        return FusedProcessor(
+            query,
+            decode,
+            name=name,
+            sink_topic=sink_topic,
+            key_columns=key_columns,
+            dead_letter_topic=dead_letter_topic,
+        )
+    except Unsupported:
+        return None

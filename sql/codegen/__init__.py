@@ -1,0 +1,73 @@
+"""Code generation: each stateless query compiled to one Python function per batch.
+
+:func:`generate` writes the function that runs a fetched batch of one partition through a
+:class:`~sql.query.CompiledQuery` — decode, WHERE, key-lookup joins, projection, encode, with the
+per-record dead letters — from the same compiled plan the closures run (its
+:attr:`~sql.compile.query.StreamPlan.shape`), calling the query's own closures for what it does
+not write inline (subqueries, functions, CASE...). Queries it does not do at all (aggregates,
+windows, DISTINCT, LIMIT, joins that are not key lookups, external tables) raise
+:class:`Unsupported` with the reason; the closures run them. The closures stay the reference:
+``tests/unit/sql/test_codegen.py`` runs both and DuckDB over generated queries and data.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sql.codegen.batch import BatchFn, Encoding, Generated, generate, shape_of
+from sql.codegen.expr import Unsupported
+from sql.query import CompiledQuery
+
+
+def _identity(raw: Any) -> Any:
+    return raw
+
+
+def _placeholder(row: Any) -> bytes:
+    raise NotImplementedError
+
+
+def explain_code(query: CompiledQuery) -> str:
+    """The generated source of ``query`` as a worker runs it (a msgspec fast path for outputs;
+    the NaN scan when an output is DECIMAL), or a comment saying why closures run it."""
+    decimal = any(t.name == "DECIMAL" for t in query.output_types)
+    try:
+        gen = generate(
+            query,
+            _identity,
+            Encoding(_placeholder, _placeholder, scan_nonfinite=decimal),
+            None if not query.key_columns else _identity,
+        )
+    except Unsupported as exc:
+        return f"# closures (not generated): {exc.reason}\n"
+    return gen.source
+
+
+def explain_line(query: CompiledQuery) -> str:
+    """One EXPLAIN line: whether the worker runs generated code or closures, and why."""
+    try:
+        shape_of(query)
+    except Unsupported as exc:
+        return f"Codegen: closures ({exc.reason})"
+    try:
+        explain_code_or_raise(query)
+    except Unsupported as exc:
+        return f"Codegen: closures ({exc.reason})"
+    return "Codegen: one generated function per batch (--code prints it)"
+
+
+def explain_code_or_raise(query: CompiledQuery) -> Generated:
+    return generate(query, _identity, Encoding(_placeholder), None)
+
+
+__all__ = [
+    "BatchFn",
+    "Decimal",
+    "Encoding",
+    "Generated",
+    "Unsupported",
+    "explain_code",
+    "explain_line",
+    "generate",
+]

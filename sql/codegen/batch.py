@@ -1,0 +1,316 @@
+"""One generated function per stateless query: a fetched batch of one partition in, outputs
+appended and dead letters collected.
+
+The function fuses what the closures do per record (:mod:`sql.compile.query`: WHERE terms
+before the joins, key-lookup joins, WHERE terms after them, the projection) with the caller's
+decode and encode. The first join's keys are looked up once per batch: a first pass decodes and
+filters every record and collects the distinct keys, one ``get_many`` fetches their rows (a
+multi-get on a RocksDB table), a second pass does the rest. Each record runs inside its own
+``try``: an error of one record (a decode error, a cast, a division by zero, an encoding
+failure) is appended to ``fails`` with the record, as the closures' driver dead-letters it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sql.codegen.expr import ExprGen, Unsupported
+from sql.codegen.writer import Writer
+from sql.operators.sources import KeyLookup
+from sql.plan.shape import Conjunct, JoinStep, StreamShape
+from sql.query import CompiledQuery
+from sql.runtime import Compiled
+
+_EMPTY: dict[str, Any] = {}
+#: Table kinds whose ``get_many`` answers from local state (no source to fail per record).
+_BATCHED_KINDS = frozenset({"kafka", "memory"})
+
+#: ``batch(records, partition, emit, fails) -> (outputs, tombstones)``.
+BatchFn = Callable[[Any, int, Callable[[Any, bytes], None], list[Any]], tuple[int, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Encoding:
+    """How output rows become bytes. ``slow(row)`` is the reference encoder (it raises the
+    caller's error for a row it cannot encode); ``fast`` an equivalent for the common rows that
+    may raise TypeError/ValueError/OverflowError for others (then ``slow`` decides), or None.
+    ``scan_nonfinite``: ``fast`` writes NaN/Infinity decimals as such, ``slow`` refuses them —
+    an output holding those letters is encoded again by ``slow`` (a false alarm costs only time)."""
+
+    slow: Callable[[Any], bytes]
+    fast: Callable[[Any], bytes] | None = None
+    scan_nonfinite: bool = False
+
+
+@dataclass(slots=True)
+class Generated:
+    source: str
+    fn: BatchFn
+
+
+def shape_of(query: CompiledQuery) -> StreamShape:
+    """The query's steps, or :class:`Unsupported` naming what the generator leaves to closures."""
+    plan = query.plan
+    shape = plan.shape
+    if shape is None or plan.aggregate is not None:
+        raise Unsupported("aggregates and windows (GROUP BY, WINDOW) run as closures")
+    if plan.observe is not None:
+        raise Unsupported("windows run as closures")
+    if shape.distinct:
+        raise Unsupported("DISTINCT on a stream (rows seen so far) runs as closures")
+    if shape.limit is not None:
+        raise Unsupported("LIMIT on a stream runs as closures")
+    if query.prefetcher is not None:
+        raise Unsupported("external tables (probes fetched ahead per batch) run as closures")
+    for j in shape.joins:
+        if not isinstance(j.source, KeyLookup):
+            raise Unsupported(
+                f"the join of {j.relation.schema.name} is not a key lookup (runs as closures)"
+            )
+    return shape
+
+
+def generate(
+    query: CompiledQuery,
+    decode: Callable[[bytes], Any],
+    encoding: Encoding,
+    key_of: Callable[[Any], Any] | None = None,
+    *,
+    batch_lookups: bool = False,
+) -> Generated:
+    """The batch function of ``query``; raises :class:`Unsupported` for what it does not do.
+
+    ``key_of``: the output key of a row (raising the caller's error when it cannot be made);
+    None: the source record's key. ``batch_lookups``: the first join's distinct keys read with
+    one ``get_many`` per batch (two passes) instead of one ``get`` per record. Off by default:
+    over tables that answer from a row cache the two passes cost more than the calls they save
+    (the batch's decoded records stay alive between the passes; docs/BENCHMARKS.md)."""
+    shape = shape_of(query)
+    w = Writer()
+    w.namespace.update(
+        {"env": query.env, "decode": decode, "EMPTY": _EMPTY, "enc_slow": encoding.slow}
+    )
+    if encoding.fast is not None:
+        w.namespace["enc_fast"] = encoding.fast
+    if key_of is not None:
+        w.namespace["key_of"] = key_of
+    _Body(w, query, shape, encoding, key_of is not None, batch_lookups).write()
+    source = w.source()
+    exec(compile(source, f"<query {query.stream_name}>", "exec"), w.namespace)
+    fn: BatchFn = w.namespace["batch"]
+    return Generated(source, fn)
+
+
+class _Body:
+    def __init__(
+        self,
+        w: Writer,
+        query: CompiledQuery,
+        shape: StreamShape,
+        enc: Encoding,
+        keyed: bool,
+        batch_lookups: bool,
+    ) -> None:
+        self.w = w
+        self.query = query
+        self.shape = shape
+        self.enc = enc
+        self.keyed = keyed
+        stream = shape.stream
+        self.rows = {stream.value_slot: "v0"}
+        self.gen = ExprGen(w, query.context, self.rows)
+        first = shape.joins[0] if shape.joins else None
+        self.batched = batch_lookups and first is not None and _batchable(first)
+
+    def write(self) -> None:
+        w = self.w
+        with w.block("def batch(records, partition, emit, fails):"):
+            w.line("n_out = 0")
+            w.line("tombstones = 0")
+            if self.batched:
+                w.line("todo = []")
+                w.line("want = set()")
+            with w.block("for rec in records:"):
+                w.line("raw = rec.value")
+                with w.block("if raw is None:"):
+                    w.line("tombstones += 1")
+                    w.line("continue")
+                with w.block("try:"):
+                    w.line("v0 = decode(raw)")
+                    self._set_stream_env()
+                    self._filters(self.shape.pushed)
+                    if self.batched:
+                        self._collect_key(self.shape.joins[0])
+                    else:
+                        self._rest(0)
+                with w.block("except Exception as err:"):
+                    w.line("fails.append((rec, err))")
+            if self.batched:
+                self._second_pass()
+            w.line("return n_out, tombstones")
+
+    # -- the record's env, for the closures it calls ---------------------------------------
+    def _set_stream_env(self) -> None:
+        stream, ts_field = self.shape.stream, self.query.timestamp_field
+        event_time = "rec.timestamp"
+        if ts_field:
+            event_time = f"v0.get({ts_field!r}, rec.timestamp)"
+        self.w.env_line(f"env[{stream.value_slot}] = v0")
+        self.w.env_line(
+            f"env[{stream.meta_slot}] ="
+            f" (rec.key, rec.timestamp, {event_time}, partition, rec.offset)"
+        )
+
+    # -- steps ------------------------------------------------------------------------------
+    def _filters(self, terms: list[Conjunct]) -> None:
+        """AND-ed terms: in order until one is FALSE; the record passes when all are TRUE."""
+        values = []
+        for c in terms:
+            v = self.gen.node(c.node)
+            values.append(v)
+            with self.w.block(f"if {v} is not True:" if len(terms) == 1 else f"if {v} is False:"):
+                self.w.line("continue")
+        if len(terms) > 1:
+            cond = " or ".join(f"{v} is not True" for v in values)
+            with self.w.block(f"if {cond}:"):
+                self.w.line("continue")
+
+    def _collect_key(self, join: JoinStep) -> None:
+        w = self.w
+        assert isinstance(join.source, KeyLookup)
+        k = self._key(join, 0)
+        with w.block(f"if {k} is not None and (type({k}) is int or type({k}) is str):"):
+            w.line(f"want.add({k})")
+        w.line(f"todo.append((rec, v0, {k}))")
+
+    def _key_compiled(self, join: JoinStep) -> Compiled | None:
+        assert isinstance(join.source, KeyLookup)
+        entry = self.query.context.closures.get(id(join.source.key))
+        return entry[2] if entry is not None and entry[0] is join.source.key else None
+
+    def _key(self, join: JoinStep, i: int) -> str:
+        assert isinstance(join.source, KeyLookup)
+        c = self._key_compiled(join)
+        k = self.gen.compiled(c) if c is not None else self.gen.call(join.source.key)
+        name = f"k{i}"
+        self.w.line(f"{name} = {k}")
+        return name
+
+    def _second_pass(self) -> None:
+        w = self.w
+        w.forget_all()
+        first = self.shape.joins[0]
+        assert isinstance(first.source, KeyLookup)
+        table = first.source.get.__self__  # type: ignore[attr-defined]
+        many = w.bind(table.get_many, "many")
+        with w.block("try:"):
+            w.line(f"found = {many}(want)")
+        with w.block("except Exception:"):  # then each record reads its row alone
+            w.line("found = None")
+        key = self._key_compiled(first)
+        if key is not None and key.read is not None:
+            w.remember(("read", key.read[0], key.read[1]), "k0")
+        with w.block("for rec, v0, k0 in todo:"):
+            with w.block("try:"):
+                self._set_stream_env()
+                self._rest(0, found="found")
+            with w.block("except Exception as err:"):
+                w.line("fails.append((rec, err))")
+
+    def _rest(self, i: int, found: str | None = None) -> None:
+        """Joins from the ``i``-th, then the late WHERE terms, the projection and the output."""
+        joins = self.shape.joins
+        if i == len(joins):
+            self._filters(self.shape.late)
+            self._project()
+            return
+        self._join(joins[i], i, found)
+        self._rest(i + 1)
+
+    def _join(self, join: JoinStep, i: int, found: str | None) -> None:
+        """A key lookup as :func:`sql.operators.join.lookup_join_stage` does it."""
+        w = self.w
+        assert isinstance(join.source, KeyLookup)
+        k = f"k{i}" if found is not None else self._key(join, i)
+        r = f"r{i}"
+        get = w.bind(join.source.get, "get")
+        rel = join.relation
+        with w.block(f"if {k} is None:"):
+            w.line(f"{r} = None")
+        if found is not None:
+            with w.block(f"elif {found} is not None and (type({k}) is int or type({k}) is str):"):
+                w.line(f"{r} = {found}.get({k})")
+        with w.block("else:"):
+            with w.block("try:"):
+                w.line(f"{r} = {get}({k})")
+            with w.block("except TypeError:"):  # an unhashable probe value: no key equals it
+                w.line(f"{r} = None")
+        self.rows[rel.value_slot] = r
+        if join.residual is None:
+            with w.block(f"if {r} is None:"):
+                if join.left:
+                    w.line(f"{r} = EMPTY")
+                    w.env_line(f"env[{rel.value_slot}] = EMPTY")
+                    w.env_line(f"env[{rel.meta_slot}] = None")
+                else:
+                    w.line("continue")
+            with w.block("else:"):
+                with w.block(f"if type({r}) is not dict and not isinstance({r}, dict):"):
+                    w.line(f"{r} = EMPTY")
+                w.env_line(f"env[{rel.value_slot}] = {r}")
+                w.env_line(f"env[{rel.meta_slot}] = {k}")
+            return
+        m = f"m{i}"
+        with w.block(f"if {r} is not None:"):
+            with w.block(f"if type({r}) is not dict and not isinstance({r}, dict):"):
+                w.line(f"{r} = EMPTY")
+            w.env_line(f"env[{rel.value_slot}] = {r}")
+            w.env_line(f"env[{rel.meta_slot}] = {k}")
+            v = self.gen.residual(join.residual)
+            w.line(f"{m} = {v} is True")
+        with w.block("else:"):
+            w.line(f"{m} = False")
+        with w.block(f"if not {m}:"):
+            if join.left:
+                w.line(f"{r} = EMPTY")
+                w.env_line(f"env[{rel.value_slot}] = EMPTY")
+                w.env_line(f"env[{rel.meta_slot}] = None")
+            else:
+                w.line("continue")
+
+    def _project(self) -> None:
+        w = self.w
+        values = [self.gen.compiled(c) for c in self.shape.outputs]
+        items = ", ".join(f"{n!r}: {v}" for n, v in zip(self.shape.names, values, strict=True))
+        w.line(f"row = {{{items}}}")
+        key = "rec.key"
+        if self.keyed:
+            w.line("key = key_of(row)")
+            key = "key"
+        if self.enc.fast is None:
+            w.line("out = enc_slow(row)")
+        else:
+            with w.block("try:"):
+                w.line("out = enc_fast(row)")
+            with w.block("except (TypeError, ValueError, OverflowError):"):
+                w.line("out = enc_slow(row)")
+            if self.enc.scan_nonfinite:
+                with w.block('if b"NaN" in out or b"Infinity" in out:'):
+                    w.line("out = enc_slow(row)")
+        w.line(f"emit({key}, out)")
+        w.line("n_out += 1")
+
+
+def _batchable(join: JoinStep) -> bool:
+    source = join.source
+    if not isinstance(source, KeyLookup):
+        return False
+    table = getattr(source.get, "__self__", None)
+    return (
+        table is not None
+        and getattr(table, "kind", None) in _BATCHED_KINDS
+        and callable(getattr(table, "get_many", None))
+        and not getattr(table, "versioned", False)
+    )
