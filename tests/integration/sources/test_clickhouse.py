@@ -22,10 +22,12 @@ from agents.process import BatchProcessor
 from core import codec
 from core.errors import ConfigError
 from sources.lookup import LookupTable
+from sources.snapshot import SnapshotTable
 from sources.table import ExternalTable
 from sql import compile_query
 from tables.deadletter import H_REASON
 from tables.kinds import TableEnv, table_kind
+from tables.protocol import Change, Op
 from tests.support.clickhouse import (
     CH_DDL,
     READER_PASSWORD,
@@ -391,3 +393,29 @@ async def test_a_catalog_over_a_server_and_explain(
     finally:
         q.close()
         table.close_sync()
+
+
+async def test_a_full_cache_follows_the_server_on_refresh(clickhouse: ClickHouseServer) -> None:
+    """``cache='full', refresh=...``: the table loaded at start, changes applied as a diff (and
+    published to subscribers) on the next reload."""
+    name = unique_table()
+    server_table(clickhouse, name, CUSTOMERS)
+    url = clickhouse.url("reader", READER_PASSWORD)
+    where = f"connector='clickhouse', url='{url}', table='{name}', cache='full', refresh='200ms'"
+    table = external(declaration("c", where), "c")
+    assert isinstance(table, SnapshotTable)
+    changes: list[Change] = []
+    table.subscribe(changes.append)
+    await table.start()
+    try:
+        assert len(table) == len(CUSTOMERS)
+        clickhouse.execute(f"INSERT INTO {name} VALUES (7, 'new', 1.5, 'NL')")
+        for _ in range(100):
+            if table.get(7) is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert table.get(7) == {"id": 7, "tier": "new", "credit": Decimal("1.50"), "country": "NL"}
+        assert [(c.key, c.op) for c in changes] == [("7", Op.INSERT)]
+        assert table.stats().as_dict()["refreshes"] >= 2
+    finally:
+        await table.stop()
