@@ -24,7 +24,7 @@ import json
 import operator
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -215,6 +215,11 @@ class ClickHouseKind:
 
     def check(self, spec: TableSpec) -> None:
         self._parse(spec)
+
+    def catalog_table(self, name: str, catalog: str, options: Mapping[str, str]) -> TableSpec:
+        from sources.catalog import catalog_table
+
+        return catalog_table(name, catalog, options)
 
     def create(self, spec: TableSpec, env: TableEnv) -> Table:
         config, target, fmt = self._parse(spec)
