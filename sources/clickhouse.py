@@ -89,7 +89,14 @@ class ClickHouse:
     # -- the Database protocol ------------------------------------------------------------------
     def open(self) -> None:
         self.client.open()
-        version, zone = self.run("SELECT version(), timezone()")[0]
+        try:
+            version, zone = self.run("SELECT version(), timezone()")[0]
+        except ClickHouseError as exc:
+            if not (isinstance(self.client, HttpClient) and "readonly" in str(exc).lower()):
+                raise
+            # A readonly=1 user may change no setting: inf and nan then read as NULL.
+            self.client.settings.clear()
+            version, zone = self.run("SELECT version(), timezone()")[0]
         self.version, self.server_zone = str(version), str(zone)
 
     def close(self) -> None:
