@@ -65,8 +65,8 @@ NOT_ON = {"tansu": ("kafka_only",), "kafka": ("tansu_only", "one_broker")}
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """``@pytest.mark.kafka_only`` tests (what only Apache Kafka does) are not run on Tansu,
     ``@pytest.mark.tansu_only`` ones (Tansu's own limits) and ``@pytest.mark.one_broker`` ones
-    (the same on any broker) not on Kafka. Each test kept gets its xdist group: its broker kind,
-    else its module (see the module docstring)."""
+    (the same on any broker) not on Kafka. Each test kept gets its xdist group (see
+    :func:`xdist_group` and the module docstring)."""
     keep: list[pytest.Item] = []
     drop: list[pytest.Item] = []
     for item in items:
