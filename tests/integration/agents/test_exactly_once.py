@@ -115,6 +115,16 @@ def processing(worker: Worker, stages: tuple[str, ...]) -> bool:
     return all(q.get(n, {}).get("records_in", 0) > 0 for n in stages)
 
 
+async def until_processing(worker: Worker, stages: tuple[str, ...]) -> None:
+    """Until ``worker`` read records in each of ``stages``; if not, the queries' state, records
+    and lag in the error (lag 0: nothing left to read; lag > 0: stuck)."""
+    try:
+        await until(partial(processing, worker, stages), "the queries to process", worker, 60)
+    except AssertionError as exc:
+        seen = {n: (q["state"], q["records_in"], q["lag"]) for n, q in queries(worker).items()}
+        raise AssertionError(f"{exc}\n(state, records_in, lag) per query: {seen}") from exc
+
+
 async def prepare(kafka: tuple[str, str], tmp_path: Path) -> tuple[dict[str, str], dict[str, str]]:
     """Topics, the users table and the pipeline file; the workers' environment."""
     kafka_url, session_timeout = kafka
@@ -247,9 +257,7 @@ async def test_sigkill_ten_times_exactly_once(
         # Every other kill once both queries (and stage 2) wrote something, the others while
         # the worker may still be starting: opening tasks, replaying state, fencing producers.
         stages = ("checked", "volume") if i % 2 else ("checked",)
-        await until(
-            partial(processing, worker, stages), "the queries to process", worker, timeout=60
-        )
+        await until_processing(worker, stages)
         restarts.append(time.monotonic() - t0)
         await asyncio.sleep(rng.uniform(0.0, 0.8))
         worker.stop(signal.SIGKILL)
