@@ -280,16 +280,25 @@ async def test_a_worker_killed_its_partitions_move_exactly_once(
     over — its producers fence the dead worker's and abort their open transactions."""
     kafka_url = kafka[0]
     names, env = await prepare(kafka, tmp_path)
-    orders = make_orders(ORDERS // 5)
+    orders = make_orders(ORDERS)
     first = Worker(tmp_path / "a", env).start()
     second = Worker(tmp_path / "b", env).start()
     workers.extend([first, second])
     # Keyed: spread over every partition (unkeyed small batches may all land in one).
     keyed = [(str(o["order_id"]).encode(), codec.dumps(o)) for o in orders]
+    killed = asyncio.Event()
+    sent = 0
 
-    async def trickle() -> None:  # until the kill and after it
-        for i in range(0, len(keyed), 500):
-            await produce(kafka_url, names["orders"], keyed[i : i + 500])
+    async def trickle() -> None:
+        """~1000 orders/s until the kill, 2000 after it: the worker that joins last still finds
+        records to read (a fixed count may all be read by the first before it joins)."""
+        nonlocal sent
+        until_sent = len(keyed)
+        while sent < until_sent:
+            if killed.is_set():
+                until_sent = min(until_sent, sent + 2000)
+            await produce(kafka_url, names["orders"], keyed[sent : sent + 200])
+            sent += 200
             await asyncio.sleep(0.2)
 
     producing = asyncio.create_task(trickle())
@@ -297,5 +306,6 @@ async def test_a_worker_killed_its_partitions_move_exactly_once(
     both = partial(processing, stages=("checked", "volume-repartition"))
     await until(lambda: both(first) and both(second), "both workers to process", first, 90)
     first.stop(signal.SIGKILL)
+    killed.set()
     await producing
-    await check_sinks(kafka_url, names, orders, second)
+    await check_sinks(kafka_url, names, orders[:sent], second)
