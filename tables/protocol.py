@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -249,6 +250,12 @@ class PrefetchTable(Table, Protocol):
     def pushed_sql(self, column: str | None) -> str:
         """The SQL text a fetch by ``column`` sends (EXPLAIN)."""
         ...
+
+
+#: Set (to a fresh object) while a batch's probes are fetched ahead, across all its rounds: a
+#: :class:`PrefetchTable` called several times in one batch (a key and a column, or a second
+#: round) can tell those calls from a new batch's. None outside a prefetcher.
+PREFETCH_BATCH: ContextVar[object | None] = ContextVar("PREFETCH_BATCH", default=None)
 
 
 @runtime_checkable
