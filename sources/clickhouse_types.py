@@ -192,7 +192,9 @@ def literal(declared: str, ch_type: str) -> Literal:
     t, base = declared.upper(), unwrap(ch_type)
     if t == "BIGINT":
         lo, hi = _INT_RANGE.get(base, (-(2**63), 2**64))
-        return lambda v: str(v) if type(v) is int and lo <= v < hi else None
+        # Quoted: the keys go in one array literal, where 18.16 finds no common type for a
+        # negative Int64 and a UInt64-sized one; CAST to the column's type reads the text.
+        return lambda v: f"'{v}'" if type(v) is int and lo <= v < hi else None
     if t == "STRING":
         return lambda v: quote_string(v) if type(v) is str else None
     if t == "DOUBLE":

@@ -34,6 +34,7 @@ from sources.config import redact
 from sources.iceberg_config import IcebergConfig, parse
 from sources.iceberg_schema import FieldMap, SchemaChangeError
 from sources.iceberg_snapshots import MemoryRows, Rows, SnapshotLog, load
+from sources.iceberg_stats import IcebergStats
 from tables.keys import key_text
 from tables.kinds import TableEnv
 from tables.protocol import Key, Table, TableUnavailableError, Value
@@ -57,40 +58,6 @@ def _iso(ms: int | None) -> str:
     return (dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=ms)).isoformat(sep=" ")
 
 
-class IcebergStats:
-    def __init__(self, table: IcebergTable) -> None:
-        self.table = table
-
-    def as_dict(self) -> dict[str, Any]:
-        t = self.table
-        out: dict[str, Any] = {
-            "name": t.name,
-            "kind": t.kind,
-            "source": t.describe(),
-            "ready": t.is_ready,
-            "snapshot": t.snapshot_id,
-            "snapshots_in_log": len(t.snapshot_log),
-            "cached_rows": len(t.current),
-            "duplicate_keys": getattr(t.current, "duplicates", 0),
-            "snapshot_caches": [t.snapshot_id, *t.older],
-            "lookups": t.lookups,
-            "as_of_lookups": t.as_of_lookups,
-            "snapshot_loads": t.snapshot_loads,
-            "snapshot_evictions": t.evictions,
-            "refreshes": t.refreshes,
-            "refresh_failures": t.refresh_failures,
-            "switches": t.switches,
-            "last_load_ms": t.last_load_ms,
-            "schema_errors": t.schema_errors,
-            "last_schema_error": t.last_schema_error,
-            "stale_serves": t.stale_serves,
-            "unavailable": t.unavailable,
-            "breaker": t.breaker.as_dict(),
-        }
-        out.update(t.caller.stats.as_dict())
-        return out
-
-
 class IcebergTable(Service):
     """One Iceberg table: its current snapshot's rows, older snapshots on demand."""
 
@@ -105,7 +72,7 @@ class IcebergTable(Service):
         self._catalog: Any = None
         self._table: Any = None  # the pyiceberg Table of the served metadata
         self._rejected = ""  # a metadata location whose snapshot the declared columns cannot read
-        self.current: Rows = MemoryRows(0, {})
+        self.current: Rows = MemoryRows(0)
         self.snapshot_id: int | None = None
         self._get: Callable[[str], Value | None] = self.current.get
         self.snapshot_log = SnapshotLog([])
@@ -243,7 +210,7 @@ class IcebergTable(Service):
             return
         old, old_id = self.current, self.snapshot_id
         self.current, self.snapshot_id = rows, rows.snapshot_id
-        self._get = rows.rows.get if isinstance(rows, MemoryRows) else rows.get
+        self._get = rows.get
         self.older.pop(rows.snapshot_id, None)
         if old_id is not None and old_id != rows.snapshot_id:
             self._keep_older(old_id, old)  # records of earlier times still read it

@@ -42,6 +42,8 @@ class TableEnv:
     fetch_max_records: int = 10_000
     client_id: str = "tablestream"
     read_committed: bool = False
+    #: Record-timestamp ms a loader may apply one partition ahead of the slowest (tables.skew).
+    max_skew_ms: int | None = 300_000
     extra: dict[str, Any] = field(default_factory=dict)
     beacon: Any = None
 
@@ -87,6 +89,7 @@ class KafkaKind:
             fetch_max_records=env.fetch_max_records,
             client_id=env.client_id,
             read_committed=env.read_committed,
+            max_skew_ms=env.max_skew_ms,
             beacon=env.beacon,
         )
 

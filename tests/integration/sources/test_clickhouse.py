@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from agents.codec import make_decoder, make_encoder
+from agents.pipeline import catalog_for, load_pipeline
 from agents.process import BatchProcessor
 from core import codec
 from core.errors import ConfigError
@@ -24,6 +25,7 @@ from sources.lookup import LookupTable
 from sources.table import ExternalTable
 from sql import compile_query
 from tables.deadletter import H_REASON
+from tables.kinds import TableEnv, table_kind
 from tests.support.clickhouse import (
     CH_DDL,
     READER_PASSWORD,
@@ -83,7 +85,9 @@ TYPED_EXPECTED = {
 
 
 def typed_table(where: str, cache: str) -> ExternalTable:
-    sql = f"CREATE TABLE t ({TYPED_COLUMNS}) WITH ({where}, cache='{cache}');\n"
+    # dead_letter: a query the server refuses fails the test instead of waiting for ever.
+    options = f"{where}, cache='{cache}', on_error='dead_letter'"
+    sql = f"CREATE TABLE t ({TYPED_COLUMNS}) WITH ({options});\n"
     return external(sql, "t")
 
 
@@ -329,7 +333,7 @@ async def test_a_server_down_opens_the_breaker_and_takes_the_policy(
         assert stats["breaker"]["state"] == "open"
         assert stats["unavailable"] >= 1
         assert READER_PASSWORD not in str(stats)
-        await asyncio.to_thread(own_server.start)
+        own_server.start()  # from the main thread: the server dies with it (PDEATHSIG)
         await asyncio.sleep(0.4)  # past breaker_reset: the next call is the half-open probe
         rows, dead = await run(p, batch(20, [1, 3]))
         assert dead == []
@@ -337,4 +341,53 @@ async def test_a_server_down_opens_the_breaker_and_takes_the_policy(
         assert table.stats().as_dict()["breaker"]["state"] == "closed"
     finally:
         query.close()
+        table.close_sync()
+
+
+CATALOG = """
+CREATE CATALOG ch WITH (connector='clickhouse', url='{url}', cache='partial');
+CREATE STREAM orders (order_id BIGINT, customer_id BIGINT) WITH (topic='orders');
+CREATE STREAM out WITH (topic='out') AS
+SELECT o.order_id, c.tier, c.credit FROM orders o LEFT JOIN ch.default.{table} c
+  ON c.id = o.customer_id EMIT CHANGES;
+"""
+
+
+async def test_a_catalog_over_a_server_and_explain(
+    clickhouse: ClickHouseServer, tmp_path: Path
+) -> None:
+    """Columns and key read from the server (its single-column sorting key); EXPLAIN names the
+    source and the query it sends, without the password."""
+    name = unique_table()
+    server_table(clickhouse, name, CUSTOMERS)
+    path = tmp_path / "p.sql"
+    path.write_text(CATALOG.format(url=clickhouse.url("reader", READER_PASSWORD), table=name))
+    pipeline = load_pipeline([path])
+    qualified = f"ch.default.{name}"
+    spec = pipeline.tables[qualified]
+    assert spec.kind == "clickhouse"
+    assert spec.key_field == "id"
+    assert dict(spec.columns) == {
+        "id": "BIGINT",
+        "tier": "STRING",
+        "credit": "DECIMAL(12,2)",
+        "country": "STRING",
+    }
+    table = table_kind(spec.name, spec.kind).create(spec, TableEnv())
+    assert isinstance(table, ExternalTable)
+    table.open_sync()
+    try:
+        q = compile_query(pipeline.queries[0].sql, catalog_for({qualified: table}, pipeline))
+        explain = q.explain()
+        assert f"[source: clickhouse http://127.0.0.1:{clickhouse.http_port}/default" in explain
+        assert f'sends: SELECT "id", "tier", "credit", "country" FROM "default"."{name}"' in explain
+        assert READER_PASSWORD not in explain
+        assert q.prefetcher is not None
+        recs = [{"order_id": 1, "customer_id": 1}, {"order_id": 2, "customer_id": 42}]
+        await q.prefetcher.fetch([(r, None, 0) for r in recs])
+        rows = [q.process(r)[0] for r in recs]
+        assert rows[0] == {"order_id": 1, "tier": "gold", "credit": Decimal("100.50")}
+        assert rows[1] == {"order_id": 2, "tier": None, "credit": None}
+    finally:
+        q.close()
         table.close_sync()
