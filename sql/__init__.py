@@ -13,8 +13,6 @@ Other packages import from here only; the modules below are the engine's own bus
 """
 
 from sql.catalog import Catalog, RelationSchema, qualified
-
-# After sql.query: the generator reads compiled queries.
 from sql.codegen import (
     Encoding,
     Generated,
