@@ -15,8 +15,10 @@ that yields no dead letter must also give the rows DuckDB gives for the same que
 
 from __future__ import annotations
 
+import io
 import os
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -28,6 +30,7 @@ from agents.fused import FusedProcessor
 from agents.process import BatchProcessor
 from core.codec import loads_exact
 from sql import compile_query, explain_code, explain_line, parse_script
+from sql.runner import main
 from tables.apply import Malformed
 from tests.support.rocks import Record
 from tests.unit.sql.support import (
@@ -267,3 +270,13 @@ def test_explain_says_why_closures_run_a_query() -> None:
         assert reason in line, line
         assert explain_code(q).startswith("# closures (not generated): ")
         q.close()
+
+
+def test_runner_explain_code(tmp_path: Path) -> None:
+    sql = tmp_path / "q.sql"
+    sql.write_text(declarations() + ENRICH)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["run", str(sql), "--stream", "st", "--explain", "--code"], out, err) == 0
+    text = out.getvalue()
+    assert "Codegen: one generated function per batch" in text
+    assert "def batch(records, partition, emit, fails):" in text
