@@ -185,8 +185,9 @@ def faust_agent(servers: str, expect: int, partitions: int, work: Path) -> dict[
         proc.wait(30)
 
 
-def start_worker(servers: str, work: Path, sql: str) -> Worker:
-    """A real ``faust -A app worker`` running the pipeline ``sql``, its files under ``work``."""
+def start_worker(servers: str, work: Path, sql: str, extra: dict[str, str] | None = None) -> Worker:
+    """A real ``faust -A app worker`` running the pipeline ``sql``, its files under ``work``
+    (``extra``: more ``TABLESTREAM_*`` settings, e.g. another app id or codegen off)."""
     pipeline = work / "pipeline.sql"
     pipeline.write_text(sql)
     env = {
@@ -194,6 +195,7 @@ def start_worker(servers: str, work: Path, sql: str) -> Worker:
         "TABLESTREAM_APP_ID": "bench",
         "TABLESTREAM_PIPELINE": str(pipeline),
         "TABLESTREAM_LOG_LEVEL": "warning",
+        **(extra or {}),
     }
     return Worker(work / "worker", env).start()
 
