@@ -20,6 +20,7 @@ so the aggregation stage can skip the copies a crash or a rebalance makes stage 
 
 from __future__ import annotations
 
+import functools
 import logging
 import struct
 import time
@@ -31,6 +32,7 @@ import orjson
 from agents.agent import AgentConfig, Processor, QueryAgent
 from agents.codec import DecodeError, Decoder, encode_row
 from agents.delivery import Inflight
+from agents.fetch import highwater
 from agents.pipeline import QueryDef, repartition_topic
 from agents.process import (
     E_INTERNAL,
@@ -40,7 +42,8 @@ from agents.process import (
     RawRecord,
     reason_of,
 )
-from agents.watermarks import H_WATERMARK, MARK_INTERVAL_S, SourceTimes
+from agents.transactional import mark_in_transactions
+from agents.watermarks import H_WATERMARK, MARK_INTERVAL_S, Mark, SkewPause, SourceTimes, ended
 from sql import CompiledQuery, GroupKey, SqlRuntimeError
 from tables.deadletter import source_of_query
 from tables.keys import key_text
@@ -199,6 +202,7 @@ class RepartitionAgent(QueryAgent):
         self.grouped = True
         self._times: SourceTimes | None = None
         self._next_marks = 0.0
+        self._skew = SkewPause()
 
     @staticmethod
     def sink_topic_of(query: QueryDef, config: AgentConfig) -> str:
@@ -214,8 +218,8 @@ class RepartitionAgent(QueryAgent):
 
     def make_processor(self, query: CompiledQuery) -> Processor:
         key = query.partition_key()
-        windowed = query.is_windowed and not self.config.exactly_once
         cfg = self.config
+        windowed = query.is_windowed and cfg.watermark_per_source
         self._times = (
             SourceTimes(cfg.watermark_idle_timeout, cfg.watermark_max_skew_ms) if windowed else None
         )
@@ -239,37 +243,36 @@ class RepartitionAgent(QueryAgent):
 
     async def _step(self) -> None:
         await super()._step()
-        if self._times is not None and self.txns is None:
+        if self._times is not None:
             await self._watermarks(self._times)
 
     async def _watermarks(self, times: SourceTimes) -> None:
         """Markers due to every repartition partition, then pause what runs ahead."""
-        consumer = self._consumer
+        consumer, txns = self._consumer, self.txns
         if consumer is None:
             return
         now = time.monotonic()
         if now < self._next_marks:
             return
         self._next_marks = now + MARK_INTERVAL_S / 2
-        assigned = {tp.partition: tp for tp in consumer.assignment()}
-        ended = []
-        for p in assigned:
-            position, highwater = self.stats.partitions.get(p, (0, None))
-            if highwater is not None and position >= highwater:
-                ended.append(p)
+        # Under exactly-once, only partitions with a live producer (a fenced one is not ours).
+        owned = {
+            tp.partition: tp for tp in consumer.assignment() if txns is None or tp in txns.tasks
+        }
+        times.forget([p for p in times.sources if p not in owned])
         n = len(consumer.partitions_for_topic(self.source_topic) or ())
-        marks = [m for m in times.marks(n, ended, now) if m.partition in assigned]
-        if marks:
-            sink = self.sink_topic
-            for rp in range(self.output.partitions(sink)):
-                for m in marks:
-                    self.output.append(sink, None, None, [(H_WATERMARK, m.pack())], rp)
+        done = ended(self.stats.partitions, owned, functools.partial(highwater, consumer))
+        marks = times.marks(n, done, now)
+        if marks and txns is None:
+            for m in marks:
+                self._append_mark(m)
             futures = await self.output.flush()
             await self.delivery.put(Inflight(futures, {}, [], now))
-        ahead = times.ahead()
-        paused = consumer.paused()
-        for p, tp in assigned.items():
-            if p in ahead and tp not in paused:
-                consumer.pause(tp)
-            elif p not in ahead and tp in paused:
-                consumer.resume(tp)
+        elif marks and txns is not None:
+            await mark_in_transactions(self, txns, consumer, owned, marks)
+        self._skew.apply(consumer, times.ahead(), owned)
+
+    def _append_mark(self, mark: Mark, output: RepartitionOutput | None = None) -> None:
+        out, sink = output or self.output, self.sink_topic
+        for rp in range(self.output.partitions(sink)):
+            out.append(sink, None, None, [(H_WATERMARK, mark.pack())], rp)

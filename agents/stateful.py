@@ -122,8 +122,8 @@ class StatefulAgent(Service):
     def _task(self, partition: int) -> AggregateTask:
         tp = TopicPartition(self.topic, partition)
         path = self.config.data_dir / "queries" / self.qdef.name / f"p{partition}"
-        # Stage 1 writes watermark markers unless it runs in transactions (agents.watermarks).
-        clock = not self.config.exactly_once
+        # Stage 1 writes watermark markers (agents.watermarks) unless that is turned off.
+        clock = self.config.watermark_per_source
         return AggregateTask(self.qdef.name, tp, path, self.builder.both, clock)
 
     def _seek(self, task: AggregateTask) -> None:

@@ -77,7 +77,8 @@ class AggregateTask:
         self.quiet_until = 0
         self.quiet = 0
         #: The watermark over the source partitions (windowed queries; :mod:`agents.watermarks`):
-        #: off when stage 1 writes no markers (exactly-once), then the task's own stream time.
+        #: off when stage 1 writes no markers (``watermark_per_source`` off), then the task's own
+        #: stream time.
         self.clock = SourceClock()
         self._use_clock = clock
 

@@ -24,8 +24,10 @@ from core.errors import ConfigError
 if TYPE_CHECKING:
     from agents.agent import Processor, QueryAgent
     from agents.pipeline import QueryDef
+    from agents.repartition import RepartitionAgent
     from agents.stateful import StatefulAgent
     from agents.tasks import AggregateTask
+    from agents.watermarks import Mark
 
 logger = logging.getLogger(__name__)
 
@@ -224,3 +226,26 @@ def align(name: str, task: AggregateTask, txns: Transactions, answered: int | No
         logger.info(I_RESET, name, task.tp.topic, task.tp.partition, committed)
         task.reset()
     return committed
+
+
+# -- stage 1's watermark markers (agents.watermarks) -------------------------------------------
+async def mark_in_transactions(
+    agent: RepartitionAgent,
+    txns: Transactions,
+    consumer: AIOKafkaConsumer,
+    owned: Mapping[int, TopicPartition],
+    marks: Sequence[Mark],
+) -> None:
+    """Each source partition's markers into its own transaction, after the records they
+    describe: they commit (or abort) with them, and a read_committed task sees them in order.
+    The transaction commits the partition's position, which every processed record is below."""
+    async with txns.lock:
+        if txns.closed:
+            return
+        for mark in marks:
+            tp = owned.get(mark.partition)
+            if tp is None or tp not in txns.tasks:
+                continue  # revoked or fenced meanwhile
+            output = await txns.begin(tp)
+            agent._append_mark(mark, output)
+            await txns.sent(tp, await consumer.position(tp))

@@ -111,6 +111,7 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
         fetch_max_records=settings.fetch_max_records,
         client_id=settings.app_id,
         read_committed=settings.exactly_once,
+        max_skew_ms=settings.watermark_max_skew_ms,
         beacon=app.beacon,
     )
     # Started with the app, not as faust "extra services" (those wait for faust's own consumer
@@ -136,6 +137,7 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
             codegen=settings.codegen,
             watermark_idle_timeout=settings.watermark_idle_timeout,
             watermark_max_skew_ms=settings.watermark_max_skew_ms,
+            watermark_per_source=settings.watermark_per_source,
             group_instance_id=instance_id(settings.data_dir)
             if settings.static_membership
             else None,

@@ -100,8 +100,14 @@ class Settings:
     #: idleness); its next record makes it active again.
     watermark_idle_timeout: float = field(default=30.0, metadata=_at_least(0.1))
     #: Windowed queries: event-time ms a source partition may run ahead of the slowest active
-    #: one before its fetching pauses (bounds the state held while waiting for the slowest).
+    #: one before its fetching pauses (bounds the state held while waiting for the slowest);
+    #: table loaders: record-timestamp ms one partition may be applied ahead (tables/skew.py).
     watermark_max_skew_ms: int = field(default=300_000, metadata=_at_least(1))
+    #: Windowed queries: the watermark is the minimum over the source partitions (as Flink's).
+    #: Off: each task's own largest event time (Kafka Streams' stream time) — after a crash, or
+    #: whenever one source partition is read ahead of another, valid records of the slower one
+    #: become late. For comparison only (tests/integration/agents/test_crash_replay.py).
+    watermark_per_source: bool = True
     #: Static consumer-group membership: the worker keeps one id in every group (stored in
     #: ``DATA_DIR/instance-id``), so a restart rejoins at once instead of waiting out its old
     #: member's session; a worker gone for good hands its partitions over after the session

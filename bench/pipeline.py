@@ -277,12 +277,18 @@ async def latency(
     users: int,
     source: str = "bench-orders",
     sink: str = "bench-checked",
+    isolation_level: str = "read_uncommitted",
 ) -> list[float]:
     """Latencies (ms) of ``sink`` records for orders sent to ``source`` at ``rate``/s.
 
-    With ``source == sink`` it is the broker's own produce-to-consume floor."""
+    With ``source == sink`` it is the broker's own produce-to-consume floor. Outputs of an
+    exactly-once worker count when a ``read_committed`` reader sees them (its transaction
+    committed)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=servers, enable_auto_commit=False, fetch_max_wait_ms=5
+        bootstrap_servers=servers,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=5,
+        isolation_level=isolation_level,
     )
     producer = AIOKafkaProducer(bootstrap_servers=servers, linger_ms=1, acks="all")
     await consumer.start()

@@ -156,7 +156,7 @@ class ExternalTable(Service):
         loads. Raises ConfigError naming the table and the option. (Blocking: the offline
         runner calls it directly, the worker in a thread.)"""
         c = self.config
-        option = "path" if c.connector == "duckdb" else "dsn"
+        option = getattr(self.db, "option", "path" if c.connector == "duckdb" else "dsn")
         try:
             self.db.open()
             actual = self.db.columns(c.remote_table)
@@ -245,7 +245,8 @@ class ExternalTable(Service):
 
     def _to_rows(self, tuples: Iterable[tuple[Any, ...]]) -> list[tuple[Any, dict[str, Any]]]:
         names, ki = self.config.column_names, self._key_index
-        return [(t[ki], dict(zip(names, t, strict=True))) for t in tuples]
+        # (names and tuples come from the same SELECT: zip without strict's per-row check)
+        return [(t[ki], dict(zip(names, t))) for t in tuples]  # noqa: B905
 
     def _fetch(self, column: str | None, values: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
         return self._to_rows(self.db.query(self._sql_by(column), [values]))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
+from sqlglot.parsers.duckdb import DuckDBParser
 from sqlglot.tokenizer_core import Token, TokenType
 
 from sql.errors import ParseError
@@ -30,6 +31,16 @@ E_UNCLOSED = "unclosed parenthesis"
 
 class Tablestream(DuckDB):
     """DuckDB's grammar; the streaming envelope is handled by :func:`split_statement`."""
+
+    class Parser(DuckDBParser):
+        # Time travel: sqlglot reads ``FOR SYSTEM_TIME AS OF`` and ``FOR VERSION AS OF`` into
+        # ``exp.Version``; the SQL:2011 spelling ``FOR SYSTEM_VERSION AS OF n`` and Iceberg's
+        # ``AT SNAPSHOT n`` become the same node (``this`` VERSION / SNAPSHOT).
+        VERSION_PHRASES = {
+            **DuckDBParser.VERSION_PHRASES,
+            ("FOR", "SYSTEM_VERSION"): "VERSION",
+            ("AT", "SNAPSHOT"): "SNAPSHOT",
+        }
 
 
 @dataclass(slots=True)

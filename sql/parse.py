@@ -22,6 +22,7 @@ from sqlglot.tokenizer_core import Token, TokenType
 from sql.dialect import Declaration, Tablestream, split_statement
 from sql.errors import E_ALREADY_DECLARED, E_NO_QUERY, BindError, ParseError
 from sql.parse_errors import parse_error
+from sql.time_travel import check_versions
 from sql.window import WindowSpec
 
 E_ONE_QUERY = "only one query statement is allowed, after the declarations"
@@ -175,6 +176,7 @@ def _parse_tokens(
     if not isinstance(tree, exp.Select):
         raise ParseError(E_NOT_SELECT, sql=sql, offset=start)
     _check_depth(sql, tree)
+    check_versions(sql, tree)
     return tree
 
 

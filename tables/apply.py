@@ -6,6 +6,7 @@ value) and a store, so it is tested without a broker and shared by every loader.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -258,6 +259,8 @@ class Applier:
         through :meth:`_row`, so dead letters and their reasons are those of the full path."""
         key_only = self._key_only
         assert key_only is not None
+        by_message = self.key_field is None
+        exact = self.decode is codec.loads_exact
         limit = codec.max_depth()
         result = BatchResult()
         rows: list[tuple[bytes, bytes | None]] = []
@@ -268,10 +271,23 @@ class Applier:
             last[rec.partition] = rec
             raw = rec.value
             k: Any = None
-            if raw is not None and len(raw) <= limit and raw.isascii():
+            if (
+                raw is not None
+                and len(raw) <= limit
+                and raw.isascii()
+                and (exact or not _big_exponent(raw))
+            ):
                 try:
                     k = key_only(raw).k
                 except (msgspec.DecodeError, msgspec.ValidationError):
+                    k = None
+                if by_message:
+                    # Keyed by the message key: the value is only validated (a JSON object,
+                    # parsed without being built); a plain ASCII key is taken as it is.
+                    mk = rec.key
+                    if k is _VALID and mk is not None and mk.isascii():
+                        rows.append((mk, raw))
+                        continue
                     k = None
             if type(k) is str:
                 rows.append((k.encode(), raw))
@@ -324,11 +340,25 @@ class Applier:
         return result
 
 
+#: What the key-only parse of a table keyed by message key gives for a valid JSON object.
+_VALID: Any = object()
+_RESERVED = "@tablestream.valid"
+#: A number whose exponent may overflow a double: the key-only parse skips fields without
+#: reading their numbers, but orjson (``codec.loads``) refuses such a value (``1e400``).
+_big_exponent = re.compile(rb"\d[eE][+-]?\d\d\d").search
+
+
 def _key_decoder(key_field: str | None, decode: Callable[[bytes], Any]) -> Any:
     """A msgspec decoder of ``{key_field: ...}`` alone (other fields are skipped unbuilt), for
-    the table decoders whose numbers it reproduces; None otherwise."""
-    if key_field is None or decode not in (codec.loads, codec.loads_exact):
+    the table decoders whose numbers it reproduces; None otherwise. Without a key field (keyed by
+    message key: an aggregate's sink table) one that only checks the value is a JSON object,
+    building nothing (``.k`` is :data:`_VALID`); anything else takes the full path."""
+    if decode not in (codec.loads, codec.loads_exact):
         return None
-    struct = msgspec.defstruct("KeyOnly", [("k", Any, None)], rename={"k": key_field})
     float_hook = Decimal if decode is codec.loads_exact else None
+    if key_field is None:
+        # A value holding this (otherwise unused) field takes the full path: ``.k`` is not _VALID.
+        valid = msgspec.defstruct("Valid", [("k", Any, _VALID)], rename={"k": _RESERVED})
+        return msgspec.json.Decoder(valid, float_hook=float_hook).decode
+    struct = msgspec.defstruct("KeyOnly", [("k", Any, None)], rename={"k": key_field})
     return msgspec.json.Decoder(struct, float_hook=float_hook).decode

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -251,6 +252,12 @@ class PrefetchTable(Table, Protocol):
         ...
 
 
+#: Set (to a fresh object) while a batch's probes are fetched ahead, across all its rounds: a
+#: :class:`PrefetchTable` called several times in one batch (a key and a column, or a second
+#: round) can tell those calls from a new batch's. None outside a prefetcher.
+PREFETCH_BATCH: ContextVar[object | None] = ContextVar("PREFETCH_BATCH", default=None)
+
+
 @runtime_checkable
 class ConnectedTable(Table, Protocol):
     """Capability: the table connects to something at start; the offline runner opens and closes
@@ -311,6 +318,31 @@ class VersionedTable(LocalTable, Protocol):
 
     def compact(self, retain_versions: int) -> int:
         """Keep only the newest ``retain_versions`` versions of every key; returns how many went."""
+        ...
+
+
+@runtime_checkable
+class SnapshotLogTable(Table, Protocol):
+    """Capability: the table's past is a log of snapshots (an Apache Iceberg table), read by
+    ``FOR SYSTEM_TIME AS OF`` (the snapshot current at that time, from the snapshot log) and by
+    ``AT SNAPSHOT n`` / ``FOR SYSTEM_VERSION AS OF n`` (``version`` is the snapshot id).
+
+    A time before the first snapshot answers None, or raises
+    :class:`tables.versions.HistoryExpiredError` when the table says so (``as_of_expired``); an
+    unknown snapshot id raises it too.
+    """
+
+    def get_as_of(self, key: Key, timestamp: int) -> Value | None:
+        """The key's row in the snapshot current at ``timestamp`` (epoch ms)."""
+        ...
+
+    def get_at_version(self, key: Key, version: int) -> Value | None:
+        """The key's row in snapshot ``version``."""
+        ...
+
+    def explain_as_of(self, timestamp: int | None, version: int | None) -> str:
+        """EXPLAIN's words for a read as of ``timestamp`` or at ``version`` (both None: per
+        record): the snapshot it reads when the table knows it now."""
         ...
 
 

@@ -130,15 +130,14 @@ class VersionStore:
     def seek(self, skey: bytes, timestamp: int) -> bytes | _Expired | None:
         """:meth:`as_of` from the history alone, without the current-row shortcut: one seek."""
         store = self.store
-        cf = store.versions
-        if cf is None:
+        it = store.history_iter()
+        if it is None:
             return None
         stream_time = store.stream_time
         retention = self._retention
         if retention is not None and timestamp < stream_time - retention:
             return EXPIRED
         pre = _KLEN.pack(len(skey)) + skey
-        it = cf.iter()
         stamp = timestamp + _SIGN
         it.seek_for_prev(
             pre + _TS.pack(stamp if 0 <= stamp <= _MAX_TS else max(0, min(stamp, _MAX_TS)))

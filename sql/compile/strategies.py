@@ -13,7 +13,13 @@ from sql.operators.inner import InnerQuery
 from sql.operators.maintained import Aggregate, CachedRows, InSet, Maintained, RowCount
 from sql.plan.shape import Access, Plan, SubqueryShape
 from sql.runtime import Fn
-from tables.protocol import IndexedTable, PrefetchTable, Table, VersionedTable
+from tables.protocol import (
+    IndexedTable,
+    PrefetchTable,
+    SnapshotLogTable,
+    Table,
+    VersionedTable,
+)
 
 
 def build_source(access: Access, table: Table, at: Fn | None = None) -> Fn:
@@ -28,8 +34,8 @@ def build_source(access: Access, table: Table, at: Fn | None = None) -> Fn:
         assert isinstance(table, PrefetchTable)
         return sources.RemoteProbe(table, access.column, value)
     if access.kind == "as_of" and value is not None and at is not None:
-        assert isinstance(table, VersionedTable)
-        return as_of_lookup(table, value, at)
+        assert isinstance(table, (VersionedTable, SnapshotLogTable))
+        return as_of_lookup(table, value, at, access.by_version)
     if access.kind == "scan":
         return sources.scan(table)
     raise AssertionError(f"incomplete access path {access!r}")

@@ -176,9 +176,10 @@ def compile_subquery(
             maintained = build_maintained(plan, shape)
         ctx.closers.append(maintained.unsubscribe)
     key_field = shape.key_field
+    probe = None
     if plan.pin is not None and at is None:
         # A key lookup or remote probe of an external table: fetched ahead per batch.
-        register_prefetch(ctx, table, key_field, plan.pin, rel)
+        probe = register_prefetch(ctx, table, key_field, plan.pin, rel)
     corr = "correlated" if shape.correlated else "uncorrelated"
     flag = "  !! last resort" if plan.flagged or any(s.flagged for s in steps) else ""
     warning = _several_rows(shape, plan)
@@ -191,7 +192,7 @@ def compile_subquery(
         ctx.depth,
         f"Subquery #{sid} {kind.upper()} ({corr}) on {on}: "
         f"{plan.strategy} [{plan.detail}]{explain_chain(steps)}{flag}"
-        f"{source_text(table, plan.pin, key_field)}",
+        f"{source_text(table, plan.pin, key_field, probe)}",
     )
     source = None
     if plan.access is not None:

@@ -8,7 +8,7 @@ windowed ones live in :mod:`sql.operators.window`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from core.codec import dumps
@@ -16,7 +16,7 @@ from sql.errors import StateError
 from sql.runtime import Env, Fn
 from sql.runtime.accumulators import Accumulator
 from sql.runtime.parts import Aggregation
-from sql.runtime.state import decode, encode, load_state, to_state
+from sql.runtime.state import decode, encode, load_state, state_fn
 
 Row = dict[str, Any]
 
@@ -48,6 +48,8 @@ class AggregateOperator:
         self.outputs = outputs
         self.names = names
         self.emit = emit
+        #: Per aggregate call, its accumulator's state function (one type per call).
+        self._state_fns = [state_fn(type(s.factory())) for s in agg.specs]
 
     def add(self, env: Env, out: list[Row]) -> None:
         raise NotImplementedError
@@ -85,7 +87,7 @@ class AggregateOperator:
         return [s.factory() for s in self.agg.specs]
 
     def accs_state(self, accs: list[Accumulator]) -> list[Any]:
-        return [to_state(a) for a in accs]
+        return [f(a) for f, a in zip(self._state_fns, accs, strict=False)]
 
     def load_accs(self, wid: str, states: Any) -> list[Accumulator]:
         specs = self.agg.specs
@@ -111,18 +113,31 @@ class StreamAggregate(AggregateOperator):
         super().__init__(agg, outputs, names, emit)
         self.groups: dict[tuple[Any, ...], list[Accumulator]] = {}
         self.dirty: set[tuple[Any, ...]] = set()
+        #: Group key -> (state id, JSON-safe key): computed once per group, not once per batch.
+        self._ids: dict[tuple[Any, ...], tuple[str, Any]] = {}
+        self.add = self._adder()  # type: ignore[method-assign,assignment]
 
-    def add(self, env: Env, out: list[Row]) -> None:
+    def _adder(self) -> Callable[[Env, list[Row]], None]:
+        """:meth:`add` with this query's keys, arguments and EMIT bound once (per record cost)."""
         agg = self.agg
-        gk = tuple(f(env) for f in agg.keys)
-        accs = self.groups.get(gk)
-        if accs is None:
-            accs = self.groups[gk] = self.new_accumulators()
-        for acc, spec in zip(accs, agg.specs, strict=True):
-            acc.add(1 if spec.arg is None else spec.arg(env))
-        self.dirty.add(gk)
-        if self.emit == "changes":
-            self.row(env, gk, accs, out)
+        keys = tuple(agg.keys)
+        args = tuple(agg.specs[i].arg for i in range(len(agg.specs)))
+        groups, dirty, new, row = self.groups, self.dirty, self.new_accumulators, self.row
+        changes = self.emit == "changes"
+        one = keys[0] if len(keys) == 1 else None
+
+        def add(env: Env, out: list[Row]) -> None:
+            gk = (one(env),) if one is not None else tuple([f(env) for f in keys])
+            accs = groups.get(gk)
+            if accs is None:
+                accs = groups[gk] = new()
+            for acc, arg in zip(accs, args, strict=False):  # same length by construction
+                acc.add(1 if arg is None else arg(env))
+            dirty.add(gk)
+            if changes:
+                row(env, gk, accs, out)
+
+        return add
 
     def finish(self, env: Env) -> list[Row]:
         out: list[Row] = []
@@ -135,10 +150,17 @@ class StreamAggregate(AggregateOperator):
 
     def dirty_state(self) -> dict[str, Any | None]:
         out: dict[str, Any | None] = {}
+        ids, groups, fns = self._ids, self.groups, self._state_fns
         for gk in self.dirty:
-            accs = self.groups.get(gk)
-            wid = GROUP_PREFIX + key_id(gk)
-            out[wid] = None if accs is None else {"g": encode(list(gk)), "a": self.accs_state(accs)}
+            ident = ids.get(gk)
+            if ident is None:
+                ident = ids[gk] = (GROUP_PREFIX + key_id(gk), encode(list(gk)))
+            accs = groups.get(gk)
+            out[ident[0]] = (
+                None
+                if accs is None
+                else {"g": ident[1], "a": [f(a) for f, a in zip(fns, accs, strict=False)]}
+            )
         self.dirty.clear()
         return out
 

@@ -8,7 +8,7 @@ from typing import Any
 from sql.errors import SqlRuntimeError
 from sql.operators.window import to_millis
 from sql.runtime import Env, Fn
-from tables.protocol import Key, Value, VersionedTable
+from tables.protocol import Key, SnapshotLogTable, Value, VersionedTable
 from tables.versions import HistoryExpiredError
 
 E_AS_OF_VALUE = (
@@ -39,10 +39,15 @@ def event_millis(v: Any) -> int:
     return ms
 
 
-def as_of_lookup(table: VersionedTable, key: Fn, at: Fn) -> Fn:
-    """Row source: ``table.get_as_of(key(env), at(env))`` (NULL key or time: no row)."""
-    get_as_of = table.get_as_of
+def as_of_lookup(
+    table: VersionedTable | SnapshotLogTable, key: Fn, at: Fn, by_version: bool = False
+) -> Fn:
+    """Row source: ``table.get_as_of(key(env), at(env))`` (NULL key or time: no row); with
+    ``by_version``, ``table.get_at_version(key(env), at(env))`` (``AT SNAPSHOT n``)."""
+    get_as_of = table.get_at_version if by_version else table.get_as_of
     name = table.name
+    # An Iceberg table's error names the snapshot log's start or the unknown snapshot itself.
+    own_words = isinstance(table, SnapshotLogTable)
 
     def rows(env: Env) -> Iterable[tuple[Key, Value]]:
         k = key(env)
@@ -51,14 +56,14 @@ def as_of_lookup(table: VersionedTable, key: Fn, at: Fn) -> Fn:
         when = at(env)
         if when is None:
             return _NONE
-        ms = when if type(when) is int else event_millis(when)
+        ms = when if type(when) is int or by_version else event_millis(when)
         try:
             v = get_as_of(k, ms)
         except TypeError:  # unhashable probe value (a JSON object): no key equals it
             return _NONE
         except HistoryExpiredError as exc:
             raise AsOfExpiredError(
-                E_AS_OF_EXPIRED.format(table=name, timestamp=ms, key=k),
+                str(exc) if own_words else E_AS_OF_EXPIRED.format(table=name, timestamp=ms, key=k),
                 table=name,
                 key=k,
                 timestamp=ms,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import math
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -106,6 +107,33 @@ def to_state(acc: Accumulator) -> Any:
     if isinstance(acc, (OrderedBag, CountDistinct)):
         return _counts(acc.counts)
     raise StateError(E_STATE_ACC.format(type=type(acc).__name__))
+
+
+def _sum_state(acc: Any) -> Any:
+    ints, exact = acc.ints, acc.exact
+    if type(ints) is not int or not -_INT64 <= ints < _INT64:
+        ints = encode(ints)
+    return [
+        acc.n,
+        ints,
+        {"$d": str(exact)} if type(exact) is Decimal else encode(exact),
+        acc.floats,
+        acc.decimals,
+    ]
+
+
+def _count_state(acc: Any) -> Any:
+    return acc.n
+
+
+def state_fn(kind: type[Accumulator]) -> Callable[[Accumulator], Any]:
+    """:func:`to_state` for accumulators of one class, without finding the class each time
+    (an aggregate's accumulators are of one class per call: chosen once per query)."""
+    if issubclass(kind, Sum):
+        return _sum_state
+    if issubclass(kind, CountStar):
+        return _count_state
+    return to_state
 
 
 def load_state(acc: Accumulator, state: Any) -> Accumulator:

@@ -48,9 +48,13 @@ def rows(items: Iterable[tuple[str, Any]]) -> list[Message]:
     return [(k.encode(), None if v is None else codec.dumps(v)) for k, v in items]
 
 
-async def read_all(servers: str, topic: str, timeout: float = 10.0) -> list[Any]:
+async def read_all(
+    servers: str, topic: str, timeout: float = 10.0, isolation_level: str = "read_uncommitted"
+) -> list[Any]:
     """Every record of ``topic`` from the beginning to its current end (by fetch high-watermark)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=servers, enable_auto_commit=False, isolation_level=isolation_level
+    )
     await consumer.start()
     try:
         loop = asyncio.get_running_loop()

@@ -1,6 +1,8 @@
-"""The differential test: the same rows in an in-memory (Kafka-kind) table, a PostgreSQL table
-and a DuckDB file; the same queries give byte-identical outputs on all three (each external
-table with a partial cache, a per-batch cache and a full cache)."""
+"""The differential test: the same rows in an in-memory (Kafka-kind) table, a PostgreSQL table,
+a DuckDB file, ClickHouse (embedded by chdb, and a server over HTTP) and an Apache Iceberg table
+(pyiceberg's SQL catalog, a local warehouse); the same queries give byte-identical outputs on all
+of them (each SQL database's table with a partial cache, a per-batch cache and a full cache; the
+Iceberg table from its snapshot)."""
 
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ import pytest
 from core.codec import dumps
 from sql import compile_query
 from tables.protocol import Table
+from tests.support.clickhouse import READER_PASSWORD, ClickHouseServer, chdb_table, server_table
 from tests.support.federation import (
     CUSTOMERS,
+    connected,
     declaration,
     duck_file,
     external,
@@ -97,59 +101,97 @@ async def run(sql: str, table: Table, prefetch: bool = True) -> bytes:
         q.close()
 
 
+async def expected(query: str) -> bytes:
+    """The output of ``query`` over the rows in a Kafka-kind (in-memory) table."""
+    kafka = declaration("customers", "topic='customers'") + STREAM + query
+    return await run(kafka, memory_table("customers", CUSTOMERS))
+
+
+async def same_outputs(
+    table: Table, options: str, queries: dict[str, str], prefetch: bool = True
+) -> None:
+    """Each query over ``table`` (declared WITH ``options``) gives the Kafka-kind table's bytes."""
+    for name, query in queries.items():
+        sql = declaration("customers", options) + STREAM + query
+        assert await run(sql, table, prefetch) == await expected(query), name
+
+
+#: The stores the rows are in: a test of each against the Kafka-kind table.
+SOURCES = ["postgres", "duckdb", "clickhouse-chdb", "clickhouse-server"]
+
+
 @pytest.fixture
-def stores(postgres: PostgresCluster, tmp_path: Path) -> dict[str, str]:
-    """The CUSTOMERS rows in a new PostgreSQL table and a DuckDB file; their WITH options."""
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The CUSTOMERS rows in the store a test names (``request.param``): its WITH options. The
+    store's server is asked for here, so a test of one store does not start the others'."""
+    source: str = getattr(request, "param", "postgres")
     name = unique_table()
-    pg_table(postgres, name, CUSTOMERS)
-    duck = tmp_path / "crm.duckdb"
-    duck_file(duck, "customers", CUSTOMERS)
-    return {
-        "postgres": f"connector='postgres', dsn='{postgres.dsn()}', table='public.{name}'",
-        "duckdb": f"connector='duckdb', path='{duck}', table='customers'",
-    }
+    if source == "postgres":
+        pg: PostgresCluster = request.getfixturevalue("postgres")
+        pg_table(pg, name, CUSTOMERS)
+        return f"connector='postgres', dsn='{pg.dsn()}', table='public.{name}'"
+    if source == "duckdb":
+        duck = tmp_path / "crm.duckdb"
+        duck_file(duck, "customers", CUSTOMERS)
+        return f"connector='duckdb', path='{duck}', table='customers'"
+    if source == "clickhouse-chdb":
+        path: Path = request.getfixturevalue("chdb_path")
+        chdb_table(path, f"crm.{name}", CUSTOMERS)
+        return f"connector='clickhouse', path='{path}', table='crm.{name}'"
+    server: ClickHouseServer = request.getfixturevalue("clickhouse")
+    server_table(server, name, CUSTOMERS)
+    url = server.url("reader", READER_PASSWORD)
+    return f"connector='clickhouse', url='{url}', table='{name}'"
 
 
 @pytest.mark.parametrize("cache", ["partial", "none", "full"])
-@pytest.mark.parametrize("source", ["postgres", "duckdb"])
-async def test_same_outputs_as_a_kafka_kind_table(
-    stores: dict[str, str], source: str, cache: str
-) -> None:
-    table = external(declaration("customers", f"{stores[source]}, cache='{cache}'"), "customers")
+@pytest.mark.parametrize("store", SOURCES, indirect=True)
+async def test_same_outputs_as_a_kafka_kind_table(store: str, cache: str) -> None:
+    options = f"{store}, cache='{cache}'"
+    table = external(declaration("customers", options), "customers")
     try:
-        queries = {**QUERIES, **(FULL_ONLY if cache == "full" else {})}
-        for name, query in queries.items():
-            kafka = declaration("customers", "topic='customers'") + STREAM + query
-            expected = await run(kafka, memory_table("customers", CUSTOMERS))
-            sql = declaration("customers", f"{stores[source]}, cache='{cache}'") + STREAM + query
-            assert await run(sql, table) == expected, name
+        await same_outputs(table, options, {**QUERIES, **(FULL_ONLY if cache == "full" else {})})
         if cache != "full":
             # The fetched keys came in one round trip per batch and table (not per record).
             stats = table.stats().as_dict()
             assert stats["round_trips"] > 0
             assert stats["single_fetches"] == 0
-        for name, query in CHAINED.items():
-            kafka = declaration("customers", "topic='customers'") + STREAM + query
-            expected = await run(kafka, memory_table("customers", CUSTOMERS))
-            sql = declaration("customers", f"{stores[source]}, cache='{cache}'") + STREAM + query
-            assert await run(sql, table) == expected, name
+        await same_outputs(table, options, CHAINED)
     finally:
         table.close_sync()
 
 
-async def test_without_prefetch_each_miss_is_one_fetch(stores: dict[str, str]) -> None:
+@pytest.mark.parametrize("store", ["postgres", "clickhouse-server"], indirect=True)
+async def test_without_prefetch_each_miss_is_one_fetch(store: str) -> None:
     """The offline path (no batch ahead): the same answers, a round trip per distinct miss."""
-    table = external(declaration("customers", stores["postgres"]), "customers")
+    options = store
+    table = external(declaration("customers", options), "customers")
     try:
-        query = STREAM + QUERIES["left join with misses"]
-        kafka = declaration("customers", "topic='customers'") + query
-        expected = await run(kafka, memory_table("customers", CUSTOMERS))
-        sql = declaration("customers", stores["postgres"]) + query
-        assert await run(sql, table, prefetch=False) == expected
+        await same_outputs(
+            table, options, {"left join": QUERIES["left join with misses"]}, prefetch=False
+        )
         stats = table.stats().as_dict()
         distinct = {r["customer_id"] for r in orders() if r["customer_id"] is not None}
         assert stats["single_fetches"] == len(distinct)
         assert stats["negative_hits"] == 0  # 1, 3, 5 were hits the second time
         assert stats["hits"] == 3
+    finally:
+        table.close_sync()
+
+
+async def test_iceberg_gives_the_same_outputs(tmp_path: Path) -> None:
+    """An Iceberg table holding the rows (its current snapshot): every query, the ones that
+    need every row at hand too, and the chained probe."""
+    from sources.iceberg import IcebergTable
+    from tests.support.iceberg import Lake
+    from tests.support.iceberg import customers as iceberg_customers
+
+    lake = Lake(tmp_path)
+    iceberg_customers(lake, "crm.customers", CUSTOMERS)
+    options = lake.options("crm.customers")
+    table = connected(declaration("customers", options), "customers")
+    assert isinstance(table, IcebergTable)
+    try:
+        await same_outputs(table, options, {**QUERIES, **FULL_ONLY, **CHAINED})
     finally:
         table.close_sync()

@@ -146,9 +146,15 @@ def test_bad_as_of_value_is_a_per_record_error() -> None:
             "needs an equality on its key (sku)",
         ),
         (
-            "SELECT o.id FROM orders o JOIN prices FOR VERSION AS OF 3 p ON p.sku = o.sku",
+            "SELECT o.id FROM orders o JOIN prices FOR SYSTEM_TIME FROM 1 TO 3 p ON p.sku = o.sku",
             UnsupportedError,
-            "FOR VERSION AS OF 3 is not supported",
+            "FOR TIMESTAMP FROM (1, 3) is not supported",
+        ),
+        (
+            "SELECT o.id FROM orders o JOIN prices FOR SYSTEM_VERSION AS OF o.ts p "
+            "ON p.sku = o.sku",
+            BindError,
+            "FOR SYSTEM_VERSION AS OF needs a snapshot id (a whole number literal), got o.ts",
         ),
         (
             "SELECT o.id FROM orders o JOIN prices FOR SYSTEM_TIME AS OF (o.ts > 1) p "

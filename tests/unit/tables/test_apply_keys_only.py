@@ -35,17 +35,34 @@ HOSTILE: list[bytes | None] = [
     b'{"id":"\xc3\xa9t\xc3\xa9","v":2}',  # non-ASCII: the full path
     b'{"id":1e400}',
     b'{"id":"k2","v":2}',
+    b'{"id":11,"x":1e400}',  # refused by orjson in a field the key-only parse skips
+    b'{"id":12,"x":[-2.5E+999],"y":1e5}',
+    b'{"@tablestream.valid":"k9","id":9}',  # the field the message-key check reserves
+    b'{"@tablestream.valid":null,"id":10}',
 ]
+#: Message keys, cycled: tables keyed by message key take them (or dead-letter them).
+KEYS: list[bytes | None] = [b"m1", b"m2", None, b"\xff", "\u00e9".encode(), b"m1", b""]
 
 
-def apply(path: Path, decode: Any, want_changes: bool, rounds: int) -> tuple[Any, ...]:
+def apply(
+    path: Path, decode: Any, want_changes: bool, rounds: int, key_field: str | None = "id"
+) -> tuple[Any, ...]:
     store = TableStore(path).open()
     results: list[BatchResult] = []
     try:
-        applier = Applier("id", decode)
+        applier = Applier(key_field, decode)
         for r in range(rounds):
             recs = [
-                Rec(f"m{i % 5}".encode() if r % 2 else b"1", v, r * 100 + i, partition=i % 2)
+                Rec(
+                    KEYS[(i + r) % len(KEYS)]
+                    if key_field is None
+                    else f"m{i % 5}".encode()
+                    if r % 2
+                    else b"1",
+                    v,
+                    r * 100 + i,
+                    partition=i % 2,
+                )
                 for i, v in enumerate(HOSTILE)
             ]
             batch = store.batch()
@@ -73,3 +90,18 @@ def test_bulk_path_equals_full_path(tmp_path: Path, decode: Any) -> None:
     malformed = fast[5]
     assert len(malformed) >= 4 * 9  # the hostile ones did become dead letters
     assert fast[0][b"3"] == b'{"id":3.0}'
+
+
+@pytest.mark.parametrize("decode", [codec.loads, codec.loads_exact])
+def test_bulk_path_equals_full_path_keyed_by_message_key(tmp_path: Path, decode: Any) -> None:
+    """An aggregate's sink table (no key field): values only validated, message keys taken."""
+    fast = apply(tmp_path / "fast", decode, want_changes=False, rounds=5, key_field=None)
+    full = apply(tmp_path / "full", decode, want_changes=True, rounds=5, key_field=None)
+    assert fast == full
+    rows, malformed = fast[0], fast[5]
+    assert b"m1" in rows  # an ASCII key
+    assert b"\xc3\xa9" in rows  # a non-ASCII one (the full path)
+    reasons = {reason for _, _, reason in malformed}
+    assert any("JSON" in r for r in reasons)
+    assert any("no message key" in r for r in reasons)
+    assert any("UTF-8" in r for r in reasons)

@@ -188,3 +188,19 @@ def test_reads_at_or_after_stream_time_answer_from_the_row_as_the_history_does(
                 assert versions.as_of(key, ts) == versions.seek(key, ts), (key, ts)
             assert versions.as_of(key, now - 1) == versions.seek(key, now - 1)
     t.close()
+
+
+def test_as_of_reads_between_writes_see_every_commit(make: Factory) -> None:
+    """As-of reads share one RocksDB iterator until the next write: each write is seen at once."""
+    t = make(versions=10)
+    t.put("k", {"p": 1}, 100)
+    t.put("other", {"p": 0}, 900)  # stream time past 100: reads of 150 seek the history
+    r = reader(t)
+    assert r.get_as_of("k", 150) == {"p": 1}
+    assert r.get_as_of("k", 150) == {"p": 1}  # the same (shared) iterator, sought again
+    t.put("k", {"p": 2}, 120)  # out of order: it changes only the past
+    assert r.get_as_of("k", 150) == {"p": 2}
+    assert r.get_as_of("k", 110) == {"p": 1}
+    t.put("k", None, 130)
+    assert r.get_as_of("k", 150) is None
+    assert r.get_as_of("k", 125) == {"p": 2}
