@@ -32,6 +32,7 @@ from core.codec import loads_exact
 from sql import compile_query, explain_code, explain_line, parse_script
 from sql.runner import main
 from tables.apply import Malformed
+from tables.memory import MemoryTable
 from tests.support.rocks import Record
 from tests.unit.sql.support import (
     IN_CI,
@@ -280,3 +281,50 @@ def test_runner_explain_code(tmp_path: Path) -> None:
     text = out.getvalue()
     assert "Codegen: one generated function per batch" in text
     assert "def batch(records, partition, emit, fails):" in text
+
+
+def test_keyed_outputs_partitions_and_encode_failures_as_the_closures() -> None:
+    """A sink with a PRIMARY KEY (the output key made from the row), outputs kept in the source
+    partition, and an output that cannot be encoded (a non-finite DECIMAL read from a table
+    column without a declared type): the same records, keys, partitions and dead letters."""
+    tables = {"r": MemoryTable("r", key_field="id")}
+    tables["r"].put_row({"id": 1, "w": Decimal("NaN")})
+    tables["r"].put_row({"id": 2, "w": Decimal("2.50")})
+    sql = (
+        "CREATE TABLE r WITH (topic='r');\n"
+        "CREATE STREAM st (x BIGINT, z VARCHAR) WITH (topic='st');\n"
+        "CREATE STREAM o (z VARCHAR PRIMARY KEY, x BIGINT) WITH (topic='o') AS\n"
+        "SELECT st.z, st.x, r.w FROM st LEFT JOIN r ON r.id = st.x"
+    )
+    values = [b'{"x": 1, "z": "a"}', b'{"x": 2, "z": "b"}', b'{"x": 3}', b"[1]"]
+    for keep, keys in ((True, ()), (False, ()), (False, ("z",))):
+        results = []
+        for fused in (False, True):
+            q = compile_query(sql, dict(tables), typed_streams=True)
+            assert explain_line(q).startswith("Codegen: one generated"), explain_line(q)
+            columns = parse_script(sql).declarations["st"].columns
+            common: dict[str, Any] = dict(
+                name="q", sink_topic="out", key_columns=keys, dead_letter_topic="dlq"
+            )
+            p: BatchProcessor = (
+                FusedProcessor(q, make_decoder(columns), **common)
+                if fused
+                else BatchProcessor(
+                    q,
+                    make_decoder(columns),
+                    encode=make_encoder(q.output_columns, q.output_types),
+                    **common,
+                )
+            )
+            p.keep_partition = keep
+            records = [Record("st", 1, i, 0, b"k%d" % i, v) for i, v in enumerate(values)]
+            out = _run(p, records)
+            results.append((out.out, sorted(out.dead)))
+            q.close()
+        assert results[0] == results[1]
+        outs, dead = results[1]
+        assert [o[2] for o in outs] == [b'{"z":"b","x":2,"w":2.50}', b'{"z":null,"x":3,"w":null}']
+        assert [o[1] for o in outs] == ([b"b", None] if keys else [b"k1", b"k2"])
+        assert [o[3] for o in outs] == ([1, 1] if keep else [None, None])
+        assert [d[0] for d in dead] == [0, 3]
+        assert dead[0][1].startswith("cannot encode the output row")
