@@ -41,7 +41,7 @@ from mode import Service
 from agents.compiling import QueryBuilder
 from agents.delivery import Delivery, Inflight
 from agents.fetch import getmany_raw, highwater, supported
-from agents.hold import while_polling
+from agents.hold import prefetch_batch
 from agents.metrics import QueryStats
 from agents.pipeline import Pipeline, QueryDef
 from agents.process import BatchCounts, RawRecord
@@ -397,12 +397,9 @@ class QueryAgent(Service):
         if self._verifier.pending:
             verify = self._verifier.check
             fetched = {tp: verify(tp, msgs) for tp, msgs in fetched.items()}
-        prefetch = getattr(processor, "prefetch", None)
-        if prefetch is not None:  # the query reads external tables: fetch the batch's keys
-            if self.grouped:  # held while a source is down (on_error='wait'): stay in the group
-                await while_polling(consumer, prefetch(fetched))
-            else:
-                await prefetch(fetched)
+        # External tables: the batch's keys fetched at once (a grouped consumer keeps polling
+        # while a source that is down holds the batch, to stay in its group).
+        await prefetch_batch(processor, fetched, consumer if self.grouped else None)
         counts = processor.run_fetched(fetched, self.output)
         state_batch = self._state_batch(counts)
         futures = await self.output.flush()

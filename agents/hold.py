@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -56,3 +56,19 @@ async def while_polling(consumer: Any, work: Awaitable[T], interval: float = POL
         if still:
             consumer.resume(*still)
     return task.result()
+
+
+async def prefetch_batch(
+    processor: Any, fetched: Mapping[Any, Sequence[Any]], consumer: Any | None = None
+) -> None:
+    """What ``fetched`` will look up in external tables, fetched for the whole batch at once
+    (``processor.prefetch``: None when the query reads none, then nothing happens). A source
+    that is down under ``on_error='wait'`` holds the batch here; with ``consumer`` (a group
+    member) it keeps polling meanwhile (:func:`while_polling`), so it stays in its group."""
+    prefetch = getattr(processor, "prefetch", None)
+    if prefetch is None or not fetched:
+        return
+    if consumer is None:
+        await prefetch(fetched)
+    else:
+        await while_polling(consumer, prefetch(fetched))

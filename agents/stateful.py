@@ -34,6 +34,7 @@ from agents.agent import AgentConfig, TablesReady, log_summaries
 from agents.compiling import QueryBuilder
 from agents.delivery import Delivery, Inflight
 from agents.fetch import getmany_raw, highwater, still_current, supported
+from agents.hold import prefetch_batch
 from agents.metrics import QueryStats
 from agents.pipeline import Pipeline, QueryDef, repartition_topic
 from agents.sink import Output
@@ -267,10 +268,8 @@ class StatefulAgent(Service):
                 ):
                     runs.append((owner, owner.verify(msgs)))
                 # else: revoked after the fetch; its new owner reads it
-            for owner, msgs in runs:
-                prefetch = getattr(owner.processor, "prefetch", None)
-                if prefetch is not None:  # external tables: the batch's keys fetched at once
-                    await prefetch({owner.tp: msgs})
+            for owner, msgs in runs:  # external tables: the batch's keys fetched at once
+                await prefetch_batch(owner.processor, {owner.tp: msgs})
             for owner, msgs in runs:
                 tp = owner.tp
                 before = owner.duplicates

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.fetch import highwater, still_current
+from agents.hold import prefetch_batch
 from agents.process import BatchCounts
 from agents.transaction import Failed, Transactions
 from core.errors import ConfigError
@@ -67,6 +68,13 @@ async def transactional_step(
     """One fetched batch of a grouped agent (stateless query, stage 1) into its transactions."""
     stats = agent.stats
     started = time.monotonic()
+    if fetched and not txns.closed:
+        # External tables: the batch's keys fetched at once, before any transaction begins and
+        # outside the lock (a source that is down holds the batch here, polling, while the
+        # rebalance hooks take the lock); a partition revoked meanwhile is skipped below.
+        assigned = consumer.assignment()
+        mine = {tp: msgs for tp, msgs in fetched.items() if tp in assigned}
+        await prefetch_batch(processor, mine, consumer)
     async with txns.lock:
         if txns.closed:
             return  # stopping: what was fetched is read again after the restart
@@ -177,6 +185,8 @@ async def stateful_step(
                     and await still_current(consumer, tp, msgs)
                 ):
                     runs.append((owner, owner.verify(msgs)))
+            for owner, msgs in runs:  # external tables: the batch's keys fetched at once
+                await prefetch_batch(owner.processor, {owner.tp: msgs})
             for owner, msgs in runs:
                 if not msgs:
                     continue
