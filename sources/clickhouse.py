@@ -24,7 +24,7 @@ import json
 import operator
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -89,7 +89,14 @@ class ClickHouse:
     # -- the Database protocol ------------------------------------------------------------------
     def open(self) -> None:
         self.client.open()
-        version, zone = self.run("SELECT version(), timezone()")[0]
+        try:
+            version, zone = self.run("SELECT version(), timezone()")[0]
+        except ClickHouseError as exc:
+            if not (isinstance(self.client, HttpClient) and "readonly" in str(exc).lower()):
+                raise
+            # A readonly=1 user may change no setting: inf and nan then read as NULL.
+            self.client.settings.clear()
+            version, zone = self.run("SELECT version(), timezone()")[0]
         self.version, self.server_zone = str(version), str(zone)
 
     def close(self) -> None:
@@ -215,6 +222,11 @@ class ClickHouseKind:
 
     def check(self, spec: TableSpec) -> None:
         self._parse(spec)
+
+    def catalog_table(self, name: str, catalog: str, options: Mapping[str, str]) -> TableSpec:
+        from sources.catalog import catalog_table
+
+        return catalog_table(name, catalog, options)
 
     def create(self, spec: TableSpec, env: TableEnv) -> Table:
         config, target, fmt = self._parse(spec)

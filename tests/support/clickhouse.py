@@ -66,12 +66,15 @@ _CONFIG = """<?xml version="1.0"?>
 """
 _USERS = """<?xml version="1.0"?>
 <yandex>
-  <profiles><default><max_memory_usage>2000000000</max_memory_usage></default></profiles>
+  <profiles><default><max_memory_usage>2000000000</max_memory_usage></default>
+    <readonly><readonly>1</readonly></readonly></profiles>
   <users>
     <default><password></password><networks><ip>127.0.0.1</ip></networks>
       <profile>default</profile><quota>default</quota></default>
     <reader><password>{password}</password><networks><ip>127.0.0.1</ip></networks>
       <profile>default</profile><quota>default</quota></reader>
+    <ro><password>{password}</password><networks><ip>127.0.0.1</ip></networks>
+      <profile>readonly</profile><quota>default</quota></ro>
   </users>
   <quotas><default></default></quotas>
 </yandex>
