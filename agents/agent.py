@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import pickle
@@ -40,6 +41,7 @@ from mode import Service
 from agents.compiling import QueryBuilder
 from agents.delivery import Delivery, Inflight
 from agents.fetch import getmany_raw, highwater, supported
+from agents.hold import while_polling
 from agents.metrics import QueryStats
 from agents.pipeline import Pipeline, QueryDef
 from agents.process import BatchCounts, RawRecord
@@ -47,6 +49,7 @@ from agents.sink import Output
 from agents.state import QueryState, StateMismatch, Verifier
 from agents.transaction import Transactions
 from agents.transactional import transactional_step, txns_assigned, txns_revoked
+from agents.watermarks import PartitionClock
 from sql import CompiledQuery, StateError
 from tables.protocol import Table
 from tables.store import StoreBatch
@@ -179,6 +182,8 @@ class QueryAgent(Service):
         self._raw_fetch = False
         #: Under exactly-once: a transaction per source partition (:mod:`agents.transaction`).
         self.txns: Transactions | None = None
+        #: Not repartitioned and windowed: the watermark over the source partitions.
+        self._clock: PartitionClock | None = None
 
     # -- what a subclass changes (see agents.repartition) ------------------------------------------
     @staticmethod
@@ -205,6 +210,13 @@ class QueryAgent(Service):
         if self.query is not None:
             self.query.close()
         query = self.builder.query()
+        cfg = self.config
+        if self._clock is not None and self._consumer is not None:
+            self._clock.skew.release(self._consumer)  # a rebuild: the new clock starts afresh
+        self._clock = None
+        if not self.grouped and query.is_windowed and cfg.watermark_per_source:
+            self._clock = PartitionClock(cfg.watermark_idle_timeout, cfg.watermark_max_skew_ms)
+            query.set_clock(self._clock.observe)
         self.processor = self.make_processor(query)
         self.processor.keep_partition = self._keep_partition
         self.query = query
@@ -257,9 +269,10 @@ class QueryAgent(Service):
             consumer.subscribe([self.source_topic], listener=_Rebalance(self))
             return
         self._tps = [TopicPartition(self.source_topic, p) for p in sorted(parts)]
+        clock = self._clock is not None
         consumer.assign(self._tps)
         logger.info(I_STATEFUL, self.qdef.name, self.qdef.not_repartitioned, self.source_topic)
-        if len(self._tps) > 1 and self.query is not None and self.query.is_windowed:
+        if len(self._tps) > 1 and self.query is not None and self.query.is_windowed and not clock:
             logger.warning(W_WATERMARK, self.qdef.name, self.source_topic, len(self._tps))
         self._state = QueryState(
             self.config.data_dir / "queries" / self.qdef.name / "all", self.source_topic
@@ -286,7 +299,8 @@ class QueryAgent(Service):
         positions, fingerprints = state.positions(), state.fingerprints()
         if positions:
             try:
-                query.restore_state(state.items())
+                items = state.items()
+                query.restore_state(items if self._clock is None else self._clock.restore(items))
             except (StateError, pickle.UnpicklingError, ValueError, TypeError) as exc:
                 logger.warning(W_REBUILD, self.qdef.name, self.source_topic, f"stored state: {exc}")
                 self.stats.rebuilds += 1
@@ -362,6 +376,10 @@ class QueryAgent(Service):
             if self._raw_fetch
             else await consumer.getmany(timeout_ms=200, max_records=self.config.max_records)
         )
+        if self._clock is not None:
+            owned = {tp.partition: tp for tp in self._tps}
+            hw = functools.partial(highwater, consumer)
+            self._clock.step(consumer, self.stats.partitions, owned, hw, time.monotonic())
         if self._state is not None:
             # A topic that ends before the offset the state reflects is not the one it came from
             # (a fetch past the end may just come back empty: check on every step).
@@ -381,7 +399,10 @@ class QueryAgent(Service):
             fetched = {tp: verify(tp, msgs) for tp, msgs in fetched.items()}
         prefetch = getattr(processor, "prefetch", None)
         if prefetch is not None:  # the query reads external tables: fetch the batch's keys
-            await prefetch(fetched)
+            if self.grouped:  # held while a source is down (on_error='wait'): stay in the group
+                await while_polling(consumer, prefetch(fetched))
+            else:
+                await prefetch(fetched)
         counts = processor.run_fetched(fetched, self.output)
         state_batch = self._state_batch(counts)
         futures = await self.output.flush()
@@ -403,7 +424,10 @@ class QueryAgent(Service):
         state, query = self._state, self.query
         if state is None or query is None:
             return None
-        return state.batch(query.dirty_state(), counts.last)
+        dirty = query.dirty_state()
+        if self._clock is not None:
+            dirty.update(self._clock.dirty_state())
+        return state.batch(dirty, counts.last)
 
     def _update_lag(self) -> None:
         consumer = self._consumer

@@ -20,6 +20,7 @@ so the aggregation stage can skip the copies a crash or a rebalance makes stage 
 
 from __future__ import annotations
 
+import functools
 import logging
 import struct
 import time
@@ -31,6 +32,7 @@ import orjson
 from agents.agent import AgentConfig, Processor, QueryAgent
 from agents.codec import DecodeError, Decoder, encode_row
 from agents.delivery import Inflight
+from agents.fetch import highwater
 from agents.pipeline import QueryDef, repartition_topic
 from agents.process import (
     E_INTERNAL,
@@ -259,7 +261,8 @@ class RepartitionAgent(QueryAgent):
         }
         times.forget([p for p in times.sources if p not in owned])
         n = len(consumer.partitions_for_topic(self.source_topic) or ())
-        marks = times.marks(n, ended(self.stats.partitions, owned), now)
+        done = ended(self.stats.partitions, owned, functools.partial(highwater, consumer))
+        marks = times.marks(n, done, now)
         if marks and txns is None:
             for m in marks:
                 self._append_mark(m)

@@ -21,6 +21,11 @@ the slower partitions and make their records late — results that depend on a c
   that brought no record for ``TABLESTREAM_WATERMARK_IDLE_TIMEOUT`` seconds is marked idle and
   left out of the minimum, so a silent partition cannot hold windows open forever; its next record
   makes it active again (records older than the watermark by then are late, as in Flink).
+- **Exactly-once**: a source partition's markers go into that partition's transaction, after the
+  records they describe (:func:`agents.transactional.mark_in_transactions`).
+- **Not repartitioned** (:class:`PartitionClock`): a windowed query whose group key reads a joined
+  table reads every source partition in one query; each record's own partition counts, with the
+  same idleness and pausing, and no markers.
 - **Bounded skew**: stage 1 pauses fetching a source partition whose event time runs more than
   ``max_skew_ms`` ahead of the slowest active one, and resumes it when the others caught up: the
   state a task holds while it waits for the slowest partition stays bounded.
@@ -30,7 +35,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -136,13 +141,21 @@ class SourceTimes:
             self.sources.pop(p, None)
 
 
-def ended(positions: Mapping[int, tuple[int, int | None]], partitions: Iterable[int]) -> list[int]:
-    """Of ``partitions``, those read to their end: ``positions`` maps a partition to (position,
-    last seen high-watermark), as :attr:`agents.metrics.QueryStats.partitions` does."""
+def ended(
+    positions: Mapping[int, tuple[int, int | None]],
+    owned: Mapping[int, Any],
+    highwater: Callable[[Any], int | None],
+) -> list[int]:
+    """Of the ``owned`` partitions (partition -> TopicPartition), those read to their end.
+    ``positions`` maps a partition to (next offset to process, high-watermark when it was last
+    fetched), as :attr:`agents.metrics.QueryStats.partitions` does; ``highwater`` gives the
+    consumer's latest one (a silent partition's is updated by every fetch, records or not)."""
     out = []
-    for p in partitions:
-        position, highwater = positions.get(p, (0, None))
-        if highwater is not None and position >= highwater:
+    for p, tp in owned.items():
+        position, seen = positions.get(p, (0, None))
+        hw = highwater(tp)
+        hw = seen if hw is None else hw
+        if hw is not None and position >= hw:
             out.append(p)
     return out
 
@@ -172,6 +185,12 @@ class SkewPause:
             elif p not in ahead and p in self.paused:
                 consumer.resume(self.paused.pop(p))
 
+    def release(self, consumer: Pausable) -> None:
+        """Resume everything paused here (its clock is replaced: a rebuild)."""
+        if self.paused:
+            consumer.resume(*self.paused.values())
+        self.paused.clear()
+
 
 class SourceClock:
     """Stage 2, one per task: the event time every source partition reached (see the module
@@ -197,10 +216,14 @@ class SourceClock:
             self.idle.discard(mark.partition)
         self.dirty = self._stale = True
 
-    def observe(self, offset: int, t: int) -> int | None:
-        """A record's event time ``t`` (at repartition ``offset``); the event time every active
-        source partition reached, or None while one was never heard of."""
+    def observe(self, partition: int, offset: int, t: int) -> int | None:
+        """A record's event time ``t`` (at repartition ``offset``; ``partition`` is not a source
+        partition here); the event time every active source partition reached, or None while one
+        was never heard of."""
         sp = self.origins.get(offset)
+        return self._observe(sp, t)
+
+    def _observe(self, sp: int | None, t: int) -> int | None:
         if sp is not None and (t > self.times.get(sp, _NO_TIME) or sp in self.idle):
             if t > self.times.get(sp, _NO_TIME):
                 self.times[sp] = t
@@ -239,3 +262,55 @@ class SourceClock:
         self.times = {int(p): int(t) for p, t in (value.get("times") or {}).items()}
         self.idle = {int(p) for p in value.get("idle") or ()}
         self._stale = True
+
+
+class PartitionClock:
+    """A windowed query that is not repartitioned (:mod:`agents.agent`) reads every source
+    partition itself, in one compiled query: the same rule without markers. Each record's own
+    partition counts in a :class:`SourceClock`; :meth:`step` (after every fetch) marks the
+    partitions read to their end that stayed silent for the idle timeout idle, and pauses those
+    running more than the allowed skew ahead of the slowest (:class:`SkewPause`)."""
+
+    def __init__(self, idle_timeout: float, max_skew_ms: int | None) -> None:
+        self.times = SourceTimes(idle_timeout, max_skew_ms)
+        self.clock = SourceClock()
+        self.skew = SkewPause()
+        self._next = 0.0
+
+    def observe(self, partition: int, offset: int, t: int) -> int | None:
+        """The query's clock (``CompiledQuery.set_clock``): ``partition`` is a source one."""
+        self.times.observe(partition, t)
+        return self.clock._observe(partition, t)
+
+    def step(
+        self,
+        consumer: Pausable,
+        positions: Mapping[int, tuple[int, int | None]],
+        owned: Mapping[int, Any],
+        highwater: Callable[[Any], int | None],
+        now: float,
+    ) -> None:
+        """Idleness and pausing, at most every half :data:`MARK_INTERVAL_S`. ``owned``:
+        partition -> TopicPartition of every source partition (all are read here)."""
+        if now < self._next:
+            return
+        self._next = now + MARK_INTERVAL_S / 2
+        if self.clock.partitions is None:
+            self.clock.partitions = len(owned)
+        for mark in self.times.marks(len(owned), ended(positions, owned, highwater), now):
+            self.clock.mark(mark)
+        self.skew.apply(consumer, self.times.ahead(), owned)
+
+    def dirty_state(self) -> dict[str, Any]:
+        """The clock's entry for the query's state write batch, when it changed."""
+        return {CLOCK_KEY: self.clock.state()} if self.clock.dirty else {}
+
+    def restore(self, items: Iterable[tuple[str, Any]]) -> list[tuple[str, Any]]:
+        """Stored state entries: the clock's loaded here, the query's returned."""
+        out = []
+        for key, value in items:
+            if key == CLOCK_KEY:
+                self.clock.restore(value)
+            else:
+                out.append((key, value))
+        return out

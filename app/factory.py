@@ -111,6 +111,7 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
         fetch_max_records=settings.fetch_max_records,
         client_id=settings.app_id,
         read_committed=settings.exactly_once,
+        max_skew_ms=settings.watermark_max_skew_ms,
         beacon=app.beacon,
     )
     # Started with the app, not as faust "extra services" (those wait for faust's own consumer

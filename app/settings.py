@@ -100,7 +100,8 @@ class Settings:
     #: idleness); its next record makes it active again.
     watermark_idle_timeout: float = field(default=30.0, metadata=_at_least(0.1))
     #: Windowed queries: event-time ms a source partition may run ahead of the slowest active
-    #: one before its fetching pauses (bounds the state held while waiting for the slowest).
+    #: one before its fetching pauses (bounds the state held while waiting for the slowest);
+    #: table loaders: record-timestamp ms one partition may be applied ahead (tables/skew.py).
     watermark_max_skew_ms: int = field(default=300_000, metadata=_at_least(1))
     #: Windowed queries: the watermark is the minimum over the source partitions (as Flink's).
     #: Off: each task's own largest event time (Kafka Streams' stream time) — after a crash, or

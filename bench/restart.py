@@ -4,10 +4,11 @@ A worker runs a stateless query and a repartitioned aggregate over a stream fed 
 (200 records/s in lingering batches). It is SIGKILLed ``--kills`` times and started again at
 once; each time the figure is the seconds from the new process's start to the first output it
 writes on each sink (outputs are stamped with the worker's clock). The phases come from the
-worker's log: process start → tables ready → each query running → its partitions assigned.
+worker's log: process start → first log line (imports, faust's boot) → tables ready → each query
+running → its JoinGroup sent → answered → SyncGroup answered (partitions assigned) → tasks opened.
 
     .venv/bin/python -m bench.restart [--kills 3] [--kind tansu|kafka | --broker HOST:PORT]
-                                      [--dynamic]
+                                      [--dynamic] [--session-timeout 10]
 
 Without ``--broker`` it starts a broker of ``--kind`` (Tansu by default; Apache Kafka needs Java).
 ``--dynamic`` turns static group membership off (each start a new member, the old one's session
@@ -91,8 +92,11 @@ async def first_output_after(servers: str, topic: str, since_ms: int, timeout: f
 def phases(log: Path, since: float) -> dict[str, float]:
     """Seconds from ``since`` (epoch) to the first log line of each phase."""
     marks = {
+        "first log line": "",
         "tables ready": "ready:",
         "query running": r": running \(",
+        "join sent": r"\(Re-\)joining group .*-(sums|big)",
+        "joined": r"Joined group '.*-(sums|big)",
         "partitions assigned": ": assigned ",
         "tasks opened": "replays from|resumes at",
     }
@@ -123,7 +127,12 @@ def broker_url(given: str | None, kind: str) -> Iterator[str]:
 
 
 async def main(
-    kills: int, given: str | None, kind: str, keep_log: Path | None, static: bool
+    kills: int,
+    given: str | None,
+    kind: str,
+    keep_log: Path | None,
+    static: bool,
+    session_timeout: float,
 ) -> None:
     with broker_url(given, kind) as servers, tempfile.TemporaryDirectory() as tmp:
         names = {n: unique(n) for n in ("events", "big", "sums", "dlq")}
@@ -135,7 +144,7 @@ async def main(
             "TABLESTREAM_APP_ID": unique("restart"),
             "TABLESTREAM_PIPELINE": str(path),
             "TABLESTREAM_DLQ_TOPIC": names["dlq"],
-            "TABLESTREAM_SESSION_TIMEOUT": "10",
+            "TABLESTREAM_SESSION_TIMEOUT": str(session_timeout),
             "TABLESTREAM_STATIC_MEMBERSHIP": "true" if static else "false",
         }
         worker = Worker(Path(tmp) / "w", env)
@@ -184,5 +193,20 @@ if __name__ == "__main__":
     parser.add_argument(
         "--dynamic", action="store_true", help="without static group membership (the old way)"
     )
+    parser.add_argument(
+        "--session-timeout",
+        type=float,
+        default=10.0,
+        help="TABLESTREAM_SESSION_TIMEOUT of the worker (Tansu holds a join for half of it)",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.kills, args.broker, args.kind, args.keep_log, not args.dynamic))
+    asyncio.run(
+        main(
+            args.kills,
+            args.broker,
+            args.kind,
+            args.keep_log,
+            not args.dynamic,
+            args.session_timeout,
+        )
+    )

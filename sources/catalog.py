@@ -15,6 +15,10 @@ from tables.kinds import table_kind
 from tables.spec import TableSpec
 
 E_CATALOG_TABLE = "catalog {catalog!r}: table {table!r}: {error}"
+E_NO_CATALOGS = (
+    "catalog {catalog!r}: connector={connector!r} has no CREATE CATALOG: declare the table with "
+    "CREATE TABLE name (columns, PRIMARY KEY (col)) WITH (connector={connector!r}, ...)"
+)
 E_NO_PRIMARY_KEY = "no single-column primary key (an external table is looked up by one key)"
 _TYPES = (
     (re.compile(r"^(bigint|integer|smallint|int\d?|tinyint|hugeint|ubigint|uinteger)$"), "BIGINT"),
@@ -54,6 +58,12 @@ def catalog_table(name: str, catalog: str, options: Mapping[str, str]) -> TableS
     connector = options.get("connector", "")
     kind: Any = table_kind(name, connector)
     remote = name.split(".", 1)[1]
+    if not hasattr(kind, "database"):  # a kind that cannot list a database's tables (iceberg)
+        raise ConfigError(
+            E_NO_CATALOGS.format(catalog=catalog, connector=connector),
+            table=name,
+            option="connector",
+        )
     spec_options = {k: v for k, v in options.items() if k != "connector"}
     spec_options["table"] = remote
     # The connection options checked as a table's, before columns and key are known.

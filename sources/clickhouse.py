@@ -10,19 +10,21 @@ One of ``url`` (a server), ``path`` (a chdb session directory holding the tables
 Everything else is Federation I's: batched ``IN`` lookups (one query per batch of distinct
 keys), pushed-down probes, caches, breaker and ``on_error`` (:mod:`sources.table`).
 
-The key lists are literals in the query text (servers before 19.x have no query parameters),
-written per the column's type by :mod:`sources.clickhouse_types`, which also reads the answers
-exactly. The password comes from the URL or from the variable named by ``password_env`` (read
-here, at the edge, when the table opens); it is never shown (:func:`sources.config.redact`).
+A batch's keys are one array literal in the query text, cast to the column's type and unnested
+(servers before 19.x have no query parameters), written per the column's type by
+:mod:`sources.clickhouse_types`, which also reads the answers exactly. The password comes from
+the URL or from the variable named by ``password_env`` (read here, at the edge, when the table
+opens); it is never shown (:func:`sources.config.redact`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,7 @@ class ClickHouse:
         self.version = ""
         self._readers: dict[str, cht.Reader] = {}
         self._literals: dict[str, cht.Literal] = {}
+        self._key_types: dict[str, str] = {}
 
     def _password(self) -> str | None:
         env = self.config.password_env
@@ -86,7 +89,14 @@ class ClickHouse:
     # -- the Database protocol ------------------------------------------------------------------
     def open(self) -> None:
         self.client.open()
-        version, zone = self.run("SELECT version(), timezone()")[0]
+        try:
+            version, zone = self.run("SELECT version(), timezone()")[0]
+        except ClickHouseError as exc:
+            if not (isinstance(self.client, HttpClient) and "readonly" in str(exc).lower()):
+                raise
+            # A readonly=1 user may change no setting: inf and nan then read as NULL.
+            self.client.settings.clear()
+            version, zone = self.run("SELECT version(), timezone()")[0]
         self.version, self.server_zone = str(version), str(zone)
 
     def close(self) -> None:
@@ -106,6 +116,7 @@ class ClickHouse:
             if ch_type is not None:
                 self._readers[column] = cht.reader(declared, ch_type, self.server_zone)
                 self._literals[column] = cht.literal(declared, ch_type)
+                self._key_types[column] = cht.unwrap(ch_type)
         return {c: cht.family_type(t) for c, t in types.items()}
 
     def primary_key(self, table: str) -> list[str]:
@@ -133,10 +144,14 @@ class ClickHouse:
         column = m.group(1)[1:-1].replace('""', '"')
         lit = self._literals.get(column, cht.literal("", ""))
         literals = list(dict.fromkeys(t for v in params[0] if (t := lit(v)) is not None))
-        head = sql[: m.start()] + m.group(1) + " IN ("
+        # The keys as one array, cast to the column's type, unnested: ClickHouse parses an
+        # array literal as one value, where ``IN (1, 2, ...)`` costs it an expression per key
+        # (10,000 keys: ~0.1 s instead of 0.3-1 s, server 18.16 and chdb alike).
+        head = sql[: m.start()] + m.group(1) + " IN (SELECT arrayJoin(CAST(["
+        tail = f"] AS Array({self._key_types.get(column, 'String')}))))"
         out: list[tuple[Any, ...]] = []
         for part in _parts(literals):
-            out.extend(self._typed(self._answer(head + ", ".join(part) + ")")))
+            out.extend(self._typed(self._answer(head + ", ".join(part) + tail)))
         return out
 
     def quote(self, table: str) -> str:
@@ -158,7 +173,7 @@ class ClickHouse:
 
     def _typed(self, doc: dict[str, Any]) -> list[tuple[Any, ...]]:
         readers = [self._readers.get(m["name"], _identity) for m in doc["meta"]]
-        return [tuple(read(v) for read, v in zip(readers, row, strict=True)) for row in doc["data"]]
+        return [tuple(map(operator.call, readers, row)) for row in doc["data"]]
 
 
 def _parts(literals: list[str]) -> list[list[str]]:
@@ -207,6 +222,11 @@ class ClickHouseKind:
 
     def check(self, spec: TableSpec) -> None:
         self._parse(spec)
+
+    def catalog_table(self, name: str, catalog: str, options: Mapping[str, str]) -> TableSpec:
+        from sources.catalog import catalog_table
+
+        return catalog_table(name, catalog, options)
 
     def create(self, spec: TableSpec, env: TableEnv) -> Table:
         config, target, fmt = self._parse(spec)

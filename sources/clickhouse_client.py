@@ -26,12 +26,14 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 E_ONE_PATH = (
     "chdb holds one session path per process: {path!r} is asked for while {open!r} is open"
     " (put the embedded ClickHouse tables of a pipeline in one path)"
 )
+#: inf and nan as "inf" / "nan" (JSON has no such numbers; without it ClickHouse writes null).
+QUOTE_DENORMALS = "output_format_json_quote_denormals"
 E_URL = "not an http(s) URL: {url!r} (http://[user[:password]@]host:port[/database])"
 
 
@@ -57,6 +59,8 @@ class HttpClient:
         self._password = password
         self._headers: dict[str, str] = {}
         self.timeout = timeout
+        #: Settings sent with every query (dropped for a ``readonly=1`` user, who may set none).
+        self.settings = {QUOTE_DENORMALS: "1"}
         self.label = f"{u.scheme}://{self.host}:{self.port}/{self.database}"
         self._local = threading.local()
         self._conns: list[http.client.HTTPConnection] = []
@@ -94,7 +98,7 @@ class HttpClient:
                 self._conns.remove(conn)
 
     def run(self, sql: str) -> bytes:
-        path = f"/?database={self.database}"
+        path = "/?" + urlencode({"database": self.database, **self.settings})
         body = (sql + "\nFORMAT JSONCompact").encode()
         for attempt in (0, 1):
             conn = self._conn()
@@ -147,6 +151,7 @@ class EmbeddedClient:
                 if key != ":temporary:":
                     Path(key).mkdir(parents=True, exist_ok=True)
                 s = session.Session(key) if key != ":temporary:" else session.Session()
+                s.query(f"SET {QUOTE_DENORMALS} = 1")
                 entry = cls._sessions[key] = [s, 0, threading.Lock()]
             entry[1] += 1
             self._entry = entry

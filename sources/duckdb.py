@@ -5,7 +5,7 @@ connections are not shared across threads; cursors are)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,11 @@ class DuckDBKind:
 
     def check(self, spec: TableSpec) -> None:
         cfg.parse(spec, "path")
+
+    def catalog_table(self, name: str, catalog: str, options: Mapping[str, str]) -> TableSpec:
+        from sources.catalog import catalog_table
+
+        return catalog_table(name, catalog, options)
 
     def create(self, spec: TableSpec, env: TableEnv) -> Table:
         config = cfg.parse(spec, "path")

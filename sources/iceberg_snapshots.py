@@ -10,7 +10,6 @@ then read no file and no metadata.
 from __future__ import annotations
 
 import bisect
-import datetime as dt
 import pickle
 import shutil
 from collections.abc import Iterator
@@ -37,21 +36,45 @@ class Rows(Protocol):
 
 
 class MemoryRows:
-    __slots__ = ("duplicates", "rows", "snapshot_id")
+    """A snapshot in memory: its columns as Python lists and a key → position index; a row is
+    built the first time it is read and kept (a warm lookup is one dict read). Building every
+    row up front cost more than the scan itself: most of a cold start."""
 
-    def __init__(self, snapshot_id: int, rows: dict[str, Value], duplicates: int = 0) -> None:
+    __slots__ = ("_columns", "_index", "_names", "_rows", "duplicates", "snapshot_id")
+
+    def __init__(
+        self,
+        snapshot_id: int,
+        names: tuple[str, ...] = (),
+        columns: list[list[Any]] | None = None,
+        keys: list[str | None] | None = None,
+    ) -> None:
         self.snapshot_id = snapshot_id
-        self.rows = rows
-        self.duplicates = duplicates
+        self._names = names
+        self._columns = columns or []
+        keys = keys or []
+        index: dict[str | None, int] = dict(zip(keys, range(len(keys)), strict=True))
+        index.pop(None, None)  # rows without a key: never found
+        self._index: dict[str | None, int] = index  # a repeated key: its last row
+        self.duplicates = len(keys) - keys.count(None) - len(index)
+        self._rows: dict[str, Value] = {}
 
     def get(self, key: str) -> Value | None:
-        return self.rows.get(key)
+        row = self._rows.get(key)
+        if row is None:
+            i = self._index.get(key)
+            if i is None:
+                return None
+            values = [c[i] for c in self._columns]
+            row = self._rows[key] = dict(zip(self._names, values, strict=True))
+        return row
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self._index)
 
     def items(self) -> Iterator[tuple[Key, Value]]:
-        return iter(list(self.rows.items()))
+        get = self.get
+        return iter([(k, get(k)) for k in list(self._index) if k is not None])
 
     def close(self) -> None:
         pass
@@ -111,7 +134,11 @@ def load(
     spill_rows: int,
     spill_dir: Path,
 ) -> Rows:
-    """Scan snapshot ``proj.snapshot_id`` of the pyiceberg ``table`` into rows (blocking)."""
+    """Scan snapshot ``proj.snapshot_id`` of the pyiceberg ``table`` into rows (blocking).
+
+    The columns come out of Arrow as Python lists under the declared names; a row is built
+    when it is first read (:class:`MemoryRows`)."""
+    import pyarrow as pa
     from pyiceberg.expressions import AlwaysTrue
 
     scan = table.scan(
@@ -119,34 +146,31 @@ def load(
         row_filter=row_filter or AlwaysTrue(),
         selected_fields=proj.select or ("*",),
     )
-    arrow = scan.to_arrow()
-    columns = [arrow.column(name).to_pylist() for name in proj.select]
-    names = proj.names + proj.nulls
-    nulls = (None,) * len(proj.nulls)
-    zoned = [proj.names.index(c) for c in proj.zoned]
-    tuples: list[tuple[Any, ...]] = [t + nulls for t in zip(*columns, strict=True)]
-    if zoned:
-        tuples = [_naive(t, zoned) for t in tuples]
+    arrow = scan.to_arrow().select(list(proj.select)).rename_columns(list(proj.names))
+    for column in proj.zoned:  # TIMESTAMP values are naive UTC
+        i = arrow.schema.get_field_index(column)
+        naive = pa.timestamp(arrow.schema.field(i).type.unit)
+        arrow = arrow.set_column(i, column, arrow.column(i).cast(naive))
+    for column in proj.nulls:  # added after this snapshot
+        arrow = arrow.append_column(column, pa.nulls(arrow.num_rows))
     if key in proj.nulls:  # the key itself came later than this snapshot: no row has one
-        return MemoryRows(proj.snapshot_id, {})
-    ki = names.index(key)
-    keys = [key_text(t[ki]) if t[ki] is not None else None for t in tuples]
-    pairs = [(k, t) for k, t in zip(keys, tuples, strict=True) if k is not None]
-    if len(pairs) > spill_rows:
+        return MemoryRows(proj.snapshot_id)
+    names = proj.names + proj.nulls
+    columns = [arrow.column(c).to_pylist() for c in names]
+    values = columns[names.index(key)]
+    text = pa.types.is_string(arrow.schema.field(key).type)
+    keys = values if text else [_text(v) for v in values]  # text keys are their own key text
+    if arrow.num_rows > spill_rows:
         rocks = RocksRows(proj.snapshot_id, spill_dir / str(proj.snapshot_id), names)
+        tuples = zip(*columns, strict=True)
+        pairs = [(k, t) for k, t in zip(keys, tuples, strict=True) if k is not None]
         rocks.put_all([k for k, _ in pairs], [t for _, t in pairs])
         return rocks
-    rows = {k: dict(zip(names, t, strict=True)) for k, t in pairs}
-    return MemoryRows(proj.snapshot_id, rows, len(pairs) - len(rows))
+    return MemoryRows(proj.snapshot_id, names, columns, keys)
 
 
-def _naive(t: tuple[Any, ...], zoned: list[int]) -> tuple[Any, ...]:
-    out = list(t)
-    for i in zoned:
-        v = out[i]
-        if isinstance(v, dt.datetime) and v.tzinfo is not None:
-            out[i] = v.astimezone(dt.UTC).replace(tzinfo=None)
-    return tuple(out)
+def _text(v: Any) -> str | None:
+    return None if v is None else key_text(v)
 
 
 class SnapshotLog:

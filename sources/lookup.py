@@ -14,7 +14,7 @@ from sources.config import SourceConfig
 from sources.table import WAIT_RETRY, Database, ExternalTable
 from sources.types import BAD, probe_converter
 from tables.keys import key_text
-from tables.protocol import Key, TableUnavailableError, Value
+from tables.protocol import PREFETCH_BATCH, Key, TableUnavailableError, Value
 
 
 class LookupTable(ExternalTable):
@@ -37,6 +37,7 @@ class LookupTable(ExternalTable):
         #: Set when a batch's prefetch could not reach the source (stale / dead_letter): the
         #: batch's misses then take the policy at once instead of trying again per record.
         self._down = False
+        self._batch: object | None = None
 
     def cache_counts(self) -> dict[str, int]:
         c = self._cache.counts()
@@ -110,7 +111,12 @@ class LookupTable(ExternalTable):
     async def prefetch(self, column: str | None, values: Collection[Any]) -> None:
         """Fetch the values of ``column`` (None: the key) the batch will probe and the cache
         lacks: ``max_keys_per_query`` per round trip, at most ``max_inflight`` at once."""
-        if column is None:
+        batch = PREFETCH_BATCH.get()
+        # A new batch (a caller outside a prefetcher: each key fetch is one): try the source
+        # again, and without a cache forget the last batch's rows. Not between the calls of one
+        # batch (its key and column fetches, its rounds): they fill the batch's cache together.
+        if (column is None and batch is None) or (batch is not None and batch is not self._batch):
+            self._batch = batch
             self._down = False
             if self.config.cache == "none":
                 self._cache.clear()
@@ -123,8 +129,7 @@ class LookupTable(ExternalTable):
             want = [v for _, v in want]
         if not want:
             return
-        step = self.config.max_keys_per_query
-        chunks = [want[i : i + step] for i in range(0, len(want), step)]
+        chunks = _chunks(want, self.config.max_keys_per_query, self.config.max_inflight)
         await asyncio.gather(*(self._prefetch_chunk(column, chunk) for chunk in chunks))
 
     async def _prefetch_chunk(self, column: str | None, chunk: list[Any]) -> None:
@@ -151,3 +156,17 @@ class LookupTable(ExternalTable):
                 {(column, v): rows for v, rows in by_value.items()},
                 [(column, v) for v in chunk if v not in by_value],
             )
+
+
+#: The fewest keys a query of a split batch carries: below it one more round trip costs more
+#: than the database's work it takes off the others.
+MIN_CHUNK = 250
+
+
+def _chunks(want: list[Any], max_keys: int, max_inflight: int) -> list[list[Any]]:
+    """``want`` split for the round trips of one batch: at most ``max_keys`` per query, and a
+    large batch spread over up to ``max_inflight`` concurrent queries (the database looks them
+    up on that many connections at once, on several cores)."""
+    parts = max(1, min(max_inflight, len(want) // MIN_CHUNK))
+    step = min(max_keys, -(-len(want) // parts))
+    return [want[i : i + step] for i in range(0, len(want), step)]

@@ -10,7 +10,7 @@ table's ``timeout``, and read only.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,6 +41,24 @@ def _where(dsn: str) -> str:
     parts = dict(p.split("=", 1) for p in dsn.split() if "=" in p)
     host = parts.get("host", "localhost")
     return f"{host}:{parts.get('port', '5432')}/{parts.get('dbname', '')}"
+
+
+def _quoted(v: str) -> str:
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def array_literal(values: list[Any]) -> Any:
+    """A list of keys as one PostgreSQL array literal (``{1,2,3}``, strings quoted), sent as an
+    untyped parameter: the server reads it as an array of the compared column's type. psycopg's
+    list adaptation formats element by element in Python, a regular expression each — most of
+    the client's time in a 1,000-key fetch; a join of ``str`` is C. Lists of other types are
+    left to psycopg."""
+    types = set(map(type, values))
+    if types == {int}:
+        return "{" + ",".join(map(str, values)) + "}"
+    if types == {str}:
+        return "{" + ",".join(map(_quoted, values)) + "}"
+    return values
 
 
 class Postgres:
@@ -103,7 +121,14 @@ class Postgres:
         if self._pool is None:
             raise RuntimeError("not connected")
         with self._pool.connection(timeout=self.config.timeout) as conn:
-            return list(conn.execute(sql, params).fetchall())
+            # Prepared on each connection at once (not after psycopg's default 5 runs: a pool
+            # spreads the runs), the key array sent and the rows returned in binary (no text
+            # to format and parse on either side): -30 to -40 % per key (bench/federation.py).
+            args = [array_literal(p) if type(p) is list else p for p in params]
+            rows: list[tuple[Any, ...]] = conn.execute(
+                sql, args, prepare=True, binary=True
+            ).fetchall()
+            return rows
 
     @staticmethod
     def quote(table: str) -> str:
@@ -120,6 +145,11 @@ class PostgresKind:
 
     def check(self, spec: TableSpec) -> None:
         cfg.parse(spec, "dsn", ("password_env",))
+
+    def catalog_table(self, name: str, catalog: str, options: Mapping[str, str]) -> TableSpec:
+        from sources.catalog import catalog_table
+
+        return catalog_table(name, catalog, options)
 
     def create(self, spec: TableSpec, env: TableEnv) -> Table:
         config = cfg.parse(spec, "dsn", ("password_env",))

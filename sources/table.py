@@ -245,7 +245,8 @@ class ExternalTable(Service):
 
     def _to_rows(self, tuples: Iterable[tuple[Any, ...]]) -> list[tuple[Any, dict[str, Any]]]:
         names, ki = self.config.column_names, self._key_index
-        return [(t[ki], dict(zip(names, t, strict=True))) for t in tuples]
+        # (names and tuples come from the same SELECT: zip without strict's per-row check)
+        return [(t[ki], dict(zip(names, t))) for t in tuples]  # noqa: B905
 
     def _fetch(self, column: str | None, values: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
         return self._to_rows(self.db.query(self._sql_by(column), [values]))

@@ -115,14 +115,14 @@ class CompiledQuery:
         """Windowed: max event time seen minus the allowed out-of-orderness (epoch ms)."""
         return None if self._agg is None else self._agg.watermark
 
-    def set_clock(self, clock: Callable[[int, int], int | None]) -> None:
-        """Windowed: the watermark follows ``clock(offset, event_time)`` — the event time every
-        source partition reached, given a record's offset and event time (None: unknown yet) —
-        instead of the largest event time seen (:mod:`agents.watermarks`)."""
+    def set_clock(self, clock: Callable[[int, int, int], int | None]) -> None:
+        """Windowed: the watermark follows ``clock(partition, offset, event_time)`` — the event
+        time every source partition reached, given a record's partition, offset and event time
+        (None: unknown yet) — instead of the largest event time seen (:mod:`agents.watermarks`)."""
         agg, ms = self._agg, self._ms
         if agg is None or not agg.is_windowed:
             return
-        agg.clock = lambda env, t: clock(env[ms][4], t)  # type: ignore[attr-defined]
+        agg.clock = lambda env, t: clock(env[ms][3], env[ms][4], t)  # type: ignore[attr-defined]
 
     def event_time(self, value: Mapping[str, Any], timestamp: int | None) -> int | None:
         """Windowed: a record's event time (epoch ms), as its window reads it; None when it has

@@ -32,14 +32,14 @@ from sqlglot import exp
 
 from core.codec import JSONDecodeError, dumps, loads_exact
 from core.errors import ConfigError
-from sql.catalog import Catalog, infer_columns
+from sql.catalog import Catalog, infer_columns, qualified
 from sql.dialect import Declaration, split_statement
 from sql.errors import SqlCompileError, SqlError, SqlRuntimeError
 from sql.operators.aggregate import Retraction
 from sql.parse import Script, _statements, parse_script
 from sql.query import CompiledQuery, apply_declarations
 from sql.types import cast
-from tables.kinds import TableEnv, table_kind
+from tables.kinds import TableEnv, catalog_table, table_kind
 from tables.memory import MemoryTable
 from tables.protocol import ConnectedTable, Table
 from tables.spec import TableSpec
@@ -215,6 +215,7 @@ class _QueryRun:
             if decl.kind == "table" and name not in self.tables:
                 self.tables[name] = _memory_table(decl.name, decl.primary_key, decl)
                 catalog.add_table(decl.name, self.tables[name])
+        self._catalog_tables(script, catalog)
         self.stream = self.stream_name
         path = next(
             (p for n, p, _ in map(_split_spec, self.args.stream) if _same(n, self.stream)), None
@@ -242,6 +243,16 @@ class _QueryRun:
             if self.tag:
                 print(f"-- {self.tag}", file=self.out)
             print(query.explain(), file=self.out)
+            if self.args.code:
+                # As a worker generates it: a declared stream's records arrive typed.
+                typed = sdecl is not None and sdecl.kind == "stream"
+                ctx = _context(script.sql, catalog, typed_streams=typed)
+                coded = CompiledQuery(script, ctx, _sink_of(script))
+                from sql.codegen import explain_code, explain_line
+
+                print(explain_line(coded), file=self.out)
+                print(explain_code(coded), end="", file=self.out)
+                coded.close()
             return 0
         if query.prefetcher is not None:  # external tables: every record's keys, fetched at once
             asyncio.run(query.prefetcher.fetch((v, None, None) for _, v in records))
@@ -253,6 +264,26 @@ class _QueryRun:
         if script.sink is not None:
             self.runner.produced[script.sink.name.lower()] = self.emitted
         return 1 if self.failed else 0
+
+    def _catalog_tables(self, script: Script, catalog: Catalog) -> None:
+        """Tables the query names ``c.schema.table`` where ``CREATE CATALOG c WITH
+        (connector=...)`` is declared: columns and key read from the database (as the worker
+        does when it loads the pipeline), built through the table kinds, connected now."""
+        catalogs = {n: d for n, d in self.decls.items() if d.kind == "catalog"}
+        if not catalogs:
+            return
+        for node in script.require_query().find_all(exp.Table):
+            cat = node.args.get("catalog")
+            decl = catalogs.get(cat.name.lower()) if cat is not None else None
+            name = qualified(node).lower()
+            if decl is None or name in self.external:
+                continue
+            try:
+                spec = catalog_table(name, decl.name, decl.options)
+            except ConfigError as exc:
+                raise InputError(str(exc), **exc.fields) from exc
+            table = self.external[name] = _open(spec)
+            catalog.add_table(name, table)
 
     def _events(self, peek: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
         if not self.args.events:
@@ -380,7 +411,15 @@ def _external_table(decl: Declaration) -> Table:
         spec = TableSpec.from_options(
             decl.name, options.get("topic", decl.name), decl.primary_key, options, decl.columns
         )
-        table = table_kind(decl.name, spec.kind).create(spec, TableEnv())
+    except ConfigError as exc:
+        raise InputError(str(exc), **exc.fields) from exc
+    return _open(spec)
+
+
+def _open(spec: TableSpec) -> Table:
+    """The table of ``spec`` built by its kind and connected (ConfigError → exit status 2)."""
+    try:
+        table = table_kind(spec.name, spec.kind).create(spec, TableEnv())
         if isinstance(table, ConnectedTable):
             table.open_sync()
     except ConfigError as exc:
@@ -394,10 +433,10 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def _context(sql: str, catalog: Catalog) -> Any:
+def _context(sql: str, catalog: Catalog, typed_streams: bool = False) -> Any:
     from sql.compile.context import CompileContext
 
-    return CompileContext(sql, catalog)
+    return CompileContext(sql, catalog, typed_streams=typed_streams)
 
 
 def _sink_of(script: Any) -> Any:
@@ -416,6 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stream", action="append", default=[], metavar="NAME[=FILE.jsonl]")
     run.add_argument("--events", metavar="FILE.jsonl", help="timeline of table changes and records")
     run.add_argument("--explain", action="store_true", help="print the plan instead of running")
+    run.add_argument(
+        "--code",
+        action="store_true",
+        help="with --explain: also the generated function a worker runs (sql.codegen)",
+    )
     test = sub.add_parser("test", help="run the test cases under DIR (see sql.testing)")
     test.add_argument("dir", help="a case directory, or a directory of case directories")
     return p

@@ -10,9 +10,10 @@ drivers are not needed otherwise). Adding a kind is one line here plus its modul
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from core.errors import ConfigError
 from tables.deadletter import DeadLetterWriter
@@ -28,6 +29,7 @@ KINDS: dict[str, str] = {
     "clickhouse": "sources.clickhouse",
 }
 E_UNKNOWN_KIND = "table {table!r}: option connector={value!r} is not one of {known}"
+E_NO_CATALOG = "catalog {catalog!r}: option connector={value!r} cannot serve a catalog"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,8 @@ class TableEnv:
     fetch_max_records: int = 10_000
     client_id: str = "tablestream"
     read_committed: bool = False
+    #: Record-timestamp ms a loader may apply one partition ahead of the slowest (tables.skew).
+    max_skew_ms: int | None = 300_000
     extra: dict[str, Any] = field(default_factory=dict)
     beacon: Any = None
 
@@ -55,6 +59,16 @@ class TableKind(Protocol):
 
     def create(self, spec: TableSpec, env: TableEnv) -> Table:
         """The table (not started: a kind's table that needs starting is a mode Service)."""
+        ...
+
+
+@runtime_checkable
+class CatalogKind(TableKind, Protocol):
+    """A kind that can also serve ``CREATE CATALOG c WITH (connector=...)``: the tables a query
+    names ``c.schema.table``, their columns and key read from the database."""
+
+    def catalog_table(self, name: str, catalog: str, options: Mapping[str, str]) -> TableSpec:
+        """The spec of ``name`` (``catalog.schema.table``); ConfigError naming catalog, table."""
         ...
 
 
@@ -75,6 +89,7 @@ class KafkaKind:
             fetch_max_records=env.fetch_max_records,
             client_id=env.client_id,
             read_committed=env.read_committed,
+            max_skew_ms=env.max_skew_ms,
             beacon=env.beacon,
         )
 
@@ -94,3 +109,18 @@ def table_kind(table: str, connector: str) -> TableKind:
         )
     kind: TableKind = importlib.import_module(module).KIND
     return kind
+
+
+def catalog_table(name: str, catalog: str, options: Mapping[str, str]) -> TableSpec:
+    """The spec of table ``name`` (``catalog.schema.table``) of catalog ``catalog`` declared
+    with ``options``, by the catalog's kind (it connects to read columns and key)."""
+    connector = options.get("connector", "")
+    kind = table_kind(name, connector)
+    if not isinstance(kind, CatalogKind):
+        raise ConfigError(
+            E_NO_CATALOG.format(catalog=catalog, value=connector),
+            table=name,
+            option="connector",
+            value=connector,
+        )
+    return kind.catalog_table(name, catalog, options)

@@ -22,6 +22,7 @@ from core.errors import TablestreamError
 from tables.apply import Applier
 from tables.deadletter import DeadLetterWriter, source_of_table
 from tables.protocol import Change, Op, PartitionStats
+from tables.skew import PartitionSkew
 from tables.store import Fingerprint
 from tables.topics import tombstone_retention_ms, topic_partitions
 
@@ -60,6 +61,7 @@ class TableLoader(Service):
         partitions: set[int] | None = None,
         read_committed: bool = False,
         bootstrap_servers: str | None = None,
+        max_skew_ms: int | None = 300_000,
         **kwargs: Any,
     ) -> None:
         self.tstate = state
@@ -78,6 +80,8 @@ class TableLoader(Service):
         self._compaction: asyncio.Future[None] | None = None
         self._next_sweep = 0.0
         self._next_synced = 0.0
+        #: How far (record timestamp, ms) one partition may be applied ahead of the slowest.
+        self._skew = PartitionSkew(max_skew_ms)
         self._applier = Applier(
             state.spec.key_field, state.decode, state.versions, state.spec.check
         )
@@ -202,7 +206,7 @@ class TableLoader(Service):
             await asyncio.sleep(0.05)
             return
         fetched = await consumer.getmany(timeout_ms=200, max_records=self._fetch_max_records)
-        records = []
+        verified = {}
         for tp, msgs in fetched.items():
             fp = self._verify.pop(tp, None)
             if fp is not None and msgs:
@@ -215,10 +219,42 @@ class TableLoader(Service):
                     msgs = msgs[1:]
                 elif first.offset < fp.offset:
                     raise _LocalStateMismatch(f"{tp.topic}[{tp.partition}] restarted numbering")
-            records.extend(msgs)
+            verified[tp] = msgs
+        records = await self._bounded(consumer, verified)
         if records:
             await self._apply(records)
         await self._update_progress()
+
+    async def _bounded(
+        self, consumer: AIOKafkaConsumer, fetched: dict[TopicPartition, Any]
+    ) -> list[Any]:
+        """The fetched records within the allowed skew (:mod:`tables.skew`); the partitions
+        ahead are sought back to their first record held back and paused."""
+        if len(self._tps) < 2 or not (fetched or self._skew.held):
+            # Nothing to bound (an empty fetch still resumes what waits for a partition that
+            # has just reached its end).
+            return [rec for msgs in fetched.values() for rec in msgs]
+        # Where each partition stands before this batch: the consumer's position (past
+        # transaction markers), less what this batch brings.
+        left = set()
+        for tp in self._tps:
+            highwater = consumer.highwater(tp)
+            msgs = fetched.get(tp)
+            start = msgs[0].offset if msgs else await consumer.position(tp)
+            if highwater is None:
+                left.add(tp)
+                continue
+            end = _stable_end(consumer, tp, highwater) if self._read_committed else highwater
+            if start < end:
+                left.add(tp)
+        cut = self._skew.cut(fetched, left.__contains__, self._tps)
+        for tp, offset in cut.seek.items():
+            consumer.seek(tp, offset)
+        if cut.pause:
+            consumer.pause(*cut.pause)
+        if cut.resume:
+            consumer.resume(*cut.resume)
+        return [rec for msgs in cut.keep.values() for rec in msgs]
 
     async def _apply(self, records: list[Any]) -> None:
         state = self.tstate
@@ -303,6 +339,9 @@ class TableLoader(Service):
         state.store.set_topic(state.spec.topic)
         state.store.set_history_mode(_history_mode(state))
         state.reset()
+        self._skew.reset()
+        if self._consumer is not None and self._tps:
+            self._consumer.resume(*self._tps)
         await self._seek_to_stored()
 
 

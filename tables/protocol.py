@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -251,6 +252,12 @@ class PrefetchTable(Table, Protocol):
         ...
 
 
+#: Set (to a fresh object) while a batch's probes are fetched ahead, across all its rounds: a
+#: :class:`PrefetchTable` called several times in one batch (a key and a column, or a second
+#: round) can tell those calls from a new batch's. None outside a prefetcher.
+PREFETCH_BATCH: ContextVar[object | None] = ContextVar("PREFETCH_BATCH", default=None)
+
+
 @runtime_checkable
 class ConnectedTable(Table, Protocol):
     """Capability: the table connects to something at start; the offline runner opens and closes
@@ -337,6 +344,16 @@ class SnapshotLogTable(Table, Protocol):
         """EXPLAIN's words for a read as of ``timestamp`` or at ``version`` (both None: per
         record): the snapshot it reads when the table knows it now."""
         ...
+
+    async def prefetch(self, column: str | None, values: Collection[Any]) -> None:
+        """Before a batch runs: load the snapshots its records will read — ``column``
+        :data:`AS_OF_TIMES` (``values``: epoch ms) or :data:`AT_VERSIONS` (snapshot ids)."""
+        ...
+
+
+#: The prefetch "columns" of a :class:`SnapshotLogTable`: a batch's as-of times, its versions.
+AS_OF_TIMES = "FOR SYSTEM_TIME AS OF"
+AT_VERSIONS = "AT SNAPSHOT"
 
 
 RowMapping = Mapping[str, Any]

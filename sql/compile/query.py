@@ -9,11 +9,17 @@ from sqlglot import exp
 
 from sql.bind.scope import BoundRelation, Scope, offset_of
 from sql.catalog import qualified
-from sql.compile.as_of import as_of_source, as_of_time
+from sql.compile.as_of import as_of_time, missing_as_of_key
 from sql.compile.context import CompileContext
 from sql.compile.expr import ExprCompiler
-from sql.compile.prefetch import register_prefetch, source_text
+from sql.compile.prefetch import (
+    register_as_of_prefetch,
+    register_filler,
+    register_prefetch,
+    source_text,
+)
 from sql.compile.select import combine, compile_conjuncts, compile_parts
+from sql.compile.strategies import build_source
 from sql.compile.subquery import compile_subquery, resolve_table, star_columns
 from sql.compile.window import (
     add_window_outputs,
@@ -25,7 +31,6 @@ from sql.compile.window import (
 )
 from sql.dialect import Declaration, conjunction_text, sql_text
 from sql.errors import (
-    E_NOT_SCANNABLE,
     E_STREAM_REQUIRED,
     E_UNKNOWN_TABLE,
     E_UNSUPPORTED,
@@ -38,13 +43,14 @@ from sql.operators.aggregate import AggregateOperator, StreamAggregate
 from sql.operators.join import Stage, join_stage, lookup_join_stage
 from sql.operators.window import WindowedAggregate
 from sql.plan.as_of_lookup import STRATEGY as AS_OF_STRATEGY
+from sql.plan.as_of_lookup import as_of_key_lookup
 from sql.plan.as_of_lookup import describe as describe_as_of
-from sql.plan.shape import Conjunct, JoinStep, StreamShape
+from sql.plan.planner import plan_join
+from sql.plan.shape import Conjunct, JoinShape, JoinStep, StreamShape
 from sql.runtime import Compiled, Env, Fn, Read
 from sql.runtime.parts import SelectParts
 from sql.types import SqlType, converter
 from sql.window import WindowSpec
-from tables.protocol import IndexedTable, PrefetchTable, ScanTable
 
 Out = list[dict[str, Any]]
 
@@ -100,6 +106,7 @@ def compile_stream_query(
     if schema.kind != "stream":
         raise BindError(E_STREAM_REQUIRED.format(name=src.name), sql=ctx.sql, offset=offset_of(src))
     stream = scope.add(src.alias_or_name, schema, None)
+    ctx.stream_slots = frozenset((stream.value_slot, stream.meta_slot))
     lines = [f"StreamScan {schema.name}" + (f" AS {src.alias}" if src.alias else "")]
     joins: list[tuple[BoundRelation, Fn, Fn | None, bool]] = []
     for j in select.args.get("joins") or []:
@@ -226,6 +233,9 @@ def _assign(fn: Fn, conv: Fn) -> Fn:
 def _join(
     ctx: CompileContext, scope: Scope, j: exp.Join, lines: list[str]
 ) -> tuple[BoundRelation, Fn, Fn | None, bool]:
+    """Bind a joined table and choose its access path by the planner's join rules (the same
+    access paths, sources and prefetching as a subquery's table); ``(relation, row source,
+    residual ON terms, LEFT)``."""
     side = (j.args.get("side") or "").upper()
     kind = (j.args.get("kind") or "").upper()
     if side not in ("", "LEFT") or kind not in ("", "INNER", "OUTER") or j.args.get("using"):
@@ -242,49 +252,35 @@ def _join(
             E_UNSUPPORTED.format(what="a join without ON"), sql=ctx.sql, offset=offset_of(j)
         )
     conjuncts = compile_conjuncts(ExprCompiler(ctx, scope, "JOIN ON"), on, rel)
-    key_field = schema.key_field or table.key_field
-    source, strategy, used = None, "", None
-    for c in conjuncts:
-        if c.pin is not None and (c.pin[0] == "_key" or c.pin[0] == key_field):
-            source, strategy, used = sources.key_lookup(table, c.pin[1].fn), "key lookup", c
-            break
-    if at is not None:  # the table as of the record's time: a key lookup in its history
-        source, used = as_of_source(ctx, node, table, key_field, conjuncts, at)
-        strategy = f"{AS_OF_STRATEGY} {describe_as_of(node, table)}"
-    if source is None:
-        for c in conjuncts:
-            if c.pin is not None and c.pin[0] != "_key":
-                if isinstance(table, IndexedTable):
-                    source = sources.index_probe(table, c.pin[0], c.pin[1].fn)
-                    strategy, used = "index probe", c
-                elif isinstance(table, PrefetchTable):
-                    source = sources.RemoteProbe(table, c.pin[0], c.pin[1].fn)
-                    strategy, used = "remote probe", c
-                else:
-                    continue
-                break
-    flag = ""
-    if source is None:
-        if not isinstance(table, ScanTable):
-            raise UnsupportedError(
-                E_NOT_SCANNABLE.format(table=table.name, source=table.describe()),
-                sql=ctx.sql,
-                offset=offset_of(j),
-            )
-        source, strategy, flag = sources.scan(table), "FULL SCAN", "  !! last resort"
-    if used is not None and used.pin is not None and at is None:
-        register_prefetch(ctx, table, key_field, used, rel)
-    # An index (remote) probe narrows by Python equality only: its pin stays in the residual.
-    probe = strategy in ("index probe", "remote probe")
-    residual = combine([c for c in conjuncts if c is not used or probe])
+    shape = JoinShape(rel, table, conjuncts, j, ctx.sql)
+    key_field = shape.key_field
+    if at is None:
+        plan = plan_join(shape)
+        strategy = plan.strategy
+    else:  # the table as of the record's time: a key lookup in its history
+        as_of = as_of_key_lookup(node, shape)
+        if as_of is None:
+            raise missing_as_of_key(ctx, node, table, key_field)
+        plan, strategy = as_of, f"{AS_OF_STRATEGY} {describe_as_of(node, table)}"
+        assert as_of.access is not None
+        register_as_of_prefetch(ctx, table, at, as_of.access.by_version)
+    assert plan.access is not None
+    source = build_source(plan.access, table, at.fn if at is not None else None)
     left = side == "LEFT"
+    probe = None
+    if plan.pin is not None and at is None:
+        # A key lookup or remote probe of an external table: fetched ahead per batch (in a
+        # later round when its value reads another joined table's row).
+        probe = register_prefetch(ctx, table, key_field, plan.pin, rel)
+    register_filler(ctx, rel, source, left, plan.pin, probe)
+    flag = "  !! last resort" if plan.flagged else ""
     lines.append(
         f"{'Left' if left else 'Inner'}LookupJoin {table.name}"
         + (f" AS {node.alias}" if node.alias else "")
         + f" ON {on.sql(dialect='duckdb')}: {strategy}{flag}"
-        + source_text(table, used, key_field)
+        + source_text(table, plan.pin, key_field, probe)
     )
-    return rel, source, residual, left
+    return rel, source, combine(plan.residual), left
 
 
 def _project_stage(

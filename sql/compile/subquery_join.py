@@ -4,9 +4,11 @@ The first table is read by the cheapest access its WHERE allows (key lookup, ind
 last), or — uncorrelated — as a cached result of the whole join, recomputed after a change to any
 of its tables. Each joined table is then read per row of the tables before it, by a key lookup
 when its ON pins its key (so ``a.id = o.x`` then ``b.id = a.b_id`` is two chained ``get``s), an
-index probe on a pinned column, an as-of key lookup (``FOR SYSTEM_TIME AS OF``), or a flagged
-scan. The joined rows feed the same inner pipeline as a single table (WHERE → GROUP BY/HAVING →
-project), so every subquery kind, aggregate and nested subquery works over a join as over a table.
+index probe on a pinned column, a remote probe of an external table (the stream query's join
+rules, :data:`sql.plan.planner.JOIN_RULES`), an as-of key lookup (``FOR SYSTEM_TIME AS OF``), or
+a flagged scan. The joined rows feed the same inner pipeline as a single table (WHERE →
+GROUP BY/HAVING → project), so every subquery kind, aggregate and nested subquery works over a
+join as over a table.
 EXPLAIN names each step: ``key lookup [a.id = o.x] → InnerJoin b: key lookup [b.id = a.b_id]``.
 """
 
@@ -24,15 +26,17 @@ from sql.compile.as_of import as_of_source, as_of_time
 from sql.compile.context import CompileContext
 from sql.compile.expr import ExprCompiler
 from sql.compile.select import combine, compile_conjuncts
+from sql.compile.strategies import build_source
 from sql.errors import E_UNSUPPORTED, UnsupportedError
 from sql.operators import sources
 from sql.operators.inner import InnerQuery
 from sql.operators.maintained import CachedRows
 from sql.plan.as_of_lookup import STRATEGY as AS_OF_STRATEGY
 from sql.plan.as_of_lookup import describe as describe_as_of
-from sql.plan.shape import Conjunct, Plan, SubqueryShape
+from sql.plan.planner import plan_join
+from sql.plan.shape import Conjunct, JoinShape, Plan, SubqueryShape
 from sql.runtime import Env, Fn
-from tables.protocol import IndexedTable, Key, PrefetchTable, Table, Value
+from tables.protocol import Key, Value
 
 _EMPTY: dict[str, Any] = {}
 
@@ -74,13 +78,23 @@ def bind_joins(
         at = as_of_time(ctx, node, scope)  # reads the enclosing query only
         rel = scope.add(node.alias_or_name, schema, table)
         conjuncts = compile_conjuncts(ExprCompiler(ctx, scope, "JOIN ON"), on, rel)
-        key_field = schema.key_field or table.key_field
-        source, strategy, used = _access(table, key_field, conjuncts)
+        shape = JoinShape(rel, table, conjuncts, j, ctx.sql)
+        used: Conjunct | None
         if at is not None:
-            source, used = as_of_source(ctx, node, table, key_field, conjuncts, at)
-            strategy = f"{AS_OF_STRATEGY} {describe_as_of(node, table)}"
-        probe = strategy in ("index probe", "remote probe")  # only narrow: the pin filters too
-        residual = combine([c for c in conjuncts if c is not used or probe])
+            source, used = as_of_source(ctx, node, table, shape.key_field, conjuncts, at)
+            strategy, residual = (
+                f"{AS_OF_STRATEGY} {describe_as_of(node, table)}",
+                combine([c for c in conjuncts if c is not used]),
+            )
+        else:  # the stream query's joins' rules: key lookup, index or remote probe, scan
+            plan = plan_join(shape)
+            assert plan.access is not None
+            source, used, residual = (
+                build_source(plan.access, table),
+                plan.pin,
+                combine(plan.residual),
+            )
+            strategy = plan.strategy + (" per row" if plan.flagged else "")
         left = side == "LEFT"
         name = table.name + (f" AS {node.alias}" if node.alias else "")
         detail = f" [{used.node.sql(dialect='duckdb')}]" if used is not None else ""
@@ -96,22 +110,6 @@ def bind_joins(
             )
         )
     return steps
-
-
-def _access(
-    table: Table, key_field: str | None, conjuncts: list[Conjunct]
-) -> tuple[Fn, str, Conjunct | None]:
-    """Key lookup on a pinned key, else index probe on a pinned column, else a scan."""
-    for c in conjuncts:
-        if c.pin is not None and (c.pin[0] == "_key" or c.pin[0] == key_field):
-            return sources.key_lookup(table, c.pin[1].fn), "key lookup", c
-    for c in conjuncts:
-        if c.pin is not None and c.pin[0] != "_key":
-            if isinstance(table, IndexedTable):
-                return sources.index_probe(table, c.pin[0], c.pin[1].fn), "index probe", c
-            if isinstance(table, PrefetchTable):
-                return sources.RemoteProbe(table, c.pin[0], c.pin[1].fn), "remote probe", c
-    return sources.scan(table), "FULL SCAN per row", None
 
 
 def explain_chain(steps: list[JoinStep]) -> str:

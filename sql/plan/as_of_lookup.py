@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from sql.plan.shape import Access, Conjunct, Plan, SubqueryShape
+from sql.plan.shape import Access, AccessShape, Conjunct, Plan
 from sql.time_travel import by_version, constant, label
 from tables.protocol import SnapshotLogTable, Table
 
@@ -34,7 +34,7 @@ def describe(node: exp.Table, table: Table | None = None) -> str:
     return text
 
 
-def as_of_key_lookup(node: exp.Table, shape: SubqueryShape) -> Plan | None:
+def as_of_key_lookup(node: exp.Table, shape: AccessShape) -> Plan | None:
     """The table as of the record's time: maintained results and indexes describe only its
     present. None when no conjunct pins the key (compilation reports it)."""
     used = as_of_key(shape.conjuncts, shape.key_field)
@@ -45,4 +45,5 @@ def as_of_key_lookup(node: exp.Table, shape: SubqueryShape) -> Plan | None:
         f"{used.node.sql(dialect='duckdb')} {describe(node, shape.table)}",
         access=Access("as_of", used.pin[1], by_version=by_version(node.args["version"])),
         residual=[c for c in shape.conjuncts if c is not used],
+        pin=used,
     )

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from sql.bind.scope import offset_of
 from sql.errors import E_NOT_SCANNABLE, UnsupportedError
-from sql.plan.shape import Access, Plan, SubqueryShape
+from sql.plan.shape import Access, AccessShape, Plan
 from tables.protocol import ScanTable
 
 
-def full_scan(shape: SubqueryShape) -> Plan | None:
+def full_scan(shape: AccessShape) -> Plan | None:
     table = shape.table
     if not isinstance(table, ScanTable):
         raise UnsupportedError(
             E_NOT_SCANNABLE.format(table=table.name, source=table.describe()),
             sql=shape.sql,
-            offset=offset_of(shape.select),
+            offset=offset_of(shape.node),
         )
     return Plan(
         "FULL SCAN",

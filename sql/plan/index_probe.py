@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sql.plan.shape import Access, Plan, SubqueryShape
+from sql.plan.shape import Access, AccessShape, Plan
 from tables.protocol import IndexedTable
 
 
-def index_probe(shape: SubqueryShape) -> Plan | None:
+def index_probe(shape: AccessShape) -> Plan | None:
     if not isinstance(shape.table, IndexedTable):
         return None
     for c in shape.conjuncts:
@@ -21,5 +21,6 @@ def index_probe(shape: SubqueryShape) -> Plan | None:
             c.node.sql(dialect="duckdb"),
             access=Access("index_probe", value, column),
             residual=list(shape.conjuncts),
+            pin=c,
         )
     return None

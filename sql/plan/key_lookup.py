@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sql.plan.shape import Access, Plan, SubqueryShape
+from sql.plan.shape import Access, AccessShape, Plan
 
 
-def key_lookup(shape: SubqueryShape) -> Plan | None:
+def key_lookup(shape: AccessShape) -> Plan | None:
     key_field = shape.key_field
     for c in shape.conjuncts:
         if c.pin is None:

@@ -3,11 +3,11 @@ database (``WHERE column = ANY($1)``), one query per batch for the distinct valu
 
 from __future__ import annotations
 
-from sql.plan.shape import Access, Plan, SubqueryShape
+from sql.plan.shape import Access, AccessShape, Plan
 from tables.protocol import PrefetchTable
 
 
-def remote_probe(shape: SubqueryShape) -> Plan | None:
+def remote_probe(shape: AccessShape) -> Plan | None:
     if not isinstance(shape.table, PrefetchTable):
         return None
     for c in shape.conjuncts:

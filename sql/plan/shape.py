@@ -4,6 +4,7 @@ structure (compilation builds those from the plan, see ``sql.compile.strategies`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlglot import exp
 
@@ -21,6 +22,47 @@ class Conjunct:
     fn: Fn
     slots: set[int]
     pin: tuple[str, Compiled] | None = None
+
+
+class AccessShape(Protocol):
+    """What the access rules (key lookup, index probe, remote probe, scan) read of a relation:
+    a subquery's first table (:class:`SubqueryShape`) or a joined table (:class:`JoinShape`)."""
+
+    @property
+    def relation(self) -> BoundRelation: ...
+
+    @property
+    def table(self) -> Table: ...
+
+    @property
+    def conjuncts(self) -> list[Conjunct]: ...
+
+    @property
+    def key_field(self) -> str | None: ...
+
+    @property
+    def sql(self) -> str: ...
+
+    @property
+    def node(self) -> exp.Expr:
+        """Where an error about the access points (the subquery, or the JOIN)."""
+        ...
+
+
+@dataclass(slots=True)
+class JoinShape:
+    """A ``[LEFT] JOIN table ON ...`` of the stream query (or of a subquery): ``conjuncts`` are
+    its ON terms. Only access rules apply: a join needs rows, never a maintained result."""
+
+    relation: BoundRelation
+    table: Table
+    conjuncts: list[Conjunct]
+    node: exp.Expr
+    sql: str = ""
+
+    @property
+    def key_field(self) -> str | None:
+        return self.relation.schema.key_field or self.table.key_field
 
 
 @dataclass(slots=True)
@@ -41,6 +83,10 @@ class SubqueryShape:
     @property
     def key_field(self) -> str | None:
         return self.relation.schema.key_field or self.table.key_field
+
+    @property
+    def node(self) -> exp.Expr:
+        return self.select
 
     @property
     def simple(self) -> bool:
@@ -95,7 +141,8 @@ class Plan:
     residual: list[Conjunct] = field(default_factory=list)
     maintained: str | None = None
     flagged: bool = False
-    #: The conjunct the source probes by (key lookups and probes), for prefetching and EXPLAIN.
+    #: The conjunct whose value the access reads (key lookups, probes, as-of lookups; None for
+    #: a scan), for prefetching and EXPLAIN.
     pin: Conjunct | None = None
 
 

@@ -13,18 +13,22 @@ tables use, so a test's path must be the one its tables name.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import ctypes
 import os
 import pwd
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -62,12 +66,15 @@ _CONFIG = """<?xml version="1.0"?>
 """
 _USERS = """<?xml version="1.0"?>
 <yandex>
-  <profiles><default><max_memory_usage>2000000000</max_memory_usage></default></profiles>
+  <profiles><default><max_memory_usage>2000000000</max_memory_usage></default>
+    <readonly><readonly>1</readonly></readonly></profiles>
   <users>
     <default><password></password><networks><ip>127.0.0.1</ip></networks>
       <profile>default</profile><quota>default</quota></default>
     <reader><password>{password}</password><networks><ip>127.0.0.1</ip></networks>
       <profile>default</profile><quota>default</quota></reader>
+    <ro><password>{password}</password><networks><ip>127.0.0.1</ip></networks>
+      <profile>readonly</profile><quota>default</quota></ro>
   </users>
   <quotas><default></default></quotas>
 </yandex>
@@ -95,6 +102,33 @@ def ensure_installed() -> None:
         subprocess.run([str(ROOT / "scripts" / "ensure_clickhouse.sh")], check=True, timeout=900)
 
 
+_running: set[ClickHouseServer] = set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    """A test session that ends without its fixtures' teardown leaves no server behind."""
+    for server in list(_running):
+        server.stop(kill=True)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGKILL the server when the thread that started it ends
+    (a pytest killed by a timeout): set after the switch of user (which would clear it). Only
+    from the main thread: a worker thread can end long before the process does."""
+    if not sys.platform.startswith("linux") or threading.current_thread() is not (
+        threading.main_thread()
+    ):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+    return preexec
+
+
 class ClickHouseServer:
     """One server; :meth:`stop` and :meth:`start` again keep its data and ports."""
 
@@ -109,28 +143,31 @@ class ClickHouseServer:
         )
         (self.root / "users.xml").write_text(_USERS.format(password=READER_PASSWORD))
 
-    def _user(self) -> list[str]:
+    def _user(self) -> dict[str, Any]:
         """Run as ``clickhouse`` (or ``nobody``) when we are root: a server as root is wrong."""
         if os.geteuid() != 0:
-            return []
+            return {}
         for name in ("clickhouse", "nobody"):
             with contextlib.suppress(KeyError):
                 pw = pwd.getpwnam(name)
                 for p in [self.root, *self.root.rglob("*")]:
                     os.chown(p, pw.pw_uid, pw.pw_gid)
-                return ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups"]
-        return []
+                return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+        return {}
 
     def start(self, timeout: float = 60) -> None:
         cmd = server_command()
         if cmd is None:
             raise RuntimeError(E_NO_CLICKHOUSE)
         self.proc = subprocess.Popen(
-            [*self._user(), *cmd, f"--config-file={self.root / 'config.xml'}"],
+            [*cmd, f"--config-file={self.root / 'config.xml'}"],
             stdout=subprocess.DEVNULL,
             stderr=open(self.root / "stderr.log", "ab"),  # noqa: SIM115 (the child owns it)
             start_new_session=True,
+            preexec_fn=_die_with_parent(),
+            **self._user(),
         )
+        _running.add(self)
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -148,6 +185,7 @@ class ClickHouseServer:
         """SIGTERM (a server waits up to seconds for open keep-alive connections), or SIGKILL:
         a crash, at once (the tests' outages)."""
         proc, self.proc = self.proc, None
+        _running.discard(self)
         if proc is None:
             return
         proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)

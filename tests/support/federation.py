@@ -15,7 +15,7 @@ from sources.table import ExternalTable
 from sql.parse import parse_script
 from tables.kinds import TableEnv, table_kind
 from tables.memory import MemoryTable
-from tables.protocol import Table
+from tables.protocol import ConnectedTable, Table
 from tables.spec import TableSpec
 from tests.support.postgres import PostgresCluster
 
@@ -70,15 +70,22 @@ def declaration(name: str, options: str) -> str:
     return f"CREATE TABLE {name} ({COLUMNS}) WITH ({options});\n"
 
 
-def external(sql_declaration: str, name: str, *, open_now: bool = True) -> ExternalTable:
+def connected(sql_declaration: str, name: str, *, open_now: bool = True) -> ConnectedTable:
     """The table ``name`` of a ``CREATE TABLE`` text, built by its kind (and opened)."""
     decl = parse_script(sql_declaration + "SELECT 1 FROM s").declarations[name.lower()]
     topic = decl.options.get("topic", decl.name)
     spec = TableSpec.from_options(decl.name, topic, decl.primary_key, decl.options, decl.columns)
     table = table_kind(spec.name, spec.kind).create(spec, TableEnv())
-    assert isinstance(table, ExternalTable)
+    assert isinstance(table, ConnectedTable)
     if open_now:
         table.open_sync()
+    return table
+
+
+def external(sql_declaration: str, name: str, *, open_now: bool = True) -> ExternalTable:
+    """The external (SQL database) table ``name`` of a ``CREATE TABLE`` text (opened)."""
+    table = connected(sql_declaration, name, open_now=open_now)
+    assert isinstance(table, ExternalTable)
     return table
 
 

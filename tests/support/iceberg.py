@@ -23,10 +23,12 @@ class Lake:
 
     root: Path
     name: str = "default"
+    #: The SQL catalog's database (default: a sqlite file under ``root``).
+    database: str | None = None
 
     @property
     def uri(self) -> str:
-        return f"sqlite:///{self.root / 'catalog.db'}"
+        return self.database or f"sqlite:///{self.root / 'catalog.db'}"
 
     @property
     def warehouse(self) -> str:
@@ -41,7 +43,7 @@ class Lake:
     def options(self, table: str, extra: str = "") -> str:
         text = (
             f"connector='iceberg', catalog_uri='{self.uri}', warehouse='{self.warehouse}', "
-            f"table='{table}'"
+            f"catalog='{self.name}', table='{table}'"
         )
         return f"{text}, {extra}" if extra else text
 
@@ -126,3 +128,26 @@ def append(lake: Lake, ident: str, rows: list[dict[str, Any]]) -> int:
     schema = table.schema().as_arrow()
     table.append(pa.Table.from_pylist(rows, schema=schema))
     return int(table.current_snapshot().snapshot_id)
+
+
+def customers(lake: Lake, ident: str, data: dict[int, tuple[Any, ...]]) -> None:
+    """The federation tests' customer rows (:data:`tests.support.federation.CUSTOMERS`) as an
+    Iceberg table ``ident`` (one snapshot)."""
+    import pyarrow as pa
+
+    cat = lake.catalog()
+    namespace = ident.rsplit(".", 1)[0]
+    if (namespace,) not in cat.list_namespaces():
+        cat.create_namespace(namespace)
+    schema = pa.schema(
+        [
+            ("id", pa.int64()),
+            ("tier", pa.string()),
+            ("credit", pa.decimal128(12, 2)),
+            ("country", pa.string()),
+        ]
+    )
+    rows = [
+        {"id": k, "tier": t, "credit": c, "country": co} for k, (t, c, co) in sorted(data.items())
+    ]
+    cat.create_table(ident, schema=schema).append(pa.Table.from_pylist(rows, schema=schema))

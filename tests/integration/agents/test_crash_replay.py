@@ -35,8 +35,8 @@ from aiokafka import AIOKafkaProducer
 from app.broker import Broker
 from core import codec
 from tables.topics import TopicSpec, ensure_topics
-from tests.integration.agents.support import worker_env
-from tests.support.kafka import read_all, unique
+from tests.integration.agents.support import COMPACT, worker_env
+from tests.support.kafka import produce, read_all, rows, unique
 from tests.support.worker import Worker
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -49,7 +49,20 @@ CREATE TABLE wins WITH (topic='{wins}', partitions='3') AS
 SELECT k, window_start, COUNT(*) AS n, SUM(v) AS s
 FROM events WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY k EMIT CHANGES;
 """
+#: The same, not repartitioned (its group key reads a joined table): one query reads every
+#: source partition itself (agents.agent, agents.watermarks.PartitionClock).
+JOINED = """\
+CREATE TABLE users (id VARCHAR PRIMARY KEY, tier VARCHAR) WITH (topic='{users}');
+CREATE STREAM events (k VARCHAR, v BIGINT, ts BIGINT)
+  WITH (topic='{events}', timestamp='ts', out_of_orderness='1s', partitions='3');
+
+CREATE TABLE wins WITH (topic='{wins}', partitions='3') AS
+SELECT u.tier AS k, window_start, COUNT(*) AS n, SUM(e.v) AS s
+FROM events e JOIN users u ON u.id = e.k
+WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY u.tier EMIT CHANGES;
+"""
 KEYS = [f"k{i}" for i in range(12)]
+TIERS = {k: f"t{i % 3}" for i, k in enumerate(KEYS)}
 BASE = 1_800_000_000_000
 STEP_MS = 100  # event time between two records of one partition
 LIVE_S = 10  # event time aggregated before the crash
@@ -84,11 +97,12 @@ async def produce_to(servers: str, topic: str, events: list[Event]) -> None:
         await producer.stop()
 
 
-def windows(events: list[Event]) -> dict[Window, tuple[int, int]]:
-    """(key, window start) -> (count, sum): what the query must end with."""
+def windows(events: list[Event], joined: bool = False) -> dict[Window, tuple[int, int]]:
+    """(group, window start) -> (count, sum): what the query must end with (grouped by the
+    user's tier for :data:`JOINED`)."""
     out: dict[Window, tuple[int, int]] = {}
     for e in events:
-        w = (e["k"], e["ts"] - e["ts"] % 10_000)
+        w = (TIERS[e["k"]] if joined else e["k"], e["ts"] - e["ts"] % 10_000)
         n, s = out.get(w, (0, 0))
         out[w] = (n + 1, s + e["v"])
     return out
@@ -133,12 +147,17 @@ class Replay:
 
     events: list[Event]
     behind: list[Event]
+    expected: dict[Window, tuple[int, int]]
     names: dict[str, dict[str, str]]
     workers: list[Worker]
 
 
 async def replay(
-    broker: Broker, tmp_path: Path, workers: list[Worker], runs: dict[str, dict[str, str]]
+    broker: Broker,
+    tmp_path: Path,
+    workers: list[Worker],
+    runs: dict[str, dict[str, str]],
+    pipeline: str = PIPELINE,
 ) -> Replay:
     """The scenario of the module docstring: one worker per run (its settings in ``runs``),
     killed and restarted with partition 0's backlog read ahead; returns once every event was
@@ -146,12 +165,17 @@ async def replay(
     rng = random.Random(10)
     events_topic = unique("events")
     await ensure_topics(broker.url, [TopicSpec(events_topic, 3)])
+    joined = pipeline is JOINED
+    users = unique("users")
+    if joined:
+        await ensure_topics(broker.url, [TopicSpec(users, 1, configs=COMPACT)])
+        await produce(broker.url, users, rows((k, {"id": k, "tier": t}) for k, t in TIERS.items()))
     names: dict[str, dict[str, str]] = {}
     procs = []
     for run, settings in runs.items():
         names[run] = {"events": events_topic, "wins": unique(f"wins-{run}"), "dlq": unique("dlq")}
         path = tmp_path / f"{run}.sql"
-        path.write_text(PIPELINE.format(**names[run]))
+        path.write_text(pipeline.format(users=users, **names[run]))
         env = {**worker_env(broker.url, path, names[run]), **settings}
         procs.append(Worker(tmp_path / run, env).start())
         workers.append(procs[-1])
@@ -159,7 +183,8 @@ async def replay(
     async def shows(run: str, events: list[Event]) -> bool:
         """The run's sink holds every window of ``events`` with at least their counts."""
         got = await sink_windows(broker.url, names[run]["wins"])
-        return all(got.get(w, (0, 0))[0] >= n for w, (n, _) in windows(events).items())
+        want = windows(events, joined).items()
+        return all(got.get(w, (0, 0))[0] >= n for w, (n, _) in want)
 
     # A first stretch of event time on every partition, aggregated by all; then all crash.
     live = [e for p in range(3) for e in events_of(p, 0, LIVE_S, rng)]
@@ -178,12 +203,13 @@ async def replay(
         await wait_for(f"{run} to read partition 0 ahead", lambda r=run: shows(r, ahead), procs, 90)
     behind = [e for p in (1, 2) for e in events_of(p, LIVE_S, BACKLOG_S, rng)]
     await produce_to(broker.url, events_topic, behind)
-    return Replay(live + ahead + behind, behind, names, procs)
+    events = live + ahead + behind
+    return Replay(events, behind, windows(events, joined), names, procs)
 
 
 async def exact_and_no_late(broker: Broker, r: Replay, run: str) -> None:
     """With the fix: exactly the windows the input defines, no dead letter."""
-    names, expected = r.names[run], windows(r.events)
+    names, expected = r.names[run], r.expected
 
     async def exact() -> bool:
         late = await late_letters(broker.url, names["dlq"])
@@ -191,6 +217,21 @@ async def exact_and_no_late(broker: Broker, r: Replay, run: str) -> None:
         return await sink_windows(broker.url, names["wins"]) == expected
 
     await wait_for(f"the {run} run's exact windows", exact, r.workers, 90)
+
+
+async def late_without_the_fix(broker: Broker, r: Replay, run: str) -> None:
+    """Without the fix: valid records of partitions 1 and 2 are late; every record is counted
+    in a window or is a dead letter (the run is complete, not just slow)."""
+    names = r.names[run]
+
+    async def complete() -> tuple[int, int] | None:
+        counted = sum(n for n, _ in (await sink_windows(broker.url, names["wins"])).values())
+        late = await late_letters(broker.url, names["dlq"])
+        return (counted, late) if counted + late >= len(r.events) else None
+
+    counted, late = await wait_for(f"the {run} run to finish", complete, r.workers, 90)
+    assert counted + late == len(r.events)
+    assert late > len(r.behind) // 2, f"only {late} of {len(r.behind)} records behind were late"
 
 
 async def test_a_crash_with_a_partition_read_ahead_makes_no_record_late(
@@ -203,17 +244,7 @@ async def test_a_crash_with_a_partition_read_ahead_makes_no_record_late(
     r = await replay(broker, tmp_path, workers, runs)
     await exact_and_no_late(broker, r, "fixed")
 
-    # Without the fix: valid records of partitions 1 and 2 are late; every record accounted for.
-    names = r.names["unfixed"]
-
-    async def complete() -> tuple[int, int] | None:
-        counted = sum(n for n, _ in (await sink_windows(broker.url, names["wins"])).values())
-        late = await late_letters(broker.url, names["dlq"])
-        return (counted, late) if counted + late >= len(r.events) else None
-
-    counted, late = await wait_for("the unfixed run to finish", complete, r.workers, 90)
-    assert counted + late == len(r.events)
-    assert late > len(r.behind) // 2, f"only {late} of {len(r.behind)} records behind were late"
+    await late_without_the_fix(broker, r, "unfixed")
 
 
 @pytest.mark.kafka_only
@@ -225,3 +256,17 @@ async def test_exactly_once_keeps_the_watermark_over_the_source_partitions(
     runs = {"eos": {"TABLESTREAM_PROCESSING_GUARANTEE": "exactly_once"}}
     r = await replay(broker, tmp_path, workers, runs)
     await exact_and_no_late(broker, r, "eos")
+
+
+async def test_a_query_not_repartitioned_keeps_the_watermark_over_its_source_partitions(
+    broker: Broker, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """A windowed GROUP BY on a joined table's column runs without the repartition stage, one
+    query over every source partition: the same crash and backlog, the same outcome."""
+    runs = {
+        "fixed": {"TABLESTREAM_WATERMARK_PER_SOURCE": "true"},
+        "unfixed": {"TABLESTREAM_WATERMARK_PER_SOURCE": "false"},
+    }
+    r = await replay(broker, tmp_path, workers, runs, JOINED)
+    await exact_and_no_late(broker, r, "fixed")
+    await late_without_the_fix(broker, r, "unfixed")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.broker import Broker, make_broker
+from app.broker import Broker
 from core import codec
 from tables.topics import TopicSpec, ensure_topics
 from tests.integration.agents.support import (
@@ -22,7 +22,6 @@ from tests.integration.agents.support import (
     worker_env,
     write_pipeline,
 )
-from tests.support.brokers import EXTERNAL, SKIP_EXTERNAL
 from tests.support.kafka import produce, read_all
 from tests.support.worker import Worker
 
@@ -84,18 +83,14 @@ async def run_once(
 
 
 async def test_state_of_another_broker_is_rebuilt(
-    broker_kind: str, tmp_path: Path, workers: list[Worker]
+    broker: Broker, other_broker: Broker, tmp_path: Path, workers: list[Worker]
 ) -> None:
-    if EXTERNAL and broker_kind == "kafka":
-        pytest.skip(SKIP_EXTERNAL)
     names = topics()
-    with make_broker(broker_kind, log_path=tmp_path / "a.log") as first:
-        worker, stats = await run_once(first, tmp_path, names, orders(0, 300, qty=2), workers)
-        assert stats["rebuilds"] == 0
-        worker.stop()
+    worker, stats = await run_once(broker, tmp_path, names, orders(0, 300, qty=2), workers)
+    assert stats["rebuilds"] == 0
+    worker.stop()
     # Same topic names, fewer and different records: the stored offsets point past the end.
-    with make_broker(broker_kind, log_path=tmp_path / "b.log") as second:
-        worker, stats = await run_once(second, tmp_path, names, orders(1000, 120, qty=5), workers)
-        assert stats["rebuilds"] >= 1
-        assert "rebuilding from the earliest offset" in worker.log.read_text()
-        worker.stop()
+    worker, stats = await run_once(other_broker, tmp_path, names, orders(1000, 120, qty=5), workers)
+    assert stats["rebuilds"] >= 1
+    assert "rebuilding from the earliest offset" in worker.log.read_text()
+    worker.stop()

@@ -20,7 +20,9 @@ from tests.integration.app.inspector_support import XSS, Inspected
 from tests.integration.app.inspector_support import live as live  # the fixture
 from tests.support.worker import ROOT
 
-pytestmark = [pytest.mark.broker, pytest.mark.slow]
+#: What the pages show and do in a browser does not depend on the broker under the worker (the
+#: JSON behind them runs on both brokers in test_inspector_http.py): Tansu only.
+pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.one_broker]
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = [

@@ -17,13 +17,17 @@ from typing import Any
 import pytest
 
 from agents.codec import make_decoder, make_encoder
+from agents.pipeline import catalog_for, load_pipeline
 from agents.process import BatchProcessor
 from core import codec
 from core.errors import ConfigError
 from sources.lookup import LookupTable
+from sources.snapshot import SnapshotTable
 from sources.table import ExternalTable
 from sql import compile_query
 from tables.deadletter import H_REASON
+from tables.kinds import TableEnv, table_kind
+from tables.protocol import Change, Op
 from tests.support.clickhouse import (
     CH_DDL,
     READER_PASSWORD,
@@ -52,7 +56,8 @@ TYPED_ROWS = (
     "(9007199254740993, 18446744073709551615, 12345678901234.5678, NULL, 'a',"
     " '2024-01-01 00:00:00', '2024-07-01 09:00:00', '2024-02-29', 0.1, NULL),"
     " (-9223372036854775808, 0, -0.0001, 'x''y', 'b', '2024-06-01 12:30:45',"
-    " '2024-01-01 00:00:00', '1970-01-02', -1.5e300, 9007199254740993)"
+    " '2024-01-01 00:00:00', '1970-01-02', -1.5e300, 9007199254740993),"
+    " (7, 7, 7, '', '', '2024-01-01 00:00:00', '2024-01-01 00:00:00', '2024-01-01', inf, 7)"
 )
 TYPED_EXPECTED = {
     9007199254740993: {
@@ -79,11 +84,25 @@ TYPED_EXPECTED = {
         "ratio": -1.5e300,
         "maybe": 9007199254740993,
     },
+    7: {
+        "id": 7,
+        "big": 7,
+        "amount": Decimal("7.0000"),
+        "note": "",
+        "label": "",
+        "at": dt.datetime(2024, 1, 1, tzinfo=UTC),
+        "tokyo": dt.datetime(2023, 12, 31, 15, 0, tzinfo=UTC),
+        "day": dt.date(2024, 1, 1),
+        "ratio": float("inf"),  # JSON has no inf: asked for quoted ("inf"), read as a float
+        "maybe": 7,
+    },
 }
 
 
 def typed_table(where: str, cache: str) -> ExternalTable:
-    sql = f"CREATE TABLE t ({TYPED_COLUMNS}) WITH ({where}, cache='{cache}');\n"
+    # dead_letter: a query the server refuses fails the test instead of waiting for ever.
+    options = f"{where}, cache='{cache}', on_error='dead_letter'"
+    sql = f"CREATE TABLE t ({TYPED_COLUMNS}) WITH ({options});\n"
     return external(sql, "t")
 
 
@@ -113,6 +132,21 @@ def typed_chdb(chdb_path: Path) -> str:
     finally:
         client.close()
     return f"connector='clickhouse', path='{chdb_path}', table='{name}'"
+
+
+def test_a_readonly_user_reads_inf_as_null(typed_server: str) -> None:
+    """A ``readonly=1`` user may set nothing (not even how inf is written): the table still
+    works, inf reads as NULL."""
+    where = typed_server.replace("url='http://reader:", "url='http://ro:")
+    assert "http://ro:" in where
+    table = typed_table(where, "full")
+    try:
+        row = table.get(7)
+        assert row is not None
+        assert row["ratio"] is None
+        assert table.get(-(2**63)) == TYPED_EXPECTED[-(2**63)]
+    finally:
+        table.close_sync()
 
 
 @pytest.mark.parametrize("cache", ["partial", "full"])
@@ -329,7 +363,7 @@ async def test_a_server_down_opens_the_breaker_and_takes_the_policy(
         assert stats["breaker"]["state"] == "open"
         assert stats["unavailable"] >= 1
         assert READER_PASSWORD not in str(stats)
-        await asyncio.to_thread(own_server.start)
+        own_server.start()  # from the main thread: the server dies with it (PDEATHSIG)
         await asyncio.sleep(0.4)  # past breaker_reset: the next call is the half-open probe
         rows, dead = await run(p, batch(20, [1, 3]))
         assert dead == []
@@ -338,3 +372,78 @@ async def test_a_server_down_opens_the_breaker_and_takes_the_policy(
     finally:
         query.close()
         table.close_sync()
+
+
+CATALOG = """
+CREATE CATALOG ch WITH (connector='clickhouse', url='{url}', cache='partial');
+CREATE STREAM orders (order_id BIGINT, customer_id BIGINT) WITH (topic='orders');
+CREATE STREAM out WITH (topic='out') AS
+SELECT o.order_id, c.tier, c.credit FROM orders o LEFT JOIN ch.default.{table} c
+  ON c.id = o.customer_id EMIT CHANGES;
+"""
+
+
+async def test_a_catalog_over_a_server_and_explain(
+    clickhouse: ClickHouseServer, tmp_path: Path
+) -> None:
+    """Columns and key read from the server (its single-column sorting key); EXPLAIN names the
+    source and the query it sends, without the password."""
+    name = unique_table()
+    server_table(clickhouse, name, CUSTOMERS)
+    path = tmp_path / "p.sql"
+    path.write_text(CATALOG.format(url=clickhouse.url("reader", READER_PASSWORD), table=name))
+    pipeline = load_pipeline([path])
+    qualified = f"ch.default.{name}"
+    spec = pipeline.tables[qualified]
+    assert spec.kind == "clickhouse"
+    assert spec.key_field == "id"
+    assert dict(spec.columns) == {
+        "id": "BIGINT",
+        "tier": "STRING",
+        "credit": "DECIMAL(12,2)",
+        "country": "STRING",
+    }
+    table = table_kind(spec.name, spec.kind).create(spec, TableEnv())
+    assert isinstance(table, ExternalTable)
+    table.open_sync()
+    try:
+        q = compile_query(pipeline.queries[0].sql, catalog_for({qualified: table}, pipeline))
+        explain = q.explain()
+        assert f"[source: clickhouse http://127.0.0.1:{clickhouse.http_port}/default" in explain
+        assert f'sends: SELECT "id", "tier", "credit", "country" FROM "default"."{name}"' in explain
+        assert READER_PASSWORD not in explain
+        assert q.prefetcher is not None
+        recs = [{"order_id": 1, "customer_id": 1}, {"order_id": 2, "customer_id": 42}]
+        await q.prefetcher.fetch([(r, None, 0) for r in recs])
+        rows = [q.process(r)[0] for r in recs]
+        assert rows[0] == {"order_id": 1, "tier": "gold", "credit": Decimal("100.50")}
+        assert rows[1] == {"order_id": 2, "tier": None, "credit": None}
+    finally:
+        q.close()
+        table.close_sync()
+
+
+async def test_a_full_cache_follows_the_server_on_refresh(clickhouse: ClickHouseServer) -> None:
+    """``cache='full', refresh=...``: the table loaded at start, changes applied as a diff (and
+    published to subscribers) on the next reload."""
+    name = unique_table()
+    server_table(clickhouse, name, CUSTOMERS)
+    url = clickhouse.url("reader", READER_PASSWORD)
+    where = f"connector='clickhouse', url='{url}', table='{name}', cache='full', refresh='200ms'"
+    table = external(declaration("c", where), "c")
+    assert isinstance(table, SnapshotTable)
+    changes: list[Change] = []
+    table.subscribe(changes.append)
+    await table.start()
+    try:
+        assert len(table) == len(CUSTOMERS)
+        clickhouse.execute(f"INSERT INTO {name} VALUES (7, 'new', 1.5, 'NL')")
+        for _ in range(100):
+            if table.get(7) is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert table.get(7) == {"id": 7, "tier": "new", "credit": Decimal("1.50"), "country": "NL"}
+        assert [(c.key, c.op) for c in changes] == [("7", Op.INSERT)]
+        assert table.stats().as_dict()["refreshes"] >= 2
+    finally:
+        await table.stop()

@@ -1,7 +1,8 @@
 """The differential test: the same rows in an in-memory (Kafka-kind) table, a PostgreSQL table,
-a DuckDB file and ClickHouse (embedded by chdb, and a server over HTTP); the same queries give
-byte-identical outputs on all of them (each external table with a partial cache, a per-batch
-cache and a full cache)."""
+a DuckDB file, ClickHouse (embedded by chdb, and a server over HTTP) and an Apache Iceberg table
+(pyiceberg's SQL catalog, a local warehouse); the same queries give byte-identical outputs on all
+of them (each SQL database's table with a partial cache, a per-batch cache and a full cache; the
+Iceberg table from its snapshot)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tables.protocol import Table
 from tests.support.clickhouse import READER_PASSWORD, ClickHouseServer, chdb_table, server_table
 from tests.support.federation import (
     CUSTOMERS,
+    connected,
     declaration,
     duck_file,
     external,
@@ -173,5 +175,23 @@ async def test_without_prefetch_each_miss_is_one_fetch(store: str) -> None:
         assert stats["single_fetches"] == len(distinct)
         assert stats["negative_hits"] == 0  # 1, 3, 5 were hits the second time
         assert stats["hits"] == 3
+    finally:
+        table.close_sync()
+
+
+async def test_iceberg_gives_the_same_outputs(tmp_path: Path) -> None:
+    """An Iceberg table holding the rows (its current snapshot): every query, the ones that
+    need every row at hand too, and the chained probe."""
+    from sources.iceberg import IcebergTable
+    from tests.support.iceberg import Lake
+    from tests.support.iceberg import customers as iceberg_customers
+
+    lake = Lake(tmp_path)
+    iceberg_customers(lake, "crm.customers", CUSTOMERS)
+    options = lake.options("crm.customers")
+    table = connected(declaration("customers", options), "customers")
+    assert isinstance(table, IcebergTable)
+    try:
+        await same_outputs(table, options, {**QUERIES, **FULL_ONLY, **CHAINED})
     finally:
         table.close_sync()

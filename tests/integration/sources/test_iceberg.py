@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from tables.deadletter import H_REASON
 from tables.kinds import TableEnv, table_kind
 from tables.spec import TableSpec
 from tests.support.iceberg import COLUMNS, History, Lake, append, market_stats
+from tests.support.postgres import PostgresCluster
 from tests.unit.agents.test_process import Collect, Rec
 
 pytestmark = pytest.mark.slow
@@ -127,6 +129,13 @@ def test_literal_snapshots_and_times(lake: tuple[Lake, History]) -> None:
     assert rows == [{"id": 1, "volume_30d": None}]  # C came with the second snapshot
     assert f"AT SNAPSHOT {s1} (committed " in plan
     assert run(f"FOR SYSTEM_VERSION AS OF {s2}")[0] == [{"id": 1, "volume_30d": 300}]
+    sub = compile_query(
+        declaration(lk) + STREAM + "SELECT t.id, (SELECT m.volume_30d FROM market_stats"
+        f" AT SNAPSHOT {s1} m WHERE m.symbol = t.symbol) AS v FROM trades t",
+        catalog,
+    )
+    assert sub.process({"id": 1, "symbol": "A", "ts": 0}) == [{"id": 1, "v": 100}]
+    assert f"as-of key lookup [m.symbol = t.symbol AT SNAPSHOT {s1} (committed" in sub.explain()
     assert run(f"AT SNAPSHOT {s1}", "A")[0] == [{"id": 1, "volume_30d": 100}]
     # A literal time names the snapshot current then, in EXPLAIN too.
     from sql.temporal import millis_to_timestamp
@@ -279,8 +288,11 @@ def processor(sql: str, table: IcebergTable) -> BatchProcessor:
     )
 
 
-def run(p: BatchProcessor, trades: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
+async def run(p: BatchProcessor, trades: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
+    """One batch as the agent runs it: prefetch (the snapshots it reads), then the records."""
     recs = [Rec(0, t["id"], None, codec.dumps(t)) for t in trades]
+    assert p.prefetch is not None
+    await p.prefetch({_TP: recs})
     out = Collect()
     p.run(recs, out)
     rows = [codec.loads(v) for t, _, v, _ in out.records if t == "out" and v is not None]
@@ -292,7 +304,14 @@ def run(p: BatchProcessor, trades: list[dict[str, Any]]) -> tuple[list[Any], lis
     return rows, dead
 
 
-@pytest.mark.parametrize("policy", ["dead_letter", "stale"])
+class _Tp:
+    topic, partition = "trades", 0
+
+
+_TP = _Tp()
+
+
+@pytest.mark.parametrize("policy", ["dead_letter", "stale", "wait"])
 async def test_catalog_and_warehouse_lost_and_back(tmp_path: Path, policy: str) -> None:
     lk = Lake(tmp_path / "lake")
     history = market_stats(lk)
@@ -319,9 +338,21 @@ async def test_catalog_and_warehouse_lost_and_back(tmp_path: Path, policy: str) 
         assert stats["refresh_failures"] == 2
         assert stats["breaker"]["state"] == "open"
         # The current snapshot is loaded: it answers. The first one needs the warehouse.
-        rows, dead = run(
-            p, [{"id": 1, "symbol": "A", "ts": t_now}, {"id": 2, "symbol": "A", "ts": t1}]
-        )
+        batch = [{"id": 1, "symbol": "A", "ts": t_now}, {"id": 2, "symbol": "A", "ts": t1}]
+        if policy == "wait":  # the batch is held until the warehouse is back
+            held = asyncio.ensure_future(run(p, batch))
+            await asyncio.sleep(1.0)
+            assert not held.done()
+            assert table.stats().as_dict()["waits"] >= 1
+            shutil.move(away, lk.root)
+            rows, dead = await asyncio.wait_for(held, 30)
+            assert (rows, dead) == (
+                [{"id": 1, "volume_30d": 150}, {"id": 2, "volume_30d": 100}],
+                [],
+            )
+            assert table.stats().as_dict()["unavailable"] == 0
+            return
+        rows, dead = await run(p, batch)
         if policy == "dead_letter":
             assert rows == [{"id": 1, "volume_30d": 150}]
             assert dead == [(2, "source unavailable: market_stats")]
@@ -332,7 +363,7 @@ async def test_catalog_and_warehouse_lost_and_back(tmp_path: Path, policy: str) 
             assert table.stats().as_dict()["stale_serves"] == 1
         shutil.move(away, lk.root)
         await asyncio.sleep(0.35)  # past breaker_reset: the next call is the half-open probe
-        rows, dead = run(p, [{"id": 3, "symbol": "A", "ts": t1}])
+        rows, dead = await run(p, [{"id": 3, "symbol": "A", "ts": t1}])
         assert (rows, dead) == ([{"id": 3, "volume_30d": 100}], [])
         assert await table.refresh() is False  # answered: nothing new
         assert table.stats().as_dict()["breaker"]["state"] == "closed"
@@ -362,3 +393,74 @@ def test_offline_runner_reads_an_iceberg_table(lake: tuple[Lake, History], tmp_p
         {"id": 1, "volume_30d": 200, "now": 200},
         {"id": 2, "volume_30d": None, "now": 300},
     ]
+
+
+def test_a_sql_catalog_in_postgresql(postgres: PostgresCluster, tmp_path: Path) -> None:
+    """The catalog in PostgreSQL (SQLAlchemy over psycopg 3), named: the same table and time
+    travel as with sqlite."""
+    name = f"cat_{uuid.uuid4().hex[:8]}"
+    database = postgres.dsn().replace("postgresql://", "postgresql+psycopg://")
+    lk = Lake(tmp_path, name=name, database=database)
+    history = market_stats(lk)
+    table = iceberg(declaration(lk))
+    try:
+        assert table.snapshot_id == history.log[-1][1]
+        assert table.get("D") == {"symbol": "D", "volume_30d": 400, "px": 1.5}
+        assert table.get_as_of("A", history.log[0][0]) == {
+            "symbol": "A",
+            "volume_30d": 100,
+            "px": None,
+        }
+        assert f"iceberg sql catalog '{name}' (postgresql+psycopg://postgres@127.0.0.1:" in (
+            table.describe()
+        )
+    finally:
+        table.close_sync()
+
+
+def test_create_catalog_is_not_for_iceberg(tmp_path: Path) -> None:
+    from agents.pipeline import load_pipeline
+
+    path = tmp_path / "p.sql"
+    path.write_text(
+        "CREATE CATALOG lake WITH (connector='iceberg', catalog_uri='sqlite:///c.db');\n"
+        "CREATE STREAM trades (id BIGINT, symbol VARCHAR) WITH (topic='trades');\n"
+        "CREATE STREAM out WITH (topic='out') AS SELECT t.id, m.px FROM trades t\n"
+        "JOIN lake.analytics.market_stats m ON m.symbol = t.symbol EMIT CHANGES;\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_pipeline([path])
+    assert "catalog 'lake': connector='iceberg' has no CREATE CATALOG: declare the table" in str(
+        info.value
+    )
+    assert ":3:" in str(info.value)  # the query naming the catalog's table
+
+
+def test_promoted_float_and_decimal_read_as_declared(tmp_path: Path) -> None:
+    """float → double and decimal(10,2) → decimal(12,2): the snapshot written before the
+    promotion reads under the declared (wider) types."""
+    from decimal import Decimal
+
+    import pyarrow as pa
+    from pyiceberg.types import DecimalType, DoubleType
+
+    lk = Lake(tmp_path)
+    cat = lk.catalog()
+    cat.create_namespace("n")
+    old = pa.schema([("k", pa.int64()), ("f", pa.float32()), ("d", pa.decimal128(10, 2))])
+    ice = cat.create_table("n.p", schema=old)
+    ice.append(pa.table({"k": [1], "f": [0.5], "d": [Decimal("12345678.91")]}, schema=old))
+    first = ice.current_snapshot().snapshot_id
+    with ice.update_schema() as update:
+        update.update_column("f", DoubleType())
+        update.update_column("d", DecimalType(12, 2))
+    new = ice.schema().as_arrow()
+    ice.append(pa.table({"k": [2], "f": [0.1], "d": [Decimal("9999999999.99")]}, schema=new))
+    sql = (
+        "CREATE TABLE market_stats (k BIGINT, f DOUBLE, d DECIMAL(12,2), PRIMARY KEY (k))"
+        f" WITH ({lk.options('n.p')});\n"
+    )
+    table = iceberg(sql)
+    assert table.get(2) == {"k": 2, "f": 0.1, "d": Decimal("9999999999.99")}
+    assert table.get_at_version(1, first) == {"k": 1, "f": 0.5, "d": Decimal("12345678.91")}
+    assert table.get_at_version(2, first) is None

@@ -32,7 +32,8 @@ def run(args: list[str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def test_runner_reads_postgres_and_duckdb_tables(postgres: PostgresCluster, tmp_path: Path) -> None:
+def kafka_run(tmp_path: Path) -> tuple[Path, str]:
+    """The stream file, and the query's output over a ``--table`` file of the same rows."""
     stream = tmp_path / "orders.jsonl"
     stream.write_text(
         "".join(
@@ -54,7 +55,11 @@ def test_runner_reads_postgres_and_duckdb_tables(postgres: PostgresCluster, tmp_
     )
     assert code == 0, err
     assert expected.count("\n") == 7
+    return stream, expected
 
+
+def test_runner_reads_postgres_and_duckdb_tables(postgres: PostgresCluster, tmp_path: Path) -> None:
+    stream, expected = kafka_run(tmp_path)
     name = unique_table()
     pg_table(postgres, name, CUSTOMERS)
     duck = tmp_path / "crm.duckdb"
@@ -84,3 +89,29 @@ def test_runner_reports_a_bad_external_table(tmp_path: Path) -> None:
     assert code == 2
     assert out == ""
     assert err.startswith("error: table 'customers': cannot connect to duckdb (path=")
+
+
+def test_runner_reads_the_tables_of_a_catalog(postgres: PostgresCluster, tmp_path: Path) -> None:
+    """``CREATE CATALOG pg WITH (connector='postgres', ...)`` and ``pg.public.<table>`` in the
+    query: columns and key read from PostgreSQL, the same output as over a ``--table`` file; a
+    table the database does not have is exit status 2 naming catalog and table."""
+    stream, expected = kafka_run(tmp_path)
+    name = unique_table()
+    pg_table(postgres, name, CUSTOMERS)
+    dsn = postgres.dsn(password="s3cret")
+    pipeline = tmp_path / "catalog.sql"
+    catalog = f"CREATE CATALOG pg WITH (connector='postgres', dsn='{dsn}', cache='partial');\n"
+    pipeline.write_text(catalog + QUERY.replace(" customers ", f" pg.public.{name} "))
+    code, out, err = run(["run", str(pipeline), "--stream", f"orders={stream}"])
+    assert (code, err) == (0, "")
+    assert out == expected
+    code, plan, _ = run(["run", str(pipeline), "--stream", "orders", "--explain"])
+    assert code == 0
+    assert f"LeftLookupJoin pg.public.{name} AS c" in plan
+    assert "fetched per batch" in plan
+    assert "s3cret" not in plan
+    pipeline.write_text(catalog + QUERY.replace(" customers ", " pg.public.nope "))
+    code, out, err = run(["run", str(pipeline), "--stream", f"orders={stream}"])
+    assert (code, out) == (2, "")
+    assert "catalog 'pg': table 'public.nope': no such table" in err
+    assert "s3cret" not in err

@@ -56,7 +56,7 @@ async def test_warm_restart_reads_only_the_tail_and_cold_restore_matches(
 
 
 async def test_state_from_another_broker_is_detected_and_rebuilt(
-    broker: Broker, fresh_broker: Broker, tmp_path: Path
+    broker: Broker, other_broker: Broker, tmp_path: Path
 ) -> None:
     """Same topic name, different contents (a new broker): stored offsets must not be trusted."""
     name = unique("moved")
@@ -67,10 +67,10 @@ async def test_state_from_another_broker_is_detected_and_rebuilt(
     await table.stop()
 
     # The new cluster has the topic with *more* records, so offsets alone would look plausible.
-    await create_topic(fresh_broker.url, name, partitions=1)
+    await create_topic(other_broker.url, name, partitions=1)
     msgs = rows((f"b{i}", {"i": i}) for i in range(3_000))
-    await produce(fresh_broker.url, name, msgs)
-    table = await load(spec, tmp_path, fresh_broker.url)
+    await produce(other_broker.url, name, msgs)
+    table = await load(spec, tmp_path, other_broker.url)
     try:
         assert table.snapshot() == final_state(msgs)
         assert table.stats().records_read == 3_000
@@ -79,7 +79,7 @@ async def test_state_from_another_broker_is_detected_and_rebuilt(
 
 
 async def test_topic_shorter_than_stored_offsets_is_rebuilt(
-    broker: Broker, fresh_broker: Broker, tmp_path: Path
+    broker: Broker, other_broker: Broker, tmp_path: Path
 ) -> None:
     name = unique("shrunk")
     spec = TableSpec("shrunk", name)
@@ -87,10 +87,10 @@ async def test_topic_shorter_than_stored_offsets_is_rebuilt(
     await produce(broker.url, name, rows((f"a{i}", {"i": i}) for i in range(2_000)))
     await (await load(spec, tmp_path, broker.url)).stop()
 
-    await create_topic(fresh_broker.url, name, partitions=2)
+    await create_topic(other_broker.url, name, partitions=2)
     msgs = rows((f"c{i}", {"i": i}) for i in range(10))
-    await produce(fresh_broker.url, name, msgs)
-    table = await load(spec, tmp_path, fresh_broker.url)
+    await produce(other_broker.url, name, msgs)
+    table = await load(spec, tmp_path, other_broker.url)
     try:
         assert table.snapshot() == final_state(msgs)
     finally:

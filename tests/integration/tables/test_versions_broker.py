@@ -149,7 +149,7 @@ async def test_as_of_timeline_survives_restart(broker: Broker, tmp_path: Path) -
 
 
 async def test_rebuild_drops_history_and_plain_store_becomes_versioned(
-    broker: Broker, fresh_broker: Broker, tmp_path: Path
+    broker: Broker, other_broker: Broker, tmp_path: Path
 ) -> None:
     name = unique("hist")
     await create_topic(broker.url, name, partitions=1)
@@ -167,10 +167,10 @@ async def test_rebuild_drops_history_and_plain_store_becomes_versioned(
         await table.stop()
 
     # Same topic name on another cluster: local state is rebuilt, the old history with it.
-    await create_topic(fresh_broker.url, name, partitions=1)
+    await create_topic(other_broker.url, name, partitions=1)
     other: list[Event] = [("a", {"p": 9}, 9000), ("z", {"p": 1}, 9000)] * 3
-    await produce_timed(fresh_broker.url, name, other)
-    table = await load(spec, tmp_path, fresh_broker.url)
+    await produce_timed(other_broker.url, name, other)
+    table = await load(spec, tmp_path, other_broker.url)
     try:
         assert [v.timestamp for v in table.history("a")] == [9000]
         assert table.history("b") == []

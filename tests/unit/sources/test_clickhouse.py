@@ -95,11 +95,11 @@ def test_datetimes_read_in_their_zone_as_utc() -> None:
 
 def test_probe_literals_only_for_values_the_column_can_hold() -> None:
     key = literal("BIGINT", "Int64")
-    assert key(42) == "42"
-    assert key(-(2**63)) == str(-(2**63))
+    assert key(42) == "'42'"
+    assert key(-(2**63)) == f"'{-(2**63)}'"
     assert key(2**63) is None  # past Int64: no row can have it (no query error either)
     assert literal("BIGINT", "UInt64")(-1) is None
-    assert literal("BIGINT", "UInt64")(2**64 - 1) == str(2**64 - 1)
+    assert literal("BIGINT", "UInt64")(2**64 - 1) == f"'{2**64 - 1}'"
     dec = literal("DECIMAL(12,2)", "Decimal(12, 2)")
     assert dec(Decimal("1.50")) == "'1.50'"
     assert dec(Decimal("1.5")) == "'1.5'"
@@ -107,6 +107,15 @@ def test_probe_literals_only_for_values_the_column_can_hold() -> None:
     assert dec(Decimal("1.501")) is None
     assert dec(Decimal("1.5000")) == "'1.5000'"  # trailing zeros: still 1.50
     assert dec(Decimal("10000000000")) is None  # 11 integer digits in Decimal(12,2)
+    enum = literal("STRING", "Enum8('a' = 1, 'it\\'s' = 2)")
+    assert enum("a") == "'a'"
+    assert enum("it's") == "'it\\'s'"
+    assert enum("zzz") is None  # the cast to the Enum would fail the query
+    assert literal("STRING", "FixedString(2)")("abc") is None
+    assert literal("STRING", "FixedString(2)")("ab") == "'ab'"
+    uid = "0b9d6a3e-1f2a-4c5b-8d7e-9f0a1b2c3d4e"
+    assert literal("STRING", "UUID")(uid) == f"'{uid}'"
+    assert literal("STRING", "UUID")("not-a-uuid") is None
     text = literal("STRING", "String")
     assert text("it's \\ here") == "'it\\'s \\\\ here'"
     assert text(5) is None
