@@ -28,9 +28,9 @@ from agents.pipeline import catalog_for, load_pipeline
 from app.settings import Settings
 from core.errors import TablestreamError
 from sql import compile_query
+from tables import Table
 from tables.kinds import TableEnv, table_kind
 from tables.memory import MemoryTable
-from tables.protocol import Table
 from tables.spec import TableSpec
 
 E_NOT_REACHABLE = "no worker answers at {url} ({error})"

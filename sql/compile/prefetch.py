@@ -9,7 +9,7 @@ from sql.compile.context import CompileContext
 from sql.operators.prefetch import Filler, Prefetcher, Probe
 from sql.plan.shape import Conjunct
 from sql.runtime import Fn
-from tables.protocol import PrefetchTable, Table
+from tables import PrefetchTable, Table
 
 
 def _column(key_field: str | None, pin_column: str) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sql.plan.shape import Access, AccessShape, Plan
-from tables.protocol import IndexedTable
+from tables import IndexedTable
 
 
 def index_probe(shape: AccessShape) -> Plan | None:

@@ -4,7 +4,7 @@ database (``WHERE column = ANY($1)``), one query per batch for the distinct valu
 from __future__ import annotations
 
 from sql.plan.shape import Access, AccessShape, Plan
-from tables.protocol import PrefetchTable
+from tables import PrefetchTable
 
 
 def remote_probe(shape: AccessShape) -> Plan | None:

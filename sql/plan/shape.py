@@ -11,7 +11,7 @@ from sqlglot import exp
 from sql.bind.scope import BoundRelation
 from sql.runtime import Compiled, Fn
 from sql.runtime.parts import SelectParts
-from tables.protocol import ChangeFeedTable, LocalTable, Table
+from tables import ChangeFeedTable, LocalTable, Table
 
 
 @dataclass(slots=True)
