@@ -113,6 +113,19 @@ class SubqueryShape:
         return out if len(out) == len(self.tables) else None
 
 
+def column_pin(shape: AccessShape) -> Conjunct | None:
+    """The first conjunct pinning a non-key column the relation can have (any column when its
+    schema is open): what an index probe or a remote probe reads."""
+    schema = shape.relation.schema
+    for c in shape.conjuncts:
+        if c.pin is None or c.pin[0] == "_key":
+            continue
+        if schema.closed and c.pin[0] not in schema.columns:
+            continue
+        return c
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Access:
     """How the per-record pipeline finds candidate rows.
