@@ -7,6 +7,8 @@ from tables.changes import ChangeFeed, ChangeStream, ChangeStreamOverflowError
 from tables.indexes import HashIndex
 from tables.memory import MemoryTable
 from tables.protocol import (
+    AS_OF_TIMES,
+    AT_VERSIONS,
     PREFETCH_BATCH,
     Change,
     ChangeFeedTable,
@@ -32,6 +34,8 @@ from tables.protocol import (
 )
 
 __all__ = [
+    "AS_OF_TIMES",
+    "AT_VERSIONS",
     "PREFETCH_BATCH",
     "Change",
     "ChangeFeed",

@@ -207,7 +207,13 @@ class ExprGen:
                 if ta is int and tb is int
                 else f"{self.w.bind(dec, 'op')}({a}, {b})"
             )
-            guard = f"type({a}) is {self.w.bind(ta, 'T')} and type({b}) is {self.w.bind(tb, 'T')}"
+            # A constant's type is known: only the other operand is checked.
+            checks = [
+                f"type({x}) is {self.w.bind(tx, 'T')}"
+                for x, tx, node_x in ((a, ta, node.this), (b, tb, node.expression))
+                if not self._const(node_x)
+            ]
+            guard = " and ".join(checks) or "True"
             self.w.line(f"{t} = {fast} if {guard} else {f}({a}, {b})")
         else:
             self.w.line(f"{t} = {f}({a}, {b})")

@@ -17,7 +17,7 @@ from sql.catalog import qualified
 from sql.compile.as_of import as_of_time, check_as_of, missing_as_of_key
 from sql.compile.context import CompileContext
 from sql.compile.expr import ExprCompiler
-from sql.compile.prefetch import register_prefetch, source_text
+from sql.compile.prefetch import register_as_of_prefetch, register_prefetch, source_text
 from sql.compile.select import combine, compile_conjuncts, compile_parts
 from sql.compile.strategies import build_maintained, build_source
 from sql.compile.subquery_join import (
@@ -168,6 +168,8 @@ def compile_subquery(
         if as_of is None:
             raise missing_as_of_key(ctx, table_node, table, shape.key_field)
         plan = as_of
+        assert as_of.access is not None
+        register_as_of_prefetch(ctx, table, at, as_of.access.by_version)
     maintained: Maintained | CachedRows | None = None
     if plan.maintained is not None:
         if steps:
