@@ -38,6 +38,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import (
+    IllegalOperation,
+    InvalidProducerEpoch,
     KafkaConnectionError,
     KafkaError,
     ProducerFenced,
@@ -62,6 +64,9 @@ E_NO_TRANSACTIONS = (
 W_PROBE = "cannot reach %s to check for transactions (%s); checked again when queries start"
 W_ABORTED = "query %s: transaction of %s[%d] aborted (%s); re-reading from the committed offset"
 W_FENCED = "query %s: producer of %s[%d] fenced by a newer one (%s); the task stops here"
+W_BROKEN = "query %s: producer of %s[%d] failed while %s (%s); its transaction is dropped, %s"
+#: A producer's errors that mean a newer producer with its transactional id took the task over.
+FENCING = (ProducerFenced, TransactionalIdAuthorizationFailed, InvalidProducerEpoch)
 
 
 class TransactionsUnsupportedError(TablestreamError):
@@ -93,6 +98,31 @@ def _retrieve(producer: AIOKafkaProducer) -> None:
     waiter = getattr(getattr(producer, "_txn_manager", None), "_transaction_waiter", None)
     if isinstance(waiter, asyncio.Future) and waiter.done() and not waiter.cancelled():
         waiter.exception()
+
+
+def _cause(producer: AIOKafkaProducer, exc: BaseException) -> BaseException:
+    """The error behind ``exc``: a producer fenced in the background (its sender got
+    ProducerFenced adding a partition to the transaction) leaves its transaction manager in an
+    error state, and the next begin or send fails with IllegalOperation or AssertionError; the
+    fencing error itself is its transaction's (failed) end."""
+    waiter = getattr(getattr(producer, "_txn_manager", None), "_transaction_waiter", None)
+    if (
+        not isinstance(exc, FENCING)
+        and isinstance(waiter, asyncio.Future)
+        and waiter.done()
+        and not waiter.cancelled()
+    ):
+        cause = waiter.exception()
+        if isinstance(cause, BaseException):
+            return cause
+    return exc
+
+
+def _forget(futures: Iterable[asyncio.Future[Any]]) -> None:
+    """Futures of a dropped transaction's sends: their outcome read when it comes (a fenced
+    producer fails them all; unread, asyncio logs each)."""
+    for future in futures:
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 def probe_transactions(servers: str, transactional_id: str) -> None:
@@ -171,6 +201,9 @@ class Transactions:
         self.aborts = 0
         #: Seconds spent committing (waiting for acks and the coordinator), for the stats.
         self.commit_seconds = 0.0
+        #: Tasks whose producer failed in :meth:`begin` or :meth:`sent`: reported by the next
+        #: :meth:`commit`, with those whose commit failed.
+        self.failed = Failed()
 
     def committed_offset(self, tp: TopicPartition, answered: int | None) -> int | None:
         """The group's committed offset of ``tp`` as ``answered`` by the coordinator, or the one
@@ -208,35 +241,76 @@ class Transactions:
         """Stop the producers of every task not in ``keep`` (their transactions committed
         before: :meth:`commit`)."""
         kept = set(keep)
+        # Tasks failed outside a commit and moved since: nothing left to rewind.
+        self.failed.aborted = [tp for tp in self.failed.aborted if tp in kept]
+        self.failed.fenced = [tp for tp in self.failed.fenced if tp in kept]
         for tp in [tp for tp in self.tasks if tp not in kept]:
             self.committed.pop(tp, None)  # its next producer waits for the markers
             task = self.tasks.pop(tp)
             with contextlib.suppress(Exception):
                 await task.producer.stop()
 
-    async def begin(self, tp: TopicPartition) -> Output:
-        """The output of ``tp``'s task, inside an open transaction."""
+    async def begin(self, tp: TopicPartition) -> Output | None:
+        """The output of ``tp``'s task, inside an open transaction; None if its producer failed
+        (fenced or broken): the task is then in :attr:`failed`, for the caller to rewind."""
         task = self.tasks.get(tp)
         if task is None:
             await self.start([tp])
             task = self.tasks[tp]
         if not task.open:
-            await task.producer.begin_transaction()
+            try:
+                await task.producer.begin_transaction()
+            except (KafkaError, IllegalOperation, AssertionError) as exc:
+                await self._drop(task, "beginning a transaction", exc)
+                return None
             task.open, task.started = True, time.monotonic()
         return task.output
 
     async def sent(
         self, tp: TopicPartition, offset: int, writes: Sequence[tuple[QueryState, StoreBatch]] = ()
-    ) -> None:
-        """The records appended to ``tp``'s output go into its transaction, with ``offset``."""
+    ) -> bool:
+        """The records appended to ``tp``'s output go into its transaction, with ``offset``.
+        False if its producer failed sending them (the task is then in :attr:`failed`)."""
         task = self.tasks[tp]
-        task.futures.extend(await task.output.flush())
+        try:
+            task.futures.extend(await task.output.flush())
+        except (KafkaError, IllegalOperation, AssertionError) as exc:
+            await self._drop(task, "sending", exc)
+            return False
         task.offset = offset
         task.writes.extend(writes)
+        return True
+
+    async def _drop(self, task: Task, doing: str, exc: BaseException) -> None:
+        """A producer that failed outside the commit (fenced in the background: the next begin
+        or send fails) drops its open transaction as a failed commit does — it is aborted, so
+        read_committed readers never see its records, and its state writes are discarded.
+        Fenced, the task stops; otherwise its transaction is aborted, to re-read."""
+        _forget(task.futures)
+        task.futures, task.offset, task.open = [], None, False
+        task.writes.clear()  # as in _commit: the task's store is reopened or closed at once
+        cause = _cause(task.producer, exc)
+        tp = task.tp
+        if isinstance(cause, FENCING):
+            logger.warning(
+                W_BROKEN, self.name, tp.topic, tp.partition, doing, cause, "the task stops here"
+            )
+            self.failed.fenced.append(tp)
+            self.tasks.pop(tp, None)
+            with contextlib.suppress(Exception):
+                await task.producer.stop()
+            return
+        logger.warning(W_BROKEN, self.name, tp.topic, tp.partition, doing, cause, "re-reading it")
+        self.aborts += 1
+        self.failed.aborted.append(tp)
+        await self._abort(task)
 
     def due(self) -> bool:
+        """A transaction open for :data:`COMMIT_INTERVAL`, or a task failed: commit now."""
         now = time.monotonic()
-        return any(t.open and now - t.started >= COMMIT_INTERVAL for t in self.tasks.values())
+        return bool(self.failed) or any(
+            t.open and now - t.started >= COMMIT_INTERVAL for t in self.tasks.values()
+        )
 
     async def commit(self, *, everything: bool = False) -> Failed:
         """Commit the open transactions (those open for :data:`COMMIT_INTERVAL`, or all), at
@@ -247,7 +321,7 @@ class Transactions:
             for t in self.tasks.values()
             if t.open and (everything or now - t.started >= COMMIT_INTERVAL)
         ]
-        failed = Failed()
+        failed, self.failed = self.failed, Failed()
         if not due:
             return failed
         outcomes = await asyncio.gather(*(self._commit(t) for t in due))

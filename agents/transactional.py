@@ -84,10 +84,11 @@ async def transactional_step(
                 if tp not in assigned or not msgs or not await still_current(consumer, tp, msgs):
                     continue  # revoked or sought after the fetch
                 output = await txns.begin(tp)
+                if output is None:
+                    continue  # its producer failed: the task is rewound or stopped below
                 counts = processor.run_fetched({tp: msgs}, output)
-                offset = msgs[-1].offset + 1
-                await txns.sent(tp, offset)
-                _add(stats, counts)
+                if await txns.sent(tp, msgs[-1].offset + 1):
+                    _add(stats, counts)
             stats.batches += 1
         failed = await _commit_when_due(stats, consumer, txns, bool(fetched), started)
     if failed:
@@ -193,13 +194,18 @@ async def stateful_step(
                 tp = owner.tp
                 before = owner.duplicates
                 output = await txns.begin(tp)
+                if output is None:
+                    continue  # its producer failed: the task is reopened or closed below
                 counts, batch = owner.run(msgs, output)
                 # Never commit below what is committed: records replayed only to rebuild state
                 # (below quiet_until) were committed by an earlier owner.
                 offset = max(owner.position, owner.quiet_until)
-                await txns.sent(tp, offset, [] if batch is None else [(owner.state, batch)])
-                _add(stats, counts)
-                stats.duplicates_skipped += owner.duplicates - before
+                writes = [] if batch is None else [(owner.state, batch)]
+                del batch  # a failed task's store is reopened below: no batch may outlive it
+                if await txns.sent(tp, offset, writes):
+                    _add(stats, counts)
+                    stats.duplicates_skipped += owner.duplicates - before
+                writes.clear()
             stats.batches += 1
         failed = await _commit_when_due(stats, consumer, txns, bool(fetched), started)
         if failed:
@@ -257,5 +263,7 @@ async def mark_in_transactions(
             if tp is None or tp not in txns.tasks:
                 continue  # revoked or fenced meanwhile
             output = await txns.begin(tp)
+            if output is None:
+                continue  # its producer failed: the next commit reports the task
             agent._append_mark(mark, output)
             await txns.sent(tp, await consumer.position(tp))

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import ProducerFenced
 
 from agents.fetch import getmany_raw, supported
 from agents.state import QueryState
@@ -109,6 +110,7 @@ async def test_commit_abort_and_fencing(broker: Broker, tmp_path: Path) -> None:
     try:
         # Committed: outputs visible, offset committed, state written with it.
         out = await first.begin(tp)
+        assert out is not None
         out.append(sink, b"k", b"a", partition=0)
         out.append(sink, b"k", b"b", partition=0)
         await first.sent(tp, 5, [(state, state_batch(state, 2, 4))])
@@ -121,6 +123,7 @@ async def test_commit_abort_and_fencing(broker: Broker, tmp_path: Path) -> None:
 
         # Aborted: nothing of it anywhere.
         out = await first.begin(tp)
+        assert out is not None
         out.append(sink, b"k", b"c", partition=0)
         await first.sent(tp, 9, [(state, state_batch(state, 3, 8))])
         assert await first.abort() == [tp]
@@ -131,6 +134,7 @@ async def test_commit_abort_and_fencing(broker: Broker, tmp_path: Path) -> None:
         # Fenced: a newer producer with the same transactional id (the partition's next owner)
         # fences this one; its transaction fails as fenced, its task is dropped, nothing written.
         out = await first.begin(tp)
+        assert out is not None
         out.append(sink, b"k", b"zombie", partition=0)
         await first.sent(tp, 12, [(state, state_batch(state, 9, 11))])
         second = txns()
@@ -146,6 +150,7 @@ async def test_commit_abort_and_fencing(broker: Broker, tmp_path: Path) -> None:
             state.open()
             # The new owner carries on from the committed offset.
             out = await second.begin(tp)
+            assert out is not None
             out.append(sink, b"k", b"d", partition=0)
             await second.sent(tp, 7, [(state, state_batch(state, 3, 6))])
             assert not await second.commit(everything=True)
@@ -154,6 +159,31 @@ async def test_commit_abort_and_fencing(broker: Broker, tmp_path: Path) -> None:
             assert view == (7, [b"a", b"b", b"d"])
             # The agents' raw fetch path skips the aborted and the fenced records too.
             assert await raw_committed(kafka_url, sink) == [b"a", b"b", b"d"]
+
+            # Fenced between sends (issue 9): the producer learns it in the background (adding
+            # the partition to its transaction), its next send fails (IllegalOperation); the task
+            # is dropped as a fenced commit's is, instead of failing the agent.
+            out = await second.begin(tp)
+            assert out is not None
+            third = txns()
+            await third.start([tp])
+            try:
+                out.append(sink, b"k", b"zombie2", partition=0)
+                assert await second.sent(tp, 9, [(state, state_batch(state, 7, 8))])
+                # The transaction's end fails once the sender learnt it was fenced.
+                ending = second.tasks[tp].producer._txn_manager.wait_for_transaction_end()
+                with pytest.raises(ProducerFenced):
+                    await asyncio.wait_for(asyncio.shield(ending), 15)
+                out.append(sink, b"k", b"zombie3", partition=0)
+                assert not await second.sent(tp, 10)
+                assert tp not in second.tasks
+                failed = await second.commit()
+                assert failed.fenced == [tp]
+                assert not failed.aborted
+                assert state.positions() == {0: 7}  # its state write dropped
+                assert await raw_committed(kafka_url, sink) == [b"a", b"b", b"d"]
+            finally:
+                await third.close()
         finally:
             await second.close()
     finally:
