@@ -41,7 +41,7 @@ from agents.sink import Output
 from agents.state import QueryState, StateMismatch
 from agents.tasks import AggregateTask
 from agents.transaction import Transactions
-from agents.transactional import align, stateful_step
+from agents.transactional import align, generation, stateful_step
 from tables.protocol import Table
 from tables.store import StoreBatch
 
@@ -340,7 +340,7 @@ class _Tasks(ConsumerRebalanceListener):  # type: ignore[misc]
             # Each producer fences the partition's previous one and waits for its transaction
             # to end before the committed offsets are read (in assign).
             async with self.agent._lock:
-                await txns.stop(keep=assigned)
+                await txns.stop(keep=assigned, generation=generation(consumer))
                 await txns.start(assigned)
             if assigned:
                 consumer.resume(*assigned)

@@ -65,6 +65,7 @@ W_PROBE = "cannot reach %s to check for transactions (%s); checked again when qu
 W_ABORTED = "query %s: transaction of %s[%d] aborted (%s); re-reading from the committed offset"
 W_FENCED = "query %s: producer of %s[%d] fenced by a newer one (%s); the task stops here"
 W_BROKEN = "query %s: producer of %s[%d] failed while %s (%s); its transaction is dropped, %s"
+I_REJOINED = "query %s: group generation %s -> %s (out of the group meanwhile): new producers"
 #: A producer's errors that mean a newer producer with its transactional id took the task over.
 FENCING = (ProducerFenced, TransactionalIdAuthorizationFailed, InvalidProducerEpoch)
 
@@ -204,6 +205,8 @@ class Transactions:
         #: Tasks whose producer failed in :meth:`begin` or :meth:`sent`: reported by the next
         #: :meth:`commit`, with those whose commit failed.
         self.failed = Failed()
+        #: The group generation of the last assignment (:meth:`stop`).
+        self.generation: int | None = None
 
     def committed_offset(self, tp: TopicPartition, answered: int | None) -> int | None:
         """The group's committed offset of ``tp`` as ``answered`` by the coordinator, or the one
@@ -237,10 +240,20 @@ class Transactions:
         await output.prepare(self.topics)
         return Task(tp, producer, output)
 
-    async def stop(self, keep: Iterable[TopicPartition] = ()) -> None:
+    async def stop(
+        self, keep: Iterable[TopicPartition] = (), generation: int | None = None
+    ) -> None:
         """Stop the producers of every task not in ``keep`` (their transactions committed
-        before: :meth:`commit`)."""
+        before: :meth:`commit`). ``generation``: the group's, on an assignment — one not
+        following the last means this worker was out of the group meanwhile (its session
+        expired under load): another owned its partitions and fenced the producers it still
+        holds, so none is kept."""
         kept = set(keep)
+        if generation is not None:
+            if self.generation is not None and generation != self.generation + 1 and self.tasks:
+                logger.info(I_REJOINED, self.name, self.generation, generation)
+                kept = set()
+            self.generation = generation
         # Tasks failed outside a commit and moved since: nothing left to rewind.
         self.failed.aborted = [tp for tp in self.failed.aborted if tp in kept]
         self.failed.fenced = [tp for tp in self.failed.fenced if tp in kept]

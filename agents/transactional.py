@@ -136,6 +136,13 @@ async def _rewind(consumer: AIOKafkaConsumer, txns: Transactions, failed: Failed
         consumer.pause(*failed.fenced)
 
 
+def generation(consumer: AIOKafkaConsumer) -> int | None:
+    """The consumer group's generation this consumer joined last (aiokafka keeps it in its
+    coordinator only), for :meth:`Transactions.stop`; None if unknown."""
+    value = getattr(getattr(consumer, "_coordinator", None), "generation", None)
+    return value if isinstance(value, int) and value > 0 else None
+
+
 async def txns_revoked(txns: Transactions) -> None:
     """Before partitions move: every open transaction committed (a failed one is re-read by the
     next owner from the committed offsets)."""
@@ -149,7 +156,7 @@ async def txns_assigned(
     """Producers for the assigned partitions — each fences the partition's previous producer and
     waits for its transaction to end — then reading resumes at the committed offsets."""
     async with txns.lock:
-        await txns.stop(keep=assigned)
+        await txns.stop(keep=assigned, generation=generation(consumer))
         await txns.start(assigned)
         for tp in assigned:
             committed = txns.committed_offset(tp, await consumer.committed(tp))

@@ -182,6 +182,15 @@ async def test_commit_abort_and_fencing(broker: Broker, tmp_path: Path) -> None:
                 assert not failed.aborted
                 assert state.positions() == {0: 7}  # its state write dropped
                 assert await raw_committed(kafka_url, sink) == [b"a", b"b", b"d"]
+
+                # Assignments: a producer is kept across consecutive group generations; after a
+                # skipped one (this worker was out of the group: another owner fenced it) not.
+                await third.stop(keep=[tp], generation=3)
+                kept = third.tasks[tp]
+                await third.stop(keep=[tp], generation=4)
+                assert third.tasks[tp] is kept
+                await third.stop(keep=[tp], generation=6)
+                assert tp not in third.tasks
             finally:
                 await third.close()
         finally:
