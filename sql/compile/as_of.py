@@ -19,7 +19,7 @@ from sql.plan.shape import Conjunct
 from sql.runtime import Compiled, Fn
 from sql.time_travel import by_version, constant, phrase, phrase_span
 from sql.types import BIGINT, DATE, STRING, TIMESTAMP
-from tables.protocol import SnapshotLogTable, Table, VersionedTable
+from tables import SnapshotLogTable, Table, VersionedTable
 
 E_AS_OF_NOT_VERSIONED = (
     "FOR SYSTEM_TIME AS OF needs a versioned table, and {table!r} keeps no history "

@@ -113,7 +113,7 @@ class ExprCompiler:
 
     def _compile(self, node: exp.Expr) -> Compiled:
         if self.agg is not None:
-            key_pos = self.agg.keys.get(_norm(node))
+            key_pos = self.agg.keys.get(group_text(node))
             if key_pos is not None and not isinstance(node, exp.Literal):
                 slot = self.agg.key_slot
                 return Compiled(lambda e: e[slot][key_pos], self._key_type(node))
@@ -377,7 +377,9 @@ class ExprCompiler:
         return self.compile(node.this)
 
 
-def _norm(node: exp.Expr) -> str:
+def group_text(node: exp.Expr) -> str:
+    """The text a GROUP BY term and a SELECT expression are matched by: one spelling for both
+    sides (sqlglot's rendering, lower-cased), so ``Upper(Name)`` finds ``GROUP BY upper(name)``."""
     return node.sql(dialect="duckdb").lower()
 
 

@@ -10,7 +10,7 @@ from sql.operators.as_of import event_millis
 from sql.operators.prefetch import Filler, Prefetcher, Probe
 from sql.plan.shape import Conjunct
 from sql.runtime import Compiled, Env, Fn
-from tables.protocol import AS_OF_TIMES, AT_VERSIONS, PrefetchTable, SnapshotLogTable, Table
+from tables import AS_OF_TIMES, AT_VERSIONS, PrefetchTable, SnapshotLogTable, Table
 
 
 def _column(key_field: str | None, pin_column: str) -> str | None:

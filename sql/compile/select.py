@@ -13,7 +13,7 @@ from sql import logic
 from sql.bind.scope import BoundRelation, Scope, offset_of
 from sql.compile.aggregate import compile_aggregate, find_aggregates
 from sql.compile.context import AggBinding, CompileContext
-from sql.compile.expr import ExprCompiler, _norm
+from sql.compile.expr import ExprCompiler, group_text
 from sql.errors import (
     E_TYPE_MISMATCH,
     E_UNSUPPORTED,
@@ -134,7 +134,7 @@ def compile_parts(
         group_ec = ExprCompiler(ctx, scope, "GROUP BY")
         for i, g in enumerate(group.expressions if group is not None else []):
             key_fns.append(group_ec.compile(g).fn)
-            agg_binding.keys[_norm(g)] = i
+            agg_binding.keys[group_text(g)] = i
         specs = [compile_aggregate(ctx, scope, call) for call in calls]
         out_ec = ExprCompiler(ctx, scope, "SELECT", agg_binding)
         having_fn = (

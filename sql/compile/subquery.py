@@ -51,7 +51,7 @@ from sql.plan.planner import plan_subquery
 from sql.plan.shape import Plan, SubqueryShape
 from sql.runtime import Compiled, Env, Fn
 from sql.types import ANY, BOOLEAN, comparable, mismatch_hint
-from tables.protocol import Table
+from tables import Table
 
 
 def star_columns(scope: Scope, only: Any = None) -> list[tuple[str, Compiled]]:

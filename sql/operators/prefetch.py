@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sql.runtime import Env, Fn
-from tables.protocol import PREFETCH_BATCH, PrefetchTable, SnapshotLogTable
+from tables import PREFETCH_BATCH, PrefetchTable, SnapshotLogTable
 
 _EMPTY: dict[str, Any] = {}
 
