@@ -80,6 +80,9 @@ def make_decoder(columns: Mapping[str, SqlType] | None) -> Decoder:
     env: dict[str, Any] = {
         "fast": orjson.loads,
         "exact": codec.parse_exact,
+        # parse_exact's first try, called directly; on a failure parse_exact runs (its fallback
+        # and its error message).
+        "exact_c": msgspec.json.Decoder(float_hook=Decimal).decode,
         "too_deep": codec.too_deep,
         "limit": limit,
         "E_TOO_DEEP": E_NOT_JSON.format(error=E_TOO_DEEP.format(limit=limit)),
@@ -130,7 +133,7 @@ def _source(
     name: str,
     columns: Mapping[str, SqlType] | None,
     env: dict[str, Any],
-    parse: str = "exact(raw)",
+    parse: str = "exact_c(raw)",
     exact: bool = False,
 ) -> str:
     """The source of one decoder function; the values it uses are bound in ``env``."""
@@ -151,8 +154,11 @@ def _source(
     ]
     if exact:
         lines += [
-            "    except Exception as exc:",
-            "        raise DecodeError(E_NOT_JSON.format(error=exc)) from None",
+            "    except Exception:",
+            "        try:",
+            "            value = exact(raw)",
+            "        except Exception as exc:",
+            "            raise DecodeError(E_NOT_JSON.format(error=exc)) from None",
         ]
     else:
         # What orjson refuses (a number beyond a double's range, NaN) is read as the exact

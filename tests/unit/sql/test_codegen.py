@@ -62,13 +62,16 @@ CMP = ["=", "<>", "<", "<=", ">", ">="]
 
 @st.composite
 def num(draw: st.DrawFn, depth: int = 0) -> str:
-    kinds = ["leaf", "leaf", "leaf", "arith", "case", "fn"] if depth < 2 else ["leaf"]
+    kinds = ["leaf", "leaf", "leaf", "arith", "case", "fn", "sub"] if depth < 2 else ["leaf"]
     kind = draw(st.sampled_from(kinds))
     if kind == "leaf":
         return draw(st.sampled_from(NUM))
     if kind == "arith":
         op = draw(st.sampled_from(["+", "-", "*", "/", "%"]))
         return f"({draw(num(depth + 1))} {op} {draw(num(depth + 1))})"
+    if kind == "sub":  # a scalar subquery by key, written inline
+        where = draw(st.sampled_from(["", " AND q2.a IS NOT NULL", " AND q2.d > st.y"]))
+        return f"(SELECT q2.a FROM q q2 WHERE q2.k = st.x{where})"
     if kind == "case":
         return f"(CASE WHEN {draw(pred(depth + 1))} THEN {draw(num(depth + 1))} ELSE 0 END)"
     return f"COALESCE({draw(num(depth + 1))}, 7)"
@@ -98,7 +101,17 @@ def pred(draw: st.DrawFn, depth: int = 0) -> str:
     if kind == "in":
         return f"{draw(st.sampled_from(NUM[:7]))} IN (1, 2.50, NULL, -1)"
     if kind == "exists":
-        return "EXISTS (SELECT 1 FROM q q2 WHERE q2.k = st.x)"
+        return draw(
+            st.sampled_from(
+                [
+                    "EXISTS (SELECT 1 FROM q q2 WHERE q2.k = st.x)",
+                    "EXISTS (SELECT q2.a / 0 FROM q q2 WHERE q2.k = st.x AND q2.d < 1)",
+                    "NOT EXISTS (SELECT 1 FROM q q2 WHERE q2.k = st.x + 1 AND q2.a = r.a)",
+                    "st.x IN (SELECT r2.a FROM r r2)",
+                    "st.y NOT IN (SELECT r2.d FROM r r2 WHERE r2.s <> 'c')",
+                ]
+            )
+        )
     if kind == "not":
         return f"NOT ({draw(pred(depth + 1))})"
     parts = draw(st.lists(pred(depth + 1), min_size=2, max_size=3))
