@@ -234,7 +234,10 @@ def mod(a: Any, b: Any) -> Any:
         r = abs(a) % abs(b)
         return -r if a < 0 else r
     if type(a) is Decimal or type(b) is Decimal:
-        return DECIMAL_CONTEXT.remainder(Decimal(a), Decimal(b))
+        rem = DECIMAL_CONTEXT.remainder(Decimal(a), Decimal(b))
+        # Decimal keeps the dividend's sign on a zero remainder (-2 % 1.00 = -0.00); SQL has no
+        # negative zero (PostgreSQL and DuckDB answer 0.00), and -0.00 would print as such.
+        return rem.copy_abs() if rem.is_zero() else rem
     import math
 
     return math.fmod(a, b)
