@@ -41,6 +41,7 @@ from mode import Service
 from agents.compiling import QueryBuilder
 from agents.delivery import Delivery, Inflight
 from agents.fetch import getmany_raw, highwater, supported
+from agents.hold import while_polling
 from agents.membership import MemberFile
 from agents.metrics import QueryStats
 from agents.pipeline import Pipeline, QueryDef
@@ -411,7 +412,10 @@ class QueryAgent(Service):
             fetched = {tp: verify(tp, msgs) for tp, msgs in fetched.items()}
         prefetch = getattr(processor, "prefetch", None)
         if prefetch is not None:  # the query reads external tables: fetch the batch's keys
-            await prefetch(fetched)
+            if self.grouped:  # held while a source is down (on_error='wait'): stay in the group
+                await while_polling(consumer, prefetch(fetched))
+            else:
+                await prefetch(fetched)
         counts = processor.run_fetched(fetched, self.output)
         state_batch = self._state_batch(counts)
         futures = await self.output.flush()

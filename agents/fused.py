@@ -62,6 +62,7 @@ class FusedProcessor(BatchProcessor):
         sink_topic: str,
         key_columns: Sequence[str],
         dead_letter_topic: str,
+        batch_lookups: bool = False,
     ) -> None:
         super().__init__(
             query,
@@ -81,7 +82,11 @@ class FusedProcessor(BatchProcessor):
         key_of = make_key(key_columns)
         #: Raises :class:`sql.codegen.Unsupported` for a query it does not generate.
         self.generated: Generated = generate(
-            query, decode, encoding, None if key_of is None else _refusing(key_of)
+            query,
+            decode,
+            encoding,
+            None if key_of is None else _refusing(key_of),
+            batch_lookups=batch_lookups,
         )
         self._batch = self.generated.fn
 

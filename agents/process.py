@@ -186,6 +186,8 @@ class BatchProcessor(PerPartition[OutputLike]):
         #: tables (their probes fetched for the whole batch at once); None otherwise, so the
         #: batches of queries over Kafka tables pay nothing for it.
         self.prefetch = self._prefetch if prefetcher is not None else None
+        #: Values the last prefetch decoded, by ``id`` of the raw value: (raw value, value).
+        self._decoded: dict[int, tuple[Any, Any]] = {}
         #: Outputs keyed by the source key go to the source record's partition (set by the agent
         #: when the sink has as many partitions as the source): the partition Kafka's default
         #: partitioner gave that key, without hashing it again.
@@ -195,20 +197,39 @@ class BatchProcessor(PerPartition[OutputLike]):
         """Fetch ahead what the batch's records will look up in external tables. A record that
         does not decode is skipped here (it goes to the dead letters when the batch runs)."""
         decode = self.decode
+        # The batch's records decoded here are not decoded again when it runs (half a record's
+        # cost in a lookup join: bench/federation.py): by the raw value's identity, the value
+        # kept alive with it so that identity cannot be another's.
+        decoded = self._decoded = {}
 
         def records() -> Iterator[tuple[Any, Any, int]]:
             for recs in fetched.values():
                 for rec in recs:
-                    if rec.value is None:
+                    raw = rec.value
+                    if raw is None:
                         continue
                     try:
-                        value = decode(rec.value)
+                        value = decode(raw)
                     except DecodeError:
                         continue
+                    decoded[id(raw)] = (raw, value)
                     yield value, rec.key, rec.timestamp
 
         assert self._prefetcher is not None
         await self._prefetcher.fetch(records())
+
+    def _decoder(self) -> Decoder:
+        """``decode``, or — after a prefetch — the values it decoded, taken once each."""
+        decoded, plain = self._decoded, self.decode
+        if not decoded:
+            return plain
+        take = decoded.pop
+
+        def decode(raw: Any) -> Any:
+            kept = take(id(raw), None)
+            return kept[1] if kept is not None and kept[0] is raw else plain(raw)
+
+        return decode
 
     def run_partition(
         self,
@@ -222,7 +243,7 @@ class BatchProcessor(PerPartition[OutputLike]):
         if not records:
             return
         process = self.query.record_fn()
-        decode = self.decode
+        decode = self._decoder()
         key_of = self.key_of
         append = output.append
         sink = self.sink_topic

@@ -277,10 +277,16 @@ class Transactions:
                 await producer.send_offsets_to_transaction({task.tp: offset}, self.group_id)
             await producer.commit_transaction()
         except (ProducerFenced, TransactionalIdAuthorizationFailed) as exc:
+            # The error's traceback holds this frame, and the error lives on in the producer's
+            # failed futures (a reference cycle, freed only by a full collection): a state batch
+            # still referenced keeps its RocksDB store locked after the task closed it, and the
+            # task reopened after the rebalance fails ("lock hold by current process").
+            writes.clear()
             logger.warning(W_FENCED, self.name, task.tp.topic, task.tp.partition, exc)
             _retrieve(producer)
             return Outcome.FENCED
         except KafkaError as exc:
+            writes.clear()  # as above: the aborted task's store is reopened at once
             self.aborts += 1
             logger.warning(W_ABORTED, self.name, task.tp.topic, task.tp.partition, exc)
             await self._abort(task)

@@ -1,6 +1,7 @@
 """Our ``faust -A app ...`` commands.
 
-- ``faust -A app sql explain FILE.sql``  the plan of every continuous query in a pipeline file
+- ``faust -A app sql explain [--code] FILE.sql``  the plan of every continuous query in a
+  pipeline file, and whether it runs as generated code; ``--code`` prints that code
 - ``faust -A app tables [--web URL] [--json]``  the running worker's tables with their stats,
   read from its web server (``--web``, else ``TABLESTREAM_WEB_HOST``/``TABLESTREAM_WEB_PORT``,
   default http://127.0.0.1:6066). When no worker answers: exit status 1, and the tables as
@@ -25,12 +26,12 @@ import faust
 from faust.cli import AppCommand, argument, option
 
 from agents.pipeline import catalog_for, load_pipeline
-from app.settings import Settings
+from app.settings import Settings, env_name
 from core.errors import TablestreamError
-from sql import compile_query
+from sql import compile_query, explain_code, explain_line, parse_script
+from tables import Table
 from tables.kinds import TableEnv, table_kind
 from tables.memory import MemoryTable
-from tables.protocol import Table
 from tables.spec import TableSpec
 
 E_NOT_REACHABLE = "no worker answers at {url} ({error})"
@@ -41,8 +42,10 @@ DEFINED_HEADER = ("name", "topic", "key")
 EXIT_NO_WORKER = 1
 
 
-def explain_file(path: Path, settings: Settings) -> str:
-    """Every query of the file with its plan (tables as defined, empty: plans need no rows)."""
+def explain_file(path: Path, settings: Settings, code: bool = False) -> str:
+    """Every query of the file with its plan (tables as defined, empty: plans need no rows),
+    the engine that runs it (generated code or closures, :mod:`sql.codegen`) and, with
+    ``code``, the generated function."""
     pipeline = load_pipeline([path], settings.tables)
     # External tables through their kind (not connected): EXPLAIN names their source.
     tables: dict[str, Table] = {
@@ -53,10 +56,20 @@ def explain_file(path: Path, settings: Settings) -> str:
     }
     parts = []
     for q in pipeline.queries:
-        compiled = compile_query(q.sql, catalog_for(tables, pipeline))
+        # Compiled as the worker compiles it: a declared stream arrives typed from its decoder.
+        typed = parse_script(q.sql).declarations.get(q.source) is not None
+        compiled = compile_query(q.sql, catalog_for(tables, pipeline), typed_streams=typed)
         head = f"-- {q.name} ({q.where}): {pipeline.source_topic(q)} -> {q.sink_topic}"
         kind = "stateful: state in RocksDB" if q.stateful else "stateless: consumer group"
-        parts.append(f"{head} [{kind}]\n{compiled.explain()}")
+        engine = (
+            explain_line(compiled)
+            if settings.codegen
+            else f"Codegen: closures ({env_name('codegen')}=false)"
+        )
+        text = f"{head} [{kind}]\n{compiled.explain()}\n{engine}"
+        if code and settings.codegen:
+            text += "\n" + explain_code(compiled).rstrip("\n")
+        parts.append(text)
         compiled.close()
     return "\n\n".join(parts)
 
@@ -145,11 +158,12 @@ def register_commands(app: faust.App, settings: Settings) -> None:
     @app.command(
         argument("action", type=click.Choice(["explain"])),
         argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path)),
+        option("--code", is_flag=True, default=False, help="also print the generated code"),
     )
-    async def sql(self: AppCommand, action: str, file: Path) -> None:
-        """SQL pipeline files: `sql explain FILE.sql` prints the plan of every query."""
+    async def sql(self: AppCommand, action: str, file: Path, code: bool) -> None:
+        """SQL pipeline files: `sql explain [--code] FILE.sql` prints the plan of every query."""
         try:
-            self.say(explain_file(file, settings))
+            self.say(explain_file(file, settings, code))
         except TablestreamError as exc:
             self.say(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None

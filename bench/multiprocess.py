@@ -11,10 +11,13 @@ processes share each query's consumer groups and the groups spread the partition
 - ``stateful``: ``GROUP BY user_id`` with COUNT and SUM, EMIT CHANGES (``bench.pipeline_aggregate``:
   both stages, one output per order).
 
-Each run gets a fresh broker and data set; the processes start together against topics that
-already hold every order. The clock runs from the first poll that shows records read to the
-moment the query's outputs, summed over the processes, reach one per order with no lag left;
-CPU is the processes' own (``/proc``) over that span. Rounds alternate 1 and N processes.
+Each run gets a fresh broker and data set. The processes start first; the orders are produced
+once every consumer group of the job has settled (each process holds its own share of the
+partitions): a rebalance during the run would move partitions mid-way and have them read again
+(a first try that produced before the processes joined measured rebalances, not processing).
+The clock runs from the first poll that shows records read to the moment the query's outputs,
+summed over the processes, reach one per order with no lag left; CPU is the processes' own
+(``/proc``) over that span. Rounds alternate 1 and N processes.
 
     .venv/bin/python -m bench.multiprocess [--orders 200000] [--users 10000] [--partitions 4]
         [--processes 2] [--jobs stateless,stateful] [--rounds 3] [--broker tansu|kafka]
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import shutil
 import statistics
 import tempfile
@@ -34,7 +38,7 @@ from pathlib import Path
 
 from bench.brokers import add_broker_option, bench_broker
 from bench.pipeline import PIPELINE as STATELESS
-from bench.pipeline import proc_cpu, query_stats, seed
+from bench.pipeline import encode_order, order, proc_cpu, produce, query_stats, seed
 from bench.pipeline_aggregate import PIPELINE as STATEFUL
 from tests.support.worker import Worker
 
@@ -78,6 +82,35 @@ def start_workers(servers: str, work: Path, sql: str, n: int) -> list[Worker]:
     return [Worker(work / f"worker-{i}", env).start() for i in range(n)]
 
 
+def settled(workers: list[Worker], job: str, partitions: int) -> bool:
+    """Every query of the job has its partitions spread over the processes, none twice."""
+    _, source, final = JOBS[job]
+    stats = [query_stats(w) for w in workers]
+    for q in {source, final}:
+        parts = [set(s.get(q, {}).get("partitions", {})) for s in stats]
+        union = set().union(*parts)
+        if not all(parts) or len(union) != partitions or sum(map(len, parts)) != partitions:
+            return False
+    return True
+
+
+async def wait_settled(workers: list[Worker], job: str, partitions: int) -> None:
+    deadline = time.monotonic() + 300
+    while not await asyncio.to_thread(settled, workers, job, partitions):
+        for w in workers:
+            if w.proc is not None and w.proc.poll() is not None:
+                raise RuntimeError(w.tail())
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{job}: the consumer groups did not settle")
+        await asyncio.sleep(0.2)
+
+
+async def produce_orders(servers: str, n: int, users: int) -> None:
+    rng = random.Random(7)
+    orders = [(str(i).encode(), encode_order(order(i, users, rng))) for i in range(n)]
+    await produce(servers, "bench-orders", orders)
+
+
 def measure(workers: list[Worker], job: str, expect: int) -> Run:
     _, source, final = JOBS[job]
     pids = [w.proc.pid for w in workers if w.proc is not None]
@@ -115,11 +148,16 @@ async def one_run(args: argparse.Namespace, job: str, n: int) -> Run:
     work = Path(tempfile.mkdtemp(prefix="bench-multiprocess-"))
     try:
         with bench_broker(args.broker, work) as broker:
-            await seed(broker.url, args.orders, args.users, args.partitions)
+            await seed(broker.url, 0, args.users, args.partitions)  # topics, users, limits
             sql = JOBS[job][0].format(partitions=args.partitions)
             workers = start_workers(broker.url, work, sql, n)
             try:
-                return await asyncio.to_thread(measure, workers, job, args.orders)
+                await wait_settled(workers, job, args.partitions)
+                measuring = asyncio.create_task(
+                    asyncio.to_thread(measure, workers, job, args.orders)
+                )
+                await produce_orders(broker.url, args.orders, args.users)
+                return await measuring
             finally:
                 for w in workers:
                     w.stop()

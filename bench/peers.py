@@ -11,7 +11,8 @@ excluded) and stops when the checker, reading the sink live, has seen every expe
 is the system process's own over the same span.
 
     .venv/bin/python -m bench.peers [--orders 200000] [--users 10000] [--partitions 2]
-        [--jobs enrich,window] [--systems raw,tablestream,bytewax,quix] [--broker tansu|kafka]
+        [--jobs enrich,window] [--systems raw,tablestream,tablestream-closures,bytewax,quix]
+        [--rounds 3] [--broker tansu|kafka]
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ ORDERS, USERS = "peers-orders", "peers-users"
 T0 = 1_700_000_000_000  # epoch ms, a multiple of the window
 WINDOW_MS = 10_000
 STEP_MS = 0.25  # event time per order: 200k orders span 50 s = 5 windows
-SYSTEMS = ("raw", "tablestream", "bytewax", "quix")
+SYSTEMS = ("raw", "tablestream", "tablestream-closures", "bytewax", "quix")
+#: tablestream with its stateless queries run by closures instead of generated code (A/B).
+CLOSURES = {"TABLESTREAM_CODEGEN": "false"}
 
 SQL_HEAD = """\
 CREATE TABLE users (id BIGINT PRIMARY KEY, name VARCHAR, tier VARCHAR)
@@ -283,23 +286,27 @@ async def measure(
     python: Path,
     partitions: int,
     timeout: float,
+    round_: int = 0,
 ) -> Result:
-    sink = f"peers-out-{system}-{job}"
+    sink = f"peers-out-{system}-{job}-{round_}"
     await ensure_topics(servers, [TopicSpec(sink, partitions)])
     checker = Checker(job, data)
     stop = asyncio.Event()
     check = asyncio.create_task(checker.run(servers, sink, stop))
     result = Result(system, job, records=data.orders)
-    run_dir = work / f"{system}-{job}"
+    run_dir = work / f"{system}-{job}-{round_}"
     run_dir.mkdir()
     marker = run_dir / "started.json"
     worker = proc = None
     t0 = cpu0 = None
     try:
-        if system == "tablestream":
+        if system.startswith("tablestream"):
             sql = SQL_HEAD + (SQL_ENRICH if job == "enrich" else SQL_WINDOW)
             sql = sql.format(users=USERS, orders=ORDERS, sink=sink, partitions=partitions)
-            worker = start_worker(servers, run_dir, sql)
+            extra = {"TABLESTREAM_APP_ID": f"bench-{system}-{round_}"}
+            if system == "tablestream-closures":
+                extra.update(CLOSURES)
+            worker = start_worker(servers, run_dir, sql, extra)
             assert worker.proc is not None
             pid = worker.proc.pid
 
@@ -316,7 +323,7 @@ async def measure(
                 "PEERS_SINK": sink,
                 "PEERS_JOB": job,
                 "PEERS_MARKER": str(marker),
-                "PEERS_GROUP": f"peers-{system}-{job}-{os.getpid()}",
+                "PEERS_GROUP": f"peers-{system}-{job}-{os.getpid()}-{round_}",
                 "PEERS_STATE_DIR": str(run_dir / "state"),
             }
             script = {"raw": ["raw_loop.py"], "quix": ["quix_job.py"]}.get(system)
@@ -365,23 +372,35 @@ async def measure(
     return result
 
 
+def median_of(rows: list[Result]) -> Result:
+    """The round with the median rate among the exact ones (else the first)."""
+    ok = sorted((r for r in rows if r.verdict.startswith("exact")), key=lambda r: r.rate)
+    return ok[len(ok) // 2] if ok else rows[0]
+
+
 def report(results: list[Result]) -> None:
     for job in dict.fromkeys(r.job for r in results):
-        rows = [r for r in results if r.job == job]
+        systems = dict.fromkeys(r.system for r in results if r.job == job)
+        rounds = {s: [r for r in results if r.job == job and r.system == s] for s in systems}
+        rows = [median_of(rs) for rs in rounds.values()]
         by = {r.system: r for r in rows if r.verdict.startswith("exact")}
-        print(f"\njob {job}:")
-        print(f"  {'system':<12} {'records/s':>10} {'CPU µs/rec':>10}  {'vs raw':>6}  output")
+        n = max(len(rs) for rs in rounds.values())
+        print(f"\njob {job} (median of {n} round(s); rates of every round in brackets):")
+        print(f"  {'system':<21} {'records/s':>10} {'CPU µs/rec':>10}  {'vs raw':>6}  output")
         for r in rows:
             ok = r.system in by
             rate = f"{r.rate:>10,.0f}" if ok else f"{'—':>10}"
             cpu = f"{r.cpu_us:>10.1f}" if ok else f"{'—':>10}"
             raw = by.get("raw")
             vs = f"{r.rate / raw.rate:>6.2f}" if ok and raw else f"{'—':>6}"
-            print(f"  {r.system:<12} {rate} {cpu}  {vs}  {r.verdict}")
-        ours = by.get("tablestream")
-        for peer in ("bytewax", "quix"):
-            if ours and peer in by:
-                print(f"  tablestream / {peer} = {ours.rate / by[peer].rate:.2f}")
+            every = ", ".join(
+                f"{x.rate:,.0f}" for x in rounds[r.system] if x.verdict.startswith("exact")
+            )
+            print(f"  {r.system:<21} {rate} {cpu}  {vs}  {r.verdict[:40]} [{every}]")
+        for ours in ("tablestream", "tablestream-closures"):
+            for peer in ("raw", "bytewax", "quix", "tablestream-closures"):
+                if ours in by and peer in by and peer != ours:
+                    print(f"  {ours} / {peer} = {by[ours].rate / by[peer].rate:.2f}")
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -402,18 +421,29 @@ async def main(args: argparse.Namespace) -> None:
                 f" in {time.perf_counter() - t:.1f}s; expected: {len(data.enrich):,} enriched,"
                 f" {len(data.window):,} windows"
             )
-            for job in args.jobs.split(","):
-                for system in systems:
-                    r = await measure(
-                        system, job, broker.url, data, work, python, args.partitions, args.timeout
-                    )
-                    results.append(r)
-                    extra = (
-                        f"{r.rate:,.0f} records/s, {r.cpu_us:.1f} µs CPU/record"
-                        if r.verdict.startswith("exact")
-                        else ""
-                    )
-                    print(f"{job:<7} {system:<12} {extra}  {r.verdict[:300]}", flush=True)
+            # Every system once per round, rounds in turn: the machine's load hits all alike.
+            runs = [
+                (j, n, s) for j in args.jobs.split(",") for n in range(args.rounds) for s in systems
+            ]
+            for job, round_, system in runs:
+                r = await measure(
+                    system,
+                    job,
+                    broker.url,
+                    data,
+                    work,
+                    python,
+                    args.partitions,
+                    args.timeout,
+                    round_,
+                )
+                results.append(r)
+                extra = (
+                    f"{r.rate:,.0f} records/s, {r.cpu_us:.1f} µs CPU/record"
+                    if r.verdict.startswith("exact")
+                    else ""
+                )
+                print(f"{job:<7} {system:<21} {extra}  {r.verdict[:300]}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(results)
@@ -428,5 +458,6 @@ if __name__ == "__main__":
     parser.add_argument("--jobs", default="enrich,window")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--timeout", type=float, default=600, help="seconds per system and job")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of every system (medians)")
     add_broker_option(parser)
     asyncio.run(main(parser.parse_args()))

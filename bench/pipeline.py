@@ -3,12 +3,14 @@
 1. raw aiokafka ``getmany`` + ``orjson.loads`` over the orders topic: the consume-only ceiling;
 2. a bare faust per-event agent (``bench/faust_agent.py``: decode, count) over the same topic;
 3. our pipeline: ``faust -A app worker`` running a query with IN + EXISTS + a scalar subquery + a
-   stream-table join, orders topic → sink topic, every order producing one output;
+   stream-table join, orders topic → sink topic, every order producing one output — with the
+   query's generated function (:mod:`sql.codegen`) and with the closures
+   (``TABLESTREAM_CODEGEN=false``), alternating, ``--rounds`` times each (medians);
 4. end-to-end latency of that pipeline at a fixed input rate: from the producer's ``send`` to a
    consumer reading the output (the order carries its send time).
 
     .venv/bin/python -m bench.pipeline [--orders 200000] [--users 10000] [--rate 10000]
-        [--broker tansu|kafka]
+        [--rounds 3] [--broker tansu|kafka]
 """
 
 from __future__ import annotations
@@ -185,8 +187,9 @@ def faust_agent(servers: str, expect: int, partitions: int, work: Path) -> dict[
         proc.wait(30)
 
 
-def start_worker(servers: str, work: Path, sql: str) -> Worker:
-    """A real ``faust -A app worker`` running the pipeline ``sql``, its files under ``work``."""
+def start_worker(servers: str, work: Path, sql: str, extra: dict[str, str] | None = None) -> Worker:
+    """A real ``faust -A app worker`` running the pipeline ``sql``, its files under ``work``
+    (``extra``: more ``TABLESTREAM_*`` settings, e.g. another app id or codegen off)."""
     pipeline = work / "pipeline.sql"
     pipeline.write_text(sql)
     env = {
@@ -194,6 +197,7 @@ def start_worker(servers: str, work: Path, sql: str) -> Worker:
         "TABLESTREAM_APP_ID": "bench",
         "TABLESTREAM_PIPELINE": str(pipeline),
         "TABLESTREAM_LOG_LEVEL": "warning",
+        **(extra or {}),
     }
     return Worker(work / "worker", env).start()
 
@@ -233,20 +237,20 @@ def query_stats(worker: Worker) -> dict[str, Any]:
     return {q["name"]: q for q in body["queries"]}
 
 
-async def sink_rate(servers: str) -> float:
+async def sink_rate(servers: str, sink: str = "bench-checked") -> float:
     """Outputs per second from the first to the last output's timestamp (set when appended)."""
-    out = await read_all(servers, "bench-checked", timeout=120)
+    out = await read_all(servers, sink, timeout=120)
     stamps: list[int] = sorted(r.timestamp for r in out)
     return (len(stamps) - 1) / max((stamps[-1] - stamps[0]) / 1000, 1e-3)
 
 
-def pipeline_throughput(worker: Worker, expect: int) -> dict[str, float]:
+def pipeline_throughput(worker: Worker, expect: int, name: str = "checked") -> dict[str, float]:
     """From the first record the query reads to the ack of the last output, by polling."""
     assert worker.proc is not None
     first = cpu0 = None
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        q = query_stats(worker).get("checked", {})
+        q = query_stats(worker).get(name, {})
         n = q.get("records_in", 0)
         if n and first is None:
             first, cpu0 = time.perf_counter(), proc_cpu(worker.proc.pid)
@@ -340,6 +344,26 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
+async def ours(
+    servers: str, work: Path, args: argparse.Namespace, engine: str, n: int
+) -> tuple[float, float]:
+    """One run of our pipeline into a sink topic of its own: (events/s, µs worker CPU/event)."""
+    sink = f"bench-checked-{engine}-{n}"
+    await ensure_topics(servers, [TopicSpec(sink, args.partitions)])
+    sql = PIPELINE.format(partitions=args.partitions).replace("'bench-checked'", f"'{sink}'")
+    extra = {"TABLESTREAM_APP_ID": f"bench-{engine}-{n}"}
+    if engine == "closures":
+        extra["TABLESTREAM_CODEGEN"] = "false"
+    (work / sink).mkdir()
+    worker = start_worker(servers, work / sink, sql, extra)
+    try:
+        with profiled(worker, args.profile if engine == "generated" and n == 0 else None):
+            polled = await asyncio.to_thread(pipeline_throughput, worker, args.orders)
+        return await sink_rate(servers, sink), polled["cpu"] / polled["events"] * 1e6
+    finally:
+        worker.stop()
+
+
 async def main(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     try:
@@ -363,27 +387,34 @@ async def main(args: argparse.Namespace) -> None:
                     f"bare faust per-event agent:          {bare_rate:,.0f} events/s"
                     f" ({bare['seconds']:.2f}s, {bare['cpu']:.2f}s CPU)"
                 )
-            worker = start_worker(broker.url, work, PIPELINE.format(partitions=args.partitions))
-            try:
-                with profiled(worker, args.profile):
-                    ours = await asyncio.to_thread(pipeline_throughput, worker, args.orders)
-                rate = await sink_rate(broker.url)
+            engines: dict[str, list[tuple[float, float]]] = {"generated": [], "closures": []}
+            for n in range(args.rounds):
+                for engine in engines:
+                    rate, cpu_us = await ours(broker.url, work, args, engine, n)
+                    engines[engine].append((rate, cpu_us))
+                    print(
+                        f"our pipeline (IN+EXISTS+scalar+join), {engine:>9}, round {n + 1}:"
+                        f" {rate:,.0f} events/s, {cpu_us:.1f} µs worker CPU/event"
+                    )
+            med = {e: sorted(v)[len(v) // 2] for e, v in engines.items()}
+            for engine, (rate, cpu_us) in med.items():
                 print(
-                    f"our pipeline (IN+EXISTS+scalar+join): {rate:,.0f} events/s"
-                    f" (first to last output; polled: {ours['events']} events in"
-                    f" {ours['seconds']:.2f}s, {ours['cpu']:.2f}s worker CPU"
-                    f" = {ours['cpu'] / ours['events'] * 1e6:.1f} µs/event)"
-                )
-                print(
-                    f"ratios: ours / faust agent = {rate / bare_rate:.1f}x,"
+                    f"median of {args.rounds}, {engine:>9}: {rate:,.0f} events/s,"
+                    f" {cpu_us:.1f} µs/event; ours / faust agent = {rate / bare_rate:.1f}x,"
                     f" ours / raw ceiling = {rate / raw_rate:.2f}"
                 )
+            print(f"generated / closures = {med['generated'][0] / med['closures'][0]:.2f}x")
+            if args.latency_seconds <= 0:
+                return
+            worker = start_worker(broker.url, work, PIPELINE.format(partitions=args.partitions))
+            try:
+                await asyncio.to_thread(pipeline_throughput, worker, args.orders)  # caught up
                 await ensure_topics(broker.url, [TopicSpec("bench-floor", args.partitions)])
                 runs = (
                     ("broker alone (produce -> consume)", "bench-floor", "bench-floor"),
                     ("through our pipeline", "bench-orders", "bench-checked"),
                 )
-                for label, source, sink in runs if args.latency_seconds > 0 else ():
+                for label, source, sink in runs:
                     lat = await latency(
                         broker.url, args.rate, args.latency_seconds, args.users, source, sink
                     )
@@ -413,6 +444,7 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--rate", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each engine (medians)")
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument(
         "--skip-baselines", action="store_true", help="only our pipeline (quick iterations)"

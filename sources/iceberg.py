@@ -21,7 +21,8 @@ import datetime as dt
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,10 @@ from sources.iceberg_config import IcebergConfig, parse
 from sources.iceberg_schema import FieldMap, SchemaChangeError
 from sources.iceberg_snapshots import MemoryRows, Rows, SnapshotLog, load
 from sources.iceberg_stats import IcebergStats
+from sources.table import WAIT_RETRY
 from tables.keys import key_text
 from tables.kinds import TableEnv
-from tables.protocol import Key, Table, TableUnavailableError, Value
+from tables.protocol import AS_OF_TIMES, Key, Table, TableUnavailableError, Value
 from tables.spec import TableSpec
 from tables.versions import HistoryExpiredError
 
@@ -79,7 +81,7 @@ class IcebergTable(Service):
         self.older: OrderedDict[int, Rows] = OrderedDict()
         self.lookups = self.as_of_lookups = self.snapshot_loads = self.evictions = 0
         self.refreshes = self.refresh_failures = self.switches = self.schema_errors = 0
-        self.stale_serves = self.unavailable = 0
+        self.stale_serves = self.unavailable = self.waits = 0
         self.last_load_ms: float | None = None
         self.last_schema_error = ""
         self._ready = False
@@ -365,6 +367,44 @@ class IcebergTable(Service):
             raise TableUnavailableError(self.name, self.caller.stats.last_error) from None
         self._keep_older(sid, rows)
         return rows
+
+    async def prefetch(self, column: str | None, values: Collection[Any]) -> None:
+        """Load, in a thread, the snapshots a batch's as-of reads need (their times or ids),
+        before its records run. While the catalog or warehouse cannot answer, ``wait`` holds
+        the batch; the other policies let the records meet the outage one by one."""
+        table = self._table
+        if table is None:
+            return
+        if column == AS_OF_TIMES:
+            wanted = {self.snapshot_log.at(v) for v in values if type(v) is int}
+        else:
+            wanted = {v for v in values if type(v) is int}
+        missing = [
+            sid
+            for sid in wanted
+            if sid is not None
+            and sid != self.snapshot_id
+            and sid not in self.older
+            and table.snapshot_by_id(sid) is not None
+        ]
+        for sid in missing[: self.config.snapshot_caches]:  # more would evict each other
+            while True:
+                try:
+                    rows = await self.caller.acall(partial(self._try_load, table, sid), 0)
+                    break
+                except SourceUnavailable:
+                    if self.config.source.on_error != "wait":
+                        return
+                    self.waits += 1
+                    await asyncio.sleep(WAIT_RETRY)
+            if rows is not None:  # else its records meet the schema error themselves
+                self._keep_older(sid, rows)
+
+    def _try_load(self, table: Any, sid: int) -> Rows | None:
+        try:
+            return self._load(table, sid, current=False)
+        except SchemaChangeError:  # the source answered: no outage for the breaker
+            return None
 
     def explain_as_of(self, timestamp: int | None, version: int | None) -> str:
         if version is not None:

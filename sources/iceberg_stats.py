@@ -36,6 +36,7 @@ class IcebergStats:
             "last_schema_error": t.last_schema_error,
             "stale_serves": t.stale_serves,
             "unavailable": t.unavailable,
+            "waits": t.waits,
             "breaker": t.breaker.as_dict(),
         }
         out.update(t.caller.stats.as_dict())

@@ -13,8 +13,6 @@ Other packages import from here only; the modules below are the engine's own bus
 """
 
 from sql.catalog import Catalog, RelationSchema, qualified
-
-# After sql.query: the generator reads compiled queries.
 from sql.codegen import (
     Encoding,
     Generated,
@@ -48,7 +46,7 @@ from sql.operators.aggregate import Retraction
 from sql.parse import Script, parse_script
 from sql.pull import PullQuery, PullResult, PullTimeoutError, compile_pull_query
 from sql.query import PLANNER_RULES, CompiledQuery, Sink, compile_query
-from sql.types import BIGINT_MAX, BIGINT_MIN, SqlType, converter
+from sql.types import BIGINT_MAX, BIGINT_MIN, SqlType, converter, decimal_context
 
 __all__ = [
     "BIGINT_MAX",
@@ -89,6 +87,7 @@ __all__ = [
     "compile_pull_query",
     "compile_query",
     "converter",
+    "decimal_context",
     "explain_code",
     "explain_line",
     "generate",

@@ -13,7 +13,7 @@ from itertools import islice
 from typing import Any
 
 from sql.types import ANY, SqlType, type_of_value, unify
-from tables.protocol import ScanTable, Table
+from tables import ScanTable, Table
 
 #: Rows sampled to infer an undeclared table's columns.
 INFER_SAMPLE_ROWS = 1000

@@ -13,7 +13,7 @@ from sql.errors import SqlError
 from sql.query import CompiledQuery, compile_query
 from sql.table_api import Queryable
 from sql.types import SqlType
-from tables.protocol import Table
+from tables import Table
 
 E_NO_LOADER = "cannot load table {name!r} from topic {topic!r}: no table loader configured"
 

@@ -26,7 +26,7 @@ from sql.errors import E_NOT_SCANNABLE, BindError, SqlError, UnsupportedError, s
 from sql.operators.aggregate import Retraction
 from sql.parse import parse_script
 from sql.query import CompiledQuery
-from tables.protocol import ScanTable, Table
+from tables import ScanTable, Table
 
 E_PULL_CREATE = "a pull query is one SELECT over a table; CREATE statements are not allowed"
 E_PULL_WINDOW = "a pull query reads a table's current rows: WINDOW is for streams"

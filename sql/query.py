@@ -29,7 +29,7 @@ from sql.parse import Script, parse_script, recursion_headroom
 from sql.plan.full_scan import full_scan
 from sql.plan.planner import RULES, Rule
 from sql.types import SqlType
-from tables.protocol import Table
+from tables import Table
 
 Row = dict[str, Any]
 #: ``(value, key, timestamp, partition, offset) -> rows``: :meth:`CompiledQuery.record_fn`.

@@ -243,6 +243,16 @@ class _QueryRun:
             if self.tag:
                 print(f"-- {self.tag}", file=self.out)
             print(query.explain(), file=self.out)
+            if self.args.code:
+                # As a worker generates it: a declared stream's records arrive typed.
+                typed = sdecl is not None and sdecl.kind == "stream"
+                ctx = _context(script.sql, catalog, typed_streams=typed)
+                coded = CompiledQuery(script, ctx, _sink_of(script))
+                from sql.codegen import explain_code, explain_line
+
+                print(explain_line(coded), file=self.out)
+                print(explain_code(coded), end="", file=self.out)
+                coded.close()
             return 0
         if query.prefetcher is not None:  # external tables: every record's keys, fetched at once
             asyncio.run(query.prefetcher.fetch((v, None, None) for _, v in records))
@@ -423,10 +433,10 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def _context(sql: str, catalog: Catalog) -> Any:
+def _context(sql: str, catalog: Catalog, typed_streams: bool = False) -> Any:
     from sql.compile.context import CompileContext
 
-    return CompileContext(sql, catalog)
+    return CompileContext(sql, catalog, typed_streams=typed_streams)
 
 
 def _sink_of(script: Any) -> Any:
@@ -445,6 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stream", action="append", default=[], metavar="NAME[=FILE.jsonl]")
     run.add_argument("--events", metavar="FILE.jsonl", help="timeline of table changes and records")
     run.add_argument("--explain", action="store_true", help="print the plan instead of running")
+    run.add_argument(
+        "--code",
+        action="store_true",
+        help="with --explain: also the generated function a worker runs (sql.codegen)",
+    )
     test = sub.add_parser("test", help="run the test cases under DIR (see sql.testing)")
     test.add_argument("dir", help="a case directory, or a directory of case directories")
     return p

@@ -20,7 +20,7 @@ from sql.compile.context import CompileContext
 from sql.compile.subquery import compile_subquery
 from sql.parse import parse_select, recursion_headroom
 from sql.types import SqlType
-from tables.protocol import Key, Table, Value
+from tables import Key, Table, Value
 
 
 class Queryable:

@@ -345,5 +345,15 @@ class SnapshotLogTable(Table, Protocol):
         record): the snapshot it reads when the table knows it now."""
         ...
 
+    async def prefetch(self, column: str | None, values: Collection[Any]) -> None:
+        """Before a batch runs: load the snapshots its records will read — ``column``
+        :data:`AS_OF_TIMES` (``values``: epoch ms) or :data:`AT_VERSIONS` (snapshot ids)."""
+        ...
+
+
+#: The prefetch "columns" of a :class:`SnapshotLogTable`: a batch's as-of times, its versions.
+AS_OF_TIMES = "FOR SYSTEM_TIME AS OF"
+AT_VERSIONS = "AT SNAPSHOT"
+
 
 RowMapping = Mapping[str, Any]

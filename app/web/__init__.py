@@ -19,7 +19,7 @@ from app.web.html import error_page
 from app.web.http import error_middleware
 from app.web.pages_ops import register_ops_pages
 from app.web.pages_tables import register_table_pages
-from tables.protocol import Table
+from tables import Table
 
 if TYPE_CHECKING:
     from agents.service import PipelineService

@@ -32,7 +32,7 @@ from app.web.http import MAX_PAGE, HttpError, int_param, json_response, limit_pa
 from app.web.model import query_views, table_kind, table_view
 from app.web.prom import CONTENT_TYPE, exposition
 from app.web.pull import filter_rows, run_pull
-from tables.protocol import ScanTable, Table, VersionedTable
+from tables import ScanTable, Table, VersionedTable
 from tables.versions import E_NOT_VERSIONED, HistoryExpiredError
 
 DEAD_LETTERS_DEFAULT = 50

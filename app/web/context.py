@@ -14,7 +14,7 @@ from app.web.http import HttpError
 from app.web.model import Rates, agents_of, sample_agents, sample_table
 from app.web.prom import make_registry
 from sql import RelationSchema
-from tables.protocol import Change, ChangeFeedTable, Table
+from tables import Change, ChangeFeedTable, Table
 
 #: Changes kept per table for the "latest changes" list.
 RECENT_CHANGES = 20

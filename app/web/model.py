@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tables.protocol import Table
+from tables import Table
 
 if TYPE_CHECKING:
     from agents.service import Agent, PipelineService

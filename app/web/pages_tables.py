@@ -30,7 +30,7 @@ from app.web.html import (
 from app.web.http import HttpError, limit_param
 from app.web.model import TableView, is_versioned, table_view
 from app.web.pull import filter_rows
-from tables.protocol import Change, Table, VersionedTable
+from tables import Change, Table, VersionedTable
 
 PAGE = 50
 CHANGES_SHOWN = 20

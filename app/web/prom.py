@@ -22,7 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from agents.metrics import LATENCY_BUCKETS
-from tables.protocol import Table
+from tables import Table
 
 if TYPE_CHECKING:
     from agents.service import Agent

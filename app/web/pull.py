@@ -15,7 +15,7 @@ from sql import (
     SqlError,
     compile_pull_query,
 )
-from tables.protocol import Table
+from tables import Table
 
 if TYPE_CHECKING:
     from app.web.context import WebContext

@@ -25,7 +25,7 @@ from sql.errors import (
     suggest,
 )
 from sql.types import ANY, BIGINT, TIMESTAMP, SqlType
-from tables.protocol import Table
+from tables import Table
 
 #: Metadata tuple layout of a stream record (the meta slot of a stream relation).
 META_INDEX = {"_key": 0, "_timestamp": 1, "_event_time": 2, "_partition": 3, "_offset": 4}

@@ -20,7 +20,7 @@ from sqlglot import exp
 
 from sql import logic
 from sql.codegen.writer import Writer
-from sql.compile.context import CompileContext
+from sql.compile.context import CompileContext, FusedSubquery
 from sql.runtime import Compiled, Fn, Read
 from sql.types import DECIMAL_CONTEXT
 
@@ -114,7 +114,69 @@ class ExprGen:
             return value
         if c is None:
             raise Unsupported(f"expression {node.sql(dialect='duckdb')} (not compiled alone)")
+        fused = self.ctx.fused.get(id(c.fn))
+        if fused is not None and fused[0] is c.fn:
+            return self.subquery(fused[1])
         return self.call(c.fn)
+
+    def subquery(self, f: FusedSubquery) -> str:
+        """A fused subquery closure written out: the IN-set probe, or the key lookup as
+        :func:`sql.operators.inner.by_key` does it (its row in the env for the closures)."""
+        w = self.w
+        t = w.temp()
+        if f.kind == "in_set":
+            assert f.lhs is not None
+            x = self.compiled(f.lhs)
+            w.line(f"{t} = {w.bind(f.contains, 'contains')}({x})")
+            return t
+        miss = "False" if f.kind == "exists" else "None"
+        key_c = self._compiled_by_fn(f.lookup.key)
+        k = self.compiled(key_c) if key_c is not None else self.call(f.lookup.key)
+        v = w.temp("s")
+        with w.block(f"if {k} is None:"):
+            w.line(f"{t} = {miss}")
+        with w.block("else:"):
+            with w.block("try:"):
+                w.line(f"{v} = {w.bind(f.lookup.get, 'get')}({k})")
+            with w.block("except TypeError:"):
+                w.line(f"{v} = None")
+            with w.block(f"if {v} is None:"):
+                w.line(f"{t} = {miss}")
+            with w.block("else:"):
+                with w.block(f"if type({v}) is not dict and not isinstance({v}, dict):"):
+                    w.line(f"{v} = EMPTY")
+                w.env_line(f"env[{f.vs}] = {v}")
+                w.env_line(f"env[{f.ms}] = {k}")
+                saved = self.rows.get(f.vs)
+                self.rows[f.vs] = v
+                try:
+                    if f.where is None:
+                        self._found(f, t)
+                    else:
+                        ok = self.residual(f.where)
+                        with w.block(f"if {ok} is not True:"):
+                            w.line(f"{t} = {miss}")
+                        with w.block("else:"):
+                            self._found(f, t)
+                finally:
+                    if saved is None:
+                        del self.rows[f.vs]
+                    else:
+                        self.rows[f.vs] = saved
+        return t
+
+    def _found(self, f: FusedSubquery, t: str) -> None:
+        if f.kind == "scalar":
+            self.w.line(f"{t} = {self.compiled(f.outputs[0])}")
+            return
+        for c in f.outputs:  # as the closure: an output that fails is the record's error
+            if not c.const:
+                self.compiled(c)
+        self.w.line(f"{t} = True")
+
+    def _compiled_by_fn(self, fn: Fn) -> Compiled | None:
+        entry = self.ctx.closures.get(id(fn))
+        return entry[2] if entry is not None and entry[0] is fn else None
 
     # -- pieces -----------------------------------------------------------------------------------
     def _compiled_of(self, node: exp.Expr) -> Compiled | None:
@@ -207,7 +269,13 @@ class ExprGen:
                 if ta is int and tb is int
                 else f"{self.w.bind(dec, 'op')}({a}, {b})"
             )
-            guard = f"type({a}) is {self.w.bind(ta, 'T')} and type({b}) is {self.w.bind(tb, 'T')}"
+            # A constant's type is known: only the other operand is checked.
+            checks = [
+                f"type({x}) is {self.w.bind(tx, 'T')}"
+                for x, tx, node_x in ((a, ta, node.this), (b, tb, node.expression))
+                if not self._const(node_x)
+            ]
+            guard = " and ".join(checks) or "True"
             self.w.line(f"{t} = {fast} if {guard} else {f}({a}, {b})")
         else:
             self.w.line(f"{t} = {f}({a}, {b})")

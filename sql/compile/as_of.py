@@ -11,6 +11,7 @@ from sqlglot import exp
 from sql.bind.scope import Scope, offset_of
 from sql.compile.context import CompileContext
 from sql.compile.expr import ExprCompiler
+from sql.compile.prefetch import register_as_of_prefetch
 from sql.errors import E_UNSUPPORTED, BindError, SqlTypeError, UnsupportedError
 from sql.operators.as_of import as_of_lookup
 from sql.plan.as_of_lookup import as_of_key
@@ -18,7 +19,7 @@ from sql.plan.shape import Conjunct
 from sql.runtime import Compiled, Fn
 from sql.time_travel import by_version, constant, phrase, phrase_span
 from sql.types import BIGINT, DATE, STRING, TIMESTAMP
-from tables.protocol import SnapshotLogTable, Table, VersionedTable
+from tables import SnapshotLogTable, Table, VersionedTable
 
 E_AS_OF_NOT_VERSIONED = (
     "FOR SYSTEM_TIME AS OF needs a versioned table, and {table!r} keeps no history "
@@ -99,7 +100,9 @@ def as_of_source(
     used = as_of_key(conjuncts, key_field)
     if used is None or used.pin is None:
         raise missing_as_of_key(ctx, node, table, key_field)
-    return as_of_lookup(table, used.pin[1].fn, at.fn, by_version(node.args["version"])), used
+    versioned = by_version(node.args["version"])
+    register_as_of_prefetch(ctx, table, at, versioned)
+    return as_of_lookup(table, used.pin[1].fn, at.fn, versioned), used
 
 
 def missing_as_of_key(

@@ -35,6 +35,23 @@ class AggBinding:
         return None
 
 
+@dataclass(slots=True)
+class FusedSubquery:
+    """What a fused subquery closure does, for the code generator to write it inline: a key
+    lookup (``exists`` / ``scalar``: ``lookup`` a :class:`sql.operators.sources.KeyLookup`, the
+    row into env slots ``vs``/``ms``, ``where`` the remaining terms, ``outputs`` the select list)
+    or a maintained IN-set probe (``in_set``: ``contains(lhs)``)."""
+
+    kind: str
+    lookup: Any = None
+    vs: int = -1
+    ms: int = -1
+    where: Callable[[list[Any]], Any] | None = None
+    outputs: list[Compiled] = field(default_factory=list)
+    lhs: Compiled | None = None
+    contains: Callable[[Any], Any] | None = None
+
+
 #: Compiles a subquery: (kind, select, enclosing scope, left operand for IN) -> compiled value.
 SubqueryHook = Callable[[str, exp.Select, Scope, "Compiled | None", exp.Expr], "Compiled"]
 
@@ -70,6 +87,9 @@ class CompileContext:
     #: objects are kept with their ids, so an id is never read back for another object.
     compiled: dict[int, tuple[exp.Expr, Compiled]] = field(default_factory=dict)
     closures: dict[int, tuple[Any, exp.Expr, Compiled]] = field(default_factory=dict)
+
+    #: Fused subquery closures by id: (closure, what it does), see :class:`FusedSubquery`.
+    fused: dict[int, tuple[Any, FusedSubquery]] = field(default_factory=dict)
 
     def note(self, node: exp.Expr, c: Compiled) -> None:
         """Remember that ``node`` compiled to ``c`` (the code generator inlines it by node)."""

@@ -113,7 +113,7 @@ class ExprCompiler:
 
     def _compile(self, node: exp.Expr) -> Compiled:
         if self.agg is not None:
-            key_pos = self.agg.keys.get(_norm(node))
+            key_pos = self.agg.keys.get(group_text(node))
             if key_pos is not None and not isinstance(node, exp.Literal):
                 slot = self.agg.key_slot
                 return Compiled(lambda e: e[slot][key_pos], self._key_type(node))
@@ -239,32 +239,11 @@ class ExprCompiler:
 
             return Compiled(and2, BOOLEAN)
 
-        def andn(e: Env) -> Any:
-            unknown = False
-            for f in parts:
-                v = f(e)
-                if v is False:
-                    return False
-                if v is None:
-                    unknown = True
-            return None if unknown else True
-
-        return Compiled(andn, BOOLEAN)
+        return Compiled(logic.all_of(parts), BOOLEAN)
 
     def or_(self, node: exp.Or) -> Compiled:
         parts = [self.predicate(p).fn for p in node.flatten()]
-
-        def orn(e: Env) -> Any:
-            unknown = False
-            for f in parts:
-                v = f(e)
-                if v is True:
-                    return True
-                if v is None:
-                    unknown = True
-            return None if unknown else False
-
-        return Compiled(orn, BOOLEAN)
+        return Compiled(logic.any_of(parts), BOOLEAN)
 
     def not_(self, node: exp.Not) -> Compiled:
         a = self.predicate(node.this)
@@ -377,7 +356,9 @@ class ExprCompiler:
         return self.compile(node.this)
 
 
-def _norm(node: exp.Expr) -> str:
+def group_text(node: exp.Expr) -> str:
+    """The text a GROUP BY term and a SELECT expression are matched by: one spelling for both
+    sides (sqlglot's rendering, lower-cased), so ``Upper(Name)`` finds ``GROUP BY upper(name)``."""
     return node.sql(dialect="duckdb").lower()
 
 

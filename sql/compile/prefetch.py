@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from sql.bind.scope import BoundRelation
 from sql.compile.context import CompileContext
+from sql.operators.as_of import event_millis
 from sql.operators.prefetch import Filler, Prefetcher, Probe
 from sql.plan.shape import Conjunct
-from sql.runtime import Fn
-from tables.protocol import PrefetchTable, Table
+from sql.runtime import Compiled, Env, Fn
+from tables import AS_OF_TIMES, AT_VERSIONS, PrefetchTable, SnapshotLogTable, Table
 
 
 def _column(key_field: str | None, pin_column: str) -> str | None:
@@ -48,6 +49,25 @@ def register_prefetch(
     probe = Probe(table, _column(key_field, used.pin[0]), used.pin[1].fn, reads, rnd, fillers)
     ctx.probes.append(probe)
     return probe
+
+
+def register_as_of_prefetch(
+    ctx: CompileContext, table: Table, at: Compiled, by_version: bool
+) -> None:
+    """An as-of read of a table with snapshots: the snapshots a batch's records read are loaded
+    before the batch runs (in a thread, under the table's ``on_error`` policy), not by the first
+    record that needs one. Only an optimisation: a time the batch could not evaluate (it reads
+    another joined table's row) is loaded by its record."""
+    if not isinstance(table, SnapshotLogTable) or not ctx.stream_slots:
+        return
+    fn = at.fn
+
+    def millis(env: Env) -> int | None:
+        v = fn(env)
+        return v if v is None or type(v) is int else event_millis(v)
+
+    column = AT_VERSIONS if by_version else AS_OF_TIMES
+    ctx.probes.append(Probe(table, column, fn if by_version else millis, frozenset()))
 
 
 def register_filler(

@@ -12,7 +12,12 @@ from sql.catalog import qualified
 from sql.compile.as_of import as_of_time, missing_as_of_key
 from sql.compile.context import CompileContext
 from sql.compile.expr import ExprCompiler
-from sql.compile.prefetch import register_filler, register_prefetch, source_text
+from sql.compile.prefetch import (
+    register_as_of_prefetch,
+    register_filler,
+    register_prefetch,
+    source_text,
+)
 from sql.compile.select import combine, compile_conjuncts, compile_parts
 from sql.compile.strategies import build_source
 from sql.compile.subquery import compile_subquery, resolve_table, star_columns
@@ -257,6 +262,8 @@ def _join(
         if as_of is None:
             raise missing_as_of_key(ctx, node, table, key_field)
         plan, strategy = as_of, f"{AS_OF_STRATEGY} {describe_as_of(node, table)}"
+        assert as_of.access is not None
+        register_as_of_prefetch(ctx, table, at, as_of.access.by_version)
     assert plan.access is not None
     source = build_source(plan.access, table, at.fn if at is not None else None)
     left = side == "LEFT"

@@ -5,15 +5,13 @@ Shared by the stream query and by every subquery, so both accept the same SQL.
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlglot import exp
 
 from sql import logic
 from sql.bind.scope import BoundRelation, Scope, offset_of
 from sql.compile.aggregate import compile_aggregate, find_aggregates
 from sql.compile.context import AggBinding, CompileContext
-from sql.compile.expr import ExprCompiler, _norm
+from sql.compile.expr import ExprCompiler, group_text
 from sql.errors import (
     E_TYPE_MISMATCH,
     E_UNSUPPORTED,
@@ -21,7 +19,7 @@ from sql.errors import (
     UnsupportedError,
 )
 from sql.plan.shape import Conjunct
-from sql.runtime import Compiled, Env, Fn
+from sql.runtime import Compiled, Fn
 from sql.runtime.parts import Aggregation, SelectParts
 from sql.types import BOOLEAN, comparable, mismatch_hint
 
@@ -103,18 +101,7 @@ def combine(conjuncts: list[Conjunct]) -> Fn | None:
         return None
     if len(fns) == 1:
         return fns[0]
-
-    def all_true(e: Env) -> Any:
-        unknown = False
-        for f in fns:
-            v = f(e)
-            if v is False:
-                return False
-            if v is None:
-                unknown = True
-        return None if unknown else True
-
-    return all_true
+    return logic.all_of(fns)
 
 
 def compile_parts(
@@ -134,7 +121,7 @@ def compile_parts(
         group_ec = ExprCompiler(ctx, scope, "GROUP BY")
         for i, g in enumerate(group.expressions if group is not None else []):
             key_fns.append(group_ec.compile(g).fn)
-            agg_binding.keys[_norm(g)] = i
+            agg_binding.keys[group_text(g)] = i
         specs = [compile_aggregate(ctx, scope, call) for call in calls]
         out_ec = ExprCompiler(ctx, scope, "SELECT", agg_binding)
         having_fn = (

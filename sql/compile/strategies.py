@@ -13,7 +13,7 @@ from sql.operators.inner import InnerQuery
 from sql.operators.maintained import Aggregate, CachedRows, InSet, Maintained, RowCount
 from sql.plan.shape import Access, Plan, SubqueryShape
 from sql.runtime import Fn
-from tables.protocol import (
+from tables import (
     IndexedTable,
     PrefetchTable,
     SnapshotLogTable,

@@ -15,9 +15,9 @@ from sql import logic
 from sql.bind.scope import Scope, offset_of
 from sql.catalog import qualified
 from sql.compile.as_of import as_of_time, check_as_of, missing_as_of_key
-from sql.compile.context import CompileContext
+from sql.compile.context import CompileContext, FusedSubquery
 from sql.compile.expr import ExprCompiler
-from sql.compile.prefetch import register_prefetch, source_text
+from sql.compile.prefetch import register_as_of_prefetch, register_prefetch, source_text
 from sql.compile.select import combine, compile_conjuncts, compile_parts
 from sql.compile.strategies import build_maintained, build_source
 from sql.compile.subquery_join import (
@@ -51,7 +51,7 @@ from sql.plan.planner import plan_subquery
 from sql.plan.shape import Plan, SubqueryShape
 from sql.runtime import Compiled, Env, Fn
 from sql.types import ANY, BOOLEAN, comparable, mismatch_hint
-from tables.protocol import Table
+from tables import Table
 
 
 def star_columns(scope: Scope, only: Any = None) -> list[tuple[str, Compiled]]:
@@ -168,6 +168,8 @@ def compile_subquery(
         if as_of is None:
             raise missing_as_of_key(ctx, table_node, table, shape.key_field)
         plan = as_of
+        assert as_of.access is not None
+        register_as_of_prefetch(ctx, table, at, as_of.access.by_version)
     maintained: Maintained | CachedRows | None = None
     if plan.maintained is not None:
         if steps:
@@ -201,10 +203,11 @@ def compile_subquery(
             source = chained(source, rel, steps)
     at_line, at_column = position(ctx.sql, offset_of(select) or 0)
     label = {"sid": sid, "line": at_line, "column": at_column, "text": sql_text(select)}
-    return _adapter(kind, shape, plan, maintained, source, lhs, label)
+    return _adapter(ctx, kind, shape, plan, maintained, source, lhs, label)
 
 
 def _adapter(
+    ctx: CompileContext,
     kind: str,
     shape: SubqueryShape,
     plan: Plan,
@@ -216,7 +219,9 @@ def _adapter(
     if isinstance(m, InSet):
         assert lhs is not None
         fx, contains = lhs.fn, m.contains
-        return Compiled(lambda e: contains(fx(e)), BOOLEAN)
+        probe = Compiled(lambda e: contains(fx(e)), BOOLEAN)
+        ctx.fused[id(probe.fn)] = (probe.fn, FusedSubquery("in_set", lhs=lhs, contains=contains))
+        return probe
     if isinstance(m, RowCount):
         exists = m.exists
         return Compiled(lambda e: exists(), BOOLEAN)
@@ -231,6 +236,12 @@ def _adapter(
         where = combine(plan.residual)
         fused = by_key(kind, source, rel.value_slot, rel.meta_slot, where, shape.parts)
         if fused is not None:
+            ctx.fused[id(fused)] = (
+                fused,
+                FusedSubquery(
+                    kind, source, rel.value_slot, rel.meta_slot, where, shape.parts.outputs
+                ),
+            )
             t = BOOLEAN if kind == "exists" else shape.parts.outputs[0].type
             return Compiled(fused, t if t is not None else ANY)
     inner = InnerQuery(source, rel.value_slot, rel.meta_slot, combine(plan.residual), shape.parts)

@@ -36,7 +36,7 @@ from sql.plan.as_of_lookup import describe as describe_as_of
 from sql.plan.planner import plan_join
 from sql.plan.shape import Conjunct, JoinShape, Plan, SubqueryShape
 from sql.runtime import Env, Fn
-from tables.protocol import Key, Value
+from tables import Key, Value
 
 _EMPTY: dict[str, Any] = {}
 

@@ -15,7 +15,7 @@ from sqlglot import exp
 
 from sql.bind.scope import BoundRelation, Scope, offset_of
 from sql.compile.context import CompileContext
-from sql.compile.expr import _norm
+from sql.compile.expr import group_text
 from sql.compile.select import SelectParts
 from sql.errors import E_UNKNOWN_COLUMN, BindError, UnsupportedError, suggest
 from sql.operators.aggregate import AggregateOperator
@@ -217,11 +217,11 @@ def key_columns(
     items = list(select.expressions)
     out: list[str] = []
     for g in group.expressions if group is not None else []:
-        want = _norm(g)
+        want = group_text(g)
         found = None
         for item, name in zip(items, names, strict=False):
             node = item.this if isinstance(item, exp.Alias) else item
-            if _norm(node) == want or (
+            if group_text(node) == want or (
                 isinstance(g, exp.Column) and not g.table and g.name == name
             ):
                 found = name

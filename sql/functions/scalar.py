@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -20,10 +19,8 @@ from sql.functions.registry import (
     register,
     same_type,
 )
+from sql.runtime import Env, Fn
 from sql.types import BIGINT, STRING, SqlType, unify
-
-Env = list[Any]
-Fn = Callable[[Env], Any]
 
 
 def _round(v: Any, digits: int = 0) -> Any:

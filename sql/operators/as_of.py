@@ -8,7 +8,7 @@ from typing import Any
 from sql.errors import SqlRuntimeError
 from sql.operators.window import to_millis
 from sql.runtime import Env, Fn
-from tables.protocol import Key, SnapshotLogTable, Value, VersionedTable
+from tables import Key, SnapshotLogTable, Value, VersionedTable
 from tables.versions import HistoryExpiredError
 
 E_AS_OF_VALUE = (

@@ -13,7 +13,7 @@ from typing import Any
 from sql.operators.sources import KeyLookup
 from sql.runtime import Env, Fn
 from sql.runtime.parts import SelectParts
-from tables.protocol import Key, Value
+from tables import Key, Value
 
 Source = Callable[[Env], Iterable[tuple[Key, Value]]]
 _EMPTY: dict[str, Any] = {}

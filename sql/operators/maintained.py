@@ -19,7 +19,7 @@ from sql.errors import SqlRuntimeError
 from sql.operators.inner import InnerQuery
 from sql.runtime import Env, Fn
 from sql.runtime.accumulators import Accumulator
-from tables.protocol import Change, ChangeFeedTable, Key, LocalTable, Value
+from tables import Change, ChangeFeedTable, Key, LocalTable, Value
 
 _EMPTY: dict[str, Any] = {}
 

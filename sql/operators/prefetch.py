@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sql.runtime import Env, Fn
-from tables.protocol import PREFETCH_BATCH, PrefetchTable
+from tables import PREFETCH_BATCH, PrefetchTable, SnapshotLogTable
 
 _EMPTY: dict[str, Any] = {}
 
@@ -46,9 +46,11 @@ class Filler:
 
 @dataclass(frozen=True, slots=True)
 class Probe:
-    """One prefetchable probe: ``table``'s ``column`` (None: the key) equals ``value(env)``."""
+    """One prefetchable probe: ``table``'s ``column`` (None: the key) equals ``value(env)``
+    (a table with snapshots: the snapshots its as-of reads need, see
+    :func:`sql.compile.prefetch.register_as_of_prefetch`)."""
 
-    table: PrefetchTable
+    table: PrefetchTable | SnapshotLogTable
     column: str | None
     value: Fn
     #: Env slots the probe value reads besides the probed table's own.
@@ -107,7 +109,8 @@ class Prefetcher:
             PREFETCH_BATCH.reset(token)
 
     async def _fetch_round(self, records: Iterable[Record], probes: Sequence[Probe]) -> None:
-        wanted: dict[tuple[int, str | None], tuple[PrefetchTable, set[Any]]] = {}
+        wanted: dict[tuple[int, str | None], tuple[PrefetchTable | SnapshotLogTable, set[Any]]]
+        wanted = {}
         for probe, values in zip(probes, self.values(records, probes), strict=True):
             if not values:
                 continue

@@ -9,7 +9,7 @@ from typing import Any
 
 from sql.errors import E_NOT_SCANNABLE, UnsupportedError
 from sql.runtime import Env, Fn, row_key
-from tables.protocol import IndexedTable, Key, PrefetchTable, ScanTable, Table, Value
+from tables import IndexedTable, Key, PrefetchTable, ScanTable, Table, Value
 
 _NONE: tuple[tuple[Key, Value], ...] = ()
 

@@ -7,7 +7,7 @@ from sqlglot import exp
 
 from sql.plan.shape import Access, AccessShape, Conjunct, Plan
 from sql.time_travel import by_version, constant, label
-from tables.protocol import SnapshotLogTable, Table
+from tables import SnapshotLogTable, Table
 
 STRATEGY = "as-of key lookup"
 

@@ -6,7 +6,7 @@ table without a full cache does neither)."""
 from __future__ import annotations
 
 from sql.plan.shape import Plan, SubqueryShape
-from tables.protocol import ScanTable
+from tables import ScanTable
 
 
 def cached_result(shape: SubqueryShape) -> Plan | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sql.bind.scope import offset_of
 from sql.errors import E_NOT_SCANNABLE, UnsupportedError
 from sql.plan.shape import Access, AccessShape, Plan
-from tables.protocol import ScanTable
+from tables import ScanTable
 
 
 def full_scan(shape: AccessShape) -> Plan | None:

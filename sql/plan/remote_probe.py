@@ -3,26 +3,11 @@ database (``WHERE column = ANY($1)``), one query per batch for the distinct valu
 
 from __future__ import annotations
 
-from sql.plan.shape import Access, AccessShape, Plan
-from tables.protocol import PrefetchTable
+from sql.plan.shape import AccessShape, Plan, probe_plan
+from tables import PrefetchTable
 
 
 def remote_probe(shape: AccessShape) -> Plan | None:
     if not isinstance(shape.table, PrefetchTable):
         return None
-    for c in shape.conjuncts:
-        if c.pin is None or c.pin[0] == "_key":
-            continue
-        column, value = c.pin
-        schema = shape.relation.schema
-        if schema.closed and column not in schema.columns:
-            continue
-        # The pin stays in the residual: the database narrows, SQL here decides.
-        return Plan(
-            "remote probe",
-            c.node.sql(dialect="duckdb"),
-            access=Access("remote_probe", value, column),
-            residual=list(shape.conjuncts),
-            pin=c,
-        )
-    return None
+    return probe_plan(shape, "remote probe", "remote_probe")

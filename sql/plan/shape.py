@@ -11,7 +11,7 @@ from sqlglot import exp
 from sql.bind.scope import BoundRelation
 from sql.runtime import Compiled, Fn
 from sql.runtime.parts import SelectParts
-from tables.protocol import ChangeFeedTable, LocalTable, Table
+from tables import ChangeFeedTable, LocalTable, Table
 
 
 @dataclass(slots=True)
@@ -171,3 +171,21 @@ class StreamShape:
     names: list[str]
     distinct: bool = False
     limit: int | None = None
+
+
+def probe_plan(shape: AccessShape, strategy: str, kind: str) -> Plan | None:
+    """An ``index_probe`` or ``remote_probe`` access on the first conjunct pinning a non-key
+    column the relation can have (any column when its schema is open); None when there is none.
+
+    The pin stays in the residual: the index or the database narrows (by Python equality, or by
+    the database's own), SQL here decides."""
+    schema = shape.relation.schema
+    for c in shape.conjuncts:
+        if c.pin is None or c.pin[0] == "_key":
+            continue
+        column, value = c.pin
+        if schema.closed and column not in schema.columns:
+            continue
+        access = Access(kind, value, column)
+        return Plan(strategy, c.node.sql(dialect="duckdb"), access, list(shape.conjuncts), pin=c)
+    return None

@@ -171,6 +171,13 @@ class OrderedBag(Accumulator):
         if n == 0:
             heapq.heappush(self.heap, _Rev(v) if self.is_max else v)
 
+    def add_count(self, v: Any, n: int) -> None:
+        """Add ``n`` copies of ``v`` at once: restoring a saved state, merging two bags."""
+        had = self.counts.get(v, 0)
+        self.counts[v] = had + n
+        if not had:
+            heapq.heappush(self.heap, _Rev(v) if self.is_max else v)
+
     def remove(self, v: Any) -> None:
         if v is None:
             return

@@ -9,7 +9,6 @@ encoded value is made of ``None``, ``bool``, ``int`` (64-bit), ``float``, ``str`
 from __future__ import annotations
 
 import datetime as dt
-import heapq
 import math
 from collections.abc import Callable
 from decimal import Decimal
@@ -23,7 +22,6 @@ from sql.runtime.accumulators import (
     Min,
     OrderedBag,
     Sum,
-    _Rev,
 )
 from sql.types import DECIMAL_CONTEXT
 
@@ -147,9 +145,7 @@ def load_state(acc: Accumulator, state: Any) -> Accumulator:
         acc.best = decode(state)
     elif isinstance(acc, OrderedBag):
         for k, n in state:
-            v = decode(k)
-            acc.counts[v] = n
-            heapq.heappush(acc.heap, _Rev(v) if acc.is_max else v)
+            acc.add_count(decode(k), n)
     elif isinstance(acc, CountDistinct):
         acc.counts = {decode(k): n for k, n in state}
     else:
@@ -171,10 +167,7 @@ def merge(into: Accumulator, other: Accumulator) -> None:
         into.add(other.best)
     elif isinstance(into, OrderedBag) and isinstance(other, OrderedBag):
         for v, n in other.counts.items():
-            had = into.counts.get(v, 0)
-            into.counts[v] = had + n
-            if not had:
-                heapq.heappush(into.heap, _Rev(v) if into.is_max else v)
+            into.add_count(v, n)
     elif isinstance(into, CountDistinct) and isinstance(other, CountDistinct):
         for v, n in other.counts.items():
             into.counts[v] = into.counts.get(v, 0) + n

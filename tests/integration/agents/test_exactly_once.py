@@ -115,6 +115,16 @@ def processing(worker: Worker, stages: tuple[str, ...]) -> bool:
     return all(q.get(n, {}).get("records_in", 0) > 0 for n in stages)
 
 
+async def until_processing(worker: Worker, stages: tuple[str, ...]) -> None:
+    """Until ``worker`` read records in each of ``stages``; if not, the queries' state, records
+    and lag in the error (lag 0: nothing left to read; lag > 0: stuck)."""
+    try:
+        await until(partial(processing, worker, stages), "the queries to process", worker, 60)
+    except AssertionError as exc:
+        seen = {n: (q["state"], q["records_in"], q["lag"]) for n, q in queries(worker).items()}
+        raise AssertionError(f"{exc}\n(state, records_in, lag) per query: {seen}") from exc
+
+
 async def prepare(kafka: tuple[str, str], tmp_path: Path) -> tuple[dict[str, str], dict[str, str]]:
     """Topics, the users table and the pipeline file; the workers' environment."""
     kafka_url, session_timeout = kafka
@@ -247,9 +257,7 @@ async def test_sigkill_ten_times_exactly_once(
         # Every other kill once both queries (and stage 2) wrote something, the others while
         # the worker may still be starting: opening tasks, replaying state, fencing producers.
         stages = ("checked", "volume") if i % 2 else ("checked",)
-        await until(
-            partial(processing, worker, stages), "the queries to process", worker, timeout=60
-        )
+        await until_processing(worker, stages)
         restarts.append(time.monotonic() - t0)
         await asyncio.sleep(rng.uniform(0.0, 0.8))
         worker.stop(signal.SIGKILL)
@@ -272,16 +280,25 @@ async def test_a_worker_killed_its_partitions_move_exactly_once(
     over — its producers fence the dead worker's and abort their open transactions."""
     kafka_url = kafka[0]
     names, env = await prepare(kafka, tmp_path)
-    orders = make_orders(ORDERS // 5)
+    orders = make_orders(ORDERS)
     first = Worker(tmp_path / "a", env).start()
     second = Worker(tmp_path / "b", env).start()
     workers.extend([first, second])
     # Keyed: spread over every partition (unkeyed small batches may all land in one).
     keyed = [(str(o["order_id"]).encode(), codec.dumps(o)) for o in orders]
+    killed = asyncio.Event()
+    sent = 0
 
-    async def trickle() -> None:  # until the kill and after it
-        for i in range(0, len(keyed), 500):
-            await produce(kafka_url, names["orders"], keyed[i : i + 500])
+    async def trickle() -> None:
+        """~1000 orders/s until the kill, 2000 after it: the worker that joins last still finds
+        records to read (a fixed count may all be read by the first before it joins)."""
+        nonlocal sent
+        until_sent = len(keyed)
+        while sent < until_sent:
+            if killed.is_set():
+                until_sent = min(until_sent, sent + 2000)
+            await produce(kafka_url, names["orders"], keyed[sent : sent + 200])
+            sent += 200
             await asyncio.sleep(0.2)
 
     producing = asyncio.create_task(trickle())
@@ -289,5 +306,6 @@ async def test_a_worker_killed_its_partitions_move_exactly_once(
     both = partial(processing, stages=("checked", "volume-repartition"))
     await until(lambda: both(first) and both(second), "both workers to process", first, 90)
     first.stop(signal.SIGKILL)
+    killed.set()
     await producing
-    await check_sinks(kafka_url, names, orders, second)
+    await check_sinks(kafka_url, names, orders[:sent], second)

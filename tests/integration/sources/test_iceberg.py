@@ -288,8 +288,11 @@ def processor(sql: str, table: IcebergTable) -> BatchProcessor:
     )
 
 
-def run(p: BatchProcessor, trades: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
+async def run(p: BatchProcessor, trades: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
+    """One batch as the agent runs it: prefetch (the snapshots it reads), then the records."""
     recs = [Rec(0, t["id"], None, codec.dumps(t)) for t in trades]
+    assert p.prefetch is not None
+    await p.prefetch({_TP: recs})
     out = Collect()
     p.run(recs, out)
     rows = [codec.loads(v) for t, _, v, _ in out.records if t == "out" and v is not None]
@@ -301,7 +304,14 @@ def run(p: BatchProcessor, trades: list[dict[str, Any]]) -> tuple[list[Any], lis
     return rows, dead
 
 
-@pytest.mark.parametrize("policy", ["dead_letter", "stale"])
+class _Tp:
+    topic, partition = "trades", 0
+
+
+_TP = _Tp()
+
+
+@pytest.mark.parametrize("policy", ["dead_letter", "stale", "wait"])
 async def test_catalog_and_warehouse_lost_and_back(tmp_path: Path, policy: str) -> None:
     lk = Lake(tmp_path / "lake")
     history = market_stats(lk)
@@ -328,9 +338,21 @@ async def test_catalog_and_warehouse_lost_and_back(tmp_path: Path, policy: str) 
         assert stats["refresh_failures"] == 2
         assert stats["breaker"]["state"] == "open"
         # The current snapshot is loaded: it answers. The first one needs the warehouse.
-        rows, dead = run(
-            p, [{"id": 1, "symbol": "A", "ts": t_now}, {"id": 2, "symbol": "A", "ts": t1}]
-        )
+        batch = [{"id": 1, "symbol": "A", "ts": t_now}, {"id": 2, "symbol": "A", "ts": t1}]
+        if policy == "wait":  # the batch is held until the warehouse is back
+            held = asyncio.ensure_future(run(p, batch))
+            await asyncio.sleep(1.0)
+            assert not held.done()
+            assert table.stats().as_dict()["waits"] >= 1
+            shutil.move(away, lk.root)
+            rows, dead = await asyncio.wait_for(held, 30)
+            assert (rows, dead) == (
+                [{"id": 1, "volume_30d": 150}, {"id": 2, "volume_30d": 100}],
+                [],
+            )
+            assert table.stats().as_dict()["unavailable"] == 0
+            return
+        rows, dead = await run(p, batch)
         if policy == "dead_letter":
             assert rows == [{"id": 1, "volume_30d": 150}]
             assert dead == [(2, "source unavailable: market_stats")]
@@ -341,7 +363,7 @@ async def test_catalog_and_warehouse_lost_and_back(tmp_path: Path, policy: str) 
             assert table.stats().as_dict()["stale_serves"] == 1
         shutil.move(away, lk.root)
         await asyncio.sleep(0.35)  # past breaker_reset: the next call is the half-open probe
-        rows, dead = run(p, [{"id": 3, "symbol": "A", "ts": t1}])
+        rows, dead = await run(p, [{"id": 3, "symbol": "A", "ts": t1}])
         assert (rows, dead) == ([{"id": 3, "volume_30d": 100}], [])
         assert await table.refresh() is False  # answered: nothing new
         assert table.stats().as_dict()["breaker"]["state"] == "closed"

@@ -56,12 +56,14 @@ def pg(postgres: PostgresCluster, ddl: str, remote: str, name: str) -> LookupTab
     return table
 
 
-def processor(tables: dict[str, Table], declarations: str) -> tuple[BatchProcessor, str]:
+def processor(
+    tables: dict[str, Table], declarations: str, decode: Any = None
+) -> tuple[BatchProcessor, str]:
     """The batch processor of the query, and its EXPLAIN."""
     query = compile_query(declarations + STREAM + QUERY, tables)
     return BatchProcessor(
         query,
-        make_decoder(None),
+        decode or make_decoder(None),
         name="q",
         sink_topic="out",
         key_columns=(),
@@ -146,4 +148,30 @@ async def test_a_key_read_from_a_local_tables_row_is_fetched_in_the_first_round(
         a = accounts.stats().as_dict()
         assert (a["round_trips"], a["single_fetches"]) == (2, 0)
     finally:
+        accounts.close_sync()
+
+
+async def test_a_record_is_decoded_once_for_its_prefetch_and_its_run(
+    postgres: PostgresCluster, names: tuple[str, str]
+) -> None:
+    users = pg(postgres, USERS, names[0], "users")
+    accounts = pg(postgres, ACCOUNTS, names[1], "accounts")
+    plain = make_decoder(None)
+    decoded: list[bytes] = []
+
+    def counting(raw: bytes) -> Any:
+        decoded.append(raw)
+        return plain(raw)
+
+    try:
+        decls = f"{USERS};\n{ACCOUNTS};\n"
+        p, _ = processor({"users": users, "accounts": accounts}, decls, counting)
+        ids = [3, 1, 4, 1]
+        assert await run(p, ids) == expected(ids)
+        assert len(decoded) == len(ids)  # by the prefetch; the run took its values
+        out = Collect()
+        p.run([Rec(0, 9, None, codec.dumps({"order_id": 9, "user_id": 2}))], out)
+        assert len(decoded) == len(ids) + 1  # a batch run without a prefetch decodes itself
+    finally:
+        users.close_sync()
         accounts.close_sync()

@@ -59,6 +59,21 @@ def test_sql_explain_prints_every_query_plan(tmp_path: Path) -> None:
     assert "Aggregate GROUP BY user_id" in out
 
 
+def test_sql_explain_code_prints_the_generated_function(tmp_path: Path) -> None:
+    path = tmp_path / "p.sql"
+    path.write_text(PIPELINE)
+    done = faust("sql", "explain", "--code", str(path))
+    assert done.returncode == 0, done.stderr
+    gold, counts = done.stdout.split("\n\n-- counts")
+    assert "Codegen: one generated function per batch" in gold
+    assert "def batch(records, partition, emit, fails):" in gold
+    # The IN subquery's maintained set, probed inline (no closure called on the env).
+    assert "contains" in gold
+    assert "(env)" not in gold
+    assert "Codegen: closures (aggregates and windows" in counts
+    assert "def batch" not in counts
+
+
 def test_sql_explain_error_names_file_line_column(tmp_path: Path) -> None:
     path = tmp_path / "p.sql"
     path.write_text(PIPELINE.replace("tier = 'gold'", "tire = 'gold'"))

@@ -15,42 +15,13 @@ from sql import (
     ParseError,
     RuntimeTypeError,
     ScalarSubqueryError,
-    SqlCompileError,
     SqlError,
     SqlTypeError,
     UnsupportedError,
     compile_query,
 )
 from sql.types import BIGINT, STRING
-from tables.memory import MemoryTable
-
-DECLS = """CREATE TABLE users (id BIGINT, name VARCHAR, score INT, PRIMARY KEY (id))
-WITH (topic='u');
-CREATE STREAM orders (user_id BIGINT, amount DECIMAL(10,2), note VARCHAR) WITH (topic='o');
-"""
-
-
-def _catalog() -> Catalog:
-    users = MemoryTable("users", key_field="id")
-    users.put_row({"id": 1, "name": "ann", "score": 3})
-    users.put_row({"id": 2, "name": "bob", "score": 3})
-    return Catalog.of({"users": users})
-
-
-def where(sql: str, needle: str, nth: int = 0) -> tuple[int, int]:
-    """Line and column of the ``nth`` occurrence of ``needle`` in ``sql`` (independent of ours)."""
-    pos = -1
-    for _ in range(nth + 1):
-        pos = sql.index(needle, pos + 1)
-    line = sql[:pos].count("\n") + 1
-    return line, pos - (sql.rfind("\n", 0, pos) + 1) + 1
-
-
-def compile_err(query: str, cls: type[SqlCompileError]) -> tuple[SqlCompileError, str]:
-    sql = DECLS + query
-    with pytest.raises(cls) as info:
-        compile_query(sql, _catalog())
-    return info.value, sql
+from tests.support.sql_errors import DECLS, compile_err, users_catalog, where
 
 
 def test_all_errors_share_the_root() -> None:
@@ -200,7 +171,7 @@ def test_emit_final_needs_group_by() -> None:
 def test_scalar_subquery_with_two_rows_fails_that_record_only() -> None:
     q = compile_query(
         DECLS + "SELECT user_id, (SELECT id FROM users WHERE score = 3) AS u FROM orders",
-        _catalog(),
+        users_catalog(),
     )
     with pytest.raises(ScalarSubqueryError) as info:
         q.process({"user_id": 7, "amount": Decimal("1.00")}, key="k1", offset=41)
@@ -209,13 +180,13 @@ def test_scalar_subquery_with_two_rows_fails_that_record_only() -> None:
     # The next record is unaffected once the table changes.
     q2 = compile_query(
         DECLS + "SELECT user_id, (SELECT id FROM users WHERE score = 4) AS u FROM orders",
-        _catalog(),
+        users_catalog(),
     )
     assert q2.process({"user_id": 7}) == [{"user_id": 7, "u": None}]
 
 
 def test_division_by_zero_is_a_record_error() -> None:
-    q = compile_query(DECLS + "SELECT amount / (user_id - 1) AS r FROM orders", _catalog())
+    q = compile_query(DECLS + "SELECT amount / (user_id - 1) AS r FROM orders", users_catalog())
     assert q.process({"user_id": 3, "amount": Decimal("1.00")}) == [
         {"r": Decimal("0.5000000000000000")}
     ]
@@ -228,7 +199,7 @@ def test_division_by_zero_is_a_record_error() -> None:
 
 
 def test_runtime_type_error_on_undeclared_values() -> None:
-    cat = _catalog()
+    cat = users_catalog()
     cat.add_stream("events")  # open: types known per value only
     q = compile_query("SELECT v FROM events WHERE v > 1", cat)
     assert q.process({"v": 2}) == [{"v": 2}]
@@ -237,7 +208,7 @@ def test_runtime_type_error_on_undeclared_values() -> None:
 
 
 def test_cast_error() -> None:
-    cat = _catalog()
+    cat = users_catalog()
     cat.add_stream("events", {"v": STRING, "n": BIGINT})
     q = compile_query("SELECT CAST(v AS DECIMAL(5,2)) AS d FROM events", cat)
     assert q.process({"v": "1.5"}) == [{"d": Decimal("1.50")}]

@@ -19,7 +19,7 @@ from sql import (
 from sql.functions import REGISTRY, Function, docs_table, functions, register
 from sql.functions.registry import BY_NODE, STRING_ARG
 from sql.types import BIGINT, STRING
-from tests.unit.sql.test_errors import DECLS, _catalog, compile_err, where
+from tests.support.sql_errors import DECLS, compile_err, users_catalog, where
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "SQL.md"
 
@@ -93,7 +93,7 @@ def test_like_operands_must_be_strings() -> None:
 def test_arity_is_checked(query: str, needle: str, message: str) -> None:
     sql = DECLS + query
     with pytest.raises(SqlCompileError) as info:
-        compile_query(sql, _catalog())
+        compile_query(sql, users_catalog())
     assert message in info.value.reason
     assert info.value.line == where(sql, needle)[0]
     assert info.value.column > 0
@@ -166,6 +166,6 @@ def test_adding_a_function_is_one_registration() -> None:
 
 def test_constant_arguments_fold() -> None:
     q = compile_query(
-        DECLS + "SELECT UPPER('a') AS u, ROUND(2.345, 2) AS r FROM orders", _catalog()
+        DECLS + "SELECT UPPER('a') AS u, ROUND(2.345, 2) AS r FROM orders", users_catalog()
     )
     assert q.process({"user_id": 1}) == [{"u": "A", "r": Decimal("2.35")}]

@@ -13,7 +13,7 @@ from sql import (
     compile_query,
 )
 from sql.parse import MAX_EXPRESSION_DEPTH, MAX_NESTING, MAX_SQL_CHARS
-from tests.unit.sql.test_errors import DECLS, _catalog, compile_err, where
+from tests.support.sql_errors import DECLS, compile_err, users_catalog, where
 
 
 @pytest.mark.parametrize(
@@ -81,7 +81,7 @@ def test_nesting_over_the_limit_is_rejected_at_the_parenthesis() -> None:
     assert f"deeper than {MAX_NESTING}" in err.reason
     depth = MAX_NESTING // 2
     q = compile_query(
-        DECLS + f"SELECT {'(' * depth}user_id{')' * depth} AS d FROM orders", _catalog()
+        DECLS + f"SELECT {'(' * depth}user_id{')' * depth} AS d FROM orders", users_catalog()
     )
     assert q.process({"user_id": 3}) == [{"d": 3}]
 
@@ -97,14 +97,16 @@ def test_expression_depth_over_the_limit() -> None:
 def test_long_and_or_chains_compile() -> None:
     """A chain of one connective is one level: generated filters of thousands of terms run."""
     ors = " OR ".join(f"user_id = {i}" for i in range(2000))
-    q = compile_query(DECLS + f"SELECT user_id FROM orders WHERE {ors}", _catalog())
+    q = compile_query(DECLS + f"SELECT user_id FROM orders WHERE {ors}", users_catalog())
     assert q.process({"user_id": 1999}) == [{"user_id": 1999}]
     assert q.process({"user_id": 2000}) == []
 
 
 def test_a_20000_item_in_list_compiles_and_answers() -> None:
     items = ", ".join(str(i) for i in range(20_000))
-    q = compile_query(DECLS + f"SELECT user_id FROM orders WHERE user_id IN ({items})", _catalog())
+    q = compile_query(
+        DECLS + f"SELECT user_id FROM orders WHERE user_id IN ({items})", users_catalog()
+    )
     assert q.process({"user_id": 19_999}) == [{"user_id": 19_999}]
     assert q.process({"user_id": 20_000}) == []
 
@@ -113,7 +115,7 @@ def test_nested_case_compiles_each_branch_once() -> None:
     """Nested CASEs used to compile each THEN twice per level (2^n): 60 levels now compile."""
     n = 60
     query = f"SELECT {'CASE WHEN user_id > 0 THEN ' * n}user_id{' END' * n} AS c FROM orders"
-    q = compile_query(DECLS + query, _catalog())
+    q = compile_query(DECLS + query, users_catalog())
     assert q.process({"user_id": 4}) == [{"c": 4}]
 
 
@@ -128,7 +130,7 @@ def test_nested_case_compiles_each_branch_once() -> None:
 def test_inputs_that_raised_python_errors(query: str, needle: str) -> None:
     sql = DECLS + query
     with pytest.raises(SqlCompileError) as info:
-        compile_query(sql, _catalog())
+        compile_query(sql, users_catalog())
     assert info.value.line == where(sql, needle)[0]
     assert info.value.column >= 1
 
@@ -150,7 +152,7 @@ def test_scalar_subquery_error_names_the_subquery() -> None:
     """The dead-letter reason says which subquery found several rows, by line and column."""
     query = "SELECT user_id,\n  (SELECT name FROM users WHERE score = 3) AS n\nFROM orders"
     sql = DECLS + query
-    q = compile_query(sql, _catalog())
+    q = compile_query(sql, users_catalog())
     assert "may return several rows" not in q.explain()  # uncorrelated: no warning
     with pytest.raises(ScalarSubqueryError) as info:
         q.process({"user_id": 1})
@@ -162,7 +164,7 @@ def test_scalar_subquery_error_names_the_subquery() -> None:
 
 
 def test_correlated_scalar_off_the_key_warns_and_fails_naming_itself() -> None:
-    users = _catalog()
+    users = users_catalog()
     sql = DECLS + (
         "SELECT user_id, (SELECT name FROM users u WHERE u.score = o.user_id) AS n FROM orders o"
     )

@@ -6,7 +6,7 @@ import pytest
 
 from sql import BindError, Catalog, ParseError, SqlCompileError, UnsupportedError, compile_query
 from sql.parse import parse_script
-from tests.unit.sql.test_errors import where
+from tests.support.sql_errors import where
 
 DECL = "CREATE STREAM ev (k VARCHAR, ts BIGINT, v BIGINT) WITH (topic='ev', timestamp='ts');\n"
 

@@ -1,0 +1,343 @@
+"""The generated batch functions (:mod:`sql.codegen`) against the closures and DuckDB.
+
+Hypothesis draws a stateless query over the shared schema (``tests.unit.sql.support``): a
+stream ``st`` with key-lookup joins on ``r`` and ``q`` (inner or LEFT, on a column or an
+expression), WHERE and SELECT expressions mixing NULLs, BIGINT and DECIMAL arithmetic,
+comparisons, AND/OR/NOT, IS [NOT] NULL, BETWEEN, IN lists, CASE, functions and subqueries (the
+last three are called as closures from the generated code), and a batch of JSON records, some
+of which cannot be read (not JSON, a string in a BIGINT column, a DECIMAL too wide for its
+precision) or fail in the query (division by zero). The same batch goes through
+:class:`agents.process.BatchProcessor` (the closures), :class:`agents.fused.FusedProcessor` (the
+generated function, per-record lookups and one ``get_many`` per batch): outputs — the encoded
+bytes, keys, partitions — and dead letters with their reasons must be identical. Every record
+that yields no dead letter must also give the rows DuckDB gives for the same query over it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agents.codec import make_decoder, make_encoder
+from agents.fused import FusedProcessor
+from agents.process import BatchProcessor
+from core.codec import loads_exact
+from sql import compile_query, explain_code, explain_line, parse_script
+from sql.runner import main
+from tables.apply import Malformed
+from tables.memory import MemoryTable
+from tests.support.rocks import Record
+from tests.unit.sql.support import (
+    IN_CI,
+    DuckMirror,
+    declarations,
+    make_tables,
+    same_rows,
+)
+
+EXAMPLES = int(os.environ.get("SQL_CODEGEN_EXAMPLES", "100"))
+
+
+def _mostly(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """NULL one time in four."""
+    return st.one_of(st.none(), values, values, values)
+
+
+# Few distinct values, so comparisons are often equal (and DECIMALs equal to integers).
+ints = _mostly(st.integers(-2, 2))
+decs = _mostly(st.sampled_from(["-1.00", "0.00", "1.00", "1.50", "2.50", "-0.25"]).map(Decimal))
+strs = _mostly(st.sampled_from(["a", "b", "c"]))
+
+NUM = ["st.x", "st.y", "r.a", "r.d", "q.a", "q.d", "r.id", "1", "2.50", "0", "NULL"]
+STR = ["st.z", "r.s", "'a'", "'b'", "NULL"]
+CMP = ["=", "<>", "<", "<=", ">", ">="]
+
+
+@st.composite
+def num(draw: st.DrawFn, depth: int = 0) -> str:
+    kinds = ["leaf", "leaf", "leaf", "arith", "case", "fn", "sub"] if depth < 2 else ["leaf"]
+    kind = draw(st.sampled_from(kinds))
+    if kind == "leaf":
+        return draw(st.sampled_from(NUM))
+    if kind == "arith":
+        op = draw(st.sampled_from(["+", "-", "*", "/", "%"]))
+        return f"({draw(num(depth + 1))} {op} {draw(num(depth + 1))})"
+    if kind == "sub":  # a scalar subquery by key, written inline
+        where = draw(st.sampled_from(["", " AND q2.a IS NOT NULL", " AND q2.d > st.y"]))
+        return f"(SELECT q2.a FROM q q2 WHERE q2.k = st.x{where})"
+    if kind == "case":
+        return f"(CASE WHEN {draw(pred(depth + 1))} THEN {draw(num(depth + 1))} ELSE 0 END)"
+    return f"COALESCE({draw(num(depth + 1))}, 7)"
+
+
+@st.composite
+def pred(draw: st.DrawFn, depth: int = 0) -> str:
+    kinds = ["cmp", "cmp", "cmp", "str", "null", "between", "in"]
+    if depth == 0:  # connectives at the top, where their result shows
+        kinds = ["cmp", "and", "and", "or", "or", "not", "null", "between", "in", "exists"]
+    elif depth < 2:
+        kinds += ["and", "or", "not"]
+    kind = draw(st.sampled_from(kinds))
+    if kind == "cmp":  # mostly of plain values: often equal, so each operator shows
+        a, b = (
+            draw(st.sampled_from(NUM)) if draw(st.integers(0, 2)) else draw(num(depth + 1))
+            for _ in "ab"
+        )
+        return f"{a} {draw(st.sampled_from(CMP))} {b}"
+    if kind == "str":
+        a, b = draw(st.sampled_from(STR)), draw(st.sampled_from(STR))
+        return f"{a} {draw(st.sampled_from(CMP))} {b}"
+    if kind == "null":
+        return f"{draw(num(depth + 1))} IS {draw(st.sampled_from(['NULL', 'NOT NULL']))}"
+    if kind == "between":
+        return f"{draw(num(depth + 1))} BETWEEN {draw(num(depth + 1))} AND {draw(num(depth + 1))}"
+    if kind == "in":
+        return f"{draw(st.sampled_from(NUM[:7]))} IN (1, 2.50, NULL, -1)"
+    if kind == "exists":
+        return draw(
+            st.sampled_from(
+                [
+                    "EXISTS (SELECT 1 FROM q q2 WHERE q2.k = st.x)",
+                    "EXISTS (SELECT q2.a / 0 FROM q q2 WHERE q2.k = st.x AND q2.d < 1)",
+                    "NOT EXISTS (SELECT 1 FROM q q2 WHERE q2.k = st.x + 1 AND q2.a = r.a)",
+                    "st.x IN (SELECT r2.a FROM r r2)",
+                    "st.y NOT IN (SELECT r2.d FROM r r2 WHERE r2.s <> 'c')",
+                ]
+            )
+        )
+    if kind == "not":
+        return f"NOT ({draw(pred(depth + 1))})"
+    parts = draw(st.lists(pred(depth + 1), min_size=2, max_size=3))
+    return "(" + f" {kind.upper()} ".join(parts) + ")"
+
+
+JOIN_R = ["JOIN r ON r.id = st.x", "LEFT JOIN r ON r.id = st.x", "LEFT JOIN r ON r.id = st.x + 1"]
+JOIN_Q = ["JOIN q ON q.k = st.x", "LEFT JOIN q ON q.k = r.a", "LEFT JOIN q ON q.k = st.x"]
+
+
+@st.composite
+def query(draw: st.DrawFn) -> str:
+    items = draw(st.lists(st.one_of(num(), pred()), min_size=1, max_size=3))
+    cols = ", ".join(["st.x", *(f"{e} AS e{i}" for i, e in enumerate(items))])
+    where = draw(st.one_of(st.just(""), st.just(""), pred().map(lambda p: f" WHERE {p}")))
+    joins = f"{draw(st.sampled_from(JOIN_R))} {draw(st.sampled_from(JOIN_Q))}"
+    return f"SELECT {cols} FROM st {joins}{where}"
+
+
+@st.composite
+def record(draw: st.DrawFn) -> bytes:
+    kind = draw(st.integers(0, 23))
+    if kind == 0:
+        return b"not json"
+    if kind == 1:
+        return b'{"x": "abc", "y": 1.5}'  # not a BIGINT: CastError
+    if kind == 2:
+        return b'{"x": 1, "y": 123456.5}'  # beyond DECIMAL(6,2): NumericOverflowError
+    value = {"x": draw(ints), "y": draw(decs), "z": draw(strs)}
+    text = orjson.dumps(value, default=str)
+    return text.replace(b'"y":"', b'"y":').replace(b'","z"', b',"z"')  # y as a JSON number
+
+
+@st.composite
+def _rows(draw: st.DrawFn, name: str) -> list[dict[str, Any]]:
+    """Most keys the stream's ``x`` (-3..3) can probe have a row: joins mostly match."""
+    keys = [k for k in range(-3, 5) if draw(st.integers(0, 4))]
+    if name == "r":
+        return [{"id": k, "a": draw(ints), "d": draw(decs), "s": draw(strs)} for k in keys]
+    return [{"k": k, "a": draw(ints), "d": draw(decs)} for k in keys]
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.out: list[tuple[Any, ...]] = []
+        self.dead: list[tuple[int, str]] = []
+
+    def append(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Any = None,
+        partition: int | None = None,
+    ) -> None:
+        self.out.append((topic, key, value, partition))
+
+    def appender(self, topic: str, partition: int) -> Any:
+        return lambda key, value: self.append(topic, key, value, None, partition)
+
+    def dead_letter(self, topic: str, item: Malformed, source: str) -> None:
+        self.dead.append((item.offset, item.reason))
+
+
+def _run(processor: BatchProcessor, records: list[Record]) -> Collect:
+    out = Collect()
+    counts = processor.run(records, out)
+    assert counts.records_in == len(records)
+    assert counts.records_out == len(out.out)
+    assert counts.dead_letters == len(out.dead)
+    return out
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=IN_CI,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(sql=query(), r=_rows("r"), q=_rows("q"), values=st.lists(record(), min_size=1, max_size=12))
+def test_generated_matches_closures_and_duckdb(
+    sql: str, r: list[dict[str, Any]], q: list[dict[str, Any]], values: list[bytes]
+) -> None:
+    tables = make_tables()
+    for row in r:
+        tables["r"].put_row(row)
+    for row in q:
+        tables["q"].put_row(row)
+    text = declarations() + sql
+    columns = parse_script(text).declarations["st"].columns
+    common: dict[str, Any] = dict(
+        name="q", sink_topic="out", key_columns=(), dead_letter_topic="dlq"
+    )
+    records = [Record("st", 0, i, 0, str(i).encode(), v) for i, v in enumerate(values)]
+    ref_q = compile_query(text, dict(tables), typed_streams=True)
+    ref = BatchProcessor(
+        ref_q,
+        make_decoder(columns),
+        encode=make_encoder(ref_q.output_columns, ref_q.output_types),
+        **common,
+    )
+    expected = _run(ref, records)
+    for batch_lookups in (False, True):
+        gen_q = compile_query(text, dict(tables), typed_streams=True)
+        gen = FusedProcessor(gen_q, make_decoder(columns), batch_lookups=batch_lookups, **common)
+        got = _run(gen, records)
+        assert got.out == expected.out, (sql, gen.generated.source)
+        assert sorted(got.dead) == sorted(expected.dead), (sql, gen.generated.source)
+        gen_q.close()
+    # DuckDB: the rows of every record that was not a dead letter.
+    dead = {offset for offset, _ in expected.dead}
+    by_key: dict[bytes, list[tuple[Any, ...]]] = {}
+    for _, key, value, _ in expected.out:
+        assert key is not None
+        assert value is not None
+        by_key.setdefault(key, []).append(tuple(loads_exact(value).values()))
+    mirror = _mirror()
+    mirror.load(tables)
+    decode = make_decoder(columns)
+    for rec in records:
+        if rec.offset in dead:
+            continue
+        theirs = mirror.run(sql, decode(rec.value))
+        ours = by_key.get(str(rec.offset).encode(), [])
+        assert same_rows(ours, [tuple(row) for row in theirs]), (
+            sql,
+            rec.value,
+            ours,
+            theirs,
+        )
+    ref_q.close()
+
+
+_MIRROR: list[DuckMirror] = []
+
+
+def _mirror() -> DuckMirror:
+    """One DuckDB for the module (a connection per example costs more than the example)."""
+    if not _MIRROR:
+        _MIRROR.append(DuckMirror())
+    return _MIRROR[0]
+
+
+# -- EXPLAIN --------------------------------------------------------------------------------------
+ENRICH = "SELECT st.x, r.s, st.y FROM st JOIN r ON r.id = st.x WHERE r.s = 'a' AND st.y > 1"
+
+
+def test_explain_prints_the_generated_function() -> None:
+    q = compile_query(declarations() + ENRICH, dict(make_tables()), typed_streams=True)
+    assert explain_line(q) == "Codegen: one generated function per batch (--code prints it)"
+    code = explain_code(q)
+    assert code.startswith("def batch(records, partition, emit, fails):")
+    # Nothing calls a closure: no env is set, the filter before the join reads the record.
+    assert "env[" not in code
+    assert "(env)" not in code
+    assert code.index("get('y')") < code.index("get('s')")
+    q.close()
+
+
+def test_explain_says_why_closures_run_a_query() -> None:
+    cases = {
+        "SELECT st.x, COUNT(*) AS n FROM st GROUP BY st.x": "aggregates",
+        "SELECT DISTINCT st.x FROM st": "DISTINCT",
+        "SELECT st.x FROM st JOIN r ON r.a = st.x": "not a key lookup",
+    }
+    for sql, reason in cases.items():
+        q = compile_query(declarations() + sql, dict(make_tables()), typed_streams=True)
+        line = explain_line(q)
+        assert line.startswith("Codegen: closures ("), line
+        assert reason in line, line
+        assert explain_code(q).startswith("# closures (not generated): ")
+        q.close()
+
+
+def test_runner_explain_code(tmp_path: Path) -> None:
+    sql = tmp_path / "q.sql"
+    sql.write_text(declarations() + ENRICH)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["run", str(sql), "--stream", "st", "--explain", "--code"], out, err) == 0
+    text = out.getvalue()
+    assert "Codegen: one generated function per batch" in text
+    assert "def batch(records, partition, emit, fails):" in text
+
+
+def test_keyed_outputs_partitions_and_encode_failures_as_the_closures() -> None:
+    """A sink with a PRIMARY KEY (the output key made from the row), outputs kept in the source
+    partition, and an output that cannot be encoded (a non-finite DECIMAL read from a table
+    column without a declared type): the same records, keys, partitions and dead letters."""
+    tables = {"r": MemoryTable("r", key_field="id")}
+    tables["r"].put_row({"id": 1, "w": Decimal("NaN")})
+    tables["r"].put_row({"id": 2, "w": Decimal("2.50")})
+    sql = (
+        "CREATE TABLE r WITH (topic='r');\n"
+        "CREATE STREAM st (x BIGINT, z VARCHAR) WITH (topic='st');\n"
+        "CREATE STREAM o (z VARCHAR PRIMARY KEY, x BIGINT) WITH (topic='o') AS\n"
+        "SELECT st.z, st.x, r.w FROM st LEFT JOIN r ON r.id = st.x"
+    )
+    values = [b'{"x": 1, "z": "a"}', b'{"x": 2, "z": "b"}', b'{"x": 3}', b"[1]"]
+    for keep, keys in ((True, ()), (False, ()), (False, ("z",))):
+        results = []
+        for fused in (False, True):
+            q = compile_query(sql, dict(tables), typed_streams=True)
+            assert explain_line(q).startswith("Codegen: one generated"), explain_line(q)
+            columns = parse_script(sql).declarations["st"].columns
+            common: dict[str, Any] = dict(
+                name="q", sink_topic="out", key_columns=keys, dead_letter_topic="dlq"
+            )
+            p: BatchProcessor = (
+                FusedProcessor(q, make_decoder(columns), **common)
+                if fused
+                else BatchProcessor(
+                    q,
+                    make_decoder(columns),
+                    encode=make_encoder(q.output_columns, q.output_types),
+                    **common,
+                )
+            )
+            p.keep_partition = keep
+            records = [Record("st", 1, i, 0, b"k%d" % i, v) for i, v in enumerate(values)]
+            out = _run(p, records)
+            results.append((out.out, sorted(out.dead)))
+            q.close()
+        assert results[0] == results[1]
+        outs, dead = results[1]
+        assert [o[2] for o in outs] == [b'{"z":"b","x":2,"w":2.50}', b'{"z":null,"x":3,"w":null}']
+        assert [o[1] for o in outs] == ([b"b", None] if keys else [b"k1", b"k2"])
+        assert [o[3] for o in outs] == ([1, 1] if keep else [None, None])
+        assert [d[0] for d in dead] == [0, 3]
+        assert dead[0][1].startswith("cannot encode the output row")

@@ -1,0 +1,104 @@
+"""The layering rules of docs and STYLE.md, checked on the source (a static check, like ruff).
+
+- other modules use a module's public names only (no ``from x import _y`` across modules);
+- the environment is read at the edge only (app/settings.py and the broker launcher);
+- app/ and sql/ reach the table protocols through ``tables``' public API.
+
+``KNOWN`` lists what is still left to fix (see each entry); new code must not add to it.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("app", "core", "sql", "tables", "agents", "sources")
+
+#: (file, module, name) private imports still to remove.
+KNOWN_PRIVATE = {
+    # sql/runner.py should use public Script/sink helpers of sql.parse and sql.query.
+    ("sql/runner.py", "sql.parse", "_statements"),
+    ("sql/runner.py", "sql.query", "_sink"),
+}
+#: Files that may read the environment: settings, and the broker launcher (a command-line edge
+#: of its own). sources/clickhouse.py and sources/postgres.py read ``password_env`` themselves
+#: and should get the secret through settings/TableEnv instead.
+ENV_READERS = {
+    "app/settings.py",
+    "app/broker/kafka.py",
+    "sources/clickhouse.py",
+    "sources/postgres.py",
+}
+ENV_NAMES = {"environ", "environb", "getenv", "getenvb"}
+#: Modules of app/ and sql/ still importing tables.protocol directly.
+KNOWN_PROTOCOL_IMPORTS = {"sql/runner.py"}
+
+
+@functools.cache
+def sources() -> list[tuple[str, ast.Module]]:
+    out = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            out.append((rel, ast.parse(path.read_text(), filename=rel)))
+    return out
+
+
+def module_of(rel: str) -> str:
+    name = rel.removesuffix(".py").replace("/", ".")
+    return name.removesuffix(".__init__")
+
+
+def test_no_private_names_imported_across_modules() -> None:
+    found = set()
+    for rel, tree in sources():
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom) or node.level or node.module is None:
+                continue
+            if node.module == module_of(rel):
+                continue
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    found.add((rel, node.module, alias.name))
+    assert found <= KNOWN_PRIVATE, sorted(found - KNOWN_PRIVATE)
+
+
+def test_environment_is_read_at_the_edge_only() -> None:
+    found = set()
+    for rel, tree in sources():
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in ENV_NAMES
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "os"
+            ):
+                found.add(rel)
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module == "os"
+                and {a.name for a in node.names} & ENV_NAMES
+            ):
+                found.add(rel)
+    assert found <= ENV_READERS, sorted(found - ENV_READERS)
+
+
+def test_app_and_sql_import_the_table_protocols_from_tables() -> None:
+    found = set()
+    for rel, tree in sources():
+        if not rel.startswith(("app/", "sql/")):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "tables.protocol":
+                found.add(rel)
+    assert found <= KNOWN_PROTOCOL_IMPORTS, sorted(found - KNOWN_PROTOCOL_IMPORTS)
+
+
+def test_the_checks_see_the_tree() -> None:
+    # A check that reads no files passes vacuously: make sure the walk finds the packages.
+    files = [rel for rel, _ in sources()]
+    assert "app/settings.py" in files
+    assert "sql/plan/shape.py" in files
+    assert len(files) > 100
