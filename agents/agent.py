@@ -42,6 +42,7 @@ from agents.compiling import QueryBuilder
 from agents.delivery import Delivery, Inflight
 from agents.fetch import getmany_raw, highwater, supported
 from agents.hold import prefetch_batch
+from agents.membership import MemberFile
 from agents.metrics import QueryStats
 from agents.pipeline import Pipeline, QueryDef
 from agents.process import BatchCounts, RawRecord
@@ -96,6 +97,9 @@ class AgentConfig:
     #: (``<id>-<group>``); a restart rejoins at once instead of waiting for its old member's
     #: session to time out. None: dynamic membership.
     group_instance_id: str | None = None
+    #: Static only if the broker rewards it (:func:`agents.membership.static_pays`, asked once
+    #: by the PipelineService, which drops ``group_instance_id`` otherwise).
+    membership_auto: bool = False
     #: Stateless queries as one generated function per batch (:mod:`sql.codegen`).
     codegen: bool = True
 
@@ -104,6 +108,10 @@ class AgentConfig:
         if self.group_instance_id is None:
             return {}
         return {"group_instance_id": f"{self.group_instance_id}-{group}"}
+
+    def member_file(self, group: str) -> MemberFile | None:
+        """Where a dynamic member of ``group`` keeps its id (None for a static member)."""
+        return None if self.group_instance_id is not None else MemberFile(self.data_dir, group)
 
     @property
     def isolation_level(self) -> str:
@@ -184,6 +192,8 @@ class QueryAgent(Service):
         self.txns: Transactions | None = None
         #: Not repartitioned and windowed: the watermark over the source partitions.
         self._clock: PartitionClock | None = None
+        #: A dynamic member's id file (:mod:`agents.membership`).
+        self._member: MemberFile | None = None
 
     # -- what a subclass changes (see agents.repartition) ------------------------------------------
     @staticmethod
@@ -266,6 +276,9 @@ class QueryAgent(Service):
                 self.txns = self._transactions()
             self.delivery.consumer = consumer
             self.delivery.background_commits = True
+            self._member = self.config.member_file(f"{self.config.app_id}-{self.qdef.name}")
+            if self._member is not None:
+                await self._member.leave_previous(self.config.bootstrap_servers, self.label)
             consumer.subscribe([self.source_topic], listener=_Rebalance(self))
             return
         self._tps = [TopicPartition(self.source_topic, p) for p in sorted(parts)]
@@ -501,6 +514,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer = self.agent._consumer
         if consumer is None:
             return
+        if self.agent._member is not None:
+            self.agent._member.remember(consumer)
         if self.agent.txns is not None:
             await txns_assigned(self.agent.txns, consumer, set(assigned))
         for tp in assigned:

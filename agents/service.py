@@ -6,6 +6,7 @@ Each agent waits for the tables its query reads before reading its source."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -13,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 from mode import Service
 
 from agents.agent import AgentConfig, QueryAgent
+from agents.membership import static_pays
 from agents.pipeline import Pipeline
 from agents.repartition import RepartitionAgent
 from agents.sink import MAX_BATCH_BYTES
@@ -65,6 +67,12 @@ class PipelineService(Service):
         if self.config.exactly_once:
             check_queries(self.pipeline.queries)
             await check_transactions(self.config.bootstrap_servers, f"{self.config.app_id}-probe")
+        cfg = self.config
+        if cfg.membership_auto and cfg.group_instance_id is not None:
+            # One question to the broker: dynamic members where static ones are held (Tansu).
+            static = await static_pays(cfg.bootstrap_servers)
+            if not static:
+                self.config = dataclasses.replace(self.config, group_instance_id=None)
         topics = self.pipeline.topics(self.default_partitions)
         await ensure_topics(self.config.bootstrap_servers, topics)
         if any(q.repartition for q in self.pipeline.queries):

@@ -35,6 +35,7 @@ from agents.compiling import QueryBuilder
 from agents.delivery import Delivery, Inflight
 from agents.fetch import getmany_raw, highwater, still_current, supported
 from agents.hold import prefetch_batch
+from agents.membership import MemberFile
 from agents.metrics import QueryStats
 from agents.pipeline import Pipeline, QueryDef, repartition_topic
 from agents.sink import Output
@@ -84,6 +85,8 @@ class StatefulAgent(Service):
         self._lock = asyncio.Lock()
         #: Under exactly-once: a transaction per task (:mod:`agents.transactional`).
         self.txns: Transactions | None = None
+        #: A dynamic member's id file (:mod:`agents.membership`).
+        self._member: MemberFile | None = None
 
     @property
     def label(self) -> str:
@@ -205,6 +208,9 @@ class StatefulAgent(Service):
             self.delivery.background_commits = True
             if self.config.exactly_once:
                 self.txns = self._transactions()
+            self._member = self.config.member_file(f"{self.config.app_id}-{self.qdef.name}-agg")
+            if self._member is not None:
+                await self._member.leave_previous(self.config.bootstrap_servers, self.label)
             consumer.subscribe([self.topic], listener=_Tasks(self))
             self.stats.state = "running"
             gc.freeze()  # see QueryAgent._main
@@ -336,6 +342,8 @@ class _Tasks(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         txns, consumer = self.agent.txns, self.agent._consumer
+        if self.agent._member is not None and consumer is not None:
+            self.agent._member.remember(consumer)
         if txns is not None and consumer is not None:
             # Each producer fences the partition's previous one and waits for its transaction
             # to end before the committed offsets are read (in assign).

@@ -139,8 +139,9 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
             watermark_max_skew_ms=settings.watermark_max_skew_ms,
             watermark_per_source=settings.watermark_per_source,
             group_instance_id=instance_id(settings.data_dir)
-            if settings.static_membership
+            if settings.static_membership.lower() != "false"
             else None,
+            membership_auto=settings.static_membership.lower() == "auto",
         )
         pipelines = PipelineService(
             pipeline, registry, config, settings.default_partitions, beacon=app.beacon

@@ -58,6 +58,8 @@ def _at_least(n: float) -> dict[str, Any]:
 
 #: Values of :attr:`Settings.processing_guarantee`.
 GUARANTEES = ("at_least_once", "exactly_once")
+#: Values of :attr:`Settings.static_membership`.
+MEMBERSHIPS = ("auto", "true", "false")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +110,13 @@ class Settings:
     #: whenever one source partition is read ahead of another, valid records of the slower one
     #: become late. For comparison only (tests/integration/agents/test_crash_replay.py).
     watermark_per_source: bool = True
-    #: Static consumer-group membership: the worker keeps one id in every group (stored in
-    #: ``DATA_DIR/instance-id``), so a restart rejoins at once instead of waiting out its old
-    #: member's session; a worker gone for good hands its partitions over after the session
-    #: timeout. Off: every start is a new member.
-    static_membership: bool = True
+    #: Consumer-group membership. ``true``: static — the worker keeps one id in every group
+    #: (stored in ``DATA_DIR/instance-id``), so a restart takes its old member's place at once; a
+    #: worker gone for good hands its partitions over after the session timeout. ``false``:
+    #: dynamic — a restart first makes its previous member (id in ``DATA_DIR/members/``) leave.
+    #: ``auto``: static unless the broker finalizes no ``metadata.version`` in its ApiVersions
+    #: answer (Tansu, which holds a static member's JoinGroup and SyncGroup ≥ 3 s each).
+    static_membership: str = field(default="auto", metadata={"choices": MEMBERSHIPS})
     #: ``at_least_once`` (outputs acknowledged, then offsets committed: a crash may repeat
     #: outputs) or ``exactly_once`` (outputs, state and offsets in one Kafka transaction per task,
     #: :mod:`agents.transaction`; needs a broker with transactions, checked at start).

@@ -8,11 +8,12 @@ worker's log: process start → first log line (imports, faust's boot) → table
 running → its JoinGroup sent → answered → SyncGroup answered (partitions assigned) → tasks opened.
 
     .venv/bin/python -m bench.restart [--kills 3] [--kind tansu|kafka | --broker HOST:PORT]
-                                      [--dynamic] [--session-timeout 10]
+                                      [--membership auto|true|false] [--session-timeout 10]
 
 Without ``--broker`` it starts a broker of ``--kind`` (Tansu by default; Apache Kafka needs Java).
-``--dynamic`` turns static group membership off (each start a new member, the old one's session
-must time out first).
+``--membership`` is the worker's ``TABLESTREAM_STATIC_MEMBERSHIP`` (``auto``: dynamic on Tansu,
+static on Apache Kafka; see agents/membership.py). The load average is printed with the figures:
+on a shared machine the boot (imports) grows with it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import re
 import shutil
 import signal
@@ -131,7 +133,7 @@ async def main(
     given: str | None,
     kind: str,
     keep_log: Path | None,
-    static: bool,
+    membership: str,
     session_timeout: float,
 ) -> None:
     with broker_url(given, kind) as servers, tempfile.TemporaryDirectory() as tmp:
@@ -145,7 +147,7 @@ async def main(
             "TABLESTREAM_PIPELINE": str(path),
             "TABLESTREAM_DLQ_TOPIC": names["dlq"],
             "TABLESTREAM_SESSION_TIMEOUT": str(session_timeout),
-            "TABLESTREAM_STATIC_MEMBERSHIP": "true" if static else "false",
+            "TABLESTREAM_STATIC_MEMBERSHIP": membership,
         }
         worker = Worker(Path(tmp) / "w", env)
         stop = asyncio.Event()
@@ -171,6 +173,7 @@ async def main(
                     + " | "
                     + ", ".join(f"{k} {v:.1f} s" for k, v in got.items())
                 )
+            print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
             for sink, values in figures.items():
                 print(
                     f"{sink}: median {statistics.median(values):.1f} s, max {max(values):.1f} s"
@@ -191,7 +194,10 @@ if __name__ == "__main__":
     parser.add_argument("--kind", default="tansu", choices=["tansu", "kafka"], help="to start")
     parser.add_argument("--keep-log", type=Path, default=None, help="copy the worker log here")
     parser.add_argument(
-        "--dynamic", action="store_true", help="without static group membership (the old way)"
+        "--membership",
+        default="auto",
+        choices=["auto", "true", "false"],
+        help="TABLESTREAM_STATIC_MEMBERSHIP of the worker (true: static, false: dynamic)",
     )
     parser.add_argument(
         "--session-timeout",
@@ -206,7 +212,7 @@ if __name__ == "__main__":
             args.broker,
             args.kind,
             args.keep_log,
-            not args.dynamic,
+            args.membership,
             args.session_timeout,
         )
     )

@@ -19,6 +19,8 @@ from typing import Any
 import msgspec
 import orjson
 
+from core.errors import TablestreamError
+
 #: Raised by both decoders on malformed input (``orjson.JSONDecodeError`` subclasses it).
 JSONDecodeError = json.JSONDecodeError
 
@@ -29,8 +31,9 @@ E_TOO_DEEP = "JSON nested deeper than {limit} levels (TABLESTREAM_JSON_MAX_DEPTH
 _max_depth = DEFAULT_MAX_DEPTH
 
 
-class JSONDepthError(ValueError):
-    """A document nested deeper than the configured limit (a ``ValueError``, as parse errors)."""
+class JSONDepthError(TablestreamError, ValueError):
+    """A document nested deeper than the configured limit (also a ``ValueError``, as parse
+    errors are: the decoders' callers catch those)."""
 
 
 def set_max_depth(limit: int) -> None:
@@ -70,7 +73,7 @@ def check_depth(data: bytes | str, limit: int) -> None:
     else:
         brackets = data.count("[") + data.count("{")
     if brackets > limit and too_deep(data, limit):
-        raise JSONDepthError(E_TOO_DEEP.format(limit=limit))
+        raise JSONDepthError(E_TOO_DEEP.format(limit=limit), limit=limit)
 
 
 # 19 digits in a row: maybe an integer beyond orjson's 64 bits (longer runs of digits in strings

@@ -83,7 +83,8 @@ class ClickHouse:
             return None
         password = os.environ.get(env)
         if password is None:
-            raise RuntimeError(f"environment variable {env} (password_env) is not set")
+            message = f"environment variable {env} (password_env) is not set"
+            raise ConfigError(message, option="password_env", variable=env)
         return password
 
     # -- the Database protocol ------------------------------------------------------------------

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
+from core.errors import ConfigError
+
 E_ONE_PATH = (
     "chdb holds one session path per process: {path!r} is asked for while {open!r} is open"
     " (put the embedded ClickHouse tables of a pipeline in one path)"
@@ -47,7 +49,7 @@ class HttpClient:
     def __init__(self, url: str, password: Callable[[], str | None], timeout: float) -> None:
         u = urlsplit(url)
         if u.scheme not in ("http", "https") or not u.hostname:
-            raise ValueError(E_URL.format(url=_without_password(url)))
+            raise ConfigError(E_URL.format(url=_without_password(url)), option="url")
         self.https = u.scheme == "https"
         self.host = u.hostname
         self.port = u.port or (8443 if self.https else 8123)
@@ -135,8 +137,9 @@ class EmbeddedClient:
         try:
             from chdb import session
         except ImportError as exc:
-            raise RuntimeError(
-                "the embedded ClickHouse needs chdb: pip install 'tablestream[clickhouse]'"
+            raise ConfigError(
+                "the embedded ClickHouse needs chdb: pip install 'tablestream[clickhouse]'",
+                option="connector",
             ) from exc
         cls = EmbeddedClient
         with cls._registry_lock:
@@ -145,7 +148,8 @@ class EmbeddedClient:
             else:
                 key = self.path or ":temporary:"
                 if cls._sessions and key not in cls._sessions:
-                    raise RuntimeError(E_ONE_PATH.format(path=key, open=next(iter(cls._sessions))))
+                    message = E_ONE_PATH.format(path=key, open=next(iter(cls._sessions)))
+                    raise ConfigError(message, option="path")
             entry = cls._sessions.get(key)
             if entry is None:
                 if key != ":temporary:":

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from core.errors import ConfigError
 from sources import config as cfg
 from sources.modes import create
 from sources.table import ExternalTable
@@ -81,9 +82,8 @@ class Postgres:
         if c.password_env:
             password = os.environ.get(c.password_env)
             if password is None:
-                raise RuntimeError(
-                    f"environment variable {c.password_env} (password_env) is not set"
-                )
+                message = f"environment variable {c.password_env} (password_env) is not set"
+                raise ConfigError(message, option="password_env", variable=c.password_env)
             kwargs["password"] = password
         self._pool = ConnectionPool(
             c.target,

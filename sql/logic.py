@@ -101,6 +101,43 @@ def or_(a: Any, b: Any) -> Any:
 
 
 # -- arithmetic -----------------------------------------------------------------------------------
+#: A compiled predicate over one record's env (as ``sql.runtime.Fn``; not imported from there to
+#: keep this module free of the runtime).
+PredicateFn = Callable[[list[Any]], Any]
+
+
+def all_of(fns: list[PredicateFn]) -> PredicateFn:
+    """AND of n predicates in three-valued logic: FALSE wins at once, else NULL if any is NULL."""
+
+    def andn(e: list[Any]) -> Any:
+        unknown = False
+        for f in fns:
+            v = f(e)
+            if v is False:
+                return False
+            if v is None:
+                unknown = True
+        return None if unknown else True
+
+    return andn
+
+
+def any_of(fns: list[PredicateFn]) -> PredicateFn:
+    """OR of n predicates in three-valued logic: TRUE wins at once, else NULL if any is NULL."""
+
+    def orn(e: list[Any]) -> Any:
+        unknown = False
+        for f in fns:
+            v = f(e)
+            if v is True:
+                return True
+            if v is None:
+                unknown = True
+        return None if unknown else False
+
+    return orn
+
+
 def _numeric(a: Any, b: Any, op: str) -> tuple[Any, Any]:
     if isinstance(a, bool) or isinstance(b, bool):
         raise RuntimeTypeError(E_RUNTIME_TYPE.format(op=op, left=a, right=b))
@@ -197,7 +234,10 @@ def mod(a: Any, b: Any) -> Any:
         r = abs(a) % abs(b)
         return -r if a < 0 else r
     if type(a) is Decimal or type(b) is Decimal:
-        return DECIMAL_CONTEXT.remainder(Decimal(a), Decimal(b))
+        rem = DECIMAL_CONTEXT.remainder(Decimal(a), Decimal(b))
+        # Decimal keeps the dividend's sign on a zero remainder (-2 % 1.00 = -0.00); SQL has no
+        # negative zero (PostgreSQL and DuckDB answer 0.00), and -0.00 would print as such.
+        return rem.copy_abs() if rem.is_zero() else rem
     import math
 
     return math.fmod(a, b)

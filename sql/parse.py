@@ -139,7 +139,8 @@ def _token_error_offset(sql: str, read: list[Token]) -> int:
     return min(pos, max(len(sql) - 1, 0))
 
 
-def _statements(sql: str) -> list[list[Token]]:
+def statements(sql: str) -> list[list[Token]]:
+    """The script's tokens, one list per statement (split at semicolons)."""
     out: list[list[Token]] = [[]]
     for t in tokenize(sql):
         if t.token_type == TokenType.SEMICOLON:
@@ -202,7 +203,7 @@ def _check_depth(sql: str, tree: exp.Expr) -> None:
 
 def parse_script(sql: str) -> Script:
     script = Script(sql)
-    for tokens in _statements(sql):
+    for tokens in statements(sql):
         env = split_statement(sql, tokens)
         decl = env.declaration
         if env.select_span is None:

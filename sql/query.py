@@ -329,7 +329,8 @@ def _rules(names: Sequence[str] | None) -> tuple[Rule, ...]:
     return chosen if full_scan in chosen else (*chosen, full_scan)
 
 
-def _sink(decl: Declaration | None) -> Sink | None:
+def sink_of(decl: Declaration | None) -> Sink | None:
+    """The sink a CREATE STREAM ... AS / INSERT INTO declaration writes to (None: none)."""
     if decl is None:
         return None
     return Sink(decl.kind, decl.name, decl.options.get("topic", decl.name), dict(decl.options))
@@ -356,7 +357,7 @@ def compile_query(
         try:
             apply_declarations(script, cat)
             ctx = CompileContext(sql, cat, typed_streams=typed_streams, rules=_rules(rules))
-            return CompiledQuery(script, ctx, _sink(script.sink))
+            return CompiledQuery(script, ctx, sink_of(script.sink))
         except SqlCompileError as exc:
             located = exc.located(sql, script.query_offset)
             if located is exc:

@@ -36,12 +36,12 @@ from sql.catalog import Catalog, infer_columns, qualified
 from sql.dialect import Declaration, split_statement
 from sql.errors import SqlCompileError, SqlError, SqlRuntimeError
 from sql.operators.aggregate import Retraction
-from sql.parse import Script, _statements, parse_script
+from sql.parse import Script, parse_script, statements
 from sql.query import CompiledQuery, apply_declarations
 from sql.types import cast
+from tables import ConnectedTable, Table
 from tables.kinds import TableEnv, catalog_table, table_kind
 from tables.memory import MemoryTable
-from tables.protocol import ConnectedTable, Table
 from tables.spec import TableSpec
 
 E_BAD_SPEC = "expected NAME=FILE.jsonl[:KEYFIELD], got {spec!r}"
@@ -107,7 +107,7 @@ def split_queries(sql: str) -> list[tuple[str, Script]]:
     A file of declarations and one query gives one script. The name is the sink's (``CREATE
     STREAM name AS ...``), ``query`` for a bare SELECT (``query2`` ... when there are several)."""
     spans = []
-    for tokens in _statements(sql):
+    for tokens in statements(sql):
         if split_statement(sql, tokens).select_span is not None:
             spans.append((tokens[0].start, tokens[-1].end + 1))
     if len(spans) <= 1:
@@ -440,9 +440,9 @@ def _context(sql: str, catalog: Catalog, typed_streams: bool = False) -> Any:
 
 
 def _sink_of(script: Any) -> Any:
-    from sql.query import _sink
+    from sql.query import sink_of
 
-    return _sink(script.sink)
+    return sink_of(script.sink)
 
 
 def build_parser() -> argparse.ArgumentParser:

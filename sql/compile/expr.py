@@ -239,32 +239,11 @@ class ExprCompiler:
 
             return Compiled(and2, BOOLEAN)
 
-        def andn(e: Env) -> Any:
-            unknown = False
-            for f in parts:
-                v = f(e)
-                if v is False:
-                    return False
-                if v is None:
-                    unknown = True
-            return None if unknown else True
-
-        return Compiled(andn, BOOLEAN)
+        return Compiled(logic.all_of(parts), BOOLEAN)
 
     def or_(self, node: exp.Or) -> Compiled:
         parts = [self.predicate(p).fn for p in node.flatten()]
-
-        def orn(e: Env) -> Any:
-            unknown = False
-            for f in parts:
-                v = f(e)
-                if v is True:
-                    return True
-                if v is None:
-                    unknown = True
-            return None if unknown else False
-
-        return Compiled(orn, BOOLEAN)
+        return Compiled(logic.any_of(parts), BOOLEAN)
 
     def not_(self, node: exp.Not) -> Compiled:
         a = self.predicate(node.this)

@@ -5,8 +5,6 @@ Shared by the stream query and by every subquery, so both accept the same SQL.
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlglot import exp
 
 from sql import logic
@@ -21,7 +19,7 @@ from sql.errors import (
     UnsupportedError,
 )
 from sql.plan.shape import Conjunct
-from sql.runtime import Compiled, Env, Fn
+from sql.runtime import Compiled, Fn
 from sql.runtime.parts import Aggregation, SelectParts
 from sql.types import BOOLEAN, comparable, mismatch_hint
 
@@ -103,18 +101,7 @@ def combine(conjuncts: list[Conjunct]) -> Fn | None:
         return None
     if len(fns) == 1:
         return fns[0]
-
-    def all_true(e: Env) -> Any:
-        unknown = False
-        for f in fns:
-            v = f(e)
-            if v is False:
-                return False
-            if v is None:
-                unknown = True
-        return None if unknown else True
-
-    return all_true
+    return logic.all_of(fns)
 
 
 def compile_parts(

@@ -17,11 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("app", "core", "sql", "tables", "agents", "sources")
 
 #: (file, module, name) private imports still to remove.
-KNOWN_PRIVATE = {
-    # sql/runner.py should use public Script/sink helpers of sql.parse and sql.query.
-    ("sql/runner.py", "sql.parse", "_statements"),
-    ("sql/runner.py", "sql.query", "_sink"),
-}
+KNOWN_PRIVATE: set[tuple[str, str, str]] = set()
 #: Files that may read the environment: settings, and the broker launcher (a command-line edge
 #: of its own). sources/clickhouse.py and sources/postgres.py read ``password_env`` themselves
 #: and should get the secret through settings/TableEnv instead.
@@ -33,7 +29,7 @@ ENV_READERS = {
 }
 ENV_NAMES = {"environ", "environb", "getenv", "getenvb"}
 #: Modules of app/ and sql/ still importing tables.protocol directly.
-KNOWN_PROTOCOL_IMPORTS = {"sql/runner.py"}
+KNOWN_PROTOCOL_IMPORTS: set[str] = set()
 
 
 @functools.cache

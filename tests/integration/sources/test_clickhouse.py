@@ -39,7 +39,7 @@ from tests.support.clickhouse import (
     server_table,
 )
 from tests.support.federation import CUSTOMERS, declaration, external, unique_table
-from tests.unit.agents.test_process import Collect, Rec
+from tests.support.records import Collect, Rec
 
 UTC = dt.UTC
 #: Types a server of any version has (LowCardinality needs a setting on 18.16).

@@ -25,7 +25,7 @@ from sql import compile_query
 from tables.deadletter import H_REASON
 from tests.support.federation import CUSTOMERS, declaration, external, pg_table
 from tests.support.postgres import PostgresCluster, postgres_cluster
-from tests.unit.agents.test_process import Collect, Rec
+from tests.support.records import Collect, Rec
 
 pytestmark = pytest.mark.slow
 

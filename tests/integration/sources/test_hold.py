@@ -25,7 +25,7 @@ from tests.integration.sources.test_faults import processor, table_for
 from tests.support.federation import CUSTOMERS, pg_table
 from tests.support.kafka import create_topic, produce, unique
 from tests.support.postgres import PostgresCluster, postgres_cluster
-from tests.unit.agents.test_process import Collect
+from tests.support.records import Collect
 
 #: On Kafka only: what is tested is the client's group membership (aiokafka's poll timer), and
 #: Tansu's first group join alone took 18 s of the test's 41 there (Kafka: 17 s in all).

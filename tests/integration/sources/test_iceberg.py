@@ -28,7 +28,7 @@ from tables.kinds import TableEnv, table_kind
 from tables.spec import TableSpec
 from tests.support.iceberg import COLUMNS, History, Lake, append, market_stats
 from tests.support.postgres import PostgresCluster
-from tests.unit.agents.test_process import Collect, Rec
+from tests.support.records import Collect, Rec
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ from tables.memory import MemoryTable
 from tables.protocol import Table
 from tests.support.federation import external, unique_table
 from tests.support.postgres import PostgresCluster
-from tests.unit.agents.test_process import Collect, Rec
+from tests.support.records import Collect, Rec
 
 USERS = "CREATE TABLE users (id BIGINT, name VARCHAR, account_id BIGINT, PRIMARY KEY (id))"
 ACCOUNTS = "CREATE TABLE accounts (id BIGINT, tier VARCHAR, PRIMARY KEY (id))"

@@ -4,8 +4,6 @@ dead letters, with exact decimals, keys and original bytes."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -19,9 +17,9 @@ from core import codec
 from sql import compile_query
 from sql.parse import parse_script
 from sql.types import SqlType
-from tables.apply import Malformed
-from tables.deadletter import H_REASON, H_SOURCE, dead_letter_headers
+from tables.deadletter import H_REASON, H_SOURCE
 from tables.memory import MemoryTable
+from tests.support.records import Collect, Rec
 
 DEC = SqlType("DECIMAL")
 DEC2 = SqlType("DECIMAL", 10, 2)
@@ -31,39 +29,6 @@ def decoded(value: bytes | None) -> Any:
     """An output value (never a tombstone in these tests), decoded with exact decimals."""
     assert value is not None
     return codec.loads_exact(value)
-
-
-@dataclass
-class Rec:
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    topic: str = "orders"
-    timestamp: int = 1_000
-
-
-class Collect:
-    """An output that keeps what it is given."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, bytes | None, bytes | None, dict[str, bytes]]] = []
-
-    def append(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: list[tuple[str, bytes]] | None = None,
-        partition: int | None = None,
-    ) -> None:
-        self.records.append((topic, key, value, dict(headers or [])))
-
-    def dead_letter(self, topic: str, item: Malformed, source: str) -> None:
-        self.append(topic, item.key, item.value, dead_letter_headers(item, source))
-
-    def appender(self, topic: str, partition: int) -> Callable[[bytes | None, bytes | None], None]:
-        return lambda key, value: self.append(topic, key, value, None, partition)
 
 
 def test_decoder_keeps_decimal_digits_and_casts_declared_columns() -> None:

@@ -113,7 +113,7 @@ def test_an_overflowing_record_goes_to_the_dead_letter_topic_and_the_batch_goes_
     from agents.process import BatchProcessor
     from core import codec
     from tables.deadletter import H_REASON
-    from tests.unit.agents.test_process import Collect, Rec
+    from tests.support.records import Collect, Rec
 
     q = compile_query(SINK_SQL, Catalog())
     proc = BatchProcessor(
