@@ -348,6 +348,10 @@ class _Tasks(ConsumerRebalanceListener):  # type: ignore[misc]
             # Each producer fences the partition's previous one and waits for its transaction
             # to end before the committed offsets are read (in assign).
             async with self.agent._lock:
+                # A batch processed since the revocation (a fetch under way then) has its
+                # transaction open: committed first, so no kept task's state is ahead of the
+                # committed offset (align would reset it while its batch holds the store).
+                await txns.commit(everything=True)
                 await txns.stop(keep=assigned, generation=generation(consumer))
                 await txns.start(assigned)
             if assigned:

@@ -156,6 +156,10 @@ async def txns_assigned(
     """Producers for the assigned partitions — each fences the partition's previous producer and
     waits for its transaction to end — then reading resumes at the committed offsets."""
     async with txns.lock:
+        # A batch fetched before the revocation may have been processed since (its transaction
+        # open, its records beyond the committed offset): committed first, or the seek below
+        # would read them into it a second time.
+        await txns.commit(everything=True)
         await txns.stop(keep=assigned, generation=generation(consumer))
         await txns.start(assigned)
         for tp in assigned:
