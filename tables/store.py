@@ -10,6 +10,7 @@ exactly the stored rows and versions.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import struct
 import zlib
@@ -88,11 +89,16 @@ class Fingerprint:
         return Fingerprint(offset, crc)
 
 
+logger = logging.getLogger(__name__)
+W_STALE = "store at %s: a batch made on opening %d not committed (opened %d times since)"
+
+
 class StoreBatch:
     """Row writes plus progress, committed atomically by :meth:`TableStore.commit`."""
 
     __slots__ = (
-        "_versions",
+        "_opened",
+        "_store",
         "_wb",
         "count",
         "fingerprints",
@@ -107,13 +113,19 @@ class StoreBatch:
         count: int,
         version: int,
         stream_time: int,
-        versions: ColumnFamily | None,
+        store: TableStore,
         track: bool = False,
     ) -> None:
         self._wb = WriteBatch(raw_mode=True)
+        # The store, not its column family handle: a handle keeps the database open — and its
+        # LOCK held — for as long as a pending batch lives, so a task reset or reopened meanwhile
+        # failed with "lock hold by current process" (the WriteBatch itself keeps no handle).
+        self._store = store
+        #: Which opening of the store the batch was made on: one made before a reset or a
+        #: rebuild (destroy + open) is not committed into the fresh database.
+        self._opened = store.openings
         #: The row keys written, when tracked (a table with cached rows drops them after commit).
         self.written: list[bytes] | None = [] if track else None
-        self._versions = versions
         self.count = count
         self.version = version
         self.stream_time = stream_time
@@ -136,10 +148,10 @@ class StoreBatch:
         return self._wb.put, self._wb.delete
 
     def put_version(self, key: bytes, value: bytes) -> None:
-        self._wb.put(key, value, self._versions)
+        self._wb.put(key, value, self._store.versions_handle())
 
     def delete_version(self, key: bytes) -> None:
-        self._wb.delete(key, self._versions)
+        self._wb.delete(key, self._store.versions_handle())
 
 
 class TableStore:
@@ -156,6 +168,8 @@ class TableStore:
         #: An iterator over ``versions`` shared by as-of reads until the next write (creating one
         #: costs more than the seek it serves: ~10 µs); see :meth:`history_iter`.
         self._history_it: RdictIter | None = None
+        #: How many times the database was opened (see StoreBatch._opened).
+        self.openings = 0
         self._count = 0
         self._version = 0
         self._stream_time = 0
@@ -168,6 +182,7 @@ class TableStore:
             history = self._options.history_options()
             families = {_META: Options(raw_mode=True), VERSIONS_CF: history}
             self._db = Rdict(str(self.path), opts, column_families=families)
+            self.openings += 1
             self._meta = self._db.get_column_family(_META)
             self._meta_handle = self._db.get_column_family_handle(_META)
             self._versions = self._db.get_column_family(VERSIONS_CF)
@@ -200,6 +215,14 @@ class TableStore:
         self.close()
         shutil.rmtree(self.path, ignore_errors=True)
         self._count = 0
+
+    def versions_handle(self) -> ColumnFamily:
+        """The ``versions`` column family's handle, for a batch's writes (the store must be open:
+        a None handle would write to the default column family)."""
+        handle = self._versions_handle
+        if handle is None:
+            raise RuntimeError(f"store at {self.path} is not open")
+        return handle
 
     @property
     def is_open(self) -> bool:
@@ -306,11 +329,14 @@ class TableStore:
     # -- writes -----------------------------------------------------------------------------------
     def batch(self, track: bool = False) -> StoreBatch:
         """A batch on the current progress; ``track`` keeps the row keys it writes."""
-        return StoreBatch(
-            self._count, self._version, self._stream_time, self._versions_handle, track
-        )
+        return StoreBatch(self._count, self._version, self._stream_time, self, track)
 
     def commit(self, batch: StoreBatch) -> None:
+        if batch._opened != self.openings:
+            # Made before this store was reset or rebuilt: its writes and positions describe
+            # state that no longer exists (replaying the source rebuilds them).
+            logger.warning(W_STALE, self.path, batch._opened, self.openings)
+            return
         wb = batch._wb
         cf = self._meta_handle
         for partition, position in batch.positions.items():
