@@ -36,6 +36,7 @@ from sources.iceberg_config import IcebergConfig, parse
 from sources.iceberg_schema import FieldMap, SchemaChangeError
 from sources.iceberg_snapshots import MemoryRows, Rows, SnapshotLog, load
 from sources.iceberg_stats import IcebergStats
+from sources.lifecycle import OpenedInThread
 from sources.table import WAIT_RETRY
 from tables.keys import key_text
 from tables.kinds import TableEnv
@@ -60,7 +61,7 @@ def _iso(ms: int | None) -> str:
     return (dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=ms)).isoformat(sep=" ")
 
 
-class IcebergTable(Service):
+class IcebergTable(OpenedInThread):
     """One Iceberg table: its current snapshot's rows, older snapshots on demand."""
 
     def __init__(self, config: IcebergConfig, data_dir: Path, **kwargs: Any) -> None:
@@ -84,8 +85,6 @@ class IcebergTable(Service):
         self.stale_serves = self.unavailable = self.waits = 0
         self.last_load_ms: float | None = None
         self.last_schema_error = ""
-        self._ready = False
-        self._ready_event: asyncio.Event | None = None
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -164,29 +163,6 @@ class IcebergTable(Service):
         for rows in (self.current, *self.older.values()):
             rows.close()
         self.older.clear()
-
-    async def on_start(self) -> None:
-        self._ready_event = asyncio.Event()
-        await asyncio.to_thread(self.open_sync)
-        self._ready_event.set()
-
-    async def on_stop(self) -> None:
-        await asyncio.to_thread(self.close_sync)
-
-    @property
-    def is_ready(self) -> bool:
-        return self._ready
-
-    async def wait_until_ready(self, timeout: float | None = None) -> bool:
-        if self._ready:
-            return True
-        if self._ready_event is None:
-            self._ready_event = asyncio.Event()
-        try:
-            await asyncio.wait_for(self._ready_event.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
 
     # -- loading --------------------------------------------------------------------------------
     def _load(self, table: Any, sid: int, *, current: bool) -> Rows:

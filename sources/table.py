@@ -19,17 +19,15 @@ serves the last cached row even if expired; ``dead_letter`` fails the record wit
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
-
-from mode import Service
 
 from core.errors import ConfigError
 from sources.batching import Caller
 from sources.breaker import Breaker
 from sources.config import SourceConfig, redact
+from sources.lifecycle import OpenedInThread
 from sources.types import fits
 from tables.protocol import (
     Key,
@@ -92,7 +90,7 @@ class SourceStats:
         return out
 
 
-class ExternalTable(Service):
+class ExternalTable(OpenedInThread):
     """What both cache modes share: config, database, breaker, calls, readiness, type check."""
 
     def __init__(self, config: SourceConfig, db: Database, **kwargs: Any) -> None:
@@ -107,8 +105,6 @@ class ExternalTable(Service):
         self.single_fetches = 0
         self.waits = 0
         self.unavailable = 0
-        self._ready = False
-        self._ready_event: asyncio.Event | None = None
         self._types = dict(config.columns)
         cols = ", ".join(quote_ident(c) for c in config.column_names)
         self._select = f"SELECT {cols} FROM {db.quote(config.remote_table)}"
@@ -211,29 +207,6 @@ class ExternalTable(Service):
 
     def close_sync(self) -> None:
         self.db.close()
-
-    async def on_start(self) -> None:
-        self._ready_event = asyncio.Event()
-        await asyncio.to_thread(self.open_sync)
-        self._ready_event.set()
-
-    async def on_stop(self) -> None:
-        await asyncio.to_thread(self.close_sync)
-
-    @property
-    def is_ready(self) -> bool:
-        return self._ready
-
-    async def wait_until_ready(self, timeout: float | None = None) -> bool:
-        if self._ready:
-            return True
-        if self._ready_event is None:
-            self._ready_event = asyncio.Event()
-        try:
-            await asyncio.wait_for(self._ready_event.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
 
     # -- fetching -------------------------------------------------------------------------------
     def _sql_by(self, column: str | None) -> str:
