@@ -152,8 +152,11 @@ class StatefulAgent(Service):
                 if kept is not None:
                     task = kept
                 else:
-                    task = self.tasks[p] = self._task(p)
+                    # Registered once open: a store that failed to open must not stay behind
+                    # as a half-open task the loop would later trip over.
+                    task = self._task(p)
                     resumed = task.open()
+                    self.tasks[p] = task
                     if not resumed:
                         self.stats.replays += 1
                     how = f"resumes at offset {task.position}" if resumed else "replays from 0"
