@@ -52,6 +52,7 @@ class PostgresCluster:
         self.port = _free_port()
         self._as_root = os.geteuid() == 0
         self.pid: int | None = None
+        self._started = False
 
     def _run(self, args: Sequence[str], timeout: float = 120) -> None:
         cmd = list(args)
@@ -69,11 +70,27 @@ class PostgresCluster:
         )  # fmt: skip
 
     def start(self) -> None:
-        opts = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root}"
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
-        self._run(["pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.log), "-w", "start"])
+        """Started and accepting connections. A first start whose port was taken meanwhile (the
+        free port is only free when asked: another test process's broker may bind it first)
+        tries new ports; a restart keeps its port, as the tests that restart expect."""
+        for attempt in range(3):
+            opts = (
+                f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root}"
+                " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            )
+            cmd = ["pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.log), "-w", "start"]
+            try:
+                self._run(cmd)
+                break
+            except subprocess.CalledProcessError as exc:
+                log = self.log.read_text(errors="replace") if self.log.exists() else ""
+                if self._started or attempt == 2 or "in use" not in log:
+                    tail = "\n".join(log.splitlines()[-15:])
+                    raise RuntimeError(
+                        f"PostgreSQL did not start on port {self.port}:\n{tail}"
+                    ) from exc
+                self.port = _free_port()
+        self._started = True
         self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
 
     def stop(self) -> None:
