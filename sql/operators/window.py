@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sql.errors import EventTimeError, LateRecordError, StateError
 from sql.operators.aggregate import E_STATE_SHAPE, AggregateOperator, Row, key_id
@@ -28,7 +28,9 @@ from sql.runtime import Env, Fn
 from sql.runtime.accumulators import Accumulator
 from sql.runtime.parts import Aggregation
 from sql.runtime.state import encode
-from sql.window import WindowSpec
+
+if TYPE_CHECKING:  # sql.window reads the kinds of window (sql.window_kinds), which import this
+    from sql.window import WindowSpec
 
 E_LATE = (
     "late record: event time {event_time} falls in {window} which closed when the "
@@ -249,9 +251,13 @@ class WindowedAggregate(AggregateOperator):
         self.pushes += 1
         heapq.heappush(self.heap, (due, win.seq, self.pushes, win))
 
+    def bounds_text(self, start: int, end: int) -> str:
+        """A window in a late record's error (half-open; a session says otherwise)."""
+        return f"[{start}, {end})"
+
     def late(self, t: int, start: int, end: int, due: int) -> LateRecordError:
         retention = f", retention {self.retention} ms" if self.retention else ""
-        bounds = f"session [{start}, {end}]" if self.spec.kind == "session" else f"[{start}, {end})"
+        bounds = self.bounds_text(start, end)
         return LateRecordError(
             E_LATE.format(
                 event_time=t,
