@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from sql.operators.aggregate import Row
-from sql.operators.window import Win, WindowedAggregate
+from sql.operators.window import TimeWindowAggregate, Win
 from sql.runtime import Env
 from sql.window_kinds import WINDOW_KINDS, WindowKind, register_window_kind
 from tests.support.sql_runner import run_inproc, write
@@ -28,18 +28,11 @@ QUERY = "SELECT k, COUNT(*) AS n, SUM(v) AS s FROM ev WINDOW {window} GROUP BY k
 RECORDS = [("a", 1000, 1), ("a", 4999, 2), ("a", 5000, 4), ("b", 7000, 8), ("a", 16000, 16)]
 
 
-class ShiftedWindows(WindowedAggregate):
-    """Tumbling windows of SIZE, starting half a size after the epoch-aligned ones."""
+class ShiftedWindows(TimeWindowAggregate):
+    """Tumbling windows of SIZE, starting half a size after the epoch-aligned ones: its own
+    ``assign``; the window index (``insert``/``remove``) and ``close_due`` are tumbling's."""
 
     prefix = "x:"
-
-    def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self.size = self.spec.size_ms
-        self.windows: dict[tuple[tuple[Any, ...], int], Win] = {}
-
-    def close_due(self, win: Win) -> int:
-        return win.end + self.grace
 
     def assign(
         self, env: Env, gk: tuple[Any, ...], t: int, vals: list[Any], out: list[Row]
@@ -53,15 +46,9 @@ class ShiftedWindows(WindowedAggregate):
         win = self.windows.get((gk, start))
         if win is None:
             win = Win(gk, start, start + self.size, self.new_accumulators(), self.next_seq())
-            self.windows[(gk, start)] = win
+            self.insert(win)
             self.schedule(win, w >= due)
         self.update(env, win, vals, out)
-
-    def insert(self, win: Win) -> None:
-        self.windows[(win.gk, win.start)] = win
-
-    def remove(self, win: Win) -> None:
-        self.windows.pop((win.gk, win.start), None)
 
 
 @pytest.fixture
