@@ -19,8 +19,9 @@ from sql.compile.expr import group_text
 from sql.compile.select import SelectParts
 from sql.errors import E_UNKNOWN_COLUMN, BindError, UnsupportedError, suggest
 from sql.operators.aggregate import AggregateOperator
-from sql.operators.window import TimePolicy, WindowedAggregate, to_millis
+from sql.operators.window import TimePolicy, WindowedAggregate
 from sql.runtime import Compiled, Env, Fn
+from sql.temporal import to_millis
 from sql.types import BIGINT
 from sql.window import WindowSpec, format_duration, parse_duration_text
 
