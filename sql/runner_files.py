@@ -18,7 +18,7 @@ from sql.dialect import Declaration, split_statement
 from sql.errors import SqlError
 from sql.parse import Script, parse_script, statements
 from sql.types import cast
-from tables.memory import MemoryTable
+from tables import MemoryTable
 from tables.spec import TableSpec
 
 E_BAD_SPEC = "expected NAME=FILE.jsonl[:KEYFIELD], got {spec!r}"
