@@ -13,8 +13,8 @@ keys), pushed-down probes, caches, breaker and ``on_error`` (:mod:`sources.table
 A batch's keys are one array literal in the query text, cast to the column's type and unnested
 (servers before 19.x have no query parameters), written per the column's type by
 :mod:`sources.clickhouse_types`, which also reads the answers exactly. The password comes from
-the URL or from the variable named by ``password_env`` (read here, at the edge, when the table
-opens); it is never shown (:func:`sources.config.redact`).
+the URL or from the variable named by ``password_env`` (looked up, when the table opens, among
+the secrets the edge gave it: ``TableEnv.secrets``); never shown (:func:`sources.config.redact`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import operator
-import os
 import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -61,8 +60,15 @@ class ClickHouse:
 
     any_clause = "{column} IN ({{keys}})"
 
-    def __init__(self, config: cfg.SourceConfig, target: str, fmt: str | None = None) -> None:
+    def __init__(
+        self,
+        config: cfg.SourceConfig,
+        target: str,
+        fmt: str | None = None,
+        secrets: Mapping[str, str] | None = None,
+    ) -> None:
         self.config = config
+        self.secrets = secrets or {}
         self.option = target
         self.file_format = fmt
         self.client: HttpClient | EmbeddedClient
@@ -78,14 +84,10 @@ class ClickHouse:
         self._key_types: dict[str, str] = {}
 
     def _password(self) -> str | None:
-        env = self.config.password_env
-        if env is None:
+        c = self.config
+        if c.password_env is None:
             return None
-        password = os.environ.get(env)
-        if password is None:
-            message = f"environment variable {env} (password_env) is not set"
-            raise ConfigError(message, option="password_env", variable=env)
-        return password
+        return cfg.secret(self.secrets, c.password_env, "password_env", c.table)
 
     # -- the Database protocol ------------------------------------------------------------------
     def open(self) -> None:
@@ -197,8 +199,8 @@ class ClickHouseKind:
     target = "url"
     extra = ("password_env",)
 
-    def database(self, config: cfg.SourceConfig) -> ClickHouse:
-        return ClickHouse(config, "url")
+    def database(self, config: cfg.SourceConfig, secrets: Mapping[str, str]) -> ClickHouse:
+        return ClickHouse(config, "url", secrets=secrets)
 
     def _parse(self, spec: TableSpec) -> tuple[cfg.SourceConfig, str, str | None]:
         options = spec.option_map
@@ -224,14 +226,16 @@ class ClickHouseKind:
     def check(self, spec: TableSpec) -> None:
         self._parse(spec)
 
-    def catalog_table(self, name: str, catalog: str, options: Mapping[str, str]) -> TableSpec:
+    def catalog_table(
+        self, name: str, catalog: str, options: Mapping[str, str], secrets: Mapping[str, str]
+    ) -> TableSpec:
         from sources.catalog import catalog_table
 
-        return catalog_table(name, catalog, options)
+        return catalog_table(name, catalog, options, secrets)
 
     def create(self, spec: TableSpec, env: TableEnv) -> Table:
         config, target, fmt = self._parse(spec)
-        table: ExternalTable = create(config, ClickHouse(config, target, fmt))
+        table: ExternalTable = create(config, ClickHouse(config, target, fmt, env.secrets))
         return table
 
 

@@ -2,7 +2,8 @@
 
 Every error names the table and the option (``table 'customers': option cache_ttl='1y' is not a
 duration ...``). Passwords are never options: they come from the DSN or from an environment
-variable named by ``password_env``, and :func:`redact` removes them from anything shown.
+variable named by ``password_env`` (looked up by :func:`secret` among the secrets the edge
+passed in), and :func:`redact` removes them from anything shown.
 """
 
 from __future__ import annotations
@@ -30,6 +31,19 @@ E_PASSWORD_OPTION = (
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@]*@")
 _PASSWORD_KV = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+
+
+E_SECRET_UNSET = "table {table!r}: environment variable {variable} ({option}) is not set"
+
+
+def secret(secrets: Mapping[str, str], variable: str, option: str, table: str) -> str:
+    """The value of ``variable`` (named by ``option``) among the secrets the edge gave the table
+    (:attr:`tables.kinds.TableEnv.secrets`); ConfigError naming table, option and variable."""
+    value = secrets.get(variable)
+    if value is None:
+        text = E_SECRET_UNSET.format(table=table, variable=variable, option=option)
+        raise ConfigError(text, table=table, option=option, variable=variable)
+    return value
 
 
 def redact(text: str) -> str:

@@ -3,8 +3,9 @@ catalog_uri='sqlite:///data/catalog.db', warehouse='file:///data/wh', table='ns.
 
 Read through pyiceberg: a SQL catalog (``sqlite:`` / ``postgresql+psycopg:`` URIs) or a REST
 catalog (``http(s):`` URIs), ``catalog`` naming it (default ``default``, as pyiceberg's), other
-catalog properties passed through as quoted ``'catalog.<property>'`` options; credentials come
-from the environment as pyiceberg reads them (``PYICEBERG_CATALOG__<NAME>__<PROPERTY>``).
+catalog properties passed through as quoted ``'catalog.<property>'`` options; a REST catalog's
+token or OAuth2 credential from the variable ``token_env`` / ``credential_env`` names (given by
+the edge in ``TableEnv.secrets``; pyiceberg's own ``PYICEBERG_CATALOG__*`` variables work too).
 
 A point read of an Iceberg table is a scan, so every snapshot a query reads is loaded once
 (:mod:`sources.iceberg_snapshots`) and lookups are dict reads. ``refresh='snapshot'`` polls the
@@ -21,7 +22,7 @@ import datetime as dt
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,16 @@ def _iso(ms: int | None) -> str:
 class IcebergTable(OpenedInThread):
     """One Iceberg table: its current snapshot's rows, older snapshots on demand."""
 
-    def __init__(self, config: IcebergConfig, data_dir: Path, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        config: IcebergConfig,
+        data_dir: Path,
+        secrets: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.config = config
+        self.secrets = secrets or {}
         c = config.source
         self.breaker = Breaker(c.breaker_failures, c.breaker_reset)
         self.caller = Caller(self.breaker, c.retries, c.backoff, c.max_inflight, redact)
@@ -121,7 +129,7 @@ class IcebergTable(OpenedInThread):
     def _connect(self) -> Any:
         from pyiceberg.catalog import load_catalog
 
-        self._catalog = load_catalog(self.config.catalog, **self.config.properties())
+        self._catalog = load_catalog(self.config.catalog, **self.config.properties(self.secrets))
         return self._catalog.load_table(self.config.source.remote_table)
 
     def open_sync(self) -> None:
@@ -130,6 +138,8 @@ class IcebergTable(OpenedInThread):
         s = self.config.source
         try:
             table = self._connect()
+        except ConfigError:  # an unset token_env / credential_env: named as it is
+            raise
         except Exception as exc:
             if type(exc).__name__ == "NoSuchTableError":
                 text = E_NO_TABLE.format(table=s.table, remote=s.remote_table, uri=redact(s.target))
@@ -410,7 +420,7 @@ class IcebergKind:
         parse(spec)
 
     def create(self, spec: TableSpec, env: TableEnv) -> Table:
-        return IcebergTable(parse(spec), env.data_dir)
+        return IcebergTable(parse(spec), env.data_dir, env.secrets)
 
 
 KIND = IcebergKind()

@@ -70,21 +70,34 @@ def declaration(name: str, options: str) -> str:
     return f"CREATE TABLE {name} ({COLUMNS}) WITH ({options});\n"
 
 
-def connected(sql_declaration: str, name: str, *, open_now: bool = True) -> ConnectedTable:
-    """The table ``name`` of a ``CREATE TABLE`` text, built by its kind (and opened)."""
+def connected(
+    sql_declaration: str,
+    name: str,
+    *,
+    open_now: bool = True,
+    secrets: Mapping[str, str] | None = None,
+) -> ConnectedTable:
+    """The table ``name`` of a ``CREATE TABLE`` text, built by its kind (and opened), given
+    ``secrets`` as the worker gives its environment."""
     decl = parse_script(sql_declaration + "SELECT 1 FROM s").declarations[name.lower()]
     topic = decl.options.get("topic", decl.name)
     spec = TableSpec.from_options(decl.name, topic, decl.primary_key, decl.options, decl.columns)
-    table = table_kind(spec.name, spec.kind).create(spec, TableEnv())
+    table = table_kind(spec.name, spec.kind).create(spec, TableEnv(secrets=secrets or {}))
     assert isinstance(table, ConnectedTable)
     if open_now:
         table.open_sync()
     return table
 
 
-def external(sql_declaration: str, name: str, *, open_now: bool = True) -> ExternalTable:
+def external(
+    sql_declaration: str,
+    name: str,
+    *,
+    open_now: bool = True,
+    secrets: Mapping[str, str] | None = None,
+) -> ExternalTable:
     """The external (SQL database) table ``name`` of a ``CREATE TABLE`` text (opened)."""
-    table = connected(sql_declaration, name, open_now=open_now)
+    table = connected(sql_declaration, name, open_now=open_now, secrets=secrets)
     assert isinstance(table, ExternalTable)
     return table
 

@@ -219,17 +219,17 @@ def test_start_errors_name_the_table_never_the_password(
         first.close_sync()
 
 
-def test_password_from_an_environment_variable(
-    clickhouse: ClickHouseServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_password_from_an_environment_variable(clickhouse: ClickHouseServer) -> None:
+    """The variable is looked up among the secrets the edge passes (``Settings.from_env`` gives
+    the process environment's: tests/unit/app/test_settings.py), never read by the source."""
     name = unique_table()
     server_table(clickhouse, name, CUSTOMERS)
-    monkeypatch.setenv("TABLESTREAM_TEST_CH_PASSWORD", READER_PASSWORD)
     where = (
         f"connector='clickhouse', url='{clickhouse.url('reader')}', table='{name}',"
         " password_env='TABLESTREAM_TEST_CH_PASSWORD', cache='full'"
     )
-    table = external(declaration("c", where), "c")
+    secrets = {"TABLESTREAM_TEST_CH_PASSWORD": READER_PASSWORD}
+    table = external(declaration("c", where), "c", secrets=secrets)
     try:
         assert table.get(1) == {
             "id": 1,
