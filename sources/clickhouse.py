@@ -7,6 +7,8 @@
 
 One of ``url`` (a server), ``path`` (a chdb session directory holding the tables) or ``file``
 (a file chdb reads with ``file()``; ``format`` names its format when the extension does not).
+An ``https://`` url verifies the server's certificate against the system's CAs, or against
+``ca_file='ca.pem'`` (a private CA, a self-signed server); ``verify='false'`` takes any.
 Everything else is Federation I's: batched ``IN`` lookups (one query per batch of distinct
 keys), pushed-down probes, caches, breaker and ``on_error`` (:mod:`sources.table`).
 
@@ -31,7 +33,7 @@ from typing import Any
 from core.errors import ConfigError
 from sources import clickhouse_types as cht
 from sources import config as cfg
-from sources.clickhouse_client import ClickHouseError, EmbeddedClient, HttpClient
+from sources.clickhouse_client import ClickHouseError, EmbeddedClient, HttpClient, tls_context
 from sources.modes import create
 from sources.table import ExternalTable
 from tables.kinds import TableEnv
@@ -73,9 +75,12 @@ class ClickHouse:
         self.file_format = fmt
         self.client: HttpClient | EmbeddedClient
         if target == "url":
-            self.client = HttpClient(config.target, self._password, config.timeout)
+            https = config.target.lower().startswith("https://")
+            tls = tls_context(config.ca_file, config.verify) if https else None
+            self.client = HttpClient(config.target, self._password, config.timeout, tls)
         else:
-            self.client = EmbeddedClient(config.target if target == "path" else None)
+            path = config.target if target == "path" else None
+            self.client = EmbeddedClient(path, config.timeout)
         self.label = self.client.label
         self.server_zone = "UTC"
         self.version = ""
@@ -88,6 +93,11 @@ class ClickHouse:
         if c.password_env is None:
             return None
         return cfg.secret(self.secrets, c.password_env, "password_env", c.table)
+
+    def counts(self) -> dict[str, int]:
+        """For the table's stats: embedded queries cancelled or abandoned at ``timeout``."""
+        client = self.client
+        return {"query_timeouts": client.timeouts} if isinstance(client, EmbeddedClient) else {}
 
     # -- the Database protocol ------------------------------------------------------------------
     def open(self) -> None:
@@ -197,7 +207,7 @@ class ClickHouseKind:
     name = "clickhouse"
     #: For ``CREATE CATALOG ... WITH (connector='clickhouse', url=...)`` (servers only).
     target = "url"
-    extra = ("password_env",)
+    extra = ("password_env", "ca_file", "verify")
 
     def database(self, config: cfg.SourceConfig, secrets: Mapping[str, str]) -> ClickHouse:
         return ClickHouse(config, "url", secrets=secrets)
@@ -211,7 +221,7 @@ class ClickHouseKind:
                 E_TARGET.format(table=spec.name, given=shown), table=spec.name, option="url"
             )
         target = given[0]
-        extra: tuple[str, ...] = ("password_env",) if target == "url" else ()
+        extra: tuple[str, ...] = self.extra if target == "url" else ()
         if target == "file":
             if options.get("table"):
                 raise ConfigError(

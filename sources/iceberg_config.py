@@ -23,8 +23,8 @@ the breaker's) are parsed by :func:`sources.config.parse`; these are Iceberg's o
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import ConfigError

@@ -9,15 +9,21 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from agents.codec import make_decoder, make_encoder
+from agents.process import BatchProcessor
+from core import codec
 from sources.lookup import LookupTable
 from sources.snapshot import SnapshotTable
 from sources.table import ExternalTable
+from sql import compile_query
 from sql.parse import parse_script
+from tables.deadletter import H_REASON
 from tables.kinds import TableEnv, table_kind
 from tables.memory import MemoryTable
 from tables.protocol import ConnectedTable, Table
 from tables.spec import TableSpec
 from tests.support.postgres import PostgresCluster
+from tests.support.records import Collect, Rec
 
 COLUMNS = "id BIGINT, tier VARCHAR, credit DECIMAL(12,2), country VARCHAR, PRIMARY KEY (id)"
 PG_DDL = "id bigint primary key, tier text, credit numeric(12,2), country text"
@@ -119,3 +125,63 @@ def column(table: Table, key: Any, name: str) -> Any:
     row = table.get(key)
     assert isinstance(row, dict), (key, row)
     return row[name]
+
+
+# -- a worker's batch, for the outage tests -------------------------------------------------
+#: The orders → customers join the outage tests run batch by batch, as the agent does.
+ORDERS_QUERY = (
+    "CREATE STREAM orders (order_id BIGINT, customer_id BIGINT) WITH (topic='orders');\n"
+    "CREATE STREAM out WITH (topic='out') AS SELECT o.order_id, c.tier"
+    " FROM orders o LEFT JOIN customers c ON c.id = o.customer_id EMIT CHANGES;"
+)
+#: Short cache, timeout and breaker: an outage shows within a second or two.
+OUTAGE_OPTIONS = (
+    "cache='partial', cache_ttl='1s', timeout='2s', retries='1', breaker_failures='2',"
+    " breaker_reset='300ms'"
+)
+
+
+def order_batch(start: int, ids: list[int]) -> list[Rec]:
+    """Orders ``start``, ``start + 1``, ... of the customers ``ids``."""
+    return [
+        Rec(0, start + i, None, codec.dumps({"order_id": start + i, "customer_id": cid}))
+        for i, cid in enumerate(ids)
+    ]
+
+
+def batch_processor(sql: str, tables: Mapping[str, Table]) -> BatchProcessor:
+    """The query of ``sql`` over ``tables`` as the worker runs it (sink ``out``, dead letters
+    ``dlq``)."""
+    query = compile_query(sql, dict(tables))
+    return BatchProcessor(
+        query,
+        make_decoder(None),
+        name="q",
+        sink_topic="out",
+        key_columns=(),
+        dead_letter_topic="dlq",
+        encode=make_encoder(query.output_columns, query.output_types),
+    )
+
+
+class _Partition:
+    def __init__(self, topic: str) -> None:
+        self.topic, self.partition = topic, 0
+
+
+async def run_batch(
+    p: BatchProcessor, recs: list[Rec], id_field: str = "order_id", topic: str = "orders"
+) -> tuple[list[Any], list[tuple[Any, str]]]:
+    """One batch as the agent runs it: prefetch, then the records; (outputs, dead letters as
+    (the record's ``id_field``, reason))."""
+    assert p.prefetch is not None
+    await p.prefetch({_Partition(topic): recs})
+    out = Collect()
+    p.run(recs, out)
+    rows = [codec.loads(v) for t, _, v, _ in out.records if t == "out" and v is not None]
+    dead = [
+        (codec.loads(v)[id_field], h[H_REASON].decode())
+        for t, _, v, h in out.records
+        if t == "dlq" and v is not None
+    ]
+    return rows, dead

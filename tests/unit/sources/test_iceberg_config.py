@@ -57,7 +57,7 @@ def test_rest_credentials_come_from_named_variables_only() -> None:
         c.properties({})
     c = parse(spec(catalog_uri="http://127.0.0.1:8181", credential_env="LAKE_CRED"))
     assert c.properties({"LAKE_CRED": "id:secret"})["credential"] == "id:secret"
-    with pytest.raises(ConfigError, match="option 'catalog.token' would show the secret") as err:
+    with pytest.raises(ConfigError, match=r"option 'catalog\.token' would show the secret") as err:
         parse(spec(**{"catalog.token": "t0k"}))
     assert err.value.fields["option"] == "catalog.token"
 
