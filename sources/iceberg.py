@@ -22,7 +22,7 @@ import datetime as dt
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from sources.batching import Caller, SourceUnavailable
 from sources.breaker import Breaker
 from sources.config import redact
 from sources.iceberg_config import IcebergConfig, parse
+from sources.iceberg_reads import ServedSnapshotReads
 from sources.iceberg_schema import FieldMap, SchemaChangeError
 from sources.iceberg_snapshots import MemoryRows, Rows, SnapshotLog, load
 from sources.iceberg_stats import IcebergStats
@@ -62,7 +63,7 @@ def _iso(ms: int | None) -> str:
     return (dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=ms)).isoformat(sep=" ")
 
 
-class IcebergTable(OpenedInThread):
+class IcebergTable(ServedSnapshotReads, OpenedInThread):
     """One Iceberg table: its current snapshot's rows, older snapshots on demand."""
 
     def __init__(
@@ -256,49 +257,6 @@ class IcebergTable(OpenedInThread):
             await self.sleep(self.config.poll_interval)
             if self._ready:
                 await self.refresh()
-
-    # -- lookups: the current snapshot ----------------------------------------------------------
-    def get(self, key: Key, default: Value | None = None) -> Value | None:
-        self.lookups += 1
-        try:
-            v = self._get(key if type(key) is str else key_text(key))
-        except TypeError:  # NULL or an object: no key equals it
-            return default
-        return default if v is None else v
-
-    def get_many(self, keys: Iterable[Key]) -> dict[Key, Value]:
-        get = self.get
-        return {k: v for k in keys if (v := get(k)) is not None}
-
-    def contains_key(self, key: Key) -> bool:
-        return self.get(key) is not None
-
-    def keys(self) -> list[Key]:
-        return [k for k, _ in self.current.items()]
-
-    def items(self) -> Iterator[tuple[Key, Value]]:
-        return self.current.items()
-
-    def page(self, limit: int, after: str | None = None) -> list[tuple[Key, Value]]:
-        rows = sorted(self.current.items())
-        if after is not None:
-            rows = [r for r in rows if r[0] > after]
-        return rows[:limit]
-
-    def __len__(self) -> int:
-        return len(self.current)
-
-    def is_empty(self) -> bool:
-        return len(self.current) == 0
-
-    def snapshot(self) -> dict[Key, Value]:
-        return dict(self.current.items())
-
-    def map_values(self, fn: Callable[[Value], Any]) -> dict[Key, Any]:
-        return {k: fn(v) for k, v in self.current.items()}
-
-    def filter(self, predicate: Callable[[Key, Value], bool]) -> dict[Key, Value]:
-        return {k: v for k, v in self.current.items() if predicate(k, v)}
 
     # -- time travel ----------------------------------------------------------------------------
     def get_as_of(self, key: Key, timestamp: int) -> Value | None:

@@ -4,7 +4,7 @@ table, and external tables built the way the worker builds them (spec â†’ kind â
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from tables.protocol import ConnectedTable, Table
 from tables.spec import TableSpec
 from tests.support.postgres import PostgresCluster
 from tests.support.records import Collect, Rec
+from tests.support.worker import Worker
 
 COLUMNS = "id BIGINT, tier VARCHAR, credit DECIMAL(12,2), country VARCHAR, PRIMARY KEY (id)"
 PG_DDL = "id bigint primary key, tier text, credit numeric(12,2), country text"
@@ -120,6 +121,27 @@ def snapshot_table(sql_declaration: str, name: str, *, open_now: bool = True) ->
     return table
 
 
+def catalog_customers(pipeline_file: Path, qualified: str, kind: str) -> tuple[Any, ExternalTable]:
+    """The pipeline of ``pipeline_file`` (its ``CREATE CATALOG`` reads the customer table
+    ``qualified`` from the database: columns and key checked here) and that table, built by its
+    kind and opened as the worker does; (pipeline, table)."""
+    from agents.pipeline import load_pipeline
+
+    pipeline = load_pipeline([pipeline_file])
+    spec = pipeline.tables[qualified]
+    assert (spec.kind, spec.key_field) == (kind, "id")
+    assert dict(spec.columns) == {
+        "id": "BIGINT",
+        "tier": "STRING",
+        "credit": "DECIMAL(12,2)",
+        "country": "STRING",
+    }
+    table = table_kind(spec.name, spec.kind).create(spec, TableEnv())
+    assert isinstance(table, ExternalTable)
+    table.open_sync()
+    return pipeline, table
+
+
 def column(table: Table, key: Any, name: str) -> Any:
     """``table.get(key)[name]`` (the test fails if the key has no row)."""
     row = table.get(key)
@@ -185,3 +207,77 @@ async def run_batch(
         if t == "dlq" and v is not None
     ]
     return rows, dead
+
+
+# -- a real worker running a federated pipeline ---------------------------------------------
+async def produce_json(
+    broker_url: str, topic: str, partitions: int, rows: list[dict[str, Any]], key: str | None
+) -> None:
+    """Create ``topic`` and write ``rows`` as JSON (keyed by the text of ``row[key]``)."""
+    from tables.topics import TopicSpec, ensure_topics
+    from tests.support.kafka import produce
+
+    await ensure_topics(broker_url, [TopicSpec(topic, partitions)])
+    keyed = [(None if key is None else str(r[key]).encode(), codec.dumps(r)) for r in rows]
+    await produce(broker_url, topic, keyed)
+
+
+def start_worker(
+    broker_url: str, root: Path, pipeline: Path, dlq: str, workers: list[Worker]
+) -> Worker:
+    """A worker process running ``pipeline`` (put in ``workers``: the fixture stops it)."""
+    from tests.support.kafka import unique
+
+    env = {
+        "TABLESTREAM_BROKER": broker_url,
+        "TABLESTREAM_APP_ID": unique("app"),
+        "TABLESTREAM_PIPELINE": str(pipeline),
+        "TABLESTREAM_DLQ_TOPIC": dlq,
+    }
+    worker = Worker(root / "w", env).start()
+    workers.append(worker)
+    return worker
+
+
+async def read_json(
+    broker_url: str, topic: str, count: int, order_by: str, exact: bool = False
+) -> list[dict[str, Any]]:
+    """The JSON rows of ``topic`` once there are ``count`` (or after ~10 s), by ``order_by``;
+    ``exact``: numbers with a fraction as Decimal."""
+    import asyncio
+
+    from tests.support.kafka import read_all
+
+    loads = codec.loads_exact if exact else codec.loads
+    got: list[dict[str, Any]] = []
+    for _ in range(50):
+        got = [loads(r.value) for r in await read_all(broker_url, topic)]
+        if len(got) >= count:
+            break
+        await asyncio.sleep(0.2)
+    return sorted(got, key=lambda r: r[order_by])
+
+
+async def enrich_orders(
+    broker_url: str,
+    root: Path,
+    pipeline: Path,
+    topics: Mapping[str, str],
+    orders: list[dict[str, Any]],
+    workers: list[Worker],
+    expected: Callable[[dict[str, Any]], dict[str, Any] | None],
+) -> Worker:
+    """The orders written to ``topics['orders']``, a worker running ``pipeline`` started; once it
+    processed them all, ``topics['enriched']`` must hold ``expected(order)`` for every order it
+    is not None for (exact numbers). The worker, for its stats."""
+    from tests.integration.agents.support import processed, until
+
+    await produce_json(broker_url, topics["orders"], 2, orders, "order_id")
+    worker = start_worker(broker_url, root, pipeline, topics["dlq"], workers)
+    await until(processed(worker, "enriched", len(orders)), "enriched to read the orders", worker)
+    want = sorted(
+        (e for o in orders if (e := expected(o)) is not None), key=lambda r: r["order_id"]
+    )
+    got = await read_json(broker_url, topics["enriched"], len(want), "order_id", exact=True)
+    assert got == want
+    return worker

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from agents.pipeline import catalog_for, load_pipeline
+from agents.pipeline import catalog_for
 from core.errors import ConfigError
 from sources.lookup import LookupTable
 from sources.snapshot import SnapshotTable
 from sources.table import ExternalTable
 from sql import compile_query
-from tables.kinds import TableEnv, table_kind
 from tables.protocol import Change, Op
 from tests.support.clickhouse import (
     CH_DDL,
@@ -36,6 +35,7 @@ from tests.support.clickhouse import (
 from tests.support.federation import (
     CUSTOMERS,
     batch_processor,
+    catalog_customers,
     declaration,
     external,
     order_batch,
@@ -349,20 +349,8 @@ async def test_a_catalog_over_a_server_and_explain(
     server_table(clickhouse, name, CUSTOMERS)
     path = tmp_path / "p.sql"
     path.write_text(CATALOG.format(url=clickhouse.url("reader", READER_PASSWORD), table=name))
-    pipeline = load_pipeline([path])
     qualified = f"ch.default.{name}"
-    spec = pipeline.tables[qualified]
-    assert spec.kind == "clickhouse"
-    assert spec.key_field == "id"
-    assert dict(spec.columns) == {
-        "id": "BIGINT",
-        "tier": "STRING",
-        "credit": "DECIMAL(12,2)",
-        "country": "STRING",
-    }
-    table = table_kind(spec.name, spec.kind).create(spec, TableEnv())
-    assert isinstance(table, ExternalTable)
-    table.open_sync()
+    pipeline, table = catalog_customers(path, qualified, "clickhouse")
     try:
         q = compile_query(pipeline.queries[0].sql, catalog_for({qualified: table}, pipeline))
         explain = q.explain()
