@@ -94,6 +94,8 @@ class IcebergTable(ServedSnapshotReads, OpenedInThread):
         self.stale_serves = self.unavailable = self.waits = 0
         self.last_load_ms: float | None = None
         self.last_schema_error = ""
+        self.indexes, self.prebuilt = {}, {}
+        self.index_builds, self.last_index_ms = 0, None
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -188,6 +190,8 @@ class IcebergTable(ServedSnapshotReads, OpenedInThread):
         rows = load(table, proj, c.source.key, c.row_filter, c.spill_rows, self._spill_dir)
         self.last_load_ms = round((time.perf_counter() - started) * 1000, 3)
         self.snapshot_loads += 1
+        if current:
+            self.prebuild(rows, sid)
         return rows
 
     def _install(self, table: Any, rows: Rows | None) -> None:
@@ -200,6 +204,7 @@ class IcebergTable(ServedSnapshotReads, OpenedInThread):
         old, old_id = self.current, self.snapshot_id
         self.current, self.snapshot_id = rows, rows.snapshot_id
         self._get = rows.get
+        self.reindex(rows, rows.snapshot_id)
         self.older.pop(rows.snapshot_id, None)
         if old_id is not None and old_id != rows.snapshot_id:
             self._keep_older(old_id, old)  # records of earlier times still read it
