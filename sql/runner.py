@@ -23,7 +23,7 @@ import argparse
 import asyncio
 import datetime as dt
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -71,8 +71,16 @@ __all__ = ["QUERY_MARK", "InputError", "Runner", "main", "source_of", "split_que
 class Runner:
     """Runs the queries of one SQL file over the input files (see the module's docstring)."""
 
-    def __init__(self, args: argparse.Namespace, out: IO[str], err: IO[str]) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        out: IO[str],
+        err: IO[str],
+        secrets: Mapping[str, str] | None = None,
+    ) -> None:
         self.args = args
+        #: What a table's ``password_env`` / ``token_env`` may name (given by the command line).
+        self.secrets = secrets or {}
         self.out, self.err = out, err
         #: Rows each query emitted, by its sink's name: the input of queries that read it.
         self.produced: dict[str, list[dict[str, Any]]] = {}
@@ -102,6 +110,7 @@ class _QueryRun:
     def __init__(self, runner: Runner, script: Script, tag: str | None, stream: str | None) -> None:
         self.runner = runner
         self.args = runner.args
+        self.secrets = runner.secrets
         self.out, self.err = runner.out, runner.err
         self.script = script
         self.tag = tag
@@ -138,7 +147,7 @@ class _QueryRun:
             if decl.kind == "table" and _connector(decl) != "kafka" and name not in self.tables:
                 # An external table (WITH (connector=...)): built through the table kinds,
                 # connected now; no --table file for it.
-                external = self.external[name] = _external_table(decl)
+                external = self.external[name] = _external_table(decl, self.secrets)
                 catalog.add_table(decl.name, external)
                 continue
             if decl.kind == "table" and name not in self.tables:
@@ -208,10 +217,10 @@ class _QueryRun:
             if decl is None or name in self.external:
                 continue
             try:
-                spec = catalog_table(name, decl.name, decl.options)
+                spec = catalog_table(name, decl.name, decl.options, self.secrets)
             except ConfigError as exc:
                 raise InputError(str(exc), **exc.fields) from exc
-            table = self.external[name] = _open(spec)
+            table = self.external[name] = _open(spec, self.secrets)
             catalog.add_table(name, table)
 
     def _events(self, peek: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -289,7 +298,7 @@ def _connector(decl: Declaration) -> str:
     )
 
 
-def _external_table(decl: Declaration) -> Table:
+def _external_table(decl: Declaration, secrets: Mapping[str, str]) -> Table:
     """The external table a declaration names, opened (ConfigError → exit status 2)."""
     options = decl.options
     try:
@@ -298,13 +307,13 @@ def _external_table(decl: Declaration) -> Table:
         )
     except ConfigError as exc:
         raise InputError(str(exc), **exc.fields) from exc
-    return _open(spec)
+    return _open(spec, secrets)
 
 
-def _open(spec: TableSpec) -> Table:
+def _open(spec: TableSpec, secrets: Mapping[str, str]) -> Table:
     """The table of ``spec`` built by its kind and connected (ConfigError → exit status 2)."""
     try:
-        table = table_kind(spec.name, spec.kind).create(spec, TableEnv())
+        table = table_kind(spec.name, spec.kind).create(spec, TableEnv(secrets=secrets))
         if isinstance(table, ConnectedTable):
             table.open_sync()
     except ConfigError as exc:
@@ -351,7 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(
-    argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[str] | None = None
+    argv: Sequence[str] | None = None,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> int:
     args = build_parser().parse_args(argv)
     out, err = out or sys.stdout, err or sys.stderr
@@ -360,7 +372,7 @@ def main(
 
         return run_cases(Path(args.dir), out)
     try:
-        return Runner(args, out, err).run()
+        return Runner(args, out, err, secrets).run()
     except SqlCompileError as exc:
         print(f"error: {exc}", file=err)
         return 2
