@@ -41,6 +41,7 @@ KNOWN_TABLES_INTERNALS = {
     "sources/clickhouse.py",
     "sources/duckdb.py",
     "sources/iceberg.py",
+    "sources/iceberg_reads.py",
     "sources/iceberg_snapshots.py",
     "sources/lookup.py",
     "sources/postgres.py",
