@@ -13,13 +13,11 @@ tables: a wrong name or type stops the worker with ``file:line:column``, before 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlglot import exp
-from sqlglot.errors import TokenError
-from sqlglot.tokenizer_core import Token, TokenType
 
 from agents.codec import make_row_check
 from core.errors import ConfigError, TablestreamError
@@ -30,13 +28,13 @@ from sql import (
     Declaration,
     Script,
     SqlCompileError,
-    Tablestream,
     UnsupportedError,
     compile_query,
-    parse_script,
     position,
     qualified,
+    query_scripts,
     split_statement,
+    statements,
 )
 from tables.kinds import TableEnv, table_kind
 from tables.memory import MemoryTable
@@ -157,27 +155,6 @@ def compile_error(path: Path, err: SqlCompileError) -> ConfigError:
     return ConfigError(text, path=str(path), line=err.line, column=err.column)
 
 
-def statements(sql: str) -> list[list[Token]]:
-    """The file's statements as token lists (split at semicolons)."""
-    tokens = Tablestream().tokenize(sql)
-    out: list[list[Token]] = [[]]
-    for t in tokens:
-        if t.token_type == TokenType.SEMICOLON:
-            out.append([])
-        else:
-            out[-1].append(t)
-    return [s for s in out if s]
-
-
-def _blank(sql: str, spans: Iterable[tuple[int, int]]) -> str:
-    chars = list(sql)
-    for start, end in spans:
-        for i in range(start, end):
-            if chars[i] != "\n":
-                chars[i] = " "
-    return "".join(chars)
-
-
 def _int_option(value: str | None, name: str) -> int | None:
     if value is None:
         return None
@@ -238,8 +215,8 @@ class _Loader:
             raise ConfigError(E_UNREADABLE.format(path=path, error=exc), path=str(path)) from exc
         try:
             stmts = statements(sql)
-        except TokenError as exc:
-            raise _fail(path, sql, 0, str(exc)) from exc
+        except SqlCompileError as exc:  # an unterminated string or comment, a control character
+            raise compile_error(path, exc) from exc
         query_spans: list[tuple[int, int]] = []
         try:
             for tokens in stmts:
@@ -257,10 +234,9 @@ class _Loader:
                     raise _fail(path, sql, decl.offset, exc.message) from exc
                 if not same:
                     self._claim(decl.name, decl.kind, where, path, sql, decl.offset)
-            queries = []
-            for i, (start, end) in enumerate(query_spans):
-                text = _blank(sql, query_spans[:i] + query_spans[i + 1 :])
-                queries.append((start, end, parse_script(text), i))
+            scripts = query_scripts(sql, query_spans)
+            pairs = zip(query_spans, scripts, strict=True)
+            queries = [(start, end, q, i) for i, ((start, end), q) in enumerate(pairs)]
         except SqlCompileError as exc:
             raise compile_error(path, exc) from exc
         self.texts.append((path, sql, queries))

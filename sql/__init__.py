@@ -43,7 +43,7 @@ from sql.errors import (
 )
 from sql.functions import Function, register
 from sql.operators.aggregate import Retraction
-from sql.parse import Script, parse_script
+from sql.parse import Script, parse_script, query_scripts, statements
 from sql.pull import PullQuery, PullResult, PullTimeoutError, compile_pull_query
 from sql.query import PLANNER_RULES, CompiledQuery, Sink, compile_query
 from sql.types import BIGINT_MAX, BIGINT_MIN, SqlType, converter, decimal_context
@@ -94,6 +94,8 @@ __all__ = [
     "parse_script",
     "position",
     "qualified",
+    "query_scripts",
     "register",
     "split_statement",
+    "statements",
 ]
