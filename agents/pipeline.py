@@ -2,9 +2,10 @@
 
 A pipeline file is a sequence of statements: ``CREATE TABLE|STREAM`` declarations, then one or
 more continuous queries (``CREATE STREAM x WITH (topic=...) AS SELECT ... EMIT CHANGES``,
-``CREATE TABLE agg AS SELECT ... GROUP BY ... EMIT ...``). ``sql.parse`` reads one query per
-script, so each query is handed to it as the whole file with the *other* queries blanked out
-(newlines kept): its declarations are the file's, and error positions are positions in the file.
+``CREATE TABLE agg AS SELECT ... GROUP BY ... EMIT ...``). A script holds one query, so each
+query is read as the whole file with the *other* queries blanked out (:func:`sql.query_scripts`,
+as the offline runner reads such a file): its declarations are the file's, and error positions
+are positions in the file.
 
 Everything is checked when the worker starts, by compiling every query against empty in-memory
 tables: a wrong name or type stops the worker with ``file:line:column``, before any topic is read.
