@@ -31,6 +31,7 @@ from sql import (
     SqlCompileError,
     UnsupportedError,
     compile_query,
+    from_of,
     position,
     qualified,
     query_scripts,
@@ -185,7 +186,7 @@ def _table_spec(decl: Declaration) -> TableSpec:
 
 def _source_and_reads(script: Script) -> tuple[str, tuple[str, ...]]:
     select = script.require_query()
-    from_ = select.args.get("from_") or select.args.get("from")
+    from_ = from_of(select)
     source = from_.this.name.lower() if from_ is not None else ""
     ctes = {c.alias_or_name.lower() for c in select.find_all(exp.CTE)}
     reads = {qualified(t).lower() for t in select.find_all(exp.Table)} - ctes - {source}

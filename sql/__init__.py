@@ -22,7 +22,7 @@ from sql.codegen import (
     generate,
 )
 from sql.compile.aggregate_key import GroupKey
-from sql.dialect import Declaration, Tablestream, split_statement
+from sql.dialect import Declaration, Tablestream, from_of, split_statement
 from sql.errors import (
     BindError,
     CastError,
@@ -90,6 +90,7 @@ __all__ = [
     "decimal_context",
     "explain_code",
     "explain_line",
+    "from_of",
     "generate",
     "parse_script",
     "position",

@@ -14,7 +14,7 @@ from sqlglot import exp
 
 from core.codec import JSONDecodeError, loads_exact
 from core.errors import ConfigError
-from sql.dialect import Declaration, split_statement
+from sql.dialect import Declaration, from_of, split_statement
 from sql.errors import SqlError
 from sql.parse import Script, parse_script, query_scripts, statements
 from sql.types import cast
@@ -89,7 +89,7 @@ def split_queries(sql: str) -> list[tuple[str, Script]]:
 
 def source_of(script: Script) -> str | None:
     """The name in the query's FROM (the stream it reads), None for a FROM of something else."""
-    from_ = script.require_query().args.get("from_") or script.require_query().args.get("from")
+    from_ = from_of(script.require_query())
     this = from_.this if from_ is not None else None
     return this.name if isinstance(this, exp.Table) else None
 
