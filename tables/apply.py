@@ -349,6 +349,10 @@ class Applier:
             _progress(batch, partition, recs[-1])
         if not keys:
             return result
+        seen = store.restored_keys
+        if seen is not None:
+            self._write_restored(keys, vals, tombstones, seen, batch, result)
+            return result
         unique = list(dict.fromkeys(keys))
         olds = store.multi_get(unique)
         if not tombstones and len(unique) == len(keys):
@@ -365,6 +369,39 @@ class Applier:
         if batch.written is not None:
             batch.written.extend(unique)
         return result
+
+    def _write_restored(
+        self,
+        keys: list[bytes],
+        vals: list[bytes | None],
+        tombstones: bool,
+        seen: set[bytes],
+        batch: StoreBatch,
+        result: BatchResult,
+    ) -> None:
+        """The writes of a restore into an empty store: ``seen`` holds every key written so far
+        (:attr:`TableStore.restored_keys`), so a key is new when it is not in it."""
+        if tombstones:
+            unique = list(dict.fromkeys(keys))
+            current = {k: (k if k in seen else None) for k in unique}
+            self._write_diff(keys, vals, current, batch, result)
+            for k, v in current.items():
+                if v is None:
+                    seen.discard(k)
+                else:
+                    seen.add(k)
+        else:
+            before = len(seen)
+            seen.update(keys)
+            inserts = len(seen) - before  # a key new to the table, however often in the batch
+            put = batch.raw_writes()[0]
+            any(map(put, keys, cast(list[bytes], vals)))  # put returns None: reads all
+            batch.count += inserts
+            batch.version += len(keys)
+            result.inserts, result.updates = inserts, len(keys) - inserts
+        if batch.written is not None:
+            batch.written.extend(keys)
+        batch.restored = True
 
     @staticmethod
     def _write_diff(

@@ -22,6 +22,7 @@ from mode import Service
 # fetch path; a third of a cold restore's CPU went to ConsumerRecord objects).
 from agents.fetch import getmany_raw, supported
 from core.errors import TablestreamError
+from tables import gcpause
 from tables.apply import Applier, Parts
 from tables.deadletter import DeadLetterWriter, source_of_table
 from tables.protocol import Change, Op, PartitionStats
@@ -211,7 +212,11 @@ class TableLoader(Service):
     async def _follow(self) -> None:
         while not self.should_stop:
             try:
-                await self._step()
+                if self.tstate.store.restoring:
+                    with gcpause.paused():
+                        await self._step()
+                else:
+                    await self._step()
             except _LocalStateMismatch as exc:
                 await self._rebuild(str(exc))
             except OffsetOutOfRangeError as exc:

@@ -97,6 +97,10 @@ class Fingerprint:
         return Fingerprint(offset, crc)
 
 
+#: Keys a restore keeps in memory to tell inserts from updates (~80 bytes each); beyond, it
+#: asks RocksDB.
+RESTORED_KEYS_MAX = 2_000_000
+
 logger = logging.getLogger(__name__)
 W_STALE = "store at %s: a batch made on opening %d not committed (opened %d times since)"
 
@@ -111,6 +115,7 @@ class StoreBatch:
         "count",
         "fingerprints",
         "positions",
+        "restored",
         "stream_time",
         "version",
         "written",
@@ -134,6 +139,8 @@ class StoreBatch:
         self._opened = store.openings
         #: The row keys written, when tracked (a table with cached rows drops them after commit).
         self.written: list[bytes] | None = [] if track else None
+        #: Its row keys were added to :attr:`TableStore.restored_keys` by the writer.
+        self.restored = False
         self.count = count
         self.version = version
         self.stream_time = stream_time
@@ -182,6 +189,8 @@ class TableStore:
         self._restoring = False
         #: Restored rows maybe only in memtables: the ``restoring`` mark stays until flushed.
         self._unflushed = False
+        #: Every row key of a restore into an empty store, while it runs (see restored_keys).
+        self._restored: set[bytes] | None = None
         self._count = 0
         self._version = 0
         self._stream_time = 0
@@ -222,6 +231,7 @@ class TableStore:
             self._version = 0
             self._stream_time = 0
             self._restoring = self._unflushed = False
+            self._restored = None
 
     def destroy(self) -> None:
         """Close and delete everything on disk (local state that cannot be trusted)."""
@@ -350,6 +360,8 @@ class TableStore:
             # state that no longer exists (replaying the source rebuilds them).
             logger.warning(W_STALE, self.path, batch._opened, self.openings)
             return
+        if not batch.restored:
+            self._restored = None  # rows written without it: the set no longer says what is here
         wb = batch._wb
         cf = self._meta_handle
         for partition, position in batch.positions.items():
@@ -394,10 +406,23 @@ class TableStore:
         no_wal.disable_wal = True  # type: ignore[method-assign,assignment]
         db.set_write_options(no_wal)
         self._restoring = self._unflushed = True
+        self._restored = set() if self._count == 0 else None
+
+    @property
+    def restored_keys(self) -> set[bytes] | None:
+        """The row keys a restore into an empty store has written so far, for a writer that
+        adds its own (and sets :attr:`StoreBatch.restored`): whether a key is new is then a set
+        lookup, not a RocksDB read (a tenth of a restore's CPU). None outside a restore, past
+        :data:`RESTORED_KEYS_MAX` keys (memory), and once any batch was written without it."""
+        keys = self._restored
+        if keys is not None and len(keys) > RESTORED_KEYS_MAX:
+            keys = self._restored = None
+        return keys
 
     def end_restore(self) -> bool:
         """Later writes go through the write-ahead log again; True while the restored rows still
         wait for :meth:`persist_restore` (call it next, off the event loop: it flushes)."""
+        self._restored = None
         if self._restoring and self._db is not None:
             self._db.set_write_options(WriteOptions())
             self._restoring = False
