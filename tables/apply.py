@@ -395,7 +395,13 @@ class Applier:
             seen.update(keys)
             inserts = len(seen) - before  # a key new to the table, however often in the batch
             put = batch.raw_writes()[0]
-            any(map(put, keys, cast(list[bytes], vals)))  # put returns None: reads all
+            # In key order: RocksDB's memtable inserts a run of ascending keys next to each
+            # other instead of searching its skip list for each (random keys: the write took
+            # 2.5x as long; a stable sort keeps a key's last record last). Keys already in
+            # order (a topic produced in key order) cost the sort one pass.
+            order = sorted(range(len(keys)), key=keys.__getitem__)
+            values = cast(list[bytes], vals)
+            any(map(put, map(keys.__getitem__, order), map(values.__getitem__, order)))
             batch.count += inserts
             batch.version += len(keys)
             result.inserts, result.updates = inserts, len(keys) - inserts
