@@ -15,7 +15,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sql.codegen.batch import BatchFn, Encoding, Generated, generate, shape_of
+from sql.codegen.batch import BatchFn, Encoding, Generated, StructDecoding, generate, shape_of
 from sql.codegen.expr import Unsupported
 from sql.query import CompiledQuery
 
@@ -66,6 +66,7 @@ __all__ = [
     "Decimal",
     "Encoding",
     "Generated",
+    "StructDecoding",
     "Unsupported",
     "explain_code",
     "explain_line",

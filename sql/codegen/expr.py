@@ -21,7 +21,8 @@ from sqlglot import exp
 from sql import logic
 from sql.codegen.writer import Writer
 from sql.compile.context import CompileContext, FusedSubquery
-from sql.runtime import Compiled, Fn, Read
+from sql.operators.maintained import InSet
+from sql.runtime import Compiled, Fn, Read, ScaledRead
 from sql.types import DECIMAL_CONTEXT
 
 #: A binary operator function of :mod:`sql.logic` (or the DECIMAL context's).
@@ -63,6 +64,17 @@ _CALLED: dict[type[exp.Expr], Op] = {
 }
 
 
+def _row_cache(get: Callable[[Any], Any]) -> tuple[dict[Any, Any], object] | None:
+    """The row cache behind ``get`` when it is a cached table's ``get`` (``row_cache()``: its
+    dict of rows by int/str probe and the marker of a key not cached), else None."""
+    owner = getattr(get, "__self__", None)
+    row_cache = getattr(owner, "row_cache", None)
+    if row_cache is None or getattr(get, "__name__", None) != "get":
+        return None
+    cache: tuple[dict[Any, Any], object] = row_cache()
+    return cache
+
+
 class Unsupported(Exception):
     """The query (or a part of it) is not generated: the closures run it. ``reason`` says why."""
 
@@ -75,10 +87,18 @@ class ExprGen:
     """Writes expressions of one query into ``w``; ``rows`` maps a relation's value slot to the
     local variable holding its row (the stream record, each joined row)."""
 
-    def __init__(self, w: Writer, ctx: CompileContext, rows: dict[int, str]) -> None:
+    def __init__(
+        self,
+        w: Writer,
+        ctx: CompileContext,
+        rows: dict[int, str],
+        attrs: dict[int, dict[str, str]] | None = None,
+    ) -> None:
         self.w = w
         self.ctx = ctx
         self.rows = rows
+        #: Relations whose row is a struct: column name -> attribute (else rows are dicts).
+        self.attrs = attrs or {}
 
     # -- entry points -----------------------------------------------------------------------------
     def compiled(self, c: Compiled) -> str:
@@ -87,6 +107,8 @@ class ExprGen:
             return self.w.const(c.value)
         if c.read is not None:
             return self.read(c.read)
+        if c.scaled is not None:
+            return self.read_scaled(c.scaled)
         entry = self.ctx.closures.get(id(c.fn))
         if entry is not None and entry[0] is c.fn:
             return self.node(entry[1])
@@ -106,6 +128,8 @@ class ExprGen:
                 return self.w.const(c.value)
             if c.read is not None:
                 return self.read(c.read)
+            if c.scaled is not None:
+                return self.read_scaled(c.scaled)
         if isinstance(node, (exp.Paren, exp.Alias)):
             return self.node(node.this)
         handler = _HANDLERS.get(type(node))
@@ -127,43 +151,87 @@ class ExprGen:
         if f.kind == "in_set":
             assert f.lhs is not None
             x = self.compiled(f.lhs)
-            w.line(f"{t} = {w.bind(f.contains, 'contains')}({x})")
+            contains = w.bind(f.contains, "contains")
+            members = getattr(f.contains, "__self__", None)
+            if isinstance(members, InSet):
+                # A member found in the set's dict is TRUE (no errors remembered): the common
+                # answer inline; every other case as contains() decides it.
+                counts, errors = w.bind(members.counts, "members"), w.bind(members.errors, "errs")
+                w.line(
+                    f"{t} = True if (type({x}) is int or type({x}) is str) and {x} in {counts}"
+                    f" and not {errors} else {contains}({x})"
+                )
+            else:
+                w.line(f"{t} = {contains}({x})")
             return t
         miss = "False" if f.kind == "exists" else "None"
         key_c = self._compiled_by_fn(f.lookup.key)
         k = self.compiled(key_c) if key_c is not None else self.call(f.lookup.key)
-        v = w.temp("s")
-        with w.block(f"if {k} is None:"):
+        v = self.lookup(f.lookup.get, k)
+        with w.block(f"if {v} is None:"):
             w.line(f"{t} = {miss}")
         with w.block("else:"):
-            with w.block("try:"):
-                w.line(f"{v} = {w.bind(f.lookup.get, 'get')}({k})")
-            with w.block("except TypeError:"):
-                w.line(f"{v} = None")
-            with w.block(f"if {v} is None:"):
-                w.line(f"{t} = {miss}")
-            with w.block("else:"):
-                with w.block(f"if type({v}) is not dict and not isinstance({v}, dict):"):
-                    w.line(f"{v} = EMPTY")
-                w.env_line(f"env[{f.vs}] = {v}")
-                w.env_line(f"env[{f.ms}] = {k}")
-                saved = self.rows.get(f.vs)
-                self.rows[f.vs] = v
-                try:
-                    if f.where is None:
+            w.env_line(f"env[{f.vs}] = {v}")
+            w.env_line(f"env[{f.ms}] = {k}")
+            saved = self.rows.get(f.vs)
+            self.rows[f.vs] = v
+            try:
+                if f.where is None:
+                    self._found(f, t)
+                else:
+                    ok = self.residual(f.where)
+                    with w.block(f"if {ok} is not True:"):
+                        w.line(f"{t} = {miss}")
+                    with w.block("else:"):
                         self._found(f, t)
-                    else:
-                        ok = self.residual(f.where)
-                        with w.block(f"if {ok} is not True:"):
-                            w.line(f"{t} = {miss}")
-                        with w.block("else:"):
-                            self._found(f, t)
-                finally:
-                    if saved is None:
-                        del self.rows[f.vs]
-                    else:
-                        self.rows[f.vs] = saved
+            finally:
+                if saved is None:
+                    del self.rows[f.vs]
+                else:
+                    self.rows[f.vs] = saved
         return t
+
+    def lookup(self, get: Callable[[Any], Any], k: str) -> str:
+        """The row of key ``k`` through ``get`` (a table's, or its row cache's): None when ``k``
+        is NULL, unhashable (no key equals it) or not found; a value that is not an object reads
+        as an empty row. Looked up once per record and key: the same table probed with the same
+        key again (an EXISTS and a scalar subquery on one row) reuses the row."""
+        w = self.w
+        owner = getattr(get, "__self__", None)
+        ident = (id(owner), getattr(get, "__func__", None)) if owner is not None else (id(get),)
+        key = ("lookup", ident, k)
+        known = w.known(key)
+        if known is not None:
+            return known
+        v = w.temp("s")
+        g = w.bind(get, "get")
+        cache = _row_cache(get)
+        with w.block(f"if {k} is None:"):
+            w.line(f"{v} = None")
+        with w.block("else:"):
+            if cache is None:
+                self._get(g, k, v)
+            else:
+                # The row cache's dict probed inline (int and str probes are its keys; a cached
+                # None is a known miss), the cache's own get on a miss.
+                rows, miss = w.bind(cache[0], "rows"), w.bind(cache[1], "MISS")
+                w.line(
+                    f"{v} = {rows}.get({k}, {miss}) if type({k}) is str or type({k}) is int"
+                    f" else {miss}"
+                )
+                with w.block(f"if {v} is {miss}:"):
+                    self._get(g, k, v)
+            not_dict = f"type({v}) is not dict and not isinstance({v}, dict)"
+            with w.block(f"if {v} is not None and {not_dict}:"):
+                w.line(f"{v} = EMPTY")
+        w.remember(key, v)
+        return v
+
+    def _get(self, g: str, k: str, v: str) -> None:
+        with self.w.block("try:"):
+            self.w.line(f"{v} = {g}({k})")
+        with self.w.block("except TypeError:"):  # an unhashable probe: no key equals it
+            self.w.line(f"{v} = None")
 
     def _found(self, f: FusedSubquery, t: str) -> None:
         if f.kind == "scalar":
@@ -201,7 +269,13 @@ class ExprGen:
         if row is None:
             raise Unsupported(f"a read of {name!r} outside the query's own relations")
         t = self.w.temp("c")
-        self.w.line(f"{t} = {row}.get({name!r})")
+        attrs = self.attrs.get(slot)
+        if attrs is None:
+            self.w.line(f"{t} = {row}.get({name!r})")
+        elif name in attrs:
+            self.w.line(f"{t} = {row}.{attrs[name]}")
+        else:
+            raise Unsupported(f"a read of {name!r}, not a column of the struct")
         if conv is not None:
             # As the closure reads it: a value of the column's Python type kept, else converted.
             self.w.line(
@@ -209,6 +283,35 @@ class ExprGen:
                 f" {t} = {self.w.bind(conv, 'conv')}({t})"
             )
         self.w.remember(key, t)
+        return t
+
+    def read_scaled(self, read: ScaledRead) -> str:
+        """A scaled DECIMAL column of a table row, as its closure reads it: a finite Decimal
+        quantized to the column's scale under its precision, anything else converted (the
+        converter raises the CastError)."""
+        slot, name, quantum, context, conv = read
+        key = ("read", slot, name)
+        known = self.w.known(key)
+        if known is not None:
+            return known
+        row = self.rows.get(slot)
+        if row is None:
+            raise Unsupported(f"a read of {name!r} outside the query's own relations")
+        w = self.w
+        if slot in self.attrs:
+            raise Unsupported(f"a converting read of {name!r} from a struct")
+        t = w.temp("c")
+        w.line(f"{t} = {row}.get({name!r})")
+        with w.block(f"if {t} is not None:"):
+            with w.block(f"if type({t}) is {w.bind(Decimal, 'T')} and {t}.is_finite():"):
+                with w.block("try:"):
+                    q, c = w.bind(quantum, "K"), w.bind(context, "ctx")
+                    w.line(f"{t} = {t}.quantize({q}, None, {c})")
+                with w.block("except ArithmeticError:"):
+                    w.line(f"{t} = {w.bind(conv, 'conv')}({t})")
+            with w.block("else:"):
+                w.line(f"{t} = {w.bind(conv, 'conv')}({t})")
+        w.remember(key, t)
         return t
 
     def call(self, fn: Fn) -> str:
