@@ -30,7 +30,8 @@ def _placeholder(row: Any) -> bytes:
 
 def explain_code(query: CompiledQuery) -> str:
     """The generated source of ``query`` as a worker runs it (a msgspec fast path for outputs;
-    the NaN scan when an output is DECIMAL), or a comment saying why closures run it."""
+    the NaN/Infinity check of DECIMAL outputs not known finite), or a comment saying why
+    closures run it."""
     decimal = any(t.name == "DECIMAL" for t in query.output_types)
     try:
         gen = generate(

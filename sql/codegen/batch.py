@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from sql.codegen.expr import ExprGen, Unsupported
@@ -37,7 +38,8 @@ class Encoding:
     caller's error for a row it cannot encode); ``fast`` an equivalent for the common rows that
     may raise TypeError/ValueError/OverflowError for others (then ``slow`` decides), or None.
     ``scan_nonfinite``: ``fast`` writes NaN/Infinity decimals as such, ``slow`` refuses them —
-    an output holding those letters is encoded again by ``slow`` (a false alarm costs only time)."""
+    a row whose DECIMAL output may be one (not known finite from its reads and arithmetic) is
+    checked, and encoded again by ``slow`` when it is."""
 
     slow: Callable[[Any], bytes]
     fast: Callable[[Any], bytes] | None = None
@@ -351,8 +353,17 @@ class _Body:
             with w.block("except (TypeError, ValueError, OverflowError):"):
                 w.line("out = enc_slow(row)")
             if self.enc.scan_nonfinite:
-                with w.block('if b"NaN" in out or b"Infinity" in out:'):
-                    w.line("out = enc_slow(row)")
+                # The fast encoder writes NaN/Infinity decimals; the reference refuses them. A
+                # DECIMAL output not known finite is checked (as agents.codec.make_encoder does).
+                dec = w.bind(Decimal, "T")
+                checks = [
+                    f"(type({v}) is {dec} and not {v}.is_finite())"
+                    for c, v in zip(self.shape.outputs, values, strict=True)
+                    if c.type.name == "DECIMAL" and v not in self.gen.finite and v != "None"
+                ]
+                if checks:
+                    with w.block(f"if {' or '.join(checks)}:"):
+                        w.line("out = enc_slow(row)")
         w.line(f"emit({key}, out)")
         w.line("n_out += 1")
 

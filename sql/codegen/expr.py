@@ -99,14 +99,18 @@ class ExprGen:
         self.rows = rows
         #: Relations whose row is a struct: column name -> attribute (else rows are dicts).
         self.attrs = attrs or {}
+        #: Names holding a finite Decimal or None whenever their code ran (a scaled DECIMAL
+        #: read, exact arithmetic on such values and integers): their outputs need no check
+        #: for NaN/Infinity.
+        self.finite: set[str] = set()
 
     # -- entry points -----------------------------------------------------------------------------
     def compiled(self, c: Compiled) -> str:
         """The value of a compiled expression (an output, a join key)."""
         if c.const:
-            return self.w.const(c.value)
+            return self._const_value(c.value)
         if c.read is not None:
-            return self.read(c.read)
+            return self._typed_read(c)
         if c.scaled is not None:
             return self.read_scaled(c.scaled)
         entry = self.ctx.closures.get(id(c.fn))
@@ -125,9 +129,9 @@ class ExprGen:
         c = self._compiled_of(node)
         if c is not None:
             if c.const:
-                return self.w.const(c.value)
+                return self._const_value(c.value)
             if c.read is not None:
-                return self.read(c.read)
+                return self._typed_read(c)
             if c.scaled is not None:
                 return self.read_scaled(c.scaled)
         if isinstance(node, (exp.Paren, exp.Alias)):
@@ -235,12 +239,30 @@ class ExprGen:
 
     def _found(self, f: FusedSubquery, t: str) -> None:
         if f.kind == "scalar":
-            self.w.line(f"{t} = {self.compiled(f.outputs[0])}")
+            v = self.compiled(f.outputs[0])
+            self.w.line(f"{t} = {v}")
+            if v in self.finite:  # else NULL: the subquery's value is finite too
+                self.finite.add(t)
             return
         for c in f.outputs:  # as the closure: an output that fails is the record's error
             if not c.const:
                 self.compiled(c)
         self.w.line(f"{t} = True")
+
+    def _const_value(self, value: Any) -> str:
+        name = self.w.const(value)
+        if type(value) is Decimal and value.is_finite():
+            self.finite.add(name)
+        return name
+
+    def _typed_read(self, c: Compiled) -> str:
+        """A plain read; of a scaled DECIMAL column, it is a typed stream's (the decoder
+        quantized it: finite), a table's DECIMAL needing conversion being a scaled read."""
+        assert c.read is not None
+        name = self.read(c.read)
+        if c.type.name == "DECIMAL" and c.type.scale is not None:
+            self.finite.add(name)
+        return name
 
     def _compiled_by_fn(self, fn: Fn) -> Compiled | None:
         entry = self.ctx.closures.get(id(fn))
@@ -312,6 +334,7 @@ class ExprGen:
             with w.block("else:"):
                 w.line(f"{t} = {w.bind(conv, 'conv')}({t})")
         w.remember(key, t)
+        self.finite.add(t)
         return t
 
     def call(self, fn: Fn) -> str:
@@ -380,6 +403,9 @@ class ExprGen:
             ]
             guard = " and ".join(checks) or "True"
             self.w.line(f"{t} = {fast} if {guard} else {f}({a}, {b})")
+            # Finite (or NULL) operands give a finite result (the exact context traps overflow).
+            if all(x in self.finite or tx is int for x, tx in ((a, ta), (b, tb))):
+                self.finite.add(t)
         else:
             self.w.line(f"{t} = {f}({a}, {b})")
         self.w.remember(key, t)
