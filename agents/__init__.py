@@ -7,7 +7,8 @@ Layout (data flows down):
 - :mod:`agents.service` — :class:`~agents.service.PipelineService`, the faust app service that
   creates the topics, owns the output producer and runs the agents of every query;
 - :mod:`agents.agent` — :class:`~agents.agent.QueryAgent`, the loop: fetch a batch, process it,
-  send, commit once the broker acknowledged every output (at-least-once);
+  send, commit once the broker acknowledged every output (at-least-once); :mod:`agents.source`
+  — its consumer and rebalance listener; :mod:`agents.config` — what every agent is given;
 - :mod:`agents.repartition` — stage 1 of a stateful query: source records to its repartition
   topic, placed by group key; :mod:`agents.stateful` — stage 2: one
   :class:`~agents.tasks.AggregateTask` (compiled query, RocksDB state, watermark) per

@@ -29,32 +29,35 @@ import gc
 import logging
 import pickle
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import OffsetOutOfRangeError
 from mode import Service
 
 from agents.compiling import QueryBuilder
+from agents.config import AgentConfig, TablesReady
 from agents.delivery import Delivery, Inflight
 from agents.fetch import getmany_raw, highwater, supported
 from agents.hold import prefetch_batch
 from agents.membership import MemberFile
-from agents.metrics import QueryStats
+from agents.metrics import QueryStats, log_summaries
 from agents.pipeline import Pipeline, QueryDef
 from agents.process import BatchCounts, RawRecord
 from agents.sink import Output
+from agents.source import Rebalance, show_lag, source_consumer
 from agents.state import QueryState, StateMismatch, Verifier
 from agents.transaction import Transactions
-from agents.transactional import transactional_step, txns_assigned, txns_revoked
+from agents.transactional import transactional_step
 from agents.watermarks import PartitionClock
 from sql import CompiledQuery, StateError
 from tables.protocol import Table
 from tables.store import StoreBatch
 from tables.topics import topic_partitions
+
+#: Moved to agents.config and agents.metrics; still importable from here.
+__all__ = ["AgentConfig", "Processor", "QueryAgent", "TablesReady", "log_summaries"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,58 +71,7 @@ W_WATERMARK = (
     "query %s: one watermark over %r (%d partitions); while catching up, a partition read"
     " ahead of another can make the other's records late"
 )
-#: Per-partition fetch size of windowed queries (a few hundred records per partition and fetch).
-WINDOWED_FETCH_BYTES = 64 * 1024
-I_SUMMARY = "query %s: %d in (%.0f/s), %d out, %d dead letters, lag %s"
-
-
-@dataclass(frozen=True, slots=True)
-class AgentConfig:
-    bootstrap_servers: str
-    app_id: str
-    dead_letter_topic: str
-    data_dir: Path
-    session_timeout: float = 10.0
-    max_records: int = 10_000
-    max_inflight: int = 4
-    log_interval: float = 10.0
-    fetch_max_wait_ms: int = 5
-    #: Outputs, state and offsets of each task in one Kafka transaction (:mod:`agents.transaction`).
-    exactly_once: bool = False
-    #: Windowed queries: seconds after which a source partition read to its end that brings no
-    #: record is idle (left out of the watermark), and how far (event-time ms) one partition may
-    #: run ahead of the slowest before its fetching pauses (:mod:`agents.watermarks`).
-    watermark_idle_timeout: float = 30.0
-    watermark_max_skew_ms: int = 300_000
-    #: False: each task's own stream time instead (no markers; see app/settings.py).
-    watermark_per_source: bool = True
-    #: Static group membership (KIP-345): this worker's stable id in every consumer group
-    #: (``<id>-<group>``); a restart rejoins at once instead of waiting for its old member's
-    #: session to time out. None: dynamic membership.
-    group_instance_id: str | None = None
-    #: Static only if the broker rewards it (:func:`agents.membership.static_pays`, asked once
-    #: by the PipelineService, which drops ``group_instance_id`` otherwise).
-    membership_auto: bool = False
-    #: Stateless queries as one generated function per batch (:mod:`sql.codegen`).
-    codegen: bool = True
-
-    def instance_of(self, group: str) -> dict[str, Any]:
-        """The consumer arguments that make this worker a static member of ``group``."""
-        if self.group_instance_id is None:
-            return {}
-        return {"group_instance_id": f"{self.group_instance_id}-{group}"}
-
-    def member_file(self, group: str) -> MemberFile | None:
-        """Where a dynamic member of ``group`` keeps its id (None for a static member)."""
-        return None if self.group_instance_id is not None else MemberFile(self.data_dir, group)
-
-    @property
-    def isolation_level(self) -> str:
-        """Under exactly-once, no consumer of the app reads what an aborted transaction wrote."""
-        return "read_committed" if self.exactly_once else "read_uncommitted"
-
-
-TablesReady = Callable[[Sequence[str]], Any]
+I_RUNNING = "query %s: running (%s, %s -> %s)"
 
 
 class Processor(Protocol):
@@ -233,34 +185,9 @@ class QueryAgent(Service):
         return query
 
     def _new_consumer(self) -> AIOKafkaConsumer:
-        cfg = self.config
-        common: dict[str, Any] = {
-            "bootstrap_servers": cfg.bootstrap_servers,
-            "client_id": f"{cfg.app_id}-query-{self.stats.name}",
-            "enable_auto_commit": False,
-            # A windowed query has one watermark for all partitions: small per-partition fetches
-            # interleave the partitions finely while catching up, so one read far ahead of
-            # another does not turn the other's records late.
-            "max_partition_fetch_bytes": WINDOWED_FETCH_BYTES
-            if self.query is not None and self.query.is_windowed
-            else 8 * 1024 * 1024,
-            "fetch_max_bytes": 64 * 1024 * 1024,
-            # Tansu holds a fetch for its whole max wait even once data arrived: this bounds the
-            # latency a record spends waiting to be fetched.
-            "fetch_max_wait_ms": cfg.fetch_max_wait_ms,
-            "isolation_level": cfg.isolation_level,
-        }
-        if not self.grouped:
-            return AIOKafkaConsumer(group_id=None, auto_offset_reset="none", **common)
-        group = f"{cfg.app_id}-{self.qdef.name}"
-        return AIOKafkaConsumer(
-            group_id=group,
-            **cfg.instance_of(group),
-            auto_offset_reset="earliest",
-            session_timeout_ms=int(cfg.session_timeout * 1000),
-            heartbeat_interval_ms=max(1000, int(cfg.session_timeout * 100)),
-            **common,
-        )
+        group = f"{self.config.app_id}-{self.qdef.name}" if self.grouped else None
+        windowed = self.query is not None and self.query.is_windowed
+        return source_consumer(self.config, self.stats.name, group, windowed=windowed)
 
     async def _open_source(self) -> None:
         consumer = self._consumer = self._new_consumer()
@@ -279,7 +206,10 @@ class QueryAgent(Service):
             self._member = self.config.member_file(f"{self.config.app_id}-{self.qdef.name}")
             if self._member is not None:
                 await self._member.leave_previous(self.config.bootstrap_servers, self.label)
-            consumer.subscribe([self.source_topic], listener=_Rebalance(self))
+            rebalance = Rebalance(
+                self.stats, lambda: self._consumer, self._drain, self.txns, self._member
+            )
+            consumer.subscribe([self.source_topic], listener=rebalance)
             return
         self._tps = [TopicPartition(self.source_topic, p) for p in sorted(parts)]
         clock = self._clock is not None
@@ -357,13 +287,8 @@ class QueryAgent(Service):
             # worker: out of the collector's generations, a full collection no longer walks it —
             # a latency tail of tens of ms otherwise.
             gc.freeze()
-            logger.info(
-                "query %s: running (%s, %s -> %s)",
-                self.stats.name,
-                self.stats.kind,
-                self.source_topic,
-                self.sink_topic,
-            )
+            stats = self.stats
+            logger.info(I_RUNNING, stats.name, stats.kind, self.source_topic, self.sink_topic)
             while not self.should_stop:
                 try:
                     await self._step()
@@ -403,7 +328,7 @@ class QueryAgent(Service):
             await transactional_step(self, self.txns, consumer, processor, fetched)
             return
         if not fetched:
-            self._update_lag()
+            show_lag(consumer, self.stats)
             await self.delivery.commit_if_idle()
             return
         started = time.monotonic()
@@ -421,11 +346,7 @@ class QueryAgent(Service):
         writes = [] if state_batch is None or self._state is None else [(self._state, state_batch)]
         await self.delivery.put(Inflight(futures, offsets, writes, started))
         stats = self.stats
-        stats.records_in += counts.records_in
-        stats.records_out += counts.records_out
-        stats.dead_letters += counts.dead_letters
-        stats.add_dead_letters(counts.reasons)
-        stats.tombstones += counts.tombstones
+        stats.add(counts)
         stats.batches += 1
         for tp, off in offsets.items():
             stats.partitions[tp.partition] = (off, highwater(consumer, tp))
@@ -438,16 +359,6 @@ class QueryAgent(Service):
         if self._clock is not None:
             dirty.update(self._clock.dirty_state())
         return state.batch(dirty, counts.last)
-
-    def _update_lag(self) -> None:
-        consumer = self._consumer
-        if consumer is None:
-            return
-        for tp in consumer.assignment():
-            pos, _ = self.stats.partitions.get(tp.partition, (0, None))
-            hw = highwater(consumer, tp)
-            if hw is not None:
-                self.stats.partitions[tp.partition] = (pos, hw)
 
     @Service.task
     async def _committer(self) -> None:
@@ -476,49 +387,3 @@ class QueryAgent(Service):
         self.builder.close()
         if self.stats.state != "failed":
             self.stats.state = "stopped"
-
-
-async def log_summaries(service: Service, stats: QueryStats, interval: float) -> None:
-    """One log line per ``interval`` while records come (the agents' summary task)."""
-    last, last_t = 0, time.monotonic()
-    while not service.should_stop:
-        await service.sleep(interval)
-        now = time.monotonic()
-        s = stats
-        if s.records_in != last:
-            rate = (s.records_in - last) / max(now - last_t, 1e-9)
-            logger.info(I_SUMMARY, s.name, s.records_in, rate, s.records_out, s.dead_letters, s.lag)
-        last, last_t = s.records_in, now
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Before partitions move to another worker, commit what was acknowledged."""
-
-    def __init__(self, agent: QueryAgent) -> None:
-        self.agent = agent
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.agent._drain(), 30)
-        if self.agent.txns is not None:
-            await txns_revoked(self.agent.txns)
-        for tp in revoked:
-            self.agent.stats.partitions.pop(tp.partition, None)
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        logger.info(
-            "query %s: assigned %s",
-            self.agent.stats.name,
-            ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)) or "nothing",
-        )
-        consumer = self.agent._consumer
-        if consumer is None:
-            return
-        if self.agent._member is not None:
-            self.agent._member.remember(consumer)
-        if self.agent.txns is not None:
-            await txns_assigned(self.agent.txns, consumer, set(assigned))
-        for tp in assigned:
-            # Where reading resumes, for the lag shown until a batch of the partition comes.
-            committed = await consumer.committed(tp)
-            self.agent.stats.partitions[tp.partition] = (committed or 0, None)

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import bisect
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from mode import Service
+
+if TYPE_CHECKING:
+    from agents.process import BatchCounts
+
+logger = logging.getLogger(__name__)
 
 #: Batch latencies kept for the percentiles.
 LATENCY_WINDOW = 2048
@@ -15,6 +23,7 @@ LATENCY_WINDOW = 2048
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: Longest dead-letter reason label: a label is the reason's fixed part, not the record's data.
 REASON_LABEL_MAX = 60
+I_SUMMARY = "query %s: %d in (%.0f/s), %d out, %d dead letters, lag %s"
 
 
 def reason_label(reason: str) -> str:
@@ -75,6 +84,14 @@ class QueryStats:
         self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.latency_sum += seconds
 
+    def add(self, counts: BatchCounts) -> None:
+        """One processed batch's counts (every loop: plain, transactional, stateful)."""
+        self.records_in += counts.records_in
+        self.records_out += counts.records_out
+        self.dead_letters += counts.dead_letters
+        self.add_dead_letters(counts.reasons)
+        self.tombstones += counts.tombstones
+
     def add_dead_letters(self, reasons: dict[str, int]) -> None:
         for reason, n in reasons.items():
             self.dead_letter_reasons[reason] = self.dead_letter_reasons.get(reason, 0) + n
@@ -118,3 +135,16 @@ class QueryStats:
             "uptime_s": round(time.time() - self.started, 1),
             "sources": {name: stats() for name, stats in sorted(self.sources.items())},
         }
+
+
+async def log_summaries(service: Service, stats: QueryStats, interval: float) -> None:
+    """One log line per ``interval`` while records come (the agents' summary task)."""
+    last, last_t = 0, time.monotonic()
+    while not service.should_stop:
+        await service.sleep(interval)
+        now = time.monotonic()
+        s = stats
+        if s.records_in != last:
+            rate = (s.records_in - last) / max(now - last_t, 1e-9)
+            logger.info(I_SUMMARY, s.name, s.records_in, rate, s.records_out, s.dead_letters, s.lag)
+        last, last_t = s.records_in, now

@@ -18,7 +18,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.fetch import highwater, still_current
 from agents.hold import prefetch_batch
-from agents.process import BatchCounts
 from agents.transaction import Failed, Transactions
 from core.errors import ConfigError
 
@@ -51,13 +50,6 @@ def check_queries(queries: Sequence[QueryDef]) -> None:
             )
 
 
-def _add(stats: Any, counts: BatchCounts) -> None:
-    stats.records_in += counts.records_in
-    stats.records_out += counts.records_out
-    stats.dead_letters += counts.dead_letters
-    stats.tombstones += counts.tombstones
-
-
 async def transactional_step(
     agent: QueryAgent,
     txns: Transactions,
@@ -88,7 +80,7 @@ async def transactional_step(
                     continue  # its producer failed: the task is rewound or stopped below
                 counts = processor.run_fetched({tp: msgs}, output)
                 if await txns.sent(tp, msgs[-1].offset + 1):
-                    _add(stats, counts)
+                    stats.add(counts)
             stats.batches += 1
         failed = await _commit_when_due(stats, consumer, txns, bool(fetched), started)
     if failed:
@@ -214,7 +206,7 @@ async def stateful_step(
                 writes = [] if batch is None else [(owner.state, batch)]
                 del batch  # a failed task's store is reopened below: no batch may outlive it
                 if await txns.sent(tp, offset, writes):
-                    _add(stats, counts)
+                    stats.add(counts)
                     stats.duplicates_skipped += owner.duplicates - before
                 writes.clear()
             stats.batches += 1

@@ -20,7 +20,7 @@ from typing import Any
 
 import faust
 
-from agents.agent import AgentConfig
+from agents.config import AgentConfig
 from agents.pipeline import load_pipeline
 from agents.service import PipelineService
 from agents.transaction import probe_transactions

@@ -1,0 +1,109 @@
+"""How a :class:`~agents.agent.QueryAgent` reads its source topic: its consumer, and what it
+does when the group moves partitions between workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+
+from agents.config import AgentConfig
+from agents.fetch import highwater
+from agents.membership import MemberFile
+from agents.metrics import QueryStats
+from agents.transaction import Transactions
+from agents.transactional import txns_assigned, txns_revoked
+
+logger = logging.getLogger(__name__)
+
+#: Per-partition fetch size of windowed queries (a few hundred records per partition and fetch).
+WINDOWED_FETCH_BYTES = 64 * 1024
+
+
+def source_consumer(
+    cfg: AgentConfig, client: str, group: str | None, *, windowed: bool
+) -> AIOKafkaConsumer:
+    """A consumer in ``group`` (offsets committed there), or without one (``group`` None: every
+    partition is assigned and sought from the agent's own state, so no offset reset applies)."""
+    common: dict[str, Any] = {
+        "bootstrap_servers": cfg.bootstrap_servers,
+        "client_id": f"{cfg.app_id}-query-{client}",
+        "enable_auto_commit": False,
+        # A windowed query has one watermark for all partitions: small per-partition fetches
+        # interleave the partitions finely while catching up, so one read far ahead of
+        # another does not turn the other's records late.
+        "max_partition_fetch_bytes": WINDOWED_FETCH_BYTES if windowed else 8 * 1024 * 1024,
+        "fetch_max_bytes": 64 * 1024 * 1024,
+        # Tansu holds a fetch for its whole max wait even once data arrived: this bounds the
+        # latency a record spends waiting to be fetched.
+        "fetch_max_wait_ms": cfg.fetch_max_wait_ms,
+        "isolation_level": cfg.isolation_level,
+    }
+    if group is None:
+        return AIOKafkaConsumer(group_id=None, auto_offset_reset="none", **common)
+    return AIOKafkaConsumer(
+        group_id=group,
+        **cfg.instance_of(group),
+        auto_offset_reset="earliest",
+        session_timeout_ms=int(cfg.session_timeout * 1000),
+        heartbeat_interval_ms=max(1000, int(cfg.session_timeout * 100)),
+        **common,
+    )
+
+
+def show_lag(consumer: AIOKafkaConsumer, stats: QueryStats) -> None:
+    """An idle fetch: the high-watermarks the fetch brought, for the lag shown."""
+    for tp in consumer.assignment():
+        pos, _ = stats.partitions.get(tp.partition, (0, None))
+        hw = highwater(consumer, tp)
+        if hw is not None:
+            stats.partitions[tp.partition] = (pos, hw)
+
+
+class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Before partitions move to another worker, commit what was acknowledged."""
+
+    def __init__(
+        self,
+        stats: QueryStats,
+        consumer: Callable[[], AIOKafkaConsumer | None],
+        drain: Callable[[], Awaitable[None]],
+        txns: Transactions | None,
+        member: MemberFile | None,
+    ) -> None:
+        self.stats = stats
+        #: The agent's consumer while it runs (None once it stops).
+        self.consumer = consumer
+        self.drain = drain
+        self.txns = txns
+        self.member = member
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.drain(), 30)
+        if self.txns is not None:
+            await txns_revoked(self.txns)
+        for tp in revoked:
+            self.stats.partitions.pop(tp.partition, None)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        logger.info(
+            "query %s: assigned %s",
+            self.stats.name,
+            ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)) or "nothing",
+        )
+        consumer = self.consumer()
+        if consumer is None:
+            return
+        if self.member is not None:
+            self.member.remember(consumer)
+        if self.txns is not None:
+            await txns_assigned(self.txns, consumer, set(assigned))
+        for tp in assigned:
+            # Where reading resumes, for the lag shown until a batch of the partition comes.
+            committed = await consumer.committed(tp)
+            self.stats.partitions[tp.partition] = (committed or 0, None)
