@@ -23,7 +23,14 @@ async def main() -> None:
     )
     await consumer.start()
     await producer.start()
-    parts = consumer.partitions_for_topic(common.ORDERS) or set()
+    # Apache Kafka's first metadata answer lists no topic the client has not asked for yet:
+    # ask for every topic's (Tansu's answer holds them all at once).
+    parts = consumer.partitions_for_topic(common.ORDERS)
+    while not parts:
+        await consumer.topics()
+        parts = consumer.partitions_for_topic(common.ORDERS)
+        if not parts:
+            await asyncio.sleep(0.1)
     tps = [TopicPartition(common.ORDERS, p) for p in parts]
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)
