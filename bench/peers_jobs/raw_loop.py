@@ -23,14 +23,9 @@ async def main() -> None:
     )
     await consumer.start()
     await producer.start()
-    # Apache Kafka's first metadata answer lists no topic the client has not asked for yet:
-    # ask for every topic's (Tansu's answer holds them all at once).
-    parts = consumer.partitions_for_topic(common.ORDERS)
-    while not parts:
-        await consumer.topics()
-        parts = consumer.partitions_for_topic(common.ORDERS)
-        if not parts:
-            await asyncio.sleep(0.1)
+    # The producer waits for the topic's metadata (Apache Kafka's first metadata answer lists
+    # no topic the client has not asked for yet; Tansu's lists them all).
+    parts = await producer.partitions_for(common.ORDERS)
     tps = [TopicPartition(common.ORDERS, p) for p in parts]
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)
