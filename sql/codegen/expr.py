@@ -75,6 +75,10 @@ def _row_cache(get: Callable[[Any], Any]) -> tuple[dict[Any, Any], object] | Non
     return cache
 
 
+#: Quantized DECIMAL values remembered per column read (then the memo starts over).
+_MEMO_ROWS = 4096
+
+
 class Unsupported(Exception):
     """The query (or a part of it) is not generated: the closures run it. ``reason`` says why."""
 
@@ -322,17 +326,37 @@ class ExprGen:
         w = self.w
         if slot in self.attrs:
             raise Unsupported(f"a converting read of {name!r} from a struct")
-        t = w.temp("c")
+        t, m = w.temp("c"), w.temp("m")
+        dec, fix = w.bind(Decimal, "T"), w.bind(conv, "conv")
+        # Quantized values by value (a table's DECIMALs repeat: the same few rows): quantize is
+        # a function of the value (0.5 and 0.50 give the same), but for zeros (0 and -0 are
+        # equal keys with different results), which are never kept.
+        memo = w.bind({}, "memo")
         w.line(f"{t} = {row}.get({name!r})")
         with w.block(f"if {t} is not None:"):
-            with w.block(f"if type({t}) is {w.bind(Decimal, 'T')} and {t}.is_finite():"):
+            with w.block(f"if type({t}) is {dec}:"):
                 with w.block("try:"):
-                    q, c = w.bind(quantum, "K"), w.bind(context, "ctx")
-                    w.line(f"{t} = {t}.quantize({q}, None, {c})")
-                with w.block("except ArithmeticError:"):
-                    w.line(f"{t} = {w.bind(conv, 'conv')}({t})")
+                    w.line(f"{m} = {memo}.get({t})")
+                with w.block("except TypeError:"):  # a signaling NaN cannot be hashed
+                    w.line(f"{m} = None")
+                with w.block(f"if {m} is not None:"):
+                    w.line(f"{t} = {m}")
+                with w.block(f"elif {t}.is_finite():"):
+                    with w.block("try:"):
+                        q, c = w.bind(quantum, "K"), w.bind(context, "ctx")
+                        w.line(f"{m} = {t}.quantize({q}, None, {c})")
+                    with w.block("except ArithmeticError:"):  # more digits than the precision
+                        w.line(f"{t} = {fix}({t})")
+                    with w.block("else:"):
+                        with w.block(f"if {t}:"):
+                            with w.block(f"if len({memo}) >= {_MEMO_ROWS}:"):
+                                w.line(f"{memo}.clear()")
+                            w.line(f"{memo}[{t}] = {m}")
+                        w.line(f"{t} = {m}")
+                with w.block("else:"):
+                    w.line(f"{t} = {fix}({t})")
             with w.block("else:"):
-                w.line(f"{t} = {w.bind(conv, 'conv')}({t})")
+                w.line(f"{t} = {fix}({t})")
         w.remember(key, t)
         self.finite.add(t)
         return t

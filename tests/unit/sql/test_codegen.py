@@ -376,3 +376,44 @@ def test_keyed_outputs_partitions_and_encode_failures_as_the_closures() -> None:
         assert [o[3] for o in outs] == ([1, 1] if keep else [None, None])
         assert [d[0] for d in dead] == [0, 3]
         assert dead[0][1].startswith("cannot encode the output row")
+
+
+def test_table_decimals_read_through_the_memo_as_the_closures() -> None:
+    """A table's DECIMAL(6,2) column read by generated code (quantized values remembered by
+    value): equal values of other scales, zeros of both signs (equal keys, different results),
+    other types and a value too wide give what the closures give, in every order."""
+    values = [Decimal("0.5"), Decimal("0.50"), Decimal("-0.0"), Decimal("0.000"), Decimal("0.0")]
+    values += [Decimal("-0.00"), 1, "2.5", Decimal("1.005"), Decimal("12345.678"), Decimal("0.5")]
+    sql = declarations() + "SELECT st.x, q.d FROM st JOIN q ON q.k = st.x"
+    columns = parse_script(sql).declarations["st"].columns
+    common: dict[str, Any] = dict(
+        name="q", sink_topic="out", key_columns=(), dead_letter_topic="dlq"
+    )
+    results = []
+    for fused in (False, True):
+        tables = make_tables()
+        for k, d in enumerate(values):
+            tables["q"].put_row({"k": k, "a": 1, "d": d})
+        q = compile_query(sql, dict(tables), typed_streams=True)
+        p: BatchProcessor = (
+            FusedProcessor(q, make_decoder(columns), columns=columns, **common)
+            if fused
+            else BatchProcessor(
+                q,
+                make_decoder(columns),
+                encode=make_encoder(q.output_columns, q.output_types),
+                **common,
+            )
+        )
+        order = [*range(len(values)), *reversed(range(len(values)))]
+        records = [Record("st", 0, i, 0, b"k", b'{"x": %d}' % k) for i, k in enumerate(order)]
+        out = _run(p, records)
+        results.append(([o[2] for o in out.out], sorted(out.dead)))
+        q.close()
+    assert results[0] == results[1]
+    outs, dead = results[1]
+    assert outs[:6] == [
+        b'{"x":%d,"d":%s}' % (k, d)
+        for k, d in enumerate([b"0.50", b"0.50", b"-0.00", b"0.00", b"0.00", b"-0.00"])
+    ]
+    assert [offset for offset, _ in dead] == [9, 12]  # 12345.678: beyond DECIMAL(6,2)
