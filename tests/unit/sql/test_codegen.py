@@ -382,7 +382,8 @@ def test_table_decimals_read_through_the_memo_as_the_closures() -> None:
     """A table's DECIMAL(6,2) column read by generated code (quantized values remembered by
     value): equal values of other scales, zeros of both signs (equal keys, different results),
     other types and a value too wide give what the closures give, in every order."""
-    values = [Decimal("0.5"), Decimal("0.50"), Decimal("-0.0"), Decimal("0.000"), Decimal("0.0")]
+    values: list[Any] = [Decimal("0.5"), Decimal("0.50"), Decimal("-0.0"), Decimal("0.000")]
+    values.append(Decimal("0.0"))
     values += [Decimal("-0.00"), 1, "2.5", Decimal("1.005"), Decimal("12345.678"), Decimal("0.5")]
     sql = declarations() + "SELECT st.x, q.d FROM st JOIN q ON q.k = st.x"
     columns = parse_script(sql).declarations["st"].columns
