@@ -49,7 +49,24 @@ value = st.one_of(
 def record(draw: st.DrawFn) -> bytes:
     kind = draw(st.integers(0, 9))
     if kind == 0:
-        return draw(st.sampled_from([b"[1]", b'"x"', b"not json", b"{", b"", b"null"]))
+        return draw(
+            st.sampled_from(
+                [
+                    b"[1]",
+                    b'"x"',
+                    b"not json",
+                    b"{",
+                    b"",
+                    b"null",
+                    # Undeclared fields the dict decoder refuses: never skipped unchecked.
+                    b'{"a": 1, "other": "\xff\xfe"}',
+                    b'{"a": 1, "other": 01}',
+                    b'{"a": 1, "other": "\\q"}',
+                    b'{"a": 1, "other": [1,]}',
+                    b'{"s": "\xff"}',
+                ]
+            )
+        )
     names = draw(st.lists(st.sampled_from([*COLUMNS, "other"]), max_size=7))
     parts = [f'"{n}": {draw(value)}' for n in names]
     if kind == 1:  # nested deeper than the decoders' limit, in a field no column reads

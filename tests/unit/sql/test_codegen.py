@@ -149,6 +149,7 @@ ODD_RECORDS = [
     b'{"w": ' + b"[" * 300 + b"]" * 300 + b', "x": 1}',
     b'"just a string"',
     b"{}",
+    b'{"x": 1, "name": "\xff\xfe"}',  # invalid UTF-8 in an undeclared field: not JSON
 ]
 
 
