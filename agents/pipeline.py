@@ -215,8 +215,9 @@ def _source_and_reads(script: Script) -> tuple[str, tuple[str, ...]]:
 
 
 class _Loader:
-    def __init__(self, known_tables: Sequence[TableSpec]) -> None:
+    def __init__(self, known_tables: Sequence[TableSpec], secrets: Mapping[str, str]) -> None:
         self.pipeline = Pipeline()
+        self.secrets = secrets
         for spec in known_tables:
             self.pipeline.tables[spec.name.lower()] = spec
             self.pipeline.origins[spec.name.lower()] = "TABLESTREAM_TABLES"
@@ -332,7 +333,8 @@ class _Loader:
             name = qualified(node).lower()
             if name not in self.pipeline.tables:
                 options = self.catalogs[catalog.name.lower()]
-                self.pipeline.tables[name] = catalog_table(name, catalog.name, options)
+                spec = catalog_table(name, catalog.name, options, self.secrets)
+                self.pipeline.tables[name] = spec
 
     def check(self) -> None:
         """Compile every query against empty in-memory tables: names, types, shapes."""
@@ -401,9 +403,14 @@ def catalog_for(tables: Mapping[str, Table], pipeline: Pipeline) -> Catalog:
     return catalog
 
 
-def load_pipeline(paths: Sequence[Path], known_tables: Sequence[TableSpec] = ()) -> Pipeline:
-    """Read, check and wire the pipeline files; raises :class:`ConfigError` with file:line:col."""
-    loader = _Loader(known_tables)
+def load_pipeline(
+    paths: Sequence[Path],
+    known_tables: Sequence[TableSpec] = (),
+    secrets: Mapping[str, str] | None = None,
+) -> Pipeline:
+    """Read, check and wire the pipeline files; raises :class:`ConfigError` with file:line:col.
+    ``secrets``: what a ``CREATE CATALOG``'s ``password_env`` may name (it connects now)."""
+    loader = _Loader(known_tables, secrets or {})
     for path in paths:
         loader.read(path)
     loader.add_queries()

@@ -48,12 +48,12 @@ def explain_file(path: Path, settings: Settings, code: bool = False) -> str:
     """Every query of the file with its plan (tables as defined, empty: plans need no rows),
     the engine that runs it (generated code or closures, :mod:`sql.codegen`) and, with
     ``code``, the generated function."""
-    pipeline = load_pipeline([path], settings.tables)
+    pipeline = load_pipeline([path], settings.tables, settings.secrets)
     # External tables through their kind (not connected): EXPLAIN names their source.
     tables: dict[str, Table] = {
         name: MemoryTable(spec.name, key_field=spec.key_field, topic=spec.topic)
         if spec.kind == "kafka"
-        else table_kind(spec.name, spec.kind).create(spec, TableEnv())
+        else table_kind(spec.name, spec.kind).create(spec, TableEnv(secrets=settings.secrets))
         for name, spec in pipeline.tables.items()
     }
     parts = []
@@ -124,7 +124,7 @@ def format_defined(specs: list[TableSpec]) -> str:
 
 def defined_tables(settings: Settings) -> list[TableSpec]:
     specs = (
-        load_pipeline(settings.pipeline, settings.tables).tables.values()
+        load_pipeline(settings.pipeline, settings.tables, settings.secrets).tables.values()
         if settings.pipeline
         else settings.tables
     )

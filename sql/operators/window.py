@@ -14,13 +14,10 @@ windows updates the open ones (``late_drops`` counts the skipped window updates)
 
 from __future__ import annotations
 
-import datetime as dt
 import heapq
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sql.errors import EventTimeError, LateRecordError, StateError
 from sql.operators.aggregate import E_STATE_SHAPE, AggregateOperator, Row, key_id
@@ -28,7 +25,9 @@ from sql.runtime import Env, Fn
 from sql.runtime.accumulators import Accumulator
 from sql.runtime.parts import Aggregation
 from sql.runtime.state import encode
-from sql.window import WindowSpec
+
+if TYPE_CHECKING:  # sql.window reads the kinds of window (sql.window_kinds), which import this
+    from sql.window import WindowSpec
 
 E_LATE = (
     "late record: event time {event_time} falls in {window} which closed when the "
@@ -39,8 +38,6 @@ E_NO_EVENT_TIME = "no usable event time: {source} is {value!r}"
 NO_WATERMARK = -(2**62)
 #: State id of the stream time (max event time and watermark).
 TIME_ID = "time"
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_MS = dt.timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,32 +47,6 @@ class TimePolicy:
     out_of_orderness_ms: int = 0
     late: str = "dlq"  # "dlq": LateRecordError | "update": closed windows take late records
     retention_ms: int = 0  # how long a closed window keeps taking late records ("update")
-
-
-def to_millis(v: Any) -> int | None:
-    """Epoch milliseconds of an event-time value: a number (ms), a timestamp, a date, ISO text."""
-    t = type(v)
-    if t is int:
-        return v  # type: ignore[no-any-return]
-    if t is float and math.isfinite(v):
-        return int(v)
-    if t is Decimal and v.is_finite():
-        return int(v)
-    if isinstance(v, str):
-        s = v.strip()
-        if s.lstrip("-").isdigit():
-            return int(s)
-        try:
-            v = dt.datetime.fromisoformat(s)
-        except ValueError:
-            return None
-        t = dt.datetime
-    if t is dt.datetime:
-        aware = v if v.tzinfo is not None else v.replace(tzinfo=dt.UTC)
-        return (aware - _EPOCH) // _MS  # type: ignore[no-any-return]
-    if t is dt.date:
-        return (dt.datetime(v.year, v.month, v.day, tzinfo=dt.UTC) - _EPOCH) // _MS
-    return None
 
 
 class Win:
@@ -249,9 +220,13 @@ class WindowedAggregate(AggregateOperator):
         self.pushes += 1
         heapq.heappush(self.heap, (due, win.seq, self.pushes, win))
 
+    def bounds_text(self, start: int, end: int) -> str:
+        """A window in a late record's error (half-open; a session says otherwise)."""
+        return f"[{start}, {end})"
+
     def late(self, t: int, start: int, end: int, due: int) -> LateRecordError:
         retention = f", retention {self.retention} ms" if self.retention else ""
-        bounds = f"session [{start}, {end}]" if self.spec.kind == "session" else f"[{start}, {end})"
+        bounds = self.bounds_text(start, end)
         return LateRecordError(
             E_LATE.format(
                 event_time=t,

@@ -18,14 +18,12 @@ PACKAGES = ("app", "core", "sql", "tables", "agents", "sources")
 
 #: (file, module, name) private imports still to remove.
 KNOWN_PRIVATE: set[tuple[str, str, str]] = set()
-#: Files that may read the environment: settings, and the broker launcher (a command-line edge
-#: of its own). sources/clickhouse.py and sources/postgres.py read ``password_env`` themselves
-#: and should get the secret through settings/TableEnv instead.
+#: Files that may read the environment: settings, and the command-line edges of their own (the
+#: broker launcher, ``python -m sql``). Sources get secrets through ``TableEnv.secrets``.
 ENV_READERS = {
     "app/settings.py",
     "app/broker/kafka.py",
-    "sources/clickhouse.py",
-    "sources/postgres.py",
+    "sql/__main__.py",
 }
 ENV_NAMES = {"environ", "environb", "getenv", "getenvb"}
 #: Modules of app/ and sql/ still importing tables.protocol directly.

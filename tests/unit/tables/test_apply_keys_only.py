@@ -11,7 +11,7 @@ import pytest
 from core import codec
 from tables.apply import Applier, BatchResult
 from tables.store import TableStore
-from tests.unit.tables.test_apply import Rec
+from tests.support.records import Rec
 
 HOSTILE: list[bytes | None] = [
     b'{"id":1,"v":"a"}',
@@ -54,14 +54,15 @@ def apply(
         for r in range(rounds):
             recs = [
                 Rec(
-                    KEYS[(i + r) % len(KEYS)]
+                    partition=i % 2,
+                    offset=r * 100 + i,
+                    key=KEYS[(i + r) % len(KEYS)]
                     if key_field is None
                     else f"m{i % 5}".encode()
                     if r % 2
                     else b"1",
-                    v,
-                    r * 100 + i,
-                    partition=i % 2,
+                    value=v,
+                    topic="t",
                 )
                 for i, v in enumerate(HOSTILE)
             ]
