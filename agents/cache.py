@@ -74,6 +74,12 @@ class CachedTable:
                 return default if value is None else value
         return self._miss(key, default)
 
+    def row_cache(self) -> tuple[dict[Any, Any], object]:
+        """For generated code (:mod:`sql.codegen`) to probe the cache inline: the dict of rows by
+        int or str probe (None: a known miss) and the marker :meth:`get` is called on (a key
+        not cached). The dict stays the same object for the cache's life."""
+        return self._rows, _MISS
+
     def _miss(self, key: Key, default: Value | None) -> Value | None:
         rows = self._rows
         tk = type(key)

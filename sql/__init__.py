@@ -16,6 +16,7 @@ from sql.catalog import Catalog, RelationSchema, qualified
 from sql.codegen import (
     Encoding,
     Generated,
+    StructDecoding,
     Unsupported,
     explain_code,
     explain_line,
@@ -81,6 +82,7 @@ __all__ = [
     "SqlType",
     "SqlTypeError",
     "StateError",
+    "StructDecoding",
     "Tablestream",
     "Unsupported",
     "UnsupportedError",
