@@ -7,7 +7,7 @@ every order producing one EMIT CHANGES row. One worker runs both stages; the fig
 first record stage 1 reads to the last output acknowledged, with the worker's CPU per event.
 
     .venv/bin/python -m bench.pipeline_aggregate [--orders 200000] [--users 10000]
-        [--broker tansu|kafka]
+        [--broker tansu|kafka] [--sink table|stream]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ CREATE STREAM orders (order_id BIGINT, user_id BIGINT, symbol VARCHAR, price DEC
                       qty BIGINT, sent BIGINT)
   WITH (topic='bench-orders', partitions='{partitions}');
 
-CREATE TABLE per_user WITH (topic='bench-per-user', partitions='{partitions}') AS
+CREATE {sink} per_user WITH (topic='bench-per-user', partitions='{partitions}') AS
 SELECT user_id, COUNT(*) AS orders, SUM(price * qty) AS notional
 FROM orders
 GROUP BY user_id
@@ -68,7 +68,11 @@ async def main(args: argparse.Namespace) -> None:
     try:
         with bench_broker(args.broker, work) as broker:
             await seed(broker.url, args.orders, args.users, args.partitions)
-            worker = start_worker(broker.url, work, PIPELINE.format(partitions=args.partitions))
+            worker = start_worker(
+                broker.url,
+                work,
+                PIPELINE.format(partitions=args.partitions, sink=args.sink.upper()),
+            )
             try:
                 with profiled(worker, args.profile):
                     got: dict[str, Any] = await asyncio.to_thread(throughput, worker, args.orders)
@@ -89,6 +93,12 @@ if __name__ == "__main__":
     parser.add_argument("--orders", type=int, default=200_000)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument(
+        "--sink",
+        choices=("table", "stream"),
+        default="table",
+        help="CREATE TABLE (the worker also keeps the result table) or CREATE STREAM (it does not)",
+    )
     parser.add_argument(
         "--profile", metavar="OUT", help="py-spy the worker's run (.svg or raw .txt)"
     )
