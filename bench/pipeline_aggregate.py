@@ -8,6 +8,7 @@ first record stage 1 reads to the last output acknowledged, with the worker's CP
 
     .venv/bin/python -m bench.pipeline_aggregate [--orders 200000] [--users 10000]
         [--broker tansu|kafka] [--sink table|stream]
+        [--query group|window]
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ CREATE STREAM orders (order_id BIGINT, user_id BIGINT, symbol VARCHAR, price DEC
 CREATE {sink} per_user WITH (topic='bench-per-user', partitions='{partitions}') AS
 SELECT user_id, COUNT(*) AS orders, SUM(price * qty) AS notional
 FROM orders
-GROUP BY user_id
+{window}GROUP BY user_id
 EMIT CHANGES;
 """
+#: ``--query window``: the same aggregate per 10-second tumbling window of the record timestamps
+#: (the peers' window job, ``bench.peers``, on this data set).
+WINDOW = "WINDOW TUMBLING(10s)\n"
 
 
 def throughput(worker: Worker, expect: int) -> dict[str, float]:
@@ -71,7 +75,11 @@ async def main(args: argparse.Namespace) -> None:
             worker = start_worker(
                 broker.url,
                 work,
-                PIPELINE.format(partitions=args.partitions, sink=args.sink.upper()),
+                PIPELINE.format(
+                    partitions=args.partitions,
+                    sink=args.sink.upper(),
+                    window=WINDOW if args.query == "window" else "",
+                ),
             )
             try:
                 with profiled(worker, args.profile):
@@ -80,7 +88,8 @@ async def main(args: argparse.Namespace) -> None:
                 worker.stop()
             rate = got["events"] / got["seconds"]
             print(
-                f"GROUP BY user_id, two stages in one worker: {rate:,.0f} events/s"
+                f"{'WINDOW TUMBLING(10s) ' if args.query == 'window' else ''}GROUP BY user_id"
+                f" ({args.sink}), two stages in one worker: {rate:,.0f} events/s"
                 f" ({got['events']} events in {got['seconds']:.2f}s,"
                 f" {got['cpu']:.2f}s worker CPU = {got['cpu'] / got['events'] * 1e6:.1f} µs/event)"
             )
@@ -93,6 +102,7 @@ if __name__ == "__main__":
     parser.add_argument("--orders", type=int, default=200_000)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--query", choices=("group", "window"), default="group")
     parser.add_argument(
         "--sink",
         choices=("table", "stream"),
