@@ -232,6 +232,7 @@ class QueryAgent(Service):
             group_id=f"{cfg.app_id}-{self.qdef.name}",
             topics=[self.sink_topic, cfg.dead_letter_topic],
             client_id=f"{cfg.app_id}-query-{self.stats.name}",
+            commit_interval=cfg.commit_interval,
         )
 
     async def _seek_to_state(self) -> None:
