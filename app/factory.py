@@ -23,7 +23,7 @@ import faust
 from agents.config import AgentConfig
 from agents.pipeline import load_pipeline
 from agents.service import PipelineService
-from agents.transaction import probe_transactions
+from agents.transaction_probe import probe_transactions
 from agents.transactional import check_queries
 from app.cli import register_commands
 from app.health import register_health
@@ -93,7 +93,11 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
     logging.getLogger("tables").setLevel(settings.log_level.upper())
     logging.getLogger("agents").setLevel(settings.log_level.upper())
     codec.set_max_depth(settings.json_max_depth)  # before any decoder is made
-    pipeline = load_pipeline(settings.pipeline, settings.tables) if settings.pipeline else None
+    pipeline = (
+        load_pipeline(settings.pipeline, settings.tables, settings.secrets)
+        if settings.pipeline
+        else None
+    )
     specs = tuple(pipeline.tables.values()) if pipeline is not None else settings.tables
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -113,6 +117,7 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
         read_committed=settings.exactly_once,
         max_skew_ms=settings.watermark_max_skew_ms,
         beacon=app.beacon,
+        secrets=settings.secrets,
     )
     # Started with the app, not as faust "extra services" (those wait for faust's own consumer
     # group to be joined — 5 s on Tansu — which nothing here needs): tables load and the query

@@ -25,6 +25,7 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from core.errors import ConfigError
@@ -133,6 +134,12 @@ class Settings:
     live_max_age: float = field(default=30.0, metadata=_at_least(2))
     #: Not read from the environment: free-form values given in code.
     extra: Mapping[str, str] = field(default_factory=dict, metadata={"env": False})
+    #: The variables a table's ``password_env`` / ``token_env`` / ``credential_env`` option may
+    #: name: :meth:`from_env` takes the process environment's, here at the edge, and the tables
+    #: get them through their ``TableEnv`` (no source reads the environment).
+    secrets: Mapping[str, str] = field(
+        default_factory=dict, repr=False, compare=False, metadata={"env": False}
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -191,6 +198,7 @@ class Settings:
             if name in env:
                 values[f.name] = _parse(f, name, env[name])
                 texts[f.name] = (name, env[name])
+        values["secrets"] = MappingProxyType(dict(env))
         values.update(overrides)
         try:
             return cls(**values)

@@ -103,7 +103,9 @@ def main(args: argparse.Namespace) -> None:
     processor = BatchProcessor(
         query, decode, encode=make_encoder(query.output_columns, query.output_types), **common
     )
-    fused = FusedProcessor(compile_query(sql, tables, typed_streams=True), decode, **common)
+    fused = FusedProcessor(
+        compile_query(sql, tables, typed_streams=True), decode, columns=decl.columns, **common
+    )
     if enrich:
         values = [enrich_order(i, args.users, rng) for i in range(args.orders)]
     else:

@@ -52,9 +52,11 @@ def sql_type(db_type: str) -> str | None:
     return None
 
 
-def catalog_table(name: str, catalog: str, options: Mapping[str, str]) -> TableSpec:
+def catalog_table(
+    name: str, catalog: str, options: Mapping[str, str], secrets: Mapping[str, str] | None = None
+) -> TableSpec:
     """The spec of ``name`` (``catalog.schema.table``) from the catalog's options, its columns
-    and key read from the database now."""
+    and key read from the database now (``secrets``: what its ``password_env`` may name)."""
     connector = options.get("connector", "")
     kind: Any = table_kind(name, connector)
     remote = name.split(".", 1)[1]
@@ -71,7 +73,7 @@ def catalog_table(name: str, catalog: str, options: Mapping[str, str]) -> TableS
         name, "", "_", kind=connector, options=tuple(spec_options.items()), columns=(("_", ""),)
     )
     config = cfg.parse(probe, kind.target, kind.extra)
-    db: _Introspect = kind.database(config)
+    db: _Introspect = kind.database(config, secrets or {})
     try:
         db.open()
         columns = db.columns(remote)

@@ -7,14 +7,16 @@
 
 One of ``url`` (a server), ``path`` (a chdb session directory holding the tables) or ``file``
 (a file chdb reads with ``file()``; ``format`` names its format when the extension does not).
+An ``https://`` url verifies the server's certificate against the system's CAs, or against
+``ca_file='ca.pem'`` (a private CA, a self-signed server); ``verify='false'`` takes any.
 Everything else is Federation I's: batched ``IN`` lookups (one query per batch of distinct
 keys), pushed-down probes, caches, breaker and ``on_error`` (:mod:`sources.table`).
 
 A batch's keys are one array literal in the query text, cast to the column's type and unnested
 (servers before 19.x have no query parameters), written per the column's type by
 :mod:`sources.clickhouse_types`, which also reads the answers exactly. The password comes from
-the URL or from the variable named by ``password_env`` (read here, at the edge, when the table
-opens); it is never shown (:func:`sources.config.redact`).
+the URL or from the variable named by ``password_env`` (looked up, when the table opens, among
+the secrets the edge gave it: ``TableEnv.secrets``); never shown (:func:`sources.config.redact`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import operator
-import os
 import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -32,7 +33,7 @@ from typing import Any
 from core.errors import ConfigError
 from sources import clickhouse_types as cht
 from sources import config as cfg
-from sources.clickhouse_client import ClickHouseError, EmbeddedClient, HttpClient
+from sources.clickhouse_client import ClickHouseError, EmbeddedClient, HttpClient, tls_context
 from sources.modes import create
 from sources.table import ExternalTable
 from tables.kinds import TableEnv
@@ -61,15 +62,25 @@ class ClickHouse:
 
     any_clause = "{column} IN ({{keys}})"
 
-    def __init__(self, config: cfg.SourceConfig, target: str, fmt: str | None = None) -> None:
+    def __init__(
+        self,
+        config: cfg.SourceConfig,
+        target: str,
+        fmt: str | None = None,
+        secrets: Mapping[str, str] | None = None,
+    ) -> None:
         self.config = config
+        self.secrets = secrets or {}
         self.option = target
         self.file_format = fmt
         self.client: HttpClient | EmbeddedClient
         if target == "url":
-            self.client = HttpClient(config.target, self._password, config.timeout)
+            https = config.target.lower().startswith("https://")
+            tls = tls_context(config.ca_file, config.verify) if https else None
+            self.client = HttpClient(config.target, self._password, config.timeout, tls)
         else:
-            self.client = EmbeddedClient(config.target if target == "path" else None)
+            path = config.target if target == "path" else None
+            self.client = EmbeddedClient(path, config.timeout)
         self.label = self.client.label
         self.server_zone = "UTC"
         self.version = ""
@@ -78,14 +89,15 @@ class ClickHouse:
         self._key_types: dict[str, str] = {}
 
     def _password(self) -> str | None:
-        env = self.config.password_env
-        if env is None:
+        c = self.config
+        if c.password_env is None:
             return None
-        password = os.environ.get(env)
-        if password is None:
-            message = f"environment variable {env} (password_env) is not set"
-            raise ConfigError(message, option="password_env", variable=env)
-        return password
+        return cfg.secret(self.secrets, c.password_env, "password_env", c.table)
+
+    def counts(self) -> dict[str, int]:
+        """For the table's stats: embedded queries cancelled or abandoned at ``timeout``."""
+        client = self.client
+        return {"query_timeouts": client.timeouts} if isinstance(client, EmbeddedClient) else {}
 
     # -- the Database protocol ------------------------------------------------------------------
     def open(self) -> None:
@@ -195,10 +207,10 @@ class ClickHouseKind:
     name = "clickhouse"
     #: For ``CREATE CATALOG ... WITH (connector='clickhouse', url=...)`` (servers only).
     target = "url"
-    extra = ("password_env",)
+    extra = ("password_env", "ca_file", "verify")
 
-    def database(self, config: cfg.SourceConfig) -> ClickHouse:
-        return ClickHouse(config, "url")
+    def database(self, config: cfg.SourceConfig, secrets: Mapping[str, str]) -> ClickHouse:
+        return ClickHouse(config, "url", secrets=secrets)
 
     def _parse(self, spec: TableSpec) -> tuple[cfg.SourceConfig, str, str | None]:
         options = spec.option_map
@@ -209,7 +221,7 @@ class ClickHouseKind:
                 E_TARGET.format(table=spec.name, given=shown), table=spec.name, option="url"
             )
         target = given[0]
-        extra: tuple[str, ...] = ("password_env",) if target == "url" else ()
+        extra: tuple[str, ...] = self.extra if target == "url" else ()
         if target == "file":
             if options.get("table"):
                 raise ConfigError(
@@ -224,14 +236,16 @@ class ClickHouseKind:
     def check(self, spec: TableSpec) -> None:
         self._parse(spec)
 
-    def catalog_table(self, name: str, catalog: str, options: Mapping[str, str]) -> TableSpec:
+    def catalog_table(
+        self, name: str, catalog: str, options: Mapping[str, str], secrets: Mapping[str, str]
+    ) -> TableSpec:
         from sources.catalog import catalog_table
 
-        return catalog_table(name, catalog, options)
+        return catalog_table(name, catalog, options, secrets)
 
     def create(self, spec: TableSpec, env: TableEnv) -> Table:
         config, target, fmt = self._parse(spec)
-        table: ExternalTable = create(config, ClickHouse(config, target, fmt))
+        table: ExternalTable = create(config, ClickHouse(config, target, fmt, env.secrets))
         return table
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import ssl
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +37,22 @@ E_ONE_PATH = (
 )
 #: inf and nan as "inf" / "nan" (JSON has no such numbers; without it ClickHouse writes null).
 QUOTE_DENORMALS = "output_format_json_quote_denormals"
+E_TIMEOUT = "chdb query did not answer within timeout={timeout:g}s ({how})"
+E_BUSY = "chdb session busy for timeout={timeout:g}s (an earlier query still runs)"
+TIMEOUT_EXCEEDED = "TIMEOUT_EXCEEDED"
+#: Seconds past ``timeout`` before a query the engine did not cancel is abandoned.
+ABANDON_GRACE = 0.5
 E_URL = "not an http(s) URL: {url!r} (http://[user[:password]@]host:port[/database])"
+
+
+def tls_context(ca_file: str | None, verify: bool) -> ssl.SSLContext:
+    """For an https:// server: verified against ``ca_file`` (else the system's CAs), or not at
+    all (``verify='false'``: encrypted, but any certificate is taken)."""
+    context = ssl.create_default_context(cafile=ca_file)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 class ClickHouseError(Exception):
@@ -46,7 +62,13 @@ class ClickHouseError(Exception):
 class HttpClient:
     """A ClickHouse server over its HTTP interface."""
 
-    def __init__(self, url: str, password: Callable[[], str | None], timeout: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        password: Callable[[], str | None],
+        timeout: float,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         u = urlsplit(url)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise ConfigError(E_URL.format(url=_without_password(url)), option="url")
@@ -61,6 +83,7 @@ class HttpClient:
         self._password = password
         self._headers: dict[str, str] = {}
         self.timeout = timeout
+        self.tls = tls  # None: the system CAs (an https URL), or plain http
         #: Settings sent with every query (dropped for a ``readonly=1`` user, who may set none).
         self.settings = {QUOTE_DENORMALS: "1"}
         self.label = f"{u.scheme}://{self.host}:{self.port}/{self.database}"
@@ -85,8 +108,12 @@ class HttpClient:
     def _conn(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is None:
-            cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-            conn = cls(self.host, self.port, timeout=self.timeout)
+            if self.https:
+                conn = http.client.HTTPSConnection(
+                    self.host, self.port, timeout=self.timeout, context=self.tls
+                )
+            else:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             self._local.conn = conn
             with self._lock:
                 self._conns.append(conn)
@@ -122,15 +149,25 @@ class HttpClient:
 
 
 class EmbeddedClient:
-    """chdb: a session path (its databases and tables), or files read by ``file()``."""
+    """chdb: a session path (its databases and tables), or files read by ``file()``.
 
-    _sessions: dict[str, list[Any]] = {}  # path → [session, users, lock]
+    chdb runs in this process, so a query that hangs would hang the worker's thread (and, holding
+    the session, every later query). Each query runs in a thread of its own, with the table's
+    ``timeout`` set as the engine's ``max_execution_time`` (ClickHouse cancels the query itself
+    and frees the session); the caller waits ``timeout`` + :data:`ABANDON_GRACE` at most and
+    then abandons the thread (a query the engine does not cancel): either way a
+    :class:`ClickHouseError` the breaker and ``on_error`` count like any failed call.
+    """
+
+    _sessions: dict[str, list[Any]] = {}  # path → [session, users, lock, max_execution_time]
     _registry_lock = threading.Lock()
 
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, timeout: float = 5.0) -> None:
         #: None: a table over a file, happy with whichever session is open (else a temporary one).
         self.path = None if path is None else str(Path(path).resolve())
         self.label = "chdb (embedded)" if path is None else f"chdb path={path}"
+        self.timeout = timeout
+        self.timeouts = 0  # queries the engine cancelled or this client abandoned
         self._entry: list[Any] | None = None
 
     def open(self) -> None:
@@ -156,7 +193,7 @@ class EmbeddedClient:
                     Path(key).mkdir(parents=True, exist_ok=True)
                 s = session.Session(key) if key != ":temporary:" else session.Session()
                 s.query(f"SET {QUOTE_DENORMALS} = 1")
-                entry = cls._sessions[key] = [s, 0, threading.Lock()]
+                entry = cls._sessions[key] = [s, 0, threading.Lock(), None]
             entry[1] += 1
             self._entry = entry
 
@@ -178,13 +215,44 @@ class EmbeddedClient:
         entry = self._entry
         if entry is None:
             raise RuntimeError("not connected")
-        with entry[2]:
+        answer: list[bytes | ClickHouseError] = []
+        done = threading.Event()
+        timeout = self.timeout
+        threading.Thread(
+            target=self._query, args=(entry, sql, answer, done), name="chdb-query", daemon=True
+        ).start()
+        if not done.wait(timeout + ABANDON_GRACE):
+            self.timeouts += 1
+            raise ClickHouseError(E_TIMEOUT.format(timeout=timeout, how="abandoned"))
+        result = answer[0]
+        if isinstance(result, ClickHouseError):
+            if TIMEOUT_EXCEEDED in str(result):
+                self.timeouts += 1
+                raise ClickHouseError(E_TIMEOUT.format(timeout=timeout, how="cancelled by chdb"))
+            raise result
+        return result
+
+    def _query(
+        self, entry: list[Any], sql: str, answer: list[bytes | ClickHouseError], done: Any
+    ) -> None:
+        """One query in its own thread: the session lock (a query the engine did not cancel
+        holds it: give up at the deadline), the engine's time limit, the query."""
+        session, lock = entry[0], entry[2]
+        try:
+            if not lock.acquire(timeout=self.timeout):
+                answer.append(ClickHouseError(E_BUSY.format(timeout=self.timeout)))
+                return
             try:
-                result = entry[0].query(sql, "JSONCompact")
+                if entry[3] != self.timeout:  # per session; tables may differ: set when it does
+                    session.query(f"SET max_execution_time = {self.timeout:g}")
+                    entry[3] = self.timeout
+                answer.append(session.query(sql, "JSONCompact").bytes())
             except Exception as exc:  # chdb's ChdbError / RuntimeError
-                raise ClickHouseError(_first_line(str(exc).encode())) from None
-        data: bytes = result.bytes()
-        return data
+                answer.append(ClickHouseError(_first_line(str(exc).encode())))
+            finally:
+                lock.release()
+        finally:
+            done.set()
 
 
 def _first_line(data: bytes) -> str:

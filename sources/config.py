@@ -2,7 +2,8 @@
 
 Every error names the table and the option (``table 'customers': option cache_ttl='1y' is not a
 duration ...``). Passwords are never options: they come from the DSN or from an environment
-variable named by ``password_env``, and :func:`redact` removes them from anything shown.
+variable named by ``password_env`` (looked up by :func:`secret` among the secrets the edge
+passed in), and :func:`redact` removes them from anything shown.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from core.errors import ConfigError
 from tables.spec import E_OPTION_CHOICE, E_OPTION_UNKNOWN, TableSpec, parse_duration_ms
@@ -23,6 +25,8 @@ E_NO_COLUMNS = (
 )
 E_NO_KEY = "table {table!r}: connector={connector!r} needs a PRIMARY KEY (the lookup column)"
 E_POSITIVE = "table {table!r}: option {option}={value!r} is not a whole number >= 1"
+E_TLS_HTTP = "table {table!r}: option {option} is for an https:// {target} (TLS)"
+E_CA_FILE = "table {table!r}: option ca_file={value!r}: no such file"
 E_PASSWORD_OPTION = (
     "table {table!r}: option 'password' is not accepted (it would show in the pipeline file): "
     "put it in the DSN or name an environment variable with password_env"
@@ -30,6 +34,19 @@ E_PASSWORD_OPTION = (
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@]*@")
 _PASSWORD_KV = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+
+
+E_SECRET_UNSET = "table {table!r}: environment variable {variable} ({option}) is not set"
+
+
+def secret(secrets: Mapping[str, str], variable: str, option: str, table: str) -> str:
+    """The value of ``variable`` (named by ``option``) among the secrets the edge gave the table
+    (:attr:`tables.kinds.TableEnv.secrets`); ConfigError naming table, option and variable."""
+    value = secrets.get(variable)
+    if value is None:
+        text = E_SECRET_UNSET.format(table=table, variable=variable, option=option)
+        raise ConfigError(text, table=table, option=option, variable=variable)
+    return value
 
 
 def redact(text: str) -> str:
@@ -62,6 +79,10 @@ class SourceConfig:
     max_keys_per_query: int = 10_000
     pool_size: int = 4
     password_env: str | None = None
+    #: TLS of an https:// target (kinds that allow the options): the CA bundle to verify the
+    #: server's certificate with (default: the system's), or no verification at all.
+    ca_file: str | None = None
+    verify: bool = True
 
     @property
     def column_names(self) -> list[str]:
@@ -154,6 +175,17 @@ def parse(spec: TableSpec, target_option: str, extra: tuple[str, ...] = ()) -> S
         fields["on_error"] = p.choice("on_error", ON_ERROR)
     if options.get("password_env"):
         fields["password_env"] = options["password_env"]
+    for option in ("ca_file", "verify"):
+        if option in options and not options[target_option].lower().startswith("https://"):
+            text = E_TLS_HTTP.format(table=name, option=option, target=target_option)
+            raise ConfigError(text, table=name, option=option)
+    if "verify" in options:
+        fields["verify"] = p.choice("verify", ("true", "false")) == "true"
+    if options.get("ca_file"):
+        if not Path(options["ca_file"]).is_file():
+            text = E_CA_FILE.format(table=name, value=options["ca_file"])
+            raise ConfigError(text, table=name, option="ca_file")
+        fields["ca_file"] = options["ca_file"]
     return SourceConfig(
         table=name,
         connector=connector,

@@ -3,8 +3,9 @@ catalog_uri='sqlite:///data/catalog.db', warehouse='file:///data/wh', table='ns.
 
 Read through pyiceberg: a SQL catalog (``sqlite:`` / ``postgresql+psycopg:`` URIs) or a REST
 catalog (``http(s):`` URIs), ``catalog`` naming it (default ``default``, as pyiceberg's), other
-catalog properties passed through as quoted ``'catalog.<property>'`` options; credentials come
-from the environment as pyiceberg reads them (``PYICEBERG_CATALOG__<NAME>__<PROPERTY>``).
+catalog properties passed through as quoted ``'catalog.<property>'`` options; a REST catalog's
+token or OAuth2 credential from the variable ``token_env`` / ``credential_env`` names (given by
+the edge in ``TableEnv.secrets``; pyiceberg's own ``PYICEBERG_CATALOG__*`` variables work too).
 
 A point read of an Iceberg table is a scan, so every snapshot a query reads is loaded once
 (:mod:`sources.iceberg_snapshots`) and lookups are dict reads. ``refresh='snapshot'`` polls the
@@ -21,7 +22,7 @@ import datetime as dt
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from sources.batching import Caller, SourceUnavailable
 from sources.breaker import Breaker
 from sources.config import redact
 from sources.iceberg_config import IcebergConfig, parse
+from sources.iceberg_reads import ServedSnapshotReads
 from sources.iceberg_schema import FieldMap, SchemaChangeError
 from sources.iceberg_snapshots import MemoryRows, Rows, SnapshotLog, load
 from sources.iceberg_stats import IcebergStats
@@ -61,12 +63,19 @@ def _iso(ms: int | None) -> str:
     return (dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=ms)).isoformat(sep=" ")
 
 
-class IcebergTable(OpenedInThread):
+class IcebergTable(ServedSnapshotReads, OpenedInThread):
     """One Iceberg table: its current snapshot's rows, older snapshots on demand."""
 
-    def __init__(self, config: IcebergConfig, data_dir: Path, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        config: IcebergConfig,
+        data_dir: Path,
+        secrets: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.config = config
+        self.secrets = secrets or {}
         c = config.source
         self.breaker = Breaker(c.breaker_failures, c.breaker_reset)
         self.caller = Caller(self.breaker, c.retries, c.backoff, c.max_inflight, redact)
@@ -85,6 +94,8 @@ class IcebergTable(OpenedInThread):
         self.stale_serves = self.unavailable = self.waits = 0
         self.last_load_ms: float | None = None
         self.last_schema_error = ""
+        self.indexes, self.prebuilt = {}, {}
+        self.index_builds, self.last_index_ms = 0, None
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -121,7 +132,7 @@ class IcebergTable(OpenedInThread):
     def _connect(self) -> Any:
         from pyiceberg.catalog import load_catalog
 
-        self._catalog = load_catalog(self.config.catalog, **self.config.properties())
+        self._catalog = load_catalog(self.config.catalog, **self.config.properties(self.secrets))
         return self._catalog.load_table(self.config.source.remote_table)
 
     def open_sync(self) -> None:
@@ -130,6 +141,8 @@ class IcebergTable(OpenedInThread):
         s = self.config.source
         try:
             table = self._connect()
+        except ConfigError:  # an unset token_env / credential_env: named as it is
+            raise
         except Exception as exc:
             if type(exc).__name__ == "NoSuchTableError":
                 text = E_NO_TABLE.format(table=s.table, remote=s.remote_table, uri=redact(s.target))
@@ -177,6 +190,8 @@ class IcebergTable(OpenedInThread):
         rows = load(table, proj, c.source.key, c.row_filter, c.spill_rows, self._spill_dir)
         self.last_load_ms = round((time.perf_counter() - started) * 1000, 3)
         self.snapshot_loads += 1
+        if current:
+            self.prebuild(rows, sid)
         return rows
 
     def _install(self, table: Any, rows: Rows | None) -> None:
@@ -189,6 +204,7 @@ class IcebergTable(OpenedInThread):
         old, old_id = self.current, self.snapshot_id
         self.current, self.snapshot_id = rows, rows.snapshot_id
         self._get = rows.get
+        self.reindex(rows, rows.snapshot_id)
         self.older.pop(rows.snapshot_id, None)
         if old_id is not None and old_id != rows.snapshot_id:
             self._keep_older(old_id, old)  # records of earlier times still read it
@@ -246,49 +262,6 @@ class IcebergTable(OpenedInThread):
             await self.sleep(self.config.poll_interval)
             if self._ready:
                 await self.refresh()
-
-    # -- lookups: the current snapshot ----------------------------------------------------------
-    def get(self, key: Key, default: Value | None = None) -> Value | None:
-        self.lookups += 1
-        try:
-            v = self._get(key if type(key) is str else key_text(key))
-        except TypeError:  # NULL or an object: no key equals it
-            return default
-        return default if v is None else v
-
-    def get_many(self, keys: Iterable[Key]) -> dict[Key, Value]:
-        get = self.get
-        return {k: v for k in keys if (v := get(k)) is not None}
-
-    def contains_key(self, key: Key) -> bool:
-        return self.get(key) is not None
-
-    def keys(self) -> list[Key]:
-        return [k for k, _ in self.current.items()]
-
-    def items(self) -> Iterator[tuple[Key, Value]]:
-        return self.current.items()
-
-    def page(self, limit: int, after: str | None = None) -> list[tuple[Key, Value]]:
-        rows = sorted(self.current.items())
-        if after is not None:
-            rows = [r for r in rows if r[0] > after]
-        return rows[:limit]
-
-    def __len__(self) -> int:
-        return len(self.current)
-
-    def is_empty(self) -> bool:
-        return len(self.current) == 0
-
-    def snapshot(self) -> dict[Key, Value]:
-        return dict(self.current.items())
-
-    def map_values(self, fn: Callable[[Value], Any]) -> dict[Key, Any]:
-        return {k: fn(v) for k, v in self.current.items()}
-
-    def filter(self, predicate: Callable[[Key, Value], bool]) -> dict[Key, Value]:
-        return {k: v for k, v in self.current.items() if predicate(k, v)}
 
     # -- time travel ----------------------------------------------------------------------------
     def get_as_of(self, key: Key, timestamp: int) -> Value | None:
@@ -410,7 +383,7 @@ class IcebergKind:
         parse(spec)
 
     def create(self, spec: TableSpec, env: TableEnv) -> Table:
-        return IcebergTable(parse(spec), env.data_dir)
+        return IcebergTable(parse(spec), env.data_dir, env.secrets)
 
 
 KIND = IcebergKind()

@@ -7,6 +7,9 @@ the breaker's) are parsed by :func:`sources.config.parse`; these are Iceberg's o
   catalog), ``http(s)://...`` (a REST catalog); ``catalog_type`` overrides the guess;
 - ``warehouse``, ``catalog`` (the catalog's name, default ``default``), and any catalog property
   as a quoted ``'catalog.<property>'='value'`` option, passed to pyiceberg as it is;
+- ``token_env`` / ``credential_env``: the environment variable holding a REST catalog's bearer
+  token / OAuth2 ``client_id:client_secret`` (pyiceberg's ``token`` / ``credential``), looked up
+  among the secrets the edge gives the table (``TableEnv.secrets``); never an option's value;
 - ``refresh`` (``none``, the default: the snapshot current at start; ``snapshot``: follow new
   snapshots, polling every ``poll_interval``, default ``10s``);
 - ``filter``: a row filter in pyiceberg's syntax (``region = 'EU' AND volume > 0``), applied to
@@ -20,6 +23,7 @@ the breaker's) are parsed by :func:`sources.config.parse`; these are Iceberg's o
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,8 +42,16 @@ OWN = (
     "snapshot_caches",
     "spill_rows",
     "as_of_expired",
+    "token_env",
+    "credential_env",
 )
 PASSTHROUGH = "catalog."
+#: Secret catalog properties: named by an ``*_env`` option, never written in the pipeline.
+SECRETS = {"token": "token_env", "credential": "credential_env"}
+E_SECRET_OPTION = (
+    "table {table!r}: option 'catalog.{prop}' would show the secret in the pipeline file: "
+    "name an environment variable with {option}"
+)
 E_FILTER = "table {table!r}: option filter={value!r} is not a pyiceberg row filter: {error}"
 E_CACHE = (
     "table {table!r}: option cache={value!r}: an Iceberg table is always read a snapshot at a "
@@ -60,10 +72,14 @@ class IcebergConfig:
     spill_rows: int = 2_000_000
     as_of_error: bool = False
     passthrough: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    #: catalog property (``token``, ``credential``) → the variable holding its value
+    secret_vars: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
-    def properties(self) -> dict[str, Any]:
-        """pyiceberg's ``load_catalog`` properties."""
+    def properties(self, secrets: Mapping[str, str]) -> dict[str, Any]:
+        """pyiceberg's ``load_catalog`` properties, the secret ones looked up in ``secrets``."""
         props: dict[str, Any] = {"type": self.catalog_type, "uri": self.source.target}
+        for prop, variable in self.secret_vars:
+            props[prop] = cfg.secret(secrets, variable, SECRETS[prop], self.source.table)
         if self.warehouse:
             props["warehouse"] = self.warehouse
         if self.catalog_type == "sql":
@@ -81,6 +97,10 @@ def parse(spec: TableSpec) -> IcebergConfig:
     passthrough = tuple(
         (k[len(PASSTHROUGH) :], v) for k, v in options.items() if k.startswith(PASSTHROUGH)
     )
+    for prop, option in SECRETS.items():
+        if prop in dict(passthrough):
+            text = E_SECRET_OPTION.format(table=name, prop=prop, option=option)
+            raise ConfigError(text, table=name, option=f"catalog.{prop}")
     rest = tuple((k, v) for k, v in spec.options if k not in OWN and not k.startswith(PASSTHROUGH))
     source = cfg.parse(dataclasses.replace(spec, options=rest), "catalog_uri")
     if "cache" in options and options["cache"].lower() != "full":
@@ -94,6 +114,7 @@ def parse(spec: TableSpec) -> IcebergConfig:
         "warehouse": own.get("warehouse") or None,
         "catalog": own.get("catalog") or "default",
         "passthrough": passthrough,
+        "secret_vars": tuple((p, own[o]) for p, o in SECRETS.items() if own.get(o)),
     }
     if "refresh" in own:
         fields["follow"] = _choice(name, "refresh", own["refresh"], ("none", "snapshot"))

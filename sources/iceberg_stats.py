@@ -37,6 +37,9 @@ class IcebergStats:
             "stale_serves": t.stale_serves,
             "unavailable": t.unavailable,
             "waits": t.waits,
+            "indexes": sorted(t.indexes),
+            "index_builds": t.index_builds,
+            "last_index_ms": t.last_index_ms,
             "breaker": t.breaker.as_dict(),
         }
         out.update(t.caller.stats.as_dict())

@@ -9,12 +9,10 @@ table's ``timeout``, and read only.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.errors import ConfigError
 from sources import config as cfg
 from sources.modes import create
 from sources.table import ExternalTable
@@ -65,8 +63,9 @@ def array_literal(values: list[Any]) -> Any:
 class Postgres:
     any_clause = "{column} = ANY(%s)"
 
-    def __init__(self, config: cfg.SourceConfig) -> None:
+    def __init__(self, config: cfg.SourceConfig, secrets: Mapping[str, str]) -> None:
         self.config = config
+        self.secrets = secrets  # what password_env may name (TableEnv.secrets)
         self.label = _where(config.target)
         self._pool: Any = None
 
@@ -80,11 +79,7 @@ class Postgres:
             " -c default_transaction_read_only=on",
         }
         if c.password_env:
-            password = os.environ.get(c.password_env)
-            if password is None:
-                message = f"environment variable {c.password_env} (password_env) is not set"
-                raise ConfigError(message, option="password_env", variable=c.password_env)
-            kwargs["password"] = password
+            kwargs["password"] = cfg.secret(self.secrets, c.password_env, "password_env", c.table)
         self._pool = ConnectionPool(
             c.target,
             min_size=1,
@@ -140,20 +135,22 @@ class PostgresKind:
     target = "dsn"
     extra = ("password_env",)
 
-    def database(self, config: cfg.SourceConfig) -> Postgres:
-        return Postgres(config)
+    def database(self, config: cfg.SourceConfig, secrets: Mapping[str, str]) -> Postgres:
+        return Postgres(config, secrets)
 
     def check(self, spec: TableSpec) -> None:
         cfg.parse(spec, "dsn", ("password_env",))
 
-    def catalog_table(self, name: str, catalog: str, options: Mapping[str, str]) -> TableSpec:
+    def catalog_table(
+        self, name: str, catalog: str, options: Mapping[str, str], secrets: Mapping[str, str]
+    ) -> TableSpec:
         from sources.catalog import catalog_table
 
-        return catalog_table(name, catalog, options)
+        return catalog_table(name, catalog, options, secrets)
 
     def create(self, spec: TableSpec, env: TableEnv) -> Table:
         config = cfg.parse(spec, "dsn", ("password_env",))
-        table: ExternalTable = create(config, Postgres(config))
+        table: ExternalTable = create(config, Postgres(config, env.secrets))
         return table
 
 

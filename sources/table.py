@@ -87,6 +87,9 @@ class SourceStats:
         }
         out.update(t.cache_counts())
         out.update(t.caller.stats.as_dict())
+        counts = getattr(t.db, "counts", None)  # a database's own (chdb: queries timed out)
+        if counts is not None:
+            out.update(counts())
         return out
 
 

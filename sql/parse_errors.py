@@ -19,13 +19,15 @@ from sqlglot.tokenizer_core import Token, TokenType
 
 from sql.errors import E_ARITY, ParseError
 from sql.functions import BY_NODE, REGISTRY
+from sql.window_kinds import WINDOW_KINDS
 
-#: The clause keywords a typo is checked against (the ones a misspelling breaks the parse at).
+#: The clause keywords a typo is checked against (the ones a misspelling breaks the parse at),
+#: with the kinds of window (:data:`sql.window_kinds.WINDOW_KINDS`, read at each error).
 KEYWORDS = (
     "SELECT", "FROM", "WHERE", "GROUP", "BY", "HAVING", "JOIN", "LEFT", "INNER", "ON", "ORDER",
     "LIMIT", "WINDOW", "EMIT", "AND", "OR", "NOT", "IN", "EXISTS", "AS", "CASE", "WHEN", "THEN",
     "ELSE", "END", "DISTINCT", "BETWEEN", "LIKE", "IS", "NULL", "INTERVAL", "CAST", "CREATE",
-    "TABLE", "STREAM", "WITH", "CHANGES", "FINAL", "TUMBLING", "HOPPING", "SESSION",
+    "TABLE", "STREAM", "WITH", "CHANGES", "FINAL",
 )  # fmt: skip
 E_UNEXPECTED = "unexpected {token!r}"
 E_UNCLOSED = "'(' is never closed"
@@ -85,13 +87,14 @@ def paren_error(sql: str, tok: Token) -> ParseError:
 def _typo(tokens: list[Token], at: Token | None, names: frozenset[str]) -> tuple[Token, str] | None:
     """The last plain word up to the error that is not a keyword but is spelt like one."""
     upto = tokens if at is None else tokens[: tokens.index(at) + 1]
+    keywords = (*KEYWORDS, *WINDOW_KINDS)
     for tok in reversed(upto):
         if tok.token_type != TokenType.VAR:
             continue
         word = tok.text.upper()
-        if word in KEYWORDS or word in names or len(word) < 3:
+        if word in keywords or word in names or len(word) < 3:
             continue
-        match = difflib.get_close_matches(word, KEYWORDS, n=1, cutoff=0.75)
+        match = difflib.get_close_matches(word, keywords, n=1, cutoff=0.75)
         # A keyword with letters added (ORDERS, ENDS) is a name far more often than a typo.
         if match and not (word.startswith(match[0]) and len(word) > len(match[0])):
             return tok, match[0]

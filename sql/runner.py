@@ -22,30 +22,38 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from sqlglot import exp
 
-from core.codec import JSONDecodeError, dumps, loads_exact
+from core.codec import dumps
 from core.errors import ConfigError
 from sql.catalog import Catalog, infer_columns, qualified
-from sql.dialect import Declaration, split_statement
+from sql.dialect import Declaration
 from sql.errors import SqlCompileError, SqlError, SqlRuntimeError
 from sql.operators.aggregate import Retraction
-from sql.parse import Script, parse_script, statements
+from sql.parse import Script
 from sql.query import CompiledQuery, apply_declarations
-from sql.types import cast
-from tables import ConnectedTable, Table
+from sql.runner_files import (
+    E_BAD_LINE,
+    E_NOT_OBJECT,
+    RESERVED,
+    InputError,
+    jsonl,
+    load_line,
+    memory_table,
+    source_of,
+    split_queries,
+    split_spec,
+    typed,
+)
+from tables import ConnectedTable, MemoryTable, Table
 from tables.kinds import TableEnv, catalog_table, table_kind
-from tables.memory import MemoryTable
 from tables.spec import TableSpec
 
-E_BAD_SPEC = "expected NAME=FILE.jsonl[:KEYFIELD], got {spec!r}"
-E_BAD_LINE = "{path}:{line}: {reason}"
 E_UNKNOWN_EVENT_TABLE = "{path}:{line}: event for unknown table {name!r}"
 E_BAD_EVENT = '{path}:{line}: an event needs "table" or "stream"'
 E_RECORD_FAILED = "record {n}: {error}"
@@ -55,95 +63,24 @@ RETRACT_MARK = "_retract"
 QUERY_MARK = "_query"
 E_NO_SUCH_QUERY = "no query named {name!r}; the file's queries: {names}"
 E_NO_STREAM = "{query} reads no stream by name; give it with --stream NAME=FILE.jsonl"
-E_NOT_OBJECT = "expected a JSON object"
-RESERVED = ("_timestamp", "_key")
-#: A table file line with exactly these members (and "value") is a change: null value = delete.
-CHANGE_MEMBERS = frozenset({"key", "_key", "value", "_timestamp"})
-HISTORY_OPTIONS = ("versions", "history_retention", "as_of_expired")
-E_CHANGE_KEY = 'a change needs "key" (or a value holding the key field)'
 
-
-class InputError(SqlError):
-    """An input file or option the runner cannot use."""
-
-
-def _jsonl(path: str) -> Iterator[tuple[int, Any]]:
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield n, loads_exact(line)
-            except JSONDecodeError as exc:
-                raise InputError(E_BAD_LINE.format(path=path, line=n, reason=exc)) from exc
-
-
-def _split_spec(spec: str) -> tuple[str, str | None, str | None]:
-    name, eq, rest = spec.partition("=")
-    if not name or (eq and not rest):
-        raise InputError(E_BAD_SPEC.format(spec=spec))
-    if not eq:
-        return name, None, None
-    key = None
-    head, colon, tail = rest.rpartition(":")
-    if colon and head and tail.isidentifier() and not os.path.exists(rest):
-        rest, key = head, tail
-    return name, rest, key
-
-
-def _typed(value: dict[str, Any], decl: Declaration | None) -> dict[str, Any]:
-    """Drop reserved keys; read declared columns into their types (DECIMAL exact from text)."""
-    row = {k: v for k, v in value.items() if k not in RESERVED}
-    if decl is not None and decl.columns:
-        for name, t in decl.columns.items():
-            if row.get(name) is not None:
-                row[name] = cast(row[name], t)
-    return row
-
-
-def split_queries(sql: str) -> list[tuple[str, Script]]:
-    """Every query of a file as (name, script): the script holds all the declarations and that
-    query alone, the other queries blanked out (newlines kept: positions stay those of the file).
-    A file of declarations and one query gives one script. The name is the sink's (``CREATE
-    STREAM name AS ...``), ``query`` for a bare SELECT (``query2`` ... when there are several)."""
-    spans = []
-    for tokens in statements(sql):
-        if split_statement(sql, tokens).select_span is not None:
-            spans.append((tokens[0].start, tokens[-1].end + 1))
-    if len(spans) <= 1:
-        scripts = [parse_script(sql)]
-    else:
-        scripts = [
-            parse_script(_blank_spans(sql, spans[:i] + spans[i + 1 :])) for i in range(len(spans))
-        ]
-    named: list[tuple[str, Script]] = []
-    for i, script in enumerate(scripts, 1):
-        name = script.sink.name if script.sink is not None else ("query" if i == 1 else f"query{i}")
-        named.append((name, script))
-    return named
-
-
-def _blank_spans(sql: str, spans: Sequence[tuple[int, int]]) -> str:
-    chars = list(sql)
-    for start, end in spans:
-        for i in range(start, min(end, len(chars))):
-            if chars[i] != "\n":
-                chars[i] = " "
-    return "".join(chars)
-
-
-def source_of(script: Script) -> str | None:
-    """The name in the query's FROM (the stream it reads), None for a FROM of something else."""
-    from_ = script.require_query().args.get("from_") or script.require_query().args.get("from")
-    this = from_.this if from_ is not None else None
-    return this.name if isinstance(this, exp.Table) else None
+#: Moved to sql.runner_files; still importable from here.
+__all__ = ["QUERY_MARK", "InputError", "Runner", "main", "source_of", "split_queries"]
 
 
 class Runner:
     """Runs the queries of one SQL file over the input files (see the module's docstring)."""
 
-    def __init__(self, args: argparse.Namespace, out: IO[str], err: IO[str]) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        out: IO[str],
+        err: IO[str],
+        secrets: Mapping[str, str] | None = None,
+    ) -> None:
         self.args = args
+        #: What a table's ``password_env`` / ``token_env`` may name (given by the command line).
+        self.secrets = secrets or {}
         self.out, self.err = out, err
         #: Rows each query emitted, by its sink's name: the input of queries that read it.
         self.produced: dict[str, list[dict[str, Any]]] = {}
@@ -157,7 +94,7 @@ class Runner:
                 names = ", ".join(n for n, _ in queries)
                 raise InputError(E_NO_SUCH_QUERY.format(name=self.args.pick, names=names))
             queries = wanted
-        streams = [_split_spec(s) for s in self.args.stream]
+        streams = [split_spec(s) for s in self.args.stream]
         tag = len(queries) > 1
         status = 0
         for name, script in queries:
@@ -173,6 +110,7 @@ class _QueryRun:
     def __init__(self, runner: Runner, script: Script, tag: str | None, stream: str | None) -> None:
         self.runner = runner
         self.args = runner.args
+        self.secrets = runner.secrets
         self.out, self.err = runner.out, runner.err
         self.script = script
         self.tag = tag
@@ -198,29 +136,29 @@ class _QueryRun:
         self.decls = script.declarations
         catalog = Catalog()
         for spec in self.args.table:
-            name, path, key = _split_spec(spec)
+            name, path, key = split_spec(spec)
             decl = self.decls.get(name.lower())
             key = key or (decl.primary_key if decl else None)
-            table = self.tables[name.lower()] = _memory_table(name, key, decl)
-            for n, value in _jsonl(path) if path else iter(()):
-                self._put(table, value, None, n, path or "")
+            table = self.tables[name.lower()] = memory_table(name, key, decl)
+            for n, value in jsonl(path) if path else iter(()):
+                load_line(table, value, n, path or "", decl)
             catalog.add_table(name, table)
         for name, decl in self.decls.items():
             if decl.kind == "table" and _connector(decl) != "kafka" and name not in self.tables:
                 # An external table (WITH (connector=...)): built through the table kinds,
                 # connected now; no --table file for it.
-                external = self.external[name] = _external_table(decl)
+                external = self.external[name] = _external_table(decl, self.secrets)
                 catalog.add_table(decl.name, external)
                 continue
             if decl.kind == "table" and name not in self.tables:
-                self.tables[name] = _memory_table(decl.name, decl.primary_key, decl)
+                self.tables[name] = memory_table(decl.name, decl.primary_key, decl)
                 catalog.add_table(decl.name, self.tables[name])
         self._catalog_tables(script, catalog)
         self.stream = self.stream_name
         path = next(
-            (p for n, p, _ in map(_split_spec, self.args.stream) if _same(n, self.stream)), None
+            (p for n, p, _ in map(split_spec, self.args.stream) if _same(n, self.stream)), None
         )
-        records = list(_jsonl(path)) if path else []
+        records = list(jsonl(path)) if path else []
         if not path and self.stream.lower() in self.runner.produced:
             records = list(enumerate(self.runner.produced[self.stream.lower()], 1))
         for n, value in records:  # checked before any row is emitted
@@ -279,16 +217,16 @@ class _QueryRun:
             if decl is None or name in self.external:
                 continue
             try:
-                spec = catalog_table(name, decl.name, decl.options)
+                spec = catalog_table(name, decl.name, decl.options, self.secrets)
             except ConfigError as exc:
                 raise InputError(str(exc), **exc.fields) from exc
-            table = self.external[name] = _open(spec)
+            table = self.external[name] = _open(spec, self.secrets)
             catalog.add_table(name, table)
 
     def _events(self, peek: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
         if not self.args.events:
             return
-        for n, event in _jsonl(self.args.events):
+        for n, event in jsonl(self.args.events):
             if not isinstance(event, dict) or not ("table" in event or "stream" in event):
                 raise InputError(E_BAD_EVENT.format(path=self.args.events, line=n))
             if peek and event.get("stream", "").lower() != self.stream.lower():
@@ -313,36 +251,9 @@ class _QueryRun:
         decl = self.decls.get(name.lower())
         table.put(
             key,
-            None if value is None else _typed(value, decl),
+            None if value is None else typed(value, decl),
             int(event.get("_timestamp", 0) or 0),
         )
-
-    def _put(self, table: MemoryTable, value: Any, key: Any, n: int, path: str) -> None:
-        if not isinstance(value, dict):
-            raise InputError(E_BAD_LINE.format(path=path, line=n, reason=E_NOT_OBJECT))
-        if _is_change(value):  # a timed changelog line: {"key", "value" (null: delete), ...}
-            self._event_put(table, value, n, path)
-            return
-        if key is None:
-            key = value.get("_key", value.get(table.key_field) if table.key_field else n)
-        table.put(
-            key,
-            _typed(value, self.decls.get(table.name.lower())),
-            int(value.get("_timestamp") or 0),
-        )
-
-    def _event_put(self, table: MemoryTable, change: dict[str, Any], n: int, path: str) -> None:
-        value = change["value"]
-        if value is not None and not isinstance(value, dict):
-            raise InputError(E_BAD_LINE.format(path=path, line=n, reason=E_NOT_OBJECT))
-        key = change.get("key", change.get("_key"))
-        if key is None and value is not None and table.key_field:
-            key = value.get(table.key_field)
-        if key is None:
-            raise InputError(E_BAD_LINE.format(path=path, line=n, reason=E_CHANGE_KEY))
-        decl = self.decls.get(table.name.lower())
-        value = None if value is None else _typed(value, decl)
-        table.put(key, value, int(change.get("_timestamp") or 0))
 
     def _record(
         self, query: CompiledQuery, value: Any, event: dict[str, Any] | None = None
@@ -356,7 +267,7 @@ class _QueryRun:
         sdecl = self.decls.get(self.stream.lower())
         try:
             rows = query.process(
-                _typed(value, sdecl), key=key, timestamp=ts, offset=self.records - 1
+                typed(value, sdecl), key=key, timestamp=ts, offset=self.records - 1
             )
         except SqlRuntimeError as err:
             self.failed += 1
@@ -381,30 +292,13 @@ def _same(a: str, b: str) -> bool:
     return a.lower() == b.lower()
 
 
-def _is_change(line: dict[str, Any]) -> bool:
-    return "value" in line and line.keys() <= CHANGE_MEMBERS
-
-
-def _memory_table(name: str, key: str | None, decl: Declaration | None) -> MemoryTable:
-    """A table for the runner; ``WITH (versions=..., history_retention=...)`` keep history."""
-    options = {
-        k: v for k, v in (decl.options if decl else {}).items() if k.lower() in HISTORY_OPTIONS
-    }
-    if not options:
-        return MemoryTable(name, key_field=key)
-    try:
-        return MemoryTable.from_spec(TableSpec.from_options(name, name, key, options))
-    except ConfigError as exc:
-        raise InputError(str(exc), **exc.fields) from exc
-
-
 def _connector(decl: Declaration) -> str:
     return next(
         (str(v).lower() for k, v in decl.options.items() if k.lower() == "connector"), "kafka"
     )
 
 
-def _external_table(decl: Declaration) -> Table:
+def _external_table(decl: Declaration, secrets: Mapping[str, str]) -> Table:
     """The external table a declaration names, opened (ConfigError → exit status 2)."""
     options = decl.options
     try:
@@ -413,13 +307,13 @@ def _external_table(decl: Declaration) -> Table:
         )
     except ConfigError as exc:
         raise InputError(str(exc), **exc.fields) from exc
-    return _open(spec)
+    return _open(spec, secrets)
 
 
-def _open(spec: TableSpec) -> Table:
+def _open(spec: TableSpec, secrets: Mapping[str, str]) -> Table:
     """The table of ``spec`` built by its kind and connected (ConfigError → exit status 2)."""
     try:
-        table = table_kind(spec.name, spec.kind).create(spec, TableEnv())
+        table = table_kind(spec.name, spec.kind).create(spec, TableEnv(secrets=secrets))
         if isinstance(table, ConnectedTable):
             table.open_sync()
     except ConfigError as exc:
@@ -466,7 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(
-    argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[str] | None = None
+    argv: Sequence[str] | None = None,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> int:
     args = build_parser().parse_args(argv)
     out, err = out or sys.stdout, err or sys.stderr
@@ -475,7 +372,7 @@ def main(
 
         return run_cases(Path(args.dir), out)
     try:
-        return Runner(args, out, err).run()
+        return Runner(args, out, err, secrets).run()
     except SqlCompileError as exc:
         print(f"error: {exc}", file=err)
         return 2

@@ -31,6 +31,7 @@ def to_date(value: Any) -> dt.date | None:
 #: TIMESTAMP values are naive ``datetime``s in UTC; epoch milliseconds count from here.
 EPOCH = dt.datetime(1970, 1, 1)
 _MS = dt.timedelta(milliseconds=1)
+_EPOCH_UTC = EPOCH.replace(tzinfo=dt.UTC)
 
 
 def millis_to_timestamp(ms: int) -> dt.datetime:
@@ -85,6 +86,34 @@ def event_timestamp(value: Any) -> dt.datetime | None:
     if t is str and value.strip().lstrip("-").isdigit():
         return millis_to_timestamp(int(value))
     return to_timestamp(value)
+
+
+def to_millis(v: Any) -> int | None:
+    """Epoch milliseconds of an event-time value: a number (ms), a timestamp, a date, ISO text;
+    None when it is none of these (the windows' and AS OF's reading: the caller names the source
+    in its error). :func:`event_timestamp` shows such a value as TIMESTAMP(3)."""
+    t = type(v)
+    if t is int:
+        return v  # type: ignore[no-any-return]
+    if t is float and math.isfinite(v):
+        return int(v)
+    if t is Decimal and v.is_finite():
+        return int(v)
+    if isinstance(v, str):
+        s = v.strip()
+        if s.lstrip("-").isdigit():
+            return int(s)
+        try:
+            v = dt.datetime.fromisoformat(s)
+        except ValueError:
+            return None
+        t = dt.datetime
+    if t is dt.datetime:
+        aware = v if v.tzinfo is not None else v.replace(tzinfo=dt.UTC)
+        return (aware - _EPOCH_UTC) // _MS  # type: ignore[no-any-return]
+    if t is dt.date:
+        return (dt.datetime(v.year, v.month, v.day, tzinfo=dt.UTC) - _EPOCH_UTC) // _MS
+    return None
 
 
 _INTERVAL_UNITS = {

@@ -1,5 +1,7 @@
 """The WINDOW clause: ``WINDOW TUMBLING|HOPPING|SESSION (...)`` read from sqlglot tokens.
 
+The kinds of window and the durations each takes come from :mod:`sql.window_kinds`.
+
 DuckDB has no such clause, so the dialect cuts it out of the SELECT's text (blanked, offsets
 kept) and this module reads it, with errors pointing into the user's text. Both spellings:
 
@@ -19,9 +21,10 @@ from dataclasses import dataclass
 from sqlglot.tokenizer_core import Token, TokenType
 
 from sql.errors import ParseError
+from sql.window_kinds import DURATIONS, WindowKind, kinds_text, window_kind
 
 E_WINDOW_EXPECTED = "expected {what} in the WINDOW clause, got {got!r}"
-E_WINDOW_KIND = "unknown window type {got!r} (expected TUMBLING, HOPPING or SESSION)"
+E_WINDOW_KIND = "unknown window type {got!r} (expected {kinds})"
 E_WINDOW_MISSING = "{kind} window needs {what}"
 E_WINDOW_EXTRA = "unexpected {what} in a {kind} window"
 E_WINDOW_TWICE = "only one WINDOW clause is allowed"
@@ -31,8 +34,6 @@ E_DURATION_VALUE = "a duration must be a whole number of milliseconds, got {got!
 E_DURATION_POSITIVE = "{what} must be positive, got {ms} ms"
 E_ADVANCE = "ADVANCE BY ({advance} ms) must not exceed SIZE ({size} ms)"
 E_BAD_DURATION_TEXT = "{what}: expected a duration like '2s' or '500 milliseconds', got {got!r}"
-
-KINDS = ("TUMBLING", "HOPPING", "SESSION")
 
 _UNITS = {
     "MS": 1,
@@ -65,7 +66,7 @@ _TEXT_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
 class WindowSpec:
     """A parsed WINDOW clause; ``advance_ms == size_ms`` for tumbling, ``gap_ms`` for sessions."""
 
-    kind: str  # "tumbling" | "hopping" | "session"
+    kind: str  # the lower-case name of its sql.window_kinds entry: "tumbling", ...
     size_ms: int = 0
     advance_ms: int = 0
     gap_ms: int = 0
@@ -75,14 +76,20 @@ class WindowSpec:
     offset: int = 0  # of the WINDOW keyword in the SQL text
     field_offset: int = 0  # of the time field argument, if any
 
+    @property
+    def kind_entry(self) -> WindowKind:
+        """Its :data:`sql.window_kinds.WINDOW_KINDS` entry."""
+        kind = window_kind(self.kind)
+        assert kind is not None, self.kind  # specs are read by the parser, which checks
+        return kind
+
+    def duration(self, name: str) -> int:
+        """One of :data:`sql.window_kinds.DURATIONS` in milliseconds."""
+        return {"size": self.size_ms, "advance": self.advance_ms, "gap": self.gap_ms}[name]
+
     def describe(self, time_field: str | None) -> str:
         """The canonical (compact) spelling, for EXPLAIN: both syntaxes print the same."""
-        if self.kind == "session":
-            args = [format_duration(self.gap_ms)]
-        elif self.kind == "hopping":
-            args = [format_duration(self.size_ms), format_duration(self.advance_ms)]
-        else:
-            args = [format_duration(self.size_ms)]
+        args = [format_duration(self.duration(d)) for d in self.kind_entry.durations]
         text = f"{self.kind.upper()}({', '.join(args)})"
         text += f" GRACE {format_duration(self.grace_ms)}"
         if self.retention_ms is not None:
@@ -146,7 +153,7 @@ def _is_streaming_window(tokens: list[Token], i: int) -> bool:
     after = tokens[i + 2] if i + 2 < len(tokens) else None
     if nxt is None:
         return True  # a dangling WINDOW: let the reader report what is missing
-    if nxt.text.upper() in KINDS:
+    if window_kind(nxt.text) is not None:
         return True
     # An unknown kind followed by "(" is a misspelt streaming window, not a named window.
     return after is not None and after.token_type == TokenType.L_PAREN
@@ -185,11 +192,13 @@ class _WindowReader:
         return False
 
     def read(self) -> tuple[WindowSpec, int]:
-        kind_tok = self._next("TUMBLING, HOPPING or SESSION")
-        kind = kind_tok.text.upper()
-        if kind not in KINDS:
+        kind_tok = self._next(kinds_text())
+        kind = window_kind(kind_tok.text)
+        if kind is None:
             raise ParseError(
-                E_WINDOW_KIND.format(got=kind_tok.text), sql=self.sql, offset=kind_tok.start
+                E_WINDOW_KIND.format(got=kind_tok.text, kinds=kinds_text()),
+                sql=self.sql,
+                offset=kind_tok.start,
             )
         if (t := self._next("(")).token_type != TokenType.L_PAREN:
             raise self._fail("(", t)
@@ -230,13 +239,13 @@ class _WindowReader:
 
     def _build(
         self,
-        kind: str,
+        window: WindowKind,
         kind_tok: Token,
         named: dict[str, tuple[int, Token]],
         positional: list[tuple[int, Token]],
         field: tuple[str, Token] | None,
     ) -> WindowSpec:
-        slots = {"TUMBLING": ["size"], "HOPPING": ["size", "advance"], "SESSION": ["gap"]}[kind]
+        kind, slots = window.name, window.durations
         values: dict[str, tuple[int, Token]] = {}
         free = [s for s in slots if s not in named]
         if len(positional) > len(free):
@@ -256,9 +265,8 @@ class _WindowReader:
             values[name] = v
         for name in slots:
             if name not in values:
-                what = {"size": "a SIZE", "advance": "ADVANCE BY", "gap": "an inactivity gap"}[name]
                 raise ParseError(
-                    E_WINDOW_MISSING.format(kind=kind, what=what),
+                    E_WINDOW_MISSING.format(kind=kind, what=DURATIONS[name]),
                     sql=self.sql,
                     offset=kind_tok.start,
                 )

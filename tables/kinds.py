@@ -46,6 +46,9 @@ class TableEnv:
     max_skew_ms: int | None = 300_000
     extra: dict[str, Any] = field(default_factory=dict)
     beacon: Any = None
+    #: The variables a table's ``*_env`` option may name (``password_env='PG_PASSWORD'``),
+    #: given by the edge (app settings, ``python -m sql``): no table kind reads the environment.
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 class TableKind(Protocol):
@@ -67,7 +70,9 @@ class CatalogKind(TableKind, Protocol):
     """A kind that can also serve ``CREATE CATALOG c WITH (connector=...)``: the tables a query
     names ``c.schema.table``, their columns and key read from the database."""
 
-    def catalog_table(self, name: str, catalog: str, options: Mapping[str, str]) -> TableSpec:
+    def catalog_table(
+        self, name: str, catalog: str, options: Mapping[str, str], secrets: Mapping[str, str]
+    ) -> TableSpec:
         """The spec of ``name`` (``catalog.schema.table``); ConfigError naming catalog, table."""
         ...
 
@@ -111,7 +116,9 @@ def table_kind(table: str, connector: str) -> TableKind:
     return kind
 
 
-def catalog_table(name: str, catalog: str, options: Mapping[str, str]) -> TableSpec:
+def catalog_table(
+    name: str, catalog: str, options: Mapping[str, str], secrets: Mapping[str, str] | None = None
+) -> TableSpec:
     """The spec of table ``name`` (``catalog.schema.table``) of catalog ``catalog`` declared
     with ``options``, by the catalog's kind (it connects to read columns and key)."""
     connector = options.get("connector", "")
@@ -123,4 +130,4 @@ def catalog_table(name: str, catalog: str, options: Mapping[str, str]) -> TableS
             option="connector",
             value=connector,
         )
-    return kind.catalog_table(name, catalog, options)
+    return kind.catalog_table(name, catalog, options, secrets or {})

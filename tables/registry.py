@@ -3,7 +3,7 @@ Kafka tables' topics, owns the dead-letter producer, starts them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ class TableRegistry(Service):
         client_id: str = "tablestream",
         read_committed: bool = False,
         max_skew_ms: int | None = 300_000,
+        secrets: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -54,6 +55,7 @@ class TableRegistry(Service):
             read_committed=read_committed,
             max_skew_ms=max_skew_ms,
             beacon=self.beacon,
+            secrets=secrets or {},
         )
         self.tables: dict[str, Table] = {
             spec.name: table_kind(spec.name, spec.kind).create(spec, env) for spec in self.specs

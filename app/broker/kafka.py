@@ -114,9 +114,15 @@ def kafka_jars(cache: Path | None = None, pom: Path = POM) -> Path:
     """The directory holding the broker's jars, resolving them with Maven on first use."""
     if not pom.is_file():
         raise BrokerError(f"no Kafka POM at {pom} (a source checkout is needed)", path=str(pom))
+    return maven_libs(pom, f"kafka-{kafka_version(pom)}", cache)
+
+
+def maven_libs(pom: Path, label: str, cache: Path | None = None) -> Path:
+    """The runtime jars of ``pom`` (any POM of deploy/), resolved once into
+    ``<cache>/<label>-<digest of the POM>/libs``; reused while the POM is unchanged."""
     digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:10]
     root = cache or cache_root()
-    target = root / f"kafka-{kafka_version(pom)}-{digest}"
+    target = root / f"{label}-{digest}"
     libs = target / "libs"
     if (target / "complete").is_file():
         return libs

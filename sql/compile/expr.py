@@ -16,8 +16,8 @@ from sqlglot import exp
 
 from sql import logic
 from sql.bind.scope import Scope, offset_of
-from sql.compile.arith import binary
-from sql.compile.columns import column_reader, inline_read
+from sql.compile.arith import ARITHMETIC, arith_type, binary
+from sql.compile.columns import column_reader, inline_read, scaled_read
 from sql.compile.context import AggBinding, CompileContext
 from sql.errors import (
     E_AGGREGATE_NOT_ALLOWED,
@@ -33,12 +33,10 @@ from sql.types import (
     ANY,
     BIGINT,
     BOOLEAN,
-    DECIMAL,
     DOUBLE,
     INTERVAL,
     NULL,
     STRING,
-    TIMESTAMP,
     SqlType,
     comparable,
     decimal_type,
@@ -56,14 +54,6 @@ _COMPARISONS: dict[type[exp.Expr], tuple[Callable[[Any, Any], Any], str]] = {
     exp.LTE: (logic.le, "<="),
     exp.GT: (logic.gt, ">"),
     exp.GTE: (logic.ge, ">="),
-}
-_ARITHMETIC: dict[type[exp.Expr], tuple[Callable[[Any, Any], Any], str]] = {
-    exp.Add: (logic.add, "+"),
-    exp.Sub: (logic.sub, "-"),
-    exp.Mul: (logic.mul, "*"),
-    exp.Div: (logic.div, "/"),
-    exp.IntDiv: (logic.intdiv, "//"),
-    exp.Mod: (logic.mod, "%"),
 }
 
 
@@ -147,6 +137,7 @@ class ExprCompiler:
             column_reader(ref, typed),
             ref.type if not ref.path else ANY,
             read=inline_read(ref, typed),
+            scaled=scaled_read(ref, typed),
         )
 
     def literal(self, node: exp.Literal) -> Compiled:
@@ -190,9 +181,9 @@ class ExprCompiler:
         return Compiled(lambda e: logic.is_distinct(fa(e), fb(e)), BOOLEAN)
 
     def arithmetic(self, node: exp.Binary) -> Compiled:
-        op, name = _ARITHMETIC[type(node)]
+        op, name = ARITHMETIC[type(node)]
         a, b = self.compile(node.this), self.compile(node.expression)
-        t = _arith_type(name, a.type, b.type)
+        t = arith_type(name, a.type, b.type)
         if t is None:
             raise self._type_error(node, name, a.type, b.type)
         fa, fb = a.fn, b.fn
@@ -362,42 +353,6 @@ def group_text(node: exp.Expr) -> str:
     return node.sql(dialect="duckdb").lower()
 
 
-def _arith_type(op: str, a: SqlType, b: SqlType) -> SqlType | None:
-    if a.name == "NULL" and b.name == "NULL":
-        return NULL
-    if (a.is_any or a.is_numeric) and (b.is_any or b.is_numeric):
-        if a.is_any or b.is_any:
-            known = b if a.is_any else a
-            if op == "/" and known.name == "BIGINT":
-                return ANY
-            return ANY if known.is_any else known if known.name != "BIGINT" else ANY
-        if op == "/" and a.name == "BIGINT" and b.name == "BIGINT":
-            return DOUBLE
-        if "DOUBLE" in (a.name, b.name):
-            return DOUBLE
-        if "DECIMAL" in (a.name, b.name):
-            return DECIMAL
-        return BIGINT
-    temporal = {"DATE", "TIMESTAMP"}
-    if op in "+-" and {a.name, b.name} <= temporal | {"INTERVAL", "ANY", "NULL"}:
-        return _temporal_type(op, a.name, b.name)
-    return None
-
-
-def _temporal_type(op: str, a: str, b: str) -> SqlType:
-    """``TIMESTAMP ± INTERVAL`` and ``DATE ± INTERVAL`` are TIMESTAMPs (PostgreSQL, DuckDB),
-    ``TIMESTAMP - TIMESTAMP`` and ``INTERVAL ± INTERVAL`` INTERVALs, ``DATE - DATE`` days
-    (BIGINT); other mixes are known per value only."""
-    point = {"DATE", "TIMESTAMP"}
-    if (b == "INTERVAL" and a in point) or (op == "+" and a == "INTERVAL" and b in point):
-        return TIMESTAMP
-    if a == b == "INTERVAL" or (op == "-" and a == b == "TIMESTAMP"):
-        return INTERVAL
-    if op == "-" and a == b == "DATE":
-        return BIGINT
-    return ANY
-
-
 _HANDLERS: dict[type[exp.Expr], Callable[[ExprCompiler, Any], Compiled]] = {
     exp.Column: ExprCompiler.column,
     exp.Literal: ExprCompiler.literal,
@@ -418,7 +373,7 @@ _HANDLERS: dict[type[exp.Expr], Callable[[ExprCompiler, Any], Compiled]] = {
     exp.Exists: ExprCompiler.exists,
     exp.Subquery: ExprCompiler.scalar_subquery,
     **{k: ExprCompiler.comparison for k in _COMPARISONS},
-    **{k: ExprCompiler.arithmetic for k in _ARITHMETIC},
+    **{k: ExprCompiler.arithmetic for k in ARITHMETIC},
     exp.AggFunc: ExprCompiler.aggregate,
 }
 

@@ -29,7 +29,7 @@ from sql.compile.window import (
     key_columns,
     make_aggregate,
 )
-from sql.dialect import Declaration, conjunction_text, sql_text
+from sql.dialect import Declaration, conjunction_text, from_of, sql_text
 from sql.errors import (
     E_STREAM_REQUIRED,
     E_UNKNOWN_TABLE,
@@ -41,18 +41,17 @@ from sql.errors import (
 from sql.operators import sources
 from sql.operators.aggregate import AggregateOperator, StreamAggregate
 from sql.operators.join import Stage, join_stage, lookup_join_stage
+from sql.operators.stages import aggregate_stage, filter_stage, project_stage
 from sql.operators.window import WindowedAggregate
 from sql.plan.as_of_lookup import STRATEGY as AS_OF_STRATEGY
 from sql.plan.as_of_lookup import as_of_key_lookup
 from sql.plan.as_of_lookup import describe as describe_as_of
 from sql.plan.planner import plan_join
 from sql.plan.shape import Conjunct, JoinShape, JoinStep, StreamShape
-from sql.runtime import Compiled, Env, Fn, Read
+from sql.runtime import Compiled, Env, Fn
 from sql.runtime.parts import SelectParts
 from sql.types import SqlType, converter
 from sql.window import WindowSpec
-
-Out = list[dict[str, Any]]
 
 
 @dataclass(slots=True)
@@ -85,7 +84,7 @@ def compile_stream_query(
         ctx, kind, sel, scope, lhs, node
     )
     scope = Scope(ctx.sql, ctx.slots)
-    from_ = select.args.get("from_") or select.args.get("from")
+    from_ = from_of(select)
     if from_ is None:
         raise UnsupportedError(
             E_UNSUPPORTED.format(what="a query without FROM"), sql=ctx.sql, offset=offset_of(select)
@@ -166,7 +165,7 @@ def compile_stream_query(
             + (f" HAVING {having.this.sql(dialect='duckdb')}" if having else "")
             + f" EMIT {mode.upper()}"
         )
-        final: Stage = _aggregate_stage(where, aggregate)
+        final: Stage = aggregate_stage(where, aggregate)
     else:
         if emit == "final":
             raise UnsupportedError(
@@ -175,7 +174,7 @@ def compile_stream_query(
                 offset=emit_offset,
             )
         reads = [c.read for c in parts.outputs]
-        final = _project_stage(where, outputs, names, parts.distinct, parts.limit, reads)
+        final = project_stage(where, outputs, names, parts.distinct, parts.limit, reads)
         if parts.distinct:
             lines.append("Distinct (rows seen so far)")
         if parts.limit is not None:
@@ -188,7 +187,7 @@ def compile_stream_query(
         else:
             run = join_stage(rel.value_slot, rel.meta_slot, source, residual, left, run)
     if pushed:
-        run = _filter_stage(pushed, run)
+        run = filter_stage(pushed, run)
     key_cols = key_columns(ctx, select, names, aggregate, sink)
     observe = aggregate.observe if isinstance(aggregate, WindowedAggregate) else None
     types = [c.type for c in parts.outputs]
@@ -281,112 +280,6 @@ def _join(
         + source_text(table, plan.pin, key_field, probe)
     )
     return rel, source, combine(plan.residual), left
-
-
-def _project_stage(
-    where: Fn | None,
-    outputs: list[Fn],
-    names: list[str],
-    distinct: bool,
-    limit: int | None,
-    reads: list[Read | None],
-) -> Stage:
-    seen: set[Any] = set()
-    emitted = [0]
-
-    def project(env: Env, out: Out) -> None:
-        if where is not None and where(env) is not True:
-            return
-        if limit is not None and emitted[0] >= limit:
-            return
-        values = [f(env) for f in outputs]
-        if distinct:
-            try:
-                key: Any = tuple(values)
-                hash(key)
-            except TypeError:
-                from core.codec import dumps
-
-                key = dumps(values)
-            if key in seen:
-                return
-            seen.add(key)
-        emitted[0] += 1
-        out.append(dict(zip(names, values, strict=True)))
-
-    if where is None and not distinct and limit is None:
-        return _row_builder(outputs, names, reads)
-    return project
-
-
-def _row_builder(outputs: list[Fn], names: list[str], reads: list[Read | None]) -> Stage:
-    """``out.append({name0: f0(env), ...})`` as one generated function: no list, zip or per-column
-    loop (outputs run left to right, as the loop would), plain column reads inlined as their
-    closure does them. Names, types and closures are bound as globals of the generated code,
-    never spliced into its text (only slot numbers are)."""
-    namespace: dict[str, Any] = {}
-    items = []
-    for i, (f, n, read) in enumerate(zip(outputs, names, reads, strict=True)):
-        namespace[f"f{i}"], namespace[f"n{i}"] = f, n
-        if read is None:
-            items.append(f"n{i}: f{i}(env)")
-            continue
-        slot, namespace[f"k{i}"], namespace[f"t{i}"], namespace[f"c{i}"] = read
-        get = f"env[{int(slot)}].get(k{i})"
-        if read[2] is None:
-            items.append(f"n{i}: {get}")
-        else:  # a value of the column's own Python type as it is, else its converter
-            items.append(f"n{i}: (v if (v := {get}) is None or type(v) is t{i} else c{i}(v))")
-    source = f"def project(env, out):\n    out.append({{{', '.join(items)}}})\n"
-    exec(compile(source, "<projection>", "exec"), namespace)
-    project: Stage = namespace["project"]
-    return project
-
-
-def _filter_stage(conds: list[Fn], nxt: Stage) -> Stage:
-    """WHERE terms ANDed before the joins: a record passes only when every term is TRUE. Terms
-    run in order until one is FALSE, as the three-valued AND does (so the same terms raise)."""
-    if len(conds) == 1:
-        (cond,) = conds
-
-        def run1(env: Env, out: Out) -> None:
-            if cond(env) is True:
-                nxt(env, out)
-
-        return run1
-    if len(conds) == 2:
-        c0, c1 = conds
-
-        def run2(env: Env, out: Out) -> None:
-            a = c0(env)
-            if a is not False and c1(env) is True and a is True:
-                nxt(env, out)
-
-        return run2
-
-    def run(env: Env, out: Out) -> None:
-        ok = True
-        for c in conds:
-            v = c(env)
-            if v is False:
-                return
-            if v is not True:
-                ok = False
-        if ok:
-            nxt(env, out)
-
-    return run
-
-
-def _aggregate_stage(where: Fn | None, aggregate: AggregateOperator) -> Stage:
-    add = aggregate.add
-
-    def run(env: Env, out: Out) -> None:
-        if where is not None and where(env) is not True:
-            return
-        add(env, out)
-
-    return run
 
 
 def _unique(names: list[str]) -> list[str]:

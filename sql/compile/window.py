@@ -19,9 +19,9 @@ from sql.compile.expr import group_text
 from sql.compile.select import SelectParts
 from sql.errors import E_UNKNOWN_COLUMN, BindError, UnsupportedError, suggest
 from sql.operators.aggregate import AggregateOperator
-from sql.operators.window import TimePolicy, TimeWindowAggregate, WindowedAggregate, to_millis
-from sql.operators.window_session import SessionWindowAggregate
+from sql.operators.window import TimePolicy, WindowedAggregate
 from sql.runtime import Compiled, Env, Fn
+from sql.temporal import to_millis
 from sql.types import BIGINT
 from sql.window import WindowSpec, format_duration, parse_duration_text
 
@@ -71,7 +71,7 @@ def time_policy(ctx: CompileContext, spec: WindowSpec, options: Mapping[str, str
             sql=ctx.sql,
             offset=spec.offset,
         )
-    default_retention = spec.gap_ms if spec.kind == "session" else spec.size_ms
+    default_retention = spec.duration(spec.kind_entry.default_retention)
     retention = spec.retention_ms if spec.retention_ms is not None else default_retention
     return TimePolicy(duration("out_of_orderness"), late, retention)
 
@@ -143,8 +143,7 @@ def make_aggregate(
     parts: SelectParts, outputs: list[Fn], names: list[str], mode: str, win: WindowBinding
 ) -> WindowedAggregate:
     assert parts.agg is not None
-    cls = SessionWindowAggregate if win.spec.kind == "session" else TimeWindowAggregate
-    return cls(
+    return win.spec.kind_entry.operator(
         parts.agg,
         outputs,
         names,

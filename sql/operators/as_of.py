@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from sql.errors import SqlRuntimeError
-from sql.operators.window import to_millis
 from sql.runtime import Env, Fn
+from sql.temporal import to_millis
 from tables import Key, SnapshotLogTable, Value, VersionedTable
 from tables.versions import HistoryExpiredError
 

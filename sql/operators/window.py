@@ -14,13 +14,10 @@ windows updates the open ones (``late_drops`` counts the skipped window updates)
 
 from __future__ import annotations
 
-import datetime as dt
 import heapq
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sql.errors import EventTimeError, LateRecordError, StateError
 from sql.operators.aggregate import E_STATE_SHAPE, AggregateOperator, Row, key_id
@@ -28,7 +25,9 @@ from sql.runtime import Env, Fn
 from sql.runtime.accumulators import Accumulator
 from sql.runtime.parts import Aggregation
 from sql.runtime.state import encode
-from sql.window import WindowSpec
+
+if TYPE_CHECKING:  # sql.window reads the kinds of window (sql.window_kinds), which import this
+    from sql.window import WindowSpec
 
 E_LATE = (
     "late record: event time {event_time} falls in {window} which closed when the "
@@ -39,8 +38,6 @@ E_NO_EVENT_TIME = "no usable event time: {source} is {value!r}"
 NO_WATERMARK = -(2**62)
 #: State id of the stream time (max event time and watermark).
 TIME_ID = "time"
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_MS = dt.timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,32 +47,6 @@ class TimePolicy:
     out_of_orderness_ms: int = 0
     late: str = "dlq"  # "dlq": LateRecordError | "update": closed windows take late records
     retention_ms: int = 0  # how long a closed window keeps taking late records ("update")
-
-
-def to_millis(v: Any) -> int | None:
-    """Epoch milliseconds of an event-time value: a number (ms), a timestamp, a date, ISO text."""
-    t = type(v)
-    if t is int:
-        return v  # type: ignore[no-any-return]
-    if t is float and math.isfinite(v):
-        return int(v)
-    if t is Decimal and v.is_finite():
-        return int(v)
-    if isinstance(v, str):
-        s = v.strip()
-        if s.lstrip("-").isdigit():
-            return int(s)
-        try:
-            v = dt.datetime.fromisoformat(s)
-        except ValueError:
-            return None
-        t = dt.datetime
-    if t is dt.datetime:
-        aware = v if v.tzinfo is not None else v.replace(tzinfo=dt.UTC)
-        return (aware - _EPOCH) // _MS  # type: ignore[no-any-return]
-    if t is dt.date:
-        return (dt.datetime(v.year, v.month, v.day, tzinfo=dt.UTC) - _EPOCH) // _MS
-    return None
 
 
 class Win:
@@ -149,6 +120,7 @@ class WindowedAggregate(AggregateOperator):
         #: the out-of-orderness — the minimum over the partitions, as in Flink — instead of the
         #: largest event time seen, so a partition read ahead of another makes no record late.
         self.clock: Callable[[Env, int], int | None] | None = None
+        self.add = self._adder()  # type: ignore[method-assign,assignment]
 
     # -- subclass hooks -------------------------------------------------------------------------
     def close_due(self, win: Win) -> int:
@@ -210,9 +182,32 @@ class WindowedAggregate(AggregateOperator):
                 source=self.time_source,
             )
         agg = self.agg
-        gk = tuple(f(env) for f in agg.keys)
+        gk = tuple([f(env) for f in agg.keys])
         vals = [1 if s.arg is None else s.arg(env) for s in agg.specs]
         self.assign(env, gk, t, vals, out)
+
+    def _adder(self) -> Callable[[Env, list[Row]], None]:
+        """:meth:`add` with the slot, keys and arguments bound once (its per record cost): the
+        same steps, for one key and one or two aggregate calls — the common shapes."""
+        keys, specs = tuple(self.agg.keys), self.agg.specs
+        args = tuple((lambda env: 1) if s.arg is None else s.arg for s in specs)
+        if len(keys) != 1 or len(args) > 2:
+            return self.add
+        (key,) = keys
+        slot, assign, general = self.time_slot, self.assign, self.add
+        a0 = args[0]
+        a1 = args[1] if len(args) == 2 else None
+
+        def add(env: Env, out: list[Row]) -> None:
+            t = env[slot]
+            if t is None:
+                general(env, out)  # raises the EventTimeError
+                return
+            gk = (key(env),)
+            vals = [a0(env)] if a1 is None else [a0(env), a1(env)]
+            assign(env, gk, t, vals, out)
+
+        return add
 
     def finish(self, env: Env) -> list[Row]:
         """End of input: close every window (EMIT FINAL emits them) and drop all state."""
@@ -249,9 +244,13 @@ class WindowedAggregate(AggregateOperator):
         self.pushes += 1
         heapq.heappush(self.heap, (due, win.seq, self.pushes, win))
 
+    def bounds_text(self, start: int, end: int) -> str:
+        """A window in a late record's error (half-open; a session says otherwise)."""
+        return f"[{start}, {end})"
+
     def late(self, t: int, start: int, end: int, due: int) -> LateRecordError:
         retention = f", retention {self.retention} ms" if self.retention else ""
-        bounds = f"session [{start}, {end}]" if self.spec.kind == "session" else f"[{start}, {end})"
+        bounds = self.bounds_text(start, end)
         return LateRecordError(
             E_LATE.format(
                 event_time=t,

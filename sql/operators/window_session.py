@@ -32,6 +32,9 @@ class SessionWindowAggregate(WindowedAggregate):
         self.gap = self.spec.gap_ms
         self.sessions: dict[tuple[Any, ...], list[Win]] = {}
 
+    def bounds_text(self, start: int, end: int) -> str:
+        return f"session [{start}, {end}]"
+
     def close_due(self, win: Win) -> int:
         return win.end + self.gap + self.grace + 1
 

@@ -61,9 +61,16 @@ _CONFIG = """<?xml version="1.0"?>
   <users_config>{root}/users.xml</users_config>
   <default_profile>default</default_profile>
   <default_database>default</default_database>
-  <timezone>UTC</timezone>
+  <timezone>UTC</timezone>{tls}
 </yandex>
 """
+#: HTTPS beside HTTP, with a self-signed certificate for 127.0.0.1 (:func:`self_signed`).
+_TLS = """
+  <https_port>{https}</https_port>
+  <openSSL><server><certificateFile>{root}/cert.pem</certificateFile>
+    <privateKeyFile>{root}/key.pem</privateKeyFile><verificationMode>none</verificationMode>
+    <loadDefaultCAFile>false</loadDefaultCAFile><disableProtocols>sslv2,sslv3</disableProtocols>
+  </server></openSSL>"""
 _USERS = """<?xml version="1.0"?>
 <yandex>
   <profiles><default><max_memory_usage>2000000000</max_memory_usage></default>
@@ -85,6 +92,21 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def self_signed(directory: Path) -> Path | None:
+    """``cert.pem`` and ``key.pem`` for 127.0.0.1 in ``directory`` (the certificate is its own
+    CA: a client verifies with ``ca_file=<cert.pem>``); None without openssl."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return None
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(directory / "key.pem"), "-out", str(directory / "cert.pem"),
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return directory / "cert.pem"
 
 
 def server_command() -> list[str] | None:
@@ -138,8 +160,12 @@ class ClickHouseServer:
         self.tcp_port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.version = ""
+        #: The self-signed certificate HTTPS serves (None: no openssl here, no HTTPS).
+        self.certificate = self_signed(self.root)
+        self.https_port = _free_port() if self.certificate else None
+        tls = _TLS.format(root=self.root, https=self.https_port) if self.certificate else ""
         (self.root / "config.xml").write_text(
-            _CONFIG.format(root=self.root, http=self.http_port, tcp=self.tcp_port)
+            _CONFIG.format(root=self.root, http=self.http_port, tcp=self.tcp_port, tls=tls)
         )
         (self.root / "users.xml").write_text(_USERS.format(password=READER_PASSWORD))
 
@@ -199,8 +225,17 @@ class ClickHouseServer:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def url(self, user: str = "default", password: str | None = None, db: str = "default") -> str:
+    def url(
+        self,
+        user: str = "default",
+        password: str | None = None,
+        db: str = "default",
+        https: bool = False,
+    ) -> str:
         auth = user if password is None else f"{user}:{password}"
+        if https:
+            assert self.https_port is not None, "no openssl here: the server has no HTTPS"
+            return f"https://{auth}@127.0.0.1:{self.https_port}/{db}"
         return f"http://{auth}@127.0.0.1:{self.http_port}/{db}"
 
     def execute(self, sql: str, settings: str = "") -> str:

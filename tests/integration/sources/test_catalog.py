@@ -10,11 +10,9 @@ import pytest
 
 from agents.pipeline import catalog_for, load_pipeline
 from core.errors import ConfigError
-from sources.table import ExternalTable
 from sql import compile_query
-from tables.kinds import TableEnv, table_kind
 from tables.protocol import Table
-from tests.support.federation import CUSTOMERS, pg_table, unique_table
+from tests.support.federation import CUSTOMERS, catalog_customers, pg_table, unique_table
 from tests.support.postgres import PostgresCluster
 
 PIPELINE = """
@@ -33,21 +31,9 @@ async def test_catalog_tables(postgres: PostgresCluster, tmp_path: Path) -> None
     pg_table(postgres, name, CUSTOMERS)
     path = tmp_path / "p.sql"
     path.write_text(PIPELINE.format(dsn=postgres.dsn(password="s3cret"), table=name))
-    pipeline = load_pipeline([path])
     qualified = f"pg.public.{name}"
-    spec = pipeline.tables[qualified]
-    assert spec.kind == "postgres"
-    assert spec.key_field == "id"
-    assert dict(spec.columns) == {
-        "id": "BIGINT",
-        "tier": "STRING",
-        "credit": "DECIMAL(12,2)",
-        "country": "STRING",
-    }
+    pipeline, table = catalog_customers(path, qualified, "postgres")
     assert pipeline.queries[0].reads == (qualified,)
-    table = table_kind(spec.name, spec.kind).create(spec, TableEnv())
-    assert isinstance(table, ExternalTable)
-    table.open_sync()
     try:
         tables: dict[str, Table] = {qualified: table}
         q = compile_query(pipeline.queries[0].sql, catalog_for(tables, pipeline))

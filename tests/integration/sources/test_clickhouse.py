@@ -12,21 +12,15 @@ import datetime as dt
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from agents.codec import make_decoder, make_encoder
-from agents.pipeline import catalog_for, load_pipeline
-from agents.process import BatchProcessor
-from core import codec
+from agents.pipeline import catalog_for
 from core.errors import ConfigError
 from sources.lookup import LookupTable
 from sources.snapshot import SnapshotTable
 from sources.table import ExternalTable
 from sql import compile_query
-from tables.deadletter import H_REASON
-from tables.kinds import TableEnv, table_kind
 from tables.protocol import Change, Op
 from tests.support.clickhouse import (
     CH_DDL,
@@ -38,8 +32,18 @@ from tests.support.clickhouse import (
     insert_sql,
     server_table,
 )
-from tests.support.federation import CUSTOMERS, declaration, external, unique_table
-from tests.support.records import Collect, Rec
+from tests.support.federation import (
+    CUSTOMERS,
+    batch_processor,
+    catalog_customers,
+    declaration,
+    external,
+    order_batch,
+    run_batch,
+    unique_table,
+)
+from tests.support.federation import ORDERS_QUERY as QUERY
+from tests.support.federation import OUTAGE_OPTIONS as OPTIONS
 
 UTC = dt.UTC
 #: Types a server of any version has (LowCardinality needs a setting on 18.16).
@@ -219,17 +223,17 @@ def test_start_errors_name_the_table_never_the_password(
         first.close_sync()
 
 
-def test_password_from_an_environment_variable(
-    clickhouse: ClickHouseServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_password_from_an_environment_variable(clickhouse: ClickHouseServer) -> None:
+    """The variable is looked up among the secrets the edge passes (``Settings.from_env`` gives
+    the process environment's: tests/unit/app/test_settings.py), never read by the source."""
     name = unique_table()
     server_table(clickhouse, name, CUSTOMERS)
-    monkeypatch.setenv("TABLESTREAM_TEST_CH_PASSWORD", READER_PASSWORD)
     where = (
         f"connector='clickhouse', url='{clickhouse.url('reader')}', table='{name}',"
         " password_env='TABLESTREAM_TEST_CH_PASSWORD', cache='full'"
     )
-    table = external(declaration("c", where), "c")
+    secrets = {"TABLESTREAM_TEST_CH_PASSWORD": READER_PASSWORD}
+    table = external(declaration("c", where), "c", secrets=secrets)
     try:
         assert table.get(1) == {
             "id": 1,
@@ -277,17 +281,6 @@ def test_a_parquet_file_through_the_embedded_engine(chdb_path: Path, tmp_path: P
 
 
 # -- a server going down mid-run --------------------------------------------------------------
-QUERY = (
-    "CREATE STREAM orders (order_id BIGINT, customer_id BIGINT) WITH (topic='orders');\n"
-    "CREATE STREAM out WITH (topic='out') AS SELECT o.order_id, c.tier"
-    " FROM orders o LEFT JOIN customers c ON c.id = o.customer_id EMIT CHANGES;"
-)
-OPTIONS = (
-    "cache='partial', cache_ttl='1s', timeout='2s', retries='1', breaker_failures='2',"
-    " breaker_reset='300ms'"
-)
-
-
 @pytest.fixture
 def own_server() -> Iterator[ClickHouseServer]:
     """A server of this test's own: it is stopped and started again."""
@@ -296,32 +289,6 @@ def own_server() -> Iterator[ClickHouseServer]:
         server.execute(f"CREATE TABLE customers ({CH_DDL}) ENGINE = MergeTree ORDER BY id")
         server.execute(insert_sql("customers", CUSTOMERS))
         yield server
-
-
-class _Tp:
-    topic, partition = "orders", 0
-
-
-def batch(start: int, ids: list[int]) -> list[Rec]:
-    return [
-        Rec(0, start + i, None, codec.dumps({"order_id": start + i, "customer_id": cid}))
-        for i, cid in enumerate(ids)
-    ]
-
-
-async def run(p: BatchProcessor, recs: list[Rec]) -> tuple[list[Any], list[tuple[int, str]]]:
-    """One batch as the agent runs it: prefetch, then the records; (outputs, dead letters)."""
-    assert p.prefetch is not None
-    await p.prefetch({_Tp(): recs})
-    out = Collect()
-    p.run(recs, out)
-    rows = [codec.loads(v) for t, _, v, _ in out.records if t == "out" and v is not None]
-    dead = [
-        (codec.loads(v)["order_id"], h[H_REASON].decode())
-        for t, _, v, h in out.records
-        if t == "dlq" and v is not None
-    ]
-    return rows, dead
 
 
 @pytest.mark.slow
@@ -335,22 +302,13 @@ async def test_a_server_down_opens_the_breaker_and_takes_the_policy(
     )
     sql = declaration("customers", where)
     table = external(sql, "customers")
-    query = compile_query(sql + QUERY, {"customers": table})
-    p = BatchProcessor(
-        query,
-        make_decoder(None),
-        name="q",
-        sink_topic="out",
-        key_columns=(),
-        dead_letter_topic="dlq",
-        encode=make_encoder(query.output_columns, query.output_types),
-    )
+    p = batch_processor(sql + QUERY, {"customers": table})
     try:
-        rows, dead = await run(p, batch(0, [1, 2]))
+        rows, dead = await run_batch(p, order_batch(0, [1, 2]))
         assert rows == [{"order_id": 0, "tier": "gold"}, {"order_id": 1, "tier": "basic"}]
         await asyncio.to_thread(own_server.stop, True)
         await asyncio.sleep(1.1)  # the cached rows expire
-        rows, dead = await run(p, batch(10, [1, 3]))
+        rows, dead = await run_batch(p, order_batch(10, [1, 3]))
         reason = "source unavailable: customers"
         if policy == "stale":
             assert rows == [{"order_id": 10, "tier": "gold"}]
@@ -365,12 +323,11 @@ async def test_a_server_down_opens_the_breaker_and_takes_the_policy(
         assert READER_PASSWORD not in str(stats)
         own_server.start()  # from the main thread: the server dies with it (PDEATHSIG)
         await asyncio.sleep(0.4)  # past breaker_reset: the next call is the half-open probe
-        rows, dead = await run(p, batch(20, [1, 3]))
+        rows, dead = await run_batch(p, order_batch(20, [1, 3]))
         assert dead == []
         assert rows == [{"order_id": 20, "tier": "gold"}, {"order_id": 21, "tier": None}]
         assert table.stats().as_dict()["breaker"]["state"] == "closed"
     finally:
-        query.close()
         table.close_sync()
 
 
@@ -392,20 +349,8 @@ async def test_a_catalog_over_a_server_and_explain(
     server_table(clickhouse, name, CUSTOMERS)
     path = tmp_path / "p.sql"
     path.write_text(CATALOG.format(url=clickhouse.url("reader", READER_PASSWORD), table=name))
-    pipeline = load_pipeline([path])
     qualified = f"ch.default.{name}"
-    spec = pipeline.tables[qualified]
-    assert spec.kind == "clickhouse"
-    assert spec.key_field == "id"
-    assert dict(spec.columns) == {
-        "id": "BIGINT",
-        "tier": "STRING",
-        "credit": "DECIMAL(12,2)",
-        "country": "STRING",
-    }
-    table = table_kind(spec.name, spec.kind).create(spec, TableEnv())
-    assert isinstance(table, ExternalTable)
-    table.open_sync()
+    pipeline, table = catalog_customers(path, qualified, "clickhouse")
     try:
         q = compile_query(pipeline.queries[0].sql, catalog_for({qualified: table}, pipeline))
         explain = q.explain()

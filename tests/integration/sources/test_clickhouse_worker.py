@@ -4,7 +4,6 @@ IN and an EXISTS subquery; exact outputs, per-source stats, no password anywhere
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -12,12 +11,14 @@ from typing import Any
 import pytest
 
 from app.broker import Broker
-from core import codec
-from tables.topics import TopicSpec, ensure_topics
-from tests.integration.agents.support import processed, queries, until
+from tests.integration.agents.support import queries
 from tests.support.clickhouse import READER_PASSWORD, ClickHouseServer, chdb_table, server_table
-from tests.support.federation import CUSTOMERS, unique_table
-from tests.support.kafka import produce, read_all, unique
+from tests.support.federation import (
+    CUSTOMERS,
+    enrich_orders,
+    unique_table,
+)
+from tests.support.kafka import unique
 from tests.support.worker import Worker
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -78,29 +79,7 @@ async def test_worker_joins_a_stream_with_a_server_and_an_embedded_table(
         {"order_id": i, "customer_id": cid}
         for i, cid in enumerate([1, 2, 3, 4, 5, 6, 7, 1, 3, 9, 5, 6])
     ]
-    await ensure_topics(broker.url, [TopicSpec(names["orders"], 2)])
-    await produce(
-        broker.url, names["orders"], [(str(o["order_id"]).encode(), codec.dumps(o)) for o in orders]
-    )
-    env = {
-        "TABLESTREAM_BROKER": broker.url,
-        "TABLESTREAM_APP_ID": unique("app"),
-        "TABLESTREAM_PIPELINE": str(pipeline),
-        "TABLESTREAM_DLQ_TOPIC": names["dlq"],
-    }
-    worker = Worker(tmp_path / "w", env).start()
-    workers.append(worker)
-    await until(processed(worker, "enriched", len(orders)), "enriched to read the orders", worker)
-    want = sorted(
-        (e for o in orders if (e := expected(o)) is not None), key=lambda r: r["order_id"]
-    )
-    got: list[dict[str, Any]] = []
-    for _ in range(50):
-        got = [codec.loads_exact(r.value) for r in await read_all(broker.url, names["enriched"])]
-        if len(got) >= len(want):
-            break
-        await asyncio.sleep(0.2)
-    assert sorted(got, key=lambda r: r["order_id"]) == want
+    worker = await enrich_orders(broker.url, tmp_path, pipeline, names, orders, workers, expected)
 
     sources = queries(worker)["enriched"]["sources"]
     assert sources["customers"]["kind"] == "clickhouse"

@@ -13,31 +13,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from agents.codec import make_decoder, make_encoder
 from agents.process import BatchProcessor
-from core import codec
 from sources.table import ExternalTable
-from sql import compile_query
-from tables.deadletter import H_REASON
-from tests.support.federation import CUSTOMERS, declaration, external, pg_table
+from tests.support.federation import (
+    CUSTOMERS,
+    batch_processor,
+    declaration,
+    external,
+    order_batch,
+    pg_table,
+    run_batch,
+)
+from tests.support.federation import ORDERS_QUERY as QUERY
+from tests.support.federation import OUTAGE_OPTIONS as OPTIONS
 from tests.support.postgres import PostgresCluster, postgres_cluster
-from tests.support.records import Collect, Rec
 
 pytestmark = pytest.mark.slow
-
-QUERY = (
-    "CREATE STREAM orders (order_id BIGINT, customer_id BIGINT) WITH (topic='orders');\n"
-    "CREATE STREAM out WITH (topic='out') AS SELECT o.order_id, c.tier"
-    " FROM orders o LEFT JOIN customers c ON c.id = o.customer_id EMIT CHANGES;"
-)
-OPTIONS = (
-    "cache='partial', cache_ttl='1s', timeout='2s', retries='1', breaker_failures='2',"
-    " breaker_reset='300ms'"
-)
 
 
 @pytest.fixture
@@ -48,52 +42,14 @@ def own_postgres() -> Iterator[PostgresCluster]:
         yield cluster
 
 
-def batch(start: int, ids: list[int]) -> list[Rec]:
-    return [
-        Rec(0, start + i, None, codec.dumps({"order_id": start + i, "customer_id": cid}))
-        for i, cid in enumerate(ids)
-    ]
-
-
 def processor(table: ExternalTable, policy: str) -> BatchProcessor:
     sql = declaration("customers", f"{_opts(table)}, {OPTIONS}, on_error='{policy}'") + QUERY
-    query = compile_query(sql, {"customers": table})
-    return BatchProcessor(
-        query,
-        make_decoder(None),
-        name="q",
-        sink_topic="out",
-        key_columns=(),
-        dead_letter_topic="dlq",
-        encode=make_encoder(query.output_columns, query.output_types),
-    )
+    return batch_processor(sql, {"customers": table})
 
 
 def _opts(table: ExternalTable) -> str:
     c = table.config
     return f"connector='postgres', dsn='{c.target}', table='{c.remote_table}'"
-
-
-async def run(p: BatchProcessor, recs: list[Rec]) -> tuple[list[Any], list[tuple[int, str]]]:
-    """One batch as the agent runs it: prefetch, then the records; (outputs, dead letters)."""
-    assert p.prefetch is not None
-    await p.prefetch({_TP: recs})
-    out = Collect()
-    p.run(recs, out)
-    rows = [codec.loads(v) for t, _, v, _ in out.records if t == "out" and v is not None]
-    dead = [
-        (codec.loads(v)["order_id"], h[H_REASON].decode())
-        for t, _, v, h in out.records
-        if t == "dlq" and v is not None
-    ]
-    return rows, dead
-
-
-class _Tp:
-    topic, partition = "orders", 0
-
-
-_TP = _Tp()
 
 
 def table_for(pg: PostgresCluster, policy: str) -> ExternalTable:
@@ -104,7 +60,7 @@ def table_for(pg: PostgresCluster, policy: str) -> ExternalTable:
 async def outage(pg: PostgresCluster, policy: str) -> tuple[ExternalTable, BatchProcessor]:
     table = table_for(pg, policy)
     p = processor(table, policy)
-    rows, dead = await run(p, batch(0, [1, 2]))
+    rows, dead = await run_batch(p, order_batch(0, [1, 2]))
     assert rows == [{"order_id": 0, "tier": "gold"}, {"order_id": 1, "tier": "basic"}]
     assert dead == []
     pg.stop()
@@ -117,7 +73,7 @@ async def test_wait_holds_the_batch_until_the_database_answers(
 ) -> None:
     table, p = await outage(own_postgres, "wait")
     try:
-        held = asyncio.ensure_future(run(p, batch(10, [1, 3, 99])))
+        held = asyncio.ensure_future(run_batch(p, order_batch(10, [1, 3, 99])))
         await asyncio.sleep(2.5)
         assert not held.done()  # nothing processed, nothing to commit
         stats = table.stats().as_dict()
@@ -142,7 +98,7 @@ async def test_stale_serves_expired_rows_and_dead_letters_the_unknown(
 ) -> None:
     table, p = await outage(own_postgres, "stale")
     try:
-        rows, dead = await run(p, batch(10, [1, 3, 2]))
+        rows, dead = await run_batch(p, order_batch(10, [1, 3, 2]))
         assert rows == [{"order_id": 10, "tier": "gold"}, {"order_id": 12, "tier": "basic"}]
         assert dead == [(11, "source unavailable: customers")]
         stats = table.stats().as_dict()
@@ -151,7 +107,7 @@ async def test_stale_serves_expired_rows_and_dead_letters_the_unknown(
         await asyncio.to_thread(own_postgres.start)
         await asyncio.sleep(0.4)  # past breaker_reset: the next call is the half-open probe
         own_postgres.execute("UPDATE customers SET tier = 'platinum' WHERE id = 1")
-        rows, dead = await run(p, batch(20, [1, 3]))
+        rows, dead = await run_batch(p, order_batch(20, [1, 3]))
         assert dead == []
         assert rows == [{"order_id": 20, "tier": "platinum"}, {"order_id": 21, "tier": None}]
         assert table.stats().as_dict()["breaker"]["state"] == "closed"
@@ -164,7 +120,7 @@ async def test_dead_letter_sends_every_record_that_needs_the_database(
 ) -> None:
     table, p = await outage(own_postgres, "dead_letter")
     try:
-        rows, dead = await run(p, batch(10, [1, 4]))
+        rows, dead = await run_batch(p, order_batch(10, [1, 4]))
         assert rows == []
         assert dead == [
             (10, "source unavailable: customers"),
@@ -173,7 +129,7 @@ async def test_dead_letter_sends_every_record_that_needs_the_database(
         assert table.stats().as_dict()["unavailable"] == 2
         await asyncio.to_thread(own_postgres.start)
         await asyncio.sleep(0.4)
-        rows, dead = await run(p, batch(20, [1, 4]))
+        rows, dead = await run_batch(p, order_batch(20, [1, 4]))
         assert dead == []
         assert rows == [{"order_id": 20, "tier": "gold"}, {"order_id": 21, "tier": "gold"}]
     finally:

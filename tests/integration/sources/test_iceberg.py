@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from agents.codec import make_decoder, make_encoder
 from agents.process import BatchProcessor
 from core import codec
 from core.errors import ConfigError
@@ -22,13 +21,10 @@ from sql import compile_query
 from sql.catalog import Catalog
 from sql.errors import ParseError
 from sql.operators.as_of import AsOfExpiredError
-from sql.parse import parse_script
-from tables.deadletter import H_REASON
-from tables.kinds import TableEnv, table_kind
-from tables.spec import TableSpec
-from tests.support.iceberg import COLUMNS, History, Lake, append, market_stats
+from tests.support.federation import batch_processor, run_batch
+from tests.support.iceberg import COLUMNS, History, Lake, append, events, iceberg, market_stats
 from tests.support.postgres import PostgresCluster
-from tests.support.records import Collect, Rec
+from tests.support.records import Rec
 
 pytestmark = pytest.mark.slow
 
@@ -40,40 +36,12 @@ def declaration(lake: Lake, extra: str = "", columns: str = COLUMNS) -> str:
     return f"CREATE TABLE market_stats ({columns}) WITH ({lake.options(IDENT, extra)});\n"
 
 
-def iceberg(
-    sql_declaration: str, *, open_now: bool = True, data_dir: Path = Path("data")
-) -> IcebergTable:
-    decl = parse_script(sql_declaration + "SELECT 1 FROM s").declarations["market_stats"]
-    spec = TableSpec.from_options(
-        decl.name, decl.name, decl.primary_key, decl.options, decl.columns
-    )
-    table = table_kind(spec.name, spec.kind).create(spec, TableEnv(data_dir=data_dir))
-    assert isinstance(table, IcebergTable)
-    if open_now:
-        table.open_sync()
-    return table
-
-
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Lake, History]:
     """The three-snapshot table (five log entries: the overwrite is a delete and an append),
     written once for the read-only tests of this module."""
     lk = Lake(tmp_path_factory.mktemp("lake"))
     return lk, market_stats(lk)
-
-
-def events(history: History) -> list[dict[str, Any]]:
-    """Trades at every snapshot's commit time, between commits and before the first one."""
-    times = [history.log[0][0] - 1000]
-    for i, (ts, _) in enumerate(history.log):
-        times.append(ts)
-        nxt = history.log[i + 1][0] if i + 1 < len(history.log) else ts + 60_000
-        times.append((ts + nxt) // 2)
-    out: list[dict[str, Any]] = []
-    for ts in times:
-        for symbol in ("A", "B", "C", "D", "Z"):
-            out.append({"id": len(out), "symbol": symbol, "ts": ts})
-    return out
 
 
 def test_every_record_joins_the_snapshot_current_at_its_time(lake: tuple[Lake, History]) -> None:
@@ -276,39 +244,13 @@ async def test_new_snapshots_are_followed_and_incompatible_ones_refused(tmp_path
 
 
 def processor(sql: str, table: IcebergTable) -> BatchProcessor:
-    query = compile_query(sql, Catalog.of({"market_stats": table}))
-    return BatchProcessor(
-        query,
-        make_decoder(None),
-        name="q",
-        sink_topic="out",
-        key_columns=(),
-        dead_letter_topic="dlq",
-        encode=make_encoder(query.output_columns, query.output_types),
-    )
+    return batch_processor(sql, {"market_stats": table})
 
 
 async def run(p: BatchProcessor, trades: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
     """One batch as the agent runs it: prefetch (the snapshots it reads), then the records."""
     recs = [Rec(0, t["id"], None, codec.dumps(t)) for t in trades]
-    assert p.prefetch is not None
-    await p.prefetch({_TP: recs})
-    out = Collect()
-    p.run(recs, out)
-    rows = [codec.loads(v) for t, _, v, _ in out.records if t == "out" and v is not None]
-    dead = [
-        (codec.loads(v)["id"], h[H_REASON].decode())
-        for t, _, v, h in out.records
-        if t == "dlq" and v is not None
-    ]
-    return rows, dead
-
-
-class _Tp:
-    topic, partition = "trades", 0
-
-
-_TP = _Tp()
+    return await run_batch(p, recs, "id", "trades")
 
 
 @pytest.mark.parametrize("policy", ["dead_letter", "stale", "wait"])

@@ -14,10 +14,10 @@ import pytest
 
 from app.broker import Broker
 from core import codec
-from tables.topics import TopicSpec, ensure_topics
 from tests.integration.agents.support import processed, queries, until
+from tests.support.federation import produce_json, read_json, start_worker
 from tests.support.iceberg import COLUMNS, Lake, append, market_stats
-from tests.support.kafka import produce, read_all, unique
+from tests.support.kafka import produce, unique
 from tests.support.worker import Worker
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -37,13 +37,7 @@ EMIT CHANGES;
 
 
 async def outputs(broker: Broker, topic: str, count: int) -> list[dict[str, Any]]:
-    got: list[dict[str, Any]] = []
-    for _ in range(50):
-        got = [codec.loads(r.value) for r in await read_all(broker.url, topic)]
-        if len(got) >= count:
-            break
-        await asyncio.sleep(0.2)
-    return sorted(got, key=lambda r: r["id"])
+    return await read_json(broker.url, topic, count, "id")
 
 
 async def test_worker_serves_a_snapshot_committed_while_it_runs(
@@ -57,7 +51,6 @@ async def test_worker_serves_a_snapshot_committed_while_it_runs(
     pipeline.write_text(
         PIPELINE.format(columns=COLUMNS, options=lake.options("analytics.market_stats"), **names)
     )
-    await ensure_topics(broker.url, [TopicSpec(names["trades"], 1)])
     now = int(time.time() * 1000)
     before = [
         {"id": 0, "symbol": "A", "ts": now},
@@ -65,15 +58,8 @@ async def test_worker_serves_a_snapshot_committed_while_it_runs(
         {"id": 2, "symbol": "D", "ts": now},
         {"id": 3, "symbol": "E", "ts": now},
     ]
-    await produce(broker.url, names["trades"], [(None, codec.dumps(t)) for t in before])
-    env = {
-        "TABLESTREAM_BROKER": broker.url,
-        "TABLESTREAM_APP_ID": unique("app"),
-        "TABLESTREAM_PIPELINE": str(pipeline),
-        "TABLESTREAM_DLQ_TOPIC": names["dlq"],
-    }
-    worker = Worker(tmp_path / "w", env).start()
-    workers.append(worker)
+    await produce_json(broker.url, names["trades"], 1, before, None)
+    worker = start_worker(broker.url, tmp_path, pipeline, names["dlq"], workers)
     await until(processed(worker, "enriched", len(before)), "the first trades", worker)
     old_outputs = await outputs(broker, names["enriched"], len(before))
     assert old_outputs == [

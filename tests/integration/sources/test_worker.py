@@ -12,10 +12,14 @@ import pytest
 
 from app.broker import Broker
 from core import codec
-from tables.topics import TopicSpec, ensure_topics
-from tests.integration.agents.support import processed, queries, until
-from tests.support.federation import CUSTOMERS, pg_table, unique_table
-from tests.support.kafka import produce, read_all, unique
+from tests.integration.agents.support import queries
+from tests.support.federation import (
+    CUSTOMERS,
+    enrich_orders,
+    pg_table,
+    unique_table,
+)
+from tests.support.kafka import unique
 from tests.support.postgres import PostgresCluster
 from tests.support.worker import Worker, get_json
 
@@ -66,29 +70,7 @@ async def test_worker_joins_a_kafka_stream_with_postgres(
         {"order_id": i, "customer_id": cid, "amount": codec.loads_exact(f"{i}.25")}
         for i, cid in enumerate([1, 2, 3, 4, 5, 6, 7, 1, 3, 9, 5, 2])
     ]
-    await ensure_topics(broker.url, [TopicSpec(names["orders"], 2)])
-    await produce(
-        broker.url, names["orders"], [(str(o["order_id"]).encode(), codec.dumps(o)) for o in orders]
-    )
-    env = {
-        "TABLESTREAM_BROKER": broker.url,
-        "TABLESTREAM_APP_ID": unique("app"),
-        "TABLESTREAM_PIPELINE": str(pipeline),
-        "TABLESTREAM_DLQ_TOPIC": names["dlq"],
-    }
-    worker = Worker(tmp_path / "w", env).start()
-    workers.append(worker)
-    await until(processed(worker, "enriched", len(orders)), "enriched to read the orders", worker)
-    want = sorted(
-        (e for o in orders if (e := expected(o)) is not None), key=lambda r: r["order_id"]
-    )
-    got: list[dict[str, Any]] = []
-    for _ in range(50):
-        got = [codec.loads_exact(r.value) for r in await read_all(broker.url, names["enriched"])]
-        if len(got) >= len(want):
-            break
-        await asyncio.sleep(0.2)
-    assert sorted(got, key=lambda r: r["order_id"]) == want
+    worker = await enrich_orders(broker.url, tmp_path, pipeline, names, orders, workers, expected)
 
     q = queries(worker)["enriched"]
     source = q["sources"]["customers"]

@@ -25,7 +25,7 @@ def test_defaults_and_catalog_properties() -> None:
     assert (c.catalog, c.catalog_type, c.follow, c.poll_interval) == ("default", "sql", False, 10.0)
     assert (c.snapshot_caches, c.as_of_error, c.row_filter) == (4, False, None)
     assert c.source.remote_table == "analytics.stats"
-    assert c.properties() == {
+    assert c.properties({}) == {
         "type": "sql",
         "uri": "sqlite:///data/c.db",
         "warehouse": "file:///wh",
@@ -47,7 +47,19 @@ def test_a_rest_catalog_from_its_uri() -> None:
     )
     assert (c.catalog, c.catalog_type, c.follow, c.poll_interval) == ("lake", "rest", True, 0.5)
     assert (c.snapshot_caches, c.as_of_error) == (2, True)
-    assert "init_catalog_tables" not in c.properties()
+    assert "init_catalog_tables" not in c.properties({})
+
+
+def test_rest_credentials_come_from_named_variables_only() -> None:
+    c = parse(spec(catalog_uri="http://127.0.0.1:8181", token_env="LAKE_TOKEN"))
+    assert c.properties({"LAKE_TOKEN": "t0k"})["token"] == "t0k"
+    with pytest.raises(ConfigError, match="environment variable LAKE_TOKEN \\(token_env\\) is not"):
+        c.properties({})
+    c = parse(spec(catalog_uri="http://127.0.0.1:8181", credential_env="LAKE_CRED"))
+    assert c.properties({"LAKE_CRED": "id:secret"})["credential"] == "id:secret"
+    with pytest.raises(ConfigError, match=r"option 'catalog\.token' would show the secret") as err:
+        parse(spec(**{"catalog.token": "t0k"}))
+    assert err.value.fields["option"] == "catalog.token"
 
 
 @pytest.mark.parametrize(

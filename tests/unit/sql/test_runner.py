@@ -9,10 +9,7 @@ computed; literal text is asserted where the contract is about the text (``22.50
 
 from __future__ import annotations
 
-import io
 import json
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,9 +18,7 @@ import duckdb
 import pytest
 
 from core.codec import loads_exact
-from sql.runner import main
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.support.sql_runner import run_cli, run_inproc, write
 
 DECLS = """CREATE TABLE users (id BIGINT, name STRING, tier STRING, credit DECIMAL(10,2),
   PRIMARY KEY (id)) WITH (topic='users');
@@ -59,29 +54,6 @@ def _raw_jsonl(rows: list[dict[str, Any]]) -> str:
                 text = text.replace(f'"{k}": "{v}"', f'"{k}": {v}')
         lines.append(text)
     return "\n".join(lines) + "\n"
-
-
-def write(tmp: Path, name: str, text: str) -> str:
-    path = tmp / name
-    path.write_text(text, encoding="utf-8")
-    return str(path)
-
-
-def run_cli(args: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sql", "run", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def run_inproc(args: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(["run", *args], out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from sql.errors import BindError, ParseError
 from sql.parse import parse_script
 from sql.time_travel import by_version, constant, label
 from tables.memory import MemoryTable
-from tests.unit.sql.test_temporal import DECLS, prices, run
+from tests.support.sql_temporal import DECLS, prices, run
 
 
 def version_of(sql: str) -> exp.Version:

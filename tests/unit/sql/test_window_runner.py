@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.unit.sql.test_runner import run_cli, run_inproc, write
-from tests.unit.sql.test_windows import (
+from tests.support.sql_runner import run_cli, run_inproc, write
+from tests.support.sql_windows import (
     SESSION_RECORDS,
     SESSION_SQL,
     TUMBLING_RECORDS,
