@@ -52,7 +52,7 @@ from agents.transaction import Transactions
 from agents.transactional import transactional_step
 from agents.watermarks import PartitionClock
 from sql import CompiledQuery, StateError
-from tables.protocol import Table
+from tables import Table
 from tables.store import StoreBatch
 from tables.topics import topic_partitions
 
@@ -232,6 +232,7 @@ class QueryAgent(Service):
             group_id=f"{cfg.app_id}-{self.qdef.name}",
             topics=[self.sink_topic, cfg.dead_letter_topic],
             client_id=f"{cfg.app_id}-query-{self.stats.name}",
+            commit_interval=cfg.commit_interval,
         )
 
     async def _seek_to_state(self) -> None:

@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from tables.keys import key_text
-from tables.protocol import (
+from tables import (
     Change,
     ChangeListener,
     Key,
@@ -24,7 +23,8 @@ from tables.protocol import (
     StatsLike,
     Value,
 )
-from tables.protocol import Unsubscribe as UnsubscribeFn
+from tables import Unsubscribe as UnsubscribeFn
+from tables.keys import key_text
 
 #: Rows kept per table and agent; the cache starts over when full (hot keys come back at once).
 MAX_ROWS = 200_000

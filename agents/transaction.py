@@ -9,8 +9,11 @@ fences them through InitProducerId. A transaction holds what its task processed 
 commit: output records and dead letters (appended into aiokafka record batches as at-least-once
 does: a batch built by a transactional producer carries its id, epoch and transactional flag,
 stamped when the batch is sent) and the source offsets (``send_offsets_to_transaction`` to the
-consumer group). It commits every :data:`COMMIT_INTERVAL` seconds (Kafka Streams'
-``commit.interval.ms`` under EOS), when no records come, and before partitions move.
+consumer group). It commits every ``commit_interval`` seconds (Kafka Streams'
+``commit.interval.ms`` under EOS, setting ``TABLESTREAM_COMMIT_INTERVAL_MS``; default
+:data:`COMMIT_INTERVAL`), when no records come, and before partitions move. An output is visible
+to ``read_committed`` readers once its transaction commits: the interval is the floor of the
+end-to-end latency, against one commit (four round trips to the coordinator) per interval.
 
 - Local state (RocksDB, stage 2) is written only once ``commit_transaction`` succeeded: never
   ahead of the committed offsets. A crash in between leaves it behind; the task replays the
@@ -27,7 +30,6 @@ consumer group). It commits every :data:`COMMIT_INTERVAL` seconds (Kafka Streams
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import enum
 import logging
@@ -40,7 +42,6 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import (
     IllegalOperation,
     InvalidProducerEpoch,
-    KafkaConnectionError,
     KafkaError,
     ProducerFenced,
     TransactionalIdAuthorizationFailed,
@@ -48,49 +49,21 @@ from aiokafka.errors import (
 
 from agents.sink import MAX_BATCH_BYTES, Output
 from agents.state import QueryState
-from core.errors import TablestreamError
+
+# The start-up check moved to agents.transaction_probe (agents.service imports it from here).
+from agents.transaction_probe import check_transactions as check_transactions
 from tables.store import StoreBatch
 
 logger = logging.getLogger(__name__)
 
 #: Seconds a task's transaction stays open (Kafka Streams' default under EOS is 100 ms).
 COMMIT_INTERVAL = 0.1
-#: Seconds the start-up check waits for the broker to hand out a transactional producer id.
-PROBE_TIMEOUT = 15.0
-E_NO_TRANSACTIONS = (
-    "processing_guarantee=exactly_once: the broker at {servers} does not support transactions"
-    " (InitProducerId for a transactional producer failed: {error})"
-)
-W_PROBE = "cannot reach %s to check for transactions (%s); checked again when queries start"
 W_ABORTED = "query %s: transaction of %s[%d] aborted (%s); re-reading from the committed offset"
 W_FENCED = "query %s: producer of %s[%d] fenced by a newer one (%s); the task stops here"
 W_BROKEN = "query %s: producer of %s[%d] failed while %s (%s); its transaction is dropped, %s"
 I_REJOINED = "query %s: group generation %s -> %s (out of the group meanwhile): new producers"
 #: A producer's errors that mean a newer producer with its transactional id took the task over.
 FENCING = (ProducerFenced, TransactionalIdAuthorizationFailed, InvalidProducerEpoch)
-
-
-class TransactionsUnsupportedError(TablestreamError):
-    """``exactly_once`` asked of a broker without transactions."""
-
-
-async def check_transactions(servers: str, transactional_id: str) -> None:
-    """Raise :class:`TransactionsUnsupportedError` unless the broker hands a transactional
-    producer its id (some brokers list the transaction APIs and fail them: try, do not trust)."""
-    producer = AIOKafkaProducer(bootstrap_servers=servers, transactional_id=transactional_id)
-    try:
-        # start() waits for InitProducerId when a transactional id is set.
-        await asyncio.wait_for(producer.start(), PROBE_TIMEOUT)
-    except KafkaConnectionError:
-        raise  # no broker to ask: not a verdict on its transactions
-    except (KafkaError, TimeoutError) as exc:
-        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        raise TransactionsUnsupportedError(
-            E_NO_TRANSACTIONS.format(servers=servers, error=error), broker=servers
-        ) from exc
-    finally:
-        with contextlib.suppress(Exception):
-            await producer.stop()
 
 
 def _retrieve(producer: AIOKafkaProducer) -> None:
@@ -124,18 +97,6 @@ def _forget(futures: Iterable[asyncio.Future[Any]]) -> None:
     producer fails them all; unread, asyncio logs each)."""
     for future in futures:
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
-
-
-def probe_transactions(servers: str, transactional_id: str) -> None:
-    """:func:`check_transactions` before the worker's event loop exists (a thread and a loop of
-    its own), so a broker without transactions stops the worker with one line, as a bad setting
-    does. A broker that cannot be reached is not judged here: the pipelines check again when
-    they start."""
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        try:
-            pool.submit(asyncio.run, check_transactions(servers, transactional_id)).result()
-        except KafkaConnectionError as exc:
-            logger.warning(W_PROBE, servers, exc)
 
 
 class Outcome(enum.Enum):
@@ -183,8 +144,11 @@ class Transactions:
         group_id: str,
         topics: Sequence[str],
         client_id: str,
+        commit_interval: float = COMMIT_INTERVAL,
     ) -> None:
         self.name = name
+        #: Seconds a task's transaction stays open before :meth:`due` says commit (0: each batch).
+        self.commit_interval = commit_interval
         self.servers = servers
         self.id_prefix = id_prefix
         self.group_id = group_id
@@ -319,20 +283,18 @@ class Transactions:
         await self._abort(task)
 
     def due(self) -> bool:
-        """A transaction open for :data:`COMMIT_INTERVAL`, or a task failed: commit now."""
-        now = time.monotonic()
+        """A transaction open for ``commit_interval``, or a task failed: commit now."""
+        now, interval = time.monotonic(), self.commit_interval
         return bool(self.failed) or any(
-            t.open and now - t.started >= COMMIT_INTERVAL for t in self.tasks.values()
+            t.open and now - t.started >= interval for t in self.tasks.values()
         )
 
     async def commit(self, *, everything: bool = False) -> Failed:
-        """Commit the open transactions (those open for :data:`COMMIT_INTERVAL`, or all), at
+        """Commit the open transactions (those open for ``commit_interval``, or all), at
         once; then write their local state. Returns the tasks that failed."""
-        now = time.monotonic()
+        now, interval = time.monotonic(), self.commit_interval
         due = [
-            t
-            for t in self.tasks.values()
-            if t.open and (everything or now - t.started >= COMMIT_INTERVAL)
+            t for t in self.tasks.values() if t.open and (everything or now - t.started >= interval)
         ]
         failed, self.failed = self.failed, Failed()
         if not due:

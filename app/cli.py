@@ -31,9 +31,8 @@ from agents.structdecode import struct_decoding
 from app.settings import Settings, env_name
 from core.errors import TablestreamError
 from sql import compile_query, explain_code, explain_line, parse_script
-from tables import Table
+from tables import MemoryTable, Table
 from tables.kinds import TableEnv, table_kind
-from tables.memory import MemoryTable
 from tables.spec import TableSpec
 
 E_NOT_REACHABLE = "no worker answers at {url} ({error})"

@@ -28,8 +28,9 @@ from agents.cache import CachedTable
 from agents.codec import make_decoder, make_encoder
 from agents.fused import FusedProcessor
 from agents.process import BatchProcessor
+from bench.orders import SYMBOLS, encode_order, order
 from bench.peers import SQL_ENRICH, SQL_HEAD
-from bench.pipeline import PIPELINE, SYMBOLS, encode_order, order
+from bench.pipeline import PIPELINE
 from core import codec
 from sql import compile_query, parse_script
 from tables.apply import Malformed

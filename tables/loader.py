@@ -11,19 +11,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import OffsetOutOfRangeError
 from mode import Service
 
+# aiokafka's fetched record batches iterated in C, no ConsumerRecord per record (the agents'
+# fetch path; a third of a cold restore's CPU went to ConsumerRecord objects).
+from agents.fetch import getmany_raw, supported
 from core.errors import TablestreamError
-from tables.apply import Applier
+from tables import gcpause
+from tables.apply import Applier, Parts
 from tables.deadletter import DeadLetterWriter, source_of_table
 from tables.protocol import Change, Op, PartitionStats
 from tables.skew import PartitionSkew
-from tables.store import Fingerprint
+from tables.store import Fingerprint, TableStore
 from tables.topics import tombstone_retention_ms, topic_partitions
 
 if TYPE_CHECKING:
@@ -36,6 +40,7 @@ COMPACT_AFTER_RECORDS = 100_000
 #: How often age retention sweeps a slice of a versioned table's history (between batches).
 SWEEP_INTERVAL_S = 1.0
 W_REBUILD = "table %r: local state does not fit topic %r (%s); rebuilding from the beginning"
+W_INTERRUPTED = "a restore was interrupted before its rows were flushed"
 
 
 class TopicMissingError(TablestreamError):
@@ -74,6 +79,7 @@ class TableLoader(Service):
         #: offset (records of a transaction still open are not readable yet).
         self._read_committed = read_committed
         self._consumer: AIOKafkaConsumer | None = None
+        self._raw_fetch = False
         self._tps: list[TopicPartition] = []
         self._verify: dict[TopicPartition, Fingerprint] = {}
         self._target: dict[TopicPartition, int] = {}
@@ -94,6 +100,10 @@ class TableLoader(Service):
     async def on_start(self) -> None:
         state = self.tstate
         state.store.open()
+        if state.store.restore_interrupted():
+            logger.warning(W_REBUILD, state.spec.name, state.spec.topic, W_INTERRUPTED)
+            state.store.destroy()
+            state.store.open()
         stored_topic = state.store.topic()
         if stored_topic is not None and stored_topic != state.spec.topic:
             logger.warning(W_REBUILD, state.spec.name, state.spec.topic, f"was {stored_topic!r}")
@@ -107,8 +117,11 @@ class TableLoader(Service):
             state.store.open()
         state.store.set_topic(state.spec.topic)
         state.store.set_history_mode(mode)
+        if not state.store.positions():
+            state.store.begin_restore()  # nothing applied yet: a cold restore
         self._consumer = self._consumer_factory()
         await self._consumer.start()
+        self._raw_fetch = supported(self._consumer)
         await self._assign()
 
     async def on_stop(self) -> None:
@@ -116,7 +129,10 @@ class TableLoader(Service):
         if consumer is not None:
             await consumer.stop()
         await self._compacted()
-        self.tstate.store.close()
+        store = self.tstate.store
+        if store.end_restore():  # stopped mid-restore: what was applied is kept
+            await asyncio.to_thread(store.persist_restore)
+        store.close()
 
     async def _compacted(self) -> None:
         """Wait for a running compaction: closing RocksDB under its thread is not allowed."""
@@ -188,13 +204,19 @@ class TableLoader(Service):
                 # and a seek below the log start fails again (a rebuild loop, never loading).
                 await consumer.seek_to_beginning(tp)
         if not self._tps:
+            if self.tstate.store.end_restore():
+                self.tstate.store.persist_restore()  # nothing was written: a quick flush
             self.tstate.set_ready()
 
     @Service.task
     async def _follow(self) -> None:
         while not self.should_stop:
             try:
-                await self._step()
+                if self.tstate.store.restoring:
+                    with gcpause.paused():
+                        await self._step()
+                else:
+                    await self._step()
             except _LocalStateMismatch as exc:
                 await self._rebuild(str(exc))
             except OffsetOutOfRangeError as exc:
@@ -205,7 +227,11 @@ class TableLoader(Service):
         if consumer is None:
             await asyncio.sleep(0.05)
             return
-        fetched = await consumer.getmany(timeout_ms=200, max_records=self._fetch_max_records)
+        fetched: dict[TopicPartition, Any] = (
+            await getmany_raw(consumer, 200, self._fetch_max_records)
+            if self._raw_fetch
+            else await consumer.getmany(timeout_ms=200, max_records=self._fetch_max_records)
+        )
         verified = {}
         for tp, msgs in fetched.items():
             fp = self._verify.pop(tp, None)
@@ -220,20 +246,20 @@ class TableLoader(Service):
                 elif first.offset < fp.offset:
                     raise _LocalStateMismatch(f"{tp.topic}[{tp.partition}] restarted numbering")
             verified[tp] = msgs
-        records = await self._bounded(consumer, verified)
-        if records:
-            await self._apply(records)
+        kept = await self._bounded(consumer, verified)
+        if any(kept.values()):
+            await self._apply([(tp.topic, tp.partition, msgs) for tp, msgs in kept.items()])
         await self._update_progress()
 
     async def _bounded(
         self, consumer: AIOKafkaConsumer, fetched: dict[TopicPartition, Any]
-    ) -> list[Any]:
+    ) -> Mapping[TopicPartition, Any]:
         """The fetched records within the allowed skew (:mod:`tables.skew`); the partitions
         ahead are sought back to their first record held back and paused."""
         if len(self._tps) < 2 or not (fetched or self._skew.held):
             # Nothing to bound (an empty fetch still resumes what waits for a partition that
             # has just reached its end).
-            return [rec for msgs in fetched.values() for rec in msgs]
+            return fetched
         # Where each partition stands before this batch: the consumer's position (past
         # transaction markers), less what this batch brings.
         left = set()
@@ -254,12 +280,12 @@ class TableLoader(Service):
             consumer.pause(*cut.pause)
         if cut.resume:
             consumer.resume(*cut.resume)
-        return [rec for msgs in cut.keep.values() for rec in msgs]
+        return cut.keep
 
-    async def _apply(self, records: list[Any]) -> None:
+    async def _apply(self, parts: Parts) -> None:
         state = self.tstate
         batch = state.batch()
-        result = self._applier.apply(records, state.store, batch, want_changes=bool(state.feed))
+        result = self._applier.apply_parts(parts, state.store, batch, bool(state.feed))
         if result.malformed:
             state.stats.malformed += len(result.malformed)
             if self._dead_letters is not None:
@@ -312,6 +338,9 @@ class TableLoader(Service):
             self._next_synced = time.monotonic() + 1.0
             self.tstate.store.set_synced_at(int(time.time() * 1000))
         if caught_up and not self.tstate.is_ready:
+            # Written without the write-ahead log so far: flushed to files (off the event loop)
+            # before the restore counts as done on disk; readers need only the memtables.
+            persist = self.tstate.store.end_restore()
             self.tstate.set_ready()
             logger.info(
                 "table %r ready: %d rows, %d records read",
@@ -319,11 +348,12 @@ class TableLoader(Service):
                 self.tstate.store.count,
                 self.tstate.stats.records_read,
             )
-            if self.tstate.stats.records_read >= COMPACT_AFTER_RECORDS:
-                # A bulk load leaves overlapping files behind; one compaction makes every later
-                # point lookup a single bloom-filtered read (p99 ~6.6 -> ~4 µs at 1M keys).
+            # A bulk load leaves overlapping files behind; one compaction makes every later
+            # point lookup a single bloom-filtered read (p99 ~6.6 -> ~4 µs at 1M keys).
+            compact = self.tstate.stats.records_read >= COMPACT_AFTER_RECORDS
+            if persist or compact:
                 self._compaction = asyncio.ensure_future(
-                    asyncio.to_thread(self.tstate.store.compact)
+                    asyncio.to_thread(_settle, self.tstate.store, persist, compact)
                 )
 
     async def _rebuild(self, why: str) -> None:
@@ -338,11 +368,20 @@ class TableLoader(Service):
         state.store.open()
         state.store.set_topic(state.spec.topic)
         state.store.set_history_mode(_history_mode(state))
+        state.store.begin_restore()
         state.reset()
         self._skew.reset()
         if self._consumer is not None and self._tps:
             self._consumer.resume(*self._tps)
         await self._seek_to_stored()
+
+
+def _settle(store: TableStore, persist: bool, compact: bool) -> None:
+    """After a load (in a thread): the restore's rows flushed to files, then compacted."""
+    if persist:
+        store.persist_restore()
+    if compact:
+        store.compact()
 
 
 def _history_mode(state: TableState) -> str:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from aiokafka import AIOKafkaConsumer
 from mode import Service
 
@@ -43,6 +44,30 @@ from tables.versions import (
 from tables.versions_store import EXPIRED, VersionStore
 
 
+def stored_decoder(decode: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    """How to decode bytes the store holds, which passed ``decode`` when they were loaded.
+
+    The checks :func:`core.codec.loads` makes on records from outside — the nesting depth, the
+    regex scan for integers beyond 64 bits (orjson would read them as floats) — were made then;
+    msgspec alone gives the same values (ints of any size exact, floats correctly rounded) in a
+    third of the time (docs/BENCHMARKS.md, as-of reads). Whatever msgspec refuses goes to
+    ``decode`` itself, so no stored value decodes differently.
+    """
+    if decode is codec.loads_exact:
+        return codec.parse_exact  # loads_exact without the depth check
+    if decode is not codec.loads:
+        return decode
+    plain = msgspec.json.Decoder().decode
+
+    def stored(raw: bytes) -> Any:
+        try:
+            return plain(raw)
+        except msgspec.DecodeError:
+            return decode(raw)
+
+    return stored
+
+
 class TableState:
     """What a table's readers and its loader share: store, change feed, stats, readiness."""
 
@@ -52,6 +77,8 @@ class TableState:
         self.decode: Callable[[bytes], Any] = (
             codec.loads_exact if spec.exact_decimals else codec.loads
         )
+        #: Decodes what the store holds (rows, versions): the same values, fewer checks.
+        self.decode_stored = stored_decoder(self.decode)
         self.feed = ChangeFeed(spec.name)
         #: Decoded rows of recent ``get()`` calls; the loader drops the keys it writes.
         self.rows = RowCache()
@@ -80,7 +107,7 @@ class TableState:
             self.rows.clear()
 
     def items(self) -> Iterator[tuple[Key, Value]]:
-        decode = self.decode
+        decode = self.decode_stored
         for k, v in self.store.items():
             yield k.decode(), decode(v)
 
@@ -275,7 +302,7 @@ class ReferenceTable(Service):
             if value is not MISS:
                 return default if value is None else value
         raw = state.store.get(skey)
-        value = None if raw is None else state.decode(raw)
+        value = None if raw is None else state.decode_stored(raw)
         if state.store.is_open:  # a closed store's empty answers are not the table's rows
             state.rows.put(key, value)
         return default if value is None else value
@@ -293,7 +320,7 @@ class ReferenceTable(Service):
         """Up to ``limit`` rows in key order, starting after key ``after``."""
         out: list[tuple[Key, Value]] = []
         start = after.encode() if after is not None else None
-        decode = self._state.decode
+        decode = self._state.decode_stored
         for k, v in self._state.store.items(from_key=start):
             if start is not None and k == start:
                 continue
@@ -392,17 +419,18 @@ class ReferenceTable(Service):
                     timestamp=timestamp,
                 )
             return None
-        return None if raw is None else self._state.decode(raw)
+        return None if raw is None else self._state.decode_stored(raw)
 
     def get_at_version(self, key: Key, version: int) -> Value | None:
         found = find_at_version(self._history().load(key_bytes(key)), version)
-        return None if found is None or found.value is None else self._state.decode(found.value)
+        found_value = None if found is None else found.value
+        return None if found_value is None else self._state.decode_stored(found_value)
 
     def history(self, key: Key) -> list[VersionRecord]:
-        return records(self._history().load(key_bytes(key)), self._state.decode)
+        return records(self._history().load(key_bytes(key)), self._state.decode_stored)
 
     def get_changes_since(self, version: int) -> list[Change]:
-        return self._history().changes_since(version, self._state.decode)
+        return self._history().changes_since(version, self._state.decode_stored)
 
     def compact(self, retain_versions: int) -> int:
         return self._history().compact(retain_versions)

@@ -23,6 +23,7 @@ A partition with known time that sets the bound is never paused, so loading make
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -78,7 +79,7 @@ class PartitionSkew:
         if self.max_skew_ms is None or len(partitions) < 2:
             return out
         reach = dict(self.times)
-        peak = {tp: max(m.timestamp for m in msgs) for tp, msgs in fetched.items() if msgs}
+        peak = {tp: max(map(_TIMESTAMP, msgs)) for tp, msgs in fetched.items() if msgs}
         for tp, t in peak.items():
             reach[tp] = max(reach.get(tp, _NEVER), t)
         slow = [tp for tp in partitions if tp not in self.held and behind(tp)]
@@ -119,3 +120,4 @@ class PartitionSkew:
 
 
 _NEVER = -(2**63)
+_TIMESTAMP = operator.attrgetter("timestamp")

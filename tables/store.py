@@ -6,6 +6,12 @@ applied record per partition, the row count, the table version and stream time. 
 column family holds the history of versioned tables (:mod:`tables.versions_store`). Rows, history
 and progress go to RocksDB in one write batch, so after any crash the stored offsets describe
 exactly the stored rows and versions.
+
+A cold restore (:meth:`TableStore.begin_restore`) writes without the write-ahead log: a durable
+``restoring`` mark goes first, the rows follow, and only once every column family was flushed
+to its files is the mark removed (:meth:`TableStore.persist_restore`). A store opened with the
+mark still there was cut short mid-restore — whatever reached disk is a mix of column families
+flushed at different points — and is rebuilt (:meth:`TableStore.restore_interrupted`).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from rocksdict import (
     Rdict,
     RdictIter,
     WriteBatch,
+    WriteOptions,
 )
 
 _META = "meta"
@@ -38,6 +45,7 @@ _STREAM_TIME = b"stream_time"
 _HISTORY = b"history"
 _TOPIC = b"topic"
 _SYNCED = b"synced_at"
+_RESTORING = b"restoring"
 _POS = b"pos/"
 _FP = b"fp/"
 _I64 = struct.Struct(">q")
@@ -89,6 +97,10 @@ class Fingerprint:
         return Fingerprint(offset, crc)
 
 
+#: Keys a restore keeps in memory to tell inserts from updates (~80 bytes each); beyond, it
+#: asks RocksDB.
+RESTORED_KEYS_MAX = 2_000_000
+
 logger = logging.getLogger(__name__)
 W_STALE = "store at %s: a batch made on opening %d not committed (opened %d times since)"
 
@@ -103,6 +115,7 @@ class StoreBatch:
         "count",
         "fingerprints",
         "positions",
+        "restored",
         "stream_time",
         "version",
         "written",
@@ -126,6 +139,8 @@ class StoreBatch:
         self._opened = store.openings
         #: The row keys written, when tracked (a table with cached rows drops them after commit).
         self.written: list[bytes] | None = [] if track else None
+        #: Its row keys were added to :attr:`TableStore.restored_keys` by the writer.
+        self.restored = False
         self.count = count
         self.version = version
         self.stream_time = stream_time
@@ -170,6 +185,12 @@ class TableStore:
         self._history_it: RdictIter | None = None
         #: How many times the database was opened (see StoreBatch._opened).
         self.openings = 0
+        #: Writes skip the write-ahead log (a cold restore in progress, see the module docstring).
+        self._restoring = False
+        #: Restored rows maybe only in memtables: the ``restoring`` mark stays until flushed.
+        self._unflushed = False
+        #: Every row key of a restore into an empty store, while it runs (see restored_keys).
+        self._restored: set[bytes] | None = None
         self._count = 0
         self._version = 0
         self._stream_time = 0
@@ -209,6 +230,8 @@ class TableStore:
             self._count = 0
             self._version = 0
             self._stream_time = 0
+            self._restoring = self._unflushed = False
+            self._restored = None
 
     def destroy(self) -> None:
         """Close and delete everything on disk (local state that cannot be trusted)."""
@@ -337,6 +360,8 @@ class TableStore:
             # state that no longer exists (replaying the source rebuilds them).
             logger.warning(W_STALE, self.path, batch._opened, self.openings)
             return
+        if not batch.restored:
+            self._restored = None  # rows written without it: the set no longer says what is here
         wb = batch._wb
         cf = self._meta_handle
         for partition, position in batch.positions.items():
@@ -354,6 +379,69 @@ class TableStore:
         self._count = batch.count
         self._version = batch.version
         self._stream_time = batch.stream_time
+
+    # -- cold restore: writes without the write-ahead log ------------------------------------------
+    def restore_interrupted(self) -> bool:
+        """Whether a restore began on this database and never reached :meth:`persist_restore`
+        (a crash, or a kill): its files may hold rows without their offsets or the reverse."""
+        assert self._meta is not None
+        return self._meta.get(_RESTORING) is not None
+
+    @property
+    def restoring(self) -> bool:
+        return self._restoring
+
+    def begin_restore(self) -> None:
+        """Write without the write-ahead log from now on (about a third of a commit's cost, see
+        docs/BENCHMARKS.md), after a durable mark that :meth:`restore_interrupted` finds."""
+        db = self.db
+        mark = WriteBatch(raw_mode=True)
+        mark.put(_RESTORING, b"1", self._meta_handle)
+        synced = WriteOptions()
+        synced.sync = True
+        db.set_write_options(synced)
+        db.write(mark)
+        no_wal = WriteOptions()
+        # A property at run time; rocksdict's stub declares a method.
+        no_wal.disable_wal = True  # type: ignore[method-assign,assignment]
+        db.set_write_options(no_wal)
+        self._restoring = self._unflushed = True
+        self._restored = set() if self._count == 0 else None
+
+    @property
+    def restored_keys(self) -> set[bytes] | None:
+        """The row keys a restore into an empty store has written so far, for a writer that
+        adds its own (and sets :attr:`StoreBatch.restored`): whether a key is new is then a set
+        lookup, not a RocksDB read (a tenth of a restore's CPU). None outside a restore, past
+        :data:`RESTORED_KEYS_MAX` keys (memory), and once any batch was written without it."""
+        keys = self._restored
+        if keys is not None and len(keys) > RESTORED_KEYS_MAX:
+            keys = self._restored = None
+        return keys
+
+    def end_restore(self) -> bool:
+        """Later writes go through the write-ahead log again; True while the restored rows still
+        wait for :meth:`persist_restore` (call it next, off the event loop: it flushes)."""
+        self._restored = None
+        if self._restoring and self._db is not None:
+            self._db.set_write_options(WriteOptions())
+            self._restoring = False
+        return self._unflushed
+
+    def persist_restore(self) -> None:
+        """Flush every column family to its files, then drop the ``restoring`` mark (after
+        :meth:`end_restore`; thread-safe). A crash before the mark is gone rebuilds the table;
+        the mark's removal need not be synced (surviving, it only costs that rebuild)."""
+        db, meta, versions = self._db, self._meta, self._versions
+        if not self._unflushed or self._restoring or db is None:
+            return
+        assert meta is not None
+        assert versions is not None
+        db.flush()
+        versions.flush()
+        meta.flush()
+        del meta[_RESTORING]
+        self._unflushed = False
 
     def compact(self) -> None:
         """Full compaction (thread-safe in RocksDB; callers run it off the event loop)."""

@@ -28,11 +28,15 @@ Message = tuple[bytes | None, bytes | None]
 
 
 async def produce(
-    servers: str, topic: str, messages: Iterable[Message], linger_ms: int = 50
+    servers: str,
+    topic: str,
+    messages: Iterable[Message],
+    linger_ms: int = 50,
+    max_batch_size: int = 1024 * 1024,
 ) -> int:
     """Send key/value pairs; a long linger packs many records per batch (as real producers do)."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=servers, linger_ms=linger_ms, acks="all", max_batch_size=1024 * 1024
+        bootstrap_servers=servers, linger_ms=linger_ms, acks="all", max_batch_size=max_batch_size
     )
     await producer.start()
     try:

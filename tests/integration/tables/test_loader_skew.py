@@ -24,15 +24,22 @@ BASE = (int(time.time()) // 86_400 - 2) * 86_400_000
 STEP_MS = 1_000  # record timestamps 1 s apart within a partition
 PER_PARTITION = 1_500
 BATCH = 100  # records per loader batch
+#: Bytes per producer batch (~60 of these records): a loader takes whole record batches (no
+#: object per record, see agents.fetch), so one batch may pass BATCH by up to one of them.
+PRODUCER_BATCH_BYTES = 2048
+RECORD_BATCH = 100
 SKEW_MS = 10_000
 #: A record applied early in a batch is checked against what the others applied before the
-#: batch: the bound counts their whole batch, up to BATCH records of STEP_MS each.
-SLACK_MS = SKEW_MS + BATCH * STEP_MS
+#: batch: the bound counts their whole batch, up to BATCH records (plus the rest of a record
+#: batch) of STEP_MS each.
+SLACK_MS = SKEW_MS + (BATCH + RECORD_BATCH) * STEP_MS
 
 
 async def produce_backlogs(servers: str, topic: str) -> None:
     """Partition 0's whole backlog first, then partition 1's: the same span of timestamps."""
-    producer = AIOKafkaProducer(bootstrap_servers=servers, linger_ms=50, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=servers, linger_ms=50, acks="all", max_batch_size=PRODUCER_BATCH_BYTES
+    )
     await producer.start()
     try:
         futures = []

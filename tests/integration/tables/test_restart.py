@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import shutil
+import signal
+import sys
 from pathlib import Path
 
 import pytest
 
 from app.broker import Broker
+from tables.loader import W_INTERRUPTED
 from tables.reference import ReferenceTable
 from tables.spec import TableSpec
+from tables.store import TableStore
 from tests.support.kafka import create_topic, final_state, produce, rows, unique
 
 pytestmark = pytest.mark.broker
@@ -109,3 +115,67 @@ async def test_two_workers_each_hold_every_key(broker: Broker, tmp_path: Path) -
     finally:
         await a.stop()
         await b.stop()
+
+
+ROOT = Path(__file__).resolve().parents[3]
+#: Loads the table in a child process and dies by SIGKILL mid-restore (no close, no flush).
+_CRASH_MID_RESTORE = """
+import asyncio, os, signal, sys
+from pathlib import Path
+from tables.reference import ReferenceTable
+from tables.spec import TableSpec
+
+async def main() -> None:
+    spec = TableSpec("crashed", sys.argv[2])
+    table = ReferenceTable(spec, Path(sys.argv[3]), sys.argv[1], fetch_max_records=200)
+    await table.start()
+    assert await table.wait_for_keys(int(sys.argv[4]), 60)
+    assert not table.is_ready, "loaded before the kill: nothing tested"
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_restore_killed_midway_is_detected_and_rebuilt(
+    broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cold restore writes without RocksDB's write-ahead log: a crash in the middle leaves
+    files whose column families were flushed at different points. The mark written first is
+    found on the next start, and the table is rebuilt from the topic."""
+    topic = await create_topic(broker.url, unique("crashed"), partitions=2)
+    msgs = rows((str(i % 6_000), {"i": i}) for i in range(12_000))  # updates too
+    await produce(broker.url, topic, msgs, max_batch_size=4096)  # many small record batches
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _CRASH_MID_RESTORE, broker.url, topic, str(tmp_path), "1000",
+        cwd=ROOT,
+    )  # fmt: skip
+    assert await asyncio.wait_for(child.wait(), 90) == -signal.SIGKILL
+    store = TableStore(tmp_path / "tables" / "crashed").open()
+    try:
+        assert store.restore_interrupted()
+    finally:
+        store.close()
+
+    with caplog.at_level(logging.WARNING, logger="tables.loader"):
+        table = await load(TableSpec("crashed", topic), tmp_path, broker.url)
+    try:
+        assert W_INTERRUPTED in caplog.text
+        assert table.stats().records_read == 12_000  # from the beginning
+        assert table.snapshot() == final_state(msgs)
+        assert len(table) == 6_000
+    finally:
+        await table.stop()
+    # Restored and flushed: the next start trusts the store and reads nothing.
+    store = TableStore(tmp_path / "tables" / "crashed").open()
+    try:
+        assert not store.restore_interrupted()
+        assert store.count == 6_000
+    finally:
+        store.close()
+    table = await load(TableSpec("crashed", topic), tmp_path, broker.url)
+    try:
+        assert table.stats().records_read == 0
+        assert len(table) == 6_000
+    finally:
+        await table.stop()
