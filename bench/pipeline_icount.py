@@ -1,8 +1,10 @@
 """One batch of ``N`` orders through a query's generated function, in process, for an instruction
 count that does not depend on the machine's load (docs/BENCHMARKS.md, pipeline200):
 
-    valgrind --tool=callgrind --callgrind-out-file=cg.0 .venv/bin/python -m bench.pipeline_icount 0
-    valgrind --tool=callgrind --callgrind-out-file=cg.N .venv/bin/python -m bench.pipeline_icount 20000
+    valgrind --tool=callgrind --callgrind-out-file=cg.0 \
+        .venv/bin/python -m bench.pipeline_icount 0
+    valgrind --tool=callgrind --callgrind-out-file=cg.N \
+        .venv/bin/python -m bench.pipeline_icount 20000
 
 (instructions of the second minus the first, divided by N: per record). ``--job enrich``: the
 enrichment job of ``bench/peers.py``. The tables in memory behind the agents' row cache, warmed
@@ -45,7 +47,8 @@ def main(args: argparse.Namespace) -> None:
     tables = {"users": CachedTable(users), "limits": CachedTable(limits)}
     columns = parse_script(sql).declarations["orders"].columns
     # An older checkout's FusedProcessor (an A/B) may not take the declared columns.
-    extra = {"columns": columns} if "columns" in inspect.signature(FusedProcessor).parameters else {}
+    takes_columns = "columns" in inspect.signature(FusedProcessor).parameters
+    extra = {"columns": columns} if takes_columns else {}
     fused = FusedProcessor(
         compile_query(sql, tables, typed_streams=True),
         make_decoder(columns),
