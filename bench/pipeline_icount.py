@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import inspect
 import random
+from typing import Any
 
 from agents.cache import CachedTable
 from agents.codec import make_decoder
 from agents.fused import FusedProcessor
-from bench.pipeline import PIPELINE, SYMBOLS, encode_order, order
+from bench.orders import SYMBOLS, encode_order, order
+from bench.pipeline import PIPELINE
 from bench.pipeline_stages import ENRICH, Collect, enrich_order
 from core import codec
 from sql import compile_query, parse_script
@@ -48,7 +50,7 @@ def main(args: argparse.Namespace) -> None:
     columns = parse_script(sql).declarations["orders"].columns
     # An older checkout's FusedProcessor (an A/B) may not take the declared columns.
     takes_columns = "columns" in inspect.signature(FusedProcessor).parameters
-    extra = {"columns": columns} if takes_columns else {}
+    extra: dict[str, Any] = {"columns": columns} if takes_columns else {}
     fused = FusedProcessor(
         compile_query(sql, tables, typed_streams=True),
         make_decoder(columns),
