@@ -16,7 +16,8 @@ Layout (data flows down):
 - :mod:`agents.compiling` — a query compiled per agent or task, sharing table caches;
 - :mod:`agents.delivery` — in-flight batches: broker acks first, then state or offset commits;
 - :mod:`agents.process` — one batch through one compiled query (no Kafka), dead letters;
-- :mod:`agents.codec` — JSON in (exact decimals, declared column types) and out, sink keys;
+- :mod:`agents.codec` — JSON in (exact decimals, declared column types); :mod:`agents.encode`
+  — rows out, sink keys;
 - :mod:`agents.sink` — outputs appended straight into aiokafka record batches;
 - :mod:`agents.cache` — decoded table rows cached per agent, invalidated by change feeds;
 - :mod:`agents.state` — RocksDB state of aggregates with the offsets it reflects, verified;

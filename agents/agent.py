@@ -52,7 +52,7 @@ from agents.transaction import Transactions
 from agents.transactional import transactional_step
 from agents.watermarks import PartitionClock
 from sql import CompiledQuery, StateError
-from tables.protocol import Table
+from tables import Table
 from tables.store import StoreBatch
 from tables.topics import topic_partitions
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from tables.keys import key_text
-from tables.protocol import (
+from tables import (
     Change,
     ChangeListener,
     Key,
@@ -24,7 +23,8 @@ from tables.protocol import (
     StatsLike,
     Value,
 )
-from tables.protocol import Unsubscribe as UnsubscribeFn
+from tables import Unsubscribe as UnsubscribeFn
+from tables.keys import key_text
 
 #: Rows kept per table and agent; the cache starts over when full (hot keys come back at once).
 MAX_ROWS = 200_000
@@ -73,6 +73,12 @@ class CachedTable:
             if value is not _MISS:
                 return default if value is None else value
         return self._miss(key, default)
+
+    def row_cache(self) -> tuple[dict[Any, Any], object]:
+        """For generated code (:mod:`sql.codegen`) to probe the cache inline: the dict of rows by
+        int or str probe (None: a known miss) and the marker :meth:`get` is called on (a key
+        not cached). The dict stays the same object for the cache's life."""
+        return self._rows, _MISS
 
     def _miss(self, key: Key, default: Value | None) -> Value | None:
         rows = self._rows

@@ -86,6 +86,7 @@ class QueryBuilder:
                 sink_topic=self.sink_topic,
                 key_columns=key_columns(query),
                 dead_letter_topic=self.dead_letter_topic,
+                columns=self._declared_columns(),
             )
             if fused is not None:
                 return fused

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agents.codec import E_ENCODE, DecodeError, Decoder, encode_row, fast_encoder, make_key
@@ -24,7 +24,16 @@ from agents.process import (
     RawRecord,
     reason_of,
 )
-from sql import CompiledQuery, Encoding, Generated, SqlRuntimeError, Unsupported, generate
+from agents.structdecode import struct_decoding
+from sql import (
+    CompiledQuery,
+    Encoding,
+    Generated,
+    SqlRuntimeError,
+    SqlType,
+    Unsupported,
+    generate,
+)
 from tables.protocol import TableUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -63,6 +72,7 @@ class FusedProcessor(BatchProcessor):
         key_columns: Sequence[str],
         dead_letter_topic: str,
         batch_lookups: bool = False,
+        columns: Mapping[str, SqlType] | None = None,
     ) -> None:
         super().__init__(
             query,
@@ -87,6 +97,8 @@ class FusedProcessor(BatchProcessor):
             encoding,
             None if key_of is None else _refusing(key_of),
             batch_lookups=batch_lookups,
+            # A declared stream's records as msgspec structs where the code allows it.
+            struct=struct_decoding(columns, decode),
         )
         self._batch = self.generated.fn
 
@@ -137,9 +149,11 @@ def fused_processor(
     sink_topic: str,
     key_columns: Sequence[str],
     dead_letter_topic: str,
+    columns: Mapping[str, SqlType] | None = None,
 ) -> FusedProcessor | None:
     """The query's generated processor, or None when the closures run it (see
-    :func:`sql.codegen.explain_line` for why)."""
+    :func:`sql.codegen.explain_line` for why). ``columns``: the stream's declared columns
+    (``decode`` is their dict decoder)."""
     try:
         return FusedProcessor(
             query,
@@ -148,6 +162,7 @@ def fused_processor(
             sink_topic=sink_topic,
             key_columns=key_columns,
             dead_letter_topic=dead_letter_topic,
+            columns=columns,
         )
     except Unsupported:
         return None

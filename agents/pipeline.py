@@ -2,9 +2,10 @@
 
 A pipeline file is a sequence of statements: ``CREATE TABLE|STREAM`` declarations, then one or
 more continuous queries (``CREATE STREAM x WITH (topic=...) AS SELECT ... EMIT CHANGES``,
-``CREATE TABLE agg AS SELECT ... GROUP BY ... EMIT ...``). ``sql.parse`` reads one query per
-script, so each query is handed to it as the whole file with the *other* queries blanked out
-(newlines kept): its declarations are the file's, and error positions are positions in the file.
+``CREATE TABLE agg AS SELECT ... GROUP BY ... EMIT ...``). A script holds one query, so each
+query is read as the whole file with the *other* queries blanked out (:func:`sql.query_scripts`,
+as the offline runner reads such a file): its declarations are the file's, and error positions
+are positions in the file.
 
 Everything is checked when the worker starts, by compiling every query against empty in-memory
 tables: a wrong name or type stops the worker with ``file:line:column``, before any topic is read.
@@ -13,13 +14,11 @@ tables: a wrong name or type stops the worker with ``file:line:column``, before 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlglot import exp
-from sqlglot.errors import TokenError
-from sqlglot.tokenizer_core import Token, TokenType
 
 from agents.codec import make_row_check
 from core.errors import ConfigError, TablestreamError
@@ -30,13 +29,14 @@ from sql import (
     Declaration,
     Script,
     SqlCompileError,
-    Tablestream,
     UnsupportedError,
     compile_query,
-    parse_script,
+    from_of,
     position,
     qualified,
+    query_scripts,
     split_statement,
+    statements,
 )
 from tables.kinds import TableEnv, table_kind
 from tables.memory import MemoryTable
@@ -157,27 +157,6 @@ def compile_error(path: Path, err: SqlCompileError) -> ConfigError:
     return ConfigError(text, path=str(path), line=err.line, column=err.column)
 
 
-def statements(sql: str) -> list[list[Token]]:
-    """The file's statements as token lists (split at semicolons)."""
-    tokens = Tablestream().tokenize(sql)
-    out: list[list[Token]] = [[]]
-    for t in tokens:
-        if t.token_type == TokenType.SEMICOLON:
-            out.append([])
-        else:
-            out[-1].append(t)
-    return [s for s in out if s]
-
-
-def _blank(sql: str, spans: Iterable[tuple[int, int]]) -> str:
-    chars = list(sql)
-    for start, end in spans:
-        for i in range(start, end):
-            if chars[i] != "\n":
-                chars[i] = " "
-    return "".join(chars)
-
-
 def _int_option(value: str | None, name: str) -> int | None:
     if value is None:
         return None
@@ -207,7 +186,7 @@ def _table_spec(decl: Declaration) -> TableSpec:
 
 def _source_and_reads(script: Script) -> tuple[str, tuple[str, ...]]:
     select = script.require_query()
-    from_ = select.args.get("from_") or select.args.get("from")
+    from_ = from_of(select)
     source = from_.this.name.lower() if from_ is not None else ""
     ctes = {c.alias_or_name.lower() for c in select.find_all(exp.CTE)}
     reads = {qualified(t).lower() for t in select.find_all(exp.Table)} - ctes - {source}
@@ -238,8 +217,8 @@ class _Loader:
             raise ConfigError(E_UNREADABLE.format(path=path, error=exc), path=str(path)) from exc
         try:
             stmts = statements(sql)
-        except TokenError as exc:
-            raise _fail(path, sql, 0, str(exc)) from exc
+        except SqlCompileError as exc:  # an unterminated string or comment, a control character
+            raise compile_error(path, exc) from exc
         query_spans: list[tuple[int, int]] = []
         try:
             for tokens in stmts:
@@ -257,10 +236,9 @@ class _Loader:
                     raise _fail(path, sql, decl.offset, exc.message) from exc
                 if not same:
                     self._claim(decl.name, decl.kind, where, path, sql, decl.offset)
-            queries = []
-            for i, (start, end) in enumerate(query_spans):
-                text = _blank(sql, query_spans[:i] + query_spans[i + 1 :])
-                queries.append((start, end, parse_script(text), i))
+            scripts = query_scripts(sql, query_spans)
+            pairs = zip(query_spans, scripts, strict=True)
+            queries = [(start, end, q, i) for i, ((start, end), q) in enumerate(pairs)]
         except SqlCompileError as exc:
             raise compile_error(path, exc) from exc
         self.texts.append((path, sql, queries))

@@ -33,6 +33,7 @@ from agents.agent import AgentConfig, Processor, QueryAgent
 from agents.codec import DecodeError, Decoder, encode_row
 from agents.delivery import Inflight
 from agents.fetch import highwater
+from agents.gcbatch import collect_after
 from agents.pipeline import QueryDef, repartition_topic
 from agents.process import (
     E_INTERNAL,
@@ -148,6 +149,17 @@ class RepartitionProcessor(PerPartition[RepartitionOutput]):
         """The records of one source partition, in offset order, added to ``counts``."""
         if not records:
             return
+        with collect_after():
+            self._run(topic, partition, records, output, counts)
+
+    def _run(
+        self,
+        topic: str,
+        partition: int,
+        records: Sequence[RawRecord],
+        output: RepartitionOutput,
+        counts: BatchCounts,
+    ) -> None:
         key_of, decode, target = self.key, self.decode, self.topic
         place, append, pack = output.partition, output.append, _ORIGIN.pack
         event_time, times = self.event_time, self.times

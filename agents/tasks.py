@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from aiokafka import TopicPartition
 
+from agents.gcbatch import collect_after
 from agents.process import BatchCounts, BatchProcessor, OutputLike, RawRecord
 from agents.repartition import origin_of
 from agents.state import QueryState, Verifier
@@ -152,6 +153,12 @@ class AggregateTask:
     ) -> tuple[BatchCounts, StoreBatch | None]:
         """Verified records of this partition through the query; the state write batch to
         commit once the outputs are acknowledged."""
+        with collect_after():
+            return self._run_batch(msgs, output)
+
+    def _run_batch(
+        self, msgs: Sequence[TaskRecord], output: OutputLike
+    ) -> tuple[BatchCounts, StoreBatch | None]:
         processor = self.processor
         assert processor is not None
         assert self.query is not None

@@ -27,7 +27,6 @@ consumer group). It commits every :data:`COMMIT_INTERVAL` seconds (Kafka Streams
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import enum
 import logging
@@ -40,7 +39,6 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import (
     IllegalOperation,
     InvalidProducerEpoch,
-    KafkaConnectionError,
     KafkaError,
     ProducerFenced,
     TransactionalIdAuthorizationFailed,
@@ -48,49 +46,21 @@ from aiokafka.errors import (
 
 from agents.sink import MAX_BATCH_BYTES, Output
 from agents.state import QueryState
-from core.errors import TablestreamError
+
+# The start-up check moved to agents.transaction_probe (agents.service imports it from here).
+from agents.transaction_probe import check_transactions as check_transactions
 from tables.store import StoreBatch
 
 logger = logging.getLogger(__name__)
 
 #: Seconds a task's transaction stays open (Kafka Streams' default under EOS is 100 ms).
 COMMIT_INTERVAL = 0.1
-#: Seconds the start-up check waits for the broker to hand out a transactional producer id.
-PROBE_TIMEOUT = 15.0
-E_NO_TRANSACTIONS = (
-    "processing_guarantee=exactly_once: the broker at {servers} does not support transactions"
-    " (InitProducerId for a transactional producer failed: {error})"
-)
-W_PROBE = "cannot reach %s to check for transactions (%s); checked again when queries start"
 W_ABORTED = "query %s: transaction of %s[%d] aborted (%s); re-reading from the committed offset"
 W_FENCED = "query %s: producer of %s[%d] fenced by a newer one (%s); the task stops here"
 W_BROKEN = "query %s: producer of %s[%d] failed while %s (%s); its transaction is dropped, %s"
 I_REJOINED = "query %s: group generation %s -> %s (out of the group meanwhile): new producers"
 #: A producer's errors that mean a newer producer with its transactional id took the task over.
 FENCING = (ProducerFenced, TransactionalIdAuthorizationFailed, InvalidProducerEpoch)
-
-
-class TransactionsUnsupportedError(TablestreamError):
-    """``exactly_once`` asked of a broker without transactions."""
-
-
-async def check_transactions(servers: str, transactional_id: str) -> None:
-    """Raise :class:`TransactionsUnsupportedError` unless the broker hands a transactional
-    producer its id (some brokers list the transaction APIs and fail them: try, do not trust)."""
-    producer = AIOKafkaProducer(bootstrap_servers=servers, transactional_id=transactional_id)
-    try:
-        # start() waits for InitProducerId when a transactional id is set.
-        await asyncio.wait_for(producer.start(), PROBE_TIMEOUT)
-    except KafkaConnectionError:
-        raise  # no broker to ask: not a verdict on its transactions
-    except (KafkaError, TimeoutError) as exc:
-        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        raise TransactionsUnsupportedError(
-            E_NO_TRANSACTIONS.format(servers=servers, error=error), broker=servers
-        ) from exc
-    finally:
-        with contextlib.suppress(Exception):
-            await producer.stop()
 
 
 def _retrieve(producer: AIOKafkaProducer) -> None:
@@ -124,18 +94,6 @@ def _forget(futures: Iterable[asyncio.Future[Any]]) -> None:
     producer fails them all; unread, asyncio logs each)."""
     for future in futures:
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
-
-
-def probe_transactions(servers: str, transactional_id: str) -> None:
-    """:func:`check_transactions` before the worker's event loop exists (a thread and a loop of
-    its own), so a broker without transactions stops the worker with one line, as a bad setting
-    does. A broker that cannot be reached is not judged here: the pipelines check again when
-    they start."""
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        try:
-            pool.submit(asyncio.run, check_transactions(servers, transactional_id)).result()
-        except KafkaConnectionError as exc:
-            logger.warning(W_PROBE, servers, exc)
 
 
 class Outcome(enum.Enum):

@@ -25,13 +25,14 @@ import click
 import faust
 from faust.cli import AppCommand, argument, option
 
+from agents.codec import make_decoder
 from agents.pipeline import catalog_for, load_pipeline
+from agents.structdecode import struct_decoding
 from app.settings import Settings, env_name
 from core.errors import TablestreamError
 from sql import compile_query, explain_code, explain_line, parse_script
-from tables import Table
+from tables import MemoryTable, Table
 from tables.kinds import TableEnv, table_kind
-from tables.memory import MemoryTable
 from tables.spec import TableSpec
 
 E_NOT_REACHABLE = "no worker answers at {url} ({error})"
@@ -68,7 +69,10 @@ def explain_file(path: Path, settings: Settings, code: bool = False) -> str:
         )
         text = f"{head} [{kind}]\n{compiled.explain()}\n{engine}"
         if code and settings.codegen:
-            text += "\n" + explain_code(compiled).rstrip("\n")
+            decl = parse_script(q.sql).declarations.get(q.source)
+            columns = None if decl is None else decl.columns
+            struct = struct_decoding(columns, make_decoder(columns))
+            text += "\n" + explain_code(compiled, struct).rstrip("\n")
         parts.append(text)
         compiled.close()
     return "\n\n".join(parts)

@@ -23,7 +23,7 @@ import faust
 from agents.config import AgentConfig
 from agents.pipeline import load_pipeline
 from agents.service import PipelineService
-from agents.transaction import probe_transactions
+from agents.transaction_probe import probe_transactions
 from agents.transactional import check_queries
 from app.cli import register_commands
 from app.health import register_health

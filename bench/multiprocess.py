@@ -37,8 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.brokers import add_broker_option, bench_broker
+from bench.orders import encode_order, order
 from bench.pipeline import PIPELINE as STATELESS
-from bench.pipeline import encode_order, order, proc_cpu, produce, query_stats, seed
+from bench.pipeline import proc_cpu, produce, query_stats, seed
 from bench.pipeline_aggregate import PIPELINE as STATEFUL
 from tests.support.worker import Worker
 

@@ -11,7 +11,8 @@ excluded) and stops when the checker, reading the sink live, has seen every expe
 is the system process's own over the same span.
 
     .venv/bin/python -m bench.peers [--orders 200000] [--users 10000] [--partitions 2]
-        [--jobs enrich,window] [--systems raw,tablestream,tablestream-closures,bytewax,quix]
+        [--jobs enrich,window]
+        [--systems raw,tablestream,tablestream-closures,tablestream-stream,bytewax,quix]
         [--rounds 3] [--broker tansu|kafka]
 """
 
@@ -52,7 +53,7 @@ ORDERS, USERS = "peers-orders", "peers-users"
 T0 = 1_700_000_000_000  # epoch ms, a multiple of the window
 WINDOW_MS = 10_000
 STEP_MS = 0.25  # event time per order: 200k orders span 50 s = 5 windows
-SYSTEMS = ("raw", "tablestream", "tablestream-closures", "bytewax", "quix")
+SYSTEMS = ("raw", "tablestream", "tablestream-closures", "tablestream-stream", "bytewax", "quix")
 #: tablestream with its stateless queries run by closures instead of generated code (A/B).
 CLOSURES = {"TABLESTREAM_CODEGEN": "false"}
 
@@ -70,9 +71,10 @@ WHERE u.tier = 'gold' AND o.amount > 500
 EMIT CHANGES;
 """
 # EMIT CHANGES: an update per order (more work than the peers' one row per closed window); the
-# checker keeps the latest row per window.
+# checker keeps the latest row per window. ``tablestream-stream`` writes the same rows as CREATE
+# STREAM: the worker does not also keep them as a queryable table (as none of the peers does).
 SQL_WINDOW = """
-CREATE TABLE per_user WITH (topic='{sink}', partitions='{partitions}') AS
+CREATE {sink_kind} per_user WITH (topic='{sink}', partitions='{partitions}') AS
 SELECT user_id, COUNT(*) AS n, SUM(amount) AS total
 FROM orders
 WINDOW TUMBLING(10s)
@@ -302,7 +304,10 @@ async def measure(
     try:
         if system.startswith("tablestream"):
             sql = SQL_HEAD + (SQL_ENRICH if job == "enrich" else SQL_WINDOW)
-            sql = sql.format(users=USERS, orders=ORDERS, sink=sink, partitions=partitions)
+            sink_kind = "STREAM" if system == "tablestream-stream" else "TABLE"
+            sql = sql.format(
+                users=USERS, orders=ORDERS, sink=sink, partitions=partitions, sink_kind=sink_kind
+            )
             extra = {"TABLESTREAM_APP_ID": f"bench-{system}-{round_}"}
             if system == "tablestream-closures":
                 extra.update(CLOSURES)
@@ -397,7 +402,7 @@ def report(results: list[Result]) -> None:
                 f"{x.rate:,.0f}" for x in rounds[r.system] if x.verdict.startswith("exact")
             )
             print(f"  {r.system:<21} {rate} {cpu}  {vs}  {r.verdict[:40]} [{every}]")
-        for ours in ("tablestream", "tablestream-closures"):
+        for ours in ("tablestream", "tablestream-closures", "tablestream-stream"):
             for peer in ("raw", "bytewax", "quix", "tablestream-closures"):
                 if ours in by and peer in by and peer != ours:
                     print(f"  {ours} / {peer} = {by[ours].rate / by[peer].rate:.2f}")

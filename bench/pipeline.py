@@ -5,12 +5,14 @@
 3. our pipeline: ``faust -A app worker`` running a query with IN + EXISTS + a scalar subquery + a
    stream-table join, orders topic → sink topic, every order producing one output — with the
    query's generated function (:mod:`sql.codegen`) and with the closures
-   (``TABLESTREAM_CODEGEN=false``), alternating, ``--rounds`` times each (medians);
+   (``TABLESTREAM_CODEGEN=false``), alternating, ``--rounds`` times each (medians); with
+   ``--baseline TREE`` also the worker of another checkout (e.g. ``git worktree add`` of the
+   commit before a change), in the same rounds: an A/B of the change on one broker and data set;
 4. end-to-end latency of that pipeline at a fixed input rate: from the producer's ``send`` to a
    consumer reading the output (the order carries its send time).
 
     .venv/bin/python -m bench.pipeline [--orders 200000] [--users 10000] [--rate 10000]
-        [--rounds 3] [--broker tansu|kafka]
+        [--rounds 3] [--broker tansu|kafka] [--engines generated,closures] [--baseline TREE]
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.broker import free_port
 from bench.brokers import add_broker_option, bench_broker
+from bench.latency import latency
+from bench.orders import SYMBOLS, encode_order, order
 from core import codec
 from tables.topics import TopicSpec, ensure_topics, topic_partitions
 from tests.support.kafka import read_all
@@ -59,23 +63,6 @@ WHERE o.user_id IN (SELECT id FROM users WHERE tier <> 'blocked')
   AND EXISTS (SELECT 1 FROM limits l WHERE l.symbol = o.symbol)
 EMIT CHANGES;
 """
-SYMBOLS = [f"S{i:03d}" for i in range(50)]
-
-
-def order(i: int, users: int, rng: random.Random, sent: int = 0) -> dict[str, Any]:
-    return {
-        "order_id": i,
-        "user_id": rng.randrange(users),
-        "symbol": rng.choice(SYMBOLS),
-        "price": f"{rng.randrange(100, 50_000) / 100:.2f}",
-        "qty": rng.randrange(1, 100),
-        "sent": sent,
-    }
-
-
-def encode_order(o: dict[str, Any]) -> bytes:
-    # Prices as JSON numbers with two decimals, as a real producer would write them.
-    return orjson.dumps(o).replace(b'"price":"', b'"price":').replace(b'","qty"', b',"qty"')
 
 
 async def produce(servers: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
@@ -266,82 +253,10 @@ def pipeline_throughput(worker: Worker, expect: int, name: str = "checked") -> d
             }
         if worker.proc.poll() is not None:
             raise RuntimeError(worker.tail())
-        time.sleep(0.02)
+        # Polled 10 times a second: each poll is an HTTP request the worker serves (at 50/s
+        # they were ~2% of its CPU in a profile), and an idle worker spends no CPU meanwhile.
+        time.sleep(0.1)
     raise RuntimeError("pipeline did not finish")
-
-
-async def latency(
-    servers: str,
-    rate: int,
-    seconds: float,
-    users: int,
-    source: str = "bench-orders",
-    sink: str = "bench-checked",
-    isolation_level: str = "read_uncommitted",
-) -> list[float]:
-    """Latencies (ms) of ``sink`` records for orders sent to ``source`` at ``rate``/s.
-
-    With ``source == sink`` it is the broker's own produce-to-consume floor. Outputs of an
-    exactly-once worker count when a ``read_committed`` reader sees them (its transaction
-    committed)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=servers,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=5,
-        isolation_level=isolation_level,
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=servers, linger_ms=1, acks="all")
-    await consumer.start()
-    await producer.start()
-    rng = random.Random(3)
-    lat: list[float] = []
-    try:
-        tps = [TopicPartition(sink, p) for p in await topic_partitions(consumer, sink)]
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        for tp in tps:
-            await consumer.position(tp)
-        total = int(rate * seconds)
-        done = asyncio.Event()
-
-        async def read() -> None:
-            while len(lat) < total:
-                batch = await consumer.getmany(timeout_ms=100)
-                now = time.time_ns() // 1000
-                for msgs in batch.values():
-                    for m in msgs:
-                        sent = orjson.loads(m.value)["sent"]
-                        if sent:  # outputs of the seeded orders carry 0
-                            lat.append((now - sent) / 1000)
-            done.set()
-
-        reader = asyncio.create_task(read())
-        tick = 0.005
-        per_tick = max(1, int(rate * tick))
-        start = time.perf_counter()
-        sent = 0
-        i = 10**9
-        while sent < total:
-            target = start + (sent // per_tick) * tick
-            delay = target - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            for _ in range(per_tick):
-                o = order(i, users, rng, sent=time.time_ns() // 1000)
-                await producer.send(source, encode_order(o), key=str(i).encode())
-                i += 1
-                sent += 1
-        await asyncio.wait_for(done.wait(), 60)
-        reader.cancel()
-    finally:
-        await producer.stop()
-        await consumer.stop()
-    return lat
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q * len(s)))]
 
 
 async def ours(
@@ -354,6 +269,8 @@ async def ours(
     extra = {"TABLESTREAM_APP_ID": f"bench-{engine}-{n}"}
     if engine == "closures":
         extra["TABLESTREAM_CODEGEN"] = "false"
+    if engine == "baseline":  # the worker of another checkout (A/B of a change, same broker)
+        extra["PYTHONPATH"] = args.baseline
     (work / sink).mkdir()
     worker = start_worker(servers, work / sink, sql, extra)
     try:
@@ -387,7 +304,8 @@ async def main(args: argparse.Namespace) -> None:
                     f"bare faust per-event agent:          {bare_rate:,.0f} events/s"
                     f" ({bare['seconds']:.2f}s, {bare['cpu']:.2f}s CPU)"
                 )
-            engines: dict[str, list[tuple[float, float]]] = {"generated": [], "closures": []}
+            names = args.engines.split(",") + (["baseline"] if args.baseline else [])
+            engines: dict[str, list[tuple[float, float]]] = {e: [] for e in names}
             for n in range(args.rounds):
                 for engine in engines:
                     rate, cpu_us = await ours(broker.url, work, args, engine, n)
@@ -403,7 +321,10 @@ async def main(args: argparse.Namespace) -> None:
                     f" {cpu_us:.1f} µs/event; ours / faust agent = {rate / bare_rate:.1f}x,"
                     f" ours / raw ceiling = {rate / raw_rate:.2f}"
                 )
-            print(f"generated / closures = {med['generated'][0] / med['closures'][0]:.2f}x")
+            for other in ("closures", "baseline"):
+                if "generated" in med and other in med:
+                    ratio = med["generated"][0] / med[other][0]
+                    print(f"generated / {other} = {ratio:.2f}x")
             if args.latency_seconds <= 0:
                 return
             worker = start_worker(broker.url, work, PIPELINE.format(partitions=args.partitions))
@@ -418,11 +339,9 @@ async def main(args: argparse.Namespace) -> None:
                     lat = await latency(
                         broker.url, args.rate, args.latency_seconds, args.users, source, sink
                     )
-                    warm = lat[len(lat) // 10 :]
                     print(
                         f"latency at {args.rate:,}/s for {args.latency_seconds:.0f}s, {label}:"
-                        f" p50 {pct(warm, 0.5):.1f} ms, p99 {pct(warm, 0.99):.1f} ms,"
-                        f" max {max(warm):.1f} ms ({len(lat)} records, first 10% skipped)"
+                        f" {lat.warm().summary()} ({len(lat.total)} records, first 10% skipped)"
                     )
                     if source != sink:
                         # The worker's own share: from a batch's fetch to the acks of its outputs.
@@ -450,7 +369,20 @@ if __name__ == "__main__":
         "--skip-baselines", action="store_true", help="only our pipeline (quick iterations)"
     )
     parser.add_argument(
+        "--engines",
+        default="generated,closures",
+        help="comma-separated: generated (this tree's generated code), closures",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="TREE",
+        help="also run the worker of another checkout (its generated code) in each round: A/B",
+    )
+    parser.add_argument(
         "--profile", metavar="OUT", help="py-spy the worker's throughput run (.svg or raw .txt)"
     )
     add_broker_option(parser)
-    asyncio.run(main(parser.parse_args()))
+    parsed = parser.parse_args()
+    if parsed.baseline:
+        parsed.baseline = str(Path(parsed.baseline).resolve())
+    asyncio.run(main(parsed))

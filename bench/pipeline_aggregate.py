@@ -7,7 +7,8 @@ every order producing one EMIT CHANGES row. One worker runs both stages; the fig
 first record stage 1 reads to the last output acknowledged, with the worker's CPU per event.
 
     .venv/bin/python -m bench.pipeline_aggregate [--orders 200000] [--users 10000]
-        [--broker tansu|kafka]
+        [--broker tansu|kafka] [--sink table|stream]
+        [--query group|window]
 """
 
 from __future__ import annotations
@@ -29,12 +30,15 @@ CREATE STREAM orders (order_id BIGINT, user_id BIGINT, symbol VARCHAR, price DEC
                       qty BIGINT, sent BIGINT)
   WITH (topic='bench-orders', partitions='{partitions}');
 
-CREATE TABLE per_user WITH (topic='bench-per-user', partitions='{partitions}') AS
+CREATE {sink} per_user WITH (topic='bench-per-user', partitions='{partitions}') AS
 SELECT user_id, COUNT(*) AS orders, SUM(price * qty) AS notional
 FROM orders
-GROUP BY user_id
+{window}GROUP BY user_id
 EMIT CHANGES;
 """
+#: ``--query window``: the same aggregate per 10-second tumbling window of the record timestamps
+#: (the peers' window job, ``bench.peers``, on this data set).
+WINDOW = "WINDOW TUMBLING(10s)\n"
 
 
 def throughput(worker: Worker, expect: int) -> dict[str, float]:
@@ -68,7 +72,15 @@ async def main(args: argparse.Namespace) -> None:
     try:
         with bench_broker(args.broker, work) as broker:
             await seed(broker.url, args.orders, args.users, args.partitions)
-            worker = start_worker(broker.url, work, PIPELINE.format(partitions=args.partitions))
+            worker = start_worker(
+                broker.url,
+                work,
+                PIPELINE.format(
+                    partitions=args.partitions,
+                    sink=args.sink.upper(),
+                    window=WINDOW if args.query == "window" else "",
+                ),
+            )
             try:
                 with profiled(worker, args.profile):
                     got: dict[str, Any] = await asyncio.to_thread(throughput, worker, args.orders)
@@ -76,7 +88,8 @@ async def main(args: argparse.Namespace) -> None:
                 worker.stop()
             rate = got["events"] / got["seconds"]
             print(
-                f"GROUP BY user_id, two stages in one worker: {rate:,.0f} events/s"
+                f"{'WINDOW TUMBLING(10s) ' if args.query == 'window' else ''}GROUP BY user_id"
+                f" ({args.sink}), two stages in one worker: {rate:,.0f} events/s"
                 f" ({got['events']} events in {got['seconds']:.2f}s,"
                 f" {got['cpu']:.2f}s worker CPU = {got['cpu'] / got['events'] * 1e6:.1f} µs/event)"
             )
@@ -89,6 +102,13 @@ if __name__ == "__main__":
     parser.add_argument("--orders", type=int, default=200_000)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--query", choices=("group", "window"), default="group")
+    parser.add_argument(
+        "--sink",
+        choices=("table", "stream"),
+        default="table",
+        help="CREATE TABLE (the worker also keeps the result table) or CREATE STREAM (it does not)",
+    )
     parser.add_argument(
         "--profile", metavar="OUT", help="py-spy the worker's run (.svg or raw .txt)"
     )

@@ -39,16 +39,9 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.brokers import bench_broker
-from bench.pipeline import (
-    PIPELINE,
-    encode_order,
-    latency,
-    order,
-    pct,
-    pipeline_throughput,
-    query_stats,
-    seed,
-)
+from bench.latency import LOG_APPEND_TIME, Latencies, latency
+from bench.orders import encode_order, order
+from bench.pipeline import PIPELINE, pipeline_throughput, query_stats, seed
 from tables.topics import TopicSpec, ensure_topics
 from tests.support.worker import Worker
 
@@ -102,10 +95,11 @@ async def run(args: argparse.Namespace, servers: str, work: Path) -> None:
         await throughput(args, servers, work, stamp)
     if args.latency_seconds > 0:
         floor = f"bench-floor-{stamp}"
-        await ensure_topics(servers, [TopicSpec(floor, args.partitions)])
+        await ensure_topics(servers, [TopicSpec(floor, args.partitions, configs=LOG_APPEND_TIME)])
         lat = await latency(servers, args.rate, args.latency_seconds, args.users, floor, floor)
         print(f"latency of the broker alone (produce -> consume): {summary(lat)} load {load()}")
-        for guarantee in GUARANTEES:
+        print(f"  {lat.warm().breakdown()}")
+        for guarantee in args.guarantees.split(","):
             await latency_of(args, servers, work, f"{stamp}-lat-{guarantee}", guarantee)
     if args.restarts:
         await restarts(args, servers, work, f"{stamp}-restart")
@@ -175,8 +169,13 @@ async def latency_of(
     args: argparse.Namespace, servers: str, work: Path, name: str, guarantee: str
 ) -> None:
     source, sink = f"bench-orders-{name}", f"bench-checked-{name}"
+    # Append times stamped by the broker: each latency splits into its stages (bench.latency).
     await ensure_topics(
-        servers, [TopicSpec(source, args.partitions), TopicSpec(sink, args.partitions)]
+        servers,
+        [
+            TopicSpec(source, args.partitions, configs=LOG_APPEND_TIME),
+            TopicSpec(sink, args.partitions, configs=LOG_APPEND_TIME),
+        ],
     )
     worker = start(servers, work, name, guarantee, args.partitions, source)
     try:
@@ -185,20 +184,23 @@ async def latency_of(
         lat = await latency(
             servers, args.rate, args.latency_seconds, args.users, source, sink, isolation
         )
+        batch = (await asyncio.to_thread(query_stats, worker)).get("checked", {})
     finally:
         worker.stop()
     print(
         f"latency {guarantee} at {args.rate:,}/s for {args.latency_seconds:.0f}s ({isolation}"
         f" reader): {summary(lat)} load {load()}"
     )
-
-
-def summary(lat: list[float]) -> str:
-    warm = lat[len(lat) // 10 :]
-    return (
-        f"p50 {pct(warm, 0.5):.1f} ms, p99 {pct(warm, 0.99):.1f} ms, max {max(warm):.1f} ms"
-        f" ({len(lat)} records, first 10% skipped)"
+    print(f"  {lat.warm().breakdown()}")
+    ms = batch.get("batch_latency_ms", {})
+    print(
+        f"  in the worker, fetch -> outputs acked (last batches): p50 {ms.get('p50')} ms,"
+        f" p99 {ms.get('p99')} ms"
     )
+
+
+def summary(lat: Latencies) -> str:
+    return f"{lat.warm().summary()} ({len(lat.total)} records, first 10% skipped)"
 
 
 async def feed(servers: str, topic: str, rate: int, users: int, stop: asyncio.Event) -> None:
@@ -319,6 +321,11 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=5, help="throughput rounds (0: none)")
     parser.add_argument("--rate", type=int, default=10_000, help="latency run input rate")
     parser.add_argument("--latency-seconds", type=float, default=10.0, help="0: no latency")
+    parser.add_argument(
+        "--guarantees",
+        default=",".join(GUARANTEES),
+        help="latency runs, comma-separated (default: at_least_once,exactly_once)",
+    )
     parser.add_argument("--restarts", type=int, default=3, help="SIGKILL+restarts (0: none)")
     parser.add_argument("--restart-rate", type=int, default=2_000, help="orders/s meanwhile")
     asyncio.run(main(parser.parse_args()))

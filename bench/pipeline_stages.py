@@ -28,8 +28,9 @@ from agents.cache import CachedTable
 from agents.codec import make_decoder, make_encoder
 from agents.fused import FusedProcessor
 from agents.process import BatchProcessor
+from bench.orders import SYMBOLS, encode_order, order
 from bench.peers import SQL_ENRICH, SQL_HEAD
-from bench.pipeline import PIPELINE, SYMBOLS, encode_order, order
+from bench.pipeline import PIPELINE
 from core import codec
 from sql import compile_query, parse_script
 from tables.apply import Malformed
@@ -102,7 +103,9 @@ def main(args: argparse.Namespace) -> None:
     processor = BatchProcessor(
         query, decode, encode=make_encoder(query.output_columns, query.output_types), **common
     )
-    fused = FusedProcessor(compile_query(sql, tables, typed_streams=True), decode, **common)
+    fused = FusedProcessor(
+        compile_query(sql, tables, typed_streams=True), decode, columns=decl.columns, **common
+    )
     if enrich:
         values = [enrich_order(i, args.users, rng) for i in range(args.orders)]
     else:

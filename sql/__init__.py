@@ -16,13 +16,14 @@ from sql.catalog import Catalog, RelationSchema, qualified
 from sql.codegen import (
     Encoding,
     Generated,
+    StructDecoding,
     Unsupported,
     explain_code,
     explain_line,
     generate,
 )
 from sql.compile.aggregate_key import GroupKey
-from sql.dialect import Declaration, Tablestream, split_statement
+from sql.dialect import Declaration, Tablestream, from_of, split_statement
 from sql.errors import (
     BindError,
     CastError,
@@ -43,7 +44,7 @@ from sql.errors import (
 )
 from sql.functions import Function, register
 from sql.operators.aggregate import Retraction
-from sql.parse import Script, parse_script
+from sql.parse import Script, parse_script, query_scripts, statements
 from sql.pull import PullQuery, PullResult, PullTimeoutError, compile_pull_query
 from sql.query import PLANNER_RULES, CompiledQuery, Sink, compile_query
 from sql.types import BIGINT_MAX, BIGINT_MIN, SqlType, converter, decimal_context
@@ -81,6 +82,7 @@ __all__ = [
     "SqlType",
     "SqlTypeError",
     "StateError",
+    "StructDecoding",
     "Tablestream",
     "Unsupported",
     "UnsupportedError",
@@ -90,10 +92,13 @@ __all__ = [
     "decimal_context",
     "explain_code",
     "explain_line",
+    "from_of",
     "generate",
     "parse_script",
     "position",
     "qualified",
+    "query_scripts",
     "register",
     "split_statement",
+    "statements",
 ]

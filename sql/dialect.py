@@ -234,6 +234,12 @@ def _options(ts: _Tokens, decl: Declaration) -> None:
             return
 
 
+def from_of(select: exp.Expr) -> exp.From | None:
+    """The FROM clause of ``select`` (sqlglot 30 keys it ``from_``; older versions ``from``)."""
+    from_ = select.args.get("from_") or select.args.get("from")
+    return from_ if isinstance(from_, exp.From) else None
+
+
 def sql_text(node: exp.Expr) -> str:
     """``node`` as EXPLAIN prints it (DuckDB spelling), without copying the tree first: the
     copy costs more than the printing on large expressions (a 20,000-item IN list)."""

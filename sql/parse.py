@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -229,3 +229,23 @@ def parse_script(sql: str) -> Script:
         script.query_offset = tokens[0].start
         script.window = env.window
     return script
+
+
+def query_scripts(sql: str, spans: Sequence[tuple[int, int]]) -> list[Script]:
+    """Each query of a file of several (their statements' ``[start, end)`` spans) as a script:
+    the whole file with the *other* queries blanked out, newlines kept — so every script holds
+    all the file's declarations and its positions are positions in the file (the worker's
+    pipeline files and the offline runner read a file of queries this way)."""
+    return [
+        parse_script(_blank(sql, [s for j, s in enumerate(spans) if j != i]))
+        for i in range(len(spans))
+    ]
+
+
+def _blank(sql: str, spans: Iterable[tuple[int, int]]) -> str:
+    chars = list(sql)
+    for start, end in spans:
+        for i in range(start, min(end, len(chars))):
+            if chars[i] != "\n":
+                chars[i] = " "
+    return "".join(chars)

@@ -22,6 +22,7 @@ from sqlglot import exp
 from sql.bind.scope import offset_of
 from sql.catalog import Catalog, RelationSchema
 from sql.compile.context import CompileContext
+from sql.dialect import from_of
 from sql.errors import E_NOT_SCANNABLE, BindError, SqlError, UnsupportedError, suggest
 from sql.operators.aggregate import Retraction
 from sql.parse import parse_script
@@ -153,7 +154,7 @@ class PullQuery:
             raise UnsupportedError(E_PULL_EMIT, sql=sql, offset=script.emit_offset)
         if select.args.get("order") is not None:
             raise UnsupportedError(E_PULL_ORDER, sql=sql, offset=offset_of(select.args["order"]))
-        from_ = select.args.get("from_") or select.args.get("from")
+        from_ = from_of(select)
         src = from_.this if from_ is not None else None
         if not isinstance(src, exp.Table):
             raise UnsupportedError(E_PULL_FROM, sql=sql, offset=offset_of(src or select))

@@ -50,9 +50,8 @@ from sql.runner_files import (
     split_spec,
     typed,
 )
-from tables import ConnectedTable, Table
+from tables import ConnectedTable, MemoryTable, Table
 from tables.kinds import TableEnv, catalog_table, table_kind
-from tables.memory import MemoryTable
 from tables.spec import TableSpec
 
 E_UNKNOWN_EVENT_TABLE = "{path}:{line}: event for unknown table {name!r}"

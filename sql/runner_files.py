@@ -7,18 +7,18 @@ Every problem with an input is an :class:`InputError` naming the file and line (
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from sqlglot import exp
 
 from core.codec import JSONDecodeError, loads_exact
 from core.errors import ConfigError
-from sql.dialect import Declaration, split_statement
+from sql.dialect import Declaration, from_of, split_statement
 from sql.errors import SqlError
-from sql.parse import Script, parse_script, statements
+from sql.parse import Script, parse_script, query_scripts, statements
 from sql.types import cast
-from tables.memory import MemoryTable
+from tables import MemoryTable
 from tables.spec import TableSpec
 
 E_BAD_SPEC = "expected NAME=FILE.jsonl[:KEYFIELD], got {spec!r}"
@@ -79,12 +79,7 @@ def split_queries(sql: str) -> list[tuple[str, Script]]:
     for tokens in statements(sql):
         if split_statement(sql, tokens).select_span is not None:
             spans.append((tokens[0].start, tokens[-1].end + 1))
-    if len(spans) <= 1:
-        scripts = [parse_script(sql)]
-    else:
-        scripts = [
-            parse_script(_blank_spans(sql, spans[:i] + spans[i + 1 :])) for i in range(len(spans))
-        ]
+    scripts = [parse_script(sql)] if len(spans) <= 1 else query_scripts(sql, spans)
     named: list[tuple[str, Script]] = []
     for i, script in enumerate(scripts, 1):
         name = script.sink.name if script.sink is not None else ("query" if i == 1 else f"query{i}")
@@ -92,18 +87,9 @@ def split_queries(sql: str) -> list[tuple[str, Script]]:
     return named
 
 
-def _blank_spans(sql: str, spans: Sequence[tuple[int, int]]) -> str:
-    chars = list(sql)
-    for start, end in spans:
-        for i in range(start, min(end, len(chars))):
-            if chars[i] != "\n":
-                chars[i] = " "
-    return "".join(chars)
-
-
 def source_of(script: Script) -> str | None:
     """The name in the query's FROM (the stream it reads), None for a FROM of something else."""
-    from_ = script.require_query().args.get("from_") or script.require_query().args.get("from")
+    from_ = from_of(script.require_query())
     this = from_.this if from_ is not None else None
     return this.name if isinstance(this, exp.Table) else None
 

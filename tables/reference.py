@@ -283,6 +283,12 @@ class ReferenceTable(Service):
                 return default if value is None else value
         return self._get_miss(key, default)
 
+    def row_cache(self) -> tuple[dict[Any, Any], object]:
+        """For generated code (:mod:`sql.codegen`) to probe the row cache inline: its dict of
+        rows by str or int probe (None: a known miss; the same dict for the table's life) and
+        the marker of a key not cached, on which :meth:`get` is called."""
+        return self._rows, MISS
+
     def _get_miss(self, key: Key, default: Value | None) -> Value | None:
         state = self._state
         tk = type(key)

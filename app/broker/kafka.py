@@ -68,8 +68,20 @@ appender.out.layout.type = PatternLayout
 appender.out.layout.pattern = [%d] %p %m (%c)%n
 """
 
+#: The garbage collector as Kafka's own launcher sets it (``KAFKA_JVM_PERFORMANCE_OPTS`` of
+#: ``bin/kafka-run-class.sh``), which starting from the jars bypasses: G1 aiming at 20 ms pauses.
+#: Without the target G1 aims at 200 ms and grows its young generation to match: at 10k
+#: records/s its pauses were 9 against 33 per run, median 120 against 24 ms, the same total —
+#: every longer pause stalls each record in flight through the broker (docs/BENCHMARKS.md).
+STOCK_GC = (
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent",
+    "-XX:MaxInlineLevel=15",
+)
 #: The broker's JVM as benchmarks run it (full JIT).
-JVM_OPTS = ("-Xmx512m", "-Xms128m", "-XX:+UseG1GC", "-Djava.awt.headless=true")
+JVM_OPTS = ("-Xmx512m", "-Xms128m", *STOCK_GC, "-Djava.awt.headless=true")
 #: C1 only: measured here, starts take about a third less time (format 3-6 s -> 1.5-3 s, the
 #: broker 8-13 s -> 6-10 s on a loaded 2-core machine) at some cost in peak speed. Tests use it.
 QUICK_START = ("-XX:TieredStopAtLevel=1",)

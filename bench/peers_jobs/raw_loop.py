@@ -23,7 +23,9 @@ async def main() -> None:
     )
     await consumer.start()
     await producer.start()
-    parts = consumer.partitions_for_topic(common.ORDERS) or set()
+    # The producer waits for the topic's metadata (Apache Kafka's first metadata answer lists
+    # no topic the client has not asked for yet; Tansu's lists them all).
+    parts = await producer.partitions_for(common.ORDERS)
     tps = [TopicPartition(common.ORDERS, p) for p in parts]
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)

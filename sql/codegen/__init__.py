@@ -15,7 +15,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sql.codegen.batch import BatchFn, Encoding, Generated, generate, shape_of
+from sql.codegen.batch import BatchFn, Encoding, Generated, StructDecoding, generate, shape_of
 from sql.codegen.expr import Unsupported
 from sql.query import CompiledQuery
 
@@ -28,9 +28,10 @@ def _placeholder(row: Any) -> bytes:
     raise NotImplementedError
 
 
-def explain_code(query: CompiledQuery) -> str:
+def explain_code(query: CompiledQuery, struct: StructDecoding | None = None) -> str:
     """The generated source of ``query`` as a worker runs it (a msgspec fast path for outputs;
-    the NaN scan when an output is DECIMAL), or a comment saying why closures run it."""
+    the NaN/Infinity check of DECIMAL outputs not known finite; ``struct``: the stream's typed
+    decoding, as the worker's), or a comment saying why closures run it."""
     decimal = any(t.name == "DECIMAL" for t in query.output_types)
     try:
         gen = generate(
@@ -38,6 +39,7 @@ def explain_code(query: CompiledQuery) -> str:
             _identity,
             Encoding(_placeholder, _placeholder, scan_nonfinite=decimal),
             None if not query.key_columns else _identity,
+            struct=struct,
         )
     except Unsupported as exc:
         return f"# closures (not generated): {exc.reason}\n"
@@ -66,6 +68,7 @@ __all__ = [
     "Decimal",
     "Encoding",
     "Generated",
+    "StructDecoding",
     "Unsupported",
     "explain_code",
     "explain_line",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from sql.codegen.expr import ExprGen, Unsupported
@@ -37,11 +38,26 @@ class Encoding:
     caller's error for a row it cannot encode); ``fast`` an equivalent for the common rows that
     may raise TypeError/ValueError/OverflowError for others (then ``slow`` decides), or None.
     ``scan_nonfinite``: ``fast`` writes NaN/Infinity decimals as such, ``slow`` refuses them —
-    an output holding those letters is encoded again by ``slow`` (a false alarm costs only time)."""
+    a row whose DECIMAL output may be one (not known finite from its reads and arithmetic) is
+    checked, and encoded again by ``slow`` when it is."""
 
     slow: Callable[[Any], bytes]
     fast: Callable[[Any], bytes] | None = None
     scan_nonfinite: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StructDecoding:
+    """A declared stream's records decoded into a struct read by attribute (the caller's
+    typed decoder, e.g. msgspec): ``lines`` set ``v0`` from ``raw`` (or raise the record's
+    error), using the globals in ``namespace``; ``attrs`` maps a column to its attribute.
+    Used when the generated code reads only those columns and calls no closure (closures read
+    rows as dicts); else the dict decoder runs."""
+
+    attrs: dict[str, str]
+    lines: list[str]
+    namespace: dict[str, Any]
+    row_type: type
 
 
 @dataclass(slots=True)
@@ -79,6 +95,7 @@ def generate(
     key_of: Callable[[Any], Any] | None = None,
     *,
     batch_lookups: bool = False,
+    struct: StructDecoding | None = None,
 ) -> Generated:
     """The batch function of ``query``; raises :class:`Unsupported` for what it does not do.
 
@@ -86,7 +103,25 @@ def generate(
     None: the source record's key. ``batch_lookups``: the first join's distinct keys read with
     one ``get_many`` per batch (two passes) instead of one ``get`` per record. Off by default:
     over tables that answer from a row cache the two passes cost more than the calls they save
-    (the batch's decoded records stay alive between the passes; docs/BENCHMARKS.md)."""
+    (the batch's decoded records stay alive between the passes; docs/BENCHMARKS.md).
+    ``struct``: the stream's typed decoding, used where the code allows it (else ``decode``)."""
+    shape_of(query)  # Unsupported before any code is written
+    if struct is not None and not batch_lookups:
+        try:
+            return _generate(query, decode, encoding, key_of, False, struct)
+        except Unsupported:
+            pass  # a read the struct has no attribute for, or a closure: the dict decoder
+    return _generate(query, decode, encoding, key_of, batch_lookups, None)
+
+
+def _generate(
+    query: CompiledQuery,
+    decode: Callable[[bytes], Any],
+    encoding: Encoding,
+    key_of: Callable[[Any], Any] | None,
+    batch_lookups: bool,
+    struct: StructDecoding | None,
+) -> Generated:
     shape = shape_of(query)
     w = Writer()
     w.namespace.update(
@@ -96,7 +131,11 @@ def generate(
         w.namespace["enc_fast"] = encoding.fast
     if key_of is not None:
         w.namespace["key_of"] = key_of
-    _Body(w, query, shape, encoding, key_of is not None, batch_lookups).write()
+    if struct is not None:
+        w.namespace.update(struct.namespace)
+    _Body(w, query, shape, encoding, key_of is not None, batch_lookups, struct).write()
+    if struct is not None and w.uses_env:
+        raise Unsupported("a closure reads the stream's row as a dict")
     source = w.source()
     exec(compile(source, f"<query {query.stream_name}>", "exec"), w.namespace)
     fn: BatchFn = w.namespace["batch"]
@@ -112,15 +151,18 @@ class _Body:
         enc: Encoding,
         keyed: bool,
         batch_lookups: bool,
+        struct: StructDecoding | None = None,
     ) -> None:
         self.w = w
+        self.struct = struct
         self.query = query
         self.shape = shape
         self.enc = enc
         self.keyed = keyed
         stream = shape.stream
         self.rows = {stream.value_slot: "v0"}
-        self.gen = ExprGen(w, query.context, self.rows)
+        attrs = {} if struct is None else {stream.value_slot: struct.attrs}
+        self.gen = ExprGen(w, query.context, self.rows, attrs)
         first = shape.joins[0] if shape.joins else None
         self.batched = batch_lookups and first is not None and _batchable(first)
 
@@ -138,7 +180,11 @@ class _Body:
                     w.line("tombstones += 1")
                     w.line("continue")
                 with w.block("try:"):
-                    w.line("v0 = decode(raw)")
+                    if self.struct is None:
+                        w.line("v0 = decode(raw)")
+                    else:
+                        for line in self.struct.lines:
+                            w.line(line)
                     self._set_stream_env()
                     self._filters(self.shape.pushed)
                     if self.batched:
@@ -233,23 +279,31 @@ class _Body:
         """A key lookup as :func:`sql.operators.join.lookup_join_stage` does it."""
         w = self.w
         assert isinstance(join.source, KeyLookup)
-        k = f"k{i}" if found is not None else self._key(join, i)
-        r = f"r{i}"
-        get = w.bind(join.source.get, "get")
         rel = join.relation
-        with w.block(f"if {k} is None:"):
-            w.line(f"{r} = None")
-        if found is not None:
+        r = f"r{i}"
+        if found is None:
+            # The row as looked up (maybe shared with a subquery's lookup of the same key: never
+            # assigned again), r the joined row.
+            c = self._key_compiled(join)
+            k = self.gen.compiled(c) if c is not None else self.gen.call(join.source.key)
+            s = self.gen.lookup(join.source.get, k)
+        else:
+            k, s = f"k{i}", f"s{i}"
+            get = w.bind(join.source.get, "get")
+            with w.block(f"if {k} is None:"):
+                w.line(f"{s} = None")
             with w.block(f"elif {found} is not None and (type({k}) is int or type({k}) is str):"):
-                w.line(f"{r} = {found}.get({k})")
-        with w.block("else:"):
-            with w.block("try:"):
-                w.line(f"{r} = {get}({k})")
-            with w.block("except TypeError:"):  # an unhashable probe value: no key equals it
-                w.line(f"{r} = None")
-        self.rows[rel.value_slot] = r
+                w.line(f"{s} = {found}.get({k})")
+            with w.block("else:"):
+                with w.block("try:"):
+                    w.line(f"{s} = {get}({k})")
+                with w.block("except TypeError:"):  # an unhashable probe value: no key equals it
+                    w.line(f"{s} = None")
+            not_dict = f"type({s}) is not dict and not isinstance({s}, dict)"
+            with w.block(f"if {s} is not None and {not_dict}:"):
+                w.line(f"{s} = EMPTY")
         if join.residual is None:
-            with w.block(f"if {r} is None:"):
+            with w.block(f"if {s} is None:"):
                 if join.left:
                     w.line(f"{r} = EMPTY")
                     w.env_line(f"env[{rel.value_slot}] = EMPTY")
@@ -257,22 +311,24 @@ class _Body:
                 else:
                     w.line("continue")
             with w.block("else:"):
-                with w.block(f"if type({r}) is not dict and not isinstance({r}, dict):"):
-                    w.line(f"{r} = EMPTY")
-                w.env_line(f"env[{rel.value_slot}] = {r}")
+                w.line(f"{r} = {s}")
+                w.env_line(f"env[{rel.value_slot}] = {s}")
                 w.env_line(f"env[{rel.meta_slot}] = {k}")
+            self.rows[rel.value_slot] = r
             return
         m = f"m{i}"
-        with w.block(f"if {r} is not None:"):
-            with w.block(f"if type({r}) is not dict and not isinstance({r}, dict):"):
-                w.line(f"{r} = EMPTY")
-            w.env_line(f"env[{rel.value_slot}] = {r}")
+        self.rows[rel.value_slot] = s
+        with w.block(f"if {s} is not None:"):
+            w.env_line(f"env[{rel.value_slot}] = {s}")
             w.env_line(f"env[{rel.meta_slot}] = {k}")
             v = self.gen.residual(join.residual)
             w.line(f"{m} = {v} is True")
         with w.block("else:"):
             w.line(f"{m} = False")
-        with w.block(f"if not {m}:"):
+        self.rows[rel.value_slot] = r
+        with w.block(f"if {m}:"):
+            w.line(f"{r} = {s}")
+        with w.block("else:"):
             if join.left:
                 w.line(f"{r} = EMPTY")
                 w.env_line(f"env[{rel.value_slot}] = EMPTY")
@@ -297,8 +353,17 @@ class _Body:
             with w.block("except (TypeError, ValueError, OverflowError):"):
                 w.line("out = enc_slow(row)")
             if self.enc.scan_nonfinite:
-                with w.block('if b"NaN" in out or b"Infinity" in out:'):
-                    w.line("out = enc_slow(row)")
+                # The fast encoder writes NaN/Infinity decimals; the reference refuses them. A
+                # DECIMAL output not known finite is checked (as agents.codec.make_encoder does).
+                dec = w.bind(Decimal, "T")
+                checks = [
+                    f"(type({v}) is {dec} and not {v}.is_finite())"
+                    for c, v in zip(self.shape.outputs, values, strict=True)
+                    if c.type.name == "DECIMAL" and v not in self.gen.finite and v != "None"
+                ]
+                if checks:
+                    with w.block(f"if {' or '.join(checks)}:"):
+                        w.line("out = enc_slow(row)")
         w.line(f"emit({key}, out)")
         w.line("n_out += 1")
 

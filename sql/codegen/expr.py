@@ -21,7 +21,8 @@ from sqlglot import exp
 from sql import logic
 from sql.codegen.writer import Writer
 from sql.compile.context import CompileContext, FusedSubquery
-from sql.runtime import Compiled, Fn, Read
+from sql.operators.maintained import InSet
+from sql.runtime import Compiled, Fn, Read, ScaledRead
 from sql.types import DECIMAL_CONTEXT
 
 #: A binary operator function of :mod:`sql.logic` (or the DECIMAL context's).
@@ -63,6 +64,21 @@ _CALLED: dict[type[exp.Expr], Op] = {
 }
 
 
+def _row_cache(get: Callable[[Any], Any]) -> tuple[dict[Any, Any], object] | None:
+    """The row cache behind ``get`` when it is a cached table's ``get`` (``row_cache()``: its
+    dict of rows by int/str probe and the marker of a key not cached), else None."""
+    owner = getattr(get, "__self__", None)
+    row_cache = getattr(owner, "row_cache", None)
+    if row_cache is None or getattr(get, "__name__", None) != "get":
+        return None
+    cache: tuple[dict[Any, Any], object] = row_cache()
+    return cache
+
+
+#: Quantized DECIMAL values remembered per column read (then the memo starts over).
+_MEMO_ROWS = 4096
+
+
 class Unsupported(Exception):
     """The query (or a part of it) is not generated: the closures run it. ``reason`` says why."""
 
@@ -75,18 +91,32 @@ class ExprGen:
     """Writes expressions of one query into ``w``; ``rows`` maps a relation's value slot to the
     local variable holding its row (the stream record, each joined row)."""
 
-    def __init__(self, w: Writer, ctx: CompileContext, rows: dict[int, str]) -> None:
+    def __init__(
+        self,
+        w: Writer,
+        ctx: CompileContext,
+        rows: dict[int, str],
+        attrs: dict[int, dict[str, str]] | None = None,
+    ) -> None:
         self.w = w
         self.ctx = ctx
         self.rows = rows
+        #: Relations whose row is a struct: column name -> attribute (else rows are dicts).
+        self.attrs = attrs or {}
+        #: Names holding a finite Decimal or None whenever their code ran (a scaled DECIMAL
+        #: read, exact arithmetic on such values and integers): their outputs need no check
+        #: for NaN/Infinity.
+        self.finite: set[str] = set()
 
     # -- entry points -----------------------------------------------------------------------------
     def compiled(self, c: Compiled) -> str:
         """The value of a compiled expression (an output, a join key)."""
         if c.const:
-            return self.w.const(c.value)
+            return self._const_value(c.value)
         if c.read is not None:
-            return self.read(c.read)
+            return self._typed_read(c)
+        if c.scaled is not None:
+            return self.read_scaled(c.scaled)
         entry = self.ctx.closures.get(id(c.fn))
         if entry is not None and entry[0] is c.fn:
             return self.node(entry[1])
@@ -103,9 +133,11 @@ class ExprGen:
         c = self._compiled_of(node)
         if c is not None:
             if c.const:
-                return self.w.const(c.value)
+                return self._const_value(c.value)
             if c.read is not None:
-                return self.read(c.read)
+                return self._typed_read(c)
+            if c.scaled is not None:
+                return self.read_scaled(c.scaled)
         if isinstance(node, (exp.Paren, exp.Alias)):
             return self.node(node.this)
         handler = _HANDLERS.get(type(node))
@@ -127,52 +159,114 @@ class ExprGen:
         if f.kind == "in_set":
             assert f.lhs is not None
             x = self.compiled(f.lhs)
-            w.line(f"{t} = {w.bind(f.contains, 'contains')}({x})")
+            contains = w.bind(f.contains, "contains")
+            members = getattr(f.contains, "__self__", None)
+            if isinstance(members, InSet):
+                # A member found in the set's dict is TRUE (no errors remembered): the common
+                # answer inline; every other case as contains() decides it.
+                counts, errors = w.bind(members.counts, "members"), w.bind(members.errors, "errs")
+                w.line(
+                    f"{t} = True if (type({x}) is int or type({x}) is str) and {x} in {counts}"
+                    f" and not {errors} else {contains}({x})"
+                )
+            else:
+                w.line(f"{t} = {contains}({x})")
             return t
         miss = "False" if f.kind == "exists" else "None"
         key_c = self._compiled_by_fn(f.lookup.key)
         k = self.compiled(key_c) if key_c is not None else self.call(f.lookup.key)
-        v = w.temp("s")
-        with w.block(f"if {k} is None:"):
+        v = self.lookup(f.lookup.get, k)
+        with w.block(f"if {v} is None:"):
             w.line(f"{t} = {miss}")
         with w.block("else:"):
-            with w.block("try:"):
-                w.line(f"{v} = {w.bind(f.lookup.get, 'get')}({k})")
-            with w.block("except TypeError:"):
-                w.line(f"{v} = None")
-            with w.block(f"if {v} is None:"):
-                w.line(f"{t} = {miss}")
-            with w.block("else:"):
-                with w.block(f"if type({v}) is not dict and not isinstance({v}, dict):"):
-                    w.line(f"{v} = EMPTY")
-                w.env_line(f"env[{f.vs}] = {v}")
-                w.env_line(f"env[{f.ms}] = {k}")
-                saved = self.rows.get(f.vs)
-                self.rows[f.vs] = v
-                try:
-                    if f.where is None:
+            w.env_line(f"env[{f.vs}] = {v}")
+            w.env_line(f"env[{f.ms}] = {k}")
+            saved = self.rows.get(f.vs)
+            self.rows[f.vs] = v
+            try:
+                if f.where is None:
+                    self._found(f, t)
+                else:
+                    ok = self.residual(f.where)
+                    with w.block(f"if {ok} is not True:"):
+                        w.line(f"{t} = {miss}")
+                    with w.block("else:"):
                         self._found(f, t)
-                    else:
-                        ok = self.residual(f.where)
-                        with w.block(f"if {ok} is not True:"):
-                            w.line(f"{t} = {miss}")
-                        with w.block("else:"):
-                            self._found(f, t)
-                finally:
-                    if saved is None:
-                        del self.rows[f.vs]
-                    else:
-                        self.rows[f.vs] = saved
+            finally:
+                if saved is None:
+                    del self.rows[f.vs]
+                else:
+                    self.rows[f.vs] = saved
         return t
+
+    def lookup(self, get: Callable[[Any], Any], k: str) -> str:
+        """The row of key ``k`` through ``get`` (a table's, or its row cache's): None when ``k``
+        is NULL, unhashable (no key equals it) or not found; a value that is not an object reads
+        as an empty row. Looked up once per record and key: the same table probed with the same
+        key again (an EXISTS and a scalar subquery on one row) reuses the row."""
+        w = self.w
+        owner = getattr(get, "__self__", None)
+        ident = (id(owner), getattr(get, "__func__", None)) if owner is not None else (id(get),)
+        key = ("lookup", ident, k)
+        known = w.known(key)
+        if known is not None:
+            return known
+        v = w.temp("s")
+        g = w.bind(get, "get")
+        cache = _row_cache(get)
+        with w.block(f"if {k} is None:"):
+            w.line(f"{v} = None")
+        with w.block("else:"):
+            if cache is None:
+                self._get(g, k, v)
+            else:
+                # The row cache's dict probed inline (int and str probes are its keys; a cached
+                # None is a known miss), the cache's own get on a miss.
+                rows, miss = w.bind(cache[0], "rows"), w.bind(cache[1], "MISS")
+                w.line(
+                    f"{v} = {rows}.get({k}, {miss}) if type({k}) is str or type({k}) is int"
+                    f" else {miss}"
+                )
+                with w.block(f"if {v} is {miss}:"):
+                    self._get(g, k, v)
+            not_dict = f"type({v}) is not dict and not isinstance({v}, dict)"
+            with w.block(f"if {v} is not None and {not_dict}:"):
+                w.line(f"{v} = EMPTY")
+        w.remember(key, v)
+        return v
+
+    def _get(self, g: str, k: str, v: str) -> None:
+        with self.w.block("try:"):
+            self.w.line(f"{v} = {g}({k})")
+        with self.w.block("except TypeError:"):  # an unhashable probe: no key equals it
+            self.w.line(f"{v} = None")
 
     def _found(self, f: FusedSubquery, t: str) -> None:
         if f.kind == "scalar":
-            self.w.line(f"{t} = {self.compiled(f.outputs[0])}")
+            v = self.compiled(f.outputs[0])
+            self.w.line(f"{t} = {v}")
+            if v in self.finite:  # else NULL: the subquery's value is finite too
+                self.finite.add(t)
             return
         for c in f.outputs:  # as the closure: an output that fails is the record's error
             if not c.const:
                 self.compiled(c)
         self.w.line(f"{t} = True")
+
+    def _const_value(self, value: Any) -> str:
+        name = self.w.const(value)
+        if type(value) is Decimal and value.is_finite():
+            self.finite.add(name)
+        return name
+
+    def _typed_read(self, c: Compiled) -> str:
+        """A plain read; of a scaled DECIMAL column, it is a typed stream's (the decoder
+        quantized it: finite), a table's DECIMAL needing conversion being a scaled read."""
+        assert c.read is not None
+        name = self.read(c.read)
+        if c.type.name == "DECIMAL" and c.type.scale is not None:
+            self.finite.add(name)
+        return name
 
     def _compiled_by_fn(self, fn: Fn) -> Compiled | None:
         entry = self.ctx.closures.get(id(fn))
@@ -201,7 +295,13 @@ class ExprGen:
         if row is None:
             raise Unsupported(f"a read of {name!r} outside the query's own relations")
         t = self.w.temp("c")
-        self.w.line(f"{t} = {row}.get({name!r})")
+        attrs = self.attrs.get(slot)
+        if attrs is None:
+            self.w.line(f"{t} = {row}.get({name!r})")
+        elif name in attrs:
+            self.w.line(f"{t} = {row}.{attrs[name]}")
+        else:
+            raise Unsupported(f"a read of {name!r}, not a column of the struct")
         if conv is not None:
             # As the closure reads it: a value of the column's Python type kept, else converted.
             self.w.line(
@@ -209,6 +309,56 @@ class ExprGen:
                 f" {t} = {self.w.bind(conv, 'conv')}({t})"
             )
         self.w.remember(key, t)
+        return t
+
+    def read_scaled(self, read: ScaledRead) -> str:
+        """A scaled DECIMAL column of a table row, as its closure reads it: a finite Decimal
+        quantized to the column's scale under its precision, anything else converted (the
+        converter raises the CastError)."""
+        slot, name, quantum, context, conv = read
+        key = ("read", slot, name)
+        known = self.w.known(key)
+        if known is not None:
+            return known
+        row = self.rows.get(slot)
+        if row is None:
+            raise Unsupported(f"a read of {name!r} outside the query's own relations")
+        w = self.w
+        if slot in self.attrs:
+            raise Unsupported(f"a converting read of {name!r} from a struct")
+        t, m = w.temp("c"), w.temp("m")
+        dec, fix = w.bind(Decimal, "T"), w.bind(conv, "conv")
+        # Quantized values by value (a table's DECIMALs repeat: the same few rows): quantize is
+        # a function of the value (0.5 and 0.50 give the same), but for zeros (0 and -0 are
+        # equal keys with different results), which are never kept.
+        memo = w.bind({}, "memo")
+        w.line(f"{t} = {row}.get({name!r})")
+        with w.block(f"if {t} is not None:"):
+            with w.block(f"if type({t}) is {dec}:"):
+                with w.block("try:"):
+                    w.line(f"{m} = {memo}.get({t})")
+                with w.block("except TypeError:"):  # a signaling NaN cannot be hashed
+                    w.line(f"{m} = None")
+                with w.block(f"if {m} is not None:"):
+                    w.line(f"{t} = {m}")
+                with w.block(f"elif {t}.is_finite():"):
+                    with w.block("try:"):
+                        q, c = w.bind(quantum, "K"), w.bind(context, "ctx")
+                        w.line(f"{m} = {t}.quantize({q}, None, {c})")
+                    with w.block("except ArithmeticError:"):  # more digits than the precision
+                        w.line(f"{t} = {fix}({t})")
+                    with w.block("else:"):
+                        with w.block(f"if {t}:"):
+                            with w.block(f"if len({memo}) >= {_MEMO_ROWS}:"):
+                                w.line(f"{memo}.clear()")
+                            w.line(f"{memo}[{t}] = {m}")
+                        w.line(f"{t} = {m}")
+                with w.block("else:"):
+                    w.line(f"{t} = {fix}({t})")
+            with w.block("else:"):
+                w.line(f"{t} = {fix}({t})")
+        w.remember(key, t)
+        self.finite.add(t)
         return t
 
     def call(self, fn: Fn) -> str:
@@ -277,6 +427,9 @@ class ExprGen:
             ]
             guard = " and ".join(checks) or "True"
             self.w.line(f"{t} = {fast} if {guard} else {f}({a}, {b})")
+            # Finite (or NULL) operands give a finite result (the exact context traps overflow).
+            if all(x in self.finite or tx is int for x, tx in ((a, ta), (b, tb))):
+                self.finite.add(t)
         else:
             self.w.line(f"{t} = {f}({a}, {b})")
         self.w.remember(key, t)

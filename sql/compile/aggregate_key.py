@@ -22,6 +22,7 @@ from sql.compile.aggregate import find_aggregates
 from sql.compile.context import CompileContext
 from sql.compile.expr import ExprCompiler
 from sql.compile.subquery import resolve_table
+from sql.dialect import from_of
 from sql.errors import E_UNSUPPORTED, UnsupportedError
 from sql.runtime import Fn
 
@@ -81,7 +82,7 @@ def compile_group_key(
         raise UnsupportedError(E_UNSUPPORTED.format(what=E_NO_AGGREGATE), sql=sql, offset=None)
     ctx = CompileContext(sql, catalog, typed_streams=typed_streams)
     scope = Scope(sql, ctx.slots)
-    from_ = select.args.get("from_") or select.args.get("from")
+    from_ = from_of(select)
     src = from_.this if from_ is not None else None
     schema = catalog.schema(src.name) if isinstance(src, exp.Table) else None
     # The query compiled: FROM names a stream.

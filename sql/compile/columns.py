@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from sql.bind.scope import META_INDEX, TIME_COLUMNS, Ref
-from sql.runtime import Env, Fn, Read, row_key
+from sql.runtime import Env, Fn, Read, ScaledRead, row_key
 from sql.types import ANY, JSON, converter, decimal_context, event_timestamp
 
 #: A plain column read: (value slot, column name, Python type kept as is or None, converter).
@@ -35,6 +35,20 @@ def inline_read(ref: Ref, typed_streams: bool = False) -> Read | None:
         return rel.value_slot, ref.name, None, None
     py = {"DOUBLE": float, "BIGINT": int, "STRING": str, "BOOLEAN": bool}.get(ref.type.name)
     return None if py is None else (rel.value_slot, ref.name, py, conv)
+
+
+def scaled_read(ref: Ref, typed_streams: bool = False) -> ScaledRead | None:
+    """What :func:`column_reader` does for a scaled DECIMAL column it converts, for generated
+    code to inline (:data:`sql.runtime.ScaledRead`), or None for any other read."""
+    rel = ref.relation
+    if ref.alias_fn is not None or rel is None or ref.pseudo or ref.path:
+        return None
+    if ref.type.name != "DECIMAL" or ref.type.scale is None or not _converts(ref, typed_streams):
+        return None
+    conv = converter(ref.type)
+    assert conv is not None
+    quantum = Decimal(1).scaleb(-ref.type.scale)
+    return rel.value_slot, ref.name, quantum, decimal_context(ref.type.precision), conv
 
 
 def column_reader(ref: Ref, typed_streams: bool = False) -> Fn:

@@ -17,7 +17,7 @@ from sqlglot import exp
 from sql import logic
 from sql.bind.scope import Scope, offset_of
 from sql.compile.arith import ARITHMETIC, arith_type, binary
-from sql.compile.columns import column_reader, inline_read
+from sql.compile.columns import column_reader, inline_read, scaled_read
 from sql.compile.context import AggBinding, CompileContext
 from sql.errors import (
     E_AGGREGATE_NOT_ALLOWED,
@@ -137,6 +137,7 @@ class ExprCompiler:
             column_reader(ref, typed),
             ref.type if not ref.path else ANY,
             read=inline_read(ref, typed),
+            scaled=scaled_read(ref, typed),
         )
 
     def literal(self, node: exp.Literal) -> Compiled:

@@ -29,7 +29,7 @@ from sql.compile.window import (
     key_columns,
     make_aggregate,
 )
-from sql.dialect import Declaration, conjunction_text, sql_text
+from sql.dialect import Declaration, conjunction_text, from_of, sql_text
 from sql.errors import (
     E_STREAM_REQUIRED,
     E_UNKNOWN_TABLE,
@@ -84,7 +84,7 @@ def compile_stream_query(
         ctx, kind, sel, scope, lhs, node
     )
     scope = Scope(ctx.sql, ctx.slots)
-    from_ = select.args.get("from_") or select.args.get("from")
+    from_ = from_of(select)
     if from_ is None:
         raise UnsupportedError(
             E_UNSUPPORTED.format(what="a query without FROM"), sql=ctx.sql, offset=offset_of(select)

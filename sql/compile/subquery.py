@@ -28,7 +28,7 @@ from sql.compile.subquery_join import (
     first_table_view,
     reorder_joins,
 )
-from sql.dialect import conjunction_text, sql_text
+from sql.dialect import conjunction_text, from_of, sql_text
 from sql.errors import (
     E_SCALAR_ROWS,
     E_SEVERAL_ROWS,
@@ -94,14 +94,14 @@ def compile_subquery(
     lhs: Compiled | None,
     node: exp.Expr,
 ) -> Compiled:
-    if not select.args.get("from_") and not select.args.get("from"):
+    if from_of(select) is None:
         raise UnsupportedError(
             E_UNSUPPORTED.format(what="a subquery without FROM"),
             sql=ctx.sql,
             offset=offset_of(select),
         )
     select = reorder_joins(ctx, select)
-    from_ = select.args.get("from_") or select.args.get("from")
+    from_ = from_of(select)
     assert from_ is not None
     table_node, table = resolve_table(ctx, from_.this, want="subquery")
     sid = ctx.next_id()

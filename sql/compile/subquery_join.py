@@ -27,6 +27,7 @@ from sql.compile.context import CompileContext
 from sql.compile.expr import ExprCompiler
 from sql.compile.select import combine, compile_conjuncts
 from sql.compile.strategies import build_source
+from sql.dialect import from_of
 from sql.errors import E_UNSUPPORTED, UnsupportedError
 from sql.operators import sources
 from sql.operators.inner import InnerQuery
@@ -191,7 +192,7 @@ def reorder_joins(ctx: CompileContext, select: exp.Select) -> exp.Select:
     EXPLAIN shows the order run. Outer joins, three or more tables and AS OF reads are left as
     written."""
     joins = select.args.get("joins") or []
-    from_ = select.args.get("from_") or select.args.get("from")
+    from_ = from_of(select)
     if len(joins) != 1 or from_ is None or not isinstance(from_.this, exp.Table):
         return select
     j = joins[0]
@@ -212,7 +213,7 @@ def reorder_joins(ctx: CompileContext, select: exp.Select) -> exp.Select:
     if rank_second <= rank_first:
         return select
     swapped = select.copy()
-    s_from = swapped.args.get("from_") or swapped.args.get("from")
+    s_from = from_of(swapped)
     assert s_from is not None
     s_join = swapped.args["joins"][0]
     a, b = s_from.this, s_join.this

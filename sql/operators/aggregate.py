@@ -9,7 +9,7 @@ windowed ones live in :mod:`sql.operators.window`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.codec import dumps
 from sql.errors import StateError
@@ -17,6 +17,9 @@ from sql.runtime import Env, Fn
 from sql.runtime.accumulators import Accumulator
 from sql.runtime.parts import Aggregation
 from sql.runtime.state import decode, encode, load_state, state_fn
+
+if TYPE_CHECKING:
+    from sql.codegen.fold import RowFn
 
 Row = dict[str, Any]
 
@@ -50,6 +53,14 @@ class AggregateOperator:
         self.emit = emit
         #: Per aggregate call, its accumulator's state function (one type per call).
         self._state_fns = [state_fn(type(s.factory())) for s in agg.specs]
+        # Imported here: sql.codegen imports the compiled query, which imports this module.
+        from sql.codegen.fold import row_function
+
+        #: ``row(env, gk, accs, out, kind=dict) -> bool``: append the output row of one group;
+        #: False when HAVING rejects it (not for retractions). HAVING is checked at emission
+        #: time, so a HAVING subquery sees the tables as they are now. Generated per query
+        #: (:mod:`sql.codegen.fold`).
+        self.row: RowFn = row_function(agg, outputs, names)
 
     def add(self, env: Env, out: list[Row]) -> None:
         raise NotImplementedError
@@ -62,26 +73,6 @@ class AggregateOperator:
 
     def restore_state(self, items: Iterable[tuple[str, Any]]) -> None:
         raise NotImplementedError
-
-    def row(
-        self,
-        env: Env,
-        gk: tuple[Any, ...],
-        accs: list[Accumulator],
-        out: list[Row],
-        kind: type[Row] = dict,
-    ) -> bool:
-        """Append the output row of one group; False when HAVING rejects it (not for retractions).
-
-        HAVING is checked at emission time, so a HAVING subquery sees the tables as they are now.
-        """
-        agg = self.agg
-        env[agg.key_slot] = gk
-        env[agg.agg_slot] = tuple([a.result() for a in accs])
-        if kind is dict and agg.having is not None and agg.having(env) is not True:
-            return False
-        out.append(kind(zip(self.names, [f(env) for f in self.outputs], strict=False)))
-        return True
 
     def new_accumulators(self) -> list[Accumulator]:
         return [s.factory() for s in self.agg.specs]

@@ -120,6 +120,7 @@ class WindowedAggregate(AggregateOperator):
         #: the out-of-orderness — the minimum over the partitions, as in Flink — instead of the
         #: largest event time seen, so a partition read ahead of another makes no record late.
         self.clock: Callable[[Env, int], int | None] | None = None
+        self.add = self._adder()  # type: ignore[method-assign,assignment]
 
     # -- subclass hooks -------------------------------------------------------------------------
     def close_due(self, win: Win) -> int:
@@ -181,9 +182,32 @@ class WindowedAggregate(AggregateOperator):
                 source=self.time_source,
             )
         agg = self.agg
-        gk = tuple(f(env) for f in agg.keys)
+        gk = tuple([f(env) for f in agg.keys])
         vals = [1 if s.arg is None else s.arg(env) for s in agg.specs]
         self.assign(env, gk, t, vals, out)
+
+    def _adder(self) -> Callable[[Env, list[Row]], None]:
+        """:meth:`add` with the slot, keys and arguments bound once (its per record cost): the
+        same steps, for one key and one or two aggregate calls — the common shapes."""
+        keys, specs = tuple(self.agg.keys), self.agg.specs
+        args = tuple((lambda env: 1) if s.arg is None else s.arg for s in specs)
+        if len(keys) != 1 or len(args) > 2:
+            return self.add
+        (key,) = keys
+        slot, assign, general = self.time_slot, self.assign, self.add
+        a0 = args[0]
+        a1 = args[1] if len(args) == 2 else None
+
+        def add(env: Env, out: list[Row]) -> None:
+            t = env[slot]
+            if t is None:
+                general(env, out)  # raises the EventTimeError
+                return
+            gk = (key(env),)
+            vals = [a0(env)] if a1 is None else [a0(env), a1(env)]
+            assign(env, gk, t, vals, out)
+
+        return add
 
     def finish(self, env: Env) -> list[Row]:
         """End of input: close every window (EMIT FINAL emits them) and drop all state."""

@@ -21,6 +21,10 @@ Env = list[Any]
 Fn = Callable[[Env], Any]
 #: A plain column read, for generated code to inline: (slot, field, Python type, converter).
 Read = tuple[int, str, type | None, Fn | None]
+#: A read of a scaled DECIMAL column of a table row, for generated code to inline: (slot, field,
+#: quantum, context, converter) — a finite Decimal quantized under the context, anything else
+#: (or a quantize that fails) through the converter, as :func:`sql.compile.columns.column_reader`.
+ScaledRead = tuple[int, str, Any, Any, Fn]
 
 
 @dataclass(slots=True)
@@ -33,6 +37,8 @@ class Compiled:
     value: Any = None
     #: What ``fn`` does when it is a plain column read, for generated code to inline.
     read: Read | None = None
+    #: What ``fn`` does when it reads a scaled DECIMAL column (converted on every read).
+    scaled: ScaledRead | None = None
 
 
 def constant(value: Any, t: SqlType) -> Compiled:
@@ -49,4 +55,4 @@ def row_key(k: Any) -> str:
     return key_text(k)
 
 
-__all__ = ["Compiled", "Env", "Fn", "Read", "constant", "row_key"]
+__all__ = ["Compiled", "Env", "Fn", "Read", "ScaledRead", "constant", "row_key"]

@@ -28,7 +28,7 @@ from tests.support.iceberg import (
 )
 from tests.support.iceberg_rest import TOKEN_ENV, IcebergRestServer, RestLake, missing
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("iceberg_rest")]
+pytestmark = pytest.mark.slow  # one server a module: conftest groups the module on one worker
 
 IDENT = "analytics.market_stats"
 STREAM = "CREATE STREAM trades (id BIGINT, symbol VARCHAR, ts BIGINT) WITH (topic='trades');\n"

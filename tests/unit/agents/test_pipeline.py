@@ -95,6 +95,13 @@ def test_errors_name_file_line_and_column(
     assert needle in str(err.value)
 
 
+def test_an_unterminated_string_is_placed_at_its_quote(tmp_path: Path) -> None:
+    text = "CREATE STREAM s (a BIGINT) WITH (topic='s');\n"
+    path = write(tmp_path, text + "CREATE STREAM x WITH (topic='x) AS SELECT a FROM s;\n")
+    with pytest.raises(ConfigError, match=rf"^{path}:2:29: unterminated '...'"):
+        load_pipeline([path])
+
+
 def test_a_query_without_a_sink_is_refused(tmp_path: Path) -> None:
     text = "CREATE STREAM s (a BIGINT) WITH (topic='s');\n\nSELECT a FROM s;\n"
     path = write(tmp_path, text)

@@ -105,6 +105,16 @@ def test_restart_keeps_records_ports_and_directory(kafka: KafkaBroker) -> None:
     assert sorted(m.value for m in got) == [b"v0", b"v1", b"v2"]
 
 
+def test_the_broker_runs_with_kafkas_own_gc_settings(kafka: KafkaBroker) -> None:
+    # As bin/kafka-run-class.sh starts it: G1 aiming at 20 ms pauses (its default, 200 ms,
+    # grows the young generation into pauses that stall every record in flight).
+    assert kafka.pid is not None
+    argv = Path(f"/proc/{kafka.pid}/cmdline").read_bytes().split(b"\0")
+    assert b"kafka.Kafka" in argv
+    for flag in (b"-XX:+UseG1GC", b"-XX:MaxGCPauseMillis=20"):
+        assert flag in argv
+
+
 async def _create_and_produce(url: str, topic: str) -> None:
     await create_topic(url, topic, partitions=1)
     await produce(url, topic, [(b"k", f"v{i}".encode()) for i in range(3)])

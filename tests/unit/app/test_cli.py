@@ -70,6 +70,9 @@ def test_sql_explain_code_prints_the_generated_function(tmp_path: Path) -> None:
     # The IN subquery's maintained set, probed inline (no closure called on the env).
     assert "contains" in gold
     assert "(env)" not in gold
+    # As the worker decodes the declared stream: a typed struct read by attribute.
+    assert "v0 = sdecode(raw)" in gold
+    assert ".get('user_id')" not in gold
     assert "Codegen: closures (aggregates and windows" in counts
     assert "def batch" not in counts
 

@@ -25,6 +25,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agents.cache import CachedTable
 from agents.codec import make_decoder, make_encoder
 from agents.fused import FusedProcessor
 from agents.process import BatchProcessor
@@ -54,6 +55,8 @@ def _mostly(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 ints = _mostly(st.integers(-2, 2))
 decs = _mostly(st.sampled_from(["-1.00", "0.00", "1.00", "1.50", "2.50", "-0.25"]).map(Decimal))
 strs = _mostly(st.sampled_from(["a", "b", "c"]))
+#: A table's DECIMAL(6,2) column as rows may hold it: read into the column's scale.
+table_decs = st.one_of(decs, st.sampled_from([Decimal("1.5"), 2, "1.50", Decimal("-0.250")]))
 
 NUM = ["st.x", "st.y", "r.a", "r.d", "q.a", "q.d", "r.id", "1", "2.50", "0", "NULL"]
 STR = ["st.z", "r.s", "'a'", "'b'", "NULL"]
@@ -131,6 +134,25 @@ def query(draw: st.DrawFn) -> str:
     return f"SELECT {cols} FROM st {joins}{where}"
 
 
+#: Records the struct decoder does not accept as they are: converted or refused by the dict
+#: decoder (lenient casts, 64-bit overflow, non-finite or too wide decimals, a document nested
+#: too deep), and ones it reads itself (a repeated key, unknown nested fields, a rounded scale).
+ODD_RECORDS = [
+    b'{"x": "2", "y": "1.5", "z": 5}',
+    b'{"x": 1.0, "y": 2, "z": true}',
+    b'{"x": true, "y": "  2.50 ", "z": "b"}',
+    b'{"x": 99999999999999999999, "y": 1.5}',
+    b'{"x": 1, "y": "NaN"}',
+    b'{"x": 1, "y": 1e400}',
+    b'{"x": 1, "y": 1.005, "z": "a"}',
+    b'{"x": 1, "x": 2, "w": [[{"x": 3}]], "z": "c"}',
+    b'{"w": ' + b"[" * 300 + b"]" * 300 + b', "x": 1}',
+    b'"just a string"',
+    b"{}",
+    b'{"x": 1, "name": "\xff\xfe"}',  # invalid UTF-8 in an undeclared field: not JSON
+]
+
+
 @st.composite
 def record(draw: st.DrawFn) -> bytes:
     kind = draw(st.integers(0, 23))
@@ -140,6 +162,8 @@ def record(draw: st.DrawFn) -> bytes:
         return b'{"x": "abc", "y": 1.5}'  # not a BIGINT: CastError
     if kind == 2:
         return b'{"x": 1, "y": 123456.5}'  # beyond DECIMAL(6,2): NumericOverflowError
+    if kind == 3:  # what the typed struct decoder leaves to the dict decoder (agents.structdecode)
+        return draw(st.sampled_from(ODD_RECORDS))
     value = {"x": draw(ints), "y": draw(decs), "z": draw(strs)}
     text = orjson.dumps(value, default=str)
     return text.replace(b'"y":"', b'"y":').replace(b'","z"', b',"z"')  # y as a JSON number
@@ -150,8 +174,8 @@ def _rows(draw: st.DrawFn, name: str) -> list[dict[str, Any]]:
     """Most keys the stream's ``x`` (-3..3) can probe have a row: joins mostly match."""
     keys = [k for k in range(-3, 5) if draw(st.integers(0, 4))]
     if name == "r":
-        return [{"id": k, "a": draw(ints), "d": draw(decs), "s": draw(strs)} for k in keys]
-    return [{"k": k, "a": draw(ints), "d": draw(decs)} for k in keys]
+        return [{"id": k, "a": draw(ints), "d": draw(table_decs), "s": draw(strs)} for k in keys]
+    return [{"k": k, "a": draw(ints), "d": draw(table_decs)} for k in keys]
 
 
 class Collect:
@@ -214,13 +238,25 @@ def test_generated_matches_closures_and_duckdb(
         **common,
     )
     expected = _run(ref, records)
-    for batch_lookups in (False, True):
-        gen_q = compile_query(text, dict(tables), typed_streams=True)
-        gen = FusedProcessor(gen_q, make_decoder(columns), batch_lookups=batch_lookups, **common)
+    # The generated function: dict decoder and per-record lookups; one get_many per batch; the
+    # stream as typed structs with the tables behind the agents' row cache (probed inline).
+    for batch_lookups, typed in ((False, False), (True, False), (False, True)):
+        cached = [CachedTable(t) for t in tables.values()] if typed else []
+        catalog = {c.name: c for c in cached} if typed else dict(tables)
+        gen_q = compile_query(text, catalog, typed_streams=True)
+        gen = FusedProcessor(
+            gen_q,
+            make_decoder(columns),
+            batch_lookups=batch_lookups,
+            columns=columns if typed else None,
+            **common,
+        )
         got = _run(gen, records)
         assert got.out == expected.out, (sql, gen.generated.source)
         assert sorted(got.dead) == sorted(expected.dead), (sql, gen.generated.source)
         gen_q.close()
+        for c in cached:
+            c.close()
     # DuckDB: the rows of every record that was not a dead letter.
     dead = {offset for offset, _ in expected.dead}
     by_key: dict[bytes, list[tuple[Any, ...]]] = {}
@@ -341,3 +377,45 @@ def test_keyed_outputs_partitions_and_encode_failures_as_the_closures() -> None:
         assert [o[3] for o in outs] == ([1, 1] if keep else [None, None])
         assert [d[0] for d in dead] == [0, 3]
         assert dead[0][1].startswith("cannot encode the output row")
+
+
+def test_table_decimals_read_through_the_memo_as_the_closures() -> None:
+    """A table's DECIMAL(6,2) column read by generated code (quantized values remembered by
+    value): equal values of other scales, zeros of both signs (equal keys, different results),
+    other types and a value too wide give what the closures give, in every order."""
+    values: list[Any] = [Decimal("0.5"), Decimal("0.50"), Decimal("-0.0"), Decimal("0.000")]
+    values.append(Decimal("0.0"))
+    values += [Decimal("-0.00"), 1, "2.5", Decimal("1.005"), Decimal("12345.678"), Decimal("0.5")]
+    sql = declarations() + "SELECT st.x, q.d FROM st JOIN q ON q.k = st.x"
+    columns = parse_script(sql).declarations["st"].columns
+    common: dict[str, Any] = dict(
+        name="q", sink_topic="out", key_columns=(), dead_letter_topic="dlq"
+    )
+    results = []
+    for fused in (False, True):
+        tables = make_tables()
+        for k, d in enumerate(values):
+            tables["q"].put_row({"k": k, "a": 1, "d": d})
+        q = compile_query(sql, dict(tables), typed_streams=True)
+        p: BatchProcessor = (
+            FusedProcessor(q, make_decoder(columns), columns=columns, **common)
+            if fused
+            else BatchProcessor(
+                q,
+                make_decoder(columns),
+                encode=make_encoder(q.output_columns, q.output_types),
+                **common,
+            )
+        )
+        order = [*range(len(values)), *reversed(range(len(values)))]
+        records = [Record("st", 0, i, 0, b"k", b'{"x": %d}' % k) for i, k in enumerate(order)]
+        out = _run(p, records)
+        results.append(([o[2] for o in out.out], sorted(out.dead)))
+        q.close()
+    assert results[0] == results[1]
+    outs, dead = results[1]
+    assert outs[:6] == [
+        b'{"x":%d,"d":%s}' % (k, d)
+        for k, d in enumerate([b"0.50", b"0.50", b"-0.00", b"0.00", b"0.00", b"-0.00"])
+    ]
+    assert [offset for offset, _ in dead] == [9, 12]  # 12345.678: beyond DECIMAL(6,2)
