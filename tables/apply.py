@@ -348,6 +348,7 @@ class Applier:
                     add_val(raw)
             _progress(batch, partition, recs[-1])
         if not keys:
+            batch.restored = True  # no row written: a restore's set of keys still holds
             return result
         seen = store.restored_keys
         if seen is not None:
