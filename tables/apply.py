@@ -33,7 +33,7 @@ E_UNREADABLE = "cannot read the record: {kind}: {error}"
 
 class RawRecord(Protocol):
     """A fetched record of a known partition (aiokafka's own C record, as
-    :func:`agents.fetch.getmany_raw` returns them; anything with these attributes)."""
+    :func:`core.fetch.getmany_raw` returns them; anything with these attributes)."""
 
     @property
     def offset(self) -> int: ...
