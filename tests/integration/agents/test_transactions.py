@@ -13,10 +13,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import ProducerFenced
 
-from agents.fetch import getmany_raw, supported
 from agents.state import QueryState
 from agents.transaction import Transactions
 from app.broker import Broker
+from core.fetch import getmany_raw, supported
 from tables.topics import TopicSpec, ensure_topics
 from tests.support.kafka import unique
 
