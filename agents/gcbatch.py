@@ -9,6 +9,11 @@ first allocation after it runs one collection over what survived the whole batch
 (``bench/pipeline_aggregate``'s query, docs/BENCHMARKS.md) this took 15-20% off the CPU per event
 of both stages. Reference counting still frees everything acyclic at once; a cycle made during a
 batch waits for the end of the batch.
+
+:mod:`tables.gcpause` does the same for a table's cold restore, whose paused stretches span
+awaits and follow each other back to back (so it counts nested pauses and runs a full collection
+now and then). Here a block is synchronous and batches have the collector running between them:
+a plain disable/enable, and a block inside one of those pauses leaves the collector off.
 """
 
 from __future__ import annotations
