@@ -287,11 +287,7 @@ class StatefulAgent(Service):
                     writes.append((owner.state, batch))
                     # Never below what the partition's previous owner committed (quiet replay).
                     offsets[owner.tp] = max(owner.position, owner.quiet_until)
-                stats.records_in += counts.records_in
-                stats.records_out += counts.records_out
-                stats.dead_letters += counts.dead_letters
-                stats.add_dead_letters(counts.reasons)
-                stats.tombstones += counts.tombstones
+                stats.add(counts)
                 stats.duplicates_skipped += owner.duplicates - before
                 stats.partitions[tp.partition] = (owner.position, highwater(consumer, tp))
             futures = await self.output.flush()
