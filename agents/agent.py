@@ -39,7 +39,6 @@ from mode import Service
 from agents.compiling import QueryBuilder
 from agents.config import AgentConfig, TablesReady
 from agents.delivery import Delivery, Inflight
-from agents.fetch import getmany_raw, highwater, supported
 from agents.hold import prefetch_batch
 from agents.membership import MemberFile
 from agents.metrics import QueryStats, log_summaries
@@ -51,6 +50,7 @@ from agents.state import QueryState, StateMismatch, Verifier
 from agents.transaction import Transactions
 from agents.transactional import transactional_step
 from agents.watermarks import PartitionClock
+from core.fetch import getmany_raw, highwater, supported
 from sql import CompiledQuery, StateError
 from tables import Table
 from tables.store import StoreBatch
@@ -232,6 +232,7 @@ class QueryAgent(Service):
             group_id=f"{cfg.app_id}-{self.qdef.name}",
             topics=[self.sink_topic, cfg.dead_letter_topic],
             client_id=f"{cfg.app_id}-query-{self.stats.name}",
+            commit_interval=cfg.commit_interval,
         )
 
     async def _seek_to_state(self) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.membership import MemberFile
+from agents.transaction import COMMIT_INTERVAL
 
 #: Waits until the named tables are loaded (the PipelineService's readiness, given to each agent).
 TablesReady = Callable[[Sequence[str]], Any]
@@ -26,6 +27,8 @@ class AgentConfig:
     fetch_max_wait_ms: int = 5
     #: Outputs, state and offsets of each task in one Kafka transaction (:mod:`agents.transaction`).
     exactly_once: bool = False
+    #: Exactly-once: seconds a task's transaction stays open (``Transactions.commit_interval``).
+    commit_interval: float = COMMIT_INTERVAL
     #: Windowed queries: seconds after which a source partition read to its end that brings no
     #: record is idle (left out of the watermark), and how far (event-time ms) one partition may
     #: run ahead of the slowest before its fetching pauses (:mod:`agents.watermarks`).

@@ -32,7 +32,6 @@ import orjson
 from agents.agent import AgentConfig, Processor, QueryAgent
 from agents.codec import DecodeError, Decoder, encode_row
 from agents.delivery import Inflight
-from agents.fetch import highwater
 from agents.gcbatch import collect_after
 from agents.pipeline import QueryDef, repartition_topic
 from agents.process import (
@@ -45,6 +44,7 @@ from agents.process import (
 )
 from agents.transactional import mark_in_transactions
 from agents.watermarks import H_WATERMARK, MARK_INTERVAL_S, Mark, SkewPause, SourceTimes, ended
+from core.fetch import highwater
 from sql import CompiledQuery, GroupKey, SqlRuntimeError
 from tables.deadletter import source_of_query
 from tables.keys import key_text

@@ -12,11 +12,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 
 from agents.config import AgentConfig
-from agents.fetch import highwater
 from agents.membership import MemberFile
 from agents.metrics import QueryStats
 from agents.transaction import Transactions
 from agents.transactional import txns_assigned, txns_revoked
+from core.fetch import highwater
 
 logger = logging.getLogger(__name__)
 

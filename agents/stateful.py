@@ -33,7 +33,6 @@ from mode import Service
 from agents.agent import AgentConfig, TablesReady, log_summaries
 from agents.compiling import QueryBuilder
 from agents.delivery import Delivery, Inflight
-from agents.fetch import getmany_raw, highwater, still_current, supported
 from agents.hold import prefetch_batch
 from agents.membership import MemberFile
 from agents.metrics import QueryStats
@@ -43,6 +42,7 @@ from agents.state import QueryState, StateMismatch
 from agents.tasks import AggregateTask
 from agents.transaction import Transactions
 from agents.transactional import align, generation, stateful_step
+from core.fetch import getmany_raw, highwater, still_current, supported
 from tables.protocol import Table
 from tables.store import StoreBatch
 

@@ -9,8 +9,11 @@ fences them through InitProducerId. A transaction holds what its task processed 
 commit: output records and dead letters (appended into aiokafka record batches as at-least-once
 does: a batch built by a transactional producer carries its id, epoch and transactional flag,
 stamped when the batch is sent) and the source offsets (``send_offsets_to_transaction`` to the
-consumer group). It commits every :data:`COMMIT_INTERVAL` seconds (Kafka Streams'
-``commit.interval.ms`` under EOS), when no records come, and before partitions move.
+consumer group). It commits every ``commit_interval`` seconds (Kafka Streams'
+``commit.interval.ms`` under EOS, setting ``TABLESTREAM_COMMIT_INTERVAL_MS``; default
+:data:`COMMIT_INTERVAL`), when no records come, and before partitions move. An output is visible
+to ``read_committed`` readers once its transaction commits: the interval is the floor of the
+end-to-end latency, against one commit (four round trips to the coordinator) per interval.
 
 - Local state (RocksDB, stage 2) is written only once ``commit_transaction`` succeeded: never
   ahead of the committed offsets. A crash in between leaves it behind; the task replays the
@@ -154,8 +157,11 @@ class Transactions:
         group_id: str,
         topics: Sequence[str],
         client_id: str,
+        commit_interval: float = COMMIT_INTERVAL,
     ) -> None:
         self.name = name
+        #: Seconds a task's transaction stays open before :meth:`due` says commit (0: each batch).
+        self.commit_interval = commit_interval
         self.servers = servers
         self.id_prefix = id_prefix
         self.group_id = group_id
@@ -288,20 +294,18 @@ class Transactions:
         await self._abort(task)
 
     def due(self) -> bool:
-        """A transaction open for :data:`COMMIT_INTERVAL`, or a task failed: commit now."""
-        now = time.monotonic()
+        """A transaction open for ``commit_interval``, or a task failed: commit now."""
+        now, interval = time.monotonic(), self.commit_interval
         return bool(self.failed) or any(
-            t.open and now - t.started >= COMMIT_INTERVAL for t in self.tasks.values()
+            t.open and now - t.started >= interval for t in self.tasks.values()
         )
 
     async def commit(self, *, everything: bool = False) -> Failed:
-        """Commit the open transactions (those open for :data:`COMMIT_INTERVAL`, or all), at
+        """Commit the open transactions (those open for ``commit_interval``, or all), at
         once; then write their local state. Returns the tasks that failed."""
-        now = time.monotonic()
+        now, interval = time.monotonic(), self.commit_interval
         due = [
-            t
-            for t in self.tasks.values()
-            if t.open and (everything or now - t.started >= COMMIT_INTERVAL)
+            t for t in self.tasks.values() if t.open and (everything or now - t.started >= interval)
         ]
         failed, self.failed = self.failed, Failed()
         if not due:

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agents.fetch import highwater, still_current
 from agents.hold import prefetch_batch
 from agents.transaction import Failed, Transactions
 from core.errors import ConfigError
+from core.fetch import highwater, still_current
 
 if TYPE_CHECKING:
     from agents.agent import Processor, QueryAgent

@@ -139,6 +139,7 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
             log_interval=settings.query_log_interval,
             fetch_max_wait_ms=settings.query_fetch_wait_ms,
             exactly_once=settings.exactly_once,
+            commit_interval=settings.commit_interval_ms / 1000,
             codegen=settings.codegen,
             watermark_idle_timeout=settings.watermark_idle_timeout,
             watermark_max_skew_ms=settings.watermark_max_skew_ms,

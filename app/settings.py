@@ -122,6 +122,10 @@ class Settings:
     #: outputs) or ``exactly_once`` (outputs, state and offsets in one Kafka transaction per task,
     #: :mod:`agents.transaction`; needs a broker with transactions, checked at start).
     processing_guarantee: str = field(default="at_least_once", metadata={"choices": GUARANTEES})
+    #: ``exactly_once``: ms a task's transaction stays open before it commits (Kafka Streams'
+    #: ``commit.interval.ms``, 100 under EOS). Outputs become visible to ``read_committed``
+    #: readers when it commits: lower means less latency, more commits (4 round trips each).
+    commit_interval_ms: int = field(default=100, metadata=_at_least(0))
     log_level: str = field(default="info", metadata={"choices": LOG_LEVELS})
     #: Stateless queries run as one generated Python function per batch (``sql explain --code``
     #: prints it); off: the closure compiler's per-record closures (the reference), for A/B.

@@ -174,9 +174,16 @@ def faust_agent(servers: str, expect: int, partitions: int, work: Path) -> dict[
         proc.wait(30)
 
 
-def start_worker(servers: str, work: Path, sql: str, extra: dict[str, str] | None = None) -> Worker:
+def start_worker(
+    servers: str,
+    work: Path,
+    sql: str,
+    extra: dict[str, str] | None = None,
+    tree: Path | None = None,
+) -> Worker:
     """A real ``faust -A app worker`` running the pipeline ``sql``, its files under ``work``
-    (``extra``: more ``TABLESTREAM_*`` settings, e.g. another app id or codegen off)."""
+    (``extra``: more ``TABLESTREAM_*`` settings, e.g. another app id or codegen off; ``tree``:
+    another checkout to run, first on the path and the working directory)."""
     pipeline = work / "pipeline.sql"
     pipeline.write_text(sql)
     env = {
@@ -186,7 +193,10 @@ def start_worker(servers: str, work: Path, sql: str, extra: dict[str, str] | Non
         "TABLESTREAM_LOG_LEVEL": "warning",
         **(extra or {}),
     }
-    return Worker(work / "worker", env).start()
+    if tree is None:
+        return Worker(work / "worker", env).start()
+    env["PYTHONPATH"] = str(tree)
+    return Worker(work / "worker", env, cwd=tree).start()
 
 
 @contextlib.contextmanager
@@ -269,10 +279,10 @@ async def ours(
     extra = {"TABLESTREAM_APP_ID": f"bench-{engine}-{n}"}
     if engine == "closures":
         extra["TABLESTREAM_CODEGEN"] = "false"
-    if engine == "baseline":  # the worker of another checkout (A/B of a change, same broker)
-        extra["PYTHONPATH"] = args.baseline
     (work / sink).mkdir()
-    worker = start_worker(servers, work / sink, sql, extra)
+    # The baseline: the worker of another checkout (an A/B of a change on the same broker).
+    tree = Path(args.baseline) if engine == "baseline" else None
+    worker = start_worker(servers, work / sink, sql, extra, tree)
     try:
         with profiled(worker, args.profile if engine == "generated" and n == 0 else None):
             polled = await asyncio.to_thread(pipeline_throughput, worker, args.orders)

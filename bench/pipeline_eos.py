@@ -18,6 +18,7 @@ record read to the last output committed (exactly-once: its transaction committe
 
     .venv/bin/python -m bench.pipeline_eos [--orders 200000] [--rounds 5] [--rate 10000]
         [--latency-seconds 10] [--restarts 3] [--servers HOST:PORT]
+        [--guarantees at_least_once,exactly_once] [--commit-interval-ms N]
 
 Without ``--servers`` it launches an Apache Kafka broker of its own (``app.broker``, Java 17+
 and Maven).
@@ -55,6 +56,7 @@ def start(
     guarantee: str,
     partitions: int,
     source: str = "bench-orders",
+    commit_ms: int | None = None,
 ) -> Worker:
     """A worker running the pipeline from ``source`` into ``bench-checked-<name>``."""
     pipeline = work / f"{name}.sql"
@@ -69,6 +71,7 @@ def start(
         "TABLESTREAM_PIPELINE": str(pipeline),
         "TABLESTREAM_LOG_LEVEL": "warning",
         "TABLESTREAM_PROCESSING_GUARANTEE": guarantee,
+        **({"TABLESTREAM_COMMIT_INTERVAL_MS": str(commit_ms)} if commit_ms is not None else {}),
     }
     return Worker(work / name, env).start()
 
@@ -177,7 +180,7 @@ async def latency_of(
             TopicSpec(sink, args.partitions, configs=LOG_APPEND_TIME),
         ],
     )
-    worker = start(servers, work, name, guarantee, args.partitions, source)
+    worker = start(servers, work, name, guarantee, args.partitions, source, args.commit_interval_ms)
     try:
         await wait_running(worker, args.partitions)
         isolation = "read_committed" if guarantee == "exactly_once" else "read_uncommitted"
@@ -321,6 +324,12 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=5, help="throughput rounds (0: none)")
     parser.add_argument("--rate", type=int, default=10_000, help="latency run input rate")
     parser.add_argument("--latency-seconds", type=float, default=10.0, help="0: no latency")
+    parser.add_argument(
+        "--commit-interval-ms",
+        type=int,
+        default=None,
+        help="TABLESTREAM_COMMIT_INTERVAL_MS of the latency runs (default: the worker's, 100)",
+    )
     parser.add_argument(
         "--guarantees",
         default=",".join(GUARANTEES),

@@ -33,7 +33,7 @@ E_UNREADABLE = "cannot read the record: {kind}: {error}"
 
 class RawRecord(Protocol):
     """A fetched record of a known partition (aiokafka's own C record, as
-    :func:`agents.fetch.getmany_raw` returns them; anything with these attributes)."""
+    :func:`core.fetch.getmany_raw` returns them; anything with these attributes)."""
 
     @property
     def offset(self) -> int: ...
@@ -348,6 +348,7 @@ class Applier:
                     add_val(raw)
             _progress(batch, partition, recs[-1])
         if not keys:
+            batch.restored = True  # no row written: a restore's set of keys still holds
             return result
         seen = store.restored_keys
         if seen is not None:

@@ -18,10 +18,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import OffsetOutOfRangeError
 from mode import Service
 
+from core.errors import TablestreamError
+
 # aiokafka's fetched record batches iterated in C, no ConsumerRecord per record (the agents'
 # fetch path; a third of a cold restore's CPU went to ConsumerRecord objects).
-from agents.fetch import getmany_raw, supported
-from core.errors import TablestreamError
+from core.fetch import getmany_raw, supported
 from tables import gcpause
 from tables.apply import Applier, Parts
 from tables.deadletter import DeadLetterWriter, source_of_table

@@ -34,8 +34,10 @@ def get_json(url: str) -> tuple[int, Any]:
 class Worker:
     """One worker process with its own data dir and web port."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str], cwd: Path = ROOT) -> None:
         self.data_dir = data_dir
+        #: The checkout the worker runs from (faust imports the app from the working directory).
+        self.cwd = cwd
         self.port = free_port()
         self.log = data_dir.parent / f"{data_dir.name}-worker.log"
         self.env = {
@@ -55,7 +57,7 @@ class Worker:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [FAUST, "-A", "app", "worker", "-l", "info"],
-                cwd=ROOT,
+                cwd=self.cwd,
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

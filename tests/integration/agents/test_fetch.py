@@ -8,8 +8,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from agents.fetch import getmany_raw, supported
 from app.broker import Broker
+from core.fetch import getmany_raw, supported
 from tests.support.kafka import create_topic, unique
 
 Seen = list[tuple[int, int, bytes | None, bytes | None, int]]

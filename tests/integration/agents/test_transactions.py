@@ -15,10 +15,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import ProducerFenced
 
-from agents.fetch import getmany_raw, supported
 from agents.state import QueryState
 from agents.transaction import Transactions
 from app.broker import Broker
+from core.fetch import getmany_raw, supported
 from tables.topics import TopicSpec, ensure_topics
 from tests.support.kafka import unique
 
@@ -228,3 +228,44 @@ async def test_commit_abort_and_fencing(
     # SystemError "AST constructor recursion depth mismatch" (the traceback's ast.parse nests
     # in it; cpython gh-106905): pytest exited 1 with every test passed.
     assert [e for e in unread_errors(caplog) if all(e is not b for b in unread_before)] == []
+
+
+async def test_commit_interval_decides_which_transactions_are_due(broker: Broker) -> None:
+    # TABLESTREAM_COMMIT_INTERVAL_MS: a transaction stays open that long (an hour cannot have
+    # passed in this test); 0 commits each batch. An idle fetch commits everything either way.
+    source, sink, group = unique("src"), unique("sink"), unique("group")
+    await ensure_topics(broker.url, [TopicSpec(source, 1), TopicSpec(sink, 1)])
+    tp = TopicPartition(source, 0)
+    made = []
+    for interval in (3600.0, 0.0):
+        txns = Transactions(
+            "q",
+            servers=broker.url,
+            id_prefix=f"{group}-{interval:.0f}",
+            group_id=group,
+            topics=[sink],
+            client_id="test",
+            commit_interval=interval,
+        )
+        made.append(txns)
+        await txns.start([tp])
+    held, each_batch = made
+    try:
+        for n, txns in enumerate(made):
+            out = await txns.begin(tp)
+            assert out is not None
+            out.append(sink, b"k", f"v{n}".encode(), partition=0)
+            assert await txns.sent(tp, n + 1)
+        assert not held.due()
+        assert not await held.commit()
+        assert held.commits == 0
+        assert held.tasks[tp].open
+        assert each_batch.due()
+        assert not await each_batch.commit()
+        assert each_batch.commits == 1
+        assert not await held.commit(everything=True)  # nothing came: all of it now
+        assert held.commits == 1
+        assert sorted(await raw_committed(broker.url, sink)) == [b"v0", b"v1"]
+    finally:
+        for txns in made:
+            await txns.close()

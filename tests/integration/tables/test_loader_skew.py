@@ -25,7 +25,7 @@ STEP_MS = 1_000  # record timestamps 1 s apart within a partition
 PER_PARTITION = 1_500
 BATCH = 100  # records per loader batch
 #: Bytes per producer batch (~60 of these records): a loader takes whole record batches (no
-#: object per record, see agents.fetch), so one batch may pass BATCH by up to one of them.
+#: object per record, see core.fetch), so one batch may pass BATCH by up to one of them.
 PRODUCER_BATCH_BYTES = 2048
 RECORD_BATCH = 100
 SKEW_MS = 10_000

@@ -74,7 +74,7 @@ def record(draw: st.DrawFn) -> bytes:
     return ("{" + ", ".join(parts) + "}").encode()
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(raw=record())
 def test_struct_decoder_reads_what_the_dict_decoder_reads(raw: bytes) -> None:
     slow = make_decoder(COLUMNS)

@@ -135,3 +135,10 @@ def test_processing_guarantee() -> None:
     assert not Settings().exactly_once
     env = {"TABLESTREAM_PROCESSING_GUARANTEE": "exactly_once"}
     assert Settings.from_env(env).exactly_once
+
+
+def test_commit_interval() -> None:
+    assert Settings().commit_interval_ms == 100  # Kafka Streams' commit.interval.ms under EOS
+    assert Settings.from_env({"TABLESTREAM_COMMIT_INTERVAL_MS": "0"}).commit_interval_ms == 0
+    with pytest.raises(ConfigError, match="TABLESTREAM_COMMIT_INTERVAL_MS"):
+        Settings.from_env({"TABLESTREAM_COMMIT_INTERVAL_MS": "-1"})

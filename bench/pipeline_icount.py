@@ -1,0 +1,72 @@
+"""One batch of ``N`` orders through a query's generated function, in process, for an instruction
+count that does not depend on the machine's load (docs/BENCHMARKS.md, pipeline200):
+
+    valgrind --tool=callgrind --callgrind-out-file=cg.0 \
+        .venv/bin/python -m bench.pipeline_icount 0
+    valgrind --tool=callgrind --callgrind-out-file=cg.N \
+        .venv/bin/python -m bench.pipeline_icount 20000
+
+(instructions of the second minus the first, divided by N: per record). ``--job enrich``: the
+enrichment job of ``bench/peers.py``. The tables in memory behind the agents' row cache, warmed
+by a first batch of every order, as in a running worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import random
+from typing import Any
+
+from agents.cache import CachedTable
+from agents.codec import make_decoder
+from agents.fused import FusedProcessor
+from bench.orders import SYMBOLS, encode_order, order
+from bench.pipeline import PIPELINE
+from bench.pipeline_stages import ENRICH, Collect, enrich_order
+from core import codec
+from sql import compile_query, parse_script
+from tables.memory import MemoryTable
+from tests.support.rocks import Record
+
+ORDERS = 30_000
+
+
+def main(args: argparse.Namespace) -> None:
+    rng = random.Random(7)
+    users, limits = MemoryTable("users", "id"), MemoryTable("limits", "symbol")
+    for i in range(10_000):
+        row = {"id": i, "name": f"user-{i}", "tier": rng.choice(["basic", "gold"]), "credit": i}
+        users.put_row(codec.loads_exact(codec.dumps(row)))
+    for s in SYMBOLS:
+        limits.put_row(codec.loads_exact(f'{{"symbol":"{s}","max_price":500.00}}'))
+    if args.job == "enrich":
+        sql = ENRICH
+        values = [enrich_order(i, 10_000, rng) for i in range(ORDERS)]
+    else:
+        sql = PIPELINE.format(partitions=2)
+        values = [encode_order(order(i, 10_000, rng)) for i in range(ORDERS)]
+    tables = {"users": CachedTable(users), "limits": CachedTable(limits)}
+    columns = parse_script(sql).declarations["orders"].columns
+    # An older checkout's FusedProcessor (an A/B) may not take the declared columns.
+    takes_columns = "columns" in inspect.signature(FusedProcessor).parameters
+    extra: dict[str, Any] = {"columns": columns} if takes_columns else {}
+    fused = FusedProcessor(
+        compile_query(sql, tables, typed_streams=True),
+        make_decoder(columns),
+        name="q",
+        sink_topic="out",
+        key_columns=(),
+        dead_letter_topic="dlq",
+        **extra,
+    )
+    records = [Record("orders", 0, i, 0, str(i).encode(), v) for i, v in enumerate(values)]
+    fused.run(records, Collect())  # warm: every user and symbol in the row caches
+    fused.run(records[: args.n], Collect())
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n", type=int, help=f"records in the counted batch (at most {ORDERS})")
+    parser.add_argument("--job", choices=("pipeline", "enrich"), default="pipeline")
+    main(parser.parse_args())
