@@ -66,12 +66,25 @@ I_REJOINED = "query %s: group generation %s -> %s (out of the group meanwhile): 
 FENCING = (ProducerFenced, TransactionalIdAuthorizationFailed, InvalidProducerEpoch)
 
 
-def _retrieve(producer: AIOKafkaProducer) -> None:
-    """A fenced producer also fails the future of its transaction's end, which nobody awaits:
-    read it, or asyncio logs it when it is collected."""
-    waiter = getattr(getattr(producer, "_txn_manager", None), "_transaction_waiter", None)
-    if isinstance(waiter, asyncio.Future) and waiter.done() and not waiter.cancelled():
-        waiter.exception()
+async def _stop(producer: AIOKafkaProducer) -> None:
+    """Stop a producer (failing to is no error: a fenced or broken one may), then read the errors
+    its futures hold. A fenced producer fails its transaction's end and its record batches
+    (their drain waiters), futures nobody awaits; unread, each is logged with its traceback
+    whenever a later collection frees it (they sit in reference cycles). On Python 3.11 that
+    logging's ``ast.parse`` (traceback carets), run by a collection inside an AST conversion,
+    breaks that conversion: SystemError "AST constructor recursion depth mismatch" (cpython
+    gh-106905) — it failed a test run whose every test passed, at an import pytest rewrote."""
+    with contextlib.suppress(Exception):
+        await producer.stop()
+    # Stopped, the producer fails nothing more: its sender task is done.
+    accumulator = getattr(producer, "_message_accumulator", None)
+    batches = [b for queue in getattr(accumulator, "_batches", {}).values() for b in queue]
+    batches.extend(getattr(accumulator, "_pending_batches", ()))
+    futures = [getattr(b, name, None) for b in batches for name in ("future", "_drain_waiter")]
+    futures.append(getattr(getattr(producer, "_txn_manager", None), "_transaction_waiter", None))
+    for future in futures:
+        if asyncio.isfuture(future) and future.done() and not future.cancelled():
+            future.exception()
 
 
 def _cause(producer: AIOKafkaProducer, exc: BaseException) -> BaseException:
@@ -224,8 +237,7 @@ class Transactions:
         for tp in [tp for tp in self.tasks if tp not in kept]:
             self.committed.pop(tp, None)  # its next producer waits for the markers
             task = self.tasks.pop(tp)
-            with contextlib.suppress(Exception):
-                await task.producer.stop()
+            await _stop(task.producer)
 
     async def begin(self, tp: TopicPartition) -> Output | None:
         """The output of ``tp``'s task, inside an open transaction; None if its producer failed
@@ -274,8 +286,7 @@ class Transactions:
             )
             self.failed.fenced.append(tp)
             self.tasks.pop(tp, None)
-            with contextlib.suppress(Exception):
-                await task.producer.stop()
+            await _stop(task.producer)
             return
         logger.warning(W_BROKEN, self.name, tp.topic, tp.partition, doing, cause, "re-reading it")
         self.aborts += 1
@@ -306,8 +317,7 @@ class Transactions:
             elif outcome is Outcome.FENCED:
                 failed.fenced.append(task.tp)
                 self.tasks.pop(task.tp, None)
-                with contextlib.suppress(Exception):
-                    await task.producer.stop()
+                await _stop(task.producer)
         return failed
 
     async def _commit(self, task: Task) -> Outcome:
@@ -332,8 +342,7 @@ class Transactions:
             # task reopened after the rebalance fails ("lock hold by current process").
             writes.clear()
             logger.warning(W_FENCED, self.name, task.tp.topic, task.tp.partition, exc)
-            _retrieve(producer)
-            return Outcome.FENCED
+            return Outcome.FENCED  # the caller stops the producer, reading its failed futures
         except KafkaError as exc:
             writes.clear()  # as above: the aborted task's store is reopened at once
             self.aborts += 1
@@ -353,8 +362,7 @@ class Transactions:
             await task.producer.abort_transaction()
         except (KafkaError, AssertionError):
             # Not abortable (a fatal error): a new producer with the same id aborts it.
-            with contextlib.suppress(Exception):
-                await task.producer.stop()
+            await _stop(task.producer)
             fresh = await self._start(task.tp)
             task.producer, task.output = fresh.producer, fresh.output
 

@@ -5,7 +5,9 @@ family holds what the loader has applied: the next offset per partition, a finge
 applied record per partition, the row count, the table version and stream time. The ``versions``
 column family holds the history of versioned tables (:mod:`tables.versions_store`). Rows, history
 and progress go to RocksDB in one write batch, so after any crash the stored offsets describe
-exactly the stored rows and versions.
+exactly the stored rows and versions. A batch's writes are a
+:class:`~tables.store_batch.StoreBatch`, the rocksdict tuning a
+:class:`~tables.store_options.StoreOptions` (both importable from here).
 
 A cold restore (:meth:`TableStore.begin_restore`) writes without the write-ahead log: a durable
 ``restoring`` mark goes first, the rows follow, and only once every column family was flushed
@@ -19,23 +21,15 @@ from __future__ import annotations
 import logging
 import shutil
 import struct
-import zlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
-from rocksdict import (
-    BlockBasedOptions,
-    Cache,
-    ColumnFamily,
-    DBCompressionType,
-    Options,
-    Rdict,
-    RdictIter,
-    WriteBatch,
-    WriteOptions,
-)
+from rocksdict import ColumnFamily, Options, Rdict, RdictIter, WriteBatch, WriteOptions
+
+from tables.store_batch import Fingerprint as Fingerprint
+from tables.store_batch import StoreBatch as StoreBatch
+from tables.store_options import StoreOptions as StoreOptions
 
 _META = "meta"
 VERSIONS_CF = "versions"
@@ -52,121 +46,12 @@ _I64 = struct.Struct(">q")
 _FP_STRUCT = struct.Struct(">qI")
 
 
-@dataclass(frozen=True, slots=True)
-class StoreOptions:
-    """rocksdict tuning; point lookups dominate, so bloom filters and a block cache."""
-
-    block_cache_mb: int = 128
-    write_buffer_mb: int = 64
-    #: The ``versions`` column family (filled only by versioned tables): as-of reads are seeks,
-    #: which bloom filters do not spare; small LZ4 blocks in their own cache keep a seek's block
-    #: read short (500k keys x 10 versions, same process: seek p50 ~16 -> ~6 µs against 4 KB
-    #: snappy blocks with a 128 MB cache; see docs/BENCHMARKS.md for the noisy 1M figures).
-    history_cache_mb: int = 256
-    history_block_bytes: int = 1024
-
-    def to_options(self) -> Options:
-        opts = Options(raw_mode=True)
-        opts.create_if_missing(True)
-        opts.create_missing_column_families(True)
-        opts.optimize_for_point_lookup(self.block_cache_mb)
-        opts.set_write_buffer_size(self.write_buffer_mb * 1024 * 1024)
-        return opts
-
-    def history_options(self) -> Options:
-        table = BlockBasedOptions()
-        table.set_block_cache(Cache(self.history_cache_mb * 1024 * 1024))
-        table.set_block_size(self.history_block_bytes)
-        opts = Options(raw_mode=True)
-        opts.set_block_based_table_factory(table)
-        opts.set_compression_type(DBCompressionType.lz4())
-        opts.set_write_buffer_size(self.write_buffer_mb * 1024 * 1024)
-        return opts
-
-
-@dataclass(frozen=True, slots=True)
-class Fingerprint:
-    """Identifies the last record a partition applied: its offset and a CRC of key and value."""
-
-    offset: int
-    crc: int
-
-    @staticmethod
-    def of(offset: int, key: bytes | None, value: bytes | None) -> Fingerprint:
-        crc = zlib.crc32(value or b"", zlib.crc32(b"\x00", zlib.crc32(key or b"")))
-        return Fingerprint(offset, crc)
-
-
 #: Keys a restore keeps in memory to tell inserts from updates (~80 bytes each); beyond, it
 #: asks RocksDB.
 RESTORED_KEYS_MAX = 2_000_000
 
 logger = logging.getLogger(__name__)
 W_STALE = "store at %s: a batch made on opening %d not committed (opened %d times since)"
-
-
-class StoreBatch:
-    """Row writes plus progress, committed atomically by :meth:`TableStore.commit`."""
-
-    __slots__ = (
-        "_opened",
-        "_store",
-        "_wb",
-        "count",
-        "fingerprints",
-        "positions",
-        "restored",
-        "stream_time",
-        "version",
-        "written",
-    )
-
-    def __init__(
-        self,
-        count: int,
-        version: int,
-        stream_time: int,
-        store: TableStore,
-        track: bool = False,
-    ) -> None:
-        self._wb = WriteBatch(raw_mode=True)
-        # The store, not its column family handle: a handle keeps the database open — and its
-        # LOCK held — for as long as a pending batch lives, so a task reset or reopened meanwhile
-        # failed with "lock hold by current process" (the WriteBatch itself keeps no handle).
-        self._store = store
-        #: Which opening of the store the batch was made on: one made before a reset or a
-        #: rebuild (destroy + open) is not committed into the fresh database.
-        self._opened = store.openings
-        #: The row keys written, when tracked (a table with cached rows drops them after commit).
-        self.written: list[bytes] | None = [] if track else None
-        #: Its row keys were added to :attr:`TableStore.restored_keys` by the writer.
-        self.restored = False
-        self.count = count
-        self.version = version
-        self.stream_time = stream_time
-        self.positions: dict[int, int] = {}
-        self.fingerprints: dict[int, Fingerprint] = {}
-
-    def put(self, key: bytes, value: bytes) -> None:
-        self._wb.put(key, value)
-        if self.written is not None:
-            self.written.append(key)
-
-    def delete(self, key: bytes) -> None:
-        self._wb.delete(key)
-        if self.written is not None:
-            self.written.append(key)
-
-    def raw_writes(self) -> tuple[Callable[[bytes, bytes], None], Callable[[bytes], None]]:
-        """The write batch's own put and delete, untracked: for a caller that adds the keys it
-        wrote to :attr:`written` itself (the bulk path, one call per record saved)."""
-        return self._wb.put, self._wb.delete
-
-    def put_version(self, key: bytes, value: bytes) -> None:
-        self._wb.put(key, value, self._store.versions_handle())
-
-    def delete_version(self, key: bytes) -> None:
-        self._wb.delete(key, self._store.versions_handle())
 
 
 class TableStore:
@@ -183,7 +68,7 @@ class TableStore:
         #: An iterator over ``versions`` shared by as-of reads until the next write (creating one
         #: costs more than the seek it serves: ~10 µs); see :meth:`history_iter`.
         self._history_it: RdictIter | None = None
-        #: How many times the database was opened (see StoreBatch._opened).
+        #: How many times the database was opened (see StoreBatch.opened).
         self.openings = 0
         #: Writes skip the write-ahead log (a cold restore in progress, see the module docstring).
         self._restoring = False
@@ -355,14 +240,14 @@ class TableStore:
         return StoreBatch(self._count, self._version, self._stream_time, self, track)
 
     def commit(self, batch: StoreBatch) -> None:
-        if batch._opened != self.openings:
+        if batch.opened != self.openings:
             # Made before this store was reset or rebuilt: its writes and positions describe
             # state that no longer exists (replaying the source rebuilds them).
-            logger.warning(W_STALE, self.path, batch._opened, self.openings)
+            logger.warning(W_STALE, self.path, batch.opened, self.openings)
             return
         if not batch.restored:
             self._restored = None  # rows written without it: the set no longer says what is here
-        wb = batch._wb
+        wb = batch.wb
         cf = self._meta_handle
         for partition, position in batch.positions.items():
             wb.put(_POS + str(partition).encode(), _I64.pack(position), cf)

@@ -1,13 +1,13 @@
 """Expressions → Python statements and a name holding the value (sqlglot's executor does the
 same: ``sqlglot/executor/python.py``).
 
-Each operator the closure compiler would run through a :mod:`sql.logic` function is written
-inline for the operand types it is usually given (from the static types), guarded by exact
-``type(x) is T`` checks; any other value goes to the very ``sql.logic`` function the closure
-would call. So NULLs, DECIMAL and three-valued logic are the closures' by construction, and a
-value of an unexpected type costs a call, never a different answer. Constants come folded from
-the closure compiler; column reads and inline results are computed once per path (common
-subexpressions); anything not written inline calls its compiled closure on the env.
+:class:`ExprGen` walks an expression: constants come folded from the closure compiler; column
+reads (:meth:`~ExprGen.read`, scaled DECIMAL reads) and inline results are computed once per path
+(common subexpressions); fused subqueries are written out as their key lookups or IN-set probes;
+operators go to :mod:`sql.codegen.operators`, which writes each inline for the operand types it is
+usually given and calls the very :mod:`sql.logic` function the closure would for any other value
+(so NULLs, DECIMAL and three-valued logic are the closures' by construction). Anything not
+written inline calls its compiled closure on the env.
 """
 
 from __future__ import annotations
@@ -18,50 +18,12 @@ from typing import Any
 
 from sqlglot import exp
 
-from sql import logic
+from sql.codegen.operators import HANDLERS
+from sql.codegen.unsupported import Unsupported as Unsupported
 from sql.codegen.writer import Writer
 from sql.compile.context import CompileContext, FusedSubquery
 from sql.operators.maintained import InSet
 from sql.runtime import Compiled, Fn, Read, ScaledRead
-from sql.types import DECIMAL_CONTEXT
-
-#: A binary operator function of :mod:`sql.logic` (or the DECIMAL context's).
-Op = Callable[..., Any]
-_PY: dict[str, type] = {"BIGINT": int, "STRING": str, "DECIMAL": Decimal, "DOUBLE": float}
-#: Operand types Python's own operators compare exactly as :mod:`sql.logic` does (no DECIMAL
-#: with DOUBLE: logic turns the DECIMAL into a float first; no bool: logic refuses it).
-_SAME: frozenset[tuple[type, type]] = frozenset(
-    {
-        (int, int),
-        (str, str),
-        (Decimal, Decimal),
-        (float, float),
-        (int, Decimal),
-        (Decimal, int),
-        (int, float),
-        (float, int),
-    }
-)
-_COMPARE: dict[type[exp.Expr], tuple[str, Op]] = {
-    exp.EQ: ("==", logic.eq),
-    exp.NEQ: ("!=", logic.ne),
-    exp.LT: ("<", logic.lt),
-    exp.LTE: ("<=", logic.le),
-    exp.GT: (">", logic.gt),
-    exp.GTE: (">=", logic.ge),
-}
-#: ``+ - *``: ints inline, DECIMAL through the exact context (as :mod:`sql.compile.arith`).
-_EXACT: dict[type[exp.Expr], tuple[str, Op, Op]] = {
-    exp.Add: ("+", logic.add, DECIMAL_CONTEXT.add),
-    exp.Sub: ("-", logic.sub, DECIMAL_CONTEXT.subtract),
-    exp.Mul: ("*", logic.mul, DECIMAL_CONTEXT.multiply),
-}
-_CALLED: dict[type[exp.Expr], Op] = {
-    exp.Div: logic.div,
-    exp.IntDiv: logic.intdiv,
-    exp.Mod: logic.mod,
-    exp.DPipe: logic.concat,
-}
 
 
 def _row_cache(get: Callable[[Any], Any]) -> tuple[dict[Any, Any], object] | None:
@@ -77,14 +39,6 @@ def _row_cache(get: Callable[[Any], Any]) -> tuple[dict[Any, Any], object] | Non
 
 #: Quantized DECIMAL values remembered per column read (then the memo starts over).
 _MEMO_ROWS = 4096
-
-
-class Unsupported(Exception):
-    """The query (or a part of it) is not generated: the closures run it. ``reason`` says why."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class ExprGen:
@@ -130,7 +84,7 @@ class ExprGen:
         return self.call(fn)
 
     def node(self, node: exp.Expr) -> str:
-        c = self._compiled_of(node)
+        c = self.compiled_of(node)
         if c is not None:
             if c.const:
                 return self._const_value(c.value)
@@ -140,10 +94,9 @@ class ExprGen:
                 return self.read_scaled(c.scaled)
         if isinstance(node, (exp.Paren, exp.Alias)):
             return self.node(node.this)
-        handler = _HANDLERS.get(type(node))
+        handler = HANDLERS.get(type(node))
         if handler is not None:
-            value: str = handler(self, node)
-            return value
+            return handler(self, node)
         if c is None:
             raise Unsupported(f"expression {node.sql(dialect='duckdb')} (not compiled alone)")
         fused = self.ctx.fused.get(id(c.fn))
@@ -273,17 +226,10 @@ class ExprGen:
         return entry[2] if entry is not None and entry[0] is fn else None
 
     # -- pieces -----------------------------------------------------------------------------------
-    def _compiled_of(self, node: exp.Expr) -> Compiled | None:
+    def compiled_of(self, node: exp.Expr) -> Compiled | None:
+        """The compiled form of ``node`` the closure compiler kept, if any."""
         entry = self.ctx.compiled.get(id(node))
         return entry[1] if entry is not None and entry[0] is node else None
-
-    def _pytype(self, node: exp.Expr, value: str) -> type | None:
-        c = self._compiled_of(node)
-        if c is not None and c.const:
-            return type(c.value)
-        if c is None:
-            return None
-        return _PY.get(c.type.name)
 
     def read(self, read: Read) -> str:
         slot, name, py, conv = read
@@ -366,150 +312,3 @@ class ExprGen:
         t = self.w.temp()
         self.w.line(f"{t} = {self.w.bind(fn, 'f')}(env)")
         return t
-
-    def _cse(self, node: exp.Expr) -> tuple[Any, str | None]:
-        key = ("node", node.sql(dialect="duckdb"))
-        return key, self.w.known(key)
-
-    def comparison(self, node: exp.Binary) -> str:
-        key, known = self._cse(node)
-        if known is not None:
-            return known
-        sym, fn = _COMPARE[type(node)]
-        a, b = self.node(node.this), self.node(node.expression)
-        if a == "None" or b == "None":
-            return "None"  # both operands were computed: their errors still raise
-        ta, tb = self._pytype(node.this, a), self._pytype(node.expression, b)
-        f = self.w.bind(fn, "op")
-        t = self.w.temp()
-        b_const = self._const(node.expression)
-        nulls = f"{a} is None" if b_const else f"{a} is None or {b} is None"
-        if ta is not None and tb is not None and (ta, tb) in _SAME:
-            guard = f"type({a}) is {self.w.bind(ta, 'T')}"
-            if not b_const:
-                guard += f" and type({b}) is {self.w.bind(tb, 'T')}"
-            self.w.line(f"{t} = None if {nulls} else ({a} {sym} {b} if {guard} else {f}({a}, {b}))")
-        else:
-            self.w.line(f"{t} = {f}({a}, {b})")
-        self.w.remember(key, t)
-        return t
-
-    def _const(self, node: exp.Expr) -> bool:
-        c = self._compiled_of(node)
-        return c is not None and c.const
-
-    def arithmetic(self, node: exp.Binary) -> str:
-        key, known = self._cse(node)
-        if known is not None:
-            return known
-        a, b = self.node(node.this), self.node(node.expression)
-        t = self.w.temp()
-        exact = _EXACT.get(type(node))
-        if exact is None:
-            f = self.w.bind(_CALLED[type(node)], "op")
-            self.w.line(f"{t} = {f}({a}, {b})")
-            self.w.remember(key, t)
-            return t
-        sym, fn, dec = exact
-        f = self.w.bind(fn, "op")
-        ta, tb = self._pytype(node.this, a), self._pytype(node.expression, b)
-        if ta in (int, Decimal) and tb in (int, Decimal):
-            fast = (
-                f"{a} {sym} {b}"
-                if ta is int and tb is int
-                else f"{self.w.bind(dec, 'op')}({a}, {b})"
-            )
-            # A constant's type is known: only the other operand is checked.
-            checks = [
-                f"type({x}) is {self.w.bind(tx, 'T')}"
-                for x, tx, node_x in ((a, ta, node.this), (b, tb, node.expression))
-                if not self._const(node_x)
-            ]
-            guard = " and ".join(checks) or "True"
-            self.w.line(f"{t} = {fast} if {guard} else {f}({a}, {b})")
-            # Finite (or NULL) operands give a finite result (the exact context traps overflow).
-            if all(x in self.finite or tx is int for x, tx in ((a, ta), (b, tb))):
-                self.finite.add(t)
-        else:
-            self.w.line(f"{t} = {f}({a}, {b})")
-        self.w.remember(key, t)
-        return t
-
-    def neg(self, node: exp.Neg) -> str:
-        a = self.node(node.this)
-        t = self.w.temp()
-        self.w.line(f"{t} = {self.w.bind(logic.neg, 'op')}({a})")
-        return t
-
-    def null_safe(self, node: exp.Binary) -> str:
-        a, b = self.node(node.this), self.node(node.expression)
-        t = self.w.temp()
-        f = self.w.bind(logic.is_distinct, "op")
-        neg = "not " if isinstance(node, exp.NullSafeEQ) else ""
-        self.w.line(f"{t} = {neg}{f}({a}, {b})")
-        return t
-
-    def not_(self, node: exp.Not) -> str:
-        a = self.node(node.this)
-        t = self.w.temp()
-        self.w.line(f"{t} = None if {a} is None else not {a}")
-        return t
-
-    def is_(self, node: exp.Is) -> str:
-        target = node.expression
-        if isinstance(target, exp.Null):
-            want = "None"
-        elif isinstance(target, exp.Boolean):
-            want = repr(bool(target.this))
-        else:  # the closure compiler refused it already
-            raise Unsupported(f"IS {target.sql()}")
-        a = self.node(node.this)
-        t = self.w.temp()
-        self.w.line(f"{t} = {a} is {want}")
-        return t
-
-    def between(self, node: exp.Between) -> str:
-        x = self.node(node.this)
-        lo, hi = self.node(node.args["low"]), self.node(node.args["high"])
-        t = self.w.temp()
-        and_, ge, le = (self.w.bind(f, "op") for f in (logic.and_, logic.ge, logic.le))
-        self.w.line(f"{t} = {and_}({ge}({x}, {lo}), {le}({x}, {hi}))")
-        return t
-
-    def connective(self, node: exp.Connector) -> str:
-        """AND / OR in three-valued logic, short-circuit as the closures: terms in order until
-        one decides (FALSE for AND, TRUE for OR); else UNKNOWN if any term was."""
-        stop = "False" if isinstance(node, exp.And) else "True"
-        other = "True" if stop == "False" else "False"
-        terms = list(node.flatten())
-        t = self.w.temp()
-        seen: list[str] = []
-
-        def chain(i: int) -> None:
-            v = self.node(terms[i])
-            seen.append(v)
-            with self.w.block(f"if {v} is {stop}:"):
-                self.w.line(f"{t} = {stop}")
-            with self.w.block("else:"):
-                if i + 1 < len(terms):
-                    chain(i + 1)
-                else:
-                    unknown = " or ".join(f"{s} is None" for s in seen)
-                    self.w.line(f"{t} = None if {unknown} else {other}")
-
-        chain(0)
-        return t
-
-
-_HANDLERS: dict[type[exp.Expr], Any] = {
-    **{k: ExprGen.comparison for k in _COMPARE},
-    **{k: ExprGen.arithmetic for k in (*_EXACT, *_CALLED)},
-    exp.Neg: ExprGen.neg,
-    exp.NullSafeEQ: ExprGen.null_safe,
-    exp.NullSafeNEQ: ExprGen.null_safe,
-    exp.Not: ExprGen.not_,
-    exp.Is: ExprGen.is_,
-    exp.Between: ExprGen.between,
-    exp.And: ExprGen.connective,
-    exp.Or: ExprGen.connective,
-}

@@ -1,0 +1,93 @@
+"""What one batch writes to a table's store (:class:`StoreBatch`: rows, history and progress,
+committed atomically by :meth:`tables.store.TableStore.commit`) and how a partition's last applied
+record is recognised (:class:`Fingerprint`)."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rocksdict import WriteBatch
+
+if TYPE_CHECKING:
+    from tables.store import TableStore
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """Identifies the last record a partition applied: its offset and a CRC of key and value."""
+
+    offset: int
+    crc: int
+
+    @staticmethod
+    def of(offset: int, key: bytes | None, value: bytes | None) -> Fingerprint:
+        crc = zlib.crc32(value or b"", zlib.crc32(b"\x00", zlib.crc32(key or b"")))
+        return Fingerprint(offset, crc)
+
+
+class StoreBatch:
+    """Row writes plus progress, committed atomically by :meth:`TableStore.commit`."""
+
+    __slots__ = (
+        "_store",
+        "count",
+        "fingerprints",
+        "opened",
+        "positions",
+        "restored",
+        "stream_time",
+        "version",
+        "wb",
+        "written",
+    )
+
+    def __init__(
+        self,
+        count: int,
+        version: int,
+        stream_time: int,
+        store: TableStore,
+        track: bool = False,
+    ) -> None:
+        #: The RocksDB write batch (the store adds the progress to it on commit).
+        self.wb = WriteBatch(raw_mode=True)
+        # The store, not its column family handle: a handle keeps the database open — and its
+        # LOCK held — for as long as a pending batch lives, so a task reset or reopened meanwhile
+        # failed with "lock hold by current process" (the WriteBatch itself keeps no handle).
+        self._store = store
+        #: Which opening of the store the batch was made on: one made before a reset or a
+        #: rebuild (destroy + open) is not committed into the fresh database.
+        self.opened = store.openings
+        #: The row keys written, when tracked (a table with cached rows drops them after commit).
+        self.written: list[bytes] | None = [] if track else None
+        #: Its row keys were added to :attr:`TableStore.restored_keys` by the writer.
+        self.restored = False
+        self.count = count
+        self.version = version
+        self.stream_time = stream_time
+        self.positions: dict[int, int] = {}
+        self.fingerprints: dict[int, Fingerprint] = {}
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.wb.put(key, value)
+        if self.written is not None:
+            self.written.append(key)
+
+    def delete(self, key: bytes) -> None:
+        self.wb.delete(key)
+        if self.written is not None:
+            self.written.append(key)
+
+    def raw_writes(self) -> tuple[Callable[[bytes, bytes], None], Callable[[bytes], None]]:
+        """The write batch's own put and delete, untracked: for a caller that adds the keys it
+        wrote to :attr:`written` itself (the bulk path, one call per record saved)."""
+        return self.wb.put, self.wb.delete
+
+    def put_version(self, key: bytes, value: bytes) -> None:
+        self.wb.put(key, value, self._store.versions_handle())
+
+    def delete_version(self, key: bytes) -> None:
+        self.wb.delete(key, self._store.versions_handle())
