@@ -32,7 +32,6 @@ import orjson
 from agents.agent import AgentConfig, Processor, QueryAgent
 from agents.codec import DecodeError, Decoder, encode_row
 from agents.delivery import Inflight
-from agents.gcbatch import collect_after
 from agents.pipeline import QueryDef, repartition_topic
 from agents.process import (
     E_INTERNAL,
@@ -44,6 +43,7 @@ from agents.process import (
 )
 from agents.transactional import mark_in_transactions
 from agents.watermarks import H_WATERMARK, MARK_INTERVAL_S, Mark, SkewPause, SourceTimes, ended
+from core import gcpause
 from core.fetch import highwater
 from sql import CompiledQuery, GroupKey, SqlRuntimeError
 from tables.deadletter import source_of_query
@@ -149,7 +149,7 @@ class RepartitionProcessor(PerPartition[RepartitionOutput]):
         """The records of one source partition, in offset order, added to ``counts``."""
         if not records:
             return
-        with collect_after():
+        with gcpause.paused():
             self._run(topic, partition, records, output, counts)
 
     def _run(

@@ -120,6 +120,7 @@ class StatefulAgent(Service):
             group_id=f"{cfg.app_id}-{self.qdef.name}-agg",
             topics=[self.qdef.sink_topic, cfg.dead_letter_topic],
             client_id=f"{cfg.app_id}-query-{self.qdef.name}",
+            commit_interval=cfg.commit_interval,
         )
 
     # -- tasks ------------------------------------------------------------------------------------

@@ -29,11 +29,11 @@ from typing import Any, Protocol
 
 from aiokafka import TopicPartition
 
-from agents.gcbatch import collect_after
 from agents.process import BatchCounts, BatchProcessor, OutputLike, RawRecord
 from agents.repartition import origin_of
 from agents.state import QueryState, Verifier
 from agents.watermarks import CLOCK_KEY, Mark, SourceClock, mark_of
+from core import gcpause
 from sql import CompiledQuery, StateError
 from tables.apply import Malformed
 from tables.store import StoreBatch
@@ -153,7 +153,7 @@ class AggregateTask:
     ) -> tuple[BatchCounts, StoreBatch | None]:
         """Verified records of this partition through the query; the state write batch to
         commit once the outputs are acknowledged."""
-        with collect_after():
+        with gcpause.paused():
             return self._run_batch(msgs, output)
 
     def _run_batch(

@@ -18,12 +18,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import OffsetOutOfRangeError
 from mode import Service
 
+from core import gcpause
 from core.errors import TablestreamError
 
 # aiokafka's fetched record batches iterated in C, no ConsumerRecord per record (the agents'
 # fetch path; a third of a cold restore's CPU went to ConsumerRecord objects).
 from core.fetch import getmany_raw, supported
-from tables import gcpause
 from tables.apply import Applier, Parts
 from tables.deadletter import DeadLetterWriter, source_of_table
 from tables.protocol import Change, Op, PartitionStats
@@ -214,7 +214,7 @@ class TableLoader(Service):
         while not self.should_stop:
             try:
                 if self.tstate.store.restoring:
-                    with gcpause.paused():
+                    with gcpause.paused(periodic_full=True):
                         await self._step()
                 else:
                     await self._step()
