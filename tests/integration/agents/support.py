@@ -97,6 +97,20 @@ def queries(worker: Worker) -> dict[str, dict[str, Any]]:
     return {q["name"]: q for q in body["queries"]} if status == 200 else {}
 
 
+def marked(worker: Worker, query: str) -> Callable[[], bool]:
+    """True once stage 2 of the windowed ``query`` read stage 1's first watermark marker (a
+    record of the repartition topic) in each of its partitions: until then it has not heard how
+    many source partitions there are, so its watermark holds and no record is late yet (as in
+    Flink before the first watermark) — a test that checks which records are late waits for it."""
+
+    def check() -> bool:
+        q = queries(worker).get(query)
+        parts = {} if q is None or q["kind"] != "stateful" else q["partitions"]
+        return bool(parts) and all(p["position"] >= 1 for p in parts.values())
+
+    return check
+
+
 async def until(
     check: Callable[[], Any], what: str, worker: Worker | None = None, timeout: float = 60.0
 ) -> Any:

@@ -11,7 +11,7 @@ import pytest
 from app.broker import Broker
 from core import codec
 from tables.deadletter import H_REASON, H_SOURCE
-from tests.integration.agents.support import processed, until, worker_env
+from tests.integration.agents.support import marked, processed, until, worker_env
 from tests.support.kafka import produce, read_all, unique
 from tests.support.worker import Worker
 
@@ -91,7 +91,8 @@ async def test_emit_changes_and_emit_final(
     ]
     worker = Worker(tmp_path / "w", worker_env(broker.url, pipeline, names)).start()
     workers.append(worker)
-    await until(processed(worker, "w_final", 0), "the queries to run", worker)
+    for q in ("w_changes", "w_final"):
+        await until(marked(worker, q), f"{q}'s stage 2 to know the source partitions", worker)
     await produce(broker.url, names["events"], msgs)
     for q in ("w_changes", "w_final"):
         await until(processed(worker, q, len(EVENTS)), f"{q} to read every event", worker)
