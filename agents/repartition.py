@@ -129,6 +129,9 @@ class RepartitionProcessor(PerPartition[RepartitionOutput]):
         #: Windowed: each written record's event time goes to ``times`` (:mod:`agents.watermarks`).
         self.event_time = event_time
         self.times = times
+        #: Windowed: writes :meth:`SourceTimes.first_mark` to the output (set by the agent, which
+        #: knows the source's partitions).
+        self.first_mark: Callable[[int, RepartitionOutput], None] | None = None
         self.decode = decode
         self.name = name
         self.topic = topic
@@ -163,6 +166,8 @@ class RepartitionProcessor(PerPartition[RepartitionOutput]):
         key_of, decode, target = self.key, self.decode, self.topic
         place, append, pack = output.partition, output.append, _ORIGIN.pack
         event_time, times = self.event_time, self.times
+        if times is not None and self.first_mark is not None and partition not in times.sources:
+            self.first_mark(partition, output)
         n_out = 0
         for rec in records:
             value = rec.value
@@ -243,7 +248,7 @@ class RepartitionAgent(QueryAgent):
         )
         # Only the group key runs here: the query's maintained structures are not needed.
         query.close()
-        return RepartitionProcessor(
+        processor = RepartitionProcessor(
             key,
             self.builder.decoder(),
             name=self.qdef.name,
@@ -252,6 +257,8 @@ class RepartitionAgent(QueryAgent):
             event_time=query.event_time if windowed else None,
             times=self._times,
         )
+        processor.first_mark = self._first_mark
+        return processor
 
     async def _step(self) -> None:
         await super()._step()
@@ -283,6 +290,15 @@ class RepartitionAgent(QueryAgent):
         elif marks and txns is not None:
             await mark_in_transactions(self, txns, consumer, owned, marks)
         self._skew.apply(consumer, times.ahead(), owned)
+
+    def _first_mark(self, partition: int, output: RepartitionOutput) -> None:
+        times, consumer = self._times, self._consumer
+        if times is None or consumer is None:
+            return
+        n = len(consumer.partitions_for_topic(self.source_topic) or ())
+        mark = times.first_mark(partition, n)
+        if mark is not None:
+            self._append_mark(mark, output)
 
     def _append_mark(self, mark: Mark, output: RepartitionOutput | None = None) -> None:
         out, sink = output or self.output, self.sink_topic

@@ -94,6 +94,17 @@ class SourceTimes:
         self.max_skew_ms = max_skew_ms
         self.sources: dict[int, _Source] = {}
 
+    def first_mark(self, partition: int, partitions: int) -> Mark | None:
+        """The marker to write before the first record of source ``partition`` this stage 1
+        forwards (None: it forwarded some already, or the partition count is unknown): it tells
+        every task the number of source partitions before that record arrives, so the task's
+        watermark follows the records from the first one on, instead of holding until the next
+        marker (which made no record of the first batch late)."""
+        if partition in self.sources or partitions <= 0:
+            return None
+        self.sources[partition] = _Source(sent=(None, False))
+        return Mark(partition, partitions, None, False)
+
     def observe(self, partition: int, t: int | None) -> None:
         """A record of source ``partition`` with event time ``t`` was written."""
         src = self.sources.get(partition)

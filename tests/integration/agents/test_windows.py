@@ -11,6 +11,7 @@ import pytest
 from app.broker import Broker
 from core import codec
 from tables.deadletter import H_REASON, H_SOURCE
+from tables.topics import TopicSpec, ensure_topics
 from tests.integration.agents.support import marked, processed, until, worker_env
 from tests.support.kafka import produce, read_all, unique
 from tests.support.worker import Worker
@@ -79,9 +80,13 @@ def model(grace: int, emit: str) -> tuple[list[dict[str, Any]], list[int]]:
     return rows, late
 
 
+@pytest.mark.parametrize("backlog", [False, True], ids=["live", "backlog"])
 async def test_emit_changes_and_emit_final(
-    broker: Broker, tmp_path: Path, workers: list[Worker]
+    broker: Broker, tmp_path: Path, workers: list[Worker], backlog: bool
 ) -> None:
+    # backlog: the events are in the topic before the worker starts, so stage 1's first batch
+    # holds them all — they reach stage 2 before any marker but the first-record one, and are
+    # late or not exactly as when they arrive one by one.
     names = {n: unique(n) for n in ("events", "changes", "final", "dlq")}
     pipeline = tmp_path / "windows.sql"
     pipeline.write_text(PIPELINE.format(**names))
@@ -89,11 +94,15 @@ async def test_emit_changes_and_emit_final(
         (k.encode(), codec.dumps({"k": k, "v": v, "ts": BASE + int(s * 1000)}))
         for k, v, s in EVENTS
     ]
+    if backlog:
+        await ensure_topics(broker.url, [TopicSpec(names["events"], 1)])
+        await produce(broker.url, names["events"], msgs)
     worker = Worker(tmp_path / "w", worker_env(broker.url, pipeline, names)).start()
     workers.append(worker)
-    for q in ("w_changes", "w_final"):
-        await until(marked(worker, q), f"{q}'s stage 2 to know the source partitions", worker)
-    await produce(broker.url, names["events"], msgs)
+    if not backlog:
+        for q in ("w_changes", "w_final"):
+            await until(marked(worker, q), f"{q}'s stage 2 to know the partitions", worker)
+        await produce(broker.url, names["events"], msgs)
     for q in ("w_changes", "w_final"):
         await until(processed(worker, q, len(EVENTS)), f"{q} to read every event", worker)
 

@@ -95,6 +95,24 @@ def test_markers_idleness_and_pausing_in_stage_1() -> None:
     assert times.marks(3, caught_up=[1, 2], now=later + 1) == []
 
 
+def test_a_first_marker_before_a_partitions_first_record() -> None:
+    times = SourceTimes(idle_timeout=10.0, max_skew_ms=None)
+    assert times.first_mark(0, 0) is None  # partition count unknown: says nothing
+    assert times.first_mark(0, 2) == Mark(0, 2, None, False)
+    assert times.first_mark(0, 2) is None  # once per partition
+    times.observe(0, 5_000)
+    assert times.first_mark(0, 2) is None
+    # The regular markers go on from what the first one said.
+    now = times.sources[0].last_record
+    assert times.marks(2, caught_up=[], now=now) == [Mark(0, 2, 5_000, False)]
+    # A task that read the first marker follows partition 0's records (partition 1: idle).
+    clock = SourceClock()
+    clock.mark(Mark(0, 2, None, False))
+    clock.mark(Mark(1, 2, None, True))
+    clock.origins = {7: 0}  # repartition offset 7 came from source partition 0
+    assert clock.observe(0, 7, 500) == 500
+
+
 class Consumer:
     """What :class:`SkewPause` needs of a consumer: pause and resume (records the calls)."""
 
