@@ -38,6 +38,7 @@ from agents.membership import MemberFile
 from agents.metrics import QueryStats
 from agents.pipeline import Pipeline, QueryDef, repartition_topic
 from agents.sink import Output
+from agents.stable_offsets import stable_committed
 from agents.state import QueryState, StateMismatch
 from agents.tasks import AggregateTask
 from agents.transaction import Transactions
@@ -170,9 +171,13 @@ class StatefulAgent(Service):
         committed it: replaying them only rebuilds state."""
         consumer = self._consumer
         assert consumer is not None
-        committed = await consumer.committed(task.tp)
         if self.txns is not None:
-            committed = align(self.qdef.name, task, self.txns, committed)
+            # Stable: the previous owner's last transaction may still be settling its offsets.
+            txns = self.txns
+            committed = (await stable_committed(consumer, txns.group_id, [task.tp]))[task.tp]
+            committed = align(self.qdef.name, task, txns, committed)
+        else:
+            committed = await consumer.committed(task.tp)
         hw = highwater(consumer, task.tp)
         if committed is not None and (hw is None or committed <= hw):
             task.quiet_until = committed

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.hold import prefetch_batch
+from agents.stable_offsets import stable_committed
 from agents.transaction import Failed, Transactions
 from core.errors import ConfigError
 from core.fetch import highwater, still_current
@@ -154,8 +155,11 @@ async def txns_assigned(
         await txns.commit(everything=True)
         await txns.stop(keep=assigned, generation=generation(consumer))
         await txns.start(assigned)
+        # Stable (agents.stable_offsets): the previous owner's last transaction, completed by
+        # the fencing above, may still be settling its offsets at the coordinator.
+        settled = await stable_committed(consumer, txns.group_id, assigned)
         for tp in assigned:
-            committed = txns.committed_offset(tp, await consumer.committed(tp))
+            committed = txns.committed_offset(tp, settled.get(tp))
             if committed is not None:
                 consumer.seek(tp, committed)
         if assigned:
