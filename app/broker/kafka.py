@@ -175,7 +175,7 @@ class KafkaBroker(LaunchedBroker):
         cache: Path | None = None,
     ) -> None:
         super().__init__(port, log_path)
-        self.controller_port = free_port()
+        self.controller_port = free_port(avoid={self.port})
         self.config = dict(config or {})
         self.jvm_opts = jvm_opts
         self.cache = cache

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Self
@@ -38,10 +38,15 @@ class BrokerError(TablestreamError):
     """A broker could not be found, resolved or started."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port(avoid: Collection[int] = ()) -> int:
+    """A free 127.0.0.1 port, none of ``avoid`` (the kernel may hand out a port just released
+    again: a broker's two listeners once got the same one, and Kafka refused to format)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in avoid:
+            return port
 
 
 _running: set[BrokerProcess] = set()
