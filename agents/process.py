@@ -13,6 +13,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from agents.codec import E_ENCODE, DecodeError, Decoder, encode_row, make_key
 from agents.metrics import reason_label
+from core.fetch import RawRecord as RawRecord
 from sql import LateRecordError, Retraction, SqlRuntimeError
 from tables.apply import Malformed, RecordLike
 from tables.deadletter import malformed, source_of_query
@@ -49,19 +50,6 @@ class OutputLike(DeadLetters, Protocol):
     def appender(self, topic: str, partition: int) -> Callable[[bytes | None, bytes | None], None]:
         """A function appending (key, value) records to one topic-partition."""
         ...
-
-
-class RawRecord(Protocol):
-    """A fetched record without its topic-partition (aiokafka's C record, grouped by partition)."""
-
-    @property
-    def offset(self) -> int: ...
-    @property
-    def timestamp(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
 
 
 class QueryLike(Protocol):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.consumer.fetcher import READ_COMMITTED, FetchResult, PartitionRecords
@@ -29,6 +29,23 @@ from aiokafka.errors import ConsumerStoppedError, CorruptRecordException
 E_CRC = "invalid CRC in a record batch of {tp}"
 
 RawRecords = dict[TopicPartition, list[Any]]
+
+
+class RawRecord(Protocol):
+    """A fetched record without its topic-partition (aiokafka's C record, grouped by partition;
+    what :func:`getmany_raw` returns, read by the table loaders and the queries alike)."""
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def timestamp(self) -> int: ...
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes | None: ...
 
 
 def supported(consumer: AIOKafkaConsumer) -> bool:

@@ -11,25 +11,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from core.fetch import RawRecord as RawRecord
 from tables.protocol import Change
 from tables.store import Fingerprint, StoreBatch
-
-
-class RawRecord(Protocol):
-    """A fetched record of a known partition (aiokafka's own C record, as
-    :func:`core.fetch.getmany_raw` returns them; anything with these attributes)."""
-
-    @property
-    def offset(self) -> int: ...
-
-    @property
-    def timestamp(self) -> int: ...
-
-    @property
-    def key(self) -> bytes | None: ...
-
-    @property
-    def value(self) -> bytes | None: ...
 
 
 class RecordLike(RawRecord, Protocol):
