@@ -27,8 +27,10 @@ from agents.process import (
 from agents.structdecode import struct_decoding
 from sql import (
     CompiledQuery,
+    EmitSink,
     Encoding,
     Generated,
+    RecordSink,
     SqlRuntimeError,
     SqlType,
     Unsupported,
@@ -112,12 +114,19 @@ class FusedProcessor(BatchProcessor):
     ) -> None:
         if not records:
             return
+        sink: RecordSink
         if self.keep_partition and self.key_of is None:
-            emit = output.appender(self.sink_topic, partition)
+            # The output's C record builder, called by the generated code itself.
+            make = getattr(output, "record_sink", None)
+            sink = (
+                make(self.sink_topic, partition)
+                if make is not None
+                else EmitSink(output.appender(self.sink_topic, partition))
+            )
         else:
-            emit = functools.partial(output.append, self.sink_topic)
+            sink = EmitSink(functools.partial(output.append, self.sink_topic))
         fails: list[tuple[RawRecord, Exception]] = []
-        n_out, tombstones = self._batch(records, partition, emit, fails)
+        n_out, tombstones = self._batch(records, partition, sink, fails)
         for rec, err in fails:
             self._dead_letter(
                 topic, partition, rec, self._reason(topic, partition, rec, err), output, counts

@@ -21,12 +21,15 @@ from typing import Annotated, Any
 import msgspec
 
 from agents.codec import Decoder
-from core import codec
 from sql import BIGINT_MAX, BIGINT_MIN, SqlType, StructDecoding, decimal_context
 
 _BIGINT = Annotated[int, msgspec.Meta(ge=BIGINT_MIN, le=BIGINT_MAX)]
 #: Column types whose values msgspec reads exactly as the dict decoder converts them.
 _TYPES: dict[str, Any] = {"BIGINT": _BIGINT, "STRING": str, "BOOLEAN": bool}
+#: The Python type of each such column's values (or None), on either path: msgspec gives
+#: exactly these types, and the dict decoder's converters too (generated code then checks
+#: an operand for NULL only).
+_EXACT: dict[str, type] = {"BIGINT": int, "STRING": str, "BOOLEAN": bool}
 
 
 def struct_decoding(columns: Mapping[str, SqlType] | None, slow: Decoder) -> StructDecoding | None:
@@ -37,6 +40,7 @@ def struct_decoding(columns: Mapping[str, SqlType] | None, slow: Decoder) -> Str
     fields: list[tuple[str, Any, None]] = []
     rename: dict[str, str] = {}
     attrs: dict[str, str] = {}
+    types: dict[str, type] = {}
     scaled: list[tuple[str, Decimal, Any]] = []
     for i, (name, t) in enumerate(columns.items()):
         attr = f"f{i}"
@@ -50,6 +54,7 @@ def struct_decoding(columns: Mapping[str, SqlType] | None, slow: Decoder) -> Str
         fields.append((attr, py | None, None))
         rename[attr] = name
         attrs[name] = attr
+        types[name] = _EXACT.get(t.name, Decimal)
     # gc=False: a row holds only scalars, never a reference back to itself. Undeclared fields
     # are refused (the dict decoder reads such records): msgspec skips an unknown field without
     # validating it (invalid UTF-8 there passed, where the dict decoder refuses the record).
@@ -61,39 +66,34 @@ def struct_decoding(columns: Mapping[str, SqlType] | None, slow: Decoder) -> Str
         value = slow(raw)
         return row(*[value.get(n) for n in names])
 
-    limit = codec.max_depth()
-    ns: dict[str, Any] = {
-        "sdecode": msgspec.json.Decoder(row).decode,
-        "redo": redo,
-        "LIMIT": limit,
-        "too_deep": codec.too_deep,
-    }
+    ns: dict[str, Any] = {"sdecode": msgspec.json.Decoder(row).decode, "redo": redo}
+    # No depth check of its own: the struct holds scalars only and refuses undeclared fields,
+    # so a record nesting any array or object fails here and the dict decoder (which checks
+    # the depth) reads it.
     lines = [
         "try:",
         "    v0 = sdecode(raw)",
         "except Exception:",  # not what the struct accepts: the dict decoder decides
         "    v0 = redo(raw)",
-        "else:",
-        # The dict decoder's depth check (msgspec skips undeclared fields of any depth).
-        '    if len(raw) > LIMIT and raw.count(b"[") + raw.count(b"{") > LIMIT'
-        " and too_deep(raw, LIMIT):",
-        "        v0 = redo(raw)",
     ]
+    if scaled:
+        lines.append("else:")
     for attr, quantum, ctx in scaled:
-        q, c = f"Q_{attr}", f"CTX_{attr}"
-        ns[q], ns[c] = quantum, ctx
+        q, c = f"Q_{attr}", f"QUANTIZE_{attr}"
+        # The context's quantize: positional arguments (Decimal.quantize parses keywords).
+        ns[q], ns[c] = quantum, ctx.quantize
         lines += [
             f"    d = v0.{attr}",
             "    if d is not None:",
             "        if d.is_finite():",
             "            try:",
-            f"                v0.{attr} = d.quantize({q}, None, {c})",
+            f"                v0.{attr} = {c}(d, {q})",
             "            except ArithmeticError:",  # more digits than the precision
             "                v0 = redo(raw)",
             "        else:",
             "            v0 = redo(raw)",
         ]
-    return StructDecoding(attrs=attrs, lines=lines, namespace=ns, row_type=row)
+    return StructDecoding(attrs=attrs, lines=lines, namespace=ns, row_type=row, types=types)
 
 
 def struct_decoder(decoding: StructDecoding) -> Callable[[bytes], Any]:

@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -199,25 +199,44 @@ def start_worker(
     return Worker(work / "worker", env, cwd=tree).start()
 
 
+class Spy:
+    """py-spy (if on PATH, or beside this Python) sampling the worker from :meth:`start` until
+    :meth:`stop`: where the per-event time goes."""
+
+    def __init__(self, worker: Worker, out: str | None) -> None:
+        self.worker, self.out = worker, out
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if self.out is None or self.proc is not None:
+            return
+        assert self.worker.proc is not None
+        spy = shutil.which("py-spy") or shutil.which(
+            "py-spy", path=str(Path(sys.executable).parent)
+        )
+        if spy is None:
+            raise SystemExit("--profile needs py-spy on PATH (pip install py-spy)")
+        cmd = [spy, "record", "--pid", str(self.worker.proc.pid), "-o", self.out, "--rate", "250"]
+        if self.out.endswith(".txt"):
+            cmd += ["--format", "raw"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+            self.proc.wait(60)
+            self.proc = None
+
+
 @contextlib.contextmanager
 def profiled(worker: Worker, out: str | None) -> Iterator[None]:
-    """py-spy (if on PATH) sampling the worker inside the block: where the per-event time goes."""
-    if out is None:
-        yield
-        return
-    assert worker.proc is not None
-    spy = shutil.which("py-spy")
-    if spy is None:
-        raise SystemExit("--profile needs py-spy on PATH (pip install py-spy)")
-    cmd = [spy, "record", "--pid", str(worker.proc.pid), "-o", out, "--rate", "250"]
-    if out.endswith(".txt"):
-        cmd += ["--format", "raw"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """py-spy sampling the worker inside the block (its start-up included)."""
+    spy = Spy(worker, out)
+    spy.start()
     try:
         yield
     finally:
-        proc.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-        proc.wait(60)
+        spy.stop()
 
 
 def proc_cpu(pid: int) -> float:
@@ -241,8 +260,14 @@ async def sink_rate(servers: str, sink: str = "bench-checked") -> float:
     return (len(stamps) - 1) / max((stamps[-1] - stamps[0]) / 1000, 1e-3)
 
 
-def pipeline_throughput(worker: Worker, expect: int, name: str = "checked") -> dict[str, float]:
-    """From the first record the query reads to the ack of the last output, by polling."""
+def pipeline_throughput(
+    worker: Worker,
+    expect: int,
+    name: str = "checked",
+    on_first: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    """From the first record the query reads to the ack of the last output, by polling
+    (``on_first``: called when the first records were read, e.g. to start a profiler)."""
     assert worker.proc is not None
     first = cpu0 = None
     deadline = time.monotonic() + 600
@@ -250,6 +275,8 @@ def pipeline_throughput(worker: Worker, expect: int, name: str = "checked") -> d
         q = query_stats(worker).get(name, {})
         n = q.get("records_in", 0)
         if n and first is None:
+            if on_first is not None:
+                on_first()
             first, cpu0 = time.perf_counter(), proc_cpu(worker.proc.pid)
             n0 = n
         if n >= expect and q.get("records_out", 0) >= expect and q.get("lag") == 0:
@@ -283,9 +310,15 @@ async def ours(
     # The baseline: the worker of another checkout (an A/B of a change on the same broker).
     tree = Path(args.baseline) if engine == "baseline" else None
     worker = start_worker(servers, work / sink, sql, extra, tree)
+    # Sampled in the steady state only: from the first record read to the last output acked.
+    spy = Spy(worker, args.profile if engine == "generated" and n == 0 else None)
     try:
-        with profiled(worker, args.profile if engine == "generated" and n == 0 else None):
-            polled = await asyncio.to_thread(pipeline_throughput, worker, args.orders)
+        try:
+            polled = await asyncio.to_thread(
+                pipeline_throughput, worker, args.orders, "checked", spy.start
+            )
+        finally:
+            spy.stop()
         return await sink_rate(servers, sink), polled["cpu"] / polled["events"] * 1e6
     finally:
         worker.stop()

@@ -60,6 +60,8 @@ def main(args: argparse.Namespace) -> None:
         dead_letter_topic="dlq",
         **extra,
     )
+    # As in the bench's worker: the sink has the source's partitions, outputs keep theirs.
+    fused.keep_partition = True
     records = [Record("orders", 0, i, 0, str(i).encode(), v) for i, v in enumerate(values)]
     fused.run(records, Collect())  # warm: every user and symbol in the row caches
     fused.run(records[: args.n], Collect())

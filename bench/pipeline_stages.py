@@ -22,12 +22,16 @@ import gc
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from agents.cache import CachedTable
 from agents.codec import make_decoder, make_encoder
 from agents.fused import FusedProcessor
 from agents.process import BatchProcessor
+from agents.sink import MAX_BATCH_BYTES, Output
 from bench.orders import SYMBOLS, encode_order, order
 from bench.peers import SQL_ENRICH, SQL_HEAD
 from bench.pipeline import PIPELINE
@@ -38,27 +42,24 @@ from tables.memory import MemoryTable
 from tests.support.rocks import Record
 
 
-class Collect:
-    """The output: counts appended records, fails on a dead letter (none are expected)."""
+class _Batches:
+    """What :class:`agents.sink.Output` needs of a producer to fill record batches (never sent)."""
+
+    def create_batch(self) -> BatchBuilder:
+        return BatchBuilder(MAX_BATCH_BYTES, 0)
+
+
+class Collect(Output):
+    """The output as a worker's (:class:`agents.sink.Output`): records appended into aiokafka's
+    record batches, which are never sent; fails on a dead letter (none are expected)."""
 
     def __init__(self) -> None:
-        self.records = 0
-
-    def append(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: list[tuple[str, bytes]] | None = None,
-        partition: int | None = None,
-    ) -> None:
-        self.records += 1
+        super().__init__(cast(AIOKafkaProducer, _Batches()))
+        for topic in ("out", "enriched", "dlq"):
+            self.set_partitions(topic, [0, 1])
 
     def dead_letter(self, topic: str, item: Malformed, source: str) -> None:
         raise RuntimeError(f"unexpected dead letter: {item.reason}")
-
-    def appender(self, topic: str, partition: int) -> Callable[[bytes | None, bytes | None], None]:
-        return lambda key, value: self.append(topic, key, value, None, partition)
 
 
 def best(fn: Callable[[], Any], repeat: int, setup: Callable[[], Any] = lambda: None) -> float:
@@ -106,6 +107,8 @@ def main(args: argparse.Namespace) -> None:
     fused = FusedProcessor(
         compile_query(sql, tables, typed_streams=True), decode, columns=decl.columns, **common
     )
+    # As in the bench's worker: the sink has the source's partitions, outputs keep theirs.
+    processor.keep_partition = fused.keep_partition = True
     if enrich:
         values = [enrich_order(i, args.users, rng) for i in range(args.orders)]
     else:

@@ -14,8 +14,10 @@ Other packages import from here only; the modules below are the engine's own bus
 
 from sql.catalog import Catalog, RelationSchema, qualified
 from sql.codegen import (
+    EmitSink,
     Encoding,
     Generated,
+    RecordSink,
     StructDecoding,
     Unsupported,
     explain_code,
@@ -59,6 +61,7 @@ __all__ = [
     "CompiledQuery",
     "Declaration",
     "DivisionByZeroError",
+    "EmitSink",
     "Encoding",
     "EventTimeError",
     "Function",
@@ -70,6 +73,7 @@ __all__ = [
     "PullQuery",
     "PullResult",
     "PullTimeoutError",
+    "RecordSink",
     "RelationSchema",
     "Retraction",
     "RuntimeTypeError",

@@ -17,6 +17,7 @@ from typing import Any
 
 from sql.codegen.batch import BatchFn, Encoding, Generated, StructDecoding, generate, shape_of
 from sql.codegen.expr import Unsupported
+from sql.codegen.sink import EmitSink, RecordSink
 from sql.query import CompiledQuery
 
 
@@ -66,8 +67,10 @@ def explain_code_or_raise(query: CompiledQuery) -> Generated:
 __all__ = [
     "BatchFn",
     "Decimal",
+    "EmitSink",
     "Encoding",
     "Generated",
+    "RecordSink",
     "StructDecoding",
     "Unsupported",
     "explain_code",

@@ -13,11 +13,14 @@ failure) is appended to ``fails`` with the record, as the closures' driver dead-
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import msgspec
+
 from sql.codegen.expr import ExprGen, Unsupported
+from sql.codegen.sink import RecordSink
 from sql.codegen.writer import Writer
 from sql.operators.sources import KeyLookup
 from sql.plan.shape import Conjunct, JoinStep, StreamShape
@@ -25,11 +28,13 @@ from sql.query import CompiledQuery
 from sql.runtime import Compiled
 
 _EMPTY: dict[str, Any] = {}
+#: The headers of every output record (a list: the C record builder wants one).
+_NO_HEADERS: list[Any] = []
 #: Table kinds whose ``get_many`` answers from local state (no source to fail per record).
 _BATCHED_KINDS = frozenset({"kafka", "memory"})
 
-#: ``batch(records, partition, emit, fails) -> (outputs, tombstones)``.
-BatchFn = Callable[[Any, int, Callable[[Any, bytes], None], list[Any]], tuple[int, int]]
+#: ``batch(records, partition, sink, fails) -> (outputs, tombstones)``.
+BatchFn = Callable[[Any, int, RecordSink, list[Any]], tuple[int, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +57,14 @@ class StructDecoding:
     typed decoder, e.g. msgspec): ``lines`` set ``v0`` from ``raw`` (or raise the record's
     error), using the globals in ``namespace``; ``attrs`` maps a column to its attribute.
     Used when the generated code reads only those columns and calls no closure (closures read
-    rows as dicts); else the dict decoder runs."""
+    rows as dicts); else the dict decoder runs. ``types``: a column's Python type where every
+    value the decoding gives is exactly of it or None (no guards of the operand types then)."""
 
     attrs: dict[str, str]
     lines: list[str]
     namespace: dict[str, Any]
     row_type: type
+    types: dict[str, type] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -125,7 +132,13 @@ def _generate(
     shape = shape_of(query)
     w = Writer()
     w.namespace.update(
-        {"env": query.env, "decode": decode, "EMPTY": _EMPTY, "enc_slow": encoding.slow}
+        {
+            "env": query.env,
+            "decode": decode,
+            "EMPTY": _EMPTY,
+            "enc_slow": encoding.slow,
+            "NO_HEADERS": _NO_HEADERS,
+        }
     )
     if encoding.fast is not None:
         w.namespace["enc_fast"] = encoding.fast
@@ -162,15 +175,17 @@ class _Body:
         stream = shape.stream
         self.rows = {stream.value_slot: "v0"}
         attrs = {} if struct is None else {stream.value_slot: struct.attrs}
-        self.gen = ExprGen(w, query.context, self.rows, attrs)
+        types = {} if struct is None else {stream.value_slot: struct.types}
+        self.gen = ExprGen(w, query.context, self.rows, attrs, types)
         first = shape.joins[0] if shape.joins else None
         self.batched = batch_lookups and first is not None and _batchable(first)
 
     def write(self) -> None:
         w = self.w
-        with w.block("def batch(records, partition, emit, fails):"):
+        with w.block("def batch(records, partition, sink, fails):"):
             w.line("n_out = 0")
             w.line("tombstones = 0")
+            w.line("append, n_rec = sink.open()")
             if self.batched:
                 w.line("todo = []")
                 w.line("want = set()")
@@ -195,6 +210,7 @@ class _Body:
                     w.line("fails.append((rec, err))")
             if self.batched:
                 self._second_pass()
+            w.line("sink.close(n_rec)")
             w.line("return n_out, tombstones")
 
     # -- the record's env, for the closures it calls ---------------------------------------
@@ -339,19 +355,30 @@ class _Body:
     def _project(self) -> None:
         w = self.w
         values = [self.gen.compiled(c) for c in self.shape.outputs]
-        items = ", ".join(f"{n!r}: {v}" for n, v in zip(self.shape.names, values, strict=True))
-        w.line(f"row = {{{items}}}")
+        names = self.shape.names
+        items = ", ".join(f"{n!r}: {v}" for n, v in zip(names, values, strict=True))
+        as_dict = f"{{{items}}}"
         key = "rec.key"
+        # The fast encoder writes a struct of the output columns as it writes their dict (the
+        # same names in the same order), at ~1,400 fewer instructions per row; the key
+        # function and the reference encoder read the dict.
+        struct = self.enc.fast is not None and not self.keyed and len(set(names)) == len(names)
+        if struct:
+            out_type = w.bind(_output_struct(names), "Out")
+            w.line(f"row = {out_type}({', '.join(values)})")
+        else:
+            w.line(f"row = {as_dict}")
         if self.keyed:
             w.line("key = key_of(row)")
             key = "key"
+        slow = f"enc_slow({as_dict})" if struct else "enc_slow(row)"
         if self.enc.fast is None:
-            w.line("out = enc_slow(row)")
+            w.line(f"out = {slow}")
         else:
             with w.block("try:"):
                 w.line("out = enc_fast(row)")
             with w.block("except (TypeError, ValueError, OverflowError):"):
-                w.line("out = enc_slow(row)")
+                w.line(f"out = {slow}")
             if self.enc.scan_nonfinite:
                 # The fast encoder writes NaN/Infinity decimals; the reference refuses them. A
                 # DECIMAL output not known finite is checked (as agents.codec.make_encoder does).
@@ -363,9 +390,23 @@ class _Body:
                 ]
                 if checks:
                     with w.block(f"if {' or '.join(checks)}:"):
-                        w.line("out = enc_slow(row)")
-        w.line(f"emit({key}, out)")
+                        w.line(f"out = {slow}")
+        # The sink's C record builder called inline (sql.codegen.sink).
+        with w.block(f"if append(n_rec, None, {key}, out, NO_HEADERS) is None:"):
+            w.line("append, n_rec = sink.roll(n_rec)")
+            with w.block(f"if append(0, None, {key}, out, NO_HEADERS) is None:"):
+                w.line(f"sink.too_large({key}, out)")
+        w.line("n_rec += 1")
         w.line("n_out += 1")
+
+
+def _output_struct(names: list[str]) -> type:
+    """A struct of the output columns, in order, encoded under their names (no GC: it holds
+    scalars and lives until its row is encoded)."""
+    fields = [f"f{i}" for i in range(len(names))]
+    return msgspec.defstruct(
+        "Output", fields, rename=dict(zip(fields, names, strict=True)), gc=False
+    )
 
 
 def _batchable(join: JoinStep) -> bool:

@@ -51,12 +51,19 @@ class ExprGen:
         ctx: CompileContext,
         rows: dict[int, str],
         attrs: dict[int, dict[str, str]] | None = None,
+        types: dict[int, dict[str, type]] | None = None,
     ) -> None:
         self.w = w
         self.ctx = ctx
         self.rows = rows
         #: Relations whose row is a struct: column name -> attribute (else rows are dicts).
         self.attrs = attrs or {}
+        #: Of those, the columns whose values are exactly of a Python type (or None).
+        self.types = types or {}
+        #: Names holding a value exactly of this type or None wherever their code ran (a typed
+        #: struct's column, exact arithmetic on such values, a scaled DECIMAL read): operators
+        #: on them test for NULL only, not for the operand types.
+        self.exact: dict[str, type] = {}
         #: Names holding a finite Decimal or None whenever their code ran (a scaled DECIMAL
         #: read, exact arithmetic on such values and integers): their outputs need no check
         #: for NaN/Infinity.
@@ -118,8 +125,9 @@ class ExprGen:
                 # A member found in the set's dict is TRUE (no errors remembered): the common
                 # answer inline; every other case as contains() decides it.
                 counts, errors = w.bind(members.counts, "members"), w.bind(members.errors, "errs")
+                hashable = self.key_guard(x)
                 w.line(
-                    f"{t} = True if (type({x}) is int or type({x}) is str) and {x} in {counts}"
+                    f"{t} = True if {hashable} and {x} in {counts}"
                     f" and not {errors} else {contains}({x})"
                 )
             else:
@@ -176,10 +184,13 @@ class ExprGen:
                 # The row cache's dict probed inline (int and str probes are its keys; a cached
                 # None is a known miss), the cache's own get on a miss.
                 rows, miss = w.bind(cache[0], "rows"), w.bind(cache[1], "MISS")
-                w.line(
-                    f"{v} = {rows}.get({k}, {miss}) if type({k}) is str or type({k}) is int"
-                    f" else {miss}"
-                )
+                if self.exact.get(k) in (int, str):  # and not None here
+                    w.line(f"{v} = {rows}.get({k}, {miss})")
+                else:
+                    w.line(
+                        f"{v} = {rows}.get({k}, {miss}) if type({k}) is str or type({k}) is int"
+                        f" else {miss}"
+                    )
                 with w.block(f"if {v} is {miss}:"):
                     self._get(g, k, v)
             not_dict = f"type({v}) is not dict and not isinstance({v}, dict)"
@@ -187,6 +198,13 @@ class ExprGen:
                 w.line(f"{v} = EMPTY")
         w.remember(key, v)
         return v
+
+    def key_guard(self, x: str) -> str:
+        """The test that ``x`` is a probe of a dict keyed by ints and strs (a row cache, an
+        IN-set): its type, or only not NULL when its type is known."""
+        if self.exact.get(x) in (int, str):
+            return f"{x} is not None"
+        return f"(type({x}) is int or type({x}) is str)"
 
     def _get(self, g: str, k: str, v: str) -> None:
         with self.w.block("try:"):
@@ -200,6 +218,8 @@ class ExprGen:
             self.w.line(f"{t} = {v}")
             if v in self.finite:  # else NULL: the subquery's value is finite too
                 self.finite.add(t)
+            if v in self.exact:
+                self.exact[t] = self.exact[v]
             return
         for c in f.outputs:  # as the closure: an output that fails is the record's error
             if not c.const:
@@ -210,6 +230,8 @@ class ExprGen:
         name = self.w.const(value)
         if type(value) is Decimal and value.is_finite():
             self.finite.add(name)
+        if value is not None:
+            self.exact[name] = type(value)
         return name
 
     def _typed_read(self, c: Compiled) -> str:
@@ -246,6 +268,10 @@ class ExprGen:
             self.w.line(f"{t} = {row}.get({name!r})")
         elif name in attrs:
             self.w.line(f"{t} = {row}.{attrs[name]}")
+            exact = self.types.get(slot, {}).get(name)
+            if exact is not None and (py is exact or conv is None):
+                self.exact[t] = exact
+                conv = None  # every value is of the column's type already
         else:
             raise Unsupported(f"a read of {name!r}, not a column of the struct")
         if conv is not None:
@@ -289,8 +315,9 @@ class ExprGen:
                     w.line(f"{t} = {m}")
                 with w.block(f"elif {t}.is_finite():"):
                     with w.block("try:"):
-                        q, c = w.bind(quantum, "K"), w.bind(context, "ctx")
-                        w.line(f"{m} = {t}.quantize({q}, None, {c})")
+                        # The context's quantize (positional: Decimal.quantize parses keywords).
+                        q, c = w.bind(quantum, "K"), w.bind(context.quantize, "quantize")
+                        w.line(f"{m} = {c}({t}, {q})")
                     with w.block("except ArithmeticError:"):  # more digits than the precision
                         w.line(f"{t} = {fix}({t})")
                     with w.block("else:"):
@@ -305,6 +332,7 @@ class ExprGen:
                 w.line(f"{t} = {fix}({t})")
         w.remember(key, t)
         self.finite.add(t)
+        self.exact[t] = Decimal  # quantized, or converted (a CastError otherwise)
         return t
 
     def call(self, fn: Fn) -> str:

@@ -93,7 +93,10 @@ def comparison(g: ExprGen, node: exp.Binary) -> str:
     t = g.w.temp()
     b_const = _const(g, node.expression)
     nulls = f"{a} is None" if b_const else f"{a} is None or {b} is None"
-    if ta is not None and tb is not None and (ta, tb) in _SAME:
+    if (g.exact.get(a), g.exact.get(b)) in _SAME:
+        # Both operands of known types that compare as logic does: NULL is all to test.
+        g.w.line(f"{t} = None if {nulls} else {a} {sym} {b}")
+    elif ta is not None and tb is not None and (ta, tb) in _SAME:
         guard = f"type({a}) is {g.w.bind(ta, 'T')}"
         if not b_const:
             guard += f" and type({b}) is {g.w.bind(tb, 'T')}"
@@ -119,7 +122,20 @@ def arithmetic(g: ExprGen, node: exp.Binary) -> str:
     sym, fn, dec = exact
     f = g.w.bind(fn, "op")
     ta, tb = _pytype(g, node.this), _pytype(g, node.expression)
-    if ta in (int, Decimal) and tb in (int, Decimal):
+    ea, eb = g.exact.get(a), g.exact.get(b)
+    if ea in (int, Decimal) and eb in (int, Decimal):
+        # Both operands of known types: NULL is all to test (logic gives NULL for it).
+        fast = f"{a} {sym} {b}" if ea is int and eb is int else f"{g.w.bind(dec, 'op')}({a}, {b})"
+        nulls = " or ".join(
+            f"{x} is None"
+            for x, node_x in ((a, node.this), (b, node.expression))
+            if not _const(g, node_x)
+        )
+        g.w.line(f"{t} = {fast}" if not nulls else f"{t} = None if {nulls} else {fast}")
+        g.exact[t] = int if ea is int and eb is int else Decimal
+        if all(x in g.finite or tx is int for x, tx in ((a, ea), (b, eb))):
+            g.finite.add(t)
+    elif ta in (int, Decimal) and tb in (int, Decimal):
         fast = f"{a} {sym} {b}" if ta is int and tb is int else f"{g.w.bind(dec, 'op')}({a}, {b})"
         # A constant's type is known: only the other operand is checked.
         checks = [

@@ -66,7 +66,7 @@ def test_sql_explain_code_prints_the_generated_function(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     gold, counts = done.stdout.split("\n\n-- counts")
     assert "Codegen: one generated function per batch" in gold
-    assert "def batch(records, partition, emit, fails):" in gold
+    assert "def batch(records, partition, sink, fails):" in gold
     # The IN subquery's maintained set, probed inline (no closure called on the env).
     assert "contains" in gold
     assert "(env)" not in gold

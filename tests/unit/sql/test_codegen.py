@@ -299,7 +299,7 @@ def test_explain_prints_the_generated_function() -> None:
     q = compile_query(declarations() + ENRICH, dict(make_tables()), typed_streams=True)
     assert explain_line(q) == "Codegen: one generated function per batch (--code prints it)"
     code = explain_code(q)
-    assert code.startswith("def batch(records, partition, emit, fails):")
+    assert code.startswith("def batch(records, partition, sink, fails):")
     # Nothing calls a closure: no env is set, the filter before the join reads the record.
     assert "env[" not in code
     assert "(env)" not in code
@@ -329,7 +329,7 @@ def test_runner_explain_code(tmp_path: Path) -> None:
     assert main(["run", str(sql), "--stream", "st", "--explain", "--code"], out, err) == 0
     text = out.getvalue()
     assert "Codegen: one generated function per batch" in text
-    assert "def batch(records, partition, emit, fails):" in text
+    assert "def batch(records, partition, sink, fails):" in text
 
 
 def test_keyed_outputs_partitions_and_encode_failures_as_the_closures() -> None:
@@ -419,3 +419,61 @@ def test_table_decimals_read_through_the_memo_as_the_closures() -> None:
         for k, d in enumerate([b"0.50", b"0.50", b"-0.00", b"0.00", b"0.00", b"-0.00"])
     ]
     assert [offset for offset, _ in dead] == [9, 12]  # 12345.678: beyond DECIMAL(6,2)
+
+
+async def test_outputs_into_record_batches_as_the_closures() -> None:
+    """Generated code appends to the worker's output through its C record builder (the sink's
+    ``append`` inline, rolling over full batches: 1 kB here): the record batches hold the same
+    records, in the same order, as the closures' appends, with the dead letters alike."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.record.default_records import DefaultRecordBatch
+
+    from agents.sink import Output
+
+    tables = make_tables()
+    for k in range(-3, 5):
+        tables["r"].put_row({"id": k, "a": k, "d": Decimal("1.50"), "s": "abc"[k % 3]})
+    sql = declarations() + "SELECT st.x, r.s, st.y * r.d AS m FROM st JOIN r ON r.id = st.x"
+    columns = parse_script(sql).declarations["st"].columns
+    values = [b'{"x": %d, "y": %d.25, "z": "b"}' % (i % 9 - 4, i) for i in range(300)]
+    values[7] = b"not json"
+    values[11] = b'{"x": 1, "y": 123456.5}'  # beyond DECIMAL(6,2)
+    records = [Record("st", 1, i, 0, b"k%d" % i, v) for i, v in enumerate(values)]
+    common: dict[str, Any] = dict(
+        name="q", sink_topic="out", key_columns=(), dead_letter_topic="dlq"
+    )
+    results = []
+    for fused in (False, True):
+        q = compile_query(sql, {n: CachedTable(t) for n, t in tables.items()}, typed_streams=True)
+        p: BatchProcessor = (
+            FusedProcessor(q, make_decoder(columns), columns=columns, **common)
+            if fused
+            else BatchProcessor(
+                q,
+                make_decoder(columns),
+                encode=make_encoder(q.output_columns, q.output_types),
+                **common,
+            )
+        )
+        p.keep_partition = True
+        producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", max_batch_size=1024)
+        out = Output(producer)
+        out.set_partitions("out", [0, 1])
+        out.set_partitions("dlq", [0])
+        half = len(records) // 2  # two batches: the second continues the open record batch
+        counts = [p.run(records[:half], out), p.run(records[half:], out)]
+        batches = [(t, part, b) for t, part, b in out._full] + [
+            (t, part, b) for (t, part), b in out._open.items()
+        ]
+        got: dict[str, list[tuple[Any, ...]]] = {"out": [], "dlq": []}
+        for topic, part, batch in batches:  # in order per topic (batches roll independently)
+            rows = list(DefaultRecordBatch(bytearray(batch._build())))
+            assert [r.offset for r in rows] == list(range(len(rows)))
+            got[topic] += [(part, r.key, r.value if topic == "out" else None) for r in rows]
+        assert len([b for t, _, b in batches if t == "out"]) > 3  # batches rolled over
+        assert sum(c.records_out for c in counts) == len(got["out"])
+        assert [k for _, k, _ in got["dlq"]] == [b"k7", b"k11"]
+        results.append(got)
+        await producer.stop()
+        q.close()
+    assert results[0] == results[1]
