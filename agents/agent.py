@@ -50,6 +50,7 @@ from agents.state import QueryState, StateMismatch, Verifier
 from agents.transaction import Transactions
 from agents.transactional import transactional_step
 from agents.watermarks import PartitionClock
+from core import gcpause
 from core.fetch import getmany_raw, highwater, supported
 from sql import CompiledQuery, StateError
 from tables import Table
@@ -307,6 +308,14 @@ class QueryAgent(Service):
             await self.crash(exc)
 
     async def _step(self) -> None:
+        # No cyclic collection while a batch is fetched and run (core.gcpause): its ~10k
+        # records (aiokafka's C records are tracked containers) and what they make are freed
+        # before any collection scans them; with the default thresholds they were scanned ~14
+        # times per batch (~0.08 µs of the 0.2 µs a record costs to fetch).
+        with gcpause.paused():
+            await self._run_step()
+
+    async def _run_step(self) -> None:
         consumer, processor = self._consumer, self.processor
         assert consumer is not None
         assert processor is not None

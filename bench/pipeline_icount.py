@@ -8,15 +8,23 @@ count that does not depend on the machine's load (docs/BENCHMARKS.md, pipeline20
 
 (instructions of the second minus the first, divided by N: per record). ``--job enrich``: the
 enrichment job of ``bench/peers.py``. The tables in memory behind the agents' row cache, warmed
-by a first batch of every order, as in a running worker.
+by a first batch of every order, as in a running worker; outputs appended into aiokafka record
+batches (never sent), in the source's partition, as the bench's worker does. ``--fetch``: the
+records read from aiokafka's C record batches of 10k records each, as a worker fetches them,
+with the cyclic collector paused (``--gc paused``, as the agents run a batch) or not.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import inspect
 import random
 from typing import Any
+
+from aiokafka import TopicPartition
+from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
 from agents.cache import CachedTable
 from agents.codec import make_decoder
@@ -24,12 +32,14 @@ from agents.fused import FusedProcessor
 from bench.orders import SYMBOLS, encode_order, order
 from bench.pipeline import PIPELINE
 from bench.pipeline_stages import ENRICH, Collect, enrich_order
-from core import codec
+from core import codec, gcpause
 from sql import compile_query, parse_script
 from tables.memory import MemoryTable
 from tests.support.rocks import Record
 
 ORDERS = 30_000
+#: Records per fetched record batch (--fetch): the agents' max_records.
+FETCH_BATCH = 10_000
 
 
 def main(args: argparse.Namespace) -> None:
@@ -64,11 +74,41 @@ def main(args: argparse.Namespace) -> None:
     fused.keep_partition = True
     records = [Record("orders", 0, i, 0, str(i).encode(), v) for i, v in enumerate(values)]
     fused.run(records, Collect())  # warm: every user and symbol in the row caches
-    fused.run(records[: args.n], Collect())
+    if not args.fetch:
+        fused.run(records[: args.n], Collect())
+        return
+    # As a worker fetches them: aiokafka's C records of 10k-record batches (built for every
+    # order, whatever n: only their reading is counted), the collector's thresholds as the
+    # agent has them (paused while a batch is fetched and run, or not: --gc on).
+    buffers = []
+    for start in range(0, ORDERS, FETCH_BATCH):
+        builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, 0, 64 * 1024 * 1024)
+        for i in range(start, start + FETCH_BATCH):
+            builder.append(i - start, None, str(i).encode(), values[i], [])
+        buffers.append(bytes(builder.build()))
+    gc.freeze()
+    left = args.n
+    with gcpause.paused() if args.gc == "paused" else contextlib.nullcontext():
+        for buf in buffers:
+            if left <= 0:
+                break
+            batch = DefaultRecordBatch(bytearray(buf))
+            batch.validate_crc()
+            fetched: list[Any] = []
+            fetched.extend(batch)
+            del fetched[left:]
+            left -= len(fetched)
+            fused.run_fetched({TopicPartition("orders", 0): fetched}, Collect())
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("n", type=int, help=f"records in the counted batch (at most {ORDERS})")
     parser.add_argument("--job", choices=("pipeline", "enrich"), default="pipeline")
+    parser.add_argument(
+        "--fetch", action="store_true", help="records read from aiokafka C record batches"
+    )
+    parser.add_argument(
+        "--gc", choices=("paused", "on"), default="paused", help="with --fetch: the collector"
+    )
     main(parser.parse_args())

@@ -183,9 +183,11 @@ class _Body:
     def write(self) -> None:
         w = self.w
         with w.block("def batch(records, partition, sink, fails):"):
-            w.line("n_out = 0")
             w.line("tombstones = 0")
+            # n_rec: the offset of the next output in the sink's open batch; the outputs are
+            # counted from it (n_out: those of batches rolled over, less the first offset).
             w.line("append, n_rec = sink.open()")
+            w.line("n_out = -n_rec")
             if self.batched:
                 w.line("todo = []")
                 w.line("want = set()")
@@ -211,7 +213,7 @@ class _Body:
             if self.batched:
                 self._second_pass()
             w.line("sink.close(n_rec)")
-            w.line("return n_out, tombstones")
+            w.line("return n_out + n_rec, tombstones")
 
     # -- the record's env, for the closures it calls ---------------------------------------
     def _set_stream_env(self) -> None:
@@ -229,13 +231,17 @@ class _Body:
     def _filters(self, terms: list[Conjunct]) -> None:
         """AND-ed terms: in order until one is FALSE; the record passes when all are TRUE."""
         values = []
-        for c in terms:
+        for i, c in enumerate(terms):
             v = self.gen.node(c.node)
             values.append(v)
-            with self.w.block(f"if {v} is not True:" if len(terms) == 1 else f"if {v} is False:"):
+            last = i == len(terms) - 1
+            with self.w.block(f"if {v} is not True:" if last else f"if {v} is False:"):
                 self.w.line("continue")
-        if len(terms) > 1:
-            cond = " or ".join(f"{v} is not True" for v in values)
+        # An earlier term that was UNKNOWN fails the conjunction too (the terms after it ran:
+        # an error of theirs is the record's, as with the closures).
+        unknown = [v for v in values[:-1] if v not in self.gen.never_null]
+        if unknown:
+            cond = " or ".join(f"{v} is not True" for v in unknown)
             with self.w.block(f"if {cond}:"):
                 self.w.line("continue")
 
@@ -393,11 +399,11 @@ class _Body:
                         w.line(f"out = {slow}")
         # The sink's C record builder called inline (sql.codegen.sink).
         with w.block(f"if append(n_rec, None, {key}, out, NO_HEADERS) is None:"):
+            w.line("n_out += n_rec")
             w.line("append, n_rec = sink.roll(n_rec)")
             with w.block(f"if append(0, None, {key}, out, NO_HEADERS) is None:"):
                 w.line(f"sink.too_large({key}, out)")
         w.line("n_rec += 1")
-        w.line("n_out += 1")
 
 
 def _output_struct(names: list[str]) -> type:

@@ -64,6 +64,8 @@ class ExprGen:
         #: struct's column, exact arithmetic on such values, a scaled DECIMAL read): operators
         #: on them test for NULL only, not for the operand types.
         self.exact: dict[str, type] = {}
+        #: Names holding TRUE or FALSE, never NULL (an EXISTS, an IS test).
+        self.never_null: set[str] = set()
         #: Names holding a finite Decimal or None whenever their code ran (a scaled DECIMAL
         #: read, exact arithmetic on such values and integers): their outputs need no check
         #: for NaN/Infinity.
@@ -134,6 +136,8 @@ class ExprGen:
                 w.line(f"{t} = {contains}({x})")
             return t
         miss = "False" if f.kind == "exists" else "None"
+        if f.kind == "exists":  # FALSE when not found, TRUE when found (_found)
+            self.never_null.add(t)
         key_c = self._compiled_by_fn(f.lookup.key)
         k = self.compiled(key_c) if key_c is not None else self.call(f.lookup.key)
         v = self.lookup(f.lookup.get, k)
@@ -185,14 +189,18 @@ class ExprGen:
                 # None is a known miss), the cache's own get on a miss.
                 rows, miss = w.bind(cache[0], "rows"), w.bind(cache[1], "MISS")
                 if self.exact.get(k) in (int, str):  # and not None here
-                    w.line(f"{v} = {rows}.get({k}, {miss})")
+                    # A hit is one subscript; a key not cached (once per key) raises.
+                    with w.block("try:"):
+                        w.line(f"{v} = {rows}[{k}]")
+                    with w.block("except KeyError:"):
+                        self._get(g, k, v)
                 else:
                     w.line(
                         f"{v} = {rows}.get({k}, {miss}) if type({k}) is str or type({k}) is int"
                         f" else {miss}"
                     )
-                with w.block(f"if {v} is {miss}:"):
-                    self._get(g, k, v)
+                    with w.block(f"if {v} is {miss}:"):
+                        self._get(g, k, v)
             not_dict = f"type({v}) is not dict and not isinstance({v}, dict)"
             with w.block(f"if {v} is not None and {not_dict}:"):
                 w.line(f"{v} = EMPTY")
@@ -276,8 +284,9 @@ class ExprGen:
             raise Unsupported(f"a read of {name!r}, not a column of the struct")
         if conv is not None:
             # As the closure reads it: a value of the column's Python type kept, else converted.
+            # The type first: most values are of it (then the NULL test is not reached).
             self.w.line(
-                f"if {t} is not None and type({t}) is not {self.w.bind(py, 'T')}:"
+                f"if type({t}) is not {self.w.bind(py, 'T')} and {t} is not None:"
                 f" {t} = {self.w.bind(conv, 'conv')}({t})"
             )
         self.w.remember(key, t)
@@ -305,31 +314,30 @@ class ExprGen:
         # equal keys with different results), which are never kept.
         memo = w.bind({}, "memo")
         w.line(f"{t} = {row}.get({name!r})")
-        with w.block(f"if {t} is not None:"):
-            with w.block(f"if type({t}) is {dec}:"):
+        with w.block(f"if type({t}) is {dec}:"):
+            with w.block("try:"):
+                w.line(f"{m} = {memo}.get({t})")
+            with w.block("except TypeError:"):  # a signaling NaN cannot be hashed
+                w.line(f"{m} = None")
+            with w.block(f"if {m} is not None:"):
+                w.line(f"{t} = {m}")
+            with w.block(f"elif {t}.is_finite():"):
                 with w.block("try:"):
-                    w.line(f"{m} = {memo}.get({t})")
-                with w.block("except TypeError:"):  # a signaling NaN cannot be hashed
-                    w.line(f"{m} = None")
-                with w.block(f"if {m} is not None:"):
-                    w.line(f"{t} = {m}")
-                with w.block(f"elif {t}.is_finite():"):
-                    with w.block("try:"):
-                        # The context's quantize (positional: Decimal.quantize parses keywords).
-                        q, c = w.bind(quantum, "K"), w.bind(context.quantize, "quantize")
-                        w.line(f"{m} = {c}({t}, {q})")
-                    with w.block("except ArithmeticError:"):  # more digits than the precision
-                        w.line(f"{t} = {fix}({t})")
-                    with w.block("else:"):
-                        with w.block(f"if {t}:"):
-                            with w.block(f"if len({memo}) >= {_MEMO_ROWS}:"):
-                                w.line(f"{memo}.clear()")
-                            w.line(f"{memo}[{t}] = {m}")
-                        w.line(f"{t} = {m}")
-                with w.block("else:"):
+                    # The context's quantize (positional: Decimal.quantize parses keywords).
+                    q, c = w.bind(quantum, "K"), w.bind(context.quantize, "quantize")
+                    w.line(f"{m} = {c}({t}, {q})")
+                with w.block("except ArithmeticError:"):  # more digits than the precision
                     w.line(f"{t} = {fix}({t})")
+                with w.block("else:"):
+                    with w.block(f"if {t}:"):
+                        with w.block(f"if len({memo}) >= {_MEMO_ROWS}:"):
+                            w.line(f"{memo}.clear()")
+                        w.line(f"{memo}[{t}] = {m}")
+                    w.line(f"{t} = {m}")
             with w.block("else:"):
                 w.line(f"{t} = {fix}({t})")
+        with w.block(f"elif {t} is not None:"):
+            w.line(f"{t} = {fix}({t})")
         w.remember(key, t)
         self.finite.add(t)
         self.exact[t] = Decimal  # quantized, or converted (a CastError otherwise)

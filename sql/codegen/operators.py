@@ -188,6 +188,7 @@ def is_(g: ExprGen, node: exp.Is) -> str:
     a = g.node(node.this)
     t = g.w.temp()
     g.w.line(f"{t} = {a} is {want}")
+    g.never_null.add(t)
     return t
 
 
