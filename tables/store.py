@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import shutil
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -79,6 +79,8 @@ class TableStore:
         self._restored: set[bytes] | None = None
         #: Opened new, with bulk-load memtables (StoreOptions.to_options): set back after a load.
         self._bulk = False
+        #: Told the version keys each commit wrote, after the write (a cache of past versions).
+        self.history_written: Callable[[list[bytes]], None] | None = None
         self._count = 0
         self._version = 0
         self._stream_time = 0
@@ -266,6 +268,8 @@ class TableStore:
         self.db.write(wb)
         # An iterator reads the database as it was when created: the next read takes a new one.
         self._history_it = None
+        if batch.history and self.history_written is not None:
+            self.history_written(batch.history)
         self._count = batch.count
         self._version = batch.version
         self._stream_time = batch.stream_time
