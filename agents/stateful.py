@@ -42,7 +42,7 @@ from agents.stable_offsets import stable_committed
 from agents.state import QueryState, StateMismatch
 from agents.tasks import AggregateTask
 from agents.transaction import Transactions
-from agents.transactional import align, generation, stateful_step
+from agents.transactional import align, stateful_step, tasks_assigned
 from core.fetch import getmany_raw, highwater, still_current, supported
 from tables.protocol import Table
 from tables.store import StoreBatch
@@ -141,9 +141,11 @@ class StatefulAgent(Service):
         consumer.seek(task.tp, task.seek_offset)
         self.stats.partitions[task.tp.partition] = (task.position, highwater(consumer, task.tp))
 
-    async def assign(self, assigned: set[TopicPartition]) -> None:
-        """Tasks for exactly the ``assigned`` partitions, each sought to where its state is."""
-        async with self._lock:
+    async def assign(self, assigned: set[TopicPartition], *, held: bool = False) -> None:
+        """Tasks for exactly the ``assigned`` partitions, each sought to where its state is.
+        ``held``: the caller holds the lock (exactly-once:
+        :func:`agents.transactional.tasks_assigned`)."""
+        async with contextlib.nullcontext() if held else self._lock:
             wanted = {tp.partition for tp in assigned if tp.topic == self.topic}
             for p in sorted(set(self.tasks) - wanted):
                 self.tasks.pop(p).close()
@@ -350,15 +352,6 @@ class _Tasks(ConsumerRebalanceListener):  # type: ignore[misc]
         if self.agent._member is not None and consumer is not None:
             self.agent._member.remember(consumer)
         if txns is not None and consumer is not None:
-            # Each producer fences the partition's previous one and waits for its transaction
-            # to end before the committed offsets are read (in assign).
-            async with self.agent._lock:
-                # A batch processed since the revocation (a fetch under way then) has its
-                # transaction open: committed first, so no kept task's state is ahead of the
-                # committed offset (align would reset it while its batch holds the store).
-                await txns.commit(everything=True)
-                await txns.stop(keep=assigned, generation=generation(consumer))
-                await txns.start(assigned)
-            if assigned:
-                consumer.resume(*assigned)
-        await self.agent.assign(set(assigned))
+            await tasks_assigned(self.agent, txns, consumer, set(assigned))
+        else:
+            await self.agent.assign(set(assigned))

@@ -219,6 +219,34 @@ async def stateful_step(
             await _reopen(agent, consumer, failed)
 
 
+async def tasks_assigned(
+    agent: StatefulAgent,
+    txns: Transactions,
+    consumer: AIOKafkaConsumer,
+    assigned: set[TopicPartition],
+) -> None:
+    """Stage 2's assignment, in one hold of the agent's lock: open transactions committed, the
+    producers of the assigned partitions started (each fences the partition's previous one and
+    waits for its transaction to end), then the tasks opened, their committed offsets read and
+    their partitions sought (:meth:`StatefulAgent.assign`).
+
+    One hold, because a batch run in between — fetched from the committed offset while the new
+    producers were fencing — moved a kept task past the committed offset in an open
+    transaction: the assignment then took the task for one ahead of what was committed
+    (:func:`align`), reset it and replayed it quietly only up to the committed offset, while
+    that open transaction committed the batch's outputs too. Each of them twice (seen: 10-40
+    EMIT CHANGES rows of a window twice in the two-worker SIGKILL test)."""
+    async with agent._lock:
+        # A batch processed since the revocation (a fetch under way then) has its transaction
+        # open: committed first, so no kept task's state is ahead of the committed offset.
+        await txns.commit(everything=True)
+        await txns.stop(keep=assigned, generation=generation(consumer))
+        await txns.start(assigned)
+        await agent.assign(assigned, held=True)
+        if assigned:
+            consumer.resume(*assigned)
+
+
 async def _reopen(agent: StatefulAgent, consumer: AIOKafkaConsumer, failed: Failed) -> None:
     """Aborted tasks start again from their stored state (which the aborted transaction never
     reached); fenced ones are closed and their partitions paused."""
