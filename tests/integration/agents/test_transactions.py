@@ -166,6 +166,12 @@ async def test_commit_abort_and_fencing(
             failed = await first.commit(everything=True)
             assert failed.fenced == [tp]
             assert tp not in first.tasks
+            # The zombie's next batch (fetched before its partition was paused) starts no
+            # producer: one would fence the new owner's (whose commit below would then fail)
+            # and commit from the zombie's position.
+            assert await first.begin(tp) is None
+            assert (await first.commit()).fenced == [tp]
+            assert tp not in first.tasks
             assert state.positions() == {0: 5}
             # Nothing of the fenced transaction holds its store (a state batch kept alive holds
             # RocksDB's lock: the task reopened after the rebalance could not open it).
