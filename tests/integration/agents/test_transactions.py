@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import ProducerFenced
+from aiokafka.errors import KafkaTimeoutError, ProducerFenced
 
 from agents.state import QueryState
 from agents.transaction import Transactions
@@ -275,3 +275,41 @@ async def test_commit_interval_decides_which_transactions_are_due(broker: Broker
     finally:
         for txns in made:
             await txns.close()
+
+
+async def test_a_zombie_whose_abort_fails_starts_no_producer(broker: Broker) -> None:
+    """A send fails for a reason of its own (a timeout) while the producer is already fenced:
+    its abort fails too, and the task stops as a fenced one — no new producer with the same
+    transactional id takes its place, which would fence the partition's owner (the one that
+    fenced it) and go on from the zombie's position."""
+    source, sink, group = unique("src"), unique("sink"), unique("group")
+    await ensure_topics(broker.url, [TopicSpec(source, 1), TopicSpec(sink, 1)])
+    tp = TopicPartition(source, 0)
+
+    def txns() -> Transactions:
+        return Transactions(
+            "q", servers=broker.url, id_prefix=group, group_id=group, topics=[sink], client_id="t"
+        )
+
+    zombie, owner = txns(), txns()
+    await zombie.start([tp])
+    try:
+        out = await zombie.begin(tp)
+        assert out is not None
+        out.append(sink, b"k", b"zombie", partition=0)
+        assert await zombie.sent(tp, 1)
+        await owner.start([tp])  # fences the zombie; its open transaction is aborted
+        try:
+            await zombie._drop(zombie.tasks[tp], "sending", KafkaTimeoutError())
+            assert tp not in zombie.tasks
+            assert (zombie.failed.fenced, zombie.failed.aborted) == ([tp], [])
+            out = await owner.begin(tp)
+            assert out is not None
+            out.append(sink, b"k", b"owner", partition=0)
+            assert await owner.sent(tp, 1)
+            assert not await owner.commit(everything=True)
+            assert await raw_committed(broker.url, sink) == [b"owner"]
+        finally:
+            await owner.close()
+    finally:
+        await zombie.close()
