@@ -253,6 +253,10 @@ class Transactions:
             if tp not in self.failed.fenced:
                 self.failed.fenced.append(tp)
             return None
+        if tp in self.failed.aborted:
+            # Dropped (:meth:`_drop`), to be rewound by the next commit's caller: a transaction
+            # begun before that would get the records from the rewound offset on a second time.
+            return None
         if not task.open:
             try:
                 await task.producer.begin_transaction()

@@ -313,3 +313,34 @@ async def test_a_zombie_whose_abort_fails_starts_no_producer(broker: Broker) -> 
             await owner.close()
     finally:
         await zombie.close()
+
+
+async def test_a_dropped_task_takes_no_batch_until_it_is_rewound(broker: Broker) -> None:
+    """A task whose transaction was dropped (a send failed: aborted, to re-read from the
+    committed offset) begins no transaction until the next commit reported it to its caller,
+    which rewinds it: one begun before would get the re-read records a second time."""
+    source, sink, group = unique("src"), unique("sink"), unique("group")
+    await ensure_topics(broker.url, [TopicSpec(source, 1), TopicSpec(sink, 1)])
+    tp = TopicPartition(source, 0)
+    txns = Transactions(
+        "q", servers=broker.url, id_prefix=group, group_id=group, topics=[sink], client_id="t"
+    )
+    await txns.start([tp])
+    try:
+        out = await txns.begin(tp)
+        assert out is not None
+        out.append(sink, b"k", b"dropped", partition=0)
+        assert await txns.sent(tp, 1)
+        await txns._drop(txns.tasks[tp], "sending", KafkaTimeoutError())
+        assert await txns.begin(tp) is None
+        assert txns.due()
+        failed = await txns.commit()
+        assert (failed.aborted, failed.fenced) == ([tp], [])
+        out = await txns.begin(tp)  # rewound by the caller: reading again
+        assert out is not None
+        out.append(sink, b"k", b"again", partition=0)
+        assert await txns.sent(tp, 1)
+        assert not await txns.commit(everything=True)
+        assert await raw_committed(broker.url, sink) == [b"again"]
+    finally:
+        await txns.close()
