@@ -260,3 +260,61 @@ async def test_rebalance_crash_and_restart_keep_the_results_exact(run: Run) -> N
         assert "resumes at offset" in first.log.read_text()
     finally:
         second.stop(signal.SIGKILL)
+
+
+EOS_PIPELINE = """\
+CREATE STREAM keyed (k VARCHAR, v BIGINT, ts BIGINT)
+  WITH (topic='{events}', key='k', timestamp='ts', partitions='4');
+CREATE TABLE sums_c WITH (topic='{sums_c}') AS
+SELECT k, COUNT(*) AS n, SUM(v) AS total FROM keyed GROUP BY k EMIT CHANGES;
+"""
+
+
+@pytest.mark.kafka_only
+async def test_exactly_once_through_a_sigkill(
+    broker: Broker, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """One transaction per source partition's task: killed mid-stream and restarted, the sink
+    read_committed holds every group's rows once each, counts 1, 2, 3, ... without a repeat."""
+    names = {n: unique(n) for n in ("events", "sums_c", "dlq")}
+    pipeline = tmp_path / "eos.sql"
+    pipeline.write_text(EOS_PIPELINE.format(**names))
+    env = {
+        **worker_env(broker.url, pipeline, names),
+        "TABLESTREAM_PROCESSING_GUARANTEE": "exactly_once",
+        "TABLESTREAM_QUERY_MAX_RECORDS": "500",
+    }
+    worker = Worker(tmp_path / "w", env).start()
+    workers.append(worker)
+    await until(lambda: _owns(worker, ("sums_c",), 4), "the tasks", worker, 90)
+    items = events(0, 8_000)
+
+    async def trickle() -> None:
+        for i in range(0, len(items), 400):
+            await produce(broker.url, names["events"], keyed(items[i : i + 400]), linger_ms=5)
+            await asyncio.sleep(0.05)
+
+    producing = asyncio.create_task(trickle())
+    await until(
+        lambda: queries(worker).get("sums_c", {}).get("records_in", 0) >= 1_500,
+        "the worker to be mid-stream",
+        worker,
+    )
+    worker.stop(signal.SIGKILL)
+    worker.start()
+    await producing
+
+    per_group: dict[str, list[int]] = {}
+    final: dict[tuple[Any, ...], tuple[int, int]] = {}
+    for _ in range(100):
+        per_group, final = {}, {}
+        for rec in await read_all(broker.url, names["sums_c"], isolation_level="read_committed"):
+            row = codec.loads(rec.value)
+            per_group.setdefault(row["k"], []).append(row["n"])
+            final[(row["k"],)] = (row["n"], row["total"])
+        if sum(len(ns) for ns in per_group.values()) >= len(items):
+            break
+        await asyncio.sleep(0.5)
+    assert final == model(items)["sums"]
+    # One committed row per input record: no group's count repeats or skips.
+    assert all(ns == list(range(1, len(ns) + 1)) for ns in per_group.values())

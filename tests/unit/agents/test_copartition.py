@@ -4,11 +4,15 @@ its topic, partition and offset; the others reach the query, the batch's progres
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aiokafka.partitioner import murmur2
 
 from agents.codec import make_decoder
 from agents.copartition import CheckedProcessor, KeyCheck
+from agents.pipeline import load_pipeline
 from agents.process import BatchCounts, BatchProcessor
+from agents.transactional import check_queries
 from core import codec
 from sql import SqlType, compile_query
 from tables.deadletter import H_OFFSET, H_PARTITION, H_REASON, H_SOURCE, H_TOPIC
@@ -106,3 +110,29 @@ def test_group_by_key_needs_only_a_placed_key() -> None:
     assert check(rec(0, None, {"user_id": 1}, 0), 0) is not None
     wrong = (home(b"k") + 1) % PARTS
     assert check(rec(0, b"k", {"user_id": 1}, wrong), wrong) is not None
+
+
+KEYED_PIPELINE = """\
+CREATE STREAM orders (user_id BIGINT, amount BIGINT, ts BIGINT)
+  WITH (topic='o-topic', key='user_id', timestamp='ts');
+CREATE TABLE per_user AS SELECT user_id, COUNT(*) AS n FROM orders GROUP BY user_id;
+CREATE TABLE per_amount AS SELECT amount, COUNT(*) AS n FROM orders GROUP BY amount;
+"""
+
+
+def test_a_pipeline_runs_a_co_partitioned_query_without_a_repartition_topic(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "p.sql"
+    path.write_text(KEYED_PIPELINE)
+    pipeline = load_pipeline([path])
+    by_name = {q.name: q for q in pipeline.queries}
+    per_user, per_amount = by_name["per_user"], by_name["per_amount"]
+    assert (per_user.stateful, per_user.copartitioned, per_user.repartition) == (True, True, False)
+    assert per_user.key_column == "user_id"
+    assert per_user.partitioning.startswith("Partitioning co-partitioned: GROUP BY user_id")
+    assert (per_amount.copartitioned, per_amount.repartition) == (False, True)
+    topics = pipeline.repartition_topics("app", {"o-topic": 4}, 1)
+    assert [t.name for t in topics] == ["app-per_amount-repartition"]
+    # Exactly-once runs it (one transaction per source partition's task).
+    check_queries(pipeline.queries)
