@@ -63,15 +63,25 @@ class KeyCheck:
         self._placed: dict[bytes, int] = {}
 
     def __call__(self, rec: RawRecord, partition: int) -> str | None:
+        return self.check(rec, partition, None)
+
+    def check(
+        self, rec: RawRecord, partition: int, decoded: dict[int, tuple[Any, Any]] | None
+    ) -> str | None:
+        """Why ``rec`` breaks co-partitioning, or None; the value it decoded goes to
+        ``decoded`` (by ``id`` of the raw value, see :meth:`BatchProcessor.use_decoded`)."""
         key = rec.key
         column = self.column
         if key is None:
             return E_NO_KEY.format(stream=self.stream, by=column or "_key")
-        if column is not None and rec.value is not None:
+        raw = rec.value
+        if column is not None and raw is not None:
             try:
-                row = self.decode(rec.value)
+                row = self.decode(raw)
             except DecodeError:
                 return None  # the query's own decoding makes it a dead letter, with its reason
+            if decoded is not None:
+                decoded[id(raw)] = (raw, row)
             if not isinstance(row, dict):
                 return None  # not a row: the query's dead letter
             value = row.get(column)
@@ -113,6 +123,11 @@ class CheckedProcessor(PerPartition[OutputLike]):
         self.source = source_of_query(name)
         #: External tables' prefetch (:func:`agents.hold.prefetch_batch`), as the inner one's.
         self.prefetch: Any = getattr(inner, "prefetch", None)
+        #: The inner processor's :meth:`~agents.process.BatchProcessor.use_decoded` (a query
+        #: reading external tables prefetches, which decodes on its own: not handed then).
+        self._use_decoded = (
+            getattr(inner, "use_decoded", None) if self.prefetch is None and check.column else None
+        )
 
     def run_partition(
         self,
@@ -124,10 +139,13 @@ class CheckedProcessor(PerPartition[OutputLike]):
     ) -> None:
         if not records:
             return
-        check = self.check
+        check = self.check.check
+        # The values the check decoded are not decoded again by the query (GC is paused while a
+        # task runs its batch: keeping them alive that long costs no collection).
+        decoded: dict[int, tuple[Any, Any]] | None = {} if self._use_decoded is not None else None
         good: list[RawRecord] | None = None  # None: every record so far passed
         for i, rec in enumerate(records):
-            why = check(rec, partition)
+            why = check(rec, partition, decoded)
             if why is None:
                 if good is not None:
                     good.append(rec)
@@ -137,6 +155,8 @@ class CheckedProcessor(PerPartition[OutputLike]):
             self._dead_letter(topic, partition, rec, why, output, counts)
         run = records if good is None else good
         if run:
+            if decoded and self._use_decoded is not None:
+                self._use_decoded(decoded)
             self.inner.run_partition(topic, partition, run, output, counts)
         counts.last[partition] = records[-1]
         counts.records_in += len(records) - len(run)

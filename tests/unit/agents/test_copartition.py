@@ -5,6 +5,7 @@ its topic, partition and offset; the others reach the query, the batch's progres
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from aiokafka.partitioner import murmur2
 
@@ -136,3 +137,29 @@ def test_a_pipeline_runs_a_co_partitioned_query_without_a_repartition_topic(
     assert [t.name for t in topics] == ["app-per_amount-repartition"]
     # Exactly-once runs it (one transaction per source partition's task).
     check_queries(pipeline.queries)
+
+
+def test_the_query_does_not_decode_again_what_the_check_decoded() -> None:
+    calls: list[bytes] = []
+    typed = make_decoder(COLUMNS)
+
+    def decode(raw: bytes | None) -> dict[str, Any]:
+        assert raw is not None
+        calls.append(raw)
+        return typed(raw)
+
+    inner = BatchProcessor(
+        compile_query(SQL, {}),
+        decode,
+        name="t",
+        sink_topic="out",
+        key_columns=["user_id"],
+        dead_letter_topic="dlq",
+    )
+    check = CheckedProcessor(inner, KeyCheck("orders", "orders", PARTS, "user_id", decode), "t")
+    p = home(b"7")
+    records = [rec(i, b"7", {"user_id": 7, "amount": i}, p) for i in range(5)]
+    out = Collect()
+    check.run_partition("orders", p, records, out, BatchCounts())
+    assert len(calls) == len(records)
+    assert [codec.loads(v)["total"] for _, _, v, _ in out.records if v] == [0, 1, 3, 6, 10]
