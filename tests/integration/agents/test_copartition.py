@@ -231,7 +231,7 @@ async def test_rebalance_crash_and_restart_keep_the_results_exact(run: Run) -> N
             return all(parts) and not parts[0] & parts[1] and len(parts[0] | parts[1]) == 4
 
         await until(split, "the co-partitioned tasks split between the workers", second, 90)
-        items = events(20_000, 12_000)
+        items = events(20_000, 8_000)
 
         async def trickle() -> None:
             for i in range(0, len(items), 500):
