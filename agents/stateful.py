@@ -6,6 +6,11 @@ worker runs an :class:`agents.tasks.AggregateTask` — its own compiled query, R
 watermark. Every record of a group is in one partition, so each group's results come from
 exactly one worker, keyed by the group key as before.
 
+A co-partitioned query (its GROUP BY holds the source's record key, :mod:`agents.copartition`)
+has no stage 1: the same group reads the *source* topic's partitions, one task each, every
+record checked against its declared key first; its watermark is the task's own stream time (no
+markers come from a stage 1), as a Kafka Streams task's.
+
 - **Assigned**: the task opens its local state, verified against the topic; it resumes from the
   offset the state reflects, or — no state, or state that does not fit — replays the partition
   from its earliest offset. The group's committed offsets (committed once a batch's outputs were
