@@ -13,6 +13,10 @@ from sql import Catalog, CompiledQuery, compile_query
 from tables.memory import MemoryTable
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: Hypothesis examples of the DuckDB differential tests (a third for the time types').
+DIFF_EXAMPLES = int(os.environ.get("SQL_DIFF_EXAMPLES", "400" if IN_CI else "1500"))
+#: The comparison operators the generated queries use.
+COMPARISONS = ["=", "<>", "<", "<=", ">", ">="]
 
 #: Declarations shared by our engine and DuckDB (same text, same types).
 TABLE_COLUMNS = {
