@@ -15,16 +15,15 @@ from decimal import Decimal
 from typing import Any
 
 import duckdb
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from sql import ScalarSubqueryError
 from tests.unit.sql.support import (
     COMPARISONS,
-    DIFF_EXAMPLES,
-    IN_CI,
     DuckMirror,
     compile_ours,
+    diff_settings,
     make_tables,
     same_rows,
 )
@@ -177,12 +176,7 @@ def _theirs(mirror: DuckMirror, sql: str, record: dict[str, Any]) -> list[tuple[
         raise
 
 
-@settings(
-    max_examples=DIFF_EXAMPLES,
-    deadline=None,
-    derandomize=IN_CI,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@diff_settings()
 @given(sql=query(), tl=timeline())
 def test_matches_duckdb(
     sql: str, tl: tuple[dict[str, list[dict[str, Any]]], list[tuple[str, Any]]]
@@ -236,12 +230,7 @@ def join_subquery(draw: st.DrawFn) -> str:
     return f"(SELECT {col} FROM {from_}{where})"
 
 
-@settings(
-    max_examples=DIFF_EXAMPLES // 3,
-    deadline=None,
-    derandomize=IN_CI,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@diff_settings(3)
 @given(
     items=st.lists(join_subquery(), min_size=1, max_size=2),
     tl=timeline(),

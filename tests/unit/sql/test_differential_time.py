@@ -8,12 +8,12 @@ from __future__ import annotations
 import datetime as dt
 
 import duckdb
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from sql import Catalog, compile_query
 from tables.memory import MemoryTable
-from tests.unit.sql.support import COMPARISONS, DIFF_EXAMPLES, IN_CI, same_rows
+from tests.unit.sql.support import COMPARISONS, diff_settings, same_rows
 
 TIME_DECLS = (
     "CREATE TABLE w (id BIGINT, effective_date DATE, valid_from TIMESTAMP, PRIMARY KEY (id))"
@@ -89,12 +89,7 @@ def time_item(draw: st.DrawFn) -> str:
     return f"(SELECT COUNT(*) FROM w WHERE {where})"
 
 
-@settings(
-    max_examples=DIFF_EXAMPLES // 3,
-    deadline=None,
-    derandomize=IN_CI,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@diff_settings(3)
 @given(
     items=st.lists(time_item(), min_size=1, max_size=3),
     rows=st.lists(
