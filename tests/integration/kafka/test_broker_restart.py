@@ -13,14 +13,11 @@ import pytest
 
 from app.broker import Broker
 from core import codec
-from tables.topics import TopicSpec, ensure_topics
 from tests.integration.agents.support import (
     encoded,
-    seed_tables,
-    topics,
+    gold_orders,
+    seeded_pipeline,
     until,
-    worker_env,
-    write_pipeline,
 )
 from tests.support.kafka import produce, read_all
 from tests.support.worker import Worker, get_json
@@ -28,23 +25,13 @@ from tests.support.worker import Worker, get_json
 pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.kafka_only]
 
 
-def orders(start: int, n: int) -> list[dict[str, object]]:
-    # User 1 (gold) buying AAPL (a limit exists): every order passes `checked`.
-    return [
-        {"order_id": i, "user_id": 1, "symbol": "AAPL", "price": Decimal("1.00"), "qty": 1}
-        for i in range(start, start + n)
-    ]
-
-
 async def test_worker_rides_out_broker_outages(
     fresh_broker: Broker, tmp_path: Path, workers: list[Worker]
 ) -> None:
     broker = fresh_broker
-    names = topics()
-    await seed_tables(broker.url, names)
-    await ensure_topics(broker.url, [TopicSpec(names["orders"], 2)])
-    await produce(broker.url, names["orders"], encoded(orders(0, 300)))
-    worker = Worker(tmp_path / "w", worker_env(broker.url, write_pipeline(tmp_path, names), names))
+    names, env = await seeded_pipeline(broker.url, tmp_path)
+    await produce(broker.url, names["orders"], encoded(gold_orders(0, 300)))
+    worker = Worker(tmp_path / "w", env)
 
     def checked_ids() -> set[int]:
         sink = asyncio.run(read_all(broker.url, names["checked"]))  # `until` runs it in a thread
@@ -88,7 +75,7 @@ async def test_worker_rides_out_broker_outages(
     started = time.monotonic()
     await asyncio.to_thread(broker.start)
     await until(lambda: ready()[0] == 200, "/ready after the restart", worker, 90)
-    await produce(broker.url, names["orders"], encoded(orders(300, 300)))
+    await produce(broker.url, names["orders"], encoded(gold_orders(300, 300)))
     await until(
         lambda: checked_ids() >= set(range(600)), "every order after the restart", worker, 120
     )
