@@ -45,7 +45,7 @@ from agents.metrics import QueryStats, log_summaries
 from agents.pipeline import Pipeline, QueryDef
 from agents.process import BatchCounts, RawRecord
 from agents.sink import Output
-from agents.source import Rebalance, show_lag, source_consumer
+from agents.source import Rebalance, query_transactions, show_lag, source_consumer
 from agents.state import QueryState, StateMismatch, Verifier
 from agents.transaction import Transactions
 from agents.transactional import transactional_step
@@ -225,15 +225,8 @@ class QueryAgent(Service):
 
     def _transactions(self) -> Transactions:
         cfg = self.config
-        return Transactions(
-            self.stats.name,
-            servers=cfg.bootstrap_servers,
-            id_prefix=f"{cfg.app_id}-{self.stats.name}",
-            group_id=f"{cfg.app_id}-{self.qdef.name}",
-            topics=[self.sink_topic, cfg.dead_letter_topic],
-            client_id=f"{cfg.app_id}-query-{self.stats.name}",
-            commit_interval=cfg.commit_interval,
-        )
+        group, name = f"{cfg.app_id}-{self.qdef.name}", self.stats.name
+        return query_transactions(cfg, name, group, self.sink_topic, f"{cfg.app_id}-{name}")
 
     async def _seek_to_state(self) -> None:
         consumer, state, query = self._consumer, self._state, self.query

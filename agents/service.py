@@ -1,6 +1,7 @@
 """The pipelines of a worker: creates their topics, owns the output producer, runs the agents of
 every continuous query — one for a stateless query, two for a repartitioned stateful one (the
-repartition stage and the aggregation stage, :mod:`agents.repartition`, :mod:`agents.stateful`).
+repartition stage and the aggregation stage, :mod:`agents.repartition`, :mod:`agents.stateful`),
+one aggregation stage reading the source for a co-partitioned one (:mod:`agents.copartition`).
 Each agent waits for the tables its query reads before reading its source."""
 
 from __future__ import annotations
@@ -93,8 +94,13 @@ class PipelineService(Service):
         await self._producer.start()
         tables = {t.name.lower(): t for t in self.registry}
         for q in self.pipeline.queries:
+            # Repartitioned: two stages; co-partitioned: the aggregating stage reads the source.
             kinds: list[type[Agent]] = (
-                [RepartitionAgent, StatefulAgent] if q.repartition else [QueryAgent]
+                [RepartitionAgent, StatefulAgent]
+                if q.repartition
+                else [StatefulAgent]
+                if q.copartitioned
+                else [QueryAgent]
             )
             for kind in kinds:
                 agent = kind(

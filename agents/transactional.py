@@ -43,7 +43,7 @@ I_RESET = "query %s: local state of %s[%d] is ahead of the committed offset %s; 
 def check_queries(queries: Sequence[QueryDef]) -> None:
     """Queries exactly-once cannot run stop the worker at start, named."""
     for q in queries:
-        if q.stateful and not q.repartition:
+        if q.stateful and not q.repartition and not q.copartitioned:
             raise ConfigError(
                 E_NOT_REPARTITIONED.format(name=q.name, why=q.not_repartitioned),
                 field="processing_guarantee",

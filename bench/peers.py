@@ -57,11 +57,15 @@ SYSTEMS = ("raw", "tablestream", "tablestream-closures", "tablestream-stream", "
 #: tablestream with its stateless queries run by closures instead of generated code (A/B).
 CLOSURES = {"TABLESTREAM_CODEGEN": "false"}
 
+# The orders are keyed by their user (``seed``), so the stream says so (``key='user_id'``): the
+# window job's GROUP BY user_id is then co-partitioned, aggregated where it is read without a
+# repartition topic (agents.copartition), as a Kafka Streams or ksqlDB user's would be. The peers
+# need no such declaration: Bytewax routes by key in process, Quix's group_by repartitions.
 SQL_HEAD = """\
 CREATE TABLE users (id BIGINT PRIMARY KEY, name VARCHAR, tier VARCHAR)
   WITH (topic='{users}');
 CREATE STREAM orders (order_id BIGINT, user_id BIGINT, amount DECIMAL(10,2), ts BIGINT)
-  WITH (topic='{orders}', partitions='{partitions}', timestamp='ts');
+  WITH (topic='{orders}', partitions='{partitions}', timestamp='ts', key='user_id');
 """
 SQL_ENRICH = """
 CREATE STREAM enriched WITH (topic='{sink}', partitions='{partitions}') AS
