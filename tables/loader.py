@@ -101,22 +101,22 @@ class TableLoader(Service):
 
     async def on_start(self) -> None:
         state = self.tstate
-        state.store.open()
+        state.store.open(bulk_if_new=True)
         if state.store.restore_interrupted():
             logger.warning(W_REBUILD, state.spec.name, state.spec.topic, W_INTERRUPTED)
             state.store.destroy()
-            state.store.open()
+            state.store.open(bulk_if_new=True)
         stored_topic = state.store.topic()
         if stored_topic is not None and stored_topic != state.spec.topic:
             logger.warning(W_REBUILD, state.spec.name, state.spec.topic, f"was {stored_topic!r}")
             state.store.destroy()
-            state.store.open()
+            state.store.open(bulk_if_new=True)
         stored_mode, mode = state.store.history_mode(), _history_mode(state)
         if state.store.count and stored_mode != mode:
             # Rows kept without history cannot answer for the past (and stale history would).
             logger.warning(W_REBUILD, state.spec.name, state.spec.topic, f"history {mode!r}")
             state.store.destroy()
-            state.store.open()
+            state.store.open(bulk_if_new=True)
         state.store.set_topic(state.spec.topic)
         state.store.set_history_mode(mode)
         if not state.store.positions():
@@ -389,7 +389,7 @@ class TableLoader(Service):
                 state.feed.publish(Change(key, Op.DELETE, None, value))
         await self._compacted()
         state.store.destroy()  # the history goes with the rows: it is rebuilt from the topic
-        state.store.open()
+        state.store.open(bulk_if_new=True)
         state.store.set_topic(state.spec.topic)
         state.store.set_history_mode(_history_mode(state))
         state.store.begin_restore()

@@ -86,10 +86,11 @@ class TableStore:
         self._stream_time = 0
 
     # -- lifecycle --------------------------------------------------------------------------------
-    def open(self) -> TableStore:
+    def open(self, bulk_if_new: bool = False) -> TableStore:
+        """Opens the database (created if missing). ``bulk_if_new``: a database not there yet is
+        about to be filled by a cold restore — bulk-load memtables until :meth:`end_restore`."""
         if self._db is None:
-            # A database not there yet is filled by a cold restore first.
-            self._bulk = not (self.path / "CURRENT").exists()
+            self._bulk = bulk_if_new and not (self.path / "CURRENT").exists()
             self.path.mkdir(parents=True, exist_ok=True)
             opts = self._options.to_options(bulk=self._bulk)
             history = self._options.history_options()

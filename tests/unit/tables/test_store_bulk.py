@@ -19,7 +19,7 @@ def memtable_bloom(path: Path) -> str:
 
 
 def test_a_new_store_loads_without_the_memtable_bloom_and_gets_it_back(tmp_path: Path) -> None:
-    store = TableStore(tmp_path / "s").open()
+    store = TableStore(tmp_path / "s").open(bulk_if_new=True)
     try:
         assert float(memtable_bloom(store.path)) == 0.0
         store.begin_restore()
@@ -32,9 +32,18 @@ def test_a_new_store_loads_without_the_memtable_bloom_and_gets_it_back(tmp_path:
         assert store.get(b"k") == b"v"
     finally:
         store.close()
-    reopened = TableStore(tmp_path / "s").open()
+    reopened = TableStore(tmp_path / "s").open(bulk_if_new=True)  # not new: no bulk
     try:
         assert float(memtable_bloom(reopened.path)) == 0.02
         assert reopened.get(b"k") == b"v"
     finally:
         reopened.close()
+
+
+def test_a_store_opened_without_bulk_keeps_the_memtable_bloom(tmp_path: Path) -> None:
+    """Other writers (a query's state) never end a restore: their memtables keep the filter."""
+    store = TableStore(tmp_path / "s").open()
+    try:
+        assert float(memtable_bloom(store.path)) == 0.02
+    finally:
+        store.close()
