@@ -130,10 +130,17 @@ async def latency(
         await reader.start()
         await producer.start()
         parts = sorted(await producer.partitions_for(source))
+        # Every order built beforehand (key, partition, its JSON up to the send time): at send
+        # time only the clock is read and appended.
+        planned = []
+        for n in range(total):
+            key = str(FIRST_ORDER_ID + n).encode()
+            value = encode_order(order(FIRST_ORDER_ID + n, users, rng, sent=1))
+            assert value.endswith(b'"sent":1}')
+            planned.append((key, parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)], value[:-2]))
         per_tick = max(1, int(rate * tick))
         start = time.perf_counter()
         sent = 0
-        i = FIRST_ORDER_ID
         while sent < total:
             target = start + (sent // per_tick) * tick
             delay = target - time.perf_counter()
@@ -142,18 +149,16 @@ async def latency(
             # One record batch per partition and tick, as a batching producer (linger) would
             # build it: ``send()`` per record cost the bench's process a third of a core.
             batches: dict[int, tuple[Any, list[int]]] = {}
-            for _ in range(min(per_tick, total - sent)):
-                key = str(i).encode()
-                p = parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)]
+            for n in range(sent, min(sent + per_tick, total)):
+                key, p, head = planned[n]
                 if p not in batches:
                     batches[p] = (producer.create_batch(), [])
                 batch, ids = batches[p]
-                value = encode_order(order(i, users, rng, sent=time.time_ns() // 1000))
+                value = b"%s%d}" % (head, time.time_ns() // 1000)
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     raise RuntimeError("a tick's orders do not fit one record batch")
-                ids.append(i)
-                i += 1
-                sent += 1
+                ids.append(FIRST_ORDER_ID + n)
+            sent = min(sent + per_tick, total)
             for p, (batch, ids) in batches.items():
                 sends.append((await producer.send_batch(batch, source, partition=p), ids))
         seen = await asyncio.wait_for(reader.result(), 60)
