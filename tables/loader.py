@@ -24,6 +24,7 @@ from core.errors import TablestreamError
 # aiokafka's fetched record batches iterated in C, no ConsumerRecord per record (the agents'
 # fetch path; a third of a cold restore's CPU went to ConsumerRecord objects).
 from core.fetch import getmany_raw, supported
+from core.retry import StartupRetry
 from tables.apply import Applier, Parts
 from tables.deadletter import DeadLetterWriter, source_of_table
 from tables.protocol import Change, Op, PartitionStats
@@ -121,7 +122,9 @@ class TableLoader(Service):
         if not state.store.positions():
             state.store.begin_restore()  # nothing applied yet: a cold restore
         self._consumer = self._consumer_factory()
-        await self._consumer.start()
+        # Tried again while the broker is away (lost between the worker's BrokerGate and here).
+        retry = StartupRetry(self._servers or "?", self)
+        await retry(f"start table {state.spec.name!r}'s consumer", self._consumer.start)
         self._raw_fetch = supported(self._consumer)
         await self._assign()
 
