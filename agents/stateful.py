@@ -384,7 +384,7 @@ class _Tasks(ConsumerRebalanceListener):  # type: ignore[misc]
         txns = self.agent.txns
         if txns is not None:
             async with self.agent._lock:
-                await txns.commit(everything=True)
+                await txns.revoke()  # what fails stays pending: agents.transactional._reopen
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         txns, consumer = self.agent.txns, self.agent._consumer

@@ -335,6 +335,17 @@ class Transactions:
                 await _stop(task.producer)
         return failed
 
+    async def revoke(self) -> None:
+        """Before partitions move (the rebalance hooks, holding the lock): every open transaction
+        committed. What failed stays pending as a dropped transaction does (:meth:`_drop`): an
+        aborted task begins none until the next commit reported it for rewinding. A batch
+        fetched before and waiting for the lock may run before the assignment hook seeks the
+        partitions: begun at once, it went on from a position past the aborted records and
+        committed an offset past outputs never written."""
+        failed = await self.commit(everything=True)
+        self.failed.aborted.extend(tp for tp in failed.aborted if tp not in self.failed.aborted)
+        self.failed.fenced.extend(tp for tp in failed.fenced if tp not in self.failed.fenced)
+
     async def _commit(self, task: Task) -> Outcome:
         futures, task.futures = task.futures, []
         offset, task.offset = task.offset, None
@@ -342,10 +353,12 @@ class Transactions:
         task.open = False
         producer = task.producer
         t0 = time.monotonic()
+        rejected = False  # a record batch failed: the producer's sequence numbers are off
         try:
             # Every send's outcome retrieved (a fenced producer fails them all), the first raised.
             for result in await asyncio.gather(*futures, return_exceptions=True):
                 if isinstance(result, BaseException):
+                    rejected = True
                     raise result
             if offset is not None:
                 await producer.send_offsets_to_transaction({task.tp: offset}, self.group_id)
@@ -366,7 +379,7 @@ class Transactions:
                 return Outcome.FENCED  # the caller stops the producer, reading its futures
             self.aborts += 1
             logger.warning(W_ABORTED, self.name, task.tp.topic, task.tp.partition, cause)
-            return Outcome.ABORTED if await self._abort(task) else Outcome.FENCED
+            return Outcome.ABORTED if await self._abort(task, renew=rejected) else Outcome.FENCED
         self.commits += 1
         if offset is not None:
             self.committed[task.tp] = offset
@@ -375,9 +388,13 @@ class Transactions:
             state.commit(batch)
         return Outcome.COMMITTED
 
-    async def _abort(self, task: Task) -> bool:
+    async def _abort(self, task: Task, *, renew: bool = False) -> bool:
         """Abort the task's open transaction; False if its producer turned out fenced (the
-        caller stops the task)."""
+        caller stops the task). ``renew``: a record batch of it failed (rejected by the broker,
+        e.g. MessageSizeTooLarge, or timed out); aiokafka neither bumps the epoch nor resets the
+        partition's sequence number then, so every later transaction of that producer failed
+        with OutOfOrderSequenceNumber and the task re-read forever — a new producer with the
+        same id starts afresh (InitProducerId)."""
         try:
             await task.producer.abort_transaction()
         except (KafkaError, AssertionError) as exc:
@@ -386,6 +403,8 @@ class Transactions:
                 # from this zombie's position.
                 return False
             # Not abortable (a fatal error): a new producer with the same id aborts it.
+            renew = True
+        if renew:
             await _stop(task.producer)
             fresh = await self._start(task.tp)
             task.producer, task.output = fresh.producer, fresh.output

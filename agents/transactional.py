@@ -119,6 +119,7 @@ async def _positions(stats: Any, consumer: AIOKafkaConsumer) -> None:
 
 
 async def _rewind(consumer: AIOKafkaConsumer, txns: Transactions, failed: Failed) -> None:
+    failed = _assigned(consumer, failed)
     for tp in failed.aborted:
         committed = txns.committed_offset(tp, await consumer.committed(tp))
         if committed is None:
@@ -136,11 +137,22 @@ def generation(consumer: AIOKafkaConsumer) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
 
+def _assigned(consumer: AIOKafkaConsumer, failed: Failed) -> Failed:
+    """The failed tasks whose partition is still assigned: one that failed in the revocation
+    hook's commit (:meth:`Transactions.revoke`) may have moved since; its next owner reads it
+    from the committed offset (seeking or pausing it here would raise IllegalStateError)."""
+    assigned = consumer.assignment()
+    return Failed(
+        [tp for tp in failed.aborted if tp in assigned],
+        [tp for tp in failed.fenced if tp in assigned],
+    )
+
+
 async def txns_revoked(txns: Transactions) -> None:
-    """Before partitions move: every open transaction committed (a failed one is re-read by the
-    next owner from the committed offsets)."""
+    """Before partitions move: every open transaction committed; a failed one stays pending
+    (:meth:`Transactions.revoke`), rewound by the next step or by the assignment's seek."""
     async with txns.lock:
-        await txns.commit(everything=True)
+        await txns.revoke()
 
 
 async def txns_assigned(
@@ -250,6 +262,7 @@ async def tasks_assigned(
 async def _reopen(agent: StatefulAgent, consumer: AIOKafkaConsumer, failed: Failed) -> None:
     """Aborted tasks start again from their stored state (which the aborted transaction never
     reached); fenced ones are closed and their partitions paused."""
+    failed = _assigned(consumer, failed)
     for tp in failed.aborted:
         old = agent.tasks.pop(tp.partition, None)
         if old is None:

@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaTimeoutError, ProducerFenced
 
 from agents.state import QueryState
 from agents.transaction import Transactions
+from agents.transactional import txns_revoked
 from app.broker import Broker
 from core.fetch import getmany_raw, supported
 from tables.topics import TopicSpec, ensure_topics
@@ -340,6 +341,45 @@ async def test_a_dropped_task_takes_no_batch_until_it_is_rewound(broker: Broker)
         assert out is not None
         out.append(sink, b"k", b"again", partition=0)
         assert await txns.sent(tp, 1)
+        assert not await txns.commit(everything=True)
+        assert await raw_committed(broker.url, sink) == [b"again"]
+    finally:
+        await txns.close()
+
+
+async def test_a_task_whose_commit_failed_on_revocation_takes_no_batch_until_rewound(
+    broker: Broker,
+) -> None:
+    """The revocation hook's commit fails for a reason other than fencing (the broker rejects a
+    record too large for the sink): the task stays pending like a dropped one. A batch fetched
+    before and waiting for the lock, run before the assignment hook, begins no transaction: it
+    would go on from a position past the aborted records and commit past outputs never
+    written. The next commit reports the task for rewinding; the task then commits again (a
+    new producer: the old one's sequence numbers are off after the rejected batch)."""
+    source, sink, group = unique("src"), unique("sink"), unique("group")
+    small = TopicSpec(sink, 1, configs={"max.message.bytes": "1024"})
+    await ensure_topics(broker.url, [TopicSpec(source, 1), small])
+    tp = TopicPartition(source, 0)
+    txns = Transactions(
+        "q", servers=broker.url, id_prefix=group, group_id=group, topics=[sink], client_id="t"
+    )
+    await txns.start([tp])
+    try:
+        out = await txns.begin(tp)
+        assert out is not None
+        out.append(sink, b"k", b"x" * 4096, partition=0)  # MessageSizeTooLarge at the commit
+        assert await txns.sent(tp, 1)
+        await txns_revoked(txns)
+        assert (txns.aborts, txns.commits) == (1, 0)
+        assert await txns.begin(tp) is None  # the batch waiting for the lock: skipped
+        assert txns.due()
+        failed = await txns.commit()
+        assert (failed.aborted, failed.fenced) == ([tp], [])
+        out = await txns.begin(tp)  # rewound by the caller: reading again
+        assert out is not None
+        out.append(sink, b"k", b"again", partition=0)
+        assert await txns.sent(tp, 1)
+        # Committed: the rejected batch's producer was replaced (its sequence numbers were off).
         assert not await txns.commit(everything=True)
         assert await raw_committed(broker.url, sink) == [b"again"]
     finally:
