@@ -25,6 +25,7 @@ from sql.codegen import (
     generate,
 )
 from sql.compile.aggregate_key import GroupKey
+from sql.compile.partitioning import COPARTITIONED, EVERY_PARTITION, REPARTITIONED, Partitioning
 from sql.dialect import Declaration, Tablestream, from_of, split_statement
 from sql.errors import (
     BindError,
@@ -54,7 +55,10 @@ from sql.types import BIGINT_MAX, BIGINT_MIN, SqlType, converter, decimal_contex
 __all__ = [
     "BIGINT_MAX",
     "BIGINT_MIN",
+    "COPARTITIONED",
+    "EVERY_PARTITION",
     "PLANNER_RULES",
+    "REPARTITIONED",
     "BindError",
     "CastError",
     "Catalog",
@@ -70,6 +74,7 @@ __all__ = [
     "LateRecordError",
     "NumericOverflowError",
     "ParseError",
+    "Partitioning",
     "PullQuery",
     "PullResult",
     "PullTimeoutError",

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sql.operators.window import TimeWindowAggregate, WindowedAggregate
+from sql.operators.window import WindowedAggregate
 from sql.operators.window_session import SessionWindowAggregate
+from sql.operators.window_time import TimeWindowAggregate
 
 #: The durations a kind may take, each with how an error names it when missing. ``size`` and
 #: ``advance`` can also be given by name (``SIZE 10 SECONDS``, ``ADVANCE BY 2 SECONDS``); a

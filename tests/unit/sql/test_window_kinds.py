@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from sql.operators.aggregate import Row
-from sql.operators.window import TimeWindowAggregate, Win
+from sql.operators.window import Win
+from sql.operators.window_time import TimeWindowAggregate
 from sql.runtime import Env
 from sql.window_kinds import WINDOW_KINDS, WindowKind, register_window_kind
 from tests.support.sql_runner import run_inproc, write
