@@ -51,6 +51,7 @@ from agents.transaction import Transactions
 from agents.transactional import transactional_step
 from agents.watermarks import PartitionClock
 from core.fetch import getmany_raw, highwater, supported
+from core.retry import StartupRetry
 from sql import CompiledQuery, StateError
 from tables import Table
 from tables.store import StoreBatch
@@ -191,7 +192,9 @@ class QueryAgent(Service):
 
     async def _open_source(self) -> None:
         consumer = self._consumer = self._new_consumer()
-        await consumer.start()
+        # Tried again while the broker is away (lost between the worker's BrokerGate and here).
+        retry = StartupRetry(self.config.bootstrap_servers, self)
+        await retry(f"start query {self.stats.name!r}'s consumer", consumer.start)
         self._raw_fetch = supported(consumer)
         await self.output.prepare([self.sink_topic, self.config.dead_letter_topic])
         parts = await topic_partitions(consumer, self.source_topic)

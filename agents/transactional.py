@@ -295,7 +295,11 @@ async def mark_in_transactions(
             return
         for mark in marks:
             tp = owned.get(mark.partition)
-            if tp is None or tp not in txns.tasks:
+            # ``owned`` was taken before the lock: a rebalance may have run its revocation hook
+            # and changed the assignment meanwhile, its assignment hook (which stops the moved
+            # tasks' producers) waiting for the lock behind this — the position of a partition
+            # no longer assigned raised IllegalStateError and stopped the worker.
+            if tp is None or tp not in txns.tasks or tp not in consumer.assignment():
                 continue  # revoked or fenced meanwhile
             output = await txns.begin(tp)
             if output is None:

@@ -20,9 +20,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agents.config import AgentConfig
 from agents.pipeline import load_pipeline, repartition_topic
-from agents.repartition import H_ORIGIN, pack_origin
+from agents.repartition import H_ORIGIN, RepartitionAgent, pack_origin
 from agents.stateful import StatefulAgent, _Tasks
-from agents.transactional import stateful_step
+from agents.transactional import mark_in_transactions, stateful_step
+from agents.watermarks import Mark, mark_of
 from app.broker import Broker
 from core import codec
 from core.fetch import getmany_raw
@@ -429,6 +430,64 @@ async def test_a_batch_fetched_while_partitions_are_fenced_is_emitted_once(
     assert counts == {s: list(range(1, 31)) for s in SYMBOLS[:2]}, (
         f"{len(rows)} rows for 60 records: counts {counts}"
     )
+
+
+async def test_watermark_markers_skip_a_partition_a_rebalance_took(
+    kafka: tuple[str, str], tmp_path: Path
+) -> None:
+    """Stage 1 writes each source partition's watermark markers into that partition's
+    transaction. Which partitions it owns is read before it takes the transactions' lock; a
+    rebalance may change the assignment meanwhile (its revocation hook done, its assignment
+    hook — which stops the moved partitions' producers — waiting for the lock): a partition no
+    longer assigned is skipped (its position raised IllegalStateError, which stopped the worker
+    in a two-worker run), the others are marked and committed."""
+    kafka_url = kafka[0]
+    app_id = unique("marks")
+    names = {n: unique(n) for n in ("orders", "volume", "dlq")}
+    pipeline_sql = tmp_path / "pipeline.sql"
+    pipeline_sql.write_text(TAKEOVER.format(**names))
+    pipeline = load_pipeline([pipeline_sql])
+    (query,) = pipeline.queries
+    repartition = repartition_topic(app_id, query.name)
+    await ensure_topics(
+        kafka_url,
+        [TopicSpec(names["orders"], 2), TopicSpec(repartition, 2), TopicSpec(names["dlq"], 1)],
+    )
+    config = AgentConfig(
+        bootstrap_servers=kafka_url,
+        app_id=app_id,
+        dead_letter_topic=names["dlq"],
+        data_dir=tmp_path / "data",
+        exactly_once=True,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_url)
+    await producer.start()
+    agent = RepartitionAgent(query, pipeline, {}, producer, config, _no_tables)
+    agent.output.set_partitions(repartition, [0, 1])
+    txns = agent._transactions()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka_url,
+        group_id=f"{app_id}-{query.name}",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    tps = [TopicPartition(names["orders"], p) for p in (0, 1)]
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await txns.start(tps)
+        owned = dict(enumerate(tps))
+        consumer.assign(tps[:1])  # the rebalance took partition 1; its hook has not run yet
+        marks = [Mark(p, 2, BASE, False) for p in (0, 1)]
+        await mark_in_transactions(agent, txns, consumer, owned, marks)
+        assert not await txns.commit(everything=True)
+    finally:
+        await txns.close()
+        await consumer.stop()
+        await producer.stop()
+    written = [mark_of(r.headers) for r in await read_committed(kafka_url, repartition)]
+    # Partition 0's marker on each repartition partition; none of partition 1.
+    assert written == [marks[0], marks[0]]
 
 
 async def _no_tables(names: Any) -> None:
