@@ -9,7 +9,8 @@ topic, partition and offset) instead:
 
 - GROUP BY the declared column ``c``: the record key must be the canonical text of the value's
   ``c`` (:func:`tables.keys.key_text`, as table keys: ``42`` and ``42.0`` both ``b"42"``; NULL:
-  the empty key); the value is decoded once more for it, with the stream's own decoder;
+  the empty key); the value is decoded for it with the stream's own decoder, and the query
+  takes that decoded value (:meth:`agents.process.BatchProcessor.use_decoded`);
 - GROUP BY ``_key``: the record must have a key (a record without one is spread round-robin);
 - both: the partition must be the one murmur2 gives the key (the Java client's and aiokafka's
   default), computed once per distinct key.
