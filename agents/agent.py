@@ -45,12 +45,13 @@ from agents.metrics import QueryStats, log_summaries
 from agents.pipeline import Pipeline, QueryDef
 from agents.process import BatchCounts, RawRecord
 from agents.sink import Output
-from agents.source import Rebalance, show_lag, source_consumer
+from agents.source import Rebalance, query_transactions, show_lag, source_consumer
 from agents.state import QueryState, StateMismatch, Verifier
 from agents.transaction import Transactions
 from agents.transactional import transactional_step
 from agents.watermarks import PartitionClock
 from core.fetch import getmany_raw, highwater, supported
+from core.retry import StartupRetry
 from sql import CompiledQuery, StateError
 from tables import Table
 from tables.store import StoreBatch
@@ -191,7 +192,9 @@ class QueryAgent(Service):
 
     async def _open_source(self) -> None:
         consumer = self._consumer = self._new_consumer()
-        await consumer.start()
+        # Tried again while the broker is away (lost between the worker's BrokerGate and here).
+        retry = StartupRetry(self.config.bootstrap_servers, self)
+        await retry(f"start query {self.stats.name!r}'s consumer", consumer.start)
         self._raw_fetch = supported(consumer)
         await self.output.prepare([self.sink_topic, self.config.dead_letter_topic])
         parts = await topic_partitions(consumer, self.source_topic)
@@ -225,15 +228,8 @@ class QueryAgent(Service):
 
     def _transactions(self) -> Transactions:
         cfg = self.config
-        return Transactions(
-            self.stats.name,
-            servers=cfg.bootstrap_servers,
-            id_prefix=f"{cfg.app_id}-{self.stats.name}",
-            group_id=f"{cfg.app_id}-{self.qdef.name}",
-            topics=[self.sink_topic, cfg.dead_letter_topic],
-            client_id=f"{cfg.app_id}-query-{self.stats.name}",
-            commit_interval=cfg.commit_interval,
-        )
+        group, name = f"{cfg.app_id}-{self.qdef.name}", self.stats.name
+        return query_transactions(cfg, name, group, self.sink_topic, f"{cfg.app_id}-{name}")
 
     async def _seek_to_state(self) -> None:
         consumer, state, query = self._consumer, self._state, self.query

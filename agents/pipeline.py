@@ -24,12 +24,13 @@ from agents.codec import make_row_check
 from core.errors import ConfigError, TablestreamError
 from sources.catalog import catalog_table
 from sql import (
+    EVERY_PARTITION,
+    REPARTITIONED,
     Catalog,
     CompiledQuery,
     Declaration,
     Script,
     SqlCompileError,
-    UnsupportedError,
     compile_query,
     from_of,
     position,
@@ -79,6 +80,13 @@ class QueryDef:
     #: Stateful and repartitioned by its group key (:mod:`agents.repartition`); else why not.
     repartition: bool = False
     not_repartitioned: str = ""
+    #: Stateful and co-partitioned: its GROUP BY holds the source's record key, so each source
+    #: partition is aggregated in place (:mod:`agents.copartition`); ``key_column`` is the
+    #: declared column each record's key must be (None: GROUP BY ``_key``).
+    copartitioned: bool = False
+    key_column: str | None = None
+    #: How its groups reach their tasks, and why (EXPLAIN's ``Partitioning`` line).
+    partitioning: str = ""
 
     @property
     def where(self) -> str:
@@ -333,20 +341,18 @@ class _Loader:
             except TablestreamError as exc:
                 raise ConfigError(f"{q.where}: {exc}", path=str(q.path), line=q.line) from exc
             stateful = is_stateful(compiled)
-            why = ""
-            if stateful:
-                try:
-                    compiled.partition_key()
-                except UnsupportedError as exc:
-                    why = exc.reason
-            checked.append(
-                dataclasses.replace(
+            parts = compiled.partitioning() if stateful else None
+            if parts is not None:
+                q = dataclasses.replace(
                     q,
-                    stateful=stateful,
-                    repartition=stateful and not why,
-                    not_repartitioned=why,
+                    stateful=True,
+                    repartition=parts.mode == REPARTITIONED,
+                    not_repartitioned=parts.reason if parts.mode == EVERY_PARTITION else "",
+                    copartitioned=parts.copartitioned,
+                    key_column=parts.key_column,
+                    partitioning=parts.explain(),
                 )
-            )
+            checked.append(q)
             keys = key_columns(compiled)
             if q.sink_kind == "table" and len(keys) == 1:
                 # Rows of the result table are keyed by their group key: lookups by it are

@@ -206,6 +206,12 @@ class BatchProcessor(PerPartition[OutputLike]):
         assert self._prefetcher is not None
         await self._prefetcher.fetch(records())
 
+    def use_decoded(self, decoded: dict[int, tuple[Any, Any]]) -> None:
+        """Values the next run need not decode again, by ``id`` of the raw value: (raw value,
+        value) — decoded with this processor's ``decode`` by whoever looked at the batch first
+        (:class:`agents.copartition.CheckedProcessor`), as a prefetch keeps them."""
+        self._decoded = decoded
+
     def _decoder(self) -> Decoder:
         """``decode``, or — after a prefetch — the values it decoded, taken once each."""
         decoded, plain = self._decoded, self.decode

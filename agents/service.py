@@ -1,6 +1,7 @@
 """The pipelines of a worker: creates their topics, owns the output producer, runs the agents of
 every continuous query — one for a stateless query, two for a repartitioned stateful one (the
-repartition stage and the aggregation stage, :mod:`agents.repartition`, :mod:`agents.stateful`).
+repartition stage and the aggregation stage, :mod:`agents.repartition`, :mod:`agents.stateful`),
+one aggregation stage reading the source for a co-partitioned one (:mod:`agents.copartition`).
 Each agent waits for the tables its query reads before reading its source."""
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from agents.sink import MAX_BATCH_BYTES
 from agents.stateful import StatefulAgent
 from agents.transaction import check_transactions
 from agents.transactional import check_queries
+from core.retry import StartupRetry
 from tables.registry import TableRegistry
 from tables.topics import ensure_topics, existing_topics
 
@@ -63,10 +65,14 @@ class PipelineService(Service):
                         raise asyncio.CancelledError
 
     async def on_start(self) -> None:
-        # The dead-letter topic is the TableRegistry's (started before this service).
+        # The dead-letter topic is the TableRegistry's (started before this service). Each step
+        # that needs the broker is tried again while it is away (started during an outage).
+        servers = self.config.bootstrap_servers
+        retry = StartupRetry(servers, self)
         if self.config.exactly_once:
             check_queries(self.pipeline.queries)
-            await check_transactions(self.config.bootstrap_servers, f"{self.config.app_id}-probe")
+            probe_id = f"{self.config.app_id}-probe"
+            await retry("probe transactions", lambda: check_transactions(servers, probe_id))
         cfg = self.config
         if cfg.membership_auto and cfg.group_instance_id is not None:
             # One question to the broker: dynamic members where static ones are held (Tansu).
@@ -74,14 +80,14 @@ class PipelineService(Service):
             if not static:
                 self.config = dataclasses.replace(self.config, group_instance_id=None)
         topics = self.pipeline.topics(self.default_partitions)
-        await ensure_topics(self.config.bootstrap_servers, topics)
+        await retry("create the queries' topics", lambda: ensure_topics(servers, topics))
         if any(q.repartition for q in self.pipeline.queries):
             # Sized after the source topics as they are (created just now or long ago).
-            existing = await existing_topics(self.config.bootstrap_servers)
+            existing = await retry("list the topics", lambda: existing_topics(servers))
             internal = self.pipeline.repartition_topics(
                 self.config.app_id, existing, self.default_partitions
             )
-            await ensure_topics(self.config.bootstrap_servers, internal)
+            await retry("create the repartition topics", lambda: ensure_topics(servers, internal))
         # acks=all and no idempotence: Tansu rejects idempotent producers.
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.config.bootstrap_servers,
@@ -90,11 +96,16 @@ class PipelineService(Service):
             max_batch_size=MAX_BATCH_BYTES,
             linger_ms=0,
         )
-        await self._producer.start()
+        await retry("start the output producer", self._producer.start)
         tables = {t.name.lower(): t for t in self.registry}
         for q in self.pipeline.queries:
+            # Repartitioned: two stages; co-partitioned: the aggregating stage reads the source.
             kinds: list[type[Agent]] = (
-                [RepartitionAgent, StatefulAgent] if q.repartition else [QueryAgent]
+                [RepartitionAgent, StatefulAgent]
+                if q.repartition
+                else [StatefulAgent]
+                if q.copartitioned
+                else [QueryAgent]
             )
             for kind in kinds:
                 agent = kind(

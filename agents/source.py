@@ -1,5 +1,6 @@
-"""How a :class:`~agents.agent.QueryAgent` reads its source topic: its consumer, and what it
-does when the group moves partitions between workers."""
+"""How a query's agents (:class:`~agents.agent.QueryAgent`, :class:`~agents.stateful.StatefulAgent`)
+read their source topic: the consumer, the transactions under exactly-once, and what a grouped
+agent does when the group moves partitions between workers."""
 
 from __future__ import annotations
 
@@ -52,6 +53,23 @@ def source_consumer(
         session_timeout_ms=int(cfg.session_timeout * 1000),
         heartbeat_interval_ms=max(1000, int(cfg.session_timeout * 100)),
         **common,
+    )
+
+
+def query_transactions(
+    cfg: AgentConfig, name: str, group: str, sink_topic: str, id_prefix: str
+) -> Transactions:
+    """A query's transactions (exactly-once, :mod:`agents.transaction`): one producer per task,
+    ``transactional.id`` ``<id_prefix>-<partition>``, offsets committed to ``group``, records to
+    ``sink_topic`` and the dead letters."""
+    return Transactions(
+        name,
+        servers=cfg.bootstrap_servers,
+        id_prefix=id_prefix,
+        group_id=group,
+        topics=[sink_topic, cfg.dead_letter_topic],
+        client_id=f"{cfg.app_id}-query-{name}",
+        commit_interval=cfg.commit_interval,
     )
 
 

@@ -6,6 +6,11 @@ worker runs an :class:`agents.tasks.AggregateTask` — its own compiled query, R
 watermark. Every record of a group is in one partition, so each group's results come from
 exactly one worker, keyed by the group key as before.
 
+A co-partitioned query (its GROUP BY holds the source's record key, :mod:`agents.copartition`)
+has no stage 1: the same group reads the *source* topic's partitions, one task each, every
+record checked against its declared key first; its watermark is the task's own stream time (no
+markers come from a stage 1), as a Kafka Streams task's.
+
 - **Assigned**: the task opens its local state, verified against the topic; it resumes from the
   offset the state reflects, or — no state, or state that does not fit — replays the partition
   from its earliest offset. The group's committed offsets (committed once a batch's outputs were
@@ -32,18 +37,22 @@ from mode import Service
 
 from agents.agent import AgentConfig, TablesReady, log_summaries
 from agents.compiling import QueryBuilder
+from agents.copartition import CheckedProcessor, KeyCheck
 from agents.delivery import Delivery, Inflight
 from agents.hold import prefetch_batch
 from agents.membership import MemberFile
 from agents.metrics import QueryStats
 from agents.pipeline import Pipeline, QueryDef, repartition_topic
+from agents.process import OutputLike, PerPartition
 from agents.sink import Output
+from agents.source import query_transactions, source_consumer
 from agents.stable_offsets import stable_committed
 from agents.state import QueryState, StateMismatch
 from agents.tasks import AggregateTask
 from agents.transaction import Transactions
-from agents.transactional import align, generation, stateful_step
+from agents.transactional import align, stateful_step, tasks_assigned
 from core.fetch import getmany_raw, highwater, still_current, supported
+from sql import CompiledQuery
 from tables.protocol import Table
 from tables.store import StoreBatch
 
@@ -55,10 +64,16 @@ W_REBUILD = (
 )
 I_TASK = "query %s: task %s[%d] %s"
 I_QUIET = "query %s: task %s[%d] rebuilds state without outputs up to offset %d (written before)"
+W_RETENTION = (
+    "query %s: %s[%d] begins at offset %d, past what its task's state reflects: the records"
+    " between were deleted by the topic's retention before they were aggregated"
+)
+I_RUNNING = "query %s: running (stateful, %s -> %s; %s)"
 
 
 class StatefulAgent(Service):
-    """The aggregation stage of ``query``: repartition topic → tasks → sink topic."""
+    """The aggregation stage of ``query``: repartition topic → tasks → sink topic; for a
+    co-partitioned query (:mod:`agents.copartition`) the source topic itself → tasks."""
 
     def __init__(
         self,
@@ -73,10 +88,22 @@ class StatefulAgent(Service):
         super().__init__(**kwargs)
         self.qdef = query
         self.config = config
-        self.topic = repartition_topic(config.app_id, query.name)
+        #: Co-partitioned: one task per source partition, no repartition topic.
+        self.copartitioned = query.copartitioned
+        self.topic = (
+            pipeline.source_topic(query)
+            if query.copartitioned
+            else repartition_topic(config.app_id, query.name)
+        )
+        self.stream = pipeline.streams[query.source].name if query.copartitioned else ""
+        self.group_id = f"{config.app_id}-{query.name}-agg"
         self.output = Output(producer)
         self.stats = QueryStats(query.name, self.topic, query.sink_topic, "stateful")
         self.builder = QueryBuilder(query, pipeline, tables, config.dead_letter_topic)
+        #: Co-partitioned: the source's partition count (each task checks placement by it) and
+        #: where each assigned partition begins (a source topic has a retention).
+        self._partitions = 0
+        self._begins: dict[TopicPartition, int] = {}
         self.delivery = Delivery(query.name, self.stats, config.max_inflight, self.crash)
         self.tasks: dict[int, AggregateTask] = {}
         self._wait_tables = wait_tables
@@ -94,40 +121,35 @@ class StatefulAgent(Service):
         return f"StatefulAgent[{self.qdef.name}]"
 
     def _new_consumer(self) -> AIOKafkaConsumer:
-        cfg = self.config
-        return AIOKafkaConsumer(
-            bootstrap_servers=cfg.bootstrap_servers,
-            client_id=f"{cfg.app_id}-query-{self.qdef.name}",
-            group_id=f"{cfg.app_id}-{self.qdef.name}-agg",
-            **cfg.instance_of(f"{cfg.app_id}-{self.qdef.name}-agg"),
-            enable_auto_commit=False,
-            # Every assigned partition is sought from its task's local state (the reset applies
-            # only before that seek); a stored offset past the end is caught by the task's checks.
-            auto_offset_reset="earliest",
-            session_timeout_ms=int(cfg.session_timeout * 1000),
-            heartbeat_interval_ms=max(1000, int(cfg.session_timeout * 100)),
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-            fetch_max_bytes=64 * 1024 * 1024,
-            fetch_max_wait_ms=cfg.fetch_max_wait_ms,
-            isolation_level=cfg.isolation_level,
-        )
+        # Every assigned partition is sought from its task's local state (the group's offset
+        # reset applies only before that seek); a stored offset past the end is caught by the
+        # task's checks. One watermark per task: no fine interleaving of partitions needed.
+        return source_consumer(self.config, self.qdef.name, self.group_id, windowed=False)
 
     def _transactions(self) -> Transactions:
-        cfg = self.config
-        return Transactions(
-            self.qdef.name,
-            servers=cfg.bootstrap_servers,
-            id_prefix=f"{cfg.app_id}-{self.qdef.name}-agg",
-            group_id=f"{cfg.app_id}-{self.qdef.name}-agg",
-            topics=[self.qdef.sink_topic, cfg.dead_letter_topic],
-            client_id=f"{cfg.app_id}-query-{self.qdef.name}",
-            commit_interval=cfg.commit_interval,
+        return query_transactions(
+            self.config, self.qdef.name, self.group_id, self.qdef.sink_topic, self.group_id
         )
 
     # -- tasks ------------------------------------------------------------------------------------
     def _task(self, partition: int) -> AggregateTask:
         tp = TopicPartition(self.topic, partition)
         path = self.config.data_dir / "queries" / self.qdef.name / f"p{partition}"
+        if self.copartitioned:
+            # No markers: the task's own stream time is its watermark, as a Kafka Streams task's.
+            check = KeyCheck(
+                self.stream,
+                self.topic,
+                self._partitions,
+                self.qdef.key_column,
+                self.builder.decoder(),
+            )
+
+            def checked() -> tuple[CompiledQuery, PerPartition[OutputLike]]:
+                query, processor = self.builder.both()
+                return query, CheckedProcessor(processor, check, self.qdef.name)
+
+            return AggregateTask(self.qdef.name, tp, path, checked, clock=False)
         # Stage 1 writes watermark markers (agents.watermarks) unless that is turned off.
         clock = self.config.watermark_per_source
         return AggregateTask(self.qdef.name, tp, path, self.builder.both, clock)
@@ -136,15 +158,31 @@ class StatefulAgent(Service):
         consumer = self._consumer
         assert consumer is not None
         # An explicit offset even for the beginning: ``seek_to_beginning`` only marks the
-        # partition for a reset, which the group's committed offset would then win over. The
-        # topic is never truncated (retention.ms=-1): it begins at 0.
-        consumer.seek(task.tp, task.seek_offset)
+        # partition for a reset, which the group's committed offset would then win over. A
+        # repartition topic is never truncated (retention.ms=-1): it begins at 0; a source topic
+        # begins where its retention left it.
+        offset = task.seek_offset
+        begin = self._begins.get(task.tp, 0)
+        if offset < begin:
+            if task.position >= begin:
+                # Only the last applied record is gone (an idle partition outlived it): the
+                # state is not verified against it, reading resumes after it.
+                task.verifier.pending.pop(task.tp, None)
+                offset = task.position
+            else:
+                logger.warning(W_RETENTION, self.qdef.name, self.topic, task.tp.partition, begin)
+                offset = begin
+        consumer.seek(task.tp, offset)
         self.stats.partitions[task.tp.partition] = (task.position, highwater(consumer, task.tp))
 
-    async def assign(self, assigned: set[TopicPartition]) -> None:
-        """Tasks for exactly the ``assigned`` partitions, each sought to where its state is."""
-        async with self._lock:
+    async def assign(self, assigned: set[TopicPartition], *, held: bool = False) -> None:
+        """Tasks for exactly the ``assigned`` partitions, each sought to where its state is.
+        ``held``: the caller holds the lock (exactly-once:
+        :func:`agents.transactional.tasks_assigned`)."""
+        async with contextlib.nullcontext() if held else self._lock:
             wanted = {tp.partition for tp in assigned if tp.topic == self.topic}
+            if self.copartitioned and wanted:
+                await self._source_layout(sorted(wanted))
             for p in sorted(set(self.tasks) - wanted):
                 self.tasks.pop(p).close()
                 self.stats.partitions.pop(p, None)
@@ -165,6 +203,13 @@ class StatefulAgent(Service):
                     logger.info(I_TASK, self.qdef.name, self.topic, p, how)
                 await self._quiet(task)
                 self._seek(task)
+
+    async def _source_layout(self, partitions: list[int]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        self._partitions = len(consumer.partitions_for_topic(self.topic) or partitions)
+        tps = [TopicPartition(self.topic, p) for p in partitions]
+        self._begins = dict(await consumer.beginning_offsets(tps))
 
     async def _quiet(self, task: AggregateTask) -> None:
         """Records below the group's committed offset had their outputs written by whoever
@@ -217,18 +262,14 @@ class StatefulAgent(Service):
             self.delivery.background_commits = True
             if self.config.exactly_once:
                 self.txns = self._transactions()
-            self._member = self.config.member_file(f"{self.config.app_id}-{self.qdef.name}-agg")
+            self._member = self.config.member_file(self.group_id)
             if self._member is not None:
                 await self._member.leave_previous(self.config.bootstrap_servers, self.label)
             consumer.subscribe([self.topic], listener=_Tasks(self))
             self.stats.state = "running"
             gc.freeze()  # see QueryAgent._main
-            logger.info(
-                "query %s: running (stateful, %s -> %s)",
-                self.qdef.name,
-                self.topic,
-                self.qdef.sink_topic,
-            )
+            how = self.qdef.partitioning
+            logger.info(I_RUNNING, self.qdef.name, self.topic, self.qdef.sink_topic, how)
             while not self.should_stop:
                 try:
                     await self._step()
@@ -350,15 +391,6 @@ class _Tasks(ConsumerRebalanceListener):  # type: ignore[misc]
         if self.agent._member is not None and consumer is not None:
             self.agent._member.remember(consumer)
         if txns is not None and consumer is not None:
-            # Each producer fences the partition's previous one and waits for its transaction
-            # to end before the committed offsets are read (in assign).
-            async with self.agent._lock:
-                # A batch processed since the revocation (a fetch under way then) has its
-                # transaction open: committed first, so no kept task's state is ahead of the
-                # committed offset (align would reset it while its batch holds the store).
-                await txns.commit(everything=True)
-                await txns.stop(keep=assigned, generation=generation(consumer))
-                await txns.start(assigned)
-            if assigned:
-                consumer.resume(*assigned)
-        await self.agent.assign(set(assigned))
+            await tasks_assigned(self.agent, txns, consumer, set(assigned))
+        else:
+            await self.agent.assign(set(assigned))

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from aiokafka import TopicPartition
 
-from agents.process import BatchCounts, BatchProcessor, OutputLike, RawRecord
+from agents.process import BatchCounts, OutputLike, PerPartition, RawRecord
 from agents.repartition import origin_of
 from agents.state import QueryState, Verifier
 from agents.watermarks import CLOCK_KEY, Mark, SourceClock, mark_of
@@ -52,7 +52,9 @@ class TaskRecord(RawRecord, Protocol):
     def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
-Compile = Callable[[], tuple[CompiledQuery, BatchProcessor]]
+#: The task's query and the processor running batches through it (a :class:`BatchProcessor`, or
+#: one in front of it: :class:`agents.copartition.CheckedProcessor`).
+Compile = Callable[[], tuple[CompiledQuery, PerPartition[OutputLike]]]
 
 
 class AggregateTask:
@@ -66,7 +68,7 @@ class AggregateTask:
         self.state = QueryState(path, tp.topic)
         self._compile = compile
         self.query: CompiledQuery | None = None
-        self.processor: BatchProcessor | None = None
+        self.processor: PerPartition[OutputLike] | None = None
         self.verifier = Verifier()
         #: Source partition -> highest source offset applied.
         self.origins: dict[int, int] = {}

@@ -43,7 +43,7 @@ I_RESET = "query %s: local state of %s[%d] is ahead of the committed offset %s; 
 def check_queries(queries: Sequence[QueryDef]) -> None:
     """Queries exactly-once cannot run stop the worker at start, named."""
     for q in queries:
-        if q.stateful and not q.repartition:
+        if q.stateful and not q.repartition and not q.copartitioned:
             raise ConfigError(
                 E_NOT_REPARTITIONED.format(name=q.name, why=q.not_repartitioned),
                 field="processing_guarantee",
@@ -219,6 +219,34 @@ async def stateful_step(
             await _reopen(agent, consumer, failed)
 
 
+async def tasks_assigned(
+    agent: StatefulAgent,
+    txns: Transactions,
+    consumer: AIOKafkaConsumer,
+    assigned: set[TopicPartition],
+) -> None:
+    """Stage 2's assignment, in one hold of the agent's lock: open transactions committed, the
+    producers of the assigned partitions started (each fences the partition's previous one and
+    waits for its transaction to end), then the tasks opened, their committed offsets read and
+    their partitions sought (:meth:`StatefulAgent.assign`).
+
+    One hold, because a batch run in between — fetched from the committed offset while the new
+    producers were fencing — moved a kept task past the committed offset in an open
+    transaction: the assignment then took the task for one ahead of what was committed
+    (:func:`align`), reset it and replayed it quietly only up to the committed offset, while
+    that open transaction committed the batch's outputs too. Each of them twice (seen: 10-40
+    EMIT CHANGES rows of a window twice in the two-worker SIGKILL test)."""
+    async with agent._lock:
+        # A batch processed since the revocation (a fetch under way then) has its transaction
+        # open: committed first, so no kept task's state is ahead of the committed offset.
+        await txns.commit(everything=True)
+        await txns.stop(keep=assigned, generation=generation(consumer))
+        await txns.start(assigned)
+        await agent.assign(assigned, held=True)
+        if assigned:
+            consumer.resume(*assigned)
+
+
 async def _reopen(agent: StatefulAgent, consumer: AIOKafkaConsumer, failed: Failed) -> None:
     """Aborted tasks start again from their stored state (which the aborted transaction never
     reached); fenced ones are closed and their partitions paused."""
@@ -267,7 +295,11 @@ async def mark_in_transactions(
             return
         for mark in marks:
             tp = owned.get(mark.partition)
-            if tp is None or tp not in txns.tasks:
+            # ``owned`` was taken before the lock: a rebalance may have run its revocation hook
+            # and changed the assignment meanwhile, its assignment hook (which stops the moved
+            # tasks' producers) waiting for the lock behind this — the position of a partition
+            # no longer assigned raised IllegalStateError and stopped the worker.
+            if tp is None or tp not in txns.tasks or tp not in consumer.assignment():
                 continue  # revoked or fenced meanwhile
             output = await txns.begin(tp)
             if output is None:

@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from mode import Service
 
 from agents.config import AgentConfig
 from agents.pipeline import load_pipeline
 from agents.service import PipelineService
 from agents.transaction_probe import probe_transactions
 from agents.transactional import check_queries
+from app.boot import BrokerGate, TablestreamApp
 from app.cli import register_commands
 from app.health import register_health
 from app.settings import Settings, env_name
@@ -45,6 +47,8 @@ class Runtime:
     settings: Settings
     tables: TableRegistry
     pipelines: PipelineService | None = None
+    #: Started in this order after faust's web server (app.boot.TablestreamBoot).
+    services: tuple[Service, ...] = ()
 
 
 def instance_id(data_dir: Path) -> str:
@@ -62,7 +66,7 @@ def instance_id(data_dir: Path) -> str:
 def create_app(settings: Settings) -> faust.App:
     """A faust App configured from ``settings`` alone, with our commands; :func:`wire` adds the
     tables and queries when a worker starts."""
-    app = faust.App(
+    app = TablestreamApp(
         settings.app_id,
         # faust reads its own variables (WEB_PORT, BROKER_URL, ...) over these arguments; an
         # empty environment makes ``settings`` the whole configuration (app.settings warns).
@@ -119,10 +123,9 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
         beacon=app.beacon,
         secrets=settings.secrets,
     )
-    # Started with the app, not as faust "extra services" (those wait for faust's own consumer
-    # group to be joined — 5 s on Tansu — which nothing here needs): tables load and the query
-    # consumers join their groups while faust joins its own (bench/restart.py).
-    app.add_dependency(registry)
+    # Started with the app (app.boot.TablestreamBoot), not as faust "extra services" (those
+    # would wait for faust's table recovery): tables load as soon as the broker answers.
+    services: list[Service] = [BrokerGate(settings.bootstrap_servers, beacon=app.beacon), registry]
     pipelines = None
     if pipeline is not None and settings.exactly_once:
         check_queries(pipeline.queries)
@@ -152,7 +155,7 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
         pipelines = PipelineService(
             pipeline, registry, config, settings.default_partitions, beacon=app.beacon
         )
-        app.add_dependency(pipelines)
+        services.append(pipelines)
     register_health(app, registry, pipelines, max_age=settings.live_max_age)
     register_web(
         app,
@@ -161,7 +164,7 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
         bootstrap_servers=settings.bootstrap_servers,
         dead_letter_topic=settings.dead_letter_topic,
     )
-    runtime = Runtime(settings, registry, pipelines)
+    runtime = Runtime(settings, registry, pipelines, tuple(services))
     app.runtime = runtime  # type: ignore[attr-defined]
     return runtime
 

@@ -105,9 +105,14 @@ def lookup_table(options: str) -> LookupTable:
 
 
 def processor(tables: dict[str, Any]) -> BatchProcessor:
-    sql = declaration("customers", "topic='customers'") + QUERY
+    return typed_processor(declaration("customers", "topic='customers'") + QUERY, tables, "orders")
+
+
+def typed_processor(sql: str, tables: dict[str, Any], stream: str) -> BatchProcessor:
+    """The query of ``sql`` over ``tables`` as a worker runs it, ``stream``'s declared columns
+    decoded typed (sink ``out``, dead letters ``dlq``)."""
     query = compile_query(sql, tables, typed_streams=True)
-    decl = parse_script(sql).declarations["orders"]
+    decl = parse_script(sql).declarations[stream]
     return BatchProcessor(
         query,
         make_decoder(decl.columns),

@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agents.codec import make_decoder, make_encoder
 from agents.process import BatchProcessor
+from bench.federation import typed_processor
 from bench.pipeline_stages import Collect
 from core import codec
 from sources.iceberg import IcebergTable
@@ -93,17 +93,7 @@ def iceberg(sql: str) -> IcebergTable:
 
 
 def processor(sql: str, table: IcebergTable) -> BatchProcessor:
-    query = compile_query(sql, {"stats": table}, typed_streams=True)
-    decl = parse_script(sql).declarations["trades"]
-    return BatchProcessor(
-        query,
-        make_decoder(decl.columns),
-        name="out",
-        sink_topic="out",
-        key_columns=(),
-        dead_letter_topic="dlq",
-        encode=make_encoder(query.output_columns, query.output_types),
-    )
+    return typed_processor(sql, {"stats": table}, "trades")
 
 
 def main() -> None:

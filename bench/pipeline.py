@@ -82,7 +82,11 @@ async def produce(servers: str, topic: str, messages: list[tuple[bytes, bytes]])
         await producer.stop()
 
 
-async def seed(servers: str, n_orders: int, n_users: int, partitions: int) -> None:
+async def seed(
+    servers: str, n_orders: int, n_users: int, partitions: int, *, by_user: bool = False
+) -> None:
+    """Users, limits and orders; orders keyed by their id, or by their user (``by_user``: as a
+    stream co-partitioned by user is, ``bench.pipeline_aggregate --key``)."""
     rng = random.Random(7)
     compact = {"cleanup.policy": "compact"}
     await ensure_topics(
@@ -106,7 +110,10 @@ async def seed(servers: str, n_orders: int, n_users: int, partitions: int) -> No
     await produce(servers, "bench-users", users)
     limits = [(s.encode(), f'{{"symbol":"{s}","max_price":500.00}}'.encode()) for s in SYMBOLS]
     await produce(servers, "bench-limits", limits)
-    orders = [(str(i).encode(), encode_order(order(i, n_users, rng))) for i in range(n_orders)]
+    orders = []
+    for i in range(n_orders):
+        o = order(i, n_users, rng)
+        orders.append((str(o["user_id"] if by_user else i).encode(), encode_order(o)))
     await produce(servers, "bench-orders", orders)
 
 

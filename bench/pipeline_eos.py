@@ -19,6 +19,7 @@ record read to the last output committed (exactly-once: its transaction committe
     .venv/bin/python -m bench.pipeline_eos [--orders 200000] [--rounds 5] [--rate 10000]
         [--latency-seconds 10] [--restarts 3] [--servers HOST:PORT]
         [--guarantees at_least_once,exactly_once] [--commit-interval-ms N]
+        [--tick-ms 1] [--linger-ms 0] [--reader-in-loop] [--warmup-seconds 30]
 
 Without ``--servers`` it launches an Apache Kafka broker of its own (``app.broker``, Java 17+
 and Maven).
@@ -36,6 +37,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -99,7 +101,17 @@ async def run(args: argparse.Namespace, servers: str, work: Path) -> None:
     if args.latency_seconds > 0:
         floor = f"bench-floor-{stamp}"
         await ensure_topics(servers, [TopicSpec(floor, args.partitions, configs=LOG_APPEND_TIME)])
-        lat = await latency(servers, args.rate, args.latency_seconds, args.users, floor, floor)
+        if args.warmup_seconds > 0:
+            # A broker runs for days: its JIT has long compiled the produce and fetch paths.
+            # A fresh one spends its first minute compiling (C2 took ~half a core for ~50 s at
+            # 10k/s here), which would be measured as latency: the same traffic, not counted.
+            warm = await latency(
+                servers, args.rate, args.warmup_seconds, args.users, floor, floor, **client(args)
+            )
+            print(f"warm-up, broker alone (not counted): {summary(warm)} load {load()}")
+        lat = await latency(
+            servers, args.rate, args.latency_seconds, args.users, floor, floor, **client(args)
+        )
         print(f"latency of the broker alone (produce -> consume): {summary(lat)} load {load()}")
         print(f"  {lat.warm().breakdown()}")
         for guarantee in args.guarantees.split(","):
@@ -107,6 +119,15 @@ async def run(args: argparse.Namespace, servers: str, work: Path) -> None:
     if args.restarts:
         await restarts(args, servers, work, f"{stamp}-restart")
     print(f"load average {load()}")
+
+
+def client(args: argparse.Namespace) -> dict[str, Any]:
+    """How the latency runs' producer and reader are set up (bench.latency)."""
+    return {
+        "reader_process": not args.reader_in_loop,
+        "tick": args.tick_ms / 1000,
+        "linger_ms": args.linger_ms,
+    }
 
 
 def load() -> str:
@@ -185,8 +206,9 @@ async def latency_of(
         await wait_running(worker, args.partitions)
         isolation = "read_committed" if guarantee == "exactly_once" else "read_uncommitted"
         lat = await latency(
-            servers, args.rate, args.latency_seconds, args.users, source, sink, isolation
-        )
+            servers, args.rate, args.latency_seconds, args.users, source, sink, isolation,
+            **client(args),
+        )  # fmt: skip
         batch = (await asyncio.to_thread(query_stats, worker)).get("checked", {})
     finally:
         worker.stop()
@@ -329,6 +351,21 @@ if __name__ == "__main__":
         type=int,
         default=None,
         help="TABLESTREAM_COMMIT_INTERVAL_MS of the latency runs (default: the worker's, 100)",
+    )
+    parser.add_argument(
+        "--tick-ms", type=float, default=1.0, help="latency runs: the producer sends every N ms"
+    )
+    parser.add_argument("--linger-ms", type=int, default=0, help="latency runs' producer")
+    parser.add_argument(
+        "--warmup-seconds",
+        type=float,
+        default=30.0,
+        help="latency: this long of the same traffic through the broker first, not counted",
+    )
+    parser.add_argument(
+        "--reader-in-loop",
+        action="store_true",
+        help="latency runs: the reader in the producer's event loop (default: its own process)",
     )
     parser.add_argument(
         "--guarantees",

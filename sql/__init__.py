@@ -23,6 +23,7 @@ from sql.codegen import (
     generate,
 )
 from sql.compile.aggregate_key import GroupKey
+from sql.compile.partitioning import COPARTITIONED, EVERY_PARTITION, REPARTITIONED, Partitioning
 from sql.dialect import Declaration, Tablestream, from_of, split_statement
 from sql.errors import (
     BindError,
@@ -52,7 +53,10 @@ from sql.types import BIGINT_MAX, BIGINT_MIN, SqlType, converter, decimal_contex
 __all__ = [
     "BIGINT_MAX",
     "BIGINT_MIN",
+    "COPARTITIONED",
+    "EVERY_PARTITION",
     "PLANNER_RULES",
+    "REPARTITIONED",
     "BindError",
     "CastError",
     "Catalog",
@@ -67,6 +71,7 @@ __all__ = [
     "LateRecordError",
     "NumericOverflowError",
     "ParseError",
+    "Partitioning",
     "PullQuery",
     "PullResult",
     "PullTimeoutError",

@@ -190,8 +190,16 @@ def _columns(ts: _Tokens, decl: Declaration) -> None:
                     raise ParseError(E_UNCLOSED, sql=ts.sql, offset=name.start)
                 if depth == 0 and t.token_type in (TokenType.COMMA, TokenType.R_PAREN):
                     break
-                if depth == 0 and t.text.upper() in ("PRIMARY KEY", "PRIMARY", "NOT", "NULL"):
-                    if t.text.upper().startswith("PRIMARY"):
+                if depth == 0 and t.text.upper() in (
+                    "PRIMARY KEY",
+                    "PRIMARY",
+                    "KEY",
+                    "NOT",
+                    "NULL",
+                ):
+                    # ``col TYPE PRIMARY KEY`` (tables) or ksqlDB's ``col TYPE KEY`` (a stream's
+                    # record key holds this column: sql.compile.partitioning).
+                    if t.text.upper() in ("PRIMARY KEY", "PRIMARY", "KEY"):
                         decl.primary_key = name.text
                     ts.next()
                     continue

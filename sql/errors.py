@@ -17,6 +17,7 @@ from core.errors import TablestreamError
 
 E_UNKNOWN_TABLE = "unknown table or stream {name!r}"
 E_UNKNOWN_COLUMN = "unknown column {name!r}"
+E_UNKNOWN_KEY_COLUMN = "stream {stream!r} declares key={key!r}, which is not one of its columns"
 E_UNKNOWN_QUALIFIER = "unknown table alias {name!r} in {ref!r}"
 E_AMBIGUOUS_COLUMN = "column {name!r} is ambiguous: it exists in {relations}"
 E_TYPE_MISMATCH = "type mismatch: cannot apply {op} to {left} and {right}"

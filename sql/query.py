@@ -16,14 +16,25 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlglot import exp
+
 from core.errors import ConfigError
 from sql.catalog import Catalog, RelationSchema
 from sql.compile.aggregate_key import GroupKey, compile_group_key
 from sql.compile.context import CompileContext
+from sql.compile.partitioning import Partitioning, partitioning
 from sql.compile.prefetch import prefetcher
 from sql.compile.query import StreamPlan, compile_stream_query
 from sql.dialect import Declaration
-from sql.errors import E_UNKNOWN_TABLE, BindError, SqlCompileError, SqlRuntimeError, suggest
+from sql.errors import (
+    E_UNKNOWN_KEY_COLUMN,
+    E_UNKNOWN_TABLE,
+    BindError,
+    SqlCompileError,
+    SqlRuntimeError,
+    UnsupportedError,
+    suggest,
+)
 from sql.operators.prefetch import Prefetcher
 from sql.parse import Script, parse_script, recursion_headroom
 from sql.plan.full_scan import full_scan
@@ -257,11 +268,44 @@ class CompiledQuery:
             typed_streams=self._ctx.typed_streams,
         )
 
+    def partitioning(self) -> Partitioning | None:
+        """How a worker brings each group's records to one task (:mod:`sql.compile.partitioning`):
+        co-partitioned (the GROUP BY holds the stream's record key), repartitioned, or every
+        partition read by one query; None for a query that keeps no state."""
+        if self._agg is None:
+            return None
+        select = self._script.require_query()
+        group = select.args.get("group")
+        try:
+            self.partition_key()
+            whole = None
+        except UnsupportedError as exc:
+            whole = exc.reason
+        shadowed = {
+            e.alias.lower()
+            for e in select.expressions
+            if isinstance(e, exp.Alias)
+            and not (isinstance(e.this, exp.Column) and e.this.name.lower() == e.alias.lower())
+        }
+        stream = self._plan.stream
+        return partitioning(
+            list(group.expressions) if group is not None else [],
+            stream.schema.name,
+            stream.alias,
+            stream.schema.key_field,
+            whole=whole,
+            shadowed=shadowed,
+        )
+
     def explain(self) -> str:
         # Operators top-down: the output first, the stream scan last (innermost).
         lines = ["  " * d + text for d, text in enumerate(reversed(self._plan.lines))]
         subs = ["  " * d + text for d, text in self._ctx.explain]
         if self.sink is not None:
+            # A continuous query: how a worker spreads its state (stateful ones only).
+            parts = self.partitioning()
+            if parts is not None:
+                lines.insert(0, parts.explain())
             lines.insert(
                 0,
                 f"Sink {self.sink.kind} {self.sink.name} (topic={self.sink.topic})"
@@ -286,6 +330,7 @@ def apply_declarations(script: Script, catalog: Catalog) -> None:
                 decl.columns,
                 timestamp_field=decl.options.get("timestamp"),
                 options=dict(decl.options),
+                key_field=stream_key(script.sql, decl),
             )
             continue
         table = catalog.table(decl.name)
@@ -310,6 +355,23 @@ def apply_declarations(script: Script, catalog: Catalog) -> None:
         if decl.columns is None:
             schema = catalog.schema(decl.name) or schema
         catalog.schemas[decl.name.lower()] = schema
+
+
+def stream_key(sql: str, decl: Declaration) -> str | None:
+    """The column a stream's record key holds (``WITH (key='col')`` or ``col TYPE KEY``), as
+    declared; None when it declares none. A declared column list must hold it."""
+    key = decl.options.get("key") or decl.primary_key
+    if not key or decl.columns is None:
+        return key or None
+    for name in decl.columns:
+        if name.lower() == key.lower():
+            return name
+    raise BindError(
+        E_UNKNOWN_KEY_COLUMN.format(key=key, stream=decl.name),
+        sql=sql,
+        offset=decl.offset,
+        suggestion=suggest(key, list(decl.columns)),
+    )
 
 
 #: The planner's rule names, cheapest first.

@@ -315,12 +315,16 @@ class ReferenceTable(Service):
 
     def get_as_of(self, key: Key, timestamp: int) -> Value | None:
         versions = self._history()
+        if timestamp >= self._state.store.stream_time:
+            # No version is newer (stream time is the newest timestamp applied, committed with
+            # the rows): the key's latest version is its current row, from the row cache.
+            return self.get(key)
         try:
             skey = key.encode() if type(key) is str else key_bytes(key)
         except (TypeError, UnicodeError):
             return None
-        raw = versions.as_of(skey, timestamp)
-        if raw is EXPIRED:
+        value = versions.decoded_as_of(skey, timestamp, self._state.decode_stored)
+        if value is EXPIRED:
             if versions.policy.expired_is_error:
                 raise HistoryExpiredError(
                     E_EXPIRED.format(table=self.name, key=skey.decode(), timestamp=timestamp),
@@ -329,7 +333,7 @@ class ReferenceTable(Service):
                     timestamp=timestamp,
                 )
             return None
-        return None if raw is None else self._state.decode_stored(raw)
+        return value
 
     def get_at_version(self, key: Key, version: int) -> Value | None:
         found = find_at_version(self._history().load(key_bytes(key)), version)

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 from mode import Service
 
 from core.errors import ConfigError
+from core.retry import StartupRetry
 from tables.deadletter import DeadLetterWriter, dead_letter_topic_spec
 from tables.kinds import TableEnv, table_kind
 from tables.protocol import Table
@@ -88,11 +89,15 @@ class TableRegistry(Service):
         ]
         # The one place the dead-letter topic is created: the tables' and the queries' dead letters.
         topics.append(dead_letter_topic_spec(self.dead_letter_topic, self.default_partitions))
-        await ensure_topics(self.bootstrap_servers, topics)
+        # Each step tried again while the broker is away (a worker started during an outage).
+        retry = StartupRetry(self.bootstrap_servers, self)
+        await retry(
+            "create the tables' topics", lambda: ensure_topics(self.bootstrap_servers, topics)
+        )
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap_servers, acks="all", linger_ms=5
         )
-        await self._producer.start()
+        await retry("start the dead-letter producer", self._producer.start)
         self._dead_letters.producer = self._producer
         for table in self.tables.values():
             if isinstance(table, Service):  # tables that load or connect run as services

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import shutil
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,6 +29,7 @@ from rocksdict import ColumnFamily, Options, Rdict, RdictIter, WriteBatch, Write
 
 from tables.store_batch import Fingerprint as Fingerprint
 from tables.store_batch import StoreBatch as StoreBatch
+from tables.store_options import MEMTABLE_BLOOM
 from tables.store_options import StoreOptions as StoreOptions
 
 _META = "meta"
@@ -76,15 +77,22 @@ class TableStore:
         self._unflushed = False
         #: Every row key of a restore into an empty store, while it runs (see restored_keys).
         self._restored: set[bytes] | None = None
+        #: Opened new, with bulk-load memtables (StoreOptions.to_options): set back after a load.
+        self._bulk = False
+        #: Told the version keys each commit wrote, after the write (a cache of past versions).
+        self.history_written: Callable[[list[bytes]], None] | None = None
         self._count = 0
         self._version = 0
         self._stream_time = 0
 
     # -- lifecycle --------------------------------------------------------------------------------
-    def open(self) -> TableStore:
+    def open(self, bulk_if_new: bool = False) -> TableStore:
+        """Opens the database (created if missing). ``bulk_if_new``: a database not there yet is
+        about to be filled by a cold restore — bulk-load memtables until :meth:`end_restore`."""
         if self._db is None:
+            self._bulk = bulk_if_new and not (self.path / "CURRENT").exists()
             self.path.mkdir(parents=True, exist_ok=True)
-            opts = self._options.to_options()
+            opts = self._options.to_options(bulk=self._bulk)
             history = self._options.history_options()
             families = {_META: Options(raw_mode=True), VERSIONS_CF: history}
             self._db = Rdict(str(self.path), opts, column_families=families)
@@ -261,6 +269,8 @@ class TableStore:
         self.db.write(wb)
         # An iterator reads the database as it was when created: the next read takes a new one.
         self._history_it = None
+        if batch.history and self.history_written is not None:
+            self.history_written(batch.history)
         self._count = batch.count
         self._version = batch.version
         self._stream_time = batch.stream_time
@@ -311,6 +321,10 @@ class TableStore:
         if self._restoring and self._db is not None:
             self._db.set_write_options(WriteOptions())
             self._restoring = False
+        if self._bulk and self._db is not None:
+            # The memtables after the restore's flush (persist_restore) filter point reads again.
+            self._db.set_options(MEMTABLE_BLOOM)
+            self._bulk = False
         return self._unflushed
 
     def persist_restore(self) -> None:

@@ -35,6 +35,7 @@ class StoreBatch:
         "_store",
         "count",
         "fingerprints",
+        "history",
         "opened",
         "positions",
         "restored",
@@ -65,6 +66,8 @@ class StoreBatch:
         self.written: list[bytes] | None = [] if track else None
         #: Its row keys were added to :attr:`TableStore.restored_keys` by the writer.
         self.restored = False
+        #: The version keys written or deleted (a cache of past versions drops their keys).
+        self.history: list[bytes] = []
         self.count = count
         self.version = version
         self.stream_time = stream_time
@@ -88,6 +91,8 @@ class StoreBatch:
 
     def put_version(self, key: bytes, value: bytes) -> None:
         self.wb.put(key, value, self._store.versions_handle())
+        self.history.append(key)
 
     def delete_version(self, key: bytes) -> None:
         self.wb.delete(key, self._store.versions_handle())
+        self.history.append(key)

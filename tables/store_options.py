@@ -7,6 +7,13 @@ from dataclasses import dataclass
 
 from rocksdict import BlockBasedOptions, Cache, DBCompressionType, Options
 
+#: The memtable bloom filter ``optimize_for_point_lookup`` sets, as ``Rdict.set_options`` takes it
+#: (both options are mutable: they apply to the memtables made after the call).
+MEMTABLE_BLOOM = {
+    "memtable_prefix_bloom_size_ratio": "0.02",
+    "memtable_whole_key_filtering": "true",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class StoreOptions:
@@ -21,12 +28,18 @@ class StoreOptions:
     history_cache_mb: int = 256
     history_block_bytes: int = 1024
 
-    def to_options(self) -> Options:
+    def to_options(self, bulk: bool = False) -> Options:
+        """The rows' options; ``bulk`` for a database a cold restore fills: its memtables
+        without the bloom filter (each insert set bits at random in a 1.3 MB filter: a third of
+        a restore's write, 0.7 -> 0.5 µs a row), :data:`MEMTABLE_BLOOM` set back once loaded."""
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
         opts.create_missing_column_families(True)
         opts.optimize_for_point_lookup(self.block_cache_mb)
         opts.set_write_buffer_size(self.write_buffer_mb * 1024 * 1024)
+        if bulk:
+            opts.set_memtable_prefix_bloom_ratio(0.0)
+            opts.set_memtable_whole_key_filtering(False)
         return opts
 
     def history_options(self) -> Options:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from rocksdict import Rdict
 
@@ -27,6 +28,7 @@ from tables.versions import (
     prune,
     truncate,
 )
+from tables.versions_cache import DEFAULT_MAX_VERSIONS, PastCache, PastVersions
 
 _KLEN = struct.Struct(">I")
 _TS = struct.Struct(">Q")
@@ -91,11 +93,20 @@ def settle(history: list[Version]) -> None:
 class VersionStore:
     """Reads and writes of one table's history; the store owns the database."""
 
-    def __init__(self, store: TableStore, policy: VersionPolicy) -> None:
+    def __init__(
+        self, store: TableStore, policy: VersionPolicy, cache_versions: int = DEFAULT_MAX_VERSIONS
+    ) -> None:
         self.store = store
         self.policy = policy
         self._retention = policy.retention_ms
         self._sweep_from: bytes | None = None
+        #: Decoded past versions of recently read keys (:mod:`tables.versions_cache`); every
+        #: commit of the store drops the keys whose versions it wrote.
+        self.past = PastCache(cache_versions)
+        store.history_written = self._written
+
+    def _written(self, vkeys: list[bytes]) -> None:
+        self.past.drop(map(split, vkeys), len(vkeys))
 
     def _cf(self) -> Rdict | None:
         return self.store.versions
@@ -126,6 +137,51 @@ class VersionStore:
             # point get. The common case of a stream join, whose records ask for "now".
             return store.get(skey)
         return self.seek(skey, timestamp)
+
+    def decoded_as_of(
+        self, skey: bytes, timestamp: int, decode: Callable[[bytes], Any]
+    ) -> Any | _Expired | None:
+        """The decoded row valid at ``timestamp`` before the stream time (None: no row), or
+        :data:`EXPIRED`, from the cache of past versions (the key's history read on a miss)."""
+        store = self.store
+        retention = self._retention
+        if retention is not None and timestamp < store.stream_time - retention:
+            return EXPIRED
+        past = self.past
+        if past.opened != store.openings:  # opened again (a rebuild): other histories
+            past.clear()
+            past.opened = store.openings
+        history = past.keys.get(skey)
+        if history is None:
+            history = self._read_past(skey)
+            if history is None:  # closed
+                return None
+            past.put(skey, history)
+        value, expired = history.at(timestamp, decode)
+        return EXPIRED if expired else value
+
+    def _read_past(self, skey: bytes) -> PastVersions | None:
+        """The key's retained history from the store: one seek, then its versions in order."""
+        it = self.store.history_iter()
+        if it is None:
+            return None
+        pre = prefix(skey)
+        it.seek(pre)
+        stamps: list[int] = []
+        raws: list[bytes | None] = []
+        truncated = False
+        while it.valid():
+            k = it.key()
+            if not k.startswith(pre):
+                break
+            raw: bytes = it.value()
+            flags = raw[_FLAGS]
+            if not stamps:
+                truncated = bool(flags & _TRUNCATED)
+            stamps.append(_ts(k))
+            raws.append(raw[_HEAD.size :] if flags & _PRESENT else None)
+            it.next()
+        return PastVersions(stamps, raws, truncated)
 
     def seek(self, skey: bytes, timestamp: int) -> bytes | _Expired | None:
         """:meth:`as_of` from the history alone, without the current-row shortcut: one seek."""

@@ -163,6 +163,21 @@ OUTAGE_OPTIONS = (
 )
 
 
+def outage_table(pg: PostgresCluster, policy: str) -> ExternalTable:
+    """The customers of ``pg`` as an external table with :data:`OUTAGE_OPTIONS` and
+    ``on_error=policy``."""
+    opts = f"connector='postgres', dsn='{pg.dsn()}', table='public.customers', {OUTAGE_OPTIONS}"
+    return external(declaration("customers", f"{opts}, on_error='{policy}'"), "customers")
+
+
+def outage_processor(table: ExternalTable, policy: str) -> BatchProcessor:
+    """:data:`ORDERS_QUERY` over ``table`` (from :func:`outage_table`) as the worker runs it."""
+    c = table.config
+    opts = f"connector='postgres', dsn='{c.target}', table='{c.remote_table}'"
+    sql = declaration("customers", f"{opts}, {OUTAGE_OPTIONS}, on_error='{policy}'")
+    return batch_processor(sql + ORDERS_QUERY, {"customers": table})
+
+
 def order_batch(start: int, ids: list[int]) -> list[Rec]:
     """Orders ``start``, ``start + 1``, ... of the customers ``ids``."""
     return [

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 
 #: The declared columns of the tests' table (the current schema's names).
 COLUMNS = "symbol VARCHAR, volume_30d BIGINT, px DOUBLE, PRIMARY KEY (symbol)"
+#: The tests' table in its catalog.
+IDENT = "analytics.market_stats"
+#: The stream the tests' queries join the table with.
+STREAM = "CREATE STREAM trades (id BIGINT, symbol VARCHAR, ts BIGINT) WITH (topic='trades');\n"
 
 
 class Catalogs(Protocol):
@@ -26,6 +30,13 @@ class Catalogs(Protocol):
     :class:`tests.support.iceberg_rest.RestLake` (REST catalog)."""
 
     def catalog(self) -> Any: ...
+
+    def options(self, table: str, extra: str = "") -> str: ...
+
+
+def declaration(lake: Catalogs, extra: str = "", columns: str = COLUMNS) -> str:
+    """The CREATE TABLE of :data:`IDENT` in ``lake``, with ``extra`` options."""
+    return f"CREATE TABLE market_stats ({columns}) WITH ({lake.options(IDENT, extra)});\n"
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,26 @@ def write_pipeline(tmp_path: Path, names: dict[str, str], text: str = PIPELINE) 
     path = tmp_path / "pipeline.sql"
     path.write_text(text.format(**names))
     return path
+
+
+def gold_orders(start: int, n: int) -> list[dict[str, Any]]:
+    """Orders ``start`` .. ``start + n - 1`` of user 1 (gold) for AAPL (a limit exists) at 1.00:
+    every one passes ``checked`` and counts in ``totals``."""
+    return [
+        {"order_id": i, "user_id": 1, "symbol": "AAPL", "price": Decimal("1.00"), "qty": 1}
+        for i in range(start, start + n)
+    ]
+
+
+async def seeded_pipeline(
+    broker_url: str, tmp_path: Path, partitions: int = 2
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Fresh topic names with the tables seeded, the orders topic created with ``partitions``,
+    and the environment of a worker running :data:`PIPELINE` over them: (names, env)."""
+    names = topics()
+    await seed_tables(broker_url, names)
+    await ensure_topics(broker_url, [TopicSpec(names["orders"], partitions)])
+    return names, worker_env(broker_url, write_pipeline(tmp_path, names), names)
 
 
 def worker_env(broker_url: str, pipeline: Path, names: dict[str, str]) -> dict[str, str]:

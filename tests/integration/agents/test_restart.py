@@ -14,17 +14,13 @@ import pytest
 
 from app.broker import Broker
 from core import codec
-from tables.topics import TopicSpec, ensure_topics
 from tests.integration.agents.support import (
     USERS,
     encoded,
     processed,
     queries,
-    seed_tables,
-    topics,
+    seeded_pipeline,
     until,
-    worker_env,
-    write_pipeline,
 )
 from tests.support.kafka import produce, read_all
 from tests.support.worker import Worker, get_json
@@ -52,11 +48,8 @@ def make_orders(n: int) -> list[dict[str, Any]]:
 async def test_sigkill_mid_stream_then_restart(
     broker: Broker, tmp_path: Path, workers: list[Worker]
 ) -> None:
-    names = topics()
-    await seed_tables(broker.url, names)
-    await ensure_topics(broker.url, [TopicSpec(names["orders"], 2)])
+    names, env = await seeded_pipeline(broker.url, tmp_path)
     orders = make_orders(ORDERS)
-    env = worker_env(broker.url, write_pipeline(tmp_path, names), names)
     first = Worker(tmp_path / "w", env).start()
     workers.append(first)
     await until(lambda: first.table("users")["size"] == len(USERS), "users", first)

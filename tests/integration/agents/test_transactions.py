@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import ProducerFenced
+from aiokafka.errors import KafkaTimeoutError, ProducerFenced
 
 from agents.state import QueryState
 from agents.transaction import Transactions
@@ -166,6 +166,12 @@ async def test_commit_abort_and_fencing(
             failed = await first.commit(everything=True)
             assert failed.fenced == [tp]
             assert tp not in first.tasks
+            # The zombie's next batch (fetched before its partition was paused) starts no
+            # producer: one would fence the new owner's (whose commit below would then fail)
+            # and commit from the zombie's position.
+            assert await first.begin(tp) is None
+            assert (await first.commit()).fenced == [tp]
+            assert tp not in first.tasks
             assert state.positions() == {0: 5}
             # Nothing of the fenced transaction holds its store (a state batch kept alive holds
             # RocksDB's lock: the task reopened after the rebalance could not open it).
@@ -269,3 +275,72 @@ async def test_commit_interval_decides_which_transactions_are_due(broker: Broker
     finally:
         for txns in made:
             await txns.close()
+
+
+async def test_a_zombie_whose_abort_fails_starts_no_producer(broker: Broker) -> None:
+    """A send fails for a reason of its own (a timeout) while the producer is already fenced:
+    its abort fails too, and the task stops as a fenced one — no new producer with the same
+    transactional id takes its place, which would fence the partition's owner (the one that
+    fenced it) and go on from the zombie's position."""
+    source, sink, group = unique("src"), unique("sink"), unique("group")
+    await ensure_topics(broker.url, [TopicSpec(source, 1), TopicSpec(sink, 1)])
+    tp = TopicPartition(source, 0)
+
+    def txns() -> Transactions:
+        return Transactions(
+            "q", servers=broker.url, id_prefix=group, group_id=group, topics=[sink], client_id="t"
+        )
+
+    zombie, owner = txns(), txns()
+    await zombie.start([tp])
+    try:
+        out = await zombie.begin(tp)
+        assert out is not None
+        out.append(sink, b"k", b"zombie", partition=0)
+        assert await zombie.sent(tp, 1)
+        await owner.start([tp])  # fences the zombie; its open transaction is aborted
+        try:
+            await zombie._drop(zombie.tasks[tp], "sending", KafkaTimeoutError())
+            assert tp not in zombie.tasks
+            assert (zombie.failed.fenced, zombie.failed.aborted) == ([tp], [])
+            out = await owner.begin(tp)
+            assert out is not None
+            out.append(sink, b"k", b"owner", partition=0)
+            assert await owner.sent(tp, 1)
+            assert not await owner.commit(everything=True)
+            assert await raw_committed(broker.url, sink) == [b"owner"]
+        finally:
+            await owner.close()
+    finally:
+        await zombie.close()
+
+
+async def test_a_dropped_task_takes_no_batch_until_it_is_rewound(broker: Broker) -> None:
+    """A task whose transaction was dropped (a send failed: aborted, to re-read from the
+    committed offset) begins no transaction until the next commit reported it to its caller,
+    which rewinds it: one begun before would get the re-read records a second time."""
+    source, sink, group = unique("src"), unique("sink"), unique("group")
+    await ensure_topics(broker.url, [TopicSpec(source, 1), TopicSpec(sink, 1)])
+    tp = TopicPartition(source, 0)
+    txns = Transactions(
+        "q", servers=broker.url, id_prefix=group, group_id=group, topics=[sink], client_id="t"
+    )
+    await txns.start([tp])
+    try:
+        out = await txns.begin(tp)
+        assert out is not None
+        out.append(sink, b"k", b"dropped", partition=0)
+        assert await txns.sent(tp, 1)
+        await txns._drop(txns.tasks[tp], "sending", KafkaTimeoutError())
+        assert await txns.begin(tp) is None
+        assert txns.due()
+        failed = await txns.commit()
+        assert (failed.aborted, failed.fenced) == ([tp], [])
+        out = await txns.begin(tp)  # rewound by the caller: reading again
+        assert out is not None
+        out.append(sink, b"k", b"again", partition=0)
+        assert await txns.sent(tp, 1)
+        assert not await txns.commit(everything=True)
+        assert await raw_committed(broker.url, sink) == [b"again"]
+    finally:
+        await txns.close()

@@ -13,16 +13,12 @@ import pytest
 
 from app.broker import Broker
 from core import codec
-from tables.topics import TopicSpec, ensure_topics
 from tests.integration.agents.support import (
     USERS,
     encoded,
     queries,
-    seed_tables,
-    topics,
+    seeded_pipeline,
     until,
-    worker_env,
-    write_pipeline,
 )
 from tests.support.kafka import produce, read_all
 from tests.support.worker import Worker, get_json
@@ -35,10 +31,7 @@ ORDERS = 4_000
 async def test_two_workers_share_stateless_work(
     broker: Broker, tmp_path: Path, workers: list[Worker]
 ) -> None:
-    names = topics()
-    await seed_tables(broker.url, names)
-    await ensure_topics(broker.url, [TopicSpec(names["orders"], 4)])
-    env = worker_env(broker.url, write_pipeline(tmp_path, names), names)
+    names, env = await seeded_pipeline(broker.url, tmp_path, 4)
     workers += [Worker(tmp_path / n, env).start() for n in ("a", "b")]
 
     def both_assigned() -> bool:

@@ -4,7 +4,6 @@ or a stall. The log start offset moves past what local state reflects."""
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -15,13 +14,11 @@ from tables.spec import TableSpec
 from tables.topics import TopicSpec, ensure_topics
 from tests.integration.agents.support import (
     encoded,
+    gold_orders,
     processed,
     queries,
-    seed_tables,
-    topics,
+    seeded_pipeline,
     until,
-    worker_env,
-    write_pipeline,
 )
 from tests.integration.kafka.support import delete_records, load
 from tests.support.kafka import final_state, produce, read_all, rows, unique
@@ -59,32 +56,22 @@ async def test_table_state_older_than_the_log_start_is_rebuilt(
 async def test_a_query_whose_source_was_truncated_goes_on(
     broker: Broker, tmp_path: Path, workers: list[Worker]
 ) -> None:
-    names = topics()
-    await seed_tables(broker.url, names)
-    await ensure_topics(broker.url, [TopicSpec(names["orders"], 2)])
-    env = worker_env(broker.url, write_pipeline(tmp_path, names), names)
-
-    def orders(start: int, n: int) -> list[dict[str, object]]:
-        return [
-            {"order_id": i, "user_id": 1, "symbol": "AAPL", "price": Decimal("1.00"), "qty": 1}
-            for i in range(start, start + n)
-        ]
-
+    names, env = await seeded_pipeline(broker.url, tmp_path)
     worker = Worker(tmp_path / "w", env).start()
     workers.append(worker)
-    await produce(broker.url, names["orders"], encoded(orders(0, 200)))
+    await produce(broker.url, names["orders"], encoded(gold_orders(0, 200)))
     await until(processed(worker, "totals", 200), "the first orders", worker)
     worker.stop()
 
     # While the worker is away, more orders arrive and are removed by "retention" before it
     # reads them: its committed offsets and local state point below the new log start.
-    await produce(broker.url, names["orders"], encoded(orders(200, 200)))
+    await produce(broker.url, names["orders"], encoded(gold_orders(200, 200)))
     ends: dict[int, int] = {}
     for r in await read_all(broker.url, names["orders"]):
         ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
     for p, end in ends.items():
         await delete_records(broker.url, names["orders"], before=end, partition=p)
-    await produce(broker.url, names["orders"], encoded(orders(400, 100)))
+    await produce(broker.url, names["orders"], encoded(gold_orders(400, 100)))
 
     worker = Worker(tmp_path / "w", env).start()
     workers.append(worker)

@@ -13,6 +13,8 @@ import pytest
 
 from tests.support.brokers import IN_CI
 from tests.support.clickhouse import ClickHouseServer, clickhouse_server, ensure_installed
+from tests.support.federation import CUSTOMERS, pg_table
+from tests.support.postgres import PostgresCluster, postgres_cluster
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +38,11 @@ def clickhouse() -> Iterator[ClickHouseServer]:
 def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The one chdb session path of the run (chdb holds one per process)."""
     return tmp_path_factory.mktemp("chdb") / "session"
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster of the test's own with the customers: the test stops and starts it."""
+    with postgres_cluster() as cluster:
+        pg_table(cluster, "customers", CUSTOMERS)
+        yield cluster

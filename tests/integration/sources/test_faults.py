@@ -12,54 +12,20 @@ exactly the documented outcome, nothing lost, the breaker's state visible, no re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
 from agents.process import BatchProcessor
 from sources.table import ExternalTable
-from tests.support.federation import (
-    CUSTOMERS,
-    batch_processor,
-    declaration,
-    external,
-    order_batch,
-    pg_table,
-    run_batch,
-)
-from tests.support.federation import ORDERS_QUERY as QUERY
-from tests.support.federation import OUTAGE_OPTIONS as OPTIONS
-from tests.support.postgres import PostgresCluster, postgres_cluster
+from tests.support.federation import order_batch, outage_processor, outage_table, run_batch
+from tests.support.postgres import PostgresCluster
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresCluster]:
-    """A cluster of this test's own: it is stopped and started again."""
-    with postgres_cluster() as cluster:
-        pg_table(cluster, "customers", CUSTOMERS)
-        yield cluster
-
-
-def processor(table: ExternalTable, policy: str) -> BatchProcessor:
-    sql = declaration("customers", f"{_opts(table)}, {OPTIONS}, on_error='{policy}'") + QUERY
-    return batch_processor(sql, {"customers": table})
-
-
-def _opts(table: ExternalTable) -> str:
-    c = table.config
-    return f"connector='postgres', dsn='{c.target}', table='{c.remote_table}'"
-
-
-def table_for(pg: PostgresCluster, policy: str) -> ExternalTable:
-    opts = f"connector='postgres', dsn='{pg.dsn()}', table='public.customers', {OPTIONS}"
-    return external(declaration("customers", f"{opts}, on_error='{policy}'"), "customers")
-
-
 async def outage(pg: PostgresCluster, policy: str) -> tuple[ExternalTable, BatchProcessor]:
-    table = table_for(pg, policy)
-    p = processor(table, policy)
+    table = outage_table(pg, policy)
+    p = outage_processor(table, policy)
     rows, dead = await run_batch(p, order_batch(0, [1, 2]))
     assert rows == [{"order_id": 0, "tier": "gold"}, {"order_id": 1, "tier": "basic"}]
     assert dead == []

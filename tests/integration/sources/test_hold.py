@@ -12,7 +12,6 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,10 +20,9 @@ from aiokafka import AIOKafkaConsumer
 from agents.hold import while_polling
 from app.broker import Broker
 from core import codec
-from tests.integration.sources.test_faults import processor, table_for
-from tests.support.federation import CUSTOMERS, pg_table
+from tests.support.federation import outage_processor, outage_table
 from tests.support.kafka import create_topic, produce, unique
-from tests.support.postgres import PostgresCluster, postgres_cluster
+from tests.support.postgres import PostgresCluster
 from tests.support.records import Collect
 
 #: On Kafka only: what is tested is the client's group membership (aiokafka's poll timer), and
@@ -33,13 +31,6 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.kafka_only]
 #: The consumer's max.poll.interval.ms; every hold below lasts more than twice as long.
 MAX_POLL_MS = 1500
 HOLD = 3.5
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresCluster]:
-    with postgres_cluster() as cluster:
-        pg_table(cluster, "customers", CUSTOMERS)
-        yield cluster
 
 
 async def stop_by_pid(pg: PostgresCluster) -> None:
@@ -95,8 +86,8 @@ async def test_a_held_batch_keeps_the_consumer_in_its_group(
         heartbeat_interval_ms=300,
     )
     await consumer.start()
-    table = table_for(own_postgres, "wait")
-    p = processor(table, "wait")
+    table = outage_table(own_postgres, "wait")
+    p = outage_processor(table, "wait")
     try:
         await stop_by_pid(own_postgres)  # (before the poll: the agent holds right after it)
         recs = await fetch(consumer, 3)

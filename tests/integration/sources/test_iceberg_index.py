@@ -11,11 +11,10 @@ import pytest
 
 from sql import compile_query
 from sql.catalog import Catalog
-from tests.support.iceberg import COLUMNS, Lake, append, iceberg, market_stats
+from tests.support.iceberg import COLUMNS, IDENT, Lake, append, iceberg, market_stats
 
 pytestmark = pytest.mark.slow
 
-IDENT = "analytics.market_stats"
 STREAM = "CREATE STREAM trades (id BIGINT, v BIGINT) WITH (topic='trades');\n"
 
 

@@ -18,10 +18,12 @@ from sql.catalog import Catalog
 from sql.temporal import millis_to_timestamp
 from tests.support.brokers import IN_CI
 from tests.support.iceberg import (
-    COLUMNS,
+    IDENT,
+    STREAM,
     History,
     append,
     customers,
+    declaration,
     events,
     iceberg,
     market_stats,
@@ -29,9 +31,6 @@ from tests.support.iceberg import (
 from tests.support.iceberg_rest import TOKEN_ENV, IcebergRestServer, RestLake, missing
 
 pytestmark = pytest.mark.slow  # one server a module: conftest groups the module on one worker
-
-IDENT = "analytics.market_stats"
-STREAM = "CREATE STREAM trades (id BIGINT, symbol VARCHAR, ts BIGINT) WITH (topic='trades');\n"
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +43,6 @@ def rest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RestLake, H
     with IcebergRestServer(tmp_path_factory.mktemp("rest"), token="t0k-rest") as server:
         lake = RestLake(server)
         yield lake, market_stats(lake, IDENT)
-
-
-def declaration(lake: RestLake, extra: str = "") -> str:
-    return f"CREATE TABLE market_stats ({COLUMNS}) WITH ({lake.options(IDENT, extra)});\n"
 
 
 def test_rest_catalog_time_travel_matches_the_model(rest: tuple[RestLake, History]) -> None:

@@ -3,7 +3,6 @@ restart like table stores."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,16 +11,7 @@ from aiokafka import TopicPartition
 
 from agents.state import QueryState, StateMismatch, Verifier
 from tables.store import Fingerprint
-
-
-@dataclass
-class Rec:
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    topic: str = "orders"
-    timestamp: int = 0
+from tests.support.records import Rec
 
 
 def test_state_and_offsets_commit_together_and_survive_reopen(tmp_path: Path) -> None:

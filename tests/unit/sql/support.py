@@ -8,11 +8,28 @@ from decimal import Decimal
 from typing import Any
 
 import duckdb
+from hypothesis import HealthCheck, settings
 
 from sql import Catalog, CompiledQuery, compile_query
 from tables.memory import MemoryTable
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: Hypothesis examples of the DuckDB differential tests (a third for the time types').
+DIFF_EXAMPLES = int(os.environ.get("SQL_DIFF_EXAMPLES", "400" if IN_CI else "1500"))
+#: The comparison operators the generated queries use.
+COMPARISONS = ["=", "<>", "<", "<=", ">", ">="]
+
+
+def diff_settings(share: int = 1) -> settings:
+    """Hypothesis settings of a differential test: :data:`DIFF_EXAMPLES` // ``share`` examples,
+    no deadline (DuckDB's first query is slow), derandomized in CI."""
+    return settings(
+        max_examples=DIFF_EXAMPLES // share,
+        deadline=None,
+        derandomize=IN_CI,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
 
 #: Declarations shared by our engine and DuckDB (same text, same types).
 TABLE_COLUMNS = {

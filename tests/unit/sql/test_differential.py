@@ -11,20 +11,22 @@ checked against a from-scratch recomputation).
 
 from __future__ import annotations
 
-import datetime as dt
-import os
 from decimal import Decimal
 from typing import Any
 
 import duckdb
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from sql import Catalog, ScalarSubqueryError, compile_query
-from tables.memory import MemoryTable
-from tests.unit.sql.support import IN_CI, DuckMirror, compile_ours, make_tables, same_rows
-
-EXAMPLES = int(os.environ.get("SQL_DIFF_EXAMPLES", "400" if IN_CI else "1500"))
+from sql import ScalarSubqueryError
+from tests.unit.sql.support import (
+    COMPARISONS,
+    DuckMirror,
+    compile_ours,
+    diff_settings,
+    make_tables,
+    same_rows,
+)
 
 ints = st.one_of(st.none(), st.integers(-3, 3))
 decs = st.one_of(st.none(), st.decimals(min_value=-5, max_value=5, places=2, allow_nan=False))
@@ -49,7 +51,6 @@ INNER = {
     "q": {"num": ["q.a", "q.d", "q.k"], "str": []},
 }
 CONST = {"num": ["0", "1", "2.50", "-1", "NULL"], "str": ["'a'", "'b'", "NULL"]}
-CMP = ["=", "<>", "<", "<=", ">", ">="]
 
 
 @st.composite
@@ -63,9 +64,9 @@ def inner_pred(draw: st.DrawFn, t: str, depth: int) -> str:
     ty = draw(st.sampled_from(types))
     col = draw(st.sampled_from(INNER[t][ty]))
     if kind == "const":
-        return f"{col} {draw(st.sampled_from(CMP))} {draw(st.sampled_from(CONST[ty]))}"
+        return f"{col} {draw(st.sampled_from(COMPARISONS))} {draw(st.sampled_from(CONST[ty]))}"
     if kind == "corr":
-        return f"{col} {draw(st.sampled_from(CMP))} {draw(st.sampled_from(OUTER[ty]))}"
+        return f"{col} {draw(st.sampled_from(COMPARISONS))} {draw(st.sampled_from(OUTER[ty]))}"
     if kind == "key":
         key = "r.id" if t == "r" else "q.k"
         return f"{key} = {draw(st.sampled_from(['st.x', '1', '(st.x + 1)']))}"
@@ -100,7 +101,7 @@ def subquery_expr(
         having = draw(st.sampled_from(["COUNT(*) > 1", "COUNT(*) >= 1", f"MIN({col}) IS NOT NULL"]))
         return f"({lhs} IN (SELECT {col} FROM {t}{where} GROUP BY {col} HAVING {having}))"
     agg = draw(st.sampled_from(["MAX", "MIN", "COUNT", "SUM"] if ty == "num" else ["MAX", "MIN"]))
-    cmp = draw(st.sampled_from(CMP))
+    cmp = draw(st.sampled_from(COMPARISONS))
     return f"({lhs} {cmp} (SELECT {agg}({col}) FROM {t}{where}))"
 
 
@@ -175,12 +176,7 @@ def _theirs(mirror: DuckMirror, sql: str, record: dict[str, Any]) -> list[tuple[
         raise
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=IN_CI,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@diff_settings()
 @given(sql=query(), tl=timeline())
 def test_matches_duckdb(
     sql: str, tl: tuple[dict[str, list[dict[str, Any]]], list[tuple[str, Any]]]
@@ -234,12 +230,7 @@ def join_subquery(draw: st.DrawFn) -> str:
     return f"(SELECT {col} FROM {from_}{where})"
 
 
-@settings(
-    max_examples=EXAMPLES // 3,
-    deadline=None,
-    derandomize=IN_CI,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@diff_settings(3)
 @given(
     items=st.lists(join_subquery(), min_size=1, max_size=2),
     tl=timeline(),
@@ -309,137 +300,6 @@ def test_join_plans_chain_key_lookups() -> None:
         " → InnerJoin q: FULL SCAN per row  !! last resort",
     ]
     q.close()
-
-
-# -- time: TIMESTAMP(3) event time, DATE, TIMESTAMP, INTERVAL --------------------------------------
-TIME_DECLS = (
-    "CREATE TABLE w (id BIGINT, effective_date DATE, valid_from TIMESTAMP, PRIMARY KEY (id))"
-    " WITH (topic='w');\n"
-    "CREATE STREAM m (id BIGINT, ts BIGINT, d DATE, t TIMESTAMP)"
-    " WITH (topic='m', timestamp='ts');\n"
-)
-DAY_MS = 86_400_000
-#: Days around a year end, and offsets that sit on and next to the day boundary.
-DAYS = [20818, 20819, 20820]  # 2026-12-30 .. 2027-01-01
-OFFSETS = [-1, 0, 1, 3_600_000, DAY_MS - 1]
-POINTS = [
-    "m._event_time",
-    "m._timestamp",
-    "m.t",
-    "m.d",
-    "w.effective_date",
-    "w.valid_from",
-    "DATE '2026-12-31'",
-    "TIMESTAMP '2026-12-31 00:00:00.001'",
-    "TIMESTAMP '2026-12-31 23:59:59.999'",
-    "m._event_time - INTERVAL '1' HOUR",
-    "m._event_time + INTERVAL 1 DAY",
-    "m.d + INTERVAL '90' MINUTE",
-    "EPOCH_MS(m.ts)",
-    "EPOCH_MS(m.ts - 1)",
-]
-millis = st.builds(lambda d, o: d * DAY_MS + o, st.sampled_from(DAYS), st.sampled_from(OFFSETS))
-
-
-def _iso(ms: int | None, date_only: bool = False) -> str | None:
-    if ms is None:
-        return None
-    t = dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=ms)
-    return t.date().isoformat() if date_only else t.isoformat(sep=" ")
-
-
-@st.composite
-def time_item(draw: st.DrawFn) -> str:
-    """A comparison of two points in time, inside a subquery over ``w`` or not, or a value."""
-    a, b = draw(st.sampled_from(POINTS)), draw(st.sampled_from(POINTS))
-    op = draw(st.sampled_from(CMP))
-    kind = draw(st.sampled_from(["count", "exists", "cmp", "value"]))
-    if kind == "value":
-        return draw(
-            st.sampled_from(
-                [
-                    "m._event_time",
-                    "m._event_time - INTERVAL '1' HOUR",
-                    "EPOCH_MS(m._event_time)",
-                    "m._event_time - m.t",
-                    "m.d - DATE '2026-12-31'",
-                    "m.d + INTERVAL 1 DAY",
-                    "(SELECT MAX(w.valid_from) FROM w WHERE w.effective_date <= m._event_time)",
-                    # equality across DATE and TIMESTAMP through each plan: index probe (text
-                    # stored in a DATE column), maintained IN-set, constant IN list
-                    "(SELECT COUNT(*) FROM w WHERE w.effective_date = m._event_time)",
-                    "(SELECT COUNT(*) FROM w WHERE w.valid_from = m.d)",
-                    "m._event_time IN (SELECT w.effective_date FROM w)",
-                    "m.d NOT IN (SELECT w.valid_from FROM w)",
-                    "m._event_time IN (DATE '2026-12-31', DATE '2027-01-01', NULL)",
-                    "m.d IN (TIMESTAMP '2026-12-31 00:00:00', m.t)",
-                ]
-            )
-        )
-    if "w." not in a + b:
-        return f"{a} {op} {b}"
-    where = f"{a} {op} {b}"
-    if draw(st.booleans()):
-        where += " AND w.id = m.id"
-    if kind == "exists":
-        return f"EXISTS (SELECT 1 FROM w WHERE {where})"
-    return f"(SELECT COUNT(*) FROM w WHERE {where})"
-
-
-@settings(
-    max_examples=EXAMPLES // 3,
-    deadline=None,
-    derandomize=IN_CI,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(
-    items=st.lists(time_item(), min_size=1, max_size=3),
-    rows=st.lists(
-        st.tuples(st.one_of(st.none(), millis), st.one_of(st.none(), millis)), max_size=4
-    ),
-    records=st.lists(
-        st.tuples(
-            st.integers(0, 4), millis, st.one_of(st.none(), millis), st.one_of(st.none(), millis)
-        ),
-        min_size=1,
-        max_size=4,
-    ),
-    record_ts=millis,
-)
-def test_time_types_match_duckdb(
-    items: list[str],
-    rows: list[tuple[int | None, int | None]],
-    records: list[tuple[int, int, int | None, int | None]],
-    record_ts: int,
-) -> None:
-    """``_event_time``/``_timestamp`` as TIMESTAMP(3) against DATE, TIMESTAMP, literals, with
-    INTERVAL arithmetic and EPOCH_MS, in subqueries and not; records on day boundaries."""
-    sql = "SELECT m.id, " + ", ".join(f"{e} AS e{i}" for i, e in enumerate(items)) + " FROM m"
-    w = MemoryTable("w", key_field="id")
-    for i, (day, start) in enumerate(rows):
-        w.put_row({"id": i, "effective_date": _iso(day, True), "valid_from": _iso(start)})
-    q = compile_query(TIME_DECLS + sql, Catalog.of({"w": w}))
-    con = duckdb.connect()
-    con.execute("CREATE TABLE w (id BIGINT, effective_date DATE, valid_from TIMESTAMP)")
-    for i, (day, start) in enumerate(rows):
-        con.execute(
-            "INSERT INTO w VALUES (?, ?::DATE, ?::TIMESTAMP)", [i, _iso(day, True), _iso(start)]
-        )
-    try:
-        for rid, ts, d, t in records:
-            value = {"id": rid, "ts": ts, "d": _iso(d, True), "t": _iso(t)}
-            con.execute(
-                "CREATE OR REPLACE TABLE m AS SELECT ?::BIGINT AS id, ?::BIGINT AS ts,"
-                " ?::DATE AS d, ?::TIMESTAMP AS t, epoch_ms(?::BIGINT) AS _event_time,"
-                " epoch_ms(?::BIGINT) AS _timestamp",
-                [rid, ts, value["d"], value["t"], ts, record_ts],
-            )
-            theirs = [tuple(x) for x in con.execute(sql).fetchall()]
-            ours = [tuple(x.values()) for x in q.process(value, timestamp=record_ts)]
-            assert same_rows(ours, theirs), (sql, value, ours, theirs)
-    finally:
-        q.close()
-        con.close()
 
 
 def test_decimal_digits_survive() -> None:

@@ -51,6 +51,7 @@ def apply(
     rounds: int,
     key_field: str | None = "id",
     restore: bool = False,
+    per_batch: int = len(HOSTILE),
 ) -> tuple[Any, ...]:
     store = TableStore(path).open()
     if restore:  # a cold restore: new keys told by the store's set of restored keys
@@ -74,10 +75,13 @@ def apply(
                 )
                 for i, v in enumerate(HOSTILE)
             ]
-            batch = store.batch()
-            results.append(applier.apply(recs, store, batch, want_changes))
-            store.commit(batch)
-            assert (store.restored_keys is not None) == (restore and not want_changes)
+            for start in range(0, len(recs), per_batch):
+                batch = store.batch()
+                results.append(
+                    applier.apply(recs[start : start + per_batch], store, batch, want_changes)
+                )
+                store.commit(batch)
+                assert (store.restored_keys is not None) == (restore and not want_changes)
         rows = dict(store.items())
         return (
             rows,
@@ -100,6 +104,19 @@ def test_bulk_path_equals_full_path(tmp_path: Path, decode: Any) -> None:
     malformed = fast[5]
     assert len(malformed) >= 4 * 9  # the hostile ones did become dead letters
     assert fast[0][b"3"] == b'{"id":3.0}'
+
+
+@pytest.mark.parametrize("decode", [codec.loads, codec.loads_exact])
+@pytest.mark.parametrize("per_batch", [1, 3])
+def test_bulk_path_equals_full_path_batch_by_batch(
+    tmp_path: Path, decode: Any, per_batch: int
+) -> None:
+    """The bulk path checks a batch's values at once (all ASCII, no digit before an "e") and
+    each value only when its batch fails: batches of one hostile record among ordinary ones."""
+    fast = apply(tmp_path / "fast", decode, False, rounds=2, per_batch=per_batch)
+    full = apply(tmp_path / "full", decode, True, rounds=2, per_batch=per_batch)
+    assert fast == full
+    assert len(fast[5]) >= 2 * 9
 
 
 @pytest.mark.parametrize("decode", [codec.loads, codec.loads_exact])

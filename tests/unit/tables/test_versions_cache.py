@@ -1,0 +1,91 @@
+"""The cache of decoded past versions (tables/versions_cache.py) answers as-of reads exactly as
+the RocksDB seek does, across every kind of write that changes a key's history: new and late
+versions, deletes, retention by count and by age (on write and by sweep), compaction, a
+reopen, and a cache too small for the keys read (it starts over)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from tables.spec import TableSpec
+from tables.versions_store import EXPIRED
+from tests.support.versioned import AppliedTable
+
+KEYS = [b"a", b"b", b"c", b"d", b"e", b"f"]
+
+
+def check(t: AppliedTable) -> int:
+    """Every key at times around its versions, cached path against the seek; cache hits."""
+    versions = t.state.versions
+    assert versions is not None
+    decode = t.state.decode_stored
+    now = t.table.stream_time
+    hits = 0
+    for key in KEYS:
+        for ts in (-1, 0, 7, 50, 99, 100, 101, 150, now - 51, now - 50, now - 1, now, now + 5):
+            cached = key in versions.past.keys
+            got = versions.decoded_as_of(key, ts, decode)
+            raw = versions.seek(key, ts)
+            want = raw if raw is None or raw is EXPIRED else decode(raw)
+            assert got == want, (key, ts, now)
+            hits += cached
+    return hits
+
+
+@pytest.mark.parametrize("cache_versions", [200_000, 7])
+def test_cached_as_of_reads_agree_with_the_seek_through_every_write(
+    tmp_path: Path, cache_versions: int
+) -> None:
+    spec = TableSpec("p", "p", versions=4, history_retention_ms=60)
+    t = AppliedTable(tmp_path / "db", spec)
+    versions = t.state.versions
+    assert versions is not None
+    versions.past.max_versions = cache_versions
+    rng = random.Random(3)
+    hits = 0
+    try:
+        for step in range(400):  # updates, deletes, late and tied timestamps, a batch at a time
+            batch = [
+                (
+                    rng.choice("abcde").encode().decode(),
+                    None if rng.random() < 0.2 else {"v": rng.randrange(100)},
+                    rng.randrange(step, step + 80),
+                )
+                for _ in range(rng.randrange(1, 4))
+            ]
+            t.put_many(batch)
+            if step % 37 == 0:
+                versions.sweep()
+            if step % 91 == 0:
+                t.table.compact(2)
+            if step % 150 == 0:
+                t.reopen()
+            hits += check(t)
+        assert hits > 1_000  # the cache was read, not only filled
+    finally:
+        t.close()
+
+
+def test_get_as_of_reads_the_past_from_the_cache(tmp_path: Path) -> None:
+    t = AppliedTable(tmp_path / "db", TableSpec("p", "p", versions=10))
+    try:
+        for i in range(5):
+            t.put("k", {"p": i}, 100 * (i + 1))
+        t.put("other", {"p": 0}, 900)
+        past = t.state.versions.past  # type: ignore[union-attr]
+        assert t.table.get_as_of("k", 250) == {"p": 1}
+        assert len(past) == 1  # the key's whole history, read once
+        assert past.held == 5
+        assert t.table.get_as_of("k", 450) == {"p": 3}  # from the cache
+        assert t.table.get_as_of("k", 50) is None  # before its first version: no row
+        t.put("k", {"p": 9}, 260)  # a late version in the past: the key is dropped
+        assert len(past) == 0
+        assert t.table.get_as_of("k", 270) == {"p": 9}
+        t.delete("k", 300)
+        assert t.table.get_as_of("k", 350) is None
+        assert t.table.get_as_of("k", 299) == {"p": 9}
+    finally:
+        t.close()
