@@ -123,6 +123,42 @@ def test_a_growing_session_keeps_one_close_entry() -> None:
     assert q.finish()[0]["n"] == 2000
 
 
+def old_layout(sid: str, value: Any) -> Any:
+    """An entry as stores written before the list layout hold it: a dict of named fields, a
+    SUM's exact part tagged (``{"$d": "1.50"}``)."""
+
+    def acc(state: Any) -> Any:
+        if isinstance(state, list) and len(state) == 5 and isinstance(state[2], str):
+            return [*state[:2], {"$d": state[2]}, *state[3:]]
+        return state
+
+    if value is None or sid == "time":
+        return value
+    if sid.startswith("g:"):
+        return {"g": value[0], "a": [acc(a) for a in value[1]]}
+    key, start, end, accs, seq, closed, emitted = value
+    accs = [acc(a) for a in accs]
+    return {"g": key, "s": start, "e": end, "a": accs, "n": seq, "c": closed, "x": emitted}
+
+
+@pytest.mark.parametrize("window", WINDOWS)
+def test_state_written_in_the_dict_layout_still_restores(window: str | None) -> None:
+    sql = query_text(window, "CHANGES", "update")
+    records = [("a", 1000, 1, Decimal("1.50")), ("b", 1500, 2, Decimal("2.25"))]
+    records += [("a", 2500, 3, Decimal("-0.75")), ("b", 3000, -1, Decimal("10"))]
+    whole = compile_query(sql, Catalog())
+    expected = feed(whole, records, None)
+    first = compile_query(sql, Catalog())
+    store: dict[str, Any] = {}
+    got = feed(first, records[:2], store)
+    old = {sid: old_layout(sid, json.loads(text)) for sid, text in store.items()}
+    assert any(isinstance(v, dict) and "a" in v for v in old.values())
+    resumed = compile_query(sql, Catalog())
+    resumed.restore_state(old.items())
+    got += feed(resumed, records[2:], None)
+    assert repr(got) == repr(expected)
+
+
 def test_restoring_foreign_state_is_an_error() -> None:
     session = compile_query(query_text("SESSION(2s)", "FINAL", "dlq"), Catalog())
     session.process({"k": "a", "ts": 1, "v": 1, "d": Decimal(1)})
