@@ -15,7 +15,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sql.codegen.batch import BatchFn, Encoding, Generated, StructDecoding, generate, shape_of
+from sql.codegen.batch import generate, shape_of
+from sql.codegen.batch_spec import BatchFn, Encoding, Generated, StructDecoding
 from sql.codegen.expr import Unsupported
 from sql.codegen.sink import EmitSink, RecordSink
 from sql.query import CompiledQuery

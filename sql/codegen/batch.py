@@ -13,14 +13,13 @@ failure) is appended to ``fails`` with the record, as the closures' driver dead-
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import msgspec
 
+from sql.codegen.batch_spec import BatchFn, Encoding, Generated, StructDecoding
 from sql.codegen.expr import ExprGen, Unsupported
-from sql.codegen.sink import RecordSink
 from sql.codegen.writer import Writer
 from sql.operators.sources import KeyLookup
 from sql.plan.shape import Conjunct, JoinStep, StreamShape
@@ -32,45 +31,6 @@ _EMPTY: dict[str, Any] = {}
 _NO_HEADERS: list[Any] = []
 #: Table kinds whose ``get_many`` answers from local state (no source to fail per record).
 _BATCHED_KINDS = frozenset({"kafka", "memory"})
-
-#: ``batch(records, partition, sink, fails) -> (outputs, tombstones)``.
-BatchFn = Callable[[Any, int, RecordSink, list[Any]], tuple[int, int]]
-
-
-@dataclass(frozen=True, slots=True)
-class Encoding:
-    """How output rows become bytes. ``slow(row)`` is the reference encoder (it raises the
-    caller's error for a row it cannot encode); ``fast`` an equivalent for the common rows that
-    may raise TypeError/ValueError/OverflowError for others (then ``slow`` decides), or None.
-    ``scan_nonfinite``: ``fast`` writes NaN/Infinity decimals as such, ``slow`` refuses them —
-    a row whose DECIMAL output may be one (not known finite from its reads and arithmetic) is
-    checked, and encoded again by ``slow`` when it is."""
-
-    slow: Callable[[Any], bytes]
-    fast: Callable[[Any], bytes] | None = None
-    scan_nonfinite: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class StructDecoding:
-    """A declared stream's records decoded into a struct read by attribute (the caller's
-    typed decoder, e.g. msgspec): ``lines`` set ``v0`` from ``raw`` (or raise the record's
-    error), using the globals in ``namespace``; ``attrs`` maps a column to its attribute.
-    Used when the generated code reads only those columns and calls no closure (closures read
-    rows as dicts); else the dict decoder runs. ``types``: a column's Python type where every
-    value the decoding gives is exactly of it or None (no guards of the operand types then)."""
-
-    attrs: dict[str, str]
-    lines: list[str]
-    namespace: dict[str, Any]
-    row_type: type
-    types: dict[str, type] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class Generated:
-    source: str
-    fn: BatchFn
 
 
 def shape_of(query: CompiledQuery) -> StreamShape:
