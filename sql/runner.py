@@ -32,11 +32,12 @@ from sqlglot import exp
 from core.codec import dumps
 from core.errors import ConfigError
 from sql.catalog import Catalog, infer_columns, qualified
+from sql.declarations import apply_declarations
 from sql.dialect import Declaration
 from sql.errors import SqlCompileError, SqlError, SqlRuntimeError
 from sql.operators.aggregate import Retraction
 from sql.parse import Script
-from sql.query import CompiledQuery, apply_declarations
+from sql.query import CompiledQuery
 from sql.runner_files import (
     E_BAD_LINE,
     E_NOT_OBJECT,
