@@ -30,7 +30,6 @@ end-to-end latency, against one commit (four round trips to the coordinator) per
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import time
@@ -41,10 +40,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import (
     IllegalOperation,
-    InvalidProducerEpoch,
     KafkaError,
-    ProducerFenced,
-    TransactionalIdAuthorizationFailed,
 )
 
 from agents.sink import MAX_BATCH_BYTES, Output
@@ -52,6 +48,7 @@ from agents.state import QueryState
 
 # The start-up check moved to agents.transaction_probe (agents.service imports it from here).
 from agents.transaction_probe import check_transactions as check_transactions
+from agents.transaction_producer import FENCING, failure_cause, forget_futures, stop_producer
 from tables.store import StoreBatch
 
 logger = logging.getLogger(__name__)
@@ -62,54 +59,6 @@ W_ABORTED = "query %s: transaction of %s[%d] aborted (%s); re-reading from the c
 W_FENCED = "query %s: producer of %s[%d] fenced by a newer one (%s); the task stops here"
 W_BROKEN = "query %s: producer of %s[%d] failed while %s (%s); its transaction is dropped, %s"
 I_REJOINED = "query %s: group generation %s -> %s (out of the group meanwhile): new producers"
-#: A producer's errors that mean a newer producer with its transactional id took the task over.
-FENCING = (ProducerFenced, TransactionalIdAuthorizationFailed, InvalidProducerEpoch)
-
-
-async def _stop(producer: AIOKafkaProducer) -> None:
-    """Stop a producer (failing to is no error: a fenced or broken one may), then read the errors
-    its futures hold. A fenced producer fails its transaction's end and its record batches
-    (their drain waiters), futures nobody awaits; unread, each is logged with its traceback
-    whenever a later collection frees it (they sit in reference cycles). On Python 3.11 that
-    logging's ``ast.parse`` (traceback carets), run by a collection inside an AST conversion,
-    breaks that conversion: SystemError "AST constructor recursion depth mismatch" (cpython
-    gh-106905) — it failed a test run whose every test passed, at an import pytest rewrote."""
-    with contextlib.suppress(Exception):
-        await producer.stop()
-    # Stopped, the producer fails nothing more: its sender task is done.
-    accumulator = getattr(producer, "_message_accumulator", None)
-    batches = [b for queue in getattr(accumulator, "_batches", {}).values() for b in queue]
-    batches.extend(getattr(accumulator, "_pending_batches", ()))
-    futures = [getattr(b, name, None) for b in batches for name in ("future", "_drain_waiter")]
-    futures.append(getattr(getattr(producer, "_txn_manager", None), "_transaction_waiter", None))
-    for future in futures:
-        if asyncio.isfuture(future) and future.done() and not future.cancelled():
-            future.exception()
-
-
-def _cause(producer: AIOKafkaProducer, exc: BaseException) -> BaseException:
-    """The error behind ``exc``: a producer fenced in the background (its sender got
-    ProducerFenced adding a partition to the transaction) leaves its transaction manager in an
-    error state, and the next begin or send fails with IllegalOperation or AssertionError; the
-    fencing error itself is its transaction's (failed) end."""
-    waiter = getattr(getattr(producer, "_txn_manager", None), "_transaction_waiter", None)
-    if (
-        not isinstance(exc, FENCING)
-        and isinstance(waiter, asyncio.Future)
-        and waiter.done()
-        and not waiter.cancelled()
-    ):
-        cause = waiter.exception()
-        if isinstance(cause, BaseException):
-            return cause
-    return exc
-
-
-def _forget(futures: Iterable[asyncio.Future[Any]]) -> None:
-    """Futures of a dropped transaction's sends: their outcome read when it comes (a fenced
-    producer fails them all; unread, asyncio logs each)."""
-    for future in futures:
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 class Outcome(enum.Enum):
@@ -237,7 +186,7 @@ class Transactions:
         for tp in [tp for tp in self.tasks if tp not in kept]:
             self.committed.pop(tp, None)  # its next producer waits for the markers
             task = self.tasks.pop(tp)
-            await _stop(task.producer)
+            await stop_producer(task.producer)
 
     async def begin(self, tp: TopicPartition) -> Output | None:
         """The output of ``tp``'s task, inside an open transaction; None if its producer failed
@@ -286,10 +235,10 @@ class Transactions:
         or send fails) drops its open transaction as a failed commit does — it is aborted, so
         read_committed readers never see its records, and its state writes are discarded.
         Fenced, the task stops; otherwise its transaction is aborted, to re-read."""
-        _forget(task.futures)
+        forget_futures(task.futures)
         task.futures, task.offset, task.open = [], None, False
         task.writes.clear()  # as in _commit: the task's store is reopened or closed at once
-        cause = _cause(task.producer, exc)
+        cause = failure_cause(task.producer, exc)
         tp = task.tp
         if isinstance(cause, FENCING):
             logger.warning(
@@ -297,7 +246,7 @@ class Transactions:
             )
             self.failed.fenced.append(tp)
             self.tasks.pop(tp, None)
-            await _stop(task.producer)
+            await stop_producer(task.producer)
             return
         logger.warning(W_BROKEN, self.name, tp.topic, tp.partition, doing, cause, "re-reading it")
         self.aborts += 1
@@ -306,7 +255,7 @@ class Transactions:
         else:  # fenced meanwhile: the task stops
             self.failed.fenced.append(tp)
             self.tasks.pop(tp, None)
-            await _stop(task.producer)
+            await stop_producer(task.producer)
 
     def due(self) -> bool:
         """A transaction open for ``commit_interval``, or a task failed: commit now."""
@@ -332,7 +281,7 @@ class Transactions:
             elif outcome is Outcome.FENCED:
                 failed.fenced.append(task.tp)
                 self.tasks.pop(task.tp, None)
-                await _stop(task.producer)
+                await stop_producer(task.producer)
         return failed
 
     async def revoke(self) -> None:
@@ -373,7 +322,7 @@ class Transactions:
             # Every fencing error (InvalidProducerEpoch too, and the IllegalOperation or
             # AssertionError of a producer fenced in the background) is the fencing: aborting
             # would fail, and a new producer would fence the partition's owner (:meth:`_abort`).
-            cause = _cause(producer, exc)
+            cause = failure_cause(producer, exc)
             if isinstance(cause, FENCING):
                 logger.warning(W_FENCED, self.name, task.tp.topic, task.tp.partition, cause)
                 return Outcome.FENCED  # the caller stops the producer, reading its futures
@@ -398,14 +347,14 @@ class Transactions:
         try:
             await task.producer.abort_transaction()
         except (KafkaError, AssertionError) as exc:
-            if isinstance(_cause(task.producer, exc), FENCING):
+            if isinstance(failure_cause(task.producer, exc), FENCING):
                 # Not ours any more: a new producer would fence the partition's owner and go on
                 # from this zombie's position.
                 return False
             # Not abortable (a fatal error): a new producer with the same id aborts it.
             renew = True
         if renew:
-            await _stop(task.producer)
+            await stop_producer(task.producer)
             fresh = await self._start(task.tp)
             task.producer, task.output = fresh.producer, fresh.output
         return True
