@@ -27,10 +27,11 @@ from core.fetch import getmany_raw, supported
 from core.retry import StartupRetry
 from tables.apply import Applier, Parts
 from tables.deadletter import DeadLetterWriter, source_of_table
+from tables.local_state import LocalStateMismatch, stale_reason, verify_resumed
 from tables.protocol import Change, Op, PartitionStats
 from tables.skew import PartitionSkew
 from tables.store import Fingerprint, TableStore
-from tables.topics import tombstone_retention_ms, topic_partitions
+from tables.topics import topic_partitions
 
 if TYPE_CHECKING:
     from tables.reference import TableState
@@ -47,10 +48,6 @@ W_INTERRUPTED = "a restore was interrupted before its rows were flushed"
 
 class TopicMissingError(TablestreamError):
     """A table's topic is not on the broker."""
-
-
-class _LocalStateMismatch(Exception):
-    """Stored offsets or fingerprints do not describe this topic: local state is not trusted."""
 
 
 ConsumerFactory = Callable[[], AIOKafkaConsumer]
@@ -165,24 +162,7 @@ class TableLoader(Service):
             await self._rebuild(stale)
 
     async def _stale(self) -> str | None:
-        """Why the rows may miss a delete whose tombstone the broker has since cleaned away.
-
-        A tombstone written after the rows last matched the whole topic is kept at least
-        ``delete.retention.ms`` after that moment; rows older than half of it are not trusted
-        (the other half is the margin for reading the tail).
-        """
-        store = self.tstate.store
-        synced = store.synced_at()
-        if self._servers is None or synced is None or not store.positions():
-            return None
-        retention = await tombstone_retention_ms(self._servers, self.tstate.spec.topic)
-        age = int(time.time() * 1000) - synced
-        if retention is None or age <= retention // 2:
-            return None
-        return (
-            f"last in sync {age / 1000:.1f}s ago, while the topic keeps tombstones "
-            f"{retention / 1000:g}s (delete.retention.ms): deletes may have been cleaned away"
-        )
+        return await stale_reason(self.tstate.store, self._servers, self.tstate.spec.topic)
 
     async def _seek_to_stored(self) -> None:
         consumer = self._consumer
@@ -227,7 +207,7 @@ class TableLoader(Service):
                 # held the event loop to its end (other tasks, and the fetcher itself, which
                 # sends the next fetch and reads its answer while the rows are written).
                 await asyncio.sleep(0)
-            except _LocalStateMismatch as exc:
+            except LocalStateMismatch as exc:
                 await self._rebuild(str(exc))
             except OffsetOutOfRangeError as exc:
                 await self._rebuild(f"offset out of range: {exc}")
@@ -242,20 +222,7 @@ class TableLoader(Service):
             if self._raw_fetch
             else await consumer.getmany(timeout_ms=200, max_records=self._fetch_max_records)
         )
-        verified = {}
-        for tp, msgs in fetched.items():
-            fp = self._verify.pop(tp, None)
-            if fp is not None and msgs:
-                first = msgs[0]
-                if first.offset == fp.offset:
-                    if Fingerprint.of(first.offset, first.key, first.value) != fp:
-                        raise _LocalStateMismatch(
-                            f"record {tp.topic}[{tp.partition}]@{first.offset} differs"
-                        )
-                    msgs = msgs[1:]
-                elif first.offset < fp.offset:
-                    raise _LocalStateMismatch(f"{tp.topic}[{tp.partition}] restarted numbering")
-            verified[tp] = msgs
+        verified = verify_resumed(self._verify, fetched)
         kept = await self._bounded(consumer, verified)
         if any(kept.values()):
             await self._apply([(tp.topic, tp.partition, msgs) for tp, msgs in kept.items()])
@@ -347,7 +314,7 @@ class TableLoader(Service):
                 continue
             stats[tp.partition].highwater = highwater
             if highwater < stats[tp.partition].position:
-                raise _LocalStateMismatch(
+                raise LocalStateMismatch(
                     f"{tp.topic}[{tp.partition}] ends at {highwater}, "
                     f"before the stored offset {stats[tp.partition].position}"
                 )
