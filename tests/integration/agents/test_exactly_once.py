@@ -325,6 +325,18 @@ SELECT symbol, COUNT(*) AS n FROM orders GROUP BY symbol EMIT CHANGES;
 """
 
 
+def takeover_query(tmp_path: Path, prefix: str) -> tuple[str, dict[str, str], Any, Any, str]:
+    """:data:`TAKEOVER` on fresh topics: the app id, the topic names, the pipeline, its query,
+    and the query's repartition topic."""
+    app_id = unique(prefix)
+    names = {n: unique(n) for n in ("orders", "volume", "dlq")}
+    pipeline_sql = tmp_path / "pipeline.sql"
+    pipeline_sql.write_text(TAKEOVER.format(**names))
+    pipeline = load_pipeline([pipeline_sql])
+    (query,) = pipeline.queries
+    return app_id, names, pipeline, query, repartition_topic(app_id, query.name)
+
+
 async def test_a_batch_fetched_while_partitions_are_fenced_is_emitted_once(
     kafka: tuple[str, str], tmp_path: Path
 ) -> None:
@@ -338,13 +350,7 @@ async def test_a_batch_fetched_while_partitions_are_fenced_is_emitted_once(
     the committed offset — and its outputs were committed twice (the SIGKILL test's duplicate
     rows). Real broker, real transactions, real RocksDB; the hook called as aiokafka calls it."""
     kafka_url = kafka[0]
-    app_id = unique("takeover")
-    names = {n: unique(n) for n in ("orders", "volume", "dlq")}
-    pipeline_sql = tmp_path / "pipeline.sql"
-    pipeline_sql.write_text(TAKEOVER.format(**names))
-    pipeline = load_pipeline([pipeline_sql])
-    (query,) = pipeline.queries
-    repartition = repartition_topic(app_id, query.name)
+    app_id, names, pipeline, query, repartition = takeover_query(tmp_path, "takeover")
     await ensure_topics(
         kafka_url,
         [
@@ -442,13 +448,7 @@ async def test_watermark_markers_skip_a_partition_a_rebalance_took(
     longer assigned is skipped (its position raised IllegalStateError, which stopped the worker
     in a two-worker run), the others are marked and committed."""
     kafka_url = kafka[0]
-    app_id = unique("marks")
-    names = {n: unique(n) for n in ("orders", "volume", "dlq")}
-    pipeline_sql = tmp_path / "pipeline.sql"
-    pipeline_sql.write_text(TAKEOVER.format(**names))
-    pipeline = load_pipeline([pipeline_sql])
-    (query,) = pipeline.queries
-    repartition = repartition_topic(app_id, query.name)
+    app_id, names, pipeline, query, repartition = takeover_query(tmp_path, "marks")
     await ensure_topics(
         kafka_url,
         [TopicSpec(names["orders"], 2), TopicSpec(repartition, 2), TopicSpec(names["dlq"], 1)],

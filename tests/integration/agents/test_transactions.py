@@ -333,16 +333,7 @@ async def test_a_dropped_task_takes_no_batch_until_it_is_rewound(broker: Broker)
         out.append(sink, b"k", b"dropped", partition=0)
         assert await txns.sent(tp, 1)
         await txns._drop(txns.tasks[tp], "sending", KafkaTimeoutError())
-        assert await txns.begin(tp) is None
-        assert txns.due()
-        failed = await txns.commit()
-        assert (failed.aborted, failed.fenced) == ([tp], [])
-        out = await txns.begin(tp)  # rewound by the caller: reading again
-        assert out is not None
-        out.append(sink, b"k", b"again", partition=0)
-        assert await txns.sent(tp, 1)
-        assert not await txns.commit(everything=True)
-        assert await raw_committed(broker.url, sink) == [b"again"]
+        await pending_until_rewound(txns, tp, sink, broker.url)
     finally:
         await txns.close()
 
@@ -371,16 +362,25 @@ async def test_a_task_whose_commit_failed_on_revocation_takes_no_batch_until_rew
         assert await txns.sent(tp, 1)
         await txns_revoked(txns)
         assert (txns.aborts, txns.commits) == (1, 0)
-        assert await txns.begin(tp) is None  # the batch waiting for the lock: skipped
-        assert txns.due()
-        failed = await txns.commit()
-        assert (failed.aborted, failed.fenced) == ([tp], [])
-        out = await txns.begin(tp)  # rewound by the caller: reading again
-        assert out is not None
-        out.append(sink, b"k", b"again", partition=0)
-        assert await txns.sent(tp, 1)
-        # Committed: the rejected batch's producer was replaced (its sequence numbers were off).
-        assert not await txns.commit(everything=True)
-        assert await raw_committed(broker.url, sink) == [b"again"]
+        # The batch waiting for the lock is skipped; once rewound, the task commits (the
+        # rejected batch's producer was replaced: its sequence numbers were off).
+        await pending_until_rewound(txns, tp, sink, broker.url)
     finally:
         await txns.close()
+
+
+async def pending_until_rewound(
+    txns: Transactions, tp: TopicPartition, sink: str, servers: str
+) -> None:
+    """``tp``'s transaction was dropped: it begins none, the next commit reports it aborted; once
+    rewound (reading again) it commits, and the sink holds only what it wrote then."""
+    assert await txns.begin(tp) is None
+    assert txns.due()
+    failed = await txns.commit()
+    assert (failed.aborted, failed.fenced) == ([tp], [])
+    out = await txns.begin(tp)  # rewound by the caller: reading again
+    assert out is not None
+    out.append(sink, b"k", b"again", partition=0)
+    assert await txns.sent(tp, 1)
+    assert not await txns.commit(everything=True)
+    assert await raw_committed(servers, sink) == [b"again"]
