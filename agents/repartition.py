@@ -32,7 +32,7 @@ import orjson
 from agents.agent import AgentConfig, Processor, QueryAgent
 from agents.codec import DecodeError, Decoder, encode_row
 from agents.delivery import Inflight
-from agents.pipeline import QueryDef, repartition_topic
+from agents.pipeline_model import QueryDef, repartition_topic
 from agents.process import (
     E_INTERNAL,
     BatchCounts,

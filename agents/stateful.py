@@ -42,7 +42,7 @@ from agents.delivery import Delivery, Inflight
 from agents.hold import prefetch_batch
 from agents.membership import MemberFile
 from agents.metrics import QueryStats
-from agents.pipeline import Pipeline, QueryDef, repartition_topic
+from agents.pipeline_model import Pipeline, QueryDef, repartition_topic
 from agents.process import OutputLike, PerPartition
 from agents.sink import Output
 from agents.source import query_transactions, source_consumer

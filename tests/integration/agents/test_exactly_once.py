@@ -19,7 +19,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agents.config import AgentConfig
-from agents.pipeline import load_pipeline, repartition_topic
+from agents.pipeline import load_pipeline
+from agents.pipeline_model import repartition_topic
 from agents.repartition import H_ORIGIN, RepartitionAgent, pack_origin
 from agents.stateful import StatefulAgent, _Tasks
 from agents.transactional import mark_in_transactions, stateful_step

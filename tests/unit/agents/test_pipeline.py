@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.pipeline import COMPACT, load_pipeline
+from agents.pipeline import load_pipeline
+from agents.pipeline_model import COMPACT
 from core.errors import ConfigError
 from tables.spec import TableSpec
 from tables.topics import TopicSpec
