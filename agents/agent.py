@@ -45,7 +45,13 @@ from agents.metrics import QueryStats, log_summaries
 from agents.pipeline import Pipeline, QueryDef
 from agents.process import BatchCounts, RawRecord
 from agents.sink import Output
-from agents.source import Rebalance, query_transactions, show_lag, source_consumer
+from agents.source import (
+    Rebalance,
+    query_transactions,
+    show_lag,
+    source_consumer,
+    stop_consumer,
+)
 from agents.state import QueryState, StateMismatch, Verifier
 from agents.transaction import Transactions
 from agents.transactional import transactional_step
@@ -230,7 +236,7 @@ class QueryAgent(Service):
     def _transactions(self) -> Transactions:
         cfg = self.config
         group, name = f"{cfg.app_id}-{self.qdef.name}", self.stats.name
-        return query_transactions(cfg, name, group, self.sink_topic, f"{cfg.app_id}-{name}")
+        return query_transactions(cfg, name, group, self.sink_topic, f"{cfg.app_id}-{name}", self)
 
     async def _seek_to_state(self) -> None:
         consumer, state, query = self._consumer, self._state, self.query
@@ -385,7 +391,7 @@ class QueryAgent(Service):
                 await self.txns.close()
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await consumer.stop()
+            await stop_consumer(consumer)
         if self._state is not None:
             self._state.close()
         if self.query is not None:

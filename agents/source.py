@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from mode import Service
 
 from agents.config import AgentConfig
 from agents.membership import MemberFile
@@ -18,6 +19,7 @@ from agents.metrics import QueryStats
 from agents.transaction import Transactions
 from agents.transactional import txns_assigned, txns_revoked
 from core.fetch import highwater
+from core.retry import StartupRetry, StoppedWaiting
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +58,35 @@ def source_consumer(
     )
 
 
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """``consumer.stop()``, which raises CancelledError when the broker is away: aiokafka's
+    fetcher cancels a fetch that failed and is backing off (its ``asyncio.sleep`` is outside the
+    fetch's own CancelledError handler) and awaits it, so the cancellation reaches the caller —
+    an agent's stop then ended half-way, its tasks' stores left open, and the client's
+    connections too (``stop`` closes them after the fetcher). A real cancellation of the caller
+    is raised still."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        with contextlib.suppress(Exception):
+            await consumer._client.close()
+
+
 def query_transactions(
-    cfg: AgentConfig, name: str, group: str, sink_topic: str, id_prefix: str
+    cfg: AgentConfig,
+    name: str,
+    group: str,
+    sink_topic: str,
+    id_prefix: str,
+    service: Service | None = None,
 ) -> Transactions:
     """A query's transactions (exactly-once, :mod:`agents.transaction`): one producer per task,
     ``transactional.id`` ``<id_prefix>-<partition>``, offsets committed to ``group``, records to
-    ``sink_topic`` and the dead letters."""
+    ``sink_topic`` and the dead letters. Each producer's start is tried again while the broker
+    is away (:mod:`core.retry`); ``service``, the agent, stops that at once when it stops."""
     return Transactions(
         name,
         servers=cfg.bootstrap_servers,
@@ -70,6 +95,7 @@ def query_transactions(
         topics=[sink_topic, cfg.dead_letter_topic],
         client_id=f"{cfg.app_id}-query-{name}",
         commit_interval=cfg.commit_interval,
+        retry=StartupRetry(cfg.bootstrap_servers, service),
     )
 
 
@@ -120,7 +146,13 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         if self.member is not None:
             self.member.remember(consumer)
         if self.txns is not None:
-            await txns_assigned(self.txns, consumer, set(assigned))
+            try:
+                await txns_assigned(self.txns, consumer, set(assigned))
+            except StoppedWaiting:
+                # Told to stop while the producers' start waited for the broker (see
+                # agents.stateful._Tasks): the agent's stop ends the rest.
+                logger.info("query %s: stopped while its assignment waited", self.stats.name)
+                return
         for tp in assigned:
             # Where reading resumes, for the lag shown until a batch of the partition comes.
             committed = await consumer.committed(tp)

@@ -45,13 +45,14 @@ from agents.metrics import QueryStats
 from agents.pipeline_model import Pipeline, QueryDef, repartition_topic
 from agents.process import OutputLike, PerPartition
 from agents.sink import Output
-from agents.source import query_transactions, source_consumer
+from agents.source import query_transactions, source_consumer, stop_consumer
 from agents.stable_offsets import stable_committed
 from agents.state import QueryState, StateMismatch
 from agents.tasks import AggregateTask
 from agents.transaction import Transactions
 from agents.transactional import align, stateful_step, tasks_assigned
 from core.fetch import getmany_raw, highwater, still_current, supported
+from core.retry import StartupRetry, StoppedWaiting
 from sql import CompiledQuery
 from tables.protocol import Table
 from tables.store import StoreBatch
@@ -69,6 +70,7 @@ W_RETENTION = (
     " between were deleted by the topic's retention before they were aggregated"
 )
 I_RUNNING = "query %s: running (stateful, %s -> %s; %s)"
+I_STOPPED = "query %s: stopped while its assignment waited for the broker"
 
 
 class StatefulAgent(Service):
@@ -127,9 +129,8 @@ class StatefulAgent(Service):
         return source_consumer(self.config, self.qdef.name, self.group_id, windowed=False)
 
     def _transactions(self) -> Transactions:
-        return query_transactions(
-            self.config, self.qdef.name, self.group_id, self.qdef.sink_topic, self.group_id
-        )
+        cfg, name, group = self.config, self.qdef.name, self.group_id
+        return query_transactions(cfg, name, group, self.qdef.sink_topic, group, self)
 
     # -- tasks ------------------------------------------------------------------------------------
     def _task(self, partition: int) -> AggregateTask:
@@ -255,9 +256,13 @@ class StatefulAgent(Service):
             await self._wait_tables(self.qdef.reads)
             self.builder.query().close()  # the tables are ready: check the query compiles
             consumer = self._consumer = self._new_consumer()
-            await consumer.start()
+            # Tried again while the broker is away (lost between the worker's BrokerGate and
+            # here); a stop meanwhile ends the wait at once.
+            retry = StartupRetry(self.config.bootstrap_servers, self)
+            await retry(f"start query {self.qdef.name!r}'s stage-2 consumer", consumer.start)
             self._raw_fetch = supported(consumer)
-            await self.output.prepare([self.qdef.sink_topic, self.config.dead_letter_topic])
+            topics = [self.qdef.sink_topic, self.config.dead_letter_topic]
+            await retry("read the sink topics' partitions", lambda: self.output.prepare(topics))
             self.delivery.consumer = consumer
             self.delivery.background_commits = True
             if self.config.exactly_once:
@@ -366,7 +371,7 @@ class StatefulAgent(Service):
                 await self.txns.close()
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await consumer.stop()
+            await stop_consumer(consumer)
         for task in self.tasks.values():
             task.close()
         self.tasks.clear()
@@ -391,6 +396,11 @@ class _Tasks(ConsumerRebalanceListener):  # type: ignore[misc]
         if self.agent._member is not None and consumer is not None:
             self.agent._member.remember(consumer)
         if txns is not None and consumer is not None:
-            await tasks_assigned(self.agent, txns, consumer, set(assigned))
+            try:
+                await tasks_assigned(self.agent, txns, consumer, set(assigned))
+            except StoppedWaiting:
+                # Told to stop while the producers' start waited for the broker: nothing
+                # assigned was opened; the agent's stop ends the rest.
+                logger.info(I_STOPPED, self.agent.qdef.name)
         else:
             await self.agent.assign(set(assigned))

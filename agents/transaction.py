@@ -49,6 +49,7 @@ from agents.state import QueryState
 # The start-up check moved to agents.transaction_probe (agents.service imports it from here).
 from agents.transaction_probe import check_transactions as check_transactions
 from agents.transaction_producer import FENCING, failure_cause, forget_futures, stop_producer
+from core.retry import StartupRetry
 from tables.store import StoreBatch
 
 logger = logging.getLogger(__name__)
@@ -107,8 +108,12 @@ class Transactions:
         topics: Sequence[str],
         client_id: str,
         commit_interval: float = COMMIT_INTERVAL,
+        retry: StartupRetry | None = None,
     ) -> None:
         self.name = name
+        #: Starting a task's producer is tried again while the broker is away (lost between the
+        #: worker's BrokerGate and an assignment, or during one); None: tried once.
+        self.retry = retry
         #: Seconds a task's transaction stays open before :meth:`due` says commit (0: each batch).
         self.commit_interval = commit_interval
         self.servers = servers
@@ -154,6 +159,13 @@ class Transactions:
             self.tasks[task.tp] = task
 
     async def _start(self, tp: TopicPartition) -> Task:
+        if self.retry is None:
+            return await self._try_start(tp)
+        what = f"start the transactional producer {self.transactional_id(tp)!r}"
+        return await self.retry(what, lambda: self._try_start(tp))
+
+    async def _try_start(self, tp: TopicPartition) -> Task:
+        # A new producer each try: one whose start failed half-way is not started again.
         producer = AIOKafkaProducer(
             bootstrap_servers=self.servers,
             client_id=f"{self.client_id}-{tp.partition}",
@@ -161,9 +173,13 @@ class Transactions:
             max_batch_size=MAX_BATCH_BYTES,
             linger_ms=0,
         )
-        await producer.start()
-        output = Output(producer)
-        await output.prepare(self.topics)
+        try:
+            await producer.start()
+            output = Output(producer)
+            await output.prepare(self.topics)
+        except BaseException:
+            await stop_producer(producer)
+            raise
         return Task(tp, producer, output)
 
     async def stop(

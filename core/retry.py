@@ -29,6 +29,13 @@ W_RETRY = "start-up: %s failed: broker %s unreachable or not ready (%s); try %d 
 I_DONE = "start-up: %s done after %d tries (%.1f s)"
 
 
+class StoppedWaiting(asyncio.CancelledError):
+    """A :class:`StartupRetry` whose service was told to stop while it waited for the broker: a
+    cancellation (the worker exits quietly, status 0, as when mode cancels its start). A
+    rebalance hook that waits catches it: aiokafka's coordinator, which runs the hook, must go
+    on to its own stop."""
+
+
 @dataclass(frozen=True, slots=True)
 class Backoff:
     """Pauses between tries: ``first``, doubling, at most ``cap`` seconds."""
@@ -75,7 +82,7 @@ class StartupRetry:
         while True:
             if self.stopping():
                 # As the worker's own stop cancels its start: it exits quietly, status 0.
-                raise asyncio.CancelledError(f"stopped while trying to {what}")
+                raise StoppedWaiting(f"stopped while trying to {what}")
             try:
                 result = await step()
             except Exception as exc:

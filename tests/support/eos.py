@@ -4,13 +4,19 @@ query the in-process tests drive through the agents' hooks on the real broker.""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from agents.config import AgentConfig, TablesReady
 from agents.pipeline import load_pipeline
 from agents.pipeline_model import repartition_topic
+from agents.repartition import H_ORIGIN, pack_origin
+from agents.stateful import StatefulAgent
+from core import codec
+from tables.topics import TopicSpec, ensure_topics
 from tests.support.kafka import unique
 
 #: The symbols of :data:`TAKEOVER`'s orders.
@@ -54,6 +60,7 @@ def takeover_query(tmp_path: Path, prefix: str) -> tuple[str, dict[str, str], An
     and the query's repartition topic."""
     app_id = unique(prefix)
     names = {n: unique(n) for n in ("orders", "volume", "dlq")}
+    tmp_path.mkdir(parents=True, exist_ok=True)
     pipeline_sql = tmp_path / "pipeline.sql"
     pipeline_sql.write_text(TAKEOVER.format(**names))
     pipeline = load_pipeline([pipeline_sql])
@@ -63,3 +70,66 @@ def takeover_query(tmp_path: Path, prefix: str) -> tuple[str, dict[str, str], An
 
 async def no_tables(names: Any) -> None:
     """The agent's wait for its tables: the query reads none."""
+
+
+async def write_stage1(
+    producer: AIOKafkaProducer, topic: str, first: int, n: int, partition: int = 0
+) -> None:
+    """``n`` repartition records of ``partition`` as stage 1 writes them (origin header): order
+    ``i`` of symbol ``SYMBOLS[i % 2]``, quantity 1."""
+    for i in range(first, first + n):
+        value = codec.dumps({"order_id": i, "symbol": SYMBOLS[i % 2], "qty": 1})
+        headers = [(H_ORIGIN, pack_origin(partition, i))]
+        await producer.send(topic, value, partition=partition, headers=headers)
+    await producer.flush()
+
+
+@dataclass
+class Stage2:
+    """Stage 2 of :data:`TAKEOVER` under exactly-once, in process: its agent (not started), the
+    worker's output producer (started), the topic names and the repartition topic."""
+
+    agent: StatefulAgent
+    producer: AIOKafkaProducer
+    names: dict[str, str]
+    repartition: str
+
+    async def close(self) -> None:
+        await self.agent.stop()
+        await self.producer.stop()
+
+    async def counts(self) -> dict[str, list[int]]:
+        """Each symbol's committed COUNT rows, in the sink's order."""
+        url = self.agent.config.bootstrap_servers
+        rows = [codec.loads_exact(r.value) for r in await read_committed(url, self.names["volume"])]
+        return {s: [r["n"] for r in rows if r["symbol"] == s] for s in SYMBOLS}
+
+
+async def stage2(
+    servers: str,
+    tmp_path: Path,
+    prefix: str,
+    wait_tables: TablesReady = no_tables,
+    partitions: int = 1,
+    **config: Any,
+) -> Stage2:
+    """:class:`Stage2` on fresh topics (the repartition topic of ``partitions``); ``config``:
+    :class:`AgentConfig` fields besides the broker, ids, topics and data directory."""
+    app_id, names, pipeline, query, repartition = takeover_query(tmp_path, prefix)
+    topics = [TopicSpec(repartition, partitions)] + [
+        TopicSpec(names[n], 1) for n in ("volume", "dlq")
+    ]
+    await ensure_topics(servers, topics)
+    cfg = AgentConfig(
+        bootstrap_servers=servers,
+        app_id=app_id,
+        dead_letter_topic=names["dlq"],
+        data_dir=tmp_path / "data",
+        exactly_once=True,
+        watermark_per_source=False,
+        **config,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=servers)
+    await producer.start()
+    agent = StatefulAgent(query, pipeline, {}, producer, cfg, wait_tables)
+    return Stage2(agent, producer, names, repartition)

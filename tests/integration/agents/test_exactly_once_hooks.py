@@ -14,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agents.config import AgentConfig
-from agents.repartition import H_ORIGIN, RepartitionAgent, pack_origin
+from agents.repartition import RepartitionAgent
 from agents.stateful import StatefulAgent, _Tasks
 from agents.transactional import mark_in_transactions, stateful_step
 from agents.watermarks import Mark, mark_of
@@ -22,7 +22,7 @@ from app.broker import Broker
 from core import codec
 from core.fetch import getmany_raw
 from tables.topics import TopicSpec, ensure_topics
-from tests.support.eos import SYMBOLS, no_tables, read_committed, takeover_query
+from tests.support.eos import SYMBOLS, no_tables, read_committed, takeover_query, write_stage1
 
 pytestmark = [pytest.mark.broker, pytest.mark.kafka_only]
 
@@ -67,18 +67,6 @@ async def test_a_batch_fetched_while_partitions_are_fenced_is_emitted_once(
     hook = _Tasks(agent)
     kept, new = TopicPartition(repartition, 0), TopicPartition(repartition, 1)
 
-    async def stage1(first: int, n: int) -> None:
-        """``n`` repartition records of partition 0, as stage 1 writes them (origin header)."""
-        records = [
-            (i, codec.dumps({"order_id": i, "symbol": SYMBOLS[i % 2], "qty": 1}))
-            for i in range(first, first + n)
-        ]
-        for i, value in records:
-            await producer.send(
-                repartition, value, partition=0, headers=[(H_ORIGIN, pack_origin(0, i))]
-            )
-        await producer.flush()
-
     async def run_until(position: int) -> None:
         """The loop's steps until the kept task applied everything below ``position``."""
         deadline = time.monotonic() + 30
@@ -94,12 +82,12 @@ async def test_a_batch_fetched_while_partitions_are_fenced_is_emitted_once(
         # Generation 1: this worker owns partition 0 and commits 40 records' outputs.
         consumer.assign([kept])
         await hook.on_partitions_assigned({kept})
-        await stage1(0, 40)
+        await write_stage1(producer, repartition, 0, 40)
         await run_until(40)
         # 20 more, then generation 2: partition 0 kept, partition 1 new. The fetch reads the
         # kept partition from its committed offset (40; aiokafka's own OffsetFetch may answer
         # it a moment late, the seek stands for it) before the hook runs.
-        await stage1(40, 20)
+        await write_stage1(producer, repartition, 40, 20)
         consumer.assign([kept, new])
         consumer.seek(kept, 40)
         fetched: dict[TopicPartition, Any] = {}
