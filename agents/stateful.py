@@ -189,21 +189,28 @@ class StatefulAgent(Service):
                 self.stats.partitions.pop(p, None)
                 logger.info(I_TASK, self.qdef.name, self.topic, p, "closed")
             for p in sorted(wanted):
-                kept = self.tasks.get(p)
-                if kept is not None:
-                    task = kept
-                else:
-                    # Registered once open: a store that failed to open must not stay behind
-                    # as a half-open task the loop would later trip over.
-                    task = self._task(p)
-                    resumed = task.open()
-                    self.tasks[p] = task
-                    if not resumed:
-                        self.stats.replays += 1
-                    how = f"resumes at offset {task.position}" if resumed else "replays from 0"
-                    logger.info(I_TASK, self.qdef.name, self.topic, p, how)
+                task = self.tasks.get(p) or self._open(p)
                 await self._quiet(task)
                 self._seek(task)
+
+    def _open(self, partition: int, resumes: str = "resumes") -> AggregateTask:
+        # Registered once open: a store that failed to open must not stay behind as a half-open
+        # task the loop would later trip over.
+        task = self._task(partition)
+        resumed = task.open()
+        self.tasks[partition] = task
+        if not resumed:
+            self.stats.replays += 1
+        how = f"{resumes} at offset {task.position}" if resumed else "replays from 0"
+        logger.info(I_TASK, self.qdef.name, self.topic, partition, how)
+        return task
+
+    def reopen(self, partition: int) -> AggregateTask:
+        """The task of ``partition`` opened again from its stored state, which holds exactly
+        what committed (an aborted transaction's batches never reach it; its live state may
+        hold them). Seeking it is the caller's."""
+        self.tasks.pop(partition).close()
+        return self._open(partition, "reopened from its state")
 
     async def _source_layout(self, partitions: list[int]) -> None:
         consumer = self._consumer

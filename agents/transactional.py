@@ -251,9 +251,18 @@ async def tasks_assigned(
     async with agent._lock:
         # A batch processed since the revocation (a fetch under way then) has its transaction
         # open: committed first, so no kept task's state is ahead of the committed offset.
-        await txns.commit(everything=True)
+        failed = await txns.commit(everything=True)
         await txns.stop(keep=assigned, generation=generation(consumer))
         await txns.start(assigned)
+        # A kept task whose transaction did not commit (here, or in the revocation hook: pending
+        # until this commit) holds that transaction's batches in its live state: reopened from
+        # its stored state, which holds exactly what committed, it resumes at the committed
+        # offset. (It was taken for a task ahead of the committed offset and replayed from 0.)
+        # A stored state that does not describe what was committed is still replayed: one
+        # ahead of the committed offset by align, one behind it quietly up to it (assign).
+        for tp in [*failed.aborted, *failed.fenced]:
+            if tp in assigned and tp.partition in agent.tasks:
+                agent.reopen(tp.partition)
         await agent.assign(assigned, held=True)
         if assigned:
             consumer.resume(*assigned)
@@ -264,12 +273,9 @@ async def _reopen(agent: StatefulAgent, consumer: AIOKafkaConsumer, failed: Fail
     reached); fenced ones are closed and their partitions paused."""
     failed = _assigned(consumer, failed)
     for tp in failed.aborted:
-        old = agent.tasks.pop(tp.partition, None)
-        if old is None:
+        if tp.partition not in agent.tasks:
             continue
-        old.close()
-        task = agent.tasks[tp.partition] = agent._task(tp.partition)
-        task.open()
+        task = agent.reopen(tp.partition)
         await agent._quiet(task)
         agent._seek(task)
     for tp in failed.fenced:
