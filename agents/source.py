@@ -150,7 +150,7 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
                 await txns_assigned(self.txns, consumer, set(assigned))
             except StoppedWaiting:
                 # Told to stop while the producers' start waited for the broker (see
-                # agents.stateful._Tasks): the agent's stop ends the rest.
+                # agents.stateful_hooks): the agent's stop ends the rest.
                 logger.info("query %s: stopped while its assignment waited", self.stats.name)
                 return
         for tp in assigned:

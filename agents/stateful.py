@@ -31,7 +31,7 @@ import logging
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import OffsetOutOfRangeError
 from mode import Service
 
@@ -48,11 +48,12 @@ from agents.sink import Output
 from agents.source import query_transactions, source_consumer, stop_consumer
 from agents.stable_offsets import stable_committed
 from agents.state import QueryState, StateMismatch
+from agents.stateful_hooks import TaskHooks
 from agents.tasks import AggregateTask
 from agents.transaction import Transactions
-from agents.transactional import align, stateful_step, tasks_assigned
+from agents.transactional import align, stateful_step
 from core.fetch import getmany_raw, highwater, still_current, supported
-from core.retry import StartupRetry, StoppedWaiting
+from core.retry import StartupRetry
 from sql import CompiledQuery
 from tables.protocol import Table
 from tables.store import StoreBatch
@@ -70,7 +71,6 @@ W_RETENTION = (
     " between were deleted by the topic's retention before they were aggregated"
 )
 I_RUNNING = "query %s: running (stateful, %s -> %s; %s)"
-I_STOPPED = "query %s: stopped while its assignment waited for the broker"
 
 
 class StatefulAgent(Service):
@@ -277,7 +277,7 @@ class StatefulAgent(Service):
             self._member = self.config.member_file(self.group_id)
             if self._member is not None:
                 await self._member.leave_previous(self.config.bootstrap_servers, self.label)
-            consumer.subscribe([self.topic], listener=_Tasks(self))
+            consumer.subscribe([self.topic], listener=TaskHooks(self))
             self.stats.state = "running"
             gc.freeze()  # see QueryAgent._main
             how = self.qdef.partitioning
@@ -385,29 +385,3 @@ class StatefulAgent(Service):
         self.builder.close()
         if self.stats.state != "failed":
             self.stats.state = "stopped"
-
-
-class _Tasks(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, agent: StatefulAgent) -> None:
-        self.agent = agent
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self.agent.revoke()
-        txns = self.agent.txns
-        if txns is not None:
-            async with self.agent._lock:
-                await txns.revoke()  # what fails stays pending: agents.transactional._reopen
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        txns, consumer = self.agent.txns, self.agent._consumer
-        if self.agent._member is not None and consumer is not None:
-            self.agent._member.remember(consumer)
-        if txns is not None and consumer is not None:
-            try:
-                await tasks_assigned(self.agent, txns, consumer, set(assigned))
-            except StoppedWaiting:
-                # Told to stop while the producers' start waited for the broker: nothing
-                # assigned was opened; the agent's stop ends the rest.
-                logger.info(I_STOPPED, self.agent.qdef.name)
-        else:
-            await self.agent.assign(set(assigned))

@@ -15,7 +15,8 @@ from agents.config import AgentConfig, TablesReady
 from agents.pipeline import load_pipeline
 from agents.pipeline_model import Pipeline, repartition_topic
 from agents.repartition import H_ORIGIN, pack_origin
-from agents.stateful import StatefulAgent, _Tasks
+from agents.stateful import StatefulAgent
+from agents.stateful_hooks import TaskHooks
 from agents.transaction import Transactions
 from agents.transactional import stateful_step
 from core import codec
@@ -167,14 +168,14 @@ class Driven:
     agent: StatefulAgent
     consumer: AIOKafkaConsumer
     txns: Transactions
-    hook: _Tasks
+    hook: TaskHooks
 
     @classmethod
     async def of(cls, agent: StatefulAgent) -> Driven:
         consumer = agent._consumer = agent._new_consumer()
         txns = agent.txns = agent._transactions()
         await consumer.start()
-        return cls(agent, consumer, txns, _Tasks(agent))
+        return cls(agent, consumer, txns, TaskHooks(agent))
 
     async def assign(self, *tps: TopicPartition) -> None:
         self.consumer.assign(list(tps))

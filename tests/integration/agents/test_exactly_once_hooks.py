@@ -15,7 +15,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agents.config import AgentConfig
 from agents.repartition import RepartitionAgent
-from agents.stateful import StatefulAgent, _Tasks
+from agents.stateful import StatefulAgent
+from agents.stateful_hooks import TaskHooks
 from agents.transactional import mark_in_transactions, stateful_step
 from agents.watermarks import Mark, mark_of
 from app.broker import Broker
@@ -64,7 +65,7 @@ async def test_a_batch_fetched_while_partitions_are_fenced_is_emitted_once(
     agent = StatefulAgent(query, pipeline, {}, producer, config, no_tables)
     consumer = agent._consumer = agent._new_consumer()
     txns = agent.txns = agent._transactions()
-    hook = _Tasks(agent)
+    hook = TaskHooks(agent)
     kept, new = TopicPartition(repartition, 0), TopicPartition(repartition, 1)
 
     async def run_until(position: int) -> None:
