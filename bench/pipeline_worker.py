@@ -131,6 +131,11 @@ def pipeline_throughput(
         if n >= expect and q.get("records_out", 0) >= expect and q.get("lag") == 0:
             assert first is not None
             assert cpu0 is not None
+            if n0 >= expect:  # nothing left to time after the first poll
+                raise RuntimeError(
+                    f"query {name!r} read all {expect} records before the first poll"
+                    " (0.1 s): too few records to time; give more (--orders)"
+                )
             return {
                 "seconds": time.perf_counter() - first,
                 "events": expect - n0,
