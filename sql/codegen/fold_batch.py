@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from sql.codegen.batch_spec import Encoding, StructDecoding
 from sql.codegen.expr import ExprGen, Unsupported
@@ -45,8 +45,24 @@ from sql.query import CompiledQuery
 from sql.runtime.accumulators import Count, CountStar, Sum
 from sql.types import DECIMAL_CONTEXT
 
-#: ``fold(records, partition, fails, slow, append) -> outputs appended``.
-FoldFn = Callable[[Any, int, list[Any], Callable[[Any], None], Callable[..., Any]], int]
+#: ``fold(records, partition, fails, slow, append, sinks) -> outputs appended``.
+FoldFn = Callable[[Any, int, list[Any], Callable[[Any], None], Callable[..., Any], Any], int]
+
+
+class RecordSinks(Protocol):
+    """Outputs appended by the C record builder of their partition's open batch, inline
+    (:class:`sql.codegen.sink.RecordSink` per partition): ``open`` maps a partition to its
+    ``[append, n, sink]``; ``part(key)`` is the partition of an output key; ``start(p)`` opens
+    one; ``roll(entry, key, value)`` queues a full batch and appends the record to a new one.
+    The caller closes them (before the general path appends, and after the batch)."""
+
+    open: dict[int, list[Any]]
+
+    def part(self, key: bytes | None) -> int: ...
+
+    def start(self, partition: int) -> list[Any]: ...
+
+    def roll(self, entry: list[Any], key: bytes | None, value: bytes) -> None: ...
 
 
 class _Slow(Exception):
@@ -172,11 +188,13 @@ class _FoldBody:
     def write(self) -> None:
         w = self.w
         ns = w.namespace
-        ns.update({"SLOW": _Slow(), "MISS": _MISS, "ENV": self.query.env})
+        ns.update({"SLOW": _Slow(), "MISS": _MISS, "ENV": self.query.env, "NO_HEADERS": []})
         #: The EMIT CHANGES row of the record (appended by the row function, taken at once).
         self.rows = w.bind([], "ROWS")
-        with w.block("def fold(records, partition, fails, slow, append):"):
+        with w.block("def fold(records, partition, fails, slow, append, sinks):"):
             w.line("n_out = 0")
+            with w.block("if sinks is not None:"):
+                w.line("opened, part, open_sink = sinks.open, sinks.part, sinks.start")
             if self.gate is not None:
                 w.line(f"checked = {w.bind(self.gate.checked, 'CHECKED')}(partition)")
             with w.block("for rec in records:"):
@@ -396,7 +414,17 @@ class _FoldBody:
         w = self.w
         self._key(values)
         self._encode()
-        w.line(f"append({w.const(self.topic)}, key, out, None, None)")
+        with w.block("if sinks is None:"):
+            w.line(f"append({w.const(self.topic)}, key, out, None, None)")
+        with w.block("else:"):
+            # The partition's C record builder, called inline (sql.codegen.sink).
+            w.line("p = part(key)")
+            w.line("e = opened.get(p)")
+            with w.block("if e is None:"):
+                w.line("e = opened[p] = open_sink(p)")
+            with w.block("if e[0](e[1], None, key, out, NO_HEADERS) is None:"):
+                w.line("sinks.roll(e, key, out)")
+            w.line("e[1] += 1")
         w.line("n_out += 1")
 
     def _key(self, values: dict[str, str]) -> None:

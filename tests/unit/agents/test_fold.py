@@ -162,7 +162,7 @@ def test_explain_shows_the_generated_fold() -> None:
     query = compile_query(sql, {}, typed_streams=True)
     assert "generated fold" in explain_line(query)
     code = explain_code(query)
-    assert code.startswith("def fold(records, partition, fails, slow, append):")
+    assert code.startswith("def fold(records, partition, fails, slow, append, sinks):")
     assert "raise SLOW" in code
 
 
@@ -177,3 +177,52 @@ def test_decimal_sums_stay_exact() -> None:
     _, out = run(fast, batch)
     totals = [v.split(b'"total":')[1].split(b",")[0] for _, _, v, _ in out.records if v]
     assert totals == [b"0.10", b"0.30", b"100000000.29"]
+
+
+def _sent(out: Any, topic: str) -> dict[int, list[tuple[bytes | None, bytes | None]]]:
+    """Every record of ``topic`` in an Output's batches, by partition (offsets checked)."""
+    from aiokafka.record.default_records import DefaultRecordBatch
+
+    got: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
+    batches = [(p, b) for t, p, b in out._full if t == topic]
+    batches += [(p, b) for (t, p), b in out._open.items() if t == topic]
+    for p, batch in batches:
+        records = list(DefaultRecordBatch(bytearray(batch._build())))
+        assert [r.offset for r in records] == list(range(len(records)))
+        got.setdefault(p, []).extend((r.key, r.value) for r in records)
+    return got
+
+
+async def test_outputs_through_the_record_builders_are_the_general_paths() -> None:
+    """With a real Output, the fold appends through each partition's C record builder (full
+    batches rolled over) and closes them before the general path appends: the same records in
+    the same order per partition, offsets without gaps, the same record count."""
+    from aiokafka import AIOKafkaProducer
+
+    from agents.sink import Output
+
+    sql = STREAM.format(key="u", ooo="0ms", late="") + QUERIES[0].format(key="u")
+    outs = []
+    for fold in (True, False):
+        producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", max_batch_size=1024)
+        out = Output(producer)
+        out.set_partitions("out", [0, 1, 2])
+        out.set_partitions("dlq", [0])
+        _, proc = build(sql, "u", fold)
+        offset = 0
+        for b in range(4):
+            batch = []
+            for i in range(60):
+                t = TEXTS[i % len(TEXTS)] if i % 7 else "nope"  # not a key column: dead letter
+                doc = {"u": int(t) if t != "nope" else 1, "ts": b * 4_000 + i * 10, "d": "1.25"}
+                raw = codec.dumps(doc) if i % 11 else b"{"  # malformed: the general path
+                batch.append(Rec(0, offset, t.encode(), raw, topic="ev"))
+                offset += 1
+            proc.run_partition("ev", 0, batch, out, BatchCounts())
+        outs.append(out)
+        await producer.stop()
+    fast, general = outs
+    assert _sent(fast, "out") == _sent(general, "out")
+    assert sum(len(v) for v in _sent(fast, "out").values()) > 150
+    assert sorted(_sent(fast, "dlq")[0]) == sorted(_sent(general, "dlq")[0])
+    assert fast.records == general.records
