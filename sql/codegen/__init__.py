@@ -18,7 +18,7 @@ from typing import Any
 from sql.codegen.batch import generate, shape_of
 from sql.codegen.batch_spec import BatchFn, Encoding, Generated, StructDecoding
 from sql.codegen.expr import Unsupported
-from sql.codegen.fold_batch import explain_fold, explain_fold_line
+from sql.codegen.fold_explain import explain_fold, explain_fold_line
 from sql.codegen.sink import EmitSink, RecordSink
 from sql.query import CompiledQuery
 
