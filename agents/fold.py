@@ -177,6 +177,8 @@ class _Sinks:
         self.output, self.topic = output, topic
         self.open: dict[int, list[Any]] = {}
         self.part = functools.partial(output.partition, topic)
+        #: The output's partitions by key for ``topic`` (filled by ``partition``): read inline.
+        self.known: dict[bytes, int] = getattr(output, "_cache", {}).get(topic, {})
 
     def start(self, partition: int) -> list[Any]:
         sink = self.output.record_sink(self.topic, partition)

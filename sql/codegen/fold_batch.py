@@ -55,9 +55,11 @@ class RecordSinks(Protocol):
     (:class:`sql.codegen.sink.RecordSink` per partition): ``open`` maps a partition to its
     ``[append, n, sink]``; ``part(key)`` is the partition of an output key; ``start(p)`` opens
     one; ``roll(entry, key, value)`` queues a full batch and appends the record to a new one.
-    The caller closes them (before the general path appends, and after the batch)."""
+    The caller closes them (before the general path appends, and after the batch). ``known``:
+    partitions already computed by key (``part`` fills it), read first."""
 
     open: dict[int, list[Any]]
+    known: dict[bytes, int]
 
     def part(self, key: bytes | None) -> int: ...
 
@@ -167,6 +169,7 @@ class _FoldBody(FoldOutput):
         self.gen = ExprGen(w, query.context, {self.vs: "v0"}, attrs, types)
         self.windowed = isinstance(op, TimeWindowAggregate)
         self.key_columns: tuple[str, ...] = ()
+        self.decimal_sums: dict[int, bool] = {}
 
     def attr(self, column: str) -> str:
         if self.dicts:
@@ -187,6 +190,7 @@ class _FoldBody(FoldOutput):
             w.line("n_out = 0")
             with w.block("if sinks is not None:"):
                 w.line("opened, part, open_sink = sinks.open, sinks.part, sinks.start")
+                w.line("known = sinks.known")
             if self.gate is not None:
                 w.line(f"checked = {w.bind(self.gate.checked, 'CHECKED')}(partition)")
             with w.block("for rec in records:"):
@@ -320,6 +324,7 @@ class _FoldBody(FoldOutput):
                 with w.block(f"if {arg} is not None:"):
                     w.line(f"{a}.n += 1")
             elif issubclass(kind, Sum) and self.gen.exact.get(arg) is Decimal:
+                self.decimal_sums[i] = True
                 with w.block(f"if {arg} is not None:"):  # Sum._apply of a Decimal
                     w.line(f"{a}.exact = {add}({a}.exact, {arg})")
                     w.line(f"{a}.decimals += 1")

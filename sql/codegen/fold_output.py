@@ -19,7 +19,8 @@ from sql.codegen.writer import Writer
 from sql.operators.aggregate import StreamAggregate
 from sql.operators.window_time import TimeWindowAggregate
 from sql.query import CompiledQuery
-from sql.runtime.accumulators import Count, CountStar
+from sql.runtime.accumulators import Count, CountStar, Sum
+from sql.types import DECIMAL_CONTEXT
 
 
 class _Mark:
@@ -44,6 +45,8 @@ class FoldOutput:
     windowed: bool
     #: The global name of the list the row function appends the record's row to.
     rows: str
+    #: Aggregate calls (by index) that are a SUM folded from DECIMAL values inline.
+    decimal_sums: dict[int, bool]
 
     def _emit(self) -> None:
         op = self.op
@@ -70,6 +73,13 @@ class FoldOutput:
         for i, kind in enumerate(type(s.factory()) for s in op.agg.specs):
             if kind is CountStar or kind is Count:
                 w.line(f"r{i} = accs[{i}].n")
+            elif kind is Sum and self.decimal_sums.get(i):
+                # Sum.result of a SUM over DECIMAL values only (no DOUBLE in it: floats 0).
+                a, add = f"a{i}", w.bind(DECIMAL_CONTEXT.add, "ADD")
+                w.line(
+                    f"r{i} = None if {a}.n == 0 else {add}({a}.exact, {a}.ints)"
+                    f" if {a}.decimals and not {a}.floats else {a}.result()"
+                )
             else:
                 w.line(f"r{i} = accs[{i}].result()")
         items = ", ".join(f"{n!r}: {v}" for n, v in values.items())
@@ -122,7 +132,10 @@ class FoldOutput:
             w.line(f"append({w.const(self.topic)}, key, out, None, None)")
         with w.block("else:"):
             # The partition's C record builder, called inline (sql.codegen.sink).
-            w.line("p = part(key)")
+            # The output's own partition cache first (the partitioner's result by key).
+            w.line("p = known.get(key)")
+            with w.block("if p is None:"):
+                w.line("p = part(key)")
             w.line("e = opened.get(p)")
             with w.block("if e is None:"):
                 w.line("e = opened[p] = open_sink(p)")
