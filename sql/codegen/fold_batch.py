@@ -102,18 +102,20 @@ def fold_operator(query: CompiledQuery) -> StreamAggregate | TimeWindowAggregate
     if op is None or shape is None:
         raise Unsupported("not an aggregate")
     if shape.joins:
-        raise Unsupported("an aggregate over joins runs the general path")
+        raise Unsupported("aggregates and windows over joins run per record")
     if query.prefetcher is not None:
-        raise Unsupported("external tables run the general path")
+        raise Unsupported("aggregates and windows over external tables run per record")
     if type(op) is StreamAggregate:
         return op
     if type(op) is TimeWindowAggregate:
         if op.size != op.step:
-            raise Unsupported("hopping windows run the general path")
+            raise Unsupported("aggregates and windows: hopping windows run per record")
         if op.clock is not None:
-            raise Unsupported("a watermark over several source partitions: the general path")
+            raise Unsupported(
+                "aggregates and windows: a watermark over source partitions runs per record"
+            )
         return op
-    raise Unsupported(f"{type(op).__name__} runs the general path")
+    raise Unsupported(f"aggregates and windows: {type(op).__name__} runs per record")
 
 
 def generate_fold(
@@ -140,7 +142,7 @@ def generate_fold(
     body.key_columns = key_columns
     body.write()
     if w.uses_env:
-        raise Unsupported("a closure reads the stream's row as a dict")
+        raise Unsupported("aggregates and windows: a closure reads the stream's row as a dict")
     source = w.source()
     exec(compile(source, f"<fold {query.stream_name}>", "exec"), w.namespace)
     fn: FoldFn = w.namespace["fold"]

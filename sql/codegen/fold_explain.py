@@ -15,13 +15,19 @@ def _identity(x: Any) -> Any:
     return x
 
 
+#: Why an aggregate that is not co-partitioned runs per record.
+NOT_COPARTITIONED = (
+    "aggregates and windows run per record unless co-partitioned: GROUP BY the stream's key"
+)
+
+
 def explain_fold(query: CompiledQuery, struct: StructDecoding | None = None) -> str:
     """The fold's source as a co-partitioned worker runs it (``struct``: the stream's typed
     decoding, else its dict decoder), or a comment saying why the general path runs it."""
     try:
         return _explained(query, struct).source
     except Unsupported as exc:
-        return f"# general path (no generated fold): {exc.reason}\n"
+        return f"# closures (not generated): {exc.reason}\n"
 
 
 def explain_fold_line(query: CompiledQuery) -> str:
@@ -29,18 +35,15 @@ def explain_fold_line(query: CompiledQuery) -> str:
     try:
         _explained(query, None)
     except Unsupported as exc:
-        return f"Codegen: general path per record ({exc.reason})"
-    parts = query.partitioning()
-    if parts is None or not parts.copartitioned:
-        return "Codegen: general path per record (the generated fold runs co-partitioned only)"
-    return "Codegen: one generated fold per batch when co-partitioned (--code prints it)"
+        return f"Codegen: closures ({exc.reason})"
+    return "Codegen: one generated fold per batch, co-partitioned (--code prints it)"
 
 
 def _explained(query: CompiledQuery, struct: StructDecoding | None) -> GeneratedFold:
     parts = query.partitioning()
-    gate = None
-    if parts is not None and parts.copartitioned:
-        gate = KeyGate(parts.key_column, lambda partition: {}, lambda key, partition, value: False)
+    if parts is None or not parts.copartitioned:
+        raise Unsupported(NOT_COPARTITIONED)
+    gate = KeyGate(parts.key_column, lambda partition: {}, lambda key, partition, value: False)
     key_of = _identity if query.key_columns else None
     sink = query.sink.topic if query.sink is not None else "<sink>"
     return generate_fold(

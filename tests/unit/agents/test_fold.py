@@ -160,7 +160,7 @@ def test_explain_shows_the_generated_fold() -> None:
 
     sql = STREAM.format(key="u", ooo="0ms", late="") + QUERIES[0].format(key="u")
     query = compile_query(sql, {}, typed_streams=True)
-    assert "generated fold" in explain_line(query)
+    assert explain_line(query).startswith("Codegen: one generated fold per batch")
     code = explain_code(query)
     assert code.startswith("def fold(records, partition, fails, slow, append, sinks):")
     assert "raise SLOW" in code
