@@ -30,8 +30,16 @@ from agents.process import (
 )
 from agents.sink import NO_HEADERS
 from agents.structdecode import struct_decoding
-from sql import CompiledQuery, Encoding, SqlRuntimeError, Unsupported
-from sql.codegen.fold_batch import GeneratedFold, KeyGate, fold_operator, generate_fold
+from sql import (
+    CompiledQuery,
+    Encoding,
+    GeneratedFold,
+    KeyGate,
+    SqlRuntimeError,
+    Unsupported,
+    fold_operator,
+    generate_fold,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ from typing import Any
 from sql.codegen.batch import generate, shape_of
 from sql.codegen.batch_spec import BatchFn, Encoding, Generated, StructDecoding
 from sql.codegen.expr import Unsupported
+from sql.codegen.fold_batch import GeneratedFold, KeyGate, fold_operator, generate_fold
 from sql.codegen.fold_explain import explain_fold, explain_fold_line
 from sql.codegen.sink import EmitSink, RecordSink
 from sql.query import CompiledQuery
@@ -76,10 +77,14 @@ __all__ = [
     "EmitSink",
     "Encoding",
     "Generated",
+    "GeneratedFold",
+    "KeyGate",
     "RecordSink",
     "StructDecoding",
     "Unsupported",
     "explain_code",
     "explain_line",
+    "fold_operator",
     "generate",
+    "generate_fold",
 ]
