@@ -127,7 +127,7 @@ def split(out: Collect) -> tuple[list[Any], list[Any]]:
 
 @pytest.mark.parametrize("key", ["k", "u"])
 @pytest.mark.parametrize("n", range(len(QUERIES)))
-@settings(max_examples=25 if IN_CI else 60, deadline=None)
+@settings(max_examples=15 if IN_CI else 30, deadline=None)
 @given(batches=batches_st, ooo=st.sampled_from([0, 3000]), late=st.booleans())
 def test_the_fold_is_the_general_path(
     key: str, n: int, batches: list[tuple[int, list[tuple[Any, ...]]]], ooo: int, late: bool
