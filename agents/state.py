@@ -116,7 +116,9 @@ class QueryState:
         Values are serialized now: the query goes on mutating its live state meanwhile.
         """
         batch = self.store.batch()
-        put, delete, pack = batch.put, batch.delete, _pack
+        # Untracked: the write batch's own put and delete (no row keys to remember here).
+        put, delete = batch.raw_writes()
+        pack = _pack
         for key, value in dirty.items():
             if value is None:
                 delete(key.encode())
