@@ -25,6 +25,7 @@ from aiokafka.partitioner import murmur2
 
 from agents.codec import DecodeError, Decoder
 from agents.process import BatchCounts, OutputLike, PerPartition, RawRecord
+from sql import SqlRuntimeError
 from tables.deadletter import source_of_query
 from tables.keys import key_text
 
@@ -62,6 +63,9 @@ class KeyCheck:
         self.column = column
         self.decode = decode
         self._placed: dict[bytes, int] = {}
+        #: Per partition, keys that passed :meth:`passes` with the key column's value they
+        #: passed with (a task reads one partition; a key is placed in one of them).
+        self._checked: dict[int, dict[bytes, Any]] = {}
 
     def __call__(self, rec: RawRecord, partition: int) -> str | None:
         return self.check(rec, partition, None)
@@ -79,8 +83,10 @@ class KeyCheck:
         if column is not None and raw is not None:
             try:
                 row = self.decode(raw)
-            except DecodeError:
-                return None  # the query's own decoding makes it a dead letter, with its reason
+            except (DecodeError, SqlRuntimeError):
+                # The query's own decoding makes it a dead letter, with its reason (a value
+                # that does not fit its column is the decoder's CastError).
+                return None
             if decoded is not None:
                 decoded[id(raw)] = (raw, row)
             if not isinstance(row, dict):
@@ -107,6 +113,40 @@ class KeyCheck:
             )
         return None
 
+    def passes(self, key: bytes | None, partition: int, value: Any) -> bool:
+        """The check of a record whose value decoded, given its key column's ``value`` (any
+        value for GROUP BY ``_key``): True when it passes — then ``checked`` remembers the key
+        with that value (the generated fold's gate, :class:`sql.codegen.fold_batch.KeyGate`)."""
+        if key is None:
+            return False
+        if self.column is not None:
+            try:
+                text = "" if value is None else key_text(value)
+            except TypeError:
+                return False
+            if text.encode("utf-8") != key:
+                return False
+        want = self._placed.get(key)
+        if want is None:
+            want = (murmur2(key) & 0x7FFFFFFF) % self.partitions
+            if len(self._placed) >= PLACEMENT_CACHE:
+                self._placed.clear()
+            self._placed[key] = want
+        if want != partition:
+            return False
+        checked = self.checked(partition)
+        if len(checked) >= PLACEMENT_CACHE:
+            checked.clear()
+        checked[key] = True if self.column is None else value
+        return True
+
+    def checked(self, partition: int) -> dict[bytes, Any]:
+        """The keys of ``partition`` that passed :meth:`passes` -> the value they passed with."""
+        found = self._checked.get(partition)
+        if found is None:
+            found = self._checked[partition] = {}
+        return found
+
 
 def key_str(key: bytes) -> str:
     return key.decode("utf-8", "replace")
@@ -117,7 +157,9 @@ class CheckedProcessor(PerPartition[OutputLike]):
     check is a dead letter and never reaches the query; the batch's last record and count stay
     those of the whole batch (its offset is what the task reflects)."""
 
-    def __init__(self, inner: PerPartition[OutputLike], check: KeyCheck, name: str) -> None:
+    def __init__(
+        self, inner: PerPartition[OutputLike], check: KeyCheck, name: str, *, fold: bool = True
+    ) -> None:
         self.inner = inner
         self.check = check
         self.dead_letter_topic = inner.dead_letter_topic
@@ -129,6 +171,12 @@ class CheckedProcessor(PerPartition[OutputLike]):
         self._use_decoded = (
             getattr(inner, "use_decoded", None) if self.prefetch is None and check.column else None
         )
+        # Imported here: agents.fold builds on this module's check.
+        from agents.fold import folded
+
+        #: The query's generated fold (:mod:`agents.fold`), None where the general path runs
+        #: every record (or ``fold`` is off: ``TABLESTREAM_CODEGEN=false``).
+        self.folded = folded(inner, check, self._dead_letter) if fold else None
 
     def run_partition(
         self,
@@ -139,6 +187,9 @@ class CheckedProcessor(PerPartition[OutputLike]):
         counts: BatchCounts,
     ) -> None:
         if not records:
+            return
+        fold = self.folded
+        if fold is not None and fold.run_partition(topic, partition, records, output, counts):
             return
         check = self.check.check
         # The values the check decoded are not decoded again by the query (GC is paused while a

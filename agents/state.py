@@ -6,6 +6,16 @@ last record applied per source partition. So after any crash the stored offsets 
 the stored state. On start the stored offsets are verified the way table loaders verify theirs
 (:mod:`tables.loader`): the last applied record must still be in the topic, byte for byte;
 otherwise the state is dropped and rebuilt from the earliest offset.
+
+Values are written as MessagePack (:func:`encode_value`, msgspec's encoder): a query's state is
+JSON-safe by contract — ``None``, ``bool``, 64-bit ``int``, ``float``, ``str``, lists and
+string-keyed dicts (:mod:`sql.runtime.state` encodes everything else into those) — which
+MessagePack keeps exactly, at about a quarter of pickle's cost. (It would write a tuple as a
+list and a Decimal as a string: no state entry holds either; ``tests/unit/agents/test_state.py``
+round-trips the operators' entries.) A value MessagePack cannot hold (a string with a lone
+surrogate) is pickled, and stores written before hold pickles: :func:`decode_value` reads both.
+A pickle (protocol 2 or later) begins with ``0x80`` and its protocol number; the only MessagePack
+value beginning with ``0x80`` is the empty map, one byte long.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import msgspec
 from aiokafka import TopicPartition
 
 from tables.store import Fingerprint, StoreBatch, TableStore
@@ -23,6 +34,26 @@ E_DIFFERS = "record {topic}[{partition}]@{offset} differs from the one the state
 E_RENUMBERED = "{topic}[{partition}] restarted numbering (first offset {first} < {offset})"
 A = TypeVar("A", bound="Applied")
 E_SHORT = "{topic}[{partition}] ends at {highwater}, before the stored offset {position}"
+
+
+_pack = msgspec.msgpack.Encoder().encode
+_unpack = msgspec.msgpack.Decoder().decode
+
+
+def encode_value(value: Any) -> bytes:
+    """A state value's stored bytes: MessagePack, or a pickle for what it cannot hold."""
+    try:
+        return _pack(value)
+    except (TypeError, ValueError, OverflowError):
+        return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+
+
+def decode_value(raw: bytes) -> Any:
+    """Inverse of :func:`encode_value`; also reads the pickles of stores written before.
+    Raises ValueError (or pickle's errors) for bytes that are neither."""
+    if raw[:1] == b"\x80" and len(raw) > 1:
+        return pickle.loads(raw)
+    return _unpack(raw)
 
 
 class Applied(Protocol):
@@ -46,7 +77,7 @@ class StateMismatch(Exception):
 
 
 class QueryState:
-    """One stateful query's store under ``path``; entries are pickled (internal, local data)."""
+    """One stateful query's store under ``path``; entries as :func:`encode_value` writes them."""
 
     def __init__(self, path: Path, topic: str) -> None:
         self.store = TableStore(path)
@@ -77,7 +108,7 @@ class QueryState:
 
     def items(self) -> Iterator[tuple[str, Any]]:
         for k, v in self.store.items():
-            yield k.decode(), pickle.loads(v)
+            yield k.decode(), decode_value(v)
 
     def batch(self, dirty: Mapping[str, Any], last: Mapping[int, Applied]) -> StoreBatch:
         """State changes and progress of one processed batch, to commit once outputs are acked.
@@ -85,11 +116,18 @@ class QueryState:
         Values are serialized now: the query goes on mutating its live state meanwhile.
         """
         batch = self.store.batch()
+        # Untracked: the write batch's own put and delete (no row keys to remember here).
+        put, delete = batch.raw_writes()
+        pack = _pack
         for key, value in dirty.items():
             if value is None:
-                batch.delete(key.encode())
+                delete(key.encode())
             else:
-                batch.put(key.encode(), pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+                try:
+                    raw = pack(value)
+                except (TypeError, ValueError, OverflowError):
+                    raw = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+                put(key.encode(), raw)
         for partition, rec in last.items():
             batch.positions[partition] = rec.offset + 1
             batch.fingerprints[partition] = Fingerprint.of(rec.offset, rec.key, rec.value)

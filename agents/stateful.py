@@ -148,7 +148,9 @@ class StatefulAgent(Service):
 
             def checked() -> tuple[CompiledQuery, PerPartition[OutputLike]]:
                 query, processor = self.builder.both()
-                return query, CheckedProcessor(processor, check, self.qdef.name)
+                return query, CheckedProcessor(
+                    processor, check, self.qdef.name, fold=self.builder.codegen
+                )
 
             return AggregateTask(self.qdef.name, tp, path, checked, clock=False)
         # Stage 1 writes watermark markers (agents.watermarks) unless that is turned off.

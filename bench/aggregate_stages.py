@@ -8,9 +8,12 @@ CPU time per event of each stage — the part of ``bench/pipeline_aggregate.py``
 that is ours, without aiokafka's fetch, record batches and the result table. ``--query group``:
 ``bench/pipeline_aggregate``'s GROUP BY user_id; ``window``: the window job of ``bench/peers``
 (10 s tumbling COUNT and SUM per user). ``--profile``: the top functions of stage 2 (cProfile).
+``--copartitioned``: the stream declares ``key='user_id'`` and the orders are keyed by user, so
+there is no stage 1: the task reads the orders themselves through its key check
+(:mod:`agents.copartition`), as the peers' window job runs (stage 1 then prints 0).
 
     .venv/bin/python -m bench.aggregate_stages [--query group|window] [--events 100000]
-        [--batch 5000] [--profile] [--repeat N]
+        [--batch 5000] [--profile] [--repeat N] [--copartitioned]
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ import orjson
 from aiokafka import TopicPartition
 
 from agents.codec import make_decoder, make_encoder
+from agents.copartition import CheckedProcessor, KeyCheck
 from agents.pipeline import key_columns
-from agents.process import BatchProcessor
+from agents.process import BatchProcessor, OutputLike, PerPartition
 from agents.repartition import RepartitionProcessor
 from agents.tasks import AggregateTask
 from sql import Catalog, CompiledQuery, compile_query, parse_script
@@ -120,6 +124,8 @@ def main(args: argparse.Namespace) -> None:
 def once(args: argparse.Namespace) -> tuple[float, float]:
     """One run over a fresh store: (stage 1, stage 2) CPU µs per event."""
     sql = GROUP if args.query == "group" else WINDOW
+    if args.copartitioned:
+        sql = sql.replace("WITH (topic='orders'", "WITH (topic='orders', key='user_id'")
     decl = parse_script(sql).declarations["orders"]
     decode = make_decoder(decl.columns)
 
@@ -137,12 +143,24 @@ def once(args: argparse.Namespace) -> tuple[float, float]:
         )
         return q, processor
 
+    def checked() -> tuple[CompiledQuery, PerPartition[OutputLike]]:
+        q, processor = build()
+        check = KeyCheck("orders", "orders", 1, "user_id", decode)
+        return q, CheckedProcessor(processor, check, "per_user")
+
     first, _ = build()
     stage1 = RepartitionProcessor(
         first.partition_key(), decode, name="per_user", topic="rp", dead_letter_topic="dead"
     )
     work = Path(tempfile.mkdtemp(prefix="bench-aggregate-stages-"))
-    task = AggregateTask("per_user", TopicPartition("rp", 0), work / "p0", build, clock=False)
+    topic = "orders" if args.copartitioned else "rp"
+    task = AggregateTask(
+        "per_user",
+        TopicPartition(topic, 0),
+        work / "p0",
+        checked if args.copartitioned else build,
+        clock=False,
+    )
     task.open()
     source = orders(args.query, args.events, args.users)
     profile = cProfile.Profile() if args.profile else None
@@ -150,11 +168,15 @@ def once(args: argparse.Namespace) -> tuple[float, float]:
     n_out = 0
     try:
         for i in range(0, len(source), args.batch):
-            out1 = Collect()
-            t = time.process_time()
-            stage1.run_fetched({TopicPartition("orders", 0): source[i : i + args.batch]}, out1)
-            cpu1 += time.process_time() - t
-            fetched = [Rec(i + j, k, v, ts, h) for j, (k, v, h, ts) in enumerate(out1.records)]
+            fetched: list[Rec]
+            if args.copartitioned:
+                fetched = source[i : i + args.batch]
+            else:
+                out1 = Collect()
+                t = time.process_time()
+                stage1.run_fetched({TopicPartition("orders", 0): source[i : i + args.batch]}, out1)
+                cpu1 += time.process_time() - t
+                fetched = [Rec(i + j, k, v, ts, h) for j, (k, v, h, ts) in enumerate(out1.records)]
             out2 = Collect()
             if profile is not None:
                 profile.enable()
@@ -190,4 +212,9 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--repeat", type=int, default=1, help="runs; prints min and median")
+    parser.add_argument(
+        "--copartitioned",
+        action="store_true",
+        help="key='user_id' declared, orders keyed by user: one stage (agents.copartition)",
+    )
     main(parser.parse_args())

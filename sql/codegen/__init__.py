@@ -18,6 +18,8 @@ from typing import Any
 from sql.codegen.batch import generate, shape_of
 from sql.codegen.batch_spec import BatchFn, Encoding, Generated, StructDecoding
 from sql.codegen.expr import Unsupported
+from sql.codegen.fold_batch import GeneratedFold, KeyGate, fold_operator, generate_fold
+from sql.codegen.fold_explain import explain_fold, explain_fold_line
 from sql.codegen.sink import EmitSink, RecordSink
 from sql.query import CompiledQuery
 
@@ -34,6 +36,8 @@ def explain_code(query: CompiledQuery, struct: StructDecoding | None = None) -> 
     """The generated source of ``query`` as a worker runs it (a msgspec fast path for outputs;
     the NaN/Infinity check of DECIMAL outputs not known finite; ``struct``: the stream's typed
     decoding, as the worker's), or a comment saying why closures run it."""
+    if query.plan.aggregate is not None:  # an aggregate: its generated fold (fold_batch)
+        return explain_fold(query, struct)
     decimal = any(t.name == "DECIMAL" for t in query.output_types)
     try:
         gen = generate(
@@ -50,6 +54,8 @@ def explain_code(query: CompiledQuery, struct: StructDecoding | None = None) -> 
 
 def explain_line(query: CompiledQuery) -> str:
     """One EXPLAIN line: whether the worker runs generated code or closures, and why."""
+    if query.plan.aggregate is not None:
+        return explain_fold_line(query)
     try:
         shape_of(query)
     except Unsupported as exc:
@@ -71,10 +77,14 @@ __all__ = [
     "EmitSink",
     "Encoding",
     "Generated",
+    "GeneratedFold",
+    "KeyGate",
     "RecordSink",
     "StructDecoding",
     "Unsupported",
     "explain_code",
     "explain_line",
+    "fold_operator",
     "generate",
+    "generate_fold",
 ]

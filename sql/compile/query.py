@@ -68,7 +68,8 @@ class StreamPlan:
     observe: Stage | None = None
     #: The SQL type of each output column, in ``names`` order.
     types: list[SqlType] = field(default_factory=list)
-    #: Stateless queries: their steps, for the code generator (None when aggregating).
+    #: The steps per record, for the code generators (:mod:`sql.codegen`; an aggregate's are
+    #: its WHERE terms before the aggregation).
     shape: StreamShape | None = None
 
 
@@ -191,19 +192,18 @@ def compile_stream_query(
     key_cols = key_columns(ctx, select, names, aggregate, sink)
     observe = aggregate.observe if isinstance(aggregate, WindowedAggregate) else None
     types = [c.type for c in parts.outputs]
-    shape = None
-    if aggregate is None:
-        steps = [JoinStep(rel, src, residual, left) for rel, src, residual, left in joins]
-        shape = StreamShape(
-            stream,
-            steps,
-            early_terms,
-            late_terms,
-            list(parts.outputs),
-            names,
-            parts.distinct,
-            parts.limit,
-        )
+    # Aggregates too: the generated fold (sql.codegen.fold_batch) reads their WHERE terms here.
+    steps = [JoinStep(rel, src, residual, left) for rel, src, residual, left in joins]
+    shape = StreamShape(
+        stream,
+        steps,
+        early_terms,
+        late_terms,
+        list(parts.outputs),
+        names,
+        parts.distinct,
+        parts.limit,
+    )
     return StreamPlan(stream, run, names, aggregate, lines, mode, key_cols, observe, types, shape)
 
 

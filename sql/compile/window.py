@@ -143,7 +143,7 @@ def make_aggregate(
     parts: SelectParts, outputs: list[Fn], names: list[str], mode: str, win: WindowBinding
 ) -> WindowedAggregate:
     assert parts.agg is not None
-    return win.spec.kind_entry.operator(
+    op = win.spec.kind_entry.operator(
         parts.agg,
         outputs,
         names,
@@ -153,6 +153,8 @@ def make_aggregate(
         win.time,
         (win.time_slot, win.win_slot),
     )
+    op.time_field = win.time_field
+    return op
 
 
 def explain_line(win: WindowBinding) -> str:

@@ -93,6 +93,9 @@ class WindowedAggregate(AggregateOperator):
 
     is_windowed = True
     prefix = ""
+    #: The stream column giving the event time (None: the record timestamp); set by the compiler
+    #: for the generated fold (:mod:`sql.codegen.fold_batch`), which reads it itself.
+    time_field: str | None = None
 
     def __init__(
         self,
