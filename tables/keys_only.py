@@ -6,6 +6,11 @@ listeners, no row check, no history) and the table's decoder is one whose number
 key-only decoder reproduces. Whatever that parse does not take plainly (not ASCII, possibly nested
 too deep, no key, not an object, malformed) goes through the applier's full path, so dead letters
 and their reasons are the same on both paths.
+
+A key written more than once in a batch is written once, with its last value (what the topic says
+after the batch; Kafka Streams' KTable cache coalesces per commit interval the same way): a result
+table updated per input record (an aggregate's EMIT CHANGES) holds each group several times per
+batch. Listeners that keep only the last few changes get the batch's last ones (:mod:`tables.tail`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import msgspec
 from core import codec
 from tables.records import BatchResult, Parts, RawRecord, malformed, progress
 from tables.store import StoreBatch, TableStore
+from tables.tail import last_changes
 
 #: The applier's full path for one record: (store key, decoded value or None for a tombstone),
 #: or the reason it is malformed.
@@ -70,10 +76,31 @@ class KeysOnly:
         return None if key_only is None else cls(key_field, decode, key_only)
 
     def apply_parts(
-        self, parts: Parts, store: TableStore, batch: StoreBatch, row_of: RowOf
+        self,
+        parts: Parts,
+        store: TableStore,
+        batch: StoreBatch,
+        row_of: RowOf,
+        tail: int = 0,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> BatchResult:
         """:meth:`tables.apply.Applier.apply_parts` for the bulk case; ``row_of`` is the
-        applier's full path, for what the key-only parse does not take plainly."""
+        applier's full path, for what the key-only parse does not take plainly. ``tail`` > 0:
+        the batch's last ``tail`` changes (values decoded by ``decode``) in ``result.changes``."""
+        if tail:
+            parts = list(parts)  # read twice: for the rows, then for the last changes' records
+        result, keys, vals = self._apply(parts, store, batch, row_of)
+        if tail and keys:
+            assert decode is not None
+            result.changes = last_changes(
+                parts, keys, vals, result.malformed, store, batch.version, tail, decode
+            )
+        return result
+
+    def _apply(
+        self, parts: Parts, store: TableStore, batch: StoreBatch, row_of: RowOf
+    ) -> tuple[BatchResult, list[bytes], list[bytes | None]]:
+        """The rows of ``parts`` into ``batch``; with the row keys and values in record order."""
         key_only = self._key_only
         by_message = self._by_message
         exact = self._exact
@@ -150,19 +177,25 @@ class KeysOnly:
             progress(batch, partition, recs[-1])
         if not keys:
             batch.restored = True  # no row written: a restore's set of keys still holds
-            return result
+            return result, keys, vals
         seen = store.restored_keys
         if seen is not None:
             self._write_restored(keys, vals, tombstones, seen, batch, result)
-            return result
-        unique = list(dict.fromkeys(keys))
+            return result, keys, vals
+        # Each key's last value, keys in first-seen order (one C-level pass).
+        last = dict(zip(keys, vals, strict=True))
+        unique = list(last)
         olds = store.multi_get(unique)
-        if not tombstones and len(unique) == len(keys):
-            # The bulk case proper (a compacted topic read from the start): every key once, every
-            # record a row. Written by a C-level loop; counted from the multi-get at once.
+        if not tombstones:
+            # The bulk case proper (a compacted topic read from the start, or a result table's
+            # updates): every record a row, a key's first an insert when the store lacks it.
+            # Each key written once, by a C-level loop; counted from the multi-get at once.
             inserts = olds.count(None)
             put = batch.raw_writes()[0]
-            any(map(put, keys, cast(list[bytes], vals)))  # put returns None: reads all
+            if len(unique) == len(keys):
+                any(map(put, keys, cast(list[bytes], vals)))  # put returns None: reads all
+            else:
+                any(map(put, unique, cast(list[bytes], last.values())))
             batch.count += inserts
             batch.version += len(keys)
             result.inserts, result.updates = inserts, len(keys) - inserts
@@ -170,7 +203,7 @@ class KeysOnly:
             self._write_diff(keys, vals, dict(zip(unique, olds, strict=True)), batch, result)
         if batch.written is not None:
             batch.written.extend(unique)
-        return result
+        return result, keys, vals
 
     def _write_restored(
         self,
@@ -219,27 +252,31 @@ class KeysOnly:
         batch: StoreBatch,
         result: BatchResult,
     ) -> None:
-        """Rows in record order against what the store held: later records of a key see the
-        earlier ones; deleting what is not there changes nothing."""
+        """Rows in record order against what the store held (``current``, updated): later
+        records of a key see the earlier ones; deleting what is not there changes nothing. Each
+        key is written once, with its last value."""
         count, version = batch.count, batch.version
         inserts = updates = deletes = 0
-        put, delete = batch.raw_writes()
+        before = dict(current)
         for skey, raw in zip(keys, vals, strict=True):
             old = current[skey]
             if raw is None:
                 if old is None:
                     continue
-                delete(skey)
                 count -= 1
                 deletes += 1
+            elif old is None:
+                count += 1
+                inserts += 1
             else:
-                put(skey, raw)
-                if old is None:
-                    count += 1
-                    inserts += 1
-                else:
-                    updates += 1
+                updates += 1
             current[skey] = raw
             version += 1
+        put, delete = batch.raw_writes()
+        for skey, raw in current.items():
+            if raw is not None:
+                put(skey, raw)
+            elif before[skey] is not None:
+                delete(skey)
         batch.count, batch.version = count, version
         result.inserts, result.updates, result.deletes = inserts, updates, deletes

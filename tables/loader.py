@@ -276,7 +276,9 @@ class TableLoader(Service):
     async def _apply(self, parts: Parts) -> None:
         state = self.tstate
         batch = state.batch()
-        result = self._applier.apply_parts(parts, state.store, batch, bool(state.feed))
+        feed = state.feed
+        # Listeners that keep only the last few changes (the web's list) ask for those alone.
+        result = self._applier.apply_parts(parts, state.store, batch, bool(feed), feed.tail)
         if result.malformed:
             state.stats.malformed += len(result.malformed)
             if self._dead_letters is not None:
@@ -295,8 +297,7 @@ class TableLoader(Service):
         stats.updates += result.updates
         stats.deletes += result.deletes
         stats.last_updated = time.time()
-        for change in result.changes:
-            state.feed.publish(change)
+        feed.publish_batch(result.changes)
         for hook in state.after_publish:
             await hook()
         state.notify_updated()
@@ -350,10 +351,9 @@ class TableLoader(Service):
     async def _rebuild(self, why: str) -> None:
         state = self.tstate
         logger.warning(W_REBUILD, state.spec.name, state.spec.topic, why)
-        if state.feed:
+        if state.feed or state.feed.tail:
             # Subscribers derived state from rows that are going away: retract them first.
-            for key, value in list(state.items()):
-                state.feed.publish(Change(key, Op.DELETE, None, value))
+            state.feed.publish_batch([Change(k, Op.DELETE, None, v) for k, v in state.items()])
         await self._compacted()
         state.store.destroy()  # the history goes with the rows: it is rebuilt from the topic
         state.store.open(bulk_if_new=True)
