@@ -87,7 +87,8 @@ def test_last_changes_are_the_full_paths_last(
 def test_last_changes_skip_deletes_of_absent_keys(tmp_path: Path) -> None:
     """Tombstones of keys not there change nothing: the window of records widens until it holds
     the changes asked for."""
-    batch = [(b"a", b'{"n":1}'), (b"b", b'{"n":2}')] + [(b"z", None)] * 9
+    batch: list[tuple[bytes, bytes | None]] = [(b"a", b'{"n":1}'), (b"b", b'{"n":2}')]
+    batch += [(b"z", None)] * 9
     full = run(tmp_path / "full", [batch], None, True, 0, False)
     tail = run(tmp_path / "tail", [batch], None, False, 2, False)
     assert [(c.key, c.op, c.value, c.version, c.offset) for c in tail[4][0]] == [
@@ -152,11 +153,11 @@ def test_a_failing_last_listener_is_unsubscribed() -> None:
 def test_reference_table_last_listener_sees_what_a_full_one_sees_last(tmp_path: Path) -> None:
     """Through a real ReferenceTable: a "latest changes" list (a bounded deque, as the web's)
     fed by a ``last=`` subscription holds what one fed every change holds."""
-    lists = []
-    for name, last in (("every", None), ("last", 3)):
+    lists: list[list[Change]] = []
+    for name, keep in (("every", None), ("last", 3)):
         feeder = RocksFeeder(TableSpec("t", "t", exact_decimals=True), tmp_path / name)
-        seen: deque[Change] = deque(maxlen=last)
-        feeder.table.subscribe(seen.append, last=last)
+        seen: deque[Change] = deque(maxlen=keep)
+        feeder.table.subscribe(seen.append, last=keep)
         feeder.apply([("w1", {"n": 1}), ("w2", {"n": 1}), ("w1", {"n": 2})])
         feeder.apply([("w1", {"n": 3}), ("w3", {"n": 1}), ("w2", None), ("w4", None)])
         feeder.apply([("w4", None)])  # changes nothing
