@@ -11,6 +11,8 @@ A key written more than once in a batch is written once, with its last value (wh
 after the batch; Kafka Streams' KTable cache coalesces per commit interval the same way): a result
 table updated per input record (an aggregate's EMIT CHANGES) holds each group several times per
 batch. Listeners that keep only the last few changes get the batch's last ones (:mod:`tables.tail`).
+The keys it wrote are remembered (a bounded set), so a key updated batch after batch is not read
+back from RocksDB each time to tell an update from an insert.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ _big_exponent = re.compile(rb"\d[eE][+-]?\d\d\d").search
 #: Every digit to "0" and "E" to "e": ``b"0e" in raw.translate(_DIGITS)`` is the cheap test
 #: (~0.1 µs) that spares most values the regex (~1 µs, a third of a record's restore).
 _DIGITS = bytes.maketrans(b"0123456789E", b"0000000000e")
+#: Row keys the bulk path remembers writing (~100 bytes each); the set starts over when fuller.
+KNOWN_MAX = 65_536
+#: What a key known to be stored holds, for the diff (only None or not is read there).
+_STORED = b""
 
 
 def _key_decoder(key_field: str | None, decode: Callable[[bytes], Any]) -> Any:
@@ -67,6 +73,11 @@ class KeysOnly:
         self._key_only = key_only
         self._by_message = key_field is None
         self._exact = decode is codec.loads_exact
+        #: Row keys this path wrote and did not delete since: in the store, no read needed.
+        self._known: set[bytes] = set()
+        #: The store's (opening, version) the set describes: any other write (a batch of the
+        #: full path, one not committed, a rebuild) makes it stale, and it starts over.
+        self._known_at = (-1, -1)
 
     @classmethod
     def of(cls, key_field: str | None, decode: Callable[[bytes], Any]) -> KeysOnly | None:
@@ -185,7 +196,9 @@ class KeysOnly:
         # Each key's last value, keys in first-seen order (one C-level pass).
         last = dict(zip(keys, vals, strict=True))
         unique = list(last)
-        olds = store.multi_get(unique)
+        known = self._known_in(store)
+        unread = [k for k in unique if k not in known] if known else unique
+        olds = store.multi_get(unread) if unread else []
         if not tombstones:
             # The bulk case proper (a compacted topic read from the start, or a result table's
             # updates): every record a row, a key's first an insert when the store lacks it.
@@ -199,11 +212,28 @@ class KeysOnly:
             batch.count += inserts
             batch.version += len(keys)
             result.inserts, result.updates = inserts, len(keys) - inserts
+            known.update(unique)
         else:
-            self._write_diff(keys, vals, dict(zip(unique, olds, strict=True)), batch, result)
+            current: dict[bytes, bytes | None] = dict.fromkeys(unique, _STORED)
+            current.update(zip(unread, olds, strict=True))
+            self._write_diff(keys, vals, current, batch, result)
+            for k, raw in current.items():
+                if raw is None:
+                    known.discard(k)
+                else:
+                    known.add(k)
+        if len(known) > KNOWN_MAX:
+            known.clear()
+        self._known_at = (store.openings, batch.version)
         if batch.written is not None:
             batch.written.extend(unique)
         return result, keys, vals
+
+    def _known_in(self, store: TableStore) -> set[bytes]:
+        """The keys known to be in ``store`` (emptied when it was written otherwise since)."""
+        if self._known_at != (store.openings, store.version):
+            self._known.clear()
+        return self._known
 
     def _write_restored(
         self,
