@@ -28,9 +28,10 @@ from core.retry import StartupRetry
 from tables.apply import Applier, Parts
 from tables.deadletter import DeadLetterWriter, source_of_table
 from tables.local_state import LocalStateMismatch, stale_reason, verify_resumed
-from tables.protocol import Change, Op, PartitionStats
+from tables.protocol import PartitionStats
 from tables.skew import PartitionSkew
 from tables.store import Fingerprint, TableStore
+from tables.tail import retractions
 from tables.topics import topic_partitions
 
 if TYPE_CHECKING:
@@ -351,9 +352,12 @@ class TableLoader(Service):
     async def _rebuild(self, why: str) -> None:
         state = self.tstate
         logger.warning(W_REBUILD, state.spec.name, state.spec.topic, why)
-        if state.feed or state.feed.tail:
+        feed = state.feed
+        if feed or feed.tail:
             # Subscribers derived state from rows that are going away: retract them first.
-            state.feed.publish_batch([Change(k, Op.DELETE, None, v) for k, v in state.items()])
+            # (The rows' iterator is not kept: it holds the database open, and its lock.)
+            wanted = None if feed else feed.tail
+            feed.publish_batch(retractions(state.store.items(), wanted, state.decode_stored))
         await self._compacted()
         state.store.destroy()  # the history goes with the rows: it is rebuilt from the topic
         state.store.open(bulk_if_new=True)

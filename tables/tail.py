@@ -10,7 +10,8 @@ batch's changes are numbered in order, so the last one carries the version the b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from typing import Any
 
@@ -109,3 +110,12 @@ def _last_records(
                 return out
     out.reverse()
     return out
+
+
+def retractions(
+    rows: Iterable[tuple[bytes, bytes]], n: int | None, decode: Callable[[bytes], Any]
+) -> list[Change]:
+    """The deletes a rebuild publishes for the stored ``rows`` (key order) before they go: all of
+    them, or with ``n`` only the last ``n`` (nobody wants more: no row decoded but those)."""
+    kept = list(rows) if n is None else deque(rows, maxlen=n)
+    return [Change(k.decode(), Op.DELETE, None, decode(v)) for k, v in kept]

@@ -6,6 +6,7 @@ in a batch are written once, with what the topic says last."""
 from __future__ import annotations
 
 from collections import deque
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from tables.changes import ChangeFeed
 from tables.protocol import Change, Op
 from tables.spec import TableSpec
 from tables.store import TableStore
+from tables.tail import retractions
 from tests.support.records import Rec
 from tests.support.rocks import RocksFeeder
 
@@ -211,3 +213,21 @@ def test_keys_known_written_stay_exact_across_paths(
     finally:
         mixed.close()
         reference.close()
+
+
+def test_retractions_of_a_rebuild_decode_only_what_is_wanted() -> None:
+    rows = [(b"a", b'{"v":1}'), (b"b", b'{"v":2.50}'), (b"c", b'{"v":3}')]
+    every = retractions(rows, None, codec.loads_exact)
+    assert [(c.key, c.op, c.value, c.old_value) for c in every] == [
+        ("a", Op.DELETE, None, {"v": 1}),
+        ("b", Op.DELETE, None, {"v": Decimal("2.50")}),
+        ("c", Op.DELETE, None, {"v": 3}),
+    ]
+    decoded: list[bytes] = []
+
+    def decode(raw: bytes) -> Any:
+        decoded.append(raw)
+        return codec.loads_exact(raw)
+
+    assert retractions(iter(rows), 2, decode) == every[-2:]
+    assert decoded == [b'{"v":2.50}', b'{"v":3}']
