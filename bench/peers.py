@@ -33,7 +33,7 @@ from pathlib import Path
 
 from bench.brokers import add_broker_option, bench_broker
 from bench.peers_data import ORDERS, USERS, Checker, Data, seed
-from bench.pipeline import Spy, proc_cpu, query_stats, start_worker
+from bench.pipeline_worker import Spy, proc_cpu, query_stats, start_worker
 from tables.topics import TopicSpec, ensure_topics
 
 PEERS_VENV = Path.home() / ".cache" / "tablestream" / "peers-venv"

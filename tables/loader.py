@@ -271,7 +271,8 @@ class TableLoader(Service):
     def _ordered(self) -> bool:
         """Whether partitions are kept within the skew: a versioned table's stream time and
         history, and change listeners (indexes, the changes topic, joins), see the order records
-        are applied in; a plain table nobody listens to does not (a cold restore, mostly)."""
+        are applied in; a plain table nobody listens to does not (a cold restore, mostly), nor
+        one only the web's "latest changes" list follows (a ``last=`` listener)."""
         return self.tstate.versions is not None or bool(self.tstate.feed)
 
     async def _apply(self, parts: Parts) -> None:
