@@ -69,7 +69,7 @@ def run(
 
 @pytest.mark.parametrize("key_field", ["id", None])
 @pytest.mark.parametrize("restore", [False, True])
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batches=BATCHES, n=st.integers(1, 6))
 def test_last_changes_are_the_full_paths_last(
     tmp_path_factory: pytest.TempPathFactory,
@@ -176,7 +176,7 @@ def test_reference_table_last_listener_sees_what_a_full_one_sees_last(tmp_path: 
     assert [c.version for c in last] == [4, 5, 6]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     steps=st.lists(
         st.tuples(st.lists(RECORD, max_size=10), st.sampled_from(["bulk", "full", "dropped"])),
