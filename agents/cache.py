@@ -144,8 +144,8 @@ class CachedTable:
     def filter(self, predicate: Callable[[Key, Value], bool]) -> dict[Key, Value]:
         return self.table.filter(predicate)
 
-    def subscribe(self, listener: ChangeListener) -> UnsubscribeFn:
-        return self.table.subscribe(listener)
+    def subscribe(self, listener: ChangeListener, *, last: int | None = None) -> UnsubscribeFn:
+        return self.table.subscribe(listener, last=last)
 
     def index(self, field: str) -> SecondaryIndex:
         return self.table.index(field)

@@ -13,7 +13,7 @@ is the system process's own over the same span.
     .venv/bin/python -m bench.peers [--orders 200000] [--users 10000] [--partitions 2]
         [--jobs enrich,window]
         [--systems raw,tablestream,tablestream-closures,tablestream-stream,bytewax,quix]
-        [--rounds 3] [--broker tansu|kafka]
+        [--rounds 3] [--broker tansu|kafka] [--profile PREFIX]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pathlib import Path
 
 from bench.brokers import add_broker_option, bench_broker
 from bench.peers_data import ORDERS, USERS, Checker, Data, seed
-from bench.pipeline import proc_cpu, query_stats, start_worker
+from bench.pipeline_worker import Spy, proc_cpu, query_stats, start_worker
 from tables.topics import TopicSpec, ensure_topics
 
 PEERS_VENV = Path.home() / ".cache" / "tablestream" / "peers-venv"
@@ -154,6 +154,7 @@ async def measure(
     partitions: int,
     timeout: float,
     round_: int = 0,
+    profile: str | None = None,
 ) -> Result:
     sink = f"peers-out-{system}-{job}-{round_}"
     await ensure_topics(servers, [TopicSpec(sink, partitions)])
@@ -165,6 +166,7 @@ async def measure(
     run_dir.mkdir()
     marker = run_dir / "started.json"
     worker = proc = None
+    spy: Spy | None = None
     t0 = cpu0 = None
     try:
         if system.startswith("tablestream"):
@@ -179,6 +181,9 @@ async def measure(
             worker = start_worker(servers, run_dir, sql, extra)
             assert worker.proc is not None
             pid = worker.proc.pid
+            if profile is not None:
+                spy = Spy(worker, f"{profile}-{system}-{job}-{round_}.txt")
+                spy.start()
 
             def cpu_of() -> float:
                 return proc_cpu(pid)
@@ -234,6 +239,8 @@ async def measure(
     finally:
         stop.set()
         await asyncio.gather(check, return_exceptions=True)
+        if spy is not None:
+            spy.stop()
         if worker is not None:
             worker.stop()
         if proc is not None:
@@ -306,6 +313,7 @@ async def main(args: argparse.Namespace) -> None:
                     args.partitions,
                     args.timeout,
                     round_,
+                    args.profile,
                 )
                 results.append(r)
                 extra = (
@@ -329,5 +337,10 @@ if __name__ == "__main__":
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--timeout", type=float, default=600, help="seconds per system and job")
     parser.add_argument("--rounds", type=int, default=1, help="runs of every system (medians)")
+    parser.add_argument(
+        "--profile",
+        metavar="PREFIX",
+        help="py-spy (folded stacks) of each tablestream worker: PREFIX-<system>-<job>-<round>.txt",
+    )
     add_broker_option(parser)
     asyncio.run(main(parser.parse_args()))

@@ -103,8 +103,8 @@ class SnapshotTable(ExternalTable):
     def filter(self, predicate: Callable[[Key, Value], bool]) -> dict[Key, Value]:
         return self._snap.filter(predicate)
 
-    def subscribe(self, listener: ChangeListener) -> Unsubscribe:
-        return self._snap.subscribe(listener)
+    def subscribe(self, listener: ChangeListener, *, last: int | None = None) -> Unsubscribe:
+        return self._snap.subscribe(listener, last=last)
 
     def changes(self, maxsize: int = DEFAULT_STREAM_QUEUE) -> ChangeStream:
         return self._snap.changes(maxsize)

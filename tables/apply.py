@@ -117,9 +117,10 @@ class Applier:
         store: TableStore,
         batch: StoreBatch,
         want_changes: bool,
+        tail: int = 0,
     ) -> BatchResult:
         """:meth:`apply_parts` for records that each say where they come from."""
-        return self.apply_parts(by_partition(records), store, batch, want_changes)
+        return self.apply_parts(by_partition(records), store, batch, want_changes, tail)
 
     def apply_parts(
         self,
@@ -127,10 +128,13 @@ class Applier:
         store: TableStore,
         batch: StoreBatch,
         want_changes: bool,
+        tail: int = 0,
     ) -> BatchResult:
-        """Adds one batch of fetched records to ``batch``: rows, history, progress."""
+        """Adds one batch of fetched records to ``batch``: rows, history, progress. Its changes
+        (``result.changes``): every one with ``want_changes``, else at least the last ``tail``."""
         if self._keys_only is not None and self._fast(want_changes):
-            return self._keys_only.apply_parts(parts, store, batch, self._row)
+            return self._keys_only.apply_parts(parts, store, batch, self._row, tail, self.decode)
+        want_changes = want_changes or tail > 0
         result = BatchResult()
         rows: list[tuple[str, int, RawRecord, bytes, Any]] = []
         for topic, partition, recs in parts:

@@ -6,6 +6,13 @@ listeners, no row check, no history) and the table's decoder is one whose number
 key-only decoder reproduces. Whatever that parse does not take plainly (not ASCII, possibly nested
 too deep, no key, not an object, malformed) goes through the applier's full path, so dead letters
 and their reasons are the same on both paths.
+
+A key written more than once in a batch is written once, with its last value (what the topic says
+after the batch; Kafka Streams' KTable cache coalesces per commit interval the same way): a result
+table updated per input record (an aggregate's EMIT CHANGES) holds each group several times per
+batch. Listeners that keep only the last few changes get the batch's last ones (:mod:`tables.tail`).
+The keys it wrote are remembered (a bounded set), so a key updated batch after batch is not read
+back from RocksDB each time to tell an update from an insert.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import msgspec
 from core import codec
 from tables.records import BatchResult, Parts, RawRecord, malformed, progress
 from tables.store import StoreBatch, TableStore
+from tables.tail import last_changes
 
 #: The applier's full path for one record: (store key, decoded value or None for a tombstone),
 #: or the reason it is malformed.
@@ -34,6 +42,10 @@ _big_exponent = re.compile(rb"\d[eE][+-]?\d\d\d").search
 #: Every digit to "0" and "E" to "e": ``b"0e" in raw.translate(_DIGITS)`` is the cheap test
 #: (~0.1 µs) that spares most values the regex (~1 µs, a third of a record's restore).
 _DIGITS = bytes.maketrans(b"0123456789E", b"0000000000e")
+#: Row keys the bulk path remembers writing (~100 bytes each); the set starts over when fuller.
+KNOWN_MAX = 65_536
+#: What a key known to be stored holds, for the diff (only None or not is read there).
+_STORED = b""
 
 
 def _key_decoder(key_field: str | None, decode: Callable[[bytes], Any]) -> Any:
@@ -61,6 +73,11 @@ class KeysOnly:
         self._key_only = key_only
         self._by_message = key_field is None
         self._exact = decode is codec.loads_exact
+        #: Row keys this path wrote and did not delete since: in the store, no read needed.
+        self._known: set[bytes] = set()
+        #: The store's (opening, version) the set describes: any other write (a batch of the
+        #: full path, one not committed, a rebuild) makes it stale, and it starts over.
+        self._known_at = (-1, -1)
 
     @classmethod
     def of(cls, key_field: str | None, decode: Callable[[bytes], Any]) -> KeysOnly | None:
@@ -70,10 +87,31 @@ class KeysOnly:
         return None if key_only is None else cls(key_field, decode, key_only)
 
     def apply_parts(
-        self, parts: Parts, store: TableStore, batch: StoreBatch, row_of: RowOf
+        self,
+        parts: Parts,
+        store: TableStore,
+        batch: StoreBatch,
+        row_of: RowOf,
+        tail: int = 0,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> BatchResult:
         """:meth:`tables.apply.Applier.apply_parts` for the bulk case; ``row_of`` is the
-        applier's full path, for what the key-only parse does not take plainly."""
+        applier's full path, for what the key-only parse does not take plainly. ``tail`` > 0:
+        the batch's last ``tail`` changes (values decoded by ``decode``) in ``result.changes``."""
+        if tail:
+            parts = list(parts)  # read twice: for the rows, then for the last changes' records
+        result, keys, vals = self._apply(parts, store, batch, row_of)
+        if tail and keys:
+            assert decode is not None
+            result.changes = last_changes(
+                parts, keys, vals, result.malformed, store, batch.version, tail, decode
+            )
+        return result
+
+    def _apply(
+        self, parts: Parts, store: TableStore, batch: StoreBatch, row_of: RowOf
+    ) -> tuple[BatchResult, list[bytes], list[bytes | None]]:
+        """The rows of ``parts`` into ``batch``; with the row keys and values in record order."""
         key_only = self._key_only
         by_message = self._by_message
         exact = self._exact
@@ -150,27 +188,52 @@ class KeysOnly:
             progress(batch, partition, recs[-1])
         if not keys:
             batch.restored = True  # no row written: a restore's set of keys still holds
-            return result
+            return result, keys, vals
         seen = store.restored_keys
         if seen is not None:
             self._write_restored(keys, vals, tombstones, seen, batch, result)
-            return result
-        unique = list(dict.fromkeys(keys))
-        olds = store.multi_get(unique)
-        if not tombstones and len(unique) == len(keys):
-            # The bulk case proper (a compacted topic read from the start): every key once, every
-            # record a row. Written by a C-level loop; counted from the multi-get at once.
+            return result, keys, vals
+        # Each key's last value, keys in first-seen order (one C-level pass).
+        last = dict(zip(keys, vals, strict=True))
+        unique = list(last)
+        known = self._known_in(store)
+        unread = [k for k in unique if k not in known] if known else unique
+        olds = store.multi_get(unread) if unread else []
+        if not tombstones:
+            # The bulk case proper (a compacted topic read from the start, or a result table's
+            # updates): every record a row, a key's first an insert when the store lacks it.
+            # Each key written once, by a C-level loop; counted from the multi-get at once.
             inserts = olds.count(None)
             put = batch.raw_writes()[0]
-            any(map(put, keys, cast(list[bytes], vals)))  # put returns None: reads all
+            if len(unique) == len(keys):
+                any(map(put, keys, cast(list[bytes], vals)))  # put returns None: reads all
+            else:
+                any(map(put, unique, cast(list[bytes], last.values())))
             batch.count += inserts
             batch.version += len(keys)
             result.inserts, result.updates = inserts, len(keys) - inserts
+            known.update(unique)
         else:
-            self._write_diff(keys, vals, dict(zip(unique, olds, strict=True)), batch, result)
+            current: dict[bytes, bytes | None] = dict.fromkeys(unique, _STORED)
+            current.update(zip(unread, olds, strict=True))
+            self._write_diff(keys, vals, current, batch, result)
+            for k, raw in current.items():
+                if raw is None:
+                    known.discard(k)
+                else:
+                    known.add(k)
+        if len(known) > KNOWN_MAX:
+            known.clear()
+        self._known_at = (store.openings, batch.version)
         if batch.written is not None:
             batch.written.extend(unique)
-        return result
+        return result, keys, vals
+
+    def _known_in(self, store: TableStore) -> set[bytes]:
+        """The keys known to be in ``store`` (emptied when it was written otherwise since)."""
+        if self._known_at != (store.openings, store.version):
+            self._known.clear()
+        return self._known
 
     def _write_restored(
         self,
@@ -219,27 +282,31 @@ class KeysOnly:
         batch: StoreBatch,
         result: BatchResult,
     ) -> None:
-        """Rows in record order against what the store held: later records of a key see the
-        earlier ones; deleting what is not there changes nothing."""
+        """Rows in record order against what the store held (``current``, updated): later
+        records of a key see the earlier ones; deleting what is not there changes nothing. Each
+        key is written once, with its last value."""
         count, version = batch.count, batch.version
         inserts = updates = deletes = 0
-        put, delete = batch.raw_writes()
+        before = dict(current)
         for skey, raw in zip(keys, vals, strict=True):
             old = current[skey]
             if raw is None:
                 if old is None:
                     continue
-                delete(skey)
                 count -= 1
                 deletes += 1
+            elif old is None:
+                count += 1
+                inserts += 1
             else:
-                put(skey, raw)
-                if old is None:
-                    count += 1
-                    inserts += 1
-                else:
-                    updates += 1
+                updates += 1
             current[skey] = raw
             version += 1
+        put, delete = batch.raw_writes()
+        for skey, raw in current.items():
+            if raw is not None:
+                put(skey, raw)
+            elif before[skey] is not None:
+                delete(skey)
         batch.count, batch.version = count, version
         result.inserts, result.updates, result.deletes = inserts, updates, deletes

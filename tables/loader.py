@@ -28,9 +28,10 @@ from core.retry import StartupRetry
 from tables.apply import Applier, Parts
 from tables.deadletter import DeadLetterWriter, source_of_table
 from tables.local_state import LocalStateMismatch, stale_reason, verify_resumed
-from tables.protocol import Change, Op, PartitionStats
+from tables.protocol import PartitionStats
 from tables.skew import PartitionSkew
 from tables.store import Fingerprint, TableStore
+from tables.tail import retractions
 from tables.topics import topic_partitions
 
 if TYPE_CHECKING:
@@ -270,13 +271,16 @@ class TableLoader(Service):
     def _ordered(self) -> bool:
         """Whether partitions are kept within the skew: a versioned table's stream time and
         history, and change listeners (indexes, the changes topic, joins), see the order records
-        are applied in; a plain table nobody listens to does not (a cold restore, mostly)."""
+        are applied in; a plain table nobody listens to does not (a cold restore, mostly), nor
+        one only the web's "latest changes" list follows (a ``last=`` listener)."""
         return self.tstate.versions is not None or bool(self.tstate.feed)
 
     async def _apply(self, parts: Parts) -> None:
         state = self.tstate
         batch = state.batch()
-        result = self._applier.apply_parts(parts, state.store, batch, bool(state.feed))
+        feed = state.feed
+        # Listeners that keep only the last few changes (the web's list) ask for those alone.
+        result = self._applier.apply_parts(parts, state.store, batch, bool(feed), feed.tail)
         if result.malformed:
             state.stats.malformed += len(result.malformed)
             if self._dead_letters is not None:
@@ -295,8 +299,7 @@ class TableLoader(Service):
         stats.updates += result.updates
         stats.deletes += result.deletes
         stats.last_updated = time.time()
-        for change in result.changes:
-            state.feed.publish(change)
+        feed.publish_batch(result.changes)
         for hook in state.after_publish:
             await hook()
         state.notify_updated()
@@ -350,10 +353,12 @@ class TableLoader(Service):
     async def _rebuild(self, why: str) -> None:
         state = self.tstate
         logger.warning(W_REBUILD, state.spec.name, state.spec.topic, why)
-        if state.feed:
+        feed = state.feed
+        if feed or feed.tail:
             # Subscribers derived state from rows that are going away: retract them first.
-            for key, value in list(state.items()):
-                state.feed.publish(Change(key, Op.DELETE, None, value))
+            # (The rows' iterator is not kept: it holds the database open, and its lock.)
+            wanted = None if feed else feed.tail
+            feed.publish_batch(retractions(state.store.items(), wanted, state.decode_stored))
         await self._compacted()
         state.store.destroy()  # the history goes with the rows: it is rebuilt from the topic
         state.store.open(bulk_if_new=True)

@@ -182,8 +182,8 @@ class MemoryTable:
     def filter(self, predicate: Callable[[Key, Value], bool]) -> dict[Key, Value]:
         return {k: v for k, v in self._rows.items() if predicate(k, v)}
 
-    def subscribe(self, listener: ChangeListener) -> Unsubscribe:
-        return self._feed.subscribe(listener)
+    def subscribe(self, listener: ChangeListener, *, last: int | None = None) -> Unsubscribe:
+        return self._feed.subscribe(listener, last=last)
 
     def changes(self, maxsize: int = DEFAULT_STREAM_QUEUE) -> ChangeStream:
         """``async for change in table.changes()``; see :class:`tables.changes.ChangeStream`."""

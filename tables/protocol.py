@@ -213,9 +213,13 @@ class PageTable(Table, Protocol):
 
 @runtime_checkable
 class ChangeFeedTable(Table, Protocol):
-    """Capability: every change is published to subscribers once it is visible to ``get``."""
+    """Capability: every change is published to subscribers once it is visible to ``get``.
 
-    def subscribe(self, listener: ChangeListener) -> Unsubscribe: ...
+    ``last``: the listener keeps only the last ``last`` changes; it is given at least the last
+    ``last`` changes of every applied batch (the table may then skip making the others).
+    """
+
+    def subscribe(self, listener: ChangeListener, *, last: int | None = None) -> Unsubscribe: ...
 
 
 @runtime_checkable

@@ -45,7 +45,9 @@ class WebContext:
             if isinstance(t, ChangeFeedTable):
                 recent: deque[Change] = deque(maxlen=RECENT_CHANGES)
                 self.recent_changes[t.name] = recent
-                t.subscribe(recent.append)
+                # It keeps the last few: the table need not make every change for it (a
+                # result table's loader then decodes no row but those, tables/tail.py).
+                t.subscribe(recent.append, last=RECENT_CHANGES)
 
     def tables(self) -> list[Table]:
         return sorted(self.registry, key=lambda t: t.name)

@@ -53,11 +53,11 @@ class RocksFeeder:
             self._offset += 1
         state = self._state
         batch = state.batch()
-        result = self._applier.apply(records, state.store, batch, want_changes=bool(state.feed))
+        feed = state.feed
+        result = self._applier.apply(records, state.store, batch, bool(feed), feed.tail)
         assert not result.malformed, result.malformed
         state.commit(batch)
-        for change in result.changes:
-            state.feed.publish(change)
+        feed.publish_batch(result.changes)
         return len(records)
 
     def put(self, key: Any, row: dict[str, Any] | None) -> None:
