@@ -116,7 +116,7 @@ def fold_in_into_join(select: exp.Select, catalog: Catalog) -> tuple[exp.Select,
             why = _fold(node, sub, join, tnode, stream_node, stream, catalog)
         on = join_label(join)
         if isinstance(why, str):
-            text = sql_text(node.parent if negated else node)
+            text = sql_text(node.parent if negated and node.parent is not None else node)
             lines.append(f"IN not folded into {on}: {text}: {why}")
             continue
         p_text = "TRUE (no WHERE)" if why.p is None else sql_text(why.p)
