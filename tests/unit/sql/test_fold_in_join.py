@@ -14,6 +14,8 @@ import os
 from typing import Any
 
 import orjson
+import pytest
+import sqlglot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +24,8 @@ from agents.codec import make_decoder, make_encoder
 from agents.fused import FusedProcessor
 from agents.process import BatchProcessor
 from core.codec import loads_exact
-from sql import compile_query, parse_script
+from sql import Catalog, SqlTypeError, compile_query, parse_script
+from sql.plan.fold_in_join import fold_in_into_join
 from tests.support.rocks import Record
 from tests.unit.sql.support import IN_CI, DuckMirror, declarations, make_tables, same_rows
 from tests.unit.sql.test_codegen import Collect, _rows
@@ -173,3 +176,28 @@ def test_folded_in_matches_closures_and_duckdb(
         for _, cq in procs:
             cq.close()
         mirror.con.close()
+
+
+def test_the_rule_is_pure_and_errors_keep_their_position() -> None:
+    """The rule rewrites a copy (the input SELECT is unchanged), and an error in the folded
+    predicate still points at the text the user wrote."""
+    catalog = Catalog.of(dict(make_tables()))
+    compile_query(declarations() + "SELECT st.x FROM st", catalog).close()  # declares st, r, q
+    text = (
+        "SELECT st.x FROM st JOIN r ON r.id = st.x WHERE st.x IN (SELECT id FROM r WHERE s = 'a')"
+    )
+    select = sqlglot.parse_one(text, dialect="duckdb")
+    assert isinstance(select, sqlglot.exp.Select)
+    before = select.sql()
+    out, lines = fold_in_into_join(select, catalog)
+    assert select.sql() == before
+    assert out.args["where"].this.sql() == "r.s = 'a'"
+    assert lines == [
+        "IN folded into InnerLookupJoin r: st.x IN (SELECT id FROM r WHERE s = 'a')"
+        " → r.s = 'a' on the joined row (one probe of r, not two)"
+    ]
+    bad = "SELECT st.x FROM st JOIN r ON r.id = st.x\nWHERE st.x IN (SELECT id FROM r WHERE s > 1)"
+    with pytest.raises(SqlTypeError) as err:
+        compile_query(declarations() + bad, dict(make_tables()))
+    assert "line " in str(err.value)
+    assert err.value.line == declarations().count("\n") + 2
