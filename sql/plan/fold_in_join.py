@@ -28,16 +28,20 @@ is ``T``'s key; the query joins the same table with an INNER JOIN whose ON has t
 ``k = x`` with the IN's own ``x`` (a column of the stream); both read ``T``'s current state (no
 ``FOR SYSTEM_TIME AS OF`` / ``AT SNAPSHOT`` on either side: a versioned read is not the present
 the IN-set holds) from a local table (its rows and its change feed are the same state);
-``x`` and ``k`` are declared with the same type (the join finds rows by the key's text form,
-``tables.keys``, which is SQL equality only within one type); ``p`` reads only ``T``'s declared
-columns (uncorrelated) through operators that cannot fail — comparisons, AND/OR/NOT, IS [NOT]
-NULL, BETWEEN, IN lists — so no per-row error of ``p`` (which the IN-set would raise for every
-record while the row exists) can go missing or appear. This holds for rows of the declared
-types, which a pipeline's declared table guarantees (``agents.codec.make_row_check``).
+``x`` and ``k`` are declared with the same type, BIGINT, VARCHAR or DECIMAL (the join finds
+rows by the key's text form, ``tables.keys``, which is SQL equality within one of those);
+``p`` reads only ``T``'s declared columns (uncorrelated) through operators that cannot fail —
+comparisons, AND/OR/NOT, IS [NOT] NULL, BETWEEN, IN lists — so no per-row error of ``p`` (which
+the IN-set would raise for every record while the row exists) can go missing or appear. This
+holds for rows of the declared types, which a pipeline's declared table guarantees (it refuses
+other rows at load, ``agents.codec.make_row_check``); a table that does not check its rows (an
+in-memory one) can hold a row whose column cannot be read as its type: that row's error then
+comes with the records that join it, not with every record.
 
-Not folded: ``x NOT IN (...)`` (a LEFT JOIN's record without a row, and the IN's NULL cases,
-would need their own argument), and a LEFT JOIN (its record without a row keeps going with
-NULLs, where ``p`` on NULLs may be TRUE while ``x IN S`` is not).
+Not folded: a LEFT JOIN (its record without a row goes on with NULLs, where ``p`` on NULLs may
+be TRUE while ``x IN S`` is FALSE), and ``x NOT IN (...)``. Over an INNER JOIN the steps above
+would make ``x NOT IN S`` TRUE exactly when ``p(u)`` is not TRUE (``p(u) IS NOT TRUE``, never
+UNKNOWN), but that rewrite is not built, so it is not claimed.
 
 One thing changes, as with any plan of AND-ed terms (SQL leaves their order to the
 implementation; this planner already runs the terms that read no joined table before the joins):
@@ -55,7 +59,7 @@ from sqlglot import exp
 
 from sql.catalog import Catalog, RelationSchema, qualified
 from sql.dialect import PSEUDO_COLUMNS, from_of, sql_text
-from sql.types import ANY, JSON, SqlType
+from sql.types import SqlType
 from tables import LocalTable
 
 #: Nodes ``p`` may use: none of them can raise on values of the declared types.
@@ -79,6 +83,10 @@ _SAFE = (
     exp.Between,
     exp.In,
 )
+
+#: Key types whose text form (``tables.keys``) is equal exactly when the values are equal in SQL
+#: (a DOUBLE's NaN is not; dates and JSON are no keys).
+_KEY_TYPES = frozenset({"BIGINT", "STRING", "DECIMAL"})
 
 _SHAPE_ARGS = ("joins", "group", "having", "distinct", "order", "limit", "offset", "qualify")
 
@@ -224,8 +232,11 @@ def _fold(
     if x_type is None:
         return "the IN's value is not a declared column of the stream"
     k_type = schema.columns[key]
-    if x_type.name != k_type.name or k_type in (ANY, JSON):
-        return f"the IN's value is {x_type}, the key {k_type} (the join matches by the key's text)"
+    if x_type.name != k_type.name or k_type.name not in _KEY_TYPES:
+        return (
+            f"the IN's value is {x_type}, the key {k_type} (the join matches by the key's"
+            f" text: SQL equality only within one of {', '.join(sorted(_KEY_TYPES))})"
+        )
     u = jnode.alias_or_name
     if not _on_pins_key(join.args.get("on"), u, key, lhs):
         return f"the join's ON has no term {u}.{key} = {sql_text(lhs)}"
