@@ -93,7 +93,7 @@ _SHAPE_ARGS = ("joins", "group", "having", "distinct", "order", "limit", "offset
 
 def fold_in_into_join(select: exp.Select, catalog: Catalog) -> tuple[exp.Select, list[str]]:
     """``select`` with each foldable IN replaced (a copy; ``select`` itself when none is), and
-    the EXPLAIN lines: one per IN over a joined table's table, folded or why not."""
+    the EXPLAIN lines: one per IN over a table the query joins, folded or why not."""
     where = select.args.get("where")
     joins = select.args.get("joins") or []
     from_ = from_of(select)
