@@ -38,8 +38,13 @@ other rows at load, ``agents.codec.make_row_check``); a table that does not chec
 in-memory one) can hold a row whose column cannot be read as its type: that row's error then
 comes with the records that join it, not with every record.
 
-Not folded: a LEFT JOIN (its record without a row goes on with NULLs, where ``p`` on NULLs may
-be TRUE while ``x IN S`` is FALSE), and ``x NOT IN (...)``. Over an INNER JOIN the steps above
+A LEFT JOIN whose ON is the key's term alone folds into ``u.k IS NOT NULL AND (p)``: with a
+row, steps 1 to 3 hold (``u.k = x`` is not NULL); without one (``x`` is NULL or no key equals it)
+``x IN S`` is FALSE or UNKNOWN, and so is the replacement (``u.k`` reads NULL from the missing
+row), while ``p`` alone on NULLs could be TRUE. With more ON terms it is not folded: a row they
+reject leaves ``u`` NULL while its key is still in ``S``.
+
+Not folded: ``x NOT IN (...)``. Over an INNER JOIN the steps above
 would make ``x NOT IN S`` TRUE exactly when ``p(u)`` is not TRUE (``p(u) IS NOT TRUE``, never
 UNKNOWN), but that rewrite is not built, so it is not claimed.
 
@@ -201,8 +206,9 @@ def _fold(
     """``p`` on the joined row (TRUE when the subquery has no WHERE), or why not."""
     side = (join.args.get("side") or "").upper()
     kind = (join.args.get("kind") or "").upper()
-    if side or kind not in ("", "INNER"):
-        return f"a {side or kind} JOIN keeps records without a row (only an INNER JOIN folds)"
+    left = side == "LEFT" and kind in ("", "OUTER")
+    if not left and (side or kind not in ("", "INNER")):
+        return f"a {side or kind} JOIN is not folded into"
     jnode = join.this
     if jnode.args.get("version") is not None or tnode.args.get("version") is not None:
         return "an AS OF read is not the table's current state, which the IN-set holds"
@@ -238,11 +244,17 @@ def _fold(
             f" text: SQL equality only within one of {', '.join(sorted(_KEY_TYPES))})"
         )
     u = jnode.alias_or_name
-    if not _on_pins_key(join.args.get("on"), u, key, lhs):
+    on = join.args.get("on")
+    if not _on_pins_key(on, u, key, lhs):
         return f"the join's ON has no term {u}.{key} = {sql_text(lhs)}"
+    if left and on is not None and len(list(_conjuncts(on))) != 1:
+        return "a LEFT JOIN's ON has more than the key's term (a row it rejects may still be IN)"
+    # A LEFT JOIN's record without a row has NULL columns: `u.key IS NOT NULL` rejects it, as
+    # the IN does (its x is NULL or no key equals it); with a row, u.key = x is not NULL.
+    matched = exp.Not(this=exp.Is(this=exp.column(key, table=u), expression=exp.Null()))
     where = sub.args.get("where")
     if where is None:
-        return Folded(None)
+        return Folded(matched if left else None)
     p = where.this.copy()
     for n in p.walk():
         if not isinstance(n, _SAFE):
@@ -256,6 +268,8 @@ def _fold(
         if name in PSEUDO_COLUMNS or name not in schema.columns:
             return f"its WHERE reads {name}, not a declared column of {tnode.name} (correlated?)"
         col.set("table", exp.to_identifier(u))
+    if left:
+        return Folded(exp.and_(matched, exp.Paren(this=p), copy=False))
     return Folded(p)
 
 
