@@ -46,6 +46,7 @@ from sql.operators.window import WindowedAggregate
 from sql.plan.as_of_lookup import STRATEGY as AS_OF_STRATEGY
 from sql.plan.as_of_lookup import as_of_key_lookup
 from sql.plan.as_of_lookup import describe as describe_as_of
+from sql.plan.fold_in_join import fold_in_into_join
 from sql.plan.planner import plan_join
 from sql.plan.shape import Conjunct, JoinShape, JoinStep, StreamShape
 from sql.runtime import Compiled, Env, Fn
@@ -85,6 +86,10 @@ def compile_stream_query(
         ctx, kind, sel, scope, lhs, node
     )
     scope = Scope(ctx.sql, ctx.slots)
+    # Query-level rewrites before binding: an IN over a joined table's key answered from the
+    # joined row (both engines compile the rewritten query; EXPLAIN says what was folded).
+    select, folds = fold_in_into_join(select, ctx.catalog)
+    ctx.explain.extend((0, line) for line in folds)
     from_ = from_of(select)
     if from_ is None:
         raise UnsupportedError(

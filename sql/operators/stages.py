@@ -48,12 +48,14 @@ def project_stage(
         emitted[0] += 1
         out.append(dict(zip(names, values, strict=True)))
 
-    if where is None and not distinct and limit is None:
-        return row_builder(outputs, names, reads)
+    if not distinct and limit is None:
+        return row_builder(outputs, names, reads, where)
     return project
 
 
-def row_builder(outputs: list[Fn], names: list[str], reads: list[Read | None]) -> Stage:
+def row_builder(
+    outputs: list[Fn], names: list[str], reads: list[Read | None], where: Fn | None = None
+) -> Stage:
     """``out.append({name0: f0(env), ...})`` as one generated function: no list, zip or per-column
     loop (outputs run left to right, as the loop would), plain column reads inlined as their
     closure does them. Names, types and closures are bound as globals of the generated code,
@@ -71,7 +73,10 @@ def row_builder(outputs: list[Fn], names: list[str], reads: list[Read | None]) -
             items.append(f"n{i}: {get}")
         else:  # a value of the column's own Python type as it is, else its converter
             items.append(f"n{i}: (v if (v := {get}) is None or type(v) is t{i} else c{i}(v))")
-    source = f"def project(env, out):\n    out.append({{{', '.join(items)}}})\n"
+    # A WHERE after the joins (a folded IN's predicate, say) checked first, as project does.
+    check = "    if where(env) is not True:\n        return\n" if where is not None else ""
+    namespace["where"] = where
+    source = f"def project(env, out):\n{check}    out.append({{{', '.join(items)}}})\n"
     exec(compile(source, "<projection>", "exec"), namespace)
     project: Stage = namespace["project"]
     return project
