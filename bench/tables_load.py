@@ -1,8 +1,9 @@
 """Reference-table figures on the embedded broker (issue: foundation).
 
 Prints: producer rate (setup), cold load rate, warm restart to ready, cold restore rate after the
-data dir is deleted, ``get()`` latency p50/p99 with and without decode, and the RSS of a real
-``faust -A app worker`` holding the table.
+data dir is deleted, ``get()`` latency p50/p99/p99.9 with and without decode (and with the cyclic
+GC on, and once every key was read), and the RSS of a real ``faust -A app worker`` holding the
+table.
 
     .venv/bin/python -m bench.tables_load [--keys 1000000] [--partitions 4] [--broker tansu|kafka]
         [--restores N] [--skip-worker]
@@ -19,6 +20,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -84,22 +86,65 @@ def rss_mb(pid: int) -> float:
     return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
 
 
-def percentiles(samples: list[int]) -> tuple[float, float]:
+def percentiles(samples: list[int]) -> tuple[float, float, float]:
+    """p50, p99 and p99.9 of nanosecond samples, in µs."""
     samples.sort()
-    return samples[len(samples) // 2] / 1000, samples[int(len(samples) * 0.99)] / 1000
+    n = len(samples)
+    return samples[n // 2] / 1000, samples[int(n * 0.99)] / 1000, samples[int(n * 0.999)] / 1000
+
+
+class GcPauses:
+    """The cyclic GC's collections while installed (``gc.callbacks``): count, total, longest."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, int]] = []  # (generation, ns)
+        self._t0 = 0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter_ns()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter_ns() - self._t0))
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+    def __str__(self) -> str:
+        ns = [p for _, p in self.pauses]
+        full = sum(1 for g, _ in self.pauses if g == 2)
+        return (
+            f"{len(ns)} collections ({full} full), {sum(ns) / 1e6:.1f} ms in all, "
+            f"longest {max(ns, default=0) / 1e3:.0f} µs"
+        )
+
+
+def timed(fn: Callable[[str], object], probe: list[str]) -> list[int]:
+    clock = time.perf_counter_ns
+    samples = []
+    for k in probe:
+        t0 = clock()
+        fn(k)
+        samples.append(clock() - t0)
+    return samples
 
 
 def get_latency(
     table: ReferenceTable, keys: int, n: int = 200_000
-) -> dict[str, tuple[float, float]]:
+) -> dict[str, tuple[float, float, float]]:
     """``get_raw()`` and ``get()`` over uniform probes, then ``get()`` over a hot set of 10k keys
     (a join's active users): the row cache answers those; uniform probes over 1M keys mostly
-    miss it (each pass uses fresh keys), so they show the RocksDB read + decode."""
+    miss it (each pass uses fresh keys), so they show the RocksDB read + decode. Then, with the
+    cyclic GC on (a worker's case: the passes before run with it off), uniform probes once
+    more, and uniform probes after every key was read once (a long-running reader's steady
+    state: what the cache's levels hold of the table by then)."""
     rng = random.Random(1)
-    probes = [[str(rng.randrange(keys)) for _ in range(n)] for _ in range(3)]
+    probes = [[str(rng.randrange(keys)) for _ in range(n)] for _ in range(5)]
     hot_keys = [str(k) for k in rng.sample(range(keys), min(keys, 10_000))]
     hot = [rng.choice(hot_keys) for _ in range(n)]
-    clock = time.perf_counter_ns
     out = {}
     gc.disable()
     try:
@@ -114,14 +159,26 @@ def get_latency(
             if probe is hot:  # warm: a join has seen its active users before
                 for k in hot_keys:
                     table.get(k)
-            samples = []
-            for k in probe:
-                t0 = clock()
-                fn(k)
-                samples.append(clock() - t0)
-            out[label] = percentiles(samples)
+            out[label] = percentiles(timed(fn, probe))
     finally:
         gc.enable()
+    with GcPauses() as pauses:
+        out["get unif. gc"] = percentiles(timed(table.get, probes[3]))
+    print(f"  (cyclic GC during 'get unif. gc': {pauses})")
+    every = [str(k) for k in range(keys)]
+    rng.shuffle(every)
+    for k in every:
+        table.get(k)
+    with GcPauses() as pauses:
+        out["get steady"] = percentiles(timed(table.get, probes[4]))
+    print(f"  (cyclic GC during 'get steady': {pauses})")
+    cache = table._state.rows
+    print(
+        f"  (row cache after the passes: {len(cache.rows):,} decoded rows, "
+        f"{len(getattr(cache, 'raw', ())):,} stored values in "
+        f"{getattr(cache, 'raw_bytes', 0) / 2**20:.0f} MB; "
+        f"bench process RSS {rss_mb(os.getpid()):.0f} MB)"
+    )
     return out
 
 
@@ -142,8 +199,11 @@ async def main(
         assert len(table) == keys
         await asyncio.sleep(3)  # the post-load compaction runs in a thread
         lat = get_latency(table, keys)
-        for label, (p50, p99) in lat.items():
-            print(f"{label:<14} p50 {p50:.2f} µs   p99 {p99:.2f} µs   ({keys:,} keys)")
+        for label, (p50, p99, p999) in lat.items():
+            print(
+                f"{label:<14} p50 {p50:.2f} µs   p99 {p99:.2f} µs   ({keys:,} keys)"
+                f"   p99.9 {p999:.2f} µs   load {os.getloadavg()[0]:.1f}"
+            )
         await table.stop()
 
         table, secs = await timed_load(spec, work / "a", broker.url)

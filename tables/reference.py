@@ -30,7 +30,7 @@ from tables.protocol import (
     Value,
     VersionRecord,
 )
-from tables.rowcache import MISS
+from tables.rowcache import MISS, RowCache
 from tables.spec import TableSpec
 from tables.state import TableState as TableState
 from tables.state import stored_decoder as stored_decoder
@@ -66,6 +66,7 @@ class ReferenceTable(Service):
         client_id: str = "tablestream",
         read_committed: bool = False,
         max_skew_ms: int | None = 300_000,
+        row_cache: RowCache | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -74,8 +75,10 @@ class ReferenceTable(Service):
         self._client_id = client_id
         #: Skip what aborted transactions wrote (the worker runs exactly-once).
         self._isolation = "read_committed" if read_committed else "read_uncommitted"
-        self._state = TableState(spec, TableStore(data_dir / "tables" / spec.name, store_options))
+        store = TableStore(data_dir / "tables" / spec.name, store_options)
+        self._state = TableState(spec, store, row_cache)
         self._rows = self._state.rows.rows  # get()'s hit path: one dict lookup
+        self._raw = self._state.rows.raw  # its stored bytes, before RocksDB
         self._loader = TableLoader(
             self._state,
             self._new_consumer,
@@ -211,10 +214,16 @@ class ReferenceTable(Service):
             value = self._rows.get(key, MISS)
             if value is not MISS:
                 return default if value is None else value
-        raw = state.store.get(skey)
+        cache = state.rows
+        raw = self._raw.get(skey, MISS)
+        if raw is MISS:
+            store = state.store
+            raw = store.get(skey)
+            if not store.is_open:  # a closed store's empty answers are not the table's rows
+                return default
+            cache.put_raw(skey, raw)
         value = None if raw is None else state.decode_stored(raw)
-        if state.store.is_open:  # a closed store's empty answers are not the table's rows
-            state.rows.put(key, value)
+        cache.put(key, value)
         return default if value is None else value
 
     def contains_key(self, key: Key) -> bool:
