@@ -117,6 +117,7 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
         dead_letter_topic=settings.dead_letter_topic,
         default_partitions=settings.default_partitions,
         fetch_max_records=settings.fetch_max_records,
+        row_cache=(settings.table_cache_rows, settings.table_cache_mb),
         client_id=settings.app_id,
         read_committed=settings.exactly_once,
         max_skew_ms=settings.watermark_max_skew_ms,

@@ -40,6 +40,8 @@ class TableEnv:
     bootstrap_servers: str = ""
     dead_letters: DeadLetterWriter | None = None
     fetch_max_records: int = 10_000
+    #: A reference table's row cache: decoded rows, MB of stored bytes (None: the defaults).
+    row_cache: tuple[int, float] | None = None
     client_id: str = "tablestream"
     read_committed: bool = False
     #: Record-timestamp ms a loader may apply one partition ahead of the slowest (tables.skew).
@@ -85,6 +87,7 @@ class KafkaKind:
 
     def create(self, spec: TableSpec, env: TableEnv) -> Table:
         from tables.reference import ReferenceTable
+        from tables.rowcache import RowCache
 
         return ReferenceTable(
             spec,
@@ -92,6 +95,7 @@ class KafkaKind:
             env.bootstrap_servers,
             dead_letters=env.dead_letters,
             fetch_max_records=env.fetch_max_records,
+            row_cache=RowCache(*env.row_cache) if env.row_cache is not None else None,
             client_id=env.client_id,
             read_committed=env.read_committed,
             max_skew_ms=env.max_skew_ms,

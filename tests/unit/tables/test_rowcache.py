@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from app.settings import Settings
 from core import codec
+from core.errors import ConfigError
 from tables.apply import Applier
+from tables.kinds import KafkaKind, TableEnv
 from tables.reference import ReferenceTable
 from tables.rowcache import RAW_ENTRY_OVERHEAD, RowCache
 from tables.spec import TableSpec
@@ -157,3 +160,19 @@ def test_a_closed_store_reads_as_empty_and_caches_nothing(table: ReferenceTable)
     state.store.open()
     assert table.get("1") == {"id": 1}
     assert state.rows.raw == {b"1": codec.dumps({"id": 1})}
+
+
+def test_the_settings_size_a_kafka_tables_cache(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {"TABLESTREAM_TABLE_CACHE_ROWS": "5", "TABLESTREAM_TABLE_CACHE_MB": "0.5"}
+    )
+    env = TableEnv(
+        data_dir=tmp_path, row_cache=(settings.table_cache_rows, settings.table_cache_mb)
+    )
+    table = KafkaKind().create(TableSpec("t", "t"), env)
+    assert isinstance(table, ReferenceTable)
+    cache = table._state.rows
+    assert (cache.max_rows, cache.max_raw_bytes) == (5, 512 * 1024)
+    assert table.row_cache()[0] is cache.rows
+    with pytest.raises(ConfigError, match="TABLESTREAM_TABLE_CACHE_MB"):
+        Settings.from_env({"TABLESTREAM_TABLE_CACHE_MB": "-1"})
