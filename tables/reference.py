@@ -79,6 +79,8 @@ class ReferenceTable(Service):
         self._state = TableState(spec, store, row_cache)
         self._rows = self._state.rows.rows  # get()'s hit path: one dict lookup
         self._raw = self._state.rows.raw  # its stored bytes, before RocksDB
+        self._cache = self._state.rows
+        self._decode = self._state.decode_stored
         self._loader = TableLoader(
             self._state,
             self._new_consumer,
@@ -203,7 +205,6 @@ class ReferenceTable(Service):
         return self._rows, MISS
 
     def _get_miss(self, key: Key, default: Value | None) -> Value | None:
-        state = self._state
         tk = type(key)
         try:
             skey = key.encode() if tk is str else key_bytes(key)
@@ -214,16 +215,15 @@ class ReferenceTable(Service):
             value = self._rows.get(key, MISS)
             if value is not MISS:
                 return default if value is None else value
-        cache = state.rows
         raw = self._raw.get(skey, MISS)
         if raw is MISS:
-            store = state.store
+            store = self._state.store
             raw = store.get(skey)
             if not store.is_open:  # a closed store's empty answers are not the table's rows
                 return default
-            cache.put_raw(skey, raw)
-        value = None if raw is None else state.decode_stored(raw)
-        cache.put(key, value)
+            self._cache.put_raw(skey, raw)
+        value = None if raw is None else self._decode(raw)
+        self._cache.put(key, value)
         return default if value is None else value
 
     def contains_key(self, key: Key) -> bool:

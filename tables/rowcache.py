@@ -95,13 +95,14 @@ class RowCache:
                 return
         rows.clear()  # the order was lost (cannot happen while every put appends)
 
-    def put_raw(self, skey: bytes, raw: bytes | None) -> None:
-        """Keep ``raw`` (None: no such key) for ``skey``, which ``raw`` does not hold."""
+    def put_raw(self, skey: bytes, raw: bytes | None) -> bool:
+        """Keep ``raw`` (None: no such key) for ``skey``, which ``raw`` does not hold; False
+        when it does not fit at all."""
         size = len(skey) + RAW_ENTRY_OVERHEAD
         if raw is not None:
             size += len(raw)
         if size > self.max_raw_bytes:
-            return
+            return False
         self.raw[skey] = raw
         self.raw_bytes += size
         order = self._raw_order
@@ -110,6 +111,7 @@ class RowCache:
             self._evict_raw()
         if len(order) > 2 * len(self.raw) + 1024:
             self._raw_order = deque(self.raw)
+        return True
 
     def _evict_raw(self) -> None:
         raw, order = self.raw, self._raw_order

@@ -176,3 +176,22 @@ def test_the_settings_size_a_kafka_tables_cache(tmp_path: Path) -> None:
     assert table.row_cache()[0] is cache.rows
     with pytest.raises(ConfigError, match="TABLESTREAM_TABLE_CACHE_MB"):
         Settings.from_env({"TABLESTREAM_TABLE_CACHE_MB": "-1"})
+
+
+def test_a_read_keeps_bytes_and_row_and_the_row_outlives_the_bytes(table: ReferenceTable) -> None:
+    state = table._state
+    batch = state.batch()
+    rows = [Rec(str(i).encode(), codec.dumps({"id": i}), i) for i in range(40)]
+    Applier("id", state.decode).apply(rows, state.store, batch, want_changes=False)
+    state.commit(batch)
+    first = table.get("3")
+    assert first == {"id": 3}
+    assert state.rows.raw[b"3"] == codec.dumps({"id": 3})
+    assert table.get("3") is first  # the decoded row, not decoded again
+    for i in range(10, 40):  # push b"3" out of the ~2 KB of bytes, and "3" out of the rows
+        table.get(str(i))
+    assert b"3" not in state.rows.raw
+    assert "3" not in state.rows.rows
+    assert table.get("3") == first  # from RocksDB again
+    assert table.get("99") is None
+    assert state.rows.raw[b"99"] is None  # a miss is kept too
