@@ -67,6 +67,7 @@ class ReferenceTable(Service):
         read_committed: bool = False,
         max_skew_ms: int | None = 300_000,
         row_cache: RowCache | None = None,
+        preload_cache: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -81,6 +82,8 @@ class ReferenceTable(Service):
         self._raw = self._state.rows.raw  # its stored bytes, before RocksDB
         self._cache = self._state.rows
         self._decode = self._state.decode_stored
+        #: Fill the cache's stored-bytes level from the store once ready (preload_cache()).
+        self._preload = preload_cache
         self._loader = TableLoader(
             self._state,
             self._new_consumer,
@@ -132,6 +135,8 @@ class ReferenceTable(Service):
             self._state.feed.subscribe(writer.on_change)
             self._state.after_publish.append(writer.flush)
         await self.add_runtime_dependency(self._loader)
+        if self._preload:
+            self.add_future(self.preload_cache())
 
     async def on_stop(self) -> None:
         self._state.stats.running = False
@@ -225,6 +230,35 @@ class ReferenceTable(Service):
         value = None if raw is None else self._decode(raw)
         self._cache.put(key, value)
         return default if value is None else value
+
+    async def preload_cache(self, chunk: int = 2_000) -> int:
+        """Once ready, read the stored rows in key order into the row cache's bytes level
+        while they fit without evicting anything (a table within ``TABLESTREAM_TABLE_CACHE_MB``
+        is then read from memory from the start, not after a first RocksDB read of each key).
+        Yields between chunks; a chunk reads the store as it is then and keeps its rows before
+        any await, so a batch committed meanwhile drops its keys as usual. Returns rows added.
+        """
+        await self._state.wait_ready()
+        cache = self._cache
+        held = cache.raw
+        after: bytes | None = None
+        added = 0
+        while True:
+            n = 0
+            for skey, raw in self._state.store.items(from_key=after):
+                if skey == after:
+                    continue
+                if skey not in held:
+                    if not cache.fill_raw(skey, raw):
+                        return added
+                    added += 1
+                after = skey
+                n += 1
+                if n >= chunk:
+                    break
+            if n == 0:
+                return added
+            await asyncio.sleep(0)
 
     def contains_key(self, key: Key) -> bool:
         return self.get_raw(key) is not None

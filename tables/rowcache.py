@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 #: Decoded rows kept per table by default (a flat 6-field row: ~0.6 KB with its strings).
@@ -41,6 +42,20 @@ RAW_ENTRY_OVERHEAD = 112
 #: one (two pops and a decode per key); the ``raw`` level drops its keys one pop each, always.
 CLEAR_ABOVE = 2_000
 MISS: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """A reference table's row cache as the worker's settings give it (``TABLESTREAM_TABLE_
+    CACHE_ROWS``, ``_MB``, ``_PRELOAD``)."""
+
+    rows: int = 100_000
+    mb: float = 128.0
+    #: Fill the stored-bytes level from the store once the table is ready.
+    preload: bool = False
+
+    def cache(self) -> RowCache:
+        return RowCache(self.rows, self.mb)
 
 
 class RowCache:
@@ -111,6 +126,16 @@ class RowCache:
             self._evict_raw()
         if len(order) > 2 * len(self.raw) + 1024:
             self._raw_order = deque(self.raw)
+        return True
+
+    def fill_raw(self, skey: bytes, raw: bytes) -> bool:
+        """Keep ``raw`` for ``skey`` (not held) only if it fits without evicting anything."""
+        size = len(skey) + RAW_ENTRY_OVERHEAD + len(raw)
+        if self.raw_bytes + size > self.max_raw_bytes:
+            return False
+        self.raw[skey] = raw
+        self.raw_bytes += size
+        self._raw_order.append(skey)
         return True
 
     def _evict_raw(self) -> None:

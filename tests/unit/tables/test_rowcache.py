@@ -4,6 +4,7 @@ apply + commit path, no broker)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from core.errors import ConfigError
 from tables.apply import Applier
 from tables.kinds import KafkaKind, TableEnv
 from tables.reference import ReferenceTable
-from tables.rowcache import RAW_ENTRY_OVERHEAD, RowCache
+from tables.rowcache import RAW_ENTRY_OVERHEAD, CacheSettings, RowCache
 from tables.spec import TableSpec
 
 
@@ -164,18 +165,74 @@ def test_a_closed_store_reads_as_empty_and_caches_nothing(table: ReferenceTable)
 
 def test_the_settings_size_a_kafka_tables_cache(tmp_path: Path) -> None:
     settings = Settings.from_env(
-        {"TABLESTREAM_TABLE_CACHE_ROWS": "5", "TABLESTREAM_TABLE_CACHE_MB": "0.5"}
+        {
+            "TABLESTREAM_TABLE_CACHE_ROWS": "5",
+            "TABLESTREAM_TABLE_CACHE_MB": "0.5",
+            "TABLESTREAM_TABLE_CACHE_PRELOAD": "true",
+        }
     )
-    env = TableEnv(
-        data_dir=tmp_path, row_cache=(settings.table_cache_rows, settings.table_cache_mb)
+    sizes = CacheSettings(
+        settings.table_cache_rows, settings.table_cache_mb, settings.table_cache_preload
     )
-    table = KafkaKind().create(TableSpec("t", "t"), env)
+    table = KafkaKind().create(TableSpec("t", "t"), TableEnv(data_dir=tmp_path, row_cache=sizes))
     assert isinstance(table, ReferenceTable)
     cache = table._state.rows
-    assert (cache.max_rows, cache.max_raw_bytes) == (5, 512 * 1024)
+    assert (cache.max_rows, cache.max_raw_bytes, table._preload) == (5, 512 * 1024, True)
     assert table.row_cache()[0] is cache.rows
     with pytest.raises(ConfigError, match="TABLESTREAM_TABLE_CACHE_MB"):
         Settings.from_env({"TABLESTREAM_TABLE_CACHE_MB": "-1"})
+
+
+async def test_preload_fills_the_bytes_level_in_key_order_and_follows_writes_meanwhile(
+    tmp_path: Path,
+) -> None:
+    table = ReferenceTable(
+        TableSpec("t", "t"),  # keyed by the record key: zero-padded, so key order is numeric
+        tmp_path,
+        "127.0.0.1:1",
+        row_cache=RowCache(max_rows=3, max_raw_mb=0.01),
+    )
+    state = table._state
+    state.store.open()
+    try:
+        applier = Applier(None, state.decode)
+        model: dict[str, dict[str, int]] = {}
+
+        def write(keys: list[int], v: int) -> None:
+            batch = state.batch()
+            recs = []
+            for k in keys:
+                model[f"{k:03}"] = {"id": k, "v": v}
+                recs.append(Rec(f"{k:03}".encode(), codec.dumps(model[f"{k:03}"]), v))
+            applier.apply(recs, state.store, batch, want_changes=False)
+            state.commit(batch)
+
+        write(list(range(200)), 0)
+        state.set_ready()
+        task = asyncio.ensure_future(table.preload_cache(chunk=4))
+        v = 1
+        while not task.done():  # batches land between the preload's chunks
+            write([v % 200, (v * 7) % 200], v)
+            v += 1
+            await asyncio.sleep(0)
+        added = task.result()
+        raw = state.rows.raw
+        assert added > 0
+        assert len(raw) < 200  # stopped when full: nothing evicted for it
+        assert state.rows.raw_bytes == raw_size(state.rows) <= state.rows.max_raw_bytes
+        assert list(raw) == sorted(raw)  # read in key order
+        # Up to the last row read, a key not held is one a batch wrote meanwhile (dropped).
+        written = {f"{i % 200:03}".encode() for i in range(1, v)}
+        written |= {f"{(i * 7) % 200:03}".encode() for i in range(1, v)}
+        below = {f"{k:03}".encode() for k in range(200)} - raw.keys()
+        assert {k for k in below if k < max(raw)} <= written
+        for skey, held in raw.items():  # what is held is what the store holds now
+            assert held == state.store.get(skey)
+        write([0, 1, 2], 999)
+        for key, row in model.items():
+            assert table.get(key) == row
+    finally:
+        state.store.close()
 
 
 def test_a_read_keeps_bytes_and_row_and_the_row_outlives_the_bytes(table: ReferenceTable) -> None:
