@@ -41,6 +41,8 @@ RAW_ENTRY_OVERHEAD = 112
 #: A batch writing more keys than this clears the decoded rows instead of dropping keys one by
 #: one (two pops and a decode per key); the ``raw`` level drops its keys one pop each, always.
 CLEAR_ABOVE = 2_000
+#: When full, a level evicts this share of its bound at once (its oldest entries).
+EVICT_SHARE = 100
 MISS: Any = object()
 
 
@@ -61,13 +63,29 @@ class CacheSettings:
 class RowCache:
     """Bounded maps ``probe key -> decoded row or None`` and ``store key -> bytes or None``."""
 
-    __slots__ = ("_order", "_raw_order", "max_raw_bytes", "max_rows", "raw", "raw_bytes", "rows")
+    __slots__ = (
+        "_evict_rows",
+        "_order",
+        "_raw_low",
+        "_raw_order",
+        "max_raw_bytes",
+        "max_rows",
+        "raw",
+        "raw_bytes",
+        "rows",
+    )
 
     def __init__(
         self, max_rows: int = DEFAULT_MAX_ROWS, max_raw_mb: float = DEFAULT_RAW_MB
     ) -> None:
         self.max_rows = max_rows
         self.max_raw_bytes = int(max_raw_mb * 1024 * 1024)
+        # Evicting a share at once, not one entry per entry added: freeing a decoded row costs
+        # ~1 µs of cache misses (its dict and strings are cold), which one entry per miss put
+        # on every miss's time (uniform reads, load 6: p50 3.6 -> 2.5 µs, p99 7.1 -> 5.9 µs);
+        # 1% of 100k rows at once is a ~0.3-1 ms call every 1,000 misses (p99.9 territory).
+        self._evict_rows = max(1, max_rows // EVICT_SHARE)
+        self._raw_low = self.max_raw_bytes - self.max_raw_bytes // EVICT_SHARE
         #: Read directly by the table's ``get()`` (one dict lookup on a hit).
         self.rows: dict[Any, Any] = {}
         #: Read by the table's ``get()`` when ``rows`` misses.
@@ -104,11 +122,14 @@ class RowCache:
         rows, order = self.rows, self._order
         pop = rows.pop
         # A deque entry may name a key invalidated since (gone, or put again later: then it
-        # leaves early, which only costs a read). Stop at the first that was there.
+        # leaves early, which only costs a read). Stop once enough were there; the order
+        # covers every row held (each put appends), so it runs out only when rows is empty.
+        left = self._evict_rows
         while order:
             if pop(order.popleft(), MISS) is not MISS:
-                return
-        rows.clear()  # the order was lost (cannot happen while every put appends)
+                left -= 1
+                if not left:
+                    return
 
     def put_raw(self, skey: bytes, raw: bytes | None) -> bool:
         """Keep ``raw`` (None: no such key) for ``skey``, which ``raw`` does not hold; False
@@ -141,7 +162,7 @@ class RowCache:
     def _evict_raw(self) -> None:
         raw, order = self.raw, self._raw_order
         pop = raw.pop
-        limit = self.max_raw_bytes
+        limit = self._raw_low
         while self.raw_bytes > limit and order:
             skey = order.popleft()
             value = pop(skey, MISS)

@@ -18,7 +18,7 @@ from core.errors import ConfigError
 from tables.apply import Applier
 from tables.kinds import KafkaKind, TableEnv
 from tables.reference import ReferenceTable
-from tables.rowcache import RAW_ENTRY_OVERHEAD, CacheSettings, RowCache
+from tables.rowcache import EVICT_SHARE, RAW_ENTRY_OVERHEAD, CacheSettings, RowCache
 from tables.spec import TableSpec
 
 
@@ -48,6 +48,17 @@ def test_decoded_rows_leave_oldest_first_one_per_put() -> None:
     cache.put("f", 1)
     assert set(cache.rows) == {"d", "e", "f"}  # 'c' leaves early: its stale place came first
     assert len(cache) == 3
+
+
+def test_a_full_cache_evicts_a_share_of_its_oldest_rows_at_once() -> None:
+    cache = RowCache(max_rows=1_000)
+    for i in range(1_000):
+        cache.put(i, i)
+    cache.invalidate([b"0", b"1"], 2)  # their places in line are stale now
+    cache.put(1_000, 0)
+    cache.put(1_001, 0)
+    cache.put(1_002, 0)  # full: the oldest 1_000 // EVICT_SHARE rows still held leave
+    assert list(cache.rows) == list(range(2 + 1_000 // EVICT_SHARE, 1_003))
 
 
 def test_integer_probes_are_dropped_with_their_text() -> None:
@@ -99,7 +110,8 @@ def test_stored_bytes_stay_within_their_budget_and_are_counted_exactly() -> None
     # Oldest first: what is held is the newest keys, as many as fit.
     held = sorted(int(k) for k in full.raw)
     assert held == list(range(1_000 - len(held), 1_000))
-    assert full.max_raw_bytes - (3 + RAW_ENTRY_OVERHEAD + 100) < full.raw_bytes
+    low = full.max_raw_bytes - full.max_raw_bytes // EVICT_SHARE  # evicted down to, at once
+    assert low - (3 + RAW_ENTRY_OVERHEAD + 100) < full.raw_bytes
 
 
 @pytest.fixture
