@@ -5,6 +5,7 @@ apply + commit path, no broker)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +19,13 @@ from core.errors import ConfigError
 from tables.apply import Applier
 from tables.kinds import KafkaKind, TableEnv
 from tables.reference import ReferenceTable
-from tables.rowcache import EVICT_SHARE, RAW_ENTRY_OVERHEAD, CacheSettings, RowCache
+from tables.rowcache import (
+    EVICT_SHARE,
+    FULL_ADMIT,
+    RAW_ENTRY_OVERHEAD,
+    CacheSettings,
+    RowCache,
+)
 from tables.spec import TableSpec
 
 
@@ -105,11 +112,16 @@ def test_stored_bytes_stay_within_their_budget_and_are_counted_exactly() -> None
         assert cache.raw_bytes == raw_size(cache), step
         assert cache.raw_bytes <= cache.max_raw_bytes
     full = RowCache(max_raw_mb=budget)
-    for i in range(1_000):
-        full.put_raw(str(i).encode(), b"v" * 100)
-    # Oldest first: what is held is the newest keys, as many as fit.
-    held = sorted(int(k) for k in full.raw)
-    assert held == list(range(1_000 - len(held), 1_000))
+    kept = [i for i in range(1_000) if full.put_raw(str(i).encode(), b"v" * 100)]
+    first_refused = next(i for i in range(1_000) if i not in kept)
+    # Once full, one read in FULL_ADMIT is kept; oldest first out: what is held is the newest
+    # of those kept, as many as fit.
+    after = [i for i in kept if i > first_refused]
+    assert kept[:first_refused] == list(range(first_refused))
+    assert 0 < len(after) <= 2 * (1_000 - first_refused) // FULL_ADMIT + 1
+    assert all(j - i <= FULL_ADMIT for i, j in itertools.pairwise(after))
+    held = [int(k) for k in full.raw]
+    assert held == kept[-len(held) :]
     low = full.max_raw_bytes - full.max_raw_bytes // EVICT_SHARE  # evicted down to, at once
     assert low - (3 + RAW_ENTRY_OVERHEAD + 100) < full.raw_bytes
 
@@ -257,10 +269,11 @@ def test_a_read_keeps_bytes_and_row_and_the_row_outlives_the_bytes(table: Refere
     assert first == {"id": 3}
     assert state.rows.raw[b"3"] == codec.dumps({"id": 3})
     assert table.get("3") is first  # the decoded row, not decoded again
-    for i in range(10, 40):  # push b"3" out of the ~2 KB of bytes, and "3" out of the rows
-        table.get(str(i))
+    assert table.get("99") is None
+    assert state.rows.raw[b"99"] is None  # a miss is kept too
+    for _ in range(FULL_ADMIT):  # push b"3" out of the ~2 KB of bytes, and "3" out of the rows
+        for i in range(10, 40):  # (a full bytes level takes one read in FULL_ADMIT)
+            table.get(str(i))
     assert b"3" not in state.rows.raw
     assert "3" not in state.rows.rows
     assert table.get("3") == first  # from RocksDB again
-    assert table.get("99") is None
-    assert state.rows.raw[b"99"] is None  # a miss is kept too
