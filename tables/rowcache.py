@@ -12,11 +12,12 @@ answer most of them without RocksDB:
   bytes. A decoded row costs ~3x its JSON in memory, so the same memory holds ~3x as many rows
   this way; a hit here costs a decode (~0.5 µs), not a RocksDB read.
 
-Both evict first in, first out, one entry per entry added (a deque of the keys in insertion
-order): a full cache keeps all but its oldest entries, and the cost is spread over the misses.
-(Starting over when full, as before, made a uniform reader's hit rate half the cache's size, and
-freeing 100k rows at once stopped one ``get()`` for 10-20 ms.) CLOCK or LRU would need a hit to
-write a bit or move the key: the hit path is a bare dict probe, also in generated code.
+Both evict first in, first out (a deque of the keys in insertion order), 1% of their bound at
+once: a full level keeps 99% of what it holds. (Starting over when full, as before, halved a
+uniform reader's hit rate, and freeing 100k rows at once stopped one ``get()`` for 10-20 ms;
+one entry per entry added put a cold row's freeing, ~1 µs, on every miss.) CLOCK or LRU would
+need a hit to write a bit or move the key: the hit path is a bare dict probe, also in generated
+code. A full bytes level admits one RocksDB read in :data:`FULL_ADMIT` (see :meth:`put_raw`).
 
 The loader drops every key it writes (:meth:`invalidate`, from :meth:`TableState.commit`) before
 it publishes the batch's changes, with no await in between, so a reader never sees a row the
@@ -32,11 +33,11 @@ from typing import Any
 
 #: Decoded rows kept per table by default (a flat 6-field row: ~0.6 KB with its strings).
 DEFAULT_MAX_ROWS = 100_000
-#: Stored bytes kept per table by default, MB (a 110-byte row: ~0.26 KB with key and entry).
+#: Stored bytes kept per table by default, MB (a 92-byte row: ~0.21 KB with key and entry).
 DEFAULT_RAW_MB = 128
 #: What one ``raw`` entry costs beyond its key and value bytes: two bytes objects' headers, the
-#: dict's entry and index slots, the deque's slot (measured: a 300k-entry dict of 5- and
-#: 110-byte values takes ~260 bytes an entry).
+#: dict's entry and index slots, the deque's slot (measured with tracemalloc: a 300k-entry
+#: dict of 5-byte keys and 92-byte values, with its deque, takes ~207 bytes an entry).
 RAW_ENTRY_OVERHEAD = 112
 #: A batch writing more keys than this clears the decoded rows instead of dropping keys one by
 #: one (two pops and a decode per key); the ``raw`` level drops its keys one pop each, always.
@@ -53,8 +54,8 @@ class CacheSettings:
     """A reference table's row cache as the worker's settings give it (``TABLESTREAM_TABLE_
     CACHE_ROWS``, ``_MB``, ``_PRELOAD``)."""
 
-    rows: int = 100_000
-    mb: float = 128.0
+    rows: int = DEFAULT_MAX_ROWS
+    mb: float = DEFAULT_RAW_MB
     #: Fill the stored-bytes level from the store once the table is ready.
     preload: bool = False
 
