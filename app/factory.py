@@ -34,6 +34,7 @@ from app.web import register_home, register_web
 from core import codec
 from core.errors import ConfigError, TablestreamError
 from tables.registry import TableRegistry
+from tables.rowcache import CacheSettings
 
 #: Exit status of a worker or command stopped by a bad setting or pipeline (as click's usage).
 EXIT_CONFIG = 2
@@ -117,6 +118,9 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
         dead_letter_topic=settings.dead_letter_topic,
         default_partitions=settings.default_partitions,
         fetch_max_records=settings.fetch_max_records,
+        row_cache=CacheSettings(
+            settings.table_cache_rows, settings.table_cache_mb, settings.table_cache_preload
+        ),
         client_id=settings.app_id,
         read_committed=settings.exactly_once,
         max_skew_ms=settings.watermark_max_skew_ms,

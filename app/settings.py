@@ -86,6 +86,14 @@ class Settings:
     session_timeout: float = field(default=10.0, metadata=_at_least(1))
     #: Records a table loader fetches per batch.
     fetch_max_records: int = field(default=10_000, metadata=_at_least(1))
+    #: Decoded rows a reference table keeps for ``get()`` (tables/rowcache.py; 0: none).
+    table_cache_rows: int = field(default=100_000, metadata=_at_least(0))
+    #: MB of stored row bytes a reference table keeps for ``get()`` before asking RocksDB
+    #: (~210 bytes a 100-byte row; 0: none).
+    table_cache_mb: float = field(default=128.0, metadata=_at_least(0))
+    #: Once a reference table is ready, read its stored rows into that memory (key order, up
+    #: to ``table_cache_mb``): lookups skip RocksDB from the start; costs the memory at once.
+    table_cache_preload: bool = False
     #: Records a query agent fetches and processes per batch.
     query_max_records: int = field(default=10_000, metadata=_at_least(1))
     #: Processed batches of one query whose outputs may await the broker's ack at once.

@@ -1,8 +1,9 @@
 """Reference-table figures on the embedded broker (issue: foundation).
 
 Prints: producer rate (setup), cold load rate, warm restart to ready, cold restore rate after the
-data dir is deleted, ``get()`` latency p50/p99 with and without decode, and the RSS of a real
-``faust -A app worker`` holding the table.
+data dir is deleted, ``get()`` latency p50/p99/p99.9 with and without decode (and with the cyclic
+GC on, and once every key was read), and the RSS of a real ``faust -A app worker`` holding the
+table.
 
     .venv/bin/python -m bench.tables_load [--keys 1000000] [--partitions 4] [--broker tansu|kafka]
         [--restores N] [--skip-worker]
@@ -19,6 +20,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -84,22 +86,65 @@ def rss_mb(pid: int) -> float:
     return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
 
 
-def percentiles(samples: list[int]) -> tuple[float, float]:
+def percentiles(samples: list[int]) -> tuple[float, float, float]:
+    """p50, p99 and p99.9 of nanosecond samples, in µs."""
     samples.sort()
-    return samples[len(samples) // 2] / 1000, samples[int(len(samples) * 0.99)] / 1000
+    n = len(samples)
+    return samples[n // 2] / 1000, samples[int(n * 0.99)] / 1000, samples[int(n * 0.999)] / 1000
 
 
-def get_latency(
+class GcPauses:
+    """The cyclic GC's collections while installed (``gc.callbacks``): count, total, longest."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, int]] = []  # (generation, ns)
+        self._t0 = 0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter_ns()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter_ns() - self._t0))
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+    def __str__(self) -> str:
+        ns = [p for _, p in self.pauses]
+        full = sum(1 for g, _ in self.pauses if g == 2)
+        return (
+            f"{len(ns)} collections ({full} full), {sum(ns) / 1e6:.1f} ms in all, "
+            f"longest {max(ns, default=0) / 1e3:.0f} µs"
+        )
+
+
+def timed(fn: Callable[[str], object], probe: list[str]) -> list[int]:
+    clock = time.perf_counter_ns
+    samples = []
+    for k in probe:
+        t0 = clock()
+        fn(k)
+        samples.append(clock() - t0)
+    return samples
+
+
+async def get_latency(
     table: ReferenceTable, keys: int, n: int = 200_000
-) -> dict[str, tuple[float, float]]:
+) -> dict[str, tuple[float, float, float]]:
     """``get_raw()`` and ``get()`` over uniform probes, then ``get()`` over a hot set of 10k keys
     (a join's active users): the row cache answers those; uniform probes over 1M keys mostly
-    miss it (each pass uses fresh keys), so they show the RocksDB read + decode."""
+    miss it (each pass uses fresh keys), so they show the RocksDB read + decode. Then, with the
+    cyclic GC on (a worker's case: the passes before run with it off), uniform probes once
+    more, and uniform probes after every key was read once (a long-running reader's steady
+    state: what the cache's levels hold of the table by then)."""
     rng = random.Random(1)
-    probes = [[str(rng.randrange(keys)) for _ in range(n)] for _ in range(3)]
+    probes = [[str(rng.randrange(keys)) for _ in range(n)] for _ in range(5)]
     hot_keys = [str(k) for k in rng.sample(range(keys), min(keys, 10_000))]
     hot = [rng.choice(hot_keys) for _ in range(n)]
-    clock = time.perf_counter_ns
     out = {}
     gc.disable()
     try:
@@ -114,15 +159,53 @@ def get_latency(
             if probe is hot:  # warm: a join has seen its active users before
                 for k in hot_keys:
                     table.get(k)
-            samples = []
-            for k in probe:
-                t0 = clock()
-                fn(k)
-                samples.append(clock() - t0)
-            out[label] = percentiles(samples)
+            out[label] = percentiles(timed(fn, probe))
+            # The loader's consumer answers its broker between passes: an event loop blocked
+            # for the whole series (1M keys, a loaded machine) saw its fetch time out.
+            await asyncio.sleep(0.2)
     finally:
         gc.enable()
+    with GcPauses() as pauses:
+        out["get unif. gc"] = percentiles(timed(table.get, probes[3]))
+    print(f"  (cyclic GC during 'get unif. gc': {pauses})")
+    every = [str(k) for k in range(keys)]
+    rng.shuffle(every)
+    for i, k in enumerate(every):
+        table.get(k)
+        if i % 100_000 == 0:
+            await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)
+    with GcPauses() as pauses:
+        out["get steady"] = percentiles(timed(table.get, probes[4]))
+    print(f"  (cyclic GC during 'get steady': {pauses})")
+    cache = table._state.rows
+    print(
+        f"  (row cache after the passes: {len(cache.rows):,} decoded rows, "
+        f"{len(getattr(cache, 'raw', ())):,} stored values in "
+        f"{getattr(cache, 'raw_bytes', 0) / 2**20:.0f} MB; "
+        f"bench process RSS {rss_mb(os.getpid()):.0f} MB)"
+    )
     return out
+
+
+async def preloaded_reads(spec: TableSpec, data_dir: Path, servers: str, keys: int) -> None:
+    """First reads after a warm restart (RocksDB's block cache empty) once ``preload_cache()``
+    (``TABLESTREAM_TABLE_CACHE_PRELOAD``) read the stored rows into the row cache."""
+    table, _ = await timed_load(spec, data_dir, servers)
+    start, cpu = time.perf_counter(), time.process_time()
+    added = await table.preload_cache()
+    secs, cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    rng = random.Random(2)
+    probe = [str(rng.randrange(keys)) for _ in range(200_000)]
+    with GcPauses() as pauses:
+        p50, p99, p999 = percentiles(timed(table.get, probe))
+    print(
+        f"get preloaded  p50 {p50:.2f} µs   p99 {p99:.2f} µs   ({keys:,} keys)   p99.9 "
+        f"{p999:.2f} µs   load {os.getloadavg()[0]:.1f}\n  (first reads after a warm restart; "
+        f"preload_cache() kept {added:,} rows in {secs:.2f}s, {cpu_s:.2f}s CPU; GC: {pauses}; "
+        f"bench process RSS {rss_mb(os.getpid()):.0f} MB)"
+    )
+    await table.stop()
 
 
 async def main(
@@ -141,9 +224,12 @@ async def main(
         print(f"cold load:     {keys:,} records in {secs:.2f}s = {keys / secs:,.0f} records/s")
         assert len(table) == keys
         await asyncio.sleep(3)  # the post-load compaction runs in a thread
-        lat = get_latency(table, keys)
-        for label, (p50, p99) in lat.items():
-            print(f"{label:<14} p50 {p50:.2f} µs   p99 {p99:.2f} µs   ({keys:,} keys)")
+        lat = await get_latency(table, keys)
+        for label, (p50, p99, p999) in lat.items():
+            print(
+                f"{label:<14} p50 {p50:.2f} µs   p99 {p99:.2f} µs   ({keys:,} keys)"
+                f"   p99.9 {p999:.2f} µs   load {os.getloadavg()[0]:.1f}"
+            )
         await table.stop()
 
         table, secs = await timed_load(spec, work / "a", broker.url)
@@ -160,6 +246,8 @@ async def main(
             await table.stop()
         if restores > 1:
             print(f"cold restore, median of {restores}: {statistics.median(rates):,.0f} records/s")
+        if hasattr(ReferenceTable, "preload_cache"):
+            await preloaded_reads(spec, work / "a", broker.url, keys)
         print(f"load average at end: {os.getloadavg()}")
 
         if skip_worker:

@@ -30,7 +30,7 @@ from tables.protocol import (
     Value,
     VersionRecord,
 )
-from tables.rowcache import MISS
+from tables.rowcache import MISS, RowCache
 from tables.spec import TableSpec
 from tables.state import TableState as TableState
 from tables.state import stored_decoder as stored_decoder
@@ -66,6 +66,8 @@ class ReferenceTable(Service):
         client_id: str = "tablestream",
         read_committed: bool = False,
         max_skew_ms: int | None = 300_000,
+        row_cache: RowCache | None = None,
+        preload_cache: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -74,8 +76,14 @@ class ReferenceTable(Service):
         self._client_id = client_id
         #: Skip what aborted transactions wrote (the worker runs exactly-once).
         self._isolation = "read_committed" if read_committed else "read_uncommitted"
-        self._state = TableState(spec, TableStore(data_dir / "tables" / spec.name, store_options))
+        store = TableStore(data_dir / "tables" / spec.name, store_options)
+        self._state = TableState(spec, store, row_cache)
         self._rows = self._state.rows.rows  # get()'s hit path: one dict lookup
+        self._raw = self._state.rows.raw  # its stored bytes, before RocksDB
+        self._cache = self._state.rows
+        self._decode = self._state.decode_stored
+        #: Fill the cache's stored-bytes level from the store once ready (preload_cache()).
+        self._preload = preload_cache
         self._loader = TableLoader(
             self._state,
             self._new_consumer,
@@ -127,6 +135,8 @@ class ReferenceTable(Service):
             self._state.feed.subscribe(writer.on_change)
             self._state.after_publish.append(writer.flush)
         await self.add_runtime_dependency(self._loader)
+        if self._preload:
+            self.add_future(self.preload_cache())
 
     async def on_stop(self) -> None:
         self._state.stats.running = False
@@ -200,7 +210,6 @@ class ReferenceTable(Service):
         return self._rows, MISS
 
     def _get_miss(self, key: Key, default: Value | None) -> Value | None:
-        state = self._state
         tk = type(key)
         try:
             skey = key.encode() if tk is str else key_bytes(key)
@@ -211,11 +220,45 @@ class ReferenceTable(Service):
             value = self._rows.get(key, MISS)
             if value is not MISS:
                 return default if value is None else value
-        raw = state.store.get(skey)
-        value = None if raw is None else state.decode_stored(raw)
-        if state.store.is_open:  # a closed store's empty answers are not the table's rows
-            state.rows.put(key, value)
+        raw = self._raw.get(skey, MISS)
+        if raw is MISS:
+            store = self._state.store
+            raw = store.get(skey)
+            if not store.is_open:  # a closed store's empty answers are not the table's rows
+                return default
+            self._cache.put_raw(skey, raw)
+        value = None if raw is None else self._decode(raw)
+        self._cache.put(key, value)
         return default if value is None else value
+
+    async def preload_cache(self, chunk: int = 2_000) -> int:
+        """Once ready, read the stored rows in key order into the row cache's bytes level
+        while they fit without evicting anything (a table within ``TABLESTREAM_TABLE_CACHE_MB``
+        is then read from memory from the start, not after a first RocksDB read of each key).
+        Yields between chunks; a chunk reads the store as it is then and keeps its rows before
+        any await, so a batch committed meanwhile drops its keys as usual. Returns rows added.
+        """
+        await self._state.wait_ready()
+        cache = self._cache
+        held = cache.raw
+        after: bytes | None = None
+        added = 0
+        while True:
+            n = 0
+            for skey, raw in self._state.store.items(from_key=after):
+                if skey == after:
+                    continue
+                if skey not in held:
+                    if not cache.fill_raw(skey, raw):
+                        return added
+                    added += 1
+                after = skey
+                n += 1
+                if n >= chunk:
+                    break
+            if n == 0:
+                return added
+            await asyncio.sleep(0)
 
     def contains_key(self, key: Key) -> bool:
         return self.get_raw(key) is not None

@@ -15,6 +15,7 @@ from core.retry import StartupRetry
 from tables.deadletter import DeadLetterWriter, dead_letter_topic_spec
 from tables.kinds import TableEnv, table_kind
 from tables.protocol import Table
+from tables.rowcache import CacheSettings
 from tables.spec import TableSpec
 from tables.topics import TopicSpec, ensure_topics
 
@@ -33,6 +34,7 @@ class TableRegistry(Service):
         dead_letter_topic: str,
         default_partitions: int = 1,
         fetch_max_records: int = 10_000,
+        row_cache: CacheSettings | None = None,
         client_id: str = "tablestream",
         read_committed: bool = False,
         max_skew_ms: int | None = 300_000,
@@ -52,6 +54,7 @@ class TableRegistry(Service):
             bootstrap_servers=bootstrap_servers,
             dead_letters=self._dead_letters,
             fetch_max_records=fetch_max_records,
+            row_cache=row_cache,
             client_id=client_id,
             read_committed=read_committed,
             max_skew_ms=max_skew_ms,

@@ -1,58 +1,215 @@
-"""Decoded rows of one table, kept in front of its store for ``get()``.
+"""Rows of one table kept in front of its store for ``get()``: decoded, and as stored bytes.
 
-A ``get()`` on RocksDB is a point read plus a JSON decode (p50 ~4 µs, p99 7-16 µs on the shared
-machine; ~5 µs more for exact decimals). Readers ask for the same keys again and again (the
-active users, a few hundred symbols), so the table keeps the decoded rows of recent lookups
-(and its misses) in a dict keyed by what the reader probed with (a str, or an int whose text is
-the table key). The loader drops every key it writes before it publishes the batch's changes,
-with no await in between, so a reader never sees a row the table no longer holds.
+A ``get()`` on RocksDB is a point read through rocksdict (p50 ~2.3 µs, p99 ~4-5 µs on a quiet
+machine, whatever the block options: docs/BENCHMARKS.md) plus a decode (~0.45 µs). Two levels
+answer most of them without RocksDB:
 
-Rows are shared, never copied: callers treat a returned row as read-only (the SQL engine only
-reads them). When full, the cache starts over: hot keys come back at once, and a bulk reader
-cannot grow it without bound.
+- ``rows``: decoded rows (and misses, as None) of recent lookups, keyed by what the reader
+  probed with (a str, or an int whose text is the table key). A hit is one dict probe; generated
+  code probes this dict inline (:meth:`tables.reference.ReferenceTable.row_cache`), so it stays
+  a plain dict, the same one for the table's life, that a hit never writes to.
+- ``raw``: the stored bytes of recent lookups (None: absent), keyed by the store key, bounded by
+  bytes. A decoded row costs ~3x its JSON in memory, so the same memory holds ~3x as many rows
+  this way; a hit here costs a decode (~0.5 µs), not a RocksDB read.
+
+Both evict first in, first out (a deque of the keys in insertion order), 1% of their bound at
+once: a full level keeps 99% of what it holds. (Starting over when full, as before, halved a
+uniform reader's hit rate, and freeing 100k rows at once stopped one ``get()`` for 10-20 ms;
+one entry per entry added put a cold row's freeing, ~1 µs, on every miss.) CLOCK or LRU would
+need a hit to write a bit or move the key: the hit path is a bare dict probe, also in generated
+code. A full bytes level admits one RocksDB read in :data:`FULL_ADMIT` (see :meth:`put_raw`).
+
+The loader drops every key it writes (:meth:`invalidate`, from :meth:`TableState.commit`) before
+it publishes the batch's changes, with no await in between, so a reader never sees a row the
+table no longer holds. Rows are shared, never copied: callers treat a returned row as read-only.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-#: Rows kept per table by default (each a decoded dict: ~1 KB with its strings).
+#: Decoded rows kept per table by default (a flat 6-field row: ~0.6 KB with its strings).
 DEFAULT_MAX_ROWS = 100_000
-#: A batch writing more keys than this clears the cache instead of dropping keys one by one.
+#: Stored bytes kept per table by default, MB (a 92-byte row: ~0.21 KB with key and entry).
+DEFAULT_RAW_MB = 128
+#: What one ``raw`` entry costs beyond its key and value bytes: two bytes objects' headers, the
+#: dict's entry and index slots, the deque's slot (measured with tracemalloc: a 300k-entry
+#: dict of 5-byte keys and 92-byte values, with its deque, takes ~207 bytes an entry).
+RAW_ENTRY_OVERHEAD = 112
+#: A batch writing more keys than this clears the decoded rows instead of dropping keys one by
+#: one (two pops and a decode per key); the ``raw`` level drops its keys one pop each, always.
 CLEAR_ABOVE = 2_000
+#: A full bytes level keeps the bytes of one RocksDB read in this many (see put_raw).
+FULL_ADMIT = 16
+#: When full, a level evicts this share of its bound at once (its oldest entries).
+EVICT_SHARE = 100
 MISS: Any = object()
 
 
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """A reference table's row cache as the worker's settings give it (``TABLESTREAM_TABLE_
+    CACHE_ROWS``, ``_MB``, ``_PRELOAD``)."""
+
+    rows: int = DEFAULT_MAX_ROWS
+    mb: float = DEFAULT_RAW_MB
+    #: Fill the stored-bytes level from the store once the table is ready.
+    preload: bool = False
+
+    def cache(self) -> RowCache:
+        return RowCache(self.rows, self.mb)
+
+
 class RowCache:
-    """A bounded map ``probe key -> decoded row or None`` (a cached miss)."""
+    """Bounded maps ``probe key -> decoded row or None`` and ``store key -> bytes or None``."""
 
-    __slots__ = ("max_rows", "rows")
+    __slots__ = (
+        "_evict_rows",
+        "_order",
+        "_raw_low",
+        "_raw_order",
+        "_refused",
+        "max_raw_bytes",
+        "max_rows",
+        "raw",
+        "raw_bytes",
+        "rows",
+    )
 
-    def __init__(self, max_rows: int = DEFAULT_MAX_ROWS) -> None:
+    def __init__(
+        self, max_rows: int = DEFAULT_MAX_ROWS, max_raw_mb: float = DEFAULT_RAW_MB
+    ) -> None:
         self.max_rows = max_rows
+        self.max_raw_bytes = int(max_raw_mb * 1024 * 1024)
+        # Evicting a share at once, not one entry per entry added: freeing a decoded row costs
+        # ~1 µs of cache misses (its dict and strings are cold), which one entry per miss put
+        # on every miss's time (uniform reads, load 6: p50 3.6 -> 2.5 µs, p99 7.1 -> 5.9 µs);
+        # 1% of 100k rows at once is a ~0.3-1 ms call every 1,000 misses (p99.9 territory).
+        self._evict_rows = max(1, max_rows // EVICT_SHARE)
+        self._raw_low = self.max_raw_bytes - self.max_raw_bytes // EVICT_SHARE
+        self._refused = 0
         #: Read directly by the table's ``get()`` (one dict lookup on a hit).
         self.rows: dict[Any, Any] = {}
+        #: Read by the table's ``get()`` when ``rows`` misses.
+        self.raw: dict[bytes, bytes | None] = {}
+        #: What ``raw`` holds, in bytes (keys, values and :data:`RAW_ENTRY_OVERHEAD` each).
+        self.raw_bytes = 0
+        # Keys in insertion order; may still name keys dropped since (see _evict_row).
+        self._order: deque[Any] = deque()
+        self._raw_order: deque[bytes] = deque()
 
     def __len__(self) -> int:
+        """Decoded rows held."""
         return len(self.rows)
+
+    def __bool__(self) -> bool:
+        """Anything held at all (a writer must then tell which keys it wrote)."""
+        return bool(self.rows) or bool(self.raw)
 
     def put(self, key: Any, value: Any) -> None:
         rows = self.rows
+        if self.max_rows <= 0:
+            return
         if len(rows) >= self.max_rows:
-            rows.clear()
+            self._evict_row()
         rows[key] = value
+        order = self._order
+        order.append(key)
+        if len(order) > 2 * self.max_rows + 1024:
+            # Keys dropped by invalidation pile up in the deque; the dict's own order is the
+            # insertion order of what it still holds.
+            self._order = deque(rows)
+
+    def _evict_row(self) -> None:
+        rows, order = self.rows, self._order
+        pop = rows.pop
+        # A deque entry may name a key invalidated since (gone, or put again later: then it
+        # leaves early, which only costs a read). Stop once enough were there; the order
+        # covers every row held (each put appends), so it runs out only when rows is empty.
+        left = self._evict_rows
+        while order:
+            if pop(order.popleft(), MISS) is not MISS:
+                left -= 1
+                if not left:
+                    return
+
+    def put_raw(self, skey: bytes, raw: bytes | None) -> bool:
+        """Keep ``raw`` (None: no such key) for ``skey``, which ``raw`` does not hold; False
+        when it does not fit at all, or was not admitted into a full level."""
+        size = len(skey) + RAW_ENTRY_OVERHEAD
+        if raw is not None:
+            size += len(raw)
+        if self.raw_bytes + size > self.max_raw_bytes:
+            if size > self.max_raw_bytes:
+                return False
+            # Full: one miss in FULL_ADMIT takes a place. A table larger than the level, read
+            # uniformly, gains nothing from replacing one held key by another (the hit rate
+            # is the share held either way) and paid an insert and an eviction per miss (1M
+            # keys: get() p50 +2 µs on first reads); the level still follows a changing
+            # working set, that much slower.
+            self._refused += 1
+            if self._refused % FULL_ADMIT:
+                return False
+        self.raw[skey] = raw
+        self.raw_bytes += size
+        order = self._raw_order
+        order.append(skey)
+        if self.raw_bytes > self.max_raw_bytes:
+            self._evict_raw()
+        if len(order) > 2 * len(self.raw) + 1024:
+            self._raw_order = deque(self.raw)
+        return True
+
+    def fill_raw(self, skey: bytes, raw: bytes) -> bool:
+        """Keep ``raw`` for ``skey`` (not held) only if it fits without evicting anything."""
+        size = len(skey) + RAW_ENTRY_OVERHEAD + len(raw)
+        if self.raw_bytes + size > self.max_raw_bytes:
+            return False
+        self.raw[skey] = raw
+        self.raw_bytes += size
+        self._raw_order.append(skey)
+        return True
+
+    def _evict_raw(self) -> None:
+        raw, order = self.raw, self._raw_order
+        pop = raw.pop
+        limit = self._raw_low
+        while self.raw_bytes > limit and order:
+            skey = order.popleft()
+            value = pop(skey, MISS)
+            if value is not MISS:
+                self.raw_bytes -= len(skey) + RAW_ENTRY_OVERHEAD + (len(value) if value else 0)
 
     def clear(self) -> None:
         self.rows.clear()
+        self.raw.clear()
+        self.raw_bytes = 0
+        self._order.clear()
+        self._raw_order.clear()
 
     def invalidate(self, skeys: Iterable[bytes], n: int) -> None:
-        """Drop the rows of ``n`` written store keys (text; an int probe for a decimal text)."""
+        """Drop what is kept for ``n`` written store keys (text; an int probe for a decimal
+        text)."""
+        if not isinstance(skeys, list):
+            skeys = list(skeys)  # read twice
+        raw = self.raw
+        if raw:
+            pop_raw = raw.pop
+            dropped = 0
+            for skey in skeys:
+                value = pop_raw(skey, MISS)
+                if value is not MISS:
+                    dropped += len(skey) + RAW_ENTRY_OVERHEAD + (len(value) if value else 0)
+            self.raw_bytes -= dropped
         rows = self.rows
         if not rows:
             return
         if n > CLEAR_ABOVE:
             rows.clear()
+            self._order.clear()
             return
         pop = rows.pop
         for skey in skeys:

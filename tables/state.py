@@ -47,7 +47,7 @@ def stored_decoder(decode: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
 class TableState:
     """What a table's readers and its loader share: store, change feed, stats, readiness."""
 
-    def __init__(self, spec: TableSpec, store: TableStore) -> None:
+    def __init__(self, spec: TableSpec, store: TableStore, rows: RowCache | None = None) -> None:
         self.spec = spec
         self.store = store
         self.decode: Callable[[bytes], Any] = (
@@ -57,7 +57,7 @@ class TableState:
         self.decode_stored = stored_decoder(self.decode)
         self.feed = ChangeFeed(spec.name)
         #: Decoded rows of recent ``get()`` calls; the loader drops the keys it writes.
-        self.rows = RowCache()
+        self.rows = rows if rows is not None else RowCache()
         #: Awaited by the loader after it published a batch's changes (the changes topic).
         self.after_publish: list[Callable[[], Awaitable[None]]] = []
         policy = VersionPolicy.of(spec)

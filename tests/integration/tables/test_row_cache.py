@@ -68,7 +68,7 @@ def test_row_cache_is_bounded_and_drops_int_probes() -> None:
     cache.invalidate([b"12", b"zz"], 2)
     assert set(cache.rows) == {"a", "b"}
     cache.put("c", None)
-    cache.put("d", 1)  # full: starts over
-    assert cache.rows == {"d": 1}
+    cache.put("d", 1)  # full: the oldest row leaves
+    assert cache.rows == {"b": {"k": "b"}, "c": None, "d": 1}
     cache.invalidate([b"d"] * 5000, 5000)  # a large batch clears everything
     assert len(cache) == 0
