@@ -21,7 +21,7 @@ from sql.errors import (
     DivisionByZeroError,
     RuntimeTypeError,
 )
-from sql.types import DECIMAL_CONTEXT, divide_decimal
+from sql.types import DECIMAL_CONTEXT, divide_decimal, multiply_decimal
 
 BinaryFn = Callable[[Any, Any], Any]
 _NUMBER = (int, float, Decimal)
@@ -193,7 +193,7 @@ def mul(a: Any, b: Any) -> Any:
     if not isinstance(a, _NUMBER) or not isinstance(b, _NUMBER):
         raise RuntimeTypeError(E_RUNTIME_TYPE.format(op="*", left=a, right=b))
     if type(a) is Decimal or type(b) is Decimal:
-        return DECIMAL_CONTEXT.multiply(a, b)  # type: ignore[arg-type]  # no float here: aligned
+        return multiply_decimal(a, b)  # type: ignore[arg-type]  # no float here: aligned
     return a * b  # type: ignore[operator]
 
 

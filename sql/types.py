@@ -32,6 +32,7 @@ from sql.temporal import (
 
 #: Exact arithmetic: wide enough that +, -, * of DECIMAL(38, s) values never round.
 DECIMAL_CONTEXT = Context(prec=120, rounding=ROUND_HALF_UP)
+_MULTIPLY = DECIMAL_CONTEXT.multiply
 #: The range of BIGINT (64-bit, as in every SQL engine); a value outside it is a cast error.
 BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 #: Significant digits a DECIMAL quotient keeps at least (see :func:`divide_decimal`).
@@ -363,7 +364,15 @@ def divide_decimal(a: Decimal, b: Decimal) -> Decimal:
     scale = max(_scale(a), _scale(b))
     if q:
         scale = max(scale, MIN_SIGNIFICANT_DIGITS - q.adjusted() - 1)
-    return q.quantize(Decimal(1).scaleb(-scale), context=DECIMAL_CONTEXT)
+    q = q.quantize(Decimal(1).scaleb(-scale), context=DECIMAL_CONTEXT)
+    return q or q.copy_abs()  # SQL has no negative zero: 0 / -1.0 is 0.0 (PostgreSQL, DuckDB)
+
+
+def multiply_decimal(a: Decimal | int, b: Decimal | int) -> Decimal:
+    """DECIMAL * DECIMAL, exact. Decimal keeps the sign of a zero product (0 * -1.00 = -0.00);
+    SQL has no negative zero (PostgreSQL and DuckDB answer 0.00), and -0.00 would print as such."""
+    p = _MULTIPLY(a, b)
+    return p or p.copy_abs()
 
 
 def _scale(d: Decimal) -> int:
@@ -375,6 +384,7 @@ __all__ = [
     "EPOCH",
     "event_timestamp",
     "millis_to_timestamp",
+    "multiply_decimal",
     "timestamp_to_millis",
     "to_date",
     "to_interval",

@@ -17,7 +17,7 @@ from sqlglot import exp
 
 from sql import logic
 from sql.codegen.unsupported import Unsupported
-from sql.types import DECIMAL_CONTEXT
+from sql.types import DECIMAL_CONTEXT, multiply_decimal
 
 if TYPE_CHECKING:
     from sql.codegen.expr import ExprGen
@@ -51,7 +51,7 @@ _COMPARE: dict[type[exp.Expr], tuple[str, Op]] = {
 _EXACT: dict[type[exp.Expr], tuple[str, Op, Op]] = {
     exp.Add: ("+", logic.add, DECIMAL_CONTEXT.add),
     exp.Sub: ("-", logic.sub, DECIMAL_CONTEXT.subtract),
-    exp.Mul: ("*", logic.mul, DECIMAL_CONTEXT.multiply),
+    exp.Mul: ("*", logic.mul, multiply_decimal),
 }
 _CALLED: dict[type[exp.Expr], Op] = {
     exp.Div: logic.div,

@@ -27,6 +27,7 @@ from sql.types import (
     NULL,
     TIMESTAMP,
     SqlType,
+    multiply_decimal,
 )
 
 #: sqlglot node → the operation (:mod:`sql.logic`) and its name in errors.
@@ -80,7 +81,7 @@ def _temporal_type(op: str, a: str, b: str) -> SqlType:
 def binary(name: str, op: Callable[[Any, Any], Any], fa: Fn, fb: Fn) -> Fn:
     """``op(fa(env), fb(env))``, specialised for ``name`` in ``+ - *``."""
     if name == "*":
-        dmul = DECIMAL_CONTEXT.multiply
+        dmul = multiply_decimal
 
         def mul(e: Env) -> Any:
             a, b = fa(e), fb(e)

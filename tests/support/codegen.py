@@ -3,7 +3,10 @@ compare the generated code (:mod:`agents.fused`) with the closures (:mod:`agents
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
+
+from hypothesis import strategies as st
 
 from agents.process import BatchProcessor
 from tables.apply import Malformed
@@ -39,3 +42,25 @@ def run_collected(processor: BatchProcessor, records: list[Record]) -> Collect:
     assert counts.records_out == len(out.out)
     assert counts.dead_letters == len(out.dead)
     return out
+
+
+def _mostly(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """NULL one time in four."""
+    return st.one_of(st.none(), values, values, values)
+
+
+# Few distinct values, so comparisons are often equal (and DECIMALs equal to integers).
+ints = _mostly(st.integers(-2, 2))
+decs = _mostly(st.sampled_from(["-1.00", "0.00", "1.00", "1.50", "2.50", "-0.25"]).map(Decimal))
+strs = _mostly(st.sampled_from(["a", "b", "c"]))
+#: A table's DECIMAL(6,2) column as rows may hold it: read into the column's scale.
+table_decs = st.one_of(decs, st.sampled_from([Decimal("1.5"), 2, "1.50", Decimal("-0.250")]))
+
+
+@st.composite
+def table_rows(draw: st.DrawFn, name: str) -> list[dict[str, Any]]:
+    """Most keys the stream's ``x`` (-3..3) can probe have a row: joins mostly match."""
+    keys = [k for k in range(-3, 5) if draw(st.integers(0, 4))]
+    if name == "r":
+        return [{"id": k, "a": draw(ints), "d": draw(table_decs), "s": draw(strs)} for k in keys]
+    return [{"k": k, "a": draw(ints), "d": draw(table_decs)} for k in keys]

@@ -16,7 +16,6 @@ that yields no dead letter must also give the rows DuckDB gives for the same que
 from __future__ import annotations
 
 import os
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -29,7 +28,7 @@ from agents.fused import FusedProcessor
 from agents.process import BatchProcessor
 from core.codec import loads_exact
 from sql import compile_query, parse_script
-from tests.support.codegen import run_collected
+from tests.support.codegen import decs, ints, run_collected, strs, table_rows
 from tests.support.rocks import Record
 from tests.unit.sql.support import (
     IN_CI,
@@ -41,18 +40,6 @@ from tests.unit.sql.support import (
 
 EXAMPLES = int(os.environ.get("SQL_CODEGEN_EXAMPLES", "100"))
 
-
-def _mostly(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    """NULL one time in four."""
-    return st.one_of(st.none(), values, values, values)
-
-
-# Few distinct values, so comparisons are often equal (and DECIMALs equal to integers).
-ints = _mostly(st.integers(-2, 2))
-decs = _mostly(st.sampled_from(["-1.00", "0.00", "1.00", "1.50", "2.50", "-0.25"]).map(Decimal))
-strs = _mostly(st.sampled_from(["a", "b", "c"]))
-#: A table's DECIMAL(6,2) column as rows may hold it: read into the column's scale.
-table_decs = st.one_of(decs, st.sampled_from([Decimal("1.5"), 2, "1.50", Decimal("-0.250")]))
 
 NUM = ["st.x", "st.y", "r.a", "r.d", "q.a", "q.d", "r.id", "1", "2.50", "0", "NULL"]
 STR = ["st.z", "r.s", "'a'", "'b'", "NULL"]
@@ -165,22 +152,18 @@ def record(draw: st.DrawFn) -> bytes:
     return text.replace(b'"y":"', b'"y":').replace(b'","z"', b',"z"')  # y as a JSON number
 
 
-@st.composite
-def _rows(draw: st.DrawFn, name: str) -> list[dict[str, Any]]:
-    """Most keys the stream's ``x`` (-3..3) can probe have a row: joins mostly match."""
-    keys = [k for k in range(-3, 5) if draw(st.integers(0, 4))]
-    if name == "r":
-        return [{"id": k, "a": draw(ints), "d": draw(table_decs), "s": draw(strs)} for k in keys]
-    return [{"k": k, "a": draw(ints), "d": draw(table_decs)} for k in keys]
-
-
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
     derandomize=IN_CI,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(sql=query(), r=_rows("r"), q=_rows("q"), values=st.lists(record(), min_size=1, max_size=12))
+@given(
+    sql=query(),
+    r=table_rows("r"),
+    q=table_rows("q"),
+    values=st.lists(record(), min_size=1, max_size=12),
+)
 def test_generated_matches_closures_and_duckdb(
     sql: str, r: list[dict[str, Any]], q: list[dict[str, Any]], values: list[bytes]
 ) -> None:

@@ -26,9 +26,9 @@ from agents.process import BatchProcessor
 from core.codec import loads_exact
 from sql import Catalog, SqlTypeError, compile_query, parse_script
 from sql.plan.fold_in_join import fold_in_into_join
+from tests.support.codegen import Collect, table_rows
 from tests.support.rocks import Record
 from tests.unit.sql.support import IN_CI, DuckMirror, declarations, make_tables, same_rows
-from tests.unit.sql.test_codegen import Collect, _rows
 
 EXAMPLES = int(os.environ.get("SQL_CODEGEN_EXAMPLES", "100"))
 
@@ -110,8 +110,8 @@ def _processors(text: str, tables: dict[str, Any]) -> list[tuple[BatchProcessor,
 )
 @given(
     sql=folded_query(),
-    r=_rows("r"),
-    q=_rows("q"),
+    r=table_rows("r"),
+    q=table_rows("q"),
     changes=st.lists(
         st.tuples(st.integers(-3, 5), st.one_of(st.none(), st.sampled_from(["a", "c", None]))),
         max_size=4,
