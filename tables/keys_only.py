@@ -75,9 +75,11 @@ class KeysOnly:
         self._exact = decode is codec.loads_exact
         #: Row keys this path wrote and did not delete since: in the store, no read needed.
         self._known: set[bytes] = set()
-        #: The store's (opening, version) the set describes: any other write (a batch of the
-        #: full path, one not committed, a rebuild) makes it stale, and it starts over.
-        self._known_at = (-1, -1)
+        #: The store's (opening, last batch committed, version) the set describes: any other write
+        #: (a batch of the full path, one not committed, a rebuild) makes it stale, and it starts
+        #: over. The batch's serial, not the version alone: a dropped batch and the next one
+        #: committed instead can end on the same version (hypothesis found it).
+        self._known_at = (-1, -1, -1)
 
     @classmethod
     def of(cls, key_field: str | None, decode: Callable[[bytes], Any]) -> KeysOnly | None:
@@ -224,14 +226,14 @@ class KeysOnly:
                     known.add(k)
         if len(known) > KNOWN_MAX:
             known.clear()
-        self._known_at = (store.openings, batch.version)
+        self._known_at = (store.openings, batch.serial, batch.version)
         if batch.written is not None:
             batch.written.extend(unique)
         return result, keys, vals
 
     def _known_in(self, store: TableStore) -> set[bytes]:
         """The keys known to be in ``store`` (emptied when it was written otherwise since)."""
-        if self._known_at != (store.openings, store.version):
+        if self._known_at != (store.openings, store.committed, store.version):
             self._known.clear()
         return self._known
 

@@ -71,6 +71,8 @@ class TableStore:
         self._history_it: RdictIter | None = None
         #: How many times the database was opened (see StoreBatch.opened).
         self.openings = 0
+        #: The serial of the last batch committed (:attr:`StoreBatch.serial`; 0: none yet).
+        self.committed = 0
         #: Writes skip the write-ahead log (a cold restore in progress, see the module docstring).
         self._restoring = False
         #: Restored rows maybe only in memtables: the ``restoring`` mark stays until flushed.
@@ -274,6 +276,7 @@ class TableStore:
         self._count = batch.count
         self._version = batch.version
         self._stream_time = batch.stream_time
+        self.committed = batch.serial
 
     # -- cold restore: writes without the write-ahead log ------------------------------------------
     def restore_interrupted(self) -> bool:

@@ -4,6 +4,7 @@ record is recognised (:class:`Fingerprint`)."""
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ class Fingerprint:
         return Fingerprint(offset, crc)
 
 
+#: Every batch's own number: :attr:`TableStore.committed` names the last one committed.
+_SERIALS = itertools.count(1)
+
+
 class StoreBatch:
     """Row writes plus progress, committed atomically by :meth:`TableStore.commit`."""
 
@@ -39,6 +44,7 @@ class StoreBatch:
         "opened",
         "positions",
         "restored",
+        "serial",
         "stream_time",
         "version",
         "wb",
@@ -62,6 +68,9 @@ class StoreBatch:
         #: Which opening of the store the batch was made on: one made before a reset or a
         #: rebuild (destroy + open) is not committed into the fresh database.
         self.opened = store.openings
+        #: Which batch this is: a writer that remembers what it wrote checks that *its* batch
+        #: was the last committed (a version alone can match another batch of the same size).
+        self.serial = next(_SERIALS)
         #: The row keys written, when tracked (a table with cached rows drops them after commit).
         self.written: list[bytes] | None = [] if track else None
         #: Its row keys were added to :attr:`TableStore.restored_keys` by the writer.
