@@ -18,7 +18,7 @@ from typing import Any
 
 from agents.codec import DecodeError, encode_row, fast_encoder, make_encoder
 from agents.copartition import KeyCheck
-from agents.fused import EncodeFailure
+from agents.fused import EncodeFailure, refusing
 from agents.process import (
     E_INTERNAL,
     BatchCounts,
@@ -44,25 +44,12 @@ from sql import (
 logger = logging.getLogger(__name__)
 
 
-def _refusing(fn: Callable[[Any], Any], message: str) -> Callable[[Any], Any]:
-    """``fn`` with its TypeError/ValueError turned into the record's EncodeFailure (the general
-    path's ``_EncodeError``: the same reason)."""
-
-    def call(row: Any) -> Any:
-        try:
-            return fn(row)
-        except (TypeError, ValueError) as exc:
-            raise EncodeFailure(message.format(error=exc)) from exc
-
-    return call
-
-
 def _encoding(encode: Callable[[Any], bytes], query: CompiledQuery, message: str) -> Encoding:
     """The general path's encoder as the fold's :class:`Encoding` (so the same bytes, its
     errors the record's): :func:`agents.encode.make_encoder`'s for the query's outputs written
     out (msgspec first; a non-finite DECIMAL or what msgspec refuses through ``encode_row``,
     which raises), any other encoder called as it is."""
-    slow = _refusing(encode, message)
+    slow = refusing(encode, message)
     made = make_encoder(query.output_columns, query.output_types)
     fast = fast_encoder(query.output_types)
     if (
@@ -73,7 +60,7 @@ def _encoding(encode: Callable[[Any], bytes], query: CompiledQuery, message: str
     ):
         return Encoding(slow)
     decimal = any(t.name == "DECIMAL" for t in query.output_types)
-    return Encoding(_refusing(encode_row, message), fast, scan_nonfinite=decimal)
+    return Encoding(refusing(encode_row, message), fast, scan_nonfinite=decimal)
 
 
 class Folded:
@@ -101,7 +88,7 @@ class Folded:
         self.generated: GeneratedFold = generate_fold(
             query,
             _encoding(inner.encode, query, E_ENCODE),
-            None if key_of is None else _refusing(key_of, E_ENCODE),
+            None if key_of is None else refusing(key_of, E_ENCODE),
             inner.key_columns,
             struct if struct is not None else inner.decode,
             inner.sink_topic,

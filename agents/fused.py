@@ -49,14 +49,15 @@ class EncodeFailure(Exception):
         self.message = message
 
 
-def _refusing(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """``fn`` with its TypeError/ValueError turned into the record's EncodeFailure."""
+def refusing(fn: Callable[[Any], Any], message: str = E_ENCODE) -> Callable[[Any], Any]:
+    """``fn`` with its TypeError/ValueError turned into the record's EncodeFailure (``message``
+    formatted with the error: the general path's ``_EncodeError`` reason)."""
 
     def call(row: Any) -> Any:
         try:
             return fn(row)
         except (TypeError, ValueError) as exc:
-            raise EncodeFailure(E_ENCODE.format(error=exc)) from exc
+            raise EncodeFailure(message.format(error=exc)) from exc
 
     return call
 
@@ -86,7 +87,7 @@ class FusedProcessor(BatchProcessor):
         )
         fast = fast_encoder(query.output_types)
         encoding = Encoding(
-            _refusing(encode_row),
+            refusing(encode_row),
             fast,
             scan_nonfinite=fast is not None
             and any(t.name == "DECIMAL" for t in query.output_types),
@@ -97,7 +98,7 @@ class FusedProcessor(BatchProcessor):
             query,
             decode,
             encoding,
-            None if key_of is None else _refusing(key_of),
+            None if key_of is None else refusing(key_of),
             batch_lookups=batch_lookups,
             # A declared stream's records as msgspec structs where the code allows it.
             struct=struct_decoding(columns, decode),

@@ -3,12 +3,17 @@ compare the generated code (:mod:`agents.fused`) with the closures (:mod:`agents
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from hypothesis import strategies as st
 
+from agents.codec import make_decoder, make_encoder
+from agents.fused import FusedProcessor
 from agents.process import BatchProcessor
+from sql import CompiledQuery
+from sql.types import SqlType
 from tables.apply import Malformed
 from tests.support.rocks import Record
 
@@ -64,3 +69,21 @@ def table_rows(draw: st.DrawFn, name: str) -> list[dict[str, Any]]:
     if name == "r":
         return [{"id": k, "a": draw(ints), "d": draw(table_decs), "s": draw(strs)} for k in keys]
     return [{"k": k, "a": draw(ints), "d": draw(table_decs)} for k in keys]
+
+
+def engine(
+    q: CompiledQuery,
+    columns: Mapping[str, SqlType] | None,
+    fused: bool,
+    *,
+    struct: bool = True,
+    **common: Any,
+) -> BatchProcessor:
+    """The query's batch processor: the generated function (``fused``; ``struct``: decoding
+    into the stream's struct) or the closures, on the stream's typed decoder."""
+    if fused:
+        if struct:
+            return FusedProcessor(q, make_decoder(columns), columns=columns, **common)
+        return FusedProcessor(q, make_decoder(columns), **common)
+    encode = make_encoder(q.output_columns, q.output_types)
+    return BatchProcessor(q, make_decoder(columns), encode=encode, **common)

@@ -11,13 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from agents.cache import CachedTable
-from agents.codec import make_decoder, make_encoder
-from agents.fused import FusedProcessor
-from agents.process import BatchProcessor
 from sql import compile_query, explain_code, explain_line, parse_script
 from sql.runner import main
 from tables.memory import MemoryTable
-from tests.support.codegen import run_collected
+from tests.support.codegen import engine, run_collected
 from tests.support.rocks import Record
 from tests.unit.sql.support import declarations, make_tables
 
@@ -85,16 +82,7 @@ def test_keyed_outputs_partitions_and_encode_failures_as_the_closures() -> None:
             common: dict[str, Any] = dict(
                 name="q", sink_topic="out", key_columns=keys, dead_letter_topic="dlq"
             )
-            p: BatchProcessor = (
-                FusedProcessor(q, make_decoder(columns), **common)
-                if fused
-                else BatchProcessor(
-                    q,
-                    make_decoder(columns),
-                    encode=make_encoder(q.output_columns, q.output_types),
-                    **common,
-                )
-            )
+            p = engine(q, columns, fused, struct=False, **common)
             p.keep_partition = keep
             records = [Record("st", 1, i, 0, b"k%d" % i, v) for i, v in enumerate(values)]
             out = run_collected(p, records)
@@ -127,16 +115,7 @@ def test_table_decimals_read_through_the_memo_as_the_closures() -> None:
         for k, d in enumerate(values):
             tables["q"].put_row({"k": k, "a": 1, "d": d})
         q = compile_query(sql, dict(tables), typed_streams=True)
-        p: BatchProcessor = (
-            FusedProcessor(q, make_decoder(columns), columns=columns, **common)
-            if fused
-            else BatchProcessor(
-                q,
-                make_decoder(columns),
-                encode=make_encoder(q.output_columns, q.output_types),
-                **common,
-            )
-        )
+        p = engine(q, columns, fused, **common)
         order = [*range(len(values)), *reversed(range(len(values)))]
         records = [Record("st", 0, i, 0, b"k", b'{"x": %d}' % k) for i, k in enumerate(order)]
         out = run_collected(p, records)
@@ -175,16 +154,7 @@ async def test_outputs_into_record_batches_as_the_closures() -> None:
     results = []
     for fused in (False, True):
         q = compile_query(sql, {n: CachedTable(t) for n, t in tables.items()}, typed_streams=True)
-        p: BatchProcessor = (
-            FusedProcessor(q, make_decoder(columns), columns=columns, **common)
-            if fused
-            else BatchProcessor(
-                q,
-                make_decoder(columns),
-                encode=make_encoder(q.output_columns, q.output_types),
-                **common,
-            )
-        )
+        p = engine(q, columns, fused, **common)
         p.keep_partition = True
         producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", max_batch_size=1024)
         out = Output(producer)

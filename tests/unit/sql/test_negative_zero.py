@@ -8,11 +8,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from agents.codec import make_decoder, make_encoder
-from agents.fused import FusedProcessor
-from agents.process import BatchProcessor
 from sql import compile_query, logic, parse_script
-from tests.support.codegen import run_collected
+from tests.support.codegen import engine, run_collected
 from tests.support.rocks import Record
 from tests.unit.sql.support import DuckMirror, declarations, make_tables
 
@@ -35,16 +32,7 @@ def test_both_engines_and_duckdb_print_zero_without_sign() -> None:
     outs = []
     for fused in (False, True):
         q = compile_query(sql, dict(make_tables()), typed_streams=True)
-        p: BatchProcessor = (
-            FusedProcessor(q, make_decoder(columns), columns=columns, **common)
-            if fused
-            else BatchProcessor(
-                q,
-                make_decoder(columns),
-                encode=make_encoder(q.output_columns, q.output_types),
-                **common,
-            )
-        )
+        p = engine(q, columns, fused, **common)
         out = run_collected(p, [Record("st", 0, 0, 0, b"k", value)])
         outs.append([o[2] for o in out.out])
         q.close()
