@@ -103,15 +103,20 @@ class KeyCheck:
                 )
         want = self._placed.get(key)
         if want is None:
-            want = (murmur2(key) & 0x7FFFFFFF) % self.partitions
-            if len(self._placed) >= PLACEMENT_CACHE:
-                self._placed.clear()
-            self._placed[key] = want
+            want = self._place(key)
         if want != partition:
             return E_MISPLACED.format(
                 key=key_str(key), want=want, topic=self.topic, got=partition, stream=self.stream
             )
         return None
+
+    def _place(self, key: bytes) -> int:
+        """The partition the producer's default partitioner gives ``key`` (murmur2), cached."""
+        want: int = (murmur2(key) & 0x7FFFFFFF) % self.partitions
+        if len(self._placed) >= PLACEMENT_CACHE:
+            self._placed.clear()
+        self._placed[key] = want
+        return want
 
     def passes(self, key: bytes | None, partition: int, value: Any) -> bool:
         """The check of a record whose value decoded, given its key column's ``value`` (any
@@ -128,10 +133,7 @@ class KeyCheck:
                 return False
         want = self._placed.get(key)
         if want is None:
-            want = (murmur2(key) & 0x7FFFFFFF) % self.partitions
-            if len(self._placed) >= PLACEMENT_CACHE:
-                self._placed.clear()
-            self._placed[key] = want
+            want = self._place(key)
         if want != partition:
             return False
         checked = self.checked(partition)

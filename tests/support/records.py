@@ -21,6 +21,18 @@ class Rec:
     timestamp: int = 1_000
 
 
+@dataclass
+class TableRec:
+    """A fetched record of a table's topic, as the loader's apply steps take it."""
+
+    key: bytes | None
+    value: bytes | None
+    offset: int
+    partition: int = 0
+    topic: str = "t"
+    timestamp: int = 1000
+
+
 class Collect:
     """An output that keeps what it is given."""
 

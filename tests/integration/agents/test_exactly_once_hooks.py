@@ -15,7 +15,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agents.config import AgentConfig
 from agents.repartition import RepartitionAgent
-from agents.stateful import StatefulAgent
 from agents.stateful_hooks import TaskHooks
 from agents.transactional import mark_in_transactions, stateful_step
 from agents.watermarks import Mark, mark_of
@@ -23,7 +22,14 @@ from app.broker import Broker
 from core import codec
 from core.fetch import getmany_raw
 from tables.topics import TopicSpec, ensure_topics
-from tests.support.eos import SYMBOLS, no_tables, read_committed, takeover_query, write_stage1
+from tests.support.eos import (
+    SYMBOLS,
+    no_tables,
+    read_committed,
+    stage2,
+    takeover_query,
+    write_stage1,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.kafka_only]
 
@@ -43,26 +49,8 @@ async def test_a_batch_fetched_while_partitions_are_fenced_is_emitted_once(
     the committed offset — and its outputs were committed twice (the SIGKILL test's duplicate
     rows). Real broker, real transactions, real RocksDB; the hook called as aiokafka calls it."""
     kafka_url = broker.url
-    app_id, names, pipeline, query, repartition = takeover_query(tmp_path, "takeover")
-    await ensure_topics(
-        kafka_url,
-        [
-            TopicSpec(repartition, 2),
-            TopicSpec(names["volume"], 1),
-            TopicSpec(names["dlq"], 1),
-        ],
-    )
-    config = AgentConfig(
-        bootstrap_servers=kafka_url,
-        app_id=app_id,
-        dead_letter_topic=names["dlq"],
-        data_dir=tmp_path / "data",
-        exactly_once=True,
-        watermark_per_source=False,
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_url)
-    await producer.start()
-    agent = StatefulAgent(query, pipeline, {}, producer, config, no_tables)
+    s2 = await stage2(kafka_url, tmp_path, "takeover", partitions=2)
+    agent, producer, names, repartition = s2.agent, s2.producer, s2.names, s2.repartition
     consumer = agent._consumer = agent._new_consumer()
     txns = agent.txns = agent._transactions()
     hook = TaskHooks(agent)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,16 +13,7 @@ from core import codec
 from tables.apply import Applier
 from tables.protocol import Op
 from tables.store import Fingerprint, TableStore
-
-
-@dataclass
-class Rec:
-    key: bytes | None
-    value: bytes | None
-    offset: int
-    partition: int = 0
-    topic: str = "t"
-    timestamp: int = 1000
+from tests.support.records import TableRec as Rec
 
 
 def rec(key: str | None, value: object, offset: int, partition: int = 0) -> Rec:

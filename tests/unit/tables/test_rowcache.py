@@ -8,7 +8,6 @@ import asyncio
 import itertools
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,16 +26,7 @@ from tables.rowcache import (
     RowCache,
 )
 from tables.spec import TableSpec
-
-
-@dataclass
-class Rec:
-    key: bytes | None
-    value: bytes | None
-    offset: int
-    partition: int = 0
-    topic: str = "t"
-    timestamp: int = 1000
+from tests.support.records import TableRec as Rec
 
 
 def raw_size(cache: RowCache) -> int:
