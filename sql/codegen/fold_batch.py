@@ -30,6 +30,7 @@ columns the struct decodes. Others raise :class:`Unsupported` and run the genera
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -92,6 +93,29 @@ class GeneratedFold:
 
 
 _MISS = object()
+
+#: Record keys whose slot is kept per partition (then all forgotten at once and made again).
+SLOTS_KEPT = 100_000
+SLOTTED = True
+
+
+class _Slots:
+    """Per partition, the fold's slot of each record key that passed the key check: a list
+    ``[key column value, group key, start, window, output key]`` (windows) or ``[value, group
+    key, accumulators, output key]`` (GROUP BY), the output key None until written. A record
+    whose key has a slot with an equal value needs no key check, and one in the slot's group
+    (and window) no group or window lookup and no output key formatting: one dict lookup by
+    the record key's bytes instead of three (and the output key's bytes kept hash their
+    partition once). The operator's dicts stay the truth: a slot only caches what they give."""
+
+    def __init__(self) -> None:
+        self.by_partition: dict[int, dict[bytes, list[Any]]] = {}
+
+    def __call__(self, partition: int) -> dict[bytes, list[Any]]:
+        slots = self.by_partition.get(partition)
+        if slots is None or len(slots) >= SLOTS_KEPT:
+            slots = self.by_partition[partition] = {}
+        return slots
 
 
 def fold_operator(query: CompiledQuery) -> StreamAggregate | TimeWindowAggregate:
@@ -172,6 +196,7 @@ class _FoldBody(FoldOutput):
         self.windowed = isinstance(op, TimeWindowAggregate)
         self.key_columns: tuple[str, ...] = ()
         self.decimal_sums: dict[int, bool] = {}
+        self.slotted = gate is not None and SLOTTED
 
     def attr(self, column: str) -> str:
         if self.dicts:
@@ -195,6 +220,8 @@ class _FoldBody(FoldOutput):
                 w.line("known = sinks.known")
             if self.gate is not None:
                 w.line(f"checked = {w.bind(self.gate.checked, 'CHECKED')}(partition)")
+            if self.slotted:
+                w.line(f"slots = {w.bind(_Slots(), 'SLOTS')}(partition)")
             with w.block("for rec in records:"):
                 w.line("raw = rec.value")
                 with w.block("if raw is None:"):
@@ -230,9 +257,18 @@ class _FoldBody(FoldOutput):
         passes = w.bind(gate.passes, "PASSES")
         value = "True" if gate.column is None else self.attr(gate.column)
         w.line(f"kc = {value}")
-        cond = f"checked.get(rec.key, MISS) != kc and not {passes}(rec.key, partition, kc)"
-        with w.block(f"if {cond}:"):
-            w.line("raise SLOW")
+        if not self.slotted:
+            cond = f"checked.get(rec.key, MISS) != kc and not {passes}(rec.key, partition, kc)"
+            with w.block(f"if {cond}:"):
+                w.line("raise SLOW")
+            return
+        # The record key's slot (see _Slots): its key column's value is one that passed.
+        w.line("rk = rec.key")
+        w.line("sl = slots.get(rk)")
+        with w.block("if sl is None or sl[0] != kc:"):
+            with w.block(f"if checked.get(rk, MISS) != kc and not {passes}(rk, partition, kc):"):
+                w.line("raise SLOW")
+            w.line("sl = None")
 
     def _time(self) -> None:
         op = self.op
@@ -277,14 +313,30 @@ class _FoldBody(FoldOutput):
         w = self.w
         gk = f"({keys[0]},)" if len(keys) == 1 else f"({', '.join(keys)})"
         w.line(f"gk = {gk}")
+        slotted = self.slotted
         if not self.windowed:
+            if slotted:
+                # The slot's group when it is this one (an equal key: the dict's answer too).
+                with w.block("if sl is not None and sl[1] == gk:"):
+                    w.line("accs = sl[2]")
+                with w.block("else:"):
+                    w.line("accs = sl = None")
             return
         op = self.op
         assert isinstance(op, TimeWindowAggregate)
         size, due = int(op.size), int(op.size + op.grace)
         windows = w.bind(op.windows, "WINDOWS")
         w.line(f"start = t - t % {size}")
-        w.line(f"win = {windows}.get((gk, start))")
+        if slotted:
+            # The slot's window when it is this one; a window in a slot may have closed since
+            # (closed is checked below; a tumbling window is dropped only once closed).
+            with w.block("if sl is not None and sl[2] == start and sl[1] == gk:"):
+                w.line("win = sl[3]")
+            with w.block("else:"):
+                w.line(f"win = {windows}.get((gk, start))")
+                w.line("sl = None")
+        else:
+            w.line(f"win = {windows}.get((gk, start))")
         # Open: the watermark before its close (end + grace); else closed, late or (with
         # late='update') kept for late records: the general path.
         with w.block(f"if wm >= start + {due} or (win is not None and win.closed):"):
@@ -295,11 +347,15 @@ class _FoldBody(FoldOutput):
         w = self.w
         op = self.op
         new = w.bind(op.new_accumulators, "NEW")
+        slotted = self.slotted
         if not self.windowed:
             groups = w.bind(op.groups, "GROUPS")  # type: ignore[union-attr]
-            w.line(f"accs = {groups}.get(gk)")
-            with w.block("if accs is None:"):
-                w.line(f"accs = {groups}[gk] = {new}()")
+            with w.block("if accs is None:") if slotted else contextlib.nullcontext():
+                w.line(f"accs = {groups}.get(gk)")
+                with w.block("if accs is None:"):
+                    w.line(f"accs = {groups}[gk] = {new}()")
+                if slotted:
+                    w.line("slots[rk] = sl = [kc, gk, accs, None]")
             return
         assert isinstance(op, TimeWindowAggregate)
         windows, make = w.bind(op.windows, "WINDOWS"), w.bind(Win, "Win")
@@ -311,6 +367,9 @@ class _FoldBody(FoldOutput):
                 f" {make}(gk, start, start + {int(op.size)}, {new}(), {seq}())"
             )
             w.line(f"{schedule}(win, False)")
+        if slotted:
+            with w.block("if sl is None:"):
+                w.line("slots[rk] = sl = [kc, gk, start, win, None]")
         w.line("accs = win.accs")
 
     def _fold(self, args: list[str | None]) -> None:

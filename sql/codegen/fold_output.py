@@ -14,6 +14,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import msgspec
+
 from sql.codegen.batch_spec import Encoding
 from sql.codegen.writer import Writer
 from sql.operators.aggregate import StreamAggregate
@@ -32,6 +34,14 @@ class _Mark:
         self.code = code
 
 
+def _row_struct(names: list[str]) -> type:
+    """A msgspec struct whose fields are ``names`` in order (any text: renamed from f0...)."""
+    fields = [(f"f{i}", object) for i in range(len(names))]
+    rename = {f"f{i}": n for i, n in enumerate(names)}
+    # gc=False: it holds output values only (scalars), never a reference back to itself.
+    return msgspec.defstruct("Row", fields, rename=rename, gc=False)
+
+
 class FoldOutput:
     """Writes the output steps of a fold; :class:`sql.codegen.fold_batch._FoldBody` the rest."""
 
@@ -43,10 +53,16 @@ class FoldOutput:
     key_columns: tuple[str, ...]
     topic: str
     windowed: bool
+    #: Record keys have slots (:class:`sql.codegen.fold_batch._Slots`).
+    slotted: bool
     #: The global name of the list the row function appends the record's row to.
     rows: str
     #: Aggregate calls (by index) that are a SUM folded from DECIMAL values inline.
     decimal_sums: dict[int, bool]
+    #: Code of the row as a dict (``row`` itself unless it is a struct: see :meth:`_emit`).
+    row = "row"
+    #: Code of the row's columns, where known (:meth:`_row_values`).
+    values: dict[str, str]
 
     def _emit(self) -> None:
         op = self.op
@@ -83,7 +99,15 @@ class FoldOutput:
             else:
                 w.line(f"r{i} = accs[{i}].result()")
         items = ", ".join(f"{n!r}: {v}" for n, v in values.items())
-        w.line(f"row = {{{items}}}")
+        if self.enc.fast is not None:
+            # A struct of the outputs in order: msgspec writes it as it writes the dict of them
+            # (the same bytes; ~40% less than building and encoding the dict). The dict is built
+            # only where a fallback (the key function, the slow encoder) takes the row.
+            struct = w.bind(_row_struct(list(values)), "ROWT")
+            w.line(f"row = {struct}({', '.join(values.values())})")
+            self.row = f"{{{items}}}"
+        else:
+            w.line(f"row = {{{items}}}")
         if self.windowed:
             w.line("win.emitted = True")
         self._output(values)
@@ -126,6 +150,7 @@ class FoldOutput:
     def _output(self, values: dict[str, str]) -> None:
         """Key, encode and append ``row`` (``values``: code of its columns, where known)."""
         w = self.w
+        self.values = values
         self._key(values)
         self._encode()
         with w.block("if sinks is None:"):
@@ -150,6 +175,24 @@ class FoldOutput:
         if self.key_of is None or not columns:
             w.line("key = rec.key")
             return
+        if self.slotted and all(values.get(c) in self._slot_constant() for c in columns):
+            # Made of the group key and the window start only: written once per slot
+            # (sql.codegen.fold_batch._Slots), its last item.
+            w.line("key = sl[-1]")
+            with w.block("if key is None:"):
+                self._key_of(values)
+                w.line("sl[-1] = key")
+            return
+        self._key_of(values)
+
+    def _slot_constant(self) -> set[str]:
+        """Code of the row values that are the same for every record of a slot."""
+        known = {f"gk[{i}]" for i in range(len(self.op.agg.keys))}
+        return known | {"start", "win.end"} if self.windowed else known
+
+    def _key_of(self, values: dict[str, str]) -> None:
+        w = self.w
+        columns = self.key_columns
         key_of = w.bind(self.key_of, "key_of")
         ks = []
         for c in columns:
@@ -158,7 +201,7 @@ class FoldOutput:
                 ks.append(known)
                 continue
             k = w.temp("k")
-            w.line(f"{k} = {known if known is not None else f'row.get({c!r})'}")
+            w.line(f"{k} = {known if known is not None else f'{self.row}.get({c!r})'}")
             ks.append(k)
         if len(columns) == 1:
             # tables.keys.key_bytes of an integer: its digits.
@@ -166,7 +209,7 @@ class FoldOutput:
             with w.block(f"if type({k}) is int:"):
                 w.line(f'key = b"%d" % {k}')
             with w.block("else:"):
-                w.line(f"key = {key_of}(row)")
+                w.line(f"key = {key_of}({self.row})")
             return
         # agents.encode.make_key: the JSON array of the key columns, as orjson writes it — for
         # integers orjson takes (64 bits, signed or not) their digits. Written here: orjson's
@@ -175,20 +218,20 @@ class FoldOutput:
         with w.block(f"if {ints}:"):
             w.line(f'key = b"[{",".join("%d" for _ in ks)}]" % ({", ".join(ks)},)')
         with w.block("else:"):
-            w.line(f"key = {key_of}(row)")
+            w.line(f"key = {key_of}({self.row})")
 
     def _encode(self) -> None:
         w = self.w
         enc = self.enc
         slow = w.bind(enc.slow, "enc_slow")
         if enc.fast is None:
-            w.line(f"out = {slow}(row)")
+            w.line(f"out = {slow}({self.row})")
             return
         fast = w.bind(enc.fast, "enc_fast")
         with w.block("try:"):
             w.line(f"out = {fast}(row)")
         with w.block("except (TypeError, ValueError, OverflowError):"):
-            w.line(f"out = {slow}(row)")
+            w.line(f"out = {slow}({self.row})")
         if enc.scan_nonfinite:
             dec = w.bind(Decimal, "T")
             names = [
@@ -197,6 +240,6 @@ class FoldOutput:
                 if t.name == "DECIMAL"
             ]
             for n in names:
-                w.line(f"d = row.get({n!r})")
+                w.line(f"d = {self.values.get(n) or f'{self.row}.get({n!r})'}")
                 with w.block(f"if type(d) is {dec} and not d.is_finite():"):
-                    w.line(f"out = {slow}(row)")
+                    w.line(f"out = {slow}({self.row})")
