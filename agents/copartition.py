@@ -21,10 +21,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka.partitioner import murmur2
-
 from agents.codec import DecodeError, Decoder
 from agents.process import BatchCounts, OutputLike, PerPartition, RawRecord
+from core.murmur import murmur2
 from sql import SqlRuntimeError
 from tables.deadletter import source_of_query
 from tables.keys import key_text

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 
 from core.errors import TablestreamError
+from core.murmur import murmur2
 from tables.apply import Malformed
 from tables.deadletter import dead_letter_record
 

@@ -31,6 +31,7 @@ columns the struct decodes. Others raise :class:`Unsupported` and run the genera
 from __future__ import annotations
 
 import contextlib
+import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -346,27 +347,32 @@ class _FoldBody(FoldOutput):
     def _create(self) -> None:
         w = self.w
         op = self.op
-        new = w.bind(op.new_accumulators, "NEW")
+        # AggregateOperator.new_accumulators written out: each call's factory called in turn.
+        new = ", ".join(f"{w.bind(s.factory, 'F')}()" for s in op.agg.specs)
         slotted = self.slotted
         if not self.windowed:
             groups = w.bind(op.groups, "GROUPS")  # type: ignore[union-attr]
             with w.block("if accs is None:") if slotted else contextlib.nullcontext():
                 w.line(f"accs = {groups}.get(gk)")
                 with w.block("if accs is None:"):
-                    w.line(f"accs = {groups}[gk] = {new}()")
+                    w.line(f"accs = {groups}[gk] = [{new}]")
                 if slotted:
                     w.line("slots[rk] = sl = [kc, gk, accs, None]")
             return
         assert isinstance(op, TimeWindowAggregate)
         windows, make = w.bind(op.windows, "WINDOWS"), w.bind(Win, "Win")
-        seq, schedule = w.bind(op.next_seq, "SEQ"), w.bind(op.schedule, "SCHEDULE")
+        name, heap, push = w.bind(op, "OP"), w.bind(op.heap, "HEAP"), w.bind(heapq.heappush, "PUSH")
+        size = int(op.size)
         with w.block("if win is None:"):
-            # TimeWindowAggregate.assign's new window, open (the watermark is before its close).
-            w.line(
-                f"win = {windows}[(gk, start)] ="
-                f" {make}(gk, start, start + {int(op.size)}, {new}(), {seq}())"
-            )
-            w.line(f"{schedule}(win, False)")
+            # TimeWindowAggregate.assign's new window, open (the watermark is before its close),
+            # with next_seq and schedule(win, False) written out: it closes at end + grace, its
+            # one entry in the close heap pushed.
+            made = f"{make}(gk, start, start + {size}, [{new}], {name}.seq)"
+            w.line(f"win = {windows}[(gk, start)] = {made}")
+            w.line(f"{name}.seq += 1")
+            w.line(f"win.due = win.queued = due = start + {size + int(op.grace)}")
+            w.line(f"{name}.pushes += 1")
+            w.line(f"{push}({heap}, (due, win.seq, {name}.pushes, win))")
         if slotted:
             with w.block("if sl is None:"):
                 w.line("slots[rk] = sl = [kc, gk, start, win, None]")
