@@ -12,7 +12,7 @@ repartition topic.
 
     .venv/bin/python -m bench.pipeline_aggregate [--orders 200000] [--users 10000]
         [--broker tansu|kafka] [--sink table|stream]
-        [--query group|window] [--key]
+        [--query group|window] [--key] [--max-records N]
 """
 
 from __future__ import annotations
@@ -87,6 +87,11 @@ async def main(args: argparse.Namespace) -> None:
                     window=WINDOW if args.query == "window" else "",
                     key=", key='user_id'" if args.key else "",
                 ),
+                extra=(
+                    {"TABLESTREAM_QUERY_MAX_RECORDS": str(args.max_records)}
+                    if args.max_records
+                    else None
+                ),
             )
             try:
                 with profiled(worker, args.profile):
@@ -124,6 +129,11 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--profile", metavar="OUT", help="py-spy the worker's run (.svg or raw .txt)"
+    )
+    parser.add_argument(
+        "--max-records",
+        type=int,
+        help="records the query fetches per batch (TABLESTREAM_QUERY_MAX_RECORDS; default 10,000)",
     )
     add_broker_option(parser)
     asyncio.run(main(parser.parse_args()))
