@@ -9,7 +9,10 @@ the record decoded into the stream's msgspec struct, the co-partitioning check a
 keys already checked, the event time and watermark, WHERE, the group key and the aggregate
 arguments (:class:`~sql.codegen.expr.ExprGen` over the struct), the window found, COUNT and SUM
 folded inline (a DECIMAL SUM in the accumulator's exact context, as ``Sum.add`` does), then the
-row (:mod:`sql.codegen.fold`), its key and its bytes appended to the output.
+row (:mod:`sql.codegen.fold`), its key and its bytes appended to the output. A record key's
+slot (:mod:`sql.codegen.fold_slots`) keeps what the previous record with that key found — the
+key column's value that passed the check, the group or window, the output key's bytes — so the
+next one in the same group and window looks up one dict by the key's bytes instead of three.
 
 It folds into the operator's own live state (its groups, windows, dirty set, close heap), so
 state, ``dirty_state`` and restore are the general path's. Anything unusual goes to ``slow(rec)``
@@ -20,7 +23,7 @@ watermark that closes a window, a window not open yet or closed (late), an error
 key or the arguments. An error after the fold began (a SUM of a wrong type, an output the
 encoder refuses) is the record's, appended to ``fails`` as the general path dead-letters it,
 with the state changed as far as the general path would have changed it (the same statements in
-the same order). ``tests/unit/sql/test_fold_batch.py`` runs both paths over hypothesis data and
+the same order). ``tests/unit/agents/test_fold.py`` runs both paths over hypothesis data and
 demands the same outputs, dead letters and state.
 
 Generated for: GROUP BY without a window, and tumbling windows whose watermark is the query's
@@ -40,6 +43,7 @@ from typing import Any, Protocol
 from sql.codegen.batch_spec import Encoding, StructDecoding
 from sql.codegen.expr import ExprGen, Unsupported
 from sql.codegen.fold_output import FoldOutput
+from sql.codegen.fold_slots import Slots
 from sql.codegen.writer import Writer
 from sql.operators.aggregate import StreamAggregate
 from sql.operators.window import Win
@@ -94,29 +98,6 @@ class GeneratedFold:
 
 
 _MISS = object()
-
-#: Record keys whose slot is kept per partition (then all forgotten at once and made again).
-SLOTS_KEPT = 100_000
-SLOTTED = True
-
-
-class _Slots:
-    """Per partition, the fold's slot of each record key that passed the key check: a list
-    ``[key column value, group key, start, window, output key]`` (windows) or ``[value, group
-    key, accumulators, output key]`` (GROUP BY), the output key None until written. A record
-    whose key has a slot with an equal value needs no key check, and one in the slot's group
-    (and window) no group or window lookup and no output key formatting: one dict lookup by
-    the record key's bytes instead of three (and the output key's bytes kept hash their
-    partition once). The operator's dicts stay the truth: a slot only caches what they give."""
-
-    def __init__(self) -> None:
-        self.by_partition: dict[int, dict[bytes, list[Any]]] = {}
-
-    def __call__(self, partition: int) -> dict[bytes, list[Any]]:
-        slots = self.by_partition.get(partition)
-        if slots is None or len(slots) >= SLOTS_KEPT:
-            slots = self.by_partition[partition] = {}
-        return slots
 
 
 def fold_operator(query: CompiledQuery) -> StreamAggregate | TimeWindowAggregate:
@@ -197,7 +178,7 @@ class _FoldBody(FoldOutput):
         self.windowed = isinstance(op, TimeWindowAggregate)
         self.key_columns: tuple[str, ...] = ()
         self.decimal_sums: dict[int, bool] = {}
-        self.slotted = gate is not None and SLOTTED
+        self.slotted = gate is not None
 
     def attr(self, column: str) -> str:
         if self.dicts:
@@ -222,7 +203,7 @@ class _FoldBody(FoldOutput):
             if self.gate is not None:
                 w.line(f"checked = {w.bind(self.gate.checked, 'CHECKED')}(partition)")
             if self.slotted:
-                w.line(f"slots = {w.bind(_Slots(), 'SLOTS')}(partition)")
+                w.line(f"slots = {w.bind(Slots(), 'SLOTS')}(partition)")
             with w.block("for rec in records:"):
                 w.line("raw = rec.value")
                 with w.block("if raw is None:"):
@@ -263,7 +244,7 @@ class _FoldBody(FoldOutput):
             with w.block(f"if {cond}:"):
                 w.line("raise SLOW")
             return
-        # The record key's slot (see _Slots): its key column's value is one that passed.
+        # The record key's slot (sql.codegen.fold_slots): its key column's value is one that passed.
         w.line("rk = rec.key")
         w.line("sl = slots.get(rk)")
         with w.block("if sl is None or sl[0] != kc:"):

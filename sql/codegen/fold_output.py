@@ -53,7 +53,7 @@ class FoldOutput:
     key_columns: tuple[str, ...]
     topic: str
     windowed: bool
-    #: Record keys have slots (:class:`sql.codegen.fold_batch._Slots`).
+    #: Record keys have slots (:class:`sql.codegen.fold_slots.Slots`).
     slotted: bool
     #: The global name of the list the row function appends the record's row to.
     rows: str
@@ -177,7 +177,7 @@ class FoldOutput:
             return
         if self.slotted and all(values.get(c) in self._slot_constant() for c in columns):
             # Made of the group key and the window start only: written once per slot
-            # (sql.codegen.fold_batch._Slots), its last item.
+            # (sql.codegen.fold_slots.Slots), its last item.
             w.line("key = sl[-1]")
             with w.block("if key is None:"):
                 self._key_of(values)

@@ -1,0 +1,29 @@
+"""The generated fold's slots (:mod:`sql.codegen.fold_batch`): what it learned about each record
+key of a partition, so the next record with that key skips the key check, the group or window
+lookup and the output key's formatting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Record keys whose slot is kept per partition (then all forgotten at once and made again).
+SLOTS_KEPT = 100_000
+
+
+class Slots:
+    """Per partition, the fold's slot of each record key that passed the key check: a list
+    ``[key column value, group key, start, window, output key]`` (windows) or ``[value, group
+    key, accumulators, output key]`` (GROUP BY), the output key None until written. A record
+    whose key has a slot with an equal value needs no key check, and one in the slot's group
+    (and window) no group or window lookup and no output key formatting: one dict lookup by
+    the record key's bytes instead of three (and the output key's bytes kept hash their
+    partition once). The operator's dicts stay the truth: a slot only caches what they give."""
+
+    def __init__(self) -> None:
+        self.by_partition: dict[int, dict[bytes, list[Any]]] = {}
+
+    def __call__(self, partition: int) -> dict[bytes, list[Any]]:
+        slots = self.by_partition.get(partition)
+        if slots is None or len(slots) >= SLOTS_KEPT:
+            slots = self.by_partition[partition] = {}
+        return slots
