@@ -71,6 +71,9 @@ W_RETENTION = (
     " between were deleted by the topic's retention before they were aggregated"
 )
 I_RUNNING = "query %s: running (stateful, %s -> %s; %s)"
+#: Seconds between two state writes of a task, at-least-once (:attr:`AggregateTask.
+#: write_interval`): the windows and groups a second of batches changed are written once.
+STATE_WRITE_INTERVAL = 1.0
 
 
 class StatefulAgent(Service):
@@ -199,6 +202,8 @@ class StatefulAgent(Service):
         # Registered once open: a store that failed to open must not stay behind as a half-open
         # task the loop would later trip over.
         task = self._task(partition)
+        if self.txns is None:
+            task.write_interval = STATE_WRITE_INTERVAL
         resumed = task.open()
         self.tasks[partition] = task
         if not resumed:
@@ -242,8 +247,20 @@ class StatefulAgent(Service):
     async def revoke(self) -> None:
         """Before partitions move: every in-flight batch acknowledged and its state written."""
         async with self._lock:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.delivery.drain(), 30)
+            await self._drain_and_flush(30)
+
+    async def _drain_and_flush(self, timeout: float) -> None:
+        """Every in-flight batch acknowledged, then the state the tasks' interval left unwritten
+        (:attr:`AggregateTask.write_interval`) written — only then: a state reflects only
+        records whose outputs were acknowledged."""
+        try:
+            await asyncio.wait_for(self.delivery.drain(), timeout)
+        except TimeoutError:
+            return
+        if self.stats.state == "failed":
+            return  # a batch's outputs were not acknowledged: nothing more may be written
+        for task in self.tasks.values():
+            task.flush()
 
     async def _rebuild(self, partition: int | None, why: str) -> None:
         async with self._lock:
@@ -346,8 +363,11 @@ class StatefulAgent(Service):
                 counts, batch = owner.run(msgs, self.output)
                 if batch is not None:
                     writes.append((owner.state, batch))
-                    # Never below what the partition's previous owner committed (quiet replay).
-                    offsets[owner.tp] = max(owner.position, owner.quiet_until)
+                # Never below what the partition's previous owner committed (quiet replay).
+                # Also for a batch whose state is written later (the task's write interval):
+                # the group offset says which outputs were written, a later owner replays the
+                # records between the stored state and it quietly.
+                offsets[owner.tp] = max(owner.position, owner.quiet_until)
                 stats.add(counts)
                 stats.duplicates_skipped += owner.duplicates - before
                 stats.partitions[tp.partition] = (owner.position, highwater(consumer, tp))
@@ -373,8 +393,7 @@ class StatefulAgent(Service):
         await log_summaries(self, self.stats, self.config.log_interval)
 
     async def on_stop(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.delivery.drain(), 10)
+        await self._drain_and_flush(10)
         if self.txns is not None:
             async with self._lock:
                 await self.txns.close()

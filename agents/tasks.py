@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -84,6 +85,17 @@ class AggregateTask:
         #: stream time.
         self.clock = SourceClock()
         self._use_clock = clock
+        #: Seconds between two state writes (0: every batch). Between them the query's dirty
+        #: state and the source offsets advanced accumulate, written at once by the next batch
+        #: due (or :meth:`flush`): a window updated in ten batches is written once. The stored
+        #: state then reflects an earlier offset than the group's committed one, which a later
+        #: owner replays quietly (no outputs): at-least-once only (exactly-once commits the
+        #: state with each transaction).
+        self.write_interval = 0.0
+        self._written_at = 0.0
+        self._advanced: dict[int, int] = {}
+        #: The last record applied and not yet in a written state batch (None: all written).
+        self._unwritten: TaskRecord | None = None
 
     def open(self) -> bool:
         """Open the store and load it; True when there is state to resume from (then seek to
@@ -140,6 +152,8 @@ class AggregateTask:
         self.verifier = Verifier()
         self.origins = {}
         self.position = 0
+        self._advanced = {}
+        self._unwritten = None
 
     def check_highwater(self, highwater: int | None) -> None:
         """Raises :class:`agents.state.StateMismatch` when the topic ends before the state."""
@@ -202,11 +216,34 @@ class AggregateTask:
         counts.last = {self.tp.partition: last}
         self.position = last.offset + 1
         self.records_in += fresh
+        self._advanced.update(advanced)
+        self._unwritten = last
+        if self.write_interval:
+            now = time.monotonic()
+            if now - self._written_at < self.write_interval:
+                return counts, None
+            self._written_at = now
+        return counts, self._state_batch()
+
+    def _state_batch(self) -> StoreBatch:
+        """Every change since the last state batch, with the last record applied."""
+        assert self.query is not None
+        assert self._unwritten is not None
         dirty = self.query.dirty_state()
-        dirty.update({f"{ORIGIN_PREFIX}{sp}": so for sp, so in advanced.items()})
+        dirty.update({f"{ORIGIN_PREFIX}{sp}": so for sp, so in self._advanced.items()})
+        self._advanced = {}
+        clock = self.clock
         if clock.dirty:
             dirty[CLOCK_KEY] = clock.state()
-        return counts, self.state.batch(dirty, counts.last)
+        last, self._unwritten = self._unwritten, None
+        return self.state.batch(dirty, {self.tp.partition: last})
+
+    def flush(self) -> None:
+        """Write what the state batches skipped (``write_interval``) now: only once every
+        output of the records applied was acknowledged (the agent drained its deliveries)."""
+        if self._unwritten is not None and self.query is not None and self.state.store.is_open:
+            self.state.commit(self._state_batch())
+            self._written_at = time.monotonic()
 
     def _run(self, fresh: list[TaskRecord], output: OutputLike, counts: BatchCounts) -> None:
         processor = self.processor
