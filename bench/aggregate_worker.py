@@ -7,11 +7,13 @@ its key check (:mod:`agents.copartition`, the generated fold where it applies) w
 RocksDB store. Each fetch takes up to 10,000 records from Kafka record batches as aiokafka's C
 records (the worker's fetch, :func:`core.fetch._take`); outputs go to a real
 :class:`agents.sink.Output`'s C record builders (built as the producer builds them, then
-dropped); each batch's state is committed. What this leaves out of the worker's CPU per event:
+dropped); state batches are committed as the worker writes them (``--write-interval``, at most
+once a second at-least-once). What this leaves out of the worker's CPU per event:
 the network, the event loop, the broker's acks and the result reads.
 
     .venv/bin/python -m bench.aggregate_worker [--query group|window] [--events 200000]
         [--users 10000] [--repeat N] [--profile OUT.txt] [--codegen/--no-codegen]
+        [--write-interval SECONDS]
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from agents.copartition import CheckedProcessor, KeyCheck
 from agents.pipeline import key_columns
 from agents.process import BatchProcessor, OutputLike, PerPartition
 from agents.sink import Output
+from agents.stateful import STATE_WRITE_INTERVAL
 from agents.tasks import AggregateTask
 from bench.orders import encode_order, order
 from bench.pipeline_aggregate import PIPELINE, WINDOW
@@ -147,6 +150,7 @@ async def once(args: argparse.Namespace, parts: dict[int, list[bytes]]) -> tuple
     try:
         for task in tasks.values():
             task.open()
+            task.write_interval = args.write_interval
         # The fetches' bytes ready; reading them into records is timed (the worker's _take).
         readers = fetches(parts) if args.untimed_read else None
         steps: list[float] = []
@@ -223,6 +227,12 @@ if __name__ == "__main__":
     parser.add_argument("--repeat", type=int, default=5, help="runs; prints each, min and median")
     parser.add_argument("--profile", metavar="OUT", help="py-spy the runs (.svg or raw .txt)")
     parser.add_argument("--codegen", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--write-interval",
+        type=float,
+        default=STATE_WRITE_INTERVAL,
+        help="seconds between a task's state writes (the worker's at-least-once; 0: every batch)",
+    )
     parser.add_argument(
         "--untimed-read",
         action="store_true",
