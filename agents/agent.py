@@ -384,18 +384,24 @@ class QueryAgent(Service):
         await log_summaries(self, self.stats, self.config.log_interval)
 
     async def on_stop(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._drain(), 10)
-        if self.txns is not None:
-            async with self.txns.lock:
-                await self.txns.close()
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await stop_consumer(consumer)
-        if self._state is not None:
-            self._state.close()
-        if self.query is not None:
-            self.query.close()
-        self.builder.close()
-        if self.stats.state != "failed":
-            self.stats.state = "stopped"
+        # The consumer is stopped and the stores closed whatever the commits before do (an
+        # error out of them left the state store locked for the next agent on its directory).
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drain(), 10)
+            if self.txns is not None:
+                async with self.txns.lock:
+                    await self.txns.close()
+        finally:
+            consumer, self._consumer = self._consumer, None
+            try:
+                if consumer is not None:
+                    await stop_consumer(consumer, self.label)
+            finally:
+                if self._state is not None:
+                    self._state.close()
+                if self.query is not None:
+                    self.query.close()
+                self.builder.close()
+                if self.stats.state != "failed":
+                    self.stats.state = "stopped"

@@ -371,6 +371,11 @@ class Transactions:
             renew = True
         if renew:
             await stop_producer(task.producer)
+            if self.closed:
+                # Closing: the task ends here. A new producer's start then was refused by its
+                # retry (the agent stopping: StoppedWaiting), which ended the agent's stop before
+                # its consumer and its tasks' stores were closed.
+                return True
             fresh = await self._start(task.tp)
             task.producer, task.output = fresh.producer, fresh.output
         return True

@@ -25,6 +25,7 @@ from core.errors import TablestreamError
 # fetch path; a third of a cold restore's CPU went to ConsumerRecord objects).
 from core.fetch import getmany_raw, supported
 from core.retry import StartupRetry
+from core.stop import finish, stop_consumer
 from tables.apply import Applier, Parts
 from tables.deadletter import DeadLetterWriter, source_of_table
 from tables.local_state import LocalStateMismatch, stale_reason, verify_resumed
@@ -127,20 +128,33 @@ class TableLoader(Service):
         await self._assign()
 
     async def on_stop(self) -> None:
+        # The store is closed whatever the consumer's stop does (it fails while the broker is
+        # away or slow, see core.stop): left open, it kept its directory locked, and the next
+        # table there failed ("lock hold"); and an error out of here skipped mode's cancelling
+        # of the _follow task too.
         consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await consumer.stop()
-        await self._compacted()
+        try:
+            if consumer is not None:
+                await stop_consumer(consumer, self.label)
+        finally:
+            await self._close_store()
+
+    async def _close_store(self) -> None:
+        """Flush a restore stopped half-way (what was applied is kept) and close the store, even
+        if this stop is cancelled meanwhile: the threads writing it are waited for first."""
         store = self.tstate.store
-        if store.end_restore():  # stopped mid-restore: what was applied is kept
-            await asyncio.to_thread(store.persist_restore)
-        store.close()
+        try:
+            await self._compacted()
+            if store.end_restore():
+                await finish(asyncio.ensure_future(asyncio.to_thread(store.persist_restore)))
+        finally:
+            store.close()  # no thread of ours works on it any more (finish waited for each)
 
     async def _compacted(self) -> None:
         """Wait for a running compaction: closing RocksDB under its thread is not allowed."""
         compaction, self._compaction = self._compaction, None
         if compaction is not None:
-            await asyncio.shield(compaction)
+            await finish(compaction)
 
     async def _assign(self) -> None:
         consumer = self._consumer
