@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 #: Changes a ``changes()`` stream holds for a slow consumer before it overflows.
 DEFAULT_STREAM_QUEUE = 10_000
+E_AT_LEAST_ONE = "changes of table {table!r}: {option} must be >= 1, not {value!r}"
 E_OVERFLOW = (
     "change stream of table {table!r} overflowed: its consumer fell {maxsize} changes behind "
     "(last delivered version {version}); resynchronize from a snapshot or get_changes_since()"
@@ -74,7 +75,7 @@ class ChangeFeed:
         if last is None:
             self._listeners.append(listener)
         elif last < 1:
-            raise ValueError(f"last must be >= 1, not {last}")
+            raise ValueError(E_AT_LEAST_ONE.format(table=self.name, option="last", value=last))
         else:
             self._tails.append((listener, last))
         entry = (listener, last)
@@ -150,7 +151,9 @@ class ChangeStream:
 
     def __init__(self, feed: ChangeFeed, maxsize: int = DEFAULT_STREAM_QUEUE) -> None:
         if maxsize < 1:
-            raise ValueError("maxsize must be >= 1")
+            raise ValueError(
+                E_AT_LEAST_ONE.format(table=feed.name, option="maxsize", value=maxsize)
+            )
         self.maxsize = maxsize
         self.table = feed.name
         self._queue: deque[Change] = deque()

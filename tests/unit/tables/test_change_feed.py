@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tables import MemoryTable
-from tables.changes import ChangeStreamOverflowError
+from tables.changes import ChangeFeed, ChangeStreamOverflowError
 from tables.protocol import Change, Op
 from tables.spec import TableSpec
 from tables.versions import HistoryExpiredError
@@ -164,3 +164,13 @@ def test_rocksdb_history_matches_memory_under_retention(
                 assert _as_of(table, key, ts) == _as_of(memory, key, ts), (key, ts)
         assert table.get_changes_since(0) == memory.get_changes_since(0)
         applied.close()
+
+
+def test_a_bad_stream_or_listener_size_names_the_table_and_the_value() -> None:
+    table = MemoryTable("users", key_field="id")
+    with pytest.raises(
+        ValueError, match=r"^changes of table 'users': maxsize must be >= 1, not 0$"
+    ):
+        table.changes(maxsize=0)
+    with pytest.raises(ValueError, match=r"^changes of table 'users': last must be >= 1, not -2$"):
+        ChangeFeed("users").subscribe(lambda _: None, last=-2)
