@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 #: Changes a ``changes()`` stream holds for a slow consumer before it overflows.
 DEFAULT_STREAM_QUEUE = 10_000
+W_LISTENER = "table %r: change listener %r failed on key %r (version %d%s); unsubscribed"
 E_AT_LEAST_ONE = "changes of table {table!r}: {option} must be >= 1, not {value!r}"
 E_OVERFLOW = (
     "change stream of table {table!r} overflowed: its consumer fell {maxsize} changes behind "
@@ -119,7 +120,9 @@ class ChangeFeed:
         try:
             listener(change)
         except Exception:
-            logger.exception("change listener %r failed; unsubscribed", listener)
+            logger.exception(
+                W_LISTENER, self.name, listener, change.key, change.version, _source(change)
+            )
             if last is None:
                 if listener in self._listeners:
                     self._listeners.remove(listener)
@@ -214,3 +217,10 @@ class ChangeStream:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _source(change: Change) -> str:
+    """Where a change's record sits, for a log line ("" for a change not read from Kafka)."""
+    if not change.topic:
+        return ""
+    return f", from {change.topic}[{change.partition}]@{change.offset}"

@@ -7,6 +7,7 @@ and versioned; plus the async ``changes()`` stream and its overflow.
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,24 @@ def test_a_bad_stream_or_listener_size_names_the_table_and_the_value() -> None:
         table.changes(maxsize=0)
     with pytest.raises(ValueError, match=r"^changes of table 'users': last must be >= 1, not -2$"):
         ChangeFeed("users").subscribe(lambda _: None, last=-2)
+
+
+def test_a_failing_listener_is_logged_naming_the_table_and_the_change(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    feed = ChangeFeed("users")
+
+    def boom(change: Change) -> None:
+        raise RuntimeError("boom")
+
+    feed.subscribe(boom)
+    read = Change("u7", Op.INSERT, {"id": 7}, None, partition=2, offset=41, version=5, topic="u")
+    with caplog.at_level(logging.ERROR, logger="tables.changes"):
+        feed.publish(read)
+        feed.publish(Change("u8", Op.INSERT, {"id": 8}, None, version=6))  # unsubscribed: quiet
+    [logged] = caplog.records
+    assert logged.getMessage() == (
+        f"table 'users': change listener {boom!r} failed on key 'u7' (version 5, from u[2]@41); "
+        "unsubscribed"
+    )
+    assert logged.exc_info is not None
