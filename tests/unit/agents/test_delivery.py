@@ -130,8 +130,7 @@ async def test_an_unacknowledged_batch_names_where_it_was_read(
         await asyncio.wait_for(delivery.drain(), 5)
     where = "orders[0] before offset 7, orders[2] before offset 41"
     assert caplog.messages == [
-        f"query q: outputs of the batch read from {where} not acknowledged (KafkaTimeoutError: "
-        "KafkaTimeoutError)"
+        f"query q: outputs of the batch read from {where} not acknowledged (KafkaTimeoutError)"
     ]
     assert stats.state == "failed"
     assert (
