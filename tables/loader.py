@@ -23,7 +23,7 @@ from core.errors import TablestreamError
 
 # aiokafka's fetched record batches iterated in C, no ConsumerRecord per record (the agents'
 # fetch path; a third of a cold restore's CPU went to ConsumerRecord objects).
-from core.fetch import getmany_raw, supported
+from core.fetch import getmany_raw, stable_end, supported
 from core.retry import StartupRetry
 from core.stop import finish, stop_consumer
 from tables.apply import Applier, Parts
@@ -128,10 +128,8 @@ class TableLoader(Service):
         await self._assign()
 
     async def on_stop(self) -> None:
-        # The store is closed whatever the consumer's stop does (it fails while the broker is
-        # away or slow, see core.stop): left open, it kept its directory locked, and the next
-        # table there failed ("lock hold"); and an error out of here skipped mode's cancelling
-        # of the _follow task too.
+        # The store is closed whatever the consumer's stop does (core.stop: it fails while the
+        # broker is away or slow): left open, the next table on its directory failed, locked.
         consumer, self._consumer = self._consumer, None
         try:
             if consumer is not None:
@@ -270,7 +268,7 @@ class TableLoader(Service):
             if highwater is None:
                 left.add(tp)
                 continue
-            end = _stable_end(consumer, tp, highwater) if self._read_committed else highwater
+            end = stable_end(consumer, tp, highwater) if self._read_committed else highwater
             if start < end:
                 left.add(tp)
         cut = self._skew.cut(fetched, left.__contains__, self._tps)
@@ -335,7 +333,7 @@ class TableLoader(Service):
                     f"{tp.topic}[{tp.partition}] ends at {highwater}, "
                     f"before the stored offset {stats[tp.partition].position}"
                 )
-            end = _stable_end(consumer, tp, highwater) if self._read_committed else highwater
+            end = stable_end(consumer, tp, highwater) if self._read_committed else highwater
             target = self._target.setdefault(tp, end)
             position = await consumer.position(tp)
             if tp in self._verify or position < target:
@@ -396,10 +394,3 @@ def _settle(store: TableStore, persist: bool, compact: bool) -> None:
 
 def _history_mode(state: TableState) -> str:
     return "versioned" if state.versions is not None else "plain"
-
-
-def _stable_end(consumer: AIOKafkaConsumer, tp: TopicPartition, highwater: int) -> int:
-    """Where a caught-up read_committed reader of ``tp`` stands: the last stable offset the
-    fetch answered, else the high-watermark."""
-    lso = consumer.last_stable_offset(tp)
-    return lso if lso is not None and 0 <= lso < highwater else highwater
