@@ -86,11 +86,11 @@ def main(args: argparse.Namespace) -> None:
                 for buf in buffers:
                     batch = DefaultRecordBatch(bytearray(buf))
                     batch.validate_crc()
-                    start = time.thread_time()
+                    t0 = time.thread_time()
                     fetched: list[Any] = []
                     fetched.extend(batch)
                     p.run_fetched({TopicPartition("orders", 0): fetched}, out)
-                    cpu += time.thread_time() - start
+                    cpu += time.thread_time() - t0
                     del fetched
             times[name].append(cpu / args.orders * 1e6)
     for name, ts in times.items():
