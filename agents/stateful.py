@@ -155,7 +155,9 @@ class StatefulAgent(Service):
                     processor, check, self.qdef.name, fold=self.builder.codegen
                 )
 
-            return AggregateTask(self.qdef.name, tp, path, checked, clock=False)
+            return AggregateTask(
+                self.qdef.name, tp, path, checked, clock=False, repartitioned=False
+            )
         # Stage 1 writes watermark markers (agents.watermarks) unless that is turned off.
         clock = self.config.watermark_per_source
         return AggregateTask(self.qdef.name, tp, path, self.builder.both, clock)

@@ -62,9 +62,19 @@ class AggregateTask:
     """The query's state for one repartition partition; see the module docstring."""
 
     def __init__(
-        self, name: str, tp: TopicPartition, path: Path, compile: Compile, clock: bool = True
+        self,
+        name: str,
+        tp: TopicPartition,
+        path: Path,
+        compile: Compile,
+        clock: bool = True,
+        *,
+        repartitioned: bool = True,
     ) -> None:
         self.name = name
+        #: Reads a repartition topic (stage 1's copies with their origin, watermark markers);
+        #: False: a co-partitioned query's source topic, whose records are taken as they are.
+        self.repartitioned = repartitioned
         self.tp = tp
         self.state = QueryState(path, tp.topic)
         self._compile = compile
@@ -188,7 +198,14 @@ class AggregateTask:
         run: list[TaskRecord] = []
         advanced: dict[int, int] = {}  # source partition -> its new highest offset
         fresh = 0
-        for rec in msgs:
+        if not self.repartitioned:
+            # A source topic: no copies to skip, no markers (no per-record header reads).
+            run = msgs if isinstance(msgs, list) else list(msgs)
+            fresh = len(run)
+            msgs_loop: Sequence[TaskRecord] = ()
+        else:
+            msgs_loop = msgs
+        for rec in msgs_loop:
             if rec.value is None:
                 mark = mark_of(rec.headers)
                 if mark is not None:

@@ -160,6 +160,7 @@ def once(args: argparse.Namespace) -> tuple[float, float]:
         work / "p0",
         checked if args.copartitioned else build,
         clock=False,
+        repartitioned=not args.copartitioned,
     )
     task.open()
     source = orders(args.query, args.events, args.users)

@@ -142,7 +142,12 @@ async def once(args: argparse.Namespace, parts: dict[int, list[bytes]]) -> tuple
     work = Path(tempfile.mkdtemp(prefix="bench-aggregate-worker-"))
     tasks = {
         p: AggregateTask(
-            "per_user", TopicPartition("bench-orders", p), work / f"p{p}", checked, clock=False
+            "per_user",
+            TopicPartition("bench-orders", p),
+            work / f"p{p}",
+            checked,
+            clock=False,
+            repartitioned=False,
         )
         for p in range(PARTITIONS)
     }
