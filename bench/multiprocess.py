@@ -30,11 +30,13 @@ import asyncio
 import os
 import random
 import shutil
+import signal
 import statistics
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.brokers import add_broker_option, bench_broker
 from bench.orders import encode_order, order
@@ -43,6 +45,10 @@ from bench.pipeline import proc_cpu, produce, query_stats, seed
 from bench.pipeline_aggregate import PIPELINE as AGGREGATE
 from bench.pipeline_worker import Spy
 from tests.support.worker import Worker
+
+#: Seconds between two polls of the processes' ``/queries/``: each poll costs the processes CPU,
+#: counted in their figures (part of the idle CPU below).
+POLL = 0.05
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,8 @@ class Run:
     #: Partition assignments logged by the processes after the groups had settled.
     reassigned: int
     load: float
+    #: CPU of the settled processes with nothing to read (share of a core, summed).
+    idle: float = 0.0
 
     @property
     def cpu(self) -> float:
@@ -116,7 +124,7 @@ def start_workers(
         "TABLESTREAM_BROKER": servers,
         "TABLESTREAM_APP_ID": "bench",
         "TABLESTREAM_PIPELINE": str(pipeline),
-        # info: each assignment is logged ("query q: assigned ..."), counted after settling.
+        # info: each assignment is logged (by aiokafka), counted after settling.
         "TABLESTREAM_LOG_LEVEL": "info",
         **extra,
     }
@@ -147,8 +155,9 @@ async def wait_settled(workers: list[Worker], job: Job, partitions: int) -> None
 
 
 def assignments(worker: Worker) -> int:
-    """How many partition assignments the worker has logged so far."""
-    return worker.log.read_text(errors="replace").count(": assigned ")
+    """How many group assignments the worker's consumers have logged so far (aiokafka, once per
+    consumer and generation)."""
+    return worker.log.read_text(errors="replace").count("Setting newly assigned partitions")
 
 
 async def produce_orders(servers: str, n: int, users: int, by_user: bool) -> None:
@@ -160,7 +169,34 @@ async def produce_orders(servers: str, n: int, users: int, by_user: bool) -> Non
     await produce(servers, "bench-orders", orders)
 
 
-def measure(workers: list[Worker], name: str, expect: int) -> Run:
+def poll(workers: list[Worker]) -> list[dict[str, Any]]:
+    return [query_stats(w) for w in workers]
+
+
+def idle_cpu(workers: list[Worker], seconds: float = 3.0) -> float:
+    """CPU (share of a core) the settled processes spend together with nothing to read: their
+    fetch loops, heartbeats and this bench's own polling of ``/queries/``. Part of every run's
+    CPU, per second rather than per event: spread over fewer events per process when the
+    processes wait for the producer."""
+    pids = [w.proc.pid for w in workers if w.proc is not None]
+    cpu0, t0 = sum(proc_cpu(p) for p in pids), time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        poll(workers)
+        time.sleep(POLL)
+    return (sum(proc_cpu(p) for p in pids) - cpu0) / (time.perf_counter() - t0)
+
+
+def freeze(pid: int, seconds: float) -> None:
+    """The process stopped (SIGSTOP) for ``seconds``: a batch, or a starved process, that keeps
+    its event loop (and so its heartbeats) away that long."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(seconds)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def measure(workers: list[Worker], name: str, expect: int, frozen: float = 0.0) -> Run:
     job = JOBS[name]
     pids = [w.proc.pid for w in workers if w.proc is not None]
     before = [assignments(w) for w in workers]
@@ -169,10 +205,12 @@ def measure(workers: list[Worker], name: str, expect: int) -> Run:
     n0 = 0
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
-        stats = [query_stats(w) for w in workers]
+        stats = poll(workers)
         read = [s.get(job.source, {}).get("records_in", 0) for s in stats]
         if sum(read) and first is None:
             first, cpu0, n0 = time.perf_counter(), [proc_cpu(p) for p in pids], sum(read)
+            if frozen:
+                freeze(pids[0], frozen)
         outs = [s.get(job.final, {}) for s in stats]
         done = sum(o.get("records_out", 0) for o in outs) >= expect and all(
             o.get("lag") == 0 for o in outs
@@ -193,7 +231,7 @@ def measure(workers: list[Worker], name: str, expect: int) -> Run:
         for w in workers:
             if w.proc is not None and w.proc.poll() is not None:
                 raise RuntimeError(w.tail())
-        time.sleep(0.02)
+        time.sleep(POLL)
     raise RuntimeError(f"{name} with {len(workers)} processes did not finish")
 
 
@@ -208,6 +246,7 @@ async def one_run(args: argparse.Namespace, name: str, n: int, rnd: int) -> Run:
             spies: list[Spy] = []
             try:
                 await wait_settled(workers, job, args.partitions)
+                idle = await asyncio.to_thread(idle_cpu, workers)
                 if args.profile:
                     out = Path(args.profile)
                     spies = [
@@ -217,10 +256,14 @@ async def one_run(args: argparse.Namespace, name: str, n: int, rnd: int) -> Run:
                     for spy in spies:
                         spy.start()
                 measuring = asyncio.create_task(
-                    asyncio.to_thread(measure, workers, name, args.orders)
+                    asyncio.to_thread(
+                        measure, workers, name, args.orders, args.freeze if n > 1 else 0.0
+                    )
                 )
                 await produce_orders(broker.url, args.orders, args.users, job.by_user)
-                return await measuring
+                run = await measuring
+                run.idle = idle
+                return run
             finally:
                 for spy in spies:
                     spy.stop()
@@ -276,7 +319,7 @@ async def main(args: argparse.Namespace) -> None:
                     f"round {rnd + 1}: {job}, {n} process(es): {run.rate:,.0f} events/s"
                     f" ({run.events} in {run.seconds:.2f}s, {run.cpu_us:.1f} µs CPU/event,"
                     f" CPU s per process {cpus}; records read per process {run.shares};"
-                    f" load {run.load:.1f}{moved})",
+                    f" idle {run.idle * 100:.0f}% of a core; load {run.load:.1f}{moved})",
                     flush=True,
                 )
     report(runs, args.processes)
@@ -307,6 +350,13 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--profile", metavar="DIR", help="py-spy each process over the measured span (raw .txt)"
+    )
+    parser.add_argument(
+        "--freeze",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="N processes: the first one stopped (SIGSTOP) this long as the records start",
     )
     parser.add_argument("--keep-logs", metavar="DIR", help="copy the workers' logs here")
     add_broker_option(parser)
