@@ -4,23 +4,33 @@ stateful, on the embedded broker and the data of ``bench.pipeline``.
 Every process is a full worker with its own data directory and web port
 (``TABLESTREAM_DATA_DIR``, ``TABLESTREAM_WEB_PORT``) and the same ``TABLESTREAM_APP_ID``, so the
 processes share each query's consumer groups and the groups spread the partitions among them
-(see README, "Several workers on one host"). Jobs:
+(see README, "Several workers on one host"). Jobs (``--jobs``):
 
 - ``stateless``: the IN + EXISTS + scalar + join pipeline of ``bench.pipeline`` (one output
   per order);
-- ``stateful``: ``GROUP BY user_id`` with COUNT and SUM, EMIT CHANGES (``bench.pipeline_aggregate``:
-  both stages, one output per order).
+- ``stateful`` / ``stateful-stream``: ``GROUP BY user_id`` with COUNT and SUM, EMIT CHANGES
+  (``bench.pipeline_aggregate``) over orders keyed by order: two stages through a repartition
+  topic; the sink a ``CREATE TABLE`` (each process also loads the whole result table) or a
+  ``CREATE STREAM`` (none does);
+- ``fold`` / ``fold-stream``: the same over orders keyed by user and declared so
+  (``key='user_id'``): one co-partitioned stage, the generated fold; table or stream sink.
 
-Each run gets a fresh broker and data set. The processes start first; the orders are produced
-once every consumer group of the job has settled (each process holds its own share of the
-partitions): a rebalance during the run would move partitions mid-way and have them read again
-(a first try that produced before the processes joined measured rebalances, not processing).
-The clock runs from the first poll that shows records read to the moment the query's outputs,
-summed over the processes, reach one per order with no lag left; CPU is the processes' own
-(``/proc``) over that span. Rounds alternate 1 and N processes.
+Each run gets a fresh broker and data set. The processes start first and the orders are
+produced once every consumer group of the job has settled (each process holds its own share of
+the partitions; a first try that produced before the processes joined measured rebalances, not
+processing). By default the processes are stopped (SIGSTOP) while the orders are produced and
+continued together: they work through a backlog at their own pace, and the clock and CPU run
+from that moment (``--live``: they read the orders as this process produces them, ~60-70k/s
+here, from the first poll that shows records read). The run ends when the query's outputs,
+summed over the processes, reach one per order with no lag left. CPU is the processes' own
+(``/proc``); their idle CPU (settled, nothing to read: fetch loops, heartbeats, this bench's
+polls) is measured for 3 s before. A rebalance during the run is counted from the workers'
+logs (aiokafka logs each assignment). Rounds alternate 1 and N processes.
 
     .venv/bin/python -m bench.multiprocess [--orders 200000] [--users 10000] [--partitions 4]
-        [--processes 2] [--jobs stateless,stateful] [--rounds 3] [--broker tansu|kafka]
+        [--processes 2] [--jobs stateless,stateful,fold,fold-stream] [--rounds 3]
+        [--broker tansu|kafka] [--live] [--set TABLESTREAM_NAME=VALUE ...]
+        [--profile DIR] [--keep-logs DIR] [--freeze SECONDS]
 """
 
 from __future__ import annotations
@@ -126,6 +136,8 @@ def start_workers(
         "TABLESTREAM_PIPELINE": str(pipeline),
         # info: each assignment is logged (by aiokafka), counted after settling.
         "TABLESTREAM_LOG_LEVEL": "info",
+        # Stopped for seconds while the orders are produced: no session may expire meanwhile.
+        "TABLESTREAM_SESSION_TIMEOUT": "60",
         **extra,
     }
     # Worker gives each its own TABLESTREAM_DATA_DIR and TABLESTREAM_WEB_PORT.
@@ -196,21 +208,30 @@ def freeze(pid: int, seconds: float) -> None:
         os.kill(pid, signal.SIGCONT)
 
 
-def measure(workers: list[Worker], name: str, expect: int, frozen: float = 0.0) -> Run:
+def measure(
+    workers: list[Worker], name: str, expect: int, frozen: float = 0.0, resume: bool = False
+) -> Run:
+    """From the first record read (``resume``: from continuing the stopped processes, the
+    orders waiting for them) to the last output acknowledged."""
     job = JOBS[name]
     pids = [w.proc.pid for w in workers if w.proc is not None]
     before = [assignments(w) for w in workers]
     first = None
     cpu0: list[float] = []
     n0 = 0
+    if resume:
+        first, cpu0 = time.perf_counter(), [proc_cpu(p) for p in pids]
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         stats = poll(workers)
         read = [s.get(job.source, {}).get("records_in", 0) for s in stats]
         if sum(read) and first is None:
             first, cpu0, n0 = time.perf_counter(), [proc_cpu(p) for p in pids], sum(read)
-            if frozen:
-                freeze(pids[0], frozen)
+        if sum(read) and frozen:
+            freeze(pids[0], frozen)
+            frozen = 0.0
         outs = [s.get(job.final, {}) for s in stats]
         done = sum(o.get("records_out", 0) for o in outs) >= expect and all(
             o.get("lag") == 0 for o in outs
@@ -255,13 +276,27 @@ async def one_run(args: argparse.Namespace, name: str, n: int, rnd: int) -> Run:
                     ]
                     for spy in spies:
                         spy.start()
-                measuring = asyncio.create_task(
-                    asyncio.to_thread(
-                        measure, workers, name, args.orders, args.freeze if n > 1 else 0.0
+                frozen = args.freeze if n > 1 else 0.0
+                if args.live:
+                    measuring = asyncio.create_task(
+                        asyncio.to_thread(measure, workers, name, args.orders, frozen)
                     )
-                )
-                await produce_orders(broker.url, args.orders, args.users, job.by_user)
-                run = await measuring
+                    await produce_orders(broker.url, args.orders, args.users, job.by_user)
+                    run = await measuring
+                else:
+                    # The orders wait for the stopped processes, which then work through them
+                    # at their own pace (not the producer's).
+                    for w in workers:
+                        if w.proc is not None:
+                            os.kill(w.proc.pid, signal.SIGSTOP)
+                    try:
+                        await produce_orders(broker.url, args.orders, args.users, job.by_user)
+                    except BaseException:
+                        for w in workers:
+                            if w.proc is not None:
+                                os.kill(w.proc.pid, signal.SIGCONT)
+                        raise
+                    run = await asyncio.to_thread(measure, workers, name, args.orders, frozen, True)
                 run.idle = idle
                 return run
             finally:
@@ -357,6 +392,11 @@ if __name__ == "__main__":
         default=0.0,
         metavar="SECONDS",
         help="N processes: the first one stopped (SIGSTOP) this long as the records start",
+    )
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="the processes read the orders as they are produced (paced by this producer)",
     )
     parser.add_argument("--keep-logs", metavar="DIR", help="copy the workers' logs here")
     add_broker_option(parser)
