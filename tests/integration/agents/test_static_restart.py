@@ -7,6 +7,7 @@ event is counted exactly once in the result (at-least-once, nothing lost)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +74,14 @@ async def test_a_restarted_worker_keeps_the_groups_settled(
 
     sent = [e for part in range(3) for e in events(part * 1000, 1000)]
     await produce(broker.url, names["events"], sent[:1000])
+    stopped = time.monotonic()
     a.stop()  # SIGTERM: a graceful stop; a static member does not leave its groups
     await produce(broker.url, names["events"], sent[1000:2000])  # a's share waits for it
     a.start()
     await until(lambda: split(workers), "the restarted worker back in both groups", a, 120)
+    # The stop and start took this long (printed with -s): with the default session (10 s) a
+    # restart that takes longer has the group rebalance twice (the seat expires, then a joins).
+    print(f"restart: {time.monotonic() - stopped:.1f}s")
     await produce(broker.url, names["events"], sent[2000:])
 
     def caught_up() -> bool:
