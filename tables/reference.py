@@ -81,6 +81,10 @@ class ReferenceTable(Service):
         self._rows = self._state.rows.rows  # get()'s hit path: one dict lookup
         self._raw = self._state.rows.raw  # its stored bytes, before RocksDB
         self._cache = self._state.rows
+        # With the preload, the loader's batches fill the bytes level while it has room (a cold
+        # restore within the budget leaves every row in memory); preload_cache() adds what a
+        # warm restart did not write.
+        self._cache.fill = preload_cache
         self._decode = self._state.decode_stored
         #: Fill the cache's stored-bytes level from the store once ready (preload_cache()).
         self._preload = preload_cache

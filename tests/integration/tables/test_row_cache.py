@@ -65,10 +65,10 @@ def test_row_cache_is_bounded_and_drops_int_probes() -> None:
     cache = RowCache(max_rows=3)
     for key in ("a", "b", 12):
         cache.put(key, {"k": key})
-    cache.invalidate([b"12", b"zz"], 2)
+    cache.invalidate([b"12", b"zz"])
     assert set(cache.rows) == {"a", "b"}
     cache.put("c", None)
     cache.put("d", 1)  # full: the oldest row leaves
     assert cache.rows == {"b": {"k": "b"}, "c": None, "d": 1}
-    cache.invalidate([b"d"] * 5000, 5000)  # a large batch clears everything
+    cache.invalidate([b"d"] * 5000)  # a large batch clears everything
     assert len(cache) == 0
