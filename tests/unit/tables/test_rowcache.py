@@ -258,6 +258,9 @@ async def test_preload_fills_the_bytes_level_in_key_order_and_follows_writes_mea
         assert {k for k in below if k < max(raw)} <= written
         for skey, held in raw.items():  # what is held is what the store holds now
             assert held == state.store.get(skey)
+        decoded = state.rows.rows
+        assert len(decoded) == 3  # then decoded into the rows while they had room
+        assert all(decoded[key] == model[key] for key in decoded)
         write([0, 1, 2], 999)
         for key, row in model.items():
             assert table.get(key) == row
@@ -374,3 +377,54 @@ def test_writes_fill_only_while_they_fit_and_a_refused_batch_keeps_nothing(
             assert table.get(k) == {"id": k, "v": 0}
     finally:
         store.close()
+
+
+async def test_preloaded_rows_follow_batches_landing_between_chunks(tmp_path: Path) -> None:
+    """The decoded preload (a table within both bounds: every get() one dict probe) decodes
+    what the bytes level holds while batches (updates, deletes) land between its chunks: every
+    decoded row equals the model's row of its key at the end, and reads too."""
+    table = ReferenceTable(
+        TableSpec("t", "t", key_field="id"),
+        tmp_path,
+        "127.0.0.1:1",
+        row_cache=RowCache(max_rows=150, max_raw_mb=1),
+        preload_cache=True,
+    )
+    state = table._state
+    state.store.open()
+    rng = random.Random(11)
+    try:
+        applier = Applier("id", state.decode)
+        model: dict[str, dict[str, int] | None] = {}
+
+        def write(keys: list[int], v: int) -> None:
+            batch = state.batch()
+            recs = []
+            for k in keys:
+                if rng.random() < 0.2:
+                    model[str(k)] = None
+                    recs.append(Rec(str(k).encode(), None, v))
+                else:
+                    model[str(k)] = {"id": k, "v": v}
+                    recs.append(Rec(str(k).encode(), codec.dumps({"id": k, "v": v}), v))
+            applier.apply(recs, state.store, batch, want_changes=False)
+            state.commit(batch)
+
+        write(list(range(200)), 0)  # filled into the bytes level by the write itself
+        assert len(state.rows.raw) == 200
+        state.set_ready()
+        task = asyncio.ensure_future(table.preload_cache(chunk=8))
+        v = 1
+        while not task.done():
+            write([rng.randrange(220) for _ in range(3)], v)
+            v += 1
+            await asyncio.sleep(0)
+        assert task.result() == 0  # nothing left to read from the store
+        decoded = state.rows.rows
+        assert 0 < len(decoded) <= 150
+        for key, row in decoded.items():
+            assert row == model[key], key
+        for key, row in model.items():
+            assert table.get(key) == row
+    finally:
+        state.store.close()
