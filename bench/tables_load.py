@@ -290,6 +290,9 @@ async def main(
             {
                 "TABLESTREAM_BROKER": broker.url,
                 "TABLESTREAM_TABLES": f"users:{topic}:id",
+                "TABLESTREAM_TABLE_CACHE_ROWS": str(CACHE.rows),
+                "TABLESTREAM_TABLE_CACHE_MB": str(CACHE.mb),
+                "TABLESTREAM_TABLE_CACHE_PRELOAD": str(CACHE.preload).lower(),
             },
         ).start()
         try:

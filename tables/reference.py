@@ -239,10 +239,10 @@ class ReferenceTable(Service):
         """Once ready, read the stored rows in key order into the row cache's bytes level
         while they fit without evicting anything (a table within ``TABLESTREAM_TABLE_CACHE_MB``
         is then read from memory from the start, not after a first RocksDB read of each key),
-        then decode what it holds into the decoded rows while they have room (:meth:`
-        preload_rows`). Yields between chunks; a chunk reads the store as it is then and keeps
-        its rows before any await, so a batch committed meanwhile drops its keys as usual.
-        Returns rows added to the bytes level."""
+        then, when the whole table is held and fits ``TABLESTREAM_TABLE_CACHE_ROWS``, decode it
+        into the decoded rows (:meth:`preload_rows`). Yields between chunks; a chunk reads the
+        store as it is then and keeps its rows before any await, so a batch committed meanwhile
+        drops its keys as usual. Returns rows added to the bytes level."""
         await self._state.wait_ready()
         cache = self._cache
         held = cache.raw
@@ -267,7 +267,14 @@ class ReferenceTable(Service):
             if n == 0:
                 break
             await asyncio.sleep(0)
-        await self.preload_rows(chunk)
+        # Decoded too only for a table within both bounds: a row decoded costs ~2.5x its
+        # bytes in memory, worth it when every get() then is one probe (a larger table read
+        # uniformly keeps missing the decoded level whatever it holds).
+        store_rows = self._state.store.count
+        if store_rows <= cache.max_rows and (
+            len(held) - list(held.values()).count(None) >= store_rows
+        ):
+            await self.preload_rows(chunk)
         return added
 
     async def preload_rows(self, chunk: int = 2_000) -> int:

@@ -258,9 +258,7 @@ async def test_preload_fills_the_bytes_level_in_key_order_and_follows_writes_mea
         assert {k for k in below if k < max(raw)} <= written
         for skey, held in raw.items():  # what is held is what the store holds now
             assert held == state.store.get(skey)
-        decoded = state.rows.rows
-        assert len(decoded) == 3  # then decoded into the rows while they had room
-        assert all(decoded[key] == model[key] for key in decoded)
+        assert not state.rows.rows  # not within the bounds: no row decoded ahead of a read
         write([0, 1, 2], 999)
         for key, row in model.items():
             assert table.get(key) == row
@@ -387,7 +385,7 @@ async def test_preloaded_rows_follow_batches_landing_between_chunks(tmp_path: Pa
         TableSpec("t", "t", key_field="id"),
         tmp_path,
         "127.0.0.1:1",
-        row_cache=RowCache(max_rows=150, max_raw_mb=1),
+        row_cache=RowCache(max_rows=300, max_raw_mb=1),
         preload_cache=True,
     )
     state = table._state
@@ -421,7 +419,10 @@ async def test_preloaded_rows_follow_batches_landing_between_chunks(tmp_path: Pa
             await asyncio.sleep(0)
         assert task.result() == 0  # nothing left to read from the store
         decoded = state.rows.rows
-        assert 0 < len(decoded) <= 150
+        # Within both bounds: decoded ahead of reads; keys written during the preload may have
+        # been dropped after their chunk, so not all of them.
+        assert len(decoded) > 100
+        assert set(decoded) <= {k for k, r in model.items() if r}
         for key, row in decoded.items():
             assert row == model[key], key
         for key, row in model.items():
