@@ -71,7 +71,11 @@ class TableState:
         """A write batch on the store; it tracks the keys it writes while rows are cached, and
         their bytes while the row cache fills from writes (:attr:`RowCache.fill`)."""
         rows = self.rows
-        return self.store.batch(track=bool(rows), values=rows.wants_values)
+        store = self.store
+        # Not during a cold restore: keeping its bytes cost ~0.8 µs a row of CPU (dict inserts
+        # into a growing level, memory kept alive), 20% of the restore's; the preload reads
+        # them from the store once the table is ready instead (docs/BENCHMARKS.md).
+        return store.batch(track=bool(rows), values=rows.wants_values and not store.restoring)
 
     def commit(self, batch: StoreBatch) -> None:
         """Commits ``batch`` and drops the cached rows of the keys it wrote, before any reader
