@@ -305,6 +305,9 @@ async def main(
                 f"worker:        {stats['size']:,} rows ready {secs:.1f}s after process start, "
                 f"RSS {rss:.0f} MB, {stats['bytes_on_disk'] / 1e6:.0f} MB on disk"
             )
+            if CACHE.preload:  # the preload runs after ready: RSS once it is done
+                await asyncio.sleep(10)
+                print(f"worker:        RSS {rss_mb(worker.proc.pid):.0f} MB 10 s after ready")
         finally:
             worker.stop()
     shutil.rmtree(work, ignore_errors=True)
