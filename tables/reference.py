@@ -219,11 +219,19 @@ class ReferenceTable(Service):
             skey = key.encode() if tk is str else key_bytes(key)
         except (TypeError, UnicodeError):
             return default
-        if tk is not str and tk is not int:
-            key = skey.decode()
-            value = self._rows.get(key, MISS)
+        if tk is not str:
+            # The row by its key text: an int probe finds a row a str probe or the preload
+            # (which keys by text) decoded, without decoding it again; kept under the int too
+            # while the decoded level has room (never evicting for a second name of a row).
+            text = skey.decode()
+            value = self._rows.get(text, MISS)
             if value is not MISS:
+                cache = self._cache
+                if tk is int and len(cache.rows) < cache.max_rows:
+                    cache.put(key, value)
                 return default if value is None else value
+            if tk is not int:
+                key = text
         raw = self._raw.get(skey, MISS)
         if raw is MISS:
             store = self._state.store

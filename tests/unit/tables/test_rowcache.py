@@ -437,5 +437,9 @@ async def test_preloaded_rows_follow_batches_landing_between_chunks(tmp_path: Pa
             assert row == model[key], key
         for key, row in model.items():
             assert table.get(key) == row
+        # An int probe finds the row decoded under its text: the same object, not a new decode.
+        some = next(iter(decoded))
+        assert table.get(int(some)) is decoded[some]
+        assert decoded[int(some)] is decoded[some]
     finally:
         state.store.close()
