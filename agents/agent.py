@@ -12,9 +12,9 @@ Three uses of one loop:
 - a stateful query whose group key is not a function of the stream record alone (it reads a
   joined table's columns) cannot be repartitioned before the join: it reads *every* partition of
   its source on every worker (no group, like a global table) and keeps its state and source
-  offsets together in RocksDB (:mod:`agents.state`). Each worker computes the whole aggregate:
-  results are right with any number of workers, and each worker writes them (duplicates, which
-  at-least-once allows). The worker logs this at start.
+  offsets together in RocksDB (:mod:`agents.global_source`). Each worker computes the whole
+  aggregate: results are right with any number of workers, and each worker writes them
+  (duplicates, which at-least-once allows). The worker logs this at start.
 
 Batches are pipelined: while the broker acknowledges batch N, batch N+1 is processed; at most
 ``max_inflight`` batches wait for acks.
@@ -27,7 +27,6 @@ import contextlib
 import functools
 import gc
 import logging
-import pickle
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -39,6 +38,7 @@ from mode import Service
 from agents.compiling import QueryBuilder
 from agents.config import AgentConfig, TablesReady
 from agents.delivery import Delivery, Inflight
+from agents.global_source import W_REBUILD, GlobalSource
 from agents.hold import prefetch_batch
 from agents.membership import MemberFile
 from agents.metrics import QueryStats, log_summaries
@@ -52,16 +52,15 @@ from agents.source import (
     source_consumer,
     stop_consumer,
 )
-from agents.state import QueryState, StateMismatch, Verifier
+from agents.state import StateMismatch
 from agents.transaction import Transactions
 from agents.transactional import transactional_step
 from agents.watermarks import PartitionClock
 from core import gcpause
 from core.fetch import getmany_raw, highwater, supported
 from core.retry import StartupRetry
-from sql import CompiledQuery, StateError
+from sql import CompiledQuery
 from tables import Table
-from tables.store import StoreBatch
 from tables.topics import topic_partitions
 
 #: Moved to agents.config and agents.metrics; still importable from here.
@@ -69,16 +68,6 @@ __all__ = ["AgentConfig", "Processor", "QueryAgent", "TablesReady", "log_summari
 
 logger = logging.getLogger(__name__)
 
-W_REBUILD = "query %r: local state does not fit topic %r (%s); rebuilding from the earliest offset"
-I_STATEFUL = (
-    "query %s is stateful and not repartitioned (%s): this worker reads every partition of %r and"
-    " holds the whole state (every worker does; results are correct, outputs repeat once per"
-    " worker)"
-)
-W_WATERMARK = (
-    "query %s: one watermark over %r (%d partitions); while catching up, a partition read"
-    " ahead of another can make the other's records late"
-)
 I_RUNNING = "query %s: running (%s, %s -> %s)"
 
 
@@ -143,9 +132,8 @@ class QueryAgent(Service):
         self.processor: Processor | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self.delivery = Delivery(query.name, self.stats, config.max_inflight, self.crash)
-        self._tps: list[TopicPartition] = []
-        self._state: QueryState | None = None
-        self._verifier = Verifier()
+        #: Not grouped: every partition, with the query's state (:mod:`agents.global_source`).
+        self._global: GlobalSource | None = None
         self._keep_partition = False
         self._raw_fetch = False
         #: Under exactly-once: a transaction per source partition (:mod:`agents.transaction`).
@@ -221,61 +209,30 @@ class QueryAgent(Service):
             )
             consumer.subscribe([self.source_topic], listener=rebalance)
             return
-        self._tps = [TopicPartition(self.source_topic, p) for p in sorted(parts)]
-        clock = self._clock is not None
-        consumer.assign(self._tps)
-        logger.info(I_STATEFUL, self.qdef.name, self.qdef.not_repartitioned, self.source_topic)
-        if len(self._tps) > 1 and self.query is not None and self.query.is_windowed and not clock:
-            logger.warning(W_WATERMARK, self.qdef.name, self.source_topic, len(self._tps))
-        self._state = QueryState(
-            self.config.data_dir / "queries" / self.qdef.name / "all", self.source_topic
+        assert self.query is not None
+        source = self._global = GlobalSource(
+            self.qdef, self.source_topic, self.config.data_dir, self.stats
         )
-        self._state.open()
-        await self._seek_to_state()
+        windowed, clock = self.query.is_windowed, self._clock is not None
+        source.assign(consumer, parts, windowed=windowed, clock=clock)
+        await source.seek(consumer, self.query, self._clock, self._compile)
 
     def _transactions(self) -> Transactions:
         cfg = self.config
         group, name = f"{cfg.app_id}-{self.qdef.name}", self.stats.name
         return query_transactions(cfg, name, group, self.sink_topic, f"{cfg.app_id}-{name}", self)
 
-    async def _seek_to_state(self) -> None:
-        consumer, state, query = self._consumer, self._state, self.query
-        assert consumer is not None
-        assert state is not None
-        assert query is not None
-        positions, fingerprints = state.positions(), state.fingerprints()
-        if positions:
-            try:
-                items = state.items()
-                query.restore_state(items if self._clock is None else self._clock.restore(items))
-            except (StateError, pickle.UnpicklingError, ValueError, TypeError) as exc:
-                logger.warning(W_REBUILD, self.qdef.name, self.source_topic, f"stored state: {exc}")
-                self.stats.rebuilds += 1
-                state.reset()
-                query = self._compile()
-                positions, fingerprints = {}, {}
-        self._verifier = Verifier()
-        for tp in self._tps:
-            pos = positions.get(tp.partition, 0)
-            fp = fingerprints.get(tp.partition)
-            self.stats.partitions[tp.partition] = (pos, None)
-            if pos > 0 and fp is not None:
-                self._verifier.expect(tp, fp)
-                consumer.seek(tp, fp.offset)
-            elif pos > 0:
-                consumer.seek(tp, pos)
-            else:
-                await consumer.seek_to_beginning(tp)
-
     async def _rebuild(self, why: str) -> None:
         logger.warning(W_REBUILD, self.qdef.name, self.source_topic, why)
         self.stats.rebuilds += 1
         self.stats.state = "rebuilding"
         await self._drain()
-        assert self._state is not None
-        self._state.reset()
-        self._compile()
-        await self._seek_to_state()
+        source, consumer = self._global, self._consumer
+        assert source is not None
+        assert consumer is not None
+        source.state.reset()
+        query = self._compile()
+        await source.seek(consumer, query, self._clock, self._compile)
         self.stats.state = "running"
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -326,16 +283,13 @@ class QueryAgent(Service):
             if self._raw_fetch
             else await consumer.getmany(timeout_ms=200, max_records=self.config.max_records)
         )
-        if self._clock is not None:
-            owned = {tp.partition: tp for tp in self._tps}
+        source = self._global
+        if self._clock is not None and source is not None:
+            owned = {tp.partition: tp for tp in source.tps}
             hw = functools.partial(highwater, consumer)
             self._clock.step(consumer, self.stats.partitions, owned, hw, time.monotonic())
-        if self._state is not None:
-            # A topic that ends before the offset the state reflects is not the one it came from
-            # (a fetch past the end may just come back empty: check on every step).
-            for tp in self._tps:
-                pos = self.stats.partitions.get(tp.partition, (0, None))[0]
-                Verifier.check_highwater(tp, consumer.highwater(tp), pos)
+        if source is not None:
+            source.check_highwaters(consumer)
         if self.txns is not None:
             await transactional_step(self, self.txns, consumer, processor, fetched)
             return
@@ -344,33 +298,24 @@ class QueryAgent(Service):
             await self.delivery.commit_if_idle()
             return
         started = time.monotonic()
-        if self._verifier.pending:
-            verify = self._verifier.check
-            fetched = {tp: verify(tp, msgs) for tp, msgs in fetched.items()}
+        if source is not None:
+            fetched = source.verified(fetched)
         # External tables: the batch's keys fetched at once (a grouped consumer keeps polling
         # while a source that is down holds the batch, to stay in its group).
         await prefetch_batch(processor, fetched, consumer if self.grouped else None)
         counts = processor.run_fetched(fetched, self.output)
-        state_batch = self._state_batch(counts)
+        writes = []
+        if source is not None and self.query is not None:
+            writes.append((source.state, source.batch(self.query, self._clock, counts)))
         futures = await self.output.flush()
         last = counts.last
         offsets = {tp: last[tp.partition].offset + 1 for tp in fetched if tp.partition in last}
-        writes = [] if state_batch is None or self._state is None else [(self._state, state_batch)]
         await self.delivery.put(Inflight(futures, offsets, writes, started))
         stats = self.stats
         stats.add(counts)
         stats.batches += 1
         for tp, off in offsets.items():
             stats.partitions[tp.partition] = (off, highwater(consumer, tp))
-
-    def _state_batch(self, counts: BatchCounts) -> StoreBatch | None:
-        state, query = self._state, self.query
-        if state is None or query is None:
-            return None
-        dirty = query.dirty_state()
-        if self._clock is not None:
-            dirty.update(self._clock.dirty_state())
-        return state.batch(dirty, counts.last)
 
     @Service.task
     async def _committer(self) -> None:
@@ -384,18 +329,24 @@ class QueryAgent(Service):
         await log_summaries(self, self.stats, self.config.log_interval)
 
     async def on_stop(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._drain(), 10)
-        if self.txns is not None:
-            async with self.txns.lock:
-                await self.txns.close()
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await stop_consumer(consumer)
-        if self._state is not None:
-            self._state.close()
-        if self.query is not None:
-            self.query.close()
-        self.builder.close()
-        if self.stats.state != "failed":
-            self.stats.state = "stopped"
+        # The consumer is stopped and the stores closed whatever the commits before do (an
+        # error out of them left the state store locked for the next agent on its directory).
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drain(), 10)
+            if self.txns is not None:
+                async with self.txns.lock:
+                    await self.txns.close()
+        finally:
+            consumer, self._consumer = self._consumer, None
+            try:
+                if consumer is not None:
+                    await stop_consumer(consumer, self.label)
+            finally:
+                if self._global is not None:
+                    self._global.state.close()
+                if self.query is not None:
+                    self.query.close()
+                self.builder.close()
+                if self.stats.state != "failed":
+                    self.stats.state = "stopped"

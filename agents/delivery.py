@@ -21,12 +21,13 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from agents.metrics import QueryStats
 from agents.state import QueryState
+from core.retry import describe
 from tables.store import StoreBatch
 
 logger = logging.getLogger(__name__)
 
-W_COMMIT = "query %r: offset commit failed (%s); those records may be processed again"
-E_NOT_ACKED = "query %s: outputs not acknowledged"
+W_COMMIT = "query %r: offset commit of %s failed (%s); records before it may be read again"
+E_NOT_ACKED = "query %s: outputs of the batch read from %s not acknowledged (%s)"
 #: Seconds between two offset commits of a stateless query (acked offsets wait at most this).
 COMMIT_INTERVAL = 0.5
 #: A group commit slower than this many seconds is logged.
@@ -86,8 +87,10 @@ class Delivery:
             except KafkaError as exc:
                 # Outputs not acknowledged: nothing of this batch may be committed. Stop the
                 # worker; a restart re-reads from the last committed offsets.
-                self.stats.state, self.stats.error = "failed", f"{type(exc).__name__}: {exc}"
-                logger.exception(E_NOT_ACKED, self.name)
+                where = read_from(item.offsets)
+                error = f"{type(exc).__name__}: {exc} (outputs of the batch read from {where})"
+                self.stats.state, self.stats.error = "failed", error
+                logger.exception(E_NOT_ACKED, self.name, where, describe(exc))
                 await self._on_failure(exc)
             finally:
                 # A written batch holds RocksDB's column family: drop it before a rebuild reopens.
@@ -131,7 +134,10 @@ class Delivery:
         try:
             await consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
-            logger.warning(W_COMMIT, self.name, exc)
+            where = ", ".join(
+                f"{tp.topic}[{tp.partition}]@{o}" for tp, o in sorted(offsets.items())
+            )
+            logger.warning(W_COMMIT, self.name, where, describe(exc))
         took = time.monotonic() - started
         if took > SLOW_COMMIT:
             logger.warning(W_SLOW_COMMIT, self.name, took)
@@ -147,3 +153,10 @@ class Delivery:
             await self.commit_acked()
         finally:
             self.background_commits = background
+
+
+def read_from(offsets: dict[TopicPartition, int]) -> str:
+    """Where a batch was read, for its errors: each partition and the offset its reading stopped
+    before (the offset committed once the batch is acknowledged)."""
+    parts = [f"{tp.topic}[{tp.partition}] before offset {o}" for tp, o in sorted(offsets.items())]
+    return ", ".join(parts) or "no partition (markers only)"

@@ -76,6 +76,7 @@ class FusedProcessor(BatchProcessor):
         dead_letter_topic: str,
         batch_lookups: bool = False,
         columns: Mapping[str, SqlType] | None = None,
+        project: bool = True,
     ) -> None:
         super().__init__(
             query,
@@ -102,6 +103,8 @@ class FusedProcessor(BatchProcessor):
             batch_lookups=batch_lookups,
             # A declared stream's records as msgspec structs where the code allows it.
             struct=struct_decoding(columns, decode),
+            # Lookups reading a column or two through a map of those values (sql.codegen).
+            project=project,
         )
         self._batch = self.generated.fn
 

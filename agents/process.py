@@ -92,6 +92,13 @@ def reason_of(err: Exception) -> str:
     return str(err)
 
 
+def internal_error(name: str, topic: str, partition: int, offset: int, err: Exception) -> str:
+    """A bug met on one record must not stop the stream: logged with its traceback and the
+    record's place, the record kept as a dead letter with this reason."""
+    logger.error("query %s: %s[%d]@%d", name, topic, partition, offset, exc_info=err)
+    return E_INTERNAL.format(kind=type(err).__name__, error=err)
+
+
 class PerPartition(Generic[Out]):
     """A batch processor's two entry points over its :meth:`run_partition`, and its dead
     letters (the original bytes, with the source topic, partition, offset and reason)."""
@@ -289,9 +296,8 @@ class BatchProcessor(PerPartition[OutputLike]):
                 self._dead_letter(topic, partition, rec, reason_of(err), output, counts)
             except _EncodeError as err:
                 self._dead_letter(topic, partition, rec, reason_of(err), output, counts)
-            except Exception as err:  # a bug must not stop the stream; the record is kept
-                logger.exception("query %s: %s[%d]@%d", self.name, topic, partition, rec.offset)
-                reason = E_INTERNAL.format(kind=type(err).__name__, error=err)
+            except Exception as err:
+                reason = internal_error(self.name, topic, partition, rec.offset, err)
                 self._dead_letter(topic, partition, rec, reason, output, counts)
         counts.last[partition] = records[-1]
         counts.records_in += len(records)

@@ -34,11 +34,11 @@ from agents.codec import DecodeError, Decoder, encode_row
 from agents.delivery import Inflight
 from agents.pipeline_model import QueryDef, repartition_topic
 from agents.process import (
-    E_INTERNAL,
     BatchCounts,
     DeadLetters,
     PerPartition,
     RawRecord,
+    internal_error,
     reason_of,
 )
 from agents.transactional import mark_in_transactions
@@ -197,9 +197,8 @@ class RepartitionProcessor(PerPartition[RepartitionOutput]):
                 self._dead_letter(topic, partition, rec, err.reason, output, counts)
             except (SqlRuntimeError, _KeyError) as err:
                 self._dead_letter(topic, partition, rec, reason_of(err), output, counts)
-            except Exception as err:  # a bug must not stop the stream; the record is kept
-                logger.exception("query %s: %s[%d]@%d", self.name, topic, partition, rec.offset)
-                reason = E_INTERNAL.format(kind=type(err).__name__, error=err)
+            except Exception as err:
+                reason = internal_error(self.name, topic, partition, rec.offset, err)
                 self._dead_letter(topic, partition, rec, reason, output, counts)
         counts.last[partition] = records[-1]
         counts.records_in += len(records)

@@ -21,6 +21,9 @@ from agents.transactional import txns_assigned, txns_revoked
 from core.fetch import highwater
 from core.retry import StartupRetry, StoppedWaiting
 
+# Moved to core.stop (the table loader stops its consumer the same way); importable from here.
+from core.stop import stop_consumer as stop_consumer
+
 logger = logging.getLogger(__name__)
 
 #: Per-partition fetch size of windowed queries (a few hundred records per partition and fetch).
@@ -56,23 +59,6 @@ def source_consumer(
         heartbeat_interval_ms=max(1000, int(cfg.session_timeout * 100)),
         **common,
     )
-
-
-async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
-    """``consumer.stop()``, which raises CancelledError when the broker is away: aiokafka's
-    fetcher cancels a fetch that failed and is backing off (its ``asyncio.sleep`` is outside the
-    fetch's own CancelledError handler) and awaits it, so the cancellation reaches the caller —
-    an agent's stop then ended half-way, its tasks' stores left open, and the client's
-    connections too (``stop`` closes them after the fetcher). A real cancellation of the caller
-    is raised still."""
-    try:
-        await consumer.stop()
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise
-        with contextlib.suppress(Exception):
-            await consumer._client.close()
 
 
 def query_transactions(

@@ -37,6 +37,10 @@ from aiokafka.protocol.types import (
 UNSTABLE_OFFSET_COMMIT = 88
 #: How long to keep asking (a transaction's markers normally land within milliseconds).
 SETTLE_TIMEOUT_S = 30.0
+E_UNSETTLED = (
+    "the committed offsets of group {group} did not settle within {seconds:g} s: {parts} still "
+    "in an open transaction"
+)
 
 
 class OffsetFetchResponseV7(Response):  # type: ignore[misc]
@@ -119,16 +123,20 @@ async def stable_committed(
         if response.error_code:
             raise for_code(response.error_code)(f"OffsetFetch for group {group_id}")
         out: dict[TopicPartition, int | None] = {}
-        unstable = False
+        unstable = []
         for name, parts, _ in response.topics:
             for index, offset, _epoch, _meta, error, _tags in parts:
                 if error == UNSTABLE_OFFSET_COMMIT:
-                    unstable = True
+                    unstable.append(f"{name}[{index}]")
                 elif error:
                     raise for_code(error)(f"OffsetFetch {name}[{index}] for group {group_id}")
                 out[TopicPartition(name, index)] = offset if offset >= 0 else None
         if not unstable:
             return out
         if loop.time() > deadline:
-            raise TimeoutError(f"the committed offsets of group {group_id} did not settle")
+            raise TimeoutError(
+                E_UNSETTLED.format(
+                    group=group_id, seconds=SETTLE_TIMEOUT_S, parts=", ".join(unstable)
+                )
+            )
         await asyncio.sleep(0.02)

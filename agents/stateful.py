@@ -373,17 +373,23 @@ class StatefulAgent(Service):
         await log_summaries(self, self.stats, self.config.log_interval)
 
     async def on_stop(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.delivery.drain(), 10)
-        if self.txns is not None:
-            async with self._lock:
-                await self.txns.close()
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await stop_consumer(consumer)
-        for task in self.tasks.values():
-            task.close()
-        self.tasks.clear()
-        self.builder.close()
-        if self.stats.state != "failed":
-            self.stats.state = "stopped"
+        # The consumer is stopped and the tasks' stores closed whatever the commits before do
+        # (an error out of them left the stores locked for the next agent on their directories).
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.delivery.drain(), 10)
+            if self.txns is not None:
+                async with self._lock:
+                    await self.txns.close()
+        finally:
+            consumer, self._consumer = self._consumer, None
+            try:
+                if consumer is not None:
+                    await stop_consumer(consumer, self.label)
+            finally:
+                for task in self.tasks.values():
+                    task.close()
+                self.tasks.clear()
+                self.builder.close()
+                if self.stats.state != "failed":
+                    self.stats.state = "stopped"

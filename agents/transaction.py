@@ -35,7 +35,6 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import (
@@ -48,8 +47,14 @@ from agents.state import QueryState
 
 # The start-up check moved to agents.transaction_probe (agents.service imports it from here).
 from agents.transaction_probe import check_transactions as check_transactions
-from agents.transaction_producer import FENCING, failure_cause, forget_futures, stop_producer
-from core.retry import StartupRetry
+from agents.transaction_producer import (
+    FENCING,
+    Task,
+    failure_cause,
+    forget_futures,
+    stop_producer,
+)
+from core.retry import STARTUP, StartupRetry
 from tables.store import StoreBatch
 
 logger = logging.getLogger(__name__)
@@ -60,28 +65,14 @@ W_ABORTED = "query %s: transaction of %s[%d] aborted (%s); re-reading from the c
 W_FENCED = "query %s: producer of %s[%d] fenced by a newer one (%s); the task stops here"
 W_BROKEN = "query %s: producer of %s[%d] failed while %s (%s); its transaction is dropped, %s"
 I_REJOINED = "query %s: group generation %s -> %s (out of the group meanwhile): new producers"
+#: What the retries of a producer's start log it as, after the first assignment's (core.retry).
+REBALANCE, RENEWAL = "rebalance", "producer renewal"
 
 
 class Outcome(enum.Enum):
     COMMITTED = "committed"
     ABORTED = "aborted"
     FENCED = "fenced"
-
-
-@dataclass(slots=True)
-class Task:
-    """One task's producer, its output and what its open transaction holds."""
-
-    tp: TopicPartition
-    producer: AIOKafkaProducer
-    output: Output
-    open: bool = False
-    started: float = 0.0
-    futures: list[asyncio.Future[Any]] = field(default_factory=list)
-    #: Next source offset to commit with the transaction (None: no record processed in it).
-    offset: int | None = None
-    #: Local state batches, written once the transaction committed.
-    writes: list[tuple[QueryState, StoreBatch]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -138,6 +129,8 @@ class Transactions:
         self.failed = Failed()
         #: The group generation of the last assignment (:meth:`stop`).
         self.generation: int | None = None
+        #: Producers were started: later starts come from a rebalance (their retries say so).
+        self.assigned = False
 
     def committed_offset(self, tp: TopicPartition, answered: int | None) -> int | None:
         """The group's committed offset of ``tp`` as ``answered`` by the coordinator, or the one
@@ -154,15 +147,21 @@ class Transactions:
         """Producers for ``tps`` not started yet (each fences its earlier incarnation and waits
         for that one's transaction to end), all at once."""
         new = [tp for tp in tps if tp not in self.tasks]
-        tasks = await asyncio.gather(*(self._start(tp) for tp in new))
+        phase = REBALANCE if self.assigned else STARTUP
+        self.assigned = self.assigned or bool(new)
+        tasks = await asyncio.gather(*(self._start(tp, phase) for tp in new))
         for task in tasks:
             self.tasks[task.tp] = task
 
-    async def _start(self, tp: TopicPartition) -> Task:
+    async def _start(self, tp: TopicPartition, phase: str) -> Task:
         if self.retry is None:
             return await self._try_start(tp)
-        what = f"start the transactional producer {self.transactional_id(tp)!r}"
-        return await self.retry(what, lambda: self._try_start(tp))
+        producer = (
+            f"{self.transactional_id(tp)!r} of query {self.name}'s task {tp.topic}[{tp.partition}]"
+        )
+        return await self.retry(
+            f"start the transactional producer {producer}", lambda: self._try_start(tp), phase
+        )
 
     async def _try_start(self, tp: TopicPartition) -> Task:
         # A new producer each try: one whose start failed half-way is not started again.
@@ -371,7 +370,11 @@ class Transactions:
             renew = True
         if renew:
             await stop_producer(task.producer)
-            fresh = await self._start(task.tp)
+            if self.closed:
+                # The task ends here. A new producer's start was refused by its retry (the agent
+                # stopping: StoppedWaiting), which ended the stop before the stores were closed.
+                return True
+            fresh = await self._start(task.tp, RENEWAL)
             task.producer, task.output = fresh.producer, fresh.output
         return True
 

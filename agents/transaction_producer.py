@@ -1,6 +1,7 @@
-"""Helpers around one transactional aiokafka producer of :mod:`agents.transaction`: which
-errors mean it was fenced, the error behind a failure it reports late, and stopping it (or
-dropping a transaction's sends) without leaving failed futures unread.
+"""One task's transactional aiokafka producer of :mod:`agents.transaction` (:class:`Task`, with
+its open transaction) and helpers around it: which errors mean it was fenced, the error behind a
+failure it reports late, and stopping it (or dropping a transaction's sends) without leaving
+failed futures unread.
 
 Separate from :mod:`agents.transaction` because they reach into aiokafka's private producer
 state (its accumulator and transaction manager) — kept in one place to re-check when aiokafka
@@ -12,13 +13,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import InvalidProducerEpoch, ProducerFenced, TransactionalIdAuthorizationFailed
+
+from agents.sink import Output
+from agents.state import QueryState
+from tables.store import StoreBatch
 
 #: A producer's errors that mean a newer producer with its transactional id took the task over.
 FENCING = (ProducerFenced, TransactionalIdAuthorizationFailed, InvalidProducerEpoch)
+
+
+@dataclass(slots=True)
+class Task:
+    """One task's producer, its output and what its open transaction holds."""
+
+    tp: TopicPartition
+    producer: AIOKafkaProducer
+    output: Output
+    open: bool = False
+    started: float = 0.0
+    futures: list[asyncio.Future[Any]] = field(default_factory=list)
+    #: Next source offset to commit with the transaction (None: no record processed in it).
+    offset: int | None = None
+    #: Local state batches, written once the transaction committed.
+    writes: list[tuple[QueryState, StoreBatch]] = field(default_factory=list)
 
 
 async def stop_producer(producer: AIOKafkaProducer) -> None:

@@ -168,6 +168,13 @@ def highwater(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
     return hw
 
 
+def stable_end(consumer: AIOKafkaConsumer, tp: TopicPartition, highwater: int) -> int:
+    """Where a caught-up read_committed reader of ``tp`` stands: the last stable offset the
+    fetch answered, else the high-watermark."""
+    lso = consumer.last_stable_offset(tp)
+    return lso if lso is not None and 0 <= lso < highwater else highwater
+
+
 async def still_current(
     consumer: AIOKafkaConsumer, tp: TopicPartition, msgs: Sequence[Any]
 ) -> bool:

@@ -25,8 +25,11 @@ from mode import Service
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-W_RETRY = "start-up: %s failed: broker %s unreachable or not ready (%s); try %d in %.1f s"
-I_DONE = "start-up: %s done after %d tries (%.1f s)"
+#: ``phase`` says when the step runs: the first start (``start-up``, the default) or a later one —
+#: a producer renewed mid-run, partitions assigned by a rebalance — logged as what it is.
+W_RETRY = "%s: %s failed: broker %s unreachable or not ready (%s); try %d in %.1f s"
+I_DONE = "%s: %s done after %d tries (%.1f s)"
+STARTUP = "start-up"
 
 
 class StoppedWaiting(asyncio.CancelledError):
@@ -66,7 +69,8 @@ class StartupRetry:
     with an error that is not :func:`retriable`: ``await StartupRetry(servers, self)(what,
     step)``. ``what`` names the step in the log ("create the tables' topics"). The service's own
     ``sleep`` and ``should_stop`` make a worker told to stop while it waits for the broker stop
-    at once (``CancelledError``, as mode's worker cancels its start on a signal)."""
+    at once (``CancelledError``, as mode's worker cancels its start on a signal). A step run
+    later than the start (a producer renewed, a rebalance's producers) passes its ``phase``."""
 
     servers: str
     service: Service | None = None
@@ -75,7 +79,9 @@ class StartupRetry:
     def stopping(self) -> bool:
         return self.service is not None and self.service.should_stop
 
-    async def __call__(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
+    async def __call__(
+        self, what: str, step: Callable[[], Awaitable[T]], phase: str = STARTUP
+    ) -> T:
         sleep = self.service.sleep if self.service is not None else asyncio.sleep
         started = time.monotonic()
         failures = 0
@@ -90,9 +96,11 @@ class StartupRetry:
                     raise
                 failures += 1
                 delay = self.backoff.delay(failures)
-                logger.warning(W_RETRY, what, self.servers, describe(exc), failures + 1, delay)
+                logger.warning(
+                    W_RETRY, phase, what, self.servers, describe(exc), failures + 1, delay
+                )
                 await sleep(delay)
                 continue
             if failures:
-                logger.info(I_DONE, what, failures + 1, time.monotonic() - started)
+                logger.info(I_DONE, phase, what, failures + 1, time.monotonic() - started)
             return result

@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 #: Changes a ``changes()`` stream holds for a slow consumer before it overflows.
 DEFAULT_STREAM_QUEUE = 10_000
+W_LISTENER = "table %r: change listener %r failed on key %r (version %d%s); unsubscribed"
+E_AT_LEAST_ONE = "changes of table {table!r}: {option} must be >= 1, not {value!r}"
 E_OVERFLOW = (
     "change stream of table {table!r} overflowed: its consumer fell {maxsize} changes behind "
     "(last delivered version {version}); resynchronize from a snapshot or get_changes_since()"
@@ -74,7 +76,7 @@ class ChangeFeed:
         if last is None:
             self._listeners.append(listener)
         elif last < 1:
-            raise ValueError(f"last must be >= 1, not {last}")
+            raise ValueError(E_AT_LEAST_ONE.format(table=self.name, option="last", value=last))
         else:
             self._tails.append((listener, last))
         entry = (listener, last)
@@ -118,7 +120,9 @@ class ChangeFeed:
         try:
             listener(change)
         except Exception:
-            logger.exception("change listener %r failed; unsubscribed", listener)
+            logger.exception(
+                W_LISTENER, self.name, listener, change.key, change.version, _source(change)
+            )
             if last is None:
                 if listener in self._listeners:
                     self._listeners.remove(listener)
@@ -150,7 +154,9 @@ class ChangeStream:
 
     def __init__(self, feed: ChangeFeed, maxsize: int = DEFAULT_STREAM_QUEUE) -> None:
         if maxsize < 1:
-            raise ValueError("maxsize must be >= 1")
+            raise ValueError(
+                E_AT_LEAST_ONE.format(table=feed.name, option="maxsize", value=maxsize)
+            )
         self.maxsize = maxsize
         self.table = feed.name
         self._queue: deque[Change] = deque()
@@ -211,3 +217,10 @@ class ChangeStream:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _source(change: Change) -> str:
+    """Where a change's record sits, for a log line ("" for a change not read from Kafka)."""
+    if not change.topic:
+        return ""
+    return f", from {change.topic}[{change.partition}]@{change.offset}"

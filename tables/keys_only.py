@@ -18,7 +18,7 @@ back from RocksDB each time to tell an update from an insert.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, cast
 
@@ -219,11 +219,7 @@ class KeysOnly:
             current: dict[bytes, bytes | None] = dict.fromkeys(unique, _STORED)
             current.update(zip(unread, olds, strict=True))
             self._write_diff(keys, vals, current, batch, result)
-            for k, raw in current.items():
-                if raw is None:
-                    known.discard(k)
-                else:
-                    known.add(k)
+            _track(known, current)
         if len(known) > KNOWN_MAX:
             known.clear()
         self._known_at = (store.openings, batch.serial, batch.version)
@@ -256,11 +252,7 @@ class KeysOnly:
             unique = list(dict.fromkeys(keys))
             current = {k: (k if k in seen else None) for k in unique}
             self._write_diff(keys, vals, current, batch, result)
-            for k, v in current.items():
-                if v is None:
-                    seen.discard(k)
-                else:
-                    seen.add(k)
+            _track(seen, current)
         else:
             before = len(seen)
             seen.update(keys)
@@ -318,3 +310,13 @@ class KeysOnly:
                 delete(skey)
         batch.count, batch.version = count, version
         result.inserts, result.updates, result.deletes = inserts, updates, deletes
+
+
+def _track(present: set[bytes], current: Mapping[bytes, bytes | None]) -> None:
+    """``present`` (keys known to be in the store) after the writes of ``current`` (each key's
+    last value, :meth:`KeysOnly._write_diff`): a key written None is gone."""
+    for k, v in current.items():
+        if v is None:
+            present.discard(k)
+        else:
+            present.add(k)

@@ -23,8 +23,9 @@ from core.errors import TablestreamError
 
 # aiokafka's fetched record batches iterated in C, no ConsumerRecord per record (the agents'
 # fetch path; a third of a cold restore's CPU went to ConsumerRecord objects).
-from core.fetch import getmany_raw, supported
+from core.fetch import getmany_raw, stable_end, supported
 from core.retry import StartupRetry
+from core.stop import finish, stop_consumer
 from tables.apply import Applier, Parts
 from tables.deadletter import DeadLetterWriter, source_of_table
 from tables.local_state import LocalStateMismatch, stale_reason, verify_resumed
@@ -127,20 +128,31 @@ class TableLoader(Service):
         await self._assign()
 
     async def on_stop(self) -> None:
+        # The store is closed whatever the consumer's stop does (core.stop: it fails while the
+        # broker is away or slow): left open, the next table on its directory failed, locked.
         consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await consumer.stop()
-        await self._compacted()
+        try:
+            if consumer is not None:
+                await stop_consumer(consumer, self.label)
+        finally:
+            await self._close_store()
+
+    async def _close_store(self) -> None:
+        """Flush a restore stopped half-way (what was applied is kept) and close the store, even
+        if this stop is cancelled meanwhile: the threads writing it are waited for first."""
         store = self.tstate.store
-        if store.end_restore():  # stopped mid-restore: what was applied is kept
-            await asyncio.to_thread(store.persist_restore)
-        store.close()
+        try:
+            await self._compacted()
+            if store.end_restore():
+                await finish(asyncio.ensure_future(asyncio.to_thread(store.persist_restore)))
+        finally:
+            store.close()  # no thread of ours works on it any more (finish waited for each)
 
     async def _compacted(self) -> None:
         """Wait for a running compaction: closing RocksDB under its thread is not allowed."""
         compaction, self._compaction = self._compaction, None
         if compaction is not None:
-            await asyncio.shield(compaction)
+            await finish(compaction)
 
     async def _assign(self) -> None:
         consumer = self._consumer
@@ -256,7 +268,7 @@ class TableLoader(Service):
             if highwater is None:
                 left.add(tp)
                 continue
-            end = _stable_end(consumer, tp, highwater) if self._read_committed else highwater
+            end = stable_end(consumer, tp, highwater) if self._read_committed else highwater
             if start < end:
                 left.add(tp)
         cut = self._skew.cut(fetched, left.__contains__, self._tps)
@@ -321,7 +333,7 @@ class TableLoader(Service):
                     f"{tp.topic}[{tp.partition}] ends at {highwater}, "
                     f"before the stored offset {stats[tp.partition].position}"
                 )
-            end = _stable_end(consumer, tp, highwater) if self._read_committed else highwater
+            end = stable_end(consumer, tp, highwater) if self._read_committed else highwater
             target = self._target.setdefault(tp, end)
             position = await consumer.position(tp)
             if tp in self._verify or position < target:
@@ -382,10 +394,3 @@ def _settle(store: TableStore, persist: bool, compact: bool) -> None:
 
 def _history_mode(state: TableState) -> str:
     return "versioned" if state.versions is not None else "plain"
-
-
-def _stable_end(consumer: AIOKafkaConsumer, tp: TopicPartition, highwater: int) -> int:
-    """Where a caught-up read_committed reader of ``tp`` stands: the last stable offset the
-    fetch answered, else the high-watermark."""
-    lso = consumer.last_stable_offset(tp)
-    return lso if lso is not None and 0 <= lso < highwater else highwater

@@ -60,6 +60,9 @@ def verify_resumed(
                     )
                 msgs = msgs[1:]
             elif first.offset < fp.offset:
-                raise LocalStateMismatch(f"{tp.topic}[{tp.partition}] restarted numbering")
+                raise LocalStateMismatch(
+                    f"{tp.topic}[{tp.partition}] restarted numbering: read from the last applied "
+                    f"record's offset {fp.offset}, it answered offset {first.offset}"
+                )
         verified[tp] = msgs
     return verified

@@ -61,10 +61,13 @@ def explain_line(query: CompiledQuery) -> str:
     except Unsupported as exc:
         return f"Codegen: closures ({exc.reason})"
     try:
-        explain_code_or_raise(query)
+        gen = explain_code_or_raise(query)
     except Unsupported as exc:
         return f"Codegen: closures ({exc.reason})"
-    return "Codegen: one generated function per batch (--code prints it)"
+    # Lookups read through a map of the values they need (sql.codegen.projection).
+    return "Codegen: one generated function per batch (--code prints it)" + "".join(
+        f"\n  Projected lookup: {note}" for note in gen.notes
+    )
 
 
 def explain_code_or_raise(query: CompiledQuery) -> Generated:

@@ -20,6 +20,7 @@ import msgspec
 
 from sql.codegen.batch_spec import BatchFn, Encoding, Generated, StructDecoding
 from sql.codegen.expr import ExprGen, Unsupported
+from sql.codegen.projection import ProjectionMismatch, ProjectionPlan
 from sql.codegen.writer import Writer
 from sql.operators.sources import KeyLookup
 from sql.plan.shape import Conjunct, JoinStep, StreamShape
@@ -63,6 +64,7 @@ def generate(
     *,
     batch_lookups: bool = False,
     struct: StructDecoding | None = None,
+    project: bool = True,
 ) -> Generated:
     """The batch function of ``query``; raises :class:`Unsupported` for what it does not do.
 
@@ -71,14 +73,16 @@ def generate(
     one ``get_many`` per batch (two passes) instead of one ``get`` per record. Off by default:
     over tables that answer from a row cache the two passes cost more than the calls they save
     (the batch's decoded records stay alive between the passes; docs/BENCHMARKS.md).
-    ``struct``: the stream's typed decoding, used where the code allows it (else ``decode``)."""
+    ``struct``: the stream's typed decoding, used where the code allows it (else ``decode``).
+    ``project``: lookups that read a column or two of their row probe a map of those values
+    kept from the table's change feed (:mod:`sql.codegen.projection`); False: rows are read."""
     shape_of(query)  # Unsupported before any code is written
     if struct is not None and not batch_lookups:
         try:
-            return _generate(query, decode, encoding, key_of, False, struct)
+            return _generate(query, decode, encoding, key_of, False, struct, project)
         except Unsupported:
             pass  # a read the struct has no attribute for, or a closure: the dict decoder
-    return _generate(query, decode, encoding, key_of, batch_lookups, None)
+    return _generate(query, decode, encoding, key_of, batch_lookups, None, project)
 
 
 def _generate(
@@ -88,7 +92,43 @@ def _generate(
     key_of: Callable[[Any], Any] | None,
     batch_lookups: bool,
     struct: StructDecoding | None,
+    project: bool = True,
 ) -> Generated:
+    args = (query, decode, encoding, key_of, batch_lookups, struct)
+    plan: ProjectionPlan | None = None
+    if project and not batch_lookups:
+        # Projected lookups (sql.codegen.projection): a first pass records what each lookup
+        # reads of its row; none where a closure reads rows from the env.
+        plan = ProjectionPlan()
+        first = _write(*args, plan)
+        if first.uses_env or not plan.sites:
+            plan = None
+        else:
+            plan.finish(query.context)
+    try:
+        w = _write(*args, plan)
+    except ProjectionMismatch:
+        plan = None
+        w = _write(*args, None)
+    source = w.source()
+    exec(compile(source, f"<query {query.stream_name}>", "exec"), w.namespace)
+    fn: BatchFn = w.namespace["batch"]
+    notes = [] if plan is None else plan.explain()
+    if notes:
+        assert plan is not None
+        query.context.closers.append(plan.close)
+    return Generated(source, fn, notes)
+
+
+def _write(
+    query: CompiledQuery,
+    decode: Callable[[bytes], Any],
+    encoding: Encoding,
+    key_of: Callable[[Any], Any] | None,
+    batch_lookups: bool,
+    struct: StructDecoding | None,
+    plan: ProjectionPlan | None,
+) -> Writer:
     shape = shape_of(query)
     w = Writer()
     w.namespace.update(
@@ -106,13 +146,11 @@ def _generate(
         w.namespace["key_of"] = key_of
     if struct is not None:
         w.namespace.update(struct.namespace)
-    _Body(w, query, shape, encoding, key_of is not None, batch_lookups, struct).write()
+    body = _Body(w, query, shape, encoding, key_of is not None, batch_lookups, struct, plan)
+    body.write()
     if struct is not None and w.uses_env:
         raise Unsupported("a closure reads the stream's row as a dict")
-    source = w.source()
-    exec(compile(source, f"<query {query.stream_name}>", "exec"), w.namespace)
-    fn: BatchFn = w.namespace["batch"]
-    return Generated(source, fn)
+    return w
 
 
 class _Body:
@@ -125,6 +163,7 @@ class _Body:
         keyed: bool,
         batch_lookups: bool,
         struct: StructDecoding | None = None,
+        plan: ProjectionPlan | None = None,
     ) -> None:
         self.w = w
         self.struct = struct
@@ -136,7 +175,7 @@ class _Body:
         self.rows = {stream.value_slot: "v0"}
         attrs = {} if struct is None else {stream.value_slot: struct.attrs}
         types = {} if struct is None else {stream.value_slot: struct.types}
-        self.gen = ExprGen(w, query.context, self.rows, attrs, types)
+        self.gen = ExprGen(w, query.context, self.rows, attrs, types, plan)
         first = shape.joins[0] if shape.joins else None
         self.batched = batch_lookups and first is not None and _batchable(first)
 
@@ -268,7 +307,7 @@ class _Body:
             # assigned again), r the joined row.
             c = self._key_compiled(join)
             k = self.gen.compiled(c) if c is not None else self.gen.call(join.source.key)
-            s = self.gen.lookup(join.source.get, k)
+            s = self.gen.lookup(join.source.get, k, rel.value_slot)
         else:
             k, s = f"k{i}", f"s{i}"
             get = w.bind(join.source.get, "get")
@@ -288,12 +327,14 @@ class _Body:
             with w.block(f"if {s} is None:"):
                 if join.left:
                     w.line(f"{r} = EMPTY")
+                    self.gen.emptied(s)
                     w.env_line(f"env[{rel.value_slot}] = EMPTY")
                     w.env_line(f"env[{rel.meta_slot}] = None")
                 else:
                     w.line("continue")
             with w.block("else:"):
                 w.line(f"{r} = {s}")
+                self.gen.alias(s, r)
                 w.env_line(f"env[{rel.value_slot}] = {s}")
                 w.env_line(f"env[{rel.meta_slot}] = {k}")
             self.rows[rel.value_slot] = r
@@ -310,9 +351,11 @@ class _Body:
         self.rows[rel.value_slot] = r
         with w.block(f"if {m}:"):
             w.line(f"{r} = {s}")
+            self.gen.alias(s, r)
         with w.block("else:"):
             if join.left:
                 w.line(f"{r} = EMPTY")
+                self.gen.emptied(s)
                 w.env_line(f"env[{rel.value_slot}] = EMPTY")
                 w.env_line(f"env[{rel.meta_slot}] = None")
             else:

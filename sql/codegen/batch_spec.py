@@ -52,3 +52,5 @@ class StructDecoding:
 class Generated:
     source: str
     fn: BatchFn
+    #: What EXPLAIN says of the function beyond its source: the projected lookups.
+    notes: list[str] = field(default_factory=list)

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlglot import exp
 
+from sql.codegen import projection
 from sql.codegen.operators import HANDLERS
 from sql.codegen.unsupported import Unsupported as Unsupported
 from sql.codegen.writer import Writer
@@ -52,6 +53,7 @@ class ExprGen:
         rows: dict[int, str],
         attrs: dict[int, dict[str, str]] | None = None,
         types: dict[int, dict[str, type]] | None = None,
+        plan: projection.ProjectionPlan | None = None,
     ) -> None:
         self.w = w
         self.ctx = ctx
@@ -70,12 +72,22 @@ class ExprGen:
         #: read, exact arithmetic on such values and integers): their outputs need no check
         #: for NaN/Infinity.
         self.finite: set[str] = set()
+        #: Projected lookups (:mod:`sql.codegen.projection`), None: rows are read.
+        self.plan = plan
+        #: Writing a projected value's row path (no map inside it).
+        self.general = False
+        #: The lookup site of each local holding a looked-up row.
+        self.site_by_row: dict[str, projection.Site] = {}
 
     # -- entry points -----------------------------------------------------------------------------
     def compiled(self, c: Compiled) -> str:
         """The value of a compiled expression (an output, a join key)."""
         if c.const:
             return self._const_value(c.value)
+        if self.plan is not None and not self.general:
+            v = projection.intercept(self, c, None)
+            if v is not None:
+                return v
         if c.read is not None:
             return self._typed_read(c)
         if c.scaled is not None:
@@ -94,6 +106,10 @@ class ExprGen:
 
     def node(self, node: exp.Expr) -> str:
         c = self.compiled_of(node)
+        if self.plan is not None and not self.general:
+            v = projection.intercept(self, c, node)
+            if v is not None:
+                return v
         if c is not None:
             if c.const:
                 return self._const_value(c.value)
@@ -140,7 +156,7 @@ class ExprGen:
             self.never_null.add(t)
         key_c = self._compiled_by_fn(f.lookup.key)
         k = self.compiled(key_c) if key_c is not None else self.call(f.lookup.key)
-        v = self.lookup(f.lookup.get, k)
+        v = self.lookup(f.lookup.get, k, f.vs)
         with w.block(f"if {v} is None:"):
             w.line(f"{t} = {miss}")
         with w.block("else:"):
@@ -164,19 +180,33 @@ class ExprGen:
                     self.rows[f.vs] = saved
         return t
 
-    def lookup(self, get: Callable[[Any], Any], k: str) -> str:
+    def lookup(self, get: Callable[[Any], Any], k: str, slot: int | None = None) -> str:
         """The row of key ``k`` through ``get`` (a table's, or its row cache's): None when ``k``
         is NULL, unhashable (no key equals it) or not found; a value that is not an object reads
         as an empty row. Looked up once per record and key: the same table probed with the same
-        key again (an EXISTS and a scalar subquery on one row) reuses the row."""
+        key again (an EXISTS and a scalar subquery on one row) reuses the row. ``slot``: the
+        env slot of the row, for a projected lookup (:mod:`sql.codegen.projection`)."""
         w = self.w
         owner = getattr(get, "__self__", None)
         ident = (id(owner), getattr(get, "__func__", None)) if owner is not None else (id(get),)
         key = ("lookup", ident, k)
         known = w.known(key)
         if known is not None:
+            site = self.site_by_row.get(known)
+            if site is not None and slot is not None:
+                site.slots.add(slot)
             return known
-        v = w.temp("s")
+        if slot is not None and self.plan is not None and not self.general:
+            v = projection.lookup(self, get, k, slot)
+        else:
+            v = w.temp("s")
+            self.lookup_into(get, k, v)
+        w.remember(key, v)
+        return v
+
+    def lookup_into(self, get: Callable[[Any], Any], k: str, v: str) -> None:
+        """The row path of :meth:`lookup`: the row (or None) into ``v``."""
+        w = self.w
         g = w.bind(get, "get")
         cache = _row_cache(get)
         with w.block(f"if {k} is None:"):
@@ -204,8 +234,19 @@ class ExprGen:
             not_dict = f"type({v}) is not dict and not isinstance({v}, dict)"
             with w.block(f"if {v} is not None and {not_dict}:"):
                 w.line(f"{v} = EMPTY")
-        w.remember(key, v)
-        return v
+
+    def alias(self, row: str, other: str) -> None:
+        """``other`` holds the looked-up ``row`` too (a join's row)."""
+        site = self.site_by_row.get(row)
+        if site is not None:
+            self.site_by_row[other] = site
+
+    def emptied(self, row: str) -> None:
+        """``row`` (a projected lookup's) was just set to the empty row: its values are read
+        from it (the row path) from here on."""
+        site = self.site_by_row.get(row)
+        if site is not None and site.var:
+            self.w.line(f"{site.var} = {self.w.bind(projection.SLOW, 'SLOW')}")
 
     def key_guard(self, x: str) -> str:
         """The test that ``x`` is a probe of a dict keyed by ints and strs (a row cache, an

@@ -125,13 +125,21 @@ def arithmetic(g: ExprGen, node: exp.Binary) -> str:
     ea, eb = g.exact.get(a), g.exact.get(b)
     if ea in (int, Decimal) and eb in (int, Decimal):
         # Both operands of known types: NULL is all to test (logic gives NULL for it).
-        fast = f"{a} {sym} {b}" if ea is int and eb is int else f"{g.w.bind(dec, 'op')}({a}, {b})"
+        ints = ea is int and eb is int
+        # A DECIMAL product as multiply_decimal makes it, without its call: the exact
+        # context's multiply, then a zero made unsigned (SQL has no -0.00).
+        unsigned = not ints and dec is multiply_decimal
+        if unsigned:
+            dec = DECIMAL_CONTEXT.multiply
+        fast = f"{a} {sym} {b}" if ints else f"{g.w.bind(dec, 'op')}({a}, {b})"
         nulls = " or ".join(
             f"{x} is None"
             for x, node_x in ((a, node.this), (b, node.expression))
             if not _const(g, node_x)
         )
         g.w.line(f"{t} = {fast}" if not nulls else f"{t} = None if {nulls} else {fast}")
+        if unsigned:
+            g.w.line(f"if not {t} and {t} is not None: {t} = {t}.copy_abs()")
         g.exact[t] = int if ea is int and eb is int else Decimal
         if all(x in g.finite or tx is int for x, tx in ((a, ea), (b, eb))):
             g.finite.add(t)

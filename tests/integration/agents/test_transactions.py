@@ -14,12 +14,14 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaTimeoutError, ProducerFenced
+from mode import Service
 
 from agents.state import QueryState
 from agents.transaction import Transactions
 from agents.transactional import txns_revoked
 from app.broker import Broker
 from core.fetch import getmany_raw, supported
+from core.retry import StartupRetry
 from tables.topics import TopicSpec, ensure_topics
 from tests.support.kafka import unique
 
@@ -384,3 +386,37 @@ async def pending_until_rewound(
     assert await txns.sent(tp, 1)
     assert not await txns.commit(everything=True)
     assert await raw_committed(servers, sink) == [b"again"]
+
+
+async def test_a_failed_commit_on_close_stops_without_renewing_the_producer(
+    broker: Broker,
+) -> None:
+    """The agent's stop commits what is open (:meth:`Transactions.close`); a batch the broker
+    rejects (too large for the sink) aborts that transaction, which would renew the producer —
+    not while closing: its start, refused by the retry of an agent that is stopping
+    (StoppedWaiting), ended the agent's stop before its consumer and stores were closed."""
+    source, sink, group = unique("src"), unique("sink"), unique("group")
+    small = TopicSpec(sink, 1, configs={"max.message.bytes": "1024"})
+    await ensure_topics(broker.url, [TopicSpec(source, 1), small])
+    tp = TopicPartition(source, 0)
+    agent = Service()
+    await agent.start()
+    txns = Transactions(
+        "q",
+        servers=broker.url,
+        id_prefix=group,
+        group_id=group,
+        topics=[sink],
+        client_id="t",
+        retry=StartupRetry(broker.url, agent),
+    )
+    await txns.start([tp])
+    out = await txns.begin(tp)
+    assert out is not None
+    out.append(sink, b"k", b"x" * 4096, partition=0)  # MessageSizeTooLarge at the commit
+    assert await txns.sent(tp, 1)
+    await agent.stop()  # the agent told to stop: a producer's start would not wait for the broker
+    failed = await txns.close()
+    assert (failed.aborted, failed.fenced) == ([tp], [])
+    assert (txns.aborts, txns.commits, txns.tasks) == (1, 0, {})
+    assert await raw_committed(broker.url, sink) == []

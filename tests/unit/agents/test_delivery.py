@@ -4,10 +4,12 @@ outputs, in order; an unacknowledged batch writes nothing and stops the agent.""
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaTimeoutError
 
@@ -106,3 +108,35 @@ async def test_background_commits_never_hold_the_state_writes_back(tmp_path: Pat
     stop = True
     runner.cancel()
     state.close()
+
+
+async def test_an_unacknowledged_batch_names_where_it_was_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    failures: list[BaseException] = []
+
+    async def failed(exc: BaseException) -> None:
+        failures.append(exc)
+
+    stats = QueryStats("q", "orders", "out", "stateless")
+    delivery = Delivery("q", stats, 4, failed)
+    stop = False
+    runner = asyncio.create_task(delivery.run(lambda: stop))
+    failing: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    failing.set_exception(KafkaTimeoutError())
+    offsets = {TopicPartition("orders", 2): 41, TopicPartition("orders", 0): 7}
+    with caplog.at_level(logging.ERROR, logger="agents.delivery"):
+        await delivery.put(Inflight([failing], offsets, [], 0.0))
+        await asyncio.wait_for(delivery.drain(), 5)
+    where = "orders[0] before offset 7, orders[2] before offset 41"
+    assert caplog.messages == [
+        f"query q: outputs of the batch read from {where} not acknowledged (KafkaTimeoutError)"
+    ]
+    assert stats.state == "failed"
+    assert (
+        stats.error
+        == f"KafkaTimeoutError: KafkaTimeoutError (outputs of the batch read from {where})"
+    )
+    assert [type(e) for e in failures] == [KafkaTimeoutError]
+    stop = True
+    runner.cancel()

@@ -4,6 +4,7 @@ dead letters, with exact decimals, keys and original bytes."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from decimal import Decimal
 from typing import Any
 
@@ -286,3 +287,31 @@ def test_typed_group_key_reads_the_decoders_values_as_converting_reads_do() -> N
     keys = [typed(decode(r)) for r in raws]
     assert keys == [plain(decode(r)) for r in raws]
     assert [str(k[2]) for k in keys] == ["5.00", "2.26", "6.00", "None"]
+
+
+class BrokenTable(MemoryTable):
+    """A table whose reads fail with a bug (no SQL error): what a processor must survive."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        raise RuntimeError(f"bug reading {key!r}")
+
+
+def test_a_bug_on_one_record_dead_letters_it_naming_the_record(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    users = BrokenTable("users", key_field="id")
+    proc = processor(
+        "CREATE STREAM orders (id BIGINT, user_id BIGINT);"
+        "SELECT o.id, u.name FROM orders o JOIN users u ON u.id = o.user_id",
+        {"users": users},
+    )
+    out = Collect()
+    with caplog.at_level(logging.ERROR, logger="agents.process"):
+        counts = proc.run([Rec(2, 41, b"k", b'{"id": 1, "user_id": 7}')], out)
+    assert (counts.records_in, counts.records_out, counts.dead_letters) == (1, 0, 1)
+    [(topic, key, _, headers)] = out.records
+    assert (topic, key) == ("dlq", b"k")
+    assert headers[H_REASON] == b"internal error RuntimeError: bug reading 7"
+    [logged] = caplog.records
+    assert logged.getMessage() == "query q: orders[2]@41"
+    assert logged.exc_info is not None  # with its traceback

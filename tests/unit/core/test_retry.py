@@ -91,3 +91,21 @@ async def test_a_stopping_service_stops_waiting() -> None:
     retry = StartupRetry("127.0.0.1:9", service, backoff=Backoff(first=30.0, cap=30.0))
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(retry("reach the broker", step), 5)  # not the 30 s pause
+
+
+async def test_a_step_run_later_than_the_start_is_logged_as_its_phase(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A producer renewed mid-run is not a start-up: its retries say what they are."""
+    failures = [KafkaConnectionError("Unable to bootstrap")]
+
+    async def step() -> None:
+        if failures:
+            raise failures.pop(0)
+
+    with caplog.at_level(logging.INFO, logger="core.retry"):
+        await StartupRetry("127.0.0.1:9", backoff=QUICK)("start it", step, "producer renewal")
+    assert caplog.messages[0].startswith(
+        "producer renewal: start it failed: broker 127.0.0.1:9 unreachable or not ready"
+    )
+    assert caplog.messages[1].startswith("producer renewal: start it done after 2 tries")

@@ -7,6 +7,7 @@ and versioned; plus the async ``changes()`` stream and its overflow.
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tables import MemoryTable
-from tables.changes import ChangeStreamOverflowError
+from tables.changes import ChangeFeed, ChangeStreamOverflowError
 from tables.protocol import Change, Op
 from tables.spec import TableSpec
 from tables.versions import HistoryExpiredError
@@ -164,3 +165,34 @@ def test_rocksdb_history_matches_memory_under_retention(
                 assert _as_of(table, key, ts) == _as_of(memory, key, ts), (key, ts)
         assert table.get_changes_since(0) == memory.get_changes_since(0)
         applied.close()
+
+
+def test_a_bad_stream_or_listener_size_names_the_table_and_the_value() -> None:
+    table = MemoryTable("users", key_field="id")
+    with pytest.raises(
+        ValueError, match=r"^changes of table 'users': maxsize must be >= 1, not 0$"
+    ):
+        table.changes(maxsize=0)
+    with pytest.raises(ValueError, match=r"^changes of table 'users': last must be >= 1, not -2$"):
+        ChangeFeed("users").subscribe(lambda _: None, last=-2)
+
+
+def test_a_failing_listener_is_logged_naming_the_table_and_the_change(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    feed = ChangeFeed("users")
+
+    def boom(change: Change) -> None:
+        raise RuntimeError("boom")
+
+    feed.subscribe(boom)
+    read = Change("u7", Op.INSERT, {"id": 7}, None, partition=2, offset=41, version=5, topic="u")
+    with caplog.at_level(logging.ERROR, logger="tables.changes"):
+        feed.publish(read)
+        feed.publish(Change("u8", Op.INSERT, {"id": 8}, None, version=6))  # unsubscribed: quiet
+    [logged] = caplog.records
+    assert logged.getMessage() == (
+        f"table 'users': change listener {boom!r} failed on key 'u7' (version 5, from u[2]@41); "
+        "unsubscribed"
+    )
+    assert logged.exc_info is not None

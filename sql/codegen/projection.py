@@ -1,0 +1,397 @@
+"""Projected lookups: per query and looked-up table, a map from the probed key to the values the
+query computes from that table's row, kept current from the table's change feed.
+
+Where the generated function looks a row up by key (a key-lookup join, an EXISTS or scalar
+subquery by key) and then reads only a column or two of it, or tests it against constants
+(``u.tier <> 'blocked'`` after the IN folded into the join), it probes this map instead: one
+dict probe gives a tuple of the finished values (the comparison's TRUE/FALSE/NULL, the column
+converted to its type, the DECIMAL quantized to its scale), where the row path probes the row
+cache, then the row's own dict per column, converts, compares. On this machine that is ~25% of
+the pipeline's CPU per record: the row path's dereferences are cache misses over 10k users
+(docs/BENCHMARKS.md, "Projected lookups").
+
+Exact by construction: the values are written by the same :class:`~sql.codegen.expr.ExprGen`
+code as the inline path, run once per key by a generated ``project(row)``; only expressions
+of column reads, constants and the inline operators qualify (deterministic functions of the
+row). A row on which any of them raises is kept as :data:`SLOW`, and records probing it take
+the row path at each value's own place in the function, so errors (dead letters) come where
+and in the order they do without the map. A change of the table drops the key (its int form
+too, as :class:`agents.cache.CachedTable` does); the map holds only what the table's ``get``
+answered from local state, and starts over when full.
+
+Generation is two passes over the query: the first writes the row path and records, per
+lookup, what is read from the row (:class:`Site`); the second writes the probes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlglot import exp
+
+from sql.codegen.unsupported import Unsupported
+from sql.codegen.writer import Writer
+from tables import Change
+
+if TYPE_CHECKING:
+    from sql.codegen.expr import ExprGen
+    from sql.runtime import Compiled
+
+#: Entries per map; it starts over when full (hot keys come back at once), as the row cache.
+MAX_ENTRIES = 200_000
+_EMPTY: dict[str, Any] = {}
+
+
+class _Slow:
+    def __repr__(self) -> str:
+        return "SLOW"
+
+
+#: A key whose row raised computing a value: its records take the row path.
+SLOW: Any = _Slow()
+
+
+class Projection:
+    """The map of one lookup site: key → tuple of values, None (no row), or :data:`SLOW`.
+
+    Subscribes to the table's change feed at its first entry (a function generated only for
+    EXPLAIN never subscribes); :meth:`close` (registered with the query's closers) ends it."""
+
+    def __init__(
+        self,
+        table: Any,
+        get: Callable[[Any], Any],
+        project: Callable[[dict[str, Any]], tuple[Any, ...]],
+        label: str,
+    ) -> None:
+        self.table = table
+        self.get = get
+        self.project = project
+        self.label = label
+        self.values: dict[Any, Any] = {}  # the same dict for the map's life (bound by the code)
+        row_cache = getattr(table, "row_cache", None)
+        self._rows: dict[Any, Any] | None = row_cache()[0] if row_cache is not None else None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._closed = False
+
+    def fill(self, k: Any) -> Any:
+        """The entry of ``k``, computed from the table's row and kept when ``k`` is an int or
+        str probe the table answered from local state."""
+        try:
+            row = self.get(k)
+        except TypeError:  # an unhashable probe: no key equals it
+            row = None
+        if row is None:
+            value = None
+        else:
+            if type(row) is not dict and not isinstance(row, dict):
+                row = _EMPTY  # as the row path reads a value that is not an object
+            try:
+                value = self.project(row)
+            except Exception:
+                value = SLOW
+        tk = type(k)
+        # A row cache that did not keep the answer (a stopped table's store) is not followed.
+        if (
+            (tk is int or tk is str)
+            and not self._closed
+            and (self._rows is None or k in self._rows)
+        ):
+            if self._unsubscribe is None:
+                self._unsubscribe = self.table.subscribe(self._changed)
+            values = self.values
+            if len(values) >= MAX_ENTRIES:
+                values.clear()
+            values[k] = value
+        return value
+
+    def _changed(self, change: Change) -> None:
+        values, key = self.values, change.key
+        values.pop(key, None)
+        if type(key) is str and key[-1:].isdigit():
+            try:
+                as_int = int(key)
+            except ValueError:
+                return
+            if str(as_int) == key:
+                values.pop(as_int, None)
+
+    def close(self) -> None:
+        self._closed = True
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            unsubscribe()
+        self.values.clear()
+
+
+@dataclass
+class Site:
+    """One lookup of the generated function (a table and a probe): what is read from its row."""
+
+    table: Any
+    get: Callable[[Any], Any]
+    label: str
+    #: The env slots of the row (a join's relation, each subquery's alias on this lookup).
+    slots: set[int] = field(default_factory=set)
+    #: Value key → (compiled, node) as first asked for, in order.
+    items: dict[Any, tuple[Compiled | None, exp.Expr | None]] = field(default_factory=dict)
+    projection: Projection | None = None
+    #: Per value key: the local name, and its (exact type, finite, never NULL) in ``project``.
+    names: dict[Any, str] = field(default_factory=dict)
+    flags: dict[Any, tuple[type | None, bool, bool]] = field(default_factory=dict)
+    #: The local holding the probe's entry (second pass).
+    var: str = ""
+
+
+@dataclass
+class ProjectionPlan:
+    """The sites of one generated function: recorded by the first pass, written by the second."""
+
+    collecting: bool = True
+    sites: list[Site] = field(default_factory=list)
+    _next: int = 0
+
+    def site(self, table: Any, get: Callable[[Any], Any], label: str) -> Site:
+        if self.collecting:
+            s = Site(table, get, label)
+            self.sites.append(s)
+            return s
+        s = self.sites[self._next]
+        self._next += 1
+        if s.get is not get:
+            raise ProjectionMismatch("lookups out of step between the two passes")
+        return s
+
+    def finish(self, ctx: Any) -> None:
+        """After the first pass: each site's ``project`` function and map (or none: it reads
+        nothing a map can hold); then the second pass writes."""
+        for s in self.sites:
+            s.projection = _build(s, ctx)
+        self.collecting = False
+        self._next = 0
+
+    def explain(self) -> list[str]:
+        out = []
+        for s in self.sites:
+            if s.projection is not None:
+                what = ", ".join(_describe(c, n) for c, n in s.items.values()) or "presence only"
+                out.append(f"{s.label} by key → ({what}), a map kept from its change feed")
+        return out
+
+    def close(self) -> None:
+        for s in self.sites:
+            if s.projection is not None:
+                s.projection.close()
+
+
+class ProjectionMismatch(Exception):
+    """The second pass did not meet the first's lookups (a bug): generate without maps."""
+
+
+def eligible(get: Callable[[Any], Any]) -> Any:
+    """The table behind ``get`` when a map can follow it (its own ``get``, a change feed, not
+    versioned), else None."""
+    owner = getattr(get, "__self__", None)
+    if owner is None or getattr(get, "__name__", None) != "get":
+        return None
+    if not callable(getattr(owner, "subscribe", None)) or getattr(owner, "versioned", False):
+        return None
+    if getattr(owner, "kind", None) not in ("kafka", "memory"):
+        return None
+    return owner
+
+
+def pure_slots(g: ExprGen, node: exp.Expr) -> set[int] | None:
+    """The env slots ``node`` reads when it is made only of column reads, constants and the
+    inline operators (a deterministic function of those rows), else None."""
+    from sql.codegen.operators import HANDLERS
+
+    c = g.compiled_of(node)
+    if c is not None:
+        if c.const:
+            return set()
+        if c.read is not None:
+            return {c.read[0]}
+        if c.scaled is not None:
+            return {c.scaled[0]}
+    if isinstance(node, (exp.Paren, exp.Alias)):
+        return pure_slots(g, node.this)
+    if type(node) not in HANDLERS:
+        return None
+    if isinstance(node, exp.Is):
+        parts = [node.this]  # IS NULL / IS TRUE: the target is the operator's own
+    elif isinstance(node, exp.Connector):
+        parts = list(node.flatten())
+    else:
+        parts = list(node.iter_expressions())
+    slots: set[int] = set()
+    for part in parts:
+        s = pure_slots(g, part)
+        if s is None:
+            return None
+        slots |= s
+    return slots
+
+
+def value_site(g: ExprGen, c: Compiled | None, node: exp.Expr | None) -> tuple[Site, Any] | None:
+    """The site whose row alone gives this value, and the value's key; None when it reads
+    another relation, the stream, nothing at all, or calls anything."""
+    if c is not None and c.const:
+        return None
+    if c is not None and c.read is not None:
+        slots: set[int] | None = {c.read[0]}
+        key: Any = ("read", c.read[1])
+    elif c is not None and c.scaled is not None:
+        slots, key = {c.scaled[0]}, ("read", c.scaled[1])
+    elif node is not None:
+        slots, key = pure_slots(g, node), ("node", node.sql(dialect="duckdb"))
+    else:
+        return None
+    if not slots:
+        return None
+    sites = {id(s): s for s in (g.site_by_row.get(g.rows.get(slot, "")) for slot in slots)}
+    if len(sites) != 1 or None in sites.values():
+        return None
+    (site,) = sites.values()
+    assert site is not None
+    return site, key
+
+
+def _build(site: Site, ctx: Any) -> Projection | None:
+    from sql.codegen.expr import ExprGen
+
+    w = Writer()
+    gen = ExprGen(w, ctx, {slot: "r" for slot in site.slots})
+    try:
+        with w.block("def project(r):"):
+            values = []
+            for key, (c, node) in site.items.items():
+                v = gen.compiled(c) if c is not None else gen.node(node)  # type: ignore[arg-type]
+                values.append(v)
+                exact = gen.exact.get(v)
+                site.flags[key] = (exact, v in gen.finite, v in gen.never_null)
+            w.line(f"return ({''.join(v + ', ' for v in values)})")
+    except Unsupported:
+        return None
+    if w.uses_env:  # a closure: not a function of the row alone
+        return None
+    exec(compile(w.source(), f"<projection {site.label}>", "exec"), w.namespace)
+    return Projection(site.table, site.get, w.namespace["project"], site.label)
+
+
+def _describe(c: Compiled | None, node: exp.Expr | None) -> str:
+    if node is not None:
+        return node.sql(dialect="duckdb")
+    assert c is not None
+    read = c.read if c.read is not None else c.scaled
+    return str(read[1]) if read is not None else "?"
+
+
+def intercept(g: ExprGen, c: Compiled | None, node: exp.Expr | None) -> str | None:
+    """The local holding a value of a projected row (first pass: recorded, the row path
+    written), or None: not such a value, the caller writes it."""
+    plan = g.plan
+    assert plan is not None
+    if node is None and c is not None and c.read is None and c.scaled is None:
+        entry = g.ctx.closures.get(id(c.fn))
+        if entry is None or entry[0] is not c.fn:
+            return None
+        node = entry[1]
+        c = None
+    found = value_site(g, c, node)
+    if found is None:
+        return None
+    site, key = found
+    if plan.collecting:
+        site.items.setdefault(key, (None if node is not None else c, node))
+        return _row_path(g, c, node)
+    if site.projection is None:
+        return None  # this lookup reads its row
+    cse = ("projected", id(site), key)
+    known = g.w.known(cse)
+    if known is not None:
+        return known
+    name = site.names.get(key)
+    if name is None:
+        raise ProjectionMismatch(f"a value of {site.label} the first pass did not see")
+    # The entry's value, unpacked at the probe; a SLOW row (or an empty one) reads it here.
+    with g.w.block(f"if {site.var} is {g.w.bind(SLOW, 'SLOW')}:"):
+        v = _row_path(g, c, node)
+        g.w.line(f"{name} = {v}")
+    exact, finite, never_null = site.flags[key]
+    if exact is not None and g.exact.get(v) is exact:
+        g.exact[name] = exact
+    if finite and v in g.finite:
+        g.finite.add(name)
+    if never_null and v in g.never_null:
+        g.never_null.add(name)
+    g.w.remember(cse, name)
+    return name
+
+
+def _row_path(g: ExprGen, c: Compiled | None, node: exp.Expr | None) -> str:
+    g.general = True
+    try:
+        if node is not None:
+            return g.node(node)
+        assert c is not None
+        return g.compiled(c)
+    finally:
+        g.general = False
+
+
+def lookup(g: ExprGen, get: Callable[[Any], Any], k: str, slot: int) -> str:
+    """A lookup of ``k`` through ``get``: the row path where no map can follow the table (or
+    in the first pass), else the map's probe — ``s`` the entry (None: no row), the values
+    unpacked into their locals, the row path for a SLOW entry."""
+    plan = g.plan
+    assert plan is not None
+    table = eligible(get)
+    w = g.w
+    if table is None:
+        v = w.temp("s")
+        g.lookup_into(get, k, v)
+        return v
+    site = plan.site(table, get, str(getattr(table, "name", "?")))
+    site.slots.add(slot)
+    if plan.collecting or site.projection is None:
+        v = w.temp("s")
+        g.lookup_into(get, k, v)
+        g.site_by_row[v] = site
+        return v
+    m = site.projection
+    p, s = w.temp("p"), w.temp("s")
+    site.var = p
+    site.names = {key: w.temp("v") for key in site.items}
+    values, fill = w.bind(m.values, "proj"), w.bind(m.fill, "fill")
+    slow = w.bind(SLOW, "SLOW")
+    with w.block(f"if {k} is None:"):
+        w.line(f"{p} = None")
+    with w.block("else:"):
+        if g.exact.get(k) in (int, str):
+            with w.block("try:"):
+                w.line(f"{p} = {values}[{k}]")
+            with w.block("except KeyError:"):
+                w.line(f"{p} = {fill}({k})")
+        else:
+            miss = w.bind(_MISS, "MISS")
+            w.line(
+                f"{p} = {values}.get({k}, {miss}) if type({k}) is str or type({k}) is int"
+                f" else {miss}"
+            )
+            with w.block(f"if {p} is {miss}:"):
+                w.line(f"{p} = {fill}({k})")
+    with w.block(f"if {p} is {slow}:"):
+        g.lookup_into(get, k, s)
+    with w.block("else:"):
+        w.line(f"{s} = {p}")
+        if site.names:
+            with w.block(f"if {p} is not None:"):
+                w.line(f"{''.join(n + ', ' for n in site.names.values())}= {p}")
+    g.site_by_row[s] = site
+    return s
+
+
+_MISS = object()
