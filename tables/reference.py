@@ -221,14 +221,14 @@ class ReferenceTable(Service):
             return default
         if tk is not str:
             # The row by its key text: an int probe finds a row a str probe or the preload
-            # (which keys by text) decoded, without decoding it again; kept under the int too
-            # while the decoded level has room (never evicting for a second name of a row).
+            # (which keys by text) decoded, without decoding it again; kept under the int too,
+            # as any answer of a get() by int is (readers that keep their own map only follow
+            # what the row cache kept: sql.codegen.projection).
             text = skey.decode()
             value = self._rows.get(text, MISS)
             if value is not MISS:
-                cache = self._cache
-                if tk is int and len(cache.rows) < cache.max_rows:
-                    cache.put(key, value)
+                if tk is int:
+                    self._cache.put(key, value)
                 return default if value is None else value
             if tk is not int:
                 key = text
