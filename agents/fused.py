@@ -10,18 +10,17 @@ with its exception, turned here into the dead-letter reason the closures' driver
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agents.codec import E_ENCODE, DecodeError, Decoder, encode_row, fast_encoder, make_key
 from agents.process import (
-    E_INTERNAL,
     REASON_UNAVAILABLE,
     BatchCounts,
     BatchProcessor,
     OutputLike,
     RawRecord,
+    internal_error,
     reason_of,
 )
 from agents.structdecode import struct_decoding
@@ -37,8 +36,6 @@ from sql import (
     generate,
 )
 from tables.protocol import TableUnavailableError
-
-logger = logging.getLogger(__name__)
 
 
 class EncodeFailure(Exception):
@@ -149,9 +146,8 @@ class FusedProcessor(BatchProcessor):
             return reason_of(err)
         if isinstance(err, EncodeFailure):
             return err.message
-        # A bug must not stop the stream; the record is kept.
-        logger.error("query %s: %s[%d]@%d", self.name, topic, partition, rec.offset, exc_info=err)
-        return E_INTERNAL.format(kind=type(err).__name__, error=err)
+        # A bug must not stop the stream: logged, the record kept (as the closures' driver).
+        return internal_error(self.name, topic, partition, rec.offset, err)
 
 
 def fused_processor(

@@ -92,8 +92,9 @@ class Settings:
     #: (~210 bytes a 100-byte row; 0: none).
     table_cache_mb: float = field(default=128.0, metadata=_at_least(0))
     #: Once a reference table is ready, read its stored rows into that memory (key order, up
-    #: to ``table_cache_mb``): lookups skip RocksDB from the start; costs the memory at once.
-    table_cache_preload: bool = False
+    #: to ``table_cache_mb``), keep what later batches write while it fits, and decode a table
+    #: within both bounds: lookups skip RocksDB from the start; costs the memory at once.
+    table_cache_preload: bool = True
     #: Records a query agent fetches and processes per batch.
     query_max_records: int = field(default=10_000, metadata=_at_least(1))
     #: Processed batches of one query whose outputs may await the broker's ack at once.

@@ -6,7 +6,7 @@ GC on, and once every key was read), and the RSS of a real ``faust -A app worker
 table.
 
     .venv/bin/python -m bench.tables_load [--keys 1000000] [--partitions 4] [--broker tansu|kafka]
-        [--restores N] [--skip-worker]
+        [--restores N] [--skip-worker] [--cache-rows N] [--cache-mb MB] [--preload]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import asyncio
 import gc
 import os
 import random
+import resource
 import shutil
 import statistics
 import tempfile
@@ -28,6 +29,7 @@ from aiokafka import AIOKafkaProducer
 from bench.brokers import add_broker_option, bench_broker
 from core import codec
 from tables.reference import ReferenceTable
+from tables.rowcache import CacheSettings
 from tables.spec import TableSpec
 from tables.topics import TopicSpec, ensure_topics
 from tests.support.worker import Worker
@@ -67,8 +69,14 @@ async def produce(servers: str, topic: str, keys: int) -> float:
     return keys / (time.perf_counter() - start)
 
 
+#: The row cache of the bench's tables (``--cache-rows``, ``--cache-mb``, ``--preload``).
+CACHE = CacheSettings()
+
+
 async def timed_load(spec: TableSpec, data_dir: Path, servers: str) -> tuple[ReferenceTable, float]:
-    table = ReferenceTable(spec, data_dir, servers)
+    table = ReferenceTable(
+        spec, data_dir, servers, row_cache=CACHE.cache(), preload_cache=CACHE.preload
+    )
     start, cpu = time.perf_counter(), time.process_time()
     await table.start()
     assert await table.wait_until_ready(600)
@@ -122,6 +130,30 @@ class GcPauses:
         )
 
 
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+class Floor:
+    """A bare ``dict.get`` over as many str keys as the table holds, timed like ``get()`` on the
+    same probes right before it: what any in-memory read costs on this machine at this moment
+    (memory latency, TLB misses, the scheduler), the floor under ``get()``'s figures."""
+
+    def __init__(self, keys: int) -> None:
+        self.rows = {str(i): i for i in range(keys)}
+
+    def line(self, label: str, fn: Callable[[str], object], probe: list[str]) -> str:
+        f50, f99, _ = percentiles(timed(self.rows.get, probe))
+        faults = minor_faults()
+        p50, p99, p999 = percentiles(timed(fn, probe))
+        faults = minor_faults() - faults
+        return (
+            f"{label:<14} p50 {p50:.2f} µs   p99 {p99:.2f} µs   p99.9 {p999:.2f} µs   "
+            f"[bare dict p50 {f50:.2f} p99 {f99:.2f}; {faults / len(probe):.2f} page faults "
+            f"a read]   load {os.getloadavg()[0]:.1f}"
+        )
+
+
 def timed(fn: Callable[[str], object], probe: list[str]) -> list[int]:
     clock = time.perf_counter_ns
     samples = []
@@ -132,20 +164,18 @@ def timed(fn: Callable[[str], object], probe: list[str]) -> list[int]:
     return samples
 
 
-async def get_latency(
-    table: ReferenceTable, keys: int, n: int = 200_000
-) -> dict[str, tuple[float, float, float]]:
+async def get_latency(table: ReferenceTable, keys: int, floor: Floor, n: int = 200_000) -> None:
     """``get_raw()`` and ``get()`` over uniform probes, then ``get()`` over a hot set of 10k keys
     (a join's active users): the row cache answers those; uniform probes over 1M keys mostly
     miss it (each pass uses fresh keys), so they show the RocksDB read + decode. Then, with the
     cyclic GC on (a worker's case: the passes before run with it off), uniform probes once
     more, and uniform probes after every key was read once (a long-running reader's steady
-    state: what the cache's levels hold of the table by then)."""
+    state: what the cache's levels hold of the table by then). Each line prints the bare
+    ``dict.get`` floor on the same probes, timed just before."""
     rng = random.Random(1)
     probes = [[str(rng.randrange(keys)) for _ in range(n)] for _ in range(5)]
     hot_keys = [str(k) for k in rng.sample(range(keys), min(keys, 10_000))]
     hot = [rng.choice(hot_keys) for _ in range(n)]
-    out = {}
     gc.disable()
     try:
         # The first pass pays for block-cache misses; the next ones show the steady state.
@@ -159,14 +189,14 @@ async def get_latency(
             if probe is hot:  # warm: a join has seen its active users before
                 for k in hot_keys:
                     table.get(k)
-            out[label] = percentiles(timed(fn, probe))
+            print(floor.line(label, fn, probe), flush=True)
             # The loader's consumer answers its broker between passes: an event loop blocked
             # for the whole series (1M keys, a loaded machine) saw its fetch time out.
             await asyncio.sleep(0.2)
     finally:
         gc.enable()
     with GcPauses() as pauses:
-        out["get unif. gc"] = percentiles(timed(table.get, probes[3]))
+        print(floor.line("get unif. gc", table.get, probes[3]))
     print(f"  (cyclic GC during 'get unif. gc': {pauses})")
     every = [str(k) for k in range(keys)]
     rng.shuffle(every)
@@ -176,35 +206,39 @@ async def get_latency(
             await asyncio.sleep(0.2)
     await asyncio.sleep(0.2)
     with GcPauses() as pauses:
-        out["get steady"] = percentiles(timed(table.get, probes[4]))
+        print(floor.line("get steady", table.get, probes[4]))
     print(f"  (cyclic GC during 'get steady': {pauses})")
+    print(f"  ({cached(table)})")
+
+
+def cached(table: ReferenceTable) -> str:
     cache = table._state.rows
-    print(
-        f"  (row cache after the passes: {len(cache.rows):,} decoded rows, "
-        f"{len(getattr(cache, 'raw', ())):,} stored values in "
-        f"{getattr(cache, 'raw_bytes', 0) / 2**20:.0f} MB; "
-        f"bench process RSS {rss_mb(os.getpid()):.0f} MB)"
+    return (
+        f"row cache: {len(cache.rows):,} decoded rows, {len(cache.raw):,} stored values in "
+        f"{cache.raw_bytes / 2**20:.0f} MB; bench process RSS {rss_mb(os.getpid()):.0f} MB"
     )
-    return out
 
 
-async def preloaded_reads(spec: TableSpec, data_dir: Path, servers: str, keys: int) -> None:
+async def first_reads(label: str, table: ReferenceTable, keys: int, floor: Floor) -> None:
+    """Reads of keys not read before (each key once, in random order), cyclic GC on."""
+    every = [str(k) for k in range(keys)]
+    random.Random(2).shuffle(every)
+    with GcPauses() as pauses:
+        print(floor.line(label, table.get, every[:200_000]))
+    print(f"  (GC: {pauses}; {cached(table)})")
+
+
+async def preloaded_reads(
+    spec: TableSpec, data_dir: Path, servers: str, keys: int, floor: Floor
+) -> None:
     """First reads after a warm restart (RocksDB's block cache empty) once ``preload_cache()``
     (``TABLESTREAM_TABLE_CACHE_PRELOAD``) read the stored rows into the row cache."""
     table, _ = await timed_load(spec, data_dir, servers)
     start, cpu = time.perf_counter(), time.process_time()
     added = await table.preload_cache()
     secs, cpu_s = time.perf_counter() - start, time.process_time() - cpu
-    rng = random.Random(2)
-    probe = [str(rng.randrange(keys)) for _ in range(200_000)]
-    with GcPauses() as pauses:
-        p50, p99, p999 = percentiles(timed(table.get, probe))
-    print(
-        f"get preloaded  p50 {p50:.2f} µs   p99 {p99:.2f} µs   ({keys:,} keys)   p99.9 "
-        f"{p999:.2f} µs   load {os.getloadavg()[0]:.1f}\n  (first reads after a warm restart; "
-        f"preload_cache() kept {added:,} rows in {secs:.2f}s, {cpu_s:.2f}s CPU; GC: {pauses}; "
-        f"bench process RSS {rss_mb(os.getpid()):.0f} MB)"
-    )
+    print(f"  (warm restart; preload_cache() kept {added:,} rows in {secs:.2f}s, {cpu_s:.2f}s CPU)")
+    await first_reads("get preloaded", table, keys, floor)
     await table.stop()
 
 
@@ -224,12 +258,8 @@ async def main(
         print(f"cold load:     {keys:,} records in {secs:.2f}s = {keys / secs:,.0f} records/s")
         assert len(table) == keys
         await asyncio.sleep(3)  # the post-load compaction runs in a thread
-        lat = await get_latency(table, keys)
-        for label, (p50, p99, p999) in lat.items():
-            print(
-                f"{label:<14} p50 {p50:.2f} µs   p99 {p99:.2f} µs   ({keys:,} keys)"
-                f"   p99.9 {p999:.2f} µs   load {os.getloadavg()[0]:.1f}"
-            )
+        floor = Floor(keys)
+        await get_latency(table, keys, floor)
         await table.stop()
 
         table, secs = await timed_load(spec, work / "a", broker.url)
@@ -243,11 +273,13 @@ async def main(
             table, secs = await timed_load(spec, work / "a", broker.url)
             rates.append(keys / secs)
             print(f"cold restore:  {keys:,} records in {secs:.2f}s = {keys / secs:,.0f} records/s")
+            if len(rates) == restores and CACHE.preload:  # the bytes level filled by the restore
+                await first_reads("get restored", table, keys, floor)
             await table.stop()
         if restores > 1:
             print(f"cold restore, median of {restores}: {statistics.median(rates):,.0f} records/s")
         if hasattr(ReferenceTable, "preload_cache"):
-            await preloaded_reads(spec, work / "a", broker.url, keys)
+            await preloaded_reads(spec, work / "a", broker.url, keys, floor)
         print(f"load average at end: {os.getloadavg()}")
 
         if skip_worker:
@@ -258,6 +290,9 @@ async def main(
             {
                 "TABLESTREAM_BROKER": broker.url,
                 "TABLESTREAM_TABLES": f"users:{topic}:id",
+                "TABLESTREAM_TABLE_CACHE_ROWS": str(CACHE.rows),
+                "TABLESTREAM_TABLE_CACHE_MB": str(CACHE.mb),
+                "TABLESTREAM_TABLE_CACHE_PRELOAD": str(CACHE.preload).lower(),
             },
         ).start()
         try:
@@ -270,6 +305,9 @@ async def main(
                 f"worker:        {stats['size']:,} rows ready {secs:.1f}s after process start, "
                 f"RSS {rss:.0f} MB, {stats['bytes_on_disk'] / 1e6:.0f} MB on disk"
             )
+            if CACHE.preload:  # the preload runs after ready: RSS once it is done
+                await asyncio.sleep(10)
+                print(f"worker:        RSS {rss_mb(worker.proc.pid):.0f} MB 10 s after ready")
         finally:
             worker.stop()
     shutil.rmtree(work, ignore_errors=True)
@@ -281,6 +319,13 @@ if __name__ == "__main__":
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--skip-worker", action="store_true", help="no worker RSS figure")
     parser.add_argument("--restores", type=int, default=1, help="cold restores to run (median)")
+    default = CacheSettings()
+    parser.add_argument("--cache-rows", type=int, default=default.rows, help="decoded rows kept")
+    parser.add_argument("--cache-mb", type=float, default=default.mb, help="stored bytes kept")
+    parser.add_argument(
+        "--preload", action="store_true", help="fill the bytes level from restores (PRELOAD)"
+    )
     add_broker_option(parser)
     args = parser.parse_args()
+    CACHE = CacheSettings(args.cache_rows, args.cache_mb, args.preload)
     asyncio.run(main(args.keys, args.partitions, args.broker, args.skip_worker, args.restores))

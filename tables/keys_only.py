@@ -224,7 +224,11 @@ class KeysOnly:
             known.clear()
         self._known_at = (store.openings, batch.serial, batch.version)
         if batch.written is not None:
-            batch.written.extend(unique)
+            if batch.values is not None:  # every record's bytes, in order: the last one wins
+                batch.written.extend(keys)
+                batch.values.extend(vals)
+            else:
+                batch.written.extend(unique)
         return result, keys, vals
 
     def _known_in(self, store: TableStore) -> set[bytes]:
@@ -266,6 +270,8 @@ class KeysOnly:
             result.inserts, result.updates = inserts, len(keys) - inserts
         if batch.written is not None:
             batch.written.extend(keys)
+            if batch.values is not None:
+                batch.values.extend(vals)
         batch.restored = True
 
     @staticmethod

@@ -68,8 +68,14 @@ class TableState:
         self._updated = asyncio.Event()
 
     def batch(self) -> StoreBatch:
-        """A write batch on the store; it tracks the keys it writes while rows are cached."""
-        return self.store.batch(track=bool(self.rows))
+        """A write batch on the store; it tracks the keys it writes while rows are cached, and
+        their bytes while the row cache fills from writes (:attr:`RowCache.fill`)."""
+        rows = self.rows
+        store = self.store
+        # Not during a cold restore: keeping its bytes cost ~0.8 µs a row of CPU (dict inserts
+        # into a growing level, memory kept alive), 20% of the restore's; the preload reads
+        # them from the store once the table is ready instead (docs/BENCHMARKS.md).
+        return store.batch(track=bool(rows), values=rows.wants_values and not store.restoring)
 
     def commit(self, batch: StoreBatch) -> None:
         """Commits ``batch`` and drops the cached rows of the keys it wrote, before any reader
@@ -78,7 +84,9 @@ class TableState:
         self.store.commit(batch)
         written = batch.written
         if written is not None:
-            self.rows.invalidate(written, len(written))
+            # A batch the store refused (made before a reset or rebuild) drops keys, keeps none.
+            kept = batch.values if self.store.committed == batch.serial else None
+            self.rows.written(written, kept)
         elif self.rows:  # rows cached after the batch was made (untracked): start over
             self.rows.clear()
 

@@ -245,9 +245,10 @@ class TableStore:
         return sum(f.stat().st_size for f in self.path.glob("*") if f.is_file())
 
     # -- writes -----------------------------------------------------------------------------------
-    def batch(self, track: bool = False) -> StoreBatch:
-        """A batch on the current progress; ``track`` keeps the row keys it writes."""
-        return StoreBatch(self._count, self._version, self._stream_time, self, track)
+    def batch(self, track: bool = False, values: bool = False) -> StoreBatch:
+        """A batch on the current progress; ``track`` keeps the row keys it writes, ``values``
+        their bytes too."""
+        return StoreBatch(self._count, self._version, self._stream_time, self, track, values)
 
     def commit(self, batch: StoreBatch) -> None:
         if batch.opened != self.openings:

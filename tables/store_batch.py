@@ -46,6 +46,7 @@ class StoreBatch:
         "restored",
         "serial",
         "stream_time",
+        "values",
         "version",
         "wb",
         "written",
@@ -58,6 +59,7 @@ class StoreBatch:
         stream_time: int,
         store: TableStore,
         track: bool = False,
+        values: bool = False,
     ) -> None:
         #: The RocksDB write batch (the store adds the progress to it on commit).
         self.wb = WriteBatch(raw_mode=True)
@@ -72,7 +74,11 @@ class StoreBatch:
         #: was the last committed (a version alone can match another batch of the same size).
         self.serial = next(_SERIALS)
         #: The row keys written, when tracked (a table with cached rows drops them after commit).
-        self.written: list[bytes] | None = [] if track else None
+        self.written: list[bytes] | None = [] if track or values else None
+        #: The bytes written, in step with :attr:`written` (None: a delete), when asked for (a
+        #: row cache filling its bytes level from the writes, :meth:`tables.rowcache.RowCache.
+        #: written`). A writer that extends ``written`` itself extends this too.
+        self.values: list[bytes | None] | None = [] if values else None
         #: Its row keys were added to :attr:`TableStore.restored_keys` by the writer.
         self.restored = False
         #: The version keys written or deleted (a cache of past versions drops their keys).
@@ -87,11 +93,15 @@ class StoreBatch:
         self.wb.put(key, value)
         if self.written is not None:
             self.written.append(key)
+            if self.values is not None:
+                self.values.append(value)
 
     def delete(self, key: bytes) -> None:
         self.wb.delete(key)
         if self.written is not None:
             self.written.append(key)
+            if self.values is not None:
+                self.values.append(None)
 
     def raw_writes(self) -> tuple[Callable[[bytes, bytes], None], Callable[[bytes], None]]:
         """The write batch's own put and delete, untracked: for a caller that adds the keys it

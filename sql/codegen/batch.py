@@ -8,16 +8,16 @@ filters every record and collects the distinct keys, one ``get_many`` fetches th
 multi-get on a RocksDB table), a second pass does the rest. Each record runs inside its own
 ``try``: an error of one record (a decode error, a cast, a division by zero, an encoding
 failure) is appended to ``fails`` with the record, as the closures' driver dead-letters it.
+The output half (the row, its key and bytes, appended to the sink) is
+:mod:`sql.codegen.batch_output`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
-import msgspec
-
+from sql.codegen.batch_output import write_output
 from sql.codegen.batch_spec import BatchFn, Encoding, Generated, StructDecoding
 from sql.codegen.expr import ExprGen, Unsupported
 from sql.codegen.projection import ProjectionMismatch, ProjectionPlan
@@ -291,7 +291,7 @@ class _Body:
         joins = self.shape.joins
         if i == len(joins):
             self._filters(self.shape.late)
-            self._project()
+            write_output(self.w, self.gen, self.shape, self.enc, self.keyed)
             return
         self._join(joins[i], i, found)
         self._rest(i + 1)
@@ -360,62 +360,6 @@ class _Body:
                 w.env_line(f"env[{rel.meta_slot}] = None")
             else:
                 w.line("continue")
-
-    def _project(self) -> None:
-        w = self.w
-        values = [self.gen.compiled(c) for c in self.shape.outputs]
-        names = self.shape.names
-        items = ", ".join(f"{n!r}: {v}" for n, v in zip(names, values, strict=True))
-        as_dict = f"{{{items}}}"
-        key = "rec.key"
-        # The fast encoder writes a struct of the output columns as it writes their dict (the
-        # same names in the same order), at ~1,400 fewer instructions per row; the key
-        # function and the reference encoder read the dict.
-        struct = self.enc.fast is not None and not self.keyed and len(set(names)) == len(names)
-        if struct:
-            out_type = w.bind(_output_struct(names), "Out")
-            w.line(f"row = {out_type}({', '.join(values)})")
-        else:
-            w.line(f"row = {as_dict}")
-        if self.keyed:
-            w.line("key = key_of(row)")
-            key = "key"
-        slow = f"enc_slow({as_dict})" if struct else "enc_slow(row)"
-        if self.enc.fast is None:
-            w.line(f"out = {slow}")
-        else:
-            with w.block("try:"):
-                w.line("out = enc_fast(row)")
-            with w.block("except (TypeError, ValueError, OverflowError):"):
-                w.line(f"out = {slow}")
-            if self.enc.scan_nonfinite:
-                # The fast encoder writes NaN/Infinity decimals; the reference refuses them. A
-                # DECIMAL output not known finite is checked (as agents.codec.make_encoder does).
-                dec = w.bind(Decimal, "T")
-                checks = [
-                    f"(type({v}) is {dec} and not {v}.is_finite())"
-                    for c, v in zip(self.shape.outputs, values, strict=True)
-                    if c.type.name == "DECIMAL" and v not in self.gen.finite and v != "None"
-                ]
-                if checks:
-                    with w.block(f"if {' or '.join(checks)}:"):
-                        w.line(f"out = {slow}")
-        # The sink's C record builder called inline (sql.codegen.sink).
-        with w.block(f"if append(n_rec, None, {key}, out, NO_HEADERS) is None:"):
-            w.line("n_out += n_rec")
-            w.line("append, n_rec = sink.roll(n_rec)")
-            with w.block(f"if append(0, None, {key}, out, NO_HEADERS) is None:"):
-                w.line(f"sink.too_large({key}, out)")
-        w.line("n_rec += 1")
-
-
-def _output_struct(names: list[str]) -> type:
-    """A struct of the output columns, in order, encoded under their names (no GC: it holds
-    scalars and lives until its row is encoded)."""
-    fields = [f"f{i}" for i in range(len(names))]
-    return msgspec.defstruct(
-        "Output", fields, rename=dict(zip(fields, names, strict=True)), gc=False
-    )
 
 
 def _batchable(join: JoinStep) -> bool:

@@ -21,22 +21,22 @@ Why it is exact (SQL three-valued logic). Let ``S`` = the values ``t.k`` of the 
    ``p(u)`` in its place keeps exactly the same records (and a record without a row ``u`` is
    dropped by the join either way). Nowhere else: under OR or NOT, FALSE and UNKNOWN differ.
 
-What the argument needs, checked here (else the IN stays a maintained IN-set and EXPLAIN says
-why): a top-level AND term of WHERE, not negated; the subquery is ``SELECT k FROM T [WHERE p]``
-alone — no join, GROUP BY, aggregate, DISTINCT, ORDER BY, LIMIT, nested subquery, AS OF; ``k``
-is ``T``'s key; the query joins the same table with an INNER JOIN whose ON has the AND term
-``k = x`` with the IN's own ``x`` (a column of the stream); both read ``T``'s current state (no
-``FOR SYSTEM_TIME AS OF`` / ``AT SNAPSHOT`` on either side: a versioned read is not the present
-the IN-set holds) from a local table (its rows and its change feed are the same state);
-``x`` and ``k`` are declared with the same type, BIGINT, VARCHAR or DECIMAL (the join finds
-rows by the key's text form, ``tables.keys``, which is SQL equality within one of those);
-``p`` reads only ``T``'s declared columns (uncorrelated) through operators that cannot fail —
-comparisons, AND/OR/NOT, IS [NOT] NULL, BETWEEN, IN lists — so no per-row error of ``p`` (which
-the IN-set would raise for every record while the row exists) can go missing or appear. This
-holds for rows of the declared types, which a pipeline's declared table guarantees (it refuses
-other rows at load, ``agents.codec.make_row_check``); a table that does not check its rows (an
-in-memory one) can hold a row whose column cannot be read as its type: that row's error then
-comes with the records that join it, not with every record.
+What the argument needs, checked here (else the IN stays a maintained IN-set and EXPLAIN says why):
+a top-level AND term of WHERE (or ``NOT`` directly over the IN: below); the subquery is ``SELECT k
+FROM T [WHERE p]`` alone — no join, GROUP BY, aggregate, DISTINCT, ORDER BY, LIMIT, nested subquery,
+AS OF; ``k`` is ``T``'s key; the query joins the same table with an INNER JOIN whose ON has the AND
+term ``k = x`` with the IN's own ``x`` (a column of the stream); both read ``T``'s current state (no
+``FOR SYSTEM_TIME AS OF`` / ``AT SNAPSHOT`` on either side: a versioned read is not the present the
+IN-set holds) from a local table (its rows and its change feed are the same state); ``x`` and ``k``
+are declared with the same type, BIGINT, VARCHAR or DECIMAL (the join finds rows by the key's text
+form, ``tables.keys``, which is SQL equality within one of those); ``p`` reads only ``T``'s declared
+columns (uncorrelated) through operators that cannot fail — comparisons, AND/OR/NOT, IS [NOT] NULL,
+BETWEEN, IN lists — so no per-row error of ``p`` (which the IN-set would raise for every record
+while the row exists) can go missing or appear. This holds for rows of the declared types, which a
+pipeline's declared table guarantees (it refuses other rows at load,
+``agents.codec.make_row_check``); a table that does not check its rows (an in-memory one) can hold a
+row whose column cannot be read as its type: that row's error then comes with the records that join
+it, not with every record.
 
 A LEFT JOIN whose ON is the key's term alone folds into ``u.k IS NOT NULL AND (p)``: with a
 row, steps 1 to 3 hold (``u.k = x`` is not NULL); without one (``x`` is NULL or no key equals it)
@@ -44,15 +44,24 @@ row, steps 1 to 3 hold (``u.k = x`` is not NULL); without one (``x`` is NULL or 
 row), while ``p`` alone on NULLs could be TRUE. With more ON terms it is not folded: a row they
 reject leaves ``u`` NULL while its key is still in ``S``.
 
-Not folded: ``x NOT IN (...)``. Over an INNER JOIN the steps above
-would make ``x NOT IN S`` TRUE exactly when ``p(u)`` is not TRUE (``p(u) IS NOT TRUE``, never
-UNKNOWN), but that rewrite is not built, so it is not claimed.
+``x NOT IN (SELECT k FROM T [WHERE p])``, as an AND-ed term, over an INNER JOIN (the same
+checks otherwise) folds into ``p IS NOT TRUE`` on the joined row (written ``NOT (p) IS TRUE``),
+``FALSE`` without a WHERE. ``x NOT IN S`` is ``NOT (x IN S)``: by steps 1 and 2, ``x`` is not
+NULL and ``S`` has no NULL member (a NOT IN over a set holding a NULL is never TRUE; ``k`` is a
+primary key, so there is none), and ``x IN S`` is TRUE when ``p(u)`` is TRUE, else FALSE. So
+``x NOT IN S`` is FALSE when ``p(u)`` is TRUE, else TRUE — never UNKNOWN, the value of
+``p(u) IS NOT TRUE`` (UNKNOWN ``p(u)``: the row is not in ``S``, so its key is NOT IN). Without
+a WHERE, ``S`` is every key: the joined row's is in it, ``x NOT IN S`` is FALSE. A record
+without a row is dropped by the join either way. Not over a LEFT JOIN: there a record without
+a row reads NULL columns, and ``x NOT IN S`` is TRUE for an ``x`` no key equals (or a NULL ``x``
+over an empty ``S``) where ``p`` on NULLs can be anything.
 
 One thing changes, as with any plan of AND-ed terms (SQL leaves their order to the
 implementation; this planner already runs the terms that read no joined table before the joins):
 ``p`` runs after the join where the IN ran before it, so for a record the IN rejected, the other
 AND-ed terms may now run too — same rows out; a term that raises (a division by zero) on such a
-record makes it a dead letter instead of a dropped record.
+record makes it a dead letter instead of a dropped record (and the reverse where the replacement
+rejects a record earlier than the IN did: a NOT IN's ``FALSE`` runs before the joins).
 """
 
 from __future__ import annotations
@@ -120,24 +129,26 @@ def fold_in_into_join(select: exp.Select, catalog: Catalog) -> tuple[exp.Select,
         if target is None:
             continue  # not over a table the query joins: nothing to fold into
         join, tnode = target
-        negated = isinstance(node.parent, exp.Not)
-        if negated:
-            why: str | Folded = "NOT IN is not folded (only IN is proven equivalent)"
-        elif id(node) not in top:
+        # ``x NOT IN (...)``: the NOT over the IN is the term that is replaced.
+        term: exp.Expr = node.parent if isinstance(node.parent, exp.Not) else node
+        negated = term is not node
+        why: str | Folded
+        if id(term) not in top:
             why = "not an AND-ed term of WHERE (under OR/NOT, FALSE and NULL differ)"
         else:
-            why = _fold(node, sub, join, tnode, stream_node, stream, catalog)
+            why = _fold(node, sub, join, tnode, stream_node, stream, catalog, negated)
         on = join_label(join)
         if isinstance(why, str):
-            text = sql_text(node.parent if negated and node.parent is not None else node)
-            lines.append(f"IN not folded into {on}: {text}: {why}")
+            lines.append(f"IN not folded into {on}: {sql_text(term)}: {why}")
             continue
         p_text = "TRUE (no WHERE)" if why.p is None else sql_text(why.p)
+        if negated and sub.args.get("where") is None:
+            p_text += " (no WHERE)"
         lines.append(
-            f"IN folded into {on}: {sql_text(node)} → {p_text} on the joined row"
+            f"IN folded into {on}: {sql_text(term)} → {p_text} on the joined row"
             f" (one probe of {tnode.name}, not two)"
         )
-        folded[id(node)] = why.p
+        folded[id(term)] = why.p
     if not folded:
         return select, lines
     out = select.copy()
@@ -202,13 +213,17 @@ def _fold(
     stream_node: exp.Table,
     stream: RelationSchema,
     catalog: Catalog,
+    negated: bool = False,
 ) -> str | Folded:
-    """``p`` on the joined row (TRUE when the subquery has no WHERE), or why not."""
+    """``p`` on the joined row (TRUE when the subquery has no WHERE), or why not. ``negated``
+    (``x NOT IN``): ``p IS NOT TRUE`` (FALSE without a WHERE), over an INNER JOIN only."""
     side = (join.args.get("side") or "").upper()
     kind = (join.args.get("kind") or "").upper()
     left = side == "LEFT" and kind in ("", "OUTER")
     if not left and (side or kind not in ("", "INNER")):
         return f"a {side or kind} JOIN is not folded into"
+    if negated and left:
+        return "NOT IN is not folded into a LEFT JOIN (a record without a row may be NOT IN)"
     jnode = join.this
     if jnode.args.get("version") is not None or tnode.args.get("version") is not None:
         return "an AS OF read is not the table's current state, which the IN-set holds"
@@ -254,6 +269,8 @@ def _fold(
     matched = exp.Not(this=exp.Is(this=exp.column(key, table=u), expression=exp.Null()))
     where = sub.args.get("where")
     if where is None:
+        if negated:
+            return Folded(exp.false())  # the joined row's key is always in the set
         return Folded(matched if left else None)
     p = where.this.copy()
     for n in p.walk():
@@ -270,6 +287,8 @@ def _fold(
         col.set("table", exp.to_identifier(u))
     if left:
         return Folded(exp.and_(matched, exp.Paren(this=p), copy=False))
+    if negated:
+        return Folded(exp.Not(this=exp.Is(this=exp.Paren(this=p), expression=exp.true())))
     return Folded(p)
 
 

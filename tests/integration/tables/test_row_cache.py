@@ -61,14 +61,54 @@ async def test_cached_rows_follow_updates_deletes_and_inserts(
     assert len(table._state.rows) == 0
 
 
+async def test_a_preloaded_table_is_decoded_ahead_and_follows_the_topic(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """With the preload a table within both bounds is decoded once ready (a get() is the row
+    already held); the loader's later batches write their bytes through and drop the rows."""
+    topic = await create_topic(broker.url, unique("preloaded"), partitions=2)
+    await produce(broker.url, topic, rows((str(i), {"id": i, "v": 0}) for i in range(50)))
+    table = ReferenceTable(
+        TableSpec("preloaded", topic, key_field="id"),
+        tmp_path,
+        broker.url,
+        row_cache=RowCache(max_rows=100, max_raw_mb=1),
+        preload_cache=True,
+    )
+    await table.start()
+    try:
+        assert await table.wait_until_ready(60)
+        cache = table._state.rows
+        await until(lambda: len(cache.rows) == 50)
+        assert table.get("7") is cache.rows["7"]
+        assert table.get(7) is cache.rows["7"]  # an int probe: the same row, not decoded again
+        await produce(
+            broker.url,
+            topic,
+            rows([("7", {"id": 7, "v": 1}), ("8", None), ("99", {"id": 99, "v": 2})]),
+        )
+        await until(lambda: table.stats().records_read == 53)
+        assert cache.raw[b"7"] is not None
+        assert b'"v":1' in cache.raw[b"7"].replace(b" ", b"")
+        assert cache.raw[b"8"] is None  # a delete, held as a known miss
+        assert "7" not in cache.rows
+        assert 7 not in cache.rows
+        assert table.get("7") == {"id": 7, "v": 1}
+        assert table.get(8) is None
+        assert table.get("99") == {"id": 99, "v": 2}
+        assert table.get("1") is cache.rows["1"] == {"id": 1, "v": 0}
+    finally:
+        await table.stop()
+
+
 def test_row_cache_is_bounded_and_drops_int_probes() -> None:
     cache = RowCache(max_rows=3)
     for key in ("a", "b", 12):
         cache.put(key, {"k": key})
-    cache.invalidate([b"12", b"zz"], 2)
+    cache.invalidate([b"12", b"zz"])
     assert set(cache.rows) == {"a", "b"}
     cache.put("c", None)
     cache.put("d", 1)  # full: the oldest row leaves
     assert cache.rows == {"b": {"k": "b"}, "c": None, "d": 1}
-    cache.invalidate([b"d"] * 5000, 5000)  # a large batch clears everything
+    cache.invalidate([b"d"] * 5000)  # a large batch clears everything
     assert len(cache) == 0

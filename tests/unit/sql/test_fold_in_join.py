@@ -1,8 +1,8 @@
-"""The IN-into-join fold (:mod:`sql.plan.fold_in_join`) over hypothesis data: NULL probe values,
-probe values without a row, NULLs in the table's columns, rows changed and deleted between
+"""The IN- and NOT IN-into-join fold (:mod:`sql.plan.fold_in_join`) over hypothesis data: NULL probe
+values, probe values without a row, NULLs in the table's columns, rows changed and deleted between
 batches. Folded, the generated function and the closures must give identical outputs and dead
-letters; those must equal our own unfolded plan's (the same query joined on ``st.x + 0``, which
-the rule leaves alone: a maintained IN-set) and DuckDB's rows for every record.
+letters; those must equal our own unfolded plan's (the same query joined on ``st.x + 0``, which the
+rule leaves alone: a maintained IN-set) and DuckDB's rows for every record.
 
 The fold's cases — applied or not, and why — are the golden plans of
 ``tests/fixtures/sql/fold_in_join.sql``.
@@ -62,7 +62,8 @@ def folded_query(draw: st.DrawFn) -> str:
     pred = draw(st.sampled_from(PREDS))
     alias = " r2" if "r2." in pred else draw(st.sampled_from(["", " r2"]))
     item = draw(st.sampled_from(["id", "r2.id"] if alias else ["id", "r.id"]))
-    in_ = f"st.x IN (SELECT {item} FROM r{alias}{pred})"
+    not_ = "NOT " if draw(st.booleans()) else ""  # folded over an INNER JOIN only
+    in_ = f"st.x {not_}IN (SELECT {item} FROM r{alias}{pred})"
     where = in_ + draw(st.sampled_from(OTHER))
     if draw(st.booleans()):
         where = where.replace(in_, f"{in_} AND st.z IS NOT NULL")
@@ -135,9 +136,12 @@ def test_folded_in_matches_closures_and_duckdb(
         "st.x = r.id", "st.x + 0 = r.id"
     )
     procs = _processors(text, tables) + _processors(declarations() + unfolded, tables)[:1]
+    negated = " NOT IN (" in sql
+    foldable = not (negated and "LEFT JOIN r " in sql)
     for i, (_, cq) in enumerate(procs):
-        folded = "LookupJoin r: st.x IN" in cq.explain() and "IN folded" in cq.explain()
-        assert folded == (i < 2), cq.explain()
+        term = f"LookupJoin r: {'NOT ' if negated else ''}st.x IN"
+        folded = term in cq.explain() and "IN folded" in cq.explain()
+        assert folded == (i < 2 and foldable), cq.explain()
     columns = parse_script(text).declarations["st"].columns
     decode = make_decoder(columns)
     mirror = DuckMirror()
