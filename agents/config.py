@@ -10,6 +10,10 @@ from typing import Any
 from agents.membership import MemberFile
 from agents.transaction import COMMIT_INTERVAL
 
+#: Seconds between two state writes of a stateful task, at-least-once, by default (the
+#: ``state_write_interval`` setting): the windows and groups a second of batches changed are
+#: written once, with the offset of the last record applied.
+STATE_WRITE_INTERVAL = 1.0
 #: Waits until the named tables are loaded (the PipelineService's readiness, given to each agent).
 TablesReady = Callable[[Sequence[str]], Any]
 
@@ -25,6 +29,9 @@ class AgentConfig:
     max_inflight: int = 4
     log_interval: float = 10.0
     fetch_max_wait_ms: int = 5
+    #: At-least-once stateful queries: seconds between two state writes of a task (0: every
+    #: batch; :attr:`agents.tasks.AggregateTask.write_interval`).
+    state_write_interval: float = STATE_WRITE_INTERVAL
     #: Outputs, state and offsets of each task in one Kafka transaction (:mod:`agents.transaction`).
     exactly_once: bool = False
     #: Exactly-once: seconds a task's transaction stays open (``Transactions.commit_interval``).

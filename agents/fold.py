@@ -12,7 +12,6 @@ value skip the check (the same text and the same partition, so the same answer).
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,12 +19,12 @@ from agents.codec import DecodeError, encode_row, fast_encoder, make_encoder
 from agents.copartition import KeyCheck
 from agents.fused import EncodeFailure, refusing
 from agents.process import (
-    E_INTERNAL,
     BatchCounts,
     BatchProcessor,
     OutputLike,
     PerPartition,
     RawRecord,
+    internal_error,
     reason_of,
 )
 from agents.sink import NO_HEADERS
@@ -40,8 +39,6 @@ from sql import (
     fold_operator,
     generate_fold,
 )
-
-logger = logging.getLogger(__name__)
 
 
 def _encoding(encode: Callable[[Any], bytes], query: CompiledQuery, message: str) -> Encoding:
@@ -117,7 +114,8 @@ class Folded:
             if sinks is not None:
                 sinks.close()
         for rec, err in fails:
-            self._dead_letter(topic, partition, rec, self._reason(rec, err), output, counts)
+            reason = self._reason(topic, partition, rec, err)
+            self._dead_letter(topic, partition, rec, reason, output, counts)
         counts.records_out += n_out
         counts.records_in = n0 + len(records)
         counts.last[partition] = records[-1]
@@ -150,7 +148,7 @@ class Folded:
 
         return slow
 
-    def _reason(self, rec: RawRecord, err: Exception) -> str:
+    def _reason(self, topic: str, partition: int, rec: RawRecord, err: Exception) -> str:
         if isinstance(err, DecodeError):
             return err.reason
         if isinstance(err, SqlRuntimeError):
@@ -158,8 +156,7 @@ class Folded:
         if isinstance(err, EncodeFailure):
             return err.message
         # A bug must not stop the stream; the record is kept (as the general path does).
-        logger.error("query %s: record @%d", self.name, rec.offset, exc_info=err)
-        return E_INTERNAL.format(kind=type(err).__name__, error=err)
+        return internal_error(self.name, topic, partition, rec.offset, err)
 
 
 class _Sinks:

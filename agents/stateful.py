@@ -71,9 +71,6 @@ W_RETENTION = (
     " between were deleted by the topic's retention before they were aggregated"
 )
 I_RUNNING = "query %s: running (stateful, %s -> %s; %s)"
-#: Seconds between two state writes of a task, at-least-once (:attr:`AggregateTask.
-#: write_interval`): the windows and groups a second of batches changed are written once.
-STATE_WRITE_INTERVAL = 1.0
 
 
 class StatefulAgent(Service):
@@ -205,7 +202,7 @@ class StatefulAgent(Service):
         # task the loop would later trip over.
         task = self._task(partition)
         if self.txns is None:
-            task.write_interval = STATE_WRITE_INTERVAL
+            task.write_interval = self.config.state_write_interval
         resumed = task.open()
         self.tasks[partition] = task
         if not resumed:

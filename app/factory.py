@@ -145,6 +145,7 @@ def wire(app: faust.App, settings: Settings) -> Runtime:
             max_inflight=settings.query_max_inflight,
             log_interval=settings.query_log_interval,
             fetch_max_wait_ms=settings.query_fetch_wait_ms,
+            state_write_interval=settings.state_write_interval,
             exactly_once=settings.exactly_once,
             commit_interval=settings.commit_interval_ms / 1000,
             codegen=settings.codegen,

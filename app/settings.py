@@ -104,6 +104,11 @@ class Settings:
     #: How long the broker may hold a query's fetch waiting for data, ms (Tansu holds it that
     #: long even when data arrives: a floor under latency; lower costs more idle requests).
     query_fetch_wait_ms: int = field(default=5, metadata=_at_least(0))
+    #: Stateful queries, at-least-once: seconds between two writes of a task's state (the groups
+    #: and windows its batches changed, with the offset of the last record applied); a crash
+    #: replays the records since quietly. 0: written with every batch. Exactly-once writes it
+    #: with every transaction whatever this says.
+    state_write_interval: float = field(default=1.0, metadata={"minimum": 0, "maximum": 60})
     #: Nesting levels a JSON record value may have; a deeper one is a dead letter (a parser's
     #: recursion never sees it).
     json_max_depth: int = field(default=256, metadata=_at_least(1))
@@ -307,7 +312,7 @@ def _expected(f: dataclasses.Field[Any]) -> str:
 def _violation(f: dataclasses.Field[Any], value: Any) -> str | None:
     """None when ``value`` is acceptable for ``f``, else what is expected."""
     meta = f.metadata
-    ok = True
+    ok = value == value  # NaN: no minimum or maximum would refuse it
     if "minimum" in meta and value < meta["minimum"]:
         ok = False
     if "maximum" in meta and value > meta["maximum"]:

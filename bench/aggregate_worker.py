@@ -37,11 +37,11 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 
 from agents.codec import make_decoder, make_encoder
+from agents.config import STATE_WRITE_INTERVAL
 from agents.copartition import CheckedProcessor, KeyCheck
 from agents.pipeline import key_columns
 from agents.process import BatchProcessor, OutputLike, PerPartition
 from agents.sink import Output
-from agents.stateful import STATE_WRITE_INTERVAL
 from agents.tasks import AggregateTask
 from bench.orders import encode_order, order
 from bench.pipeline_aggregate import PIPELINE, WINDOW

@@ -280,3 +280,44 @@ async def test_outputs_through_the_record_builders_are_the_general_paths() -> No
     assert sum(len(v) for v in _sent(fast, "out").values()) > 150
     assert sorted(_sent(fast, "dlq")[0]) == sorted(_sent(general, "dlq")[0])
     assert fast.records == general.records
+
+
+class _BrokenSink(Collect):
+    """An output whose query topic fails with a bug (no SQL error) on its first append."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = True
+
+    def append(self, topic: str, key: Any, value: Any, headers: Any = None, p: Any = None) -> None:
+        if topic == "out" and self.broken:
+            self.broken = False
+            raise RuntimeError("bug appending")
+        super().append(topic, key, value, headers, p)
+
+
+def test_a_bug_in_the_fold_dead_letters_the_record_naming_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug met by one folded record: logged with its place through the one
+    :func:`agents.process.internal_error` (as the general paths do) and dead-lettered; the
+    next record goes on."""
+    import logging
+
+    sql = STREAM.format(key="u", ooo="0ms", late="") + QUERIES[5].format(key="u")
+    _, fast = build(sql, "u", True)
+    a = TEXTS[0]
+    out, counts = _BrokenSink(), BatchCounts()
+    with caplog.at_level(logging.ERROR, logger="agents"):
+        fast.run_partition("ev", 0, [_ev(41, a, int(a), 1), _ev(42, a, int(a), 2)], out, counts)
+    rows, dead = split(out)
+    assert [(o, r) for o, r, _, _ in dead] == [
+        (b"41", b"internal error RuntimeError: bug appending")
+    ]
+    assert len(rows) == 1
+    assert b'"n":2' in rows[0][1]
+    [logged] = caplog.records
+    assert logged.name == "agents.process"
+    assert logged.getMessage() == "query o: ev[0]@41"
+    assert logged.exc_info is not None
+    assert logged.exc_info[0] is RuntimeError

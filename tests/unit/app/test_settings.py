@@ -66,6 +66,12 @@ def test_overrides_beat_env() -> None:
         ({"TABLESTREAM_QUERY_LOG_INTERVAL": "-1"}, "expected a number >= 0.1"),
         ({"TABLESTREAM_QUERY_FETCH_WAIT_MS": "1.5"}, "expected an integer >= 0"),
         (
+            {"TABLESTREAM_STATE_WRITE_INTERVAL": "-1"},
+            "TABLESTREAM_STATE_WRITE_INTERVAL='-1': expected a number from 0 to 60",
+        ),
+        ({"TABLESTREAM_STATE_WRITE_INTERVAL": "nan"}, "'nan': expected a number from 0 to 60"),
+        ({"TABLESTREAM_STATE_WRITE_INTERVAL": "soon"}, "'soon': expected a number from 0 to 60"),
+        (
             {"TABLESTREAM_PROCESSING_GUARANTEE": "exactly-once"},
             "TABLESTREAM_PROCESSING_GUARANTEE='exactly-once': expected one of at_least_once",
         ),
