@@ -203,7 +203,10 @@ class _FoldBody(FoldOutput):
             if self.gate is not None:
                 w.line(f"checked = {w.bind(self.gate.checked, 'CHECKED')}(partition)")
             if self.slotted:
-                w.line(f"slots = {w.bind(Slots(), 'SLOTS')}(partition)")
+                # Fresh slots when the output's partitions changed (a new cache of them): a
+                # slot keeps its output key's partition.
+                known = "None if sinks is None else sinks.known"
+                w.line(f"slots = {w.bind(Slots(), 'SLOTS')}(partition, {known})")
             with w.block("for rec in records:"):
                 w.line("raw = rec.value")
                 with w.block("if raw is None:"):
@@ -291,12 +294,34 @@ class _FoldBody(FoldOutput):
             args.append(None if s.arg is None else self.gen.residual(s.arg))
         return keys, args
 
+    def _key_is_gate(self, keys: list[str]) -> bool:
+        """Whether the group key is the gate column's value alone, of a type whose equal values
+        are the same value (BIGINT, VARCHAR): then a slot whose value equals the record's
+        (``sl[0] == kc``, checked by the gate) holds this record's group key already."""
+        gate = self.gate
+        if gate is None or gate.column is None or len(keys) != 1 or self.dicts:
+            return False
+        # The key's code is the column's plain read (``c = v0.<attr>``, no conversion: the
+        # struct's values are of the column's type), the gate's ``kc`` read the same way.
+        read = self.w.known(("read", self.vs, gate.column))
+        return read == keys[0] and self.gen.exact.get(read) in (int, str)
+
     def _find(self, keys: list[str]) -> None:
         w = self.w
         gk = f"({keys[0]},)" if len(keys) == 1 else f"({', '.join(keys)})"
-        w.line(f"gk = {gk}")
         slotted = self.slotted
+        same = slotted and self._key_is_gate(keys)
         if not self.windowed:
+            if same:
+                # The slot's group (its key column's value equals this record's).
+                with w.block("if sl is not None:"):
+                    w.line("gk = sl[1]")
+                    w.line("accs = sl[2]")
+                with w.block("else:"):
+                    w.line(f"gk = {gk}")
+                    w.line("accs = None")
+                return
+            w.line(f"gk = {gk}")
             if slotted:
                 # The slot's group when it is this one (an equal key: the dict's answer too).
                 with w.block("if sl is not None and sl[1] == gk:"):
@@ -309,7 +334,19 @@ class _FoldBody(FoldOutput):
         size, due = int(op.size), int(op.size + op.grace)
         windows = w.bind(op.windows, "WINDOWS")
         w.line(f"start = t - t % {size}")
-        if slotted:
+        if same:
+            # The slot's window when it is this one (the slot's group is this record's); a
+            # window in a slot may have closed since (closed is checked below; a tumbling
+            # window is dropped only once closed).
+            with w.block("if sl is not None and sl[2] == start:"):
+                w.line("gk = sl[1]")
+                w.line("win = sl[3]")
+            with w.block("else:"):
+                w.line(f"gk = {gk}")
+                w.line(f"win = {windows}.get((gk, start))")
+                w.line("sl = None")
+        elif slotted:
+            w.line(f"gk = {gk}")
             # The slot's window when it is this one; a window in a slot may have closed since
             # (closed is checked below; a tumbling window is dropped only once closed).
             with w.block("if sl is not None and sl[2] == start and sl[1] == gk:"):
@@ -318,6 +355,7 @@ class _FoldBody(FoldOutput):
                 w.line(f"win = {windows}.get((gk, start))")
                 w.line("sl = None")
         else:
+            w.line(f"gk = {gk}")
             w.line(f"win = {windows}.get((gk, start))")
         # Open: the watermark before its close (end + grace); else closed, late or (with
         # late='update') kept for late records: the general path.
@@ -338,7 +376,7 @@ class _FoldBody(FoldOutput):
                 with w.block("if accs is None:"):
                     w.line(f"accs = {groups}[gk] = [{new}]")
                 if slotted:
-                    w.line("slots[rk] = sl = [kc, gk, accs, None]")
+                    w.line("slots[rk] = sl = [kc, gk, accs, None, None]")
             return
         assert isinstance(op, TimeWindowAggregate)
         windows, make = w.bind(op.windows, "WINDOWS"), w.bind(Win, "Win")
@@ -356,7 +394,7 @@ class _FoldBody(FoldOutput):
             w.line(f"{push}({heap}, (due, win.seq, {name}.pushes, win))")
         if slotted:
             with w.block("if sl is None:"):
-                w.line("slots[rk] = sl = [kc, gk, start, win, None]")
+                w.line("slots[rk] = sl = [kc, gk, start, win, None, None]")
         w.line("accs = win.accs")
 
     def _fold(self, args: list[str | None]) -> None:

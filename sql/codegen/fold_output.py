@@ -63,6 +63,8 @@ class FoldOutput:
     row = "row"
     #: Code of the row's columns, where known (:meth:`_row_values`).
     values: dict[str, str]
+    #: The output key is the slot's (its bytes and partition kept there).
+    slot_key = False
 
     def _emit(self) -> None:
         op = self.op
@@ -88,7 +90,7 @@ class FoldOutput:
         # every accumulator's result left to right, then the row of the outputs.
         for i, kind in enumerate(type(s.factory()) for s in op.agg.specs):
             if kind is CountStar or kind is Count:
-                w.line(f"r{i} = accs[{i}].n")
+                w.line(f"r{i} = a{i}.n")  # a{i}: accs[{i}], read by the fold
             elif kind is Sum and self.decimal_sums.get(i):
                 # Sum.result of a SUM over DECIMAL values only (no DOUBLE in it: floats 0).
                 a, add = f"a{i}", w.bind(DECIMAL_CONTEXT.add, "ADD")
@@ -157,10 +159,15 @@ class FoldOutput:
             w.line(f"append({w.const(self.topic)}, key, out, None, None)")
         with w.block("else:"):
             # The partition's C record builder, called inline (sql.codegen.sink).
-            # The output's own partition cache first (the partitioner's result by key).
-            w.line("p = known.get(key)")
-            with w.block("if p is None:"):
-                w.line("p = part(key)")
+            if self.slot_key:
+                # The slot's output key has its partition in the slot once found (the slots
+                # start over when the output's partitions change: Slots.__call__).
+                w.line("p = sl[-1]")
+                with w.block("if p is None:"):
+                    self._partition()
+                    w.line("sl[-1] = p")
+            else:
+                self._partition()
             w.line("e = opened.get(p)")
             with w.block("if e is None:"):
                 w.line("e = opened[p] = open_sink(p)")
@@ -168,6 +175,13 @@ class FoldOutput:
                 w.line("sinks.roll(e, key, out)")
             w.line("e[1] += 1")
         w.line("n_out += 1")
+
+    def _partition(self) -> None:
+        # The output's own partition cache first (the partitioner's result by key).
+        w = self.w
+        w.line("p = known.get(key)")
+        with w.block("if p is None:"):
+            w.line("p = part(key)")
 
     def _key(self, values: dict[str, str]) -> None:
         w = self.w
@@ -178,10 +192,11 @@ class FoldOutput:
         if self.slotted and all(values.get(c) in self._slot_constant() for c in columns):
             # Made of the group key and the window start only: written once per slot
             # (sql.codegen.fold_slots.Slots), its last item.
-            w.line("key = sl[-1]")
+            w.line("key = sl[-2]")
             with w.block("if key is None:"):
                 self._key_of(values)
-                w.line("sl[-1] = key")
+                w.line("sl[-2] = key")
+            self.slot_key = True
             return
         self._key_of(values)
 

@@ -12,8 +12,9 @@ SLOTS_KEPT = 100_000
 
 class Slots:
     """Per partition, the fold's slot of each record key that passed the key check: a list
-    ``[key column value, group key, start, window, output key]`` (windows) or ``[value, group
-    key, accumulators, output key]`` (GROUP BY), the output key None until written. A record
+    ``[key column value, group key, start, window, output key, its partition]`` (windows) or
+    ``[value, group key, accumulators, output key, its partition]`` (GROUP BY), the output key
+    and partition None until found. A record
     whose key has a slot with an equal value needs no key check, and one in the slot's group
     (and window) no group or window lookup and no output key formatting: one dict lookup by
     the record key's bytes instead of three (and the output key's bytes kept hash their
@@ -21,8 +22,16 @@ class Slots:
 
     def __init__(self) -> None:
         self.by_partition: dict[int, dict[bytes, list[Any]]] = {}
+        #: The output's partition cache the slots' partitions agree with (see ``__call__``).
+        self.outputs: object = None
 
-    def __call__(self, partition: int) -> dict[bytes, list[Any]]:
+    def __call__(self, partition: int, outputs: object = None) -> dict[bytes, list[Any]]:
+        """The slots of ``partition``; ``outputs``: the output's partition cache of its topic,
+        a new one when the topic's partitions changed: then every slot starts over (a slot
+        keeps its output key's partition)."""
+        if outputs is not self.outputs:
+            self.by_partition.clear()
+            self.outputs = outputs
         slots = self.by_partition.get(partition)
         if slots is None or len(slots) >= SLOTS_KEPT:
             slots = self.by_partition[partition] = {}

@@ -321,3 +321,29 @@ def test_a_bug_in_the_fold_dead_letters_the_record_naming_it(
     assert logged.getMessage() == "query o: ev[0]@41"
     assert logged.exc_info is not None
     assert logged.exc_info[0] is RuntimeError
+
+
+async def test_slots_start_over_when_the_outputs_partitions_change() -> None:
+    """A slot keeps its output key's partition: when the sink's partitions change between
+    batches (a new partition cache), the fold places the next outputs by the new count, as
+    the general path does."""
+    from aiokafka import AIOKafkaProducer
+
+    from agents.sink import Output
+
+    sql = STREAM.format(key="u", ooo="0ms", late="") + QUERIES[0].format(key="u")
+    outs = []
+    for fold in (True, False):
+        producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", max_batch_size=1024 * 1024)
+        out = Output(producer)
+        out.set_partitions("dlq", [0])
+        _, proc = build(sql, "u", fold)
+        for b, parts in enumerate(([0, 1], [0, 1, 2, 3, 4])):
+            out.set_partitions("out", parts)
+            batch = [_ev(b * 100 + i, t, int(t), 1_000 + i) for i, t in enumerate(TEXTS[:5] * 3)]
+            proc.run_partition("ev", 0, batch, out, BatchCounts())
+        outs.append(out)
+        await producer.stop()
+    fast, general = (_sent(o, "out") for o in outs)
+    assert fast == general
+    assert max(fast) > 1, "the second batch's outputs spread over the new partitions"
