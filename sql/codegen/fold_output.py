@@ -93,9 +93,16 @@ class FoldOutput:
                 w.line(f"r{i} = a{i}.n")  # a{i}: accs[{i}], read by the fold
             elif kind is Sum and self.decimal_sums.get(i):
                 # Sum.result of a SUM over DECIMAL values only (no DOUBLE in it: floats 0).
+                # Without integers in it, ``exact`` itself: ADD(exact, 0) is the same value
+                # written the same way, as exact is never -0 (it starts at +0, and a sum is
+                # -0 only of two -0s under ROUND_HALF_UP), its exponent never above 0 (the
+                # exponent of a sum is its operands' least, and Decimal(0)'s is 0) and its
+                # digits within the context's precision (every value of it came out of ADD).
+                # tests/unit/sql/test_fold_decimal.py checks that over hypothesis sums.
                 a, add = f"a{i}", w.bind(DECIMAL_CONTEXT.add, "ADD")
                 w.line(
-                    f"r{i} = None if {a}.n == 0 else {add}({a}.exact, {a}.ints)"
+                    f"r{i} = None if {a}.n == 0 else ({a}.exact if not {a}.ints"
+                    f" else {add}({a}.exact, {a}.ints))"
                     f" if {a}.decimals and not {a}.floats else {a}.result()"
                 )
             else:
