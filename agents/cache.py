@@ -22,6 +22,7 @@ from tables import (
     SecondaryIndex,
     StatsLike,
     Value,
+    int_alias,
 )
 from tables import Unsubscribe as UnsubscribeFn
 from tables.keys import key_text
@@ -49,13 +50,9 @@ class CachedTable:
         rows, key = self._rows, change.key
         rows.pop(key, None)
         # Integer keys are cached under the int the queries probe with, too.
-        if type(key) is str and key[-1:].isdigit():
-            try:
-                as_int = int(key)
-            except ValueError:
-                return
-            if str(as_int) == key:
-                rows.pop(as_int, None)
+        alias = int_alias(key)
+        if alias is not None:
+            rows.pop(alias, None)
 
     def close(self) -> None:
         unsubscribe, self._unsubscribe = self._unsubscribe, None
