@@ -24,17 +24,13 @@ import random
 from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatch
 
-from agents.cache import CachedTable
 from agents.codec import make_decoder
 from agents.fused import FusedProcessor
-from bench.orders import SYMBOLS, encode_order, order
-from bench.pipeline import PIPELINE
-from bench.pipeline_stages import ENRICH, Collect, enrich_order
-from core import codec, gcpause
+from bench.pipeline_stages import Collect, bench_inputs, record_batches
+from core import gcpause
 from sql import compile_query, parse_script
-from tables.memory import MemoryTable
 from tests.support.rocks import Record
 
 ORDERS = 30_000
@@ -43,20 +39,7 @@ FETCH_BATCH = 10_000
 
 
 def main(args: argparse.Namespace) -> None:
-    rng = random.Random(7)
-    users, limits = MemoryTable("users", "id"), MemoryTable("limits", "symbol")
-    for i in range(10_000):
-        row = {"id": i, "name": f"user-{i}", "tier": rng.choice(["basic", "gold"]), "credit": i}
-        users.put_row(codec.loads_exact(codec.dumps(row)))
-    for s in SYMBOLS:
-        limits.put_row(codec.loads_exact(f'{{"symbol":"{s}","max_price":500.00}}'))
-    if args.job == "enrich":
-        sql = ENRICH
-        values = [enrich_order(i, 10_000, rng) for i in range(ORDERS)]
-    else:
-        sql = PIPELINE.format(partitions=2)
-        values = [encode_order(order(i, 10_000, rng)) for i in range(ORDERS)]
-    tables = {"users": CachedTable(users), "limits": CachedTable(limits)}
+    sql, tables, values = bench_inputs(args.job, ORDERS, 10_000, random.Random(7))
     columns = parse_script(sql).declarations["orders"].columns
     # An older checkout's FusedProcessor (an A/B) may not take the declared columns.
     takes_columns = "columns" in inspect.signature(FusedProcessor).parameters
@@ -80,12 +63,7 @@ def main(args: argparse.Namespace) -> None:
     # As a worker fetches them: aiokafka's C records of 10k-record batches (built for every
     # order, whatever n: only their reading is counted), the collector's thresholds as the
     # agent has them (paused while a batch is fetched and run, or not: --gc on).
-    buffers = []
-    for start in range(0, ORDERS, FETCH_BATCH):
-        builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, 0, 64 * 1024 * 1024)
-        for i in range(start, start + FETCH_BATCH):
-            builder.append(i - start, None, str(i).encode(), values[i], [])
-        buffers.append(bytes(builder.build()))
+    buffers = record_batches(values, FETCH_BATCH)
     gc.freeze()
     left = args.n
     with gcpause.paused() if args.gc == "paused" else contextlib.nullcontext():

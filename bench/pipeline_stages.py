@@ -26,6 +26,7 @@ from typing import Any, cast
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from agents.cache import CachedTable
 from agents.codec import make_decoder, make_encoder
@@ -83,18 +84,41 @@ def enrich_order(i: int, users: int, rng: random.Random) -> bytes:
     return f'{{"order_id":{i},"user_id":{user},"amount":{amount},"ts":{i}}}'.encode()
 
 
-def main(args: argparse.Namespace) -> None:
-    rng = random.Random(7)
-    users, limits = MemoryTable("users", "id"), MemoryTable("limits", "symbol")
-    for i in range(args.users):
+def bench_inputs(
+    job: str, orders: int, users: int, rng: random.Random
+) -> tuple[str, dict[str, CachedTable], list[bytes]]:
+    """What the in-process pipeline benches run: the query of ``job`` (``pipeline``: the one of
+    ``bench/pipeline.py``; ``enrich``: ``bench/peers.py``'s enrichment), its tables (``users``
+    users, the 50 symbols' limits) in memory behind the agents' row cache as a worker reads
+    them, and ``orders`` encoded orders of the job — all drawn from ``rng`` in this order."""
+    user_table, limits = MemoryTable("users", "id"), MemoryTable("limits", "symbol")
+    for i in range(users):
         row = {"id": i, "name": f"user-{i}", "tier": rng.choice(["basic", "gold"]), "credit": i}
-        users.put_row(codec.loads_exact(codec.dumps(row)))  # decoded as a ReferenceTable does
+        user_table.put_row(codec.loads_exact(codec.dumps(row)))  # decoded as a ReferenceTable does
     for s in SYMBOLS:
         limits.put_row(codec.loads_exact(f'{{"symbol":"{s}","max_price":500.00}}'))
-    enrich = args.job == "enrich"
-    sql = ENRICH if enrich else PIPELINE.format(partitions=2)
+    tables = {"users": CachedTable(user_table), "limits": CachedTable(limits)}
+    if job == "enrich":
+        return ENRICH, tables, [enrich_order(i, users, rng) for i in range(orders)]
+    values = [encode_order(order(i, users, rng)) for i in range(orders)]
+    return PIPELINE.format(partitions=2), tables, values
+
+
+def record_batches(values: list[bytes], size: int) -> list[bytes]:
+    """``values`` as aiokafka's C record batches of ``size`` records (as a worker fetches them;
+    offsets from 0 in each batch, the key the value's index)."""
+    buffers = []
+    for start in range(0, len(values), size):
+        builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, 0, 64 * 1024 * 1024)
+        for i in range(start, min(start + size, len(values))):
+            builder.append(i - start, None, str(i).encode(), values[i], [])
+        buffers.append(bytes(builder.build()))
+    return buffers
+
+
+def main(args: argparse.Namespace) -> None:
+    sql, tables, values = bench_inputs(args.job, args.orders, args.users, random.Random(7))
     # As the agents compile it: stream columns arrive typed from the decoder.
-    tables = {"users": CachedTable(users), "limits": CachedTable(limits)}
     query = compile_query(sql, tables, typed_streams=True)
     decl = parse_script(sql).declarations["orders"]
     decode = make_decoder(decl.columns)
@@ -109,10 +133,6 @@ def main(args: argparse.Namespace) -> None:
     )
     # As in the bench's worker: the sink has the source's partitions, outputs keep theirs.
     processor.keep_partition = fused.keep_partition = True
-    if enrich:
-        values = [enrich_order(i, args.users, rng) for i in range(args.orders)]
-    else:
-        values = [encode_order(order(i, args.users, rng)) for i in range(args.orders)]
     records = [Record("orders", i % 2, i, 0, str(i).encode(), v) for i, v in enumerate(values)]
     decoded = [decode(v) for v in values]
     rows = [r[0] for d in decoded if (r := query.process(d, key="1", timestamp=0))]
