@@ -15,11 +15,10 @@ that yields no dead letter must also give the rows DuckDB gives for the same que
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents.cache import CachedTable
@@ -28,18 +27,23 @@ from agents.fused import FusedProcessor
 from agents.process import BatchProcessor
 from core.codec import loads_exact
 from sql import compile_query, parse_script
-from tests.support.codegen import decs, ints, run_collected, strs, table_decs, table_rows
+from tests.support.codegen import (
+    Test,
+    codegen_examples,
+    decs,
+    ints,
+    run_collected,
+    strs,
+    table_decs,
+    table_rows,
+)
 from tests.support.rocks import Record
 from tests.unit.sql.support import (
-    IN_CI,
     DuckMirror,
     declarations,
     make_tables,
     same_rows,
 )
-
-EXAMPLES = int(os.environ.get("SQL_CODEGEN_EXAMPLES", "100"))
-
 
 NUM = ["st.x", "st.y", "r.a", "r.d", "q.a", "q.d", "r.id", "1", "2.50", "0", "NULL"]
 STR = ["st.z", "r.s", "'a'", "'b'", "NULL"]
@@ -279,19 +283,18 @@ def check_against_closures_and_duckdb(
         )
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=IN_CI,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(
-    sql=query(),
-    r=table_rows("r"),
-    q=table_rows("q"),
-    values=st.lists(record(), min_size=1, max_size=12),
-    changes=table_changes(),
-)
+def examples(sql: st.SearchStrategy[str]) -> Callable[[Test], Test]:
+    """Queries from ``sql`` over random tables, records and table changes between the batches."""
+    return codegen_examples(
+        sql=sql,
+        r=table_rows("r"),
+        q=table_rows("q"),
+        values=st.lists(record(), min_size=1, max_size=12),
+        changes=table_changes(),
+    )
+
+
+@examples(query())
 def test_generated_matches_closures_and_duckdb(
     sql: str,
     r: list[dict[str, Any]],
@@ -302,19 +305,7 @@ def test_generated_matches_closures_and_duckdb(
     check_against_closures_and_duckdb(sql, r, q, values, changes)
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=IN_CI,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(
-    sql=query(closures=False),
-    r=table_rows("r"),
-    q=table_rows("q"),
-    values=st.lists(record(), min_size=1, max_size=12),
-    changes=table_changes(),
-)
+@examples(query(closures=False))
 def test_projected_lookups_match_closures_and_duckdb(
     sql: str,
     r: list[dict[str, Any]],
