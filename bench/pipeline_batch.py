@@ -27,11 +27,10 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.record.default_records import DefaultRecordBatch
 
-from agents.codec import make_decoder
 from agents.fused import FusedProcessor
-from bench.pipeline_stages import Collect, bench_inputs, record_batches
+from bench.pipeline_stages import Collect, bench_inputs, fused_processor, record_batches
 from core import gcpause
-from sql import compile_query, parse_script
+from sql import parse_script
 from tests.support.rocks import Record
 
 FETCH_BATCH = 10_000
@@ -44,17 +43,7 @@ def main(args: argparse.Namespace) -> None:
     names = args.variants.split(",")
     processors: dict[str, FusedProcessor] = {}
     for name in names:
-        p = FusedProcessor(
-            compile_query(sql, tables, typed_streams=True),
-            make_decoder(columns),
-            name="q",
-            sink_topic="out",
-            key_columns=(),
-            dead_letter_topic="dlq",
-            columns=columns,
-            project=VARIANTS[name],
-        )
-        p.keep_partition = True  # as the bench's worker: outputs keep the source partition
+        p = fused_processor(sql, tables, columns, project=VARIANTS[name])
         records = [Record("orders", 0, i, 0, str(i).encode(), v) for i, v in enumerate(values)]
         p.run(records, Collect())  # warm: every user and symbol in the caches and maps
         processors[name] = p

@@ -19,18 +19,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import inspect
 import random
 from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.record.default_records import DefaultRecordBatch
 
-from agents.codec import make_decoder
-from agents.fused import FusedProcessor
-from bench.pipeline_stages import Collect, bench_inputs, record_batches
+from bench.pipeline_stages import Collect, bench_inputs, fused_processor, record_batches
 from core import gcpause
-from sql import compile_query, parse_script
+from sql import parse_script
 from tests.support.rocks import Record
 
 ORDERS = 30_000
@@ -41,20 +38,7 @@ FETCH_BATCH = 10_000
 def main(args: argparse.Namespace) -> None:
     sql, tables, values = bench_inputs(args.job, ORDERS, 10_000, random.Random(7))
     columns = parse_script(sql).declarations["orders"].columns
-    # An older checkout's FusedProcessor (an A/B) may not take the declared columns.
-    takes_columns = "columns" in inspect.signature(FusedProcessor).parameters
-    extra: dict[str, Any] = {"columns": columns} if takes_columns else {}
-    fused = FusedProcessor(
-        compile_query(sql, tables, typed_streams=True),
-        make_decoder(columns),
-        name="q",
-        sink_topic="out",
-        key_columns=(),
-        dead_letter_topic="dlq",
-        **extra,
-    )
-    # As in the bench's worker: the sink has the source's partitions, outputs keep theirs.
-    fused.keep_partition = True
+    fused = fused_processor(sql, tables, columns)
     records = [Record("orders", 0, i, 0, str(i).encode(), v) for i, v in enumerate(values)]
     fused.run(records, Collect())  # warm: every user and symbol in the row caches
     if not args.fetch:

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import inspect
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from aiokafka import AIOKafkaProducer
@@ -29,7 +30,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from agents.cache import CachedTable
-from agents.codec import make_decoder, make_encoder
+from agents.codec import Decoder, make_decoder, make_encoder
 from agents.fused import FusedProcessor
 from agents.process import BatchProcessor
 from agents.sink import MAX_BATCH_BYTES, Output
@@ -38,6 +39,7 @@ from bench.peers import SQL_ENRICH, SQL_HEAD
 from bench.pipeline import PIPELINE
 from core import codec
 from sql import compile_query, parse_script
+from sql.types import SqlType
 from tables.apply import Malformed
 from tables.memory import MemoryTable
 from tests.support.rocks import Record
@@ -116,6 +118,32 @@ def record_batches(values: list[bytes], size: int) -> list[bytes]:
     return buffers
 
 
+def fused_processor(
+    sql: str,
+    tables: dict[str, CachedTable],
+    columns: Mapping[str, SqlType] | None,
+    decode: Decoder | None = None,
+    **options: Any,
+) -> FusedProcessor:
+    """The query's generated batch function as the bench's worker runs it: stream columns
+    decoded typed (``decode``, default a new decoder of ``columns``), its sink with the source's
+    partitions so outputs keep theirs. ``options``: more of :class:`FusedProcessor`'s."""
+    # An older checkout's FusedProcessor (an A/B) may not take the declared columns.
+    if "columns" in inspect.signature(FusedProcessor).parameters:
+        options["columns"] = columns
+    fused = FusedProcessor(
+        compile_query(sql, tables, typed_streams=True),
+        make_decoder(columns) if decode is None else decode,
+        name="q",
+        sink_topic="out",
+        key_columns=(),
+        dead_letter_topic="dlq",
+        **options,
+    )
+    fused.keep_partition = True
+    return fused
+
+
 def main(args: argparse.Namespace) -> None:
     sql, tables, values = bench_inputs(args.job, args.orders, args.users, random.Random(7))
     # As the agents compile it: stream columns arrive typed from the decoder.
@@ -128,11 +156,9 @@ def main(args: argparse.Namespace) -> None:
     processor = BatchProcessor(
         query, decode, encode=make_encoder(query.output_columns, query.output_types), **common
     )
-    fused = FusedProcessor(
-        compile_query(sql, tables, typed_streams=True), decode, columns=decl.columns, **common
-    )
+    fused = fused_processor(sql, tables, decl.columns, decode)
     # As in the bench's worker: the sink has the source's partitions, outputs keep theirs.
-    processor.keep_partition = fused.keep_partition = True
+    processor.keep_partition = True
     records = [Record("orders", i % 2, i, 0, str(i).encode(), v) for i, v in enumerate(values)]
     decoded = [decode(v) for v in values]
     rows = [r[0] for d in decoded if (r := query.process(d, key="1", timestamp=0))]
