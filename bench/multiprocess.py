@@ -53,7 +53,7 @@ from bench.orders import encode_order, order
 from bench.pipeline import PIPELINE as STATELESS
 from bench.pipeline import proc_cpu, produce, query_stats, seed
 from bench.pipeline_aggregate import PIPELINE as AGGREGATE
-from bench.pipeline_worker import Spy
+from bench.pipeline_worker import Spy, worker_env
 from tests.support.worker import Worker
 
 #: Seconds between two polls of the processes' ``/queries/``: each poll costs the processes CPU,
@@ -95,18 +95,14 @@ def start_workers(
     servers: str, work: Path, sql: str, n: int, extra: dict[str, str]
 ) -> list[Worker]:
     """``n`` workers of one app: same app id and pipeline, own data directories and ports."""
-    pipeline = work / "pipeline.sql"
-    pipeline.write_text(sql)
-    env = {
-        "TABLESTREAM_BROKER": servers,
-        "TABLESTREAM_APP_ID": "bench",
-        "TABLESTREAM_PIPELINE": str(pipeline),
+    settings = {
         # info: each assignment is logged (by aiokafka), counted after settling.
         "TABLESTREAM_LOG_LEVEL": "info",
         # Stopped for seconds while the orders are produced: no session may expire meanwhile.
         "TABLESTREAM_SESSION_TIMEOUT": "60",
         **extra,
     }
+    env = worker_env(servers, work, sql, settings)
     # Worker gives each its own TABLESTREAM_DATA_DIR and TABLESTREAM_WEB_PORT.
     return [Worker(work / f"worker-{i}", env).start() for i in range(n)]
 
