@@ -38,8 +38,7 @@ from bench.orders import SYMBOLS, encode_order, order
 from bench.peers import SQL_ENRICH, SQL_HEAD
 from bench.pipeline import PIPELINE
 from core import codec
-from sql import compile_query, parse_script
-from sql.types import SqlType
+from sql import SqlType, compile_query, parse_script
 from tables.apply import Malformed
 from tables.memory import MemoryTable
 from tests.support.rocks import Record
