@@ -207,11 +207,7 @@ def check_against_closures_and_duckdb(
     tables change (the variants' maps and caches must follow) and the batch runs again; every
     record that is not a dead letter must give DuckDB's rows over the final tables.
     ``projected``: every variant with maps must have some (the query calls no closure)."""
-    tables = make_tables()
-    for row in r:
-        tables["r"].put_row(row)
-    for row in q:
-        tables["q"].put_row(row)
+    tables = make_tables({"r": r, "q": q})
     text = declarations() + sql
     columns = parse_script(text).declarations["st"].columns
     common: dict[str, Any] = dict(

@@ -116,11 +116,7 @@ def test_folded_in_matches_closures_and_duckdb(
     changes: list[tuple[int, Any]],
     batches: list[list[bytes]],
 ) -> None:
-    tables = make_tables()
-    for row in r:
-        tables["r"].put_row(row)
-    for row in q:
-        tables["q"].put_row(row)
+    tables = make_tables({"r": r, "q": q})
     text = declarations() + sql
     unfolded = sql.replace("r.id = st.x", "r.id = st.x + 0").replace(
         "st.x = r.id", "st.x + 0 = r.id"
