@@ -342,4 +342,5 @@ class QueryAgent(Service):
                 self.stats.state = "stopped"
 
         # The stores are closed whatever the commits and the consumer's stop before do.
-        await stop_in_order(self.label, bounded(self._drain(), 10), self.txns, take_consumer, close)
+        drain = bounded(self._drain(), 10)
+        await stop_in_order(self.label, drain, lambda: self.txns, take_consumer, close)

@@ -410,5 +410,11 @@ class StatefulAgent(Service):
 
         # The tasks' stores are closed whatever the commits and the consumer's stop before do;
         # the transactions close under the lock the step writes under.
-        drain = self._drain_and_flush(10)
-        await stop_in_order(self.label, drain, self.txns, take_consumer, close, lock=self._lock)
+        await stop_in_order(
+            self.label,
+            self._drain_and_flush(10),
+            lambda: self.txns,
+            take_consumer,
+            close,
+            lock=self._lock,
+        )

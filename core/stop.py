@@ -55,23 +55,25 @@ class Closing(Protocol):
 async def stop_in_order(
     owner: str,
     drain: Awaitable[object],
-    txns: Closing | None,
+    txns: Callable[[], Closing | None],
     take_consumer: Callable[[], AIOKafkaConsumer | None],
     close: Callable[[], None],
     *,
     lock: asyncio.Lock | None = None,
 ) -> None:
     """Stop a query agent (named ``owner`` in the logs): await ``drain`` (the in-flight outputs
-    acknowledged, bounded by the caller), close ``txns`` (commit what is open) holding ``lock`` —
-    the one the agent's step writes under; by default the transactions' own — then, whatever
-    those raised, stop the consumer ``take_consumer`` hands over (taken only now: the drain may
-    still need it) with :func:`stop_consumer`, then, whatever that raised, ``close()`` the rest
-    (an error before left the state stores locked for the next agent on their directories)."""
+    acknowledged, bounded by the caller), close the transactions ``txns()`` has by then (commit
+    what is open) holding ``lock`` — the one the agent's step writes under; by default the
+    transactions' own — then, whatever those raised, stop the consumer ``take_consumer`` hands
+    over (taken only now: the drain may still need it) with :func:`stop_consumer`, then,
+    whatever that raised, ``close()`` the rest (an error before left the state stores locked
+    for the next agent on their directories)."""
     try:
         await drain
-        if txns is not None:
-            async with txns.lock if lock is None else lock:
-                await txns.close()
+        transactions = txns()
+        if transactions is not None:
+            async with transactions.lock if lock is None else lock:
+                await transactions.close()
     finally:
         consumer = take_consumer()
         try:

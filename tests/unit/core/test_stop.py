@@ -66,8 +66,13 @@ async def _stop(
     """An agent's stop with a real (never started) consumer; each step appended to ``steps``."""
     held = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9")
     consumer: AIOKafkaConsumer | None = held
+    txns = Txns(steps, txns_fail)
+    current: Txns | None = None
 
     async def drain() -> None:
+        nonlocal current
+        # The agent's start, still running, makes its transactions meanwhile: closed too.
+        current = txns
         steps.append(f"drained, consumer there: {consumer is not None}")
         if drain_fails:
             raise OSError("drain failed")
@@ -81,9 +86,8 @@ async def _stop(
     def close() -> None:
         steps.append(f"closed, consumer stopped: {held._closed}")
 
-    txns = Txns(steps, txns_fail)
     try:
-        await stop_in_order("agent q", drain(), txns, take_consumer, close, lock=lock)
+        await stop_in_order("agent q", drain(), lambda: current, take_consumer, close, lock=lock)
     finally:
         assert not txns.lock.locked()
         assert lock is None or not lock.locked()
