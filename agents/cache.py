@@ -22,7 +22,7 @@ from tables import (
     SecondaryIndex,
     StatsLike,
     Value,
-    int_alias,
+    drop_key,
 )
 from tables import Unsubscribe as UnsubscribeFn
 from tables.keys import key_text
@@ -47,12 +47,8 @@ class CachedTable:
         self.misses = 0
 
     def _changed(self, change: Change) -> None:
-        rows, key = self._rows, change.key
-        rows.pop(key, None)
         # Integer keys are cached under the int the queries probe with, too.
-        alias = int_alias(key)
-        if alias is not None:
-            rows.pop(alias, None)
+        drop_key(self._rows, change.key)
 
     def close(self) -> None:
         unsubscribe, self._unsubscribe = self._unsubscribe, None

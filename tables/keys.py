@@ -53,3 +53,12 @@ def int_alias(key: Any) -> int | None:
     except ValueError:
         return None
     return as_int if str(as_int) == key else None
+
+
+def drop_key(cache: dict[Any, Any], key: Any) -> None:
+    """Drop a changed table key from a cache in front of the table: the entry under ``key`` and
+    the one under its :func:`int_alias`, if any (the int probe of the same row)."""
+    cache.pop(key, None)
+    alias = int_alias(key)
+    if alias is not None:
+        cache.pop(alias, None)

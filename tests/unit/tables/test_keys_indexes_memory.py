@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tables import ChangeFeed, MemoryTable, Op, Table, int_alias
+from tables import ChangeFeed, MemoryTable, Op, Table, drop_key
 from tables.indexes import twins
-from tables.keys import key_text
+from tables.keys import int_alias, key_text
 
 
 @pytest.mark.parametrize(
@@ -72,6 +72,15 @@ def test_int_alias_of_an_ints_text_is_the_int(n: int) -> None:
 def test_int_alias_is_only_an_ints_own_text(text: str) -> None:
     alias = int_alias(text)
     assert alias is None or str(alias) == text
+
+
+def test_drop_key_drops_the_key_and_its_int_alias_only() -> None:
+    cache: dict[object, str] = {"42": "text", 42: "int", "042": "other", 7: "kept"}
+    drop_key(cache, "42")
+    assert cache == {"042": "other", 7: "kept"}
+    drop_key(cache, "042")  # no alias: 42's entry would not be its row
+    drop_key(cache, "missing")
+    assert cache == {7: "kept"}
 
 
 def test_memory_table_is_a_table_with_text_keys() -> None:
