@@ -9,7 +9,9 @@ query's generated function (:mod:`sql.codegen`, :class:`agents.fused.FusedProces
 alternating, best of ``--repeat`` — the part of ``bench/pipeline.py``'s per-event CPU that is
 ours, without aiokafka's fetch and record batches. ``--job enrich``: the enrichment job of
 ``bench/peers.py`` instead (lookup, filter tier = 'gold' AND amount > 500). ``--profile``
-prints the top functions of one round of each engine instead (cProfile).
+prints the top functions of one round of each engine instead (cProfile). The set-up is shared
+with ``bench.pipeline_batch`` and ``bench.pipeline_icount``: :func:`bench_inputs` (query,
+tables, orders), :func:`record_batches`, :func:`fused_processor` and :class:`Collect`.
 
     .venv/bin/python -m bench.pipeline_stages [--job pipeline|enrich] [--orders 20000]
         [--repeat 7] [--profile]
