@@ -26,15 +26,30 @@ table no longer holds. Rows are shared, never copied: callers treat a returned r
 
 from __future__ import annotations
 
+import sys
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-#: Decoded rows kept per table by default (a flat 6-field row: ~0.6 KB with its strings).
+#: Decoded rows a :class:`RowCache` made with fixed bounds keeps by default (a flat 6-field
+#: row: ~0.6 KB with its strings).
 DEFAULT_MAX_ROWS = 100_000
-#: Stored bytes kept per table by default, MB (a 92-byte row: ~0.21 KB with key and entry).
+#: Stored bytes a :class:`RowCache` made with fixed bounds keeps by default, MB (a 92-byte
+#: row: ~0.21 KB with key and entry).
 DEFAULT_RAW_MB = 128
+#: A table's row cache as the worker sizes it by default (:meth:`CacheSettings.cache`): MB for
+#: both levels together, decoded rows counted at their measured size (:func:`decoded_size`).
+DEFAULT_BUDGET_MB = 256
+#: What one decoded row costs beyond its own objects: its slot in ``rows`` (a dict of a few
+#: 100k entries: ~32 bytes) and in the insertion order's deque (measured with tracemalloc:
+#: 300k rows of ``bench.tables_load``, ~576 bytes a row, against :func:`decoded_size`'s 550).
+ROW_ENTRY_OVERHEAD = 40
+#: A table larger than its budget decoded keeps this share of the budget in decoded rows (its
+#: recently read keys), the rest in stored bytes.
+DECODED_SHARE = 0.25
+#: Rows decoded to measure a table's decoded row size.
+SIZE_SAMPLE = 64
 #: What one ``raw`` entry costs beyond its key and value bytes: two bytes objects' headers, the
 #: dict's entry and index slots, the deque's slot (measured with tracemalloc: a 300k-entry
 #: dict of 5-byte keys and 92-byte values, with its deque, takes ~207 bytes an entry).
@@ -46,18 +61,41 @@ EVICT_SHARE = 100
 MISS: Any = object()
 
 
+def decoded_size(text: str, row: Any) -> int:
+    """Bytes a decoded row held under its key text costs, about: the objects it owns (shared
+    ones left out: None, bools, small ints, and the field names, which msgspec shares between
+    the rows it decodes) and :data:`ROW_ENTRY_OVERHEAD`."""
+    return sys.getsizeof(text) + _owned(row) + ROW_ENTRY_OVERHEAD
+
+
+def _owned(value: Any) -> int:
+    t = type(value)
+    if t is dict:
+        return sys.getsizeof(value) + sum(map(_owned, value.values()))
+    if t is list:
+        return sys.getsizeof(value) + sum(map(_owned, value))
+    if value is None or t is bool or (t is int and -5 <= value <= 256):
+        return 0
+    return sys.getsizeof(value)
+
+
 @dataclass(frozen=True, slots=True)
 class CacheSettings:
     """A reference table's row cache as the worker's settings give it (``TABLESTREAM_TABLE_
     CACHE_ROWS``, ``_MB``, ``_PRELOAD``)."""
 
-    rows: int = DEFAULT_MAX_ROWS
-    mb: float = DEFAULT_RAW_MB
-    #: Fill the stored-bytes level from the store once the table is ready.
-    preload: bool = False
+    #: Decoded rows, a fixed bound (``mb`` then bounds the stored bytes alone); 0: sized from
+    #: the table within ``mb`` (:meth:`RowCache.size_for`).
+    rows: int = 0
+    mb: float = DEFAULT_BUDGET_MB
+    #: Fill the cache from the store once the table is ready, and from the batches of a cold
+    #: restore and later writes while it has room.
+    preload: bool = True
 
     def cache(self) -> RowCache:
-        return RowCache(self.rows, self.mb)
+        if self.rows:
+            return RowCache(self.rows, self.mb)
+        return RowCache.budgeted(self.mb)
 
 
 class RowCache:
@@ -69,26 +107,27 @@ class RowCache:
         "_raw_low",
         "_raw_order",
         "_refused",
+        "budget",
         "fill",
         "max_raw_bytes",
         "max_rows",
         "raw",
         "raw_bytes",
+        "row_size",
         "rows",
     )
 
     def __init__(
         self, max_rows: int = DEFAULT_MAX_ROWS, max_raw_mb: float = DEFAULT_RAW_MB
     ) -> None:
-        self.max_rows = max_rows
-        self.max_raw_bytes = int(max_raw_mb * 1024 * 1024)
-        # Evicting a share at once, not one entry per entry added: freeing a decoded row costs
-        # ~1 µs of cache misses (its dict and strings are cold), which one entry per miss put
-        # on every miss's time (uniform reads, load 6: p50 3.6 -> 2.5 µs, p99 7.1 -> 5.9 µs);
-        # 1% of 100k rows at once is a ~0.3-1 ms call every 1,000 misses (p99.9 territory).
-        self._evict_rows = max(1, max_rows // EVICT_SHARE)
-        self._raw_low = self.max_raw_bytes - self.max_raw_bytes // EVICT_SHARE
+        self.max_rows = self._evict_rows = self.max_raw_bytes = self._raw_low = 0
+        self._bound(max_rows, int(max_raw_mb * 1024 * 1024))
         self._refused = 0
+        #: Bytes both levels may hold together, the decoded rows counted at :attr:`row_size`
+        #: (:meth:`budgeted`); 0: the fixed bounds given.
+        self.budget = 0
+        #: What a decoded row costs, bytes (:func:`decoded_size` of a sample; 0: not measured).
+        self.row_size = 0.0
         #: Keep what committed batches write in the bytes level while it has room (the preload,
         #: :attr:`CacheSettings.preload`): a table restored within the budget is read from
         #: memory from its first lookup. Off: a write drops the key's bytes.
@@ -102,6 +141,76 @@ class RowCache:
         # Keys in insertion order; may still name keys dropped since (see _evict_row).
         self._order: deque[Any] = deque()
         self._raw_order: deque[bytes] = deque()
+
+    @classmethod
+    def budgeted(cls, mb: float) -> RowCache:
+        """A cache of ``mb`` MB for both levels, sized from its table once ready
+        (:meth:`size_for`); until then the split of a table larger than the budget."""
+        budget = int(mb * 1024 * 1024)
+        guess = 600  # bytes a decoded row, until measured
+        cache = cls(int(budget * DECODED_SHARE / guess), mb * (1 - DECODED_SHARE))
+        cache.budget = budget
+        return cache
+
+    def _bound(self, max_rows: int, max_raw_bytes: int) -> None:
+        self.max_rows = max(0, max_rows)
+        self.max_raw_bytes = max(0, max_raw_bytes)
+        # Evicting a share at once, not one entry per entry added: freeing a decoded row costs
+        # ~1 µs of cache misses (its dict and strings are cold), which one entry per miss put
+        # on every miss's time (uniform reads, load 6: p50 3.6 -> 2.5 µs, p99 7.1 -> 5.9 µs);
+        # 1% of 100k rows at once is a ~0.3-1 ms call every 1,000 misses (p99.9 territory).
+        self._evict_rows = max(1, self.max_rows // EVICT_SHARE)
+        self._raw_low = self.max_raw_bytes - self.max_raw_bytes // EVICT_SHARE
+
+    def measure(self, rows: Iterable[tuple[str, Any]]) -> None:
+        """Sets :attr:`row_size` from decoded rows of the table (key text, row)."""
+        sizes = [decoded_size(text, row) for text, row in rows if row is not None]
+        if sizes:
+            self.row_size = sum(sizes) / len(sizes)
+
+    def size_for(self, count: int) -> bool:
+        """Bounds for a table of ``count`` rows within :attr:`budget` (a measured
+        :attr:`row_size` needed); True when every row fits decoded.
+
+        Then the decoded rows may take the whole budget (room for the table to grow, and for
+        the int probes' aliases of its rows, ~70 bytes each), and the bytes level half of what
+        the rows leave (what writes keep, read again decoded). A larger table: the decoded rows
+        take :data:`DECODED_SHARE` of the budget, oldest first, the bytes the rest. Returns
+        False, bounds unchanged, for a cache of fixed bounds."""
+        size = self.row_size
+        if not self.budget or size <= 0:
+            return False
+        spare = self.budget - count * size
+        if spare >= 0:
+            self._bound(2 * count + int(spare / 2 / size), int(spare / 2))
+        else:
+            share = self.budget * DECODED_SHARE
+            self._bound(int(share / size), int(self.budget - share))
+        if self.raw_bytes > self.max_raw_bytes:
+            self._evict_raw(self.max_raw_bytes)
+        return spare >= 0
+
+    def trim(self, most: int) -> bool:
+        """Evict up to ``most`` of the oldest decoded rows above :attr:`max_rows` (the bounds
+        shrank); True once within them."""
+        rows, order = self.rows, self._order
+        pop = rows.pop
+        while len(rows) > self.max_rows and order and most > 0:
+            if pop(order.popleft(), MISS) is not MISS:
+                most -= 1
+        return len(rows) <= self.max_rows or not order
+
+    def keep_decoded(
+        self, skeys: list[bytes], values: list[bytes], decode: Callable[[bytes], Any]
+    ) -> None:
+        """Decode stored rows read from the store just now (keys in key order, their bytes)
+        into ``rows`` by key text, at C level (~2 µs a row here, most of it the new memory's
+        page faults, against ~4 µs through :meth:`put`); nothing is evicted for them: the
+        caller keeps within :attr:`max_rows`. A row already held is the same row (writes drop
+        their keys), so it is replaced by an equal one."""
+        texts = list(map(bytes.decode, skeys))
+        self.rows.update(zip(texts, map(decode, values), strict=True))
+        self._order.extend(texts)
 
     def __len__(self) -> int:
         """Decoded rows held."""
@@ -175,10 +284,11 @@ class RowCache:
         self._raw_order.append(skey)
         return True
 
-    def _evict_raw(self) -> None:
+    def _evict_raw(self, limit: int | None = None) -> None:
         raw, order = self.raw, self._raw_order
         pop = raw.pop
-        limit = self._raw_low
+        if limit is None:
+            limit = self._raw_low
         while self.raw_bytes > limit and order:
             skey = order.popleft()
             value = pop(skey, MISS)
