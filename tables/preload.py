@@ -8,8 +8,9 @@ A budgeted cache (:meth:`RowCache.budgeted`, the worker's default) is sized from
   (~0.6 s of CPU per 300k rows after ready; reads meanwhile go to RocksDB for the rest);
   every ``get()`` is then one dict probe (p99 within ~1 µs of a bare ``dict.get``,
   docs/BENCHMARKS.md "getdefault");
-- a larger one keeps :data:`~tables.rowcache.DECODED_SHARE` of the budget in decoded rows (the
-  oldest leave) and fills its bytes level from the store with the rest.
+- a larger one gives its bytes level what the table's bytes need (up to all but
+  :data:`~tables.rowcache.DECODED_SHARE` of the budget), fills it from the store, and keeps the
+  rest for decoded rows (the oldest leave).
 
 A cache of fixed bounds fills its bytes level, then decodes a table within both bounds.
 
@@ -34,8 +35,7 @@ async def preload(state: TableState, chunk: int = 2_000) -> int:
     cache, store = state.rows, state.store
     if cache.budget:
         if not cache.row_size:
-            sample = itertools.islice(store.items(), SIZE_SAMPLE)
-            cache.measure((k.decode(), state.decode_stored(v)) for k, v in sample)
+            cache.measure(itertools.islice(store.items(), SIZE_SAMPLE), state.decode_stored)
         if cache.size_for(store.count):
             return await decode_store(state, chunk)
         trimmed = cache.trim(chunk)

@@ -45,9 +45,9 @@ DEFAULT_BUDGET_MB = 256
 #: 100k entries: ~32 bytes) and in the insertion order's deque (measured with tracemalloc:
 #: 300k rows of ``bench.tables_load``, ~576 bytes a row, against :func:`decoded_size`'s 550).
 ROW_ENTRY_OVERHEAD = 40
-#: A table larger than its budget decoded keeps this share of the budget in decoded rows (its
-#: recently read keys), the rest in stored bytes.
-DECODED_SHARE = 0.25
+#: A table larger than its budget decoded keeps at least this share of the budget in decoded
+#: rows (its recently read keys), the rest in stored bytes (:meth:`RowCache.size_for`).
+DECODED_SHARE = 0.1
 #: Rows decoded to measure a table's decoded row size.
 SIZE_SAMPLE = 64
 #: What one ``raw`` entry costs beyond its key and value bytes: two bytes objects' headers, the
@@ -113,6 +113,7 @@ class RowCache:
         "max_rows",
         "raw",
         "raw_bytes",
+        "raw_size",
         "row_size",
         "rows",
     )
@@ -128,6 +129,8 @@ class RowCache:
         self.budget = 0
         #: What a decoded row costs, bytes (:func:`decoded_size` of a sample; 0: not measured).
         self.row_size = 0.0
+        #: What a row's stored bytes cost in the bytes level (:data:`RAW_ENTRY_OVERHEAD` too).
+        self.raw_size = 0.0
         #: Keep what committed batches write in the bytes level while it has room (the preload,
         #: :attr:`CacheSettings.preload`): a table restored within the budget is read from
         #: memory from its first lookup. Off: a write drops the key's bytes.
@@ -162,11 +165,15 @@ class RowCache:
         self._evict_rows = max(1, self.max_rows // EVICT_SHARE)
         self._raw_low = self.max_raw_bytes - self.max_raw_bytes // EVICT_SHARE
 
-    def measure(self, rows: Iterable[tuple[str, Any]]) -> None:
-        """Sets :attr:`row_size` from decoded rows of the table (key text, row)."""
-        sizes = [decoded_size(text, row) for text, row in rows if row is not None]
-        if sizes:
-            self.row_size = sum(sizes) / len(sizes)
+    def measure(
+        self, stored: Iterable[tuple[bytes, bytes]], decode: Callable[[bytes], Any]
+    ) -> None:
+        """Sets :attr:`row_size` and :attr:`raw_size` from stored rows of the table."""
+        sample = list(stored)
+        if sample:
+            n = len(sample)
+            self.row_size = sum(decoded_size(k.decode(), decode(v)) for k, v in sample) / n
+            self.raw_size = sum(len(k) + len(v) + RAW_ENTRY_OVERHEAD for k, v in sample) / n
 
     def size_for(self, count: int) -> bool:
         """Bounds for a table of ``count`` rows within :attr:`budget` (a measured
@@ -174,9 +181,11 @@ class RowCache:
 
         Then the decoded rows may take the whole budget (room for the table to grow, and for
         the int probes' aliases of its rows, ~70 bytes each), and the bytes level half of what
-        the rows leave (what writes keep, read again decoded). A larger table: the decoded rows
-        take :data:`DECODED_SHARE` of the budget, oldest first, the bytes the rest. Returns
-        False, bounds unchanged, for a cache of fixed bounds."""
+        the rows leave (what writes keep, read again decoded). A larger table: the bytes level
+        takes what the whole table's bytes need and 10% more (growth), up to all but
+        :data:`DECODED_SHARE` of the budget, and the decoded rows the rest, oldest first: a
+        read that misses both levels is a RocksDB read, the p99 as soon as 1% of reads do
+        (docs/BENCHMARKS.md). Returns False, bounds unchanged, for a cache of fixed bounds."""
         size = self.row_size
         if not self.budget or size <= 0:
             return False
@@ -184,8 +193,8 @@ class RowCache:
         if spare >= 0:
             self._bound(2 * count + int(spare / 2 / size), int(spare / 2))
         else:
-            share = self.budget * DECODED_SHARE
-            self._bound(int(share / size), int(self.budget - share))
+            raw = min(count * self.raw_size * 1.1, self.budget * (1 - DECODED_SHARE))
+            self._bound(int((self.budget - raw) / size), int(raw))
         if self.raw_bytes > self.max_raw_bytes:
             self._evict_raw(self.max_raw_bytes)
         return spare >= 0

@@ -56,20 +56,25 @@ def test_the_worker_defaults_size_the_cache_from_the_table() -> None:
 
 def test_sizing_splits_the_budget_by_the_tables_rows() -> None:
     cache = RowCache.budgeted(1)  # 1 MiB
-    cache.row_size = 500.0
+    cache.row_size, cache.raw_size = 500.0, 200.0
     assert cache.size_for(1_000)  # 500 KB decoded: fits
     assert cache.max_rows >= 2_000  # room to grow, and for int probes' aliases
     assert cache.max_raw_bytes == (2**20 - 500_000) // 2
     for i in range(2_000):
         cache.put(str(i), {"i": i})
-    assert not cache.size_for(3_000)  # 1.5 MB decoded: a share decoded, the rest as bytes
-    assert cache.max_rows == int(2**20 * DECODED_SHARE / 500) == 524
-    assert cache.max_raw_bytes == int(2**20 * (1 - DECODED_SHARE))
+    # 1.5 MB decoded: the table's bytes (and 10%) in the bytes level, the rest decoded.
+    assert not cache.size_for(3_000)
+    assert cache.max_raw_bytes == 660_000
+    assert cache.max_rows == (2**20 - 660_000) // 500 == 777
     steps = 1
     while not cache.trim(500):  # the rows held above the new bound leave, oldest first
         steps += 1
     assert steps == 3
-    assert list(cache.rows) == [str(i) for i in range(2_000 - 524, 2_000)]
+    assert list(cache.rows) == [str(i) for i in range(2_000 - 777, 2_000)]
+    # Bytes beyond the budget too: the decoded rows keep their share.
+    assert not cache.size_for(10_000)
+    assert cache.max_raw_bytes == int(2**20 * (1 - DECODED_SHARE))
+    assert cache.max_rows == int(2**20 * DECODED_SHARE / 500)
 
 
 def table_of(tmp_path: Path, mb: float) -> ReferenceTable:
@@ -152,8 +157,9 @@ async def test_a_table_above_the_budget_keeps_a_share_decoded_and_the_rest_as_by
         # The writes themselves fill the bytes level (the preload adds what they left).
         model, _ = await preload_while_writing(table, 400)
         cache = state.rows
-        share = int(cache.budget * DECODED_SHARE / cache.row_size)
-        assert len(cache.rows) <= cache.max_rows == share
+        share = cache.budget - cache.max_raw_bytes  # what the bytes leave to decoded rows
+        assert share >= cache.budget * DECODED_SHARE
+        assert len(cache.rows) <= cache.max_rows == int(share / cache.row_size)
         assert cache.raw_bytes <= cache.max_raw_bytes
         assert len(cache.raw) > 100  # the store's bytes, up to the rest of the budget
         for skey, raw in cache.raw.items():
@@ -161,6 +167,6 @@ async def test_a_table_above_the_budget_keeps_a_share_decoded_and_the_rest_as_by
         for key in [str(k) for k in range(430)]:
             assert table.get(key) == model.get(key)
         decoded = len([v for v in cache.rows.values() if v is not None])
-        assert decoded * cache.row_size <= cache.budget * DECODED_SHARE
+        assert decoded * cache.row_size <= share
     finally:
         state.store.close()
