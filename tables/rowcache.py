@@ -26,7 +26,6 @@ table no longer holds. Rows are shared, never copied: callers treat a returned r
 
 from __future__ import annotations
 
-import sys
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -39,17 +38,11 @@ DEFAULT_MAX_ROWS = 100_000
 #: row: ~0.21 KB with key and entry).
 DEFAULT_RAW_MB = 128
 #: A table's row cache as the worker sizes it by default (:meth:`CacheSettings.cache`): MB for
-#: both levels together, decoded rows counted at their measured size (:func:`decoded_size`).
+#: both levels together, decoded rows counted at their measured size (:mod:`tables.preload`).
 DEFAULT_BUDGET_MB = 256
-#: What one decoded row costs beyond its own objects: its slot in ``rows`` (a dict of a few
-#: 100k entries: ~32 bytes) and in the insertion order's deque (measured with tracemalloc:
-#: 300k rows of ``bench.tables_load``, ~576 bytes a row, against :func:`decoded_size`'s 550).
-ROW_ENTRY_OVERHEAD = 40
 #: A table larger than its budget decoded keeps at least this share of the budget in decoded
 #: rows (its recently read keys), the rest in stored bytes (:meth:`RowCache.size_for`).
 DECODED_SHARE = 0.1
-#: Rows decoded to measure a table's decoded row size.
-SIZE_SAMPLE = 64
 #: What one ``raw`` entry costs beyond its key and value bytes: two bytes objects' headers, the
 #: dict's entry and index slots, the deque's slot (measured with tracemalloc: a 300k-entry
 #: dict of 5-byte keys and 92-byte values, with its deque, takes ~207 bytes an entry).
@@ -59,24 +52,6 @@ FULL_ADMIT = 16
 #: When full, a level evicts this share of its bound at once (its oldest entries).
 EVICT_SHARE = 100
 MISS: Any = object()
-
-
-def decoded_size(text: str, row: Any) -> int:
-    """Bytes a decoded row held under its key text costs, about: the objects it owns (shared
-    ones left out: None, bools, small ints, and the field names, which msgspec shares between
-    the rows it decodes) and :data:`ROW_ENTRY_OVERHEAD`."""
-    return sys.getsizeof(text) + _owned(row) + ROW_ENTRY_OVERHEAD
-
-
-def _owned(value: Any) -> int:
-    t = type(value)
-    if t is dict:
-        return sys.getsizeof(value) + sum(map(_owned, value.values()))
-    if t is list:
-        return sys.getsizeof(value) + sum(map(_owned, value))
-    if value is None or t is bool or (t is int and -5 <= value <= 256):
-        return 0
-    return sys.getsizeof(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +102,8 @@ class RowCache:
         #: Bytes both levels may hold together, the decoded rows counted at :attr:`row_size`
         #: (:meth:`budgeted`); 0: the fixed bounds given.
         self.budget = 0
-        #: What a decoded row costs, bytes (:func:`decoded_size` of a sample; 0: not measured).
+        #: What a decoded row costs, bytes (measured on a sample, :func:`tables.preload.measure`;
+        #: 0: not measured).
         self.row_size = 0.0
         #: What a row's stored bytes cost in the bytes level (:data:`RAW_ENTRY_OVERHEAD` too).
         self.raw_size = 0.0
@@ -164,16 +140,6 @@ class RowCache:
         # 1% of 100k rows at once is a ~0.3-1 ms call every 1,000 misses (p99.9 territory).
         self._evict_rows = max(1, self.max_rows // EVICT_SHARE)
         self._raw_low = self.max_raw_bytes - self.max_raw_bytes // EVICT_SHARE
-
-    def measure(
-        self, stored: Iterable[tuple[bytes, bytes]], decode: Callable[[bytes], Any]
-    ) -> None:
-        """Sets :attr:`row_size` and :attr:`raw_size` from stored rows of the table."""
-        sample = list(stored)
-        if sample:
-            n = len(sample)
-            self.row_size = sum(decoded_size(k.decode(), decode(v)) for k, v in sample) / n
-            self.raw_size = sum(len(k) + len(v) + RAW_ENTRY_OVERHEAD for k, v in sample) / n
 
     def size_for(self, count: int) -> bool:
         """Bounds for a table of ``count`` rows within :attr:`budget` (a measured
