@@ -243,7 +243,7 @@ class ReferenceTable(Service):
                 return default
             self._cache.put_raw(skey, raw)
         value = None if raw is None else self._decode(raw)
-        self._cache.put_read(key, value)
+        self._cache.put(key, value)
         return default if value is None else value
 
     async def preload_cache(self, chunk: int = 2_000) -> int:

@@ -40,9 +40,6 @@ DEFAULT_RAW_MB = 128
 #: A table's row cache as the worker sizes it by default (:meth:`CacheSettings.cache`): MB for
 #: both levels together, decoded rows counted at their measured size (:mod:`tables.preload`).
 DEFAULT_BUDGET_MB = 256
-#: A table larger than its budget decoded keeps the row a read decoded once in this many reads
-#: (:meth:`RowCache.put_read`).
-DECODED_ADMIT = 8
 #: A table larger than its budget decoded keeps at least this share of the budget in decoded
 #: rows (its recently read keys), the rest in stored bytes (:meth:`RowCache.size_for`).
 DECODED_SHARE = 0.1
@@ -82,11 +79,9 @@ class RowCache:
     __slots__ = (
         "_evict_rows",
         "_order",
-        "_passed",
         "_raw_low",
         "_raw_order",
         "_refused",
-        "admit",
         "budget",
         "fill",
         "max_raw_bytes",
@@ -104,9 +99,6 @@ class RowCache:
         self.max_rows = self._evict_rows = self.max_raw_bytes = self._raw_low = 0
         self._bound(max_rows, int(max_raw_mb * 1024 * 1024))
         self._refused = 0
-        #: A ``get()`` keeps the row it decoded once in this many (:meth:`put_read`).
-        self.admit = 1
-        self._passed = 0
         #: Bytes both levels may hold together, the decoded rows counted at :attr:`row_size`
         #: (:meth:`budgeted`); 0: the fixed bounds given.
         self.budget = 0
@@ -166,11 +158,9 @@ class RowCache:
         spare = self.budget - count * size
         if spare >= 0:
             self._bound(2 * count + int(spare / 2 / size), int(spare / 2))
-            self.admit = 1
         else:
             raw = min(count * self.raw_size * 1.1, self.budget * (1 - DECODED_SHARE))
             self._bound(int((self.budget - raw) / size), int(raw))
-            self.admit = DECODED_ADMIT
         if self.raw_bytes > self.max_raw_bytes:
             self._evict_raw(self.max_raw_bytes)
         return spare >= 0
@@ -218,19 +208,6 @@ class RowCache:
             # Keys dropped by invalidation pile up in the deque; the dict's own order is the
             # insertion order of what it still holds.
             self._order = deque(rows)
-
-    def put_read(self, key: Any, value: Any) -> None:
-        """Keep the row a ``get()`` decoded: every one, or one in :attr:`admit` for a table
-        larger than its decoded rows (:meth:`size_for`). Read uniformly, such a table keeps
-        missing the decoded rows whatever they hold; each row kept costs new memory (page faults,
-        young GC collections: p99 8.7 µs on first reads at 1M keys) and an eviction, while a
-        row decoded and dropped reuses its memory at once. Hot keys still get in, a few reads
-        later."""
-        if self.admit > 1:
-            self._passed += 1
-            if self._passed % self.admit:
-                return
-        self.put(key, value)
 
     def _evict_row(self) -> None:
         rows, order = self.rows, self._order

@@ -15,7 +15,7 @@ from core import codec
 from tables.apply import Applier
 from tables.preload import decoded_size
 from tables.reference import ReferenceTable
-from tables.rowcache import DECODED_ADMIT, DECODED_SHARE, CacheSettings, RowCache
+from tables.rowcache import DECODED_SHARE, CacheSettings, RowCache
 from tables.spec import TableSpec
 from tables.state import stored_decoder
 from tests.support.records import TableRec as Rec
@@ -72,17 +72,6 @@ def test_sizing_splits_the_budget_by_the_tables_rows() -> None:
         steps += 1
     assert steps == 3
     assert list(cache.rows) == [str(i) for i in range(2_000 - 777, 2_000)]
-    # Larger than its decoded rows: a read keeps the row it decoded once in DECODED_ADMIT.
-    assert cache.admit == DECODED_ADMIT
-    read = [str(i) for i in range(10_000, 10_000 + 8 * DECODED_ADMIT)]
-    for key in read:
-        cache.put_read(key, {"k": key})
-    assert sum(key in cache.rows for key in read) == 8
-    assert cache.size_for(1_000)  # fits again: every read's row kept
-    assert cache.admit == 1
-    cache.put_read("x", 1)
-    assert cache.rows["x"] == 1
-    assert not cache.size_for(3_000)
     # Bytes beyond the budget too: the decoded rows keep their share.
     assert not cache.size_for(10_000)
     assert cache.max_raw_bytes == int(2**20 * (1 - DECODED_SHARE))
