@@ -22,49 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
-from tables.rowcache import RAW_ENTRY_OVERHEAD, RowCache
+from tables.rowcache import RowCache
+from tables.rowsize import SIZE_SAMPLE
 from tables.state import TableState
-
-#: What one decoded row costs beyond its own objects: its slot in ``rows`` (a dict of a few
-#: 100k entries: ~32 bytes) and in the insertion order's deque (measured with tracemalloc:
-#: 300k rows of ``bench.tables_load``, ~576 bytes a row, against :func:`decoded_size`'s 550).
-ROW_ENTRY_OVERHEAD = 40
-#: Stored rows decoded to measure a table's rows.
-SIZE_SAMPLE = 64
-
-
-def decoded_size(text: str, row: Any) -> int:
-    """Bytes a decoded row held under its key text costs, about: the objects it owns (shared
-    ones left out: None, bools, small ints, and the field names, which msgspec shares between
-    the rows it decodes) and :data:`ROW_ENTRY_OVERHEAD`."""
-    return sys.getsizeof(text) + _owned(row) + ROW_ENTRY_OVERHEAD
-
-
-def _owned(value: Any) -> int:
-    t = type(value)
-    if t is dict:
-        return sys.getsizeof(value) + sum(map(_owned, value.values()))
-    if t is list:
-        return sys.getsizeof(value) + sum(map(_owned, value))
-    if value is None or t is bool or (t is int and -5 <= value <= 256):
-        return 0
-    return sys.getsizeof(value)
-
-
-def measure(
-    cache: RowCache, stored: Iterable[tuple[bytes, bytes]], decode: Callable[[bytes], Any]
-) -> None:
-    """Sets the cache's :attr:`~RowCache.row_size` and :attr:`~RowCache.raw_size` from a
-    sample of the table's stored rows."""
-    sample = list(stored)
-    if sample:
-        n = len(sample)
-        cache.row_size = sum(decoded_size(k.decode(), decode(v)) for k, v in sample) / n
-        cache.raw_size = sum(len(k) + len(v) + RAW_ENTRY_OVERHEAD for k, v in sample) / n
 
 
 async def preload(state: TableState, chunk: int = 2_000) -> int:
@@ -73,7 +36,7 @@ async def preload(state: TableState, chunk: int = 2_000) -> int:
     cache, store = state.rows, state.store
     if cache.budget:
         if not cache.row_size:
-            measure(cache, itertools.islice(store.items(), SIZE_SAMPLE), state.decode_stored)
+            cache.measure(itertools.islice(store.items(), SIZE_SAMPLE), state.decode_stored)
         if cache.size_for(store.count):
             return await decode_store(state, chunk)
         trimmed = cache.trim(chunk)

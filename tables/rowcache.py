@@ -26,19 +26,18 @@ table no longer holds. Rows are shared, never copied: callers treat a returned r
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-#: Decoded rows a :class:`RowCache` made with fixed bounds keeps by default (a flat 6-field
-#: row: ~0.6 KB with its strings).
-DEFAULT_MAX_ROWS = 100_000
-#: Stored bytes a :class:`RowCache` made with fixed bounds keeps by default, MB (a 92-byte
-#: row: ~0.21 KB with key and entry).
-DEFAULT_RAW_MB = 128
+from tables.rowsize import SIZE_SAMPLE, row_sizes
+
+#: The fixed bounds of a :class:`RowCache` made without any: decoded rows, stored bytes (MB).
+DEFAULT_MAX_ROWS, DEFAULT_RAW_MB = 100_000, 128
 #: A table's row cache as the worker sizes it by default (:meth:`CacheSettings.cache`): MB for
-#: both levels together, decoded rows counted at their measured size (:mod:`tables.preload`).
+#: both levels together, decoded rows counted at their measured size (:mod:`tables.rowsize`).
 DEFAULT_BUDGET_MB = 256
 #: A table larger than its budget decoded keeps at least this share of the budget in decoded
 #: rows (its recently read keys), the rest in stored bytes (:meth:`RowCache.size_for`).
@@ -82,6 +81,7 @@ class RowCache:
         "_raw_low",
         "_raw_order",
         "_refused",
+        "_sized",
         "budget",
         "fill",
         "max_raw_bytes",
@@ -99,10 +99,12 @@ class RowCache:
         self.max_rows = self._evict_rows = self.max_raw_bytes = self._raw_low = 0
         self._bound(max_rows, int(max_raw_mb * 1024 * 1024))
         self._refused = 0
+        # The row count the bounds were last sized for (size_for).
+        self._sized = 0
         #: Bytes both levels may hold together, the decoded rows counted at :attr:`row_size`
         #: (:meth:`budgeted`); 0: the fixed bounds given.
         self.budget = 0
-        #: What a decoded row costs, bytes (measured on a sample, :func:`tables.preload.measure`;
+        #: What a decoded row costs, bytes (measured on a sample, :meth:`measure`;
         #: 0: not measured).
         self.row_size = 0.0
         #: What a row's stored bytes cost in the bytes level (:data:`RAW_ENTRY_OVERHEAD` too).
@@ -141,6 +143,34 @@ class RowCache:
         self._evict_rows = max(1, self.max_rows // EVICT_SHARE)
         self._raw_low = self.max_raw_bytes - self.max_raw_bytes // EVICT_SHARE
 
+    def measure(
+        self, stored: Iterable[tuple[bytes, bytes]], decode: Callable[[bytes], Any]
+    ) -> None:
+        """Sets :attr:`row_size` and :attr:`raw_size` from a sample of the table's stored rows."""
+        sizes = row_sizes(stored, decode, RAW_ENTRY_OVERHEAD)
+        if sizes is not None:
+            self.row_size, self.raw_size = sizes
+
+    def follow(
+        self,
+        count: int,
+        written: Iterable[tuple[bytes, bytes | None]] | None,
+        decode: Callable[[bytes], Any],
+    ) -> None:
+        """After a commit, in a budgeted cache: sized once the table has rows (one empty when
+        ready was not; measured on the rows ``written``, when the commit kept them), and again
+        once its row count moved by a tenth since (a table sized to fit decoded that outgrew
+        its budget gives its decoded rows' memory to its bytes, read by read)."""
+        if not self.row_size:
+            if not count or written is None:
+                return
+            rows = ((k, v) for k, v in written if v is not None)
+            self.measure(itertools.islice(rows, SIZE_SAMPLE), decode)
+            if self.row_size:
+                self.size_for(count)
+        elif abs(count - self._sized) * 10 > self._sized:
+            self.size_for(count)
+
     def size_for(self, count: int) -> bool:
         """Bounds for a table of ``count`` rows within :attr:`budget` (a measured
         :attr:`row_size` needed); True when every row fits decoded.
@@ -155,6 +185,7 @@ class RowCache:
         size = self.row_size
         if not self.budget or size <= 0:
             return False
+        self._sized = count
         spare = self.budget - count * size
         if spare >= 0:
             self._bound(2 * count + int(spare / 2 / size), int(spare / 2))

@@ -13,9 +13,9 @@ from pathlib import Path
 from app.settings import Settings
 from core import codec
 from tables.apply import Applier
-from tables.preload import decoded_size
 from tables.reference import ReferenceTable
 from tables.rowcache import DECODED_SHARE, CacheSettings, RowCache
+from tables.rowsize import decoded_size
 from tables.spec import TableSpec
 from tables.state import stored_decoder
 from tests.support.records import TableRec as Rec
@@ -169,5 +169,45 @@ async def test_a_table_above_the_budget_keeps_a_share_decoded_and_the_rest_as_by
             assert table.get(key) == model.get(key)
         decoded = len([v for v in cache.rows.values() if v is not None])
         assert decoded * cache.row_size <= share
+    finally:
+        state.store.close()
+
+
+def test_a_table_empty_when_ready_is_sized_by_its_writes_and_follows_its_growth(
+    tmp_path: Path,
+) -> None:
+    """Sized at the first commit that keeps rows (none to measure at ready), and again as the
+    row count moves by a tenth: first within the budget decoded, then beyond it."""
+    table = table_of(tmp_path, mb=0.1)
+    state = table._state
+    applier = Applier("id", state.decode)
+    model: dict[str, object] = {}
+
+    def write(keys: range) -> None:
+        batch = state.batch()
+        recs = []
+        for k in keys:
+            model[str(k)] = value = row(k)
+            recs.append(Rec(str(k).encode(), codec.dumps(value), k))
+        applier.apply(recs, state.store, batch, want_changes=False)
+        state.commit(batch)
+
+    try:
+        cache = state.rows
+        state.set_ready()
+        assert not cache.row_size  # nothing to measure yet
+        write(range(50))
+        assert cache.row_size > 0
+        assert cache.raw_size > 0
+        assert cache.max_rows >= 100  # 50 rows fit decoded: sized for that
+        fits = cache.max_rows
+        for k in range(50):
+            assert table.get(str(k)) == model[str(k)]
+        for lo in range(50, 500, 50):  # ~500 rows: beyond 0.1 MB decoded
+            write(range(lo, lo + 50))
+        assert cache.max_rows < fits
+        assert cache.max_rows * cache.row_size <= cache.budget - cache.max_raw_bytes
+        for k in range(520):
+            assert table.get(str(k)) == model.get(str(k))
     finally:
         state.store.close()
