@@ -40,7 +40,7 @@ async def preload(state: TableState, chunk: int = 2_000) -> int:
         if cache.size_for(store.count):
             return await decode_store(state, chunk)
         trimmed = cache.trim(chunk)
-        while not trimmed:  # the decoded rows of a restore that outgrew the budget
+        while not trimmed:  # rows read before the sizing, above the bounds of a larger table
             await asyncio.sleep(0)
             trimmed = cache.trim(chunk)
     added = await fill_bytes(state, chunk)

@@ -82,9 +82,8 @@ class ReferenceTable(Service):
         self._rows = self._state.rows.rows  # get()'s hit path: one dict lookup
         self._raw = self._state.rows.raw  # its stored bytes, before RocksDB
         self._cache = self._state.rows
-        # With the preload, a cold restore's batches are decoded while the budget holds them
-        # and later batches fill the bytes level while it has room (RowCache.decoding, .fill);
-        # preload_cache() adds what a warm restart did not write.
+        # With the preload, the loader's batches after a restore fill the bytes level while it
+        # has room (RowCache.fill); preload_cache() fills the cache from the store once ready.
         self._cache.fill = preload_cache
         self._decode = self._state.decode_stored
         #: Fill the row cache from the store once ready (preload_cache()).

@@ -62,8 +62,8 @@ class CacheSettings:
     #: the table within ``mb`` (:meth:`RowCache.size_for`).
     rows: int = 0
     mb: float = DEFAULT_BUDGET_MB
-    #: Fill the cache from the store once the table is ready, and from the batches of a cold
-    #: restore and later writes while it has room.
+    #: Fill the cache from the store once the table is ready (:mod:`tables.preload`), and
+    #: from later writes while it has room.
     preload: bool = True
 
     def cache(self) -> RowCache:
