@@ -36,6 +36,31 @@ def check(t: AppliedTable) -> int:
     return hits
 
 
+def random_step(
+    t: AppliedTable, rng: random.Random, step: int, keys: str, *, reopen_every: int
+) -> None:
+    """One batch of updates, deletes, late and tied timestamps; now and then a retention sweep,
+    a compaction or a reopen."""
+    t.put_many(
+        [
+            (
+                rng.choice(keys),
+                None if rng.random() < 0.2 else {"v": rng.randrange(100)},
+                rng.randrange(step, step + 80),
+            )
+            for _ in range(rng.randrange(1, 4))
+        ]
+    )
+    versions = t.state.versions
+    assert versions is not None
+    if step % 37 == 0:
+        versions.sweep()
+    if step % 91 == 0:
+        t.table.compact(2)
+    if step % reopen_every == 0:
+        t.reopen()
+
+
 @pytest.mark.parametrize("cache_versions", [200_000, 7])
 def test_cached_as_of_reads_agree_with_the_seek_through_every_write(
     tmp_path: Path, cache_versions: int
@@ -48,22 +73,8 @@ def test_cached_as_of_reads_agree_with_the_seek_through_every_write(
     rng = random.Random(3)
     hits = 0
     try:
-        for step in range(400):  # updates, deletes, late and tied timestamps, a batch at a time
-            batch = [
-                (
-                    rng.choice("abcde").encode().decode(),
-                    None if rng.random() < 0.2 else {"v": rng.randrange(100)},
-                    rng.randrange(step, step + 80),
-                )
-                for _ in range(rng.randrange(1, 4))
-            ]
-            t.put_many(batch)
-            if step % 37 == 0:
-                versions.sweep()
-            if step % 91 == 0:
-                t.table.compact(2)
-            if step % 150 == 0:
-                t.reopen()
+        for step in range(400):
+            random_step(t, rng, step, "abcde", reopen_every=150)
             hits += check(t)
         assert hits > 1_000  # the cache was read, not only filled
     finally:
@@ -108,22 +119,7 @@ async def test_under_a_loop_first_reads_seek_and_deferred_loads_agree_through_ev
     hits = 0
     try:
         for step in range(300):
-            t.put_many(
-                [
-                    (
-                        rng.choice("abcdef"),
-                        None if rng.random() < 0.2 else {"v": rng.randrange(100)},
-                        rng.randrange(step, step + 80),
-                    )
-                    for _ in range(rng.randrange(1, 4))
-                ]
-            )
-            if step % 37 == 0:
-                versions.sweep()
-            if step % 91 == 0:
-                t.table.compact(2)
-            if step % 113 == 0:
-                t.reopen()
+            random_step(t, rng, step, "abcdef", reopen_every=113)
             if rng.random() < 0.5:  # the loads queued so far run (or not yet)
                 await asyncio.sleep(0)
             hits += check(t)
