@@ -16,8 +16,8 @@ of column reads, constants and the inline operators qualify (deterministic funct
 row). A row on which any of them raises is kept as :data:`SLOW`, and records probing it take
 the row path at each value's own place in the function, so errors (dead letters) come where
 and in the order they do without the map. A change of the table drops the key (its int form
-too, as :class:`agents.cache.CachedTable` does); the map holds only what the table's ``get``
-answered from local state, and starts over when full.
+too, :func:`tables.drop_key`, as :class:`agents.cache.CachedTable` does); the map holds only
+what the table's ``get`` answered from local state, and starts over when full.
 
 Generation is two passes over the query: the first writes the row path and records, per
 lookup, what is read from the row (:class:`Site`); the second writes the probes.
@@ -33,7 +33,7 @@ from sqlglot import exp
 
 from sql.codegen.unsupported import Unsupported
 from sql.codegen.writer import Writer
-from tables import Change
+from tables import Change, drop_key
 
 if TYPE_CHECKING:
     from sql.codegen.expr import ExprGen
@@ -108,15 +108,7 @@ class Projection:
         return value
 
     def _changed(self, change: Change) -> None:
-        values, key = self.values, change.key
-        values.pop(key, None)
-        if type(key) is str and key[-1:].isdigit():
-            try:
-                as_int = int(key)
-            except ValueError:
-                return
-            if str(as_int) == key:
-                values.pop(as_int, None)
+        drop_key(self.values, change.key)
 
     def close(self) -> None:
         self._closed = True
