@@ -20,7 +20,7 @@ from typing import Any
 from sql.codegen.batch_output import write_output
 from sql.codegen.batch_spec import BatchFn, Encoding, Generated, StructDecoding
 from sql.codegen.expr import ExprGen, Unsupported
-from sql.codegen.projection import ProjectionMismatch, ProjectionPlan
+from sql.codegen.projection import ProjectionMismatch, ProjectionPlan, value_site
 from sql.codegen.writer import Writer
 from sql.operators.sources import KeyLookup
 from sql.plan.shape import Conjunct, JoinStep, StreamShape
@@ -294,7 +294,25 @@ class _Body:
             write_output(self.w, self.gen, self.shape, self.enc, self.keyed)
             return
         self._join(joins[i], i, found)
+        if i == len(joins) - 1:
+            self._fold_candidate(joins[i])
         self._rest(i + 1)
+
+    def _fold_candidate(self, join: JoinStep) -> None:
+        """First pass of projected lookups: the last join, inner, whose record is then tested by
+        one WHERE term on its row alone — the map may drop the rows that term drops
+        (:mod:`sql.codegen.projection`; it checks that nothing else reads the row)."""
+        plan, late = self.gen.plan, self.shape.late
+        if plan is None or not plan.collecting or join.left or join.residual is not None:
+            return
+        if len(late) != 1:
+            return
+        slot = join.relation.value_slot
+        site = self.gen.site_by_row.get(self.rows.get(slot, ""))
+        node = late[0].node
+        found = value_site(self.gen, self.gen.compiled_of(node), node)
+        if site is not None and found is not None and found[0] is site:
+            site.fold_candidate = (found[1], slot)
 
     def _join(self, join: JoinStep, i: int, found: str | None) -> None:
         """A key lookup as :func:`sql.operators.join.lookup_join_stage` does it."""

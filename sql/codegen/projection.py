@@ -53,6 +53,15 @@ class _Slow:
 SLOW: Any = _Slow()
 
 
+class _Null:
+    def __repr__(self) -> str:
+        return "NULLV"
+
+
+#: The entry of a row whose one value is NULL, in a map of bare values (None: no row).
+NULLV: Any = _Null()
+
+
 class Projection:
     """The map of one lookup site: key → tuple of values, None (no row), or :data:`SLOW`.
 
@@ -143,6 +152,14 @@ class Site:
     flags: dict[Any, tuple[type | None, bool, bool]] = field(default_factory=dict)
     #: The local holding the probe's entry (second pass).
     var: str = ""
+    #: A WHERE term on this row alone that is the record's only test after its join (an inner
+    #: join, the last): (value key, the join's slot), recorded by the first pass.
+    fold_candidate: tuple[Any, int] | None = None
+    #: The value key of that term when folded: a row on which it is not TRUE is no row in the
+    #: map (the record is dropped at the probe, as the term would drop it).
+    fold: Any = None
+    #: The map's entries are the one value left itself (:data:`NULLV` for NULL), not a tuple.
+    bare: bool = False
 
 
 @dataclass
@@ -177,7 +194,11 @@ class ProjectionPlan:
         for s in self.sites:
             if s.projection is not None:
                 what = ", ".join(_describe(c, n) for c, n in s.items.values()) or "presence only"
-                out.append(f"{s.label} by key → ({what}), a map kept from its change feed")
+                line = f"{s.label} by key → ({what}), a map kept from its change feed"
+                if s.fold is not None:
+                    c, n = s.items[s.fold]
+                    line += f"; a row failing {_describe(c, n)} (the only WHERE term) is none"
+                out.append(line)
         return out
 
     def close(self) -> None:
@@ -264,20 +285,36 @@ def _build(site: Site, ctx: Any) -> Projection | None:
 
     w = Writer()
     gen = ExprGen(w, ctx, {slot: "r" for slot in site.slots})
+    fold = None
+    if site.fold_candidate is not None:
+        key, slot = site.fold_candidate
+        # Only the join reads this row (no subquery shares the lookup): no row and a row the
+        # term drops are then alike to everything after the probe.
+        if site.slots == {slot} and key in site.items:
+            fold = key
     try:
         with w.block("def project(r):"):
             values = []
             for key, (c, node) in site.items.items():
                 v = gen.compiled(c) if c is not None else gen.node(node)  # type: ignore[arg-type]
-                values.append(v)
                 exact = gen.exact.get(v)
                 site.flags[key] = (exact, v in gen.finite, v in gen.never_null)
-            w.line(f"return ({''.join(v + ', ' for v in values)})")
+                if key == fold:
+                    with w.block(f"if {v} is not True:"):
+                        w.line("return None")
+                else:
+                    values.append(v)
+            if len(values) == 1:
+                nullv = w.bind(NULLV, "NULLV")
+                w.line(f"return {nullv} if {values[0]} is None else {values[0]}")
+            else:
+                w.line(f"return ({''.join(v + ', ' for v in values)})")
     except Unsupported:
         return None
     if w.uses_env:  # a closure: not a function of the row alone
         return None
     exec(compile(w.source(), f"<projection {site.label}>", "exec"), w.namespace)
+    site.fold, site.bare = fold, len(values) == 1
     return Projection(site.table, site.get, w.namespace["project"], site.label)
 
 
@@ -320,6 +357,9 @@ def intercept(g: ExprGen, c: Compiled | None, node: exp.Expr | None) -> str | No
     with g.w.block(f"if {site.var} is {g.w.bind(SLOW, 'SLOW')}:"):
         v = _row_path(g, c, node)
         g.w.line(f"{name} = {v}")
+    if key == site.fold:
+        with g.w.block("else:"):  # the map holds only rows on which the term is TRUE
+            g.w.line(f"{name} = True")
     exact, finite, never_null = site.flags[key]
     if exact is not None and g.exact.get(v) is exact:
         g.exact[name] = exact
@@ -387,9 +427,13 @@ def lookup(g: ExprGen, get: Callable[[Any], Any], k: str, slot: int) -> str:
         g.lookup_into(get, k, s)
     with w.block("else:"):
         w.line(f"{s} = {p}")
-        if site.names:
+        names = [n for key, n in site.names.items() if key != site.fold]
+        if names:
             with w.block(f"if {p} is not None:"):
-                w.line(f"{''.join(n + ', ' for n in site.names.values())}= {p}")
+                if site.bare:
+                    w.line(f"{names[0]} = None if {p} is {w.bind(NULLV, 'NULLV')} else {p}")
+                else:
+                    w.line(f"{''.join(n + ', ' for n in names)}= {p}")
     g.site_by_row[s] = site
     return s
 

@@ -26,7 +26,8 @@ def test_explain_prints_the_generated_function() -> None:
     q = compile_query(declarations() + ENRICH, dict(make_tables()), typed_streams=True)
     assert explain_line(q).splitlines() == [
         "Codegen: one generated function per batch (--code prints it)",
-        "  Projected lookup: r by key → (r.s = 'a', s), a map kept from its change feed",
+        "  Projected lookup: r by key → (r.s = 'a', s), a map kept from its change feed;"
+        " a row failing r.s = 'a' (the only WHERE term) is none",
     ]
     code = explain_code(q)
     assert code.startswith("def batch(records, partition, sink, fails):")
