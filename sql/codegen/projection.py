@@ -41,6 +41,20 @@ if TYPE_CHECKING:
 
 #: Entries per map; it starts over when full (hot keys come back at once), as the row cache.
 MAX_ENTRIES = 200_000
+#: Int keys below this may be held in a list indexed by the key instead of the dict (8 bytes a
+#: slot), while the list stays within :data:`DENSE_SPREAD` slots per entry held: a probe is then
+#: one index instead of the dict's hash slot, entry and key object (a cache miss over 10k rows).
+DENSE_MAX = 1 << 20
+DENSE_SPREAD = 4
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+#: A slot of the dense list that holds no entry (the dict is asked).
+UNSET: Any = _Unset()
 _EMPTY: dict[str, Any] = {}
 
 
@@ -80,6 +94,11 @@ class Projection:
         self.project = project
         self.label = label
         self.values: dict[Any, Any] = {}  # the same dict for the map's life (bound by the code)
+        #: Entries of small non-negative int keys by index (UNSET: ask ``values``), the same
+        #: list for the map's life; used only when the generated probe reads it (``dense``).
+        self.dense_list: list[Any] = []
+        self.dense = False
+        self._in_dense = 0
         row_cache = getattr(table, "row_cache", None)
         self._rows: dict[Any, Any] | None = row_cache()[0] if row_cache is not None else None
         self._unsubscribe: Callable[[], None] | None = None
@@ -110,9 +129,19 @@ class Projection:
         ):
             if self._unsubscribe is None:
                 self._unsubscribe = self.table.subscribe(self._changed)
-            values = self.values
-            if len(values) >= MAX_ENTRIES:
+            values, dense = self.values, self.dense_list
+            if len(values) + self._in_dense >= MAX_ENTRIES:
                 values.clear()
+                dense.clear()
+                self._in_dense = 0
+            if self.dense and tk is int and 0 <= k < DENSE_MAX:
+                if k >= len(dense) and k < DENSE_SPREAD * (len(values) + self._in_dense + 1024):
+                    dense.extend([UNSET] * (max(k + 1, len(dense) * 3 // 2) - len(dense)))
+                if k < len(dense):
+                    if dense[k] is UNSET:
+                        self._in_dense += 1
+                    dense[k] = value
+                    return value
             values[k] = value
         return value
 
@@ -126,6 +155,15 @@ class Projection:
                 return
             if str(as_int) == key:
                 values.pop(as_int, None)
+                self._undense(as_int)
+        elif type(key) is int:
+            self._undense(key)
+
+    def _undense(self, k: int) -> None:
+        dense = self.dense_list
+        if 0 <= k < len(dense) and dense[k] is not UNSET:
+            dense[k] = UNSET
+            self._in_dense -= 1
 
     def close(self) -> None:
         self._closed = True
@@ -133,6 +171,8 @@ class Projection:
         if unsubscribe is not None:
             unsubscribe()
         self.values.clear()
+        self.dense_list.clear()
+        self._in_dense = 0
 
 
 @dataclass
@@ -410,7 +450,23 @@ def lookup(g: ExprGen, get: Callable[[Any], Any], k: str, slot: int) -> str:
     with w.block(f"if {k} is None:"):
         w.line(f"{p} = None")
     with w.block("else:"):
-        if g.exact.get(k) in (int, str):
+        if g.exact.get(k) is int:
+            # Non-negative ints first in the map's dense list (Projection.dense_list).
+            m.dense = True
+            dense, unset = w.bind(m.dense_list, "dense"), w.bind(UNSET, "UNSET")
+            with w.block(f"if {k} >= 0:"):
+                with w.block("try:"):
+                    w.line(f"{p} = {dense}[{k}]")
+                with w.block("except IndexError:"):
+                    w.line(f"{p} = {unset}")
+            with w.block("else:"):
+                w.line(f"{p} = {unset}")
+            with w.block(f"if {p} is {unset}:"):
+                with w.block("try:"):
+                    w.line(f"{p} = {values}[{k}]")
+                with w.block("except KeyError:"):
+                    w.line(f"{p} = {fill}({k})")
+        elif g.exact.get(k) is str:
             with w.block("try:"):
                 w.line(f"{p} = {values}[{k}]")
             with w.block("except KeyError:"):

@@ -34,7 +34,7 @@ def test_same_bytes_as_aiokafka(version: int, transactional_id: str | None) -> N
     versions = {0: (version, version)}
     theirs = ProduceRequest(transactional_id, -1, 30_000, TOPICS).prepare(versions)
     ours = LeanProduceRequest(transactional_id, -1, 30_000, TOPICS).prepare(versions)
-    assert type(ours).API_VERSION == version
+    assert version == type(ours).API_VERSION
     assert type(ours).RESPONSE_TYPE is type(theirs).RESPONSE_TYPE
     assert isinstance(ours, type(theirs))
     assert ours.encode() == theirs.encode()

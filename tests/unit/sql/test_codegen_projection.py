@@ -11,6 +11,7 @@ from typing import Any
 from agents.cache import CachedTable
 from bench.pipeline import PIPELINE
 from sql import compile_query, explain_code, explain_line, parse_script
+from sql.codegen.projection import Projection
 from tables.memory import MemoryTable
 from tests.support.codegen import Collect, engine, run_collected
 from tests.support.rocks import Record
@@ -193,3 +194,33 @@ def test_no_fold_where_something_else_could_tell_the_difference() -> None:
         engines = _both(declarations() + sql, tables)
         _outputs(engines, records)  # the closures and the generated code agree
         _close(engines)
+
+
+def test_int_keys_in_the_dense_list_and_the_dict_follow_changes() -> None:
+    """Small non-negative int probes are held in the map's list by index, negative and far ones
+    in its dict; updates and deletes reach both (the closures read the same)."""
+    tables = make_tables()
+    ids = [0, 3, 2_000_000, -5, 10**12]
+    for i in ids:
+        tables["r"].put_row({"id": i, "a": i, "d": Decimal("1.50"), "s": f"s{i}"})
+    sql = declarations() + "SELECT st.x, r.s FROM st JOIN r ON r.id = st.x"
+    engines = _both(sql, tables)
+    records = [Record("st", 0, n, 0, b"k", b'{"x": %d}' % i) for n, i in enumerate([*ids, 7])]
+    assert _outputs(engines, records)[0] == [b'{"x":%d,"s":"s%d"}' % (i, i) for i in ids]
+    maps = [m for _, p, _ in engines for m in _maps(p)]
+    assert maps
+    # 0, 3 and 7 (no row) by index, the list grown to 8; the rest in the dict.
+    for m in maps:
+        assert (m.dense, len(m.dense_list), sorted(m.values)) == (True, 8, [-5, 2_000_000, 10**12])
+    for i in ids[1:]:
+        tables["r"].put_row({"id": i, "a": i, "d": Decimal("1.50"), "s": f"t{i}"})
+    tables["r"].delete("0")
+    assert _outputs(engines, records)[0] == [b'{"x":%d,"s":"t%d"}' % (i, i) for i in ids[1:]]
+    _close(engines)
+
+
+def _maps(p: Any) -> list[Projection]:
+    """The projected lookups' maps of a generated processor (none for the closures)."""
+    fn = getattr(getattr(p, "generated", None), "fn", None)
+    found = [] if fn is None else list(fn.__globals__.values())
+    return [m.__self__ for m in found if isinstance(getattr(m, "__self__", None), Projection)]
