@@ -78,6 +78,11 @@ class ExprGen:
         self.general = False
         #: The lookup site of each local holding a looked-up row.
         self.site_by_row: dict[str, projection.Site] = {}
+        #: DECIMAL +, - and * on exact operands may be written as Python operators: the code
+        #: runs with the exact context as the thread's (the batch function's wrapper);
+        #: ``used_context`` says that some were.
+        self.context_ops = False
+        self.used_context = False
 
     # -- entry points -----------------------------------------------------------------------------
     def compiled(self, c: Compiled) -> str:
