@@ -23,7 +23,6 @@ Batches are pipelined: while the broker acknowledges batch N, batch N+1 is proce
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import gc
 import logging
@@ -50,7 +49,6 @@ from agents.source import (
     query_transactions,
     show_lag,
     source_consumer,
-    stop_consumer,
 )
 from agents.state import StateMismatch
 from agents.transaction import Transactions
@@ -59,6 +57,7 @@ from agents.watermarks import PartitionClock
 from core import gcpause
 from core.fetch import getmany_raw, highwater, supported
 from core.retry import StartupRetry
+from core.stop import bounded, stop_in_order
 from sql import CompiledQuery
 from tables import Table
 from tables.topics import topic_partitions
@@ -329,24 +328,19 @@ class QueryAgent(Service):
         await log_summaries(self, self.stats, self.config.log_interval)
 
     async def on_stop(self) -> None:
-        # The consumer is stopped and the stores closed whatever the commits before do (an
-        # error out of them left the state store locked for the next agent on its directory).
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drain(), 10)
-            if self.txns is not None:
-                async with self.txns.lock:
-                    await self.txns.close()
-        finally:
+        def take_consumer() -> AIOKafkaConsumer | None:
             consumer, self._consumer = self._consumer, None
-            try:
-                if consumer is not None:
-                    await stop_consumer(consumer, self.label)
-            finally:
-                if self._global is not None:
-                    self._global.state.close()
-                if self.query is not None:
-                    self.query.close()
-                self.builder.close()
-                if self.stats.state != "failed":
-                    self.stats.state = "stopped"
+            return consumer
+
+        def close() -> None:
+            if self._global is not None:
+                self._global.state.close()
+            if self.query is not None:
+                self.query.close()
+            self.builder.close()
+            if self.stats.state != "failed":
+                self.stats.state = "stopped"
+
+        # The stores are closed whatever the commits and the consumer's stop before do.
+        drain = bounded(self._drain(), 10)
+        await stop_in_order(self.label, drain, lambda: self.txns, take_consumer, close)

@@ -22,6 +22,7 @@ from tables import (
     SecondaryIndex,
     StatsLike,
     Value,
+    drop_key,
 )
 from tables import Unsubscribe as UnsubscribeFn
 from tables.keys import key_text
@@ -46,16 +47,8 @@ class CachedTable:
         self.misses = 0
 
     def _changed(self, change: Change) -> None:
-        rows, key = self._rows, change.key
-        rows.pop(key, None)
         # Integer keys are cached under the int the queries probe with, too.
-        if type(key) is str and key[-1:].isdigit():
-            try:
-                as_int = int(key)
-            except ValueError:
-                return
-            if str(as_int) == key:
-                rows.pop(as_int, None)
+        drop_key(self._rows, change.key)
 
     def close(self) -> None:
         unsubscribe, self._unsubscribe = self._unsubscribe, None

@@ -45,7 +45,7 @@ from agents.metrics import QueryStats
 from agents.pipeline_model import Pipeline, QueryDef, repartition_topic
 from agents.process import OutputLike, PerPartition
 from agents.sink import Output
-from agents.source import query_transactions, source_consumer, stop_consumer
+from agents.source import query_transactions, source_consumer
 from agents.stable_offsets import stable_committed
 from agents.state import QueryState, StateMismatch
 from agents.stateful_hooks import TaskHooks
@@ -54,6 +54,7 @@ from agents.transaction import Transactions
 from agents.transactional import align, stateful_step
 from core.fetch import getmany_raw, highwater, still_current, supported
 from core.retry import StartupRetry
+from core.stop import stop_in_order
 from sql import CompiledQuery
 from tables.protocol import Table
 from tables.store import StoreBatch
@@ -395,22 +396,25 @@ class StatefulAgent(Service):
         await log_summaries(self, self.stats, self.config.log_interval)
 
     async def on_stop(self) -> None:
-        # The consumer is stopped and the tasks' stores closed whatever the commits before do
-        # (an error out of them left the stores locked for the next agent on their directories).
-        try:
-            await self._drain_and_flush(10)
-            if self.txns is not None:
-                async with self._lock:
-                    await self.txns.close()
-        finally:
+        def take_consumer() -> AIOKafkaConsumer | None:
             consumer, self._consumer = self._consumer, None
-            try:
-                if consumer is not None:
-                    await stop_consumer(consumer, self.label)
-            finally:
-                for task in self.tasks.values():
-                    task.close()
-                self.tasks.clear()
-                self.builder.close()
-                if self.stats.state != "failed":
-                    self.stats.state = "stopped"
+            return consumer
+
+        def close() -> None:
+            for task in self.tasks.values():
+                task.close()
+            self.tasks.clear()
+            self.builder.close()
+            if self.stats.state != "failed":
+                self.stats.state = "stopped"
+
+        # The tasks' stores are closed whatever the commits and the consumer's stop before do;
+        # the transactions close under the lock the step writes under.
+        await stop_in_order(
+            self.label,
+            self._drain_and_flush(10),
+            lambda: self.txns,
+            take_consumer,
+            close,
+            lock=self._lock,
+        )

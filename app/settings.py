@@ -86,14 +86,17 @@ class Settings:
     session_timeout: float = field(default=10.0, metadata=_at_least(1))
     #: Records a table loader fetches per batch.
     fetch_max_records: int = field(default=10_000, metadata=_at_least(1))
-    #: Decoded rows a reference table keeps for ``get()`` (tables/rowcache.py; 0: none).
-    table_cache_rows: int = field(default=100_000, metadata=_at_least(0))
-    #: MB of stored row bytes a reference table keeps for ``get()`` before asking RocksDB
-    #: (~210 bytes a 100-byte row; 0: none).
-    table_cache_mb: float = field(default=128.0, metadata=_at_least(0))
-    #: Once a reference table is ready, read its stored rows into that memory (key order, up
-    #: to ``table_cache_mb``), keep what later batches write while it fits, and decode a table
-    #: within both bounds: lookups skip RocksDB from the start; costs the memory at once.
+    #: Decoded rows a reference table keeps for ``get()``, a fixed bound (``table_cache_mb``
+    #: then bounds its stored bytes alone); 0: sized from the table within ``table_cache_mb``
+    #: (tables/rowcache.py: the whole table decoded when it fits, else its stored bytes and
+    #: decoded rows of recent reads with the rest).
+    table_cache_rows: int = field(default=0, metadata=_at_least(0))
+    #: MB a reference table's row cache holds for ``get()`` before asking RocksDB: decoded rows
+    #: (~580 bytes a flat 6-field row) and stored bytes (~210 bytes a 100-byte row) together.
+    table_cache_mb: float = field(default=256.0, metadata=_at_least(0))
+    #: Once a reference table is ready, fill that memory from its store in the background
+    #: (tables/preload.py) and keep what later batches write while it fits: lookups skip
+    #: RocksDB from the start; costs the memory at once.
     table_cache_preload: bool = True
     #: Records a query agent fetches and processes per batch.
     query_max_records: int = field(default=10_000, metadata=_at_least(1))

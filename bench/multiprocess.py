@@ -41,7 +41,6 @@ import os
 import random
 import shutil
 import signal
-import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -49,11 +48,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.brokers import add_broker_option, bench_broker
+from bench.multiprocess_report import Run, report
 from bench.orders import encode_order, order
 from bench.pipeline import PIPELINE as STATELESS
 from bench.pipeline import proc_cpu, produce, query_stats, seed
 from bench.pipeline_aggregate import PIPELINE as AGGREGATE
-from bench.pipeline_worker import Spy
+from bench.pipeline_worker import Spy, worker_env
 from tests.support.worker import Worker
 
 #: Seconds between two polls of the processes' ``/queries/``: each poll costs the processes CPU,
@@ -91,55 +91,18 @@ JOBS = {
 }
 
 
-@dataclass
-class Run:
-    job: str
-    processes: int
-    seconds: float
-    events: int
-    #: CPU seconds of each process over the measured span.
-    cpus: list[float]
-    #: Records each process read at the source (how the group spread the partitions).
-    shares: list[int]
-    #: Partition assignments logged by the processes after the groups had settled.
-    reassigned: int
-    load: float
-    #: CPU of the settled processes with nothing to read (share of a core, summed).
-    idle: float = 0.0
-
-    @property
-    def cpu(self) -> float:
-        return sum(self.cpus)
-
-    @property
-    def rate(self) -> float:
-        return self.events / self.seconds
-
-    @property
-    def cpu_us(self) -> float:
-        return self.cpu / self.events * 1e6
-
-    @property
-    def rebalanced(self) -> bool:
-        return self.reassigned > 0
-
-
 def start_workers(
     servers: str, work: Path, sql: str, n: int, extra: dict[str, str]
 ) -> list[Worker]:
     """``n`` workers of one app: same app id and pipeline, own data directories and ports."""
-    pipeline = work / "pipeline.sql"
-    pipeline.write_text(sql)
-    env = {
-        "TABLESTREAM_BROKER": servers,
-        "TABLESTREAM_APP_ID": "bench",
-        "TABLESTREAM_PIPELINE": str(pipeline),
+    settings = {
         # info: each assignment is logged (by aiokafka), counted after settling.
         "TABLESTREAM_LOG_LEVEL": "info",
         # Stopped for seconds while the orders are produced: no session may expire meanwhile.
         "TABLESTREAM_SESSION_TIMEOUT": "60",
         **extra,
     }
+    env = worker_env(servers, work, sql, settings)
     # Worker gives each its own TABLESTREAM_DATA_DIR and TABLESTREAM_WEB_PORT.
     return [Worker(work / f"worker-{i}", env).start() for i in range(n)]
 
@@ -311,31 +274,6 @@ async def one_run(args: argparse.Namespace, name: str, n: int, rnd: int) -> Run:
                         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def report(runs: list[Run], processes: int) -> None:
-    loads = [r.load for r in runs]
-    print(f"\nload average (1 min) over the runs: {min(loads):.1f} to {max(loads):.1f}")
-    for job in dict.fromkeys(r.job for r in runs):
-        by_n: dict[int, list[Run]] = {}
-        for r in runs:
-            if r.job == job:
-                by_n.setdefault(r.processes, []).append(r)
-        medians = {}
-        for n, rs in sorted(by_n.items()):
-            medians[n] = statistics.median(r.cpu_us for r in rs)
-            rates = ", ".join(f"{r.rate:,.0f}" for r in rs)
-            cpus = ", ".join(f"{r.cpu_us:.1f}" for r in rs)
-            moved = sum(r.rebalanced for r in rs)
-            print(
-                f"{job}, {n} process(es): median {medians[n]:.1f} µs CPU/event summed over"
-                f" processes (rounds: {cpus}; events/s {rates}; {moved} rebalanced mid-run)"
-            )
-        if 1 in medians and processes in medians:
-            print(
-                f"{job}: CPU per event, {processes} / 1 processes ="
-                f" {medians[processes] / medians[1]:.2f}"
-            )
 
 
 async def main(args: argparse.Namespace) -> None:

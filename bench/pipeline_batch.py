@@ -25,17 +25,12 @@ import time
 from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatch
 
-from agents.cache import CachedTable
-from agents.codec import make_decoder
 from agents.fused import FusedProcessor
-from bench.orders import SYMBOLS, encode_order, order
-from bench.pipeline import PIPELINE
-from bench.pipeline_stages import Collect
-from core import codec, gcpause
-from sql import compile_query, parse_script
-from tables.memory import MemoryTable
+from bench.pipeline_stages import Collect, bench_inputs, fused_processor, record_batches
+from core import gcpause
+from sql import parse_script
 from tests.support.rocks import Record
 
 FETCH_BATCH = 10_000
@@ -43,40 +38,16 @@ VARIANTS = {"projected": True, "rows": False}
 
 
 def main(args: argparse.Namespace) -> None:
-    rng = random.Random(7)
-    users, limits = MemoryTable("users", "id"), MemoryTable("limits", "symbol")
-    for i in range(args.users):
-        row = {"id": i, "name": f"user-{i}", "tier": rng.choice(["basic", "gold"]), "credit": i}
-        users.put_row(codec.loads_exact(codec.dumps(row)))  # decoded as a ReferenceTable does
-    for s in SYMBOLS:
-        limits.put_row(codec.loads_exact(f'{{"symbol":"{s}","max_price":500.00}}'))
-    sql = PIPELINE.format(partitions=2)
-    values = [encode_order(order(i, args.users, rng)) for i in range(args.orders)]
+    sql, tables, values = bench_inputs("pipeline", args.orders, args.users, random.Random(7))
     columns = parse_script(sql).declarations["orders"].columns
-    tables = {"users": CachedTable(users), "limits": CachedTable(limits)}
     names = args.variants.split(",")
     processors: dict[str, FusedProcessor] = {}
     for name in names:
-        p = FusedProcessor(
-            compile_query(sql, tables, typed_streams=True),
-            make_decoder(columns),
-            name="q",
-            sink_topic="out",
-            key_columns=(),
-            dead_letter_topic="dlq",
-            columns=columns,
-            project=VARIANTS[name],
-        )
-        p.keep_partition = True  # as the bench's worker: outputs keep the source partition
+        p = fused_processor(sql, tables, columns, project=VARIANTS[name])
         records = [Record("orders", 0, i, 0, str(i).encode(), v) for i, v in enumerate(values)]
         p.run(records, Collect())  # warm: every user and symbol in the caches and maps
         processors[name] = p
-    buffers = []
-    for start in range(0, args.orders, FETCH_BATCH):
-        builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, 0, 64 * 1024 * 1024)
-        for i in range(start, min(start + FETCH_BATCH, args.orders)):
-            builder.append(i - start, None, str(i).encode(), values[i], [])
-        buffers.append(bytes(builder.build()))
+    buffers = record_batches(values, FETCH_BATCH)
     gc.freeze()
     times: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(args.rounds):

@@ -19,22 +19,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import inspect
 import random
 from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatch
 
-from agents.cache import CachedTable
-from agents.codec import make_decoder
-from agents.fused import FusedProcessor
-from bench.orders import SYMBOLS, encode_order, order
-from bench.pipeline import PIPELINE
-from bench.pipeline_stages import ENRICH, Collect, enrich_order
-from core import codec, gcpause
-from sql import compile_query, parse_script
-from tables.memory import MemoryTable
+from bench.pipeline_stages import Collect, bench_inputs, fused_processor, record_batches
+from core import gcpause
+from sql import parse_script
 from tests.support.rocks import Record
 
 ORDERS = 30_000
@@ -43,35 +36,9 @@ FETCH_BATCH = 10_000
 
 
 def main(args: argparse.Namespace) -> None:
-    rng = random.Random(7)
-    users, limits = MemoryTable("users", "id"), MemoryTable("limits", "symbol")
-    for i in range(10_000):
-        row = {"id": i, "name": f"user-{i}", "tier": rng.choice(["basic", "gold"]), "credit": i}
-        users.put_row(codec.loads_exact(codec.dumps(row)))
-    for s in SYMBOLS:
-        limits.put_row(codec.loads_exact(f'{{"symbol":"{s}","max_price":500.00}}'))
-    if args.job == "enrich":
-        sql = ENRICH
-        values = [enrich_order(i, 10_000, rng) for i in range(ORDERS)]
-    else:
-        sql = PIPELINE.format(partitions=2)
-        values = [encode_order(order(i, 10_000, rng)) for i in range(ORDERS)]
-    tables = {"users": CachedTable(users), "limits": CachedTable(limits)}
+    sql, tables, values = bench_inputs(args.job, ORDERS, 10_000, random.Random(7))
     columns = parse_script(sql).declarations["orders"].columns
-    # An older checkout's FusedProcessor (an A/B) may not take the declared columns.
-    takes_columns = "columns" in inspect.signature(FusedProcessor).parameters
-    extra: dict[str, Any] = {"columns": columns} if takes_columns else {}
-    fused = FusedProcessor(
-        compile_query(sql, tables, typed_streams=True),
-        make_decoder(columns),
-        name="q",
-        sink_topic="out",
-        key_columns=(),
-        dead_letter_topic="dlq",
-        **extra,
-    )
-    # As in the bench's worker: the sink has the source's partitions, outputs keep theirs.
-    fused.keep_partition = True
+    fused = fused_processor(sql, tables, columns)
     records = [Record("orders", 0, i, 0, str(i).encode(), v) for i, v in enumerate(values)]
     fused.run(records, Collect())  # warm: every user and symbol in the row caches
     if not args.fetch:
@@ -80,12 +47,7 @@ def main(args: argparse.Namespace) -> None:
     # As a worker fetches them: aiokafka's C records of 10k-record batches (built for every
     # order, whatever n: only their reading is counted), the collector's thresholds as the
     # agent has them (paused while a batch is fetched and run, or not: --gc on).
-    buffers = []
-    for start in range(0, ORDERS, FETCH_BATCH):
-        builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, 0, 64 * 1024 * 1024)
-        for i in range(start, start + FETCH_BATCH):
-            builder.append(i - start, None, str(i).encode(), values[i], [])
-        buffers.append(bytes(builder.build()))
+    buffers = record_batches(values, FETCH_BATCH)
     gc.freeze()
     left = args.n
     with gcpause.paused() if args.gc == "paused" else contextlib.nullcontext():

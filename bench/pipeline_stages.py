@@ -9,7 +9,9 @@ query's generated function (:mod:`sql.codegen`, :class:`agents.fused.FusedProces
 alternating, best of ``--repeat`` — the part of ``bench/pipeline.py``'s per-event CPU that is
 ours, without aiokafka's fetch and record batches. ``--job enrich``: the enrichment job of
 ``bench/peers.py`` instead (lookup, filter tier = 'gold' AND amount > 500). ``--profile``
-prints the top functions of one round of each engine instead (cProfile).
+prints the top functions of one round of each engine instead (cProfile). The set-up is shared
+with ``bench.pipeline_batch`` and ``bench.pipeline_icount``: :func:`bench_inputs` (query,
+tables, orders), :func:`record_batches`, :func:`fused_processor` and :class:`Collect`.
 
     .venv/bin/python -m bench.pipeline_stages [--job pipeline|enrich] [--orders 20000]
         [--repeat 7] [--profile]
@@ -19,16 +21,18 @@ from __future__ import annotations
 
 import argparse
 import gc
+import inspect
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from agents.cache import CachedTable
-from agents.codec import make_decoder, make_encoder
+from agents.codec import Decoder, make_decoder, make_encoder
 from agents.fused import FusedProcessor
 from agents.process import BatchProcessor
 from agents.sink import MAX_BATCH_BYTES, Output
@@ -36,7 +40,7 @@ from bench.orders import SYMBOLS, encode_order, order
 from bench.peers import SQL_ENRICH, SQL_HEAD
 from bench.pipeline import PIPELINE
 from core import codec
-from sql import compile_query, parse_script
+from sql import SqlType, compile_query, parse_script
 from tables.apply import Malformed
 from tables.memory import MemoryTable
 from tests.support.rocks import Record
@@ -83,18 +87,67 @@ def enrich_order(i: int, users: int, rng: random.Random) -> bytes:
     return f'{{"order_id":{i},"user_id":{user},"amount":{amount},"ts":{i}}}'.encode()
 
 
-def main(args: argparse.Namespace) -> None:
-    rng = random.Random(7)
-    users, limits = MemoryTable("users", "id"), MemoryTable("limits", "symbol")
-    for i in range(args.users):
+def bench_inputs(
+    job: str, orders: int, users: int, rng: random.Random
+) -> tuple[str, dict[str, CachedTable], list[bytes]]:
+    """What the in-process pipeline benches run: the query of ``job`` (``pipeline``: the one of
+    ``bench/pipeline.py``; ``enrich``: ``bench/peers.py``'s enrichment), its tables (``users``
+    users, the 50 symbols' limits) in memory behind the agents' row cache as a worker reads
+    them, and ``orders`` encoded orders of the job — all drawn from ``rng`` in this order."""
+    user_table, limits = MemoryTable("users", "id"), MemoryTable("limits", "symbol")
+    for i in range(users):
         row = {"id": i, "name": f"user-{i}", "tier": rng.choice(["basic", "gold"]), "credit": i}
-        users.put_row(codec.loads_exact(codec.dumps(row)))  # decoded as a ReferenceTable does
+        user_table.put_row(codec.loads_exact(codec.dumps(row)))  # decoded as a ReferenceTable does
     for s in SYMBOLS:
         limits.put_row(codec.loads_exact(f'{{"symbol":"{s}","max_price":500.00}}'))
-    enrich = args.job == "enrich"
-    sql = ENRICH if enrich else PIPELINE.format(partitions=2)
+    tables = {"users": CachedTable(user_table), "limits": CachedTable(limits)}
+    if job == "enrich":
+        return ENRICH, tables, [enrich_order(i, users, rng) for i in range(orders)]
+    values = [encode_order(order(i, users, rng)) for i in range(orders)]
+    return PIPELINE.format(partitions=2), tables, values
+
+
+def record_batches(values: list[bytes], size: int) -> list[bytes]:
+    """``values`` as aiokafka's C record batches of ``size`` records (as a worker fetches them;
+    offsets from 0 in each batch, the key the value's index)."""
+    buffers = []
+    for start in range(0, len(values), size):
+        builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, 0, 64 * 1024 * 1024)
+        for i in range(start, min(start + size, len(values))):
+            builder.append(i - start, None, str(i).encode(), values[i], [])
+        buffers.append(bytes(builder.build()))
+    return buffers
+
+
+def fused_processor(
+    sql: str,
+    tables: dict[str, CachedTable],
+    columns: Mapping[str, SqlType] | None,
+    decode: Decoder | None = None,
+    **options: Any,
+) -> FusedProcessor:
+    """The query's generated batch function as the bench's worker runs it: stream columns
+    decoded typed (``decode``, default a new decoder of ``columns``), its sink with the source's
+    partitions so outputs keep theirs. ``options``: more of :class:`FusedProcessor`'s."""
+    # An older checkout's FusedProcessor (an A/B) may not take the declared columns.
+    if "columns" in inspect.signature(FusedProcessor).parameters:
+        options["columns"] = columns
+    fused = FusedProcessor(
+        compile_query(sql, tables, typed_streams=True),
+        make_decoder(columns) if decode is None else decode,
+        name="q",
+        sink_topic="out",
+        key_columns=(),
+        dead_letter_topic="dlq",
+        **options,
+    )
+    fused.keep_partition = True
+    return fused
+
+
+def main(args: argparse.Namespace) -> None:
+    sql, tables, values = bench_inputs(args.job, args.orders, args.users, random.Random(7))
     # As the agents compile it: stream columns arrive typed from the decoder.
-    tables = {"users": CachedTable(users), "limits": CachedTable(limits)}
     query = compile_query(sql, tables, typed_streams=True)
     decl = parse_script(sql).declarations["orders"]
     decode = make_decoder(decl.columns)
@@ -104,15 +157,9 @@ def main(args: argparse.Namespace) -> None:
     processor = BatchProcessor(
         query, decode, encode=make_encoder(query.output_columns, query.output_types), **common
     )
-    fused = FusedProcessor(
-        compile_query(sql, tables, typed_streams=True), decode, columns=decl.columns, **common
-    )
+    fused = fused_processor(sql, tables, decl.columns, decode)
     # As in the bench's worker: the sink has the source's partitions, outputs keep theirs.
-    processor.keep_partition = fused.keep_partition = True
-    if enrich:
-        values = [enrich_order(i, args.users, rng) for i in range(args.orders)]
-    else:
-        values = [encode_order(order(i, args.users, rng)) for i in range(args.orders)]
+    processor.keep_partition = True
     records = [Record("orders", i % 2, i, 0, str(i).encode(), v) for i, v in enumerate(values)]
     decoded = [decode(v) for v in values]
     rows = [r[0] for d in decoded if (r := query.process(d, key="1", timestamp=0))]

@@ -23,6 +23,22 @@ from tests.support.kafka import read_all
 from tests.support.worker import Worker
 
 
+def worker_env(
+    servers: str, work: Path, sql: str, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The settings of a bench's workers: the pipeline ``sql`` (written to ``work``), the app
+    ``bench`` on the broker ``servers``, warnings logged; ``extra`` adds or overrides."""
+    pipeline = work / "pipeline.sql"
+    pipeline.write_text(sql)
+    return {
+        "TABLESTREAM_BROKER": servers,
+        "TABLESTREAM_APP_ID": "bench",
+        "TABLESTREAM_PIPELINE": str(pipeline),
+        "TABLESTREAM_LOG_LEVEL": "warning",
+        **(extra or {}),
+    }
+
+
 def start_worker(
     servers: str,
     work: Path,
@@ -33,15 +49,7 @@ def start_worker(
     """A real ``faust -A app worker`` running the pipeline ``sql``, its files under ``work``
     (``extra``: more ``TABLESTREAM_*`` settings, e.g. another app id or codegen off; ``tree``:
     another checkout to run, first on the path and the working directory)."""
-    pipeline = work / "pipeline.sql"
-    pipeline.write_text(sql)
-    env = {
-        "TABLESTREAM_BROKER": servers,
-        "TABLESTREAM_APP_ID": "bench",
-        "TABLESTREAM_PIPELINE": str(pipeline),
-        "TABLESTREAM_LOG_LEVEL": "warning",
-        **(extra or {}),
-    }
+    env = worker_env(servers, work, sql, extra)
     if tree is None:
         return Worker(work / "worker", env).start()
     env["PYTHONPATH"] = str(tree)

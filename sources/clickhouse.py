@@ -35,7 +35,7 @@ from sources import clickhouse_types as cht
 from sources import config as cfg
 from sources.clickhouse_client import ClickHouseError, EmbeddedClient, HttpClient, tls_context
 from sources.modes import create
-from sources.table import ExternalTable
+from sources.table import ExternalTable, quote_table
 from tables.kinds import TableEnv
 from tables.protocol import Table
 from tables.spec import TableSpec
@@ -172,7 +172,7 @@ class ClickHouse:
             path = cht.quote_string(str(Path(table).resolve()))
             fmt = f", {cht.quote_string(self.file_format)}" if self.file_format else ""
             return f"file({path}{fmt})"
-        return ".".join('"' + p.replace('"', '""') + '"' for p in table.split("."))
+        return quote_table(table)
 
     # -- answers --------------------------------------------------------------------------------
     def _answer(self, sql: str) -> dict[str, Any]:

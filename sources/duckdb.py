@@ -11,7 +11,7 @@ from typing import Any
 
 from sources import config as cfg
 from sources.modes import create
-from sources.table import ExternalTable
+from sources.table import ExternalTable, quote_table
 from tables.kinds import TableEnv
 from tables.protocol import Table
 from tables.spec import TableSpec
@@ -73,7 +73,7 @@ class DuckDB:
 
     @staticmethod
     def quote(table: str) -> str:
-        return ".".join('"' + p.replace('"', '""') + '"' for p in table.split("."))
+        return quote_table(table)
 
 
 class DuckDBKind:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from sources import config as cfg
 from sources.modes import create
-from sources.table import ExternalTable
+from sources.table import ExternalTable, quote_table
 from tables.kinds import TableEnv
 from tables.protocol import Table
 from tables.spec import TableSpec
@@ -127,7 +127,7 @@ class Postgres:
 
     @staticmethod
     def quote(table: str) -> str:
-        return ".".join('"' + p.replace('"', '""') + '"' for p in table.split("."))
+        return quote_table(table)
 
 
 class PostgresKind:

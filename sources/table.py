@@ -233,3 +233,8 @@ class ExternalTable(OpenedInThread):
 
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def quote_table(table: str) -> str:
+    """``schema.table`` (or ``table``) quoted as SQL identifiers, part by part."""
+    return ".".join(quote_ident(p) for p in table.split("."))

@@ -282,12 +282,9 @@ class PullQuery:
     ) -> PullResult:
         """Runs to the end in one go (tests, the CLI)."""
         steps = self._run(max_rows, time_limit, clock)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                result: PullResult = done.value
-                return result
+        while (result := _step(steps)) is None:
+            pass
+        return result
 
     async def execute_async(self, *, max_rows: int = 1000, time_limit: float = 2.0) -> PullResult:
         """As :meth:`execute`, yielding to the event loop every ``CHUNK`` rows: a scan shares
@@ -296,12 +293,19 @@ class PullQuery:
 
         steps = self._run(max_rows, time_limit, time.monotonic)
         while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                result: PullResult = done.value
+            if (result := _step(steps)) is not None:
                 return result
             await asyncio.sleep(0)
+
+
+def _step(steps: Generator[None, None, PullResult]) -> PullResult | None:
+    """One step of a scan (:meth:`PullQuery._run`): None while it goes on, its result at its end."""
+    try:
+        next(steps)
+    except StopIteration as done:
+        result: PullResult = done.value
+        return result
+    return None
 
 
 def compile_pull_query(

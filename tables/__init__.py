@@ -5,6 +5,7 @@ Public API is re-exported here; the modules behind it are implementation.
 
 from tables.changes import ChangeFeed, ChangeStream, ChangeStreamOverflowError
 from tables.indexes import HashIndex
+from tables.keys import drop_key, int_alias
 from tables.memory import MemoryTable
 from tables.protocol import (
     AS_OF_TIMES,
@@ -63,4 +64,6 @@ __all__ = [
     "Value",
     "VersionRecord",
     "VersionedTable",
+    "drop_key",
+    "int_alias",
 ]

@@ -34,3 +34,31 @@ def key_text(key: Any) -> str:
 
 def key_bytes(key: Any) -> bytes:
     return key_text(key).encode("utf-8")
+
+
+def int_alias(key: Any) -> int | None:
+    """The int whose text is ``key`` exactly (``"42"`` → 42, ``"-7"`` → -7), else None.
+
+    Caches in front of a table keep a row under the probe the query used, and queries probe
+    integer keys with the int (no ``str()`` per lookup): a change of the key ``"42"`` must drop
+    the entry under ``42`` too. Texts that ``int()`` accepts but that are not an int's own text
+    (``"042"``, ``"4_2"``, ``" 42"``, other scripts' digits) are no alias: no int probe maps
+    to them.
+    """
+    # The cheap test first: most text keys do not end in a digit.
+    if type(key) is not str or not key[-1:].isdigit():
+        return None
+    try:
+        as_int = int(key)
+    except ValueError:
+        return None
+    return as_int if str(as_int) == key else None
+
+
+def drop_key(cache: dict[Any, Any], key: Any) -> None:
+    """Drop a changed table key from a cache in front of the table: the entry under ``key`` and
+    the one under its :func:`int_alias`, if any (the int probe of the same row)."""
+    cache.pop(key, None)
+    alias = int_alias(key)
+    if alias is not None:
+        cache.pop(alias, None)

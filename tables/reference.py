@@ -21,6 +21,7 @@ from tables.deadletter import DeadLetterWriter
 from tables.indexes import HashIndex
 from tables.keys import key_bytes
 from tables.loader import TableLoader
+from tables.preload import preload
 from tables.protocol import (
     Change,
     ChangeListener,
@@ -81,13 +82,14 @@ class ReferenceTable(Service):
         self._rows = self._state.rows.rows  # get()'s hit path: one dict lookup
         self._raw = self._state.rows.raw  # its stored bytes, before RocksDB
         self._cache = self._state.rows
-        # With the preload, the loader's batches fill the bytes level while it has room (a cold
-        # restore within the budget leaves every row in memory); preload_cache() adds what a
-        # warm restart did not write.
+        # With the preload, the loader's batches after a restore fill the bytes level while it
+        # has room (RowCache.fill); preload_cache() fills the cache from the store once ready.
         self._cache.fill = preload_cache
         self._decode = self._state.decode_stored
-        #: Fill the cache's stored-bytes level from the store once ready (preload_cache()).
+        #: Fill the row cache from the store once ready (preload_cache()).
         self._preload = preload_cache
+        #: That preload, once started (awaited by whoever needs the cache warm).
+        self.preloading: asyncio.Future[Any] | None = None
         self._loader = TableLoader(
             self._state,
             self._new_consumer,
@@ -140,7 +142,7 @@ class ReferenceTable(Service):
             self._state.after_publish.append(writer.flush)
         await self.add_runtime_dependency(self._loader)
         if self._preload:
-            self.add_future(self.preload_cache())
+            self.preloading = self.add_future(self.preload_cache())
 
     async def on_stop(self) -> None:
         self._state.stats.running = False
@@ -244,74 +246,10 @@ class ReferenceTable(Service):
         return default if value is None else value
 
     async def preload_cache(self, chunk: int = 2_000) -> int:
-        """Once ready, read the stored rows in key order into the row cache's bytes level
-        while they fit without evicting anything (a table within ``TABLESTREAM_TABLE_CACHE_MB``
-        is then read from memory from the start, not after a first RocksDB read of each key),
-        then, when the whole table is held and fits ``TABLESTREAM_TABLE_CACHE_ROWS``, decode it
-        into the decoded rows (:meth:`preload_rows`). Yields between chunks; a chunk reads the
-        store as it is then and keeps its rows before any await, so a batch committed meanwhile
-        drops its keys as usual. Returns rows added to the bytes level."""
-        await self._state.wait_ready()
-        cache = self._cache
-        held = cache.raw
-        after: bytes | None = None
-        added = 0
-        # Filled from the restore's own batches (RowCache.fill): every stored row already held.
-        complete = len(held) - list(held.values()).count(None) >= self._state.store.count
-        while not complete:
-            n = 0
-            for skey, raw in self._state.store.items(from_key=after):
-                if skey == after:
-                    continue
-                if skey not in held:
-                    if not cache.fill_raw(skey, raw):
-                        complete = True
-                        break
-                    added += 1
-                after = skey
-                n += 1
-                if n >= chunk:
-                    break
-            if n == 0:
-                break
-            await asyncio.sleep(0)
-        # Decoded too only for a table within both bounds: a row decoded costs ~2.5x its
-        # bytes in memory, worth it when every get() then is one probe (a larger table read
-        # uniformly keeps missing the decoded level whatever it holds).
-        store_rows = self._state.store.count
-        if store_rows <= cache.max_rows and (
-            len(held) - list(held.values()).count(None) >= store_rows
-        ):
-            await self.preload_rows(chunk)
-        return added
-
-    async def preload_rows(self, chunk: int = 2_000) -> int:
-        """Decode what the bytes level holds into the decoded rows while they have room
-        (``TABLESTREAM_TABLE_CACHE_ROWS``; nothing evicted for it), keyed by key text: a table
-        within both bounds then answers every ``get()`` by text with one dict probe, with no
-        decode or allocation on a first read (a first read from the bytes level, p99 ~6-8
-        µs here, is mostly the page faults of the new row's memory). Chunks between awaits; a
-        chunk decodes the bytes held then (a batch committed meanwhile changed or dropped
-        them). Returns rows added."""
-        cache = self._cache
-        rows, raw = cache.rows, cache.raw
-        decode = self._decode
-        added = 0
-        skeys = list(raw)
-        for start in range(0, len(skeys), chunk):
-            room = cache.max_rows - len(rows)
-            if room <= 0:
-                break
-            for skey in skeys[start : start + min(chunk, room)]:
-                value = raw.get(skey)
-                if value is None:  # dropped since, or a known miss
-                    continue
-                text = skey.decode()
-                if text not in rows:
-                    cache.put(text, decode(value))
-                    added += 1
-            await asyncio.sleep(0)
-        return added
+        """Once ready, fill the row cache from the store (:mod:`tables.preload`: the whole
+        table decoded when it fits ``TABLESTREAM_TABLE_CACHE_MB`` decoded, else its bytes while
+        they fit); returns rows added."""
+        return await preload(self._state, chunk)
 
     def contains_key(self, key: Key) -> bool:
         return self.get_raw(key) is not None

@@ -26,15 +26,22 @@ table no longer holds. Rows are shared, never copied: callers treat a returned r
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-#: Decoded rows kept per table by default (a flat 6-field row: ~0.6 KB with its strings).
-DEFAULT_MAX_ROWS = 100_000
-#: Stored bytes kept per table by default, MB (a 92-byte row: ~0.21 KB with key and entry).
-DEFAULT_RAW_MB = 128
+from tables.rowsize import SIZE_SAMPLE, row_sizes
+
+#: The fixed bounds of a :class:`RowCache` made without any: decoded rows, stored bytes (MB).
+DEFAULT_MAX_ROWS, DEFAULT_RAW_MB = 100_000, 128
+#: A table's row cache as the worker sizes it by default (:meth:`CacheSettings.cache`): MB for
+#: both levels together, decoded rows counted at their measured size (:mod:`tables.rowsize`).
+DEFAULT_BUDGET_MB = 256
+#: A table larger than its budget decoded keeps at least this share of the budget in decoded
+#: rows (its recently read keys), the rest in stored bytes (:meth:`RowCache.size_for`).
+DECODED_SHARE = 0.1
 #: What one ``raw`` entry costs beyond its key and value bytes: two bytes objects' headers, the
 #: dict's entry and index slots, the deque's slot (measured with tracemalloc: a 300k-entry
 #: dict of 5-byte keys and 92-byte values, with its deque, takes ~207 bytes an entry).
@@ -51,13 +58,18 @@ class CacheSettings:
     """A reference table's row cache as the worker's settings give it (``TABLESTREAM_TABLE_
     CACHE_ROWS``, ``_MB``, ``_PRELOAD``)."""
 
-    rows: int = DEFAULT_MAX_ROWS
-    mb: float = DEFAULT_RAW_MB
-    #: Fill the stored-bytes level from the store once the table is ready.
-    preload: bool = False
+    #: Decoded rows, a fixed bound (``mb`` then bounds the stored bytes alone); 0: sized from
+    #: the table within ``mb`` (:meth:`RowCache.size_for`).
+    rows: int = 0
+    mb: float = DEFAULT_BUDGET_MB
+    #: Fill the cache from the store once the table is ready (:mod:`tables.preload`), and
+    #: from later writes while it has room.
+    preload: bool = True
 
     def cache(self) -> RowCache:
-        return RowCache(self.rows, self.mb)
+        if self.rows:
+            return RowCache(self.rows, self.mb)
+        return RowCache.budgeted(self.mb)
 
 
 class RowCache:
@@ -69,26 +81,34 @@ class RowCache:
         "_raw_low",
         "_raw_order",
         "_refused",
+        "_sized",
+        "budget",
         "fill",
         "max_raw_bytes",
         "max_rows",
         "raw",
         "raw_bytes",
+        "raw_size",
+        "row_size",
         "rows",
     )
 
     def __init__(
         self, max_rows: int = DEFAULT_MAX_ROWS, max_raw_mb: float = DEFAULT_RAW_MB
     ) -> None:
-        self.max_rows = max_rows
-        self.max_raw_bytes = int(max_raw_mb * 1024 * 1024)
-        # Evicting a share at once, not one entry per entry added: freeing a decoded row costs
-        # ~1 µs of cache misses (its dict and strings are cold), which one entry per miss put
-        # on every miss's time (uniform reads, load 6: p50 3.6 -> 2.5 µs, p99 7.1 -> 5.9 µs);
-        # 1% of 100k rows at once is a ~0.3-1 ms call every 1,000 misses (p99.9 territory).
-        self._evict_rows = max(1, max_rows // EVICT_SHARE)
-        self._raw_low = self.max_raw_bytes - self.max_raw_bytes // EVICT_SHARE
+        self.max_rows = self._evict_rows = self.max_raw_bytes = self._raw_low = 0
+        self._bound(max_rows, int(max_raw_mb * 1024 * 1024))
         self._refused = 0
+        # The row count the bounds were last sized for (size_for).
+        self._sized = 0
+        #: Bytes both levels may hold together, the decoded rows counted at :attr:`row_size`
+        #: (:meth:`budgeted`); 0: the fixed bounds given.
+        self.budget = 0
+        #: What a decoded row costs, bytes (measured on a sample, :meth:`measure`;
+        #: 0: not measured).
+        self.row_size = 0.0
+        #: What a row's stored bytes cost in the bytes level (:data:`RAW_ENTRY_OVERHEAD` too).
+        self.raw_size = 0.0
         #: Keep what committed batches write in the bytes level while it has room (the preload,
         #: :attr:`CacheSettings.preload`): a table restored within the budget is read from
         #: memory from its first lookup. Off: a write drops the key's bytes.
@@ -102,6 +122,101 @@ class RowCache:
         # Keys in insertion order; may still name keys dropped since (see _evict_row).
         self._order: deque[Any] = deque()
         self._raw_order: deque[bytes] = deque()
+
+    @classmethod
+    def budgeted(cls, mb: float) -> RowCache:
+        """A cache of ``mb`` MB for both levels, sized from its table once ready
+        (:meth:`size_for`); until then the split of a table larger than the budget."""
+        budget = int(mb * 1024 * 1024)
+        guess = 600  # bytes a decoded row, until measured
+        cache = cls(int(budget * DECODED_SHARE / guess), mb * (1 - DECODED_SHARE))
+        cache.budget = budget
+        return cache
+
+    def _bound(self, max_rows: int, max_raw_bytes: int) -> None:
+        self.max_rows = max(0, max_rows)
+        self.max_raw_bytes = max(0, max_raw_bytes)
+        # Evicting a share at once, not one entry per entry added: freeing a decoded row costs
+        # ~1 µs of cache misses (its dict and strings are cold), which one entry per miss put
+        # on every miss's time (uniform reads, load 6: p50 3.6 -> 2.5 µs, p99 7.1 -> 5.9 µs);
+        # 1% of 100k rows at once is a ~0.3-1 ms call every 1,000 misses (p99.9 territory).
+        self._evict_rows = max(1, self.max_rows // EVICT_SHARE)
+        self._raw_low = self.max_raw_bytes - self.max_raw_bytes // EVICT_SHARE
+
+    def measure(
+        self, stored: Iterable[tuple[bytes, bytes]], decode: Callable[[bytes], Any]
+    ) -> None:
+        """Sets :attr:`row_size` and :attr:`raw_size` from a sample of the table's stored rows."""
+        sizes = row_sizes(stored, decode, RAW_ENTRY_OVERHEAD)
+        if sizes is not None:
+            self.row_size, self.raw_size = sizes
+
+    def follow(
+        self,
+        count: int,
+        written: Iterable[tuple[bytes, bytes | None]] | None,
+        decode: Callable[[bytes], Any],
+    ) -> None:
+        """After a commit, in a budgeted cache: sized once the table has rows (one empty when
+        ready was not; measured on the rows ``written``, when the commit kept them), and again
+        once its row count moved by a tenth since (a table sized to fit decoded that outgrew
+        its budget gives its decoded rows' memory to its bytes, read by read)."""
+        if not self.row_size:
+            if not count or written is None:
+                return
+            rows = ((k, v) for k, v in written if v is not None)
+            self.measure(itertools.islice(rows, SIZE_SAMPLE), decode)
+            if self.row_size:
+                self.size_for(count)
+        elif abs(count - self._sized) * 10 > self._sized:
+            self.size_for(count)
+
+    def size_for(self, count: int) -> bool:
+        """Bounds for a table of ``count`` rows within :attr:`budget` (a measured
+        :attr:`row_size` needed); True when every row fits decoded.
+
+        Then the decoded rows may take the whole budget (room for the table to grow, and for
+        the int probes' aliases of its rows, ~70 bytes each), and the bytes level half of what
+        the rows leave (what writes keep, read again decoded). A larger table: the bytes level
+        takes what the whole table's bytes need and 10% more (growth), up to all but
+        :data:`DECODED_SHARE` of the budget, and the decoded rows the rest, oldest first: a
+        read that misses both levels is a RocksDB read, the p99 as soon as 1% of reads do
+        (docs/BENCHMARKS.md). Returns False, bounds unchanged, for a cache of fixed bounds."""
+        size = self.row_size
+        if not self.budget or size <= 0:
+            return False
+        self._sized = count
+        spare = self.budget - count * size
+        if spare >= 0:
+            self._bound(2 * count + int(spare / 2 / size), int(spare / 2))
+        else:
+            raw = min(count * self.raw_size * 1.1, self.budget * (1 - DECODED_SHARE))
+            self._bound(int((self.budget - raw) / size), int(raw))
+        if self.raw_bytes > self.max_raw_bytes:
+            self._evict_raw(self.max_raw_bytes)
+        return spare >= 0
+
+    def trim(self, most: int) -> bool:
+        """Evict up to ``most`` of the oldest decoded rows above :attr:`max_rows` (the bounds
+        shrank); True once within them."""
+        rows, order = self.rows, self._order
+        pop = rows.pop
+        while len(rows) > self.max_rows and order and most > 0:
+            if pop(order.popleft(), MISS) is not MISS:
+                most -= 1
+        return len(rows) <= self.max_rows or not order
+
+    def keep_decoded(
+        self, skeys: list[bytes], values: list[bytes], decode: Callable[[bytes], Any]
+    ) -> None:
+        """Decode stored rows read from the store just now (keys in key order, their bytes)
+        into ``rows`` by key text, at C level (~2 µs a row here, most of it the new memory's
+        page faults, against ~4 µs through :meth:`put`); nothing is evicted for them: the
+        caller keeps within :attr:`max_rows`. A row already held is the same row (writes drop
+        their keys), so it is replaced by an equal one."""
+        texts = list(map(bytes.decode, skeys))
+        self.rows.update(zip(texts, map(decode, values), strict=True))
+        self._order.extend(texts)
 
     def __len__(self) -> int:
         """Decoded rows held."""
@@ -175,10 +290,11 @@ class RowCache:
         self._raw_order.append(skey)
         return True
 
-    def _evict_raw(self) -> None:
+    def _evict_raw(self, limit: int | None = None) -> None:
         raw, order = self.raw, self._raw_order
         pop = raw.pop
-        limit = self._raw_low
+        if limit is None:
+            limit = self._raw_low
         while self.raw_bytes > limit and order:
             skey = order.popleft()
             value = pop(skey, MISS)

@@ -89,6 +89,9 @@ class TableState:
             self.rows.written(written, kept)
         elif self.rows:  # rows cached after the batch was made (untracked): start over
             self.rows.clear()
+        if self.rows.budget:  # sized by the table's rows: follow their count
+            pairs = zip(written, kept, strict=True) if written is not None and kept else None
+            self.rows.follow(self.store.count, pairs, self.decode_stored)
 
     def items(self) -> Iterator[tuple[Key, Value]]:
         decode = self.decode_stored

@@ -11,6 +11,7 @@ in-order write needs no scan of the key's history. Writes go through the table's
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import struct
 from collections.abc import Callable, Iterator
@@ -102,7 +103,7 @@ class VersionStore:
         self._sweep_from: bytes | None = None
         #: Decoded past versions of recently read keys (:mod:`tables.versions_cache`); every
         #: commit of the store drops the keys whose versions it wrote.
-        self.past = PastCache(cache_versions)
+        self.past = PastCache(cache_versions, self._read_past)
         store.history_written = self._written
 
     def _written(self, vkeys: list[bytes]) -> None:
@@ -153,6 +154,16 @@ class VersionStore:
             past.opened = store.openings
         history = past.keys.get(skey)
         if history is None:
+            loop = asyncio._get_running_loop()
+            if loop is not None:
+                # Answered by the seek; the history loads after this read (PastCache.defer).
+                raw = self.seek(skey, timestamp)
+                if raw is None or raw is EXPIRED:
+                    value: Any = raw
+                else:
+                    value = decode(raw)
+                past.defer(skey, loop)
+                return value
             history = self._read_past(skey)
             if history is None:  # closed
                 return None

@@ -127,12 +127,7 @@ def broker(broker_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     if broker_kind == "kafka" and EXTERNAL:
         yield ExternalBroker(EXTERNAL)  # type: ignore[misc]
         return
-    log = tmp_path_factory.mktemp("broker") / f"{broker_kind}.log"
-    b = make_broker(broker_kind, log_path=log, kafka_config=KAFKA_TEST_CONFIG)
-    try:
-        yield b.start()
-    finally:
-        b.close()
+    yield from _running(broker_kind, tmp_path_factory.mktemp("broker") / f"{broker_kind}.log")
 
 
 @pytest.fixture(scope="session")
@@ -142,12 +137,7 @@ def other_broker(broker_kind: str, tmp_path_factory: pytest.TempPathFactory) -> 
     unique topic names and must not stop it; ``fresh_broker`` is the one to restart."""
     if broker_kind == "kafka" and EXTERNAL:
         pytest.skip(SKIP_EXTERNAL)
-    log = tmp_path_factory.mktemp("broker") / f"{broker_kind}-other.log"
-    b = make_broker(broker_kind, log_path=log, kafka_config=KAFKA_TEST_CONFIG)
-    try:
-        yield b.start()
-    finally:
-        b.close()
+    yield from _running(broker_kind, tmp_path_factory.mktemp("broker") / f"{broker_kind}-other.log")
 
 
 @pytest.fixture
@@ -155,9 +145,12 @@ def fresh_broker(broker_kind: str, tmp_path: Path) -> Iterator[Broker]:
     """A broker of one's own, for tests that need an empty cluster, to replace it or restart it."""
     if broker_kind == "kafka" and EXTERNAL:
         pytest.skip(SKIP_EXTERNAL)
-    b = make_broker(
-        broker_kind, log_path=tmp_path / f"{broker_kind}.log", kafka_config=KAFKA_TEST_CONFIG
-    )
+    yield from _running(broker_kind, tmp_path / f"{broker_kind}.log")
+
+
+def _running(kind: str, log: Path) -> Iterator[Broker]:
+    """A broker of ``kind`` (its log at ``log``), started for a fixture and closed after it."""
+    b = make_broker(kind, log_path=log, kafka_config=KAFKA_TEST_CONFIG)
     try:
         yield b.start()
     finally:

@@ -307,15 +307,20 @@ class ExprGen:
         entry = self.ctx.compiled.get(id(node))
         return entry[1] if entry is not None and entry[0] is node else None
 
+    def _row(self, slot: int, name: str) -> str:
+        """The variable holding the row of relation ``slot``, which ``name`` is read from."""
+        row = self.rows.get(slot)
+        if row is None:
+            raise Unsupported(f"a read of {name!r} outside the query's own relations")
+        return row
+
     def read(self, read: Read) -> str:
         slot, name, py, conv = read
         key = ("read", slot, name)
         known = self.w.known(key)
         if known is not None:
             return known
-        row = self.rows.get(slot)
-        if row is None:
-            raise Unsupported(f"a read of {name!r} outside the query's own relations")
+        row = self._row(slot, name)
         t = self.w.temp("c")
         attrs = self.attrs.get(slot)
         if attrs is None:
@@ -347,9 +352,7 @@ class ExprGen:
         known = self.w.known(key)
         if known is not None:
             return known
-        row = self.rows.get(slot)
-        if row is None:
-            raise Unsupported(f"a read of {name!r} outside the query's own relations")
+        row = self._row(slot, name)
         w = self.w
         if slot in self.attrs:
             raise Unsupported(f"a converting read of {name!r} from a struct")

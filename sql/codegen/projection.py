@@ -16,8 +16,8 @@ of column reads, constants and the inline operators qualify (deterministic funct
 row). A row on which any of them raises is kept as :data:`SLOW`, and records probing it take
 the row path at each value's own place in the function, so errors (dead letters) come where
 and in the order they do without the map. A change of the table drops the key (its int form
-too, as :class:`agents.cache.CachedTable` does); the map holds only what the table's ``get``
-answered from local state, and starts over when full.
+too, :func:`tables.drop_key`, as :class:`agents.cache.CachedTable` does); the map holds only
+what the table's ``get`` answered from local state, and starts over when full.
 
 Generation is two passes over the query: the first writes the row path and records, per
 lookup, what is read from the row (:class:`Site`); the second writes the probes
@@ -34,7 +34,7 @@ from sqlglot import exp
 
 from sql.codegen.unsupported import Unsupported
 from sql.codegen.writer import Writer
-from tables import Change
+from tables import Change, drop_key, int_alias
 
 if TYPE_CHECKING:
     from sql.codegen.expr import ExprGen
@@ -147,22 +147,14 @@ class Projection:
         return value
 
     def _changed(self, change: Change) -> None:
-        values, key = self.values, change.key
-        values.pop(key, None)
-        if type(key) is str and key[-1:].isdigit():
-            try:
-                as_int = int(key)
-            except ValueError:
-                return
-            if str(as_int) == key:
-                values.pop(as_int, None)
-                self._undense(as_int)
-        elif type(key) is int:
-            self._undense(key)
+        key = change.key
+        drop_key(self.values, key)
+        # The same row's entry in the dense list: under the int key, or its text's int alias.
+        self._undense(key if type(key) is int else int_alias(key))
 
-    def _undense(self, k: int) -> None:
+    def _undense(self, k: int | None) -> None:
         dense = self.dense_list
-        if 0 <= k < len(dense) and dense[k] is not UNSET:
+        if k is not None and 0 <= k < len(dense) and dense[k] is not UNSET:
             dense[k] = UNSET
             self._in_dense -= 1
 

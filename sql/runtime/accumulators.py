@@ -153,13 +153,32 @@ class _Rev:
         return bool(other.v < self.v)
 
 
-class OrderedBag(Accumulator):
+class _Counted(Accumulator):
+    """The non-NULL values added and not removed, as value → count (a removal of a value not
+    there is no error: its count was already dropped)."""
+
+    __slots__ = ("counts",)
+
+    def __init__(self) -> None:
+        self.counts: dict[Any, int] = {}
+
+    def remove(self, v: Any) -> None:
+        if v is None:
+            return
+        n = self.counts.get(v, 0) - 1
+        if n > 0:
+            self.counts[v] = n
+        else:
+            self.counts.pop(v, None)
+
+
+class OrderedBag(_Counted):
     """Retractable MIN or MAX: value counts plus a lazily cleaned heap; O(log n) per change."""
 
-    __slots__ = ("counts", "heap", "is_max")
+    __slots__ = ("heap", "is_max")
 
     def __init__(self, is_max: bool) -> None:
-        self.counts: dict[Any, int] = {}
+        super().__init__()
         self.heap: list[Any] = []
         self.is_max = is_max
 
@@ -178,15 +197,6 @@ class OrderedBag(Accumulator):
         if not had:
             heapq.heappush(self.heap, _Rev(v) if self.is_max else v)
 
-    def remove(self, v: Any) -> None:
-        if v is None:
-            return
-        n = self.counts.get(v, 0) - 1
-        if n > 0:
-            self.counts[v] = n
-        else:
-            self.counts.pop(v, None)
-
     def result(self) -> Any:
         heap, counts = self.heap, self.counts
         while heap:
@@ -197,23 +207,12 @@ class OrderedBag(Accumulator):
         return None
 
 
-class CountDistinct(Accumulator):
-    __slots__ = ("counts",)
-
-    def __init__(self) -> None:
-        self.counts: dict[Any, int] = {}
+class CountDistinct(_Counted):
+    __slots__ = ()
 
     def add(self, v: Any) -> None:
         if v is not None:
             self.counts[v] = self.counts.get(v, 0) + 1
-
-    def remove(self, v: Any) -> None:
-        if v is not None:
-            n = self.counts.get(v, 0) - 1
-            if n > 0:
-                self.counts[v] = n
-            else:
-                self.counts.pop(v, None)
 
     def result(self) -> Any:
         return len(self.counts)

@@ -284,18 +284,25 @@ def server_table(
         server.execute(insert_sql(name, data))
 
 
+def chdb_run(path: Path, *statements: str) -> None:
+    """``statements`` run in order in the chdb session at ``path``."""
+    client = EmbeddedClient(str(path))
+    client.open()
+    try:
+        for sql in statements:
+            client.run(sql)
+    finally:
+        client.close()
+
+
 def chdb_table(
     path: Path, name: str, data: Mapping[int, tuple[Any, ...]], ddl: str = CH_DDL
 ) -> None:
     """``name`` (``db.table``) with ``data`` in the chdb session at ``path``."""
-    client = EmbeddedClient(str(path))
-    client.open()
-    try:
-        db = name.rpartition(".")[0]
-        if db:
-            client.run(f"CREATE DATABASE IF NOT EXISTS {db}")
-        client.run(f"CREATE TABLE {name} ({ddl}) ENGINE = MergeTree ORDER BY id")
-        if data:
-            client.run(insert_sql(name, data))
-    finally:
-        client.close()
+    db = name.rpartition(".")[0]
+    chdb_run(
+        path,
+        *([f"CREATE DATABASE IF NOT EXISTS {db}"] if db else []),
+        f"CREATE TABLE {name} ({ddl}) ENGINE = MergeTree ORDER BY id",
+        *([insert_sql(name, data)] if data else []),
+    )

@@ -3,10 +3,12 @@ compare the generated code (:mod:`agents.fused`) with the closures (:mod:`agents
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents.codec import make_decoder, make_encoder
@@ -15,7 +17,29 @@ from agents.process import BatchProcessor
 from sql import CompiledQuery
 from sql.types import SqlType
 from tables.apply import Malformed
+from tests.support.brokers import IN_CI
 from tests.support.rocks import Record
+
+#: Hypothesis examples of each test comparing the generated code with the closures and DuckDB.
+EXAMPLES = int(os.environ.get("SQL_CODEGEN_EXAMPLES", "100"))
+
+Test = Callable[..., None]
+
+
+def codegen_examples(**strategies: st.SearchStrategy[Any]) -> Callable[[Test], Test]:
+    """``@given(**strategies)`` under the settings of those tests: :data:`EXAMPLES` examples, no
+    deadline (DuckDB's first query is slow), derandomized in CI."""
+    examples = settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=IN_CI,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+    def decorate(test: Test) -> Test:
+        return examples(given(**strategies)(test))
+
+    return decorate
 
 
 class Collect:

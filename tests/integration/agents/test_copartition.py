@@ -68,6 +68,13 @@ def keyed(items: list[dict[str, Any]]) -> list[tuple[bytes | None, bytes | None]
     return [(e["k"].encode(), codec.dumps(e)) for e in items]
 
 
+async def trickle(servers: str, topic: str, items: list[dict[str, Any]], chunk: int) -> None:
+    """``items`` produced ``chunk`` at a time, 50 ms apart: a stream a worker is caught in."""
+    for i in range(0, len(items), chunk):
+        await produce(servers, topic, keyed(items[i : i + chunk]), linger_ms=5)
+        await asyncio.sleep(0.05)
+
+
 def model(items: list[dict[str, Any]]) -> dict[str, dict[tuple[Any, ...], tuple[int, int]]]:
     """Per query kind, group -> (count, sum) over ``items``."""
     sums: dict[tuple[Any, ...], tuple[int, int]] = {}
@@ -233,12 +240,7 @@ async def test_rebalance_crash_and_restart_keep_the_results_exact(run: Run) -> N
         await until(split, "the co-partitioned tasks split between the workers", second, 90)
         items = events(20_000, 8_000)
 
-        async def trickle() -> None:
-            for i in range(0, len(items), 500):
-                await produce(broker.url, names["events"], keyed(items[i : i + 500]), linger_ms=5)
-                await asyncio.sleep(0.05)
-
-        producing = asyncio.create_task(trickle())
+        producing = asyncio.create_task(trickle(broker.url, names["events"], items, 500))
         await until(
             lambda: queries(first).get("sums_c", {}).get("records_in", 0) >= 1_000,
             "the first worker to be mid-stream",
@@ -289,12 +291,7 @@ async def test_exactly_once_through_a_sigkill(
     await until(lambda: _owns(worker, ("sums_c",), 4), "the tasks", worker, 90)
     items = events(0, 8_000)
 
-    async def trickle() -> None:
-        for i in range(0, len(items), 400):
-            await produce(broker.url, names["events"], keyed(items[i : i + 400]), linger_ms=5)
-            await asyncio.sleep(0.05)
-
-    producing = asyncio.create_task(trickle())
+    producing = asyncio.create_task(trickle(broker.url, names["events"], items, 400))
     await until(
         lambda: queries(worker).get("sums_c", {}).get("records_in", 0) >= 1_500,
         "the worker to be mid-stream",

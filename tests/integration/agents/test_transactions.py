@@ -33,6 +33,18 @@ pytestmark = [
 Rec = namedtuple("Rec", "offset key value")
 
 
+async def new_topics(
+    servers: str, sink_configs: dict[str, str] | None = None
+) -> tuple[TopicPartition, str, str]:
+    """A new source and sink topic of one partition each (the sink with ``sink_configs``) and a
+    new group id: (the source's partition, sink, group)."""
+    source, sink, group = unique("src"), unique("sink"), unique("group")
+    await ensure_topics(
+        servers, [TopicSpec(source, 1), TopicSpec(sink, 1, configs=sink_configs or {})]
+    )
+    return TopicPartition(source, 0), sink, group
+
+
 async def committed_view(servers: str, group: str, topic: str, sink: str) -> tuple[Any, list[Any]]:
     """The group's committed offset of ``topic``[0] and the committed records of ``sink``."""
     consumer = AIOKafkaConsumer(
@@ -115,9 +127,8 @@ async def test_commit_abort_and_fencing(
 ) -> None:
     unread_before = unread_errors(caplog)
     kafka_url = broker.url
-    source, sink, group = unique("src"), unique("sink"), unique("group")
-    await ensure_topics(kafka_url, [TopicSpec(source, 1), TopicSpec(sink, 1)])
-    tp = TopicPartition(source, 0)
+    tp, sink, group = await new_topics(kafka_url)
+    source = tp.topic
     state = QueryState(tmp_path / "state", source)
     state.open()
 
@@ -242,9 +253,7 @@ async def test_commit_abort_and_fencing(
 async def test_commit_interval_decides_which_transactions_are_due(broker: Broker) -> None:
     # TABLESTREAM_COMMIT_INTERVAL_MS: a transaction stays open that long (an hour cannot have
     # passed in this test); 0 commits each batch. An idle fetch commits everything either way.
-    source, sink, group = unique("src"), unique("sink"), unique("group")
-    await ensure_topics(broker.url, [TopicSpec(source, 1), TopicSpec(sink, 1)])
-    tp = TopicPartition(source, 0)
+    tp, sink, group = await new_topics(broker.url)
     made = []
     for interval in (3600.0, 0.0):
         txns = Transactions(
@@ -285,9 +294,7 @@ async def test_a_zombie_whose_abort_fails_starts_no_producer(broker: Broker) -> 
     its abort fails too, and the task stops as a fenced one — no new producer with the same
     transactional id takes its place, which would fence the partition's owner (the one that
     fenced it) and go on from the zombie's position."""
-    source, sink, group = unique("src"), unique("sink"), unique("group")
-    await ensure_topics(broker.url, [TopicSpec(source, 1), TopicSpec(sink, 1)])
-    tp = TopicPartition(source, 0)
+    tp, sink, group = await new_topics(broker.url)
 
     def txns() -> Transactions:
         return Transactions(
@@ -322,9 +329,7 @@ async def test_a_dropped_task_takes_no_batch_until_it_is_rewound(broker: Broker)
     """A task whose transaction was dropped (a send failed: aborted, to re-read from the
     committed offset) begins no transaction until the next commit reported it to its caller,
     which rewinds it: one begun before would get the re-read records a second time."""
-    source, sink, group = unique("src"), unique("sink"), unique("group")
-    await ensure_topics(broker.url, [TopicSpec(source, 1), TopicSpec(sink, 1)])
-    tp = TopicPartition(source, 0)
+    tp, sink, group = await new_topics(broker.url)
     txns = Transactions(
         "q", servers=broker.url, id_prefix=group, group_id=group, topics=[sink], client_id="t"
     )
@@ -349,10 +354,8 @@ async def test_a_task_whose_commit_failed_on_revocation_takes_no_batch_until_rew
     would go on from a position past the aborted records and commit past outputs never
     written. The next commit reports the task for rewinding; the task then commits again (a
     new producer: the old one's sequence numbers are off after the rejected batch)."""
-    source, sink, group = unique("src"), unique("sink"), unique("group")
-    small = TopicSpec(sink, 1, configs={"max.message.bytes": "1024"})
-    await ensure_topics(broker.url, [TopicSpec(source, 1), small])
-    tp = TopicPartition(source, 0)
+    # The sink takes no record over 1 kB.
+    tp, sink, group = await new_topics(broker.url, {"max.message.bytes": "1024"})
     txns = Transactions(
         "q", servers=broker.url, id_prefix=group, group_id=group, topics=[sink], client_id="t"
     )
@@ -395,10 +398,8 @@ async def test_a_failed_commit_on_close_stops_without_renewing_the_producer(
     rejects (too large for the sink) aborts that transaction, which would renew the producer —
     not while closing: its start, refused by the retry of an agent that is stopping
     (StoppedWaiting), ended the agent's stop before its consumer and stores were closed."""
-    source, sink, group = unique("src"), unique("sink"), unique("group")
-    small = TopicSpec(sink, 1, configs={"max.message.bytes": "1024"})
-    await ensure_topics(broker.url, [TopicSpec(source, 1), small])
-    tp = TopicPartition(source, 0)
+    # The sink takes no record over 1 kB.
+    tp, sink, group = await new_topics(broker.url, {"max.message.bytes": "1024"})
     agent = Service()
     await agent.start()
     txns = Transactions(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.clickhouse import chdb_table
+from tests.support.clickhouse import chdb_run, chdb_table
 from tests.support.federation import (
     CUSTOMERS,
     ORDERS_QUERY,
@@ -36,14 +36,7 @@ SLOW_VIEW = (
 async def test_a_hung_chdb_query_times_out_and_takes_the_policy(chdb_path: Path) -> None:
     slow, fast = f"crm.{unique_table('slow')}", f"crm.{unique_table()}"
     chdb_table(chdb_path, fast, CUSTOMERS)  # creates the database too
-    from sources.clickhouse_client import EmbeddedClient
-
-    client = EmbeddedClient(str(chdb_path))
-    client.open()
-    try:
-        client.run(SLOW_VIEW.format(name=slow))
-    finally:
-        client.close()
+    chdb_run(chdb_path, SLOW_VIEW.format(name=slow))
     options = (
         f"connector='clickhouse', path='{chdb_path}', table='{slow}', cache='partial',"
         " timeout='1s', retries='0', breaker_failures='2', breaker_reset='1h',"

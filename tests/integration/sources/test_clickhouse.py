@@ -26,6 +26,7 @@ from tests.support.clickhouse import (
     CH_DDL,
     READER_PASSWORD,
     ClickHouseServer,
+    chdb_run,
     chdb_table,
     clickhouse_server,
     ensure_installed,
@@ -127,14 +128,7 @@ def typed_server(clickhouse: ClickHouseServer) -> str:
 def typed_chdb(chdb_path: Path) -> str:
     name = f"db.{unique_table('typed')}"
     chdb_table(chdb_path, name, {}, TYPED_DDL)
-    from sources.clickhouse_client import EmbeddedClient
-
-    client = EmbeddedClient(str(chdb_path))
-    client.open()
-    try:
-        client.run(f"INSERT INTO {name} VALUES {TYPED_ROWS}")
-    finally:
-        client.close()
+    chdb_run(chdb_path, f"INSERT INTO {name} VALUES {TYPED_ROWS}")
     return f"connector='clickhouse', path='{chdb_path}', table='{name}'"
 
 
@@ -251,14 +245,7 @@ def test_a_parquet_file_through_the_embedded_engine(chdb_path: Path, tmp_path: P
     name = f"crm.{unique_table()}"
     chdb_table(chdb_path, name, CUSTOMERS)
     path = tmp_path / "customers.parquet"
-    from sources.clickhouse_client import EmbeddedClient
-
-    client = EmbeddedClient(str(chdb_path))
-    client.open()
-    try:
-        client.run(f"INSERT INTO FUNCTION file('{path}', 'Parquet') SELECT * FROM {name}")
-    finally:
-        client.close()
+    chdb_run(chdb_path, f"INSERT INTO FUNCTION file('{path}', 'Parquet') SELECT * FROM {name}")
     table = external(declaration("c", f"connector='clickhouse', file='{path}'"), "c")
     try:
         assert isinstance(table, LookupTable)

@@ -11,7 +11,7 @@ import pytest
 
 from app.broker import Broker
 from tables.reference import ReferenceTable
-from tables.rowcache import RowCache
+from tables.rowcache import CacheSettings, RowCache
 from tables.spec import TableSpec
 from tests.support.kafka import create_topic, produce, rows, unique
 
@@ -99,6 +99,50 @@ async def test_a_preloaded_table_is_decoded_ahead_and_follows_the_topic(
         assert table.get("1") is cache.rows["1"] == {"id": 1, "v": 0}
     finally:
         await table.stop()
+
+
+async def test_the_default_cache_decodes_a_restored_table_once_ready(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """The worker's default cache (sized from the table within its MB): a cold restore from the
+    topic, then the preload decodes every row (the table fits), and the loader's later batches
+    drop what they change; a warm restart decodes it again from the store."""
+    topic = await create_topic(broker.url, unique("budgeted"), partitions=2)
+    await produce(broker.url, topic, rows((str(i), {"id": i, "v": 0}) for i in range(300)))
+    spec = TableSpec("budgeted", topic, key_field="id")
+    settings = CacheSettings()  # the worker's defaults
+    for restart in (False, True):
+        table = ReferenceTable(
+            spec, tmp_path, broker.url, row_cache=settings.cache(), preload_cache=settings.preload
+        )
+        await table.start()
+        try:
+            assert await table.wait_until_ready(60)
+            assert table.preloading is not None
+            await table.preloading
+            cache = table._state.rows
+            assert cache.row_size > 0
+            assert cache.max_rows >= 2 * 300
+            want = {str(i): {"id": i, "v": 0} for i in range(300)}
+            if restart:
+                want |= {"7": {"id": 7, "v": 1}, "99": {"id": 99, "v": 2}}
+                del want["8"]
+            assert cache.rows == want  # decoded ahead of any read
+            assert table.get("7") is cache.rows["7"]
+            if not restart:
+                await produce(
+                    broker.url,
+                    topic,
+                    rows([("7", {"id": 7, "v": 1}), ("8", None), ("99", {"id": 99, "v": 2})]),
+                )
+                await until(lambda t=table: t.stats().records_read == 303)  # type: ignore[misc]
+                assert "7" not in cache.rows
+                assert "8" not in cache.rows
+                assert table.get("7") == {"id": 7, "v": 1}
+                assert table.get(8) is None
+                assert table.get("99") == {"id": 99, "v": 2}
+        finally:
+            await table.stop()
 
 
 def test_row_cache_is_bounded_and_drops_int_probes() -> None:

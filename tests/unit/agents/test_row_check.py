@@ -4,7 +4,6 @@ declared types is malformed (a dead letter), not stored; the key keeps its previ
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from core import codec
 from tables.apply import Applier
 from tables.spec import TableSpec
 from tables.store import TableStore
+from tests.support.records import TableRec
 
 PIPELINE = """\
 CREATE TABLE users (id BIGINT PRIMARY KEY, name VARCHAR, tier VARCHAR, limit_ DECIMAL(10,2))
@@ -26,16 +26,6 @@ WHERE o.user_id IN (SELECT id FROM users WHERE tier = 'gold')
   AND o.user_id IN (SELECT id FROM loose)
 EMIT CHANGES;
 """
-
-
-@dataclass
-class Rec:
-    key: bytes | None
-    value: bytes | None
-    offset: int
-    partition: int = 0
-    topic: str = "u"
-    timestamp: int = 1000
 
 
 @pytest.fixture
@@ -55,7 +45,7 @@ def store(tmp_path: Path) -> Iterator[TableStore]:
 def load(spec: TableSpec, store: TableStore, values: list[bytes]) -> list[tuple[int, str]]:
     decode = codec.loads_exact if spec.exact_decimals else codec.loads
     applier = Applier(spec.key_field, decode, check=spec.check)
-    records = [Rec(None, v, i) for i, v in enumerate(values)]
+    records = [TableRec(None, v, i, topic="u") for i, v in enumerate(values)]
     batch = store.batch()
     result = applier.apply(records, store, batch, want_changes=False)
     store.commit(batch)

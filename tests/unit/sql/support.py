@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -52,8 +53,13 @@ def declarations() -> str:
     return "\n".join(out) + "\n"
 
 
-def make_tables() -> dict[str, MemoryTable]:
-    return {name: MemoryTable(name, key_field=TABLE_KEYS[name]) for name in TABLE_COLUMNS}
+def make_tables(rows: Mapping[str, list[dict[str, Any]]] | None = None) -> dict[str, MemoryTable]:
+    """The reference tables (:data:`TABLE_COLUMNS`), holding ``rows`` (table name → its rows)."""
+    tables = {name: MemoryTable(name, key_field=TABLE_KEYS[name]) for name in TABLE_COLUMNS}
+    for name, table_rows in (rows or {}).items():
+        for row in table_rows:
+            tables[name].put_row(row)
+    return tables
 
 
 def compile_ours(query: str, tables: dict[str, MemoryTable]) -> CompiledQuery:

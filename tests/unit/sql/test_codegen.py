@@ -15,11 +15,10 @@ that yields no dead letter must also give the rows DuckDB gives for the same que
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents.cache import CachedTable
@@ -28,18 +27,23 @@ from agents.fused import FusedProcessor
 from agents.process import BatchProcessor
 from core.codec import loads_exact
 from sql import compile_query, parse_script
-from tests.support.codegen import decs, ints, run_collected, strs, table_decs, table_rows
+from tests.support.codegen import (
+    Test,
+    codegen_examples,
+    decs,
+    ints,
+    run_collected,
+    strs,
+    table_decs,
+    table_rows,
+)
 from tests.support.rocks import Record
 from tests.unit.sql.support import (
-    IN_CI,
     DuckMirror,
     declarations,
     make_tables,
     same_rows,
 )
-
-EXAMPLES = int(os.environ.get("SQL_CODEGEN_EXAMPLES", "100"))
-
 
 NUM = ["st.x", "st.y", "r.a", "r.d", "q.a", "q.d", "r.id", "1", "2.50", "0", "NULL"]
 STR = ["st.z", "r.s", "'a'", "'b'", "NULL"]
@@ -203,11 +207,7 @@ def check_against_closures_and_duckdb(
     tables change (the variants' maps and caches must follow) and the batch runs again; every
     record that is not a dead letter must give DuckDB's rows over the final tables.
     ``projected``: every variant with maps must have some (the query calls no closure)."""
-    tables = make_tables()
-    for row in r:
-        tables["r"].put_row(row)
-    for row in q:
-        tables["q"].put_row(row)
+    tables = make_tables({"r": r, "q": q})
     text = declarations() + sql
     columns = parse_script(text).declarations["st"].columns
     common: dict[str, Any] = dict(
@@ -279,19 +279,18 @@ def check_against_closures_and_duckdb(
         )
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=IN_CI,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(
-    sql=query(),
-    r=table_rows("r"),
-    q=table_rows("q"),
-    values=st.lists(record(), min_size=1, max_size=12),
-    changes=table_changes(),
-)
+def examples(sql: st.SearchStrategy[str]) -> Callable[[Test], Test]:
+    """Queries from ``sql`` over random tables, records and table changes between the batches."""
+    return codegen_examples(
+        sql=sql,
+        r=table_rows("r"),
+        q=table_rows("q"),
+        values=st.lists(record(), min_size=1, max_size=12),
+        changes=table_changes(),
+    )
+
+
+@examples(query())
 def test_generated_matches_closures_and_duckdb(
     sql: str,
     r: list[dict[str, Any]],
@@ -302,19 +301,7 @@ def test_generated_matches_closures_and_duckdb(
     check_against_closures_and_duckdb(sql, r, q, values, changes)
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=IN_CI,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(
-    sql=query(closures=False),
-    r=table_rows("r"),
-    q=table_rows("q"),
-    values=st.lists(record(), min_size=1, max_size=12),
-    changes=table_changes(),
-)
+@examples(query(closures=False))
 def test_projected_lookups_match_closures_and_duckdb(
     sql: str,
     r: list[dict[str, Any]],

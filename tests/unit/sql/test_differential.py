@@ -253,10 +253,7 @@ def _run_timeline(
     optimize: bool = True,
 ) -> None:
     initial, events = tl
-    tables = make_tables()
-    for name, rows in initial.items():
-        for row in rows:
-            tables[name].put_row(row)
+    tables = make_tables(initial)
     q = compile_ours(sql, tables)
     mirror = DuckMirror()
     if not optimize:

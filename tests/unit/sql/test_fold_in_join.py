@@ -10,13 +10,11 @@ The fold's cases — applied or not, and why — are the golden plans of
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import orjson
 import pytest
 import sqlglot
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents.cache import CachedTable
@@ -26,11 +24,9 @@ from agents.process import BatchProcessor
 from core.codec import loads_exact
 from sql import Catalog, SqlTypeError, compile_query, parse_script
 from sql.plan.fold_in_join import fold_in_into_join
-from tests.support.codegen import Collect, table_rows
+from tests.support.codegen import Collect, codegen_examples, table_rows
 from tests.support.rocks import Record
-from tests.unit.sql.support import IN_CI, DuckMirror, declarations, make_tables, same_rows
-
-EXAMPLES = int(os.environ.get("SQL_CODEGEN_EXAMPLES", "100"))
+from tests.unit.sql.support import DuckMirror, declarations, make_tables, same_rows
 
 #: The IN's WHERE over ``r``: comparisons with NULLs in the columns, OR, IS NULL, BETWEEN.
 PREDS = [
@@ -103,13 +99,7 @@ def _processors(text: str, tables: dict[str, Any]) -> list[tuple[BatchProcessor,
     return out
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=IN_CI,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(
+@codegen_examples(
     sql=folded_query(),
     r=table_rows("r"),
     q=table_rows("q"),
@@ -126,11 +116,7 @@ def test_folded_in_matches_closures_and_duckdb(
     changes: list[tuple[int, Any]],
     batches: list[list[bytes]],
 ) -> None:
-    tables = make_tables()
-    for row in r:
-        tables["r"].put_row(row)
-    for row in q:
-        tables["q"].put_row(row)
+    tables = make_tables({"r": r, "q": q})
     text = declarations() + sql
     unfolded = sql.replace("r.id = st.x", "r.id = st.x + 0").replace(
         "st.x = r.id", "st.x + 0 = r.id"

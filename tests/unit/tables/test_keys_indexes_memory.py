@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tables import ChangeFeed, MemoryTable, Op, Table
+from tables import ChangeFeed, MemoryTable, Op, Table, drop_key
 from tables.indexes import twins
-from tables.keys import key_text
+from tables.keys import int_alias, key_text
 
 
 @pytest.mark.parametrize(
@@ -35,6 +35,52 @@ def test_key_text(key: object, text: str) -> None:
 def test_unusable_keys_raise(key: object) -> None:
     with pytest.raises(TypeError):
         key_text(key)
+
+
+@pytest.mark.parametrize(
+    ("key", "alias"),
+    [
+        ("42", 42),
+        ("-7", -7),
+        ("0", 0),
+        ("042", None),  # int() reads it, but no int probe is written so
+        ("4_2", None),
+        (" 42", None),
+        ("+42", None),
+        ("-0", None),
+        ("\u0664\u0662", None),  # Arabic-Indic digits: int() reads 42
+        ("\u00b2", None),  # isdigit() but not int()
+        ("4.0", None),
+        ("a1", None),
+        ("", None),
+        (42, None),  # only text keys have an alias: an int is its own probe
+        (b"42", None),
+    ],
+)
+def test_int_alias(key: object, alias: int | None) -> None:
+    assert int_alias(key) == alias
+    if alias is not None:
+        assert type(int_alias(key)) is int
+
+
+@given(st.integers())
+def test_int_alias_of_an_ints_text_is_the_int(n: int) -> None:
+    assert int_alias(str(n)) == n
+
+
+@given(st.text(max_size=8))
+def test_int_alias_is_only_an_ints_own_text(text: str) -> None:
+    alias = int_alias(text)
+    assert alias is None or str(alias) == text
+
+
+def test_drop_key_drops_the_key_and_its_int_alias_only() -> None:
+    cache: dict[object, str] = {"42": "text", 42: "int", "042": "other", 7: "kept"}
+    drop_key(cache, "42")
+    assert cache == {"042": "other", 7: "kept"}
+    drop_key(cache, "042")  # no alias: 42's entry would not be its row
+    drop_key(cache, "missing")
+    assert cache == {7: "kept"}
 
 
 def test_memory_table_is_a_table_with_text_keys() -> None:

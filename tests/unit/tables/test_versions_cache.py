@@ -5,6 +5,7 @@ reopen, and a cache too small for the keys read (it starts over)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from pathlib import Path
 
@@ -35,6 +36,31 @@ def check(t: AppliedTable) -> int:
     return hits
 
 
+def random_step(
+    t: AppliedTable, rng: random.Random, step: int, keys: str, *, reopen_every: int
+) -> None:
+    """One batch of updates, deletes, late and tied timestamps; now and then a retention sweep,
+    a compaction or a reopen."""
+    t.put_many(
+        [
+            (
+                rng.choice(keys),
+                None if rng.random() < 0.2 else {"v": rng.randrange(100)},
+                rng.randrange(step, step + 80),
+            )
+            for _ in range(rng.randrange(1, 4))
+        ]
+    )
+    versions = t.state.versions
+    assert versions is not None
+    if step % 37 == 0:
+        versions.sweep()
+    if step % 91 == 0:
+        t.table.compact(2)
+    if step % reopen_every == 0:
+        t.reopen()
+
+
 @pytest.mark.parametrize("cache_versions", [200_000, 7])
 def test_cached_as_of_reads_agree_with_the_seek_through_every_write(
     tmp_path: Path, cache_versions: int
@@ -47,22 +73,8 @@ def test_cached_as_of_reads_agree_with_the_seek_through_every_write(
     rng = random.Random(3)
     hits = 0
     try:
-        for step in range(400):  # updates, deletes, late and tied timestamps, a batch at a time
-            batch = [
-                (
-                    rng.choice("abcde").encode().decode(),
-                    None if rng.random() < 0.2 else {"v": rng.randrange(100)},
-                    rng.randrange(step, step + 80),
-                )
-                for _ in range(rng.randrange(1, 4))
-            ]
-            t.put_many(batch)
-            if step % 37 == 0:
-                versions.sweep()
-            if step % 91 == 0:
-                t.table.compact(2)
-            if step % 150 == 0:
-                t.reopen()
+        for step in range(400):
+            random_step(t, rng, step, "abcde", reopen_every=150)
             hits += check(t)
         assert hits > 1_000  # the cache was read, not only filled
     finally:
@@ -87,5 +99,57 @@ def test_get_as_of_reads_the_past_from_the_cache(tmp_path: Path) -> None:
         t.delete("k", 300)
         assert t.table.get_as_of("k", 350) is None
         assert t.table.get_as_of("k", 299) == {"p": 9}
+    finally:
+        t.close()
+
+
+@pytest.mark.parametrize("cache_versions", [200_000, 7])
+async def test_under_a_loop_first_reads_seek_and_deferred_loads_agree_through_every_write(
+    tmp_path: Path, cache_versions: int
+) -> None:
+    """Under an event loop a key's first read is the seek and its history loads after it
+    (PastCache.defer): writes, sweeps, compactions and a reopen land between the reads and the
+    loads, and every read still agrees with the seek."""
+    spec = TableSpec("p", "p", versions=4, history_retention_ms=60)
+    t = AppliedTable(tmp_path / "db", spec)
+    versions = t.state.versions
+    assert versions is not None
+    versions.past.max_versions = cache_versions
+    rng = random.Random(5)
+    hits = 0
+    try:
+        for step in range(300):
+            random_step(t, rng, step, "abcdef", reopen_every=113)
+            if rng.random() < 0.5:  # the loads queued so far run (or not yet)
+                await asyncio.sleep(0)
+            hits += check(t)
+        assert hits > 500  # loaded histories answered, not only the seek
+    finally:
+        t.close()
+
+
+async def test_under_a_loop_the_history_loads_after_the_first_read(tmp_path: Path) -> None:
+    t = AppliedTable(tmp_path / "db", TableSpec("p", "p", versions=10))
+    try:
+        for i in range(5):
+            t.put("k", {"p": i}, 100 * (i + 1))
+        t.put("other", {"p": 0}, 900)
+        past = t.state.versions.past  # type: ignore[union-attr]
+        assert t.table.get_as_of("k", 250) == {"p": 1}  # the seek
+        assert len(past) == 0
+        assert list(past.pending) == [b"k"]
+        assert t.table.get_as_of("k", 450) == {"p": 3}  # the seek again, one load queued
+        assert t.table.get_as_of("other", 100) is None
+        t.put("k", {"p": 9}, 460)  # written after the read, before the load
+        await asyncio.sleep(0)
+        assert not past.pending
+        assert past.held == 7  # k's six versions (the load read the store as it is now), other's
+        assert t.table.get_as_of("k", 470) == {"p": 9}  # from the cache
+        assert t.table.get_as_of("k", 150) == {"p": 0}
+        assert t.table.get_as_of("x", 150) is None  # no history at all: a known miss, later
+        t.close()
+        await asyncio.sleep(0)  # the store closed: the load finds nothing and keeps nothing
+        assert not past.pending
+        assert b"x" not in past.keys
     finally:
         t.close()

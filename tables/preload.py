@@ -1,0 +1,136 @@
+"""Filling a reference table's row cache once the table is ready (``TABLESTREAM_TABLE_CACHE_
+PRELOAD``, :meth:`tables.reference.ReferenceTable.preload_cache`).
+
+A budgeted cache (:meth:`RowCache.budgeted`, the worker's default) is sized from the table first
+(:meth:`RowCache.size_for`: the store knows its row count, a sample of decoded rows their size):
+
+- a table whose rows all fit the budget decoded is decoded whole, straight from the store
+  (~0.6 s of CPU per 300k rows after ready; reads meanwhile go to RocksDB for the rest);
+  every ``get()`` is then one dict probe (p99 within ~1 µs of a bare ``dict.get``,
+  docs/BENCHMARKS.md "getdefault");
+- a larger one gives its bytes level what the table's bytes need (up to all but
+  :data:`~tables.rowcache.DECODED_SHARE` of the budget), fills it from the store, and keeps the
+  rest for decoded rows (the oldest leave).
+
+A cache of fixed bounds fills its bytes level, then decodes a table within both bounds.
+
+Every step works in chunks between awaits; a chunk reads the store as it is then and keeps its
+rows before any await, so a batch committed meanwhile drops its keys as usual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from tables.rowcache import RowCache
+from tables.rowsize import SIZE_SAMPLE
+from tables.state import TableState
+
+
+async def preload(state: TableState, chunk: int = 2_000) -> int:
+    """Once ``state`` is ready, fill its row cache; returns rows added (either level)."""
+    await state.wait_ready()
+    cache, store = state.rows, state.store
+    if cache.budget:
+        if not cache.row_size:
+            cache.measure(itertools.islice(store.items(), SIZE_SAMPLE), state.decode_stored)
+        if cache.size_for(store.count):
+            return await decode_store(state, chunk)
+        trimmed = cache.trim(chunk)
+        while not trimmed:  # rows read before the sizing, above the bounds of a larger table
+            await asyncio.sleep(0)
+            trimmed = cache.trim(chunk)
+    added = await fill_bytes(state, chunk)
+    held = cache.raw
+    store_rows = store.count
+    # Decoded too only for a table within both fixed bounds: a row decoded costs ~2.5x its
+    # bytes in memory, worth it when every get() then is one probe (a larger table read
+    # uniformly keeps missing the decoded level whatever it holds).
+    if (
+        not cache.budget
+        and store_rows <= cache.max_rows
+        and len(held) - list(held.values()).count(None) >= store_rows
+    ):
+        await decode_held(cache, state.decode_stored, chunk)
+    return added
+
+
+async def decode_store(state: TableState, chunk: int = 2_000) -> int:
+    """Decode every stored row into the decoded rows (a table within the budget), chunk by
+    chunk in key order. Returns rows decoded."""
+    cache, store = state.rows, state.store
+    decode = state.decode_stored
+    after: bytes | None = None
+    added = 0
+    while True:
+        items = store.items(from_key=after)
+        part = list(itertools.islice(items, chunk + 1))
+        if part and part[0][0] == after:
+            del part[0]
+        else:
+            del part[chunk:]
+        if not part or len(cache.rows) + len(part) > cache.max_rows:
+            return added
+        skeys, values = map(list, zip(*part, strict=True))
+        cache.keep_decoded(skeys, values, decode)
+        added += len(part)
+        after = skeys[-1]
+        await asyncio.sleep(0)
+
+
+async def fill_bytes(state: TableState, chunk: int = 2_000) -> int:
+    """Read the stored rows in key order into the bytes level while they fit without evicting
+    anything. Returns rows added."""
+    cache, store = state.rows, state.store
+    held = cache.raw
+    after: bytes | None = None
+    added = 0
+    # Filled from the batches of a live load (RowCache.fill): every stored row already held.
+    complete = len(held) - list(held.values()).count(None) >= store.count
+    while not complete:
+        n = 0
+        for skey, raw in store.items(from_key=after):
+            if skey == after:
+                continue
+            if skey not in held:
+                if not cache.fill_raw(skey, raw):
+                    complete = True
+                    break
+                added += 1
+            after = skey
+            n += 1
+            if n >= chunk:
+                break
+        if n == 0:
+            break
+        await asyncio.sleep(0)
+    return added
+
+
+async def decode_held(cache: RowCache, decode: Callable[[bytes], Any], chunk: int = 2_000) -> int:
+    """Decode what the bytes level holds into the decoded rows while they have room (nothing
+    evicted for it), keyed by key text: a table within both bounds then answers every ``get()``
+    by text with one dict probe, with no decode or allocation on a first read (a first read
+    from the bytes level, p99 ~6-8 µs here, is mostly the page faults of the new row's memory).
+    A chunk decodes the bytes held then (a batch committed meanwhile changed or dropped them).
+    Returns rows added."""
+    rows, raw = cache.rows, cache.raw
+    added = 0
+    skeys = list(raw)
+    for start in range(0, len(skeys), chunk):
+        room = cache.max_rows - len(rows)
+        if room <= 0:
+            break
+        for skey in skeys[start : start + min(chunk, room)]:
+            value = raw.get(skey)
+            if value is None:  # dropped since, or a known miss
+                continue
+            text = skey.decode()
+            if text not in rows:
+                cache.put(text, decode(value))
+                added += 1
+        await asyncio.sleep(0)
+    return added
