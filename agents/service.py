@@ -22,6 +22,7 @@ from agents.sink import MAX_BATCH_BYTES
 from agents.stateful import StatefulAgent
 from agents.transaction import check_transactions
 from agents.transactional import check_queries
+from core.produce import lean_produce
 from core.retry import StartupRetry
 from tables.registry import TableRegistry
 from tables.topics import ensure_topics, existing_topics
@@ -96,6 +97,8 @@ class PipelineService(Service):
             max_batch_size=MAX_BATCH_BYTES,
             linger_ms=0,
         )
+        # Produce requests encoded with one copy of the record batches (core.produce).
+        lean_produce(self._producer)
         await retry("start the output producer", self._producer.start)
         tables = {t.name.lower(): t for t in self.registry}
         for q in self.pipeline.queries:

@@ -5,7 +5,7 @@ Public API is re-exported here; the modules behind it are implementation.
 
 from tables.changes import ChangeFeed, ChangeStream, ChangeStreamOverflowError
 from tables.indexes import HashIndex
-from tables.keys import drop_key
+from tables.keys import drop_key, int_alias
 from tables.memory import MemoryTable
 from tables.protocol import (
     AS_OF_TIMES,
@@ -65,4 +65,5 @@ __all__ = [
     "VersionRecord",
     "VersionedTable",
     "drop_key",
+    "int_alias",
 ]

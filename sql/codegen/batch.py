@@ -14,18 +14,20 @@ The output half (the row, its key and bytes, appended to the sink) is
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Callable
 from typing import Any
 
 from sql.codegen.batch_output import write_output
 from sql.codegen.batch_spec import BatchFn, Encoding, Generated, StructDecoding
 from sql.codegen.expr import ExprGen, Unsupported
-from sql.codegen.projection import ProjectionMismatch, ProjectionPlan
+from sql.codegen.projection import ProjectionMismatch, ProjectionPlan, value_site
 from sql.codegen.writer import Writer
 from sql.operators.sources import KeyLookup
 from sql.plan.shape import Conjunct, JoinStep, StreamShape
 from sql.query import CompiledQuery
 from sql.runtime import Compiled
+from sql.types import DECIMAL_CONTEXT
 
 _EMPTY: dict[str, Any] = {}
 #: The headers of every output record (a list: the C record builder wants one).
@@ -112,7 +114,7 @@ def _generate(
         w = _write(*args, None)
     source = w.source()
     exec(compile(source, f"<query {query.stream_name}>", "exec"), w.namespace)
-    fn: BatchFn = w.namespace["batch"]
+    fn: BatchFn = w.namespace.get("batch_in_context") or w.namespace["batch"]
     notes = [] if plan is None else plan.explain()
     if notes:
         assert plan is not None
@@ -176,6 +178,7 @@ class _Body:
         attrs = {} if struct is None else {stream.value_slot: struct.attrs}
         types = {} if struct is None else {stream.value_slot: struct.types}
         self.gen = ExprGen(w, query.context, self.rows, attrs, types, plan)
+        self.gen.context_ops = True  # see _in_context
         first = shape.joins[0] if shape.joins else None
         self.batched = batch_lookups and first is not None and _batchable(first)
 
@@ -213,6 +216,26 @@ class _Body:
                 self._second_pass()
             w.line("sink.close(n_rec)")
             w.line("return n_out + n_rec, tombstones")
+        if self.gen.used_context:
+            self._in_context()
+
+    def _in_context(self) -> None:
+        """The function the agents call when the code uses DECIMAL operators: ``batch`` with the
+        exact DECIMAL context as the thread's, the caller's put back after (the batch runs
+        synchronously: no other code of this thread runs meanwhile)."""
+        w = self.w
+        get, put = (
+            w.bind(decimal.getcontext, "getcontext"),
+            w.bind(decimal.setcontext, "setcontext"),
+        )
+        ctx = w.bind(DECIMAL_CONTEXT, "DECIMAL_CONTEXT")
+        with w.block("def batch_in_context(records, partition, sink, fails):"):
+            w.line(f"prior = {get}()")
+            w.line(f"{put}({ctx})")
+            with w.block("try:"):
+                w.line("return batch(records, partition, sink, fails)")
+            with w.block("finally:"):
+                w.line(f"{put}(prior)")
 
     # -- the record's env, for the closures it calls ---------------------------------------
     def _set_stream_env(self) -> None:
@@ -294,7 +317,25 @@ class _Body:
             write_output(self.w, self.gen, self.shape, self.enc, self.keyed)
             return
         self._join(joins[i], i, found)
+        if i == len(joins) - 1:
+            self._fold_candidate(joins[i])
         self._rest(i + 1)
+
+    def _fold_candidate(self, join: JoinStep) -> None:
+        """First pass of projected lookups: the last join, inner, whose record is then tested by
+        one WHERE term on its row alone — the map may drop the rows that term drops
+        (:mod:`sql.codegen.projection`; it checks that nothing else reads the row)."""
+        plan, late = self.gen.plan, self.shape.late
+        if plan is None or not plan.collecting or join.left or join.residual is not None:
+            return
+        if len(late) != 1:
+            return
+        slot = join.relation.value_slot
+        site = self.gen.site_by_row.get(self.rows.get(slot, ""))
+        node = late[0].node
+        found = value_site(self.gen, self.gen.compiled_of(node), node)
+        if site is not None and found is not None and found[0] is site:
+            site.fold_candidate = (found[1], slot)
 
     def _join(self, join: JoinStep, i: int, found: str | None) -> None:
         """A key lookup as :func:`sql.operators.join.lookup_join_stage` does it."""

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from sql.codegen import projection
+from sql.codegen import projection, projection_probe
 from sql.codegen.operators import HANDLERS
 from sql.codegen.unsupported import Unsupported as Unsupported
 from sql.codegen.writer import Writer
@@ -78,6 +78,11 @@ class ExprGen:
         self.general = False
         #: The lookup site of each local holding a looked-up row.
         self.site_by_row: dict[str, projection.Site] = {}
+        #: DECIMAL +, - and * on exact operands may be written as Python operators: the code
+        #: runs with the exact context as the thread's (the batch function's wrapper);
+        #: ``used_context`` says that some were.
+        self.context_ops = False
+        self.used_context = False
 
     # -- entry points -----------------------------------------------------------------------------
     def compiled(self, c: Compiled) -> str:
@@ -85,7 +90,7 @@ class ExprGen:
         if c.const:
             return self._const_value(c.value)
         if self.plan is not None and not self.general:
-            v = projection.intercept(self, c, None)
+            v = projection_probe.intercept(self, c, None)
             if v is not None:
                 return v
         if c.read is not None:
@@ -107,7 +112,7 @@ class ExprGen:
     def node(self, node: exp.Expr) -> str:
         c = self.compiled_of(node)
         if self.plan is not None and not self.general:
-            v = projection.intercept(self, c, node)
+            v = projection_probe.intercept(self, c, node)
             if v is not None:
                 return v
         if c is not None:
@@ -197,7 +202,7 @@ class ExprGen:
                 site.slots.add(slot)
             return known
         if slot is not None and self.plan is not None and not self.general:
-            v = projection.lookup(self, get, k, slot)
+            v = projection_probe.lookup(self, get, k, slot)
         else:
             v = w.temp("s")
             self.lookup_into(get, k, v)

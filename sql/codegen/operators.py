@@ -131,7 +131,15 @@ def arithmetic(g: ExprGen, node: exp.Binary) -> str:
         unsigned = not ints and dec is multiply_decimal
         if unsigned:
             dec = DECIMAL_CONTEXT.multiply
-        fast = f"{a} {sym} {b}" if ints else f"{g.w.bind(dec, 'op')}({a}, {b})"
+        if ints:
+            fast = f"{a} {sym} {b}"
+        elif g.context_ops:
+            # The operator under the thread's context, which is DECIMAL_CONTEXT here: the same
+            # result and signals as the context's method, without its argument parsing.
+            fast = f"{a} {sym} {b}"
+            g.used_context = True
+        else:
+            fast = f"{g.w.bind(dec, 'op')}({a}, {b})"
         nulls = " or ".join(
             f"{x} is None"
             for x, node_x in ((a, node.this), (b, node.expression))

@@ -20,7 +20,8 @@ too, :func:`tables.drop_key`, as :class:`agents.cache.CachedTable` does); the ma
 what the table's ``get`` answered from local state, and starts over when full.
 
 Generation is two passes over the query: the first writes the row path and records, per
-lookup, what is read from the row (:class:`Site`); the second writes the probes.
+lookup, what is read from the row (:class:`Site`); the second writes the probes
+(:mod:`sql.codegen.projection_probe`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from sqlglot import exp
 
 from sql.codegen.unsupported import Unsupported
 from sql.codegen.writer import Writer
-from tables import Change, drop_key
+from tables import Change, drop_key, int_alias
 
 if TYPE_CHECKING:
     from sql.codegen.expr import ExprGen
@@ -41,6 +42,20 @@ if TYPE_CHECKING:
 
 #: Entries per map; it starts over when full (hot keys come back at once), as the row cache.
 MAX_ENTRIES = 200_000
+#: Int keys below this may be held in a list indexed by the key instead of the dict (8 bytes a
+#: slot), while the list stays within :data:`DENSE_SPREAD` slots per entry held: a probe is then
+#: one index instead of the dict's hash slot, entry and key object (a cache miss over 10k rows).
+DENSE_MAX = 1 << 20
+DENSE_SPREAD = 4
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+#: A slot of the dense list that holds no entry (the dict is asked).
+UNSET: Any = _Unset()
 _EMPTY: dict[str, Any] = {}
 
 
@@ -51,6 +66,15 @@ class _Slow:
 
 #: A key whose row raised computing a value: its records take the row path.
 SLOW: Any = _Slow()
+
+
+class _Null:
+    def __repr__(self) -> str:
+        return "NULLV"
+
+
+#: The entry of a row whose one value is NULL, in a map of bare values (None: no row).
+NULLV: Any = _Null()
 
 
 class Projection:
@@ -71,6 +95,11 @@ class Projection:
         self.project = project
         self.label = label
         self.values: dict[Any, Any] = {}  # the same dict for the map's life (bound by the code)
+        #: Entries of small non-negative int keys by index (UNSET: ask ``values``), the same
+        #: list for the map's life; used only when the generated probe reads it (``dense``).
+        self.dense_list: list[Any] = []
+        self.dense = False
+        self._in_dense = 0
         row_cache = getattr(table, "row_cache", None)
         self._rows: dict[Any, Any] | None = row_cache()[0] if row_cache is not None else None
         self._unsubscribe: Callable[[], None] | None = None
@@ -101,14 +130,33 @@ class Projection:
         ):
             if self._unsubscribe is None:
                 self._unsubscribe = self.table.subscribe(self._changed)
-            values = self.values
-            if len(values) >= MAX_ENTRIES:
+            values, dense = self.values, self.dense_list
+            if len(values) + self._in_dense >= MAX_ENTRIES:
                 values.clear()
+                dense.clear()
+                self._in_dense = 0
+            if self.dense and tk is int and 0 <= k < DENSE_MAX:
+                if k >= len(dense) and k < DENSE_SPREAD * (len(values) + self._in_dense + 1024):
+                    dense.extend([UNSET] * (max(k + 1, len(dense) * 3 // 2) - len(dense)))
+                if k < len(dense):
+                    if dense[k] is UNSET:
+                        self._in_dense += 1
+                    dense[k] = value
+                    return value
             values[k] = value
         return value
 
     def _changed(self, change: Change) -> None:
-        drop_key(self.values, change.key)
+        key = change.key
+        drop_key(self.values, key)
+        # The same row's entry in the dense list: under the int key, or its text's int alias.
+        self._undense(key if type(key) is int else int_alias(key))
+
+    def _undense(self, k: int | None) -> None:
+        dense = self.dense_list
+        if k is not None and 0 <= k < len(dense) and dense[k] is not UNSET:
+            dense[k] = UNSET
+            self._in_dense -= 1
 
     def close(self) -> None:
         self._closed = True
@@ -116,6 +164,8 @@ class Projection:
         if unsubscribe is not None:
             unsubscribe()
         self.values.clear()
+        self.dense_list.clear()
+        self._in_dense = 0
 
 
 @dataclass
@@ -135,6 +185,14 @@ class Site:
     flags: dict[Any, tuple[type | None, bool, bool]] = field(default_factory=dict)
     #: The local holding the probe's entry (second pass).
     var: str = ""
+    #: A WHERE term on this row alone that is the record's only test after its join (an inner
+    #: join, the last): (value key, the join's slot), recorded by the first pass.
+    fold_candidate: tuple[Any, int] | None = None
+    #: The value key of that term when folded: a row on which it is not TRUE is no row in the
+    #: map (the record is dropped at the probe, as the term would drop it).
+    fold: Any = None
+    #: The map's entries are the one value left itself (:data:`NULLV` for NULL), not a tuple.
+    bare: bool = False
 
 
 @dataclass
@@ -169,7 +227,11 @@ class ProjectionPlan:
         for s in self.sites:
             if s.projection is not None:
                 what = ", ".join(_describe(c, n) for c, n in s.items.values()) or "presence only"
-                out.append(f"{s.label} by key → ({what}), a map kept from its change feed")
+                line = f"{s.label} by key → ({what}), a map kept from its change feed"
+                if s.fold is not None:
+                    c, n = s.items[s.fold]
+                    line += f"; a row failing {_describe(c, n)} (the only WHERE term) is none"
+                out.append(line)
         return out
 
     def close(self) -> None:
@@ -256,20 +318,36 @@ def _build(site: Site, ctx: Any) -> Projection | None:
 
     w = Writer()
     gen = ExprGen(w, ctx, {slot: "r" for slot in site.slots})
+    fold = None
+    if site.fold_candidate is not None:
+        key, slot = site.fold_candidate
+        # Only the join reads this row (no subquery shares the lookup): no row and a row the
+        # term drops are then alike to everything after the probe.
+        if site.slots == {slot} and key in site.items:
+            fold = key
     try:
         with w.block("def project(r):"):
             values = []
             for key, (c, node) in site.items.items():
                 v = gen.compiled(c) if c is not None else gen.node(node)  # type: ignore[arg-type]
-                values.append(v)
                 exact = gen.exact.get(v)
                 site.flags[key] = (exact, v in gen.finite, v in gen.never_null)
-            w.line(f"return ({''.join(v + ', ' for v in values)})")
+                if key == fold:
+                    with w.block(f"if {v} is not True:"):
+                        w.line("return None")
+                else:
+                    values.append(v)
+            if len(values) == 1:
+                nullv = w.bind(NULLV, "NULLV")
+                w.line(f"return {nullv} if {values[0]} is None else {values[0]}")
+            else:
+                w.line(f"return ({''.join(v + ', ' for v in values)})")
     except Unsupported:
         return None
     if w.uses_env:  # a closure: not a function of the row alone
         return None
     exec(compile(w.source(), f"<projection {site.label}>", "exec"), w.namespace)
+    site.fold, site.bare = fold, len(values) == 1
     return Projection(site.table, site.get, w.namespace["project"], site.label)
 
 
@@ -279,111 +357,3 @@ def _describe(c: Compiled | None, node: exp.Expr | None) -> str:
     assert c is not None
     read = c.read if c.read is not None else c.scaled
     return str(read[1]) if read is not None else "?"
-
-
-def intercept(g: ExprGen, c: Compiled | None, node: exp.Expr | None) -> str | None:
-    """The local holding a value of a projected row (first pass: recorded, the row path
-    written), or None: not such a value, the caller writes it."""
-    plan = g.plan
-    assert plan is not None
-    if node is None and c is not None and c.read is None and c.scaled is None:
-        entry = g.ctx.closures.get(id(c.fn))
-        if entry is None or entry[0] is not c.fn:
-            return None
-        node = entry[1]
-        c = None
-    found = value_site(g, c, node)
-    if found is None:
-        return None
-    site, key = found
-    if plan.collecting:
-        site.items.setdefault(key, (None if node is not None else c, node))
-        return _row_path(g, c, node)
-    if site.projection is None:
-        return None  # this lookup reads its row
-    cse = ("projected", id(site), key)
-    known = g.w.known(cse)
-    if known is not None:
-        return known
-    name = site.names.get(key)
-    if name is None:
-        raise ProjectionMismatch(f"a value of {site.label} the first pass did not see")
-    # The entry's value, unpacked at the probe; a SLOW row (or an empty one) reads it here.
-    with g.w.block(f"if {site.var} is {g.w.bind(SLOW, 'SLOW')}:"):
-        v = _row_path(g, c, node)
-        g.w.line(f"{name} = {v}")
-    exact, finite, never_null = site.flags[key]
-    if exact is not None and g.exact.get(v) is exact:
-        g.exact[name] = exact
-    if finite and v in g.finite:
-        g.finite.add(name)
-    if never_null and v in g.never_null:
-        g.never_null.add(name)
-    g.w.remember(cse, name)
-    return name
-
-
-def _row_path(g: ExprGen, c: Compiled | None, node: exp.Expr | None) -> str:
-    g.general = True
-    try:
-        if node is not None:
-            return g.node(node)
-        assert c is not None
-        return g.compiled(c)
-    finally:
-        g.general = False
-
-
-def lookup(g: ExprGen, get: Callable[[Any], Any], k: str, slot: int) -> str:
-    """A lookup of ``k`` through ``get``: the row path where no map can follow the table (or
-    in the first pass), else the map's probe — ``s`` the entry (None: no row), the values
-    unpacked into their locals, the row path for a SLOW entry."""
-    plan = g.plan
-    assert plan is not None
-    table = eligible(get)
-    w = g.w
-    if table is None:
-        v = w.temp("s")
-        g.lookup_into(get, k, v)
-        return v
-    site = plan.site(table, get, str(getattr(table, "name", "?")))
-    site.slots.add(slot)
-    if plan.collecting or site.projection is None:
-        v = w.temp("s")
-        g.lookup_into(get, k, v)
-        g.site_by_row[v] = site
-        return v
-    m = site.projection
-    p, s = w.temp("p"), w.temp("s")
-    site.var = p
-    site.names = {key: w.temp("v") for key in site.items}
-    values, fill = w.bind(m.values, "proj"), w.bind(m.fill, "fill")
-    slow = w.bind(SLOW, "SLOW")
-    with w.block(f"if {k} is None:"):
-        w.line(f"{p} = None")
-    with w.block("else:"):
-        if g.exact.get(k) in (int, str):
-            with w.block("try:"):
-                w.line(f"{p} = {values}[{k}]")
-            with w.block("except KeyError:"):
-                w.line(f"{p} = {fill}({k})")
-        else:
-            miss = w.bind(_MISS, "MISS")
-            w.line(
-                f"{p} = {values}.get({k}, {miss}) if type({k}) is str or type({k}) is int"
-                f" else {miss}"
-            )
-            with w.block(f"if {p} is {miss}:"):
-                w.line(f"{p} = {fill}({k})")
-    with w.block(f"if {p} is {slow}:"):
-        g.lookup_into(get, k, s)
-    with w.block("else:"):
-        w.line(f"{s} = {p}")
-        if site.names:
-            with w.block(f"if {p} is not None:"):
-                w.line(f"{''.join(n + ', ' for n in site.names.values())}= {p}")
-    g.site_by_row[s] = site
-    return s
-
-
-_MISS = object()

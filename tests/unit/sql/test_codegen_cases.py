@@ -26,7 +26,8 @@ def test_explain_prints_the_generated_function() -> None:
     q = compile_query(declarations() + ENRICH, dict(make_tables()), typed_streams=True)
     assert explain_line(q).splitlines() == [
         "Codegen: one generated function per batch (--code prints it)",
-        "  Projected lookup: r by key → (r.s = 'a', s), a map kept from its change feed",
+        "  Projected lookup: r by key → (r.s = 'a', s), a map kept from its change feed;"
+        " a row failing r.s = 'a' (the only WHERE term) is none",
     ]
     code = explain_code(q)
     assert code.startswith("def batch(records, partition, sink, fails):")
@@ -180,3 +181,33 @@ async def test_outputs_into_record_batches_as_the_closures() -> None:
         await producer.stop()
         q.close()
     assert results[0] == results[1]
+
+
+def test_decimal_operators_run_in_the_exact_context_and_leave_the_callers() -> None:
+    """DECIMAL arithmetic is written as Python operators with the exact context made the
+    thread's for the batch: a product of 31 digits is exact whatever context the caller has
+    (one of 5 digits here), and the caller's context is its own again after the batch."""
+    import decimal
+
+    sql = declarations() + "SELECT st.x, st.y * st.y * st.x AS p FROM st"
+    columns = parse_script(sql).declarations["st"].columns
+    rec = Record("st", 0, 0, 0, b"k", b'{"x": 9223372036854775807, "y": 9999.99}')
+    wide = decimal.Context(prec=60)
+    exact = wide.multiply(wide.multiply(Decimal("9999.99"), Decimal("9999.99")), 2**63 - 1)
+    caller = decimal.Context(prec=5)
+    outs = []
+    for fused in (False, True):
+        q = compile_query(sql, dict(make_tables()), typed_streams=True)
+        p = engine(
+            q, columns, fused, name="q", sink_topic="out", key_columns=(), dead_letter_topic="dlq"
+        )
+        with decimal.localcontext(caller) as ctx:
+            got = run_collected(p, [rec])
+            assert decimal.getcontext() is ctx
+        outs.append(got.out[0][2])
+        if fused:
+            source = p.generated.source  # type: ignore[attr-defined]
+            assert "def batch_in_context(" in source
+            assert "DECIMAL_CONTEXT.multiply" not in source
+        q.close()
+    assert outs[0] == outs[1] == b'{"x":9223372036854775807,"p":%s}' % str(exact).encode()

@@ -11,6 +11,7 @@ from typing import Any
 from agents.cache import CachedTable
 from bench.pipeline import PIPELINE
 from sql import compile_query, explain_code, explain_line, parse_script
+from sql.codegen.projection import Projection
 from tables.memory import MemoryTable
 from tests.support.codegen import Collect, engine, run_collected
 from tests.support.rocks import Record
@@ -26,7 +27,7 @@ def test_explain_names_each_projected_lookup() -> None:
         "Codegen: one generated function per batch (--code prints it)",
         "  Projected lookup: limits by key → (max_price), a map kept from its change feed",
         "  Projected lookup: users by key → (u.tier <> 'blocked', name), a map kept from its"
-        " change feed",
+        " change feed; a row failing u.tier <> 'blocked' (the only WHERE term) is none",
     ]
     code = explain_code(q)
     assert code.count(" = fill") == 2  # two probes: a key not in its map fills it
@@ -125,3 +126,101 @@ def test_maps_subscribe_when_filled_and_end_with_the_query() -> None:
     assert len(feed._listeners) == before + 1
     q.close()
     assert len(feed._listeners) == before
+
+
+def _fold_note(sql: str, tables: dict[str, MemoryTable]) -> str:
+    q = compile_query(declarations() + sql, dict(tables), typed_streams=True)
+    try:
+        return explain_line(q)
+    finally:
+        q.close()
+
+
+def test_the_joins_only_where_term_on_its_row_is_folded_into_the_map() -> None:
+    """``r.s <> 'c'``, the only WHERE term after the (last, inner) join, reads the row alone:
+    rows it does not pass (FALSE or NULL) are no row in the map, the one value left (``r.d``)
+    is kept bare (a NULL one too); changes of the row move it in and out of the map."""
+    tables = make_tables()
+    tables["r"].put_row({"id": 1, "a": 1, "d": Decimal("1.50"), "s": "a"})
+    tables["r"].put_row({"id": 2, "a": 2, "d": Decimal("2.50"), "s": "c"})
+    tables["r"].put_row({"id": 3, "a": 3, "d": None, "s": None})  # the term is NULL: dropped
+    tables["r"].put_row({"id": 4, "a": 4, "d": None, "s": "b"})  # a NULL value kept
+    sql = "SELECT st.x, r.d FROM st JOIN r ON r.id = st.x WHERE r.s <> 'c'"
+    assert "a row failing r.s <> 'c' (the only WHERE term) is none" in _fold_note(sql, tables)
+    engines = _both(declarations() + sql, tables)
+    values = [b'{"x": %d}' % x for x in (1, 2, 3, 4, 5, 1)]
+    records = [Record("st", 0, i, 0, b"k", v) for i, v in enumerate(values)]
+    assert _outputs(engines, records)[0] == [
+        b'{"x":1,"d":1.50}',
+        b'{"x":4,"d":null}',
+        b'{"x":1,"d":1.50}',
+    ]
+    tables["r"].put_row({"id": 1, "a": 1, "d": Decimal("1.50"), "s": "c"})  # now dropped
+    tables["r"].put_row({"id": 2, "a": 2, "d": Decimal("7"), "s": "z"})  # now passes
+    tables["r"].put_row({"id": 5, "a": 5, "d": Decimal("5"), "s": "e"})  # inserted
+    assert _outputs(engines, records)[0] == [
+        b'{"x":2,"d":7.00}',
+        b'{"x":4,"d":null}',
+        b'{"x":5,"d":5.00}',
+    ]
+    # Unreadable DECIMALs: the entry is SLOW, the row path decides — a dead letter where the
+    # term passes (as the closures fail), nothing where it drops the record.
+    tables["r"].put_row({"id": 6, "a": 6, "d": "oops", "s": "a"})
+    tables["r"].put_row({"id": 7, "a": 7, "d": "oops", "s": "c"})
+    late = [Record("st", 0, 10 + i, 0, b"k", b'{"x": %d}' % x) for i, x in enumerate((6, 7))]
+    outs, dead = _outputs(engines, late)
+    assert outs == []
+    assert [offset for offset, _ in dead] == [10]
+    _close(engines)
+
+
+def test_no_fold_where_something_else_could_tell_the_difference() -> None:
+    """A LEFT join, a second WHERE term (its errors are the record's), a subquery reading the
+    same row, a term reading the stream: the map keeps every row."""
+    tables = make_tables()
+    tables["r"].put_row({"id": 1, "a": 0, "d": Decimal("1.50"), "s": "c"})
+    tables["r"].put_row({"id": 2, "a": 2, "d": Decimal("2.50"), "s": "b"})
+    cases = [
+        "SELECT st.x, r.d FROM st LEFT JOIN r ON r.id = st.x WHERE r.s <> 'c'",
+        "SELECT st.x, r.d FROM st JOIN r ON r.id = st.x WHERE r.s <> 'c' AND 10 / r.a > 1",
+        "SELECT st.x, r.d, (SELECT s FROM r r2 WHERE r2.id = st.x) AS s2"
+        " FROM st JOIN r ON r.id = st.x WHERE r.s <> 'c'",
+        "SELECT st.x, r.d FROM st JOIN r ON r.id = st.x WHERE r.s <> st.z",
+    ]
+    values = [b'{"x": 1, "z": "a"}', b'{"x": 2, "z": "b"}', b'{"x": 3, "z": "c"}']
+    records = [Record("st", 0, i, 0, b"k", v) for i, v in enumerate(values)]
+    for sql in cases:
+        assert "is none" not in _fold_note(sql, tables), sql
+        engines = _both(declarations() + sql, tables)
+        _outputs(engines, records)  # the closures and the generated code agree
+        _close(engines)
+
+
+def test_int_keys_in_the_dense_list_and_the_dict_follow_changes() -> None:
+    """Small non-negative int probes are held in the map's list by index, negative and far ones
+    in its dict; updates and deletes reach both (the closures read the same)."""
+    tables = make_tables()
+    ids = [0, 3, 2_000_000, -5, 10**12]
+    for i in ids:
+        tables["r"].put_row({"id": i, "a": i, "d": Decimal("1.50"), "s": f"s{i}"})
+    sql = declarations() + "SELECT st.x, r.s FROM st JOIN r ON r.id = st.x"
+    engines = _both(sql, tables)
+    records = [Record("st", 0, n, 0, b"k", b'{"x": %d}' % i) for n, i in enumerate([*ids, 7])]
+    assert _outputs(engines, records)[0] == [b'{"x":%d,"s":"s%d"}' % (i, i) for i in ids]
+    maps = [m for _, p, _ in engines for m in _maps(p)]
+    assert maps
+    # 0, 3 and 7 (no row) by index, the list grown to 8; the rest in the dict.
+    for m in maps:
+        assert (m.dense, len(m.dense_list), sorted(m.values)) == (True, 8, [-5, 2_000_000, 10**12])
+    for i in ids[1:]:
+        tables["r"].put_row({"id": i, "a": i, "d": Decimal("1.50"), "s": f"t{i}"})
+    tables["r"].delete("0")
+    assert _outputs(engines, records)[0] == [b'{"x":%d,"s":"t%d"}' % (i, i) for i in ids[1:]]
+    _close(engines)
+
+
+def _maps(p: Any) -> list[Projection]:
+    """The projected lookups' maps of a generated processor (none for the closures)."""
+    fn = getattr(getattr(p, "generated", None), "fn", None)
+    found = [] if fn is None else list(fn.__globals__.values())
+    return [m.__self__ for m in found if isinstance(getattr(m, "__self__", None), Projection)]
