@@ -36,6 +36,15 @@ def check(t: AppliedTable) -> int:
     return hits
 
 
+def retained_table(tmp_path: Path, cache_versions: int) -> AppliedTable:
+    """A table keeping 4 versions for 60 ms, its past-version cache holding ``cache_versions``."""
+    t = AppliedTable(tmp_path / "db", TableSpec("p", "p", versions=4, history_retention_ms=60))
+    versions = t.state.versions
+    assert versions is not None
+    versions.past.max_versions = cache_versions
+    return t
+
+
 def random_step(
     t: AppliedTable, rng: random.Random, step: int, keys: str, *, reopen_every: int
 ) -> None:
@@ -65,11 +74,7 @@ def random_step(
 def test_cached_as_of_reads_agree_with_the_seek_through_every_write(
     tmp_path: Path, cache_versions: int
 ) -> None:
-    spec = TableSpec("p", "p", versions=4, history_retention_ms=60)
-    t = AppliedTable(tmp_path / "db", spec)
-    versions = t.state.versions
-    assert versions is not None
-    versions.past.max_versions = cache_versions
+    t = retained_table(tmp_path, cache_versions)
     rng = random.Random(3)
     hits = 0
     try:
@@ -110,11 +115,7 @@ async def test_under_a_loop_first_reads_seek_and_deferred_loads_agree_through_ev
     """Under an event loop a key's first read is the seek and its history loads after it
     (PastCache.defer): writes, sweeps, compactions and a reopen land between the reads and the
     loads, and every read still agrees with the seek."""
-    spec = TableSpec("p", "p", versions=4, history_retention_ms=60)
-    t = AppliedTable(tmp_path / "db", spec)
-    versions = t.state.versions
-    assert versions is not None
-    versions.past.max_versions = cache_versions
+    t = retained_table(tmp_path, cache_versions)
     rng = random.Random(5)
     hits = 0
     try:
