@@ -26,11 +26,12 @@ TOPICS = [
 ]
 
 
-@pytest.mark.parametrize("version", range(8))
-@pytest.mark.parametrize("transactional_id", [None, "txn-1"])
+#: Every request version, and from v3 (where transactional ids came) with one too.
+CASES = [(v, None) for v in range(8)] + [(v, "txn-1") for v in range(3, 8)]
+
+
+@pytest.mark.parametrize(("version", "transactional_id"), CASES)
 def test_same_bytes_as_aiokafka(version: int, transactional_id: str | None) -> None:
-    if version < 3 and transactional_id is not None:
-        pytest.skip("transactional ids came with v3")
     versions = {0: (version, version)}
     theirs = ProduceRequest(transactional_id, -1, 30_000, TOPICS).prepare(versions)
     ours = LeanProduceRequest(transactional_id, -1, 30_000, TOPICS).prepare(versions)
