@@ -23,11 +23,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
+from operator import countOf
 from typing import Any
 
 from tables.rowcache import RowCache
 from tables.rowsize import SIZE_SAMPLE
 from tables.state import TableState
+
+
+def _held(raw: dict[bytes, bytes | None]) -> int:
+    """Stored rows the bytes level holds (its None entries are known misses)."""
+    return len(raw) - countOf(raw.values(), None)
 
 
 async def preload(state: TableState, chunk: int = 2_000) -> int:
@@ -49,11 +55,7 @@ async def preload(state: TableState, chunk: int = 2_000) -> int:
     # Decoded too only for a table within both fixed bounds: a row decoded costs ~2.5x its
     # bytes in memory, worth it when every get() then is one probe (a larger table read
     # uniformly keeps missing the decoded level whatever it holds).
-    if (
-        not cache.budget
-        and store_rows <= cache.max_rows
-        and len(held) - list(held.values()).count(None) >= store_rows
-    ):
+    if not cache.budget and store_rows <= cache.max_rows and _held(held) >= store_rows:
         await decode_held(cache, state.decode_stored, chunk)
     return added
 
@@ -89,7 +91,7 @@ async def fill_bytes(state: TableState, chunk: int = 2_000) -> int:
     after: bytes | None = None
     added = 0
     # Filled from the batches of a live load (RowCache.fill): every stored row already held.
-    complete = len(held) - list(held.values()).count(None) >= store.count
+    complete = _held(held) >= store.count
     while not complete:
         n = 0
         for skey, raw in store.items(from_key=after):

@@ -131,13 +131,12 @@ def arithmetic(g: ExprGen, node: exp.Binary) -> str:
         unsigned = not ints and dec is multiply_decimal
         if unsigned:
             dec = DECIMAL_CONTEXT.multiply
-        if ints:
+        if ints or g.context_ops:
+            # Python's operator; on a DECIMAL under the thread's context, which is
+            # DECIMAL_CONTEXT here: the same result and signals as the context's method,
+            # without its argument parsing.
             fast = f"{a} {sym} {b}"
-        elif g.context_ops:
-            # The operator under the thread's context, which is DECIMAL_CONTEXT here: the same
-            # result and signals as the context's method, without its argument parsing.
-            fast = f"{a} {sym} {b}"
-            g.used_context = True
+            g.used_context = g.used_context or not ints
         else:
             fast = f"{g.w.bind(dec, 'op')}({a}, {b})"
         nulls = " or ".join(
@@ -148,7 +147,7 @@ def arithmetic(g: ExprGen, node: exp.Binary) -> str:
         g.w.line(f"{t} = {fast}" if not nulls else f"{t} = None if {nulls} else {fast}")
         if unsigned:
             g.w.line(f"if not {t} and {t} is not None: {t} = {t}.copy_abs()")
-        g.exact[t] = int if ea is int and eb is int else Decimal
+        g.exact[t] = int if ints else Decimal
         if all(x in g.finite or tx is int for x, tx in ((a, ea), (b, eb))):
             g.finite.add(t)
     elif ta in (int, Decimal) and tb in (int, Decimal):
