@@ -100,44 +100,40 @@ def or_(a: Any, b: Any) -> Any:
     return False
 
 
-# -- arithmetic -----------------------------------------------------------------------------------
 #: A compiled predicate over one record's env (as ``sql.runtime.Fn``; not imported from there to
 #: keep this module free of the runtime).
 PredicateFn = Callable[[list[Any]], Any]
 
 
-def all_of(fns: list[PredicateFn]) -> PredicateFn:
-    """AND of n predicates in three-valued logic: FALSE wins at once, else NULL if any is NULL."""
+def _n_ary(fns: list[PredicateFn], wins: bool) -> PredicateFn:
+    """``fns`` in three-valued logic: the first ``wins`` value decides at once, else NULL if any
+    was NULL, else ``not wins`` (AND: FALSE wins; OR: TRUE wins)."""
+    loses = not wins
 
-    def andn(e: list[Any]) -> Any:
+    def n_ary(e: list[Any]) -> Any:
         unknown = False
         for f in fns:
             v = f(e)
-            if v is False:
-                return False
+            if v is wins:
+                return wins
             if v is None:
                 unknown = True
-        return None if unknown else True
+        return None if unknown else loses
 
-    return andn
+    return n_ary
+
+
+def all_of(fns: list[PredicateFn]) -> PredicateFn:
+    """AND of n predicates: FALSE wins at once, else NULL if any is NULL."""
+    return _n_ary(fns, False)
 
 
 def any_of(fns: list[PredicateFn]) -> PredicateFn:
-    """OR of n predicates in three-valued logic: TRUE wins at once, else NULL if any is NULL."""
-
-    def orn(e: list[Any]) -> Any:
-        unknown = False
-        for f in fns:
-            v = f(e)
-            if v is True:
-                return True
-            if v is None:
-                unknown = True
-        return None if unknown else False
-
-    return orn
+    """OR of n predicates: TRUE wins at once, else NULL if any is NULL."""
+    return _n_ary(fns, True)
 
 
+# -- arithmetic -----------------------------------------------------------------------------------
 def _numeric(a: Any, b: Any, op: str) -> tuple[Any, Any]:
     if isinstance(a, bool) or isinstance(b, bool):
         raise RuntimeTypeError(E_RUNTIME_TYPE.format(op=op, left=a, right=b))
