@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from app.webclient import try_get_json
 from core import codec
 from tables.topics import topic_partitions
 
@@ -20,17 +18,7 @@ SINKS = ("checked_orders", "gold_orders", "volume_by_symbol")
 
 def fetch(url: str) -> tuple[int, Any]:
     """GET a JSON view: (status, body); status 0 when the server is not reachable."""
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        body = exc.read()
-        try:
-            return exc.code, json.loads(body)
-        except ValueError:
-            return exc.code, body.decode(errors="replace")
-    except (urllib.error.URLError, OSError) as exc:
-        return 0, str(exc)
+    return try_get_json(url, timeout=2)
 
 
 async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float) -> bool:

@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from app.broker import free_port
+from app.webclient import get_json, try_get_json
 
 ROOT = Path(__file__).resolve().parents[2]
 FAUST = str(Path(sys.executable).parent / "faust")
 
-
-def get_json(url: str) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=3) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        body = exc.read()
-        try:
-            return exc.code, json.loads(body)
-        except ValueError:
-            return exc.code, body.decode(errors="replace")
+__all__ = ["FAUST", "ROOT", "Worker", "get_json"]
 
 
 class Worker:
@@ -73,10 +61,7 @@ class Worker:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(f"worker exited {self.proc.returncode}: {self.tail()}")
-            try:
-                status, body = get_json(f"{self.web}/tables/{name}/?limit=1")
-            except (urllib.error.URLError, OSError) as exc:
-                status, body = 0, str(exc)
+            status, body = try_get_json(f"{self.web}/tables/{name}/?limit=1")
             last = body
             if status == 200 and body["table"]["ready"]:
                 return dict(body["table"])
