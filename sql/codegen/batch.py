@@ -8,16 +8,17 @@ filters every record and collects the distinct keys, one ``get_many`` fetches th
 multi-get on a RocksDB table), a second pass does the rest. Each record runs inside its own
 ``try``: an error of one record (a decode error, a cast, a division by zero, an encoding
 failure) is appended to ``fails`` with the record, as the closures' driver dead-letters it.
-The output half (the row, its key and bytes, appended to the sink) is
-:mod:`sql.codegen.batch_output`.
+The joins are :mod:`sql.codegen.batch_join`; the output half (the row, its key and bytes,
+appended to the sink) is :mod:`sql.codegen.batch_output`.
 """
 
 from __future__ import annotations
 
 import decimal
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
+from sql.codegen.batch_join import JoinWriter, batchable, key_compiled
 from sql.codegen.batch_output import write_output
 from sql.codegen.batch_spec import BatchFn, Encoding, Generated, StructDecoding
 from sql.codegen.expr import ExprGen, Unsupported
@@ -26,14 +27,11 @@ from sql.codegen.writer import Writer
 from sql.operators.sources import KeyLookup
 from sql.plan.shape import Conjunct, JoinStep, StreamShape
 from sql.query import CompiledQuery
-from sql.runtime import Compiled
 from sql.types import DECIMAL_CONTEXT
 
 _EMPTY: dict[str, Any] = {}
 #: The headers of every output record (a list: the C record builder wants one).
 _NO_HEADERS: list[Any] = []
-#: Table kinds whose ``get_many`` answers from local state (no source to fail per record).
-_BATCHED_KINDS = frozenset({"kafka", "memory"})
 
 
 def shape_of(query: CompiledQuery) -> StreamShape:
@@ -81,37 +79,40 @@ def generate(
     shape_of(query)  # Unsupported before any code is written
     if struct is not None and not batch_lookups:
         try:
-            return _generate(query, decode, encoding, key_of, False, struct, project)
+            return _generate(_Inputs(query, decode, encoding, key_of, False, struct), project)
         except Unsupported:
             pass  # a read the struct has no attribute for, or a closure: the dict decoder
-    return _generate(query, decode, encoding, key_of, batch_lookups, None, project)
+    return _generate(_Inputs(query, decode, encoding, key_of, batch_lookups, None), project)
 
 
-def _generate(
-    query: CompiledQuery,
-    decode: Callable[[bytes], Any],
-    encoding: Encoding,
-    key_of: Callable[[Any], Any] | None,
-    batch_lookups: bool,
-    struct: StructDecoding | None,
-    project: bool = True,
-) -> Generated:
-    args = (query, decode, encoding, key_of, batch_lookups, struct)
+class _Inputs(NamedTuple):
+    """What one writing of the code takes (:func:`generate` may write it up to three times)."""
+
+    query: CompiledQuery
+    decode: Callable[[bytes], Any]
+    encoding: Encoding
+    key_of: Callable[[Any], Any] | None
+    batch_lookups: bool
+    struct: StructDecoding | None
+
+
+def _generate(inputs: _Inputs, project: bool) -> Generated:
+    query = inputs.query
     plan: ProjectionPlan | None = None
-    if project and not batch_lookups:
+    if project and not inputs.batch_lookups:
         # Projected lookups (sql.codegen.projection): a first pass records what each lookup
         # reads of its row; none where a closure reads rows from the env.
         plan = ProjectionPlan()
-        first = _write(*args, plan)
+        first = _write(inputs, plan)
         if first.uses_env or not plan.sites:
             plan = None
         else:
             plan.finish(query.context)
     try:
-        w = _write(*args, plan)
+        w = _write(inputs, plan)
     except ProjectionMismatch:
         plan = None
-        w = _write(*args, None)
+        w = _write(inputs, None)
     source = w.source()
     exec(compile(source, f"<query {query.stream_name}>", "exec"), w.namespace)
     fn: BatchFn = w.namespace.get("batch_in_context") or w.namespace["batch"]
@@ -122,21 +123,14 @@ def _generate(
     return Generated(source, fn, notes)
 
 
-def _write(
-    query: CompiledQuery,
-    decode: Callable[[bytes], Any],
-    encoding: Encoding,
-    key_of: Callable[[Any], Any] | None,
-    batch_lookups: bool,
-    struct: StructDecoding | None,
-    plan: ProjectionPlan | None,
-) -> Writer:
+def _write(inputs: _Inputs, plan: ProjectionPlan | None) -> Writer:
+    query, encoding, key_of, struct = inputs.query, inputs.encoding, inputs.key_of, inputs.struct
     shape = shape_of(query)
     w = Writer()
     w.namespace.update(
         {
             "env": query.env,
-            "decode": decode,
+            "decode": inputs.decode,
             "EMPTY": _EMPTY,
             "enc_slow": encoding.slow,
             "NO_HEADERS": _NO_HEADERS,
@@ -148,7 +142,8 @@ def _write(
         w.namespace["key_of"] = key_of
     if struct is not None:
         w.namespace.update(struct.namespace)
-    body = _Body(w, query, shape, encoding, key_of is not None, batch_lookups, struct, plan)
+    keyed = key_of is not None
+    body = _Body(w, query, shape, encoding, keyed, inputs.batch_lookups, struct, plan)
     body.write()
     if struct is not None and w.uses_env:
         raise Unsupported("a closure reads the stream's row as a dict")
@@ -180,7 +175,8 @@ class _Body:
         self.gen = ExprGen(w, query.context, self.rows, attrs, types, plan)
         self.gen.context_ops = True  # see _in_context
         first = shape.joins[0] if shape.joins else None
-        self.batched = batch_lookups and first is not None and _batchable(first)
+        self.batched = batch_lookups and first is not None and batchable(first)
+        self.joins = JoinWriter(w, self.gen, query, self.rows)
 
     def write(self) -> None:
         w = self.w
@@ -275,15 +271,8 @@ class _Body:
             w.line(f"want.add({k})")
         w.line(f"todo.append((rec, v0, {k}))")
 
-    def _key_compiled(self, join: JoinStep) -> Compiled | None:
-        assert isinstance(join.source, KeyLookup)
-        entry = self.query.context.closures.get(id(join.source.key))
-        return entry[2] if entry is not None and entry[0] is join.source.key else None
-
     def _key(self, join: JoinStep, i: int) -> str:
-        assert isinstance(join.source, KeyLookup)
-        c = self._key_compiled(join)
-        k = self.gen.compiled(c) if c is not None else self.gen.call(join.source.key)
+        k = self.joins.key(join)
         name = f"k{i}"
         self.w.line(f"{name} = {k}")
         return name
@@ -299,7 +288,7 @@ class _Body:
             w.line(f"found = {many}(want)")
         with w.block("except Exception:"):  # then each record reads its row alone
             w.line("found = None")
-        key = self._key_compiled(first)
+        key = key_compiled(self.query, first)
         if key is not None and key.read is not None:
             w.remember(("read", key.read[0], key.read[1]), "k0")
         with w.block("for rec, v0, k0 in todo:"):
@@ -316,7 +305,7 @@ class _Body:
             self._filters(self.shape.late)
             write_output(self.w, self.gen, self.shape, self.enc, self.keyed)
             return
-        self._join(joins[i], i, found)
+        self.joins.join(joins[i], i, found)
         if i == len(joins) - 1:
             self._fold_candidate(joins[i])
         self._rest(i + 1)
@@ -336,81 +325,3 @@ class _Body:
         found = value_site(self.gen, self.gen.compiled_of(node), node)
         if site is not None and found is not None and found[0] is site:
             site.fold_candidate = (found[1], slot)
-
-    def _join(self, join: JoinStep, i: int, found: str | None) -> None:
-        """A key lookup as :func:`sql.operators.join.lookup_join_stage` does it."""
-        w = self.w
-        assert isinstance(join.source, KeyLookup)
-        rel = join.relation
-        r = f"r{i}"
-        if found is None:
-            # The row as looked up (maybe shared with a subquery's lookup of the same key: never
-            # assigned again), r the joined row.
-            c = self._key_compiled(join)
-            k = self.gen.compiled(c) if c is not None else self.gen.call(join.source.key)
-            s = self.gen.lookup(join.source.get, k, rel.value_slot)
-        else:
-            k, s = f"k{i}", f"s{i}"
-            get = w.bind(join.source.get, "get")
-            with w.block(f"if {k} is None:"):
-                w.line(f"{s} = None")
-            with w.block(f"elif {found} is not None and (type({k}) is int or type({k}) is str):"):
-                w.line(f"{s} = {found}.get({k})")
-            with w.block("else:"):
-                with w.block("try:"):
-                    w.line(f"{s} = {get}({k})")
-                with w.block("except TypeError:"):  # an unhashable probe value: no key equals it
-                    w.line(f"{s} = None")
-            not_dict = f"type({s}) is not dict and not isinstance({s}, dict)"
-            with w.block(f"if {s} is not None and {not_dict}:"):
-                w.line(f"{s} = EMPTY")
-        if join.residual is None:
-            with w.block(f"if {s} is None:"):
-                if join.left:
-                    w.line(f"{r} = EMPTY")
-                    self.gen.emptied(s)
-                    w.env_line(f"env[{rel.value_slot}] = EMPTY")
-                    w.env_line(f"env[{rel.meta_slot}] = None")
-                else:
-                    w.line("continue")
-            with w.block("else:"):
-                w.line(f"{r} = {s}")
-                self.gen.alias(s, r)
-                w.env_line(f"env[{rel.value_slot}] = {s}")
-                w.env_line(f"env[{rel.meta_slot}] = {k}")
-            self.rows[rel.value_slot] = r
-            return
-        m = f"m{i}"
-        self.rows[rel.value_slot] = s
-        with w.block(f"if {s} is not None:"):
-            w.env_line(f"env[{rel.value_slot}] = {s}")
-            w.env_line(f"env[{rel.meta_slot}] = {k}")
-            v = self.gen.residual(join.residual)
-            w.line(f"{m} = {v} is True")
-        with w.block("else:"):
-            w.line(f"{m} = False")
-        self.rows[rel.value_slot] = r
-        with w.block(f"if {m}:"):
-            w.line(f"{r} = {s}")
-            self.gen.alias(s, r)
-        with w.block("else:"):
-            if join.left:
-                w.line(f"{r} = EMPTY")
-                self.gen.emptied(s)
-                w.env_line(f"env[{rel.value_slot}] = EMPTY")
-                w.env_line(f"env[{rel.meta_slot}] = None")
-            else:
-                w.line("continue")
-
-
-def _batchable(join: JoinStep) -> bool:
-    source = join.source
-    if not isinstance(source, KeyLookup):
-        return False
-    table = getattr(source.get, "__self__", None)
-    return (
-        table is not None
-        and getattr(table, "kind", None) in _BATCHED_KINDS
-        and callable(getattr(table, "get_many", None))
-        and not getattr(table, "versioned", False)
-    )
