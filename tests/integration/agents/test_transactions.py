@@ -13,17 +13,17 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaTimeoutError, ProducerFenced
-from mode import Service
+from aiokafka.errors import ProducerFenced
 
 from agents.state import QueryState
 from agents.transaction import Transactions
-from agents.transactional import txns_revoked
 from app.broker import Broker
-from core.fetch import getmany_raw, supported
-from core.retry import StartupRetry
-from tables.topics import TopicSpec, ensure_topics
-from tests.support.kafka import unique
+from tests.integration.agents.transactions_support import (
+    new_topics,
+    raw_committed,
+    send_one,
+    transactions,
+)
 
 pytestmark = [
     pytest.mark.broker,
@@ -31,18 +31,6 @@ pytestmark = [
 ]
 
 Rec = namedtuple("Rec", "offset key value")
-
-
-async def new_topics(
-    servers: str, sink_configs: dict[str, str] | None = None
-) -> tuple[TopicPartition, str, str]:
-    """A new source and sink topic of one partition each (the sink with ``sink_configs``) and a
-    new group id: (the source's partition, sink, group)."""
-    source, sink, group = unique("src"), unique("sink"), unique("group")
-    await ensure_topics(
-        servers, [TopicSpec(source, 1), TopicSpec(sink, 1, configs=sink_configs or {})]
-    )
-    return TopicPartition(source, 0), sink, group
 
 
 async def committed_view(servers: str, group: str, topic: str, sink: str) -> tuple[Any, list[Any]]:
@@ -65,26 +53,6 @@ async def committed_view(servers: str, group: str, topic: str, sink: str) -> tup
             for msgs in (await consumer.getmany(timeout_ms=500)).values():
                 out.extend(m.value for m in msgs)
         return offset, out
-    finally:
-        await consumer.stop()
-
-
-async def raw_committed(servers: str, sink: str) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=servers, enable_auto_commit=False, isolation_level="read_committed"
-    )
-    await consumer.start()
-    try:
-        assert supported(consumer)
-        tp = TopicPartition(sink, 0)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        out: list[Any] = []
-        while await consumer.position(tp) < end:
-            for msgs in (await getmany_raw(consumer, 500, 1000)).values():
-                out.extend(m.value for m in msgs)
-        return out
     finally:
         await consumer.stop()
 
@@ -133,14 +101,7 @@ async def test_commit_abort_and_fencing(
     state.open()
 
     def txns() -> Transactions:
-        return Transactions(
-            "q",
-            servers=kafka_url,
-            id_prefix=f"{group}-q",
-            group_id=group,
-            topics=[sink],
-            client_id="test",
-        )
+        return transactions(kafka_url, group, sink, id_prefix=f"{group}-q", client_id="test")
 
     first = txns()
     await first.start([tp])
@@ -256,12 +217,11 @@ async def test_commit_interval_decides_which_transactions_are_due(broker: Broker
     tp, sink, group = await new_topics(broker.url)
     made = []
     for interval in (3600.0, 0.0):
-        txns = Transactions(
-            "q",
-            servers=broker.url,
+        txns = transactions(
+            broker.url,
+            group,
+            sink,
             id_prefix=f"{group}-{interval:.0f}",
-            group_id=group,
-            topics=[sink],
             client_id="test",
             commit_interval=interval,
         )
@@ -270,10 +230,7 @@ async def test_commit_interval_decides_which_transactions_are_due(broker: Broker
     held, each_batch = made
     try:
         for n, txns in enumerate(made):
-            out = await txns.begin(tp)
-            assert out is not None
-            out.append(sink, b"k", f"v{n}".encode(), partition=0)
-            assert await txns.sent(tp, n + 1)
+            await send_one(txns, tp, sink, f"v{n}".encode(), n + 1)
         assert not held.due()
         assert not await held.commit()
         assert held.commits == 0
@@ -287,137 +244,3 @@ async def test_commit_interval_decides_which_transactions_are_due(broker: Broker
     finally:
         for txns in made:
             await txns.close()
-
-
-async def test_a_zombie_whose_abort_fails_starts_no_producer(broker: Broker) -> None:
-    """A send fails for a reason of its own (a timeout) while the producer is already fenced:
-    its abort fails too, and the task stops as a fenced one — no new producer with the same
-    transactional id takes its place, which would fence the partition's owner (the one that
-    fenced it) and go on from the zombie's position."""
-    tp, sink, group = await new_topics(broker.url)
-
-    def txns() -> Transactions:
-        return Transactions(
-            "q", servers=broker.url, id_prefix=group, group_id=group, topics=[sink], client_id="t"
-        )
-
-    zombie, owner = txns(), txns()
-    await zombie.start([tp])
-    try:
-        out = await zombie.begin(tp)
-        assert out is not None
-        out.append(sink, b"k", b"zombie", partition=0)
-        assert await zombie.sent(tp, 1)
-        await owner.start([tp])  # fences the zombie; its open transaction is aborted
-        try:
-            await zombie._drop(zombie.tasks[tp], "sending", KafkaTimeoutError())
-            assert tp not in zombie.tasks
-            assert (zombie.failed.fenced, zombie.failed.aborted) == ([tp], [])
-            out = await owner.begin(tp)
-            assert out is not None
-            out.append(sink, b"k", b"owner", partition=0)
-            assert await owner.sent(tp, 1)
-            assert not await owner.commit(everything=True)
-            assert await raw_committed(broker.url, sink) == [b"owner"]
-        finally:
-            await owner.close()
-    finally:
-        await zombie.close()
-
-
-async def test_a_dropped_task_takes_no_batch_until_it_is_rewound(broker: Broker) -> None:
-    """A task whose transaction was dropped (a send failed: aborted, to re-read from the
-    committed offset) begins no transaction until the next commit reported it to its caller,
-    which rewinds it: one begun before would get the re-read records a second time."""
-    tp, sink, group = await new_topics(broker.url)
-    txns = Transactions(
-        "q", servers=broker.url, id_prefix=group, group_id=group, topics=[sink], client_id="t"
-    )
-    await txns.start([tp])
-    try:
-        out = await txns.begin(tp)
-        assert out is not None
-        out.append(sink, b"k", b"dropped", partition=0)
-        assert await txns.sent(tp, 1)
-        await txns._drop(txns.tasks[tp], "sending", KafkaTimeoutError())
-        await pending_until_rewound(txns, tp, sink, broker.url)
-    finally:
-        await txns.close()
-
-
-async def test_a_task_whose_commit_failed_on_revocation_takes_no_batch_until_rewound(
-    broker: Broker,
-) -> None:
-    """The revocation hook's commit fails for a reason other than fencing (the broker rejects a
-    record too large for the sink): the task stays pending like a dropped one. A batch fetched
-    before and waiting for the lock, run before the assignment hook, begins no transaction: it
-    would go on from a position past the aborted records and commit past outputs never
-    written. The next commit reports the task for rewinding; the task then commits again (a
-    new producer: the old one's sequence numbers are off after the rejected batch)."""
-    # The sink takes no record over 1 kB.
-    tp, sink, group = await new_topics(broker.url, {"max.message.bytes": "1024"})
-    txns = Transactions(
-        "q", servers=broker.url, id_prefix=group, group_id=group, topics=[sink], client_id="t"
-    )
-    await txns.start([tp])
-    try:
-        out = await txns.begin(tp)
-        assert out is not None
-        out.append(sink, b"k", b"x" * 4096, partition=0)  # MessageSizeTooLarge at the commit
-        assert await txns.sent(tp, 1)
-        await txns_revoked(txns)
-        assert (txns.aborts, txns.commits) == (1, 0)
-        # The batch waiting for the lock is skipped; once rewound, the task commits (the
-        # rejected batch's producer was replaced: its sequence numbers were off).
-        await pending_until_rewound(txns, tp, sink, broker.url)
-    finally:
-        await txns.close()
-
-
-async def pending_until_rewound(
-    txns: Transactions, tp: TopicPartition, sink: str, servers: str
-) -> None:
-    """``tp``'s transaction was dropped: it begins none, the next commit reports it aborted; once
-    rewound (reading again) it commits, and the sink holds only what it wrote then."""
-    assert await txns.begin(tp) is None
-    assert txns.due()
-    failed = await txns.commit()
-    assert (failed.aborted, failed.fenced) == ([tp], [])
-    out = await txns.begin(tp)  # rewound by the caller: reading again
-    assert out is not None
-    out.append(sink, b"k", b"again", partition=0)
-    assert await txns.sent(tp, 1)
-    assert not await txns.commit(everything=True)
-    assert await raw_committed(servers, sink) == [b"again"]
-
-
-async def test_a_failed_commit_on_close_stops_without_renewing_the_producer(
-    broker: Broker,
-) -> None:
-    """The agent's stop commits what is open (:meth:`Transactions.close`); a batch the broker
-    rejects (too large for the sink) aborts that transaction, which would renew the producer —
-    not while closing: its start, refused by the retry of an agent that is stopping
-    (StoppedWaiting), ended the agent's stop before its consumer and stores were closed."""
-    # The sink takes no record over 1 kB.
-    tp, sink, group = await new_topics(broker.url, {"max.message.bytes": "1024"})
-    agent = Service()
-    await agent.start()
-    txns = Transactions(
-        "q",
-        servers=broker.url,
-        id_prefix=group,
-        group_id=group,
-        topics=[sink],
-        client_id="t",
-        retry=StartupRetry(broker.url, agent),
-    )
-    await txns.start([tp])
-    out = await txns.begin(tp)
-    assert out is not None
-    out.append(sink, b"k", b"x" * 4096, partition=0)  # MessageSizeTooLarge at the commit
-    assert await txns.sent(tp, 1)
-    await agent.stop()  # the agent told to stop: a producer's start would not wait for the broker
-    failed = await txns.close()
-    assert (failed.aborted, failed.fenced) == ([tp], [])
-    assert (txns.aborts, txns.commits, txns.tasks) == (1, 0, {})
-    assert await raw_committed(broker.url, sink) == []
