@@ -84,7 +84,7 @@ class Settings:
     dlq_topic: str = ""
     #: Consumer-group session timeout, seconds. Tansu holds a first join for half of it.
     session_timeout: float = field(default=10.0, metadata=_at_least(1))
-    #: Records a table loader fetches per batch.
+    #: Records a table loader fetches (and applies) per batch.
     fetch_max_records: int = field(default=10_000, metadata=_at_least(1))
     #: Decoded rows a reference table keeps for ``get()``, a fixed bound (``table_cache_mb``
     #: then bounds its stored bytes alone); 0: sized from the table within ``table_cache_mb``
@@ -143,9 +143,11 @@ class Settings:
     #: ``commit.interval.ms``, 100 under EOS). Outputs become visible to ``read_committed``
     #: readers when it commits: lower means less latency, more commits (4 round trips each).
     commit_interval_ms: int = field(default=100, metadata=_at_least(0))
+    #: Level of the ``tables`` and ``agents`` loggers (the table loaders, the query agents).
     log_level: str = field(default="info", metadata={"choices": LOG_LEVELS})
-    #: Stateless queries run as one generated Python function per batch (``sql explain --code``
-    #: prints it); off: the closure compiler's per-record closures (the reference), for A/B.
+    #: Stateless queries run as one generated Python function per batch, co-partitioned GROUP BY
+    #: and tumbling windows as one generated fold per batch (``sql explain --code`` prints them);
+    #: off: the closure compiler's per-record closures (the reference), for A/B.
     codegen: bool = True
     #: ``GET /live`` fails when the event loop's heartbeat is older than this, seconds.
     live_max_age: float = field(default=30.0, metadata=_at_least(2))

@@ -107,10 +107,40 @@ def test_every_setting_has_a_variable_and_is_read_by_its_type() -> None:
     assert s.secrets["TABLESTREAM_LOG_LEVEL"] == "DEBUG"  # the environment, for password_env
 
 
-def test_the_readme_lists_every_variable() -> None:
+#: A row of the README's settings table: variable, default, meaning.
+_README_ROW = re.compile(r"^\| `(TABLESTREAM_[A-Z_]+)` \| ([^|]+) \| (.+) \|$", re.M)
+
+
+def _readme_settings() -> list[tuple[str, str, str]]:
     readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
-    listed = set(re.findall(r"^\| `(TABLESTREAM_[A-Z_]+)` \|", readme, re.M))
-    assert listed == set(known_variables())
+    return [(v, d.strip(), m.strip()) for v, d, m in _README_ROW.findall(readme)]
+
+
+def test_the_readme_lists_every_variable() -> None:
+    listed = [variable for variable, _, _ in _readme_settings()]
+    assert sorted(listed) == sorted(known_variables())
+
+
+_ROWS = _readme_settings()
+
+
+@pytest.mark.parametrize(("variable", "default", "meaning"), _ROWS, ids=[r[0] for r in _ROWS])
+def test_the_readme_gives_each_variables_default(variable: str, default: str, meaning: str) -> None:
+    """The default the README shows, read as that variable, is the setting's default ("(none)":
+    an empty one; ``<app id>`` stands for the app id)."""
+    assert meaning
+    defaults = Settings.from_env({})
+    if default == "(none)":
+        value = getattr(defaults, variable.removeprefix("TABLESTREAM_").lower())
+        assert not value, (variable, value)
+        return
+    text = re.fullmatch(r"`([^`]*)`", default)
+    assert text is not None, (variable, default)
+    documented = Settings.from_env({variable: text[1].replace("<app id>", defaults.app_id)})
+    if "<app id>" in default:  # the dead-letter topic: derived from the app id when not set
+        assert documented.dead_letter_topic == defaults.dead_letter_topic
+    else:
+        assert documented == defaults, variable
 
 
 def test_warnings_name_typos_and_faust_variables() -> None:
