@@ -23,6 +23,7 @@ from tests.integration.agents.transactions_support import (
     raw_committed,
     send_one,
     transactions,
+    values_to_end,
 )
 
 pytestmark = [
@@ -45,14 +46,7 @@ async def committed_view(servers: str, group: str, topic: str, sink: str) -> tup
     try:
         offset = await consumer.committed(TopicPartition(topic, 0))
         tp = TopicPartition(sink, 0)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        out: list[Any] = []
-        while await consumer.position(tp) < end:
-            for msgs in (await consumer.getmany(timeout_ms=500)).values():
-                out.extend(m.value for m in msgs)
-        return offset, out
+        return offset, await values_to_end(consumer, tp, lambda: consumer.getmany(timeout_ms=500))
     finally:
         await consumer.stop()
 

@@ -3,6 +3,7 @@ Transactions over them, one record sent in a transaction, and the sink's committ
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -57,6 +58,23 @@ async def send_one(
     assert await txns.sent(tp, offset)
 
 
+async def values_to_end(
+    consumer: AIOKafkaConsumer,
+    tp: TopicPartition,
+    fetch: Callable[[], Awaitable[dict[Any, list[Any]]]],
+) -> list[Any]:
+    """The values of ``tp`` from its beginning to its end as ``consumer`` reads them with
+    ``fetch`` (a read_committed consumer: to the last stable offset)."""
+    consumer.assign([tp])
+    await consumer.seek_to_beginning(tp)
+    end = (await consumer.end_offsets([tp]))[tp]
+    out: list[Any] = []
+    while await consumer.position(tp) < end:
+        for msgs in (await fetch()).values():
+            out.extend(m.value for m in msgs)
+    return out
+
+
 async def raw_committed(servers: str, sink: str) -> list[Any]:
     """The committed values of ``sink``[0], read by the raw fetch path (core.fetch)."""
     consumer = AIOKafkaConsumer(
@@ -65,14 +83,8 @@ async def raw_committed(servers: str, sink: str) -> list[Any]:
     await consumer.start()
     try:
         assert supported(consumer)
-        tp = TopicPartition(sink, 0)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        out: list[Any] = []
-        while await consumer.position(tp) < end:
-            for msgs in (await getmany_raw(consumer, 500, 1000)).values():
-                out.extend(m.value for m in msgs)
-        return out
+        return await values_to_end(
+            consumer, TopicPartition(sink, 0), lambda: getmany_raw(consumer, 500, 1000)
+        )
     finally:
         await consumer.stop()
