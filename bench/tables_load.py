@@ -31,8 +31,8 @@ from aiokafka import AIOKafkaProducer
 
 from bench.brokers import add_broker_option, bench_broker
 from core import codec
+from tables.cache_settings import CacheSettings
 from tables.reference import ReferenceTable
-from tables.rowcache import CacheSettings
 from tables.spec import TableSpec
 from tables.topics import TopicSpec, ensure_topics
 from tests.support.worker import Worker

@@ -43,8 +43,15 @@ async def preload(state: TableState, chunk: int = 2_000) -> int:
     if cache.budget:
         if not cache.row_size:
             cache.measure(itertools.islice(store.items(), SIZE_SAMPLE), state.decode_stored)
+        # Until the table is decoded, reads keep nothing (RowCache.decoding).
+        cache.decoding = True
         if cache.size_for(store.count):
-            return await decode_store(state, chunk)
+            try:
+                return await decode_store(state, chunk)
+            finally:
+                cache.decoding = False
+                cache.size_for(store.count)  # the bytes level's bound, now its rows are decoded
+        cache.decoding = False
         trimmed = cache.trim(chunk)
         while not trimmed:  # rows read before the sizing, above the bounds of a larger table
             await asyncio.sleep(0)
@@ -62,9 +69,12 @@ async def preload(state: TableState, chunk: int = 2_000) -> int:
 
 async def decode_store(state: TableState, chunk: int = 2_000) -> int:
     """Decode every stored row into the decoded rows (a table within the budget), chunk by
-    chunk in key order. Returns rows decoded."""
+    chunk: from the bytes level when it holds every row (a cold restore kept them), freeing
+    them, else from the store in key order. Returns rows decoded."""
     cache, store = state.rows, state.store
     decode = state.decode_stored
+    if cache.raw and _held(cache.raw) >= store.count:
+        return await _decode_raw(cache, decode, chunk)
     after: bytes | None = None
     added = 0
     while True:
@@ -81,6 +91,18 @@ async def decode_store(state: TableState, chunk: int = 2_000) -> int:
         added += len(part)
         after = skeys[-1]
         await asyncio.sleep(0)
+
+
+async def _decode_raw(cache: RowCache, decode: Callable[[bytes], Any], chunk: int) -> int:
+    skeys = list(cache.raw)
+    added = 0
+    for start in range(0, len(skeys), chunk):
+        part = skeys[start : start + chunk]
+        if len(cache.rows) + len(part) > cache.max_rows:
+            break
+        added += cache.decode_raw(part, decode)
+        await asyncio.sleep(0)
+    return added
 
 
 async def fill_bytes(state: TableState, chunk: int = 2_000) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from mode import Service
 
+from tables.cache_settings import DEFAULTS
 from tables.changes import DEFAULT_STREAM_QUEUE, ChangeStream
 from tables.changes_topic import ChangesTopicWriter
 from tables.deadletter import DeadLetterWriter
@@ -68,7 +69,7 @@ class ReferenceTable(Service):
         read_committed: bool = False,
         max_skew_ms: int | None = 300_000,
         row_cache: RowCache | None = None,
-        preload_cache: bool = False,
+        preload_cache: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -78,6 +79,10 @@ class ReferenceTable(Service):
         #: Skip what aborted transactions wrote (the worker runs exactly-once).
         self._isolation = "read_committed" if read_committed else "read_uncommitted"
         store = TableStore(data_dir / "tables" / spec.name, store_options)
+        # No cache given: the worker's (tables.cache_settings); a cache given comes without the
+        # preload unless asked for.
+        if preload_cache is None:
+            preload_cache = row_cache is None and DEFAULTS.preload
         self._state = TableState(spec, store, row_cache)
         self._rows = self._state.rows.rows  # get()'s hit path: one dict lookup
         self._raw = self._state.rows.raw  # its stored bytes, before RocksDB
