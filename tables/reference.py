@@ -22,6 +22,7 @@ from tables.deadletter import DeadLetterWriter
 from tables.indexes import HashIndex
 from tables.keys import key_bytes
 from tables.loader import TableLoader
+from tables.preload import CHUNK as PRELOAD_CHUNK
 from tables.preload import preload
 from tables.protocol import (
     Change,
@@ -250,7 +251,7 @@ class ReferenceTable(Service):
         self._cache.put(key, value)
         return default if value is None else value
 
-    async def preload_cache(self, chunk: int = 2_000) -> int:
+    async def preload_cache(self, chunk: int = PRELOAD_CHUNK) -> int:
         """Once ready, fill the row cache from the store (:mod:`tables.preload`: the whole
         table decoded when it fits ``TABLESTREAM_TABLE_CACHE_MB`` decoded, else its bytes while
         they fit); returns rows added."""
