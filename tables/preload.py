@@ -4,18 +4,20 @@ PRELOAD``, :meth:`tables.reference.ReferenceTable.preload_cache`).
 A budgeted cache (:meth:`RowCache.budgeted`, the worker's default) is sized from the table first
 (:meth:`RowCache.size_for`: the store knows its row count, a sample of decoded rows their size):
 
-- a table whose rows all fit the budget decoded is decoded whole, straight from the store
-  (~0.6 s of CPU per 300k rows after ready; reads meanwhile go to RocksDB for the rest);
-  every ``get()`` is then one dict probe (p99 within ~1 µs of a bare ``dict.get``,
-  docs/BENCHMARKS.md "getdefault");
+- a table whose rows all fit the budget decoded is decoded whole: from the bytes a cold
+  restore kept (:attr:`RowCache.fill`), freeing them (~0.35 s of CPU per 300k rows after ready),
+  else from the store; reads meanwhile decode from those bytes and keep nothing
+  (:attr:`RowCache.decoding`: p99 ~3 µs, docs/BENCHMARKS.md "getcold"); every ``get()`` is
+  then one dict probe (p99 within ~1 µs of a bare ``dict.get``, "getdefault");
 - a larger one gives its bytes level what the table's bytes need (up to all but
   :data:`~tables.rowcache.DECODED_SHARE` of the budget), fills it from the store, and keeps the
   rest for decoded rows (the oldest leave).
 
 A cache of fixed bounds fills its bytes level, then decodes a table within both bounds.
 
-Every step works in chunks between awaits; a chunk reads the store as it is then and keeps its
-rows before any await, so a batch committed meanwhile drops its keys as usual.
+Every step works in chunks of :data:`CHUNK` rows between awaits; a chunk reads the store (or
+the bytes level) as it is then and keeps its rows before any await, so a batch committed
+meanwhile drops its keys as usual.
 """
 
 from __future__ import annotations
