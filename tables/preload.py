@@ -34,7 +34,7 @@ from tables.state import TableState
 
 #: Rows a step of the preload handles between awaits. A step holds the event loop (~0.3 ms
 #: here) and leaves the CPU's caches to the next reads: with 2,000 (~3 ms), reads interleaved
-#: with it had p99 4.5-12 µs, with 256 3.1-3.3 µs (docs/BENCHMARKS.md "getcold").
+#: with it had p99 4.4-7.9 µs, with 256 3.3-4.3 µs (docs/BENCHMARKS.md "getcold").
 CHUNK = 256
 
 

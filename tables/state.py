@@ -74,7 +74,7 @@ class TableState:
         rows = self.rows
         # A cold restore's too: its first reads once ready are then answered from memory (a
         # RocksDB read with its block cache cold had p99 ~10 µs), and the preload decodes
-        # those bytes (docs/BENCHMARKS.md "getcold": ~0.1 µs a row more of the restore's CPU).
+        # those bytes (docs/BENCHMARKS.md "getcold": ~0.25 µs a row more of restore CPU).
         return self.store.batch(track=bool(rows), values=rows.wants_values)
 
     def commit(self, batch: StoreBatch) -> None:
