@@ -33,8 +33,8 @@ from app.settings import Settings, env_name
 from app.web import register_home, register_web
 from core import codec
 from core.errors import ConfigError, TablestreamError
+from tables.cache_settings import CacheSettings
 from tables.registry import TableRegistry
-from tables.rowcache import CacheSettings
 
 #: Exit status of a worker or command stopped by a bad setting or pipeline (as click's usage).
 EXIT_CONFIG = 2

@@ -29,6 +29,7 @@ from types import MappingProxyType
 from typing import Any
 
 from core.errors import ConfigError
+from tables.cache_settings import DEFAULTS as CACHE_DEFAULTS
 from tables.spec import TableSpec
 
 ENV_PREFIX = "TABLESTREAM_"
@@ -90,14 +91,14 @@ class Settings:
     #: then bounds its stored bytes alone); 0: sized from the table within ``table_cache_mb``
     #: (tables/rowcache.py: the whole table decoded when it fits, else its stored bytes and
     #: decoded rows of recent reads with the rest).
-    table_cache_rows: int = field(default=0, metadata=_at_least(0))
+    table_cache_rows: int = field(default=CACHE_DEFAULTS.rows, metadata=_at_least(0))
     #: MB a reference table's row cache holds for ``get()`` before asking RocksDB: decoded rows
     #: (~580 bytes a flat 6-field row) and stored bytes (~210 bytes a 100-byte row) together.
-    table_cache_mb: float = field(default=256.0, metadata=_at_least(0))
+    table_cache_mb: float = field(default=CACHE_DEFAULTS.mb, metadata=_at_least(0))
     #: Once a reference table is ready, fill that memory from its store in the background
     #: (tables/preload.py) and keep what later batches write while it fits: lookups skip
     #: RocksDB from the start; costs the memory at once.
-    table_cache_preload: bool = True
+    table_cache_preload: bool = CACHE_DEFAULTS.preload
     #: Records a query agent fetches and processes per batch.
     query_max_records: int = field(default=10_000, metadata=_at_least(1))
     #: Processed batches of one query whose outputs may await the broker's ack at once.

@@ -31,8 +31,8 @@ from aiokafka import AIOKafkaProducer
 
 from bench.brokers import add_broker_option, bench_broker
 from core import codec
+from tables.cache_settings import CacheSettings
 from tables.reference import ReferenceTable
-from tables.rowcache import CacheSettings
 from tables.spec import TableSpec
 from tables.topics import TopicSpec, ensure_topics
 from tests.support.worker import Worker
@@ -242,15 +242,46 @@ async def first_reads(
 
 
 async def restored_reads(table: ReferenceTable, keys: int, floor: Floor) -> None:
-    """First reads right after a cold restore: 20k at once, before the preload could run
-    (the table just turned ready), then the rest once the preload decoded the table."""
+    """First reads right after a cold restore: 20k at once (the table just turned ready),
+    then 100 a loop turn while the preload runs between them (a worker's batches), then the
+    rest once the preload decoded the table."""
     await first_reads("get at ready", table, keys, floor, n=20_000)
     start, cpu = time.perf_counter(), time.process_time()
     if table.preloading is not None:
-        await table.preloading
+        await reads_during(table.preloading, table, keys, floor)
     secs, cpu_s = time.perf_counter() - start, time.process_time() - cpu
     print(f"  (the preload after the restore: done {secs:.2f}s later, {cpu_s:.2f}s CPU)")
-    await first_reads("get restored", table, keys, floor, skip=20_000)
+    await first_reads("get restored", table, keys, floor, skip=120_000)
+
+
+async def reads_during(
+    preload: asyncio.Future[object], table: ReferenceTable, keys: int, floor: Floor
+) -> None:
+    """``get()`` on keys not read before, 100 a loop turn until ``preload`` is done (the
+    longest turn between two slices: how long one of its chunks held the loop), cyclic GC on."""
+    every = [str(k) for k in range(keys)]
+    random.Random(2).shuffle(every)
+    probe = every[20_000:120_000]
+    samples: list[int] = []
+    clock = time.perf_counter_ns
+    longest = 0
+    with GcPauses() as pauses:
+        for i in range(0, len(probe), 100):
+            if preload.done():
+                break
+            samples.extend(timed(table.get, probe[i : i + 100]))
+            turn = clock()
+            await asyncio.sleep(0)
+            longest = max(longest, clock() - turn)
+    if samples:
+        p50, p99, p999 = percentiles(samples)
+        print(
+            f"{'get in preload':<14} p50 {p50:.2f} µs   p99 {p99:.2f} µs   p99.9 {p999:.2f} µs   "
+            f"[{len(samples):,} reads; the loop held up to {longest / 1e6:.1f} ms between "
+            f"slices]   load {os.getloadavg()[0]:.1f}"
+        )
+        print(f"  (GC: {pauses})")
+    await preload
 
 
 async def preloaded_reads(

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from core.errors import ConfigError
+from tables.cache_settings import DEFAULTS, CacheSettings
 from tables.deadletter import DeadLetterWriter
 from tables.protocol import Table
-from tables.rowcache import CacheSettings
 from tables.spec import TableSpec
 
 #: connector name → module exporting ``KIND`` (a :class:`TableKind`).
@@ -41,8 +41,8 @@ class TableEnv:
     bootstrap_servers: str = ""
     dead_letters: DeadLetterWriter | None = None
     fetch_max_records: int = 10_000
-    #: A reference table's row cache: decoded rows, MB of stored bytes (None: the defaults).
-    row_cache: CacheSettings | None = None
+    #: A reference table's row cache (the worker's ``TABLESTREAM_TABLE_CACHE_*``).
+    row_cache: CacheSettings = DEFAULTS
     client_id: str = "tablestream"
     read_committed: bool = False
     #: Record-timestamp ms a loader may apply one partition ahead of the slowest (tables.skew).
@@ -95,8 +95,8 @@ class KafkaKind:
             env.bootstrap_servers,
             dead_letters=env.dead_letters,
             fetch_max_records=env.fetch_max_records,
-            row_cache=env.row_cache.cache() if env.row_cache is not None else None,
-            preload_cache=env.row_cache is not None and env.row_cache.preload,
+            row_cache=env.row_cache.cache(),
+            preload_cache=env.row_cache.preload,
             client_id=env.client_id,
             read_committed=env.read_committed,
             max_skew_ms=env.max_skew_ms,

@@ -4,18 +4,20 @@ PRELOAD``, :meth:`tables.reference.ReferenceTable.preload_cache`).
 A budgeted cache (:meth:`RowCache.budgeted`, the worker's default) is sized from the table first
 (:meth:`RowCache.size_for`: the store knows its row count, a sample of decoded rows their size):
 
-- a table whose rows all fit the budget decoded is decoded whole, straight from the store
-  (~0.6 s of CPU per 300k rows after ready; reads meanwhile go to RocksDB for the rest);
-  every ``get()`` is then one dict probe (p99 within ~1 µs of a bare ``dict.get``,
-  docs/BENCHMARKS.md "getdefault");
+- a table whose rows all fit the budget decoded is decoded whole: from the bytes a cold
+  restore kept (:attr:`RowCache.fill`), freeing them (~0.35 s of CPU per 300k rows after ready),
+  else from the store; reads meanwhile decode from those bytes and keep nothing
+  (:attr:`RowCache.decoding`: p99 ~3 µs, docs/BENCHMARKS.md "getcold"); every ``get()`` is
+  then one dict probe (p99 within ~1 µs of a bare ``dict.get``, "getdefault");
 - a larger one gives its bytes level what the table's bytes need (up to all but
   :data:`~tables.rowcache.DECODED_SHARE` of the budget), fills it from the store, and keeps the
   rest for decoded rows (the oldest leave).
 
 A cache of fixed bounds fills its bytes level, then decodes a table within both bounds.
 
-Every step works in chunks between awaits; a chunk reads the store as it is then and keeps its
-rows before any await, so a batch committed meanwhile drops its keys as usual.
+Every step works in chunks of :data:`CHUNK` rows between awaits; a chunk reads the store (or
+the bytes level) as it is then and keeps its rows before any await, so a batch committed
+meanwhile drops its keys as usual.
 """
 
 from __future__ import annotations
@@ -30,21 +32,33 @@ from tables.rowcache import RowCache
 from tables.rowsize import SIZE_SAMPLE
 from tables.state import TableState
 
+#: Rows a step of the preload handles between awaits. A step holds the event loop (~0.3 ms
+#: here) and leaves the CPU's caches to the next reads: with 2,000 (~3 ms), reads interleaved
+#: with it had p99 4.4-7.9 µs, with 256 3.3-4.3 µs (docs/BENCHMARKS.md "getcold").
+CHUNK = 256
+
 
 def _held(raw: dict[bytes, bytes | None]) -> int:
     """Stored rows the bytes level holds (its None entries are known misses)."""
     return len(raw) - countOf(raw.values(), None)
 
 
-async def preload(state: TableState, chunk: int = 2_000) -> int:
+async def preload(state: TableState, chunk: int = CHUNK) -> int:
     """Once ``state`` is ready, fill its row cache; returns rows added (either level)."""
     await state.wait_ready()
     cache, store = state.rows, state.store
     if cache.budget:
         if not cache.row_size:
             cache.measure(itertools.islice(store.items(), SIZE_SAMPLE), state.decode_stored)
+        # Until the table is decoded, reads keep nothing (RowCache.decoding).
+        cache.decoding = True
         if cache.size_for(store.count):
-            return await decode_store(state, chunk)
+            try:
+                return await decode_store(state, chunk)
+            finally:
+                cache.decoding = False
+                cache.size_for(store.count)  # the bytes level's bound, now its rows are decoded
+        cache.decoding = False
         trimmed = cache.trim(chunk)
         while not trimmed:  # rows read before the sizing, above the bounds of a larger table
             await asyncio.sleep(0)
@@ -60,11 +74,14 @@ async def preload(state: TableState, chunk: int = 2_000) -> int:
     return added
 
 
-async def decode_store(state: TableState, chunk: int = 2_000) -> int:
+async def decode_store(state: TableState, chunk: int = CHUNK) -> int:
     """Decode every stored row into the decoded rows (a table within the budget), chunk by
-    chunk in key order. Returns rows decoded."""
+    chunk: from the bytes level when it holds every row (a cold restore kept them), freeing
+    them, else from the store in key order. Returns rows decoded."""
     cache, store = state.rows, state.store
     decode = state.decode_stored
+    if cache.raw and _held(cache.raw) >= store.count:
+        return await _decode_raw(cache, decode, chunk)
     after: bytes | None = None
     added = 0
     while True:
@@ -83,7 +100,19 @@ async def decode_store(state: TableState, chunk: int = 2_000) -> int:
         await asyncio.sleep(0)
 
 
-async def fill_bytes(state: TableState, chunk: int = 2_000) -> int:
+async def _decode_raw(cache: RowCache, decode: Callable[[bytes], Any], chunk: int) -> int:
+    skeys = list(cache.raw)
+    added = 0
+    for start in range(0, len(skeys), chunk):
+        part = skeys[start : start + chunk]
+        if len(cache.rows) + len(part) > cache.max_rows:
+            break
+        added += cache.decode_raw(part, decode)
+        await asyncio.sleep(0)
+    return added
+
+
+async def fill_bytes(state: TableState, chunk: int = CHUNK) -> int:
     """Read the stored rows in key order into the bytes level while they fit without evicting
     anything. Returns rows added."""
     cache, store = state.rows, state.store
@@ -112,7 +141,7 @@ async def fill_bytes(state: TableState, chunk: int = 2_000) -> int:
     return added
 
 
-async def decode_held(cache: RowCache, decode: Callable[[bytes], Any], chunk: int = 2_000) -> int:
+async def decode_held(cache: RowCache, decode: Callable[[bytes], Any], chunk: int = CHUNK) -> int:
     """Decode what the bytes level holds into the decoded rows while they have room (nothing
     evicted for it), keyed by key text: a table within both bounds then answers every ``get()``
     by text with one dict probe, with no decode or allocation on a first read (a first read

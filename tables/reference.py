@@ -15,12 +15,14 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from mode import Service
 
+from tables.cache_settings import DEFAULTS
 from tables.changes import DEFAULT_STREAM_QUEUE, ChangeStream
 from tables.changes_topic import ChangesTopicWriter
 from tables.deadletter import DeadLetterWriter
 from tables.indexes import HashIndex
 from tables.keys import key_bytes
 from tables.loader import TableLoader
+from tables.preload import CHUNK as PRELOAD_CHUNK
 from tables.preload import preload
 from tables.protocol import (
     Change,
@@ -68,7 +70,7 @@ class ReferenceTable(Service):
         read_committed: bool = False,
         max_skew_ms: int | None = 300_000,
         row_cache: RowCache | None = None,
-        preload_cache: bool = False,
+        preload_cache: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -78,6 +80,10 @@ class ReferenceTable(Service):
         #: Skip what aborted transactions wrote (the worker runs exactly-once).
         self._isolation = "read_committed" if read_committed else "read_uncommitted"
         store = TableStore(data_dir / "tables" / spec.name, store_options)
+        # No cache given: the worker's (tables.cache_settings); a cache given comes without the
+        # preload unless asked for.
+        if preload_cache is None:
+            preload_cache = row_cache is None and DEFAULTS.preload
         self._state = TableState(spec, store, row_cache)
         self._rows = self._state.rows.rows  # get()'s hit path: one dict lookup
         self._raw = self._state.rows.raw  # its stored bytes, before RocksDB
@@ -245,7 +251,7 @@ class ReferenceTable(Service):
         self._cache.put(key, value)
         return default if value is None else value
 
-    async def preload_cache(self, chunk: int = 2_000) -> int:
+    async def preload_cache(self, chunk: int = PRELOAD_CHUNK) -> int:
         """Once ready, fill the row cache from the store (:mod:`tables.preload`: the whole
         table decoded when it fits ``TABLESTREAM_TABLE_CACHE_MB`` decoded, else its bytes while
         they fit); returns rows added."""

@@ -12,10 +12,10 @@ from mode import Service
 
 from core.errors import ConfigError
 from core.retry import StartupRetry
+from tables.cache_settings import DEFAULTS, CacheSettings
 from tables.deadletter import DeadLetterWriter, dead_letter_topic_spec
 from tables.kinds import TableEnv, table_kind
 from tables.protocol import Table
-from tables.rowcache import CacheSettings
 from tables.spec import TableSpec
 from tables.topics import TopicSpec, ensure_topics
 
@@ -34,7 +34,7 @@ class TableRegistry(Service):
         dead_letter_topic: str,
         default_partitions: int = 1,
         fetch_max_records: int = 10_000,
-        row_cache: CacheSettings | None = None,
+        row_cache: CacheSettings = DEFAULTS,
         client_id: str = "tablestream",
         read_committed: bool = False,
         max_skew_ms: int | None = 300_000,

@@ -29,15 +29,13 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from tables.rowsize import SIZE_SAMPLE, row_sizes
 
-#: The fixed bounds of a :class:`RowCache` made without any: decoded rows, stored bytes (MB).
-DEFAULT_MAX_ROWS, DEFAULT_RAW_MB = 100_000, 128
-#: A table's row cache as the worker sizes it by default (:meth:`CacheSettings.cache`): MB for
-#: both levels together, decoded rows counted at their measured size (:mod:`tables.rowsize`).
+#: A table's row cache by default (:class:`tables.cache_settings.CacheSettings`, the worker's
+#: ``TABLESTREAM_TABLE_CACHE_MB``): MB for both levels together, decoded rows counted at their
+#: measured size (:mod:`tables.rowsize`); a cache of fixed bounds given no MB: its bytes level.
 DEFAULT_BUDGET_MB = 256
 #: A table larger than its budget decoded keeps at least this share of the budget in decoded
 #: rows (its recently read keys), the rest in stored bytes (:meth:`RowCache.size_for`).
@@ -51,25 +49,7 @@ FULL_ADMIT = 16
 #: When full, a level evicts this share of its bound at once (its oldest entries).
 EVICT_SHARE = 100
 MISS: Any = object()
-
-
-@dataclass(frozen=True, slots=True)
-class CacheSettings:
-    """A reference table's row cache as the worker's settings give it (``TABLESTREAM_TABLE_
-    CACHE_ROWS``, ``_MB``, ``_PRELOAD``)."""
-
-    #: Decoded rows, a fixed bound (``mb`` then bounds the stored bytes alone); 0: sized from
-    #: the table within ``mb`` (:meth:`RowCache.size_for`).
-    rows: int = 0
-    mb: float = DEFAULT_BUDGET_MB
-    #: Fill the cache from the store once the table is ready (:mod:`tables.preload`), and
-    #: from later writes while it has room.
-    preload: bool = True
-
-    def cache(self) -> RowCache:
-        if self.rows:
-            return RowCache(self.rows, self.mb)
-        return RowCache.budgeted(self.mb)
+Decode = Callable[[bytes], Any]
 
 
 class RowCache:
@@ -83,6 +63,7 @@ class RowCache:
         "_refused",
         "_sized",
         "budget",
+        "decoding",
         "fill",
         "max_raw_bytes",
         "max_rows",
@@ -93,9 +74,7 @@ class RowCache:
         "rows",
     )
 
-    def __init__(
-        self, max_rows: int = DEFAULT_MAX_ROWS, max_raw_mb: float = DEFAULT_RAW_MB
-    ) -> None:
+    def __init__(self, max_rows: int, max_raw_mb: float = DEFAULT_BUDGET_MB) -> None:
         self.max_rows = self._evict_rows = self.max_raw_bytes = self._raw_low = 0
         self._bound(max_rows, int(max_raw_mb * 1024 * 1024))
         self._refused = 0
@@ -104,15 +83,15 @@ class RowCache:
         #: Bytes both levels may hold together, the decoded rows counted at :attr:`row_size`
         #: (:meth:`budgeted`); 0: the fixed bounds given.
         self.budget = 0
-        #: What a decoded row costs, bytes (measured on a sample, :meth:`measure`;
-        #: 0: not measured).
+        #: What a decoded row costs, bytes (:meth:`measure` on a sample; 0: not measured).
         self.row_size = 0.0
         #: What a row's stored bytes cost in the bytes level (:data:`RAW_ENTRY_OVERHEAD` too).
         self.raw_size = 0.0
-        #: Keep what committed batches write in the bytes level while it has room (the preload,
-        #: :attr:`CacheSettings.preload`): a table restored within the budget is read from
-        #: memory from its first lookup. Off: a write drops the key's bytes.
+        #: Keep what committed batches write (a cold restore's too) in the bytes level while it
+        #: has room (the preload, ``CacheSettings.preload``); off: a write drops the key's bytes.
         self.fill = False
+        #: The preload decodes the whole table (tables.preload): reads keep nothing (:meth:`put`).
+        self.decoding = False
         #: Read directly by the table's ``get()`` (one dict lookup on a hit).
         self.rows: dict[Any, Any] = {}
         #: Read by the table's ``get()`` when ``rows`` misses.
@@ -143,9 +122,7 @@ class RowCache:
         self._evict_rows = max(1, self.max_rows // EVICT_SHARE)
         self._raw_low = self.max_raw_bytes - self.max_raw_bytes // EVICT_SHARE
 
-    def measure(
-        self, stored: Iterable[tuple[bytes, bytes]], decode: Callable[[bytes], Any]
-    ) -> None:
+    def measure(self, stored: Iterable[tuple[bytes, bytes]], decode: Decode) -> None:
         """Sets :attr:`row_size` and :attr:`raw_size` from a sample of the table's stored rows."""
         sizes = row_sizes(stored, decode, RAW_ENTRY_OVERHEAD)
         if sizes is not None:
@@ -155,7 +132,7 @@ class RowCache:
         self,
         count: int,
         written: Iterable[tuple[bytes, bytes | None]] | None,
-        decode: Callable[[bytes], Any],
+        decode: Decode,
     ) -> None:
         """After a commit, in a budgeted cache: sized once the table has rows (one empty when
         ready was not; measured on the rows ``written``, when the commit kept them), and again
@@ -192,7 +169,8 @@ class RowCache:
         else:
             raw = min(count * self.raw_size * 1.1, self.budget * (1 - DECODED_SHARE))
             self._bound(int((self.budget - raw) / size), int(raw))
-        if self.raw_bytes > self.max_raw_bytes:
+        # Not while the preload decodes a table that fits: the bytes it frees make the room.
+        if self.raw_bytes > self.max_raw_bytes and not (self.decoding and spare >= 0):
             self._evict_raw(self.max_raw_bytes)
         return spare >= 0
 
@@ -206,9 +184,7 @@ class RowCache:
                 most -= 1
         return len(rows) <= self.max_rows or not order
 
-    def keep_decoded(
-        self, skeys: list[bytes], values: list[bytes], decode: Callable[[bytes], Any]
-    ) -> None:
+    def keep_decoded(self, skeys: list[bytes], values: list[bytes], decode: Decode) -> None:
         """Decode stored rows read from the store just now (keys in key order, their bytes)
         into ``rows`` by key text, at C level (~2 µs a row here, most of it the new memory's
         page faults, against ~4 µs through :meth:`put`); nothing is evicted for them: the
@@ -217,6 +193,24 @@ class RowCache:
         texts = list(map(bytes.decode, skeys))
         self.rows.update(zip(texts, map(decode, values), strict=True))
         self._order.extend(texts)
+
+    def decode_raw(self, skeys: list[bytes], decode: Decode) -> int:
+        """Move the stored rows of ``skeys`` from the bytes level into ``rows``, decoded (the
+        preload of a table whose bytes a restore kept); keys no longer held are skipped."""
+        raw = self.raw
+        values: list[Any] = list(map(raw.pop, skeys, itertools.repeat(MISS, len(skeys))))
+        if MISS in values or None in values:
+            pairs = [(k, v) for k, v in zip(skeys, values, strict=True) if v is not MISS]
+            self.raw_bytes -= sum(len(k) + RAW_ENTRY_OVERHEAD + len(v or b"") for k, v in pairs)
+            skeys = [k for k, v in pairs if v is not None]
+            values = [v for _, v in pairs if v is not None]
+        else:
+            self.raw_bytes -= sum(map(len, skeys)) + sum(map(len, values))
+            self.raw_bytes -= len(skeys) * RAW_ENTRY_OVERHEAD
+        self.keep_decoded(skeys, values, decode)
+        if len(self._raw_order) > 2 * len(raw) + 1024:  # its keys would stay alive
+            self._raw_order = deque(raw)
+        return len(skeys)
 
     def __len__(self) -> int:
         """Decoded rows held."""
@@ -228,7 +222,9 @@ class RowCache:
 
     def put(self, key: Any, value: Any) -> None:
         rows = self.rows
-        if self.max_rows <= 0:
+        if self.max_rows <= 0 or self.decoding:
+            # The preload's row comes soon; a read's new row put the new memory's page faults
+            # (~5 µs, one a ~7 rows) on the first reads after a cold restore (BENCHMARKS getcold).
             return
         if len(rows) >= self.max_rows:
             self._evict_row()
@@ -256,6 +252,8 @@ class RowCache:
     def put_raw(self, skey: bytes, raw: bytes | None) -> bool:
         """Keep ``raw`` (None: no such key) for ``skey``, which ``raw`` does not hold; False
         when it does not fit at all, or was not admitted into a full level."""
+        if self.decoding:  # the bytes level may hold more than its bound then (size_for)
+            return False
         size = len(skey) + RAW_ENTRY_OVERHEAD
         if raw is not None:
             size += len(raw)
@@ -310,8 +308,8 @@ class RowCache:
 
     @property
     def wants_values(self) -> bool:
-        """Whether a writer should hand :meth:`written` the bytes it wrote (filling, room left)."""
-        return self.fill and self.raw_bytes < self.max_raw_bytes
+        """Whether a writer should hand :meth:`written` its bytes (filling, 1% of room left)."""
+        return self.fill and self.raw_bytes < self._raw_low
 
     def written(self, skeys: list[bytes], values: list[bytes | None] | None) -> None:
         """A committed batch wrote ``skeys`` (in write order; ``values`` their bytes, None a
@@ -331,7 +329,7 @@ class RowCache:
             not raw or raw.keys().isdisjoint(skeys)
         ):
             # The restore's case: new keys, the batch fits whole. C-level loops only (a restore
-            # runs at ~2.5 µs a record; this adds ~0.1 µs).
+            # runs at ~2 µs a record; this adds ~0.25 µs, most of it the growing dict's inserts).
             held = len(raw)
             raw.update(zip(skeys, values, strict=True))
             self._raw_order.extend(skeys)
@@ -362,7 +360,8 @@ class RowCache:
         if not isinstance(skeys, list):
             skeys = list(skeys)  # read twice
         raw = self.raw
-        if raw:
+        # Disjoint: new keys (a cold restore's once the level is full), nothing held to drop.
+        if raw and not raw.keys().isdisjoint(skeys):
             pop_raw = raw.pop
             dropped = 0
             for skey in skeys:

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from core import codec
+from tables.cache_settings import DEFAULTS
 from tables.changes import ChangeFeed
 from tables.indexes import IndexRegistry
 from tables.protocol import Key, TableStats, Value
@@ -57,7 +58,7 @@ class TableState:
         self.decode_stored = stored_decoder(self.decode)
         self.feed = ChangeFeed(spec.name)
         #: Decoded rows of recent ``get()`` calls; the loader drops the keys it writes.
-        self.rows = rows if rows is not None else RowCache()
+        self.rows = rows if rows is not None else DEFAULTS.cache()
         #: Awaited by the loader after it published a batch's changes (the changes topic).
         self.after_publish: list[Callable[[], Awaitable[None]]] = []
         policy = VersionPolicy.of(spec)
@@ -71,11 +72,10 @@ class TableState:
         """A write batch on the store; it tracks the keys it writes while rows are cached, and
         their bytes while the row cache fills from writes (:attr:`RowCache.fill`)."""
         rows = self.rows
-        store = self.store
-        # Not during a cold restore: keeping its bytes cost ~0.8 µs a row of CPU (dict inserts
-        # into a growing level, memory kept alive), 20% of the restore's; the preload reads
-        # them from the store once the table is ready instead (docs/BENCHMARKS.md).
-        return store.batch(track=bool(rows), values=rows.wants_values and not store.restoring)
+        # A cold restore's too: its first reads once ready are then answered from memory (a
+        # RocksDB read with its block cache cold had p99 ~10 µs), and the preload decodes
+        # those bytes (docs/BENCHMARKS.md "getcold": ~0.25 µs a row more of restore CPU).
+        return self.store.batch(track=bool(rows), values=rows.wants_values)
 
     def commit(self, batch: StoreBatch) -> None:
         """Commits ``batch`` and drops the cached rows of the keys it wrote, before any reader
@@ -89,7 +89,9 @@ class TableState:
             self.rows.written(written, kept)
         elif self.rows:  # rows cached after the batch was made (untracked): start over
             self.rows.clear()
-        if self.rows.budget:  # sized by the table's rows: follow their count
+        # Sized by the table's rows: follow their count, once ready (a restore fills the bytes
+        # level within the bounds it had, sized once ready by the preload).
+        if self.rows.budget and not self.store.restoring:
             pairs = zip(written, kept, strict=True) if written is not None and kept else None
             self.rows.follow(self.store.count, pairs, self.decode_stored)
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from app.broker import Broker
+from tables.cache_settings import CacheSettings
 from tables.reference import ReferenceTable
-from tables.rowcache import CacheSettings, RowCache
+from tables.rowcache import RowCache
 from tables.spec import TableSpec
 from tests.support.kafka import create_topic, produce, rows, unique
 
@@ -30,7 +31,13 @@ async def test_cached_rows_follow_updates_deletes_and_inserts(
 ) -> None:
     topic = await create_topic(broker.url, unique("cached"), partitions=2)
     await produce(broker.url, topic, rows((str(i), {"id": i, "v": 0}) for i in range(50)))
-    table = ReferenceTable(TableSpec("cached", topic, key_field="id"), tmp_path, broker.url)
+    # A cache of fixed bounds, no preload: reads keep what they read (the default decodes all).
+    table = ReferenceTable(
+        TableSpec("cached", topic, key_field="id"),
+        tmp_path,
+        broker.url,
+        row_cache=RowCache(max_rows=1_000),
+    )
     await table.start()
     try:
         assert await table.wait_until_ready(60)
@@ -104,17 +111,16 @@ async def test_a_preloaded_table_is_decoded_ahead_and_follows_the_topic(
 async def test_the_default_cache_decodes_a_restored_table_once_ready(
     broker: Broker, tmp_path: Path
 ) -> None:
-    """The worker's default cache (sized from the table within its MB): a cold restore from the
-    topic, then the preload decodes every row (the table fits), and the loader's later batches
-    drop what they change; a warm restart decodes it again from the store."""
+    """The worker's default cache (sized from the table within its MB), which a table built in
+    code without cache settings gets too: a cold restore from the topic keeps the rows' bytes,
+    the preload decodes them (the table fits), and the loader's later batches drop what they
+    change; a warm restart decodes it again from the store."""
     topic = await create_topic(broker.url, unique("budgeted"), partitions=2)
     await produce(broker.url, topic, rows((str(i), {"id": i, "v": 0}) for i in range(300)))
     spec = TableSpec("budgeted", topic, key_field="id")
-    settings = CacheSettings()  # the worker's defaults
     for restart in (False, True):
-        table = ReferenceTable(
-            spec, tmp_path, broker.url, row_cache=settings.cache(), preload_cache=settings.preload
-        )
+        table = ReferenceTable(spec, tmp_path, broker.url)  # the defaults: CacheSettings()
+        assert table._state.rows.budget == CacheSettings().mb * 2**20
         await table.start()
         try:
             assert await table.wait_until_ready(60)
@@ -128,6 +134,7 @@ async def test_the_default_cache_decodes_a_restored_table_once_ready(
                 want |= {"7": {"id": 7, "v": 1}, "99": {"id": 99, "v": 2}}
                 del want["8"]
             assert cache.rows == want  # decoded ahead of any read
+            assert not cache.raw  # the restore's bytes, decoded, are gone
             assert table.get("7") is cache.rows["7"]
             if not restart:
                 await produce(

@@ -13,8 +13,9 @@ from pathlib import Path
 from app.settings import Settings
 from core import codec
 from tables.apply import Applier
+from tables.cache_settings import CacheSettings
 from tables.reference import ReferenceTable
-from tables.rowcache import DECODED_SHARE, CacheSettings, RowCache
+from tables.rowcache import DECODED_SHARE, RowCache
 from tables.rowsize import decoded_size
 from tables.spec import TableSpec
 from tables.state import stored_decoder

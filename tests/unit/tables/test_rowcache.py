@@ -15,13 +15,13 @@ from app.settings import Settings
 from core import codec
 from core.errors import ConfigError
 from tables.apply import Applier
+from tables.cache_settings import CacheSettings
 from tables.kinds import KafkaKind, TableEnv
 from tables.reference import ReferenceTable
 from tables.rowcache import (
     EVICT_SHARE,
     FULL_ADMIT,
     RAW_ENTRY_OVERHEAD,
-    CacheSettings,
     RowCache,
 )
 from tables.spec import TableSpec
@@ -109,7 +109,7 @@ def test_stored_bytes_stay_within_their_budget_and_are_counted_exactly() -> None
             cache.clear()
         assert cache.raw_bytes == raw_size(cache), step
         assert cache.raw_bytes <= cache.max_raw_bytes
-    full = RowCache(max_raw_mb=budget)
+    full = RowCache(max_rows=0, max_raw_mb=budget)
     kept = [i for i in range(1_000) if full.put_raw(str(i).encode(), b"v" * 100)]
     first_refused = next(i for i in range(1_000) if i not in kept)
     # Once full, one read in FULL_ADMIT is kept; oldest first out: what is held is the newest

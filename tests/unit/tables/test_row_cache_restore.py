@@ -1,0 +1,127 @@
+"""A cold restore keeps its rows' bytes in the row cache, so the first reads once ready are
+answered from memory; the preload then decodes those bytes (freeing them), and reads meanwhile
+keep nothing. And a table built in code gets the worker's cache (real RocksDB, the loader's
+apply + commit path, no broker)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+from app.settings import Settings
+from core import codec
+from tables.apply import Applier
+from tables.cache_settings import DEFAULTS, CacheSettings
+from tables.kinds import KafkaKind, TableEnv
+from tables.reference import ReferenceTable
+from tables.rowcache import RAW_ENTRY_OVERHEAD, RowCache
+from tables.spec import TableSpec
+from tests.support.records import TableRec as Rec
+
+SPEC = TableSpec("t", "t", key_field="id")
+
+
+def row(i: int) -> dict[str, object]:
+    return {"id": i, "name": f"user-{i}", "tier": ("basic", "gold")[i % 2], "credit": i * 7919}
+
+
+def raw_size(cache: RowCache) -> int:
+    return sum(len(k) + RAW_ENTRY_OVERHEAD + len(v or b"") for k, v in cache.raw.items())
+
+
+async def test_a_cold_restores_bytes_answer_the_first_reads_and_the_preload_decodes_them(
+    tmp_path: Path,
+) -> None:
+    # 400 rows fit 0.25 MB decoded (~430 bytes each), and their bytes (~175 each) are more
+    # than the bytes level's bound once sized (half of what the decoded rows leave).
+    table = ReferenceTable(
+        SPEC, tmp_path, "127.0.0.1:1", row_cache=CacheSettings(mb=0.25).cache(), preload_cache=True
+    )
+    state = table._state
+    store = state.store.open(bulk_if_new=True)
+    cache = state.rows
+    applier = Applier("id", state.decode)
+    rng = random.Random(3)
+    model: dict[str, object] = {}
+    offset = 0
+
+    def write(keys: list[int], deletes: float = 0.0) -> None:
+        nonlocal offset
+        recs = []
+        for k in keys:
+            offset += 1
+            if rng.random() < deletes:
+                model.pop(str(k), None)
+                recs.append(Rec(str(k).encode(), None, offset))
+            else:
+                model[str(k)] = value = row(k) | {"v": offset}
+                recs.append(Rec(str(k).encode(), codec.dumps(value), offset))
+        batch = state.batch()
+        applier.apply(recs, store, batch, want_changes=False)
+        state.commit(batch)
+
+    try:
+        store.begin_restore()
+        for start in range(0, 400, 100):
+            write(list(range(start, start + 100)))
+        write(rng.sample(range(400), 60), deletes=0.2)  # keys already restored, some deleted
+        assert not cache.row_size  # not sized during the restore: its bounds stay
+        assert not cache.rows
+        assert {k: v for k, v in cache.raw.items() if v is not None} == dict(store.items())
+        store.end_restore()
+        state.set_ready()
+
+        task = asyncio.ensure_future(table.preload_cache(chunk=16))
+        await asyncio.sleep(0)  # sized, and its first chunk decoded
+        over = False
+        while not task.done():
+            assert cache.decoding
+            over = over or cache.raw_bytes > cache.max_raw_bytes
+            rows, raw = len(cache.rows), dict(cache.raw)
+            for k in [str(rng.randrange(420)) for _ in range(10)]:
+                assert table.get(k) == model.get(k)
+                assert table.get(int(k)) == model.get(k)
+            assert (len(cache.rows), cache.raw) == (rows, raw)  # the reads kept nothing
+            write([rng.randrange(420) for _ in range(3)], deletes=0.2)
+            await asyncio.sleep(0)
+
+        assert over  # the bytes level held more than its bound until decoded: nothing evicted
+        assert not cache.decoding
+        assert task.result() > 300
+        assert cache.raw_bytes == raw_size(cache) <= cache.max_raw_bytes
+        decoded = {k: v for k, v in cache.rows.items() if v is not None}
+        assert len(decoded) > 0.8 * len(model)  # all but what was written after its chunk
+        for key, value in decoded.items():
+            assert value == model[key], key
+        for i in range(420):
+            assert table.get(str(i)) == model.get(str(i))
+        n = len(cache.rows)
+        table.get("999")
+        assert len(cache.rows) == n + 1  # decoded: reads keep what they read again
+    finally:
+        store.close()
+
+
+def test_a_table_built_in_code_gets_the_workers_cache(tmp_path: Path) -> None:
+    """The same cache from the worker's settings (no variables set), from a table kind given no
+    cache settings, and from a ReferenceTable given none: one source of the defaults."""
+    settings = Settings.from_env({})
+    from_env = CacheSettings(
+        settings.table_cache_rows, settings.table_cache_mb, settings.table_cache_preload
+    )
+    assert from_env == DEFAULTS
+    worker = KafkaKind().create(SPEC, TableEnv(data_dir=tmp_path / "w", row_cache=from_env))
+    kind = KafkaKind().create(SPEC, TableEnv(data_dir=tmp_path / "k"))
+    plain = ReferenceTable(SPEC, tmp_path / "p", "127.0.0.1:1")
+
+    def shape(table: object) -> tuple[object, ...]:
+        assert isinstance(table, ReferenceTable)
+        c = table._state.rows
+        return (c.budget, c.max_rows, c.max_raw_bytes, c.fill, table._preload)
+
+    assert shape(plain) == shape(worker) == shape(kind)
+    assert shape(plain)[0] == 256 * 2**20
+    assert shape(plain)[-2:] == (True, True)  # filled from writes, preloaded once ready
+    fixed = ReferenceTable(SPEC, tmp_path / "f", "127.0.0.1:1", row_cache=RowCache(5))
+    assert not fixed._preload  # a cache given: the preload only when asked for
