@@ -78,7 +78,7 @@ class FoldOutput:
             if self.windowed:
                 assert isinstance(op, TimeWindowAggregate)
                 w.line(f"ENV[{int(op.win_slot)}] = (start, win.end)")
-                with w.block(f"if {row}(ENV, gk, accs, {rows}):"):
+                with w.block(f"if {row}(ENV, gk, win.accs, {rows}):"):
                     w.line("win.emitted = True")
             else:
                 w.line(f"{row}(ENV, gk, accs, {rows})")
@@ -90,7 +90,7 @@ class FoldOutput:
         # every accumulator's result left to right, then the row of the outputs.
         for i, kind in enumerate(type(s.factory()) for s in op.agg.specs):
             if kind is CountStar or kind is Count:
-                w.line(f"r{i} = a{i}.n")  # a{i}: accs[{i}], read by the fold
+                w.line(f"r{i} = a{i}.n")  # a{i}: the accumulator, read by the fold
             elif kind is Sum and self.decimal_sums.get(i):
                 # Sum.result of a SUM over DECIMAL values only (no DOUBLE in it: floats 0).
                 # Without integers in it, ``exact`` itself: ADD(exact, 0) is the same value
@@ -106,7 +106,7 @@ class FoldOutput:
                     f" if {a}.decimals and not {a}.floats else {a}.result()"
                 )
             else:
-                w.line(f"r{i} = accs[{i}].result()")
+                w.line(f"r{i} = a{i}.result()")
         items = ", ".join(f"{n!r}: {v}" for n, v in values.items())
         if self.enc.fast is not None:
             # A struct of the outputs in order: msgspec writes it as it writes the dict of them

@@ -43,6 +43,11 @@ class FoldState:
     #: Aggregate calls (by index) that are a SUM folded from DECIMAL values inline.
     decimal_sums: dict[int, bool]
 
+    @property
+    def slot_accs(self) -> int:
+        """Where a slot's accumulators begin (:class:`sql.codegen.fold_slots.Slots`)."""
+        return 4 if self.windowed else 3
+
     def _key_is_gate(self, keys: list[str]) -> bool:
         """Whether the group key is the gate column's value alone, of a type whose equal values
         are the same value (BIGINT, VARCHAR): then a slot whose value equals the record's
@@ -125,7 +130,8 @@ class FoldState:
                 with w.block("if accs is None:"):
                     w.line(f"accs = {groups}[gk] = [{new}]")
                 if slotted:
-                    w.line("slots[rk] = sl = [kc, gk, accs, None, None]")
+                    items = "".join(f"accs[{i}], " for i in range(len(op.agg.specs)))
+                    w.line(f"slots[rk] = sl = [kc, gk, accs, {items}None, None]")
             return
         assert isinstance(op, TimeWindowAggregate)
         windows, make = w.bind(op.windows, "WINDOWS"), w.bind(Win, "Win")
@@ -143,15 +149,20 @@ class FoldState:
             w.line(f"{push}({heap}, (due, win.seq, {name}.pushes, win))")
         if slotted:
             with w.block("if sl is None:"):
-                w.line("slots[rk] = sl = [kc, gk, start, win, None, None]")
-        w.line("accs = win.accs")
+                w.line("accs = win.accs")
+                items = "".join(f"accs[{i}], " for i in range(len(op.agg.specs)))
+                w.line(f"slots[rk] = sl = [kc, gk, start, win, {items}None, None]")
+        else:
+            w.line("accs = win.accs")
 
     def _fold(self, args: list[str | None]) -> None:
         w = self.w
         for i, (spec, arg) in enumerate(zip(self.op.agg.specs, args, strict=True)):
             kind = type(spec.factory())
             a = f"a{i}"
-            w.line(f"{a} = accs[{i}]")
+            # A slot holds its window's or group's accumulators after the window or group
+            # (sql.codegen.fold_slots): no read of the window's list.
+            w.line(f"{a} = sl[{self.slot_accs + i}]" if self.slotted else f"{a} = accs[{i}]")
             if arg is None or kind is CountStar:
                 w.line(f"{a}.n += 1")
             elif kind is Count:
