@@ -253,7 +253,7 @@ def test_the_fold_keeps_the_callers_decimal_context() -> None:
         seen.append(decimal.getcontext())
         return general(*args)
 
-    fast.folded.inner.run_partition = spy  # type: ignore[method-assign]
+    fast.folded.inner.run_partition = spy  # type: ignore[method-assign,assignment]
     t = TEXTS[0]
     mine = decimal.Context(prec=9)
     # The second record's watermark closes the first's window: the general path runs it.
