@@ -65,6 +65,8 @@ class FoldOutput:
     values: dict[str, str]
     #: The output key is the slot's (its bytes and partition kept there).
     slot_key = False
+    #: The group key is the record's key column value alone (:class:`FoldState`).
+    same_key: bool
 
     def _emit(self) -> None:
         op = self.op
@@ -131,7 +133,7 @@ class FoldOutput:
             return None
         env = self.query.env
         slots = [agg.key_slot, agg.agg_slot]
-        key_marks = tuple(_Mark(f"gk[{i}]") for i in range(len(agg.keys)))
+        key_marks = tuple(_Mark(c) for c in self._group_codes())
         agg_marks = tuple(_Mark(f"r{i}") for i in range(len(agg.specs)))
         marks: list[tuple[_Mark, ...]] = [key_marks, agg_marks]
         if self.windowed:
@@ -209,8 +211,16 @@ class FoldOutput:
 
     def _slot_constant(self) -> set[str]:
         """Code of the row values that are the same for every record of a slot."""
-        known = {f"gk[{i}]" for i in range(len(self.op.agg.keys))}
+        known = set(self._group_codes())
         return known | {"start", "win.end"} if self.windowed else known
+
+    def _group_codes(self) -> list[str]:
+        """Code of each group key value: the record's key column value ``kc`` when the group
+        key is that value alone (equal to the slot's: the one object read, not the group key's
+        tuple), else the group key's items."""
+        if self.same_key:
+            return ["kc"]
+        return [f"gk[{i}]" for i in range(len(self.op.agg.keys))]
 
     def _key_of(self, values: dict[str, str]) -> None:
         w = self.w

@@ -42,6 +42,8 @@ class FoldState:
     slotted: bool
     #: Aggregate calls (by index) that are a SUM folded from DECIMAL values inline.
     decimal_sums: dict[int, bool]
+    #: The group key is the gate column's value (``kc``) alone (see :meth:`_key_is_gate`).
+    same_key = False
 
     @property
     def slot_accs(self) -> int:
@@ -64,7 +66,7 @@ class FoldState:
         w = self.w
         gk = f"({keys[0]},)" if len(keys) == 1 else f"({', '.join(keys)})"
         slotted = self.slotted
-        same = slotted and self._key_is_gate(keys)
+        same = self.same_key = slotted and self._key_is_gate(keys)
         if not self.windowed:
             if same:
                 # The slot's group (its key column's value equals this record's).
