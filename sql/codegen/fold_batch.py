@@ -8,8 +8,11 @@ those steps are written out per query (the stateless generator's way, :mod:`sql.
 the record decoded into the stream's msgspec struct, the co-partitioning check a dict lookup of
 keys already checked, the event time and watermark, WHERE, the group key and the aggregate
 arguments (:class:`~sql.codegen.expr.ExprGen` over the struct), the window found, COUNT and SUM
-folded inline (a DECIMAL SUM in the accumulator's exact context, as ``Sum.add`` does), then the
-row (:mod:`sql.codegen.fold`), its key and its bytes appended to the output. A record key's
+folded inline (a DECIMAL SUM in the accumulator's exact context, as ``Sum.add`` does: the group
+or window and its accumulators are :mod:`sql.codegen.fold_state`'s), then the row, its key and
+its bytes appended to the output (:mod:`sql.codegen.fold_output`). The fold runs with the exact
+DECIMAL context as the thread's (``fold_in_context``), so DECIMAL ``+``, ``-`` and ``*`` are
+Python's operators, as in the stateless batch function. A record key's
 slot (:mod:`sql.codegen.fold_slots`) keeps what the previous record with that key found — the
 key column's value that passed the check, the group or window, the output key's bytes — so the
 next one in the same group and window looks up one dict by the key's bytes instead of three.
@@ -33,23 +36,20 @@ columns the struct decodes. Others raise :class:`Unsupported` and run the genera
 
 from __future__ import annotations
 
-import contextlib
-import heapq
+import decimal
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Protocol
 
 from sql.codegen.batch_spec import Encoding, StructDecoding
 from sql.codegen.expr import ExprGen, Unsupported
 from sql.codegen.fold_output import FoldOutput
 from sql.codegen.fold_slots import Slots
+from sql.codegen.fold_state import FoldState
 from sql.codegen.writer import Writer
 from sql.operators.aggregate import StreamAggregate
-from sql.operators.window import Win
 from sql.operators.window_time import TimeWindowAggregate
 from sql.query import CompiledQuery
-from sql.runtime.accumulators import Count, CountStar, Sum
 from sql.types import DECIMAL_CONTEXT
 
 #: ``fold(records, partition, fails, slow, append, sinks) -> outputs appended``.
@@ -151,11 +151,11 @@ def generate_fold(
         raise Unsupported("aggregates and windows: a closure reads the stream's row as a dict")
     source = w.source()
     exec(compile(source, f"<fold {query.stream_name}>", "exec"), w.namespace)
-    fn: FoldFn = w.namespace["fold"]
+    fn: FoldFn = w.namespace["fold_in_context" if body.gen.used_context else "fold"]
     return GeneratedFold(source, fn)
 
 
-class _FoldBody(FoldOutput):
+class _FoldBody(FoldOutput, FoldState):
     def __init__(
         self,
         w: Writer,
@@ -175,6 +175,9 @@ class _FoldBody(FoldOutput):
         attrs = {} if self.dicts else {self.vs: struct.attrs}
         types = {} if self.dicts else {self.vs: struct.types}
         self.gen = ExprGen(w, query.context, {self.vs: "v0"}, attrs, types)
+        # DECIMAL +, - and * as Python's operators: the fold runs under the exact context
+        # (_in_context), as the stateless batch function does (sql.codegen.batch).
+        self.gen.context_ops = True
         self.windowed = isinstance(op, TimeWindowAggregate)
         self.key_columns: tuple[str, ...] = ()
         self.decimal_sums: dict[int, bool] = {}
@@ -232,6 +235,32 @@ class _FoldBody(FoldOutput):
                     w.line(f"del {self.rows}[:]")
                     w.line("fails.append((rec, err))")
             w.line("return n_out")
+        if self.gen.used_context:
+            self._in_context()
+
+    def _in_context(self) -> None:
+        """``fold`` with the exact DECIMAL context as the thread's, the caller's put back after
+        (the fold runs synchronously: no other code of this thread runs meanwhile) and around
+        ``slow``: the general path runs in the caller's context, as without the fold."""
+        w = self.w
+        get, put = (
+            w.bind(decimal.getcontext, "getcontext"),
+            w.bind(decimal.setcontext, "setcontext"),
+        )
+        ctx = w.bind(DECIMAL_CONTEXT, "DECIMAL_CONTEXT")
+        with w.block("def fold_in_context(records, partition, fails, slow, append, sinks):"):
+            w.line(f"prior = {get}()")
+            with w.block("def slow_in_prior(rec):"):
+                w.line(f"{put}(prior)")
+                with w.block("try:"):
+                    w.line("slow(rec)")
+                with w.block("finally:"):
+                    w.line(f"{put}({ctx})")
+            w.line(f"{put}({ctx})")
+            with w.block("try:"):
+                w.line("return fold(records, partition, fails, slow_in_prior, append, sinks)")
+            with w.block("finally:"):
+                w.line(f"{put}(prior)")
 
     # -- before any state changes --------------------------------------------------------------
     def _gate(self) -> None:
@@ -293,133 +322,3 @@ class _FoldBody(FoldOutput):
         for s in agg.specs:
             args.append(None if s.arg is None else self.gen.residual(s.arg))
         return keys, args
-
-    def _key_is_gate(self, keys: list[str]) -> bool:
-        """Whether the group key is the gate column's value alone, of a type whose equal values
-        are the same value (BIGINT, VARCHAR): then a slot whose value equals the record's
-        (``sl[0] == kc``, checked by the gate) holds this record's group key already."""
-        gate = self.gate
-        if gate is None or gate.column is None or len(keys) != 1 or self.dicts:
-            return False
-        # The key's code is the column's plain read (``c = v0.<attr>``, no conversion: the
-        # struct's values are of the column's type), the gate's ``kc`` read the same way.
-        read = self.w.known(("read", self.vs, gate.column))
-        return read == keys[0] and self.gen.exact.get(read) in (int, str)
-
-    def _find(self, keys: list[str]) -> None:
-        w = self.w
-        gk = f"({keys[0]},)" if len(keys) == 1 else f"({', '.join(keys)})"
-        slotted = self.slotted
-        same = slotted and self._key_is_gate(keys)
-        if not self.windowed:
-            if same:
-                # The slot's group (its key column's value equals this record's).
-                with w.block("if sl is not None:"):
-                    w.line("gk = sl[1]")
-                    w.line("accs = sl[2]")
-                with w.block("else:"):
-                    w.line(f"gk = {gk}")
-                    w.line("accs = None")
-                return
-            w.line(f"gk = {gk}")
-            if slotted:
-                # The slot's group when it is this one (an equal key: the dict's answer too).
-                with w.block("if sl is not None and sl[1] == gk:"):
-                    w.line("accs = sl[2]")
-                with w.block("else:"):
-                    w.line("accs = sl = None")
-            return
-        op = self.op
-        assert isinstance(op, TimeWindowAggregate)
-        size, due = int(op.size), int(op.size + op.grace)
-        windows = w.bind(op.windows, "WINDOWS")
-        w.line(f"start = t - t % {size}")
-        if same:
-            # The slot's window when it is this one (the slot's group is this record's); a
-            # window in a slot may have closed since (closed is checked below; a tumbling
-            # window is dropped only once closed).
-            with w.block("if sl is not None and sl[2] == start:"):
-                w.line("gk = sl[1]")
-                w.line("win = sl[3]")
-            with w.block("else:"):
-                w.line(f"gk = {gk}")
-                w.line(f"win = {windows}.get((gk, start))")
-                w.line("sl = None")
-        elif slotted:
-            w.line(f"gk = {gk}")
-            # The slot's window when it is this one; a window in a slot may have closed since
-            # (closed is checked below; a tumbling window is dropped only once closed).
-            with w.block("if sl is not None and sl[2] == start and sl[1] == gk:"):
-                w.line("win = sl[3]")
-            with w.block("else:"):
-                w.line(f"win = {windows}.get((gk, start))")
-                w.line("sl = None")
-        else:
-            w.line(f"gk = {gk}")
-            w.line(f"win = {windows}.get((gk, start))")
-        # Open: the watermark before its close (end + grace); else closed, late or (with
-        # late='update') kept for late records: the general path.
-        with w.block(f"if wm >= start + {due} or (win is not None and win.closed):"):
-            w.line("raise SLOW")
-
-    # -- the fold --------------------------------------------------------------------------------
-    def _create(self) -> None:
-        w = self.w
-        op = self.op
-        # AggregateOperator.new_accumulators written out: each call's factory called in turn.
-        new = ", ".join(f"{w.bind(s.factory, 'F')}()" for s in op.agg.specs)
-        slotted = self.slotted
-        if not self.windowed:
-            groups = w.bind(op.groups, "GROUPS")  # type: ignore[union-attr]
-            with w.block("if accs is None:") if slotted else contextlib.nullcontext():
-                w.line(f"accs = {groups}.get(gk)")
-                with w.block("if accs is None:"):
-                    w.line(f"accs = {groups}[gk] = [{new}]")
-                if slotted:
-                    w.line("slots[rk] = sl = [kc, gk, accs, None, None]")
-            return
-        assert isinstance(op, TimeWindowAggregate)
-        windows, make = w.bind(op.windows, "WINDOWS"), w.bind(Win, "Win")
-        name, heap, push = w.bind(op, "OP"), w.bind(op.heap, "HEAP"), w.bind(heapq.heappush, "PUSH")
-        size = int(op.size)
-        with w.block("if win is None:"):
-            # TimeWindowAggregate.assign's new window, open (the watermark is before its close),
-            # with next_seq and schedule(win, False) written out: it closes at end + grace, its
-            # one entry in the close heap pushed.
-            made = f"{make}(gk, start, start + {size}, [{new}], {name}.seq)"
-            w.line(f"win = {windows}[(gk, start)] = {made}")
-            w.line(f"{name}.seq += 1")
-            w.line(f"win.due = win.queued = due = start + {size + int(op.grace)}")
-            w.line(f"{name}.pushes += 1")
-            w.line(f"{push}({heap}, (due, win.seq, {name}.pushes, win))")
-        if slotted:
-            with w.block("if sl is None:"):
-                w.line("slots[rk] = sl = [kc, gk, start, win, None, None]")
-        w.line("accs = win.accs")
-
-    def _fold(self, args: list[str | None]) -> None:
-        w = self.w
-        add = w.bind(DECIMAL_CONTEXT.add, "ADD")
-        for i, (spec, arg) in enumerate(zip(self.op.agg.specs, args, strict=True)):
-            kind = type(spec.factory())
-            a = f"a{i}"
-            w.line(f"{a} = accs[{i}]")
-            if arg is None or kind is CountStar:
-                w.line(f"{a}.n += 1")
-            elif kind is Count:
-                with w.block(f"if {arg} is not None:"):
-                    w.line(f"{a}.n += 1")
-            elif issubclass(kind, Sum) and self.gen.exact.get(arg) is Decimal:
-                self.decimal_sums[i] = True
-                with w.block(f"if {arg} is not None:"):  # Sum._apply of a Decimal
-                    w.line(f"{a}.exact = {add}({a}.exact, {arg})")
-                    w.line(f"{a}.decimals += 1")
-                    w.line(f"{a}.n += 1")
-            elif issubclass(kind, Sum) and self.gen.exact.get(arg) is int:
-                with w.block(f"if {arg} is not None:"):
-                    w.line(f"{a}.ints += {arg}")
-                    w.line(f"{a}.n += 1")
-            else:
-                w.line(f"{a}.add({arg})")
-        dirty = w.bind(self.op.dirty, "DIRTY")
-        w.line(f"{dirty}.add({'win' if self.windowed else 'gk'})")

@@ -65,6 +65,8 @@ class FoldOutput:
     values: dict[str, str]
     #: The output key is the slot's (its bytes and partition kept there).
     slot_key = False
+    #: The group key is the record's key column value alone (:class:`FoldState`).
+    same_key: bool
 
     def _emit(self) -> None:
         op = self.op
@@ -78,7 +80,7 @@ class FoldOutput:
             if self.windowed:
                 assert isinstance(op, TimeWindowAggregate)
                 w.line(f"ENV[{int(op.win_slot)}] = (start, win.end)")
-                with w.block(f"if {row}(ENV, gk, accs, {rows}):"):
+                with w.block(f"if {row}(ENV, gk, win.accs, {rows}):"):
                     w.line("win.emitted = True")
             else:
                 w.line(f"{row}(ENV, gk, accs, {rows})")
@@ -90,7 +92,7 @@ class FoldOutput:
         # every accumulator's result left to right, then the row of the outputs.
         for i, kind in enumerate(type(s.factory()) for s in op.agg.specs):
             if kind is CountStar or kind is Count:
-                w.line(f"r{i} = a{i}.n")  # a{i}: accs[{i}], read by the fold
+                w.line(f"r{i} = a{i}.n")  # a{i}: the accumulator, read by the fold
             elif kind is Sum and self.decimal_sums.get(i):
                 # Sum.result of a SUM over DECIMAL values only (no DOUBLE in it: floats 0).
                 # Without integers in it, ``exact`` itself: ADD(exact, 0) is the same value
@@ -106,7 +108,7 @@ class FoldOutput:
                     f" if {a}.decimals and not {a}.floats else {a}.result()"
                 )
             else:
-                w.line(f"r{i} = accs[{i}].result()")
+                w.line(f"r{i} = a{i}.result()")
         items = ", ".join(f"{n!r}: {v}" for n, v in values.items())
         if self.enc.fast is not None:
             # A struct of the outputs in order: msgspec writes it as it writes the dict of them
@@ -131,7 +133,7 @@ class FoldOutput:
             return None
         env = self.query.env
         slots = [agg.key_slot, agg.agg_slot]
-        key_marks = tuple(_Mark(f"gk[{i}]") for i in range(len(agg.keys)))
+        key_marks = tuple(_Mark(c) for c in self._group_codes())
         agg_marks = tuple(_Mark(f"r{i}") for i in range(len(agg.specs)))
         marks: list[tuple[_Mark, ...]] = [key_marks, agg_marks]
         if self.windowed:
@@ -209,8 +211,16 @@ class FoldOutput:
 
     def _slot_constant(self) -> set[str]:
         """Code of the row values that are the same for every record of a slot."""
-        known = {f"gk[{i}]" for i in range(len(self.op.agg.keys))}
+        known = set(self._group_codes())
         return known | {"start", "win.end"} if self.windowed else known
+
+    def _group_codes(self) -> list[str]:
+        """Code of each group key value: the record's key column value ``kc`` when the group
+        key is that value alone (equal to the slot's: the one object read, not the group key's
+        tuple), else the group key's items."""
+        if self.same_key:
+            return ["kc"]
+        return [f"gk[{i}]" for i in range(len(self.op.agg.keys))]
 
     def _key_of(self, values: dict[str, str]) -> None:
         w = self.w

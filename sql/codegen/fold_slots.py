@@ -12,9 +12,9 @@ SLOTS_KEPT = 100_000
 
 class Slots:
     """Per partition, the fold's slot of each record key that passed the key check: a list
-    ``[key column value, group key, start, window, output key, its partition]`` (windows) or
-    ``[value, group key, accumulators, output key, its partition]`` (GROUP BY), the output key
-    and partition None until found. A record
+    ``[key column value, group key, start, window, *its accumulators, output key, its
+    partition]`` (windows) or ``[value, group key, accumulators, *the same, output key, its
+    partition]`` (GROUP BY), the output key and partition None until found. A record
     whose key has a slot with an equal value needs no key check, and one in the slot's group
     (and window) no group or window lookup and no output key formatting: one dict lookup by
     the record key's bytes instead of three (and the output key's bytes kept hash their

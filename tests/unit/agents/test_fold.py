@@ -44,9 +44,14 @@ QUERIES = [
     "GROUP BY {key} HAVING COUNT(*) > 1 EMIT CHANGES",
     "CREATE STREAM o AS SELECT {key}, COUNT(*) AS n, SUM(d) AS sd FROM ev "
     "WINDOW TUMBLING(10s) GROUP BY {key} EMIT FINAL",
+    # bench.pipeline_aggregate's SUM(price * qty): a DECIMAL times a BIGINT (-0.00 products).
+    "CREATE STREAM o AS SELECT {key}, COUNT(*) AS n, SUM(d * v) AS notional FROM ev "
+    "WINDOW TUMBLING(10s) GROUP BY {key} EMIT CHANGES",
     # Plain GROUP BY.
     "CREATE TABLE o AS SELECT {key}, COUNT(*) AS n, SUM(d) AS sd, SUM(v) AS sv FROM ev "
     "WHERE d IS NOT NULL GROUP BY {key} EMIT CHANGES",
+    "CREATE TABLE o AS SELECT {key}, SUM(d * v) - SUM(d) AS x, SUM(v * 2) AS w FROM ev "
+    "GROUP BY {key} EMIT CHANGES",
     "CREATE TABLE o AS SELECT {key}, SUM(v / (v - 1)) AS q FROM ev GROUP BY {key} EMIT CHANGES",
 ]
 
@@ -175,7 +180,7 @@ def _ev(offset: int, text: str, u: int, ts: int, d: str = "1.50", partition: int
 
 @pytest.mark.parametrize("ooo", ["0ms", "3000ms"])
 @pytest.mark.parametrize("late", ["", ", late='update', retention='5s'"])
-@pytest.mark.parametrize("n", [0, 5])  # a window, a GROUP BY
+@pytest.mark.parametrize("n", [0, 6])  # a window, a GROUP BY
 def test_slots_follow_windows_groups_and_key_values(n: int, late: str, ooo: str) -> None:
     """A record key's slot (sql.codegen.fold_slots) across what makes it stale: the key's next
     window (the watermark closing the slot's window on the general path), a late record for
@@ -231,6 +236,33 @@ def test_decimal_sums_stay_exact() -> None:
     _, out = run(fast, batch)
     totals = [v.split(b'"total":')[1].split(b",")[0] for _, _, v, _ in out.records if v]
     assert totals == [b"0.10", b"0.30", b"100000000.29"]
+
+
+def test_the_fold_keeps_the_callers_decimal_context() -> None:
+    """The fold runs with the exact context as the thread's and puts the caller's back, also
+    when a record takes the general path (which runs in the caller's context)."""
+    import decimal
+
+    sql = STREAM.format(key="u", ooo="0ms", late="") + QUERIES[5].format(key="u")
+    _, fast = build(sql, "u", True)
+    assert fast.folded is not None
+    seen: list[decimal.Context] = []
+    general = fast.folded.inner.run_partition
+
+    def spy(*args: Any) -> Any:
+        seen.append(decimal.getcontext())
+        return general(*args)
+
+    fast.folded.inner.run_partition = spy  # type: ignore[method-assign,assignment]
+    t = TEXTS[0]
+    mine = decimal.Context(prec=9)
+    # The second record's watermark closes the first's window: the general path runs it.
+    batch = [_ev(0, t, int(t), 5, "2.50"), _ev(1, t, int(t), 25_000), _ev(2, t, int(t), 25_001)]
+    with decimal.localcontext(mine) as ctx:
+        _, out = run(fast, batch)
+        assert decimal.getcontext() is ctx
+    assert seen == [ctx]
+    assert len(out.records) == 3
 
 
 def _sent(out: Any, topic: str) -> dict[int, list[tuple[bytes | None, bytes | None]]]:
@@ -304,7 +336,7 @@ def test_a_bug_in_the_fold_dead_letters_the_record_naming_it(
     next record goes on."""
     import logging
 
-    sql = STREAM.format(key="u", ooo="0ms", late="") + QUERIES[5].format(key="u")
+    sql = STREAM.format(key="u", ooo="0ms", late="") + QUERIES[6].format(key="u")
     _, fast = build(sql, "u", True)
     a = TEXTS[0]
     out, counts = _BrokenSink(), BatchCounts()
