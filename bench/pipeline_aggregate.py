@@ -4,8 +4,8 @@ per partition), on the embedded broker and the data of ``bench.pipeline``:
     CREATE TABLE per_user AS SELECT user_id, COUNT(*), SUM(price * qty) ... GROUP BY user_id
 
 every order producing one EMIT CHANGES row. One worker runs both stages; the figure is from the
-first record stage 1 reads to the last output acknowledged (the sink topic's end offsets reach
-one output per order: the broker has them all), with the worker's CPU per event.
+first record stage 1 reads to the last output acknowledged (on Apache Kafka: the sink topic's
+end offsets reach one output per order), with the worker's CPU per event.
 
 ``--key``: the orders are keyed by their user and the stream declares it (``key='user_id'``):
 the query is co-partitioned, one stage reads the orders (:mod:`agents.copartition`), no
@@ -108,6 +108,10 @@ class SinkEnd:
 
 
 def measure(worker: Worker, servers: str, args: argparse.Namespace) -> dict[str, Any]:
+    if args.broker != "kafka":
+        # Tansu's end offsets do not add up to what it holds (20,000 outputs on, 7,919 and 7,919
+        # answered): there the run ends once the worker processed every order, as before.
+        return throughput(worker, args.orders, lambda: args.orders)
     sink = SinkEnd(servers, SINK, args.partitions)
     try:
         return throughput(worker, args.orders, sink)
