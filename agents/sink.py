@@ -4,11 +4,22 @@ batches, sent together, acknowledged together.
 ``producer.send()`` costs a coroutine, a future and a partitioner call per record (about 10 µs in
 aiokafka); appending to a :class:`BatchBuilder` is a C call. One future per record batch is what
 the at-least-once commit waits for.
+
+aiokafka queues one record batch per topic-partition and sends one produce request per broker at
+a time: handing it a partition's second batch waits until the first is in a request, i.e. until
+the request before has been answered. A batch's outputs often fill two batches per partition, so
+``flush`` waited for a broker round trip per batch while the worker had the next batch to
+process. ``Output(producer, background=True)`` hands them over from a task of its own, in order,
+and ``flush`` returns at once (for at-least-once agents, whose :class:`agents.delivery.Delivery`
+awaits the futures and bounds the batches in flight; a transaction must have its batches in the
+producer before it commits: not there).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -32,12 +43,19 @@ class RecordTooLargeError(TablestreamError):
 
 Headers = list[tuple[str, bytes]]
 
+#: A record batch waiting to be handed to the producer, and the future its delivery awaits.
+_Queued = tuple[str, int, Any, "asyncio.Future[Any]"]
+
 
 class Output:
     """Collects output records; :meth:`flush` hands them to the producer and returns futures."""
 
-    def __init__(self, producer: AIOKafkaProducer) -> None:
+    def __init__(self, producer: AIOKafkaProducer, *, background: bool = False) -> None:
         self.producer = producer
+        #: Batches handed to the producer by :meth:`_send_queued` (see the module docstring).
+        self.background = background
+        self._queued: collections.deque[_Queued] = collections.deque()
+        self._sender: asyncio.Task[None] | None = None
         self._open: dict[tuple[str, int], Any] = {}
         self._full: list[tuple[str, int, Any]] = []
         self._partitions: dict[str, list[int]] = {}
@@ -138,13 +156,56 @@ class Output:
         self.append(topic, *dead_letter_record(item, source))
 
     async def flush(self) -> list[asyncio.Future[Any]]:
-        """Send every collected record batch; the futures resolve when the broker acked them."""
+        """Send every collected record batch; the futures resolve when the broker acked them.
+        ``background``: they are handed to the producer after this returns, in order."""
         batches = [*self._full, *((t, p, b) for (t, p), b in self._open.items())]
         self._full.clear()
         self._open.clear()
         self.records = 0
+        if not self.background:
+            send = self.producer.send_batch
+            return [await send(b, t, partition=p) for t, p, b in batches]
+        loop = asyncio.get_running_loop()
+        acked: list[asyncio.Future[Any]] = []
+        for t, p, b in batches:
+            done = loop.create_future()
+            self._queued.append((t, p, b, done))
+            acked.append(done)
+        if batches and (self._sender is None or self._sender.done()):
+            self._sender = asyncio.create_task(self._send_queued())
+        return acked
+
+    async def _send_queued(self) -> None:
+        """Hand the queued batches to the producer in order (one sender at a time: a partition's
+        batches keep their order); each one's future follows the producer's for it."""
+        queued = self._queued
         send = self.producer.send_batch
-        return [await send(b, t, partition=p) for t, p, b in batches]
+        while queued:
+            t, p, b, done = queued.popleft()
+            try:
+                sent = await send(b, t, partition=p)
+            except asyncio.CancelledError:
+                done.cancel()
+                for *_, rest in queued:
+                    rest.cancel()
+                queued.clear()
+                raise
+            except Exception as exc:  # a KafkaError the delivery reports, with its batch
+                done.set_exception(exc)
+                continue
+            sent.add_done_callback(functools.partial(_follow, done))
+
+
+def _follow(done: asyncio.Future[Any], sent: asyncio.Future[Any]) -> None:
+    """``sent`` (the producer's future of a batch) settled: settle ``done`` the same way."""
+    if done.cancelled():
+        return
+    if sent.cancelled():
+        done.cancel()
+    elif (exc := sent.exception()) is not None:
+        done.set_exception(exc)
+    else:
+        done.set_result(sent.result())
 
 
 #: The header list of every record added by a :class:`RecordSink` (read, never changed).

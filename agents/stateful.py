@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -38,8 +37,7 @@ from mode import Service
 from agents.agent import AgentConfig, TablesReady, log_summaries
 from agents.compiling import QueryBuilder
 from agents.copartition import CheckedProcessor, KeyCheck
-from agents.delivery import Delivery, Inflight
-from agents.hold import prefetch_batch
+from agents.delivery import Delivery
 from agents.membership import MemberFile
 from agents.metrics import QueryStats
 from agents.pipeline_model import Pipeline, QueryDef, repartition_topic
@@ -47,17 +45,18 @@ from agents.process import OutputLike, PerPartition
 from agents.sink import Output
 from agents.source import query_transactions, source_consumer
 from agents.stable_offsets import stable_committed
-from agents.state import QueryState, StateMismatch
+from agents.state import StateMismatch
 from agents.stateful_hooks import TaskHooks
+from agents.stateful_step import run_fetched
 from agents.tasks import AggregateTask
 from agents.transaction import Transactions
 from agents.transactional import align, stateful_step
-from core.fetch import getmany_raw, highwater, still_current, supported
+from core import gcpause
+from core.fetch import getmany_raw, highwater, supported
 from core.retry import StartupRetry
 from core.stop import stop_in_order
 from sql import CompiledQuery
 from tables.protocol import Table
-from tables.store import StoreBatch
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +99,8 @@ class StatefulAgent(Service):
         )
         self.stream = pipeline.streams[query.source].name if query.copartitioned else ""
         self.group_id = f"{config.app_id}-{query.name}-agg"
-        self.output = Output(producer)
+        # Handed to the producer in the background: the next batch runs while this one's go out.
+        self.output = Output(producer, background=True)
         self.stats = QueryStats(query.name, self.topic, query.sink_topic, "stateful")
         self.builder = QueryBuilder(query, pipeline, tables, config.dead_letter_topic)
         #: Co-partitioned: the source's partition count (each task checks placement by it) and
@@ -303,7 +303,9 @@ class StatefulAgent(Service):
             logger.info(I_RUNNING, self.qdef.name, self.topic, self.qdef.sink_topic, how)
             while not self.should_stop:
                 try:
-                    await self._step()
+                    # No cyclic collection while a batch is fetched and run: see QueryAgent._step.
+                    with gcpause.paused():
+                        await self._step()
                 except StateMismatch as exc:
                     await self._rebuild(exc.partition, str(exc))
                 except OffsetOutOfRangeError as exc:
@@ -330,52 +332,10 @@ class StatefulAgent(Service):
         if self.txns is not None:
             await stateful_step(self, self.txns, consumer, fetched)
             return
-        async with self._lock:
-            for task in self.tasks.values():
-                # A topic that ends before the offset a state reflects is not the one it came
-                # from (a fetch past the end may just come back empty: checked every step).
-                task.check_highwater(highwater(consumer, task.tp))
-            if not fetched:
-                self._update_lag()
-                await self.delivery.commit_if_idle()
-                return
-            started = time.monotonic()
-            writes: list[tuple[QueryState, StoreBatch]] = []
-            offsets: dict[TopicPartition, int] = {}
-            stats = self.stats
-            # Every partition verified before any runs: a mismatch drops the whole fetch (each
-            # task is then sought back to its position), never half a processed batch.
-            runs: list[tuple[AggregateTask, Any]] = []
-            for tp, msgs in fetched.items():
-                owner = self.tasks.get(tp.partition)
-                if (
-                    owner is not None
-                    and tp.topic == self.topic
-                    and await still_current(consumer, tp, msgs)
-                ):
-                    runs.append((owner, owner.verify(msgs)))
-                # else: revoked after the fetch; its new owner reads it
-            for owner, msgs in runs:  # external tables: the batch's keys fetched at once
-                await prefetch_batch(owner.processor, {owner.tp: msgs})
-            for owner, msgs in runs:
-                tp = owner.tp
-                before = owner.duplicates
-                counts, batch = owner.run(msgs, self.output)
-                if batch is not None:
-                    writes.append((owner.state, batch))
-                # Never below what the partition's previous owner committed (quiet replay).
-                # Also for a batch whose state is written later (the task's write interval):
-                # the group offset says which outputs were written, a later owner replays the
-                # records between the stored state and it quietly.
-                offsets[owner.tp] = max(owner.position, owner.quiet_until)
-                stats.add(counts)
-                stats.duplicates_skipped += owner.duplicates - before
-                stats.partitions[tp.partition] = (owner.position, highwater(consumer, tp))
-            futures = await self.output.flush()
-            await self.delivery.put(Inflight(futures, offsets, writes, started))
-            stats.batches += 1
+        await run_fetched(self, consumer, fetched)
 
-    def _update_lag(self) -> None:
+    def update_lag(self) -> None:
+        """Each task's position against its partition's last seen high-watermark."""
         consumer = self._consumer
         if consumer is None:
             return
