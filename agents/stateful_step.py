@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -46,19 +47,7 @@ async def run_fetched(
         writes: list[tuple[QueryState, StoreBatch]] = []
         offsets: dict[TopicPartition, int] = {}
         stats = agent.stats
-        runs: list[tuple[AggregateTask, Any]] = []
-        for tp, msgs in fetched.items():
-            owner = agent.tasks.get(tp.partition)
-            if (
-                owner is not None
-                and tp.topic == agent.topic
-                and await still_current(consumer, tp, msgs)
-            ):
-                runs.append((owner, owner.verify(msgs)))
-            # else: revoked after the fetch; its new owner reads it
-        for owner, msgs in runs:  # external tables: the batch's keys fetched at once
-            await prefetch_batch(owner.processor, {owner.tp: msgs})
-        for owner, msgs in runs:
+        for owner, msgs in await verified_runs(agent, consumer, fetched):
             tp = owner.tp
             before = owner.duplicates
             counts, batch = owner.run(msgs, agent.output)
@@ -83,3 +72,23 @@ async def run_fetched(
     # that the broker works on them while the next batch runs.
     for _ in range(YIELDS):
         await asyncio.sleep(0)
+
+
+async def verified_runs(
+    agent: StatefulAgent,
+    consumer: AIOKafkaConsumer,
+    fetched: Mapping[TopicPartition, Any],
+) -> list[tuple[AggregateTask, Any]]:
+    """The fetched partitions this agent still owns, each batch verified against its task's
+    state (a mismatch raises before any batch runs) and its external tables' keys prefetched;
+    both steps, at-least-once and exactly-once, run these."""
+    runs: list[tuple[AggregateTask, Any]] = []
+    for tp, msgs in fetched.items():
+        owner = agent.tasks.get(tp.partition)
+        mine = owner is not None and tp.topic == agent.topic
+        if owner is not None and mine and await still_current(consumer, tp, msgs):
+            runs.append((owner, owner.verify(msgs)))
+        # else: revoked after the fetch; its new owner reads it
+    for owner, msgs in runs:  # external tables: the batch's keys fetched at once
+        await prefetch_batch(owner.processor, {owner.tp: msgs})
+    return runs

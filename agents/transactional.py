@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.hold import prefetch_batch
 from agents.stable_offsets import stable_committed
+from agents.stateful_step import verified_runs
 from agents.transaction import Failed, Transactions
 from core.errors import ConfigError
 from core.fetch import highwater, still_current
@@ -195,19 +196,8 @@ async def stateful_step(
         for task in agent.tasks.values():
             task.check_highwater(highwater(consumer, task.tp))
         if fetched:
-            # Every partition verified before any runs, as in at-least-once (StatefulAgent._step).
-            runs: list[tuple[AggregateTask, Any]] = []
-            for tp, msgs in fetched.items():
-                owner = agent.tasks.get(tp.partition)
-                if (
-                    owner is not None
-                    and tp.topic == agent.topic
-                    and await still_current(consumer, tp, msgs)
-                ):
-                    runs.append((owner, owner.verify(msgs)))
-            for owner, msgs in runs:  # external tables: the batch's keys fetched at once
-                await prefetch_batch(owner.processor, {owner.tp: msgs})
-            for owner, msgs in runs:
+            # Every partition verified before any runs, as in at-least-once.
+            for owner, msgs in await verified_runs(agent, consumer, fetched):
                 if not msgs:
                     continue
                 tp = owner.tp

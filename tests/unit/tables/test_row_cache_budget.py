@@ -6,7 +6,6 @@ between the preload's chunks (real RocksDB, the loader's apply + commit path, no
 from __future__ import annotations
 
 import asyncio
-import random
 import tracemalloc
 from pathlib import Path
 
@@ -20,10 +19,7 @@ from tables.rowsize import decoded_size
 from tables.spec import TableSpec
 from tables.state import stored_decoder
 from tests.support.records import TableRec as Rec
-
-
-def row(i: int) -> dict[str, object]:
-    return {"id": i, "name": f"user-{i}", "tier": ("basic", "gold")[i % 2], "credit": i * 7919}
+from tests.support.rowcache import ModelWriter, row
 
 
 def test_the_decoded_size_estimate_follows_what_rows_take() -> None:
@@ -96,25 +92,11 @@ async def preload_while_writing(table: ReferenceTable, keys: int) -> tuple[dict[
     updates, deletes and new keys land between its chunks; returns the model of the store and
     what the preload added."""
     state = table._state
-    applier = Applier("id", state.decode)
-    rng = random.Random(7)
-    model: dict[str, object] = {}
-    offset = 0
+    writer = ModelWriter(state, state.store, seed=7)
+    model, rng = writer.model, writer.rng
 
-    def write(ks: list[int]) -> None:
-        nonlocal offset
-        recs = []
-        for k in ks:
-            offset += 1
-            if rng.random() < 0.2:
-                model.pop(str(k), None)
-                recs.append(Rec(str(k).encode(), None, offset))
-            else:
-                model[str(k)] = value = row(k) | {"v": offset}
-                recs.append(Rec(str(k).encode(), codec.dumps(value), offset))
-        batch = state.batch()
-        applier.apply(recs, state.store, batch, want_changes=False)
-        state.commit(batch)
+    def write(keys: list[int]) -> None:
+        writer.write(keys, deletes=0.2)
 
     write(list(range(keys)))
     state.set_ready()

@@ -6,28 +6,17 @@ apply + commit path, no broker)."""
 from __future__ import annotations
 
 import asyncio
-import random
 from pathlib import Path
 
 from app.settings import Settings
-from core import codec
-from tables.apply import Applier
 from tables.cache_settings import DEFAULTS, CacheSettings
 from tables.kinds import KafkaKind, TableEnv
 from tables.reference import ReferenceTable
-from tables.rowcache import RAW_ENTRY_OVERHEAD, RowCache
+from tables.rowcache import RowCache
 from tables.spec import TableSpec
-from tests.support.records import TableRec as Rec
+from tests.support.rowcache import ModelWriter, raw_size
 
 SPEC = TableSpec("t", "t", key_field="id")
-
-
-def row(i: int) -> dict[str, object]:
-    return {"id": i, "name": f"user-{i}", "tier": ("basic", "gold")[i % 2], "credit": i * 7919}
-
-
-def raw_size(cache: RowCache) -> int:
-    return sum(len(k) + RAW_ENTRY_OVERHEAD + len(v or b"") for k, v in cache.raw.items())
 
 
 async def test_a_cold_restores_bytes_answer_the_first_reads_and_the_preload_decodes_them(
@@ -41,25 +30,8 @@ async def test_a_cold_restores_bytes_answer_the_first_reads_and_the_preload_deco
     state = table._state
     store = state.store.open(bulk_if_new=True)
     cache = state.rows
-    applier = Applier("id", state.decode)
-    rng = random.Random(3)
-    model: dict[str, object] = {}
-    offset = 0
-
-    def write(keys: list[int], deletes: float = 0.0) -> None:
-        nonlocal offset
-        recs = []
-        for k in keys:
-            offset += 1
-            if rng.random() < deletes:
-                model.pop(str(k), None)
-                recs.append(Rec(str(k).encode(), None, offset))
-            else:
-                model[str(k)] = value = row(k) | {"v": offset}
-                recs.append(Rec(str(k).encode(), codec.dumps(value), offset))
-        batch = state.batch()
-        applier.apply(recs, store, batch, want_changes=False)
-        state.commit(batch)
+    writer = ModelWriter(state, store, seed=3)
+    write, model, rng = writer.write, writer.model, writer.rng
 
     try:
         store.begin_restore()
