@@ -241,21 +241,29 @@ async def first_reads(
     print(f"  (GC: {pauses}; {cached(table)})")
 
 
-async def restored_reads(table: ReferenceTable, keys: int, floor: Floor) -> None:
-    """First reads right after a cold restore: 20k at once (the table just turned ready),
-    then 100 a loop turn while the preload runs between them (a worker's batches), then the
-    rest once the preload decoded the table."""
-    await first_reads("get at ready", table, keys, floor, n=20_000)
+async def restored_reads(
+    table: ReferenceTable, keys: int, floor: Floor, warm: bool = False
+) -> None:
+    """First reads right after a cold restore, or a warm restart (``warm``: RocksDB's block
+    cache empty, the rows only in its files): 20k at once (the table just turned ready), then
+    100 a loop turn while the preload runs between them (a worker's batches), then the rest
+    once the preload is done."""
+    w, after = (" w", "warm restart") if warm else ("", "restore")
+    await first_reads(f"get at ready{w}", table, keys, floor, n=20_000)
     start, cpu = time.perf_counter(), time.process_time()
     if table.preloading is not None:
-        await reads_during(table.preloading, table, keys, floor)
+        await reads_during(table.preloading, table, keys, floor, f"get in preload{w}")
     secs, cpu_s = time.perf_counter() - start, time.process_time() - cpu
-    print(f"  (the preload after the restore: done {secs:.2f}s later, {cpu_s:.2f}s CPU)")
-    await first_reads("get restored", table, keys, floor, skip=120_000)
+    print(f"  (the preload after the {after}: done {secs:.2f}s later, {cpu_s:.2f}s CPU)")
+    await first_reads("get warm done" if warm else "get restored", table, keys, floor, skip=120_000)
 
 
 async def reads_during(
-    preload: asyncio.Future[object], table: ReferenceTable, keys: int, floor: Floor
+    preload: asyncio.Future[object],
+    table: ReferenceTable,
+    keys: int,
+    floor: Floor,
+    label: str = "get in preload",
 ) -> None:
     """``get()`` on keys not read before, 100 a loop turn until ``preload`` is done (the
     longest turn between two slices: how long one of its chunks held the loop), cyclic GC on."""
@@ -276,7 +284,7 @@ async def reads_during(
     if samples:
         p50, p99, p999 = percentiles(samples)
         print(
-            f"{'get in preload':<14} p50 {p50:.2f} µs   p99 {p99:.2f} µs   p99.9 {p999:.2f} µs   "
+            f"{label:<14} p50 {p50:.2f} µs   p99 {p99:.2f} µs   p99.9 {p999:.2f} µs   "
             f"[{len(samples):,} reads; the loop held up to {longest / 1e6:.1f} ms between "
             f"slices]   load {os.getloadavg()[0]:.1f}"
         )
@@ -322,6 +330,8 @@ async def main(
         table, secs = await timed_load(spec, work / "a", broker.url)
         read = table.stats().records_read
         print(f"warm restart:  ready in {secs:.2f}s ({read} records read)")
+        if CACHE.preload:  # get after warm restart: reads at its ready and during its preload
+            await restored_reads(table, keys, floor, warm=True)
         await table.stop()
 
         rates = []
