@@ -6,7 +6,8 @@ A budgeted cache (:meth:`RowCache.budgeted`, the worker's default) is sized from
 
 - a table whose rows all fit the budget decoded is decoded whole: from the bytes a cold
   restore kept (:attr:`RowCache.fill`), freeing them (~0.35 s of CPU per 300k rows after ready),
-  else from the store; reads meanwhile decode from those bytes and keep nothing
+  else (a warm restart) from its bytes read whole from the store first (:data:`BYTES_FIRST`);
+  reads meanwhile decode from those bytes and keep nothing
   (:attr:`RowCache.decoding`: p99 ~3 µs, docs/BENCHMARKS.md "getcold"); every ``get()`` is
   then one dict probe (p99 within ~1 µs of a bare ``dict.get``, "getdefault");
 - a larger one gives its bytes level what the table's bytes need (up to all but
@@ -36,6 +37,14 @@ from tables.state import TableState
 #: here) and leaves the CPU's caches to the next reads: with 2,000 (~3 ms), reads interleaved
 #: with it had p99 4.4-7.9 µs, with 256 3.3-4.3 µs (docs/BENCHMARKS.md "getcold").
 CHUNK = 256
+#: After a warm restart (nothing kept in memory), a table that fits decoded is first read
+#: whole into the bytes level (~0.55 µs a row, :func:`hold_store`), then decoded from there as
+#: after a cold restore: a read meets memory (p99 ~3 µs) ~0.2 s per 300k rows after ready, not
+#: when the decode ends (~0.9 s; a RocksDB read with a cold block cache meanwhile, p99 ~7 µs).
+#: docs/BENCHMARKS.md "warmget". False: decoded straight from the store (main before it).
+BYTES_FIRST = True
+#: Rows a step of that read of bytes handles (~0.55 µs a row: ~0.3 ms, as a decoding step).
+BYTES_CHUNK = 2 * CHUNK
 
 
 def _held(raw: dict[bytes, bytes | None]) -> int:
@@ -82,6 +91,11 @@ async def decode_store(state: TableState, chunk: int = CHUNK) -> int:
     decode = state.decode_stored
     if cache.raw and _held(cache.raw) >= store.count:
         return await _decode_raw(cache, decode, chunk)
+    if BYTES_FIRST:
+        # Rows a batch writes meanwhile leave the bytes level or replace theirs (fill);
+        # a key dropped is decoded by no step, read from the store when asked.
+        await hold_store(state, BYTES_CHUNK * chunk // CHUNK)
+        return await _decode_raw(cache, decode, chunk)
     after: bytes | None = None
     added = 0
     while True:
@@ -97,6 +111,27 @@ async def decode_store(state: TableState, chunk: int = CHUNK) -> int:
         cache.keep_decoded(skeys, values, decode)
         added += len(part)
         after = skeys[-1]
+        await asyncio.sleep(0)
+
+
+async def hold_store(state: TableState, chunk: int = BYTES_CHUNK) -> int:
+    """Read every stored row into the bytes level, beyond its bound (:meth:`RowCache.hold_raw`;
+    the caller decodes and frees them next), ``chunk`` rows a step (a step of bytes costs ~1/4
+    of a decoded one). Returns rows read."""
+    cache, store = state.rows, state.store
+    after: bytes | None = None
+    read = 0
+    while True:
+        part = list(itertools.islice(store.items(from_key=after), chunk + 1))
+        if part and part[0][0] == after:
+            del part[0]
+        else:
+            del part[chunk:]
+        if not part:
+            return read
+        cache.hold_raw(part)
+        read += len(part)
+        after = part[-1][0]
         await asyncio.sleep(0)
 
 

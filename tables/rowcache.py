@@ -194,6 +194,18 @@ class RowCache:
         self.rows.update(zip(texts, map(decode, values), strict=True))
         self._order.extend(texts)
 
+    def hold_raw(self, pairs: list[tuple[bytes, bytes]]) -> None:
+        """Keep stored rows read from the store just now in the bytes level, beyond its bound:
+        the preload of a table that fits decoded, after a warm restart, which decodes them
+        next and frees them (:meth:`decode_raw`). A key held already keeps its bytes (the
+        same: writes replace or drop them)."""
+        raw = self.raw
+        if raw:
+            pairs = [p for p in pairs if p[0] not in raw]
+        raw.update(pairs)
+        self.raw_bytes += sum(len(k) + len(v) for k, v in pairs) + len(pairs) * RAW_ENTRY_OVERHEAD
+        self._raw_order.extend(k for k, _ in pairs)
+
     def decode_raw(self, skeys: list[bytes], decode: Decode) -> int:
         """Move the stored rows of ``skeys`` from the bytes level into ``rows``, decoded (the
         preload of a table whose bytes a restore kept); keys no longer held are skipped."""

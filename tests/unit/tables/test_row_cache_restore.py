@@ -1,6 +1,7 @@
 """A cold restore keeps its rows' bytes in the row cache, so the first reads once ready are
 answered from memory; the preload then decodes those bytes (freeing them), and reads meanwhile
-keep nothing. And a table built in code gets the worker's cache (real RocksDB, the loader's
+keep nothing. After a warm restart the preload reads the stored bytes whole first, then decodes
+them the same way. And a table built in code gets the worker's cache (real RocksDB, the loader's
 apply + commit path, no broker)."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import asyncio
 from pathlib import Path
 
 from app.settings import Settings
+from tables.apply import Applier
 from tables.cache_settings import DEFAULTS, CacheSettings
 from tables.kinds import KafkaKind, TableEnv
 from tables.reference import ReferenceTable
@@ -71,6 +73,65 @@ async def test_a_cold_restores_bytes_answer_the_first_reads_and_the_preload_deco
         n = len(cache.rows)
         table.get("999")
         assert len(cache.rows) == n + 1  # decoded: reads keep what they read again
+    finally:
+        store.close()
+
+
+async def test_after_a_warm_restart_the_preload_reads_the_bytes_whole_then_decodes_them(
+    tmp_path: Path,
+) -> None:
+    """A warm restart keeps nothing in memory: the preload reads every stored row's bytes
+    first (reads then meet memory, not a cold RocksDB), then decodes them as after a cold
+    restore; reads equal the store throughout and keep nothing, with batches between steps."""
+
+    def table() -> ReferenceTable:
+        cache = CacheSettings(mb=0.25).cache()
+        return ReferenceTable(SPEC, tmp_path, "127.0.0.1:1", row_cache=cache, preload_cache=True)
+
+    before = table()
+    writer = ModelWriter(before._state, before._state.store.open(bulk_if_new=True), seed=5)
+    for start in range(0, 400, 100):
+        writer.write(list(range(start, start + 100)))
+    writer.write(writer.rng.sample(range(400), 60), deletes=0.2)
+    before._state.store.close()
+
+    after = table()  # the same RocksDB directory: a warm restart
+    state = after._state
+    store = writer.store = state.store.open()
+    writer.state = state
+    writer.applier = Applier("id", state.decode)
+    cache, model, rng = state.rows, writer.model, writer.rng
+    try:
+        assert store.count == len(model)
+        assert not cache.raw
+        assert not cache.rows
+        state.set_ready()
+        task = asyncio.ensure_future(after.preload_cache(chunk=16))
+        await asyncio.sleep(0)  # sized, and its first step read
+        whole = False  # every stored row's bytes held, while few were decoded yet
+        while not task.done():
+            assert cache.decoding
+            held = {k: v for k, v in cache.raw.items() if v is not None}
+            whole = whole or (len(held) >= 0.9 * store.count and len(cache.rows) < 100)
+            for skey, raw in held.items():
+                assert raw == store.get(skey)
+            rows, raw_held = len(cache.rows), dict(cache.raw)
+            for k in [str(rng.randrange(420)) for _ in range(10)]:
+                assert after.get(k) == model.get(k)
+            assert (len(cache.rows), cache.raw) == (rows, raw_held)  # the reads kept nothing
+            writer.write([rng.randrange(420) for _ in range(3)], deletes=0.2)
+            await asyncio.sleep(0)
+
+        assert whole
+        assert not cache.decoding
+        assert task.result() > 300
+        assert cache.raw_bytes == raw_size(cache) <= cache.max_raw_bytes
+        decoded = {k: v for k, v in cache.rows.items() if v is not None}
+        assert len(decoded) > 0.8 * len(model)  # all but what was written after its step
+        for key, value in decoded.items():
+            assert value == model[key], key
+        for i in range(420):
+            assert after.get(str(i)) == model.get(str(i))
     finally:
         store.close()
 
