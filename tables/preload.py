@@ -32,6 +32,7 @@ from typing import Any
 from tables.rowcache import RowCache
 from tables.rowsize import SIZE_SAMPLE
 from tables.state import TableState
+from tables.store import TableStore
 
 #: Rows a step of the preload handles between awaits. A step holds the event loop (~0.3 ms
 #: here) and leaves the CPU's caches to the next reads: with 2,000 (~3 ms), reads interleaved
@@ -45,6 +46,16 @@ CHUNK = 256
 BYTES_FIRST = True
 #: Rows a step of that read of bytes handles (~0.55 µs a row: ~0.3 ms, as a decoding step).
 BYTES_CHUNK = 2 * CHUNK
+
+
+def _rows_after(store: TableStore, after: bytes | None, chunk: int) -> list[tuple[bytes, bytes]]:
+    """The next ``chunk`` stored rows in key order after the key ``after`` (None: the first)."""
+    part = list(itertools.islice(store.items(from_key=after), chunk + 1))
+    if part and part[0][0] == after:
+        del part[0]
+    else:
+        del part[chunk:]
+    return part
 
 
 def _held(raw: dict[bytes, bytes | None]) -> int:
@@ -99,12 +110,7 @@ async def decode_store(state: TableState, chunk: int = CHUNK) -> int:
     after: bytes | None = None
     added = 0
     while True:
-        items = store.items(from_key=after)
-        part = list(itertools.islice(items, chunk + 1))
-        if part and part[0][0] == after:
-            del part[0]
-        else:
-            del part[chunk:]
+        part = _rows_after(store, after, chunk)
         if not part or len(cache.rows) + len(part) > cache.max_rows:
             return added
         skeys, values = map(list, zip(*part, strict=True))
@@ -122,11 +128,7 @@ async def hold_store(state: TableState, chunk: int = BYTES_CHUNK) -> int:
     after: bytes | None = None
     read = 0
     while True:
-        part = list(itertools.islice(store.items(from_key=after), chunk + 1))
-        if part and part[0][0] == after:
-            del part[0]
-        else:
-            del part[chunk:]
+        part = _rows_after(store, after, chunk)
         if not part:
             return read
         cache.hold_raw(part)
