@@ -29,11 +29,15 @@ class ModelWriter:
     ``rng`` is the test's one source of randomness."""
 
     def __init__(self, state: TableState, store: TableStore, seed: int) -> None:
-        self.state, self.store = state, store
-        self.applier = Applier("id", state.decode)
         self.rng = random.Random(seed)
         self.model: dict[str, object] = {}
         self.offset = 0
+        self.attach(state, store)
+
+    def attach(self, state: TableState, store: TableStore) -> None:
+        """Write into this state and store from now on (the same table after a restart)."""
+        self.state, self.store = state, store
+        self.applier = Applier("id", state.decode)
 
     def write(self, keys: list[int], deletes: float = 0.0) -> None:
         """One batch: each key deleted with chance ``deletes``, else written with a new value."""

@@ -10,7 +10,6 @@ import asyncio
 from pathlib import Path
 
 from app.settings import Settings
-from tables.apply import Applier
 from tables.cache_settings import DEFAULTS, CacheSettings
 from tables.kinds import KafkaKind, TableEnv
 from tables.reference import ReferenceTable
@@ -19,6 +18,22 @@ from tables.spec import TableSpec
 from tests.support.rowcache import ModelWriter, raw_size
 
 SPEC = TableSpec("t", "t", key_field="id")
+
+
+def preloaded(table: ReferenceTable, decoded_rows: int, model: dict[str, object]) -> None:
+    """The preload of a table that fits decoded has ended: the bytes level within its bound and
+    counted exactly, every row decoded but those written after their step (dropped: read back
+    later) equal to the model, and reads equal it."""
+    cache = table._state.rows
+    assert not cache.decoding
+    assert decoded_rows > 300
+    assert cache.raw_bytes == raw_size(cache) <= cache.max_raw_bytes
+    decoded = {k: v for k, v in cache.rows.items() if v is not None}
+    assert len(decoded) > 0.8 * len(model)
+    for key, value in decoded.items():
+        assert value == model[key], key
+    for i in range(420):
+        assert table.get(str(i)) == model.get(str(i))
 
 
 async def test_a_cold_restores_bytes_answer_the_first_reads_and_the_preload_decodes_them(
@@ -61,15 +76,7 @@ async def test_a_cold_restores_bytes_answer_the_first_reads_and_the_preload_deco
             await asyncio.sleep(0)
 
         assert over  # the bytes level held more than its bound until decoded: nothing evicted
-        assert not cache.decoding
-        assert task.result() > 300
-        assert cache.raw_bytes == raw_size(cache) <= cache.max_raw_bytes
-        decoded = {k: v for k, v in cache.rows.items() if v is not None}
-        assert len(decoded) > 0.8 * len(model)  # all but what was written after its chunk
-        for key, value in decoded.items():
-            assert value == model[key], key
-        for i in range(420):
-            assert table.get(str(i)) == model.get(str(i))
+        preloaded(table, task.result(), model)
         n = len(cache.rows)
         table.get("999")
         assert len(cache.rows) == n + 1  # decoded: reads keep what they read again
@@ -97,9 +104,8 @@ async def test_after_a_warm_restart_the_preload_reads_the_bytes_whole_then_decod
 
     after = table()  # the same RocksDB directory: a warm restart
     state = after._state
-    store = writer.store = state.store.open()
-    writer.state = state
-    writer.applier = Applier("id", state.decode)
+    store = state.store.open()
+    writer.attach(state, store)
     cache, model, rng = state.rows, writer.model, writer.rng
     try:
         assert store.count == len(model)
@@ -123,15 +129,7 @@ async def test_after_a_warm_restart_the_preload_reads_the_bytes_whole_then_decod
             await asyncio.sleep(0)
 
         assert whole
-        assert not cache.decoding
-        assert task.result() > 300
-        assert cache.raw_bytes == raw_size(cache) <= cache.max_raw_bytes
-        decoded = {k: v for k, v in cache.rows.items() if v is not None}
-        assert len(decoded) > 0.8 * len(model)  # all but what was written after its step
-        for key, value in decoded.items():
-            assert value == model[key], key
-        for i in range(420):
-            assert after.get(str(i)) == model.get(str(i))
+        preloaded(after, task.result(), model)
     finally:
         store.close()
 
