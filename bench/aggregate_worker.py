@@ -14,6 +14,12 @@ the network, the event loop, the broker's acks and the result reads.
     .venv/bin/python -m bench.aggregate_worker [--query group|window] [--events 200000]
         [--users 10000] [--repeat N] [--profile OUT.txt] [--codegen/--no-codegen]
         [--write-interval SECONDS]
+
+Instruction counts, independent of the machine's load (the sixth pass's figures)::
+
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=cg.out \
+        .venv/bin/python -m bench.aggregate_worker --query window --events 100000 --repeat 1 \
+        --write-interval 1e9 --callgrind
 """
 
 from __future__ import annotations
@@ -206,7 +212,14 @@ def main(args: argparse.Namespace) -> None:
         cmd = [exe, "record", "--pid", pid, "-r", "250", "-o", args.profile, "--format", fmt]
         spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1)
+    if args.callgrind:
+        # Instruction counts of the runs alone (docs/BENCHMARKS.md, sixth pass): a warm-up run
+        # first, then valgrind's instrumentation switched on for this process.
+        asyncio.run(once(args, parts))
+        subprocess.run(["callgrind_control", "-i", "on", str(os.getpid())], check=True)
     runs = [asyncio.run(once(args, parts))[0] for _ in range(args.repeat)]
+    if args.callgrind:
+        subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], check=True)
     if spy is not None:
         spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
         spy.wait(60)
@@ -242,5 +255,10 @@ if __name__ == "__main__":
         "--untimed-read",
         action="store_true",
         help="read the record batches into records before the clock starts",
+    )
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="under `valgrind --tool=callgrind --instr-atstart=no`: count the runs after a warm-up",
     )
     main(parser.parse_args())
